@@ -1,0 +1,155 @@
+// pd_cuda.cu - device management, cuBLAS matvec and the RMSNorm kernel behind pd_cuda.h.
+#include "pd_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+static char g_err[256];
+static cudaStream_t g_stream;
+static cublasHandle_t g_blas;
+static int g_ready;
+
+static int fail_cuda(cudaError_t e, const char *what)
+{
+    snprintf(g_err, sizeof g_err, "%s: %s", what, cudaGetErrorString(e));
+    return -1;
+}
+
+static int fail_blas(cublasStatus_t s, const char *what)
+{
+    snprintf(g_err, sizeof g_err, "%s: cublas status %d", what, (int)s);
+    return -1;
+}
+
+#define CU(call, what)                         \
+    do {                                       \
+        cudaError_t e_ = (call);               \
+        if (e_ != cudaSuccess) {               \
+            return fail_cuda(e_, what);        \
+        }                                      \
+    } while (0)
+
+extern "C" int pd_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); // clear the sticky "no driver" error
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int pd_cuda_device_name(int dev, char *buf, size_t n)
+{
+    cudaDeviceProp p;
+    CU(cudaGetDeviceProperties(&p, dev), "cudaGetDeviceProperties");
+    snprintf(buf, n, "%s", p.name);
+    return 0;
+}
+
+extern "C" const char *pd_cuda_last_error(void)
+{
+    return g_err;
+}
+
+extern "C" int pd_cuda_init(int dev)
+{
+    if (g_ready) {
+        return 0;
+    }
+    CU(cudaSetDevice(dev), "cudaSetDevice");
+    CU(cudaStreamCreate(&g_stream), "cudaStreamCreate");
+    cublasStatus_t s = cublasCreate(&g_blas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        return fail_blas(s, "cublasCreate");
+    }
+    cublasSetStream(g_blas, g_stream);
+    g_ready = 1;
+    return 0;
+}
+
+extern "C" void pd_cuda_shutdown(void)
+{
+    if (g_ready) {
+        cublasDestroy(g_blas);
+        cudaStreamDestroy(g_stream);
+        g_ready = 0;
+    }
+}
+
+extern "C" int pd_cuda_malloc(void **d_ptr, size_t bytes)
+{
+    CU(cudaMalloc(d_ptr, bytes), "cudaMalloc");
+    return 0;
+}
+
+extern "C" void pd_cuda_free(void *d_ptr)
+{
+    if (d_ptr) {
+        cudaFree(d_ptr);
+    }
+}
+
+extern "C" int pd_cuda_upload(void *d_dst, const void *src, size_t bytes)
+{
+    CU(cudaMemcpyAsync(d_dst, src, bytes, cudaMemcpyHostToDevice, g_stream), "upload");
+    return 0;
+}
+
+extern "C" int pd_cuda_download(void *dst, const void *d_src, size_t bytes)
+{
+    CU(cudaMemcpyAsync(dst, d_src, bytes, cudaMemcpyDeviceToHost, g_stream), "download");
+    CU(cudaStreamSynchronize(g_stream), "sync");
+    return 0;
+}
+
+extern "C" int pd_cuda_sync(void)
+{
+    CU(cudaStreamSynchronize(g_stream), "sync");
+    return 0;
+}
+
+extern "C" int pd_cuda_matvec_f32(const float *d_w, const float *d_x, float *d_y, int rows,
+                                  int cols)
+{
+    // Row-major W[rows][cols] is column-major W^T[cols][rows]: y = (W^T)^T x.
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasSgemv(g_blas, CUBLAS_OP_T, cols, rows, &one, d_w, cols, d_x, 1,
+                                   &zero, d_y, 1);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        return fail_blas(s, "cublasSgemv");
+    }
+    return 0;
+}
+
+// One block per row; shared-memory tree reduction of the sum of squares.
+__global__ static void rmsnorm_kernel(const float *x, const float *w, float *out, int n,
+                                      float eps)
+{
+    __shared__ float part[256];
+    float acc = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        acc += x[i] * x[i];
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            part[threadIdx.x] += part[threadIdx.x + s];
+        }
+        __syncthreads();
+    }
+    float scale = rsqrtf(part[0] / n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        out[i] = x[i] * scale * w[i];
+    }
+}
+
+extern "C" int pd_cuda_rmsnorm_f32(const float *d_x, const float *d_w, float *d_out, int n,
+                                   float eps)
+{
+    rmsnorm_kernel<<<1, 256, 0, g_stream>>>(d_x, d_w, d_out, n, eps);
+    CU(cudaGetLastError(), "rmsnorm launch");
+    return 0;
+}

@@ -1,0 +1,1 @@
+/* store.c - placeholder removed when the first store module lands. */

@@ -1,0 +1,53 @@
+/* cli.h - the headless subcommands and the helpers they share.
+ *
+ * Each subcommand is `int pd_cli_<name>(int argc, char **argv)` taking argv after the
+ * subcommand name (argv[0] is the subcommand) and returning the process exit status:
+ * 0 ok, 1 runtime failure (bad file, model error), 2 usage error. Errors are printed
+ * once, to stderr, as "ponder: <message>". Machine output (--json) goes to stdout. */
+#ifndef PD_CLI_H
+#define PD_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/status.h"
+
+struct pd_subcmd {
+    const char *name;
+    const char *summary;                 /* one line for --help */
+    int (*run)(int argc, char **argv);
+};
+
+/* The subcommand table (terminated by a NULL name). */
+extern const struct pd_subcmd pd_subcmds[];
+
+/* What `ponder` with no arguments does: the workbench's default job. */
+int pd_cli_default(int argc, char **argv);
+
+/* Prints "ponder: <err message>" to stderr. */
+void pd_cli_print_err(const struct pd_err *err);
+/* Prints "ponder: <fmt...>" to stderr and returns `code`. */
+int pd_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Option parsing helpers for "--name value" / "--name=value" / "-x value". */
+struct pd_argv {
+    int argc;
+    char **argv;
+    int i;          /* next index to read */
+    const char *cmd;/* subcommand name for messages */
+};
+
+/* Returns true when argv[i] matches one of the names (long "--x" or short "-x").
+ * When it takes a value, stores it in *val (from "--x=v" or the next argument) and
+ * advances; a missing value prints a usage error and sets *bad. */
+bool pd_arg_match(struct pd_argv *a, const char *lname, const char *sname, const char **val,
+                  bool *bad);
+/* Parses an integer / float option value; prints an error naming the option on failure. */
+bool pd_arg_long(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+                 long long *out);
+bool pd_arg_double(const char *cmd, const char *opt, const char *s, double *out);
+
+/* Path of the test/demo models folder: $PONDER_TEST_MODELS or ../shared/models. */
+const char *pd_cli_models_dir(void);
+
+#endif

@@ -1,0 +1,96 @@
+/* cli_common.c - argument parsing and error printing shared by the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pd_cli_print_err(const struct pd_err *err)
+{
+    fprintf(stderr, "ponder: %s\n", err->msg[0] ? err->msg : pd_status_str(err->status));
+}
+
+int pd_cli_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ponder: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+bool pd_arg_match(struct pd_argv *a, const char *lname, const char *sname, const char **val,
+                  bool *bad)
+{
+    const char *arg = a->argv[a->i];
+    size_t ll = lname ? strlen(lname) : 0;
+    const char *inline_val = NULL;
+    bool hit = false;
+    if (lname && strncmp(arg, lname, ll) == 0 && (arg[ll] == '\0' || arg[ll] == '=')) {
+        hit = true;
+        if (arg[ll] == '=') {
+            inline_val = arg + ll + 1;
+        }
+    } else if (sname && strcmp(arg, sname) == 0) {
+        hit = true;
+    }
+    if (!hit) {
+        return false;
+    }
+    a->i++;
+    if (!val) {
+        if (inline_val) {
+            pd_cli_fail(2, "%s: option %s takes no value", a->cmd, lname);
+            *bad = true;
+        }
+        return true;
+    }
+    if (inline_val) {
+        *val = inline_val;
+    } else if (a->i < a->argc) {
+        *val = a->argv[a->i++];
+    } else {
+        pd_cli_fail(2, "%s: option %s needs a value", a->cmd, lname ? lname : sname);
+        *bad = true;
+    }
+    return true;
+}
+
+bool pd_arg_long(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+                 long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        pd_cli_fail(2, "%s: %s: expected an integer in [%lld, %lld], got '%s'", cmd, opt, lo, hi,
+                    s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool pd_arg_double(const char *cmd, const char *opt, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) {
+        pd_cli_fail(2, "%s: %s: expected a number, got '%s'", cmd, opt, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+const char *pd_cli_models_dir(void)
+{
+    const char *d = getenv("PONDER_TEST_MODELS");
+    return (d && *d) ? d : "../shared/models";
+}

@@ -1,0 +1,65 @@
+/* main.c - ponder's entry point: global options and subcommand dispatch, nothing else. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder [-v] [--version] [--help] <command> [args]\n"
+            "\n"
+            "ponder is a terminal workbench for the reasoning traces of language models.\n"
+            "\n"
+            "commands:\n");
+    for (const struct pd_subcmd *c = pd_subcmds; c->name; c++) {
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    }
+    fprintf(f,
+            "\n"
+            "global options:\n"
+            "  -v, --verbose  more log output (repeat for debug)\n"
+            "  --version      print the version and exit\n"
+            "  --help         print this help and exit\n"
+            "\n"
+            "Run 'ponder <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    int verbose = 0;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("ponder %s (cuda backend: %s)\n", PONDER_VERSION, HAVE_CUDA ? "built" : "not built");
+            return 0;
+        }
+        if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            verbose++;
+            continue;
+        }
+        if (strcmp(a, "-vv") == 0) {
+            verbose += 2;
+            continue;
+        }
+        return pd_cli_fail(2, "unknown option '%s' (see 'ponder --help')", a);
+    }
+    pd_log_set_level(verbose >= 2 ? PD_LOG_DEBUG : verbose == 1 ? PD_LOG_INFO : PD_LOG_WARN);
+    if (i >= argc) {
+        return pd_cli_default(argc - i, argv + i);
+    }
+    for (const struct pd_subcmd *c = pd_subcmds; c->name; c++) {
+        if (strcmp(argv[i], c->name) == 0) {
+            return c->run(argc - i, argv + i);
+        }
+    }
+    return pd_cli_fail(2, "unknown command '%s' (see 'ponder --help')", argv[i]);
+}

@@ -1,0 +1,65 @@
+/* quant.h - GGUF block formats: conversion to/from f32 and dot products.
+ *
+ * Block layouts are bit-compatible with GGUF files (see docs/gguf.md):
+ *   q8_0: { f16 d; i8 qs[32]; }                                         34 bytes / 32
+ *   q4_0: { f16 d; u8 qs[16]; }  x = (nibble - 8) * d                   18 bytes / 32
+ *   q4_K: { f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }              144 bytes / 256
+ *   q5_K: { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]; }   176 bytes / 256
+ *   q6_K: { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }             210 bytes / 256
+ *   q8_K: { f32 d; i8 qs[256]; i16 bsums[16]; }  (activations only)   292 bytes / 256
+ * Dot products take the activation in the weight type's vec_dot_type (dtype.h).
+ * Pure functions, thread-safe; n must be a multiple of the block size. */
+#ifndef PD_QUANT_H
+#define PD_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+#define PD_QK8_0 32
+#define PD_QK4_0 32
+#define PD_QK_K 256
+
+void pd_f32_to_f32(const void *src, float *dst, size_t n);
+void pd_f32_from_f32(const float *src, void *dst, size_t n);
+float pd_f32_vec_dot(const void *w, const void *x, size_t n);
+
+void pd_f16_row_to_f32(const void *src, float *dst, size_t n);
+void pd_f16_row_from_f32(const float *src, void *dst, size_t n);
+float pd_f16_vec_dot(const void *w, const void *x, size_t n); /* x: f16 */
+
+void pd_bf16_row_to_f32(const void *src, float *dst, size_t n);
+void pd_bf16_row_from_f32(const float *src, void *dst, size_t n);
+float pd_bf16_vec_dot(const void *w, const void *x, size_t n); /* x: bf16 */
+
+void pd_q8_0_to_f32(const void *src, float *dst, size_t n);
+void pd_q8_0_from_f32(const float *src, void *dst, size_t n);
+float pd_q8_0_vec_dot(const void *w, const void *x, size_t n); /* x: q8_0 */
+
+void pd_q4_0_to_f32(const void *src, float *dst, size_t n);
+void pd_q4_0_from_f32(const float *src, void *dst, size_t n);
+float pd_q4_0_vec_dot(const void *w, const void *x, size_t n); /* x: q8_0 */
+
+void pd_q4_k_to_f32(const void *src, float *dst, size_t n);
+void pd_q4_k_from_f32(const float *src, void *dst, size_t n);
+float pd_q4_k_vec_dot(const void *w, const void *x, size_t n); /* x: q8_K */
+
+void pd_q5_k_to_f32(const void *src, float *dst, size_t n);
+void pd_q5_k_from_f32(const float *src, void *dst, size_t n);
+float pd_q5_k_vec_dot(const void *w, const void *x, size_t n); /* x: q8_K */
+
+void pd_q6_k_to_f32(const void *src, float *dst, size_t n);
+void pd_q6_k_from_f32(const float *src, void *dst, size_t n);
+float pd_q6_k_vec_dot(const void *w, const void *x, size_t n); /* x: q8_K */
+
+void pd_q8_k_to_f32(const void *src, float *dst, size_t n);
+void pd_q8_k_from_f32(const float *src, void *dst, size_t n);
+
+/* Converts the activation row x[0..n) to vec_dot_type storage at dst (the row the weight
+ * type's vec_dot expects): F32 copy, F16, BF16, Q8_0 or Q8_K. n must be a multiple of
+ * that type's block size and dst must hold pd_dtype_row_size(vec_dot_type, n) bytes.
+ * x and dst are borrowed for the call. Pure, thread-safe. */
+void pd_quant_row_for_dot(enum pd_dtype vec_dot_type, const float *x, void *dst, size_t n);
+
+#endif

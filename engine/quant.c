@@ -80,8 +80,8 @@ static inline float half_to_float(uint16_t h)
     f *= 0x1p112f;
     uint32_t bits;
     memcpy(&bits, &f, 4);
-    bits = em >= (0x7C00u << 13) ? (em | 0x7F800000u) : bits;
-    bits |= sign;
+    uint32_t special = 0u - (uint32_t)(em >= (0x7C00u << 13)); /* all ones for inf/NaN */
+    bits = (bits & ~special) | ((em | 0x7F800000u) & special) | sign;
     memcpy(&f, &bits, 4);
     return f;
 }
@@ -700,6 +700,24 @@ void pd_q5_k_from_f32(const float *src, void *dst, size_t n)
     }
 }
 
+/* Integer dot of group g (64 elements, sub-blocks 2g and 2g+1) with q8, each sub-block
+ * sum weighted by its 6-bit scale. */
+static inline int32_t q5_group_dot(const uint8_t *qs, const uint8_t *qh, const int8_t *q8,
+                                   int g, const uint8_t *sc)
+{
+    const uint8_t m1 = (uint8_t)(1u << (2 * g));
+    const uint8_t m2 = (uint8_t)(2u << (2 * g));
+    int32_t s1 = 0;
+    int32_t s2 = 0;
+    for (int l = 0; l < 32; l++) {
+        int q1 = (qs[32 * g + l] & 0x0F) | ((qh[l] & m1) ? 16 : 0);
+        int q2 = (qs[32 * g + l] >> 4) | ((qh[l] & m2) ? 16 : 0);
+        s1 += q1 * q8[64 * g + l];
+        s2 += q2 * q8[64 * g + 32 + l];
+    }
+    return s1 * sc[2 * g] + s2 * sc[2 * g + 1];
+}
+
 float pd_q5_k_vec_dot(const void *w, const void *x, size_t n)
 {
     assert(n % PD_QK_K == 0);
@@ -713,18 +731,9 @@ float pd_q5_k_vec_dot(const void *w, const void *x, size_t n)
         const uint8_t *qh = b + Q5_K_QH;
         const uint8_t *qs = b + Q5_K_QS;
         const int8_t *q8 = (const int8_t *)(y + Q8_K_QS);
-        int32_t isum = 0;
-        for (int g = 0; g < 4; g++) {
-            int32_t s1 = 0;
-            int32_t s2 = 0;
-            for (int l = 0; l < 32; l++) {
-                int q1 = (qs[32 * g + l] & 0x0F) | (((qh[l] >> (2 * g)) & 1) << 4);
-                int q2 = (qs[32 * g + l] >> 4) | (((qh[l] >> (2 * g + 1)) & 1) << 4);
-                s1 += q1 * q8[64 * g + l];
-                s2 += q2 * q8[64 * g + 32 + l];
-            }
-            isum += s1 * sc[2 * g] + s2 * sc[2 * g + 1];
-        }
+        /* Constant group numbers: after inlining the bit masks are immediates. */
+        int32_t isum = q5_group_dot(qs, qh, q8, 0, sc) + q5_group_dot(qs, qh, q8, 1, sc) +
+                       q5_group_dot(qs, qh, q8, 2, sc) + q5_group_dot(qs, qh, q8, 3, sc);
         int16_t bsums[PD_QK_K / 16];
         load_bsums(y, bsums);
         int32_t msum = 0;

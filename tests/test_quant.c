@@ -488,6 +488,19 @@ static void test_q8_k_reference(void **state)
     for (int i = 0; i < 256; i++) {
         assert_true(y[i] == d * (float)qs[i]);
     }
+    /* sign convention: a positive largest-magnitude value gets code -127 and d < 0 */
+    for (int i = 0; i < 256; i++) {
+        x[i] = (float)(128 - i) * 0.5f;
+    }
+    pd_q8_k_from_f32(x, blk, 256);
+    memcpy(&d, blk, 4);
+    assert_true(d == 1.0f / (-127.0f / 64.0f));
+    assert_int_equal(qs[0], -127);
+    assert_int_equal(qs[255], 126); /* -127/64 * -63.5 = 126.008 */
+    pd_q8_k_to_f32(blk, y, 256);
+    for (int i = 0; i < 256; i++) {
+        assert_true(fabsf(y[i] - x[i]) <= fabsf(d) * 0.5f * 1.0001f);
+    }
 }
 
 /* ---- quantiser round trips -------------------------------------------------------- */
@@ -498,17 +511,19 @@ struct err_case {
     double max_unif;  /* and for uniform [-1, 1) data */
 };
 
-/* Bounds sit a little above what the quantisers achieve (printed by the test), so a
- * quantiser regression fails. */
+/* Bounds sit a few percent above what the quantisers achieve (printed by the test; the
+ * data are deterministic), so a quantiser regression fails: e.g. dropping the K-quant
+ * scale search raises q4_K to 0.077, q5_K to 0.038 and q6_K to 0.019 on Gaussian data.
+ * These are the errors 4.5/5.5/6.6 bits per weight give on Gaussian data. */
 static const struct err_case err_cases[] = {
     {PD_DTYPE_F16, 0.0005, 0.0005},
     {PD_DTYPE_BF16, 0.004, 0.004},
-    {PD_DTYPE_Q8_0, 0.01, 0.01},
-    {PD_DTYPE_Q8_K, 0.01, 0.01},
-    {PD_DTYPE_Q4_0, 0.12, 0.10},
-    {PD_DTYPE_Q4_K, 0.10, 0.08},
-    {PD_DTYPE_Q5_K, 0.05, 0.04},
-    {PD_DTYPE_Q6_K, 0.025, 0.02},
+    {PD_DTYPE_Q8_0, 0.006, 0.0042},
+    {PD_DTYPE_Q8_K, 0.0075, 0.0044},
+    {PD_DTYPE_Q4_0, 0.09, 0.068},
+    {PD_DTYPE_Q4_K, 0.074, 0.058},
+    {PD_DTYPE_Q5_K, 0.0375, 0.029},
+    {PD_DTYPE_Q6_K, 0.018, 0.014},
 };
 
 static void test_round_trip_error(void **state)
@@ -681,7 +696,7 @@ static void check_vec_dot(enum pd_dtype t, size_t n, int data)
         raw += (double)w[i] * (double)a[i];
     }
     double got = (double)tr->vec_dot(wq, aq, n);
-    if (!(fabs(got - ref) <= 2e-6 * mag + 1e-30)) {
+    if (!(fabs(got - ref) <= 5e-7 * mag + 1e-30)) {
         fail_msg("%s n=%zu: vec_dot %.9g, dequantised dot %.9g (|.| sum %.6g)", tr->name, n,
                  got, ref, mag);
     }

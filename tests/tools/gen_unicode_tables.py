@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""gen_unicode_tables.py - writes engine/unicode_tables.c, the code point class tables
+that the byte-level BPE pre-tokenizers of engine/tokenizer.c match against.
+
+Classes (one bit each, see engine/unicode.h):
+  letter      general category L*  (regex \\p{L})
+  number      general category N*  (regex \\p{N})
+  punctuation general category P*  (regex \\p{P})
+  symbol      general category S*  (regex \\p{S})
+  mark        general category M*  (regex \\p{M})
+  space       the Unicode White_Space property (PropList.txt); this is the set the
+              pre-tokenizer splitters treat as \\s, for ASCII exactly [\\t\\n\\v\\f\\r ]
+
+Source data, in order of preference:
+  1. a UCD directory given with --ucd (UnicodeData.txt + PropList.txt), default
+     /usr/share/unicode (Debian package `unicode-data`, UCD 15.0 on bookworm);
+  2. Python's built-in unicodedata module (whatever UCD version it carries), with the
+     White_Space set written out below (it has been stable since Unicode 6.1).
+The generated file records which source and version it came from.
+
+Usage: python3 tests/tools/gen_unicode_tables.py [--ucd DIR] [-o engine/unicode_tables.c]
+"""
+import argparse
+import os
+import sys
+
+MAX_CP = 0x110000
+LETTER, NUMBER, PUNCT, SYMBOL, MARK, SPACE = 1, 2, 4, 8, 16, 32
+CAT_FLAG = {"L": LETTER, "N": NUMBER, "P": PUNCT, "S": SYMBOL, "M": MARK}
+# White_Space in PropList.txt (unchanged since Unicode 6.1); used only without a UCD dir.
+WHITE_SPACE = list(range(0x09, 0x0E)) + [0x20, 0x85, 0xA0, 0x1680] + \
+    list(range(0x2000, 0x200B)) + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+
+
+def from_ucd(ucd):
+    flags = bytearray(MAX_CP)
+    first = None
+    with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
+        for line in f:
+            fields = line.split(";")
+            cp = int(fields[0], 16)
+            name, cat = fields[1], fields[2]
+            fl = CAT_FLAG.get(cat[0], 0)
+            if name.endswith(", First>"):
+                first = cp
+                continue
+            if name.endswith(", Last>"):
+                for c in range(first, cp + 1):
+                    flags[c] = fl
+                first = None
+                continue
+            flags[cp] = fl
+    n_space = 0
+    with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            rng, prop = [x.strip() for x in line.split(";")]
+            if prop != "White_Space":
+                continue
+            lo, _, hi = rng.partition("..")
+            lo = int(lo, 16)
+            hi = int(hi, 16) if hi else lo
+            for c in range(lo, hi + 1):
+                flags[c] |= SPACE
+                n_space += 1
+    if n_space == 0:
+        sys.exit("PropList.txt has no White_Space entries")
+    version = "?"
+    readme = os.path.join(ucd, "ReadMe.txt")
+    if os.path.exists(readme):
+        with open(readme, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if "Version" in line or "version" in line:
+                    digits = [w for w in line.replace(",", " ").split() if w[:1].isdigit()]
+                    if digits:
+                        version = digits[0].rstrip(".")
+                        break
+    return flags, "UCD files in %s" % ucd, version
+
+
+def from_python():
+    import unicodedata
+    flags = bytearray(MAX_CP)
+    for cp in range(MAX_CP):
+        flags[cp] = CAT_FLAG.get(unicodedata.category(chr(cp))[0], 0)
+    for cp in WHITE_SPACE:
+        flags[cp] |= SPACE
+    return flags, "Python unicodedata", unicodedata.unidata_version
+
+
+def check(flags):
+    # The contraction matchers lower-case with ASCII rules only; that is exact because no
+    # non-ASCII code point lower-cases to one of the letters they compare against.
+    for cp in range(0x80, MAX_CP):
+        low = chr(cp).lower()
+        if len(low) == 1 and low in "stmdrvel":
+            sys.exit("U+%04X lower-cases to %r: ASCII-only case folding is not exact" % (cp, low))
+    ascii_space = [c for c in range(128) if flags[c] & SPACE]
+    if ascii_space != [9, 10, 11, 12, 13, 32]:
+        sys.exit("unexpected ASCII white space set %r" % ascii_space)
+
+
+def ranges(flags):
+    out = []
+    cp = 0
+    while cp < MAX_CP:
+        f = flags[cp]
+        start = cp
+        while cp < MAX_CP and flags[cp] == f:
+            cp += 1
+        if f:
+            out.append((start, cp - 1, f))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ucd", default="/usr/share/unicode")
+    ap.add_argument("-o", "--output", default="engine/unicode_tables.c")
+    args = ap.parse_args()
+    if os.path.exists(os.path.join(args.ucd, "UnicodeData.txt")):
+        flags, source, version = from_ucd(args.ucd)
+    else:
+        flags, source, version = from_python()
+    check(flags)
+    rs = ranges(flags)
+    lines = []
+    lines.append("/* unicode_tables.c - GENERATED by tests/tools/gen_unicode_tables.py; do not edit.")
+    lines.append(" *")
+    lines.append(" * Code point class ranges (letter, number, punctuation, symbol, mark, space) for")
+    lines.append(" * engine/unicode.c, from %s, Unicode %s." % (source, version))
+    lines.append(" * Sorted, non-overlapping, inclusive; code points not covered have no class. */")
+    lines.append('#include "unicode_tables.h"')
+    lines.append("")
+    lines.append('const char pd_unicode_tables_version[] = "%s";' % version)
+    lines.append("")
+    lines.append("const struct pd_unicode_range pd_unicode_ranges[] = {")
+    for lo, hi, f in rs:
+        lines.append("    {0x%06X, 0x%06X, 0x%02X}," % (lo, hi, f))
+    lines.append("};")
+    lines.append("")
+    lines.append("const size_t pd_unicode_ranges_count = sizeof pd_unicode_ranges / "
+                 "sizeof pd_unicode_ranges[0];")
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("%s: %d ranges from %s (Unicode %s)" % (args.output, len(rs), source, version))
+
+
+if __name__ == "__main__":
+    main()

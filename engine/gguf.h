@@ -120,6 +120,14 @@ enum pd_status pd_gguf_get_arr(const struct pd_gguf *g, const char *key,
                                enum pd_gguf_vtype elem, const struct pd_gguf_kv **out,
                                struct pd_err *err);
 
+/* Element i of a non-string array (kv->type == ARRAY, elem not STRING; i < kv->v.arr.n:
+ * both are the caller's preconditions). Elements are decoded from little-endian whatever
+ * their alignment. _u64/_i64 zero- or sign-extend integer and bool elements by the element
+ * type (floats give their raw bits); _f64 converts any numeric element to double. */
+uint64_t pd_gguf_arr_u64(const struct pd_gguf_kv *kv, uint64_t i);
+int64_t pd_gguf_arr_i64(const struct pd_gguf_kv *kv, uint64_t i);
+double pd_gguf_arr_f64(const struct pd_gguf_kv *kv, uint64_t i);
+
 /* Tensor lookup by name; NULL if absent. */
 const struct pd_gguf_tensor *pd_gguf_find_tensor(const struct pd_gguf *g, const char *name);
 

@@ -5,8 +5,10 @@
  * (bounded by bytes remaining and hard maxima), string lengths, value types, array
  * element types and lengths, dims (1..4, each > 0, product overflow-checked), tensor
  * type ids, alignment (power of two), offsets (aligned, inside the data section) and
- * sizes, duplicate keys and duplicate tensor names. Errors name the field:
- *     "<path>: tensor 'blk.0.attn_q.weight': offset: not inside the file"
+ * sizes, duplicate keys and duplicate tensor names, tensor overlaps. Errors name the field:
+ *     "<path>: tensor 'blk.0.attn_q.weight': offset 96: data runs past end of file
+ *      (needs 4096 bytes, 100 left)"
+ * The full rule list and the block layouts are in docs/gguf.md.
  *
  * Ownership: struct pd_gguf owns the mapping and its index arrays. Strings and tensor
  * data pointers point into the mapping and stay valid until pd_gguf_close.
@@ -104,7 +106,9 @@ const struct pd_gguf_kv *pd_gguf_find(const struct pd_gguf *g, const char *key);
 
 /* Typed getters. Return PD_OK and set *out; PD_EINVAL (key absent: err untouched, so
  * callers can fall back to defaults) or PD_EFORMAT (present with the wrong type or out of
- * range: err names the key). Integer getters accept any integer type whose value fits. */
+ * range: err names the key). Integer getters accept any integer type whose value fits;
+ * get_f32 accepts float32, float64 within float range, and integers. *out is written only
+ * on PD_OK. */
 enum pd_status pd_gguf_get_u32(const struct pd_gguf *g, const char *key, uint32_t *out,
                                struct pd_err *err);
 enum pd_status pd_gguf_get_u64(const struct pd_gguf *g, const char *key, uint64_t *out,

@@ -279,10 +279,14 @@ static void mutate(uint8_t *m, size_t *len, size_t cap, const struct base *b)
         }
         break;
     }
-    case 5: { /* insertion of random bytes, sometimes led by a huge u64 */
+    case 5: { /* insertion of random bytes, sometimes a huge u64 at a header field */
         size_t k = 1 + rnd_below(16);
         if (n + k <= cap) {
             size_t at = rnd_below(n + 1);
+            if (rnd() % 2) {
+                uint64_t pos = b->fields[rnd_below(b->n_fields)].pos;
+                at = pos <= n ? (size_t)pos : at;
+            }
             memmove(m + at + k, m + at, n - at);
             for (size_t i = 0; i < k; i++) {
                 m[at + i] = (uint8_t)rnd();

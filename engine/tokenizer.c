@@ -115,12 +115,86 @@ static const struct pre_alias pre_aliases[] = {
     {"deepseek-r1-qwen", PD_TOK_PRE_QWEN2, false, false},
 };
 
-/* Texts that end a turn: forced to CONTROL and counted as end of generation; the first
- * present (in this order) is EOT when the file names none. */
-static const char *const eog_texts[] = {
-    "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-    "<|end_of_text|>", "<EOT>", "<|eom_id|>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
+/* Token texts the reference loader re-types whatever the file says (older converters
+ * left them NORMAL), which changes how input text is cut: */
+enum text_role {
+    ROLE_EOT,     /* CONTROL; end of generation; the first present is EOT when unset */
+    ROLE_EOG,     /* CONTROL; end of generation */
+    ROLE_FIM,     /* CONTROL (fill-in-the-middle markers; first present per group) */
+    ROLE_VISIBLE, /* USER_DEFINED: always cut out, always rendered */
+    ROLE_COUNT
+};
+
+struct text_rule {
+    const char *text;
+    uint8_t role;  /* enum text_role */
+    uint8_t group; /* ROLE_FIM: prefix 1, suffix 2, middle 3, pad 4, repo 5, file 6 */
+};
+
+#define FW_BAR "\xEF\xBD\x9C" /* U+FF5C FULLWIDTH VERTICAL LINE */
+#define SP_MARK "\xE2\x96\x81" /* U+2581 */
+static const struct text_rule text_rules[] = {
+    {"<|eot_id|>", ROLE_EOT, 0},
+    {"<|im_end|>", ROLE_EOT, 0},
+    {"<|end|>", ROLE_EOT, 0},
+    {"<end_of_turn>", ROLE_EOT, 0},
+    {"<|endoftext|>", ROLE_EOT, 0},
+    {"<|end_of_text|>", ROLE_EOT, 0},
+    {"<EOT>", ROLE_EOT, 0},
+    {"_<EOT>", ROLE_EOT, 0},
+    {"[EOT]", ROLE_EOT, 0},
+    {"<" FW_BAR "end" SP_MARK "of" SP_MARK "sentence" FW_BAR ">", ROLE_EOT, 0},
+    {"<end_of_utterance>", ROLE_EOT, 0},
+    {"<|eom_id|>", ROLE_EOG, 0},
+    {"<|return|>", ROLE_EOG, 0},
+    {"<|call|>", ROLE_EOG, 0},
+    {"<|flush|>", ROLE_EOG, 0},
+    {"<|calls|>", ROLE_EOG, 0},
+    {"</s>", ROLE_EOG, 0},
+    {"[EOS]", ROLE_EOG, 0},
+    {"<eos>", ROLE_EOG, 0},
+    {"<turn|>", ROLE_EOG, 0},
+    {"<|tool_response>", ROLE_EOG, 0},
+    {"[e~[", ROLE_EOG, 0},
+    {"<|fim_prefix|>", ROLE_FIM, 1},
+    {"<fim-prefix>", ROLE_FIM, 1},
+    {"<fim_prefix>", ROLE_FIM, 1},
+    {"<" FW_BAR "fim" SP_MARK "begin" FW_BAR ">", ROLE_FIM, 1},
+    {"<PRE>", ROLE_FIM, 1},
+    {SP_MARK "<PRE>", ROLE_FIM, 1},
+    {"<|code_prefix|>", ROLE_FIM, 1},
+    {"<|prefix|>", ROLE_FIM, 1},
+    {"<|fim_suffix|>", ROLE_FIM, 2},
+    {"<fim-suffix>", ROLE_FIM, 2},
+    {"<fim_suffix>", ROLE_FIM, 2},
+    {"<" FW_BAR "fim" SP_MARK "hole" FW_BAR ">", ROLE_FIM, 2},
+    {"<SUF>", ROLE_FIM, 2},
+    {SP_MARK "<SUF>", ROLE_FIM, 2},
+    {"<|code_suffix|>", ROLE_FIM, 2},
+    {"<|suffix|>", ROLE_FIM, 2},
+    {"<|fim_middle|>", ROLE_FIM, 3},
+    {"<fim-middle>", ROLE_FIM, 3},
+    {"<fim_middle>", ROLE_FIM, 3},
+    {"<" FW_BAR "fim" SP_MARK "end" FW_BAR ">", ROLE_FIM, 3},
+    {"<MID>", ROLE_FIM, 3},
+    {SP_MARK "<MID>", ROLE_FIM, 3},
+    {"<|code_middle|>", ROLE_FIM, 3},
+    {"<|middle|>", ROLE_FIM, 3},
+    {"<|fim_pad|>", ROLE_FIM, 4},
+    {"<fim-pad>", ROLE_FIM, 4},
+    {"<fim_pad>", ROLE_FIM, 4},
+    {"<PAD>", ROLE_FIM, 4},
+    {"[PAD]", ROLE_FIM, 4},
+    {"<|fim_repo|>", ROLE_FIM, 5},
+    {"<|repo_name|>", ROLE_FIM, 5},
+    {"<fim-repo>", ROLE_FIM, 5},
+    {"<REPO>", ROLE_FIM, 5},
+    {"<reponame>", ROLE_FIM, 5},
+    {"<|file_sep|>", ROLE_FIM, 6},
+    {"<|channel|>", ROLE_VISIBLE, 0},
+    {"<|message|>", ROLE_VISIBLE, 0},
+    {"<|start|>", ROLE_VISIBLE, 0},
+    {"<|constrain|>", ROLE_VISIBLE, 0},
 };
 
 /* Special-id keys: where each lands and its default per model (NONE = none). */
@@ -593,17 +667,37 @@ static enum pd_status load_special(struct pd_tok *t, const struct pd_gguf *g, st
     if (t->add_bos && t->bos == NONE) {
         return fmt_err(err, g, KEY_PREFIX "add_bos_token is true but there is no BOS token");
     }
-    /* End-of-turn texts are CONTROL whatever the file says; the first is EOT if unset. */
-    for (size_t i = 0; i < sizeof eog_texts / sizeof eog_texts[0]; i++) {
-        int32_t id = lookup(t, eog_texts[i], strlen(eog_texts[i]));
+    /* Re-typing by text (see text_rules). */
+    bool fim_seen[8] = {false};
+    for (size_t i = 0; i < sizeof text_rules / sizeof text_rules[0]; i++) {
+        const struct text_rule *r = &text_rules[i];
+        int32_t id = lookup(t, r->text, strlen(r->text));
         if (id == NONE) {
             continue;
         }
-        t->tok[id].type = PD_TOK_TYPE_CONTROL;
-        if (t->eot == NONE) {
-            t->eot = id;
+        switch ((enum text_role)r->role) {
+        case ROLE_EOT:
+            if (t->eot == NONE) {
+                t->eot = id;
+            }
+            t->tok[id].type = PD_TOK_TYPE_CONTROL;
+            add_eog(t, id);
+            break;
+        case ROLE_EOG:
+            t->tok[id].type = PD_TOK_TYPE_CONTROL;
+            add_eog(t, id);
+            break;
+        case ROLE_FIM:
+            if (!fim_seen[r->group]) {
+                fim_seen[r->group] = true;
+                t->tok[id].type = PD_TOK_TYPE_CONTROL;
+            }
+            break;
+        case ROLE_VISIBLE:
+        case ROLE_COUNT:
+            t->tok[id].type = PD_TOK_TYPE_USER_DEFINED;
+            break;
         }
-        add_eog(t, id);
     }
     add_eog(t, t->eos);
     add_eog(t, t->eot);

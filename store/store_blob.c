@@ -1,0 +1,130 @@
+/* store_blob.c - encoding and validation of the per-token top-k and attention blobs.
+ *
+ * Byte order is fixed little-endian, written byte by byte, so files move between hosts. */
+#include "store_blob.h"
+
+#include <math.h>
+#include <string.h>
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+size_t pd_topk_blob_encode(const struct pd_topk *top, size_t n_top, uint8_t *out)
+{
+    if (n_top == 0 || n_top > PD_TOPK_MAX) {
+        return 0;
+    }
+    out[0] = PD_TOPK_BLOB_VERSION;
+    out[1] = (uint8_t)n_top;
+    out[2] = 0;
+    out[3] = 0;
+    for (size_t i = 0; i < n_top; i++) {
+        put_u32(out + 4 + i * 8, (uint32_t)top[i].id);
+        put_u32(out + 8 + i * 8, f32_bits(top[i].logprob));
+    }
+    return 4 + n_top * 8;
+}
+
+enum pd_status pd_topk_blob_decode(const uint8_t *blob, size_t len, struct pd_topk *top,
+                                   uint8_t *n_top, struct pd_err *err)
+{
+    if (len < 4) {
+        return pd_err_set(err, PD_EFORMAT, "top-k blob: %zu bytes, header needs 4", len);
+    }
+    if (blob[0] != PD_TOPK_BLOB_VERSION) {
+        return pd_err_set(err, PD_EFORMAT, "top-k blob: version %u, expected %u", blob[0],
+                          PD_TOPK_BLOB_VERSION);
+    }
+    size_t n = blob[1];
+    if (n == 0 || n > PD_TOPK_MAX) {
+        return pd_err_set(err, PD_EFORMAT, "top-k blob: n_top %zu outside 1..%d", n,
+                          PD_TOPK_MAX);
+    }
+    if (blob[2] != 0 || blob[3] != 0) {
+        return pd_err_set(err, PD_EFORMAT, "top-k blob: reserved bytes not zero");
+    }
+    if (len != 4 + n * 8) {
+        return pd_err_set(err, PD_EFORMAT, "top-k blob: %zu bytes, n_top %zu needs %zu", len,
+                          n, 4 + n * 8);
+    }
+    for (size_t i = 0; i < n; i++) {
+        top[i].id = (int32_t)get_u32(blob + 4 + i * 8);
+        top[i].logprob = bits_f32(get_u32(blob + 8 + i * 8));
+        if (top[i].id < 0) {
+            return pd_err_set(err, PD_EFORMAT, "top-k blob: entry %zu: negative token id %d",
+                              i, (int)top[i].id);
+        }
+        /* logprobs are <= 0; -inf is a legal (impossible) alternative, NaN is not */
+        if (isnan(top[i].logprob) || top[i].logprob > 1e-3f) {
+            return pd_err_set(err, PD_EFORMAT, "top-k blob: entry %zu: logprob %g not <= 0",
+                              i, (double)top[i].logprob);
+        }
+    }
+    *n_top = (uint8_t)n;
+    return PD_OK;
+}
+
+enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err *err)
+{
+    if (len < 4) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, header needs 4", len);
+    }
+    if (blob[0] != PD_ATTN_BLOB_VERSION) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected %u", blob[0],
+                          PD_ATTN_BLOB_VERSION);
+    }
+    size_t n_layer = blob[1];
+    size_t n_top = blob[2];
+    if (n_layer == 0 || n_top == 0) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: n_layer %zu, n_top %zu (need > 0)",
+                          n_layer, n_top);
+    }
+    if (blob[3] != 0) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: reserved byte not zero");
+    }
+    size_t want = 4 + n_layer * n_top * 8; /* <= 4 + 255*255*8, no overflow */
+    if (len != want) {
+        return pd_err_set(err, PD_EFORMAT,
+                          "attention blob: %zu bytes, n_layer %zu x n_top %zu needs %zu", len,
+                          n_layer, n_top, want);
+    }
+    for (size_t i = 0; i < n_layer * n_top; i++) {
+        uint32_t pos = get_u32(blob + 4 + i * 8);
+        float w = bits_f32(get_u32(blob + 8 + i * 8));
+        if (!isfinite(w) || w < 0.0f || w > 1.0001f) {
+            return pd_err_set(err, PD_EFORMAT,
+                              "attention blob: layer %zu entry %zu: weight %g outside [0, 1]",
+                              i / n_top, i % n_top, (double)w);
+        }
+        if (pos == UINT32_MAX && w != 0.0f) {
+            return pd_err_set(err, PD_EFORMAT,
+                              "attention blob: layer %zu entry %zu: padding with weight %g",
+                              i / n_top, i % n_top, (double)w);
+        }
+    }
+    return PD_OK;
+}

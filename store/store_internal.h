@@ -1,0 +1,100 @@
+/* store_internal.h - private to store/: the connection handle, cached statements,
+ * transaction helpers and error mapping shared by the store's source files.
+ *
+ * Not part of the module's interface; nothing outside store/ includes it. */
+#ifndef PD_STORE_INTERNAL_H
+#define PD_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "store.h"
+
+/* Statements prepared once per connection (the hot and the frequent ones). */
+enum pd_store_stmt_id {
+    PD_STMT_TOKEN_INSERT,
+    PD_STMT_SESSION_GROW,
+    PD_STMT_SESSION_FORK,
+    PD_STMT_TOKEN_LAST_POS,
+    PD_STMT_KV_INSERT,
+    PD_STMT_STEP_UPSERT,
+    PD_STMT_SESSION_INSERT,
+    PD_STMT_MESSAGE_INSERT,
+    PD_STMT_MESSAGES_GET,
+    PD_STMT_PRUNES_GET,
+    PD_STMT_COUNT
+};
+
+struct pd_store {
+    sqlite3 *db;                         /* owned connection */
+    char *path;                          /* owned copy of the file name */
+    int version;                         /* user_version after migration */
+    bool in_txn;                         /* inside pd_store_begin ... commit */
+    unsigned savepoint_depth;            /* nested per-operation savepoints */
+    sqlite3_stmt *stmts[PD_STMT_COUNT];  /* owned, prepared lazily */
+};
+
+/* One forward migration: the SQL that takes a database from version - 1 to version. */
+struct pd_store_migration {
+    int version;
+    const char *what;   /* one line for messages */
+    const char *sql;
+};
+
+/* Every migration, version 1 .. PD_STORE_SCHEMA_VERSION in order (store_schema.c). */
+extern const struct pd_store_migration pd_store_migrations[PD_STORE_SCHEMA_VERSION];
+
+/* Returns the cached statement, prepared on first use, reset and with bindings cleared;
+ * NULL with err set (PD_EDB) on failure. Borrowed: valid until pd_store_close. */
+sqlite3_stmt *pd_store_stmt(struct pd_store *st, enum pd_store_stmt_id id, struct pd_err *err);
+
+/* Prepares a one-off statement; NULL with err set on failure. Caller finalizes it. */
+sqlite3_stmt *pd_store_prepare(struct pd_store *st, const char *sql, struct pd_err *err);
+
+/* Sets err to PD_EDB "<path>: <what>: <sqlite message>" and returns PD_EDB, or PD_EFORMAT
+ * when SQLite reports a corrupt or non-database file. */
+enum pd_status pd_store_dberr(struct pd_store *st, struct pd_err *err, const char *what);
+
+/* Runs SQL text without results. */
+enum pd_status pd_store_exec(struct pd_store *st, const char *sql, struct pd_err *err);
+
+/* Starts one store operation atomically: a transaction when none is open, otherwise a
+ * savepoint inside the caller's transaction. Pair every successful call with
+ * pd_store_op_end, passing the operation's status: it commits/releases on PD_OK and rolls
+ * back otherwise, returning the final status (a failed COMMIT becomes PD_EDB). */
+enum pd_status pd_store_op_begin(struct pd_store *st, struct pd_err *err);
+enum pd_status pd_store_op_end(struct pd_store *st, enum pd_status rc, struct pd_err *err);
+
+/* Unix time in milliseconds. */
+int64_t pd_store_now_ms(void);
+
+/* Inserts tokens (no transaction of its own): checks order against the session's last
+ * position and fork_pos, encodes the blobs, grows sessions.n_tokens. */
+enum pd_status pd_store_tokens_insert(struct pd_store *st, int64_t session_id,
+                                      const struct pd_token_rec *t, size_t n,
+                                      struct pd_err *err);
+
+/* Inserts KV events / upserts steps (no transaction of their own). */
+enum pd_status pd_store_kv_insert(struct pd_store *st, int64_t session_id,
+                                  const struct pd_kv_event_rec *ev, size_t n,
+                                  struct pd_err *err);
+enum pd_status pd_store_steps_upsert(struct pd_store *st, int64_t session_id,
+                                     const struct pd_step_rec *s, size_t n, struct pd_err *err);
+
+/* Marks a session finished (no transaction of its own). */
+enum pd_status pd_store_finish_nolock(struct pd_store *st, int64_t session_id,
+                                      struct pd_err *err);
+
+/* Checks a session exists; PD_EINVAL naming the id otherwise. Fills fork_pos and
+ * parent_id when non-NULL. */
+enum pd_status pd_store_session_exists(struct pd_store *st, int64_t session_id,
+                                       int64_t *parent_id, int64_t *fork_pos,
+                                       struct pd_err *err);
+
+/* Copies a column as an owned NUL-terminated string (NULL column -> NULL, *ok stays
+ * true); *ok becomes false on allocation failure. */
+char *pd_store_col_strdup(sqlite3_stmt *s, int col, bool *ok);
+
+#endif

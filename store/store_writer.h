@@ -1,0 +1,84 @@
+/* store_writer.h - streaming saves: a live generation feeds records, a thread commits them.
+ *
+ * The producer (the generation loop, or the UI relaying its events) pushes tokens, KV
+ * events and steps; a writer thread with its own SQLite connection commits them in small
+ * transactions. The producer only ever takes a mutex held for a pointer swap: it never
+ * waits on SQLite, disk or locks held by other connections. After a crash or kill -9, the
+ * database holds every batch whose commit finished, and a session's tokens are contiguous
+ * from its first position up to the last committed one.
+ *
+ * Batching: the writer wakes when a batch of batch_max records is queued or flush_ms after
+ * the first queued record, whichever comes first, and commits at most batch_max tokens
+ * per transaction (KV events and steps ride in the same transactions, in order).
+ *
+ * Threads: push functions and pd_store_writer_committed may be called from one producer
+ * thread (or several, serialised by the queue mutex); open/close from the owner thread.
+ * The on_commit callback runs on the writer thread. */
+#ifndef PD_STORE_WRITER_H
+#define PD_STORE_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "base/trace.h"
+#include "store.h"
+
+struct pd_store_writer;
+
+struct pd_store_writer_params {
+    size_t batch_max;       /* records per transaction (default 64) */
+    int flush_ms;           /* longest a queued record waits before a commit (default 50) */
+    size_t queue_max;       /* pushes fail with PD_ENOMEM beyond this many queued records
+                             * (default 1<<20): a stalled disk must not eat all memory */
+    /* Called on the writer thread after each commit with the session's length so far
+     * (last committed token position + 1). Optional. */
+    void (*on_commit)(void *ud, int64_t n_committed);
+    void *ud;
+};
+
+/* Defaults: batch_max 64, flush_ms 50, queue_max 1<<20, no callback. */
+struct pd_store_writer_params pd_store_writer_default_params(void);
+
+/* Opens a writer for an existing session of the database st is open on (st itself is
+ * not used after the call; the writer opens its own connection to the same file) and
+ * starts its thread. params may be NULL. *out is owned (pd_store_writer_close).
+ * PD_EINVAL when the session does not exist. */
+enum pd_status pd_store_writer_open(struct pd_store *st, int64_t session_id,
+                                    const struct pd_store_writer_params *params,
+                                    struct pd_store_writer **out, struct pd_err *err);
+
+/* Queues a copy of *t (text and attention blob are copied). Returns immediately; the
+ * position check happens on the writer thread (a gap or repeat makes the writer fail).
+ * Returns the writer's sticky error if it has failed, PD_ENOMEM on allocation failure or
+ * a full queue. */
+enum pd_status pd_store_writer_push_token(struct pd_store_writer *w,
+                                          const struct pd_token_rec *t, struct pd_err *err);
+
+/* Like push_token but takes ownership of t->text and t->attn (no copy); they are
+ * NULLed in *t, also on failure (then freed). */
+enum pd_status pd_store_writer_push_token_take(struct pd_store_writer *w,
+                                               struct pd_token_rec *t, struct pd_err *err);
+
+/* Queues a KV event / a step upsert (by index). */
+enum pd_status pd_store_writer_push_kv(struct pd_store_writer *w,
+                                       const struct pd_kv_event_rec *ev, struct pd_err *err);
+enum pd_status pd_store_writer_push_step(struct pd_store_writer *w, const struct pd_step_rec *s,
+                                         struct pd_err *err);
+
+/* Session length committed so far (last committed position + 1; fork_pos or 0 before
+ * the first commit). Lock-free; any thread. */
+int64_t pd_store_writer_committed(const struct pd_store_writer *w);
+
+/* Blocks until everything pushed before the call is committed (or the writer failed).
+ * Returns the writer's status. For the owner thread, not the generation loop. */
+enum pd_status pd_store_writer_flush(struct pd_store_writer *w, struct pd_err *err);
+
+/* Commits what is queued, optionally marks the session finished (generation ended
+ * normally), stops the thread and closes the connection. Returns the first error the
+ * writer met (later records are then dropped). Accepts NULL and *w == NULL; NULLs *w. */
+enum pd_status pd_store_writer_close(struct pd_store_writer **w, bool finished,
+                                     struct pd_err *err);
+
+#endif

@@ -1,0 +1,1 @@
+/* analysis.c - placeholder removed when the first analysis module lands. */

@@ -109,8 +109,9 @@ struct pd_kv_policy_ops {
 
     /* Decides which slots to evict now. evict_mask[n_slots] is written in full (1 =
      * evict, 0 = keep); *n_evict receives the count. budget is in slots (resolved).
-     * Does not change per-slot state (on_evicted does), but may advance per-layer
-     * bookkeeping such as "prefill compression done". */
+     * Never removes per-slot state (on_evicted does); it may append default state for
+     * slots it has not seen yet and advance per-layer bookkeeping such as "prefill
+     * compression done". */
     enum pd_status (*select)(struct pd_kv_policy *p, int32_t layer, int64_t n_slots,
                              const int64_t *slot_pos, int64_t cur_pos, int64_t budget,
                              uint8_t *evict_mask, int64_t *n_evict, struct pd_err *err);

@@ -1,1 +1,0 @@
-/* analysis.c - placeholder removed when the first analysis module lands. */

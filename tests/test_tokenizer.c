@@ -1,13 +1,13 @@
 /* test_tokenizer.c - engine/tokenizer and engine/unicode.
  *
- * Exactness: token ids are compared with goldens made by llama.cpp
- * (the JSON files in tests/golden/tokenizer/, see tests/golden/make_tokenizer_goldens.mjs) for
+ * Exactness: token ids are compared with goldens made by llama.cpp (the JSON files in
+ * tests/golden/tokenizer/, see tests/golden/make_tokenizer_goldens.mjs) for
  * stories260K.gguf (SPM) and for the real Qwen vocabulary (shared/tokenizers/qwen) built
  * into vocab-only GGUFs at test time with each pre-tokenizer (qwen2, llama-bpe, gpt-2,
- * default, and the deepseek-r1-qwen alias). Also: decode(encode(x)) round trips, pieces
- * that end inside a UTF-8 sequence and the streaming decoder, accessors, small
- * hand-made vocabularies that pin merge order and byte fallback, and one named test per
- * rejected kind of corrupt tokenizer metadata.
+ * default, and the deepseek-r1-qwen alias). Also: decode(encode(x)) round trips on the
+ * corpus and on random input, pieces that end inside a UTF-8 sequence and the streaming
+ * decoder, accessors, small hand-made vocabularies that pin merge order and byte
+ * fallback, and one named test per rejected kind of corrupt tokenizer metadata.
  *
  * Data: stories260K.gguf from $PONDER_TEST_MODELS or $PONDER_SOURCE_ROOT/../shared/models;
  * the Qwen files from $PONDER_TEST_MODELS/../tokenizers/qwen or
@@ -195,8 +195,8 @@ static void check_golden(const struct pd_tok *t, const char *name)
             if (pd_tok_model(t) == PD_TOK_MODEL_BPE) {
                 assert_int_equal(b.len, len);
                 assert_memory_equal(b.len ? b.data : "", text, len);
-            } else if (!special && len > 0) {
-                assert_int_equal(b.len, len + 1);
+            } else if (!special && len > 0 && !strstr(text, "\xE2\x96\x81")) {
+                assert_int_equal(b.len, len + 1); /* (a literal U+2581 decodes as ' ') */
                 assert_int_equal(b.data[0], ' ');
                 assert_memory_equal(b.data + 1, text, len);
             }
@@ -535,6 +535,120 @@ static void test_stream_holds_back_partial_utf8(void **state)
     pd_gguf_close(&g);
 }
 
+/* ---- random input ---- */
+
+static uint64_t rng(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Random text mixing arbitrary bytes, ASCII, multi-byte characters, white space runs and
+ * special token spellings. */
+static size_t random_text(uint64_t *seed, char *buf, size_t cap)
+{
+    static const char *const bits[] = {
+        "a", "Z", "0", "7", " ", "  ", "\t", "\n", "\r\n", "'s", "'LL", "!", ".", "<", ">",
+        "\xC3\xA9", "\xE4\xBD\xA0", "\xF0\x9F\x8E\x89", "\xE2\x80\x83", "\xD9\xA3", "\xCC\x81",
+        "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<s>", "</s>", "<unk>",
+        "\xE2\x96", "\x80", "\xFF", "\xC0\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+    };
+    size_t n = 0;
+    size_t parts = rng(seed) % 40;
+    for (size_t i = 0; i < parts; i++) {
+        uint64_t r = rng(seed);
+        if (r % 4 == 0) {
+            if (n < cap) {
+                buf[n++] = (char)(r >> 8);
+            }
+            continue;
+        }
+        const char *b = bits[(r >> 8) % (sizeof bits / sizeof bits[0])];
+        size_t len = strlen(b);
+        if (n + len <= cap) {
+            memcpy(buf + n, b, len);
+            n += len;
+        }
+    }
+    return n;
+}
+
+/* What byte-level BPE must give back: the text as the lenient decoder reads it. */
+static size_t lenient_normal(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += pd_unicode_decode_lenient(s + i, n - i, &cp);
+        o += pd_unicode_encode(cp, out + o);
+    }
+    return o;
+}
+
+static void random_roundtrips(const struct pd_tok *t, uint64_t seed)
+{
+    char text[512];
+    char want[2048];
+    struct pd_buf b;
+    pd_buf_init(&b);
+    for (int iter = 0; iter < 400; iter++) {
+        size_t len = random_text(&seed, text, sizeof text);
+        for (int special = 0; special < 2; special++) {
+            int32_t *ids;
+            size_t n;
+            struct pd_err err = {0};
+            assert_int_equal(pd_tok_encode(t, text, len, false, special, &ids, &n, &err), PD_OK);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(ids[i] >= 0 && (uint32_t)ids[i] < pd_tok_n_vocab(t));
+            }
+            b.len = 0;
+            assert_int_equal(pd_tok_decode(t, ids, n, &b, &err), PD_OK);
+            free(ids);
+            if (pd_tok_model(t) == PD_TOK_MODEL_BPE) {
+                size_t wn = lenient_normal(text, len, want);
+                assert_int_equal(b.len, wn);
+                assert_memory_equal(b.len ? b.data : "", want, wn);
+            } else if (!special && len > 0 && !memmem(text, len, "\xE2\x96\x81", 3) &&
+                       pd_utf8_valid(text, len)) {
+                /* SPM: exact for valid UTF-8. (Malformed input can swallow part of an
+                 * escaped space into a byte-fallback unit, as in the reference.) */
+                assert_int_equal(b.len, len + 1);
+                assert_memory_equal(b.data + 1, text, len);
+            }
+        }
+    }
+    pd_buf_deinit(&b);
+}
+
+static void test_random_input_roundtrips(void **state)
+{
+    (void)state;
+    char path[4096];
+    if (stories_path(path, sizeof path)) {
+        struct pd_gguf *g = NULL;
+        struct pd_tok *t = open_tok(path, &g);
+        random_roundtrips(t, 0x9E3779B97F4A7C15ull);
+        pd_tok_close(&t);
+        pd_gguf_close(&g);
+    }
+    static const char *const pres[] = {"qwen2", "llama-bpe", "gpt-2", "default"};
+    for (size_t i = 0; i < sizeof pres / sizeof pres[0]; i++) {
+        struct pd_gguf *g = NULL;
+        struct pd_tok *t = open_qwen(pres[i], &g);
+        if (!t) {
+            return;
+        }
+        random_roundtrips(t, 0xD1B54A32D192ED03ull + i);
+        pd_tok_close(&t);
+        pd_gguf_close(&g);
+    }
+    if (!stories_path(path, sizeof path)) {
+        skip_loudly("stories260K.gguf");
+    }
+}
+
 /* ---- hand-made vocabularies ---- */
 
 struct tiny {
@@ -835,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_default_goldens),
         cmocka_unit_test(test_qwen_accessors),
         cmocka_unit_test(test_stream_holds_back_partial_utf8),
+        cmocka_unit_test(test_random_input_roundtrips),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     if (rc == 0 && n_skipped > 0) {

@@ -98,6 +98,35 @@ const corpus = [
     "the ".repeat(50),
 ];
 
+// Plus 200 random strings drawn from pieces that stress the splitters (xorshift, fixed
+// seed, so the file is reproducible).
+const pool = [
+    "a", "b", "e", "Z", "Q", "the", " the", "0", "1", "9", "12", "345", " ", "  ", "   ", "\t",
+    "\n", "\n\n", "\r", "\r\n", " \n", "'", "'s", "'S", "'re", "'LL", "'d", "'t", "'ve", "'m",
+    "!", ".", ",", "?", "-", "_", "(", ")", "{", "}", "<", ">", "/", "\\", "\"", "#", "$", "%",
+    "^", "~", "|", "+", "=", "`", "é", "ß", "ñ", "Ö", "你", "好", "世", "界", "。", "，", "日",
+    "本", "カ", "ひ", "한", "Я", "ж", "α", "Ω", "ا", "ب", "٣", "①", "½", "Ⅻ", "²", "\u0301",
+    "\u0308", "\u00a0", "\u2003", "\u3000", "\u200b", "\ufeff", "\u0001", "\u007f",
+    "\u0085", "🎉", "👋", "🌍", "👨‍👩‍👧", "🇺🇸", "∑", "≤", "€", "£", "¥", "©", "®", "™",
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "<s>",
+    "</s>", "<unk>", "<|fim_pad|>", "\u2581", "Ġ", "ł", "Ċ",
+];
+let seed = 0x2545F4914F6CDD1Dn;
+const rnd = () => {
+    const m = 0xFFFFFFFFFFFFFFFFn;
+    seed ^= (seed << 13n) & m;
+    seed ^= seed >> 7n;
+    seed ^= (seed << 17n) & m;
+    return Number(seed & 0xFFFFFFFn);
+};
+for (let i = 0; i < 200; i++) {
+    let s = "";
+    for (let k = rnd() % 25; k > 0; k--) {
+        s += pool[rnd() % pool.length];
+    }
+    corpus.push(s);
+}
+
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 const model = await llama.loadModel({ modelPath: gguf, vocabOnly: true });
 const cases = corpus.map((text) => ({
@@ -112,7 +141,10 @@ const doc = {
     bos: model.tokens.bos ?? null,
     cases,
 };
-writeFileSync(out, JSON.stringify(doc, null, 1) + "\n");
+// One case per line keeps the file small and diffs readable.
+const head = JSON.stringify({ ...doc, cases: [] }, null, 1).replace(/\[\]\n}$/, "[\n");
+const body = cases.map((c) => " " + JSON.stringify(c)).join(",\n");
+writeFileSync(out, head + body + "\n ]\n}\n");
 console.log(`${out}: ${cases.length} cases`);
 await model.dispose();
 await llama.dispose();

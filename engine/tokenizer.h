@@ -11,7 +11,12 @@
  *             alphabet and merged by `tokenizer.ggml.merges` rank, lowest first.
  * Special tokens (types CONTROL and UNKNOWN when parse_special, USER_DEFINED always) are
  * cut out of the text first, longest first. Token ids match llama.cpp's tokenizer on the
- * same file; tests/golden/tokenizer/ holds ids produced by it.
+ * same file; tests/golden/tokenizer/ holds ids produced by it. Known differences, all
+ * outside what the supported models use: the per-model lstrip/rstrip attributes the
+ * reference gives special tokens of a few other families are not applied; add_eos_token
+ * is not applied; code point classes come from Unicode 15.0 (the reference's table may be
+ * a slightly newer version, which matters only for characters assigned since); a 4-byte
+ * sequence decoding above U+10FFFF reads as U+FFFD (the reference stops with an error).
  *
  * Ownership: struct pd_tok copies everything it needs out of the GGUF (the pd_gguf may
  * be closed afterwards) and is freed with pd_tok_close. Strings returned by accessors
@@ -85,7 +90,7 @@ void pd_tok_close(struct pd_tok **t);
  * tokens; USER_DEFINED tokens ("<think>" in Qwen3) are always matched. On success *ids
  * is a malloc'd array of *n ids owned by the caller (free()); it may be NULL when *n is
  * 0. On failure *ids is NULL and *n is 0. Errors: PD_ENOMEM; PD_EFORMAT when an SPM
- * vocabulary lacks the byte token a character needs. */
+ * vocabulary lacks the byte token a character needs. EOS is never appended. */
 enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t len,
                              bool add_bos, bool parse_special, int32_t **ids, size_t *n,
                              struct pd_err *err);

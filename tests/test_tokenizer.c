@@ -490,7 +490,8 @@ static void test_stream_holds_back_partial_utf8(void **state)
     if (!t) {
         return;
     }
-    const char text[] = "ok \xF0\x9F\x91\x8B\xF0\x9F\x8C\x8D \xE4\xBD\xA0\xE5\xA5\xBD"; /* 👋🌍 你好 */
+    /* "ok 👋🌍 你好" */
+    const char text[] = "ok \xF0\x9F\x91\x8B\xF0\x9F\x8C\x8D \xE4\xBD\xA0\xE5\xA5\xBD";
     int32_t *ids;
     size_t n;
     struct pd_err err = {0};

@@ -82,7 +82,8 @@ const corpus = [
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     "The answer is 42.\n\nWait, let me double-check: 6 * 7 = 42. Yes.",
     "<think>\nLet me think step by step.\n</think>\n\nThe answer is 4.",
-    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n" +
+        "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|><|im_end|><|endoftext|>",
     "text<|endoftext|>more text",
     "<tool_call>{\"name\": \"f\"}</tool_call>",

@@ -124,22 +124,24 @@ char *pd_store_col_strdup(sqlite3_stmt *s, int col, bool *ok)
 
 enum pd_status pd_store_op_begin(struct pd_store *st, struct pd_err *err)
 {
-    if (st->in_txn || st->savepoint_depth > 0) {
-        enum pd_status rc = pd_store_exec(st, "SAVEPOINT pd_op", err);
-        if (rc == PD_OK) {
-            st->savepoint_depth++;
-        }
-        return rc;
+    enum pd_status rc;
+    if (st->in_txn || st->op_depth > 0) {
+        rc = pd_store_exec(st, "SAVEPOINT pd_op", err);
+    } else {
+        /* IMMEDIATE takes the write lock up front, so a busy database waits (busy
+         * timeout) here instead of failing later with a deadlock on lock upgrade. */
+        rc = pd_store_exec(st, "BEGIN IMMEDIATE", err);
     }
-    /* IMMEDIATE takes the write lock up front, so a busy database waits (busy timeout)
-     * here instead of failing later with a deadlock on lock upgrade. */
-    return pd_store_exec(st, "BEGIN IMMEDIATE", err);
+    if (rc == PD_OK) {
+        st->op_depth++;
+    }
+    return rc;
 }
 
 enum pd_status pd_store_op_end(struct pd_store *st, enum pd_status rc, struct pd_err *err)
 {
-    if (st->savepoint_depth > 0) {
-        st->savepoint_depth--;
+    st->op_depth--;
+    if (st->in_txn || st->op_depth > 0) {
         if (rc != PD_OK) {
             sqlite3_exec(st->db, "ROLLBACK TO pd_op; RELEASE pd_op", NULL, NULL, NULL);
             return rc;

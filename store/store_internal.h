@@ -32,7 +32,7 @@ struct pd_store {
     char *path;                          /* owned copy of the file name */
     int version;                         /* user_version after migration */
     bool in_txn;                         /* inside pd_store_begin ... commit */
-    unsigned savepoint_depth;            /* nested per-operation savepoints */
+    unsigned op_depth;                   /* open pd_store_op_begin levels */
     sqlite3_stmt *stmts[PD_STMT_COUNT];  /* owned, prepared lazily */
 };
 

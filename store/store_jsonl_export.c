@@ -653,7 +653,7 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
     size_t n;
     enum pd_status rc = select_ids(st, p, &ids, &n, err);
     /* one read transaction: a consistent snapshot, and much faster than one per query */
-    bool own_txn = rc == PD_OK && !st->in_txn && st->savepoint_depth == 0 &&
+    bool own_txn = rc == PD_OK && !st->in_txn && st->op_depth == 0 &&
                    sqlite3_get_autocommit(st->db);
     if (own_txn) {
         rc = pd_store_exec(st, "BEGIN", err);

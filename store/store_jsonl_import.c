@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "base/mem.h"
+#include "base/utf8.h"
 #include "store_internal.h"
 
 #define WHERE_MAX 600
@@ -142,6 +143,7 @@ static bool split_think(struct slice c, struct slice *think, struct slice *answe
         if (open) {
             for (const char *q = c.p; q < open; q++) {
                 if (!is_space(*q)) {
+                    *answer = c;
                     return false;
                 }
             }
@@ -565,6 +567,19 @@ static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
 enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, size_t len,
                                       const char *where, int64_t *id, struct pd_err *err)
 {
+    /* checked first so the message can say so (the JSON parser would name a byte) */
+    if (!pd_utf8_valid(line, len)) {
+        size_t bad = 0;
+        while (bad < len) {
+            uint32_t cp;
+            size_t k = pd_utf8_decode(line + bad, len - bad, &cp);
+            if (k == 0) {
+                break;
+            }
+            bad += k;
+        }
+        return pd_err_set(err, PD_EFORMAT, "%s: invalid UTF-8 at byte %zu", where, bad + 1);
+    }
     json_error_t je;
     json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {

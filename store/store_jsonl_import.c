@@ -555,6 +555,9 @@ static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
         if (rc == PD_OK) {
             rc = pd_store_tokens_insert(st, sid, rows, n, err);
         }
+        if (rc == PD_OK && p->has_final) {
+            rc = pd_store_finish_nolock(st, sid, err); /* the trace is complete */
+        }
         rc = pd_store_op_end(st, rc, err);
         if (rc == PD_OK && id) {
             *id = sid;
@@ -583,6 +586,10 @@ enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, siz
     json_error_t je;
     json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
+        if (strstr(je.text, "JSON_ALLOW_NUL")) {
+            return pd_err_set(err, PD_EFORMAT, "%s: NUL character (\\u0000) in a string at "
+                              "column %d", where, je.column);
+        }
         return pd_err_set(err, PD_EFORMAT, "%s: invalid JSON at column %d: %s", where,
                           je.column, je.text);
     }

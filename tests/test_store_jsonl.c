@@ -356,7 +356,7 @@ static void test_malformed_lines(void **state)
         {9, "completion: expected a string"},
         {12, "conversations[0].from: unsupported role 'alien'"},
         {13, "messages: empty conversation"},
-        {14, "invalid JSON"},
+        {14, "NUL character (\\u0000) in a string"},
         {16, "invalid UTF-8 at byte 44"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

@@ -21,6 +21,12 @@ struct pd_subcmd {
 /* The subcommand table (terminated by a NULL name). */
 extern const struct pd_subcmd pd_subcmds[];
 
+/* Store commands (cli_store.c). */
+int pd_cli_import(int argc, char **argv);
+int pd_cli_export(int argc, char **argv);
+int pd_cli_ls(int argc, char **argv);
+int pd_cli_show(int argc, char **argv);
+
 /* What `ponder` with no arguments does: the workbench's default job. */
 int pd_cli_default(int argc, char **argv);
 

@@ -4,6 +4,10 @@
 #include <stdio.h>
 
 const struct pd_subcmd pd_subcmds[] = {
+    {"import", "import JSONL reasoning traces as sessions", pd_cli_import},
+    {"export", "export sessions as JSONL training data", pd_cli_export},
+    {"ls", "list saved sessions", pd_cli_ls},
+    {"show", "print a saved session", pd_cli_show},
     {NULL, NULL, NULL},
 };
 

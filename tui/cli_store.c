@@ -1,0 +1,738 @@
+/* cli_store.c - headless store commands: import, export, ls, show.
+ *
+ * Contracts:
+ *   import FILE... [--db F] [--strict] [--json]
+ *       each bad line: "ponder: FILE:LINE: reason" on stderr; exit 1 when any line or
+ *       file failed (the good records of a non-strict import are kept).
+ *       --json: {"imported":N,"rejected":K,"files":[{"file","lines","imported","rejected",
+ *                "first_id","last_id"}],"errors":["FILE:LINE: reason",...]}
+ *   export --format messages|sharegpt|prompt-completion|ponder [--tag T] [--session ID]...
+ *          [--pruned] [--out FILE] [--db F] [--json]
+ *       JSONL to FILE (written to a temporary and renamed) or stdout; --json (with --out)
+ *       prints {"written":N,"skipped":K,"out":FILE} on stdout.
+ *   ls [--json] [--db F]          one line per session / a JSON array
+ *   show SESSION [--json] [--db F] the session as text / its ponder record
+ * The database is --db or the default ($XDG_DATA_HOME/ponder/ponder.db). A progress bar
+ * goes to stderr when stderr is a terminal. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "base/utf8.h"
+#include "cli.h"
+#include "store.h"
+#include "store_jsonl.h"
+#include "store_replay.h"
+
+#define PATH_MAX_LEN 4096
+
+/* ---- shared helpers --------------------------------------------------------------- */
+
+/* Opens --db or the default database (creating its folder). Prints errors. */
+static struct pd_store *open_db(const char *db)
+{
+    char path[PATH_MAX_LEN];
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store_params p = pd_store_default_params();
+    if (!db) {
+        if (pd_store_default_path(path, sizeof path, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            return NULL;
+        }
+        db = path;
+        p.create_parent_dirs = true;
+    }
+    struct pd_store *st = NULL;
+    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return NULL;
+    }
+    return st;
+}
+
+struct progress {
+    bool on;            /* stderr is a terminal */
+    bool drawn;         /* a bar is on screen */
+    const char *label;
+    double last;        /* monotonic seconds of the last draw */
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void progress_init(struct progress *p, const char *label)
+{
+    p->on = isatty(STDERR_FILENO);
+    p->drawn = false;
+    p->label = label;
+    p->last = 0;
+}
+
+/* Draws "label [#####.....]  45%" at most ~10 times a second (and always at the end). */
+static void progress_draw(struct progress *p, uint64_t done, uint64_t total)
+{
+    if (!p->on) {
+        return;
+    }
+    double now = mono_s();
+    if (now - p->last < 0.1 && done != total) {
+        return;
+    }
+    p->last = now;
+    enum { W = 30 };
+    char bar[W + 1];
+    int fill = total ? (int)((double)done / (double)total * W) : 0;
+    for (int i = 0; i < W; i++) {
+        bar[i] = i < fill ? '#' : '.';
+    }
+    bar[W] = '\0';
+    if (total) {
+        fprintf(stderr, "\r%-.40s [%s] %3d%%", p->label, bar, (int)(100.0 * done / total));
+    } else {
+        fprintf(stderr, "\r%-.40s %llu", p->label, (unsigned long long)done);
+    }
+    fflush(stderr);
+    p->drawn = true;
+}
+
+static void progress_clear(struct progress *p)
+{
+    if (p->drawn) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        p->drawn = false;
+    }
+}
+
+/* ---- import ----------------------------------------------------------------------- */
+
+static void import_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder import FILE... [--db F] [--strict] [--json]\n"
+            "\n"
+            "Imports JSONL reasoning traces as sessions (TRL messages, ShareGPT conversations,\n"
+            "or problem/question/prompt + generation/response/completion/solution/answer).\n"
+            "Bad lines are reported as FILE:LINE: reason and skipped; --strict stops at the\n"
+            "first one and keeps nothing of that file. Exit status 1 when any line failed.\n"
+            "\n"
+            "  --db F     database file (default $XDG_DATA_HOME/ponder/ponder.db)\n"
+            "  --strict   stop at the first bad line\n"
+            "  --json     print a JSON summary on stdout\n");
+}
+
+struct import_ctx {
+    struct progress bar;
+    json_t *errors;         /* collected for --json, or NULL */
+    size_t n_errors;
+};
+
+static void import_on_error(void *ud, const struct pd_err *e)
+{
+    struct import_ctx *c = ud;
+    progress_clear(&c->bar);
+    pd_cli_print_err(e);
+    if (c->errors && c->n_errors < 1000) {
+        json_array_append_new(c->errors, json_string(e->msg));
+    }
+    c->n_errors++;
+}
+
+static void import_on_progress(void *ud, uint64_t done, uint64_t total)
+{
+    struct import_ctx *c = ud;
+    progress_draw(&c->bar, done, total);
+}
+
+int pd_cli_import(int argc, char **argv)
+{
+    struct pd_argv a = {argc, argv, 1, "import"};
+    const char *db = NULL;
+    bool strict = false, json = false, bad = false;
+    const char **files = pd_calloc((size_t)argc, sizeof *files);
+    size_t n_files = 0;
+    if (!files) {
+        return pd_cli_fail(1, "import: out of memory");
+    }
+    while (a.i < argc && !bad) {
+        const char *v = NULL;
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            import_usage(stdout);
+            free(files);
+            return 0;
+        }
+        if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
+            db = v;
+        } else if (pd_arg_match(&a, "--strict", NULL, NULL, &bad)) {
+            strict = true;
+        } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
+            json = true;
+        } else if (argv[a.i][0] == '-' && argv[a.i][1] != '\0') {
+            pd_cli_fail(2, "import: unknown option '%s'", argv[a.i]);
+            bad = true;
+        } else {
+            files[n_files++] = argv[a.i++];
+        }
+    }
+    if (!bad && n_files == 0) {
+        pd_cli_fail(2, "import: no input files (see 'ponder import --help')");
+        bad = true;
+    }
+    if (bad) {
+        free(files);
+        return 2;
+    }
+    struct pd_store *st = open_db(db);
+    if (!st) {
+        free(files);
+        return 1;
+    }
+    struct import_ctx c = {.errors = json ? json_array() : NULL};
+    json_t *jfiles = json ? json_array() : NULL;
+    uint64_t total_imported = 0, total_rejected = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n_files; i++) {
+        progress_init(&c.bar, files[i]);
+        struct pd_import_params p = {.strict = strict, .on_error = import_on_error,
+                                     .on_progress = import_on_progress, .ud = &c};
+        struct pd_import_result r;
+        struct pd_err err;
+        pd_err_clear(&err);
+        size_t errors_before = c.n_errors;
+        enum pd_status s = pd_jsonl_import_file(st, files[i], &p, &r, &err);
+        progress_clear(&c.bar);
+        /* line errors were already printed through on_error; print the rest */
+        if (s != PD_OK && !(s == PD_EFORMAT && c.n_errors > errors_before)) {
+            import_on_error(&c, &err);
+        }
+        if (s != PD_OK || r.n_failed > 0) {
+            rc = 1;
+        }
+        total_imported += r.n_imported;
+        total_rejected += r.n_failed;
+        if (jfiles) {
+            json_array_append_new(
+                jfiles, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "file", files[i], "lines",
+                                  (json_int_t)r.n_lines, "imported", (json_int_t)r.n_imported,
+                                  "rejected", (json_int_t)r.n_failed, "first_id",
+                                  (json_int_t)r.first_id, "last_id", (json_int_t)r.last_id));
+        } else {
+            fprintf(stderr, "%s: imported %llu trace%s", files[i],
+                    (unsigned long long)r.n_imported, r.n_imported == 1 ? "" : "s");
+            if (r.n_imported) {
+                fprintf(stderr, " (sessions %lld..%lld)", (long long)r.first_id,
+                        (long long)r.last_id);
+            }
+            if (r.n_failed) {
+                fprintf(stderr, ", %llu line%s rejected%s", (unsigned long long)r.n_failed,
+                        r.n_failed == 1 ? "" : "s", strict ? ", nothing kept" : "");
+            }
+            fputc('\n', stderr);
+        }
+        if (s != PD_OK && s != PD_EFORMAT) {
+            break; /* database or I/O trouble: later files would fail the same way */
+        }
+    }
+    if (json) {
+        json_t *out = json_pack("{s:I,s:I,s:o,s:o}", "imported", (json_int_t)total_imported,
+                                "rejected", (json_int_t)total_rejected, "files", jfiles,
+                                "errors", c.errors);
+        json_dumpf(out, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(out);
+    }
+    pd_store_close(&st);
+    free(files);
+    return rc;
+}
+
+/* ---- export ----------------------------------------------------------------------- */
+
+static void export_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder export --format F [--tag T] [--session ID]... [--pruned]\n"
+            "                     [--out FILE] [--db F] [--json]\n"
+            "\n"
+            "Writes sessions as JSONL, pruned steps left out. Formats: messages, sharegpt,\n"
+            "prompt-completion, ponder (everything: tokens with metrics, steps, prunes,\n"
+            "annotations). The final assistant message is\n"
+            "\"<think>\\n{thinking}\\n</think>\\n\\n{answer}\".\n"
+            "\n"
+            "  --format F      output format (required)\n"
+            "  --tag T         only sessions tagged T\n"
+            "  --session ID    only this session (repeatable)\n"
+            "  --pruned        only sessions with pruned steps\n"
+            "  --out FILE      write FILE through a temporary file (default: stdout)\n"
+            "  --db F          database file\n"
+            "  --json          print a JSON summary on stdout (needs --out)\n");
+}
+
+static void export_on_progress(void *ud, uint64_t done, uint64_t total)
+{
+    progress_draw(ud, done, total);
+}
+
+int pd_cli_export(int argc, char **argv)
+{
+    struct pd_argv a = {argc, argv, 1, "export"};
+    const char *db = NULL, *fmt = NULL, *tag = NULL, *out = NULL;
+    bool pruned = false, json = false, bad = false;
+    int64_t *ids = pd_calloc((size_t)argc, sizeof *ids);
+    size_t n_ids = 0;
+    if (!ids) {
+        return pd_cli_fail(1, "export: out of memory");
+    }
+    while (a.i < argc && !bad) {
+        const char *v = NULL;
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            export_usage(stdout);
+            free(ids);
+            return 0;
+        }
+        if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
+            db = v;
+        } else if (pd_arg_match(&a, "--format", "-f", &v, &bad)) {
+            fmt = v;
+        } else if (pd_arg_match(&a, "--tag", NULL, &v, &bad)) {
+            tag = v;
+        } else if (pd_arg_match(&a, "--out", "-o", &v, &bad)) {
+            out = v;
+        } else if (pd_arg_match(&a, "--session", NULL, &v, &bad)) {
+            long long id;
+            if (!bad && pd_arg_long("export", "--session", v, 1, INT64_MAX, &id)) {
+                ids[n_ids++] = id;
+            } else {
+                bad = true;
+            }
+        } else if (pd_arg_match(&a, "--pruned", NULL, NULL, &bad)) {
+            pruned = true;
+        } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
+            json = true;
+        } else {
+            pd_cli_fail(2, "export: unexpected argument '%s'", argv[a.i]);
+            bad = true;
+        }
+    }
+    enum pd_jsonl_format format = PD_JSONL_FORMAT_COUNT;
+    if (!bad && !fmt) {
+        pd_cli_fail(2, "export: --format is required (messages, sharegpt, prompt-completion, "
+                       "ponder)");
+        bad = true;
+    } else if (!bad && (format = pd_jsonl_format_parse(fmt)) == PD_JSONL_FORMAT_COUNT) {
+        pd_cli_fail(2, "export: unknown format '%s' (messages, sharegpt, prompt-completion, "
+                       "ponder)", fmt);
+        bad = true;
+    }
+    if (!bad && json && !out) {
+        pd_cli_fail(2, "export: --json needs --out (stdout carries the data)");
+        bad = true;
+    }
+    if (bad) {
+        free(ids);
+        return 2;
+    }
+    struct pd_store *st = open_db(db);
+    if (!st) {
+        free(ids);
+        return 1;
+    }
+    struct progress bar;
+    progress_init(&bar, out ? out : "export");
+    if (!out && isatty(STDOUT_FILENO)) {
+        bar.on = false; /* the data itself is on the terminal */
+    }
+    struct pd_export_params p = {.format = format, .tag = tag, .session_ids = n_ids ? ids : NULL,
+                                 .n_session_ids = n_ids, .pruned_only = pruned,
+                                 .on_progress = export_on_progress, .ud = &bar};
+    struct pd_export_result r;
+    struct pd_err err;
+    pd_err_clear(&err);
+    enum pd_status s = out ? pd_jsonl_export_file(st, out, &p, &r, &err)
+                           : pd_jsonl_export(st, stdout, &p, &r, &err);
+    progress_clear(&bar);
+    int rc = 0;
+    if (s != PD_OK) {
+        pd_cli_print_err(&err);
+        rc = 1;
+    } else if (json) {
+        json_t *o = json_pack("{s:I,s:I,s:s,s:s}", "written", (json_int_t)r.n_written, "skipped",
+                              (json_int_t)r.n_skipped, "out", out, "skip_reason",
+                              r.skip_reason);
+        json_dumpf(o, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(o);
+    } else {
+        fprintf(stderr, "exported %llu trace%s to %s", (unsigned long long)r.n_written,
+                r.n_written == 1 ? "" : "s", out ? out : "stdout");
+        if (r.n_skipped) {
+            fprintf(stderr, " (%llu skipped, e.g. %s)", (unsigned long long)r.n_skipped,
+                    r.skip_reason);
+        }
+        fputc('\n', stderr);
+    }
+    pd_store_close(&st);
+    free(ids);
+    return rc;
+}
+
+/* ---- ls --------------------------------------------------------------------------- */
+
+static void fmt_time(int64_t ms, char *buf, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%d %H:%M", &tm) == 0) {
+        snprintf(buf, n, "?");
+    }
+}
+
+/* Copies s into out as one printable line of at most max_cols code points: controls and
+ * invalid bytes become spaces / U+FFFD, a cut is marked with "...". */
+static void one_line(const char *s, size_t n, char *out, size_t out_n, size_t max_cols)
+{
+    size_t o = 0, cols = 0, i = 0;
+    while (i < n && o + 8 < out_n) {
+        if (cols == max_cols) {
+            if (o >= 3) {
+                memcpy(out + o - 3, "...", 3);
+            }
+            break;
+        }
+        uint32_t cp;
+        size_t k = pd_utf8_decode(s + i, n - i, &cp);
+        if (k == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else if (cp < 0x20 || cp == 0x7f) {
+            out[o++] = ' ';
+            i += k;
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        }
+        cols++;
+    }
+    out[o] = '\0';
+}
+
+static json_t *session_json(const struct pd_session_info *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(s->id));
+    json_object_set_new(o, "created_ms", json_integer(s->created_ms));
+    json_object_set_new(o, "updated_ms", json_integer(s->updated_ms));
+    json_object_set_new(o, "source", json_string(s->source));
+    json_object_set_new(o, "model", s->model_name ? json_string(s->model_name) : json_null());
+    json_object_set_new(o, "n_tokens", json_integer(s->n_tokens));
+    json_object_set_new(o, "n_steps", json_integer(s->n_steps));
+    json_object_set_new(o, "n_pruned", json_integer(s->n_pruned));
+    json_object_set_new(o, "finished", json_boolean(s->finished));
+    json_object_set_new(o, "parent", s->parent_id ? json_integer(s->parent_id) : json_null());
+    json_object_set_new(o, "fork_pos", json_integer(s->fork_pos));
+    json_t *tags = json_array();
+    const char *t = s->tags;
+    while (*t) {
+        const char *c = strchr(t, ',');
+        size_t len = c ? (size_t)(c - t) : strlen(t);
+        json_array_append_new(tags, json_stringn(t, len));
+        t += len + (c ? 1 : 0);
+    }
+    json_object_set_new(o, "tags", tags);
+    /* titles are cut at 200 characters and might end inside a sequence: keep it valid */
+    char title[1024];
+    one_line(s->title, strlen(s->title), title, sizeof title, 200);
+    json_object_set_new(o, "title", json_string(title));
+    return o;
+}
+
+int pd_cli_ls(int argc, char **argv)
+{
+    struct pd_argv a = {argc, argv, 1, "ls"};
+    const char *db = NULL;
+    bool json = false, bad = false;
+    while (a.i < argc && !bad) {
+        const char *v = NULL;
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            printf("usage: ponder ls [--json] [--db F]\n\nLists the saved sessions.\n");
+            return 0;
+        }
+        if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
+            db = v;
+        } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
+            json = true;
+        } else {
+            pd_cli_fail(2, "ls: unexpected argument '%s'", argv[a.i]);
+            bad = true;
+        }
+    }
+    if (bad) {
+        return 2;
+    }
+    struct pd_store *st = open_db(db);
+    if (!st) {
+        return 1;
+    }
+    struct pd_session_info *all = NULL;
+    size_t n = 0;
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_store_session_list(st, &all, &n, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        pd_store_close(&st);
+        return 1;
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(arr, session_json(&all[i]));
+        }
+        json_dumpf(arr, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(arr);
+    } else {
+        printf("%6s  %-16s %8s %6s  %-8s %-20s %s\n", "ID", "CREATED", "TOKENS", "STEPS",
+               "STATE", "MODEL", "TITLE [TAGS]");
+        for (size_t i = 0; i < n; i++) {
+            const struct pd_session_info *s = &all[i];
+            char when[32], title[256], model[64], state[32], steps[16];
+            fmt_time(s->created_ms, when, sizeof when);
+            one_line(s->title, strlen(s->title), title, sizeof title, 36);
+            one_line(s->model_name ? s->model_name : "-",
+                     strlen(s->model_name ? s->model_name : "-"), model, sizeof model, 20);
+            if (s->parent_id) {
+                snprintf(state, sizeof state, "<%lld@%lld", (long long)s->parent_id,
+                         (long long)s->fork_pos);
+            } else {
+                snprintf(state, sizeof state, "%s", s->finished ? "done" : "partial");
+            }
+            if (s->n_pruned) {
+                snprintf(steps, sizeof steps, "%lld-%lld", (long long)s->n_steps,
+                         (long long)s->n_pruned);
+            } else {
+                snprintf(steps, sizeof steps, "%lld", (long long)s->n_steps);
+            }
+            printf("%6lld  %-16s %8lld %6s  %-8s %-20s %s%s%s%s\n", (long long)s->id, when,
+                   (long long)s->n_tokens, steps, state, model, title, *s->tags ? " [" : "",
+                   s->tags, *s->tags ? "]" : "");
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        pd_session_info_free(&all[i]);
+    }
+    free(all);
+    pd_store_close(&st);
+    return 0;
+}
+
+/* ---- show ------------------------------------------------------------------------- */
+
+/* Prints text made printable: invalid bytes as U+FFFD, controls other than newline and
+ * tab as '?'. */
+static void print_clean(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t k = pd_utf8_decode(s + i, n - i, &cp);
+        if (k == 0) {
+            fputs("\xEF\xBF\xBD", stdout);
+            i++;
+        } else {
+            if ((cp < 0x20 && cp != '\n' && cp != '\t') || cp == 0x7f) {
+                fputc('?', stdout);
+            } else {
+                fwrite(s + i, 1, k, stdout);
+            }
+            i += k;
+        }
+    }
+}
+
+static int show_text(struct pd_store *st, int64_t id)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_replay *r = NULL;
+    if (pd_replay_open(st, id, &r, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return 1;
+    }
+    const struct pd_session_info *s = pd_replay_info(r);
+    char when[32];
+    fmt_time(s->created_ms, when, sizeof when);
+    printf("session %lld  created %s  source %s  %s\n", (long long)s->id, when, s->source,
+           s->finished ? "finished" : "not finished");
+    if (s->model_name) {
+        printf("model    %s (%s, %llu bytes, sha256 %.16s...)\n", s->model_name, s->model_arch,
+               (unsigned long long)s->model_size, s->model_sha256);
+    }
+    if (s->has_settings) {
+        const struct pd_run_settings *rs = &s->settings;
+        printf("settings temperature %g top_p %g top_k %d min_p %g seed %llu mode %s kv %s "
+               "template %s\n",
+               (double)rs->temperature, (double)rs->top_p, (int)rs->top_k, (double)rs->min_p,
+               (unsigned long long)rs->seed, rs->mode ? rs->mode : "-",
+               rs->kv_policy ? rs->kv_policy : "-", rs->chat_template ? rs->chat_template : "-");
+    }
+    if (s->parent_id) {
+        printf("branch   of session %lld at position %lld\n", (long long)s->parent_id,
+               (long long)s->fork_pos);
+    }
+    if (s->meta) {
+        printf("meta     %s\n", s->meta);
+    }
+    printf("tokens   %lld  steps %lld (%lld pruned)%s%s\n", (long long)pd_replay_length(r),
+           (long long)s->n_steps, (long long)s->n_pruned, *s->tags ? "  tags " : "", s->tags);
+    struct pd_message *msgs = NULL;
+    size_t n_msgs = 0;
+    int rc = 0;
+    if (pd_store_messages_get(st, id, &msgs, &n_msgs, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        pd_replay_close(&r);
+        return 1;
+    }
+    for (size_t i = 0; i < n_msgs; i++) {
+        printf("\n== %s ==\n", pd_msg_role_name(msgs[i].role));
+        print_clean(msgs[i].content, strlen(msgs[i].content));
+        fputc('\n', stdout);
+    }
+    pd_messages_free(msgs, n_msgs);
+    /* the trace, a heading at each change of role or pruned state */
+    struct pd_token_rec tok[256];
+    int last_role = -1;
+    bool last_pruned = false;
+    for (;;) {
+        size_t got = 0;
+        if (pd_replay_read(r, tok, 256, &got, &err) != PD_OK) {
+            fputc('\n', stdout);
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+        for (size_t i = 0; i < got; i++) {
+            bool pruned = (tok[i].flags & PD_TOKF_PRUNED) != 0;
+            if ((int)tok[i].role != last_role || pruned != last_pruned) {
+                printf("\n== %s%s (from %lld) ==\n", pd_role_name(tok[i].role),
+                       pruned ? ", pruned" : "", (long long)tok[i].pos);
+                last_role = (int)tok[i].role;
+                last_pruned = pruned;
+            } else if (tok[i].id < 0 && tok[i].role == PD_ROLE_PROMPT) {
+                fputc('\n', stdout); /* imported: one prompt row per message */
+            }
+            print_clean(tok[i].text, tok[i].text_len);
+            pd_token_rec_free(&tok[i]);
+        }
+        if (got == 0 || rc) {
+            break;
+        }
+    }
+    fputc('\n', stdout);
+    size_t n_steps, n_ann;
+    const struct pd_step_rec *steps = pd_replay_steps(r, &n_steps);
+    if (n_steps) {
+        printf("\n== steps ==\n%5s %-9s %13s %8s %8s %8s %s\n", "STEP", "KIND", "SPAN", "SURPR",
+               "FIRST", "ENTROPY", "");
+        for (size_t i = 0; i < n_steps; i++) {
+            const struct pd_step_rec *k = &steps[i];
+            char span[32];
+            snprintf(span, sizeof span, "%lld-%lld", (long long)k->pos_begin,
+                     (long long)k->pos_end);
+            printf("%5d %-9s %13s %8.2f %8.2f %8.2f %s\n", (int)k->index,
+                   pd_step_kind_name(k->kind), span, (double)k->mean_surprisal,
+                   (double)k->first_surprisal, (double)k->mean_entropy,
+                   k->pruned ? "pruned" : "");
+        }
+    }
+    const struct pd_annotation *ann = pd_replay_annotations(r, &n_ann);
+    if (n_ann) {
+        printf("\n== annotations ==\n");
+        for (size_t i = 0; i < n_ann; i++) {
+            if (ann[i].whole_session) {
+                printf("%-13s ", "session");
+            } else {
+                char span[32];
+                snprintf(span, sizeof span, "%lld-%lld", (long long)ann[i].pos_begin,
+                         (long long)ann[i].pos_end);
+                printf("%-13s ", span);
+            }
+            print_clean(ann[i].tag, strlen(ann[i].tag));
+            if (*ann[i].note) {
+                fputs(": ", stdout);
+                print_clean(ann[i].note, strlen(ann[i].note));
+            }
+            fputc('\n', stdout);
+        }
+    }
+    pd_replay_close(&r);
+    return rc;
+}
+
+int pd_cli_show(int argc, char **argv)
+{
+    struct pd_argv a = {argc, argv, 1, "show"};
+    const char *db = NULL, *sid = NULL;
+    bool json = false, bad = false;
+    while (a.i < argc && !bad) {
+        const char *v = NULL;
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            printf("usage: ponder show SESSION [--json] [--db F]\n\n"
+                   "Prints a session: settings, conversation, the trace by role, steps and\n"
+                   "annotations; --json prints its ponder record (as export --format ponder).\n");
+            return 0;
+        }
+        if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
+            db = v;
+        } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
+            json = true;
+        } else if (argv[a.i][0] != '-' && !sid) {
+            sid = argv[a.i++];
+        } else {
+            pd_cli_fail(2, "show: unexpected argument '%s'", argv[a.i]);
+            bad = true;
+        }
+    }
+    long long id = 0;
+    if (!bad && !sid) {
+        pd_cli_fail(2, "show: which session? (see 'ponder ls')");
+        bad = true;
+    }
+    if (!bad && !pd_arg_long("show", "SESSION", sid, 1, INT64_MAX, &id)) {
+        bad = true;
+    }
+    if (bad) {
+        return 2;
+    }
+    struct pd_store *st = open_db(db);
+    if (!st) {
+        return 1;
+    }
+    int rc = 0;
+    if (json) {
+        char *line = NULL;
+        struct pd_err err;
+        pd_err_clear(&err);
+        if (pd_jsonl_session_record(st, id, PD_JSONL_PONDER, &line, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+        } else {
+            puts(line);
+            free(line);
+        }
+    } else {
+        rc = show_text(st, id);
+    }
+    pd_store_close(&st);
+    return rc;
+}

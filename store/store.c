@@ -53,6 +53,17 @@ static const char *const stmt_sql[PD_STMT_COUNT] = {
         "SELECT p.step_idx, s.pos_begin, s.pos_end, p.strategy, p.pruned_by, p.created_ms"
         " FROM prunes p JOIN steps s ON s.session_id = p.session_id AND s.idx = p.step_idx"
         " WHERE p.session_id = ?1 ORDER BY p.step_idx",
+    [PD_STMT_SESSION_GET] = PD_SESSION_SELECT " WHERE s.id = ?1",
+    [PD_STMT_SESSION_FINISH] =
+        "UPDATE sessions SET finished = 1, updated_ms = ?2 WHERE id = ?1",
+    [PD_STMT_STEPS_GET] =
+        "SELECT s.idx, s.pos_begin, s.pos_end, s.kind, s.mean_surprisal, s.first_surprisal,"
+        " s.mean_entropy, s.attn_received, p.step_idx IS NOT NULL FROM steps s"
+        " LEFT JOIN prunes p ON p.session_id = s.session_id AND p.step_idx = s.idx"
+        " WHERE s.session_id = ?1 ORDER BY s.idx",
+    [PD_STMT_ANNOTATIONS_GET] =
+        "SELECT id, pos_begin, pos_end, tag, note, created_ms FROM annotations"
+        " WHERE session_id = ?1 ORDER BY pos_begin IS NOT NULL, pos_begin, id",
 };
 _Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == PD_STMT_COUNT, "statement table");
 

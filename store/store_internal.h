@@ -12,6 +12,21 @@
 #include "base/status.h"
 #include "store.h"
 
+/* The columns pd_session_info is read from (store_sessions.c read_session_row). */
+#define PD_SESSION_SELECT \
+    "SELECT s.id, coalesce(s.model_id, 0), m.file_name, m.arch, m.sha256, m.file_size," \
+    " s.chat_template, s.mode, s.kv_policy, s.temperature, s.top_p, s.top_k, s.min_p, s.seed," \
+    " s.source, s.meta," \
+    " (SELECT substr(content, 1, 200) FROM messages" \
+    "   WHERE session_id = s.id AND role = 'user' ORDER BY idx DESC LIMIT 1)," \
+    " coalesce(s.parent_id, 0), s.fork_pos, s.created_ms, s.updated_ms, s.n_tokens," \
+    " s.finished," \
+    " (SELECT count(*) FROM steps WHERE session_id = s.id)," \
+    " (SELECT count(*) FROM prunes WHERE session_id = s.id)," \
+    " (SELECT group_concat(tag, ',') FROM" \
+    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))" \
+    " FROM sessions s LEFT JOIN models m ON m.id = s.model_id"
+
 /* Statements prepared once per connection (the hot and the frequent ones). */
 enum pd_store_stmt_id {
     PD_STMT_TOKEN_INSERT,
@@ -24,6 +39,10 @@ enum pd_store_stmt_id {
     PD_STMT_MESSAGE_INSERT,
     PD_STMT_MESSAGES_GET,
     PD_STMT_PRUNES_GET,
+    PD_STMT_SESSION_GET,
+    PD_STMT_SESSION_FINISH,
+    PD_STMT_STEPS_GET,
+    PD_STMT_ANNOTATIONS_GET,
     PD_STMT_COUNT
 };
 

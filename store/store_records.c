@@ -290,13 +290,7 @@ enum pd_status pd_store_steps_get(struct pd_store *st, int64_t session_id,
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *s = pd_store_prepare(
-        st,
-        "SELECT s.idx, s.pos_begin, s.pos_end, s.kind, s.mean_surprisal, s.first_surprisal,"
-        " s.mean_entropy, s.attn_received, p.step_idx IS NOT NULL FROM steps s"
-        " LEFT JOIN prunes p ON p.session_id = s.session_id AND p.step_idx = s.idx"
-        " WHERE s.session_id = ?1 ORDER BY s.idx",
-        err);
+    sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_STEPS_GET, err);
     if (!s) {
         return PD_EDB;
     }
@@ -339,7 +333,7 @@ enum pd_status pd_store_steps_get(struct pd_store *st, int64_t session_id,
     if (rc == PD_OK && r != SQLITE_DONE) {
         rc = pd_store_dberr(st, err, "steps read");
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     if (rc != PD_OK) {
         free(arr);
         return rc;
@@ -624,11 +618,7 @@ enum pd_status pd_store_annotations_get(struct pd_store *st, int64_t session_id,
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *s = pd_store_prepare(
-        st,
-        "SELECT id, pos_begin, pos_end, tag, note, created_ms FROM annotations"
-        " WHERE session_id = ?1 ORDER BY pos_begin IS NOT NULL, pos_begin, id",
-        err);
+    sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_ANNOTATIONS_GET, err);
     if (!s) {
         return PD_EDB;
     }
@@ -669,7 +659,7 @@ enum pd_status pd_store_annotations_get(struct pd_store *st, int64_t session_id,
     if (rc == PD_OK && r != SQLITE_DONE) {
         rc = pd_store_dberr(st, err, "annotations read");
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     if (rc != PD_OK) {
         pd_annotations_free(arr, len);
         return rc;

@@ -277,19 +277,6 @@ void pd_session_info_free(struct pd_session_info *s)
     memset(s, 0, sizeof *s);
 }
 
-static const char session_select[] =
-    "SELECT s.id, coalesce(s.model_id, 0), m.file_name, m.arch, m.sha256, m.file_size,"
-    " s.chat_template, s.mode, s.kv_policy, s.temperature, s.top_p, s.top_k, s.min_p, s.seed,"
-    " s.source, s.meta,"
-    " (SELECT substr(content, 1, 200) FROM messages"
-    "   WHERE session_id = s.id AND role = 'user' ORDER BY idx DESC LIMIT 1),"
-    " coalesce(s.parent_id, 0), s.fork_pos, s.created_ms, s.updated_ms, s.n_tokens,"
-    " s.finished,"
-    " (SELECT count(*) FROM steps WHERE session_id = s.id),"
-    " (SELECT count(*) FROM prunes WHERE session_id = s.id),"
-    " (SELECT group_concat(tag, ',') FROM"
-    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))"
-    " FROM sessions s LEFT JOIN models m ON m.id = s.model_id";
 
 /* Fills *o from the current row of a session_select statement. */
 static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
@@ -351,9 +338,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
 enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
                                     struct pd_session_info *out, struct pd_err *err)
 {
-    char sql[sizeof session_select + 32];
-    snprintf(sql, sizeof sql, "%s WHERE s.id = ?1", session_select);
-    sqlite3_stmt *s = pd_store_prepare(st, sql, err);
+    sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_SESSION_GET, err);
     if (!s) {
         return PD_EDB;
     }
@@ -367,7 +352,7 @@ enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
     } else {
         rc = pd_store_dberr(st, err, "session read");
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return rc;
 }
 
@@ -376,9 +361,7 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info
 {
     *out = NULL;
     *n = 0;
-    char sql[sizeof session_select + 32];
-    snprintf(sql, sizeof sql, "%s ORDER BY s.id", session_select);
-    sqlite3_stmt *s = pd_store_prepare(st, sql, err);
+    sqlite3_stmt *s = pd_store_prepare(st, PD_SESSION_SELECT " ORDER BY s.id", err);
     if (!s) {
         return PD_EDB;
     }
@@ -422,8 +405,7 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info
 enum pd_status pd_store_finish_nolock(struct pd_store *st, int64_t session_id,
                                       struct pd_err *err)
 {
-    sqlite3_stmt *s = pd_store_prepare(
-        st, "UPDATE sessions SET finished = 1, updated_ms = ?2 WHERE id = ?1", err);
+    sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_SESSION_FINISH, err);
     if (!s) {
         return PD_EDB;
     }
@@ -436,7 +418,7 @@ enum pd_status pd_store_finish_nolock(struct pd_store *st, int64_t session_id,
         rc = pd_err_set(err, PD_EINVAL, "%s: no session %lld", st->path,
                         (long long)session_id);
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return rc;
 }
 

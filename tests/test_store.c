@@ -955,12 +955,14 @@ static void test_corrupt_rows(void **state)
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 8, true);
     char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE tokens SET topk = x'0105' WHERE session_id = %lld AND pos = 3",
+    snprintf(sql, sizeof sql,
+             "UPDATE tokens SET topk = x'0105' WHERE session_id = %lld AND pos = 3",
              (long long)sid);
     poke(f->path, sql);
     expect_read_fails(f->st, sid, "top-k blob");
     snprintf(sql, sizeof sql,
-             "UPDATE tokens SET topk = NULL, attn = x'01020200' WHERE session_id = %lld AND pos = 3",
+             "UPDATE tokens SET topk = NULL, attn = x'01020200'"
+             " WHERE session_id = %lld AND pos = 3",
              (long long)sid);
     poke(f->path, sql);
     expect_read_fails(f->st, sid, "attention blob");
@@ -993,7 +995,8 @@ static void test_corrupt_rows(void **state)
     /* a bad step kind */
     snprintf(sql, sizeof sql,
              "PRAGMA ignore_check_constraints = 1;"
-             "INSERT INTO steps (session_id, idx, pos_begin, pos_end, kind) VALUES (%lld, 0, 0, 1, 42)",
+             "INSERT INTO steps (session_id, idx, pos_begin, pos_end, kind)"
+             " VALUES (%lld, 0, 0, 1, 42)",
              (long long)b);
     poke(f->path, sql);
     struct pd_step_rec *steps;

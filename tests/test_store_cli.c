@@ -107,7 +107,8 @@ static void test_import_errors_and_exit_codes(void **state)
     char want[700];
     snprintf(want, sizeof want, "ponder: %s/malformed.jsonl:2: invalid JSON", fixtures);
     assert_non_null(strstr(err, want));
-    snprintf(want, sizeof want, "ponder: %s/malformed.jsonl:4: messages[0].role: unsupported", fixtures);
+    snprintf(want, sizeof want, "ponder: %s/malformed.jsonl:4: messages[0].role: unsupported",
+             fixtures);
     assert_non_null(strstr(err, want));
     assert_non_null(strstr(err, "imported 6 traces"));
     assert_non_null(strstr(err, "12 lines rejected"));

@@ -21,6 +21,13 @@ struct pd_subcmd {
 /* The subcommand table (terminated by a NULL name). */
 extern const struct pd_subcmd pd_subcmds[];
 
+/* Model commands (cli_model.c). */
+int pd_cli_info(int argc, char **argv);
+int pd_cli_tokenize(int argc, char **argv);
+int pd_cli_score(int argc, char **argv);
+int pd_cli_generate(int argc, char **argv);
+int pd_cli_bench(int argc, char **argv);
+
 /* Store commands (cli_store.c). */
 int pd_cli_import(int argc, char **argv);
 int pd_cli_export(int argc, char **argv);

@@ -4,6 +4,11 @@
 #include <stdio.h>
 
 const struct pd_subcmd pd_subcmds[] = {
+    {"info", "describe a GGUF model (architecture, sizes, types, tokenizer)", pd_cli_info},
+    {"tokenize", "turn text into token ids", pd_cli_tokenize},
+    {"score", "per-token logprob, entropy and top-k of a text under a model", pd_cli_score},
+    {"generate", "generate text headless, optionally as JSON lines with metrics", pd_cli_generate},
+    {"bench", "measure prefill and decode speed and peak memory", pd_cli_bench},
     {"import", "import JSONL reasoning traces as sessions", pd_cli_import},
     {"export", "export sessions as JSONL training data", pd_cli_export},
     {"ls", "list saved sessions", pd_cli_ls},

@@ -1,0 +1,438 @@
+/* forward.c - CPU forward pass: embeddings, attention with the KV cache, SwiGLU FFN,
+ * output logits; batched over tokens, parallel over weight rows and attention heads. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "dtype.h"
+#include "threadpool.h"
+
+struct pd_ctx_params pd_ctx_default_params(void)
+{
+    struct pd_ctx_params p = {0, 0, 0, PD_KV_F16};
+    return p;
+}
+
+static uint32_t max_u32(uint32_t a, uint32_t b)
+{
+    return a > b ? a : b;
+}
+
+enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params *pp,
+                           struct pd_ctx **out, struct pd_err *err)
+{
+    *out = NULL;
+    const struct pd_hparams *hp = &m->hp;
+    struct pd_ctx_params p = pp ? *pp : pd_ctx_default_params();
+    if (p.n_threads <= 0) {
+        p.n_threads = pd_cpu_count();
+    }
+    if (p.n_ctx == 0) {
+        p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    }
+    if (p.n_ctx > (1u << 22)) {
+        return pd_err_set(err, PD_EINVAL, "context size %u too large", p.n_ctx);
+    }
+    if (p.n_batch == 0) {
+        p.n_batch = 32;
+    }
+    /* Keep the attention probability buffer under ~64M floats. */
+    uint64_t per_tok = (uint64_t)hp->n_head * p.n_ctx;
+    while (p.n_batch > 1 && per_tok * p.n_batch > (64u << 20)) {
+        p.n_batch /= 2;
+    }
+    struct pd_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (context)");
+    }
+    c->model = m;
+    c->params = p;
+    enum pd_status st;
+    if ((st = pd_pool_open(p.n_threads, &c->pool, err))) {
+        goto fail;
+    }
+    if ((st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
+                              hp->n_head_kv * hp->head_dim_v, p.kv_type, &c->kv, err))) {
+        goto fail;
+    }
+    uint32_t nb = p.n_batch;
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    uint32_t wide = max_u32(max_u32(hp->n_embd, hp->n_ff), o_dim);
+    c->x = pd_malloc_array((size_t)nb * hp->n_embd, sizeof(float));
+    c->xn = pd_malloc_array((size_t)nb * wide, sizeof(float));
+    c->q = pd_malloc_array((size_t)nb * q_dim, sizeof(float));
+    c->k = pd_malloc_array((size_t)nb * hp->n_head_kv * hp->head_dim, sizeof(float));
+    c->v = pd_malloc_array((size_t)nb * hp->n_head_kv * hp->head_dim_v, sizeof(float));
+    c->att = pd_malloc_array((size_t)nb * o_dim, sizeof(float));
+    c->gate = pd_malloc_array((size_t)nb * hp->n_ff, sizeof(float));
+    c->up = pd_malloc_array((size_t)nb * hp->n_ff, sizeof(float));
+    c->out = pd_malloc_array((size_t)nb * max_u32(hp->n_embd, hp->n_vocab), sizeof(float));
+    c->xq_row_bytes = (size_t)wide * 4 + 512; /* f32 is the widest dot format */
+    c->xq = pd_malloc_array(nb, c->xq_row_bytes);
+    c->probs = pd_malloc_array((size_t)nb * per_tok, sizeof(float));
+    c->logits = pd_malloc_array(hp->n_vocab, sizeof(float));
+    if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
+        !c->out || !c->xq || !c->probs || !c->logits) {
+        st = pd_err_set(err, PD_ENOMEM, "out of memory (context buffers)");
+        goto fail;
+    }
+    *out = c;
+    return PD_OK;
+fail:
+    pd_ctx_close(&c);
+    return st;
+}
+
+void pd_ctx_close(struct pd_ctx **cp)
+{
+    if (!cp || !*cp) {
+        return;
+    }
+    struct pd_ctx *c = *cp;
+    pd_pool_close(&c->pool);
+    pd_kvcache_close(&c->kv);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->gate);
+    free(c->up);
+    free(c->out);
+    free(c->xq);
+    free(c->probs);
+    free(c->logits);
+    free(c);
+    *cp = NULL;
+}
+
+void pd_ctx_reset(struct pd_ctx *c)
+{
+    pd_kvcache_clear(c->kv);
+    c->n_past = 0;
+    c->has_logits = false;
+}
+
+uint32_t pd_ctx_kv_free(const struct pd_ctx *c)
+{
+    uint32_t most = 0;
+    for (uint32_t il = 0; il < c->kv->n_layer; il++) {
+        most = max_u32(most, c->kv->layers[il].n);
+    }
+    return c->kv->cap - most;
+}
+
+/* ---- matmul: Y[t][r] = W[r] . X[t] ---------------------------------------------------- */
+
+struct matmul_job {
+    const struct pd_weight *w;
+    const uint8_t *xq;    /* [n_tok][xq_stride] in vec_dot format */
+    size_t xq_stride;
+    float *y;             /* [n_tok][y_stride] */
+    size_t y_stride;
+    uint32_t n_tok;
+    pd_vec_dot_fn dot;
+};
+
+static void matmul_rows(void *ctx, size_t r0, size_t r1)
+{
+    const struct matmul_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *wrow = j->w->data + r * j->w->row_bytes;
+        for (uint32_t t = 0; t < j->n_tok; t++) {
+            j->y[t * j->y_stride + r] = j->dot(wrow, j->xq + t * j->xq_stride, j->w->cols);
+        }
+    }
+}
+
+/* y[t][0..rows) = W x[t] for t < n_tok; x rows have stride x_stride floats. */
+static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, size_t x_stride,
+                   float *y, size_t y_stride, uint32_t n_tok)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(w->type);
+    const struct pd_dtype_traits *xt = pd_dtype_traits(tr->vec_dot_type);
+    uint8_t *xq = c->xq;
+    for (uint32_t t = 0; t < n_tok; t++) {
+        xt->from_f32(x + t * x_stride, xq + t * c->xq_row_bytes, w->cols);
+    }
+    struct matmul_job j = {w, xq, c->xq_row_bytes, y, y_stride, n_tok, tr->vec_dot};
+    size_t grain = 16;
+    pd_pool_run(c->pool, w->rows, grain, matmul_rows, &j);
+}
+
+/* ---- elementwise pieces ---------------------------------------------------------------- */
+
+static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    /* Squares in float, sum in double, mean rounded to float: the GGUF reference order. */
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        sum += (double)(x[i] * x[i]);
+    }
+    float mean = (float)(sum / n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = x[i] * scale * w[i];
+    }
+}
+
+/* Rotates one head of x (n_rot dims) for position pos. Angles follow the GGUF/GGML
+ * convention: theta_i = pos * freq_scale * base^(-2i/n_rot), computed by repeated
+ * multiplication in float. */
+static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp)
+{
+    float theta_scale = powf(hp->rope_base, -2.0f / (float)n_rot);
+    float theta = (float)pos * hp->rope_freq_scale;
+    uint32_t half = n_rot / 2;
+    for (uint32_t i = 0; i < half; i++) {
+        float cs = cosf(theta), sn = sinf(theta);
+        float *a, *b;
+        if (hp->rope_type == PD_ROPE_NORM) {
+            a = &x[2 * i];
+            b = &x[2 * i + 1];
+        } else {
+            a = &x[i];
+            b = &x[i + half];
+        }
+        float x0 = *a, x1 = *b;
+        *a = x0 * cs - x1 * sn;
+        *b = x0 * sn + x1 * cs;
+        theta *= theta_scale;
+    }
+}
+
+static const float *wf32(const struct pd_weight *w)
+{
+    return (const float *)w->data;
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+struct attn_job {
+    struct pd_ctx *c;
+    uint32_t il;
+    uint32_t n_tok;
+    int64_t pos0;
+};
+
+static void attn_tasks(void *ctx, size_t i0, size_t i1)
+{
+    const struct attn_job *j = ctx;
+    struct pd_ctx *c = j->c;
+    const struct pd_hparams *hp = &c->model->hp;
+    const struct pd_kv_layer *L = &c->kv->layers[j->il];
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    float scale = 1.0f / sqrtf((float)hp->head_dim);
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    for (size_t task = i0; task < i1; task++) {
+        uint32_t t = (uint32_t)(task / hp->n_head);
+        uint32_t h = (uint32_t)(task % hp->n_head);
+        uint32_t kvh = h / group;
+        int64_t pos = j->pos0 + t;
+        const float *q = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
+        float *p = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
+        float *o = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
+        /* Slots are sorted by position: the visible ones are a prefix. */
+        uint32_t n_vis = 0;
+        while (n_vis < L->n && L->pos[n_vis] <= pos) {
+            n_vis++;
+        }
+        float mx = -INFINITY;
+        for (uint32_t s = 0; s < n_vis; s++) {
+            p[s] = pd_kvcache_k_dot(c->kv, j->il, s, kvh * hp->head_dim, q, hp->head_dim) *
+                   scale;
+            if (p[s] > mx) {
+                mx = p[s];
+            }
+        }
+        double sum = 0.0;
+        for (uint32_t s = 0; s < n_vis; s++) {
+            p[s] = expf(p[s] - mx);
+            sum += p[s];
+        }
+        float inv = (float)(1.0 / sum);
+        memset(o, 0, hp->head_dim_v * sizeof(float));
+        for (uint32_t s = 0; s < n_vis; s++) {
+            p[s] *= inv;
+            pd_kvcache_v_axpy(c->kv, j->il, s, kvh * hp->head_dim_v, p[s], o, hp->head_dim_v);
+        }
+        for (uint32_t s = n_vis; s < L->n; s++) {
+            p[s] = 0.0f;
+        }
+    }
+}
+
+/* ---- the batch forward ----------------------------------------------------------------- */
+
+static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32_t n_tok,
+                                 pd_logits_fn logits_fn, void *ud, bool last_batch,
+                                 struct pd_err *err)
+{
+    const struct pd_model *m = c->model;
+    const struct pd_hparams *hp = &m->hp;
+    uint32_t E = hp->n_embd;
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t k_dim = hp->n_head_kv * hp->head_dim;
+    uint32_t v_dim = hp->n_head_kv * hp->head_dim_v;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    uint32_t wide = max_u32(max_u32(E, hp->n_ff), o_dim);
+    int64_t pos0 = c->n_past;
+    enum pd_status st;
+
+    for (uint32_t t = 0; t < n_tok; t++) {
+        pd_weight_row_f32(&m->tok_embd, (uint64_t)tokens[t], c->x + (size_t)t * E);
+    }
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const struct pd_layer *L = &m->layers[il];
+        for (uint32_t t = 0; t < n_tok; t++) {
+            rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
+                    hp->norm_eps);
+        }
+        matmul(c, &L->wq, c->xn, wide, c->q, q_dim, n_tok);
+        matmul(c, &L->wk, c->xn, wide, c->k, k_dim, n_tok);
+        matmul(c, &L->wv, c->xn, wide, c->v, v_dim, n_tok);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            float *q = c->q + (size_t)t * q_dim;
+            float *k = c->k + (size_t)t * k_dim;
+            float *v = c->v + (size_t)t * v_dim;
+            if (L->bq.data) {
+                for (uint32_t i = 0; i < q_dim; i++) {
+                    q[i] += wf32(&L->bq)[i];
+                }
+                for (uint32_t i = 0; i < k_dim; i++) {
+                    k[i] += wf32(&L->bk)[i];
+                }
+                for (uint32_t i = 0; i < v_dim; i++) {
+                    v[i] += wf32(&L->bv)[i];
+                }
+            }
+            for (uint32_t h = 0; h < hp->n_head; h++) {
+                float *qh = q + (size_t)h * hp->head_dim;
+                if (L->q_norm.data) {
+                    rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
+                }
+                rope_head(qh, hp->n_rot, pos0 + t, hp);
+            }
+            for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+                float *kh = k + (size_t)h * hp->head_dim;
+                if (L->k_norm.data) {
+                    rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
+                }
+                rope_head(kh, hp->n_rot, pos0 + t, hp);
+            }
+            if ((st = pd_kvcache_append(c->kv, il, pos0 + t, k, v, err))) {
+                return st;
+            }
+        }
+        struct attn_job aj = {c, il, n_tok, pos0};
+        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, 1, attn_tasks, &aj);
+        if (c->attn_hook) {
+            const struct pd_kv_layer *KL = &c->kv->layers[il];
+            for (uint32_t t = 0; t < n_tok; t++) {
+                c->attn_hook(c->attn_hook_ud, il, pos0 + t,
+                             c->probs + (size_t)t * hp->n_head * c->params.n_ctx, hp->n_head,
+                             KL->n, KL->pos);
+            }
+        }
+        matmul(c, &L->wo, c->att, o_dim, c->out, E, n_tok);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            float *x = c->x + (size_t)t * E;
+            const float *o = c->out + (size_t)t * E;
+            for (uint32_t i = 0; i < E; i++) {
+                x[i] += o[i];
+            }
+            rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
+        }
+        matmul(c, &L->w_gate, c->xn, wide, c->gate, hp->n_ff, n_tok);
+        matmul(c, &L->w_up, c->xn, wide, c->up, hp->n_ff, n_tok);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            float *g = c->gate + (size_t)t * hp->n_ff;
+            const float *u = c->up + (size_t)t * hp->n_ff;
+            float *h = c->xn + (size_t)t * wide;
+            for (uint32_t i = 0; i < hp->n_ff; i++) {
+                h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            }
+        }
+        matmul(c, &L->w_down, c->xn, wide, c->out, E, n_tok);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            float *x = c->x + (size_t)t * E;
+            const float *o = c->out + (size_t)t * E;
+            for (uint32_t i = 0; i < E; i++) {
+                x[i] += o[i];
+            }
+        }
+    }
+    /* Output: logits for every token when asked, else only for the batch's last token. */
+    uint32_t first = logits_fn ? 0 : n_tok - 1;
+    uint32_t n_out = n_tok - first;
+    if (!logits_fn && !last_batch) {
+        n_out = 0;
+    }
+    if (n_out > 0) {
+        for (uint32_t t = first; t < n_tok; t++) {
+            rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
+                    wf32(&m->output_norm), E, hp->norm_eps);
+        }
+        matmul(c, &m->output, c->xn, wide, c->out, hp->n_vocab, n_out);
+        for (uint32_t t = 0; t < n_out; t++) {
+            const float *lg = c->out + (size_t)t * hp->n_vocab;
+            if (logits_fn) {
+                logits_fn(ud, 0, pos0 + first + t, lg);
+            }
+        }
+        memcpy(c->logits, c->out + (size_t)(n_out - 1) * hp->n_vocab,
+               hp->n_vocab * sizeof(float));
+        c->has_logits = true;
+    }
+    c->n_past += n_tok;
+    return PD_OK;
+}
+
+struct logits_fwd {
+    pd_logits_fn fn;
+    void *ud;
+    size_t base; /* index of the batch's first token within the eval call */
+    int64_t pos_base;
+};
+
+static void logits_forward(void *ud, size_t i, int64_t pos, const float *logits)
+{
+    (void)i;
+    struct logits_fwd *f = ud;
+    f->fn(f->ud, f->base + (size_t)(pos - f->pos_base), pos, logits);
+}
+
+enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
+                           pd_logits_fn logits_fn, void *ud, struct pd_err *err)
+{
+    const struct pd_hparams *hp = &c->model->hp;
+    for (size_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab) {
+            return pd_err_set(err, PD_EINVAL, "token %d at index %zu: out of range [0, %u)",
+                              tokens[i], i, hp->n_vocab);
+        }
+    }
+    if (n > pd_ctx_kv_free(c)) {
+        return pd_err_set(err, PD_EINVAL,
+                          "context full: %zu more tokens do not fit (%u slots free of %u)", n,
+                          pd_ctx_kv_free(c), c->kv->cap);
+    }
+    size_t done = 0;
+    while (done < n) {
+        uint32_t nb = (uint32_t)((n - done) < c->params.n_batch ? (n - done) : c->params.n_batch);
+        struct logits_fwd f = {logits_fn, ud, done, c->n_past};
+        enum pd_status st = eval_batch(c, tokens + done, nb, logits_fn ? logits_forward : NULL,
+                                       &f, done + nb == n, err);
+        if (st) {
+            return st;
+        }
+        done += nb;
+    }
+    return PD_OK;
+}

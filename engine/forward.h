@@ -1,0 +1,89 @@
+/* forward.h - the transformer forward pass on CPU: an evaluation context per sequence.
+ *
+ * A pd_ctx holds everything one sequence needs besides the weights: the KV cache, the
+ * scratch buffers (allocated once, sized for n_batch tokens), the thread pool, and the
+ * position counter. pd_ctx_eval runs tokens through the model in batches of at most
+ * n_batch, appending their K/V to the cache; token i of a call gets position
+ * n_past + i. The attention of each token is over the slots retained in each layer whose
+ * position is <= its own (causal), so evicted slots are simply absent.
+ *
+ * DESIGN: per layer, the batch's activations are converted once to the weight type's
+ * dot format and every weight row is dotted with every token's row (rows split across the
+ * pool's threads). Attention runs per (token, head) in parallel; the probabilities are
+ * written to a [n_batch][n_head][n_ctx] buffer that the attention hook reads after each
+ * layer, on the calling thread, in token order.
+ *
+ * Ownership: the context borrows the model (which must outlive it) and owns the rest.
+ * Thread-safety: one thread drives a context; it uses its own pool internally. */
+#ifndef PD_FORWARD_H
+#define PD_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "kvcache.h"
+#include "model.h"
+
+struct pd_ctx_params {
+    int n_threads;          /* 0 = number of CPUs */
+    uint32_t n_ctx;         /* KV slots per layer (0 = min(4096, n_ctx_train)) */
+    uint32_t n_batch;       /* tokens per forward batch (0 = 32) */
+    enum pd_kv_type kv_type;/* default f16 */
+};
+
+struct pd_ctx_params pd_ctx_default_params(void);
+
+/* Called after each layer's attention for each token of a batch, in token order:
+ * probs is [n_head][n_slots] (each row sums to 1 over the slots the token could see;
+ * slots after the token's position have probability 0), slot_pos[n_slots] the positions. */
+typedef void (*pd_attn_hook_fn)(void *ud, uint32_t layer, int64_t pos, const float *probs,
+                                uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
+
+/* Called with the logits of token i of an eval call (when requested). */
+typedef void (*pd_logits_fn)(void *ud, size_t i, int64_t pos, const float *logits);
+
+struct pd_ctx {
+    const struct pd_model *model;  /* borrowed */
+    struct pd_ctx_params params;
+    struct pd_pool *pool;          /* owned */
+    struct pd_kvcache *kv;         /* owned */
+    int64_t n_past;                /* position of the next token */
+    pd_attn_hook_fn attn_hook;     /* optional */
+    void *attn_hook_ud;
+    /* scratch, allocated once */
+    float *x;        /* [n_batch][n_embd] residual stream */
+    float *xn;       /* [n_batch][max(n_embd, n_ff, o_dim)] normalised / matmul input */
+    float *q;        /* [n_batch][n_head*head_dim] */
+    float *k;        /* [n_batch][n_head_kv*head_dim] */
+    float *v;        /* [n_batch][n_head_kv*head_dim_v] */
+    float *att;      /* [n_batch][n_head*head_dim_v] */
+    float *gate;     /* [n_batch][n_ff] */
+    float *up;       /* [n_batch][n_ff] */
+    float *out;      /* [n_batch][max(n_embd, n_vocab)] */
+    void *xq;        /* [n_batch][row bytes of the widest input in any dot format] */
+    size_t xq_row_bytes;
+    float *probs;    /* [n_batch][n_head][n_ctx] */
+    float *logits;   /* [n_vocab] logits of the last evaluated token */
+    bool has_logits;
+};
+
+/* Creates a context for m. On failure *out is NULL. */
+enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params *p,
+                           struct pd_ctx **out, struct pd_err *err);
+void pd_ctx_close(struct pd_ctx **c);
+
+/* Empties the cache and resets the position to 0. */
+void pd_ctx_reset(struct pd_ctx *c);
+
+/* Evaluates tokens[0..n) at positions n_past.. . When logits_fn is non-NULL it receives the
+ * logits of every token; the last token's logits are always left in c->logits.
+ * Errors: PD_EINVAL for an out-of-range token id (message names it) or a full cache. */
+enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
+                           pd_logits_fn logits_fn, void *ud, struct pd_err *err);
+
+/* Free KV slots left in the fullest layer. */
+uint32_t pd_ctx_kv_free(const struct pd_ctx *c);
+
+#endif

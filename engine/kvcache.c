@@ -1,0 +1,221 @@
+/* kvcache.c - slot storage, append, eviction with compaction, and the K/V row kernels. */
+#include "kvcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "dtype.h"
+
+static const char *const kv_type_names[PD_KV_TYPE_COUNT] = {"f16", "f32"};
+static const size_t kv_type_size[PD_KV_TYPE_COUNT] = {2, 4};
+
+enum pd_kv_type pd_kv_type_parse(const char *s)
+{
+    for (int i = 0; i < PD_KV_TYPE_COUNT; i++) {
+        if (strcmp(s, kv_type_names[i]) == 0) {
+            return (enum pd_kv_type)i;
+        }
+    }
+    return PD_KV_TYPE_COUNT;
+}
+
+const char *pd_kv_type_name(enum pd_kv_type t)
+{
+    return (unsigned)t < PD_KV_TYPE_COUNT ? kv_type_names[t] : "?";
+}
+
+enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
+                               enum pd_kv_type type, struct pd_kvcache **out,
+                               struct pd_err *err)
+{
+    *out = NULL;
+    if (n_layer == 0 || cap == 0 || dim_k == 0 || dim_v == 0 || type >= PD_KV_TYPE_COUNT) {
+        return pd_err_set(err, PD_EINVAL, "kv cache: bad shape");
+    }
+    struct pd_kvcache *c = calloc(1, sizeof *c);
+    if (!c) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (kv cache)");
+    }
+    c->n_layer = n_layer;
+    c->cap = cap;
+    c->dim_k = dim_k;
+    c->dim_v = dim_v;
+    c->type = type;
+    c->layers = pd_calloc(n_layer, sizeof *c->layers);
+    if (!c->layers) {
+        goto nomem;
+    }
+    size_t es = kv_type_size[type];
+    for (uint32_t il = 0; il < n_layer; il++) {
+        struct pd_kv_layer *L = &c->layers[il];
+        L->pos = pd_malloc_array(cap, sizeof *L->pos);
+        L->k = pd_malloc_array((size_t)cap * dim_k, es);
+        L->v = pd_malloc_array((size_t)cap * dim_v, es);
+        if (!L->pos || !L->k || !L->v) {
+            goto nomem;
+        }
+    }
+    *out = c;
+    return PD_OK;
+nomem:
+    pd_kvcache_close(&c);
+    return pd_err_set(err, PD_ENOMEM, "out of memory (kv cache: %u layers x %u slots)", n_layer,
+                      cap);
+}
+
+void pd_kvcache_close(struct pd_kvcache **cp)
+{
+    if (!cp || !*cp) {
+        return;
+    }
+    struct pd_kvcache *c = *cp;
+    if (c->layers) {
+        for (uint32_t il = 0; il < c->n_layer; il++) {
+            free(c->layers[il].pos);
+            free(c->layers[il].k);
+            free(c->layers[il].v);
+        }
+    }
+    free(c->layers);
+    free(c);
+    *cp = NULL;
+}
+
+void pd_kvcache_clear(struct pd_kvcache *c)
+{
+    for (uint32_t il = 0; il < c->n_layer; il++) {
+        c->layers[il].n = 0;
+    }
+}
+
+static void store_row(enum pd_kv_type t, void *dst, const float *src, uint32_t n)
+{
+    if (t == PD_KV_F32) {
+        memcpy(dst, src, n * sizeof(float));
+    } else {
+        uint16_t *d = dst;
+        for (uint32_t i = 0; i < n; i++) {
+            d[i] = pd_f32_to_f16(src[i]);
+        }
+    }
+}
+
+enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
+                                 const float *k, const float *v, struct pd_err *err)
+{
+    struct pd_kv_layer *L = &c->layers[il];
+    if (L->n >= c->cap) {
+        return pd_err_set(err, PD_EINVAL, "kv cache: layer %u is full (%u slots)", il, c->cap);
+    }
+    if (L->n > 0 && L->pos[L->n - 1] >= pos) {
+        return pd_err_set(err, PD_EINVAL, "kv cache: position %lld not after %lld",
+                          (long long)pos, (long long)L->pos[L->n - 1]);
+    }
+    size_t es = kv_type_size[c->type];
+    store_row(c->type, (char *)L->k + (size_t)L->n * c->dim_k * es, k, c->dim_k);
+    store_row(c->type, (char *)L->v + (size_t)L->n * c->dim_v * es, v, c->dim_v);
+    L->pos[L->n++] = pos;
+    return PD_OK;
+}
+
+uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evict)
+{
+    struct pd_kv_layer *L = &c->layers[il];
+    size_t es = kv_type_size[c->type];
+    size_t kb = c->dim_k * es, vb = c->dim_v * es;
+    uint32_t w = 0;
+    for (uint32_t s = 0; s < L->n; s++) {
+        if (evict[s]) {
+            continue;
+        }
+        if (w != s) {
+            L->pos[w] = L->pos[s];
+            memcpy((char *)L->k + w * kb, (char *)L->k + s * kb, kb);
+            memcpy((char *)L->v + w * vb, (char *)L->v + s * vb, vb);
+        }
+        w++;
+    }
+    uint32_t removed = L->n - w;
+    L->n = w;
+    return removed;
+}
+
+void pd_kvcache_truncate(struct pd_kvcache *c, int64_t pos)
+{
+    for (uint32_t il = 0; il < c->n_layer; il++) {
+        struct pd_kv_layer *L = &c->layers[il];
+        while (L->n > 0 && L->pos[L->n - 1] >= pos) {
+            L->n--;
+        }
+    }
+}
+
+uint32_t pd_kvcache_drop_range(struct pd_kvcache *c, int64_t begin, int64_t end)
+{
+    uint32_t total = 0;
+    uint8_t *mask = malloc(c->cap ? c->cap : 1);
+    if (!mask) {
+        return 0;
+    }
+    for (uint32_t il = 0; il < c->n_layer; il++) {
+        struct pd_kv_layer *L = &c->layers[il];
+        for (uint32_t s = 0; s < L->n; s++) {
+            mask[s] = L->pos[s] >= begin && L->pos[s] < end;
+        }
+        total += pd_kvcache_evict(c, il, mask);
+    }
+    free(mask);
+    return total;
+}
+
+float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
+                       const float *q, uint32_t dim)
+{
+    const struct pd_kv_layer *L = &c->layers[il];
+    float sum = 0.0f;
+    if (c->type == PD_KV_F32) {
+        const float *k = (const float *)L->k + (size_t)s * c->dim_k + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            sum += q[i] * k[i];
+        }
+    } else {
+        const uint16_t *k = (const uint16_t *)L->k + (size_t)s * c->dim_k + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            sum += q[i] * pd_f16_to_f32(k[i]);
+        }
+    }
+    return sum;
+}
+
+void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
+                       float w, float *acc, uint32_t dim)
+{
+    const struct pd_kv_layer *L = &c->layers[il];
+    if (c->type == PD_KV_F32) {
+        const float *v = (const float *)L->v + (size_t)s * c->dim_v + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            acc[i] += w * v[i];
+        }
+    } else {
+        const uint16_t *v = (const uint16_t *)L->v + (size_t)s * c->dim_v + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            acc[i] += w * pd_f16_to_f32(v[i]);
+        }
+    }
+}
+
+bool pd_kvcache_has_pos(const struct pd_kvcache *c, uint32_t il, int64_t pos)
+{
+    const struct pd_kv_layer *L = &c->layers[il];
+    uint32_t lo = 0, hi = L->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (L->pos[mid] < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < L->n && L->pos[lo] == pos;
+}

@@ -1,0 +1,80 @@
+/* kvcache.h - the key/value cache: per-layer slots, eviction with compaction.
+ *
+ * Each layer holds up to `cap` slots; slot s stores (original position, K row, V row).
+ * RoPE is applied to K before it is cached, so removing a slot never re-rotates the
+ * others and the survivors keep their original positions. Slots stay sorted by position.
+ * Layers may hold different numbers of slots (policies evict per layer).
+ *
+ * Storage type is f16 (default, half the memory) or f32.
+ *
+ * Ownership: the cache owns its arrays. Thread-safety: owned by the engine worker; the
+ * forward pass reads slots from its pool threads while nothing mutates the cache. */
+#ifndef PD_KVCACHE_H
+#define PD_KVCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+enum pd_kv_type {
+    PD_KV_F16,
+    PD_KV_F32,
+    PD_KV_TYPE_COUNT
+};
+
+/* "f16"/"f32"; PD_KV_TYPE_COUNT if unknown. */
+enum pd_kv_type pd_kv_type_parse(const char *s);
+const char *pd_kv_type_name(enum pd_kv_type t);
+
+struct pd_kv_layer {
+    uint32_t n;      /* slots in use */
+    int64_t *pos;    /* [cap] original positions, ascending */
+    void *k;         /* [cap][dim_k] in `type` */
+    void *v;         /* [cap][dim_v] in `type` */
+};
+
+struct pd_kvcache {
+    uint32_t n_layer;
+    uint32_t cap;
+    uint32_t dim_k;  /* n_head_kv * head_dim */
+    uint32_t dim_v;  /* n_head_kv * head_dim_v */
+    enum pd_kv_type type;
+    struct pd_kv_layer *layers; /* [n_layer] */
+};
+
+enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
+                               enum pd_kv_type type, struct pd_kvcache **out,
+                               struct pd_err *err);
+void pd_kvcache_close(struct pd_kvcache **c);
+
+/* Empties every layer. */
+void pd_kvcache_clear(struct pd_kvcache *c);
+
+/* Appends (pos, k, v) to layer il. pos must exceed the layer's last position. Returns
+ * PD_EINVAL when the layer is full or the position is not increasing. */
+enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
+                                 const float *k, const float *v, struct pd_err *err);
+
+/* Removes the slots of layer il whose evict[s] is non-zero, compacting the rest in order.
+ * Returns the number removed. */
+uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evict);
+
+/* Removes every slot with position >= pos in all layers (rewind for branching). */
+void pd_kvcache_truncate(struct pd_kvcache *c, int64_t pos);
+
+/* Removes every slot whose position lies in [begin, end) in all layers (pruning a step). */
+uint32_t pd_kvcache_drop_range(struct pd_kvcache *c, int64_t begin, int64_t end);
+
+/* Dot product of q[dim] with the K row (head offset `off`, `dim` entries) of slot s. */
+float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
+                       const float *q, uint32_t dim);
+/* acc[dim] += w * V row (head offset `off`) of slot s. */
+void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
+                       float w, float *acc, uint32_t dim);
+
+/* True when layer il holds a slot for position pos. */
+bool pd_kvcache_has_pos(const struct pd_kvcache *c, uint32_t il, int64_t pos);
+
+#endif

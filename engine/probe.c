@@ -1,0 +1,71 @@
+/* probe.c - log-softmax statistics and top-k selection. */
+#include "probe.h"
+
+#include <math.h>
+
+struct pd_dist_stats pd_probe_stats(const float *logits, size_t n)
+{
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (logits[i] > mx) {
+            mx = logits[i];
+        }
+    }
+    double sum = 0.0, wsum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)logits[i] - mx;
+        double e = exp(d);
+        sum += e;
+        wsum += e * d;
+    }
+    struct pd_dist_stats st;
+    st.lse = mx + log(sum);
+    /* H = lse - E[l] = log(sum) - wsum/sum (nats) */
+    double h = log(sum) - wsum / sum;
+    st.entropy = (h < 0 ? 0 : h) / M_LN2;
+    return st;
+}
+
+static int better(const float *logits, int32_t a, int32_t b)
+{
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+}
+
+size_t pd_probe_topk(const float *logits, size_t n, struct pd_dist_stats st, size_t k,
+                     struct pd_topk *top)
+{
+    if (k > PD_TOPK_MAX) {
+        k = PD_TOPK_MAX;
+    }
+    if (k > n) {
+        k = n;
+    }
+    size_t have = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = (int32_t)i;
+        if (have == k && !better(logits, id, top[k - 1].id)) {
+            continue;
+        }
+        size_t j = have < k ? have++ : k - 1;
+        /* insertion into the sorted list */
+        while (j > 0 && better(logits, id, top[j - 1].id)) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j].id = id;
+    }
+    for (size_t i = 0; i < k; i++) {
+        top[i].logprob = pd_probe_logprob(logits, st, top[i].id);
+    }
+    return k;
+}
+
+void pd_probe_fill(const float *logits, size_t n_vocab, int32_t id, size_t k,
+                   struct pd_token_rec *rec)
+{
+    struct pd_dist_stats st = pd_probe_stats(logits, n_vocab);
+    rec->id = id;
+    rec->logprob = pd_probe_logprob(logits, st, id);
+    rec->entropy = (float)st.entropy;
+    rec->n_top = (uint8_t)pd_probe_topk(logits, n_vocab, st, k, rec->top);
+}

@@ -1,0 +1,186 @@
+/* threadpool.c - condition-variable thread pool for the CPU backend's parallel loops. */
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct pd_pool {
+    int n_threads;
+    pthread_t *threads;    /* [n_threads - 1] */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;   /* new job or shutdown */
+    pthread_cond_t done;   /* a worker finished its chunk */
+    unsigned long gen;     /* job generation */
+    int pending;           /* workers still running the current job */
+    int quit;
+    /* current job */
+    pd_pool_fn fn;
+    void *ctx;
+    size_t n;
+    int n_chunks;
+};
+
+struct worker_arg {
+    struct pd_pool *p;
+    int index; /* 1..n_threads-1 */
+};
+
+static void chunk_range(size_t n, int n_chunks, int i, size_t *b, size_t *e)
+{
+    size_t base = n / (size_t)n_chunks, rem = n % (size_t)n_chunks;
+    size_t ii = (size_t)i;
+    *b = ii * base + (ii < rem ? ii : rem);
+    *e = *b + base + (ii < rem ? 1 : 0);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg wa = *(struct worker_arg *)arg;
+    free(arg);
+    struct pd_pool *p = wa.p;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->quit && p->gen == seen) {
+            pthread_cond_wait(&p->wake, &p->lock);
+        }
+        if (p->quit) {
+            break;
+        }
+        seen = p->gen;
+        pd_pool_fn fn = p->fn;
+        void *ctx = p->ctx;
+        size_t n = p->n;
+        int n_chunks = p->n_chunks;
+        pthread_mutex_unlock(&p->lock);
+        if (wa.index < n_chunks) {
+            size_t b, e;
+            chunk_range(n, n_chunks, wa.index, &b, &e);
+            if (b < e) {
+                fn(ctx, b, e);
+            }
+        }
+        pthread_mutex_lock(&p->lock);
+        if (--p->pending == 0) {
+            pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int pd_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+enum pd_status pd_pool_open(int n_threads, struct pd_pool **out, struct pd_err *err)
+{
+    *out = NULL;
+    if (n_threads < 1 || n_threads > 1024) {
+        return pd_err_set(err, PD_EINVAL, "threads: %d out of range [1, 1024]", n_threads);
+    }
+    struct pd_pool *p = calloc(1, sizeof *p);
+    if (!p) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (thread pool)");
+    }
+    p->n_threads = 1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            pd_pool_close(&p);
+            return pd_err_set(err, PD_ENOMEM, "out of memory (thread pool)");
+        }
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 1; i < n_threads; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) {
+            break;
+        }
+        wa->p = p;
+        wa->index = i;
+        if (pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+            free(wa);
+            break;
+        }
+        p->n_threads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (p->n_threads != n_threads) {
+        pd_pool_close(&p);
+        return pd_err_set(err, PD_ENOMEM, "could not start %d threads", n_threads);
+    }
+    *out = p;
+    return PD_OK;
+}
+
+void pd_pool_close(struct pd_pool **pp)
+{
+    if (!pp || !*pp) {
+        return;
+    }
+    struct pd_pool *p = *pp;
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_threads - 1; i++) {
+        pthread_join(p->threads[i], NULL);
+    }
+    free(p->threads);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+    *pp = NULL;
+}
+
+int pd_pool_threads(const struct pd_pool *p)
+{
+    return p->n_threads;
+}
+
+void pd_pool_run(struct pd_pool *p, size_t n, size_t grain, pd_pool_fn fn, void *ctx)
+{
+    if (n == 0) {
+        return;
+    }
+    if (grain < 1) {
+        grain = 1;
+    }
+    size_t max_chunks = (n + grain - 1) / grain;
+    int n_chunks = p->n_threads;
+    if ((size_t)n_chunks > max_chunks) {
+        n_chunks = (int)max_chunks;
+    }
+    if (n_chunks <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->n_chunks = n_chunks;
+    p->pending = p->n_threads - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    size_t b, e;
+    chunk_range(n, n_chunks, 0, &b, &e);
+    fn(ctx, b, e);
+    pthread_mutex_lock(&p->lock);
+    while (p->pending > 0) {
+        pthread_cond_wait(&p->done, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+}

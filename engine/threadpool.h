@@ -1,0 +1,33 @@
+/* threadpool.h - a fixed pool of worker threads for data-parallel loops.
+ *
+ * DESIGN: pd_pool_run splits [0, n) into one contiguous chunk per thread (the caller's
+ * thread takes chunk 0) and returns when all chunks are done. Workers sleep on a condition
+ * variable between runs; a generation counter tells them a new job is posted. One caller
+ * at a time (the engine worker owns the pool). Workers block all signals.
+ *
+ * Ownership: the pool owns its threads; pd_pool_close joins them. */
+#ifndef PD_THREADPOOL_H
+#define PD_THREADPOOL_H
+
+#include <stddef.h>
+
+#include "base/status.h"
+
+struct pd_pool;
+
+/* fn processes items [begin, end) of the job; ctx is the caller's. */
+typedef void (*pd_pool_fn)(void *ctx, size_t begin, size_t end);
+
+/* n_threads >= 1 (1 = run on the caller only). */
+enum pd_status pd_pool_open(int n_threads, struct pd_pool **out, struct pd_err *err);
+void pd_pool_close(struct pd_pool **p);
+int pd_pool_threads(const struct pd_pool *p);
+
+/* Runs fn over [0, n) in parallel; blocks until done. Chunks smaller than `grain` items are
+ * not split further (so tiny jobs stay on one thread). */
+void pd_pool_run(struct pd_pool *p, size_t n, size_t grain, pd_pool_fn fn, void *ctx);
+
+/* Number of online CPUs (at least 1). */
+int pd_cpu_count(void);
+
+#endif

@@ -1,0 +1,415 @@
+/* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
+ *
+ *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
+ *           [--seed N] [--vocab spm|bpe] --out FILE
+ *
+ * The same arguments always give the same bytes. Shapes are small but exercise every
+ * feature of the architecture: GQA (n_head 4, n_head_kv 2), q/k/v biases for qwen2, per-head
+ * q/k norms and a head size different from n_embd/n_head for qwen3, untied output for
+ * llama and tied for qwen. Matrices use the requested type (K-quants need rows of 256, so
+ * those models are 256 wide); norms and biases stay f32 as in real files.
+ * Vocabulary: a small SentencePiece-style vocab (byte pieces + words) for llama and a
+ * byte-level BPE vocab with merges and Qwen-style special tokens for qwen. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "dtype.h"
+#include "gguf_writer.h"
+
+struct rng {
+    uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-a, a). */
+static float rng_uniform(struct rng *r, float a)
+{
+    return (float)((double)(rng_next(r) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a;
+}
+
+struct spec {
+    const char *arch;
+    enum pd_dtype type;
+    uint64_t seed;
+    int bpe;
+    uint32_t n_embd, n_ff, n_head, n_head_kv, head_dim, n_layer;
+};
+
+/* ---- vocabularies -------------------------------------------------------------------- */
+
+static const char *const words[] = {
+    "the", "a", "and", "to", "of", "in", "is", "it", "that", "was", "he", "she", "for", "on",
+    "with", "as", "his", "her", "they", "at", "be", "this", "have", "from", "or", "one", "had",
+    "by", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there",
+    "use", "an", "each", "which", "do", "how", "their", "if", "will", "up", "other", "about",
+    "out", "many", "then", "them", "these", "so", "some", "would", "make", "like", "him",
+    "into", "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way",
+    "could", "people", "my", "than", "first", "water", "been", "call", "who", "its", "now",
+    "find", "long", "down", "day", "did", "get", "come", "made", "may", "part", "think",
+    "answer", "wait", "so", "therefore"};
+
+struct vocab {
+    char **tok;
+    float *score;
+    int32_t *type;
+    size_t n, cap;
+    char **merges;
+    size_t n_merges, cap_merges;
+};
+
+static void vocab_add(struct vocab *v, const char *s, float score, int32_t type)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (strcmp(v->tok[i], s) == 0) {
+            return;
+        }
+    }
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 512;
+        v->tok = realloc(v->tok, v->cap * sizeof *v->tok);
+        v->score = realloc(v->score, v->cap * sizeof *v->score);
+        v->type = realloc(v->type, v->cap * sizeof *v->type);
+    }
+    v->tok[v->n] = pd_strdup(s);
+    v->score[v->n] = score;
+    v->type[v->n] = type;
+    v->n++;
+}
+
+static void vocab_merge(struct vocab *v, const char *a, const char *b)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s %s", a, b);
+    if (v->n_merges == v->cap_merges) {
+        v->cap_merges = v->cap_merges ? v->cap_merges * 2 : 256;
+        v->merges = realloc(v->merges, v->cap_merges * sizeof *v->merges);
+    }
+    v->merges[v->n_merges++] = pd_strdup(buf);
+    snprintf(buf, sizeof buf, "%s%s", a, b);
+    vocab_add(v, buf, 0.0f, 1);
+}
+
+/* GGUF token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte. */
+static void build_spm(struct vocab *v)
+{
+    vocab_add(v, "<unk>", 0.0f, 2);
+    vocab_add(v, "<s>", 0.0f, 3);
+    vocab_add(v, "</s>", 0.0f, 3);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        vocab_add(v, s, 0.0f, 6);
+    }
+    /* single characters, then whole words with the word-start marker U+2581 */
+    const char *chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"";
+    float score = -1.0f;
+    vocab_add(v, "\xE2\x96\x81", score, 1);
+    for (const char *c = chars; *c; c++) {
+        char s[2] = {*c, 0};
+        vocab_add(v, s, score -= 0.01f, 1);
+    }
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        char s[64];
+        snprintf(s, sizeof s, "\xE2\x96\x81%s", words[i]);
+        vocab_add(v, s, score -= 0.01f, 1);
+        if (strlen(words[i]) > 3) {
+            vocab_add(v, words[i] + 1, score -= 0.01f, 1); /* a suffix piece */
+        }
+    }
+}
+
+/* The GPT-2 byte alphabet: printable bytes map to themselves, the rest to U+0100.. */
+static void byte_char(int b, char *out)
+{
+    int cp;
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+        cp = b;
+    } else {
+        int n = 0;
+        for (int x = 0; x < b; x++) {
+            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) {
+                n++;
+            }
+        }
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        out[2] = 0;
+    }
+}
+
+static void build_bpe(struct vocab *v)
+{
+    for (int b = 0; b < 256; b++) {
+        char s[4];
+        byte_char(b, s);
+        vocab_add(v, s, 0.0f, 1);
+    }
+    /* Merges that build "Ġ" + word for the word list, letter by letter. */
+    char sp[4];
+    byte_char(' ', sp);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        char acc[64];
+        snprintf(acc, sizeof acc, "%s", sp);
+        for (const char *c = words[i]; *c; c++) {
+            char ch[2] = {*c, 0};
+            char prev[64];
+            snprintf(prev, sizeof prev, "%s", acc);
+            vocab_merge(v, prev, ch);
+            snprintf(acc, sizeof acc, "%s%s", prev, ch);
+        }
+    }
+    static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>",
+                                           "<think>", "</think>"};
+    for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+        vocab_add(v, specials[i], 0.0f, i < 3 ? 3 : 4);
+    }
+}
+
+static size_t vocab_find(const struct vocab *v, const char *s)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (strcmp(v->tok[i], s) == 0) {
+            return i;
+        }
+    }
+    return (size_t)-1;
+}
+
+/* ---- tensors ------------------------------------------------------------------------- */
+
+static int add_matrix(struct pd_gguf_writer *w, struct rng *r, const char *name, uint64_t cols,
+                      uint64_t rows, enum pd_dtype type, float scale)
+{
+    float *d = malloc(cols * rows * sizeof *d);
+    for (uint64_t i = 0; i < cols * rows; i++) {
+        d[i] = rng_uniform(r, scale);
+    }
+    uint64_t ne[2] = {cols, rows};
+    struct pd_err err;
+    enum pd_status st = pd_gguf_writer_add_tensor_f32(w, name, rows > 1 ? 2 : 1, ne, type, d,
+                                                      &err);
+    free(d);
+    if (st) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_vector(struct pd_gguf_writer *w, struct rng *r, const char *name, uint64_t n,
+                      float center, float spread)
+{
+    float *d = malloc(n * sizeof *d);
+    for (uint64_t i = 0; i < n; i++) {
+        d[i] = center + rng_uniform(r, spread);
+    }
+    uint64_t ne[1] = {n};
+    struct pd_err err;
+    enum pd_status st = pd_gguf_writer_add_tensor_f32(w, name, 1, ne, PD_DTYPE_F32, d, &err);
+    free(d);
+    if (st) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+#define CHECK(x)                                  \
+    do {                                          \
+        if ((x) != 0) {                           \
+            goto fail;                            \
+        }                                         \
+    } while (0)
+
+static int build(const struct spec *sp, const char *out)
+{
+    struct pd_err err;
+    struct pd_gguf_writer *w = NULL;
+    struct vocab v = {0};
+    int rc = 1;
+    struct rng r = {sp->seed * 7919 + 17};
+    if (pd_gguf_writer_open(&w, &err)) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return 1;
+    }
+    if (sp->bpe) {
+        build_bpe(&v);
+    } else {
+        build_spm(&v);
+    }
+    const char *a = sp->arch;
+    char key[128];
+#define KU32(suffix, val)                                                         \
+    do {                                                                         \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                           \
+        CHECK(pd_gguf_writer_add_u32(w, key, (val), &err));                      \
+    } while (0)
+#define KF32(suffix, val)                                                         \
+    do {                                                                         \
+        snprintf(key, sizeof key, "%s.%s", a, suffix);                           \
+        CHECK(pd_gguf_writer_add_f32(w, key, (val), &err));                      \
+    } while (0)
+    CHECK(pd_gguf_writer_add_str(w, "general.architecture", a, &err));
+    CHECK(pd_gguf_writer_add_str(w, "general.name", "ponder-tiny", &err));
+    KU32("context_length", 512);
+    KU32("embedding_length", sp->n_embd);
+    KU32("block_count", sp->n_layer);
+    KU32("feed_forward_length", sp->n_ff);
+    KU32("attention.head_count", sp->n_head);
+    KU32("attention.head_count_kv", sp->n_head_kv);
+    KF32("attention.layer_norm_rms_epsilon", 1e-6f);
+    KF32("rope.freq_base", strcmp(a, "llama") == 0 ? 10000.0f : 1000000.0f);
+    if (strcmp(a, "qwen3") == 0) {
+        KU32("attention.key_length", sp->head_dim);
+        KU32("attention.value_length", sp->head_dim);
+    }
+    KU32("rope.dimension_count", sp->head_dim);
+    CHECK(pd_gguf_writer_add_str(w, "tokenizer.ggml.model", sp->bpe ? "gpt2" : "llama", &err));
+    if (sp->bpe) {
+        CHECK(pd_gguf_writer_add_str(w, "tokenizer.ggml.pre", "qwen2", &err));
+    }
+    CHECK(pd_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.tok,
+                                     NULL, v.n, &err));
+    CHECK(pd_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", PD_GGUF_INT32, v.type, v.n,
+                                 &err));
+    if (sp->bpe) {
+        CHECK(pd_gguf_writer_add_arr_str(w, "tokenizer.ggml.merges",
+                                         (const char *const *)v.merges, NULL, v.n_merges, &err));
+        uint32_t eos = (uint32_t)vocab_find(&v, "<|endoftext|>");
+        CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", eos, &err));
+        CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", eos, &err));
+        CHECK(pd_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, &err));
+    } else {
+        CHECK(pd_gguf_writer_add_arr(w, "tokenizer.ggml.scores", PD_GGUF_FLOAT32, v.score, v.n,
+                                     &err));
+        CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, &err));
+        CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, &err));
+        CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, &err));
+        CHECK(pd_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true, &err));
+    }
+    uint64_t n_vocab = v.n;
+    uint32_t E = sp->n_embd, F = sp->n_ff, hd = sp->head_dim;
+    uint64_t qd = (uint64_t)sp->n_head * hd, kd = (uint64_t)sp->n_head_kv * hd;
+    float ws = 1.0f / sqrtf((float)E);
+    /* Embeddings stay in the requested type too (scaled so tied logits stay moderate);
+     * llama gets an untied output. */
+    CHECK(add_matrix(w, &r, "token_embd.weight", E, n_vocab, sp->type, ws * 4));
+    CHECK(add_vector(w, &r, "output_norm.weight", E, 1.0f, 0.2f));
+    if (strcmp(a, "llama") == 0) {
+        CHECK(add_matrix(w, &r, "output.weight", E, n_vocab, sp->type, ws * 4));
+    }
+    for (uint32_t il = 0; il < sp->n_layer; il++) {
+        char n[96];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%u.%s", il, suffix), n)
+        CHECK(add_vector(w, &r, NAME("attn_norm.weight"), E, 1.0f, 0.2f));
+        CHECK(add_matrix(w, &r, NAME("attn_q.weight"), E, qd, sp->type, ws * 2));
+        CHECK(add_matrix(w, &r, NAME("attn_k.weight"), E, kd, sp->type, ws * 2));
+        CHECK(add_matrix(w, &r, NAME("attn_v.weight"), E, kd, sp->type, ws));
+        CHECK(add_matrix(w, &r, NAME("attn_output.weight"), qd, E, sp->type, ws));
+        if (strcmp(a, "qwen2") == 0) {
+            CHECK(add_vector(w, &r, NAME("attn_q.bias"), qd, 0.0f, 0.1f));
+            CHECK(add_vector(w, &r, NAME("attn_k.bias"), kd, 0.0f, 0.1f));
+            CHECK(add_vector(w, &r, NAME("attn_v.bias"), kd, 0.0f, 0.1f));
+        }
+        if (strcmp(a, "qwen3") == 0) {
+            CHECK(add_vector(w, &r, NAME("attn_q_norm.weight"), hd, 1.0f, 0.2f));
+            CHECK(add_vector(w, &r, NAME("attn_k_norm.weight"), hd, 1.0f, 0.2f));
+        }
+        CHECK(add_vector(w, &r, NAME("ffn_norm.weight"), E, 1.0f, 0.2f));
+        CHECK(add_matrix(w, &r, NAME("ffn_gate.weight"), E, F, sp->type, ws * 2));
+        CHECK(add_matrix(w, &r, NAME("ffn_up.weight"), E, F, sp->type, ws * 2));
+        CHECK(add_matrix(w, &r, NAME("ffn_down.weight"), F, E, sp->type, 1.0f / sqrtf((float)F)));
+#undef NAME
+    }
+    if (pd_gguf_writer_write_file(w, out, &err)) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        goto done;
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "mkmodel: %s\n", err.msg);
+done:
+    for (size_t i = 0; i < v.n; i++) {
+        free(v.tok[i]);
+    }
+    for (size_t i = 0; i < v.n_merges; i++) {
+        free(v.merges[i]);
+    }
+    free(v.tok);
+    free(v.score);
+    free(v.type);
+    free(v.merges);
+    pd_gguf_writer_close(&w);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct spec sp = {"llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "mkmodel: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--arch") == 0) {
+            sp.arch = val;
+        } else if (strcmp(a, "--type") == 0) {
+            sp.type = pd_dtype_parse(val);
+            if (sp.type == PD_DTYPE_COUNT || sp.type == PD_DTYPE_Q8_K) {
+                fprintf(stderr, "mkmodel: --type: unknown type '%s'\n", val);
+                return 2;
+            }
+        } else if (strcmp(a, "--seed") == 0) {
+            sp.seed = strtoull(val, NULL, 10);
+        } else if (strcmp(a, "--vocab") == 0) {
+            sp.bpe = strcmp(val, "bpe") == 0;
+        } else if (strcmp(a, "--out") == 0) {
+            out = val;
+        } else {
+            fprintf(stderr, "mkmodel: unknown option '%s'\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (!out) {
+        fprintf(stderr, "usage: mkmodel --arch A --type T [--seed N] [--vocab spm|bpe] --out F\n");
+        return 2;
+    }
+    if (strcmp(sp.arch, "llama") && strcmp(sp.arch, "qwen2") && strcmp(sp.arch, "qwen3")) {
+        fprintf(stderr, "mkmodel: --arch: unknown architecture '%s'\n", sp.arch);
+        return 2;
+    }
+    if (sp.bpe < 0) {
+        sp.bpe = strcmp(sp.arch, "llama") != 0;
+    }
+    uint32_t blk = pd_dtype_traits(sp.type)->block_size;
+    if (blk == 256) { /* K-quants: every matrix row must hold whole 256-blocks */
+        sp.n_embd = 256;
+        sp.n_ff = 512;
+        sp.head_dim = 64;
+    }
+    if (strcmp(sp.arch, "qwen3") == 0 && blk < 256) {
+        sp.head_dim = 32; /* n_head * head_dim = 128 != n_embd 64 */
+    }
+    return build(&sp, out);
+}

@@ -1,0 +1,792 @@
+/* cli_model.c - headless model commands: info, tokenize, score, generate, bench.
+ *
+ * Contracts (docs/cli.md):
+ *   info     -m M [--json]
+ *   tokenize -m M --text STR [--no-bos] [--no-special] [--json]   -> {"tokens":[...]}
+ *   score    -m M (--text STR | --tokens 1,2,3) [--topk K] [--kv f16|f32] [--json]
+ *            -> one line per position i >= 1:
+ *               {"pos":i,"token":id,"logprob":lp,"entropy":bits,"top":[[id,lp],...]}
+ *   generate -m M -p PROMPT [-n N] [--raw] [--greedy | --temp T --top-k K --top-p P
+ *            --min-p P --seed S] [--topk K] [--kv f16|f32] [--json]
+ *   bench    -m M [-p N] [-n N] [--threads N]
+ * logprob is ln p(token_i | tokens_<i) of the raw distribution; entropy is in bits. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "base/jsonw.h"
+#include "base/mem.h"
+#include "cli.h"
+#include "dtype.h"
+#include "forward.h"
+#include "model.h"
+#include "probe.h"
+#include "sampler.h"
+#include "threadpool.h"
+#include "tokenizer.h"
+
+/* Options shared by the model commands. */
+struct model_opts {
+    const char *model;
+    int n_threads;
+    enum pd_kv_type kv_type;
+    uint32_t n_ctx;
+    bool json;
+};
+
+struct loaded {
+    struct pd_model *model;
+    struct pd_tok *tok;
+    struct pd_ctx *ctx;
+};
+
+static void loaded_close(struct loaded *l)
+{
+    pd_ctx_close(&l->ctx);
+    pd_tok_close(&l->tok);
+    pd_model_close(&l->model);
+}
+
+/* Opens the model, its tokenizer and (when want_ctx) an evaluation context. Prints the
+ * error and returns false on failure. */
+static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    memset(l, 0, sizeof *l);
+    if (pd_model_open(o->model, &l->model, &err) ||
+        pd_tok_open_gguf(l->model->gguf, &l->tok, &err)) {
+        pd_cli_print_err(&err);
+        loaded_close(l);
+        return false;
+    }
+    if (pd_tok_n_vocab(l->tok) != l->model->hp.n_vocab) {
+        pd_cli_fail(1, "%s: tokenizer.ggml.tokens: %u tokens but token_embd has %u rows",
+                    o->model, pd_tok_n_vocab(l->tok), l->model->hp.n_vocab);
+        loaded_close(l);
+        return false;
+    }
+    if (want_ctx) {
+        struct pd_ctx_params p = pd_ctx_default_params();
+        p.n_threads = o->n_threads;
+        p.kv_type = o->kv_type;
+        p.n_ctx = o->n_ctx;
+        if (pd_ctx_open(l->model, &p, &l->ctx, &err)) {
+            pd_cli_print_err(&err);
+            loaded_close(l);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Parses one of the shared options at a->i. Returns 1 if consumed, 0 if not ours,
+ * -1 on a usage error (already printed). */
+static int parse_model_opt(struct pd_argv *a, struct model_opts *o)
+{
+    const char *v = NULL;
+    bool bad = false;
+    long long n;
+    if (pd_arg_match(a, "--model", "-m", &v, &bad)) {
+        o->model = v;
+    } else if (pd_arg_match(a, "--threads", "-t", &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--threads", v, 1, 1024, &n)) {
+            return -1;
+        }
+        o->n_threads = (int)n;
+    } else if (pd_arg_match(a, "--kv-type", NULL, &v, &bad)) {
+        if (!bad && (o->kv_type = pd_kv_type_parse(v)) == PD_KV_TYPE_COUNT) {
+            pd_cli_fail(2, "%s: --kv-type: expected f16 or f32, got '%s'", a->cmd, v);
+            return -1;
+        }
+    } else if (pd_arg_match(a, "--ctx", "-c", &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--ctx", v, 16, 1 << 22, &n)) {
+            return -1;
+        }
+        o->n_ctx = (uint32_t)n;
+    } else if (pd_arg_match(a, "--json", NULL, NULL, &bad)) {
+        o->json = true;
+    } else {
+        return 0;
+    }
+    return bad ? -1 : 1;
+}
+
+static void model_opts_init(struct model_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kv_type = PD_KV_F16;
+}
+
+static const char model_opts_help[] =
+    "  -m, --model FILE   GGUF model\n"
+    "  -t, --threads N    CPU threads (default: all)\n"
+    "  -c, --ctx N        KV cache slots (default: min(4096, trained context))\n"
+    "  --kv-type T        KV cache storage: f16 (default) or f32\n"
+    "  --json             machine-readable output on stdout\n";
+
+static bool want_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            fputs(model_opts_help, stdout);
+            return true;
+        }
+    }
+    return false;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void put_buf(struct pd_buf *b)
+{
+    fwrite(b->data, 1, b->len, stdout);
+    b->len = 0;
+}
+
+/* ---- info ---------------------------------------------------------------------------- */
+
+int pd_cli_info(int argc, char **argv)
+{
+    static const char usage[] = "usage: ponder info -m MODEL [--json]\n";
+    if (want_help(argc, argv, usage)) {
+        return 0;
+    }
+    struct model_opts o;
+    model_opts_init(&o);
+    struct pd_argv a = {argc, argv, 1, "info"};
+    while (a.i < argc) {
+        int r = parse_model_opt(&a, &o);
+        if (r < 0) {
+            return 2;
+        }
+        if (r == 0) {
+            return pd_cli_fail(2, "info: unknown option '%s'", argv[a.i]);
+        }
+    }
+    if (!o.model) {
+        return pd_cli_fail(2, "info: -m MODEL is required");
+    }
+    struct loaded l;
+    if (!load(&o, false, &l)) {
+        return 1;
+    }
+    const struct pd_hparams *hp = &l.model->hp;
+    const struct pd_gguf *g = l.model->gguf;
+    uint64_t hist[PD_DTYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        hist[g->tensors[i].type]++;
+    }
+    struct pd_gguf_str name = {"", 0};
+    pd_gguf_get_str(g, "general.name", &name, NULL);
+    struct pd_buf b;
+    pd_buf_init(&b);
+    if (o.json) {
+        pd_buf_printf(&b, "{\"file\":");
+        pd_json_str(&b, o.model, strlen(o.model));
+        pd_buf_printf(&b, ",\"name\":");
+        pd_json_str(&b, name.s, name.n);
+        pd_buf_printf(&b,
+                      ",\"gguf_version\":%u,\"architecture\":\"%s\",\"n_params\":%llu,"
+                      "\"weight_bytes\":%llu,\"n_vocab\":%u,\"n_embd\":%u,\"n_layer\":%u,"
+                      "\"n_head\":%u,\"n_head_kv\":%u,\"head_dim\":%u,\"n_ff\":%u,"
+                      "\"n_ctx_train\":%u,\"rope_base\":",
+                      g->version, pd_arch_name(hp->arch), (unsigned long long)l.model->n_params,
+                      (unsigned long long)l.model->weight_bytes, hp->n_vocab, hp->n_embd,
+                      hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
+                      hp->n_ctx_train);
+        pd_json_num(&b, hp->rope_base);
+        pd_buf_printf(&b, ",\"norm_eps\":");
+        pd_json_num(&b, hp->norm_eps);
+        pd_buf_printf(&b, ",\"tied_output\":%s,\"tensor_types\":{",
+                      hp->tied_output ? "true" : "false");
+        bool first = true;
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            if (hist[t]) {
+                pd_buf_printf(&b, "%s\"%s\":%llu", first ? "" : ",", pd_dtype_traits(t)->name,
+                              (unsigned long long)hist[t]);
+                first = false;
+            }
+        }
+        pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
+                          "\"eos\":%d,\"add_bos\":%s}}\n",
+                      pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
+                      pd_tok_bos(l.tok), pd_tok_eos(l.tok),
+                      pd_tok_add_bos(l.tok) ? "true" : "false");
+    } else {
+        pd_buf_printf(&b, "file          %s\n", o.model);
+        pd_buf_printf(&b, "name          %.*s\n", (int)name.n, name.s);
+        pd_buf_printf(&b, "gguf          v%u, %llu tensors, %llu metadata keys\n", g->version,
+                      (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        pd_buf_printf(&b, "architecture  %s\n", pd_arch_name(hp->arch));
+        pd_buf_printf(&b, "parameters    %llu (%.2f MiB of weights)\n",
+                      (unsigned long long)l.model->n_params,
+                      (double)l.model->weight_bytes / (1024.0 * 1024.0));
+        pd_buf_printf(&b, "layers        %u, embedding %u, ffn %u\n", hp->n_layer, hp->n_embd,
+                      hp->n_ff);
+        pd_buf_printf(&b, "heads         %u query, %u key/value, head size %u/%u, rope %s "
+                          "(%u dims, base %g)\n",
+                      hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v,
+                      hp->rope_type == PD_ROPE_NEOX ? "neox" : "normal", hp->n_rot,
+                      hp->rope_base);
+        pd_buf_printf(&b, "context       %u trained\n", hp->n_ctx_train);
+        pd_buf_printf(&b, "output        %s\n", hp->tied_output ? "tied to token_embd" : "own");
+        pd_buf_printf(&b, "tensor types ");
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            if (hist[t]) {
+                pd_buf_printf(&b, " %s:%llu", pd_dtype_traits(t)->name,
+                              (unsigned long long)hist[t]);
+            }
+        }
+        pd_buf_printf(&b, "\ntokenizer     %s (pre %s), %u tokens, bos %d, eos %d%s\n",
+                      pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
+                      pd_tok_n_vocab(l.tok), pd_tok_bos(l.tok), pd_tok_eos(l.tok),
+                      pd_tok_add_bos(l.tok) ? ", adds bos" : "");
+    }
+    put_buf(&b);
+    pd_buf_deinit(&b);
+    loaded_close(&l);
+    return 0;
+}
+
+/* ---- tokenize ------------------------------------------------------------------------ */
+
+int pd_cli_tokenize(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: ponder tokenize -m MODEL --text STR [--no-bos] [--no-special] [--json]\n";
+    if (want_help(argc, argv, usage)) {
+        return 0;
+    }
+    struct model_opts o;
+    model_opts_init(&o);
+    const char *text = NULL;
+    bool no_bos = false, no_special = false, bad = false;
+    struct pd_argv a = {argc, argv, 1, "tokenize"};
+    while (a.i < argc) {
+        int r = parse_model_opt(&a, &o);
+        if (r < 0) {
+            return 2;
+        }
+        if (r > 0) {
+            continue;
+        }
+        if (pd_arg_match(&a, "--text", NULL, &text, &bad) ||
+            pd_arg_match(&a, "--no-bos", NULL, NULL, &bad) ||
+            pd_arg_match(&a, "--no-special", NULL, NULL, &bad)) {
+            if (bad) {
+                return 2;
+            }
+            if (strcmp(argv[a.i - 1], "--no-bos") == 0) {
+                no_bos = true;
+            } else if (strcmp(argv[a.i - 1], "--no-special") == 0) {
+                no_special = true;
+            }
+            continue;
+        }
+        return pd_cli_fail(2, "tokenize: unknown option '%s'", argv[a.i]);
+    }
+    if (!o.model || !text) {
+        return pd_cli_fail(2, "tokenize: -m MODEL and --text STR are required");
+    }
+    struct loaded l;
+    if (!load(&o, false, &l)) {
+        return 1;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct pd_err err;
+    if (pd_tok_encode(l.tok, text, strlen(text), !no_bos && pd_tok_add_bos(l.tok), !no_special,
+                      &ids, &n, &err)) {
+        pd_cli_print_err(&err);
+        loaded_close(&l);
+        return 1;
+    }
+    struct pd_buf b;
+    pd_buf_init(&b);
+    if (o.json) {
+        pd_buf_puts(&b, "{\"tokens\":[");
+        for (size_t i = 0; i < n; i++) {
+            pd_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
+        }
+        pd_buf_puts(&b, "]}\n");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            size_t len;
+            const char *piece = pd_tok_piece(l.tok, ids[i], &len);
+            pd_buf_printf(&b, "%6d  ", ids[i]);
+            pd_json_str(&b, piece, len);
+            pd_buf_puts(&b, "\n");
+        }
+    }
+    put_buf(&b);
+    pd_buf_deinit(&b);
+    free(ids);
+    loaded_close(&l);
+    return 0;
+}
+
+/* ---- score --------------------------------------------------------------------------- */
+
+struct score_state {
+    const struct loaded *l;
+    const int32_t *tokens;
+    size_t n;
+    size_t topk;
+    bool json;
+    struct pd_buf out;
+};
+
+static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const struct pd_tok *tok,
+                           bool with_text)
+{
+    pd_buf_printf(b, "\"token\":%d", r->id);
+    if (with_text) {
+        size_t len;
+        const char *piece = pd_tok_piece(tok, r->id, &len);
+        pd_buf_puts(b, ",\"text\":");
+        pd_json_str(b, piece, len);
+    }
+    pd_buf_puts(b, ",\"logprob\":");
+    pd_json_num(b, r->logprob);
+    pd_buf_puts(b, ",\"entropy\":");
+    pd_json_num(b, r->entropy);
+    pd_buf_puts(b, ",\"top\":[");
+    for (size_t k = 0; k < r->n_top; k++) {
+        pd_buf_printf(b, "%s[%d,", k ? "," : "", r->top[k].id);
+        pd_json_num(b, r->top[k].logprob);
+        pd_buf_puts(b, "]");
+    }
+    pd_buf_puts(b, "]");
+}
+
+static void score_logits(void *ud, size_t i, int64_t pos, const float *logits)
+{
+    (void)pos;
+    struct score_state *s = ud;
+    if (i + 1 >= s->n) {
+        return; /* the last token's distribution predicts nothing we have */
+    }
+    struct pd_token_rec r;
+    memset(&r, 0, sizeof r);
+    pd_probe_fill(logits, s->l->model->hp.n_vocab, s->tokens[i + 1], s->topk, &r);
+    if (s->json) {
+        pd_buf_printf(&s->out, "{\"pos\":%zu,", i + 1);
+        append_metrics(&s->out, &r, s->l->tok, false);
+        pd_buf_puts(&s->out, "}\n");
+    } else {
+        size_t len;
+        const char *piece = pd_tok_piece(s->l->tok, r.id, &len);
+        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", i + 1, r.id, r.logprob,
+                      -r.logprob / M_LN2, r.entropy);
+        pd_json_str(&s->out, piece, len);
+        pd_buf_puts(&s->out, "\n");
+    }
+    if (s->out.len > 65536) {
+        put_buf(&s->out);
+    }
+}
+
+/* Parses "1,2,3" into a malloc'd array. */
+static bool parse_token_list(const char *s, int32_t **ids, size_t *n)
+{
+    size_t cap = 16, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    const char *p = s;
+    while (v && *p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            pd_cli_fail(2, "--tokens: expected comma-separated token ids, bad item at '%s'", p);
+            free(v);
+            return false;
+        }
+        if (k == cap) {
+            int32_t *nv = pd_realloc_array(v, cap * 2, sizeof *v);
+            if (!nv) {
+                break;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (!v) {
+        pd_cli_fail(1, "out of memory");
+        return false;
+    }
+    *ids = v;
+    *n = k;
+    return true;
+}
+
+int pd_cli_score(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K] [--json]\n";
+    if (want_help(argc, argv, usage)) {
+        return 0;
+    }
+    struct model_opts o;
+    model_opts_init(&o);
+    const char *text = NULL, *toks = NULL, *v = NULL;
+    long long topk = 5;
+    bool bad = false;
+    struct pd_argv a = {argc, argv, 1, "score"};
+    while (a.i < argc) {
+        int r = parse_model_opt(&a, &o);
+        if (r < 0) {
+            return 2;
+        }
+        if (r > 0) {
+            continue;
+        }
+        if (pd_arg_match(&a, "--text", NULL, &text, &bad) ||
+            pd_arg_match(&a, "--tokens", NULL, &toks, &bad)) {
+            if (bad) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--topk", "-k", &v, &bad)) {
+            if (bad || !pd_arg_long("score", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
+                return 2;
+            }
+        } else {
+            return pd_cli_fail(2, "score: unknown option '%s'", argv[a.i]);
+        }
+    }
+    if (!o.model || (!text == !toks)) {
+        return pd_cli_fail(2, "score: -m MODEL and exactly one of --text or --tokens are required");
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (toks && !parse_token_list(toks, &ids, &n)) {
+        return 2;
+    }
+    struct loaded l;
+    if (!load(&o, true, &l)) {
+        free(ids);
+        return 1;
+    }
+    struct pd_err err;
+    pd_err_clear(&err);
+    int rc = 0;
+    if (text && pd_tok_encode(l.tok, text, strlen(text), pd_tok_add_bos(l.tok), true, &ids, &n,
+                              &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    if (n > l.ctx->kv->cap) {
+        rc = pd_cli_fail(1, "score: %zu tokens do not fit the context (%u); raise --ctx", n,
+                         l.ctx->kv->cap);
+        goto done;
+    }
+    struct score_state s = {&l, ids, n, (size_t)topk, o.json, {0}};
+    pd_buf_init(&s.out);
+    if (!o.json) {
+        pd_buf_puts(&s.out, "  pos     id    logprob surprisal  entropy  text\n");
+    }
+    if (pd_ctx_eval(l.ctx, ids, n, score_logits, &s, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+    }
+    put_buf(&s.out);
+    pd_buf_deinit(&s.out);
+done:
+    free(ids);
+    loaded_close(&l);
+    return rc;
+}
+
+/* ---- generate ------------------------------------------------------------------------ */
+
+int pd_cli_generate(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw] [--greedy | --temp T\n"
+        "                       [--top-k K] [--top-p P] [--min-p P] [--seed S]] [--topk K]\n"
+        "                       [--json]\n";
+    if (want_help(argc, argv, usage)) {
+        return 0;
+    }
+    struct model_opts o;
+    model_opts_init(&o);
+    const char *prompt = NULL, *v = NULL;
+    long long n_gen = 128, topk = 5, ll;
+    double d;
+    bool bad = false, raw = false;
+    struct pd_sampler_params sp = pd_sampler_default_params();
+    struct pd_argv a = {argc, argv, 1, "generate"};
+    while (a.i < argc) {
+        int r = parse_model_opt(&a, &o);
+        if (r < 0) {
+            return 2;
+        }
+        if (r > 0) {
+            continue;
+        }
+        if (pd_arg_match(&a, "--prompt", "-p", &prompt, &bad)) {
+        } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
+            if (!bad && !pd_arg_long("generate", "-n", v, 0, 1 << 22, &n_gen)) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--raw", NULL, NULL, &bad)) {
+            raw = true;
+        } else if (pd_arg_match(&a, "--greedy", NULL, NULL, &bad)) {
+            sp.temperature = 0;
+        } else if (pd_arg_match(&a, "--temp", NULL, &v, &bad)) {
+            if (!bad && (!pd_arg_double("generate", "--temp", v, &d) || d < 0 || d > 100)) {
+                return pd_cli_fail(2, "generate: --temp: expected a number in [0, 100]");
+            }
+            sp.temperature = (float)d;
+        } else if (pd_arg_match(&a, "--top-p", NULL, &v, &bad)) {
+            if (!bad && (!pd_arg_double("generate", "--top-p", v, &d) || d <= 0 || d > 1)) {
+                return pd_cli_fail(2, "generate: --top-p: expected a number in (0, 1]");
+            }
+            sp.top_p = (float)d;
+        } else if (pd_arg_match(&a, "--min-p", NULL, &v, &bad)) {
+            if (!bad && (!pd_arg_double("generate", "--min-p", v, &d) || d < 0 || d > 1)) {
+                return pd_cli_fail(2, "generate: --min-p: expected a number in [0, 1]");
+            }
+            sp.min_p = (float)d;
+        } else if (pd_arg_match(&a, "--top-k", NULL, &v, &bad)) {
+            if (!bad && !pd_arg_long("generate", "--top-k", v, 0, 1 << 24, &ll)) {
+                return 2;
+            }
+            sp.top_k = (int32_t)ll;
+        } else if (pd_arg_match(&a, "--seed", NULL, &v, &bad)) {
+            if (!bad && !pd_arg_long("generate", "--seed", v, 0, INT64_MAX, &ll)) {
+                return 2;
+            }
+            sp.seed = (uint64_t)ll;
+        } else if (pd_arg_match(&a, "--topk", "-k", &v, &bad)) {
+            if (!bad && !pd_arg_long("generate", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
+                return 2;
+            }
+        } else {
+            return pd_cli_fail(2, "generate: unknown option '%s'", argv[a.i]);
+        }
+        if (bad) {
+            return 2;
+        }
+    }
+    if (!o.model || !prompt) {
+        return pd_cli_fail(2, "generate: -m MODEL and -p PROMPT are required");
+    }
+    (void)raw; /* chat templates apply when the model has one (see docs/cli.md) */
+    struct loaded l;
+    if (!load(&o, true, &l)) {
+        return 1;
+    }
+    struct pd_err err;
+    pd_err_clear(&err);
+    int rc = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct pd_sampler *smp = NULL;
+    struct pd_buf out;
+    pd_buf_init(&out);
+    struct pd_tok_stream ts;
+    pd_tok_stream_init(&ts);
+    if (pd_tok_encode(l.tok, prompt, strlen(prompt), pd_tok_add_bos(l.tok), true, &ids, &n,
+                      &err) ||
+        pd_sampler_open(&sp, l.model->hp.n_vocab, &smp, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    if (n == 0) {
+        rc = pd_cli_fail(1, "generate: the prompt has no tokens");
+        goto done;
+    }
+    if ((uint64_t)n + (uint64_t)n_gen > l.ctx->kv->cap) {
+        rc = pd_cli_fail(1, "generate: prompt (%zu) + -n %lld exceed the context (%u); raise --ctx",
+                         n, n_gen, l.ctx->kv->cap);
+        goto done;
+    }
+    double t0 = now_s();
+    if (pd_ctx_eval(l.ctx, ids, n, NULL, NULL, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    double t1 = now_s();
+    if (!o.json) {
+        pd_tok_decode(l.tok, ids, n, &out, &err);
+        put_buf(&out);
+        fflush(stdout);
+    }
+    long long produced = 0;
+    const char *stop = "length";
+    for (; produced < n_gen; produced++) {
+        int32_t id = pd_sampler_sample(smp, l.ctx->logits);
+        struct pd_token_rec r;
+        memset(&r, 0, sizeof r);
+        pd_probe_fill(l.ctx->logits, l.model->hp.n_vocab, id, (size_t)topk, &r);
+        if (o.json) {
+            pd_buf_printf(&out, "{\"pos\":%lld,", (long long)l.ctx->n_past);
+            append_metrics(&out, &r, l.tok, true);
+            pd_buf_puts(&out, "}\n");
+            put_buf(&out);
+        } else if (!pd_tok_is_eog(l.tok, id)) {
+            pd_tok_stream_push(&ts, l.tok, id, &out, &err);
+            put_buf(&out);
+            fflush(stdout);
+        }
+        if (pd_tok_is_eog(l.tok, id)) {
+            stop = "eog";
+            produced++;
+            break;
+        }
+        if (produced + 1 < n_gen && pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+    }
+    double t2 = now_s();
+    if (o.json) {
+        pd_buf_printf(&out,
+                      "{\"summary\":{\"n_prompt\":%zu,\"n_gen\":%lld,\"stop\":\"%s\","
+                      "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f}}\n",
+                      n, produced, stop, n / (t1 - t0 + 1e-12),
+                      produced / (t2 - t1 + 1e-12));
+    } else {
+        pd_tok_stream_flush(&ts, &out, &err);
+        pd_buf_puts(&out, "\n");
+    }
+    put_buf(&out);
+done:
+    pd_tok_stream_deinit(&ts);
+    pd_buf_deinit(&out);
+    pd_sampler_close(&smp);
+    free(ids);
+    loaded_close(&l);
+    return rc;
+}
+
+/* ---- bench --------------------------------------------------------------------------- */
+
+int pd_cli_bench(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS] [--json]\n";
+    if (want_help(argc, argv, usage)) {
+        return 0;
+    }
+    struct model_opts o;
+    model_opts_init(&o);
+    long long n_prompt = 128, n_gen = 64, reps = 3;
+    const char *v = NULL;
+    bool bad = false;
+    struct pd_argv a = {argc, argv, 1, "bench"};
+    while (a.i < argc) {
+        int r = parse_model_opt(&a, &o);
+        if (r < 0) {
+            return 2;
+        }
+        if (r > 0) {
+            continue;
+        }
+        if (pd_arg_match(&a, "--n-prompt", "-p", &v, &bad)) {
+            if (bad || !pd_arg_long("bench", "-p", v, 1, 1 << 20, &n_prompt)) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--n-gen", "-n", &v, &bad)) {
+            if (bad || !pd_arg_long("bench", "-n", v, 1, 1 << 20, &n_gen)) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--repeats", "-r", &v, &bad)) {
+            if (bad || !pd_arg_long("bench", "-r", v, 1, 1000, &reps)) {
+                return 2;
+            }
+        } else {
+            return pd_cli_fail(2, "bench: unknown option '%s'", argv[a.i]);
+        }
+    }
+    if (!o.model) {
+        return pd_cli_fail(2, "bench: -m MODEL is required");
+    }
+    if (o.n_ctx == 0) {
+        o.n_ctx = (uint32_t)(n_prompt + n_gen);
+    }
+    struct loaded l;
+    if (!load(&o, true, &l)) {
+        return 1;
+    }
+    if ((uint64_t)(n_prompt + n_gen) > l.ctx->kv->cap) {
+        loaded_close(&l);
+        return pd_cli_fail(1, "bench: -p + -n exceed the context; raise --ctx");
+    }
+    int32_t *ids = pd_malloc_array((size_t)n_prompt, sizeof *ids);
+    if (!ids) {
+        loaded_close(&l);
+        return pd_cli_fail(1, "out of memory");
+    }
+    for (long long i = 0; i < n_prompt; i++) {
+        ids[i] = (int32_t)((i * 7919 + 13) % l.model->hp.n_vocab);
+    }
+    struct pd_err err;
+    double best_pp = 0, best_tg = 0;
+    int rc = 0;
+    for (long long rep = 0; rep < reps && rc == 0; rep++) {
+        pd_ctx_reset(l.ctx);
+        double t0 = now_s();
+        if (pd_ctx_eval(l.ctx, ids, (size_t)n_prompt, NULL, NULL, &err)) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            break;
+        }
+        double t1 = now_s();
+        for (long long k = 0; k < n_gen; k++) {
+            int32_t id = pd_argmax(l.ctx->logits, l.model->hp.n_vocab);
+            if (pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
+                pd_cli_print_err(&err);
+                rc = 1;
+                break;
+            }
+        }
+        double t2 = now_s();
+        double pp = n_prompt / (t1 - t0), tg = n_gen / (t2 - t1);
+        best_pp = pp > best_pp ? pp : best_pp;
+        best_tg = tg > best_tg ? tg : best_tg;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    if (rc == 0) {
+        if (o.json) {
+            printf("{\"model\":");
+            struct pd_buf b;
+            pd_buf_init(&b);
+            pd_json_str(&b, o.model, strlen(o.model));
+            put_buf(&b);
+            pd_buf_deinit(&b);
+            printf(",\"threads\":%d,\"kv_type\":\"%s\",\"n_prompt\":%lld,\"n_gen\":%lld,"
+                   "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"peak_rss_kib\":%ld}\n",
+                   pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), n_prompt, n_gen,
+                   best_pp, best_tg, ru.ru_maxrss);
+        } else {
+            printf("model        %s\n", o.model);
+            printf("threads      %d, kv cache %s, best of %lld runs\n", pd_pool_threads(l.ctx->pool),
+                   pd_kv_type_name(o.kv_type), reps);
+            printf("prefill      %lld tokens: %.1f tok/s\n", n_prompt, best_pp);
+            printf("decode       %lld tokens: %.1f tok/s\n", n_gen, best_tg);
+            printf("peak RSS     %.1f MiB\n", ru.ru_maxrss / 1024.0);
+        }
+    }
+    free(ids);
+    loaded_close(&l);
+    return rc;
+}

@@ -112,6 +112,13 @@ enum pd_status pd_store_session_exists(struct pd_store *st, int64_t session_id,
                                        int64_t *parent_id, int64_t *fork_pos,
                                        struct pd_err *err);
 
+struct json_t;
+
+/* Imports one `ponder` record (store_jsonl_ponder.c): validated, renumbered, stored in
+ * one savepoint. PD_EFORMAT naming "where: field: reason" for bad records. */
+enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
+                                      const char *where, int64_t *id, struct pd_err *err);
+
 /* Copies a column as an owned NUL-terminated string (NULL column -> NULL, *ok stays
  * true); *ok becomes false on allocation failure. */
 char *pd_store_col_strdup(sqlite3_stmt *s, int col, bool *ok);

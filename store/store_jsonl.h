@@ -7,7 +7,9 @@
  *     with an optional top-level "system";
  *   - prompt/completion: one of "problem", "question", "prompt" plus one of "generation",
  *     "response", "completion", "solution", "answer" (first present wins, in that order),
- *     optional "system" and "reasoning_content".
+ *     optional "system" and "reasoning_content";
+ *   - ponder records ({"ponder": 1, ...}, as export writes them): restored with metrics,
+ *     steps and annotations (store_jsonl_ponder.c).
  * When the conversation ends with an assistant message, that message is the trace: its
  * thinking is split off at <think>...</think> (or <|begin_of_thought|>...
  * <|end_of_thought|>, or taken from reasoning_content). Top-level fields not used are
@@ -20,8 +22,10 @@
  * Export writes one line per session in one of four formats. The final assistant message
  * is rebuilt from the session's think and answer tokens, pruned steps left out, in the
  * canonical form "<think>\n{thinking}\n</think>\n\n{answer}" (or "{answer}" without
- * thinking). JSON is written compact (no spaces), UTF-8 unescaped, keys in the documented
- * order. Import followed by export gives back the same bytes for files in that form.
+ * thinking); bytes that are not UTF-8 are cleaned (a cut-off last character dropped,
+ * others replaced by U+FFFD). JSON is written compact (no spaces), UTF-8 unescaped, keys
+ * in the documented order. Import followed by export gives back the same bytes for files
+ * in that form.
  *
  * Errors name "file:line: reason". Import never stores part of a record: each record is
  * one savepoint. Threads: as struct pd_store (one owner). */

@@ -196,6 +196,30 @@ static bool compose_final(const struct final_turn *ft, struct pd_buf *out)
     return ok;
 }
 
+/* Copies s[0..n) as valid UTF-8: a sequence cut off at the very end (a generation stopped
+ * inside a character) is dropped, any other invalid byte becomes U+FFFD. */
+static bool clean_utf8(const char *s, size_t n, struct pd_buf *out)
+{
+    n -= pd_utf8_incomplete_tail(s, n);
+    size_t i = 0;
+    bool ok = pd_buf_append(out, "", 0);
+    while (ok && i < n) {
+        size_t run = 0;
+        uint32_t cp;
+        size_t k;
+        while (i + run < n && (k = pd_utf8_decode(s + i + run, n - i - run, &cp)) > 0) {
+            run += k;
+        }
+        ok = pd_buf_append(out, s + i, run);
+        i += run;
+        if (ok && i < n) {
+            ok = pd_buf_append(out, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    return ok;
+}
+
 /* ---- records ---------------------------------------------------------------------- */
 
 struct session_data {
@@ -230,12 +254,12 @@ static enum pd_status load_session_data(struct pd_store *st, struct pd_replay *r
     rc = collect_final(r, &ft, err);
     if (rc == PD_OK && (ft.has_think || ft.has_answer)) {
         d->has_final = true;
-        if (!compose_final(&ft, &d->final)) {
+        struct pd_buf raw;
+        pd_buf_init(&raw);
+        if (!compose_final(&ft, &raw) || !clean_utf8(raw.data, raw.len, &d->final)) {
             rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
-        } else if (!pd_utf8_valid(d->final.data, d->final.len)) {
-            rc = pd_err_set(err, PD_EUNSUPPORTED,
-                            "session %lld: generated text is not valid UTF-8", (long long)sid);
         }
+        pd_buf_deinit(&raw);
     }
     final_turn_free(&ft);
     return rc;

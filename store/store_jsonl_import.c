@@ -593,6 +593,11 @@ enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, siz
         return pd_err_set(err, PD_EFORMAT, "%s: invalid JSON at column %d: %s", where,
                           je.column, je.text);
     }
+    if (json_is_object(root) && json_object_get(root, "ponder")) {
+        enum pd_status rc = pd_jsonl_import_ponder(st, root, where, id, err);
+        json_decref(root);
+        return rc;
+    }
     struct parsed p;
     memset(&p, 0, sizeof p);
     char *meta = NULL;

@@ -139,7 +139,8 @@ struct pd_session_new {
 
 /* Creates a session (and its messages) in one transaction; *id receives its id.
  * A branch (parent_id != 0) needs an existing parent and 0 <= fork_pos <= the parent's
- * n_tokens; its own tokens start at fork_pos. PD_EINVAL for bad ids/positions, meta that
+ * n_tokens; its own tokens start at fork_pos; given no messages, it gets a copy of the
+ * parent's. PD_EINVAL for bad ids/positions, meta that
  * is not a JSON object, or messages with an out-of-range role. */
 enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_session_new *p,
                                        int64_t *id, struct pd_err *err);

@@ -38,7 +38,8 @@ struct pd_replay {
     size_t n_steps;
     struct pd_annotation *ann;      /* owned */
     size_t n_ann;
-    int64_t *pruned;                /* owned: sorted [begin, end) pairs of pruned steps */
+    int64_t *pruned;                /* owned: [begin, end) pairs of pruned steps, by begin */
+    int64_t *max_span_end_before;   /* owned [n_pruned]: max end of the spans before i */
     size_t n_pruned;
     sqlite3_stmt *tok_stmt;         /* owned */
     sqlite3_stmt *kv_stmt;          /* owned */
@@ -130,6 +131,12 @@ static enum pd_status build_chain(struct pd_replay *r, struct pd_err *err)
     return rc;
 }
 
+static int cmp_span(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static enum pd_status load_pruned(struct pd_replay *r, struct pd_err *err)
 {
     size_t n = 0;
@@ -149,6 +156,16 @@ static enum pd_status load_pruned(struct pd_replay *r, struct pd_err *err)
             r->pruned[2 * r->n_pruned + 1] = r->steps[i].pos_end;
             r->n_pruned++;
         }
+    }
+    qsort(r->pruned, r->n_pruned, 2 * sizeof *r->pruned, cmp_span);
+    r->max_span_end_before = pd_malloc_array(r->n_pruned, sizeof *r->max_span_end_before);
+    if (!r->max_span_end_before) {
+        return pd_err_set(err, PD_ENOMEM, "replay: out of memory");
+    }
+    int64_t m = INT64_MIN;
+    for (size_t i = 0; i < r->n_pruned; i++) {
+        r->max_span_end_before[i] = m; /* largest end among spans [0, i) */
+        m = r->pruned[2 * i + 1] > m ? r->pruned[2 * i + 1] : m;
     }
     return PD_OK;
 }
@@ -232,6 +249,7 @@ void pd_replay_close(struct pd_replay **rp)
     free(r->steps);
     pd_annotations_free(r->ann, r->n_ann);
     free(r->pruned);
+    free(r->max_span_end_before);
     free(r);
     *rp = NULL;
 }
@@ -275,11 +293,25 @@ enum pd_status pd_replay_seek(struct pd_replay *r, int64_t pos, struct pd_err *e
     return PD_OK;
 }
 
+/* Binary search over the pruned spans (sorted by start; they may overlap when the
+ * database is odd, so the scan looks back over the spans that start before pos). */
 static bool in_pruned(const struct pd_replay *r, int64_t pos)
 {
-    for (size_t i = 0; i < r->n_pruned; i++) {
-        if (pos >= r->pruned[2 * i] && pos < r->pruned[2 * i + 1]) {
+    size_t lo = 0, hi = r->n_pruned;
+    while (lo < hi) { /* first span starting after pos */
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->pruned[2 * mid] <= pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (size_t i = lo; i-- > 0;) {
+        if (pos < r->pruned[2 * i + 1]) {
             return true;
+        }
+        if (r->max_span_end_before[i] <= pos) {
+            return false;
         }
     }
     return false;

@@ -254,6 +254,22 @@ enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_sess
         }
         sqlite3_reset(s);
     }
+    if (rc == PD_OK && p->n_messages == 0 && p->parent_id != 0) {
+        /* a branch continues its parent's conversation unless told otherwise */
+        s = pd_store_prepare(st,
+                             "INSERT INTO messages (session_id, idx, role, content)"
+                             " SELECT ?1, idx, role, content FROM messages WHERE session_id = ?2",
+                             err);
+        rc = s ? PD_OK : PD_EDB;
+        if (s) {
+            sqlite3_bind_int64(s, 1, sid);
+            sqlite3_bind_int64(s, 2, p->parent_id);
+            if (sqlite3_step(s) != SQLITE_DONE) {
+                rc = pd_store_dberr(st, err, "message copy");
+            }
+            sqlite3_finalize(s);
+        }
+    }
     rc = pd_store_op_end(st, rc, err);
     if (rc == PD_OK) {
         *id = sid;

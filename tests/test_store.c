@@ -680,6 +680,39 @@ static void test_steps_and_prunes(void **state)
     free(pr);
 }
 
+/* Pruned flags with steps whose index order differs from position order, overlapping. */
+static void test_pruned_flags_unsorted_spans(void **state)
+{
+    struct fx *f = *state;
+    struct pd_err err;
+    int64_t sid = new_session(f->st, "q");
+    append_tokens(f->st, sid, 0, 30, false);
+    struct pd_step_rec s[4] = {
+        {.index = 0, .pos_begin = 20, .pos_end = 25},
+        {.index = 1, .pos_begin = 0, .pos_end = 12},
+        {.index = 2, .pos_begin = 3, .pos_end = 5},
+        {.index = 3, .pos_begin = 8, .pos_end = 22},
+    };
+    assert_int_equal(pd_store_steps_put(f->st, sid, s, 4, &err), PD_OK);
+    assert_int_equal(pd_store_prune(f->st, sid, 0, "manual", "user", &err), PD_OK);
+    assert_int_equal(pd_store_prune(f->st, sid, 1, "manual", "user", &err), PD_OK);
+    assert_int_equal(pd_store_prune(f->st, sid, 2, "manual", "user", &err), PD_OK);
+    struct pd_replay *r;
+    assert_int_equal(pd_replay_open(f->st, sid, &r, &err), PD_OK);
+    struct pd_token_rec t[30];
+    size_t got;
+    assert_int_equal(pd_replay_read(r, t, 30, &got, &err), PD_OK);
+    assert_int_equal(got, 30);
+    for (int i = 0; i < 30; i++) {
+        bool want = i < 12 || (i >= 20 && i < 25);
+        if (!!(t[i].flags & PD_TOKF_PRUNED) != want) {
+            fail_msg("position %d: pruned flag %d", i, !want);
+        }
+        pd_token_rec_free(&t[i]);
+    }
+    pd_replay_close(&r);
+}
+
 static void test_kv_events_and_iterator(void **state)
 {
     struct fx *f = *state;
@@ -878,6 +911,7 @@ static void test_branches(void **state)
     assert_int_equal(pd_store_session_get(f->st, br, &in, &err), PD_OK);
     assert_int_equal(in.fork_pos, 30);
     assert_int_equal(in.n_tokens, 40);
+    assert_string_equal(in.title, "q"); /* the parent's conversation was copied */
     pd_session_info_free(&in);
     /* parents with branches cannot be deleted; leaves can */
     assert_int_equal(pd_store_session_delete(f->st, root, &err), PD_EINVAL);
@@ -1074,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_topk_blob),
         cmocka_unit_test(test_attn_blob_check),
         cmocka_unit_test_setup_teardown(test_steps_and_prunes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_pruned_flags_unsorted_spans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_kv_events_and_iterator, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_annotations, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_branches, fx_setup, fx_teardown),

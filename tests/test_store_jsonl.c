@@ -953,6 +953,71 @@ static void test_ponder_record_malformed(void **state)
                      PD_OK);
 }
 
+/* Random byte mutations of valid records (chat and ponder): every result is either a
+ * clean import or a FILE:LINE error; never a crash, never a half-stored session. */
+static void test_mutated_records(void **state)
+{
+    struct fx *f = *state;
+    struct pd_err err;
+    int64_t rich = make_rich_session(f->st);
+    char *seeds[3];
+    seeds[0] = record(f->st, rich, PD_JSONL_PONDER);
+    seeds[1] = record(f->st, rich, PD_JSONL_MESSAGES);
+    seeds[2] = record(f->st, rich, PD_JSONL_SHAREGPT);
+    size_t before = count_sessions(f->st);
+    size_t n_ok = 0;
+    uint32_t x = 2463534242u;
+    for (int it = 0; it < 3000; it++) {
+        const char *seed = seeds[it % 3];
+        size_t n = strlen(seed);
+        char *m = malloc(n + 1);
+        memcpy(m, seed, n + 1);
+        int n_mut = 1 + it % 4;
+        for (int k = 0; k < n_mut && n > 0; k++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            size_t at = x % n;
+            switch ((x >> 8) % 4) {
+            case 0: /* random byte */
+                m[at] = (char)(x >> 16);
+                break;
+            case 1: /* truncate */
+                n = at;
+                break;
+            case 2: /* a structural character */
+                m[at] = "{}[]\":,0-"[(x >> 16) % 9];
+                break;
+            default: /* a digit, to shift numbers and positions */
+                m[at] = (char)('0' + (x >> 16) % 10);
+                break;
+            }
+        }
+        int64_t id;
+        enum pd_status rc = pd_jsonl_import_record(f->st, m, n, "fuzz:1", &id, &err);
+        if (rc == PD_OK) {
+            n_ok++;
+        } else if (rc != PD_EFORMAT || strncmp(err.msg, "fuzz:1: ", 8) != 0) {
+            fail_msg("iteration %d: rc %d '%s'", it, rc, err.msg);
+        }
+        free(m);
+    }
+    fprintf(stderr, "mutations: %zu of 3000 records still imported\n", n_ok);
+    assert_true(n_ok > 0 && n_ok < 3000);
+    assert_int_equal(count_sessions(f->st), before + n_ok);
+    assert_int_equal(pd_store_check(f->st, &err), PD_OK);
+    /* whatever was stored reads back and exports */
+    char out[160];
+    snprintf(out, sizeof out, "%s/fuzz.jsonl", f->dir);
+    struct pd_export_params p = {.format = PD_JSONL_PONDER};
+    struct pd_export_result r;
+    assert_int_equal(pd_jsonl_export_file(f->st, out, &p, &r, &err), PD_OK);
+    assert_int_equal(r.n_written + r.n_skipped, before + n_ok);
+    for (int i = 0; i < 3; i++) {
+        free(seeds[i]);
+    }
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -1040,6 +1105,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_export_cleans_utf8, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ponder_record_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ponder_record_malformed, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_mutated_records, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_10k, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

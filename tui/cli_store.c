@@ -14,7 +14,6 @@
  *   show SESSION [--json] [--db F] the session as text / its ponder record
  * The database is --db or the default ($XDG_DATA_HOME/ponder/ponder.db). A progress bar
  * goes to stderr when stderr is a terminal. */
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/jsonw.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "cli.h"
@@ -133,8 +133,10 @@ static void import_usage(FILE *f)
 
 struct import_ctx {
     struct progress bar;
-    json_t *errors;         /* collected for --json, or NULL */
+    bool json;
+    struct pd_buf errors;   /* --json: the first 1000 messages as JSON strings, comma-joined */
     size_t n_errors;
+    bool oom;
 };
 
 static void import_on_error(void *ud, const struct pd_err *e)
@@ -142,8 +144,9 @@ static void import_on_error(void *ud, const struct pd_err *e)
     struct import_ctx *c = ud;
     progress_clear(&c->bar);
     pd_cli_print_err(e);
-    if (c->errors && c->n_errors < 1000) {
-        json_array_append_new(c->errors, json_string(e->msg));
+    if (c->json && c->n_errors < 1000) {
+        c->oom |= !(pd_buf_puts(&c->errors, c->n_errors ? "," : "") &&
+                    pd_json_str(&c->errors, e->msg, strlen(e->msg)));
     }
     c->n_errors++;
 }
@@ -197,8 +200,10 @@ int pd_cli_import(int argc, char **argv)
         free(files);
         return 1;
     }
-    struct import_ctx c = {.errors = json ? json_array() : NULL};
-    json_t *jfiles = json ? json_array() : NULL;
+    struct import_ctx c = {.json = json};
+    pd_buf_init(&c.errors);
+    struct pd_buf jfiles;
+    pd_buf_init(&jfiles);
     uint64_t total_imported = 0, total_rejected = 0;
     int rc = 0;
     for (size_t i = 0; i < n_files; i++) {
@@ -220,12 +225,16 @@ int pd_cli_import(int argc, char **argv)
         }
         total_imported += r.n_imported;
         total_rejected += r.n_failed;
-        if (jfiles) {
-            json_array_append_new(
-                jfiles, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "file", files[i], "lines",
-                                  (json_int_t)r.n_lines, "imported", (json_int_t)r.n_imported,
-                                  "rejected", (json_int_t)r.n_failed, "first_id",
-                                  (json_int_t)r.first_id, "last_id", (json_int_t)r.last_id));
+        if (json) {
+            c.oom |= !(pd_buf_puts(&jfiles, i ? ",{\"file\":" : "{\"file\":") &&
+                       pd_json_str(&jfiles, files[i], strlen(files[i])) &&
+                       pd_buf_printf(&jfiles,
+                                     ",\"lines\":%llu,\"imported\":%llu,\"rejected\":%llu,"
+                                     "\"first_id\":%lld,\"last_id\":%lld}",
+                                     (unsigned long long)r.n_lines,
+                                     (unsigned long long)r.n_imported,
+                                     (unsigned long long)r.n_failed, (long long)r.first_id,
+                                     (long long)r.last_id));
         } else {
             fprintf(stderr, "%s: imported %llu trace%s", files[i],
                     (unsigned long long)r.n_imported, r.n_imported == 1 ? "" : "s");
@@ -243,14 +252,15 @@ int pd_cli_import(int argc, char **argv)
             break; /* database or I/O trouble: later files would fail the same way */
         }
     }
-    if (json) {
-        json_t *out = json_pack("{s:I,s:I,s:o,s:o}", "imported", (json_int_t)total_imported,
-                                "rejected", (json_int_t)total_rejected, "files", jfiles,
-                                "errors", c.errors);
-        json_dumpf(out, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(out);
+    if (json && c.oom) {
+        rc = pd_cli_fail(1, "import: out of memory building the summary");
+    } else if (json) {
+        printf("{\"imported\":%llu,\"rejected\":%llu,\"files\":[%s],\"errors\":[%s]}\n",
+               (unsigned long long)total_imported, (unsigned long long)total_rejected,
+               jfiles.data ? jfiles.data : "", c.errors.data ? c.errors.data : "");
     }
+    pd_buf_deinit(&jfiles);
+    pd_buf_deinit(&c.errors);
     pd_store_close(&st);
     free(files);
     return rc;
@@ -366,12 +376,19 @@ int pd_cli_export(int argc, char **argv)
         pd_cli_print_err(&err);
         rc = 1;
     } else if (json) {
-        json_t *o = json_pack("{s:I,s:I,s:s,s:s}", "written", (json_int_t)r.n_written, "skipped",
-                              (json_int_t)r.n_skipped, "out", out, "skip_reason",
-                              r.skip_reason);
-        json_dumpf(o, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(o);
+        struct pd_buf b;
+        pd_buf_init(&b);
+        bool ok = pd_buf_printf(&b, "{\"written\":%llu,\"skipped\":%llu,\"out\":",
+                                (unsigned long long)r.n_written,
+                                (unsigned long long)r.n_skipped) &&
+                  pd_json_str(&b, out, strlen(out)) && pd_buf_puts(&b, ",\"skip_reason\":") &&
+                  pd_json_str(&b, r.skip_reason, strlen(r.skip_reason)) && pd_buf_puts(&b, "}");
+        if (ok) {
+            puts(b.data);
+        } else {
+            rc = pd_cli_fail(1, "export: out of memory");
+        }
+        pd_buf_deinit(&b);
     } else {
         fprintf(stderr, "exported %llu trace%s to %s", (unsigned long long)r.n_written,
                 r.n_written == 1 ? "" : "s", out ? out : "stdout");
@@ -428,34 +445,36 @@ static void one_line(const char *s, size_t n, char *out, size_t out_n, size_t ma
     out[o] = '\0';
 }
 
-static json_t *session_json(const struct pd_session_info *s)
+/* Appends one session as a JSON object. */
+static bool session_json(struct pd_buf *b, const struct pd_session_info *s)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(s->id));
-    json_object_set_new(o, "created_ms", json_integer(s->created_ms));
-    json_object_set_new(o, "updated_ms", json_integer(s->updated_ms));
-    json_object_set_new(o, "source", json_string(s->source));
-    json_object_set_new(o, "model", s->model_name ? json_string(s->model_name) : json_null());
-    json_object_set_new(o, "n_tokens", json_integer(s->n_tokens));
-    json_object_set_new(o, "n_steps", json_integer(s->n_steps));
-    json_object_set_new(o, "n_pruned", json_integer(s->n_pruned));
-    json_object_set_new(o, "finished", json_boolean(s->finished));
-    json_object_set_new(o, "parent", s->parent_id ? json_integer(s->parent_id) : json_null());
-    json_object_set_new(o, "fork_pos", json_integer(s->fork_pos));
-    json_t *tags = json_array();
+    bool ok = pd_buf_printf(b, "{\"id\":%lld,\"created_ms\":%lld,\"updated_ms\":%lld,"
+                               "\"source\":",
+                            (long long)s->id, (long long)s->created_ms,
+                            (long long)s->updated_ms) &&
+              pd_json_str(b, s->source, strlen(s->source)) && pd_buf_puts(b, ",\"model\":") &&
+              (s->model_name ? pd_json_str(b, s->model_name, strlen(s->model_name))
+                             : pd_buf_puts(b, "null")) &&
+              pd_buf_printf(b,
+                            ",\"n_tokens\":%lld,\"n_steps\":%lld,\"n_pruned\":%lld,"
+                            "\"finished\":%s,\"parent\":",
+                            (long long)s->n_tokens, (long long)s->n_steps,
+                            (long long)s->n_pruned, s->finished ? "true" : "false") &&
+              (s->parent_id ? pd_buf_printf(b, "%lld", (long long)s->parent_id)
+                            : pd_buf_puts(b, "null")) &&
+              pd_buf_printf(b, ",\"fork_pos\":%lld,\"tags\":[", (long long)s->fork_pos);
     const char *t = s->tags;
-    while (*t) {
+    for (bool first = true; ok && *t; first = false) {
         const char *c = strchr(t, ',');
         size_t len = c ? (size_t)(c - t) : strlen(t);
-        json_array_append_new(tags, json_stringn(t, len));
+        ok = pd_buf_puts(b, first ? "" : ",") && pd_json_str(b, t, len);
         t += len + (c ? 1 : 0);
     }
-    json_object_set_new(o, "tags", tags);
-    /* titles are cut at 200 characters and might end inside a sequence: keep it valid */
+    /* titles are cut at 200 characters: one line, valid UTF-8 */
     char title[1024];
     one_line(s->title, strlen(s->title), title, sizeof title, 200);
-    json_object_set_new(o, "title", json_string(title));
-    return o;
+    return ok && pd_buf_puts(b, "],\"title\":") && pd_json_str(b, title, strlen(title)) &&
+           pd_buf_puts(b, "}");
 }
 
 int pd_cli_ls(int argc, char **argv)
@@ -494,14 +513,20 @@ int pd_cli_ls(int argc, char **argv)
         pd_store_close(&st);
         return 1;
     }
+    int rc = 0;
     if (json) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, session_json(&all[i]));
+        struct pd_buf b;
+        pd_buf_init(&b);
+        bool ok = pd_buf_puts(&b, "[");
+        for (size_t i = 0; ok && i < n; i++) {
+            ok = pd_buf_puts(&b, i ? "," : "") && session_json(&b, &all[i]);
         }
-        json_dumpf(arr, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(arr);
+        if (ok && pd_buf_puts(&b, "]")) {
+            puts(b.data);
+        } else {
+            rc = pd_cli_fail(1, "ls: out of memory");
+        }
+        pd_buf_deinit(&b);
     } else {
         printf("%6s  %-16s %8s %6s  %-8s %-20s %s\n", "ID", "CREATED", "TOKENS", "STEPS",
                "STATE", "MODEL", "TITLE [TAGS]");
@@ -534,7 +559,7 @@ int pd_cli_ls(int argc, char **argv)
     }
     free(all);
     pd_store_close(&st);
-    return 0;
+    return rc;
 }
 
 /* ---- show ------------------------------------------------------------------------- */

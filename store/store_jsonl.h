@@ -51,7 +51,7 @@ struct pd_import_params {
     void (*on_error)(void *ud, const struct pd_err *e);
     /* Called now and then with bytes read and the file size (0 if unknown). Optional. */
     void (*on_progress)(void *ud, uint64_t done, uint64_t total);
-    void *ud;
+    void *ud;               /* borrowed: passed to the callbacks */
 };
 
 struct pd_import_result {
@@ -98,7 +98,7 @@ struct pd_export_params {
     bool pruned_only;               /* only sessions with at least one pruned step */
     /* Called after each session with (done, total). Optional. */
     void (*on_progress)(void *ud, uint64_t done, uint64_t total);
-    void *ud;
+    void *ud;               /* borrowed: passed to the callbacks */
 };
 
 struct pd_export_result {

@@ -35,7 +35,7 @@ struct pd_store_writer_params {
     /* Called on the writer thread after each commit with the session's length so far
      * (last committed token position + 1). Optional. */
     void (*on_commit)(void *ud, int64_t n_committed);
-    void *ud;
+    void *ud;               /* borrowed: passed to the callbacks */
 };
 
 /* Defaults: batch_max 64, flush_ms 50, queue_max 1<<20, no callback. */

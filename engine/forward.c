@@ -243,8 +243,13 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
         while (n_vis < L->n && L->pos[n_vis] <= pos) {
             n_vis++;
         }
+        const uint8_t *hide = c->hide ? c->hide[j->il] : NULL;
         float mx = -INFINITY;
         for (uint32_t s = 0; s < n_vis; s++) {
+            if (hide && hide[s] && L->pos[s] != pos) {
+                p[s] = -INFINITY;
+                continue;
+            }
             p[s] = pd_kvcache_k_dot(c->kv, j->il, s, kvh * hp->head_dim, q, hp->head_dim) *
                    scale;
             if (p[s] > mx) {
@@ -253,7 +258,7 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
         }
         double sum = 0.0;
         for (uint32_t s = 0; s < n_vis; s++) {
-            p[s] = expf(p[s] - mx);
+            p[s] = expf(p[s] - mx); /* exp(-inf) = 0 for hidden slots */
             sum += p[s];
         }
         float inv = (float)(1.0 / sum);
@@ -290,6 +295,10 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
     }
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const struct pd_layer *L = &m->layers[il];
+        if (c->cancel && atomic_load(c->cancel)) {
+            pd_kvcache_truncate(c->kv, pos0);
+            return pd_err_set(err, PD_ECANCELLED, "cancelled");
+        }
         for (uint32_t t = 0; t < n_tok; t++) {
             rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
                     hp->norm_eps);

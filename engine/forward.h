@@ -18,6 +18,7 @@
 #ifndef PD_FORWARD_H
 #define PD_FORWARD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,9 @@ struct pd_ctx {
     int64_t n_past;                /* position of the next token */
     pd_attn_hook_fn attn_hook;     /* optional */
     void *attn_hook_ud;
+    const atomic_bool *cancel;     /* optional, borrowed: checked between layers */
+    const uint8_t *const *hide;    /* optional, borrowed: hide[il][s] != 0 excludes slot s
+                                    * of layer il from attention (shadow divergence) */
     /* scratch, allocated once */
     float *x;        /* [n_batch][n_embd] residual stream */
     float *xn;       /* [n_batch][max(n_embd, n_ff, o_dim)] normalised / matmul input */
@@ -79,7 +83,10 @@ void pd_ctx_reset(struct pd_ctx *c);
 
 /* Evaluates tokens[0..n) at positions n_past.. . When logits_fn is non-NULL it receives the
  * logits of every token; the last token's logits are always left in c->logits.
- * Errors: PD_EINVAL for an out-of-range token id (message names it) or a full cache. */
+ * Errors: PD_EINVAL for an out-of-range token id (message names it) or a full cache;
+ * PD_ECANCELLED when *c->cancel became true: the tokens of the interrupted batch are
+ * removed from the cache again, so the context stays consistent (earlier batches of the
+ * call stay evaluated and n_past says how far it got). */
 enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
                            pd_logits_fn logits_fn, void *ud, struct pd_err *err);
 

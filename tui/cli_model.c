@@ -20,7 +20,11 @@
 
 #include "base/jsonw.h"
 #include "base/mem.h"
+#include "capture.h"
+#include "chat.h"
 #include "cli.h"
+#include "analysis/kvpolicy.h"
+#include "session.h"
 #include "dtype.h"
 #include "forward.h"
 #include "model.h"
@@ -512,22 +516,71 @@ done:
 
 /* ---- generate ------------------------------------------------------------------------ */
 
+static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
+{
+    if (!r->attn || r->attn_len < 4) {
+        return;
+    }
+    uint32_t n_layer = r->attn[1], top_n = r->attn[2];
+    pd_buf_puts(b, ",\"attn\":[");
+    for (uint32_t il = 0; il < n_layer; il++) {
+        pd_buf_puts(b, il ? ",[" : "[");
+        bool first = true;
+        for (uint32_t k = 0; k < top_n; k++) {
+            uint32_t pos;
+            float w;
+            if (pd_capture_blob_entry(r->attn, r->attn_len, il, k, &pos, &w)) {
+                pd_buf_printf(b, "%s[%u,", first ? "" : ",", pos);
+                pd_json_num(b, w);
+                pd_buf_puts(b, "]");
+                first = false;
+            }
+        }
+        pd_buf_puts(b, "]");
+    }
+    pd_buf_puts(b, "]");
+}
+
+/* Options of the commands that run a live session (generate; run in the TUI shares them
+ * through the same parser). */
+struct gen_opts {
+    const char *prompt;
+    const char *system;
+    const char *kv;
+    const char *template_name;
+    long long n_gen;
+    long long topk;
+    bool raw;
+    enum pd_capture_level capture;
+    enum pd_think_mode mode;
+    uint32_t mode_budget;
+    struct pd_sampler_params sp;
+};
+
 int pd_cli_generate(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw] [--greedy | --temp T\n"
-        "                       [--top-k K] [--top-p P] [--min-p P] [--seed S]] [--topk K]\n"
-        "                       [--json]\n";
+        "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw | --template NAME]\n"
+        "                       [--system TEXT] [--greedy | --temp T [--top-k K] [--top-p P]\n"
+        "                       [--min-p P] [--seed S]] [--topk K] [--mode M]\n"
+        "                       [--kv POLICY[:BUDGET][,shadow]] [--capture off|summary|full]\n"
+        "                       [--json]\n"
+        "  --mode M           long[:MIN_THINK] | short[:BUDGET] | none\n"
+        "  --kv SPEC          KV retention policy (docs/kv-policies.md), e.g. window:64,\n"
+        "                     h2o:0.5,shadow\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
     struct model_opts o;
     model_opts_init(&o);
-    const char *prompt = NULL, *v = NULL;
-    long long n_gen = 128, topk = 5, ll;
+    struct gen_opts g = {NULL, NULL, NULL, NULL, 128, 5, false, PD_CAPTURE_LEVEL_SUMMARY,
+                         PD_MODE_LONG, 0, pd_sampler_default_params()};
+    const char *v = NULL;
+    long long ll;
     double d;
-    bool bad = false, raw = false;
-    struct pd_sampler_params sp = pd_sampler_default_params();
+    bool bad = false;
+    struct pd_err err;
+    pd_err_clear(&err);
     struct pd_argv a = {argc, argv, 1, "generate"};
     while (a.i < argc) {
         int r = parse_model_opt(&a, &o);
@@ -537,43 +590,55 @@ int pd_cli_generate(int argc, char **argv)
         if (r > 0) {
             continue;
         }
-        if (pd_arg_match(&a, "--prompt", "-p", &prompt, &bad)) {
+        if (pd_arg_match(&a, "--prompt", "-p", &g.prompt, &bad) ||
+            pd_arg_match(&a, "--system", NULL, &g.system, &bad) ||
+            pd_arg_match(&a, "--kv", NULL, &g.kv, &bad) ||
+            pd_arg_match(&a, "--template", NULL, &g.template_name, &bad)) {
         } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
-            if (!bad && !pd_arg_long("generate", "-n", v, 0, 1 << 22, &n_gen)) {
+            if (!bad && !pd_arg_long("generate", "-n", v, 0, 1 << 22, &g.n_gen)) {
                 return 2;
             }
         } else if (pd_arg_match(&a, "--raw", NULL, NULL, &bad)) {
-            raw = true;
+            g.raw = true;
         } else if (pd_arg_match(&a, "--greedy", NULL, NULL, &bad)) {
-            sp.temperature = 0;
+            g.sp.temperature = 0;
         } else if (pd_arg_match(&a, "--temp", NULL, &v, &bad)) {
             if (!bad && (!pd_arg_double("generate", "--temp", v, &d) || d < 0 || d > 100)) {
                 return pd_cli_fail(2, "generate: --temp: expected a number in [0, 100]");
             }
-            sp.temperature = (float)d;
+            g.sp.temperature = (float)d;
         } else if (pd_arg_match(&a, "--top-p", NULL, &v, &bad)) {
             if (!bad && (!pd_arg_double("generate", "--top-p", v, &d) || d <= 0 || d > 1)) {
                 return pd_cli_fail(2, "generate: --top-p: expected a number in (0, 1]");
             }
-            sp.top_p = (float)d;
+            g.sp.top_p = (float)d;
         } else if (pd_arg_match(&a, "--min-p", NULL, &v, &bad)) {
             if (!bad && (!pd_arg_double("generate", "--min-p", v, &d) || d < 0 || d > 1)) {
                 return pd_cli_fail(2, "generate: --min-p: expected a number in [0, 1]");
             }
-            sp.min_p = (float)d;
+            g.sp.min_p = (float)d;
         } else if (pd_arg_match(&a, "--top-k", NULL, &v, &bad)) {
             if (!bad && !pd_arg_long("generate", "--top-k", v, 0, 1 << 24, &ll)) {
                 return 2;
             }
-            sp.top_k = (int32_t)ll;
+            g.sp.top_k = (int32_t)ll;
         } else if (pd_arg_match(&a, "--seed", NULL, &v, &bad)) {
             if (!bad && !pd_arg_long("generate", "--seed", v, 0, INT64_MAX, &ll)) {
                 return 2;
             }
-            sp.seed = (uint64_t)ll;
+            g.sp.seed = (uint64_t)ll;
         } else if (pd_arg_match(&a, "--topk", "-k", &v, &bad)) {
-            if (!bad && !pd_arg_long("generate", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
+            if (!bad && !pd_arg_long("generate", "--topk", v, 0, PD_TOPK_MAX, &g.topk)) {
                 return 2;
+            }
+        } else if (pd_arg_match(&a, "--capture", NULL, &v, &bad)) {
+            if (!bad && (g.capture = pd_capture_level_parse(v)) == PD_CAPTURE_LEVEL_COUNT) {
+                return pd_cli_fail(2, "generate: --capture: expected off, summary or full, got '%s'",
+                                   v);
+            }
+        } else if (pd_arg_match(&a, "--mode", NULL, &v, &bad)) {
+            if (!bad && pd_think_mode_parse(v, &g.mode, &g.mode_budget, &err)) {
+                return pd_cli_fail(2, "generate: --mode: %s", err.msg);
             }
         } else {
             return pd_cli_fail(2, "generate: unknown option '%s'", argv[a.i]);
@@ -582,97 +647,129 @@ int pd_cli_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.model || !prompt) {
+    if (!o.model || !g.prompt) {
         return pd_cli_fail(2, "generate: -m MODEL and -p PROMPT are required");
     }
-    (void)raw; /* chat templates apply when the model has one (see docs/cli.md) */
     struct loaded l;
-    if (!load(&o, true, &l)) {
+    if (!load(&o, false, &l)) {
         return 1;
     }
-    struct pd_err err;
-    pd_err_clear(&err);
+    struct pd_session_params sp = pd_session_default_params();
+    sp.ctx.n_threads = o.n_threads;
+    sp.ctx.kv_type = o.kv_type;
+    sp.ctx.n_ctx = o.n_ctx;
+    sp.sampling = g.sp;
+    sp.n_predict = (uint32_t)g.n_gen;
+    sp.topk = (uint32_t)g.topk;
+    sp.capture = g.capture;
+    sp.mode = g.mode;
+    sp.think_budget = g.mode == PD_MODE_SHORT ? g.mode_budget : 0;
+    sp.min_think = g.mode == PD_MODE_LONG ? g.mode_budget : 0;
     int rc = 0;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    struct pd_sampler *smp = NULL;
+    struct pd_session *sess = NULL;
     struct pd_buf out;
     pd_buf_init(&out);
     struct pd_tok_stream ts;
     pd_tok_stream_init(&ts);
-    if (pd_tok_encode(l.tok, prompt, strlen(prompt), pd_tok_add_bos(l.tok), true, &ids, &n,
-                      &err) ||
-        pd_sampler_open(&sp, l.model->hp.n_vocab, &smp, &err)) {
-        pd_cli_print_err(&err);
-        rc = 1;
-        goto done;
-    }
-    if (n == 0) {
-        rc = pd_cli_fail(1, "generate: the prompt has no tokens");
-        goto done;
-    }
-    if ((uint64_t)n + (uint64_t)n_gen > l.ctx->kv->cap) {
-        rc = pd_cli_fail(1, "generate: prompt (%zu) + -n %lld exceed the context (%u); raise --ctx",
-                         n, n_gen, l.ctx->kv->cap);
-        goto done;
-    }
-    double t0 = now_s();
-    if (pd_ctx_eval(l.ctx, ids, n, NULL, NULL, &err)) {
-        pd_cli_print_err(&err);
-        rc = 1;
-        goto done;
-    }
-    double t1 = now_s();
-    if (!o.json) {
-        pd_tok_decode(l.tok, ids, n, &out, &err);
-        put_buf(&out);
-        fflush(stdout);
-    }
-    long long produced = 0;
-    const char *stop = "length";
-    for (; produced < n_gen; produced++) {
-        int32_t id = pd_sampler_sample(smp, l.ctx->logits);
-        struct pd_token_rec r;
-        memset(&r, 0, sizeof r);
-        pd_probe_fill(l.ctx->logits, l.model->hp.n_vocab, id, (size_t)topk, &r);
-        if (o.json) {
-            pd_buf_printf(&out, "{\"pos\":%lld,", (long long)l.ctx->n_past);
-            append_metrics(&out, &r, l.tok, true);
-            pd_buf_puts(&out, "}\n");
-            put_buf(&out);
-        } else if (!pd_tok_is_eog(l.tok, id)) {
-            pd_tok_stream_push(&ts, l.tok, id, &out, &err);
-            put_buf(&out);
-            fflush(stdout);
-        }
-        if (pd_tok_is_eog(l.tok, id)) {
-            stop = "eog";
-            produced++;
-            break;
-        }
-        if (produced + 1 < n_gen && pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
-            pd_cli_print_err(&err);
-            rc = 1;
+    if (g.raw) {
+        pd_chat_format_default(PD_CHAT_FAMILY_RAW, &sp.chat);
+    } else if (g.template_name) {
+        enum pd_chat_family f;
+        if (pd_chat_family_parse(g.template_name, &f, &err)) {
+            rc = pd_cli_fail(2, "generate: --template: %s", err.msg);
             goto done;
         }
+        pd_chat_format_default(f, &sp.chat);
+    } else if (pd_chat_detect(l.model->gguf, &sp.chat, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
     }
-    double t2 = now_s();
+    if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.model->hp.n_layer, 0, &sp.policy, &err)) {
+        rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);
+        goto done;
+    }
+    if (pd_session_open(l.model, l.tok, &sp, &sess, &err) ||
+        pd_session_start(sess, g.system, g.prompt, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    long long n_prompt = 0, n_gen = 0, n_evict = 0;
+    double tps = 0;
+    const char *finish = "?";
+    struct pd_event ev;
+    for (;;) {
+        if (!pd_session_wait(sess, &ev, 1000)) {
+            continue;
+        }
+        bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        if (ev.kind == PD_EV_TOKEN) {
+            const struct pd_token_rec *r = &ev.tok;
+            if (r->role == PD_ROLE_PROMPT) {
+                n_prompt++;
+            } else {
+                n_gen++;
+                tps = ev.tok_per_s;
+            }
+            if (o.json) {
+                pd_buf_printf(&out, "{\"pos\":%lld,\"role\":\"%s\",", (long long)r->pos,
+                              pd_role_name(r->role));
+                if (r->role == PD_ROLE_PROMPT && isnan(r->logprob)) {
+                    pd_buf_printf(&out, "\"token\":%d,\"text\":", r->id);
+                    pd_json_str(&out, r->text, r->text_len);
+                    pd_buf_puts(&out, ",\"logprob\":null,\"entropy\":null,\"top\":[]");
+                } else {
+                    append_metrics(&out, r, l.tok, true);
+                }
+                append_attn(&out, r);
+                pd_buf_puts(&out, "}\n");
+            } else if (!pd_tok_is_control(l.tok, r->id) || r->role == PD_ROLE_INJECTED) {
+                pd_tok_stream_push(&ts, l.tok, r->id, &out, &err);
+            }
+        } else if (ev.kind == PD_EV_EVICT) {
+            n_evict++;
+            if (o.json) {
+                pd_buf_printf(&out,
+                              "{\"event\":\"evict\",\"at\":%lld,\"layer\":%d,\"slot_pos\":%lld,"
+                              "\"shadow\":%s}\n",
+                              (long long)ev.kv.at_pos, ev.kv.layer, (long long)ev.kv.slot_pos,
+                              ev.kv.kind == PD_KV_SHADOW_EVICT ? "true" : "false");
+            }
+        } else if (ev.kind == PD_EV_MODE && o.json) {
+            pd_buf_printf(&out, "{\"event\":\"mode\",\"pos\":%lld,\"text\":", (long long)ev.pos);
+            pd_json_str(&out, ev.text, strlen(ev.text));
+            pd_buf_puts(&out, "}\n");
+        } else if (ev.kind == PD_EV_ERROR) {
+            pd_cli_fail(1, "generate: %s", ev.text);
+            rc = 1;
+        } else if (ev.kind == PD_EV_FINISHED) {
+            finish = strcmp(ev.text, "eog") == 0 ? "eog"
+                     : strcmp(ev.text, "length") == 0 ? "length"
+                     : strcmp(ev.text, "context") == 0 ? "context"
+                                                      : "stopped";
+        }
+        pd_event_free(&ev);
+        put_buf(&out);
+        fflush(stdout);
+        if (end) {
+            break;
+        }
+    }
     if (o.json) {
         pd_buf_printf(&out,
-                      "{\"summary\":{\"n_prompt\":%zu,\"n_gen\":%lld,\"stop\":\"%s\","
-                      "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f}}\n",
-                      n, produced, stop, n / (t1 - t0 + 1e-12),
-                      produced / (t2 - t1 + 1e-12));
+                      "{\"summary\":{\"n_prompt\":%lld,\"n_gen\":%lld,\"stop\":\"%s\","
+                      "\"decode_tok_s\":%.1f,\"evictions\":%lld}}\n",
+                      n_prompt, n_gen, finish, tps, n_evict);
     } else {
         pd_tok_stream_flush(&ts, &out, &err);
         pd_buf_puts(&out, "\n");
     }
     put_buf(&out);
 done:
+    pd_session_close(&sess);
     pd_tok_stream_deinit(&ts);
     pd_buf_deinit(&out);
-    pd_sampler_close(&smp);
-    free(ids);
     loaded_close(&l);
     return rc;
 }

@@ -1,0 +1,267 @@
+/* capture.c - the attention hook: summaries, cumulative attention, full rows. */
+#include "capture.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+static const char *const level_names[PD_CAPTURE_LEVEL_COUNT] = {"off", "summary", "full"};
+
+const char *pd_capture_level_name(enum pd_capture_level c)
+{
+    return (unsigned)c < PD_CAPTURE_LEVEL_COUNT ? level_names[c] : "?";
+}
+
+enum pd_capture_level pd_capture_level_parse(const char *s)
+{
+    for (int i = 0; i < PD_CAPTURE_LEVEL_COUNT; i++) {
+        if (strcmp(s, level_names[i]) == 0) {
+            return (enum pd_capture_level)i;
+        }
+    }
+    return PD_CAPTURE_LEVEL_COUNT;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static bool grow_cum(struct pd_capture_state *cs, int64_t pos)
+{
+    if (pos < cs->cum_cap) {
+        return true;
+    }
+    int64_t cap = cs->cum_cap ? cs->cum_cap : 1024;
+    while (cap <= pos) {
+        cap *= 2;
+    }
+    float *n = pd_calloc((size_t)cap * cs->n_layer, sizeof *n);
+    if (!n) {
+        return false;
+    }
+    for (uint32_t il = 0; il < cs->n_layer && cs->cum; il++) {
+        memcpy(n + (size_t)il * cap, cs->cum + (size_t)il * cs->cum_cap,
+               (size_t)cs->cum_cap * sizeof *n);
+    }
+    free(cs->cum);
+    cs->cum = n;
+    cs->cum_cap = cap;
+    return true;
+}
+
+static bool full_wanted(const struct pd_capture_state *cs, uint32_t il)
+{
+    return cs->level == PD_CAPTURE_LEVEL_FULL &&
+           (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1));
+}
+
+static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
+                 uint32_t n_slots, const int64_t *slot_pos)
+{
+    struct pd_capture_state *cs = ud;
+    if (cs->observer) {
+        cs->observer(cs->observer_ud, il, pos, probs, n_head, n_slots, slot_pos);
+    }
+    if (cs->level == PD_CAPTURE_LEVEL_OFF) {
+        return;
+    }
+    /* head-mean row */
+    float *m = cs->mean_row;
+    float inv = 1.0f / (float)n_head;
+    for (uint32_t s = 0; s < n_slots; s++) {
+        m[s] = 0.0f;
+    }
+    for (uint32_t h = 0; h < n_head; h++) {
+        const float *row = probs + (size_t)h * cs->n_ctx;
+        for (uint32_t s = 0; s < n_slots; s++) {
+            m[s] += row[s];
+        }
+    }
+    /* cumulative attention received, by position */
+    int64_t max_pos = n_slots ? slot_pos[n_slots - 1] : 0;
+    if (grow_cum(cs, max_pos)) {
+        float *cum = cs->cum + (size_t)il * cs->cum_cap;
+        for (uint32_t s = 0; s < n_slots; s++) {
+            cum[slot_pos[s]] += m[s] * inv;
+        }
+    }
+    /* top-N of the head-mean row into the token's blob */
+    size_t ti = (size_t)(pos - cs->pos0);
+    if (ti < cs->n_tok) {
+        uint8_t *blob = cs->blobs + ti * cs->blob_len;
+        uint8_t *e = blob + 4 + (size_t)il * cs->top_n * 8;
+        uint32_t have = 0;
+        uint32_t best_s[64];
+        for (uint32_t s = 0; s < n_slots; s++) {
+            float w = m[s];
+            if (w <= 0.0f || (have == cs->top_n && w <= m[best_s[have - 1]])) {
+                continue;
+            }
+            uint32_t j = have < cs->top_n ? have++ : cs->top_n - 1;
+            while (j > 0 && m[best_s[j - 1]] < w) {
+                best_s[j] = best_s[j - 1];
+                j--;
+            }
+            best_s[j] = s;
+        }
+        for (uint32_t k = 0; k < cs->top_n; k++) {
+            uint8_t *q = e + (size_t)k * 8;
+            if (k < have) {
+                float w = m[best_s[k]] * inv;
+                uint32_t bits;
+                memcpy(&bits, &w, 4);
+                put_u32(q, (uint32_t)slot_pos[best_s[k]]);
+                put_u32(q + 4, bits);
+            } else {
+                put_u32(q, 0xFFFFFFFFu);
+                put_u32(q + 4, 0);
+            }
+        }
+    }
+    if (full_wanted(cs, il)) {
+        for (uint32_t h = 0; h < n_head; h++) {
+            memcpy(cs->full + ((size_t)il * n_head + h) * cs->n_ctx,
+                   probs + (size_t)h * cs->n_ctx, n_slots * sizeof(float));
+        }
+        memcpy(cs->full_pos + (size_t)il * cs->n_ctx, slot_pos, n_slots * sizeof(int64_t));
+        cs->full_slots[il] = n_slots;
+        cs->full_token_pos = pos;
+    }
+}
+
+enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
+                               enum pd_capture_level level, uint32_t top_n,
+                               uint64_t full_layers, struct pd_err *err)
+{
+    memset(cs, 0, sizeof *cs);
+    const struct pd_hparams *hp = &ctx->model->hp;
+    if (level >= PD_CAPTURE_LEVEL_COUNT || top_n < 1 || top_n > 64 || hp->n_layer > 255) {
+        return pd_err_set(err, PD_EINVAL, "capture: level/top-N out of range (top-N 1..64)");
+    }
+    cs->level = level;
+    cs->n_layer = hp->n_layer;
+    cs->n_head = hp->n_head;
+    cs->top_n = top_n;
+    cs->full_layers = full_layers;
+    cs->n_ctx = ctx->params.n_ctx;
+    cs->blob_len = 4 + (size_t)hp->n_layer * top_n * 8;
+    cs->full_token_pos = -1;
+    cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
+    if (!cs->mean_row || !grow_cum(cs, 0)) {
+        pd_capture_deinit(cs);
+        return pd_err_set(err, PD_ENOMEM, "out of memory (capture)");
+    }
+    if (level == PD_CAPTURE_LEVEL_FULL) {
+        cs->full = pd_malloc_array((size_t)hp->n_layer * hp->n_head, (size_t)cs->n_ctx * 4);
+        cs->full_pos = pd_malloc_array((size_t)hp->n_layer * cs->n_ctx, sizeof(int64_t));
+        cs->full_slots = pd_calloc(hp->n_layer, sizeof(uint32_t));
+        if (!cs->full || !cs->full_pos || !cs->full_slots) {
+            pd_capture_deinit(cs);
+            return pd_err_set(err, PD_ENOMEM, "out of memory (full capture)");
+        }
+    }
+    ctx->attn_hook = hook;
+    ctx->attn_hook_ud = cs;
+    return PD_OK;
+}
+
+void pd_capture_deinit(struct pd_capture_state *cs)
+{
+    free(cs->blobs);
+    free(cs->mean_row);
+    free(cs->cum);
+    free(cs->full);
+    free(cs->full_pos);
+    free(cs->full_slots);
+    memset(cs, 0, sizeof *cs);
+}
+
+enum pd_status pd_capture_begin(struct pd_capture_state *cs, int64_t pos0, size_t n,
+                                struct pd_err *err)
+{
+    cs->pos0 = pos0;
+    cs->n_tok = 0;
+    if (cs->level == PD_CAPTURE_LEVEL_OFF) {
+        return PD_OK;
+    }
+    if (n > cs->cap_tok) {
+        uint8_t *b = pd_realloc_array(cs->blobs, n, cs->blob_len);
+        if (!b) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (capture blobs)");
+        }
+        cs->blobs = b;
+        cs->cap_tok = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *b = cs->blobs + i * cs->blob_len;
+        memset(b, 0, cs->blob_len);
+        b[0] = 1;
+        b[1] = (uint8_t)cs->n_layer;
+        b[2] = (uint8_t)cs->top_n;
+    }
+    cs->n_tok = n;
+    return PD_OK;
+}
+
+const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i)
+{
+    if (cs->level == PD_CAPTURE_LEVEL_OFF || i >= cs->n_tok) {
+        return NULL;
+    }
+    return cs->blobs + i * cs->blob_len;
+}
+
+float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos)
+{
+    if (il >= cs->n_layer || pos < 0 || pos >= cs->cum_cap) {
+        return 0.0f;
+    }
+    return cs->cum[(size_t)il * cs->cum_cap + pos];
+}
+
+void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
+{
+    if (pos < 0) {
+        pos = 0;
+    }
+    for (uint32_t il = 0; il < cs->n_layer && pos < cs->cum_cap; il++) {
+        memset(cs->cum + (size_t)il * cs->cum_cap + pos, 0,
+               (size_t)(cs->cum_cap - pos) * sizeof(float));
+    }
+}
+
+bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,
+                           uint32_t *pos, float *weight)
+{
+    if (!blob || len < 4 || blob[0] != 1) {
+        return false;
+    }
+    uint32_t n_layer = blob[1], top_n = blob[2];
+    if (il >= n_layer || k >= top_n || len < 4 + (size_t)n_layer * top_n * 8) {
+        return false;
+    }
+    const uint8_t *q = blob + 4 + ((size_t)il * top_n + k) * 8;
+    uint32_t p = get_u32(q), bits = get_u32(q + 4);
+    if (p == 0xFFFFFFFFu) {
+        return false;
+    }
+    float w;
+    memcpy(&w, &bits, 4);
+    if (!isfinite(w)) {
+        return false;
+    }
+    *pos = p;
+    *weight = w;
+    return true;
+}

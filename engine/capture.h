@@ -1,0 +1,92 @@
+/* capture.h - attention capture: per-token summaries, cumulative attention received, and
+ * the last token's full rows.
+ *
+ * A pd_capture_state is attached to a pd_ctx as its attention hook (pd_capture_attach).
+ * For every evaluated token and layer it receives the softmax rows [n_head][n_slots] the
+ * forward pass used and, depending on the level:
+ *   summary  the head-mean row's top-N positions and weights (the per-token blob laid out
+ *            as trace.h documents), and the cumulative attention received per position and
+ *            layer (head-mean), updated incrementally;
+ *   full     summary, plus a copy of all heads' rows for the selected layers of the most
+ *            recent token (for the live view).
+ * Blobs of the tokens of the current eval call are kept until pd_capture_begin is called
+ * for the next one (indexed by the token's index in the call).
+ *
+ * Ownership: the state owns its buffers. Thread-safety: used on the thread that drives
+ * the context (the hook runs there). */
+#ifndef PD_CAPTURE_H
+#define PD_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "forward.h"
+
+enum pd_capture_level {
+    PD_CAPTURE_LEVEL_OFF,
+    PD_CAPTURE_LEVEL_SUMMARY,
+    PD_CAPTURE_LEVEL_FULL,
+    PD_CAPTURE_LEVEL_COUNT
+};
+
+const char *pd_capture_level_name(enum pd_capture_level c);
+/* "off" / "summary" / "full"; PD_CAPTURE_LEVEL_COUNT if unknown. */
+enum pd_capture_level pd_capture_level_parse(const char *s);
+
+/* Optional per-layer observer called from the hook with the same arguments (the session
+ * uses it to feed a KV policy). */
+typedef void (*pd_capture_observer_fn)(void *ud, uint32_t layer, int64_t pos,
+                                       const float *probs, uint32_t n_head, uint32_t n_slots,
+                                       const int64_t *slot_pos);
+
+struct pd_capture_state {
+    enum pd_capture_level level;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t top_n;          /* entries per layer in a summary */
+    uint64_t full_layers;    /* bit mask (layers >= 64 never captured in full); 0 = all */
+    int64_t pos0;            /* position of token 0 of the current eval call */
+    size_t n_tok;            /* tokens of the current call with summaries */
+    size_t cap_tok;
+    uint8_t *blobs;          /* [cap_tok][blob_len] */
+    size_t blob_len;         /* 4 + n_layer * top_n * 8 */
+    float *mean_row;         /* [n_ctx] scratch */
+    float *cum;              /* [n_layer][cum_cap] attention received by position */
+    int64_t cum_cap;
+    /* full rows of the last token: [n_layer][n_head][n_ctx], valid for layers in the mask */
+    float *full;
+    int64_t *full_pos;       /* [n_layer][n_ctx] slot positions */
+    uint32_t *full_slots;    /* [n_layer] slot counts */
+    int64_t full_token_pos;  /* position of the token the full rows belong to, -1 none */
+    uint32_t n_ctx;
+    pd_capture_observer_fn observer;
+    void *observer_ud;
+};
+
+/* Sets up a capture state for ctx's model and context size and installs the hook on ctx.
+ * level OFF still installs the hook when an observer is set (policies need the rows). */
+enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
+                               enum pd_capture_level level, uint32_t top_n,
+                               uint64_t full_layers, struct pd_err *err);
+void pd_capture_deinit(struct pd_capture_state *cs);
+
+/* Starts a new eval call of n tokens at position pos0 (grows the blob buffer). */
+enum pd_status pd_capture_begin(struct pd_capture_state *cs, int64_t pos0, size_t n,
+                                struct pd_err *err);
+
+/* The summary blob of token i of the current call (NULL when level is OFF). */
+const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i);
+
+/* Attention received by position pos in layer il so far (head-mean, summed over queries). */
+float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos);
+
+/* Forgets cumulative attention for positions >= pos (branch / rewind). */
+void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos);
+
+/* Decodes entry k of layer il from a summary blob; false when out of range or padding. */
+bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,
+                           uint32_t *pos, float *weight);
+
+#endif

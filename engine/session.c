@@ -1,0 +1,1381 @@
+/* session.c - the live generation session: worker thread, event and command queues,
+ * roles and thinking modes, KV policy enforcement/shadowing, branch and prune.
+ * See session.h for the DESIGN block (threads, roles, positions). */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "probe.h"
+
+#define CMD_QUEUE_MAX 256
+#define TAIL_MAX 64
+
+static const char *const mode_names[PD_MODE_COUNT] = {"long", "short", "none"};
+_Static_assert(sizeof mode_names / sizeof mode_names[0] == PD_MODE_COUNT, "mode names");
+
+const char *pd_think_mode_name(enum pd_think_mode m)
+{
+    return (unsigned)m < PD_MODE_COUNT ? mode_names[m] : "?";
+}
+
+enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
+                                   struct pd_err *err)
+{
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    for (int i = 0; i < PD_MODE_COUNT; i++) {
+        if (strlen(mode_names[i]) == n && strncmp(s, mode_names[i], n) == 0) {
+            *mode = (enum pd_think_mode)i;
+            *budget = 0;
+            if (colon) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(colon + 1, &end, 10);
+                if (i == PD_MODE_NONE || errno || end == colon + 1 || *end || v > (1u << 24)) {
+                    return pd_err_set(err, PD_EINVAL,
+                                      "mode '%s': expected long[:MIN], short[:BUDGET] or none",
+                                      s);
+                }
+                *budget = (uint32_t)v;
+            } else if (i == PD_MODE_SHORT) {
+                *budget = 512;
+            }
+            return PD_OK;
+        }
+    }
+    return pd_err_set(err, PD_EINVAL, "mode '%s': expected long[:MIN], short[:BUDGET] or none",
+                      s);
+}
+
+struct pd_session_params pd_session_default_params(void)
+{
+    struct pd_session_params p;
+    memset(&p, 0, sizeof p);
+    p.ctx = pd_ctx_default_params();
+    p.sampling = pd_sampler_default_params();
+    p.topk = 5;
+    p.capture = PD_CAPTURE_LEVEL_SUMMARY;
+    p.summary_top_n = 8;
+    pd_chat_format_default(PD_CHAT_FAMILY_RAW, &p.chat);
+    p.mode = PD_MODE_LONG;
+    return p;
+}
+
+static void attn_rows_free(struct pd_attn_rows *r)
+{
+    if (!r) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->n_layer; i++) {
+        free(r->slot_pos[i]);
+        free(r->w[i]);
+    }
+    free(r->layers);
+    free(r->n_slots);
+    free(r->slot_pos);
+    free(r->w);
+    free(r);
+}
+
+void pd_event_free(struct pd_event *ev)
+{
+    if (!ev) {
+        return;
+    }
+    pd_token_rec_free(&ev->tok);
+    attn_rows_free(ev->rows);
+    ev->rows = NULL;
+}
+
+/* ---- the session object ------------------------------------------------------------- */
+
+struct pd_session {
+    const struct pd_model *model; /* borrowed */
+    const struct pd_tok *tok;     /* borrowed */
+    struct pd_session_params p;
+    struct pd_ctx *ctx;
+    struct pd_sampler *sampler;
+    struct pd_kv_policy *policy;  /* owned */
+    struct pd_capture_state cap;
+    bool cap_ready;
+
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    atomic_bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;          /* commands arrived (pause wait) */
+    int pipe_fd[2];
+
+    /* events FIFO (guarded by lock) */
+    struct pd_event *ev;
+    size_t ev_head, ev_len, ev_cap;
+    /* commands FIFO (guarded by lock) */
+    struct pd_cmd *cmd;
+    size_t cmd_head, cmd_len;
+
+    /* ---- worker-only state ---- */
+    int32_t *seq;                 /* [seq_cap] token ids by position */
+    size_t n_seq, seq_cap;
+    int32_t *prompt;              /* initial prompt tokens (owned) */
+    size_t n_prompt;
+    int32_t *forced;              /* pending forced tokens */
+    size_t n_forced, i_forced, forced_cap;
+    bool paused;
+    bool think_open;
+    bool think_closed_once;
+    uint32_t n_think;
+    uint32_t n_generated;
+    enum pd_think_mode mode;
+    uint32_t think_budget;
+    uint32_t min_think;
+    char tail[TAIL_MAX];
+    size_t tail_len;
+    const char *open_marker;
+    const char *close_marker;
+    bool in_prefill;
+    int64_t prefill_end;
+    int64_t min_evicted_pos;      /* smallest position ever evicted (INT64_MAX: none) */
+    uint8_t **shadow;             /* [n_layer][cap]: shadow-evicted flags (shadow mode) */
+    float *rowbuf;                /* [n_head][n_ctx] compacted rows for the policy */
+    int64_t *posbuf;              /* [n_ctx] */
+    uint8_t *maskbuf;             /* [n_ctx] */
+    uint8_t *maskbuf2;            /* [n_ctx] */
+    struct pd_token_rec *recs;    /* prefill probes [n] */
+    double t_decode0;
+    uint32_t n_decode;
+};
+
+/* ---- queues ------------------------------------------------------------------------- */
+
+static void wake(struct pd_session *s)
+{
+    char c = 1;
+    ssize_t r = write(s->pipe_fd[1], &c, 1);
+    (void)r; /* a full pipe already wakes the reader */
+}
+
+/* Pushes ev (ownership moves to the queue). On allocation failure the event is dropped
+ * (its owned parts freed) — the worker never blocks on the UI. */
+static void push_event(struct pd_session *s, struct pd_event *ev)
+{
+    ev->kv_cap = s->ctx ? s->ctx->kv->cap : 0;
+    ev->kv_used = s->ctx ? s->ctx->kv->cap - pd_ctx_kv_free(s->ctx) : 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->ev_len == s->ev_cap) {
+        size_t cap = s->ev_cap ? s->ev_cap * 2 : 256;
+        struct pd_event *n = pd_malloc_array(cap, sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&s->lock);
+            pd_event_free(ev);
+            return;
+        }
+        for (size_t i = 0; i < s->ev_len; i++) {
+            n[i] = s->ev[(s->ev_head + i) % s->ev_cap];
+        }
+        free(s->ev);
+        s->ev = n;
+        s->ev_cap = cap;
+        s->ev_head = 0;
+    }
+    s->ev[(s->ev_head + s->ev_len) % s->ev_cap] = *ev;
+    s->ev_len++;
+    pthread_mutex_unlock(&s->lock);
+    wake(s);
+}
+
+static void push_simple(struct pd_session *s, enum pd_event_kind kind, int64_t pos,
+                        int64_t pos_end, const char *text)
+{
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = kind;
+    ev.pos = pos;
+    ev.pos_end = pos_end;
+    if (text) {
+        snprintf(ev.text, sizeof ev.text, "%s", text);
+    }
+    push_event(s, &ev);
+}
+
+bool pd_session_poll(struct pd_session *s, struct pd_event *ev)
+{
+    bool got = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->ev_len > 0) {
+        *ev = s->ev[s->ev_head];
+        s->ev_head = (s->ev_head + 1) % s->ev_cap;
+        s->ev_len--;
+        got = true;
+    }
+    if (s->ev_len == 0) {
+        char buf[256];
+        while (read(s->pipe_fd[0], buf, sizeof buf) > 0) {
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return got;
+}
+
+bool pd_session_wait(struct pd_session *s, struct pd_event *ev, int timeout_ms)
+{
+    if (pd_session_poll(s, ev)) {
+        return true;
+    }
+    struct pollfd pfd = {s->pipe_fd[0], POLLIN, 0};
+    if (poll(&pfd, 1, timeout_ms) <= 0) {
+        return false;
+    }
+    return pd_session_poll(s, ev);
+}
+
+int pd_session_fd(const struct pd_session *s)
+{
+    return s->pipe_fd[0];
+}
+
+bool pd_session_running(const struct pd_session *s)
+{
+    return atomic_load(&s->running);
+}
+
+enum pd_status pd_session_send(struct pd_session *s, const struct pd_cmd *cmd,
+                               struct pd_err *err)
+{
+    if (!atomic_load(&s->running)) {
+        return pd_err_set(err, PD_EINVAL, "the session is not running");
+    }
+    if ((unsigned)cmd->kind >= PD_CMD_KIND_COUNT) {
+        return pd_err_set(err, PD_EINVAL, "unknown command %d", (int)cmd->kind);
+    }
+    if (cmd->kind == PD_CMD_STOP) {
+        atomic_store(&s->stop, true);
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->cmd_len == CMD_QUEUE_MAX) {
+        pthread_mutex_unlock(&s->lock);
+        return pd_err_set(err, PD_EINVAL, "command queue full");
+    }
+    s->cmd[(s->cmd_head + s->cmd_len) % CMD_QUEUE_MAX] = *cmd;
+    s->cmd_len++;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return PD_OK;
+}
+
+static bool take_cmd(struct pd_session *s, struct pd_cmd *out)
+{
+    bool got = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->cmd_len > 0) {
+        *out = s->cmd[s->cmd_head];
+        s->cmd_head = (s->cmd_head + 1) % CMD_QUEUE_MAX;
+        s->cmd_len--;
+        got = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return got;
+}
+
+/* ---- sequence bookkeeping ------------------------------------------------------------ */
+
+static bool seq_push(struct pd_session *s, int32_t id)
+{
+    if (s->n_seq == s->seq_cap) {
+        size_t cap = s->seq_cap ? s->seq_cap * 2 : 1024;
+        int32_t *n = pd_realloc_array(s->seq, cap, sizeof *n);
+        if (!n) {
+            return false;
+        }
+        s->seq = n;
+        s->seq_cap = cap;
+    }
+    s->seq[s->n_seq++] = id;
+    return true;
+}
+
+/* Queues ids[0..n) to be fed before anything is sampled again. */
+static enum pd_status force_ids(struct pd_session *s, const int32_t *ids, size_t n,
+                                struct pd_err *err)
+{
+    size_t pending = s->n_forced - s->i_forced;
+    if (pending + n > s->forced_cap) {
+        size_t cap = pending + n + 64;
+        int32_t *f = pd_malloc_array(cap, sizeof *f);
+        if (!f) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (injection)");
+        }
+        if (pending) {
+            memcpy(f, s->forced + s->i_forced, pending * sizeof *f);
+        }
+        free(s->forced);
+        s->forced = f;
+        s->forced_cap = cap;
+    } else if (pending) {
+        memmove(s->forced, s->forced + s->i_forced, pending * sizeof *s->forced);
+    }
+    s->i_forced = 0;
+    if (n) {
+        memcpy(s->forced + pending, ids, n * sizeof *ids);
+    }
+    s->n_forced = pending + n;
+    return PD_OK;
+}
+
+static enum pd_status force_text(struct pd_session *s, const char *text, struct pd_err *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    enum pd_status st = pd_tok_encode(s->tok, text, strlen(text), false, true, &ids, &n, err);
+    if (!st) {
+        st = force_ids(s, ids, n, err);
+    }
+    free(ids);
+    return st;
+}
+
+/* Tracks the last bytes of the text so markers split over tokens are found. */
+static void tail_add(struct pd_session *s, const char *p, size_t n)
+{
+    if (n >= TAIL_MAX) {
+        memcpy(s->tail, p + n - TAIL_MAX, TAIL_MAX);
+        s->tail_len = TAIL_MAX;
+        return;
+    }
+    if (s->tail_len + n > TAIL_MAX) {
+        size_t drop = s->tail_len + n - TAIL_MAX;
+        memmove(s->tail, s->tail + drop, s->tail_len - drop);
+        s->tail_len -= drop;
+    }
+    memcpy(s->tail + s->tail_len, p, n);
+    s->tail_len += n;
+}
+
+static bool tail_ends_with(const struct pd_session *s, const char *m)
+{
+    size_t n = m ? strlen(m) : 0;
+    return n > 0 && s->tail_len >= n && memcmp(s->tail + s->tail_len - n, m, n) == 0;
+}
+
+/* The close marker text as injected: newline, marker, blank line. */
+static void close_text(const struct pd_session *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "\n%s\n\n", s->close_marker);
+}
+
+/* ---- KV policy plumbing -------------------------------------------------------------- */
+
+static bool shadow_mode(const struct pd_session *s)
+{
+    return s->policy && s->policy->mode == PD_KV_MODE_SHADOW;
+}
+
+/* Builds the policy's view of layer il: positions (and the map from view to cache slot
+ * through maskbuf2 = 1 for slots in the view). Returns the view size. */
+static int64_t policy_view(struct pd_session *s, uint32_t il, uint32_t n_slots,
+                           const int64_t *slot_pos)
+{
+    int64_t nv = 0;
+    const uint8_t *sh = shadow_mode(s) ? s->shadow[il] : NULL;
+    for (uint32_t k = 0; k < n_slots; k++) {
+        bool in = !sh || !sh[k];
+        s->maskbuf2[k] = in;
+        if (in) {
+            s->posbuf[nv++] = slot_pos[k];
+        }
+    }
+    return nv;
+}
+
+static void policy_observer(void *ud, uint32_t il, int64_t pos, const float *probs,
+                            uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos)
+{
+    struct pd_session *s = ud;
+    struct pd_kv_policy *p = s->policy;
+    if (!p) {
+        return;
+    }
+    bool want = s->in_prefill ? (p->n_prefill_rows != 0 &&
+                                 (p->n_prefill_rows == PD_KV_ROWS_ALL ||
+                                  pos >= s->prefill_end - p->n_prefill_rows))
+                              : p->needs_decode_attn;
+    if (!want) {
+        return;
+    }
+    int64_t nv = policy_view(s, il, n_slots, slot_pos);
+    uint32_t n_ctx = s->ctx->params.n_ctx;
+    bool mean = p->agg == PD_KV_AGG_MEAN;
+    uint32_t rows = mean ? 1 : n_head;
+    for (uint32_t r = 0; r < rows; r++) {
+        float *dst = s->rowbuf + (size_t)r * nv;
+        int64_t v = 0;
+        for (uint32_t k = 0; k < n_slots; k++) {
+            if (!s->maskbuf2[k]) {
+                continue;
+            }
+            float acc;
+            if (mean) {
+                acc = 0.0f;
+                for (uint32_t h = 0; h < n_head; h++) {
+                    acc += probs[(size_t)h * n_ctx + k];
+                }
+                acc /= (float)n_head;
+            } else {
+                acc = probs[(size_t)r * n_ctx + k];
+            }
+            dst[v++] = acc;
+        }
+    }
+    struct pd_err err;
+    enum pd_status st;
+    if (s->in_prefill) {
+        st = p->ops->observe_prefill(p, (int32_t)il, s->rowbuf, (int32_t)rows, 1, nv, s->posbuf,
+                                     pos, s->prefill_end, &err);
+    } else {
+        st = p->ops->observe(p, (int32_t)il, s->rowbuf, (int32_t)rows, nv, s->posbuf, pos,
+                             &err);
+    }
+    if (st) {
+        pd_log(PD_LOG_WARN, "kv policy observe: %s", err.msg);
+    }
+}
+
+/* Removes the cache slots of layer il marked in mask (over cache slots) and keeps the
+ * policy state and shadow flags aligned. */
+static void remove_slots(struct pd_session *s, uint32_t il, const uint8_t *mask)
+{
+    struct pd_kv_layer *L = &s->ctx->kv->layers[il];
+    struct pd_err err;
+    if (s->policy) {
+        if (shadow_mode(s)) {
+            int64_t nv = 0;
+            for (uint32_t k = 0; k < L->n; k++) {
+                if (!s->shadow[il][k]) {
+                    s->maskbuf2[nv++] = mask[k];
+                }
+            }
+            if (nv > 0) {
+                s->policy->ops->on_evicted(s->policy, (int32_t)il, nv, s->maskbuf2, &err);
+            }
+            uint32_t w = 0;
+            for (uint32_t k = 0; k < L->n; k++) {
+                if (!mask[k]) {
+                    s->shadow[il][w++] = s->shadow[il][k];
+                }
+            }
+        } else if (L->n > 0) {
+            s->policy->ops->on_evicted(s->policy, (int32_t)il, L->n, mask, &err);
+        }
+    }
+    pd_kvcache_evict(s->ctx->kv, il, mask);
+}
+
+/* Asks the policy which slots to evict after an eval and applies the answer. */
+static void policy_step(struct pd_session *s)
+{
+    struct pd_kv_policy *p = s->policy;
+    if (!p) {
+        return;
+    }
+    int64_t cur = s->ctx->n_past - 1;
+    int64_t budget = pd_kvpolicy_budget_slots(&p->budget, cur + 1);
+    for (uint32_t il = 0; il < s->ctx->kv->n_layer; il++) {
+        struct pd_kv_layer *L = &s->ctx->kv->layers[il];
+        int64_t nv = policy_view(s, il, L->n, L->pos);
+        int64_t n_ev = 0;
+        struct pd_err err;
+        if (p->ops->select(p, (int32_t)il, nv, s->posbuf, cur, budget, s->maskbuf, &n_ev,
+                           &err)) {
+            pd_log(PD_LOG_WARN, "kv policy select: %s", err.msg);
+            continue;
+        }
+        if (n_ev == 0) {
+            continue;
+        }
+        bool shadow = shadow_mode(s);
+        for (int64_t v = 0; v < nv; v++) {
+            if (!s->maskbuf[v]) {
+                continue;
+            }
+            struct pd_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.kind = PD_EV_EVICT;
+            ev.pos = cur;
+            ev.kv.at_pos = cur + 1;
+            ev.kv.layer = (int32_t)il;
+            ev.kv.slot_pos = s->posbuf[v];
+            ev.kv.kind = shadow ? PD_KV_SHADOW_EVICT : PD_KV_EVICT;
+            push_event(s, &ev);
+            if (s->posbuf[v] < s->min_evicted_pos) {
+                s->min_evicted_pos = s->posbuf[v];
+            }
+        }
+        p->ops->on_evicted(p, (int32_t)il, nv, s->maskbuf, &err);
+        if (shadow) {
+            int64_t v = 0;
+            for (uint32_t k = 0; k < L->n; k++) {
+                if (!s->shadow[il][k]) {
+                    s->shadow[il][k] = s->maskbuf[v++];
+                }
+            }
+        } else {
+            pd_kvcache_evict(s->ctx->kv, il, s->maskbuf);
+        }
+    }
+}
+
+/* Forgets every slot of every layer from the policy (before a re-encode). */
+static void policy_forget_all(struct pd_session *s)
+{
+    if (!s->policy) {
+        return;
+    }
+    struct pd_err err;
+    for (uint32_t il = 0; il < s->ctx->kv->n_layer; il++) {
+        struct pd_kv_layer *L = &s->ctx->kv->layers[il];
+        int64_t nv = policy_view(s, il, L->n, L->pos);
+        if (nv > 0) {
+            memset(s->maskbuf, 1, (size_t)nv);
+            s->policy->ops->on_evicted(s->policy, (int32_t)il, nv, s->maskbuf, &err);
+        }
+        if (s->shadow) {
+            memset(s->shadow[il], 0, s->ctx->kv->cap);
+        }
+    }
+}
+
+/* ---- evaluation with probes ---------------------------------------------------------- */
+
+struct prefill_cb {
+    struct pd_session *s;
+    const int32_t *tokens;
+    size_t n;
+};
+
+static void prefill_logits(void *ud, size_t i, int64_t pos, const float *logits)
+{
+    (void)pos;
+    struct prefill_cb *cb = ud;
+    if (i + 1 < cb->n) {
+        pd_probe_fill(logits, cb->s->model->hp.n_vocab, cb->tokens[i + 1], cb->s->p.topk,
+                      &cb->s->recs[i + 1]);
+    }
+}
+
+static void fill_text(struct pd_session *s, struct pd_token_rec *r)
+{
+    size_t len = 0;
+    const char *piece = pd_tok_piece(s->tok, r->id, &len);
+    r->text = pd_strndup(piece ? piece : "", len);
+    r->text_len = r->text ? len : 0;
+}
+
+static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
+{
+    const uint8_t *b = s->cap_ready ? pd_capture_blob(&s->cap, i) : NULL;
+    if (b) {
+        r->attn = malloc(s->cap.blob_len);
+        if (r->attn) {
+            memcpy(r->attn, b, s->cap.blob_len);
+            r->attn_len = s->cap.blob_len;
+        }
+    }
+}
+
+static struct pd_attn_rows *copy_full_rows(struct pd_session *s)
+{
+    const struct pd_capture_state *cs = &s->cap;
+    if (cs->level != PD_CAPTURE_LEVEL_FULL || cs->full_token_pos < 0) {
+        return NULL;
+    }
+    struct pd_attn_rows *r = calloc(1, sizeof *r);
+    if (!r) {
+        return NULL;
+    }
+    uint32_t n = 0;
+    for (uint32_t il = 0; il < cs->n_layer; il++) {
+        if (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1)) {
+            n++;
+        }
+    }
+    r->n_head = cs->n_head;
+    r->layers = calloc(n ? n : 1, sizeof *r->layers);
+    r->n_slots = calloc(n ? n : 1, sizeof *r->n_slots);
+    r->slot_pos = calloc(n ? n : 1, sizeof *r->slot_pos);
+    r->w = calloc(n ? n : 1, sizeof *r->w);
+    if (!r->layers || !r->n_slots || !r->slot_pos || !r->w) {
+        attn_rows_free(r);
+        return NULL;
+    }
+    for (uint32_t il = 0; il < cs->n_layer; il++) {
+        if (!(cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1))) {
+            continue;
+        }
+        uint32_t ns = cs->full_slots[il];
+        uint32_t k = r->n_layer;
+        r->layers[k] = il;
+        r->n_slots[k] = ns;
+        r->slot_pos[k] = pd_malloc_array(ns ? ns : 1, sizeof(int64_t));
+        r->w[k] = pd_malloc_array((size_t)cs->n_head * (ns ? ns : 1), sizeof(float));
+        r->n_layer++;
+        if (!r->slot_pos[k] || !r->w[k]) {
+            attn_rows_free(r);
+            return NULL;
+        }
+        memcpy(r->slot_pos[k], cs->full_pos + (size_t)il * cs->n_ctx, ns * sizeof(int64_t));
+        for (uint32_t h = 0; h < cs->n_head; h++) {
+            memcpy(r->w[k] + (size_t)h * ns, cs->full + ((size_t)il * cs->n_head + h) * cs->n_ctx,
+                   ns * sizeof(float));
+        }
+    }
+    return r;
+}
+
+static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_rows)
+{
+    if (s->p.steps.feed) {
+        int64_t begin;
+        if (s->p.steps.feed(s->p.steps.ud, r, &begin)) {
+            push_simple(s, PD_EV_STEP, begin, begin, NULL);
+        }
+    }
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_TOKEN;
+    ev.pos = r->pos;
+    ev.tok = *r;
+    r->text = NULL;
+    r->attn = NULL;
+    if (with_rows) {
+        ev.rows = copy_full_rows(s);
+    }
+    if (s->n_decode > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+        ev.tok_per_s = s->n_decode / (now - s->t_decode0 + 1e-9);
+    }
+    push_event(s, &ev);
+}
+
+/* Teacher-forces tokens[0..n) (prompt or re-encode), with probes; emits token events
+ * when emit is set. The first token overall has no prediction (logprob NAN). */
+static enum pd_status prefill(struct pd_session *s, const int32_t *tokens, size_t n,
+                              enum pd_role role, bool emit, struct pd_err *err)
+{
+    if (n == 0) {
+        return PD_OK;
+    }
+    struct pd_token_rec *recs = pd_calloc(n, sizeof *recs);
+    if (!recs) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (prefill)");
+    }
+    int64_t pos0 = s->ctx->n_past;
+    for (size_t i = 0; i < n; i++) {
+        recs[i].pos = pos0 + (int64_t)i;
+        recs[i].id = tokens[i];
+        recs[i].role = role;
+        recs[i].flags = PD_TOKF_FORCED;
+        recs[i].logprob = NAN;
+        recs[i].entropy = NAN;
+    }
+    /* The first token is predicted by the logits left by the previous eval, if any. */
+    if (pos0 > 0 && s->ctx->has_logits) {
+        pd_probe_fill(s->ctx->logits, s->model->hp.n_vocab, tokens[0], s->p.topk, &recs[0]);
+    }
+    s->recs = recs;
+    struct prefill_cb cb = {s, tokens, n};
+    enum pd_status st = PD_OK;
+    if (s->cap_ready) {
+        st = pd_capture_begin(&s->cap, pos0, n, err);
+    }
+    s->in_prefill = true;
+    s->prefill_end = pos0 + (int64_t)n;
+    if (!st) {
+        st = pd_ctx_eval(s->ctx, tokens, n, prefill_logits, &cb, err);
+    }
+    s->in_prefill = false;
+    if (!st) {
+        for (size_t i = 0; i < n && !st; i++) {
+            if (!seq_push(s, tokens[i])) {
+                st = pd_err_set(err, PD_ENOMEM, "out of memory (sequence)");
+            }
+        }
+        policy_step(s);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!st && emit) {
+            fill_text(s, &recs[i]);
+            attach_blob(s, &recs[i], i);
+            emit_token(s, &recs[i], false);
+        }
+        pd_token_rec_free(&recs[i]);
+    }
+    free(recs);
+    s->recs = NULL;
+    return st;
+}
+
+/* Appends one decoded token (sampled or forced) to the cache. */
+static enum pd_status eval_one(struct pd_session *s, int32_t id, struct pd_err *err)
+{
+    enum pd_status st = PD_OK;
+    if (s->cap_ready) {
+        st = pd_capture_begin(&s->cap, s->ctx->n_past, 1, err);
+    }
+    if (!st) {
+        st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
+    }
+    if (!st && !seq_push(s, id)) {
+        st = pd_err_set(err, PD_ENOMEM, "out of memory (sequence)");
+    }
+    if (!st) {
+        policy_step(s);
+    }
+    return st;
+}
+
+/* Rebuilds the cache from scratch over tokens[0..n) (positions renumbered from 0). */
+static enum pd_status reencode(struct pd_session *s, const int32_t *tokens, size_t n,
+                               struct pd_err *err)
+{
+    policy_forget_all(s);
+    pd_ctx_reset(s->ctx);
+    if (s->cap_ready) {
+        pd_capture_rewind(&s->cap, 0);
+    }
+    s->n_seq = 0;
+    s->min_evicted_pos = INT64_MAX;
+    return prefill(s, tokens, n, PD_ROLE_PROMPT, false, err);
+}
+
+/* ---- commands ------------------------------------------------------------------------- */
+
+static void answer_now(struct pd_session *s, const char *text)
+{
+    struct pd_err err;
+    if (!s->think_open) {
+        push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "already answering");
+        return;
+    }
+    char buf[sizeof ((struct pd_cmd *)0)->text + 64];
+    if (text && *text) {
+        snprintf(buf, sizeof buf, "%s", text);
+    } else {
+        close_text(s, buf, sizeof buf);
+    }
+    if (force_text(s, buf, &err)) {
+        push_simple(s, PD_EV_ERROR, s->ctx->n_past, s->ctx->n_past, err.msg);
+        return;
+    }
+    push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "answer now");
+}
+
+static enum pd_status apply_branch(struct pd_session *s, const struct pd_cmd *c,
+                                   struct pd_err *err)
+{
+    int64_t pos = c->pos;
+    if (pos < 1 || (size_t)pos > s->n_seq) {
+        return pd_err_set(err, PD_EINVAL, "branch: position %lld outside [1, %zu]",
+                          (long long)pos, s->n_seq);
+    }
+    if (c->token >= 0 && (uint32_t)c->token >= s->model->hp.n_vocab) {
+        return pd_err_set(err, PD_EINVAL, "branch: token %d out of range", c->token);
+    }
+    s->n_forced = s->i_forced = 0;
+    if (s->min_evicted_pos < pos || (size_t)s->ctx->n_past != s->n_seq) {
+        /* Evicted slots before the fork: rebuild the state the fork point had. */
+        int32_t *copy = pd_malloc_array((size_t)pos, sizeof *copy);
+        if (!copy) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (branch)");
+        }
+        memcpy(copy, s->seq, (size_t)pos * sizeof *copy);
+        enum pd_status st = reencode(s, copy, (size_t)pos, err);
+        free(copy);
+        if (st) {
+            return st;
+        }
+    } else {
+        for (uint32_t il = 0; il < s->ctx->kv->n_layer; il++) {
+            struct pd_kv_layer *L = &s->ctx->kv->layers[il];
+            for (uint32_t k = 0; k < L->n; k++) {
+                s->maskbuf[k] = L->pos[k] >= pos - 1;
+            }
+            remove_slots(s, il, s->maskbuf);
+        }
+        s->ctx->n_past = pos - 1;
+        s->n_seq = (size_t)pos - 1;
+        if (s->cap_ready) {
+            pd_capture_rewind(&s->cap, pos - 1);
+        }
+        /* Re-evaluate the token before the fork so its logits predict position pos. */
+        enum pd_status st = eval_one(s, s->seq[pos - 1], err);
+        if (st) {
+            return st;
+        }
+    }
+    if (s->p.steps.reset) {
+        s->p.steps.reset(s->p.steps.ud, pos);
+    }
+    push_simple(s, PD_EV_BRANCHED, pos, pos, c->token >= 0 ? "alternative" : "resample");
+    s->tail_len = 0;
+    return c->token >= 0 ? force_ids(s, &c->token, 1, err) : PD_OK;
+}
+
+static enum pd_status apply_prune(struct pd_session *s, const struct pd_cmd *c,
+                                  struct pd_err *err)
+{
+    int64_t b = c->pos, e = c->pos_end;
+    int64_t last = s->ctx->n_past - 1;
+    if (b < 0 || e <= b || e > last) {
+        return pd_err_set(err, PD_EINVAL,
+                          "prune: span [%lld, %lld) must lie before the newest token %lld",
+                          (long long)b, (long long)e, (long long)last);
+    }
+    if (!c->reencode) {
+        for (uint32_t il = 0; il < s->ctx->kv->n_layer; il++) {
+            struct pd_kv_layer *L = &s->ctx->kv->layers[il];
+            for (uint32_t k = 0; k < L->n; k++) {
+                s->maskbuf[k] = L->pos[k] >= b && L->pos[k] < e;
+            }
+            remove_slots(s, il, s->maskbuf);
+        }
+        push_simple(s, PD_EV_PRUNED, b, e, "cache");
+        return PD_OK;
+    }
+    if ((size_t)s->ctx->n_past != s->n_seq) {
+        return pd_err_set(err, PD_EINVAL, "prune: re-encoding needs an unrenumbered sequence");
+    }
+    size_t n = s->n_seq - (size_t)(e - b);
+    int32_t *copy = pd_malloc_array(n ? n : 1, sizeof *copy);
+    if (!copy) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (prune)");
+    }
+    memcpy(copy, s->seq, (size_t)b * sizeof *copy);
+    memcpy(copy + b, s->seq + e, (s->n_seq - (size_t)e) * sizeof *copy);
+    enum pd_status st = reencode(s, copy, n, err);
+    free(copy);
+    if (!st) {
+        push_simple(s, PD_EV_PRUNED, b, e, "reencode");
+    }
+    return st;
+}
+
+static enum pd_status divergence(struct pd_session *s, struct pd_err *err)
+{
+    if (!shadow_mode(s)) {
+        return pd_err_set(err, PD_EINVAL, "divergence needs a KV policy in shadow mode");
+    }
+    int64_t p = s->ctx->n_past - 1;
+    if (p < 1) {
+        return pd_err_set(err, PD_EINVAL, "divergence: nothing generated yet");
+    }
+    int32_t id = s->seq[s->n_seq - 1];
+    uint32_t nv = s->model->hp.n_vocab;
+    float *masked = pd_malloc_array(nv, sizeof *masked);
+    float *full = pd_malloc_array(nv, sizeof *full);
+    if (!masked || !full) {
+        free(masked);
+        free(full);
+        return pd_err_set(err, PD_ENOMEM, "out of memory (divergence)");
+    }
+    pd_attn_hook_fn hook = s->ctx->attn_hook;
+    s->ctx->attn_hook = NULL;
+    enum pd_status st;
+    pd_kvcache_truncate(s->ctx->kv, p);
+    s->ctx->n_past = p;
+    s->ctx->hide = (const uint8_t *const *)s->shadow;
+    st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
+    s->ctx->hide = NULL;
+    if (!st) {
+        memcpy(masked, s->ctx->logits, nv * sizeof *masked);
+        pd_kvcache_truncate(s->ctx->kv, p);
+        s->ctx->n_past = p;
+        st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
+    }
+    s->ctx->attn_hook = hook;
+    if (!st) {
+        memcpy(full, s->ctx->logits, nv * sizeof *full);
+        struct pd_dist_stats a = pd_probe_stats(full, nv), b = pd_probe_stats(masked, nv);
+        double kl = 0.0;
+        for (uint32_t i = 0; i < nv; i++) {
+            double la = full[i] - a.lse, lb = masked[i] - b.lse;
+            kl += exp(la) * (la - lb);
+        }
+        struct pd_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = PD_EV_DIVERGENCE;
+        ev.pos = p;
+        ev.kl_bits = (kl < 0 ? 0 : kl) / M_LN2;
+        ev.top1_agree = pd_argmax(full, nv) == pd_argmax(masked, nv);
+        push_event(s, &ev);
+    }
+    free(masked);
+    free(full);
+    return st;
+}
+
+static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget)
+{
+    s->mode = m;
+    char msg[96];
+    if (m == PD_MODE_SHORT) {
+        s->think_budget = budget ? budget : 512;
+        snprintf(msg, sizeof msg, "short:%u", s->think_budget);
+    } else if (m == PD_MODE_LONG) {
+        s->min_think = budget;
+        snprintf(msg, sizeof msg, budget ? "long:%u" : "long", budget);
+    } else {
+        snprintf(msg, sizeof msg, "none");
+    }
+    push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
+    if (m == PD_MODE_NONE) {
+        answer_now(s, NULL);
+    }
+}
+
+/* Applies the queued commands; returns false when the worker must stop. */
+static bool drain_commands(struct pd_session *s)
+{
+    struct pd_cmd c;
+    struct pd_err err;
+    pd_err_clear(&err);
+    while (take_cmd(s, &c)) {
+        enum pd_status st = PD_OK;
+        switch (c.kind) {
+        case PD_CMD_PAUSE:
+            if (!s->paused) {
+                s->paused = true;
+                push_simple(s, PD_EV_PAUSED, s->ctx->n_past, s->ctx->n_past, NULL);
+            }
+            break;
+        case PD_CMD_RESUME:
+            if (s->paused) {
+                s->paused = false;
+                push_simple(s, PD_EV_RESUMED, s->ctx->n_past, s->ctx->n_past, NULL);
+            }
+            break;
+        case PD_CMD_STOP:
+            return false;
+        case PD_CMD_INJECT:
+            c.text[sizeof c.text - 1] = '\0';
+            st = force_text(s, c.text, &err);
+            break;
+        case PD_CMD_ANSWER_NOW:
+            c.text[sizeof c.text - 1] = '\0';
+            answer_now(s, c.text);
+            break;
+        case PD_CMD_SET_MODE:
+            set_mode(s, c.mode, c.budget);
+            break;
+        case PD_CMD_SET_BUDGET:
+            if (!s->policy) {
+                st = pd_err_set(&err, PD_EINVAL, "no KV policy to set a budget for");
+            } else if (c.budget < 1) {
+                st = pd_err_set(&err, PD_EINVAL, "KV budget must be at least 1 slot");
+            } else {
+                s->policy->budget.is_ratio = false;
+                s->policy->budget.slots = c.budget;
+                char msg[64];
+                snprintf(msg, sizeof msg, "kv budget %u", c.budget);
+                push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
+            }
+            break;
+        case PD_CMD_BRANCH:
+            st = apply_branch(s, &c, &err);
+            break;
+        case PD_CMD_PRUNE:
+            st = apply_prune(s, &c, &err);
+            break;
+        case PD_CMD_DIVERGENCE:
+            st = divergence(s, &err);
+            break;
+        case PD_CMD_KIND_COUNT:
+            break;
+        }
+        if (st == PD_ECANCELLED || atomic_load(&s->stop)) {
+            return false;
+        }
+        if (st) {
+            /* A rejected command is reported; the session goes on. */
+            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, err.msg);
+        }
+    }
+    return !atomic_load(&s->stop);
+}
+
+/* ---- the worker ------------------------------------------------------------------------ */
+
+static void update_think_state(struct pd_session *s, const struct pd_token_rec *r)
+{
+    if (r->text) {
+        tail_add(s, r->text, r->text_len);
+    }
+    if (s->think_open && tail_ends_with(s, s->close_marker)) {
+        s->think_open = false;
+        s->think_closed_once = true;
+    } else if (!s->think_open && !s->think_closed_once && tail_ends_with(s, s->open_marker)) {
+        s->think_open = true;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct pd_session *s = arg;
+    struct pd_err err;
+    pd_err_clear(&err);
+    const char *finish = "length";
+    enum pd_status st = prefill(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, true, &err);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    s->t_decode0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    while (!st) {
+        if (!drain_commands(s)) {
+            finish = "stopped";
+            break;
+        }
+        if (s->paused) {
+            pthread_mutex_lock(&s->lock);
+            while (s->cmd_len == 0 && !atomic_load(&s->stop)) {
+                pthread_cond_wait(&s->cond, &s->lock);
+            }
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        if (s->p.n_predict && s->n_generated >= s->p.n_predict) {
+            finish = "length";
+            break;
+        }
+        if (pd_ctx_kv_free(s->ctx) == 0) {
+            finish = "context";
+            break;
+        }
+        /* Mode control before choosing the token. */
+        bool forced_pending = s->i_forced < s->n_forced;
+        if (s->think_open && !forced_pending && s->mode == PD_MODE_SHORT &&
+            s->n_think >= s->think_budget) {
+            char buf[64];
+            close_text(s, buf, sizeof buf);
+            if ((st = force_text(s, buf, &err))) {
+                break;
+            }
+            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "thinking budget reached");
+            forced_pending = s->i_forced < s->n_forced;
+        }
+        struct pd_token_rec r;
+        memset(&r, 0, sizeof r);
+        int32_t id;
+        if (forced_pending) {
+            id = s->forced[s->i_forced++];
+            r.role = PD_ROLE_INJECTED;
+            r.flags = PD_TOKF_FORCED;
+        } else {
+            id = pd_sampler_sample(s->sampler, s->ctx->logits);
+            r.role = s->think_open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
+        }
+        r.pos = s->ctx->n_past;
+        pd_probe_fill(s->ctx->logits, s->model->hp.n_vocab, id, s->p.topk, &r);
+        fill_text(s, &r);
+        /* Minimum thinking: an early close marker becomes "Wait". */
+        if (!forced_pending && s->think_open && s->mode == PD_MODE_LONG && s->min_think &&
+            s->n_think < s->min_think && r.text && s->close_marker &&
+            strstr(r.text, s->close_marker)) {
+            pd_token_rec_free(&r);
+            if ((st = force_text(s, "\nWait", &err))) {
+                break;
+            }
+            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "minimum thinking: Wait");
+            continue;
+        }
+        bool was_thinking = s->think_open;
+        update_think_state(s, &r);
+        if (was_thinking && r.role != PD_ROLE_INJECTED) {
+            s->n_think++;
+        }
+        bool eog = !forced_pending && pd_tok_is_eog(s->tok, id);
+        if ((st = eval_one(s, id, &err))) {
+            pd_token_rec_free(&r);
+            break;
+        }
+        s->n_generated++;
+        s->n_decode++;
+        attach_blob(s, &r, 0);
+        emit_token(s, &r, true);
+        if (eog) {
+            finish = "eog";
+            break;
+        }
+        if (s->p.throttle_ms > 0) {
+            struct timespec d = {(time_t)(s->p.throttle_ms / 1000),
+                                 (long)(fmod(s->p.throttle_ms, 1000.0) * 1e6)};
+            nanosleep(&d, NULL);
+        }
+    }
+    if (st == PD_ECANCELLED || (st == PD_OK && atomic_load(&s->stop))) {
+        finish = "stopped";
+        st = PD_OK;
+    }
+    if (st) {
+        push_simple(s, PD_EV_ERROR, s->ctx->n_past, s->ctx->n_past, err.msg);
+    } else {
+        push_simple(s, PD_EV_FINISHED, s->ctx->n_past, s->ctx->n_past, finish);
+    }
+    atomic_store(&s->running, false);
+    wake(s);
+    return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *tok,
+                               const struct pd_session_params *params,
+                               struct pd_session **out, struct pd_err *err)
+{
+    *out = NULL;
+    struct pd_session_params p = params ? *params : pd_session_default_params();
+    struct pd_kv_policy *policy = p.policy;
+    if (p.topk > PD_TOPK_MAX || p.capture >= PD_CAPTURE_LEVEL_COUNT ||
+        p.mode >= PD_MODE_COUNT) {
+        pd_kvpolicy_close(&policy);
+        return pd_err_set(err, PD_EINVAL, "session: top-k, capture or mode out of range");
+    }
+    struct pd_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        pd_kvpolicy_close(&policy);
+        return pd_err_set(err, PD_ENOMEM, "out of memory (session)");
+    }
+    s->model = m;
+    s->tok = tok;
+    s->p = p;
+    s->policy = policy;
+    s->p.policy = NULL;
+    s->pipe_fd[0] = s->pipe_fd[1] = -1;
+    s->min_evicted_pos = INT64_MAX;
+    s->mode = p.mode;
+    s->think_budget = p.mode == PD_MODE_SHORT ? (p.think_budget ? p.think_budget : 512) : 0;
+    s->min_think = p.mode == PD_MODE_LONG ? p.min_think : 0;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    enum pd_status st;
+    if (pipe(s->pipe_fd) != 0) {
+        st = pd_err_set(err, PD_EIO, "session: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    fcntl(s->pipe_fd[0], F_SETFL, O_NONBLOCK);
+    fcntl(s->pipe_fd[1], F_SETFL, O_NONBLOCK);
+    s->cmd = calloc(CMD_QUEUE_MAX, sizeof *s->cmd);
+    if (!s->cmd) {
+        st = pd_err_set(err, PD_ENOMEM, "out of memory (session)");
+        goto fail;
+    }
+    if ((st = pd_ctx_open(m, &p.ctx, &s->ctx, err)) ||
+        (st = pd_sampler_open(&p.sampling, m->hp.n_vocab, &s->sampler, err))) {
+        goto fail;
+    }
+    s->ctx->cancel = &s->stop;
+    uint32_t n_ctx = s->ctx->params.n_ctx;
+    s->rowbuf = pd_malloc_array((size_t)m->hp.n_head * n_ctx, sizeof(float));
+    s->posbuf = pd_malloc_array(n_ctx, sizeof(int64_t));
+    s->maskbuf = pd_malloc_array(n_ctx, 1);
+    s->maskbuf2 = pd_malloc_array(n_ctx, 1);
+    if (!s->rowbuf || !s->posbuf || !s->maskbuf || !s->maskbuf2) {
+        st = pd_err_set(err, PD_ENOMEM, "out of memory (session buffers)");
+        goto fail;
+    }
+    if (s->policy && s->policy->mode == PD_KV_MODE_SHADOW) {
+        s->shadow = pd_calloc(m->hp.n_layer, sizeof *s->shadow);
+        for (uint32_t il = 0; s->shadow && il < m->hp.n_layer; il++) {
+            if (!(s->shadow[il] = calloc(n_ctx, 1))) {
+                st = pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
+                goto fail;
+            }
+        }
+        if (!s->shadow) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
+            goto fail;
+        }
+    }
+    if (p.capture != PD_CAPTURE_LEVEL_OFF || s->policy) {
+        uint32_t top_n = p.summary_top_n ? p.summary_top_n : 8;
+        if ((st = pd_capture_init(&s->cap, s->ctx, p.capture, top_n, p.full_layers, err))) {
+            goto fail;
+        }
+        s->cap_ready = true;
+        if (s->policy) {
+            s->cap.observer = policy_observer;
+            s->cap.observer_ud = s;
+        }
+    }
+    const char *open = NULL, *close = NULL;
+    if (!pd_chat_think_markers(p.chat.family, &open, &close)) {
+        open = "<think>";
+        close = "</think>";
+    }
+    s->open_marker = open;
+    s->close_marker = close;
+    *out = s;
+    return PD_OK;
+fail:
+    pd_session_close(&s);
+    return st;
+}
+
+static enum pd_status start_worker(struct pd_session *s, struct pd_err *err)
+{
+    if (s->thread_started) {
+        return pd_err_set(err, PD_EINVAL, "session already started");
+    }
+    if (s->n_prompt == 0) {
+        return pd_err_set(err, PD_EINVAL, "the prompt has no tokens");
+    }
+    if (s->n_prompt >= s->ctx->kv->cap) {
+        return pd_err_set(err, PD_EINVAL, "the prompt (%zu tokens) does not fit the context (%u)",
+                          s->n_prompt, s->ctx->kv->cap);
+    }
+    atomic_store(&s->running, true);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, worker_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        atomic_store(&s->running, false);
+        return pd_err_set(err, PD_ENOMEM, "session: cannot start the worker thread");
+    }
+    s->thread_started = true;
+    return PD_OK;
+}
+
+static enum pd_status start_with(struct pd_session *s, const int32_t *tokens, size_t n,
+                                 bool think_open, struct pd_err *err)
+{
+    free(s->prompt);
+    s->prompt = pd_malloc_array(n ? n : 1, sizeof *s->prompt);
+    if (!s->prompt) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (prompt)");
+    }
+    memcpy(s->prompt, tokens, n * sizeof *tokens);
+    s->n_prompt = n;
+    s->think_open = think_open;
+    return start_worker(s, err);
+}
+
+enum pd_status pd_session_start_tokens(struct pd_session *s, const int32_t *tokens, size_t n,
+                                       struct pd_err *err)
+{
+    /* Without a template, a family without markers counts the whole completion as
+     * thinking (until the close marker text appears). */
+    bool think_open = s->p.chat.family == PD_CHAT_FAMILY_RAW && s->mode != PD_MODE_NONE;
+    return start_with(s, tokens, n, think_open, err);
+}
+
+enum pd_status pd_session_start(struct pd_session *s, const char *system, const char *prompt,
+                                struct pd_err *err)
+{
+    struct pd_buf text;
+    pd_buf_init(&text);
+    enum pd_status st;
+    bool opens_think = false;
+    if (s->p.chat.family == PD_CHAT_FAMILY_RAW) {
+        if (!pd_buf_puts(&text, prompt)) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (prompt)");
+        }
+    } else {
+        struct pd_chat_msg msgs[2];
+        size_t n = 0;
+        if (system) {
+            msgs[n].role = PD_CHAT_ROLE_SYSTEM;
+            msgs[n++].content = system;
+        }
+        msgs[n].role = PD_CHAT_ROLE_USER;
+        msgs[n++].content = prompt;
+        enum pd_chat_think think = s->mode == PD_MODE_NONE ? PD_CHAT_THINK_OFF
+                                                           : PD_CHAT_THINK_DEFAULT;
+        const struct pd_chat_traits *tr = pd_chat_family_traits(s->p.chat.family);
+        if (think == PD_CHAT_THINK_OFF && tr && !tr->think_off) {
+            think = PD_CHAT_THINK_DEFAULT; /* the family cannot think anyway */
+        }
+        if ((st = pd_chat_render(&s->p.chat, msgs, n, true, think, &text, err))) {
+            pd_buf_deinit(&text);
+            return st;
+        }
+        opens_think = pd_chat_prompt_opens_think(&s->p.chat, think);
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    st = pd_tok_encode(s->tok, text.data ? text.data : "", text.len, pd_tok_add_bos(s->tok),
+                       true, &ids, &n_ids, err);
+    pd_buf_deinit(&text);
+    if (st) {
+        return st;
+    }
+    if (s->p.chat.family == PD_CHAT_FAMILY_RAW) {
+        st = pd_session_start_tokens(s, ids, n_ids, err);
+    } else {
+        st = start_with(s, ids, n_ids, opens_think, err);
+    }
+    free(ids);
+    return st;
+}
+
+void pd_session_close(struct pd_session **sp)
+{
+    if (!sp || !*sp) {
+        return;
+    }
+    struct pd_session *s = *sp;
+    if (s->thread_started) {
+        atomic_store(&s->stop, true);
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+    }
+    for (size_t i = 0; i < s->ev_len; i++) {
+        pd_event_free(&s->ev[(s->ev_head + i) % s->ev_cap]);
+    }
+    free(s->ev);
+    free(s->cmd);
+    if (s->cap_ready) {
+        pd_capture_deinit(&s->cap);
+    }
+    if (s->shadow) {
+        for (uint32_t il = 0; il < s->model->hp.n_layer; il++) {
+            free(s->shadow[il]);
+        }
+        free(s->shadow);
+    }
+    pd_kvpolicy_close(&s->policy);
+    pd_sampler_close(&s->sampler);
+    pd_ctx_close(&s->ctx);
+    free(s->rowbuf);
+    free(s->posbuf);
+    free(s->maskbuf);
+    free(s->maskbuf2);
+    free(s->seq);
+    free(s->prompt);
+    free(s->forced);
+    if (s->pipe_fd[0] >= 0) {
+        close(s->pipe_fd[0]);
+    }
+    if (s->pipe_fd[1] >= 0) {
+        close(s->pipe_fd[1]);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+    *sp = NULL;
+}

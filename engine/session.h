@@ -1,0 +1,191 @@
+/* session.h - a live generation session: a worker thread runs prefill and decode, the
+ * caller (TUI, headless CLI, tests) receives events and sends commands.
+ *
+ * DESIGN
+ * Threads.  pd_session_start spawns one worker that owns every engine object of the
+ *   session (context, KV cache, sampler, policy, capture buffers). The caller's thread
+ *   never touches them. Events go out through a mutex-protected FIFO; each push also
+ *   writes one byte to a self-pipe whose read end (pd_session_fd) the caller can poll().
+ *   Commands come in through a second mutex-protected FIFO that the worker drains between
+ *   tokens, so a command never lands in the middle of a forward pass and never corrupts
+ *   the cache. Pause blocks the worker on a condition variable (no busy wait); stop and
+ *   close set an atomic flag the forward pass also checks between layers, so both answer
+ *   within one token's time. Signals are blocked in the worker.
+ * Roles.  Prompt tokens are PD_ROLE_PROMPT. Generated tokens are PD_ROLE_THINK while the
+ *   thinking span is open (the chat template opened it, or the model emitted the family's
+ *   open marker, or the family has no markers: then the whole completion counts as
+ *   thinking until the close marker text is produced or injected) and PD_ROLE_ANSWER after
+ *   it closes. Tokens a command or mode controller inserts are PD_ROLE_INJECTED.
+ * Positions.  Every token has a position; positions only grow, except after a branch
+ *   (which rewinds to the fork position) and a re-encoding prune (which renumbers the
+ *   pruned sequence). Evicted or pruned slots keep the original positions of the rest.
+ *
+ * Ownership: the session borrows the model and tokenizer (both must outlive it) and takes
+ * ownership of the KV policy passed in params (even on failure). Events returned by
+ * pd_session_poll are owned by the caller and released with pd_event_free.
+ * Thread-safety: every public function may be called from any one caller thread; the
+ * worker is internal. */
+#ifndef PD_SESSION_H
+#define PD_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "base/trace.h"
+#include "capture.h"
+#include "chat.h"
+#include "forward.h"
+#include "kvpolicy.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+enum pd_think_mode {
+    PD_MODE_LONG,  /* think without limit (optionally at least min_think tokens) */
+    PD_MODE_SHORT, /* think at most think_budget tokens, then the close marker is injected */
+    PD_MODE_NONE,  /* no thinking: the family's own switch / a pre-filled closed block */
+    PD_MODE_COUNT
+};
+
+const char *pd_think_mode_name(enum pd_think_mode m);
+/* Parses "long", "long:MIN", "short", "short:BUDGET", "none". */
+enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
+                                   struct pd_err *err);
+
+/* Optional step segmentation attached by the caller (analysis implements it): fed every
+ * token in order on the worker thread; returns true when a new step begins at this token
+ * and stores its first position. Borrowed; must stay valid while the session runs. */
+struct pd_step_observer {
+    bool (*feed)(void *ud, const struct pd_token_rec *tok, int64_t *step_begin);
+    void (*reset)(void *ud, int64_t pos); /* forget tokens at positions >= pos (branch) */
+    void *ud;
+};
+
+struct pd_session_params {
+    struct pd_ctx_params ctx;
+    struct pd_sampler_params sampling;
+    uint32_t n_predict;          /* tokens to generate (0 = until end of generation) */
+    uint32_t topk;               /* alternatives per token (<= PD_TOPK_MAX), default 5 */
+    enum pd_capture_level capture; /* default summary */
+    uint32_t summary_top_n;      /* positions kept per layer in the summary, default 8 */
+    uint64_t full_layers;        /* bit mask of layers captured in full (0 = all) */
+    struct pd_chat_format chat;  /* template; family RAW renders the prompt as is */
+    enum pd_think_mode mode;
+    uint32_t think_budget;       /* SHORT: max thinking tokens */
+    uint32_t min_think;          /* LONG: an earlier close marker becomes "Wait" */
+    struct pd_kv_policy *policy; /* owned (taken); NULL = full cache */
+    struct pd_step_observer steps; /* feed == NULL: none */
+    double throttle_ms;          /* sleep between tokens (demos, tests); default 0 */
+};
+
+struct pd_session_params pd_session_default_params(void);
+
+enum pd_event_kind {
+    PD_EV_TOKEN,      /* tok holds the token with its probe */
+    PD_EV_STEP,       /* a step begins at pos */
+    PD_EV_EVICT,      /* kv holds one eviction (enforced or shadow) */
+    PD_EV_MODE,       /* mode / budget changed (text says how) */
+    PD_EV_PAUSED,
+    PD_EV_RESUMED,
+    PD_EV_BRANCHED,   /* the trace continues from pos as a new branch (parent kept) */
+    PD_EV_PRUNED,     /* pos..pos_end dropped (text: "cache" or "reencode") */
+    PD_EV_DIVERGENCE, /* shadow divergence: kl_bits, top1_agree */
+    PD_EV_FINISHED,   /* text: "eog", "length", "stopped", "context" */
+    PD_EV_ERROR,      /* text: the message; the worker has stopped */
+    PD_EV_KIND_COUNT
+};
+
+struct pd_event {
+    enum pd_event_kind kind;
+    int64_t pos;
+    int64_t pos_end;
+    struct pd_token_rec tok;      /* PD_EV_TOKEN: owned text/attn */
+    struct pd_kv_event_rec kv;    /* PD_EV_EVICT */
+    struct pd_attn_rows *rows;    /* PD_EV_TOKEN with capture full: owned, else NULL */
+    double kl_bits;               /* PD_EV_DIVERGENCE */
+    bool top1_agree;
+    double tok_per_s;             /* decode speed so far */
+    uint32_t kv_used;             /* slots in the fullest layer */
+    uint32_t kv_cap;
+    char text[256];
+};
+
+/* All heads' attention rows of one token for the captured layers (capture full). */
+struct pd_attn_rows {
+    uint32_t n_layer;     /* captured layers */
+    uint32_t *layers;     /* [n_layer] layer indices */
+    uint32_t n_head;
+    uint32_t *n_slots;    /* [n_layer] */
+    int64_t **slot_pos;   /* [n_layer][n_slots[i]] */
+    float **w;            /* [n_layer][n_head * n_slots[i]] row-major by head */
+};
+
+/* Frees the event's owned parts (token text, blob, rows); the struct itself is the
+ * caller's. */
+void pd_event_free(struct pd_event *ev);
+
+enum pd_cmd_kind {
+    PD_CMD_PAUSE,
+    PD_CMD_RESUME,
+    PD_CMD_STOP,
+    PD_CMD_INJECT,        /* text: inserted at the current position as PD_ROLE_INJECTED */
+    PD_CMD_ANSWER_NOW,    /* close the thinking span now and let the model answer */
+    PD_CMD_SET_MODE,      /* mode, budget */
+    PD_CMD_SET_BUDGET,    /* KV policy budget in slots (budget) */
+    PD_CMD_BRANCH,        /* pos; token >= 0: use this token at pos instead (steer) */
+    PD_CMD_PRUNE,         /* pos..pos_end dropped; reencode chooses the variant */
+    PD_CMD_DIVERGENCE,    /* measure shadow divergence at the current step */
+    PD_CMD_KIND_COUNT
+};
+
+struct pd_cmd {
+    enum pd_cmd_kind kind;
+    int64_t pos;
+    int64_t pos_end;
+    int32_t token;
+    enum pd_think_mode mode;
+    uint32_t budget;
+    bool reencode;
+    char text[1024];
+};
+
+struct pd_session;
+
+/* Creates a session over a loaded model and tokenizer. Takes ownership of params->policy.
+ * The worker does not run until pd_session_start. */
+enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *tok,
+                               const struct pd_session_params *params,
+                               struct pd_session **out, struct pd_err *err);
+
+/* Renders the user prompt with the chat template (family RAW: used as is) and starts the
+ * worker. system may be NULL. */
+enum pd_status pd_session_start(struct pd_session *s, const char *system, const char *prompt,
+                                struct pd_err *err);
+
+/* Starts the worker from explicit prompt tokens (no template). */
+enum pd_status pd_session_start_tokens(struct pd_session *s, const int32_t *tokens, size_t n,
+                                       struct pd_err *err);
+
+/* Takes the next event if there is one (non-blocking). Returns false when empty. */
+bool pd_session_poll(struct pd_session *s, struct pd_event *ev);
+
+/* Waits up to timeout_ms (-1 = forever) for the next event. */
+bool pd_session_wait(struct pd_session *s, struct pd_event *ev, int timeout_ms);
+
+/* Read end of the wake pipe: readable when events are queued. Drained by poll/wait. */
+int pd_session_fd(const struct pd_session *s);
+
+/* Queues a command for the worker (copies it). PD_EINVAL when the session is not
+ * running. */
+enum pd_status pd_session_send(struct pd_session *s, const struct pd_cmd *cmd,
+                               struct pd_err *err);
+
+/* True while the worker thread runs (paused counts as running). */
+bool pd_session_running(const struct pd_session *s);
+
+/* Stops the worker (if running), joins it, frees everything; NULL-safe; NULLs *s. */
+void pd_session_close(struct pd_session **s);
+
+#endif

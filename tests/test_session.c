@@ -1,0 +1,705 @@
+/* test_session.c - the live session: commands from a second thread (pause, resume, inject,
+ * answer now, branch, prune and continue in both variants, stop), KV policies end to end
+ * (a budget at least the sequence length changes nothing; window sinks 4 / recent 60
+ * equals an independent recomputation; shadow mode never changes the output).
+ * Runs on a random-weight llama model made by mkmodel, and also on stories260K when
+ * present. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "analysis/kvpolicy.h"
+#include "capture.h"
+#include "engine_common.h"
+#include "forward.h"
+#include "model.h"
+#include "session.h"
+#include "tokenizer.h"
+
+static char *g_tmp;
+static struct pd_model *g_model;    /* random llama f32 */
+static struct pd_tok *g_tok;
+static struct pd_model *g_stories;  /* NULL when absent */
+static struct pd_tok *g_stories_tok;
+
+#define MAX_TOK 2048
+
+/* Everything a run produced, in order. */
+struct run {
+    int32_t id[MAX_TOK];
+    int64_t pos[MAX_TOK];
+    enum pd_role role[MAX_TOK];
+    float logprob[MAX_TOK];
+    size_t n;
+    size_t n_evict, n_shadow_evict;
+    int64_t evicted[MAX_TOK * 8];
+    char finish[64];
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static struct pd_session *open_session(struct pd_model *m, struct pd_tok *t, const char *kv,
+                                       uint32_t n_predict, double throttle_ms,
+                                       uint32_t top_n)
+{
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = 512;
+    p.ctx.n_threads = 2;
+    p.ctx.kv_type = PD_KV_F32;
+    p.n_predict = n_predict;
+    p.throttle_ms = throttle_ms;
+    p.summary_top_n = top_n;
+    struct pd_err err;
+    if (kv && pd_kvpolicy_create_str(kv, (int32_t)m->hp.n_layer, 0, &p.policy, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    struct pd_session *s = NULL;
+    if (pd_session_open(m, t, &p, &s, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    return s;
+}
+
+static void start(struct pd_session *s, const char *prompt)
+{
+    struct pd_err err;
+    if (pd_session_start(s, NULL, prompt, &err)) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+/* Records one event into r; returns true when the run ended. */
+static bool record(struct run *r, struct pd_event *ev)
+{
+    bool end = false;
+    if (ev->kind == PD_EV_TOKEN && r->n < MAX_TOK) {
+        r->id[r->n] = ev->tok.id;
+        r->pos[r->n] = ev->tok.pos;
+        r->role[r->n] = ev->tok.role;
+        r->logprob[r->n] = ev->tok.logprob;
+        r->n++;
+    } else if (ev->kind == PD_EV_EVICT) {
+        if (ev->kv.kind == PD_KV_SHADOW_EVICT) {
+            r->n_shadow_evict++;
+        } else if (r->n_evict < MAX_TOK * 8) {
+            r->evicted[r->n_evict++] = ev->kv.layer == 0 ? ev->kv.slot_pos : -1;
+        }
+    } else if (ev->kind == PD_EV_FINISHED || ev->kind == PD_EV_ERROR) {
+        snprintf(r->finish, sizeof r->finish, "%s%s", ev->kind == PD_EV_ERROR ? "error: " : "",
+                 ev->text);
+        end = true;
+    }
+    return end;
+}
+
+static void run_to_end(struct pd_session *s, struct run *r)
+{
+    struct pd_event ev;
+    double t0 = now_ms();
+    for (;;) {
+        assert_true(now_ms() - t0 < 60000);
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        bool end = record(r, &ev);
+        pd_event_free(&ev);
+        if (end) {
+            return;
+        }
+    }
+}
+
+/* Waits for an event of the given kind, recording everything before it. */
+static void wait_for(struct pd_session *s, struct run *r, enum pd_event_kind kind,
+                     struct pd_event *out)
+{
+    struct pd_event ev;
+    double t0 = now_ms();
+    for (;;) {
+        if (now_ms() - t0 > 20000) {
+            fail_msg("timed out waiting for event %d", (int)kind);
+        }
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        bool hit = ev.kind == kind;
+        record(r, &ev);
+        if (hit) {
+            if (out) {
+                *out = ev;
+            } else {
+                pd_event_free(&ev);
+            }
+            return;
+        }
+        pd_event_free(&ev);
+        assert_true(ev.kind != PD_EV_ERROR);
+    }
+}
+
+static void send(struct pd_session *s, struct pd_cmd c)
+{
+    struct pd_err err;
+    if (pd_session_send(s, &c, &err)) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+static struct pd_cmd cmd(enum pd_cmd_kind k)
+{
+    struct pd_cmd c;
+    memset(&c, 0, sizeof c);
+    c.kind = k;
+    c.token = -1;
+    return c;
+}
+
+static size_t count_generated(const struct run *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        n += r->role[i] != PD_ROLE_PROMPT;
+    }
+    return n;
+}
+
+/* ---- policies end to end ------------------------------------------------------------- */
+
+static void budget_covers_all(struct pd_model *m, struct pd_tok *t, const char *prompt)
+{
+    struct run *full = calloc(1, sizeof *full);
+    struct pd_session *s = open_session(m, t, NULL, 80, 0, 8);
+    start(s, prompt);
+    run_to_end(s, full);
+    pd_session_close(&s);
+    assert_string_equal(full->finish, "length");
+    static const char *const specs[] = {"full", "window:1000", "h2o:1000", "snapkv:1000,w=4",
+                                        "tova:1000", "lazy:1000,w=8", "h2o:1.0"};
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        struct run *r = calloc(1, sizeof *r);
+        s = open_session(m, t, specs[k], 80, 0, 8);
+        start(s, prompt);
+        run_to_end(s, r);
+        pd_session_close(&s);
+        assert_int_equal(r->n, full->n);
+        assert_int_equal(r->n_evict, 0);
+        for (size_t i = 0; i < r->n; i++) {
+            if (r->id[i] != full->id[i]) {
+                fail_msg("%s: token %zu differs from the full cache", specs[k], i);
+            }
+        }
+        free(r);
+    }
+    free(full);
+}
+
+static void test_budget_ge_length_equals_full(void **state)
+{
+    (void)state;
+    budget_covers_all(g_model, g_tok, "the time");
+    if (g_stories) {
+        budget_covers_all(g_stories, g_stories_tok, "Once upon a time");
+    }
+}
+
+struct window_hide {
+    int64_t q;
+};
+
+/* Independent recomputation of window (sinks 4, recent 60): a full cache where every
+ * query position q sees positions 0..3 and q-60..q only. */
+static void window_recompute(struct pd_model *m, struct pd_tok *t, const char *prompt)
+{
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(m, t, "window:64,sinks=4", 200, 0, 8);
+    start(s, prompt);
+    run_to_end(s, r);
+    pd_session_close(&s);
+    assert_string_equal(r->finish, "length");
+    size_t n_prompt = r->n - count_generated(r);
+    assert_true(n_prompt < 60);
+    struct pd_ctx_params cp = pd_ctx_default_params();
+    cp.n_ctx = 512;
+    cp.kv_type = PD_KV_F32;
+    cp.n_threads = 2;
+    struct pd_ctx *c = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_ctx_open(m, &cp, &c, &err), PD_OK);
+    uint8_t **hide = calloc(m->hp.n_layer, sizeof *hide);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        hide[il] = calloc(512, 1);
+    }
+    c->hide = (const uint8_t *const *)hide;
+    assert_int_equal(pd_ctx_eval(c, r->id, n_prompt, NULL, NULL, &err), PD_OK);
+    double worst = 0;
+    for (size_t i = n_prompt; i < r->n; i++) {
+        int32_t want = pd_argmax(c->logits, m->hp.n_vocab);
+        if (want != r->id[i]) {
+            fail_msg("window: token at position %zu is %d, recomputation gives %d", i, r->id[i],
+                     want);
+        }
+        /* logprob of the token under the recomputed distribution */
+        double mx = -INFINITY, z = 0;
+        for (uint32_t v = 0; v < m->hp.n_vocab; v++) {
+            mx = fmax(mx, c->logits[v]);
+        }
+        for (uint32_t v = 0; v < m->hp.n_vocab; v++) {
+            z += exp(c->logits[v] - mx);
+        }
+        worst = fmax(worst, fabs(r->logprob[i] - (c->logits[want] - mx - log(z))));
+        int64_t q = (int64_t)i; /* the position being evaluated next */
+        for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+            for (int64_t p = 0; p < q; p++) {
+                hide[il][p] = p >= 4 && p < q - 60;
+            }
+        }
+        assert_int_equal(pd_ctx_eval(c, &r->id[i], 1, NULL, NULL, &err), PD_OK);
+    }
+    assert_true(worst < 1e-4);
+    /* The evicted positions of layer 0 are exactly 4 .. last-61, each once. */
+    int64_t last = (int64_t)r->n - 1;
+    size_t k = 0;
+    for (size_t e = 0; e < r->n_evict; e++) {
+        if (r->evicted[e] < 0) {
+            continue;
+        }
+        assert_int_equal(r->evicted[e], 4 + (int64_t)k);
+        k++;
+    }
+    assert_int_equal((int64_t)k, last - 60 - 4 + 1);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        free(hide[il]);
+    }
+    free(hide);
+    pd_ctx_close(&c);
+    free(r);
+}
+
+static void test_window_matches_recomputation(void **state)
+{
+    (void)state;
+    window_recompute(g_model, g_tok, "the time");
+    if (g_stories) {
+        window_recompute(g_stories, g_stories_tok, "Once upon a time");
+    }
+}
+
+static void test_shadow_keeps_output(void **state)
+{
+    (void)state;
+    struct run *full = calloc(1, sizeof *full), *sh = calloc(1, sizeof *sh);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 60, 0, 8);
+    start(s, "the time");
+    run_to_end(s, full);
+    pd_session_close(&s);
+    s = open_session(g_model, g_tok, "h2o:16,shadow", 1000, 1, 8);
+    start(s, "the time");
+    struct pd_event ev;
+    while (count_generated(sh) < 60) {
+        wait_for(s, sh, PD_EV_TOKEN, NULL);
+    }
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, sh, PD_EV_PAUSED, NULL);
+    send(s, cmd(PD_CMD_DIVERGENCE));
+    wait_for(s, sh, PD_EV_DIVERGENCE, &ev);
+    assert_true(ev.kl_bits >= 0 && isfinite(ev.kl_bits));
+    pd_event_free(&ev);
+    pd_session_close(&s);
+    assert_true(sh->n_shadow_evict > 0);
+    assert_int_equal(sh->n_evict, 0);
+    for (size_t i = 0; i < full->n; i++) {
+        assert_int_equal(sh->id[i], full->id[i]);
+    }
+    free(full);
+    free(sh);
+}
+
+/* ---- commands from this thread -------------------------------------------------------- */
+
+static void test_pause_resume_stop(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 2, 8);
+    start(s, "the time");
+    while (count_generated(r) < 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    double t0 = now_ms();
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    double pause_latency = now_ms() - t0;
+    size_t before = r->n;
+    struct pd_event ev;
+    double t1 = now_ms();
+    while (now_ms() - t1 < 300) {
+        if (pd_session_wait(s, &ev, 50)) {
+            record(r, &ev);
+            pd_event_free(&ev);
+        }
+    }
+    assert_int_equal(r->n, before); /* nothing generated while paused */
+    assert_true(pd_session_running(s));
+    send(s, cmd(PD_CMD_RESUME));
+    wait_for(s, r, PD_EV_RESUMED, NULL);
+    wait_for(s, r, PD_EV_TOKEN, NULL);
+    assert_true(r->n > before);
+    t0 = now_ms();
+    send(s, cmd(PD_CMD_STOP));
+    wait_for(s, r, PD_EV_FINISHED, NULL);
+    double stop_latency = now_ms() - t0;
+    assert_string_equal(r->finish, "stopped");
+    printf("pause answered in %.1f ms, stop in %.1f ms\n", pause_latency, stop_latency);
+    assert_true(pause_latency < 1000 && stop_latency < 1000);
+    pd_session_close(&s);
+    assert_null(s);
+    free(r);
+}
+
+static void expect_injected(const struct run *r, size_t from, const char *text)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct pd_err err;
+    assert_int_equal(pd_tok_encode(g_tok, text, strlen(text), false, true, &ids, &n, &err),
+                     PD_OK);
+    assert_true(n > 0);
+    size_t i = from;
+    while (i < r->n && r->role[i] != PD_ROLE_INJECTED) {
+        i++;
+    }
+    assert_true(i + n <= r->n);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(r->role[i + k], PD_ROLE_INJECTED);
+        assert_int_equal(r->id[i + k], ids[k]);
+    }
+    free(ids);
+}
+
+static void test_inject_and_answer_now(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 1, 8);
+    start(s, "the time");
+    while (count_generated(r) < 4) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    /* No template: the completion counts as thinking until the close marker. */
+    assert_int_equal(r->role[r->n - 1], PD_ROLE_THINK);
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    size_t mark = r->n;
+    struct pd_cmd c = cmd(PD_CMD_INJECT);
+    snprintf(c.text, sizeof c.text, " and then");
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    while (r->n < mark + 8) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    expect_injected(r, mark, " and then");
+    mark = r->n;
+    send(s, cmd(PD_CMD_ANSWER_NOW));
+    wait_for(s, r, PD_EV_MODE, NULL);
+    while (r->n < mark + 40) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    expect_injected(r, mark, "\n</think>\n\n");
+    /* Everything the model generates after the injected close marker is the answer. */
+    size_t last_inj = 0;
+    for (size_t i = mark; i < r->n; i++) {
+        if (r->role[i] == PD_ROLE_INJECTED) {
+            last_inj = i;
+        }
+    }
+    assert_true(last_inj + 1 < r->n);
+    for (size_t i = last_inj + 1; i < r->n; i++) {
+        assert_int_equal(r->role[i], PD_ROLE_ANSWER);
+    }
+    pd_session_close(&s);
+    free(r);
+}
+
+static void test_branch(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 1, 8);
+    start(s, "the time");
+    while (count_generated(r) < 20) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    size_t n0 = r->n;
+    int32_t orig[MAX_TOK];
+    memcpy(orig, r->id, n0 * sizeof *orig);
+    /* Resample from position 10: greedy gives back the same tokens. */
+    struct pd_cmd c = cmd(PD_CMD_BRANCH);
+    c.pos = 10;
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_BRANCHED, &ev);
+    assert_int_equal(ev.pos, 10);
+    pd_event_free(&ev);
+    size_t b0 = r->n;
+    while (r->n < b0 + 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    for (size_t k = 0; k < 5; k++) {
+        assert_int_equal(r->pos[b0 + k], 10 + (int64_t)k);
+        assert_int_equal(r->id[b0 + k], orig[10 + k]);
+    }
+    /* Steer with an alternative token at position 12. */
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    c.pos = 12;
+    c.token = (orig[12] + 1) % (int32_t)g_model->hp.n_vocab;
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    wait_for(s, r, PD_EV_BRANCHED, NULL);
+    wait_for(s, r, PD_EV_TOKEN, NULL);
+    assert_int_equal(r->pos[r->n - 1], 12);
+    assert_int_equal(r->id[r->n - 1], c.token);
+    /* An out-of-range fork is refused and the session goes on. */
+    c.pos = 100000;
+    c.token = -1;
+    send(s, c);
+    wait_for(s, r, PD_EV_MODE, NULL);
+    wait_for(s, r, PD_EV_TOKEN, NULL);
+    pd_session_close(&s);
+    free(r);
+}
+
+static bool blob_has_pos_in(const struct pd_event *ev, int64_t b, int64_t e)
+{
+    for (uint32_t il = 0; il < ev->tok.attn[1]; il++) {
+        for (uint32_t k = 0; k < ev->tok.attn[2]; k++) {
+            uint32_t pos;
+            float w;
+            if (pd_capture_blob_entry(ev->tok.attn, ev->tok.attn_len, il, k, &pos, &w) &&
+                (int64_t)pos >= b && (int64_t)pos < e) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static void test_prune_cache(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 1, 64);
+    start(s, "the time");
+    while (count_generated(r) < 20) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    struct pd_cmd c = cmd(PD_CMD_PRUNE);
+    c.pos = 5;
+    c.pos_end = 12;
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_PRUNED, &ev);
+    assert_string_equal(ev.text, "cache");
+    pd_event_free(&ev);
+    /* 64 summary entries cover the whole cache: no later token attends to 5..11. */
+    int seen = 0;
+    double t0 = now_ms();
+    while (seen < 10 && now_ms() - t0 < 20000) {
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        if (ev.kind == PD_EV_TOKEN) {
+            assert_non_null(ev.tok.attn);
+            assert_false(blob_has_pos_in(&ev, 5, 12));
+            assert_true(blob_has_pos_in(&ev, 0, 5)); /* the rest is still there */
+            seen++;
+        }
+        pd_event_free(&ev);
+    }
+    assert_int_equal(seen, 10);
+    pd_session_close(&s);
+    free(r);
+}
+
+static void test_prune_reencode_equals_fresh_run(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 1, 8);
+    start(s, "the time");
+    while (count_generated(r) < 20) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    size_t n0 = r->n;
+    int32_t pruned[MAX_TOK];
+    size_t np = 0;
+    for (size_t i = 0; i < n0; i++) {
+        if (i < 6 || i >= 14) {
+            pruned[np++] = r->id[i];
+        }
+    }
+    struct pd_cmd c = cmd(PD_CMD_PRUNE);
+    c.pos = 6;
+    c.pos_end = 14;
+    c.reencode = true;
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    wait_for(s, r, PD_EV_PRUNED, NULL);
+    size_t m0 = r->n;
+    while (r->n < m0 + 15) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    pd_session_close(&s);
+    /* A fresh session on the pruned text, greedy, 15 tokens. */
+    struct run *f = calloc(1, sizeof *f);
+    s = open_session(g_model, g_tok, NULL, 15, 0, 8);
+    struct pd_err err;
+    assert_int_equal(pd_session_start_tokens(s, pruned, np, &err), PD_OK);
+    run_to_end(s, f);
+    pd_session_close(&s);
+    assert_int_equal(f->n, np + 15);
+    for (size_t k = 0; k < 15; k++) {
+        assert_int_equal(r->pos[m0 + k], (int64_t)(np + k)); /* renumbered */
+        assert_int_equal(r->id[m0 + k], f->id[np + k]);
+    }
+    free(r);
+    free(f);
+}
+
+static void test_modes(void **state)
+{
+    (void)state;
+    /* short:8 with no template: after 8 thinking tokens the close marker is injected and
+     * the rest is the answer. */
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = 256;
+    p.ctx.kv_type = PD_KV_F32;
+    p.n_predict = 40;
+    p.mode = PD_MODE_SHORT;
+    p.think_budget = 8;
+    struct pd_session *s = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_session_open(g_model, g_tok, &p, &s, &err), PD_OK);
+    start(s, "the time");
+    struct run *r = calloc(1, sizeof *r);
+    run_to_end(s, r);
+    pd_session_close(&s);
+    size_t think = 0, first_answer = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        think += r->role[i] == PD_ROLE_THINK;
+        if (r->role[i] == PD_ROLE_ANSWER && !first_answer) {
+            first_answer = i;
+        }
+    }
+    assert_int_equal(think, 8);
+    assert_true(first_answer > 0);
+    assert_int_equal(r->role[first_answer - 1], PD_ROLE_INJECTED);
+    free(r);
+    /* Bad mode strings are named. */
+    enum pd_think_mode m;
+    uint32_t b;
+    assert_int_equal(pd_think_mode_parse("short:12", &m, &b, &err), PD_OK);
+    assert_int_equal(m, PD_MODE_SHORT);
+    assert_int_equal(b, 12);
+    assert_int_equal(pd_think_mode_parse("none:3", &m, &b, &err), PD_EINVAL);
+    assert_int_equal(pd_think_mode_parse("medium", &m, &b, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "medium"));
+}
+
+static void test_close_while_running(void **state)
+{
+    (void)state;
+    /* Closing a running (or paused) session stops and joins the worker; no leaks. */
+    for (int k = 0; k < 3; k++) {
+        struct pd_session *s = open_session(g_model, g_tok, "h2o:8", 0, 0, 8);
+        start(s, "the time");
+        if (k == 1) {
+            send(s, cmd(PD_CMD_PAUSE));
+        }
+        struct pd_event ev;
+        if (pd_session_wait(s, &ev, 50)) {
+            pd_event_free(&ev);
+        }
+        pd_session_close(&s);
+        assert_null(s);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g_tmp = test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/session-llama.gguf", g_tmp);
+    const char *args[] = {"--arch", "llama", "--type", "f32", "--seed", "3", NULL};
+    if (test_mkmodel(args, path)) {
+        return -1;
+    }
+    struct pd_err err;
+    if (pd_model_open(path, &g_model, &err) || pd_tok_open_gguf(g_model->gguf, &g_tok, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    char *sp = test_shared_model("stories260K.gguf");
+    if (sp) {
+        if (pd_model_open(sp, &g_stories, &err) ||
+            pd_tok_open_gguf(g_stories->gguf, &g_stories_tok, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            free(sp);
+            return -1;
+        }
+        free(sp);
+    } else {
+        printf("note: stories260K.gguf absent; session tests run on the random model only\n");
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pd_tok_close(&g_tok);
+    pd_model_close(&g_model);
+    pd_tok_close(&g_stories_tok);
+    pd_model_close(&g_stories);
+    free(g_tmp);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_budget_ge_length_equals_full),
+        cmocka_unit_test(test_window_matches_recomputation),
+        cmocka_unit_test(test_shadow_keeps_output),
+        cmocka_unit_test(test_pause_resume_stop),
+        cmocka_unit_test(test_inject_and_answer_now),
+        cmocka_unit_test(test_branch),
+        cmocka_unit_test(test_prune_cache),
+        cmocka_unit_test(test_prune_reencode_equals_fresh_run),
+        cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_close_while_running),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -2,6 +2,7 @@
 #include "dtype.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "base/mem.h"
@@ -130,6 +131,22 @@ uint16_t pd_f32_to_f16(float f)
         h++;
     }
     return (uint16_t)(sign | h);
+}
+
+static float f16_table[65536];
+static pthread_once_t f16_table_once = PTHREAD_ONCE_INIT;
+
+static void f16_table_init(void)
+{
+    for (uint32_t i = 0; i < 65536; i++) {
+        f16_table[i] = pd_f16_to_f32((uint16_t)i);
+    }
+}
+
+const float *pd_f16_table(void)
+{
+    pthread_once(&f16_table_once, f16_table_init);
+    return f16_table;
 }
 
 float pd_bf16_to_f32(uint16_t h)

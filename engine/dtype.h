@@ -64,6 +64,10 @@ uint64_t pd_dtype_row_size(enum pd_dtype t, uint64_t n);
 /* IEEE half <-> float, round-to-nearest-even like the hardware/F16C path. */
 float pd_f16_to_f32(uint16_t h);
 uint16_t pd_f32_to_f16(float f);
+/* A 65536-entry table of every half's float value (built once, thread-safe), for hot
+ * loops that convert halves one at a time. */
+const float *pd_f16_table(void);
+
 /* bfloat16 <-> float (round-to-nearest-even, NaN preserved). */
 float pd_bf16_to_f32(uint16_t h);
 uint16_t pd_f32_to_bf16(float f);

@@ -161,7 +161,9 @@ static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, 
         xt->from_f32(x + t * x_stride, xq + t * c->xq_row_bytes, w->cols);
     }
     struct matmul_job j = {w, xq, c->xq_row_bytes, y, y_stride, n_tok, tr->vec_dot};
-    size_t grain = 16;
+    /* Waking the pool costs microseconds: give each thread at least ~64K multiply-adds. */
+    size_t work_per_row = (size_t)w->cols * n_tok;
+    size_t grain = work_per_row >= 65536 ? 1 : 65536 / work_per_row;
     pd_pool_run(c->pool, w->rows, grain, matmul_rows, &j);
 }
 
@@ -340,7 +342,9 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             }
         }
         struct attn_job aj = {c, il, n_tok, pos0};
-        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, 1, attn_tasks, &aj);
+        size_t work = (size_t)(c->kv->layers[il].n + 1) * (hp->head_dim + hp->head_dim_v);
+        size_t grain = work >= 65536 ? 1 : 65536 / work;
+        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
         if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];
             for (uint32_t t = 0; t < n_tok; t++) {

@@ -42,6 +42,7 @@ enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, u
     c->dim_k = dim_k;
     c->dim_v = dim_v;
     c->type = type;
+    c->f16 = pd_f16_table();
     c->layers = pd_calloc(n_layer, sizeof *c->layers);
     if (!c->layers) {
         goto nomem;
@@ -167,42 +168,6 @@ uint32_t pd_kvcache_drop_range(struct pd_kvcache *c, int64_t begin, int64_t end)
     }
     free(mask);
     return total;
-}
-
-float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
-                       const float *q, uint32_t dim)
-{
-    const struct pd_kv_layer *L = &c->layers[il];
-    float sum = 0.0f;
-    if (c->type == PD_KV_F32) {
-        const float *k = (const float *)L->k + (size_t)s * c->dim_k + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            sum += q[i] * k[i];
-        }
-    } else {
-        const uint16_t *k = (const uint16_t *)L->k + (size_t)s * c->dim_k + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            sum += q[i] * pd_f16_to_f32(k[i]);
-        }
-    }
-    return sum;
-}
-
-void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
-                       float w, float *acc, uint32_t dim)
-{
-    const struct pd_kv_layer *L = &c->layers[il];
-    if (c->type == PD_KV_F32) {
-        const float *v = (const float *)L->v + (size_t)s * c->dim_v + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            acc[i] += w * v[i];
-        }
-    } else {
-        const uint16_t *v = (const uint16_t *)L->v + (size_t)s * c->dim_v + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            acc[i] += w * pd_f16_to_f32(v[i]);
-        }
-    }
 }
 
 bool pd_kvcache_has_pos(const struct pd_kvcache *c, uint32_t il, int64_t pos)

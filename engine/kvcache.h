@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "dtype.h"
 
 enum pd_kv_type {
     PD_KV_F16,
@@ -41,6 +42,7 @@ struct pd_kvcache {
     uint32_t dim_k;  /* n_head_kv * head_dim */
     uint32_t dim_v;  /* n_head_kv * head_dim_v */
     enum pd_kv_type type;
+    const float *f16;           /* borrowed: pd_f16_table(), for f16 storage */
     struct pd_kv_layer *layers; /* [n_layer] */
 };
 
@@ -67,14 +69,53 @@ void pd_kvcache_truncate(struct pd_kvcache *c, int64_t pos);
 /* Removes every slot whose position lies in [begin, end) in all layers (pruning a step). */
 uint32_t pd_kvcache_drop_range(struct pd_kvcache *c, int64_t begin, int64_t end);
 
-/* Dot product of q[dim] with the K row (head offset `off`, `dim` entries) of slot s. */
-float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
-                       const float *q, uint32_t dim);
+/* Dot product of q[dim] with the K row (head offset `off`, `dim` entries) of slot s.
+ * Inline: the attention inner loop calls it once per slot. */
+static inline float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s,
+                                     uint32_t off, const float *q, uint32_t dim);
 /* acc[dim] += w * V row (head offset `off`) of slot s. */
-void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s, uint32_t off,
-                       float w, float *acc, uint32_t dim);
+static inline void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s,
+                                     uint32_t off, float w, float *acc, uint32_t dim);
 
 /* True when layer il holds a slot for position pos. */
 bool pd_kvcache_has_pos(const struct pd_kvcache *c, uint32_t il, int64_t pos);
+
+static inline float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s,
+                                     uint32_t off, const float *q, uint32_t dim)
+{
+    const struct pd_kv_layer *L = &c->layers[il];
+    float sum = 0.0f;
+    if (c->type == PD_KV_F32) {
+        const float *k = (const float *)L->k + (size_t)s * c->dim_k + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            sum += q[i] * k[i];
+        }
+    } else {
+        const float *tab = c->f16;
+        const uint16_t *k = (const uint16_t *)L->k + (size_t)s * c->dim_k + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            sum += q[i] * tab[k[i]];
+        }
+    }
+    return sum;
+}
+
+static inline void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s,
+                                     uint32_t off, float w, float *acc, uint32_t dim)
+{
+    const struct pd_kv_layer *L = &c->layers[il];
+    if (c->type == PD_KV_F32) {
+        const float *v = (const float *)L->v + (size_t)s * c->dim_v + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            acc[i] += w * v[i];
+        }
+    } else {
+        const float *tab = c->f16;
+        const uint16_t *v = (const uint16_t *)L->v + (size_t)s * c->dim_v + off;
+        for (uint32_t i = 0; i < dim; i++) {
+            acc[i] += w * tab[v[i]];
+        }
+    }
+}
 
 #endif

@@ -779,14 +779,17 @@ done:
 int pd_cli_bench(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS] [--json]\n";
+        "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS]\n"
+        "                    [--capture off,summary,full] [--json]\n"
+        "Measures prefill and decode speed, and the decode cost of each attention capture\n"
+        "level; levels are interleaved within each repeat and the best run of each is kept.\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
     struct model_opts o;
     model_opts_init(&o);
     long long n_prompt = 128, n_gen = 64, reps = 3;
-    const char *v = NULL;
+    const char *v = NULL, *levels_arg = "off,summary,full";
     bool bad = false;
     struct pd_argv a = {argc, argv, 1, "bench"};
     while (a.i < argc) {
@@ -809,12 +812,30 @@ int pd_cli_bench(int argc, char **argv)
             if (bad || !pd_arg_long("bench", "-r", v, 1, 1000, &reps)) {
                 return 2;
             }
+        } else if (pd_arg_match(&a, "--capture", NULL, &levels_arg, &bad)) {
+            if (bad) {
+                return 2;
+            }
         } else {
             return pd_cli_fail(2, "bench: unknown option '%s'", argv[a.i]);
         }
     }
     if (!o.model) {
         return pd_cli_fail(2, "bench: -m MODEL is required");
+    }
+    enum pd_capture_level levels[PD_CAPTURE_LEVEL_COUNT];
+    int n_levels = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", levels_arg);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        enum pd_capture_level l = pd_capture_level_parse(t);
+        if (l == PD_CAPTURE_LEVEL_COUNT || n_levels == PD_CAPTURE_LEVEL_COUNT) {
+            return pd_cli_fail(2, "bench: --capture: expected a list of off, summary, full");
+        }
+        levels[n_levels++] = l;
+    }
+    if (n_levels == 0) {
+        return pd_cli_fail(2, "bench: --capture: empty list");
     }
     if (o.n_ctx == 0) {
         o.n_ctx = (uint32_t)(n_prompt + n_gen);
@@ -836,52 +857,80 @@ int pd_cli_bench(int argc, char **argv)
         ids[i] = (int32_t)((i * 7919 + 13) % l.model->hp.n_vocab);
     }
     struct pd_err err;
-    double best_pp = 0, best_tg = 0;
+    double best_pp = 0, best_tg[PD_CAPTURE_LEVEL_COUNT] = {0};
     int rc = 0;
     for (long long rep = 0; rep < reps && rc == 0; rep++) {
-        pd_ctx_reset(l.ctx);
-        double t0 = now_s();
-        if (pd_ctx_eval(l.ctx, ids, (size_t)n_prompt, NULL, NULL, &err)) {
-            pd_cli_print_err(&err);
-            rc = 1;
-            break;
-        }
-        double t1 = now_s();
-        for (long long k = 0; k < n_gen; k++) {
-            int32_t id = pd_argmax(l.ctx->logits, l.model->hp.n_vocab);
-            if (pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
+        for (int li = 0; li < n_levels && rc == 0; li++) {
+            struct pd_capture_state cs;
+            bool cap = levels[li] != PD_CAPTURE_LEVEL_OFF;
+            pd_ctx_reset(l.ctx);
+            l.ctx->attn_hook = NULL;
+            if (cap && pd_capture_init(&cs, l.ctx, levels[li], 8, 0, &err)) {
                 pd_cli_print_err(&err);
                 rc = 1;
                 break;
             }
+            double t0 = now_s();
+            if ((cap && pd_capture_begin(&cs, 0, (size_t)n_prompt, &err)) ||
+                pd_ctx_eval(l.ctx, ids, (size_t)n_prompt, NULL, NULL, &err)) {
+                pd_cli_print_err(&err);
+                rc = 1;
+            }
+            double t1 = now_s();
+            for (long long k = 0; k < n_gen && rc == 0; k++) {
+                int32_t id = pd_argmax(l.ctx->logits, l.model->hp.n_vocab);
+                if ((cap && pd_capture_begin(&cs, l.ctx->n_past, 1, &err)) ||
+                    pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
+                    pd_cli_print_err(&err);
+                    rc = 1;
+                }
+            }
+            double t2 = now_s();
+            if (cap) {
+                pd_capture_deinit(&cs);
+            }
+            l.ctx->attn_hook = NULL;
+            double pp = n_prompt / (t1 - t0), tg = n_gen / (t2 - t1);
+            best_pp = pp > best_pp ? pp : best_pp;
+            best_tg[li] = tg > best_tg[li] ? tg : best_tg[li];
         }
-        double t2 = now_s();
-        double pp = n_prompt / (t1 - t0), tg = n_gen / (t2 - t1);
-        best_pp = pp > best_pp ? pp : best_pp;
-        best_tg = tg > best_tg ? tg : best_tg;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     if (rc == 0) {
+        struct pd_buf b;
+        pd_buf_init(&b);
         if (o.json) {
-            printf("{\"model\":");
-            struct pd_buf b;
-            pd_buf_init(&b);
+            pd_buf_puts(&b, "{\"model\":");
             pd_json_str(&b, o.model, strlen(o.model));
-            put_buf(&b);
-            pd_buf_deinit(&b);
-            printf(",\"threads\":%d,\"kv_type\":\"%s\",\"n_prompt\":%lld,\"n_gen\":%lld,"
-                   "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"peak_rss_kib\":%ld}\n",
-                   pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), n_prompt, n_gen,
-                   best_pp, best_tg, ru.ru_maxrss);
+            pd_buf_printf(&b,
+                          ",\"threads\":%d,\"kv_type\":\"%s\",\"n_prompt\":%lld,\"n_gen\":%lld,"
+                          "\"repeats\":%lld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":{",
+                          pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), n_prompt,
+                          n_gen, reps, best_pp);
+            for (int li = 0; li < n_levels; li++) {
+                pd_buf_printf(&b, "%s\"%s\":%.2f", li ? "," : "",
+                              pd_capture_level_name(levels[li]), best_tg[li]);
+            }
+            pd_buf_printf(&b, "},\"peak_rss_kib\":%ld}\n", ru.ru_maxrss);
         } else {
-            printf("model        %s\n", o.model);
-            printf("threads      %d, kv cache %s, best of %lld runs\n", pd_pool_threads(l.ctx->pool),
-                   pd_kv_type_name(o.kv_type), reps);
-            printf("prefill      %lld tokens: %.1f tok/s\n", n_prompt, best_pp);
-            printf("decode       %lld tokens: %.1f tok/s\n", n_gen, best_tg);
-            printf("peak RSS     %.1f MiB\n", ru.ru_maxrss / 1024.0);
+            pd_buf_printf(&b, "model        %s\n", o.model);
+            pd_buf_printf(&b, "threads      %d, kv cache %s, best of %lld runs\n",
+                          pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), reps);
+            pd_buf_printf(&b, "prefill      %lld tokens: %.1f tok/s\n", n_prompt, best_pp);
+            for (int li = 0; li < n_levels; li++) {
+                pd_buf_printf(&b, "decode       %lld tokens, capture %-7s: %.1f tok/s", n_gen,
+                              pd_capture_level_name(levels[li]), best_tg[li]);
+                if (li > 0 && levels[0] == PD_CAPTURE_LEVEL_OFF && best_tg[li] > 0) {
+                    pd_buf_printf(&b, " (%+.1f%% time vs off)",
+                                  (best_tg[0] / best_tg[li] - 1.0) * 100.0);
+                }
+                pd_buf_puts(&b, "\n");
+            }
+            pd_buf_printf(&b, "peak RSS     %.1f MiB\n", ru.ru_maxrss / 1024.0);
         }
+        put_buf(&b);
+        pd_buf_deinit(&b);
     }
     free(ids);
     loaded_close(&l);

@@ -1,7 +1,7 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
  *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
- *           [--seed N] [--vocab spm|bpe] --out FILE
+ *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench] --out FILE
  *
  * The same arguments always give the same bytes. Shapes are small but exercise every
  * feature of the architecture: GQA (n_head 4, n_head_kv 2), q/k/v biases for qwen2, per-head
@@ -9,7 +9,9 @@
  * llama and tied for qwen. Matrices use the requested type (K-quants need rows of 256, so
  * those models are 256 wide); norms and biases stay f32 as in real files.
  * Vocabulary: a small SentencePiece-style vocab (byte pieces + words) for llama and a
- * byte-level BPE vocab with merges and Qwen-style special tokens for qwen. */
+ * byte-level BPE vocab with merges and Qwen-style special tokens for qwen.
+ * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
+ * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,6 +366,7 @@ int main(int argc, char **argv)
 {
     struct spec sp = {"llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
     const char *out = NULL;
+    int bench = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -383,6 +386,13 @@ int main(int argc, char **argv)
             sp.seed = strtoull(val, NULL, 10);
         } else if (strcmp(a, "--vocab") == 0) {
             sp.bpe = strcmp(val, "bpe") == 0;
+        } else if (strcmp(a, "--shape") == 0) {
+            if (strcmp(val, "bench") == 0) {
+                bench = 1;
+            } else if (strcmp(val, "tiny") != 0) {
+                fprintf(stderr, "mkmodel: --shape: expected tiny or bench, got '%s'\n", val);
+                return 2;
+            }
         } else if (strcmp(a, "--out") == 0) {
             out = val;
         } else {
@@ -403,12 +413,19 @@ int main(int argc, char **argv)
         sp.bpe = strcmp(sp.arch, "llama") != 0;
     }
     uint32_t blk = pd_dtype_traits(sp.type)->block_size;
-    if (blk == 256) { /* K-quants: every matrix row must hold whole 256-blocks */
+    if (bench) {
+        sp.n_embd = 512;
+        sp.n_ff = 1536;
+        sp.n_head = 8;
+        sp.n_head_kv = 2;
+        sp.head_dim = 64;
+        sp.n_layer = 8;
+    } else if (blk == 256) { /* K-quants: every matrix row must hold whole 256-blocks */
         sp.n_embd = 256;
         sp.n_ff = 512;
         sp.head_dim = 64;
     }
-    if (strcmp(sp.arch, "qwen3") == 0 && blk < 256) {
+    if (strcmp(sp.arch, "qwen3") == 0 && blk < 256 && !bench) {
         sp.head_dim = 32; /* n_head * head_dim = 128 != n_embd 64 */
     }
     return build(&sp, out);

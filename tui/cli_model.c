@@ -193,6 +193,13 @@ int pd_cli_info(int argc, char **argv)
     }
     struct pd_gguf_str name = {"", 0};
     pd_gguf_get_str(g, "general.name", &name, NULL);
+    struct pd_chat_format fmt;
+    struct pd_err err;
+    const char *tmpl = "raw";
+    if (pd_chat_detect(g, &fmt, &err) == PD_OK) {
+        tmpl = pd_chat_family_traits(fmt.family)->name;
+    }
+    bool has_tmpl = pd_gguf_find(g, "tokenizer.chat_template") != NULL;
     struct pd_buf b;
     pd_buf_init(&b);
     if (o.json) {
@@ -223,10 +230,12 @@ int pd_cli_info(int argc, char **argv)
             }
         }
         pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
-                          "\"eos\":%d,\"add_bos\":%s}}\n",
+                          "\"eos\":%d,\"add_bos\":%s},\"chat_template\":{\"family\":\"%s\","
+                          "\"in_file\":%s}}\n",
                       pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
                       pd_tok_bos(l.tok), pd_tok_eos(l.tok),
-                      pd_tok_add_bos(l.tok) ? "true" : "false");
+                      pd_tok_add_bos(l.tok) ? "true" : "false", tmpl,
+                      has_tmpl ? "true" : "false");
     } else {
         pd_buf_printf(&b, "file          %s\n", o.model);
         pd_buf_printf(&b, "name          %.*s\n", (int)name.n, name.s);
@@ -256,6 +265,9 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
                       pd_tok_n_vocab(l.tok), pd_tok_bos(l.tok), pd_tok_eos(l.tok),
                       pd_tok_add_bos(l.tok) ? ", adds bos" : "");
+        pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
+                      has_tmpl ? "detected from tokenizer.chat_template"
+                               : "no tokenizer.chat_template; from the architecture");
     }
     put_buf(&b);
     pd_buf_deinit(&b);
@@ -340,16 +352,32 @@ int pd_cli_tokenize(int argc, char **argv)
     return 0;
 }
 
-/* ---- score --------------------------------------------------------------------------- */
+static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
+{
+    if (!r->attn || r->attn_len < 4) {
+        return;
+    }
+    uint32_t n_layer = r->attn[1], top_n = r->attn[2];
+    pd_buf_puts(b, ",\"attn\":[");
+    for (uint32_t il = 0; il < n_layer; il++) {
+        pd_buf_puts(b, il ? ",[" : "[");
+        bool first = true;
+        for (uint32_t k = 0; k < top_n; k++) {
+            uint32_t pos;
+            float w;
+            if (pd_capture_blob_entry(r->attn, r->attn_len, il, k, &pos, &w)) {
+                pd_buf_printf(b, "%s[%u,", first ? "" : ",", pos);
+                pd_json_num(b, w);
+                pd_buf_puts(b, "]");
+                first = false;
+            }
+        }
+        pd_buf_puts(b, "]");
+    }
+    pd_buf_puts(b, "]");
+}
 
-struct score_state {
-    const struct loaded *l;
-    const int32_t *tokens;
-    size_t n;
-    size_t topk;
-    bool json;
-    struct pd_buf out;
-};
+/* ---- score --------------------------------------------------------------------------- */
 
 static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const struct pd_tok *tok,
                            bool with_text)
@@ -374,6 +402,36 @@ static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const
     pd_buf_puts(b, "]");
 }
 
+struct score_state {
+    const struct loaded *l;
+    const int32_t *tokens;
+    size_t n;
+    size_t topk;
+    bool json;
+    struct pd_buf out;
+    struct pd_token_rec *held; /* [n] when capture is on: lines wait for their summary */
+};
+
+static void score_line(struct score_state *s, size_t pos, const struct pd_token_rec *r)
+{
+    if (s->json) {
+        pd_buf_printf(&s->out, "{\"pos\":%zu,", pos);
+        append_metrics(&s->out, r, s->l->tok, false);
+        append_attn(&s->out, r);
+        pd_buf_puts(&s->out, "}\n");
+    } else {
+        size_t len;
+        const char *piece = pd_tok_piece(s->l->tok, r->id, &len);
+        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", pos, r->id, r->logprob,
+                      -r->logprob / M_LN2, r->entropy);
+        pd_json_str(&s->out, piece, len);
+        pd_buf_puts(&s->out, "\n");
+    }
+    if (s->out.len > 65536) {
+        put_buf(&s->out);
+    }
+}
+
 static void score_logits(void *ud, size_t i, int64_t pos, const float *logits)
 {
     (void)pos;
@@ -384,20 +442,10 @@ static void score_logits(void *ud, size_t i, int64_t pos, const float *logits)
     struct pd_token_rec r;
     memset(&r, 0, sizeof r);
     pd_probe_fill(logits, s->l->model->hp.n_vocab, s->tokens[i + 1], s->topk, &r);
-    if (s->json) {
-        pd_buf_printf(&s->out, "{\"pos\":%zu,", i + 1);
-        append_metrics(&s->out, &r, s->l->tok, false);
-        pd_buf_puts(&s->out, "}\n");
+    if (s->held) {
+        s->held[i + 1] = r; /* printed with its attention summary after the pass */
     } else {
-        size_t len;
-        const char *piece = pd_tok_piece(s->l->tok, r.id, &len);
-        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", i + 1, r.id, r.logprob,
-                      -r.logprob / M_LN2, r.entropy);
-        pd_json_str(&s->out, piece, len);
-        pd_buf_puts(&s->out, "\n");
-    }
-    if (s->out.len > 65536) {
-        put_buf(&s->out);
+        score_line(s, i + 1, &r);
     }
 }
 
@@ -439,7 +487,10 @@ static bool parse_token_list(const char *s, int32_t **ids, size_t *n)
 int pd_cli_score(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K] [--json]\n";
+        "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K]\n"
+        "                    [--capture off|summary] [--json]\n"
+        "  --capture summary  add each token's attention summary (\"attn\": per layer, the\n"
+        "                     head-mean row's top 8 [position, weight] pairs)\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
@@ -448,6 +499,7 @@ int pd_cli_score(int argc, char **argv)
     const char *text = NULL, *toks = NULL, *v = NULL;
     long long topk = 5;
     bool bad = false;
+    enum pd_capture_level capture = PD_CAPTURE_LEVEL_OFF;
     struct pd_argv a = {argc, argv, 1, "score"};
     while (a.i < argc) {
         int r = parse_model_opt(&a, &o);
@@ -465,6 +517,14 @@ int pd_cli_score(int argc, char **argv)
         } else if (pd_arg_match(&a, "--topk", "-k", &v, &bad)) {
             if (bad || !pd_arg_long("score", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
                 return 2;
+            }
+        } else if (pd_arg_match(&a, "--capture", NULL, &v, &bad)) {
+            if (bad) {
+                return 2;
+            }
+            capture = pd_capture_level_parse(v);
+            if (capture != PD_CAPTURE_LEVEL_OFF && capture != PD_CAPTURE_LEVEL_SUMMARY) {
+                return pd_cli_fail(2, "score: --capture: expected off or summary, got '%s'", v);
             }
         } else {
             return pd_cli_fail(2, "score: unknown option '%s'", argv[a.i]);
@@ -497,14 +557,40 @@ int pd_cli_score(int argc, char **argv)
                          l.ctx->kv->cap);
         goto done;
     }
-    struct score_state s = {&l, ids, n, (size_t)topk, o.json, {0}};
+    struct score_state s = {&l, ids, n, (size_t)topk, o.json, {0}, NULL};
+    struct pd_capture_state cs;
+    bool cap = capture != PD_CAPTURE_LEVEL_OFF;
     pd_buf_init(&s.out);
+    if (cap) {
+        s.held = pd_calloc(n, sizeof *s.held);
+        if (!s.held || pd_capture_init(&cs, l.ctx, capture, 8, 0, &err) ||
+            pd_capture_begin(&cs, 0, n, &err)) {
+            if (!s.held) {
+                pd_err_set(&err, PD_ENOMEM, "out of memory");
+            } else if (cs.mean_row) {
+                pd_capture_deinit(&cs);
+            }
+            free(s.held);
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+    }
     if (!o.json) {
         pd_buf_puts(&s.out, "  pos     id    logprob surprisal  entropy  text\n");
     }
     if (pd_ctx_eval(l.ctx, ids, n, score_logits, &s, &err)) {
         pd_cli_print_err(&err);
         rc = 1;
+    }
+    if (cap) {
+        for (size_t i = 1; i < n && rc == 0; i++) {
+            s.held[i].attn = (uint8_t *)pd_capture_blob(&cs, i); /* borrowed */
+            s.held[i].attn_len = cs.blob_len;
+            score_line(&s, i, &s.held[i]);
+        }
+        free(s.held);
+        pd_capture_deinit(&cs);
     }
     put_buf(&s.out);
     pd_buf_deinit(&s.out);
@@ -515,31 +601,6 @@ done:
 }
 
 /* ---- generate ------------------------------------------------------------------------ */
-
-static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
-{
-    if (!r->attn || r->attn_len < 4) {
-        return;
-    }
-    uint32_t n_layer = r->attn[1], top_n = r->attn[2];
-    pd_buf_puts(b, ",\"attn\":[");
-    for (uint32_t il = 0; il < n_layer; il++) {
-        pd_buf_puts(b, il ? ",[" : "[");
-        bool first = true;
-        for (uint32_t k = 0; k < top_n; k++) {
-            uint32_t pos;
-            float w;
-            if (pd_capture_blob_entry(r->attn, r->attn_len, il, k, &pos, &w)) {
-                pd_buf_printf(b, "%s[%u,", first ? "" : ",", pos);
-                pd_json_num(b, w);
-                pd_buf_puts(b, "]");
-                first = false;
-            }
-        }
-        pd_buf_puts(b, "]");
-    }
-    pd_buf_puts(b, "]");
-}
 
 /* Options of the commands that run a live session (generate; run in the TUI shares them
  * through the same parser). */

@@ -265,3 +265,101 @@ bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_
     *weight = w;
     return true;
 }
+
+void pd_attn_rows_free(struct pd_attn_rows *r)
+{
+    if (!r) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->n_layer; i++) {
+        free(r->slot_pos[i]);
+        free(r->w[i]);
+    }
+    free(r->layers);
+    free(r->n_slots);
+    free(r->slot_pos);
+    free(r->w);
+    free(r);
+}
+
+struct pd_attn_rows *pd_capture_copy_rows(const struct pd_capture_state *cs)
+{
+    if (cs->level != PD_CAPTURE_LEVEL_FULL || cs->full_token_pos < 0) {
+        return NULL;
+    }
+    struct pd_attn_rows *r = calloc(1, sizeof *r);
+    if (!r) {
+        return NULL;
+    }
+    uint32_t n = 0;
+    for (uint32_t il = 0; il < cs->n_layer; il++) {
+        if (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1)) {
+            n++;
+        }
+    }
+    r->n_head = cs->n_head;
+    r->layers = calloc(n ? n : 1, sizeof *r->layers);
+    r->n_slots = calloc(n ? n : 1, sizeof *r->n_slots);
+    r->slot_pos = calloc(n ? n : 1, sizeof *r->slot_pos);
+    r->w = calloc(n ? n : 1, sizeof *r->w);
+    if (!r->layers || !r->n_slots || !r->slot_pos || !r->w) {
+        pd_attn_rows_free(r);
+        return NULL;
+    }
+    for (uint32_t il = 0; il < cs->n_layer; il++) {
+        if (!(cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1))) {
+            continue;
+        }
+        uint32_t ns = cs->full_slots[il];
+        uint32_t k = r->n_layer;
+        r->layers[k] = il;
+        r->n_slots[k] = ns;
+        r->slot_pos[k] = pd_malloc_array(ns ? ns : 1, sizeof(int64_t));
+        r->w[k] = pd_malloc_array((size_t)cs->n_head * (ns ? ns : 1), sizeof(float));
+        r->n_layer++;
+        if (!r->slot_pos[k] || !r->w[k]) {
+            pd_attn_rows_free(r);
+            return NULL;
+        }
+        memcpy(r->slot_pos[k], cs->full_pos + (size_t)il * cs->n_ctx, ns * sizeof(int64_t));
+        for (uint32_t h = 0; h < cs->n_head; h++) {
+            memcpy(r->w[k] + (size_t)h * ns, cs->full + ((size_t)il * cs->n_head + h) * cs->n_ctx,
+                   ns * sizeof(float));
+        }
+    }
+    return r;
+}
+
+enum pd_status pd_capture_recompute(const struct pd_model *m, const int32_t *tokens, size_t n,
+                                    int n_threads, uint64_t layers, struct pd_attn_rows **out,
+                                    struct pd_err *err)
+{
+    *out = NULL;
+    if (n == 0 || n > (1u << 22)) {
+        return pd_err_set(err, PD_EINVAL, "attention: nothing to recompute");
+    }
+    struct pd_ctx_params p = pd_ctx_default_params();
+    p.n_threads = n_threads;
+    p.n_ctx = (uint32_t)n;
+    p.kv_type = PD_KV_F32;
+    struct pd_ctx *ctx = NULL;
+    struct pd_capture_state cs;
+    enum pd_status st = pd_ctx_open(m, &p, &ctx, err);
+    if (st) {
+        return st;
+    }
+    if ((st = pd_capture_init(&cs, ctx, PD_CAPTURE_LEVEL_FULL, 1, layers, err))) {
+        pd_ctx_close(&ctx);
+        return st;
+    }
+    if (!(st = pd_capture_begin(&cs, 0, n, err)) &&
+        !(st = pd_ctx_eval(ctx, tokens, n, NULL, NULL, err))) {
+        *out = pd_capture_copy_rows(&cs);
+        if (!*out) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (attention rows)");
+        }
+    }
+    pd_capture_deinit(&cs);
+    pd_ctx_close(&ctx);
+    return st;
+}

@@ -65,6 +65,29 @@ struct pd_capture_state {
     void *observer_ud;
 };
 
+/* All heads' attention rows of one token for a set of layers. */
+struct pd_attn_rows {
+    uint32_t n_layer;     /* captured layers */
+    uint32_t *layers;     /* [n_layer] layer indices */
+    uint32_t n_head;
+    uint32_t *n_slots;    /* [n_layer] */
+    int64_t **slot_pos;   /* [n_layer][n_slots[i]] */
+    float **w;            /* [n_layer][n_head * n_slots[i]] row-major by head */
+};
+
+void pd_attn_rows_free(struct pd_attn_rows *r);
+
+/* Copies the last token's full rows out of cs (level FULL); NULL when there are none or
+ * allocation fails. Owned by the caller (pd_attn_rows_free). */
+struct pd_attn_rows *pd_capture_copy_rows(const struct pd_capture_state *cs);
+
+/* Recomputes the attention rows of the last of tokens[0..n) by running the whole prefix
+ * through a fresh context with a full cache (no eviction) and full capture of the layers
+ * in `layers` (0 = all). *out is owned by the caller. */
+enum pd_status pd_capture_recompute(const struct pd_model *m, const int32_t *tokens, size_t n,
+                                    int n_threads, uint64_t layers, struct pd_attn_rows **out,
+                                    struct pd_err *err);
+
 /* Sets up a capture state for ctx's model and context size and installs the hook on ctx.
  * level OFF still installs the hook when an observer is set (policies need the rows). */
 enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,

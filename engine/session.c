@@ -74,29 +74,13 @@ struct pd_session_params pd_session_default_params(void)
     return p;
 }
 
-static void attn_rows_free(struct pd_attn_rows *r)
-{
-    if (!r) {
-        return;
-    }
-    for (uint32_t i = 0; i < r->n_layer; i++) {
-        free(r->slot_pos[i]);
-        free(r->w[i]);
-    }
-    free(r->layers);
-    free(r->n_slots);
-    free(r->slot_pos);
-    free(r->w);
-    free(r);
-}
-
 void pd_event_free(struct pd_event *ev)
 {
     if (!ev) {
         return;
     }
     pd_token_rec_free(&ev->tok);
-    attn_rows_free(ev->rows);
+    pd_attn_rows_free(ev->rows);
     ev->rows = NULL;
 }
 
@@ -595,55 +579,6 @@ static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
     }
 }
 
-static struct pd_attn_rows *copy_full_rows(struct pd_session *s)
-{
-    const struct pd_capture_state *cs = &s->cap;
-    if (cs->level != PD_CAPTURE_LEVEL_FULL || cs->full_token_pos < 0) {
-        return NULL;
-    }
-    struct pd_attn_rows *r = calloc(1, sizeof *r);
-    if (!r) {
-        return NULL;
-    }
-    uint32_t n = 0;
-    for (uint32_t il = 0; il < cs->n_layer; il++) {
-        if (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1)) {
-            n++;
-        }
-    }
-    r->n_head = cs->n_head;
-    r->layers = calloc(n ? n : 1, sizeof *r->layers);
-    r->n_slots = calloc(n ? n : 1, sizeof *r->n_slots);
-    r->slot_pos = calloc(n ? n : 1, sizeof *r->slot_pos);
-    r->w = calloc(n ? n : 1, sizeof *r->w);
-    if (!r->layers || !r->n_slots || !r->slot_pos || !r->w) {
-        attn_rows_free(r);
-        return NULL;
-    }
-    for (uint32_t il = 0; il < cs->n_layer; il++) {
-        if (!(cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1))) {
-            continue;
-        }
-        uint32_t ns = cs->full_slots[il];
-        uint32_t k = r->n_layer;
-        r->layers[k] = il;
-        r->n_slots[k] = ns;
-        r->slot_pos[k] = pd_malloc_array(ns ? ns : 1, sizeof(int64_t));
-        r->w[k] = pd_malloc_array((size_t)cs->n_head * (ns ? ns : 1), sizeof(float));
-        r->n_layer++;
-        if (!r->slot_pos[k] || !r->w[k]) {
-            attn_rows_free(r);
-            return NULL;
-        }
-        memcpy(r->slot_pos[k], cs->full_pos + (size_t)il * cs->n_ctx, ns * sizeof(int64_t));
-        for (uint32_t h = 0; h < cs->n_head; h++) {
-            memcpy(r->w[k] + (size_t)h * ns, cs->full + ((size_t)il * cs->n_head + h) * cs->n_ctx,
-                   ns * sizeof(float));
-        }
-    }
-    return r;
-}
-
 static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_rows)
 {
     if (s->p.steps.feed) {
@@ -660,7 +595,7 @@ static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_r
     r->text = NULL;
     r->attn = NULL;
     if (with_rows) {
-        ev.rows = copy_full_rows(s);
+        ev.rows = s->cap_ready ? pd_capture_copy_rows(&s->cap) : NULL;
     }
     if (s->n_decode > 0) {
         struct timespec ts;
@@ -928,6 +863,25 @@ static enum pd_status divergence(struct pd_session *s, struct pd_err *err)
     return st;
 }
 
+static enum pd_status recompute_attn(struct pd_session *s, int64_t pos, struct pd_err *err)
+{
+    if (pos < 0 || (size_t)pos >= s->n_seq || (size_t)s->ctx->n_past != s->n_seq) {
+        return pd_err_set(err, PD_EINVAL, "attention: position %lld is not in the sequence",
+                          (long long)pos);
+    }
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    enum pd_status st = pd_capture_recompute(s->model, s->seq, (size_t)pos + 1,
+                                             s->ctx->params.n_threads, s->p.full_layers,
+                                             &ev.rows, err);
+    if (!st) {
+        ev.kind = PD_EV_ATTN;
+        ev.pos = pos;
+        push_event(s, &ev);
+    }
+    return st;
+}
+
 static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget)
 {
     s->mode = m;
@@ -1002,6 +956,9 @@ static bool drain_commands(struct pd_session *s)
             break;
         case PD_CMD_DIVERGENCE:
             st = divergence(s, &err);
+            break;
+        case PD_CMD_ATTN:
+            st = recompute_attn(s, c.pos, &err);
             break;
         case PD_CMD_KIND_COUNT:
             break;

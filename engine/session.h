@@ -92,6 +92,7 @@ enum pd_event_kind {
     PD_EV_BRANCHED,   /* the trace continues from pos as a new branch (parent kept) */
     PD_EV_PRUNED,     /* pos..pos_end dropped (text: "cache" or "reencode") */
     PD_EV_DIVERGENCE, /* shadow divergence: kl_bits, top1_agree */
+    PD_EV_ATTN,       /* recomputed full attention rows of the token at pos (rows) */
     PD_EV_FINISHED,   /* text: "eog", "length", "stopped", "context" */
     PD_EV_ERROR,      /* text: the message; the worker has stopped */
     PD_EV_KIND_COUNT
@@ -103,23 +104,13 @@ struct pd_event {
     int64_t pos_end;
     struct pd_token_rec tok;      /* PD_EV_TOKEN: owned text/attn */
     struct pd_kv_event_rec kv;    /* PD_EV_EVICT */
-    struct pd_attn_rows *rows;    /* PD_EV_TOKEN with capture full: owned, else NULL */
+    struct pd_attn_rows *rows;    /* PD_EV_TOKEN with capture full, PD_EV_ATTN: owned */
     double kl_bits;               /* PD_EV_DIVERGENCE */
     bool top1_agree;
     double tok_per_s;             /* decode speed so far */
     uint32_t kv_used;             /* slots in the fullest layer */
     uint32_t kv_cap;
     char text[256];
-};
-
-/* All heads' attention rows of one token for the captured layers (capture full). */
-struct pd_attn_rows {
-    uint32_t n_layer;     /* captured layers */
-    uint32_t *layers;     /* [n_layer] layer indices */
-    uint32_t n_head;
-    uint32_t *n_slots;    /* [n_layer] */
-    int64_t **slot_pos;   /* [n_layer][n_slots[i]] */
-    float **w;            /* [n_layer][n_head * n_slots[i]] row-major by head */
 };
 
 /* Frees the event's owned parts (token text, blob, rows); the struct itself is the
@@ -137,6 +128,8 @@ enum pd_cmd_kind {
     PD_CMD_BRANCH,        /* pos; token >= 0: use this token at pos instead (steer) */
     PD_CMD_PRUNE,         /* pos..pos_end dropped; reencode chooses the variant */
     PD_CMD_DIVERGENCE,    /* measure shadow divergence at the current step */
+    PD_CMD_ATTN,          /* recompute all heads' attention rows of the token at pos, by
+                           * re-running its prefix with a full cache (PD_EV_ATTN) */
     PD_CMD_KIND_COUNT
 };
 

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "analysis/kvpolicy.h"
+#include "analysis/step_observer.h"
 #include "capture.h"
 #include "engine_common.h"
 #include "forward.h"
@@ -627,6 +628,98 @@ static void test_modes(void **state)
     assert_non_null(strstr(err.msg, "medium"));
 }
 
+static void test_attention_recompute(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, "window:12", 0, 1, 8);
+    start(s, "the time");
+    while (count_generated(r) < 20) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    /* Token 10's rows over its full prefix, although the window evicted most of it. */
+    struct pd_cmd c = cmd(PD_CMD_ATTN);
+    c.pos = 10;
+    send(s, c);
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_ATTN, &ev);
+    assert_int_equal(ev.pos, 10);
+    assert_non_null(ev.rows);
+    assert_int_equal(ev.rows->n_layer, g_model->hp.n_layer);
+    assert_int_equal(ev.rows->n_head, g_model->hp.n_head);
+    for (uint32_t l = 0; l < ev.rows->n_layer; l++) {
+        assert_int_equal(ev.rows->n_slots[l], 11);
+        for (uint32_t h = 0; h < ev.rows->n_head; h++) {
+            double sum = 0;
+            for (uint32_t k = 0; k < 11; k++) {
+                assert_int_equal(ev.rows->slot_pos[l][k], k);
+                sum += ev.rows->w[l][h * 11 + k];
+            }
+            assert_float_equal(sum, 1.0, 1e-5);
+        }
+    }
+    pd_event_free(&ev);
+    pd_session_close(&s);
+    free(r);
+}
+
+static void test_step_events(void **state)
+{
+    (void)state;
+    struct pd_steps_observer *obs = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_steps_observer_open(NULL, &obs, &err), PD_OK);
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = 256;
+    p.throttle_ms = 1;
+    p.steps = pd_steps_observer_iface(obs);
+    struct pd_session *s = NULL;
+    assert_int_equal(pd_session_open(g_model, g_tok, &p, &s, &err), PD_OK);
+    start(s, "the time");
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_STEP, &ev); /* the first step opens with the first thought */
+    int64_t first = ev.pos;
+    pd_event_free(&ev);
+    while (count_generated(r) < 6) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    assert_int_equal(first, r->pos[r->n - count_generated(r)]);
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    size_t mark = r->n;
+    struct pd_cmd c = cmd(PD_CMD_INJECT);
+    snprintf(c.text, sizeof c.text, " done.\n\nSo then we see");
+    send(s, c);
+    send(s, cmd(PD_CMD_RESUME));
+    wait_for(s, r, PD_EV_STEP, &ev);
+    /* The new step begins at the injected token that holds the 'S'. */
+    size_t i = mark;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(pd_tok_encode(g_tok, c.text, strlen(c.text), false, true, &ids, &n, &err),
+                     PD_OK);
+    size_t k = 0, off = 0;
+    for (; k < n; k++) {
+        size_t len;
+        const char *piece = pd_tok_piece(g_tok, ids[k], &len);
+        if (memchr(piece, 'S', len) && off + len > strlen(" done.\n\n")) {
+            break;
+        }
+        off += len;
+    }
+    assert_true(k < n);
+    while (i < r->n && r->role[i] != PD_ROLE_INJECTED) {
+        i++;
+    }
+    assert_int_equal(ev.pos, r->pos[i] + (int64_t)k);
+    pd_event_free(&ev);
+    free(ids);
+    pd_session_close(&s);
+    pd_steps_observer_close(&obs);
+    free(r);
+}
+
 static void test_close_while_running(void **state)
 {
     (void)state;
@@ -699,6 +792,8 @@ int main(void)
         cmocka_unit_test(test_prune_cache),
         cmocka_unit_test(test_prune_reencode_equals_fresh_run),
         cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_attention_recompute),
+        cmocka_unit_test(test_step_events),
         cmocka_unit_test(test_close_while_running),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,28 @@
+/* step_observer.h - attaches incremental step segmentation to a live session.
+ *
+ * Wraps a pd_steps_seg (steps.h) in the engine's struct pd_step_observer interface so the
+ * session worker can emit a step-boundary event the moment a new step begins. It keeps a
+ * copy of the tokens it was fed so that a branch (the session rewinds to an earlier
+ * position) can rebuild the segmenter's state up to the fork.
+ *
+ * Ownership: the observer owns its segmenter and token copies; the interface struct it
+ * hands out borrows the observer, which must outlive the session using it.
+ * Thread-safety: used by the session worker only (one owner thread). */
+#ifndef PD_STEP_OBSERVER_H
+#define PD_STEP_OBSERVER_H
+
+#include "base/status.h"
+#include "engine/session.h"
+#include "steps.h"
+
+struct pd_steps_observer;
+
+/* params may be NULL (defaults); they are copied. */
+enum pd_status pd_steps_observer_open(const struct pd_steps_params *params,
+                                      struct pd_steps_observer **out, struct pd_err *err);
+void pd_steps_observer_close(struct pd_steps_observer **o);
+
+/* The engine-side interface to put into pd_session_params.steps. */
+struct pd_step_observer pd_steps_observer_iface(struct pd_steps_observer *o);
+
+#endif

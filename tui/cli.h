@@ -34,11 +34,7 @@ int pd_cli_export(int argc, char **argv);
 int pd_cli_ls(int argc, char **argv);
 int pd_cli_show(int argc, char **argv);
 
-/* The workbench (cli_run.c): run a model live, replay a saved session, print the key
- * reference. pd_cli_default is what `ponder` with no arguments does. */
-int pd_cli_run(int argc, char **argv);
-int pd_cli_replay(int argc, char **argv);
-int pd_cli_keys(int argc, char **argv);
+/* What `ponder` with no arguments does: the workbench's default job. */
 int pd_cli_default(int argc, char **argv);
 
 /* Prints "ponder: <err message>" to stderr. */

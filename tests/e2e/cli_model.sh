@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# cli_model.sh - end-to-end checks of the model commands through the ponder binary:
+# help/usage errors, info/tokenize/score/generate on stories260K against the llama.cpp
+# goldens, KV policy and capture output, and clear errors for broken model files.
+# Needs $PONDER_BIN, $PONDER_MKMODEL, $PONDER_SOURCE_ROOT; exits 77 without stories260K.
+set -u
+ponder=${PONDER_BIN:?}
+root=${PONDER_SOURCE_ROOT:?}
+models=${PONDER_TEST_MODELS:-$root/../shared/models}
+model=$models/stories260K.gguf
+golden=$root/tests/golden/models/stories260K.json
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() { # check NAME CONDITION-COMMAND...
+    local name=$1
+    shift
+    if "$@"; then
+        echo "ok   $name"
+    else
+        echo "FAIL $name"
+        fails=$((fails + 1))
+    fi
+}
+
+# --- usage errors (no model needed) ---
+"$ponder" --help >"$tmp/help" 2>&1
+check "help lists commands" grep -q "generate" "$tmp/help"
+"$ponder" --bogus >"$tmp/out" 2>"$tmp/err"
+check "unknown option exits 2" test $? -eq 2
+check "unknown option: one line on stderr" test "$(wc -l <"$tmp/err")" -eq 1
+"$ponder" frobnicate >/dev/null 2>&1
+check "unknown command exits 2" test $? -eq 2
+"$ponder" score -m x --tokens 1 --nope >/dev/null 2>&1
+check "unknown score option exits 2" test $? -eq 2
+
+# --- broken model files ---
+printf 'GGUF\003\000\000\000' >"$tmp/trunc.gguf"
+"$ponder" info -m "$tmp/trunc.gguf" >/dev/null 2>"$tmp/err"
+check "truncated file exits 1" test $? -eq 1
+check "truncated file message names the file" grep -q "trunc.gguf: header" "$tmp/err"
+printf 'NOPE0000000000000000000000000000' >"$tmp/magic.gguf"
+"$ponder" info -m "$tmp/magic.gguf" >/dev/null 2>"$tmp/err"
+check "bad magic exits 1" test $? -eq 1
+check "bad magic message" grep -q "magic" "$tmp/err"
+
+# --- random-weight models of every architecture ---
+for arch in llama qwen2 qwen3; do
+    "$PONDER_MKMODEL" --arch "$arch" --type q8_0 --out "$tmp/$arch.gguf"
+    "$ponder" info -m "$tmp/$arch.gguf" --json >"$tmp/info" 2>&1
+    check "info $arch" grep -q "\"architecture\":\"$arch\"" "$tmp/info"
+    "$ponder" generate -m "$tmp/$arch.gguf" -p "the time" -n 8 --json >"$tmp/gen" 2>&1
+    check "generate $arch: 8 tokens and a summary" grep -q '"n_gen":8' "$tmp/gen"
+done
+
+if [ ! -r "$model" ]; then
+    echo "SKIP: $model not found (set PONDER_TEST_MODELS); $fails failures before the skip"
+    [ $fails -eq 0 ] && exit 77
+    exit 1
+fi
+
+# --- stories260K against llama.cpp ---
+want_prompt=$(tr -d ' \n' <"$golden" | sed 's/.*"prompt_tokens":\[\([0-9,]*\)\].*/\1/')
+"$ponder" tokenize -m "$model" --text "Once upon a time" --json >"$tmp/tok"
+check "tokenize equals llama.cpp" grep -q "{\"tokens\":\[$want_prompt\]}" "$tmp/tok"
+
+want_greedy=$(tr -d ' \n' <"$golden" | sed 's/.*"greedy":\[\([0-9,]*\)\].*/\1/')
+"$ponder" generate -m "$model" -p "Once upon a time" -n 200 --greedy --kv-type f32 --json \
+    >"$tmp/gen"
+got_greedy=$(grep -v '"role":"prompt"' "$tmp/gen" | grep -o '"token":[0-9]*' |
+             cut -d: -f2 | paste -sd,)
+check "greedy 200 tokens equal llama.cpp" test "$got_greedy" = "$want_greedy"
+check "generate summary" grep -q '"stop":"length"' "$tmp/gen"
+check "attention summary in token lines" grep -q '"attn":\[\[\[' "$tmp/gen"
+
+"$ponder" score -m "$model" --tokens "$want_prompt,$want_greedy" --topk 3 --json >"$tmp/score"
+check "score: one line per position" test "$(wc -l <"$tmp/score")" -eq 204
+check "score line shape" grep -q '^{"pos":1,"token":403,"logprob":-0.24' "$tmp/score"
+
+"$ponder" generate -m "$model" -p "Once upon a time" -n 40 --kv window:16 --json >"$tmp/kv"
+check "window policy evicts" grep -q '"event":"evict"' "$tmp/kv"
+check "evictions counted" grep -q '"evictions":[1-9]' "$tmp/kv"
+"$ponder" generate -m "$model" -p "Once upon a time" -n 40 --kv h2o:16,shadow --json >"$tmp/sh"
+check "shadow evictions are marked" grep -q '"shadow":true' "$tmp/sh"
+"$ponder" generate -m "$model" -p "Once upon a time" -n 30 --mode short:10 --json >"$tmp/mode"
+check "short mode injects the end of thinking" grep -q '"role":"injected"' "$tmp/mode"
+check "short mode then answers" grep -q '"role":"answer"' "$tmp/mode"
+"$ponder" generate -m "$model" -p "Once upon a time" -n 10 --kv nope --json >/dev/null 2>"$tmp/err"
+check "bad --kv exits 2" test $? -eq 2
+check "bad --kv names the policy" grep -q '"nope"' "$tmp/err"
+"$ponder" bench -m "$model" -p 16 -n 16 -r 1 --json >"$tmp/bench"
+check "bench reports capture levels" grep -q '"decode_tok_s":{"off":' "$tmp/bench"
+
+echo "$fails failures"
+[ $fails -eq 0 ]

@@ -113,6 +113,8 @@ struct pd_session {
 
     /* ---- worker-only state ---- */
     int32_t *seq;                 /* [seq_cap] token ids by position */
+    uint32_t *seq_think;          /* [seq_cap] thinking state after each token: bit 31 open,
+                                   * bit 30 closed once, low bits thinking tokens so far */
     size_t n_seq, seq_cap;
     int32_t *prompt;              /* initial prompt tokens (owned) */
     size_t n_prompt;
@@ -285,10 +287,26 @@ static bool seq_push(struct pd_session *s, int32_t id)
             return false;
         }
         s->seq = n;
+        uint32_t *t = pd_realloc_array(s->seq_think, cap, sizeof *t);
+        if (!t) {
+            return false;
+        }
+        s->seq_think = t;
         s->seq_cap = cap;
     }
+    s->seq_think[s->n_seq] = (s->think_open ? 1u << 31 : 0) |
+                             (s->think_closed_once ? 1u << 30 : 0) | (s->n_think & 0x3FFFFFFF);
     s->seq[s->n_seq++] = id;
     return true;
+}
+
+/* Restores a thinking state recorded by seq_push. */
+static void think_state_set(struct pd_session *s, uint32_t v)
+{
+    s->think_open = (v >> 31) & 1;
+    s->think_closed_once = (v >> 30) & 1;
+    s->n_think = v & 0x3FFFFFFF;
+    s->tail_len = 0;
 }
 
 /* Queues ids[0..n) to be fed before anything is sampled again. */
@@ -731,6 +749,7 @@ static enum pd_status apply_branch(struct pd_session *s, const struct pd_cmd *c,
         return pd_err_set(err, PD_EINVAL, "branch: token %d out of range", c->token);
     }
     s->n_forced = s->i_forced = 0;
+    uint32_t think = s->seq_think[pos - 1]; /* as it was after the token before the fork */
     if (s->min_evicted_pos < pos || (size_t)s->ctx->n_past != s->n_seq) {
         /* Evicted slots before the fork: rebuild the state the fork point had. */
         int32_t *copy = pd_malloc_array((size_t)pos, sizeof *copy);
@@ -762,11 +781,11 @@ static enum pd_status apply_branch(struct pd_session *s, const struct pd_cmd *c,
             return st;
         }
     }
+    think_state_set(s, think);
     if (s->p.steps.reset) {
         s->p.steps.reset(s->p.steps.ud, pos);
     }
     push_simple(s, PD_EV_BRANCHED, pos, pos, c->token >= 0 ? "alternative" : "resample");
-    s->tail_len = 0;
     return c->token >= 0 ? force_ids(s, &c->token, 1, err) : PD_OK;
 }
 
@@ -1323,6 +1342,7 @@ void pd_session_close(struct pd_session **sp)
     free(s->maskbuf);
     free(s->maskbuf2);
     free(s->seq);
+    free(s->seq_think);
     free(s->prompt);
     free(s->forced);
     if (s->pipe_fd[0] >= 0) {

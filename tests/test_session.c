@@ -464,6 +464,7 @@ static void test_branch(void **state)
     for (size_t k = 0; k < 5; k++) {
         assert_int_equal(r->pos[b0 + k], 10 + (int64_t)k);
         assert_int_equal(r->id[b0 + k], orig[10 + k]);
+        assert_int_equal(r->role[b0 + k], PD_ROLE_THINK);
     }
     /* Steer with an alternative token at position 12. */
     send(s, cmd(PD_CMD_PAUSE));

@@ -34,6 +34,14 @@ int pd_cli_export(int argc, char **argv);
 int pd_cli_ls(int argc, char **argv);
 int pd_cli_show(int argc, char **argv);
 
+/* Analysis commands (cli_analysis.c). pd_cli_score_in is `score` over stored or imported
+ * traces; pd_cli_score calls it when pd_cli_score_batch_wanted(argc, argv) (an --in,
+ * --session or --all option is present). */
+int pd_cli_analyze(int argc, char **argv);
+int pd_cli_prune(int argc, char **argv);
+int pd_cli_score_in(int argc, char **argv);
+bool pd_cli_score_batch_wanted(int argc, char **argv);
+
 /* What `ponder` with no arguments does: the workbench's default job. */
 int pd_cli_default(int argc, char **argv);
 

@@ -13,6 +13,8 @@ const struct pd_subcmd pd_subcmds[] = {
     {"export", "export sessions as JSONL training data", pd_cli_export},
     {"ls", "list saved sessions", pd_cli_ls},
     {"show", "print a saved session", pd_cli_show},
+    {"analyze", "reasoning steps and their metrics for stored or JSONL traces", pd_cli_analyze},
+    {"prune", "prune reasoning steps by a strategy, verify, export", pd_cli_prune},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,325 @@
+/* metrics.c - per-step metrics (surprisal, entropy, attention received) and the attention
+ * summary blob codec. Definitions: metrics.h and docs/analysis.md ("Step metrics"). */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+/* ---- attention summary blobs -------------------------------------------------------- */
+
+static uint32_t rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void wr_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static float rd_f32(const uint8_t *p)
+{
+    uint32_t u = rd_u32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top)
+{
+    if (n_layer == 0 || n_top == 0 || n_layer > 255 || n_top > 255) {
+        return 0;
+    }
+    return PD_ATTN_BLOB_HEADER + (size_t)n_layer * n_top * PD_ATTN_BLOB_ENTRY;
+}
+
+enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn_view *v,
+                                 struct pd_err *err)
+{
+    if (blob == NULL || len < PD_ATTN_BLOB_HEADER) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, need at least %d", len,
+                          PD_ATTN_BLOB_HEADER);
+    }
+    if (blob[0] != PD_ATTN_BLOB_VERSION) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected %d", blob[0],
+                          PD_ATTN_BLOB_VERSION);
+    }
+    if (blob[3] != 0) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: reserved byte is %u, expected 0",
+                          blob[3]);
+    }
+    uint32_t n_layer = blob[1], n_top = blob[2];
+    size_t want = pd_attn_blob_size(n_layer, n_top);
+    if (want == 0) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: %u layers x %u entries (both must "
+                          "be >= 1)", n_layer, n_top);
+    }
+    if (len != want) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, but %u layers x %u "
+                          "entries need %zu", len, n_layer, n_top, want);
+    }
+    const uint8_t *e = blob + PD_ATTN_BLOB_HEADER;
+    for (size_t k = 0; k < (size_t)n_layer * n_top; k++) {
+        uint32_t pos = rd_u32(e + k * PD_ATTN_BLOB_ENTRY);
+        float w = rd_f32(e + k * PD_ATTN_BLOB_ENTRY + 4);
+        if (!isfinite(w) || w < 0.0f || w > 1.001f) {
+            return pd_err_set(err, PD_EFORMAT, "attention blob: layer %zu entry %zu: weight "
+                              "%g outside [0, 1]", k / n_top, k % n_top, (double)w);
+        }
+        if (pos == PD_ATTN_POS_PAD && w != 0.0f) {
+            return pd_err_set(err, PD_EFORMAT, "attention blob: layer %zu entry %zu: padding "
+                              "entry with weight %g", k / n_top, k % n_top, (double)w);
+        }
+    }
+    v->n_layer = n_layer;
+    v->n_top = n_top;
+    v->entries = e;
+    return PD_OK;
+}
+
+void pd_attn_view_get(const struct pd_attn_view *v, uint32_t l, uint32_t k, uint32_t *pos,
+                      float *weight)
+{
+    const uint8_t *p = v->entries + ((size_t)l * v->n_top + k) * PD_ATTN_BLOB_ENTRY;
+    *pos = rd_u32(p);
+    *weight = rd_f32(p + 4);
+}
+
+void pd_attn_blob_init(uint8_t *blob, uint32_t n_layer, uint32_t n_top)
+{
+    blob[0] = PD_ATTN_BLOB_VERSION;
+    blob[1] = (uint8_t)n_layer;
+    blob[2] = (uint8_t)n_top;
+    blob[3] = 0;
+    for (uint32_t l = 0; l < n_layer; l++) {
+        for (uint32_t k = 0; k < n_top; k++) {
+            pd_attn_blob_set(blob, n_top, l, k, PD_ATTN_POS_PAD, 0.0f);
+        }
+    }
+}
+
+void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uint32_t pos,
+                      float weight)
+{
+    uint8_t *p = blob + PD_ATTN_BLOB_HEADER + ((size_t)l * n_top + k) * PD_ATTN_BLOB_ENTRY;
+    uint32_t u;
+    memcpy(&u, &weight, sizeof u);
+    wr_u32(p, pos);
+    wr_u32(p + 4, u);
+}
+
+/* ---- spans -------------------------------------------------------------------------- */
+
+/* First index i in toks[lo..n) with toks[i].pos >= pos (n when none). */
+static size_t lower_bound(const struct pd_token_rec *toks, size_t lo, size_t n, int64_t pos)
+{
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (toks[mid].pos < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+enum pd_status pd_metrics_spans(const struct pd_token_rec *toks, size_t n_tok,
+                                const struct pd_step_rec *steps, size_t n_steps,
+                                struct pd_step_span *spans, struct pd_err *err)
+{
+    if ((toks == NULL && n_tok > 0) || (steps == NULL && n_steps > 0) ||
+        (spans == NULL && n_steps > 0)) {
+        return pd_err_set(err, PD_EINVAL, "metrics: NULL tokens, steps or spans");
+    }
+    for (size_t i = 0; i < n_tok; i++) {
+        if (toks[i].pos < 0 || (i > 0 && toks[i].pos <= toks[i - 1].pos)) {
+            return pd_err_set(err, PD_EINVAL, "metrics: token %zu: position %lld is not above "
+                              "the previous one", i, (long long)toks[i].pos);
+        }
+    }
+    size_t lo = 0;
+    for (size_t j = 0; j < n_steps; j++) {
+        const struct pd_step_rec *s = &steps[j];
+        if (s->pos_begin < 0 || s->pos_end < s->pos_begin) {
+            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: bad span [%lld, %lld)", j,
+                              (long long)s->pos_begin, (long long)s->pos_end);
+        }
+        if (j > 0 && s->pos_begin < steps[j - 1].pos_end) {
+            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: span [%lld, %lld) overlaps "
+                              "or precedes step %zu", j, (long long)s->pos_begin,
+                              (long long)s->pos_end, j - 1);
+        }
+        size_t b = lower_bound(toks, lo, n_tok, s->pos_begin);
+        size_t e = lower_bound(toks, b, n_tok, s->pos_end);
+        size_t scored = 0;
+        for (size_t i = b; i < e; i++) {
+            scored += !isnan(toks[i].logprob);
+        }
+        spans[j] = (struct pd_step_span){b, e, scored};
+        lo = e;
+    }
+    return PD_OK;
+}
+
+/* ---- step metrics ------------------------------------------------------------------- */
+
+static enum pd_status check_token(const struct pd_token_rec *t, struct pd_err *err)
+{
+    if (!isnan(t->logprob) && (!isfinite(t->logprob) || t->logprob > 0.001f)) {
+        return pd_err_set(err, PD_EFORMAT, "token at position %lld: logprob %g is not a log "
+                          "probability", (long long)t->pos, (double)t->logprob);
+    }
+    if (!isnan(t->entropy) && (!isfinite(t->entropy) || t->entropy < 0.0f)) {
+        return pd_err_set(err, PD_EFORMAT, "token at position %lld: entropy %g is not an "
+                          "entropy", (long long)t->pos, (double)t->entropy);
+    }
+    return PD_OK;
+}
+
+/* Index of the step whose span holds pos, or n_steps when none. */
+static size_t step_of_pos(const struct pd_step_rec *steps, size_t n_steps, int64_t pos)
+{
+    size_t lo = 0, hi = n_steps;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (steps[mid].pos_end <= pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < n_steps && steps[lo].pos_begin <= pos && pos < steps[lo].pos_end) {
+        return lo;
+    }
+    return n_steps;
+}
+
+enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
+                                struct pd_step_rec *steps, size_t n_steps,
+                                struct pd_step_span *spans, struct pd_err *err)
+{
+    struct pd_step_span *own = NULL;
+    double *attn = NULL;
+    enum pd_status st = PD_OK;
+    if (spans == NULL && n_steps > 0) {
+        own = pd_calloc(n_steps, sizeof *own);
+        if (own == NULL) {
+            return pd_err_set(err, PD_ENOMEM, "metrics: out of memory");
+        }
+        spans = own;
+    }
+    if ((st = pd_metrics_spans(toks, n_tok, steps, n_steps, spans, err)) != PD_OK) {
+        goto done;
+    }
+    attn = pd_calloc(n_steps ? n_steps : 1, sizeof *attn);
+    if (attn == NULL) {
+        st = pd_err_set(err, PD_ENOMEM, "metrics: out of memory");
+        goto done;
+    }
+    /* Attention received: walk the tokens of each step k and credit earlier steps. The
+     * latest step with a blob-carrying token bounds which steps get a defined value. */
+    size_t k_last_blob = SIZE_MAX;
+    for (size_t k = 0; k < n_steps; k++) {
+        for (size_t i = spans[k].i_begin; i < spans[k].i_end; i++) {
+            const struct pd_token_rec *t = &toks[i];
+            if ((st = check_token(t, err)) != PD_OK) {
+                goto done;
+            }
+            if (t->attn == NULL || t->attn_len == 0) {
+                continue;
+            }
+            struct pd_attn_view v;
+            if ((st = pd_attn_blob_view(t->attn, t->attn_len, &v, err)) != PD_OK) {
+                pd_err_prefix(err, "token at position %lld", (long long)t->pos);
+                goto done;
+            }
+            k_last_blob = k;
+            for (uint32_t l = 0; l < v.n_layer; l++) {
+                for (uint32_t e = 0; e < v.n_top; e++) {
+                    uint32_t pos;
+                    float w;
+                    pd_attn_view_get(&v, l, e, &pos, &w);
+                    if (pos == PD_ATTN_POS_PAD) {
+                        continue;
+                    }
+                    size_t j = step_of_pos(steps, n_steps, (int64_t)pos);
+                    if (j < k) {
+                        attn[j] += (double)w / v.n_layer;
+                    }
+                }
+            }
+        }
+    }
+    for (size_t j = 0; j < n_steps; j++) {
+        struct pd_step_rec *s = &steps[j];
+        double sum_s = 0, sum_h = 0;
+        size_t n_s = 0, n_h = 0;
+        for (size_t i = spans[j].i_begin; i < spans[j].i_end; i++) {
+            if (!isnan(toks[i].logprob)) {
+                sum_s += pd_metrics_bits(toks[i].logprob);
+                n_s++;
+            }
+            if (!isnan(toks[i].entropy)) {
+                sum_h += toks[i].entropy;
+                n_h++;
+            }
+        }
+        s->mean_surprisal = n_s ? (float)(sum_s / (double)n_s) : NAN;
+        s->mean_entropy = n_h ? (float)(sum_h / (double)n_h) : NAN;
+        s->first_surprisal = NAN;
+        if (spans[j].i_end > spans[j].i_begin) {
+            const struct pd_token_rec *t0 = &toks[spans[j].i_begin];
+            if (t0->pos == s->pos_begin && !isnan(t0->logprob)) {
+                s->first_surprisal = (float)pd_metrics_bits(t0->logprob);
+            }
+        }
+        s->attn_received = (k_last_blob != SIZE_MAX && j < k_last_blob) ? (float)attn[j] : NAN;
+    }
+done:
+    free(attn);
+    free(own);
+    return st;
+}
+
+void pd_metrics_trace(const struct pd_token_rec *toks, size_t n_tok,
+                      const struct pd_step_rec *steps, const struct pd_step_span *spans,
+                      size_t n_steps, struct pd_trace_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n_tokens = n_tok;
+    out->n_steps = n_steps;
+    for (size_t i = 0; i < n_tok; i++) {
+        if ((unsigned)toks[i].role < PD_ROLE_COUNT) {
+            out->n_role[toks[i].role]++;
+        }
+        out->n_scored += !isnan(toks[i].logprob);
+    }
+    double sum_s = 0, sum_h = 0;
+    size_t n_s = 0, n_h = 0;
+    for (size_t j = 0; j < n_steps; j++) {
+        if ((unsigned)steps[j].kind < PD_STEP_KIND_COUNT) {
+            out->n_kind[steps[j].kind]++;
+        }
+        out->n_step_tokens += spans[j].i_end - spans[j].i_begin;
+        for (size_t i = spans[j].i_begin; i < spans[j].i_end; i++) {
+            if (!isnan(toks[i].logprob)) {
+                sum_s += pd_metrics_bits(toks[i].logprob);
+                n_s++;
+            }
+            if (!isnan(toks[i].entropy)) {
+                sum_h += toks[i].entropy;
+                n_h++;
+            }
+        }
+    }
+    out->mean_surprisal = n_s ? sum_s / (double)n_s : NAN;
+    out->mean_entropy = n_h ? sum_h / (double)n_h : NAN;
+}

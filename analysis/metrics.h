@@ -1,0 +1,116 @@
+/* metrics.h - per-step metrics over a trace's per-token records, and the attention
+ * summary blob codec.
+ *
+ * Given a trace (token records with logprob, entropy and optional attention summary
+ * blobs) and its steps (from analysis/steps.h), fills each step's metric fields:
+ *   tokens            count of trace tokens inside [pos_begin, pos_end)
+ *   mean_surprisal    mean of -logprob/ln 2 over the step's scored tokens (bits)
+ *   first_surprisal   -logprob/ln 2 of the step's first token (bits): the surprisal of
+ *                     the step's opening given everything before it (ASAP, arXiv
+ *                     2508.05988, read from the logged logprob instead of re-scoring)
+ *   mean_entropy      mean of the logged entropy over the step's scored tokens (bits)
+ *   attn_received     (1/L) * sum over the tokens of LATER steps, over their summary
+ *                     entries (layer l, position p, weight w) with p inside this step,
+ *                     of w; L is the token's layer count. Unit: attention mass (a full
+ *                     row of one layer sums to 1). NAN when no token of a later step
+ *                     carries a blob (unscored traces, capture off, the last step).
+ * A token is "scored" when its logprob is not NAN. Exact definitions, including what
+ * happens with partial data, are in docs/analysis.md ("Step metrics").
+ *
+ * Attention summary blob (layout in engine/base/trace.h): pd_attn_blob_view validates
+ * one and gives random access to its entries; pd_attn_blob_init / _set write one.
+ *
+ * Ownership: every pointer argument is borrowed for the call. Pure, reentrant. */
+#ifndef PD_METRICS_H
+#define PD_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "base/trace.h"
+
+#define PD_ATTN_BLOB_VERSION 1
+#define PD_ATTN_BLOB_HEADER 4
+#define PD_ATTN_BLOB_ENTRY 8
+#define PD_ATTN_POS_PAD 0xFFFFFFFFu
+
+/* A validated attention summary blob (borrowed view, valid while the blob is). */
+struct pd_attn_view {
+    uint32_t n_layer;
+    uint32_t n_top;
+    const uint8_t *entries; /* borrowed: [n_layer][n_top] { u32 pos; f32 weight } LE */
+};
+
+/* Size in bytes of a blob with n_layer x n_top entries (0 when either is 0 or > 255). */
+size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top);
+
+/* Validates blob[0..len) and fills *v. Rules: version 1, reserved byte 0, n_layer and
+ * n_top >= 1, len == 4 + n_layer*n_top*8, every weight finite and in [0, 1.001], a pad
+ * entry (position 0xFFFFFFFF) has weight 0. PD_EFORMAT naming the problem (the caller
+ * prefixes where the blob came from). */
+enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn_view *v,
+                                 struct pd_err *err);
+
+/* Entry k (0 <= k < n_top) of layer l (0 <= l < n_layer) of a validated view. */
+void pd_attn_view_get(const struct pd_attn_view *v, uint32_t l, uint32_t k, uint32_t *pos,
+                      float *weight);
+
+/* Writes the header of a blob of pd_attn_blob_size(n_layer, n_top) bytes and fills every
+ * entry with padding. */
+void pd_attn_blob_init(uint8_t *blob, uint32_t n_layer, uint32_t n_top);
+
+/* Writes entry k of layer l of a blob initialised with n_top entries per layer. */
+void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uint32_t pos,
+                      float weight);
+
+/* Where a step's tokens sit in the token array, and how many were scored. */
+struct pd_step_span {
+    size_t i_begin;   /* first token index with pos >= pos_begin */
+    size_t i_end;     /* one past the last token index with pos < pos_end */
+    size_t n_scored;  /* tokens in the span with a logprob */
+};
+
+/* Surprisal in bits of a natural-log probability (NAN stays NAN). */
+static inline double pd_metrics_bits(double logprob)
+{
+    return -logprob / 0.69314718055994530942;
+}
+
+/* Maps steps onto token indices: spans[j] for steps[j]. Tokens must have strictly
+ * increasing positions; steps must be non-empty-or-empty spans (pos_begin <= pos_end)
+ * in increasing, non-overlapping order. PD_EINVAL naming the token index / step index
+ * otherwise. */
+enum pd_status pd_metrics_spans(const struct pd_token_rec *toks, size_t n_tok,
+                                const struct pd_step_rec *steps, size_t n_steps,
+                                struct pd_step_span *spans, struct pd_err *err);
+
+/* Fills mean_surprisal, first_surprisal, mean_entropy and attn_received of steps[0..n)
+ * (other fields untouched). spans may be NULL; when given it receives each step's span
+ * ([n_steps] entries). Validates every token it reads: a logprob above 0.001 or
+ * infinite, an entropy that is negative or infinite, or a malformed attention blob is
+ * PD_EFORMAT naming the token's position. On error the steps are left unchanged. */
+enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
+                                struct pd_step_rec *steps, size_t n_steps,
+                                struct pd_step_span *spans, struct pd_err *err);
+
+/* Whole-trace figures used by reports and by the budget strategy's difficulty estimate. */
+struct pd_trace_stats {
+    size_t n_tokens;            /* all tokens */
+    size_t n_role[PD_ROLE_COUNT];
+    size_t n_scored;            /* tokens with a logprob */
+    size_t n_step_tokens;       /* tokens inside steps (the thinking that pruning acts on) */
+    size_t n_steps;
+    size_t n_kind[PD_STEP_KIND_COUNT];
+    double mean_surprisal;      /* bits, over scored step tokens; NAN when none */
+    double mean_entropy;        /* bits, over step tokens with an entropy; NAN when none */
+};
+
+/* Computes the figures above. spans are the ones pd_metrics_spans gave for these
+ * steps. Never fails (inputs were validated by pd_metrics_spans / pd_metrics_steps). */
+void pd_metrics_trace(const struct pd_token_rec *toks, size_t n_tok,
+                      const struct pd_step_rec *steps, const struct pd_step_span *spans,
+                      size_t n_steps, struct pd_trace_stats *out);
+
+#endif

@@ -1,0 +1,1507 @@
+/* cli_analysis.c - headless analysis commands: analyze, prune, and batch scoring of
+ * stored or imported traces (`score --in / --session / --all`, reached from `score`).
+ *
+ * Contracts (docs/analysis.md, "Command line"):
+ *   analyze (--session ID... | --all | --in FILE) [--db F] [-m MODEL] [--sensitivity]
+ *           [--markers] [--min-chars N] [--resegment] [--save] [--json]
+ *       steps with kinds and metrics per trace; text table or one JSON object per line.
+ *   prune --strategy manual|asap|redundant|budget [--keep R | --budget N]
+ *         [--threshold T] [--steps I,J,...] [--verify] [-m MODEL] [--greedy N]
+ *         (--session ID... | --all | --in FILE) [--out FILE] [--format F] [--db F]
+ *         [--markers] [--resegment] [--dry-run] [--json]
+ *       selects steps, records them as prunes (replacing the session's earlier ones),
+ *       optionally verifies with the model, and with --out exports the pruned traces
+ *       (format messages by default). --in needs --out.
+ *   score -m MODEL (--in FILE | --session ID... | --all) [--db F] [--force] [--topk K]
+ *         [--no-attn] [--chat FAMILY] [--markers] [--json]
+ *       --in imports FILE into the database first; each trace is rebuilt with the model's
+ *       chat template, teacher-forced, its tokens replaced by the scored ones, and its
+ *       steps segmented and stored with their metrics. --all scores the sessions that
+ *       still have unscored tokens (--force: every session).
+ * --in FILE for analyze and prune works on a temporary database that is removed
+ * afterwards. Exit status: 0 ok, 1 when any trace failed (the others are still done),
+ * 2 usage. A progress bar goes to stderr when it is a terminal. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/jsonw.h"
+#include "base/mem.h"
+#include "chat.h"
+#include "cli.h"
+#include "metrics.h"
+#include "model.h"
+#include "prune.h"
+#include "score.h"
+#include "steps.h"
+#include "store.h"
+#include "store_jsonl.h"
+#include "store_replay.h"
+#include "tokenizer.h"
+
+#define PATH_MAX_LEN 4096
+#define PREVIEW_CHARS 60
+
+/* ---- progress bar ------------------------------------------------------------------- */
+
+struct bar {
+    bool on;
+    bool drawn;
+    const char *label;
+    double last;
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bar_init(struct bar *b, const char *label)
+{
+    b->on = isatty(STDERR_FILENO);
+    b->drawn = false;
+    b->label = label;
+    b->last = 0;
+}
+
+static void bar_draw(struct bar *b, uint64_t done, uint64_t total)
+{
+    if (!b->on || total == 0) {
+        return;
+    }
+    double now = mono_s();
+    if (now - b->last < 0.1 && done != total) {
+        return;
+    }
+    b->last = now;
+    enum { W = 30 };
+    char s[W + 1];
+    int fill = (int)((double)done / (double)total * W);
+    for (int i = 0; i < W; i++) {
+        s[i] = i < fill ? '#' : '.';
+    }
+    s[W] = '\0';
+    fprintf(stderr, "\r%-.30s [%s] %llu/%llu", b->label, s, (unsigned long long)done,
+            (unsigned long long)total);
+    fflush(stderr);
+    b->drawn = true;
+}
+
+static void bar_clear(struct bar *b)
+{
+    if (b->drawn) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        b->drawn = false;
+    }
+}
+
+/* ---- database, temporary database, session selection -------------------------------- */
+
+static struct pd_store *open_db(const char *db)
+{
+    char path[PATH_MAX_LEN];
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store_params p = pd_store_default_params();
+    if (!db) {
+        if (pd_store_default_path(path, sizeof path, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            return NULL;
+        }
+        db = path;
+        p.create_parent_dirs = true;
+    }
+    struct pd_store *st = NULL;
+    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return NULL;
+    }
+    return st;
+}
+
+/* A database in a fresh temporary folder, for --in with analyze and prune. */
+struct tmp_db {
+    char dir[PATH_MAX_LEN];
+    char path[PATH_MAX_LEN];
+    bool made;
+};
+
+static struct pd_store *tmp_db_open(struct tmp_db *t)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(t->dir, sizeof t->dir, "%s/ponder-XXXXXX", base && *base ? base : "/tmp");
+    if (mkdtemp(t->dir) == NULL) {
+        pd_cli_fail(1, "cannot create a temporary folder under %s", base && *base ? base : "/tmp");
+        return NULL;
+    }
+    t->made = true;
+    snprintf(t->path, sizeof t->path, "%s/in.db", t->dir);
+    return open_db(t->path);
+}
+
+static void tmp_db_remove(struct tmp_db *t)
+{
+    if (!t->made) {
+        return;
+    }
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char p[PATH_MAX_LEN + 16];
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", t->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(t->dir);
+    t->made = false;
+}
+
+static void on_import_error(void *ud, const struct pd_err *e)
+{
+    struct bar *b = ud;
+    bar_clear(b);
+    pd_cli_print_err(e);
+}
+
+static void on_import_progress(void *ud, uint64_t done, uint64_t total)
+{
+    bar_draw(ud, done, total);
+}
+
+/* Imports file; appends the new session ids to *ids. Returns false on a file-level error
+ * (printed); bad lines are printed and counted in *n_bad. */
+static bool import_file(struct pd_store *st, const char *file, int64_t **ids, size_t *n_ids,
+                        uint64_t *n_bad)
+{
+    struct bar b;
+    bar_init(&b, file);
+    struct pd_import_params p = {.on_error = on_import_error, .on_progress = on_import_progress,
+                                 .ud = &b};
+    struct pd_import_result r;
+    struct pd_err err;
+    pd_err_clear(&err);
+    enum pd_status s = pd_jsonl_import_file(st, file, &p, &r, &err);
+    bar_clear(&b);
+    if (s != PD_OK) {
+        if (!(s == PD_EFORMAT && r.n_failed > 0)) {
+            pd_cli_print_err(&err);
+        }
+        return false;
+    }
+    *n_bad += r.n_failed;
+    if (r.n_imported == 0) {
+        return true;
+    }
+    size_t n_new = (size_t)(r.last_id - r.first_id + 1);
+    int64_t *grown = pd_realloc_array(*ids, *n_ids + n_new, sizeof **ids);
+    if (!grown) {
+        pd_cli_fail(1, "out of memory");
+        return false;
+    }
+    *ids = grown;
+    for (int64_t id = r.first_id; id <= r.last_id; id++) {
+        struct pd_session_info info;
+        struct pd_err e2;
+        if (pd_store_session_get(st, id, &info, &e2) == PD_OK) {
+            (*ids)[(*n_ids)++] = id;
+            pd_session_info_free(&info);
+        }
+    }
+    return true;
+}
+
+/* All session ids of the database, oldest first. */
+static bool all_sessions(struct pd_store *st, int64_t **ids, size_t *n_ids)
+{
+    struct pd_session_info *list = NULL;
+    size_t n = 0;
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_store_session_list(st, &list, &n, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return false;
+    }
+    int64_t *grown = pd_realloc_array(*ids, *n_ids + n + 1, sizeof **ids);
+    if (grown) {
+        *ids = grown;
+        for (size_t i = 0; i < n; i++) {
+            (*ids)[(*n_ids)++] = list[i].id;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        pd_session_info_free(&list[i]);
+    }
+    free(list);
+    if (!grown) {
+        pd_cli_fail(1, "out of memory");
+    }
+    return grown != NULL;
+}
+
+/* ---- a trace read from the store ---------------------------------------------------- */
+
+struct trace {
+    int64_t id;
+    int64_t parent_id;
+    struct pd_token_rec *toks;  /* owned [n] */
+    size_t n;
+    struct pd_step_rec *stored; /* owned copy of the stored steps [n_stored] */
+    size_t n_stored;
+};
+
+static void trace_free(struct trace *t)
+{
+    pd_score_tokens_free(t->toks, t->n);
+    free(t->stored);
+    memset(t, 0, sizeof *t);
+}
+
+static enum pd_status trace_load(struct pd_store *st, int64_t id, struct trace *t,
+                                 struct pd_err *err)
+{
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    struct pd_replay *r = NULL;
+    enum pd_status s = pd_replay_open(st, id, &r, err);
+    if (s != PD_OK) {
+        return s;
+    }
+    t->parent_id = pd_replay_info(r)->parent_id;
+    int64_t len = pd_replay_length(r);
+    t->toks = pd_calloc(len > 0 ? (size_t)len : 1, sizeof *t->toks);
+    if (!t->toks) {
+        s = pd_err_set(err, PD_ENOMEM, "session %lld: out of memory", (long long)id);
+        goto done;
+    }
+    while (t->n < (size_t)len) {
+        size_t got = 0;
+        s = pd_replay_read(r, t->toks + t->n, (size_t)len - t->n, &got, err);
+        t->n += got;
+        if (s != PD_OK || got == 0) {
+            break;
+        }
+    }
+    if (s != PD_OK) {
+        goto done;
+    }
+    size_t ns = 0;
+    const struct pd_step_rec *steps = pd_replay_steps(r, &ns);
+    if (ns > 0) {
+        t->stored = pd_malloc_array(ns, sizeof *t->stored);
+        if (!t->stored) {
+            s = pd_err_set(err, PD_ENOMEM, "session %lld: out of memory", (long long)id);
+            goto done;
+        }
+        memcpy(t->stored, steps, ns * sizeof *steps);
+        t->n_stored = ns;
+    }
+done:
+    pd_replay_close(&r);
+    if (s != PD_OK) {
+        trace_free(t);
+    }
+    return s;
+}
+
+/* True when the trace has tokens and every one has an id and metrics (token 0 aside). */
+static bool trace_scored(const struct trace *t)
+{
+    if (t->n == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->toks[i].id < 0 || (t->toks[i].flags & PD_TOKF_NO_METRICS) ||
+            (i > 0 && isnan(t->toks[i].logprob))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- the model --------------------------------------------------------------------- */
+
+struct model_opts {
+    const char *path;
+    const char *chat;       /* family override, or NULL: detect */
+    int n_threads;
+    uint32_t n_ctx;
+    uint32_t topk;
+    bool attn;
+};
+
+struct model_ctx {
+    struct pd_model *m;
+    struct pd_tok *tok;
+    struct pd_chat_format fmt;
+    struct pd_scorer *sc;
+};
+
+static void model_close(struct model_ctx *mc)
+{
+    pd_scorer_close(&mc->sc);
+    pd_tok_close(&mc->tok);
+    pd_model_close(&mc->m);
+}
+
+static bool model_open(const struct model_opts *o, struct model_ctx *mc)
+{
+    memset(mc, 0, sizeof *mc);
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_model_open(o->path, &mc->m, &err) || pd_tok_open_gguf(mc->m->gguf, &mc->tok, &err)) {
+        pd_cli_print_err(&err);
+        model_close(mc);
+        return false;
+    }
+    if (pd_tok_n_vocab(mc->tok) != mc->m->hp.n_vocab) {
+        pd_cli_fail(1, "%s: tokenizer.ggml.tokens: %u tokens but token_embd has %u rows",
+                    o->path, pd_tok_n_vocab(mc->tok), mc->m->hp.n_vocab);
+        model_close(mc);
+        return false;
+    }
+    enum pd_status s;
+    if (o->chat) {
+        enum pd_chat_family f;
+        if ((s = pd_chat_family_parse(o->chat, &f, &err)) == PD_OK) {
+            pd_chat_format_default(f, &mc->fmt);
+        }
+    } else {
+        s = pd_chat_detect(mc->m->gguf, &mc->fmt, &err);
+    }
+    struct pd_score_params sp = pd_score_default_params();
+    sp.ctx.n_threads = o->n_threads;
+    sp.ctx.n_ctx = o->n_ctx;
+    sp.topk = o->topk;
+    sp.capture_attn = o->attn;
+    if (s != PD_OK || pd_scorer_open(mc->m, mc->tok, &sp, &mc->sc, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        model_close(mc);
+        return false;
+    }
+    return true;
+}
+
+/* ---- segmentation and metrics -------------------------------------------------------- */
+
+struct seg_opts {
+    bool markers;
+    long long min_chars;
+    bool resegment;
+};
+
+/* The trace's steps: the stored ones, or (none stored / resegment) a fresh segmentation.
+ * *fresh says which. Metrics are filled either way. *out owned (free()). */
+static enum pd_status trace_steps(const struct trace *t, const struct seg_opts *so,
+                                  struct pd_step_rec **out, size_t *n_out, bool *fresh,
+                                  struct pd_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    *fresh = so->resegment || t->n_stored == 0;
+    enum pd_status s = PD_OK;
+    if (*fresh) {
+        struct pd_steps_params sp = pd_steps_default_params();
+        sp.split_markers = so->markers;
+        sp.min_chars = (int32_t)so->min_chars;
+        struct pd_steps_list l;
+        pd_steps_list_init(&l);
+        s = pd_steps_segment(t->toks, t->n, &sp, &l, err);
+        if (s != PD_OK) {
+            pd_steps_list_deinit(&l);
+            return s;
+        }
+        *out = l.items;
+        *n_out = l.n;
+    } else {
+        *out = pd_malloc_array(t->n_stored, sizeof **out);
+        if (!*out) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+        memcpy(*out, t->stored, t->n_stored * sizeof **out);
+        *n_out = t->n_stored;
+    }
+    if ((s = pd_metrics_steps(t->toks, t->n, *out, *n_out, NULL, err)) != PD_OK) {
+        free(*out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return s;
+}
+
+/* ---- scoring a stored session --------------------------------------------------------- */
+
+static const enum pd_chat_role k_msg_roles[] = {
+    [PD_MSG_SYSTEM] = PD_CHAT_ROLE_SYSTEM,
+    [PD_MSG_USER] = PD_CHAT_ROLE_USER,
+    [PD_MSG_ASSISTANT] = PD_CHAT_ROLE_ASSISTANT,
+};
+_Static_assert(sizeof k_msg_roles / sizeof k_msg_roles[0] == PD_MSG_ROLE_COUNT,
+               "one chat role per stored message role");
+
+/* Rebuilds an imported trace (text segments) as model tokens into *toks. */
+static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
+                                     const struct model_ctx *mc, struct pd_token_rec **toks,
+                                     size_t *n, struct pd_err *err)
+{
+    struct pd_message *msgs = NULL;
+    size_t n_msgs = 0;
+    enum pd_status s = pd_store_messages_get(st, t->id, &msgs, &n_msgs, err);
+    if (s != PD_OK) {
+        return s;
+    }
+    struct pd_chat_msg *cm = pd_calloc(n_msgs ? n_msgs : 1, sizeof *cm);
+    struct pd_buf think, answer;
+    pd_buf_init(&think);
+    pd_buf_init(&answer);
+    bool has_think = false, ok = cm != NULL;
+    for (size_t i = 0; ok && i < n_msgs; i++) {
+        cm[i].role = k_msg_roles[msgs[i].role];
+        cm[i].content = msgs[i].content;
+    }
+    for (size_t i = 0; ok && i < t->n; i++) {
+        const struct pd_token_rec *k = &t->toks[i];
+        if (k->role == PD_ROLE_THINK) {
+            has_think = true;
+            ok = k->text_len == 0 || pd_buf_append(&think, k->text, k->text_len);
+        } else if (k->role == PD_ROLE_ANSWER) {
+            ok = k->text_len == 0 || pd_buf_append(&answer, k->text, k->text_len);
+        }
+    }
+    if (!ok) {
+        s = pd_err_set(err, PD_ENOMEM, "out of memory");
+    } else {
+        struct pd_score_input in = {cm, n_msgs, has_think, think.data, think.len, answer.data,
+                                    answer.len};
+        s = pd_score_build(mc->tok, &mc->fmt, &in, toks, n, err);
+    }
+    pd_buf_deinit(&think);
+    pd_buf_deinit(&answer);
+    free(cm);
+    pd_messages_free(msgs, n_msgs);
+    return s;
+}
+
+/* Scores session t->id with the model and stores the scored tokens and fresh steps with
+ * metrics; t is reloaded afterwards so it holds what the store now has. */
+static enum pd_status score_session(struct pd_store *st, struct trace *t,
+                                    const struct model_ctx *mc, const struct seg_opts *so,
+                                    struct pd_err *err)
+{
+    if (t->parent_id != 0) {
+        return pd_err_set(err, PD_EUNSUPPORTED, "session %lld is a branch; score its parent "
+                          "instead", (long long)t->id);
+    }
+    struct pd_token_rec *toks = NULL;
+    size_t n = 0;
+    enum pd_status s;
+    bool has_ids = t->n > 0;
+    for (size_t i = 0; i < t->n; i++) {
+        has_ids = has_ids && t->toks[i].id >= 0;
+    }
+    if (has_ids) {
+        /* a live or ponder-record trace: re-score its own ids, positions from 0 */
+        toks = t->toks;
+        n = t->n;
+        t->toks = NULL;
+        t->n = 0;
+        for (size_t i = 0; i < n; i++) {
+            toks[i].pos = (int64_t)i;
+            toks[i].flags &= ~(uint32_t)PD_TOKF_PRUNED;
+        }
+        s = PD_OK;
+    } else {
+        s = rebuild_tokens(st, t, mc, &toks, &n, err);
+    }
+    if (s == PD_OK) {
+        s = pd_score_trace(mc->sc, toks, n, err);
+    }
+    if (s == PD_OK) {
+        s = pd_store_tokens_replace(st, t->id, toks, n, err);
+    }
+    int64_t id = t->id;
+    pd_score_tokens_free(toks, n);
+    if (s != PD_OK) {
+        return s;
+    }
+    trace_free(t);
+    if ((s = trace_load(st, id, t, err)) != PD_OK) {
+        return s;
+    }
+    struct pd_step_rec *steps = NULL;
+    size_t n_steps = 0;
+    bool fresh;
+    struct seg_opts so2 = *so;
+    so2.resegment = true;
+    if ((s = trace_steps(t, &so2, &steps, &n_steps, &fresh, err)) == PD_OK) {
+        s = pd_store_steps_replace(st, t->id, steps, n_steps, err);
+    }
+    free(steps);
+    if (s == PD_OK) {
+        trace_free(t);
+        s = trace_load(st, id, t, err);
+    }
+    return s;
+}
+
+/* ---- JSON helpers ---------------------------------------------------------------------- */
+
+static bool json_key(struct pd_buf *b, const char *k)
+{
+    return pd_buf_puts(b, ",\"") && pd_buf_puts(b, k) && pd_buf_puts(b, "\":");
+}
+
+static bool json_kn(struct pd_buf *b, const char *k, double v)
+{
+    return json_key(b, k) && pd_json_num(b, v);
+}
+
+static bool json_ki(struct pd_buf *b, const char *k, long long v)
+{
+    return json_key(b, k) && pd_buf_printf(b, "%lld", v);
+}
+
+static bool json_kb(struct pd_buf *b, const char *k, bool v)
+{
+    return json_key(b, k) && pd_buf_puts(b, v ? "true" : "false");
+}
+
+static bool json_ks(struct pd_buf *b, const char *k, const char *s)
+{
+    return json_key(b, k) && pd_json_str(b, s, strlen(s));
+}
+
+/* The text of a step (its tokens' bytes) appended to b. */
+static bool step_text(const struct trace *t, const struct pd_step_span *sp, struct pd_buf *b)
+{
+    for (size_t i = sp->i_begin; i < sp->i_end; i++) {
+        if (t->toks[i].text_len && !pd_buf_append(b, t->toks[i].text, t->toks[i].text_len)) {
+            return false;
+        }
+    }
+    return pd_buf_append(b, "", 0);
+}
+
+/* A one-line preview: whitespace runs as one space, at most PREVIEW_CHARS bytes, cut at a
+ * character boundary. */
+static void preview(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    bool space = false;
+    for (size_t i = 0; i < n && k + 4 < cap && k < PREVIEW_CHARS; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+            space = k > 0;
+            continue;
+        }
+        if (space) {
+            out[k++] = ' ';
+            space = false;
+        }
+        out[k++] = (char)c;
+    }
+    while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80) {
+        k--; /* drop a cut-off UTF-8 tail (conservative) */
+    }
+    if (k > 0 && (unsigned char)out[k - 1] >= 0xC0) {
+        k--;
+    }
+    out[k] = '\0';
+}
+
+/* ---- analyze ------------------------------------------------------------------------- */
+
+static void analyze_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder analyze (--session ID... | --all | --in FILE) [--db F] [-m MODEL]\n"
+            "                      [--sensitivity] [--markers] [--min-chars N] [--resegment]\n"
+            "                      [--save] [--json]\n"
+            "\n"
+            "Segments each trace into reasoning steps and prints each step's kind, tokens,\n"
+            "first-token surprisal, mean surprisal, mean entropy (bits) and attention received\n"
+            "from later steps. Definitions: docs/analysis.md.\n"
+            "\n"
+            "  --session ID    a stored session (repeatable)\n"
+            "  --all           every stored session\n"
+            "  --in FILE       traces from a JSONL file (a temporary database, nothing kept)\n"
+            "  --db F          database (default $XDG_DATA_HOME/ponder/ponder.db)\n"
+            "  -m, --model F   score unscored traces first (kept only with --save), and model\n"
+            "                  for --sensitivity\n"
+            "  --sensitivity   answer logprob with each step removed vs kept (needs -m)\n"
+            "  --markers       also split at sentence-initial discourse markers\n"
+            "  --min-chars N   merge steps shorter than N characters (default 10)\n"
+            "  --resegment     segment again even when steps are stored\n"
+            "  --save          store the steps and metrics (replaces stored steps and prunes\n"
+            "                  when segmenting again)\n"
+            "  --chat F        chat family for scoring (default: from the model)\n"
+            "  -t, --threads N, -c, --ctx N   as for score\n"
+            "  --json          one JSON object per trace and line\n");
+}
+
+struct common_opts {
+    const char *db;
+    const char *in;
+    bool all;
+    int64_t *ids;
+    size_t n_ids;
+    bool json;
+    struct model_opts mo;
+    struct seg_opts so;
+};
+
+/* Parses an option shared by analyze, prune and score. Returns 1 consumed, 0 not ours,
+ * -1 usage error (printed). */
+static int parse_common(struct pd_argv *a, struct common_opts *o)
+{
+    const char *v = NULL;
+    bool bad = false;
+    long long n = 0;
+    if (pd_arg_match(a, "--db", NULL, &v, &bad)) {
+        o->db = v;
+    } else if (pd_arg_match(a, "--in", NULL, &v, &bad)) {
+        o->in = v;
+    } else if (pd_arg_match(a, "--all", NULL, NULL, &bad)) {
+        o->all = true;
+    } else if (pd_arg_match(a, "--session", NULL, &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--session", v, 1, INT64_MAX, &n)) {
+            return -1;
+        }
+        o->ids[o->n_ids++] = n;
+    } else if (pd_arg_match(a, "--json", NULL, NULL, &bad)) {
+        o->json = true;
+    } else if (pd_arg_match(a, "--model", "-m", &v, &bad)) {
+        o->mo.path = v;
+    } else if (pd_arg_match(a, "--chat", NULL, &v, &bad)) {
+        o->mo.chat = v;
+    } else if (pd_arg_match(a, "--threads", "-t", &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--threads", v, 1, 1024, &n)) {
+            return -1;
+        }
+        o->mo.n_threads = (int)n;
+    } else if (pd_arg_match(a, "--ctx", "-c", &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--ctx", v, 16, 1 << 22, &n)) {
+            return -1;
+        }
+        o->mo.n_ctx = (uint32_t)n;
+    } else if (pd_arg_match(a, "--markers", NULL, NULL, &bad)) {
+        o->so.markers = true;
+    } else if (pd_arg_match(a, "--min-chars", NULL, &v, &bad)) {
+        if (!bad && !pd_arg_long(a->cmd, "--min-chars", v, 0, 100000, &o->so.min_chars)) {
+            return -1;
+        }
+    } else if (pd_arg_match(a, "--resegment", NULL, NULL, &bad)) {
+        o->so.resegment = true;
+    } else {
+        return 0;
+    }
+    return bad ? -1 : 1;
+}
+
+static bool common_init(struct common_opts *o, int argc)
+{
+    memset(o, 0, sizeof *o);
+    o->ids = pd_calloc((size_t)argc + 1, sizeof *o->ids);
+    o->mo.topk = 5;
+    o->mo.attn = true;
+    o->so.min_chars = 10;
+    return o->ids != NULL;
+}
+
+/* Exactly one source: --session, --all or --in. */
+static bool common_check_source(const struct common_opts *o, const char *cmd)
+{
+    int n = (o->n_ids > 0) + o->all + (o->in != NULL);
+    if (n != 1) {
+        pd_cli_fail(2, "%s: give exactly one of --session ID, --all or --in FILE", cmd);
+        return false;
+    }
+    return true;
+}
+
+/* Opens the store named by the options: a temporary one for --in (after importing the
+ * file), else --db / the default. Fills o->ids for --in and --all. */
+static struct pd_store *common_open(struct common_opts *o, struct tmp_db *tmp, bool keep_in,
+                                    int *rc)
+{
+    struct pd_store *st = NULL;
+    if (o->in && !keep_in) {
+        st = tmp_db_open(tmp);
+    } else {
+        st = open_db(o->db);
+    }
+    if (!st) {
+        *rc = 1;
+        return NULL;
+    }
+    uint64_t n_bad = 0;
+    if (o->in) {
+        if (!import_file(st, o->in, &o->ids, &o->n_ids, &n_bad)) {
+            *rc = 1;
+            pd_store_close(&st);
+            return NULL;
+        }
+        if (n_bad) {
+            *rc = 1;
+        }
+    } else if (o->all && !all_sessions(st, &o->ids, &o->n_ids)) {
+        *rc = 1;
+        pd_store_close(&st);
+        return NULL;
+    }
+    return st;
+}
+
+static bool print_analysis(const struct trace *t, const struct pd_step_rec *steps,
+                           size_t n_steps, const double *sens, double lp_full, bool json,
+                           struct pd_buf *b)
+{
+    struct pd_step_span *spans = pd_calloc(n_steps ? n_steps : 1, sizeof *spans);
+    struct pd_err err;
+    if (!spans || pd_metrics_spans(t->toks, t->n, steps, n_steps, spans, &err) != PD_OK) {
+        free(spans);
+        return false;
+    }
+    struct pd_trace_stats ts;
+    pd_metrics_trace(t->toks, t->n, steps, spans, n_steps, &ts);
+    struct pd_prune_params pp = pd_prune_default_params(PD_PRUNE_BUDGET);
+    double d = pd_prune_difficulty(steps, n_steps, ts.mean_entropy, &pp);
+    bool scored = trace_scored(t);
+    struct pd_buf txt;
+    pd_buf_init(&txt);
+    bool ok = true;
+    b->len = 0;
+    if (json) {
+        ok = pd_buf_printf(b, "{\"session\":%lld", (long long)t->id) &&
+             json_ki(b, "tokens", (long long)ts.n_tokens) &&
+             json_ki(b, "think_tokens", (long long)ts.n_role[PD_ROLE_THINK]) &&
+             json_ki(b, "answer_tokens", (long long)ts.n_role[PD_ROLE_ANSWER]) &&
+             json_ki(b, "step_tokens", (long long)ts.n_step_tokens) &&
+             json_kb(b, "scored", scored) && json_kn(b, "mean_surprisal", ts.mean_surprisal) &&
+             json_kn(b, "mean_entropy", ts.mean_entropy) && json_kn(b, "difficulty", d);
+        if (sens) {
+            ok = ok && json_kn(b, "answer_logprob", lp_full);
+        }
+        ok = ok && pd_buf_puts(b, ",\"steps\":[");
+        for (size_t j = 0; ok && j < n_steps; j++) {
+            const struct pd_step_rec *s = &steps[j];
+            txt.len = 0;
+            ok = step_text(t, &spans[j], &txt) &&
+                 pd_buf_printf(b, "%s{\"index\":%d", j ? "," : "", s->index) &&
+                 json_ks(b, "kind", pd_step_kind_name(s->kind)) &&
+                 json_ki(b, "pos_begin", (long long)s->pos_begin) &&
+                 json_ki(b, "pos_end", (long long)s->pos_end) &&
+                 json_ki(b, "tokens", (long long)(spans[j].i_end - spans[j].i_begin)) &&
+                 json_kn(b, "first_surprisal", s->first_surprisal) &&
+                 json_kn(b, "mean_surprisal", s->mean_surprisal) &&
+                 json_kn(b, "mean_entropy", s->mean_entropy) &&
+                 json_kn(b, "attn_received", s->attn_received) &&
+                 json_kb(b, "pruned", s->pruned);
+            if (ok && sens) {
+                ok = json_kn(b, "sensitivity", sens[j]);
+            }
+            ok = ok && json_key(b, "text") && pd_json_str(b, txt.data, txt.len) &&
+                 pd_buf_puts(b, "}");
+        }
+        ok = ok && pd_buf_puts(b, "]}\n");
+    } else {
+        ok = pd_buf_printf(b, "session %lld: %zu tokens (think %zu, answer %zu), %zu steps "
+                           "over %zu tokens, %s", (long long)t->id, ts.n_tokens,
+                           ts.n_role[PD_ROLE_THINK], ts.n_role[PD_ROLE_ANSWER], n_steps,
+                           ts.n_step_tokens, scored ? "scored" : "not scored");
+        if (ok && scored) {
+            ok = pd_buf_printf(b, ", mean surprisal %.3f bits, mean entropy %.3f bits",
+                               ts.mean_surprisal, ts.mean_entropy);
+        }
+        ok = ok && pd_buf_printf(b, ", difficulty %.3f\n", d);
+        if (ok && sens) {
+            ok = pd_buf_printf(b, "  answer logprob %.4f nats\n", lp_full);
+        }
+        ok = ok && pd_buf_printf(b, "  %4s %-9s %6s %8s %8s %8s %8s%s  %s\n", "step", "kind",
+                                 "tokens", "first", "mean", "entropy", "attn",
+                                 sens ? "    sens" : "", "text");
+        for (size_t j = 0; ok && j < n_steps; j++) {
+            const struct pd_step_rec *s = &steps[j];
+            char pv[PREVIEW_CHARS + 8];
+            txt.len = 0;
+            ok = step_text(t, &spans[j], &txt);
+            if (!ok) {
+                break;
+            }
+            preview(txt.data ? txt.data : "", txt.len, pv, sizeof pv);
+            ok = pd_buf_printf(b, "  %4d %-9s %6zu %8.3f %8.3f %8.3f %8.3f", s->index,
+                               pd_step_kind_name(s->kind), spans[j].i_end - spans[j].i_begin,
+                               (double)s->first_surprisal, (double)s->mean_surprisal,
+                               (double)s->mean_entropy, (double)s->attn_received);
+            if (ok && sens) {
+                ok = pd_buf_printf(b, " %8.4f", sens[j]);
+            }
+            ok = ok && pd_buf_printf(b, "%s %s\n", s->pruned ? " x" : "  ", pv);
+        }
+    }
+    pd_buf_deinit(&txt);
+    free(spans);
+    return ok;
+}
+
+int pd_cli_analyze(int argc, char **argv)
+{
+    struct common_opts o;
+    if (!common_init(&o, argc)) {
+        return pd_cli_fail(1, "analyze: out of memory");
+    }
+    bool sensitivity = false, save = false, bad = false;
+    struct pd_argv a = {argc, argv, 1, "analyze"};
+    while (a.i < argc && !bad) {
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            analyze_usage(stdout);
+            free(o.ids);
+            return 0;
+        }
+        int r = parse_common(&a, &o);
+        if (r < 0) {
+            bad = true;
+        } else if (r == 0) {
+            if (pd_arg_match(&a, "--sensitivity", NULL, NULL, &bad)) {
+                sensitivity = true;
+            } else if (pd_arg_match(&a, "--save", NULL, NULL, &bad)) {
+                save = true;
+            } else {
+                pd_cli_fail(2, "analyze: unexpected argument '%s'", argv[a.i]);
+                bad = true;
+            }
+        }
+    }
+    if (!bad && !common_check_source(&o, "analyze")) {
+        bad = true;
+    }
+    if (!bad && sensitivity && !o.mo.path) {
+        pd_cli_fail(2, "analyze: --sensitivity needs -m MODEL");
+        bad = true;
+    }
+    if (!bad && save && o.in) {
+        pd_cli_fail(2, "analyze: --save does not apply to --in (use 'ponder score --in')");
+        bad = true;
+    }
+    if (bad) {
+        free(o.ids);
+        return 2;
+    }
+    int rc = 0;
+    struct tmp_db tmp = {0};
+    struct model_ctx mc = {0};
+    struct pd_store *st = common_open(&o, &tmp, false, &rc);
+    if (!st) {
+        goto out;
+    }
+    if (o.mo.path && !model_open(&o.mo, &mc)) {
+        rc = 1;
+        goto out;
+    }
+    struct bar bar;
+    bar_init(&bar, "analyze");
+    if (o.json || isatty(STDOUT_FILENO)) {
+        bar.on = bar.on && !isatty(STDOUT_FILENO);
+    }
+    struct pd_buf out;
+    pd_buf_init(&out);
+    for (size_t k = 0; k < o.n_ids; k++) {
+        bar_draw(&bar, k, o.n_ids);
+        struct pd_err err;
+        pd_err_clear(&err);
+        struct trace t;
+        struct pd_step_rec *steps = NULL;
+        size_t n_steps = 0;
+        double *sens = NULL, lp_full = NAN;
+        bool fresh = false;
+        enum pd_status s = trace_load(st, o.ids[k], &t, &err);
+        if (s == PD_OK && mc.sc && !trace_scored(&t)) {
+            /* scoring writes to the store: only the temporary one, or with --save */
+            if (o.in || save) {
+                s = score_session(st, &t, &mc, &o.so, &err);
+            }
+        }
+        if (s == PD_OK) {
+            s = trace_steps(&t, &o.so, &steps, &n_steps, &fresh, &err);
+        }
+        if (s == PD_OK && sensitivity) {
+            sens = pd_calloc(n_steps ? n_steps : 1, sizeof *sens);
+            s = sens ? pd_score_sensitivity(mc.sc, t.toks, t.n, steps, n_steps, sens, &lp_full,
+                                            &err)
+                     : pd_err_set(&err, PD_ENOMEM, "out of memory");
+        }
+        if (s == PD_OK && save) {
+            s = fresh ? pd_store_steps_replace(st, t.id, steps, n_steps, &err)
+                      : pd_store_steps_put(st, t.id, steps, n_steps, &err);
+        }
+        bar_clear(&bar);
+        if (s == PD_OK) {
+            if (print_analysis(&t, steps, n_steps, sens, lp_full, o.json, &out)) {
+                fputs(out.data, stdout);
+                fflush(stdout);
+            } else {
+                s = pd_err_set(&err, PD_ENOMEM, "out of memory");
+            }
+        }
+        if (s != PD_OK) {
+            pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+        free(sens);
+        free(steps);
+        trace_free(&t);
+    }
+    bar_clear(&bar);
+    pd_buf_deinit(&out);
+out:
+    model_close(&mc);
+    pd_store_close(&st);
+    tmp_db_remove(&tmp);
+    free(o.ids);
+    return rc;
+}
+
+/* ---- prune ------------------------------------------------------------------------- */
+
+static void prune_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder prune --strategy S [--keep R | --budget N] [--threshold T]\n"
+            "                    [--steps I,J,...] [--verify] [-m MODEL] [--greedy N]\n"
+            "                    (--session ID... | --all | --in FILE) [--out FILE]\n"
+            "                    [--format F] [--db F] [--markers] [--resegment] [--dry-run]\n"
+            "                    [--json]\n"
+            "\n"
+            "Chooses reasoning steps to prune, records them (replacing the trace's earlier\n"
+            "prunes), optionally verifies the pruned trace with the model, and exports the\n"
+            "pruned traces. Strategies (docs/analysis.md):\n"
+            "  manual     prune the steps listed by --steps\n"
+            "  asap       keep the first, last and concluding steps, then the steps with the\n"
+            "             highest first-token surprisal within the budget (needs scores)\n"
+            "  redundant  drop steps whose words repeat an earlier kept step (Jaccard >= T)\n"
+            "  budget     a length budget from the trace's estimated difficulty\n"
+            "\n"
+            "  --keep R        asap: keep R of the thinking tokens (default 0.8)\n"
+            "  --budget N      asap: keep at most N thinking tokens\n"
+            "  --threshold T   redundant: Jaccard threshold in (0, 1] (default 0.6)\n"
+            "  --steps LIST    manual: step indices, comma-separated\n"
+            "  --verify        re-score the answer under the pruned reasoning and compare\n"
+            "                  greedy answers (needs -m)\n"
+            "  -m, --model F   model for --verify; unscored traces are scored first and the\n"
+            "                  scores stored\n"
+            "  --greedy N      answer tokens compared by --verify (default 16, at most %d)\n"
+            "  --out FILE      export the pruned traces (required with --in)\n"
+            "  --format F      export format: messages (default), sharegpt,\n"
+            "                  prompt-completion, ponder\n"
+            "  --dry-run       report only; record nothing\n"
+            "  --session, --all, --in, --db, --markers, --resegment, --chat, -t, -c, --json\n"
+            "                  as for analyze\n",
+            PD_SCORE_GREEDY_MAX);
+}
+
+/* Parses "1,3,5" into a malloc'd array. */
+static bool parse_steps(const char *s, int32_t **out, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) {
+        cap += *p == ',';
+    }
+    int32_t *v = pd_calloc(cap, sizeof *v);
+    if (!v) {
+        pd_cli_fail(1, "prune: out of memory");
+        return false;
+    }
+    size_t k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            free(v);
+            pd_cli_fail(2, "prune: --steps: expected step indices like 1,3,5, got '%s'", s);
+            return false;
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        free(v);
+        pd_cli_fail(2, "prune: --steps: empty list");
+        return false;
+    }
+    *out = v;
+    *n = k;
+    return true;
+}
+
+/* Records the selection: every step unpruned, then the chosen ones pruned, in one
+ * transaction. */
+static enum pd_status record_prunes(struct pd_store *st, int64_t id,
+                                    const struct pd_step_rec *steps, size_t n_steps,
+                                    const char *spec, const char *by, struct pd_err *err)
+{
+    enum pd_status s = pd_store_begin(st, err);
+    for (size_t j = 0; s == PD_OK && j < n_steps; j++) {
+        s = steps[j].pruned ? pd_store_prune(st, id, steps[j].index, spec, by, err)
+                            : pd_store_unprune(st, id, steps[j].index, err);
+    }
+    if (s == PD_OK) {
+        return pd_store_commit(st, err);
+    }
+    pd_store_rollback(st);
+    return s;
+}
+
+static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
+                        size_t n_steps, const struct pd_prune_result *r,
+                        const struct pd_prune_check *chk, bool json, struct pd_buf *b)
+{
+    b->len = 0;
+    bool ok;
+    if (json) {
+        ok = pd_buf_printf(b, "{\"session\":%lld", (long long)t->id) &&
+             json_ks(b, "spec", r->spec) && json_ki(b, "steps", (long long)r->n_steps) &&
+             pd_buf_puts(b, ",\"pruned\":[");
+        for (size_t j = 0, k = 0; ok && j < n_steps; j++) {
+            if (steps[j].pruned) {
+                ok = pd_buf_printf(b, "%s%d", k++ ? "," : "", steps[j].index);
+            }
+        }
+        ok = ok && pd_buf_puts(b, "]") &&
+             json_ki(b, "tokens_before", (long long)r->tokens_before) &&
+             json_ki(b, "tokens_after", (long long)r->tokens_after) &&
+             json_ki(b, "budget", (long long)r->budget) &&
+             json_kb(b, "budget_met", r->budget_met) && json_kn(b, "difficulty", r->difficulty);
+        if (ok && chk) {
+            ok = pd_buf_puts(b, ",\"verify\":{") &&
+                 pd_buf_printf(b, "\"answer_tokens\":%zu", chk->n_answer) &&
+                 json_kn(b, "logprob_full", chk->logprob_full) &&
+                 json_kn(b, "logprob_pruned", chk->logprob_pruned) &&
+                 json_kn(b, "delta", chk->delta) &&
+                 json_ki(b, "greedy_compared", (long long)chk->n_compare) &&
+                 json_kb(b, "greedy_same", chk->greedy_same) &&
+                 json_kb(b, "greedy_full_matches", chk->greedy_full_matches) &&
+                 json_kb(b, "greedy_pruned_matches", chk->greedy_pruned_matches) &&
+                 pd_buf_puts(b, "}");
+        }
+        return ok && pd_buf_puts(b, "}\n");
+    }
+    ok = pd_buf_printf(b, "session %lld: %s: pruned %zu of %zu steps, %llu -> %llu step tokens",
+                       (long long)t->id, r->spec, r->n_pruned, r->n_steps,
+                       (unsigned long long)r->tokens_before,
+                       (unsigned long long)r->tokens_after);
+    if (ok && r->budget) {
+        ok = pd_buf_printf(b, " (budget %llu%s)", (unsigned long long)r->budget,
+                           r->budget_met ? "" : ", not met: anchors exceed it");
+    }
+    if (ok && chk) {
+        ok = pd_buf_printf(b, "\n  verify: answer logprob %.4f -> %.4f nats (delta %+.4f over "
+                           "%zu tokens); greedy answer %s over %zu tokens",
+                           chk->logprob_full, chk->logprob_pruned, chk->delta, chk->n_answer,
+                           chk->greedy_same ? "unchanged" : "CHANGED", chk->n_compare);
+    }
+    return ok && pd_buf_puts(b, "\n");
+}
+
+int pd_cli_prune(int argc, char **argv)
+{
+    struct common_opts o;
+    if (!common_init(&o, argc)) {
+        return pd_cli_fail(1, "prune: out of memory");
+    }
+    const char *strategy = NULL, *out_path = NULL, *fmt = "messages", *v = NULL;
+    const char *keep_s = NULL, *budget_s = NULL, *thr_s = NULL, *steps_s = NULL;
+    bool verify = false, dry = false, bad = false;
+    long long n_greedy = 16;
+    struct pd_argv a = {argc, argv, 1, "prune"};
+    while (a.i < argc && !bad) {
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            prune_usage(stdout);
+            free(o.ids);
+            return 0;
+        }
+        int r = parse_common(&a, &o);
+        if (r < 0) {
+            bad = true;
+        } else if (r > 0) {
+            continue;
+        } else if (pd_arg_match(&a, "--strategy", "-s", &strategy, &bad) ||
+                   pd_arg_match(&a, "--keep", NULL, &keep_s, &bad) ||
+                   pd_arg_match(&a, "--budget", NULL, &budget_s, &bad) ||
+                   pd_arg_match(&a, "--threshold", NULL, &thr_s, &bad) ||
+                   pd_arg_match(&a, "--steps", NULL, &steps_s, &bad) ||
+                   pd_arg_match(&a, "--out", "-o", &out_path, &bad) ||
+                   pd_arg_match(&a, "--format", "-f", &fmt, &bad)) {
+            continue;
+        } else if (pd_arg_match(&a, "--verify", NULL, NULL, &bad)) {
+            verify = true;
+        } else if (pd_arg_match(&a, "--dry-run", NULL, NULL, &bad)) {
+            dry = true;
+        } else if (pd_arg_match(&a, "--greedy", NULL, &v, &bad)) {
+            if (!bad && !pd_arg_long("prune", "--greedy", v, 0, PD_SCORE_GREEDY_MAX,
+                                     &n_greedy)) {
+                bad = true;
+            }
+        } else {
+            pd_cli_fail(2, "prune: unexpected argument '%s'", argv[a.i]);
+            bad = true;
+        }
+    }
+    enum pd_prune_strategy sk = pd_prune_strategy_parse(strategy);
+    struct pd_prune_params pp = pd_prune_default_params(sk);
+    int32_t *manual = NULL;
+    enum pd_jsonl_format format = pd_jsonl_format_parse(fmt);
+    if (!bad && !strategy) {
+        bad = pd_cli_fail(2, "prune: --strategy is required (manual, asap, redundant, "
+                             "budget)") != 0;
+    } else if (!bad && sk == PD_PRUNE_STRATEGY_COUNT) {
+        bad = pd_cli_fail(2, "prune: unknown strategy '%s' (manual, asap, redundant, budget)",
+                          strategy) != 0;
+    }
+    if (!bad && !common_check_source(&o, "prune")) {
+        bad = true;
+    }
+    if (!bad && keep_s && budget_s) {
+        bad = pd_cli_fail(2, "prune: give --keep or --budget, not both") != 0;
+    }
+    if (!bad && (keep_s || budget_s) && sk != PD_PRUNE_ASAP) {
+        bad = pd_cli_fail(2, "prune: --keep and --budget apply to asap") != 0;
+    }
+    if (!bad && thr_s && sk != PD_PRUNE_REDUNDANT) {
+        bad = pd_cli_fail(2, "prune: --threshold applies to redundant") != 0;
+    }
+    if (!bad && (steps_s != NULL) != (sk == PD_PRUNE_MANUAL)) {
+        bad = pd_cli_fail(2, "prune: --steps %s", steps_s ? "applies to manual only"
+                                                          : "is required by manual") != 0;
+    }
+    double dv = 0;
+    long long lv = 0;
+    if (!bad && keep_s) {
+        if (!pd_arg_double("prune", "--keep", keep_s, &dv)) {
+            bad = true;
+        } else if (!(dv > 0 && dv <= 1)) {
+            bad = pd_cli_fail(2, "prune: --keep: expected a ratio in (0, 1], got '%s'",
+                              keep_s) != 0;
+        }
+        pp.keep = dv;
+    }
+    if (!bad && budget_s) {
+        bad = !pd_arg_long("prune", "--budget", budget_s, 1, INT64_MAX, &lv);
+        pp.budget = (uint64_t)lv;
+    }
+    if (!bad && thr_s) {
+        if (!pd_arg_double("prune", "--threshold", thr_s, &dv)) {
+            bad = true;
+        } else if (!(dv > 0 && dv <= 1)) {
+            bad = pd_cli_fail(2, "prune: --threshold: expected a number in (0, 1], got '%s'",
+                              thr_s) != 0;
+        }
+        pp.threshold = dv;
+    }
+    if (!bad && steps_s && !parse_steps(steps_s, &manual, &pp.n_manual)) {
+        bad = true;
+    }
+    pp.manual = manual;
+    if (!bad && verify && !o.mo.path) {
+        bad = pd_cli_fail(2, "prune: --verify needs -m MODEL") != 0;
+    }
+    if (!bad && format == PD_JSONL_FORMAT_COUNT) {
+        bad = pd_cli_fail(2, "prune: unknown format '%s' (messages, sharegpt, "
+                             "prompt-completion, ponder)", fmt) != 0;
+    }
+    if (!bad && o.in && !out_path) {
+        bad = pd_cli_fail(2, "prune: --in needs --out FILE (the pruned traces go there)") != 0;
+    }
+    if (!bad && dry && out_path) {
+        bad = pd_cli_fail(2, "prune: --dry-run records nothing, so there is nothing to "
+                             "--out") != 0;
+    }
+    if (bad) {
+        free(manual);
+        free(o.ids);
+        return 2;
+    }
+    int rc = 0;
+    struct tmp_db tmp = {0};
+    struct model_ctx mc = {0};
+    int64_t *done = NULL;
+    size_t n_done = 0;
+    struct pd_buf out;
+    pd_buf_init(&out);
+    struct pd_store *st = common_open(&o, &tmp, false, &rc);
+    if (!st) {
+        goto finish;
+    }
+    if (o.mo.path && !model_open(&o.mo, &mc)) {
+        rc = 1;
+        goto finish;
+    }
+    done = pd_calloc(o.n_ids + 1, sizeof *done);
+    if (!done) {
+        rc = pd_cli_fail(1, "prune: out of memory");
+        goto finish;
+    }
+    struct bar bar;
+    bar_init(&bar, "prune");
+    for (size_t k = 0; k < o.n_ids; k++) {
+        bar_draw(&bar, k, o.n_ids);
+        struct pd_err err;
+        pd_err_clear(&err);
+        struct trace t;
+        struct pd_step_rec *steps = NULL;
+        size_t n_steps = 0;
+        bool fresh = false;
+        struct pd_prune_result res;
+        struct pd_prune_check chk;
+        enum pd_status s = trace_load(st, o.ids[k], &t, &err);
+        if (s == PD_OK && mc.sc && !trace_scored(&t) && !dry) {
+            s = score_session(st, &t, &mc, &o.so, &err);
+        }
+        if (s == PD_OK) {
+            s = trace_steps(&t, &o.so, &steps, &n_steps, &fresh, &err);
+        }
+        if (s == PD_OK && !dry) {
+            /* prunes refer to stored steps; fresh metrics go in with them */
+            s = fresh ? pd_store_steps_replace(st, t.id, steps, n_steps, &err)
+                      : pd_store_steps_put(st, t.id, steps, n_steps, &err);
+        }
+        if (s == PD_OK) {
+            s = pd_prune_select(t.toks, t.n, steps, n_steps, &pp, &res, &err);
+        }
+        if (s == PD_OK && !dry) {
+            s = record_prunes(st, t.id, steps, n_steps, res.spec,
+                              sk == PD_PRUNE_MANUAL ? "user" : "auto", &err);
+        }
+        if (s == PD_OK && verify) {
+            if (!trace_scored(&t)) {
+                s = pd_err_set(&err, PD_EINVAL, "verification needs a scored trace");
+            } else {
+                s = pd_prune_verify(mc.sc, t.toks, t.n, steps, n_steps, (uint32_t)n_greedy,
+                                    &chk, &err);
+            }
+        }
+        bar_clear(&bar);
+        if (s == PD_OK) {
+            if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, o.json, &out)) {
+                fputs(out.data, stdout);
+                fflush(stdout);
+                done[n_done++] = t.id;
+            } else {
+                s = pd_err_set(&err, PD_ENOMEM, "out of memory");
+            }
+        }
+        if (s != PD_OK) {
+            pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+        free(steps);
+        trace_free(&t);
+    }
+    bar_clear(&bar);
+    if (out_path && n_done > 0) {
+        struct pd_export_params ep = {.format = format, .session_ids = done,
+                                      .n_session_ids = n_done};
+        struct pd_export_result er;
+        struct pd_err err;
+        pd_err_clear(&err);
+        if (pd_jsonl_export_file(st, out_path, &ep, &er, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+        } else if (!o.json) {
+            fprintf(stderr, "wrote %llu pruned trace%s to %s", (unsigned long long)er.n_written,
+                    er.n_written == 1 ? "" : "s", out_path);
+            if (er.n_skipped) {
+                fprintf(stderr, " (%llu skipped: %s)", (unsigned long long)er.n_skipped,
+                        er.skip_reason);
+            }
+            fputc('\n', stderr);
+        }
+    } else if (out_path) {
+        rc = pd_cli_fail(1, "prune: no trace was pruned; %s not written", out_path);
+    }
+finish:
+    pd_buf_deinit(&out);
+    model_close(&mc);
+    pd_store_close(&st);
+    tmp_db_remove(&tmp);
+    free(done);
+    free(manual);
+    free(o.ids);
+    return rc;
+}
+
+/* ---- score --in / --session / --all --------------------------------------------------- */
+
+static void score_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ponder score -m MODEL (--in FILE | --session ID... | --all) [--db F]\n"
+            "                    [--force] [--topk K] [--no-attn] [--chat FAMILY] [--markers]\n"
+            "                    [--min-chars N] [-t N] [-c N] [--json]\n"
+            "\n"
+            "Scores stored reasoning traces with a model: each trace is rebuilt with the\n"
+            "model's chat template (prompt, <think> thinking </think>, answer), teacher-forced,\n"
+            "and its tokens are replaced by the model's tokens with logprob, entropy, top-k\n"
+            "and an attention summary; its steps are segmented again and stored with their\n"
+            "metrics (earlier steps and prunes of the trace are dropped).\n"
+            "\n"
+            "  --in FILE       import FILE (JSONL) into the database, then score those traces\n"
+            "  --session ID    a stored session (repeatable)\n"
+            "  --all           every stored session that has unscored tokens\n"
+            "  --force         with --all: score every session again\n"
+            "  --db F          database (default $XDG_DATA_HOME/ponder/ponder.db)\n"
+            "  --topk K        alternatives kept per token (default 5, at most %d)\n"
+            "  --no-attn       do not store attention summaries\n"
+            "  --chat F        chat family (default: detected from the model)\n"
+            "  --markers, --min-chars N   step segmentation as for analyze\n"
+            "  -t, --threads N CPU threads;  -c, --ctx N  context slots (the longest trace)\n"
+            "  --json          one JSON object per trace and line\n",
+            PD_TOPK_MAX);
+}
+
+bool pd_cli_score_batch_wanted(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--in") == 0 || strncmp(s, "--in=", 5) == 0 ||
+            strcmp(s, "--session") == 0 || strncmp(s, "--session=", 10) == 0 ||
+            strcmp(s, "--all") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int pd_cli_score_in(int argc, char **argv)
+{
+    struct common_opts o;
+    if (!common_init(&o, argc)) {
+        return pd_cli_fail(1, "score: out of memory");
+    }
+    bool force = false, bad = false;
+    const char *v = NULL;
+    long long topk = 5;
+    struct pd_argv a = {argc, argv, 1, "score"};
+    while (a.i < argc && !bad) {
+        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
+            score_usage(stdout);
+            free(o.ids);
+            return 0;
+        }
+        int r = parse_common(&a, &o);
+        if (r < 0) {
+            bad = true;
+        } else if (r > 0) {
+            continue;
+        } else if (pd_arg_match(&a, "--force", NULL, NULL, &bad)) {
+            force = true;
+        } else if (pd_arg_match(&a, "--no-attn", NULL, NULL, &bad)) {
+            o.mo.attn = false;
+        } else if (pd_arg_match(&a, "--topk", "-k", &v, &bad)) {
+            if (!bad && !pd_arg_long("score", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
+                bad = true;
+            }
+        } else {
+            pd_cli_fail(2, "score: unexpected argument '%s'", argv[a.i]);
+            bad = true;
+        }
+    }
+    o.mo.topk = (uint32_t)topk;
+    if (!bad && !common_check_source(&o, "score")) {
+        bad = true;
+    }
+    if (!bad && !o.mo.path) {
+        bad = pd_cli_fail(2, "score: -m MODEL is required") != 0;
+    }
+    if (!bad && force && !o.all) {
+        bad = pd_cli_fail(2, "score: --force applies to --all") != 0;
+    }
+    if (bad) {
+        free(o.ids);
+        return 2;
+    }
+    int rc = 0;
+    struct model_ctx mc = {0};
+    struct pd_buf out;
+    pd_buf_init(&out);
+    struct pd_store *st = common_open(&o, NULL, true, &rc);
+    if (!st) {
+        goto finish;
+    }
+    if (!model_open(&o.mo, &mc)) {
+        rc = 1;
+        goto finish;
+    }
+    struct bar bar;
+    bar_init(&bar, "score");
+    size_t n_scored = 0;
+    for (size_t k = 0; k < o.n_ids; k++) {
+        bar_draw(&bar, k, o.n_ids);
+        struct pd_err err;
+        pd_err_clear(&err);
+        struct trace t;
+        enum pd_status s = trace_load(st, o.ids[k], &t, &err);
+        if (s == PD_OK && o.all && !force && (trace_scored(&t) || t.n == 0)) {
+            trace_free(&t);
+            continue;
+        }
+        if (s == PD_OK) {
+            s = score_session(st, &t, &mc, &o.so, &err);
+        }
+        bar_clear(&bar);
+        if (s == PD_OK) {
+            struct pd_step_span *spans = pd_calloc(t.n_stored + 1, sizeof *spans);
+            struct pd_trace_stats ts;
+            bool ok = spans && pd_metrics_spans(t.toks, t.n, t.stored, t.n_stored, spans,
+                                                &err) == PD_OK;
+            if (ok) {
+                pd_metrics_trace(t.toks, t.n, t.stored, spans, t.n_stored, &ts);
+                out.len = 0;
+                if (o.json) {
+                    ok = pd_buf_printf(&out, "{\"session\":%lld", (long long)t.id) &&
+                         json_ki(&out, "tokens", (long long)t.n) &&
+                         json_ki(&out, "steps", (long long)t.n_stored) &&
+                         json_kn(&out, "mean_surprisal", ts.mean_surprisal) &&
+                         json_kn(&out, "mean_entropy", ts.mean_entropy) &&
+                         pd_buf_puts(&out, "}\n");
+                } else {
+                    ok = pd_buf_printf(&out, "session %lld: scored %zu tokens, %zu steps, "
+                                       "thinking mean surprisal %.3f bits, mean entropy "
+                                       "%.3f bits\n", (long long)t.id, t.n, t.n_stored,
+                                       ts.mean_surprisal, ts.mean_entropy);
+                }
+                if (ok) {
+                    fputs(out.data, stdout);
+                    fflush(stdout);
+                }
+            }
+            free(spans);
+            if (!ok) {
+                s = err.msg[0] ? err.status : pd_err_set(&err, PD_ENOMEM, "out of memory");
+            }
+            n_scored++;
+        }
+        if (s != PD_OK) {
+            pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+        trace_free(&t);
+    }
+    bar_clear(&bar);
+    if (n_scored == 0 && rc == 0 && !o.json) {
+        fprintf(stderr, "score: nothing to score\n");
+    }
+finish:
+    pd_buf_deinit(&out);
+    model_close(&mc);
+    pd_store_close(&st);
+    free(o.ids);
+    return rc;
+}

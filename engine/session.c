@@ -1292,8 +1292,11 @@ enum pd_status pd_session_start(struct pd_session *s, const char *system, const 
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    st = pd_tok_encode(s->tok, text.data ? text.data : "", text.len, pd_tok_add_bos(s->tok),
-                       true, &ids, &n_ids, err);
+    /* BOS as the vocabulary asks, or as the template starts with it (R1, Llama 3). */
+    const struct pd_chat_traits *ft = pd_chat_family_traits(s->p.chat.family);
+    bool add_bos = pd_tok_add_bos(s->tok) || (ft && ft->template_bos && pd_tok_bos(s->tok) >= 0);
+    st = pd_tok_encode(s->tok, text.data ? text.data : "", text.len, add_bos, true, &ids, &n_ids,
+                       err);
     pd_buf_deinit(&text);
     if (st) {
         return st;

@@ -1,7 +1,8 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
  *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
- *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench] --out FILE
+ *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench] [--vocab-from GGUF]
+ *           [--chat-template deepseek-r1|qwen3|chatml] --out FILE
  *
  * The same arguments always give the same bytes. Shapes are small but exercise every
  * feature of the architecture: GQA (n_head 4, n_head_kv 2), q/k/v biases for qwen2, per-head
@@ -10,6 +11,10 @@
  * those models are 256 wide); norms and biases stay f32 as in real files.
  * Vocabulary: a small SentencePiece-style vocab (byte pieces + words) for llama and a
  * byte-level BPE vocab with merges and Qwen-style special tokens for qwen.
+ * --vocab-from copies every tokenizer.* key of another GGUF (e.g. the real Qwen vocabulary
+ * written by mkqwenvocab) instead. --chat-template stores a short template text carrying
+ * the markers ponder's detector keys on (engine/chat.h), so templated generation paths
+ * can be exercised end to end.
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
  * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`. */
 #include <math.h>
@@ -40,6 +45,8 @@ static float rng_uniform(struct rng *r, float a)
 }
 
 struct spec {
+    const char *vocab_from;
+    const char *chat_template;
     const char *arch;
     enum pd_dtype type;
     uint64_t seed;
@@ -239,6 +246,101 @@ static int add_vector(struct pd_gguf_writer *w, struct rng *r, const char *name,
         }                                         \
     } while (0)
 
+/* Copies every key of g that starts with prefix into w. */
+static int copy_keys(struct pd_gguf_writer *w, const struct pd_gguf *g, const char *prefix,
+                     struct pd_err *err)
+{
+    size_t pl = strlen(prefix);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct pd_gguf_kv *kv = &g->kv[i];
+        if (kv->key.n < pl || memcmp(kv->key.s, prefix, pl) != 0) {
+            continue;
+        }
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.n, kv->key.s);
+        enum pd_status st = PD_OK;
+        switch (kv->type) {
+        case PD_GGUF_UINT8:
+        case PD_GGUF_UINT16:
+        case PD_GGUF_UINT32:
+            st = pd_gguf_writer_add_u32(w, key, (uint32_t)kv->v.u, err);
+            break;
+        case PD_GGUF_UINT64:
+            st = pd_gguf_writer_add_u64(w, key, kv->v.u, err);
+            break;
+        case PD_GGUF_INT8:
+        case PD_GGUF_INT16:
+        case PD_GGUF_INT32:
+            st = pd_gguf_writer_add_i32(w, key, (int32_t)kv->v.i, err);
+            break;
+        case PD_GGUF_INT64:
+            st = pd_gguf_writer_add_i64(w, key, kv->v.i, err);
+            break;
+        case PD_GGUF_FLOAT32:
+            st = pd_gguf_writer_add_f32(w, key, (float)kv->v.f, err);
+            break;
+        case PD_GGUF_FLOAT64:
+            st = pd_gguf_writer_add_f64(w, key, kv->v.f, err);
+            break;
+        case PD_GGUF_BOOL:
+            st = pd_gguf_writer_add_bool(w, key, kv->v.u != 0, err);
+            break;
+        case PD_GGUF_STRING:
+            st = pd_gguf_writer_add_str_n(w, key, kv->v.str.s, kv->v.str.n, err);
+            break;
+        case PD_GGUF_ARRAY:
+            if (kv->v.arr.elem == PD_GGUF_STRING) {
+                size_t n = kv->v.arr.n;
+                const char **strs = malloc((n ? n : 1) * sizeof *strs);
+                size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+                for (size_t k = 0; strs && lens && k < n; k++) {
+                    strs[k] = kv->v.arr.strs[k].s;
+                    lens[k] = kv->v.arr.strs[k].n;
+                }
+                st = strs && lens ? pd_gguf_writer_add_arr_str(w, key, strs, lens, n, err)
+                                  : PD_ENOMEM;
+                free(strs);
+                free(lens);
+            } else {
+                /* little-endian host: the raw elements are the C values */
+                st = pd_gguf_writer_add_arr(w, key, kv->v.arr.elem, kv->v.arr.data,
+                                            kv->v.arr.n, err);
+            }
+            break;
+        default:
+            break;
+        }
+        if (st) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Short template texts with the markers the detector looks for (not full templates). */
+static const char *template_text(const char *name)
+{
+    if (strcmp(name, "deepseek-r1") == 0) {
+        return "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+               "{{ '<\xEF\xBD\x9CUser\xEF\xBD\x9C>' + m['content'] }}{% endif %}{% endfor %}"
+               "{% if add_generation_prompt %}"
+               "{{ '<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n' }}{% endif %}";
+    }
+    if (strcmp(name, "qwen3") == 0) {
+        return "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+               "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|im_start|>assistant\\n' }}{% if enable_thinking is defined and "
+               "enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+               "{% endif %}";
+    }
+    if (strcmp(name, "chatml") == 0) {
+        return "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+               "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    }
+    return NULL;
+}
+
 static int build(const struct spec *sp, const char *out)
 {
     struct pd_err err;
@@ -250,7 +352,15 @@ static int build(const struct spec *sp, const char *out)
         fprintf(stderr, "mkmodel: %s\n", err.msg);
         return 1;
     }
-    if (sp->bpe) {
+    struct pd_gguf *vg = NULL;
+    uint64_t n_vocab_from = 0;
+    if (sp->vocab_from) {
+        if (pd_gguf_open(sp->vocab_from, &vg, &err)) {
+            fprintf(stderr, "mkmodel: %s\n", err.msg);
+            pd_gguf_writer_close(&w);
+            return 1;
+        }
+    } else if (sp->bpe) {
         build_bpe(&v);
     } else {
         build_spm(&v);
@@ -282,6 +392,20 @@ static int build(const struct spec *sp, const char *out)
         KU32("attention.value_length", sp->head_dim);
     }
     KU32("rope.dimension_count", sp->head_dim);
+    if (sp->chat_template) {
+        CHECK(pd_gguf_writer_add_str(w, "tokenizer.chat_template",
+                                     template_text(sp->chat_template), &err));
+    }
+    if (vg) {
+        CHECK(copy_keys(w, vg, "tokenizer.ggml.", &err));
+        const struct pd_gguf_kv *toks = pd_gguf_find(vg, "tokenizer.ggml.tokens");
+        if (!toks || toks->type != PD_GGUF_ARRAY) {
+            fprintf(stderr, "mkmodel: %s: no tokenizer.ggml.tokens\n", sp->vocab_from);
+            goto done;
+        }
+        n_vocab_from = toks->v.arr.n;
+        goto tensors;
+    }
     CHECK(pd_gguf_writer_add_str(w, "tokenizer.ggml.model", sp->bpe ? "gpt2" : "llama", &err));
     if (sp->bpe) {
         CHECK(pd_gguf_writer_add_str(w, "tokenizer.ggml.pre", "qwen2", &err));
@@ -305,7 +429,8 @@ static int build(const struct spec *sp, const char *out)
         CHECK(pd_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, &err));
         CHECK(pd_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true, &err));
     }
-    uint64_t n_vocab = v.n;
+tensors:;
+    uint64_t n_vocab = vg ? n_vocab_from : v.n;
     uint32_t E = sp->n_embd, F = sp->n_ff, hd = sp->head_dim;
     uint64_t qd = (uint64_t)sp->n_head * hd, kd = (uint64_t)sp->n_head_kv * hd;
     float ws = 1.0f / sqrtf((float)E);
@@ -358,13 +483,14 @@ done:
     free(v.score);
     free(v.type);
     free(v.merges);
+    pd_gguf_close(&vg);
     pd_gguf_writer_close(&w);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    struct spec sp = {"llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
+    struct spec sp = {NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
     const char *out = NULL;
     int bench = 0;
     for (int i = 1; i < argc; i++) {
@@ -386,6 +512,15 @@ int main(int argc, char **argv)
             sp.seed = strtoull(val, NULL, 10);
         } else if (strcmp(a, "--vocab") == 0) {
             sp.bpe = strcmp(val, "bpe") == 0;
+        } else if (strcmp(a, "--vocab-from") == 0) {
+            sp.vocab_from = val;
+        } else if (strcmp(a, "--chat-template") == 0) {
+            if (!template_text(val)) {
+                fprintf(stderr, "mkmodel: --chat-template: expected deepseek-r1, qwen3 or "
+                                "chatml, got '%s'\n", val);
+                return 2;
+            }
+            sp.chat_template = val;
         } else if (strcmp(a, "--shape") == 0) {
             if (strcmp(val, "bench") == 0) {
                 bench = 1;

@@ -42,7 +42,11 @@ int pd_cli_prune(int argc, char **argv);
 int pd_cli_score_in(int argc, char **argv);
 bool pd_cli_score_batch_wanted(int argc, char **argv);
 
-/* What `ponder` with no arguments does: the workbench's default job. */
+/* The workbench (cli_run.c): run a model live, replay a saved session, print the key
+ * reference. pd_cli_default is what `ponder` with no arguments does. */
+int pd_cli_run(int argc, char **argv);
+int pd_cli_replay(int argc, char **argv);
+int pd_cli_keys(int argc, char **argv);
 int pd_cli_default(int argc, char **argv);
 
 /* Prints "ponder: <err message>" to stderr. */

@@ -1,9 +1,12 @@
-/* cli_table.c - the subcommand table and what `ponder` does with no arguments. */
+/* cli_table.c - the subcommand table (`ponder` with no arguments: cli_run.c). */
 #include "cli.h"
 
 #include <stdio.h>
 
 const struct pd_subcmd pd_subcmds[] = {
+    {"run", "open the workbench on a model and stream a generation live", pd_cli_run},
+    {"replay", "open the workbench on a saved session", pd_cli_replay},
+    {"keys", "print the workbench key bindings (--markdown: docs/keys.md)", pd_cli_keys},
     {"info", "describe a GGUF model (architecture, sizes, types, tokenizer)", pd_cli_info},
     {"tokenize", "turn text into token ids", pd_cli_tokenize},
     {"score", "per-token logprob, entropy and top-k of a text under a model", pd_cli_score},
@@ -17,11 +20,3 @@ const struct pd_subcmd pd_subcmds[] = {
     {"prune", "prune reasoning steps by a strategy, verify, export", pd_cli_prune},
     {NULL, NULL, NULL},
 };
-
-int pd_cli_default(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ponder: no command given (see 'ponder --help')\n");
-    return 2;
-}

@@ -1,0 +1,389 @@
+/* app.h - the workbench's state (view model) and its pure action handling.
+ *
+ * DESIGN
+ * Model vs. drawing.  struct pd_app holds everything the panes show: the tokens of the
+ *   trace with their metrics, the steps, tags, KV-cache events, the run's status, and
+ *   the view state (cursor, scroll, focus, overlays, search, command line). Key handlers
+ *   and event handlers mutate it and set dirty bits; they never draw and never do I/O.
+ *   The draw pass (draw_*.c) reads it.
+ * Effects.  What an action asks of the outside world (a command for the generation
+ *   session, a save, quitting, opening the command line) is queued in the app's outbox
+ *   (pd_app_fx); the front end's loop executes the queue after each input. So app.c
+ *   links without curses, the engine session or SQLite, and tests drive it directly.
+ * Live and replay.  In live mode tokens arrive from the session; in replay all tokens of
+ *   a saved session are loaded and n_visible (the playhead) says how many are shown;
+ *   pd_app_tick advances it while playing. Every view uses [0, n_visible).
+ * Saving.  Prunes and tags made in the UI are kept here with a `saved` mark; a save
+ *   effect writes the differences and the loop calls pd_app_mark_saved. "Unsaved" means
+ *   such differences exist or the store writer has not committed every token yet.
+ * Steps.  Live tokens go through an incremental segmenter (analysis/steps.h); the open
+ *   step is shown as the last entry. Step metrics (mean/first-token surprisal, mean
+ *   entropy) come from the tokens; importance is the attention the step's tokens receive
+ *   from tokens of later steps (summary blobs, mean over layers), attributed as tokens
+ *   arrive.
+ *
+ * Ownership: the app owns its token records (text and attention blobs), steps, tags and
+ * events; records passed to the pd_app_push_* functions named _take are taken over.
+ * Thread-safety: one thread (the UI thread). */
+#ifndef PD_APP_H
+#define PD_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "base/trace.h"
+#include "session.h"
+#include "steps.h"
+#include "wrap.h"
+
+enum pd_app_kind {
+    PD_APP_LIVE,   /* a generation streams from the engine session */
+    PD_APP_REPLAY, /* a saved session, no model needed */
+    PD_APP_KIND_COUNT
+};
+
+enum pd_pane {
+    PD_PANE_TRACE,
+    PD_PANE_STEPS,
+    PD_PANE_INSPECT,
+    PD_PANE_KV,
+    PD_PANE_COUNT
+};
+
+/* Short pane names ("trace", "steps", "inspector", "kv"). */
+const char *pd_pane_name(enum pd_pane p);
+
+/* Dirty bits: which panes the next draw pass repaints. */
+enum {
+    PD_DIRTY_TRACE = 1u << 0,
+    PD_DIRTY_STEPS = 1u << 1,
+    PD_DIRTY_INSPECT = 1u << 2,
+    PD_DIRTY_KV = 1u << 3,
+    PD_DIRTY_STATUS = 1u << 4,
+    PD_DIRTY_CMDLINE = 1u << 5,
+    PD_DIRTY_HELP = 1u << 6,
+    PD_DIRTY_LAYOUT = 1u << 7, /* sizes changed: clear and repaint everything */
+    PD_DIRTY_ALL = 0xffu,
+};
+
+/* Everything a key can do. The key table (keys.c) maps keys to these. */
+enum pd_action {
+    PD_ACT_NONE,
+    PD_ACT_PAUSE,          /* live: pause/resume generation; replay: play/pause */
+    PD_ACT_ANSWER_NOW,     /* live: close the thinking span now */
+    PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
+    PD_ACT_INJECT,         /* live: open ":inject " */
+    PD_ACT_BRANCH,         /* live: branch after the cursor token */
+    PD_ACT_PRUNE,          /* prune/unprune the cursor's step */
+    PD_ACT_PRUNE_CONTINUE, /* live: prune the step and drop it from the model's cache */
+    PD_ACT_TAG,            /* open ":tag " for the cursor's step */
+    PD_ACT_KV_BUDGET,      /* live: open ":budget " */
+    PD_ACT_DIVERGENCE,     /* live: measure shadow divergence now */
+    PD_ACT_SEARCH,         /* open "/" */
+    PD_ACT_SEARCH_NEXT,
+    PD_ACT_SEARCH_PREV,
+    PD_ACT_STEP_PREV,
+    PD_ACT_STEP_NEXT,
+    PD_ACT_LEFT,
+    PD_ACT_RIGHT,
+    PD_ACT_UP,
+    PD_ACT_DOWN,
+    PD_ACT_PAGE_UP,
+    PD_ACT_PAGE_DOWN,
+    PD_ACT_HOME,
+    PD_ACT_END,            /* last token, and follow new tokens */
+    PD_ACT_FOCUS_NEXT,
+    PD_ACT_SELECT,         /* inspector: steer by the chosen alternative (live) */
+    PD_ACT_PLAY_STEP,      /* replay: one token forward (pauses) */
+    PD_ACT_PLAY_BACK,      /* replay: one token back (pauses) */
+    PD_ACT_FASTER,         /* replay speed x2 */
+    PD_ACT_SLOWER,         /* replay speed /2 */
+    PD_ACT_SAVE,
+    PD_ACT_COMMAND,        /* open ":" */
+    PD_ACT_HELP,           /* toggle the help overlay */
+    PD_ACT_CANCEL,         /* close the overlay / clear the message */
+    PD_ACT_QUIT,           /* asks when unsaved: a second q quits */
+    PD_ACT_REDRAW,         /* repaint everything (Ctrl-L, resize) */
+    PD_ACT_COUNT
+};
+
+/* Stable lowercase name of an action ("pause", "answer-now", ...), used by :map-free
+ * commands, docs and tests. NULL when out of range. */
+const char *pd_action_name(enum pd_action a);
+/* Whether an action does anything in this kind of app (live-only ones do not replay). */
+bool pd_action_allowed(enum pd_action a, enum pd_app_kind kind);
+
+/* An effect the loop executes. */
+enum pd_fx_kind {
+    PD_FX_SESSION,   /* send cmd to the generation session */
+    PD_FX_SAVE,      /* write unsaved prunes and tags, flush the recording */
+    PD_FX_QUIT,
+    PD_FX_CMDLINE,   /* open the command line: kind (':' or '/') and initial text */
+    PD_FX_KIND_COUNT
+};
+
+struct pd_app_fx {
+    enum pd_fx_kind kind;
+    struct pd_cmd cmd;       /* PD_FX_SESSION */
+    char cmdline_kind;       /* PD_FX_CMDLINE */
+    char text[256];          /* PD_FX_CMDLINE: initial text */
+};
+
+#define PD_APP_FX_MAX 32
+
+/* One step as shown: the record plus UI state. */
+struct pd_app_step {
+    struct pd_step_rec rec;  /* metrics filled by the app */
+    bool open;               /* still growing (live) */
+    bool pruned_saved;       /* what the database holds */
+    bool in_db;              /* the store has this step row */
+    float recv;              /* attention received from later steps (importance) */
+    int32_t n_tags;          /* tags on this step's span */
+};
+
+struct pd_app_tag {
+    int64_t id;              /* database id once saved, 0 before */
+    int64_t pos_begin;
+    int64_t pos_end;
+    bool whole;              /* tags the session */
+    bool saved;
+    char tag[64];
+    char note[192];
+};
+
+/* Measured by the loop (key to frame latency, draw cost), shown by :stats. */
+struct pd_app_stats {
+    uint64_t frames;
+    uint64_t keys;
+    uint64_t key_frames;         /* frames that showed at least one new key */
+    double key_lat_ms_sum;
+    double key_lat_ms_max;
+    double draw_ms_sum;
+    double draw_ms_max;
+    double draw_ms_last;
+};
+
+struct pd_app {
+    enum pd_app_kind kind;
+    unsigned dirty;
+
+    /* ---- the trace ---- */
+    struct pd_token_rec *toks;   /* owned [n_toks]; each owns text/attn */
+    size_t n_toks;
+    size_t cap_toks;
+    int32_t *tok_step;           /* owned [cap_toks]: step index of each token, -1 none */
+    size_t n_visible;            /* tokens shown: == n_toks live; the playhead in replay */
+    size_t n_prompt;             /* leading prompt tokens */
+
+    /* ---- steps ---- */
+    struct pd_app_step *steps;   /* owned [n_steps] */
+    size_t n_steps;
+    size_t cap_steps;
+    struct pd_steps_seg *seg;    /* owned; live segmentation (NULL in replay) */
+    struct pd_steps_list seg_out;/* scratch for the segmenter */
+    bool seg_failed;
+
+    /* ---- tags ---- */
+    struct pd_app_tag *tags;     /* owned [n_tags] */
+    size_t n_tags;
+    size_t cap_tags;
+
+    /* ---- KV cache ---- */
+    int32_t n_layer;             /* 0 until known */
+    struct pd_kv_event_rec *kv;  /* owned [n_kv] in arrival order */
+    size_t n_kv;
+    size_t cap_kv;
+    char kv_policy[96];          /* spec text, "full" when none */
+    bool kv_shadow;
+    int64_t kv_sinks;            /* protected first slots */
+    int64_t kv_recent;           /* protected last slots (0: none / unknown) */
+    int64_t kv_budget;           /* slots, 0: none */
+    uint32_t kv_used, kv_cap;
+    uint8_t *kv_map;             /* owned [kv_map_cap][kv_map_layers]: 1 = evicted */
+    size_t kv_map_cap;
+    int32_t kv_map_layers;
+    size_t kv_map_applied;       /* events applied to the map */
+    size_t kv_map_visible;       /* playhead the map was built for */
+    bool has_div;
+    double div_kl_bits;
+    bool div_top1;
+
+    /* ---- run status ---- */
+    char model[96];
+    char backend[16];
+    enum pd_think_mode mode;
+    uint32_t short_budget;       /* budget used when cycling to short */
+    double tok_per_s;
+    bool paused;
+    bool pause_pending;          /* sent, not yet confirmed by the session */
+    bool finished;
+    char finish_reason[32];
+    char error[256];
+    int64_t session_id;          /* store id, 0: not recorded */
+    int64_t n_committed;         /* tokens the store has committed */
+    bool recording;              /* a store writer is attached */
+    int64_t n_branches;
+
+    /* ---- view ---- */
+    size_t cursor;               /* token index (< n_visible when n_visible > 0) */
+    bool follow;                 /* the cursor follows new tokens */
+    enum pd_pane focus;
+    size_t trace_top;            /* first trace line shown */
+    int trace_rows, trace_cols;  /* the trace pane's size (set by pd_app_resize) */
+    size_t steps_top;
+    int steps_rows;
+    int alt_sel;                 /* inspector: selected top-k alternative, -1 none */
+    bool narrow;                 /* the layout shares one slot between steps and KV */
+    bool help;
+    int help_top;
+    struct pd_wrap wrap;         /* trace line layout */
+
+    /* ---- search ---- */
+    char search[128];
+    size_t *matches;             /* owned [n_matches]: token index of each match start */
+    size_t n_matches;
+    size_t cap_matches;
+    size_t match_i;
+
+    /* ---- command line / messages ---- */
+    bool cmd_active;
+    char cmd_kind;               /* ':' or '/' */
+    char cmd_text[512];          /* the line being edited (mirrored from readline) */
+    int cmd_point;               /* cursor byte offset in cmd_text */
+    char msg[256];               /* last message for the message line */
+    bool msg_error;
+
+    /* ---- replay ---- */
+    bool playing;
+    double speed;                /* tokens per second */
+    double play_acc;             /* fractional tokens owed */
+
+    /* ---- quitting ---- */
+    bool quit_armed;             /* one q pressed with unsaved work */
+    bool quit;                   /* the loop ends */
+
+    /* ---- outbox ---- */
+    struct pd_app_fx fx[PD_APP_FX_MAX];
+    size_t n_fx;
+
+    /* ---- vocabulary for alternatives (optional) ---- */
+    const char *(*piece)(void *ud, int32_t id, size_t *len);
+    void *piece_ud;              /* borrowed */
+
+    struct pd_app_stats stats;
+};
+
+/* Initialises an empty app of the given kind (live: with a step segmenter). */
+enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_err *err);
+void pd_app_deinit(struct pd_app *a);
+
+/* ---- feeding data ---- */
+
+/* Appends a token, taking ownership of t->text and t->attn (NULLed in *t, also on
+ * failure). Positions must increase by one from the previous token. Live: feeds the
+ * segmenter and updates steps. */
+enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
+                                      struct pd_err *err);
+/* Records a KV event. */
+enum pd_status pd_app_push_kv(struct pd_app *a, const struct pd_kv_event_rec *ev,
+                              struct pd_err *err);
+/* Adds a step read from a store (replay): rec->pruned is the saved state. Steps must
+ * come in index order without gaps. */
+enum pd_status pd_app_push_step(struct pd_app *a, const struct pd_step_rec *rec,
+                                struct pd_err *err);
+/* Adds a tag read from a store (already saved). */
+enum pd_status pd_app_push_tag(struct pd_app *a, const struct pd_app_tag *t,
+                               struct pd_err *err);
+/* Replay: segments the loaded tokens when the session had no stored steps (they are
+ * then not in the database until a save), computes step metrics and importance. */
+enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err);
+
+/* Sets the KV policy shown (spec as for --kv): canonical text, shadow mode, budget, the
+ * protected sink and recent sets. PD_EINVAL with the parser's message. */
+enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err);
+
+/* Handles one session event (live). Takes ownership of ev->tok's text and blob. */
+enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_err *err);
+
+/* ---- input ---- */
+
+/* Performs an action: mutates state, sets dirty bits, may queue effects. */
+void pd_app_do(struct pd_app *a, enum pd_action act);
+
+/* Runs a command line (without the leading ':'): "inject TEXT", "tag NAME [NOTE]",
+ * "budget N", "mode long|short[:N]|none", "goto POS", "seek POS", "speed X", "save",
+ * "q", "q!", "quit", "prune", "branch", "divergence", "stats", "help". Unknown commands
+ * and bad arguments leave an error message. */
+void pd_app_command(struct pd_app *a, const char *line);
+
+/* Command names for completion (NULL-terminated, static). */
+const char *const *pd_app_command_names(void);
+
+/* Searches the visible text for `query` (ASCII case-insensitive, may span tokens) and
+ * moves the cursor to the first match at or after it. Empty query clears. */
+void pd_app_search(struct pd_app *a, const char *query);
+
+/* The trace pane's size changed (also on start). Re-wraps the trace. */
+void pd_app_resize(struct pd_app *a, int trace_rows, int trace_cols, int steps_rows,
+                   bool narrow);
+
+/* Replay clock: advances the playhead by speed * dt while playing. */
+void pd_app_tick(struct pd_app *a, double dt_s);
+
+/* Moves the playhead to n tokens (replay) and clamps the cursor. */
+void pd_app_seek(struct pd_app *a, size_t n);
+
+/* Sets the message line (printf-style). */
+void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- effects ---- */
+
+/* Takes the oldest queued effect; false when none. */
+bool pd_app_fx_pop(struct pd_app *a, struct pd_app_fx *out);
+
+/* The loop saved successfully: marks steps and tags saved. */
+void pd_app_mark_saved(struct pd_app *a);
+
+/* ---- queries for the panes ---- */
+
+/* True when prunes or tags differ from the database or the recording lags. */
+bool pd_app_unsaved(const struct pd_app *a);
+
+/* The step holding token index i, or -1. */
+int32_t pd_app_step_of(const struct pd_app *a, size_t i);
+
+/* The trace as a wrap source over the visible tokens (markers at step starts and role
+ * changes). */
+struct pd_wrap_src pd_app_wrap_src(const struct pd_app *a);
+
+/* Surprisal in bits of token i (NAN when not scored). */
+float pd_app_surprisal(const struct pd_app *a, size_t i);
+
+/* Token text for an id through the vocabulary callback, or NULL. */
+const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
+
+/* KV state of (layer, position) as of the playhead. */
+enum pd_kv_cell {
+    PD_KV_CELL_NONE,      /* position not reached */
+    PD_KV_CELL_KEPT,
+    PD_KV_CELL_EVICTED,
+    PD_KV_CELL_SINK,      /* protected at the start */
+    PD_KV_CELL_PROTECTED, /* protected recent window */
+    PD_KV_CELL_COUNT
+};
+enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t pos);
+
+/* Mode name for the status bar ("long", "short:256", "none"). */
+void pd_app_mode_text(const struct pd_app *a, char *buf, size_t n);
+
+/* Attention summary of token i: per layer top entries. Returns false when the token has
+ * no (valid) blob. *n_layer, *n_top from the blob header; entry (l, k) via
+ * pd_app_attn_entry. */
+bool pd_app_attn_dims(const struct pd_app *a, size_t i, int *n_layer, int *n_top);
+bool pd_app_attn_entry(const struct pd_app *a, size_t i, int layer, int k, uint32_t *pos,
+                       float *w);
+
+#endif

@@ -1,0 +1,374 @@
+/* live.c - live source: model + engine session + store writer (DESIGN in live.h). */
+#include "live.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/kvpolicy.h"
+#include "base/log.h"
+#include "chat.h"
+#include "model.h"
+#include "session.h"
+#include "sha256.h"
+#include "store.h"
+#include "store_io.h"
+#include "store_writer.h"
+#include "tokenizer.h"
+
+#define PUMP_MAX 2048 /* events moved per pump, so keys stay responsive */
+
+struct pd_live {
+    struct pd_model *model;        /* owned */
+    struct pd_tok *tok;            /* owned */
+    struct pd_session *sess;       /* owned */
+    struct pd_store *st;           /* owned; NULL without recording */
+    struct pd_store_writer *w;     /* owned; NULL when not recording */
+    int64_t sid;
+    size_t steps_pushed;
+    char db[PATH_MAX];
+    char mode_text[32];
+    char policy_text[96];
+    char chat_name[32];
+    struct pd_sampler_params sampling;
+};
+
+void pd_live_opts_default(struct pd_live_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->capture = PD_CAPTURE_LEVEL_SUMMARY;
+    o->topk = 5;
+    o->sampling = pd_sampler_default_params();
+}
+
+const char *pd_live_db_path(const struct pd_live *l)
+{
+    return l->st ? l->db : "";
+}
+
+static const char *piece(void *ud, int32_t id, size_t *len)
+{
+    const struct pd_tok *t = ud;
+    if (id < 0 || (uint32_t)id >= pd_tok_n_vocab(t)) {
+        return NULL;
+    }
+    return pd_tok_piece(t, id, len);
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Creates the session row (and its model) and starts a writer on it. */
+static enum pd_status start_recording(struct pd_live *l, const struct pd_live_opts *o,
+                                      int64_t parent, int64_t fork_pos, struct pd_err *err)
+{
+    const struct pd_gguf *g = l->model->gguf;
+    char sha[65];
+    pd_sha256_hex(g->base, (size_t)g->data_offset, sha);
+    struct pd_model_ident mi = {base_name(o->model_path), g->size, sha,
+                                pd_arch_name(l->model->hp.arch)};
+    int64_t model_id = 0;
+    enum pd_status rc = pd_store_model_put(l->st, &mi, &model_id, err);
+    if (rc) {
+        return rc;
+    }
+    struct pd_run_settings rs;
+    memset(&rs, 0, sizeof rs);
+    rs.temperature = l->sampling.temperature;
+    rs.top_p = l->sampling.top_p;
+    rs.top_k = l->sampling.top_k;
+    rs.min_p = l->sampling.min_p;
+    rs.seed = l->sampling.seed;
+    rs.mode = l->mode_text;
+    rs.kv_policy = l->policy_text;
+    rs.chat_template = l->chat_name;
+    struct pd_message msgs[2];
+    size_t n = 0;
+    if (o->system) {
+        msgs[n++] = (struct pd_message){PD_MSG_SYSTEM, (char *)o->system};
+    }
+    msgs[n++] = (struct pd_message){PD_MSG_USER, (char *)o->prompt};
+    struct pd_session_new sn = {model_id, &rs, msgs, n, "live", NULL, parent, fork_pos};
+    rc = pd_store_session_create(l->st, &sn, &l->sid, err);
+    if (rc) {
+        return rc;
+    }
+    l->steps_pushed = 0;
+    return pd_store_writer_open(l->st, l->sid, NULL, &l->w, err);
+}
+
+enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
+                            struct pd_live **out, struct pd_err *err)
+{
+    *out = NULL;
+    struct pd_live *l = calloc(1, sizeof *l);
+    if (!l) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory");
+    }
+    struct pd_kv_policy *policy = NULL;
+    enum pd_status rc = pd_model_open(o->model_path, &l->model, err);
+    if (!rc) {
+        rc = pd_tok_open_gguf(l->model->gguf, &l->tok, err);
+    }
+    if (rc) {
+        goto fail;
+    }
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_threads = o->n_threads;
+    if (o->n_ctx) {
+        p.ctx.n_ctx = o->n_ctx;
+    }
+    p.sampling = o->sampling;
+    l->sampling = o->sampling;
+    p.n_predict = o->n_predict;
+    p.topk = o->topk;
+    p.capture = o->capture;
+    p.throttle_ms = o->throttle_ms;
+    if (o->chat) {
+        enum pd_chat_family f;
+        if ((rc = pd_chat_family_parse(o->chat, &f, err))) {
+            goto fail;
+        }
+        pd_chat_format_default(f, &p.chat);
+    } else if ((rc = pd_chat_detect(l->model->gguf, &p.chat, err))) {
+        goto fail;
+    }
+    snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
+    uint32_t budget = 0;
+    if (o->mode_spec && (rc = pd_think_mode_parse(o->mode_spec, &p.mode, &budget, err))) {
+        pd_err_prefix(err, "--mode");
+        goto fail;
+    }
+    if (p.mode == PD_MODE_SHORT) {
+        p.think_budget = budget ? budget : 512;
+        a->short_budget = p.think_budget;
+    } else if (p.mode == PD_MODE_LONG) {
+        p.min_think = budget;
+    }
+    a->mode = p.mode;
+    pd_app_mode_text(a, l->mode_text, sizeof l->mode_text);
+    snprintf(l->policy_text, sizeof l->policy_text, "full");
+    if (o->kv_spec) {
+        uint32_t nctx = p.ctx.n_ctx ? p.ctx.n_ctx : 4096;
+        if ((rc = pd_app_set_policy(a, o->kv_spec, err)) ||
+            (rc = pd_kvpolicy_create_str(o->kv_spec, (int32_t)l->model->hp.n_layer, nctx,
+                                         &policy, err))) {
+            pd_err_prefix(err, "--kv");
+            goto fail;
+        }
+        snprintf(l->policy_text, sizeof l->policy_text, "%s", a->kv_policy);
+        p.policy = policy;
+        policy = NULL;
+    }
+    rc = pd_session_open(l->model, l->tok, &p, &l->sess, err); /* takes the policy */
+    if (rc) {
+        goto fail;
+    }
+    if (!o->no_record) {
+        struct pd_store_params sp = pd_store_default_params();
+        if (o->db_path) {
+            snprintf(l->db, sizeof l->db, "%s", o->db_path);
+        } else {
+            if ((rc = pd_store_default_path(l->db, sizeof l->db, err))) {
+                goto fail;
+            }
+            sp.create_parent_dirs = true;
+        }
+        if ((rc = pd_store_open(l->db, &sp, &l->st, err)) ||
+            (rc = start_recording(l, o, 0, 0, err))) {
+            goto fail;
+        }
+    }
+    snprintf(a->model, sizeof a->model, "%s", base_name(o->model_path));
+    snprintf(a->backend, sizeof a->backend, "cpu");
+    a->n_layer = (int32_t)l->model->hp.n_layer;
+    a->session_id = l->sid;
+    a->recording = l->w != NULL;
+    a->piece = piece;
+    a->piece_ud = l->tok;
+    rc = pd_session_start(l->sess, o->system, o->prompt, err);
+    if (rc) {
+        goto fail;
+    }
+    *out = l;
+    return PD_OK;
+fail:
+    pd_kvpolicy_close(&policy);
+    a->piece = NULL;
+    a->recording = false;
+    pd_live_close(&l, NULL);
+    return rc;
+}
+
+/* Pushes the steps the segmenter has closed since the last call. */
+static void push_steps(struct pd_live *l, struct pd_app *a)
+{
+    if (!l->w) {
+        return;
+    }
+    if (l->steps_pushed > a->n_steps) {
+        l->steps_pushed = a->n_steps;
+    }
+    while (l->steps_pushed < a->n_steps && !a->steps[l->steps_pushed].open) {
+        struct pd_err e2;
+        if (pd_store_writer_push_step(l->w, &a->steps[l->steps_pushed].rec, &e2)) {
+            pd_app_msg(a, true, "recording: %s", e2.msg);
+            break;
+        }
+        l->steps_pushed++;
+    }
+}
+
+static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
+{
+    if (!l->w) {
+        return;
+    }
+    struct pd_err e2;
+    if (pd_store_writer_close(&l->w, finished, &e2) && a) {
+        pd_app_msg(a, true, "recording: %s", e2.msg);
+    }
+    if (a) {
+        a->recording = false;
+        a->n_committed = (int64_t)a->n_toks;
+        a->dirty |= PD_DIRTY_STATUS;
+    }
+}
+
+static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
+    if (!l->st) {
+        return;
+    }
+    stop_recording(l, a, false);
+    struct pd_err e2;
+    int64_t parent = l->sid;
+    struct pd_live_opts o;
+    pd_live_opts_default(&o);
+    /* The conversation is the parent's; read it back for the branch row. */
+    struct pd_message *msgs = NULL;
+    size_t n = 0;
+    if (pd_store_messages_get(l->st, parent, &msgs, &n, &e2) == PD_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (msgs[i].role == PD_MSG_SYSTEM) {
+                o.system = msgs[i].content;
+            } else if (msgs[i].role == PD_MSG_USER) {
+                o.prompt = msgs[i].content;
+            }
+        }
+    }
+    o.model_path = a->model;
+    if (!o.prompt || start_recording(l, &o, parent, pos, &e2)) {
+        pd_app_msg(a, true, "branch not recorded: %s", o.prompt ? e2.msg : "no prompt");
+        l->w = NULL;
+    } else {
+        a->session_id = l->sid;
+        a->recording = true;
+        for (size_t k = 0; k < a->n_steps; k++) {
+            a->steps[k].in_db = false;
+            a->steps[k].pruned_saved = false;
+        }
+    }
+    pd_messages_free(msgs, n);
+}
+
+int pd_live_fd(void *ud)
+{
+    struct pd_live *l = ud;
+    return l->sess ? pd_session_fd(l->sess) : -1;
+}
+
+void pd_live_pump(void *ud, struct pd_app *a)
+{
+    struct pd_live *l = ud;
+    struct pd_event ev;
+    struct pd_err e2;
+    for (int k = 0; k < PUMP_MAX && pd_session_poll(l->sess, &ev); k++) {
+        if (l->w && ev.kind == PD_EV_TOKEN &&
+            pd_store_writer_push_token(l->w, &ev.tok, &e2)) {
+            pd_app_msg(a, true, "recording: %s", e2.msg);
+        }
+        if (l->w && ev.kind == PD_EV_EVICT && pd_store_writer_push_kv(l->w, &ev.kv, &e2)) {
+            pd_app_msg(a, true, "recording: %s", e2.msg);
+        }
+        enum pd_event_kind kind = ev.kind;
+        int64_t pos = ev.pos;
+        if (pd_app_on_event(a, &ev, &e2)) {
+            pd_app_msg(a, true, "%s", e2.msg);
+        }
+        pd_event_free(&ev);
+        if (kind == PD_EV_BRANCHED) {
+            on_branch(l, a, pos);
+        }
+        if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
+            push_steps(l, a);
+            stop_recording(l, a, kind == PD_EV_FINISHED);
+        }
+    }
+    push_steps(l, a);
+    if (l->w) {
+        a->n_committed = pd_store_writer_committed(l->w);
+    }
+}
+
+void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
+{
+    struct pd_live *l = ud;
+    struct pd_err e2;
+    pd_err_clear(&e2);
+    if (fx->kind == PD_FX_SESSION) {
+        if (!pd_session_running(l->sess)) {
+            pd_app_msg(a, true, "the generation has ended");
+            a->pause_pending = false;
+            return;
+        }
+        if (pd_session_send(l->sess, &fx->cmd, &e2)) {
+            pd_app_msg(a, true, "%s", e2.msg);
+            a->pause_pending = false;
+        }
+        return;
+    }
+    if (fx->kind == PD_FX_SAVE) {
+        if (!l->st) {
+            pd_app_msg(a, true, "save: not recording (started with --no-record)");
+            return;
+        }
+        if (l->w && pd_store_writer_flush(l->w, &e2)) {
+            pd_app_msg(a, true, "save: %s", e2.msg);
+            return;
+        }
+        if (l->w) {
+            a->n_committed = pd_store_writer_committed(l->w);
+        }
+        if (pd_io_save(l->st, l->sid, a, &e2)) {
+            pd_app_msg(a, true, "save: %s", e2.msg);
+            return;
+        }
+        pd_app_msg(a, false, "saved session %lld (%zu tokens) to %s", (long long)l->sid,
+                   a->n_toks, l->db);
+    }
+}
+
+void pd_live_close(struct pd_live **lp, struct pd_app *a)
+{
+    if (!lp || !*lp) {
+        return;
+    }
+    struct pd_live *l = *lp;
+    bool finished = a && a->finished && !a->error[0];
+    pd_session_close(&l->sess);
+    if (a) {
+        push_steps(l, a);
+    }
+    stop_recording(l, a, finished);
+    pd_store_close(&l->st);
+    pd_tok_close(&l->tok);
+    pd_model_close(&l->model);
+    free(l);
+    *lp = NULL;
+}

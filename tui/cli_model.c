@@ -613,10 +613,62 @@ struct gen_opts {
     long long topk;
     bool raw;
     enum pd_capture_level capture;
+    uint64_t full_layers;
     enum pd_think_mode mode;
     uint32_t mode_budget;
     struct pd_sampler_params sp;
 };
+
+/* "off" | "summary" | "full" | "full:L1,L2,..." (layers captured in full). */
+static bool parse_capture(const char *v, enum pd_capture_level *level, uint64_t *layers)
+{
+    *layers = 0;
+    if (strncmp(v, "full:", 5) == 0) {
+        *level = PD_CAPTURE_LEVEL_FULL;
+        const char *p = v + 5;
+        while (*p) {
+            char *end;
+            long l = strtol(p, &end, 10);
+            if (end == p || l < 0 || l > 63 || (*end && *end != ',')) {
+                return false;
+            }
+            *layers |= 1ull << l;
+            p = *end ? end + 1 : end;
+        }
+        return *layers != 0;
+    }
+    *level = pd_capture_level_parse(v);
+    return *level != PD_CAPTURE_LEVEL_COUNT;
+}
+
+/* ,"rows":[{"layer":L,"pos":[...],"heads":[[w,...],...]},...] for capture full. */
+static void append_rows(struct pd_buf *b, const struct pd_attn_rows *rows)
+{
+    if (!rows) {
+        return;
+    }
+    pd_buf_puts(b, ",\"rows\":[");
+    for (uint32_t k = 0; k < rows->n_layer; k++) {
+        uint32_t ns = rows->n_slots[k];
+        pd_buf_printf(b, "%s{\"layer\":%u,\"pos\":[", k ? "," : "", rows->layers[k]);
+        for (uint32_t s = 0; s < ns; s++) {
+            pd_buf_printf(b, "%s%lld", s ? "," : "", (long long)rows->slot_pos[k][s]);
+        }
+        pd_buf_puts(b, "],\"heads\":[");
+        for (uint32_t h = 0; h < rows->n_head; h++) {
+            pd_buf_puts(b, h ? ",[" : "[");
+            for (uint32_t s = 0; s < ns; s++) {
+                if (s) {
+                    pd_buf_puts(b, ",");
+                }
+                pd_json_num(b, rows->w[k][(size_t)h * ns + s]);
+            }
+            pd_buf_puts(b, "]");
+        }
+        pd_buf_puts(b, "]}");
+    }
+    pd_buf_puts(b, "]");
+}
 
 int pd_cli_generate(int argc, char **argv)
 {
@@ -624,17 +676,18 @@ int pd_cli_generate(int argc, char **argv)
         "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw | --template NAME]\n"
         "                       [--system TEXT] [--greedy | --temp T [--top-k K] [--top-p P]\n"
         "                       [--min-p P] [--seed S]] [--topk K] [--mode M]\n"
-        "                       [--kv POLICY[:BUDGET][,shadow]] [--capture off|summary|full]\n"
+        "                       [--kv POLICY[:BUDGET][,shadow]] [--capture off|summary|full[:L,..]]\n"
         "                       [--json]\n"
         "  --mode M           long[:MIN_THINK] | short[:BUDGET] | none\n"
         "  --kv SPEC          KV retention policy (docs/kv-policies.md), e.g. window:64,\n"
-        "                     h2o:0.5,shadow\n";
+        "                     h2o:0.5,shadow\n"
+        "  --capture full:L,..  also print every head's attention row of the chosen layers\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
     struct model_opts o;
     model_opts_init(&o);
-    struct gen_opts g = {NULL, NULL, NULL, NULL, 128, 5, false, PD_CAPTURE_LEVEL_SUMMARY,
+    struct gen_opts g = {NULL, NULL, NULL, NULL, 128, 5, false, PD_CAPTURE_LEVEL_SUMMARY, 0,
                          PD_MODE_LONG, 0, pd_sampler_default_params()};
     const char *v = NULL;
     long long ll;
@@ -693,8 +746,9 @@ int pd_cli_generate(int argc, char **argv)
                 return 2;
             }
         } else if (pd_arg_match(&a, "--capture", NULL, &v, &bad)) {
-            if (!bad && (g.capture = pd_capture_level_parse(v)) == PD_CAPTURE_LEVEL_COUNT) {
-                return pd_cli_fail(2, "generate: --capture: expected off, summary or full, got '%s'",
+            if (!bad && !parse_capture(v, &g.capture, &g.full_layers)) {
+                return pd_cli_fail(2, "generate: --capture: expected off, summary, full or "
+                                      "full:L1,L2,... (layers 0..63), got '%s'",
                                    v);
             }
         } else if (pd_arg_match(&a, "--mode", NULL, &v, &bad)) {
@@ -723,6 +777,7 @@ int pd_cli_generate(int argc, char **argv)
     sp.n_predict = (uint32_t)g.n_gen;
     sp.topk = (uint32_t)g.topk;
     sp.capture = g.capture;
+    sp.full_layers = g.full_layers;
     sp.mode = g.mode;
     sp.think_budget = g.mode == PD_MODE_SHORT ? g.mode_budget : 0;
     sp.min_think = g.mode == PD_MODE_LONG ? g.mode_budget : 0;
@@ -784,6 +839,7 @@ int pd_cli_generate(int argc, char **argv)
                     append_metrics(&out, r, l.tok, true);
                 }
                 append_attn(&out, r);
+                append_rows(&out, ev.rows);
                 pd_buf_puts(&out, "}\n");
             } else if (!pd_tok_is_control(l.tok, r->id) || r->role == PD_ROLE_INJECTED) {
                 pd_tok_stream_push(&ts, l.tok, r->id, &out, &err);

@@ -73,6 +73,10 @@ check "greedy 200 tokens equal llama.cpp" test "$got_greedy" = "$want_greedy"
 check "generate summary" grep -q '"stop":"length"' "$tmp/gen"
 check "attention summary in token lines" grep -q '"attn":\[\[\[' "$tmp/gen"
 
+"$ponder" generate -m "$model" -p "Once upon a time" -n 3 --capture full:0,4 --json >"$tmp/full"
+check "full capture rows of the chosen layers" grep -q '"rows":\[{"layer":0,"pos":\[0,1,2,3,4,5\]' "$tmp/full"
+check "full capture: only the chosen layers" test "$(grep -o '"layer":[0-9]*' "$tmp/full" | sort -u | paste -sd,)" = '"layer":0,"layer":4'
+
 "$ponder" score -m "$model" --tokens "$want_prompt,$want_greedy" --topk 3 --json >"$tmp/score"
 check "score: one line per position" test "$(wc -l <"$tmp/score")" -eq 204
 check "score line shape" grep -q '^{"pos":1,"token":403,"logprob":-0.24' "$tmp/score"

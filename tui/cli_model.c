@@ -490,7 +490,12 @@ int pd_cli_score(int argc, char **argv)
         "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K]\n"
         "                    [--capture off|summary] [--json]\n"
         "  --capture summary  add each token's attention summary (\"attn\": per layer, the\n"
-        "                     head-mean row's top 8 [position, weight] pairs)\n";
+        "                     head-mean row's top 8 [position, weight] pairs)\n"
+        "       ponder score -m MODEL (--in FILE | --session ID | --all) [--db F]\n"
+        "                    scores stored or imported traces in bulk (see --in --help)\n";
+    if (pd_cli_score_batch_wanted(argc, argv)) {
+        return pd_cli_score_in(argc, argv);
+    }
     if (want_help(argc, argv, usage)) {
         return 0;
     }

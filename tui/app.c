@@ -1008,6 +1008,7 @@ static void set_visible(struct pd_app *a, size_t n)
     } else {
         a->n_visible = n;
         after_visible_grew(a);
+        a->dirty |= PD_DIRTY_INSPECT;
     }
     kv_sync(a);
     if (a->n_visible == a->n_toks && a->playing) {
@@ -1135,6 +1136,9 @@ static void act_pause(struct pd_app *a)
         }
         a->playing = !a->playing;
         a->play_acc = 0;
+        if (a->playing) {
+            a->follow = true; /* the cursor rides the playhead */
+        }
         pd_app_msg(a, false, a->playing ? "playing at %.0f tok/s" : "replay paused at %.0f tok/s",
                    a->speed);
         a->dirty |= PD_DIRTY_STATUS;
@@ -1374,7 +1378,9 @@ static bool token_at(struct pd_app *a, size_t line, int col, size_t *out)
     int x = 0;
     bool any = false;
     while (pd_wrap_iter_next(&it, &c)) {
-        if (!c.in_prefix) {
+        /* Only tokens that start on this line: a line holding just the tail of a
+         * multi-line token (a blank line after "\n\n") has no token of its own. */
+        if (!c.in_prefix && pd_wrap_line_of(&a->wrap, &src, c.item) == line) {
             *out = c.item;
             any = true;
             if (x + c.width > col) {
@@ -1706,8 +1712,18 @@ static void cmd_inject(struct pd_app *a, const char *arg)
     }
     struct pd_cmd *c = fx_cmd(a, PD_CMD_INJECT);
     if (c) {
-        snprintf(c->text, sizeof c->text, "%s", arg);
-        pd_app_msg(a, false, "injecting %zu bytes", strlen(c->text));
+        /* \n, \t and \\ are unescaped so a line can inject paragraph breaks. */
+        size_t o = 0;
+        for (const char *p = arg; *p && o + 1 < sizeof c->text; p++) {
+            if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+                c->text[o++] = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
+                p++;
+            } else {
+                c->text[o++] = *p;
+            }
+        }
+        c->text[o] = '\0';
+        pd_app_msg(a, false, "injecting %zu bytes", o);
     }
 }
 

@@ -316,6 +316,7 @@ static int replay_session(struct pd_store *st, int64_t id, double speed, bool pl
     if (play) {
         pd_app_seek(&app, 0);
         app.playing = true;
+        app.follow = true;
     }
     struct pd_loop_source src = {NULL, NULL, replay_exec, st};
     int rc = workbench(&app, &src);

@@ -102,13 +102,11 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
             pd_draw_printf(y++, x, w, pd_term_style(PD_STYLE_DIM), "not scored (first token "
                                                                    "or imported text)");
         } else {
-            pd_draw_printf(y++, x, w, A_NORMAL, "logprob %.3f  p %.3f  surprisal ", t->logprob,
-                           exp(t->logprob));
-            int x2 = x + 34;
+            int used = pd_draw_printf(y, x, w, A_NORMAL, "logprob %.3f  p %.3f  surprisal ",
+                                      t->logprob, exp(t->logprob));
             char sb[16];
             snprintf(sb, sizeof sb, "%.2f b", s);
-            pd_draw_text(y - 1, x2 < x + w ? x2 : x + w, 10, sb, strlen(sb),
-                         pd_term_heat(pd_heat_level(s)));
+            pd_draw_text(y++, x + used, w - used, sb, strlen(sb), pd_term_heat(pd_heat_level(s)));
         }
     }
     if (y < end && !isnan(t->entropy)) {

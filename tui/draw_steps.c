@@ -1,5 +1,6 @@
 /* draw_steps.c - the steps pane: one line per step with kind, length, first-token
- * surprisal, importance, and pruned / tag / open marks; the cursor's step highlighted. */
+ * surprisal, importance, and marks (x pruned, # tagged, ~ open); the cursor's step
+ * highlighted. */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@ void pd_draw_steps(const struct pd_app *a, const struct pd_rect *r, bool focus)
         return;
     }
     pd_draw_printf(r->y + 1, r->x, r->w, pd_term_style(PD_STYLE_DIM),
-                   "  #  kind       len  1st-s   mean   imp");
+                   "  #    kind        len 1st-s  mean   imp");
     int32_t cur = pd_app_step_of(a, a->cursor);
     size_t top = a->steps_top;
     if (top >= shown) {
@@ -56,13 +57,12 @@ void pd_draw_steps(const struct pd_app *a, const struct pd_rect *r, bool focus)
         snprintf(ms, sizeof ms, isnan(s->rec.mean_surprisal) ? "  -" : "%5.2f",
                  s->rec.mean_surprisal);
         snprintf(im, sizeof im, isnan(s->recv) ? "  -" : "%5.2f", s->recv);
-        char marks[16];
-        snprintf(marks, sizeof marks, "%s%s%s", s->rec.pruned ? " pruned" : "",
-                 s->n_tags ? " #" : "", s->open ? " ..." : "");
+        /* Marks: x = pruned, # = tagged, ~ = still open. */
+        char m1 = s->rec.pruned ? 'x' : ' ', m2 = s->n_tags ? '#' : s->open ? '~' : ' ';
         int y = r->y + 1 + row;
         pd_draw_fill(y, r->x, r->w, at);
-        pd_draw_printf(y, r->x, r->w, at, "%3zu  %-9s %5lld  %5s  %5s  %5s%s", k,
-                       pd_step_kind_name(s->rec.kind), (long long)(end - s->rec.pos_begin),
-                       fs, ms, im, marks);
+        pd_draw_printf(y, r->x, r->w, at, "%3zu %c%c %-9s %5lld %5s %5s %5s", k, m1, m2,
+                       pd_step_kind_name(s->rec.kind), (long long)(end - s->rec.pos_begin), fs,
+                       ms, im);
     }
 }

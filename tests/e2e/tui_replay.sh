@@ -1,0 +1,31 @@
+#!/bin/bash
+# tui_replay.sh - `ponder` with no arguments and no model replays the recorded sample
+# session (samples/sample-session.jsonl) from a temporary database: play/pause, seek,
+# step, speed, search, and live-only keys refused. Needs no model.
+source "$(dirname "$0")/tui_lib.sh"
+mkdir -p "$TMPD/nomodels"
+start sample 120 40 env -u PONDER_MODEL PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" \
+    "$PONDER_BIN"
+wait_for sample 'replay #1' 10
+wait_for sample 'Once upon a time' 5
+keys sample Space
+wait_for sample '\| paused ' 5
+keys sample ':seek 10' Enter
+wait_for sample ' 10/[0-9]+ tok' 5
+keys sample .
+wait_for sample ' 11/[0-9]+ tok' 5
+keys sample ,
+wait_for sample ' 10/[0-9]+ tok' 5
+keys sample '+'
+wait_for sample 'replay speed 40.0' 5
+keys sample ':seek 362' Enter
+keys sample '/' 'sky' Enter
+wait_for sample '/sky: match 1 of [0-9]+' 5
+keys sample n
+wait_for sample '/sky: match 2 of [0-9]+' 5
+keys sample a
+wait_for sample 'needs a live model' 5
+keys sample q
+[ "$(wait_exit sample 10)" = 0 ] || fail "exit status"
+ls "$TMPD"/ponder-sample-* >/dev/null 2>&1 && fail "the temporary database was left behind"
+echo "ok: sample replay"

@@ -1,0 +1,41 @@
+#!/bin/bash
+# tui_small.sh - the workbench at 80x24 without colour (NO_COLOR): the narrow layout
+# (trace on top, steps and inspector below, KV swapped in by focus), resizing below the
+# minimum and back, the help overlay, command-line completion and :q!.
+source "$(dirname "$0")/tui_lib.sh"
+find_model
+start small 80 24 env NO_COLOR=1 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" \
+    --no-record --greedy -n 3000 --throttle 30
+wait_for small ' [0-9]+ tok \(' 20
+wait_for small ' steps ' 5
+wait_for small ' inspector ' 5
+# Tab to the KV pane: it takes the steps' place.
+keys small Tab
+keys small Tab
+keys small Tab
+wait_for small ' KV ' 5
+wait_gone small ' steps ' 5
+keys small Tab
+wait_for small ' steps ' 5
+# Too small, then big again.
+T resize-window -t small -x 60 -y 20
+wait_for small 'ponder needs 80x24' 5
+T resize-window -t small -x 100 -y 30
+wait_for small ' inspector ' 5
+wait_gone small 'ponder needs' 5
+# Help overlay from the key table.
+keys small '?'
+wait_for small 'keys \(live\)' 5
+wait_for small 'answer now' 3
+keys small Escape
+wait_gone small 'keys \(live\)' 5
+# Command line: Tab completes a command name; Esc cancels.
+keys small ':mo' Tab
+wait_for small '^:mode' 5
+keys small Escape
+wait_for small 'cancelled' 5
+keys small ':goto 2' Enter
+wait_for small ' trace  3/' 5
+keys small ':q!' Enter
+[ "$(wait_exit small 15)" = 0 ] || fail "exit status"
+echo "ok: 80x24, resize, help, completion"

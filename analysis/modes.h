@@ -164,8 +164,9 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
  * text (force: the force-answer variant). */
 const char *pd_modes_answer_now(const struct pd_modes_texts *t, bool force);
 
-/* True when text[0..len) contains the family's close marker (the loop's model_closed
- * test on the detokenized token). */
+/* True when text[0..len) contains the family's close marker: the loop's model_closed
+ * test. Pass the tail of the thinking text that ends with the new token (at least the
+ * marker's length plus the token), so a marker split over several tokens is found. */
 bool pd_modes_text_closes(const struct pd_modes_texts *t, const char *text, size_t len);
 
 #endif

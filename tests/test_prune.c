@@ -272,7 +272,7 @@ static void test_redundant_rule(void **state)
     const char *text[7] = {
         "We need 3 * 4 and then subtract 2.",
         "3 * 4 = 12.",
-        "Let me check: 3 * 4 = 12.",          /* J with step 1 = {3,4,12} / {let,me,check,3,4,12} = 0.5 */
+        "Let me check: 3 * 4 = 12.",          /* shares 3, 4, 12 with step 1 */
         "3 * 4 = 12",                         /* repeats step 1 exactly: J = 1 */
         "12 - 2 = 10.",
         "12 - 2 = 10, so 10.",                /* repeats step 4: {12,2,10,so}: J = 3/4 */

@@ -486,11 +486,10 @@ static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
     return s;
 }
 
-/* Scores session t->id with the model and stores the scored tokens and fresh steps with
- * metrics; t is reloaded afterwards so it holds what the store now has. */
-static enum pd_status score_session(struct pd_store *st, struct trace *t,
-                                    const struct model_ctx *mc, const struct seg_opts *so,
-                                    struct pd_err *err)
+/* Scores trace t with the model in memory: t's tokens become the scored model tokens
+ * (positions 0..n-1); its stored steps are dropped (their positions no longer apply). */
+static enum pd_status score_tokens(struct pd_store *st, struct trace *t,
+                                   const struct model_ctx *mc, struct pd_err *err)
 {
     if (t->parent_id != 0) {
         return pd_err_set(err, PD_EUNSUPPORTED, "session %lld is a branch; score its parent "
@@ -498,7 +497,7 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
     }
     struct pd_token_rec *toks = NULL;
     size_t n = 0;
-    enum pd_status s;
+    enum pd_status s = PD_OK;
     bool has_ids = t->n > 0;
     for (size_t i = 0; i < t->n; i++) {
         has_ids = has_ids && t->toks[i].id >= 0;
@@ -513,18 +512,36 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
             toks[i].pos = (int64_t)i;
             toks[i].flags &= ~(uint32_t)PD_TOKF_PRUNED;
         }
-        s = PD_OK;
     } else {
         s = rebuild_tokens(st, t, mc, &toks, &n, err);
     }
     if (s == PD_OK) {
         s = pd_score_trace(mc->sc, toks, n, err);
     }
+    if (s != PD_OK) {
+        pd_score_tokens_free(toks, n);
+        return s;
+    }
+    pd_score_tokens_free(t->toks, t->n);
+    t->toks = toks;
+    t->n = n;
+    free(t->stored);
+    t->stored = NULL;
+    t->n_stored = 0;
+    return PD_OK;
+}
+
+/* Scores session t->id with the model and stores the scored tokens and fresh steps with
+ * metrics; t is reloaded afterwards so it holds what the store now has. */
+static enum pd_status score_session(struct pd_store *st, struct trace *t,
+                                    const struct model_ctx *mc, const struct seg_opts *so,
+                                    struct pd_err *err)
+{
+    enum pd_status s = score_tokens(st, t, mc, err);
     if (s == PD_OK) {
-        s = pd_store_tokens_replace(st, t->id, toks, n, err);
+        s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
     }
     int64_t id = t->id;
-    pd_score_tokens_free(toks, n);
     if (s != PD_OK) {
         return s;
     }
@@ -630,8 +647,8 @@ static void analyze_usage(FILE *f)
             "  --all           every stored session\n"
             "  --in FILE       traces from a JSONL file (a temporary database, nothing kept)\n"
             "  --db F          database (default $XDG_DATA_HOME/ponder/ponder.db)\n"
-            "  -m, --model F   score unscored traces first (kept only with --save), and model\n"
-            "                  for --sensitivity\n"
+            "  -m, --model F   score unscored traces first (stored only with --save), and\n"
+            "                  the model for --sensitivity\n"
             "  --sensitivity   answer logprob with each step removed vs kept (needs -m)\n"
             "  --markers       also split at sentence-initial discourse markers\n"
             "  --min-chars N   merge steps shorter than N characters (default 10)\n"
@@ -904,9 +921,6 @@ int pd_cli_analyze(int argc, char **argv)
     }
     struct bar bar;
     bar_init(&bar, "analyze");
-    if (o.json || isatty(STDOUT_FILENO)) {
-        bar.on = bar.on && !isatty(STDOUT_FILENO);
-    }
     struct pd_buf out;
     pd_buf_init(&out);
     for (size_t k = 0; k < o.n_ids; k++) {
@@ -920,10 +934,9 @@ int pd_cli_analyze(int argc, char **argv)
         bool fresh = false;
         enum pd_status s = trace_load(st, o.ids[k], &t, &err);
         if (s == PD_OK && mc.sc && !trace_scored(&t)) {
-            /* scoring writes to the store: only the temporary one, or with --save */
-            if (o.in || save) {
-                s = score_session(st, &t, &mc, &o.so, &err);
-            }
+            /* stored only in the temporary database or with --save */
+            s = (o.in || save) ? score_session(st, &t, &mc, &o.so, &err)
+                               : score_tokens(st, &t, &mc, &err);
         }
         if (s == PD_OK) {
             s = trace_steps(&t, &o.so, &steps, &n_steps, &fresh, &err);
@@ -1259,8 +1272,8 @@ int pd_cli_prune(int argc, char **argv)
         struct pd_prune_result res;
         struct pd_prune_check chk;
         enum pd_status s = trace_load(st, o.ids[k], &t, &err);
-        if (s == PD_OK && mc.sc && !trace_scored(&t) && !dry) {
-            s = score_session(st, &t, &mc, &o.so, &err);
+        if (s == PD_OK && mc.sc && !trace_scored(&t)) {
+            s = dry ? score_tokens(st, &t, &mc, &err) : score_session(st, &t, &mc, &o.so, &err);
         }
         if (s == PD_OK) {
             s = trace_steps(&t, &o.so, &steps, &n_steps, &fresh, &err);
@@ -1323,7 +1336,7 @@ int pd_cli_prune(int argc, char **argv)
             fputc('\n', stderr);
         }
     } else if (out_path) {
-        rc = pd_cli_fail(1, "prune: no trace was pruned; %s not written", out_path);
+        rc = pd_cli_fail(1, "prune: no trace could be processed; %s not written", out_path);
     }
 finish:
     pd_buf_deinit(&out);

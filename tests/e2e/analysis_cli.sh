@@ -17,7 +17,8 @@ elif [ -r "$ROOT/../shared/models/stories260K.gguf" ]; then
     MODEL="$ROOT/../shared/models/stories260K.gguf"
 fi
 if [ -z "$MODEL" ]; then
-    echo "SKIP: stories260K.gguf not found (set PONDER_TEST_MODELS or put it in ../shared/models)" >&2
+    echo "SKIP: stories260K.gguf not found" \
+        "(set PONDER_TEST_MODELS or put it in ../shared/models)" >&2
     exit 77
 fi
 SAMPLES="$ROOT/samples/traces"
@@ -60,7 +61,8 @@ fi
 expect 0 "$BIN" import "$SAMPLES/messages.jsonl" "$SAMPLES/sharegpt.jsonl" \
     "$SAMPLES/problem_generation.jsonl" --db "$DB"
 expect 0 "$BIN" score -m "$MODEL" --all --db "$DB" --json
-[ "$(lines '"session":' "$DIR/out")" = 6 ] || fail "score --all scored $(lines session "$DIR/out") traces, want 6"
+[ "$(lines '"session":' "$DIR/out")" = 6 ] ||
+    fail "score --all scored $(lines session "$DIR/out") traces, want 6"
 grep -q '"steps":0' "$DIR/out" && fail "a scored trace has no steps"
 # a second --all has nothing left to do
 expect 0 "$BIN" score -m "$MODEL" --all --db "$DB"
@@ -81,7 +83,8 @@ grep -q "sens" "$DIR/out" || fail "analyze --sensitivity printed no sensitivity 
 # ---- prune asap --keep 0.5 --verify, export ------------------------------------------
 expect 0 "$BIN" prune --strategy asap --keep 0.5 --verify -m "$MODEL" --all --db "$DB" \
     --json --out "$DIR/pruned.jsonl"
-[ "$(lines '"verify":{' "$DIR/out")" = 6 ] || fail "prune: $(lines verify "$DIR/out") verified traces, want 6"
+[ "$(lines '"verify":{' "$DIR/out")" = 6 ] ||
+    fail "prune: $(lines verify "$DIR/out") verified traces, want 6"
 grep -q '"spec":"asap:keep=0.5"' "$DIR/out" || fail "prune: spec missing"
 grep -q '"pruned":\[\]' "$DIR/out" && fail "prune: a trace kept every step at keep 0.5"
 # every trace meets its budget (the anchors of the samples fit in half the tokens)
@@ -89,13 +92,15 @@ grep -q '"budget_met":false' "$DIR/out" && fail "prune: a budget was not met"
 awk -F'"tokens_before":|,"tokens_after":|,"budget":' \
     '{ if ($3 + 0 > $4 + 0 || $3 + 0 >= $2 + 0) bad = 1 } END { exit bad }' "$DIR/out" ||
     fail "prune: tokens_after not under the budget"
-[ "$(wc -l <"$DIR/pruned.jsonl")" = 6 ] || fail "prune --out wrote $(wc -l <"$DIR/pruned.jsonl") lines"
+[ "$(wc -l <"$DIR/pruned.jsonl")" = 6 ] ||
+    fail "prune --out wrote $(wc -l <"$DIR/pruned.jsonl") lines"
 expect 0 "$BIN" export --format messages --pruned --db "$DB" --out "$DIR/export.jsonl"
 cmp -s "$DIR/export.jsonl" "$DIR/pruned.jsonl" || fail "export --pruned differs from prune --out"
 # pruned traces are shorter, keep the think block and the answers
 orig_bytes=$(cat "$SAMPLES"/*.jsonl | wc -c)
 new_bytes=$(wc -c <"$DIR/export.jsonl")
-[ "$new_bytes" -lt "$orig_bytes" ] || fail "pruned export ($new_bytes bytes) not shorter than $orig_bytes"
+[ "$new_bytes" -lt "$orig_bytes" ] ||
+    fail "pruned export ($new_bytes bytes) not shorter than $orig_bytes"
 [ "$(lines '<think>\\n' "$DIR/export.jsonl")" = 6 ] || fail "pruned export lost think blocks"
 for a in "Tom has 7 apples left." "The area is 24 square meters." "They have 16 legs together." \
     "It arrives at 5 o'clock." "Lily has 10 candies left." "The next number is 10."; do
@@ -109,7 +114,8 @@ grep -q "pruned" "$DIR/out" || fail "show does not report the prunes"
 # ---- the other strategies on stored traces -------------------------------------------
 expect 0 "$BIN" prune --strategy redundant --session 5 --db "$DB" --json
 grep -q '"spec":"redundant:threshold=0.6"' "$DIR/out" || fail "redundant: no spec"
-grep -q '"pruned":\[6\]' "$DIR/out" || fail "redundant: expected the repeated dog check (step 6) pruned: $(cat "$DIR/out")"
+grep -q '"pruned":\[6\]' "$DIR/out" ||
+    fail "redundant: expected the repeated dog check (step 6) pruned: $(cat "$DIR/out")"
 expect 0 "$BIN" prune --strategy budget --session 1 --db "$DB" --dry-run --json
 grep -q '"spec":"budget:d=' "$DIR/out" || fail "budget: no spec"
 expect 0 "$BIN" prune --strategy manual --steps 1,2 --session 2 --db "$DB" --json
@@ -117,12 +123,16 @@ grep -q '"pruned":\[1,2\]' "$DIR/out" || fail "manual: steps 1,2 not pruned"
 
 # ---- score --in and prune --in -------------------------------------------------------
 expect 0 "$BIN" score -m "$MODEL" --in "$SAMPLES/sharegpt.jsonl" --db "$DIR/s.db" --json
-[ "$(lines '"session":' "$DIR/out")" = 2 ] || fail "score --in scored $(lines session "$DIR/out") traces, want 2"
-expect 0 "$BIN" prune --strategy asap --budget 80 -m "$MODEL" --in "$SAMPLES/problem_generation.jsonl" \
+[ "$(lines '"session":' "$DIR/out")" = 2 ] ||
+    fail "score --in scored $(lines session "$DIR/out") traces, want 2"
+expect 0 "$BIN" prune --strategy asap --budget 80 -m "$MODEL" \
+    --in "$SAMPLES/problem_generation.jsonl" \
     --out "$DIR/in.jsonl" --format sharegpt
-[ "$(lines '"conversations"' "$DIR/in.jsonl")" = 2 ] || fail "prune --in did not write 2 sharegpt lines"
+[ "$(lines '"conversations"' "$DIR/in.jsonl")" = 2 ] ||
+    fail "prune --in did not write 2 sharegpt lines"
 expect 0 "$BIN" analyze --in "$SAMPLES/messages.jsonl" --json
-[ "$(lines '"scored":false' "$DIR/out")" = 2 ] || fail "analyze --in without a model should be unscored"
+[ "$(lines '"scored":false' "$DIR/out")" = 2 ] ||
+    fail "analyze --in without a model should be unscored"
 
 # ---- errors ---------------------------------------------------------------------------
 expect 2 "$BIN" prune --all --db "$DB"

@@ -16,8 +16,34 @@
 
 typedef bool (*ref_hide_fn)(void *ud, size_t q, size_t k);
 
-static void ref_matvec(const struct pd_weight *w, const double *x, double *y, float *rowbuf)
+/* When set, every matrix product first rounds its input row the way the weight type's dot
+ * format stores it (f16, bf16, q8_0, q8_K), as the file format prescribes for CPU
+ * inference; the products themselves stay exact. */
+static bool ref_round_activations;
+
+static void ref_matvec(const struct pd_weight *w, const double *x_in, double *y, float *rowbuf)
 {
+    const double *x = x_in;
+    double *xr = NULL;
+    if (ref_round_activations) {
+        const struct pd_dtype_traits *vt =
+            pd_dtype_traits(pd_dtype_traits(w->type)->vec_dot_type);
+        size_t n = (size_t)w->cols;
+        float *f = malloc(n * sizeof *f);
+        void *q = malloc(n * 4 + 1024);
+        xr = malloc(n * sizeof *xr);
+        for (size_t i = 0; i < n; i++) {
+            f[i] = (float)x_in[i];
+        }
+        vt->from_f32(f, q, n);
+        vt->to_f32(q, f, n);
+        for (size_t i = 0; i < n; i++) {
+            xr[i] = f[i];
+        }
+        free(f);
+        free(q);
+        x = xr;
+    }
     for (uint64_t r = 0; r < w->rows; r++) {
         pd_weight_row_f32(w, r, rowbuf);
         double s = 0.0;
@@ -26,6 +52,7 @@ static void ref_matvec(const struct pd_weight *w, const double *x, double *y, fl
         }
         y[r] = s;
     }
+    free(xr);
 }
 
 static void ref_rmsnorm(double *out, const double *x, const float *w, size_t n, double eps)

@@ -37,8 +37,10 @@ struct pd_ctx_params {
 struct pd_ctx_params pd_ctx_default_params(void);
 
 /* Called after each layer's attention for each token of a batch, in token order:
- * probs is [n_head][n_slots] (each row sums to 1 over the slots the token could see;
- * slots after the token's position have probability 0), slot_pos[n_slots] the positions. */
+ * probs holds n_head rows with a stride of params.n_ctx floats (row h starts at
+ * probs + h * n_ctx); entries 0..n_slots-1 of a row are valid, sum to 1 over the slots
+ * the token could see, and are 0 for slots after the token's position; slot_pos[n_slots]
+ * the positions. */
 typedef void (*pd_attn_hook_fn)(void *ud, uint32_t layer, int64_t pos, const float *probs,
                                 uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
 

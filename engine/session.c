@@ -372,10 +372,14 @@ static bool tail_ends_with(const struct pd_session *s, const char *m)
     return n > 0 && s->tail_len >= n && memcmp(s->tail + s->tail_len - n, m, n) == 0;
 }
 
-/* The close marker text as injected: newline, marker, blank line. */
+/* The text injected to end thinking: the caller's, or newline, marker, blank line. */
 static void close_text(const struct pd_session *s, char *buf, size_t n)
 {
-    snprintf(buf, n, "\n%s\n\n", s->close_marker);
+    if (s->p.end_think_text) {
+        snprintf(buf, n, "%s", s->p.end_think_text);
+    } else {
+        snprintf(buf, n, "\n%s\n\n", s->close_marker);
+    }
 }
 
 /* ---- KV policy plumbing -------------------------------------------------------------- */
@@ -1070,7 +1074,7 @@ static void *worker_main(void *arg)
             s->n_think < s->min_think && r.text && s->close_marker &&
             strstr(r.text, s->close_marker)) {
             pd_token_rec_free(&r);
-            if ((st = force_text(s, "\nWait", &err))) {
+            if ((st = force_text(s, s->p.wait_text ? s->p.wait_text : "Wait", &err))) {
                 break;
             }
             push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "minimum thinking: Wait");

@@ -74,7 +74,11 @@ struct pd_session_params {
     struct pd_chat_format chat;  /* template; family RAW renders the prompt as is */
     enum pd_think_mode mode;
     uint32_t think_budget;       /* SHORT: max thinking tokens */
-    uint32_t min_think;          /* LONG: an earlier close marker becomes "Wait" */
+    uint32_t min_think;          /* LONG: an earlier close marker becomes wait_text */
+    const char *end_think_text;  /* borrowed: injected to end thinking (short budget, answer
+                                  * now, switch to none); NULL = "\n" close-marker "\n\n" */
+    const char *wait_text;       /* borrowed: replaces an early close marker; NULL = "Wait"
+                                  * (analysis/modes.h holds the per-family texts) */
     struct pd_kv_policy *policy; /* owned (taken); NULL = full cache */
     struct pd_step_observer steps; /* feed == NULL: none */
     double throttle_ms;          /* sleep between tokens (demos, tests); default 0 */

@@ -102,7 +102,9 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
             pd_draw_printf(y++, x, w, pd_term_style(PD_STYLE_DIM), "not scored (first token "
                                                                    "or imported text)");
         } else {
-            int used = pd_draw_printf(y, x, w, A_NORMAL, "logprob %.3f  p %.3f  surprisal ",
+            int used = pd_draw_printf(y, x, w, A_NORMAL,
+                                      w >= 46 ? "logprob %.3f  p %.3f  surprisal "
+                                              : "lp %.3f p %.3f s ",
                                       t->logprob, exp(t->logprob));
             char sb[16];
             snprintf(sb, sizeof sb, "%.2f b", s);
@@ -110,8 +112,7 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
         }
     }
     if (y < end && !isnan(t->entropy)) {
-        pd_draw_printf(y++, x, w, A_NORMAL, "entropy %.2f bits   alternatives %u", t->entropy,
-                       t->n_top);
+        pd_draw_printf(y++, x, w, A_NORMAL, "entropy %.2f bits  top-%u", t->entropy, t->n_top);
     }
     /* Top-k alternatives. */
     int name_w = 14, bar_w = w - name_w - 11;

@@ -19,13 +19,16 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
     if (y < end) {
         char info[160];
         int o = snprintf(info, sizeof info, "used %u/%u", a->kv_used, a->kv_cap);
+        if (a->kv_shadow) {
+            o += snprintf(info + o, sizeof info - (size_t)o, " (shadow: full cache)");
+        }
         if (a->kv_budget) {
             o += snprintf(info + o, sizeof info - (size_t)o, "  budget %lld",
                           (long long)a->kv_budget);
         }
         if (a->has_div) {
-            snprintf(info + o, sizeof info - (size_t)o, "  div KL %.3f b top1 %s",
-                     a->div_kl_bits, a->div_top1 ? "same" : "differs");
+            snprintf(info + o, sizeof info - (size_t)o, "  KL %.3fb top1 %s", a->div_kl_bits,
+                     a->div_top1 ? "same" : "DIFF");
         } else if (a->kv_shadow) {
             snprintf(info + o, sizeof info - (size_t)o, "  div: press d");
         }

@@ -15,6 +15,16 @@ static const char *phase(const struct pd_app *a)
     return pd_role_name(a->toks[a->n_toks - 1].role);
 }
 
+/* The model's file name without ".gguf". */
+static int model_len(const char *m)
+{
+    size_t n = strlen(m);
+    if (n > 5 && strcmp(m + n - 5, ".gguf") == 0) {
+        n -= 5;
+    }
+    return (int)n;
+}
+
 void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
 {
     unsigned long st = pd_term_style(PD_STYLE_STATUS);
@@ -33,14 +43,15 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
             size_t l = strlen(kv);
             snprintf(kv + l, sizeof kv - l, " b%lld", (long long)a->kv_budget);
         }
-        snprintf(left, sizeof left, " %s | %s | %s | %s | %zu tok (%zu gen) | %.1f tok/s%s",
-                 a->model, a->backend, mode, phase(a), a->n_toks, gen, a->tok_per_s, kv);
+        snprintf(left, sizeof left, " %.*s | %s | %s | %s | %zu tok (%zu gen) | %.1f tok/s%s",
+                 model_len(a->model), a->model, a->backend, mode, phase(a), a->n_toks, gen,
+                 a->tok_per_s, kv);
     } else {
         snprintf(left, sizeof left, " replay #%lld | %s | %zu/%zu tok | %s %.0f tok/s",
                  (long long)a->session_id, a->model[0] ? a->model : "no model", a->n_visible,
                  a->n_toks, a->playing ? "playing" : "paused", a->speed);
     }
-    int x = r->x + pd_draw_text(r->y, r->x, r->w, left, strlen(left), st);
+    /* The run state (paused, done, error) comes first so narrow screens keep it. */
     char state[96];
     unsigned long sat = st;
     if (a->kind == PD_APP_LIVE && a->error[0]) {
@@ -54,24 +65,30 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
     } else {
         state[0] = '\0';
     }
-    if (state[0] && x < r->x + r->w) {
-        x += pd_draw_text(r->y, x + 1, r->x + r->w - x - 1, state, strlen(state), sat) + 1;
+    int x = r->x;
+    if (state[0]) {
+        x += pd_draw_text(r->y, x, r->w, state, strlen(state), sat);
     }
+    x += pd_draw_text(r->y, x, r->x + r->w - x, left, strlen(left), st);
     char rec[96];
     bool unsaved = pd_app_unsaved(a);
     if (a->recording) {
-        snprintf(rec, sizeof rec, " rec #%lld %lld/%zu %s", (long long)a->session_id,
-                 (long long)a->n_committed, a->n_toks, unsaved ? "unsaved" : "saved");
+        snprintf(rec, sizeof rec, " rec #%lld %lld/%zu%s ", (long long)a->session_id,
+                 (long long)a->n_committed, a->n_toks, unsaved ? " unsaved" : "");
     } else if (a->session_id) {
-        snprintf(rec, sizeof rec, " #%lld %s", (long long)a->session_id,
+        snprintf(rec, sizeof rec, " #%lld %s ", (long long)a->session_id,
                  unsaved ? "unsaved" : "saved");
     } else {
-        snprintf(rec, sizeof rec, " not recorded");
+        snprintf(rec, sizeof rec, " not recorded ");
     }
+    /* The recording state has priority over the end of the left part; the help hint
+     * only shows when there is room. */
     char right[128];
-    snprintf(right, sizeof right, "%s | ? help ", rec);
+    int room = r->x + r->w - x - 1;
+    snprintf(right, sizeof right, "%s%s", rec, (int)strlen(rec) + 9 <= room ? "| ? help " : "");
     int rw = (int)strlen(right);
-    if (r->x + r->w - rw > x + 1) {
-        pd_draw_text(r->y, r->x + r->w - rw, rw, right, strlen(right), unsaved ? hot : st);
+    if (rw > r->w) {
+        rw = r->w;
     }
+    pd_draw_text(r->y, r->x + r->w - rw, rw, right, strlen(right), unsaved ? hot : st);
 }

@@ -5,6 +5,8 @@
 #include <curses.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +81,18 @@ static void run_effects(struct pd_app *a, const struct pd_loop_source *src)
     }
 }
 
+/* Log lines go to the ring while curses owns the screen; the newest new one is shown on
+ * the message line (unless the command line is open). */
+static void show_new_log(struct pd_app *a, char *last, size_t n)
+{
+    char line[PD_LOG_LINE_MAX];
+    if (a->cmd_active || !pd_log_ring_get(0, line, sizeof line) || strcmp(line, last) == 0) {
+        return;
+    }
+    snprintf(last, n, "%s", line);
+    pd_app_msg(a, false, "log: %s", line);
+}
+
 int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
 {
     struct pd_layout l;
@@ -86,6 +100,10 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
     relayout(a, &l);
     double last_frame = 0, last_tick = pd_loop_now();
     double key_t0 = -1; /* time of the oldest key not drawn yet */
+    char last_log[PD_LOG_LINE_MAX];
+    if (!pd_log_ring_get(0, last_log, sizeof last_log)) {
+        last_log[0] = '\0';
+    }
     while (!a->quit) {
         if (pd_term_signalled()) {
             break;
@@ -141,6 +159,7 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
         if (a->kind == PD_APP_LIVE && !a->finished) {
             a->dirty |= PD_DIRTY_STATUS;
         }
+        show_new_log(a, last_log, sizeof last_log);
         bool key_pending = key_t0 >= 0;
         if (a->dirty && (key_pending || now - last_frame >= FRAME_S)) {
             double t0 = pd_loop_now();

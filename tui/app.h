@@ -35,7 +35,7 @@
 #include "base/status.h"
 #include "base/trace.h"
 #include "session.h"
-#include "steps.h"
+#include "analysis/steps.h"
 #include "wrap.h"
 
 enum pd_app_kind {

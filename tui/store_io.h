@@ -10,7 +10,7 @@
 
 #include "app.h"
 #include "base/status.h"
-#include "store.h"
+#include "store/store.h"
 
 /* Loads session id (tokens with metrics, KV events, steps, tags, model and settings) into
  * a, an app initialised as PD_APP_REPLAY, and shows all of it (playhead at the end).

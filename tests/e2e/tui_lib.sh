@@ -42,6 +42,8 @@ start() {
 }
 
 screen() { T capture-pane -p -t "$1"; }
+# The screen with its attributes as escape sequences (to check colours).
+screen_sgr() { T capture-pane -e -p -t "$1"; }
 keys() { local n=$1; shift; T send-keys -t "$n" "$@"; }
 
 fail() {

@@ -10,6 +10,8 @@ DB="$TMPD/t.db"
 start live 120 40 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" --db "$DB" --greedy \
     -n 3000 --throttle 30 --stats
 wait_for live ' [0-9]{2,} tok \(' 20
+# Surprisal is drawn as 256-colour backgrounds inside tmux (TERM=tmux-256color).
+screen_sgr live | grep -q $'\e\\[[0-9;]*48;5;' || fail "no 256-colour backgrounds"
 
 # Pause: the count stops.
 keys live Space

@@ -4,7 +4,8 @@
  * session events (steps, importance, pause/answer/branch/finish, prunes, tags, search,
  * commands, quitting with unsaved work), replay (playhead, speed, KV map by time),
  * corrupt records, the key table and the committed docs/keys.md, colour tiers and the
- * heat scale, and SHA-256 test vectors. */
+ * heat scale, SHA-256 test vectors, and loading / saving a session through the store
+ * (segmented on load, prune and tag saved, unprune, unknown session). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "base/utf8.h"
 #include "keys.h"
 #include "layout.h"
 #include "sha256.h"
+#include "store_io.h"
 #include "term.h"
 #include "wrap.h"
 
@@ -565,10 +568,10 @@ static void test_app_prune_tag_quit(void **state)
     pd_app_do(&a, PD_ACT_QUIT);
     assert_true(pd_app_fx_pop(&a, &fx));
     assert_int_equal(fx.kind, PD_FX_QUIT);
-    /* Recording lag counts as unsaved. */
+    /* Recording lag does not count: the writer commits everything on exit. */
     a.recording = true;
     a.n_committed = 3;
-    assert_true(pd_app_unsaved(&a));
+    assert_false(pd_app_unsaved(&a));
     pd_app_deinit(&a);
 }
 
@@ -901,6 +904,104 @@ static void test_sha256_vectors(void **state)
     assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+
+/* ---- store round trip ----------------------------------------------------------------- */
+
+static void test_store_io_round_trip(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ponder-test-tui-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store *st = NULL;
+    assert_int_equal(pd_store_open(path, NULL, &st, &err), PD_OK);
+    struct pd_message msg = {PD_MSG_USER, "Q"};
+    struct pd_session_new sn = {0, NULL, &msg, 1, "test", NULL, 0, 0};
+    int64_t id = 0;
+    assert_int_equal(pd_store_session_create(st, &sn, &id, &err), PD_OK);
+    static const char *const texts[] = {"Q", "First", " idea", ".\n\n", "Second", " idea",
+                                        " here", ".", "\n\n", "Third", " thought", " now"};
+    struct pd_token_rec toks[12];
+    memset(toks, 0, sizeof toks);
+    for (int i = 0; i < 12; i++) {
+        toks[i].pos = i;
+        toks[i].id = i;
+        toks[i].role = i == 0 ? PD_ROLE_PROMPT : PD_ROLE_THINK;
+        toks[i].text = (char *)texts[i];
+        toks[i].text_len = strlen(texts[i]);
+        toks[i].logprob = -0.5f;
+        toks[i].entropy = 1.0f;
+        if (i > 2) {
+            toks[i].attn = blob(2, 1, 0.25f, &toks[i].attn_len);
+        }
+    }
+    assert_int_equal(pd_store_tokens_append(st, id, toks, 12, &err), PD_OK);
+    for (int i = 0; i < 12; i++) {
+        free(toks[i].attn);
+    }
+    struct pd_kv_event_rec kv = {6, 0, 2, PD_KV_EVICT};
+    assert_int_equal(pd_store_kv_append(st, id, &kv, 1, &err), PD_OK);
+
+    struct pd_app a;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
+    assert_int_equal(a.n_toks, 12);
+    assert_int_equal(a.n_visible, 12);
+    assert_int_equal(a.n_layer, 2);
+    assert_int_equal(a.n_steps, 3); /* segmented on load */
+    assert_false(a.steps[0].in_db);
+    assert_true(a.steps[0].recv > 0.0f); /* later steps attend to position 1 */
+    assert_int_equal(pd_app_kv_cell(&a, 0, 2), PD_KV_CELL_EVICTED);
+    assert_int_equal(pd_app_kv_cell(&a, 1, 2), PD_KV_CELL_KEPT);
+    pd_app_command(&a, "goto 5");
+    pd_app_do(&a, PD_ACT_PRUNE);
+    pd_app_command(&a, "tag dup repeats the first");
+    assert_true(pd_app_unsaved(&a));
+    assert_int_equal(pd_io_save(st, id, &a, &err), PD_OK);
+    assert_false(pd_app_unsaved(&a));
+    assert_true(a.tags[0].id > 0);
+    pd_app_deinit(&a);
+
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
+    assert_int_equal(a.n_steps, 3);
+    assert_true(a.steps[0].in_db);
+    assert_true(a.steps[1].rec.pruned);
+    assert_true(a.steps[1].pruned_saved);
+    assert_true(a.toks[5].flags & PD_TOKF_PRUNED);
+    assert_int_equal(a.n_tags, 1);
+    assert_string_equal(a.tags[0].tag, "dup");
+    assert_string_equal(a.tags[0].note, "repeats the first");
+    assert_int_equal(a.steps[1].n_tags, 1);
+    /* Unprune and save again. */
+    pd_app_command(&a, "goto 5");
+    pd_app_do(&a, PD_ACT_PRUNE);
+    assert_int_equal(pd_io_save(st, id, &a, &err), PD_OK);
+    pd_app_deinit(&a);
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
+    assert_false(a.steps[1].rec.pruned);
+    pd_app_deinit(&a);
+
+    /* An unknown session: the message names the database and the session. */
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_not_equal(pd_io_load(st, 999, &a, &err), PD_OK);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "999"));
+    pd_app_deinit(&a);
+    pd_store_close(&st);
+    char side[64];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -922,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_keys_doc_matches),
         cmocka_unit_test(test_term_tiers_and_heat),
         cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_store_io_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

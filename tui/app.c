@@ -157,7 +157,7 @@ bool pd_app_unsaved(const struct pd_app *a)
             return true;
         }
     }
-    return a->recording && a->n_committed < (int64_t)a->n_toks;
+    return false; /* the recording itself is committed on exit, so it never counts */
 }
 
 void pd_app_mode_text(const struct pd_app *a, char *buf, size_t n)

@@ -15,7 +15,7 @@
  *   pd_app_tick advances it while playing. Every view uses [0, n_visible).
  * Saving.  Prunes and tags made in the UI are kept here with a `saved` mark; a save
  *   effect writes the differences and the loop calls pd_app_mark_saved. "Unsaved" means
- *   such differences exist or the store writer has not committed every token yet.
+ *   such differences exist (tokens stream into the database on their own).
  * Steps.  Live tokens go through an incremental segmenter (analysis/steps.h); the open
  *   step is shown as the last entry. Step metrics (mean/first-token surprisal, mean
  *   entropy) come from the tokens; importance is the attention the step's tokens receive
@@ -349,7 +349,8 @@ void pd_app_mark_saved(struct pd_app *a);
 
 /* ---- queries for the panes ---- */
 
-/* True when prunes or tags differ from the database or the recording lags. */
+/* True when prunes or tags differ from the database (the streamed recording is committed
+ * on exit in any case, so its lag does not count). */
 bool pd_app_unsaved(const struct pd_app *a);
 
 /* The step holding token index i, or -1. */

@@ -5,11 +5,12 @@
 # by an alternative, :q! and the saved command history.
 source "$(dirname "$0")/tui_lib.sh"
 find_model
-start small 80 24 env NO_COLOR=1 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" \
+start small 80 24 env NO_COLOR=1 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time 中文 é" \
     --no-record --greedy -n 3000 --throttle 30
 wait_for small ' [0-9]+ tok \(' 20
 wait_for small ' steps ' 5
 wait_for small ' inspector ' 5
+wait_for small 'time 中文 é' 5   # wide characters, byte-fallback tokens joined again
 # NO_COLOR: attributes only, no colour sequences.
 if screen_sgr small | grep -Eq $'\e\\[[0-9;]*(38;5;|48;5;|3[0-7]m|4[0-7]m)'; then
     fail "colour escape sequences despite NO_COLOR"

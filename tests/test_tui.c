@@ -731,6 +731,11 @@ static void test_app_corrupt_records(void **state)
     assert_non_null(strstr(err.msg, "past the trace"));
     struct pd_kv_event_rec kv = {1, -2, 0, PD_KV_EVICT};
     assert_int_equal(pd_app_push_kv(&a, &kv, &err), PD_EFORMAT);
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = (enum pd_event_kind)77;
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_EFORMAT);
+    assert_non_null(strstr(err.msg, "77"));
     kv.layer = 0;
     kv.kind = (enum pd_kv_event_kind)7;
     assert_int_equal(pd_app_push_kv(&a, &kv, &err), PD_EFORMAT);

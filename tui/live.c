@@ -205,6 +205,14 @@ fail:
     return rc;
 }
 
+/* The generation reached its natural end (end of generation or the length limit), as
+ * opposed to being stopped, running out of context, or failing. */
+static bool ended_normally(const struct pd_app *a)
+{
+    return a->finished && !a->error[0] &&
+           (strcmp(a->finish_reason, "eog") == 0 || strcmp(a->finish_reason, "length") == 0);
+}
+
 /* Pushes the steps the segmenter has closed since the last call. */
 static void push_steps(struct pd_live *l, struct pd_app *a)
 {
@@ -283,32 +291,37 @@ int pd_live_fd(void *ud)
     return l->sess ? pd_session_fd(l->sess) : -1;
 }
 
+/* One event: to the recording first (a copy), then into the app. */
+static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *ev)
+{
+    struct pd_err e2;
+    if (l->w && ev->kind == PD_EV_TOKEN && pd_store_writer_push_token(l->w, &ev->tok, &e2)) {
+        pd_app_msg(a, true, "recording: %s", e2.msg);
+    }
+    if (l->w && ev->kind == PD_EV_EVICT && pd_store_writer_push_kv(l->w, &ev->kv, &e2)) {
+        pd_app_msg(a, true, "recording: %s", e2.msg);
+    }
+    enum pd_event_kind kind = ev->kind;
+    int64_t pos = ev->pos;
+    if (pd_app_on_event(a, ev, &e2)) {
+        pd_app_msg(a, true, "%s", e2.msg);
+    }
+    pd_event_free(ev);
+    if (kind == PD_EV_BRANCHED) {
+        on_branch(l, a, pos);
+    }
+    if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
+        push_steps(l, a);
+        stop_recording(l, a, ended_normally(a));
+    }
+}
+
 void pd_live_pump(void *ud, struct pd_app *a)
 {
     struct pd_live *l = ud;
     struct pd_event ev;
-    struct pd_err e2;
     for (int k = 0; k < PUMP_MAX && pd_session_poll(l->sess, &ev); k++) {
-        if (l->w && ev.kind == PD_EV_TOKEN &&
-            pd_store_writer_push_token(l->w, &ev.tok, &e2)) {
-            pd_app_msg(a, true, "recording: %s", e2.msg);
-        }
-        if (l->w && ev.kind == PD_EV_EVICT && pd_store_writer_push_kv(l->w, &ev.kv, &e2)) {
-            pd_app_msg(a, true, "recording: %s", e2.msg);
-        }
-        enum pd_event_kind kind = ev.kind;
-        int64_t pos = ev.pos;
-        if (pd_app_on_event(a, &ev, &e2)) {
-            pd_app_msg(a, true, "%s", e2.msg);
-        }
-        pd_event_free(&ev);
-        if (kind == PD_EV_BRANCHED) {
-            on_branch(l, a, pos);
-        }
-        if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
-            push_steps(l, a);
-            stop_recording(l, a, kind == PD_EV_FINISHED);
-        }
+        handle_event(l, a, &ev);
     }
     push_steps(l, a);
     if (l->w) {
@@ -360,12 +373,34 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a)
         return;
     }
     struct pd_live *l = *lp;
-    bool finished = a && a->finished && !a->error[0];
+    if (a && l->sess && pd_session_running(l->sess)) {
+        /* Stop the worker and record what it produced up to the stop (the last events
+         * are still queued), waiting at most ~2 s for its finished event. */
+        struct pd_cmd stop;
+        memset(&stop, 0, sizeof stop);
+        stop.kind = PD_CMD_STOP;
+        stop.token = -1;
+        struct pd_event ev;
+        if (pd_session_send(l->sess, &stop, NULL) == PD_OK) {
+            for (int k = 0; k < 100000 && !a->finished; k++) {
+                if (!pd_session_wait(l->sess, &ev, 2000)) {
+                    break;
+                }
+                handle_event(l, a, &ev);
+            }
+        }
+    }
+    if (a && l->sess) {
+        struct pd_event ev;
+        while (pd_session_poll(l->sess, &ev)) {
+            handle_event(l, a, &ev);
+        }
+    }
     pd_session_close(&l->sess);
     if (a) {
         push_steps(l, a);
     }
-    stop_recording(l, a, finished);
+    stop_recording(l, a, a && ended_normally(a));
     pd_store_close(&l->st);
     pd_tok_close(&l->tok);
     pd_model_close(&l->model);

@@ -5,13 +5,15 @@
  * commands, quitting with unsaved work), replay (playhead, speed, KV map by time),
  * corrupt records, the key table and the committed docs/keys.md, colour tiers and the
  * heat scale, SHA-256 test vectors, and loading / saving a session through the store
- * (segmented on load, prune and tag saved, unprune, unknown session). */
+ * (segmented on load, prune and tag saved, unprune, unknown session), and the readline
+ * command line fed curses key codes (editing, completion, history file, search). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curses.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 
 #include "app.h"
 #include "base/utf8.h"
+#include "cmdline.h"
 #include "keys.h"
 #include "layout.h"
 #include "sha256.h"
@@ -1007,6 +1010,90 @@ static void test_store_io_round_trip(void **state)
     unlink(side);
 }
 
+/* ---- command line (readline glue, no terminal) ------------------------------------------- */
+
+static void type(const char *s)
+{
+    for (; *s; s++) {
+        pd_cmdline_key((wint_t)(unsigned char)*s, false);
+    }
+}
+
+static void test_cmdline_readline(void **state)
+{
+    (void)state;
+    char hist[] = "/tmp/ponder-test-hist-XXXXXX";
+    int fd = mkstemp(hist);
+    assert_true(fd >= 0);
+    close(fd);
+    setenv("PONDER_HISTORY", hist, 1);
+    struct pd_app a;
+    live_app(&a);
+    pd_cmdline_init(&a);
+    assert_string_equal(pd_cmdline_history_path(), hist);
+    /* Editing with the curses key codes: "gto 2", Home, Right, "o" -> "goto 2". */
+    pd_cmdline_open(':', "");
+    assert_true(a.cmd_active);
+    type("gto 2");
+    assert_string_equal(a.cmd_text, "gto 2");
+    assert_int_equal(a.cmd_point, 5);
+    pd_cmdline_key(KEY_HOME, true);
+    assert_int_equal(a.cmd_point, 0);
+    pd_cmdline_key(KEY_RIGHT, true);
+    type("o");
+    assert_string_equal(a.cmd_text, "goto 2");
+    pd_cmdline_key(KEY_BACKSPACE, true);
+    type("3");
+    assert_string_equal(a.cmd_text, "g3to 2"); /* Backspace deleted before the point */
+    pd_cmdline_key(KEY_LEFT, true);
+    pd_cmdline_key(KEY_DC, true);
+    type("o");
+    pd_cmdline_key(KEY_END, true);
+    pd_cmdline_key(KEY_BACKSPACE, true);
+    type("3");
+    assert_string_equal(a.cmd_text, "goto 3");
+    pd_cmdline_key('\r', false);
+    assert_false(a.cmd_active);
+    assert_int_equal(a.cursor, 3);
+    /* Initial text, Tab completion of a command and of a mode. */
+    pd_cmdline_open(':', "mo");
+    pd_cmdline_key('\t', false);
+    assert_string_equal(a.cmd_text, "mode ");
+    type("no");
+    pd_cmdline_key('\t', false);
+    assert_string_equal(a.cmd_text, "mode none ");
+    /* Esc cancels without running anything. */
+    pd_cmdline_key(27, false);
+    assert_false(a.cmd_active);
+    struct pd_app_fx fx;
+    assert_false(pd_app_fx_pop(&a, &fx));
+    /* History: Up recalls the last line. */
+    pd_cmdline_open(':', "");
+    pd_cmdline_key(KEY_UP, true);
+    assert_string_equal(a.cmd_text, "goto 3");
+    pd_cmdline_key(7, false); /* Ctrl-G cancels too */
+    assert_false(a.cmd_active);
+    /* '/' lines search. */
+    pd_cmdline_open('/', "");
+    type("check");
+    pd_cmdline_key(KEY_ENTER, true);
+    assert_int_equal(a.n_matches, 1);
+    assert_int_equal(a.cursor, 16);
+    pd_cmdline_deinit();
+    FILE *f = fopen(hist, "r");
+    assert_non_null(f);
+    char line[256], all[1024] = "";
+    while (fgets(line, sizeof line, f)) {
+        strncat(all, line, sizeof all - strlen(all) - 1);
+    }
+    fclose(f);
+    assert_non_null(strstr(all, "goto 3\n"));
+    assert_non_null(strstr(all, "check\n"));
+    unlink(hist);
+    unsetenv("PONDER_HISTORY");
+    pd_app_deinit(&a);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -1029,6 +1116,7 @@ int main(void)
         cmocka_unit_test(test_term_tiers_and_heat),
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_store_io_round_trip),
+        cmocka_unit_test(test_cmdline_readline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "analysis/kvpolicy.h"
+#include "analysis/modes.h"
 #include "base/log.h"
 #include "chat.h"
 #include "model.h"
@@ -33,6 +34,7 @@ struct pd_live {
     char policy_text[96];
     char chat_name[32];
     struct pd_sampler_params sampling;
+    const struct pd_modes_texts *texts; /* static: the family's mode texts, or NULL */
 };
 
 void pd_live_opts_default(struct pd_live_opts *o)
@@ -139,6 +141,11 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         goto fail;
     }
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
+    l->texts = pd_modes_texts(p.chat.family);
+    if (l->texts) {
+        p.end_think_text = l->texts->end_think; /* static strings */
+        p.wait_text = l->texts->wait;
+    }
     uint32_t budget = 0;
     if (o->mode_spec && (rc = pd_think_mode_parse(o->mode_spec, &p.mode, &budget, err))) {
         pd_err_prefix(err, "--mode");
@@ -340,7 +347,12 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
             a->pause_pending = false;
             return;
         }
-        if (pd_session_send(l->sess, &fx->cmd, &e2)) {
+        struct pd_cmd cmd = fx->cmd;
+        if (cmd.kind == PD_CMD_ANSWER_NOW && !cmd.text[0] && l->texts) {
+            /* The family's hard-interrupt text: a short lead-in, then the close marker. */
+            snprintf(cmd.text, sizeof cmd.text, "%s", pd_modes_answer_now(l->texts, false));
+        }
+        if (pd_session_send(l->sess, &cmd, &e2)) {
             pd_app_msg(a, true, "%s", e2.msg);
             a->pause_pending = false;
         }

@@ -2,6 +2,7 @@
 #include "term.h"
 
 #include <curses.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <math.h>
 #include <signal.h>
@@ -256,6 +257,14 @@ enum pd_status pd_term_open(struct pd_err *err)
         return pd_err_set(err, PD_EIO, "the workbench needs a terminal (stdin and stdout)");
     }
     setlocale(LC_ALL, "");
+    /* Token text is UTF-8 whatever the user's locale; without a UTF-8 LC_CTYPE curses
+     * could not draw it (wide characters, box drawing). */
+    const char *cs = nl_langinfo(CODESET);
+    if (!cs || strcmp(cs, "UTF-8") != 0) {
+        if (!setlocale(LC_CTYPE, "C.UTF-8")) {
+            pd_log(PD_LOG_WARN, "no UTF-8 locale (LC_CTYPE): non-ASCII text may not show");
+        }
+    }
     static bool registered;
     if (!registered) {
         atexit(at_exit);

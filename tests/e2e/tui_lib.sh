@@ -15,6 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export PONDER_HISTORY="$TMPD/history"
+export LC_ALL=C.UTF-8 # tmux and the screen checks read UTF-8
 
 # The stories260K model, or exit 77.
 find_model() {

@@ -1,4 +1,7 @@
-/* dtype.c - the tensor type-traits table and half/bfloat16 conversions. */
+/* dtype.c - the tensor type-traits table and half/bfloat16 conversions.
+ *
+ * `traits` holds the portable reference functions; pd_dtype_traits() hands out a copy
+ * whose kernels are those of the SIMD level chosen at run time (simd.h), made once. */
 #include "dtype.h"
 
 #include <ctype.h>
@@ -7,6 +10,7 @@
 
 #include "base/mem.h"
 #include "quant.h"
+#include "simd.h"
 
 static const struct pd_dtype_traits traits[PD_DTYPE_COUNT] = {
     [PD_DTYPE_F32] = {"f32", 0, 1, 4, PD_DTYPE_F32, pd_f32_to_f32, pd_f32_from_f32,
@@ -30,9 +34,30 @@ static const struct pd_dtype_traits traits[PD_DTYPE_COUNT] = {
 };
 _Static_assert(sizeof traits / sizeof traits[0] == PD_DTYPE_COUNT, "dtype traits table");
 
+static struct pd_dtype_traits dispatched[PD_DTYPE_COUNT];
+static pthread_once_t dispatched_once = PTHREAD_ONCE_INIT;
+
+static void dispatched_init(void)
+{
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    for (int i = 0; i < PD_DTYPE_COUNT; i++) {
+        dispatched[i] = traits[i];
+        if (ops->vec_dot[i]) {
+            dispatched[i].vec_dot = ops->vec_dot[i];
+        }
+        if (ops->from_f32[i]) {
+            dispatched[i].from_f32 = ops->from_f32[i];
+        }
+        if (ops->to_f32[i]) {
+            dispatched[i].to_f32 = ops->to_f32[i];
+        }
+    }
+}
+
 const struct pd_dtype_traits *pd_dtype_traits(enum pd_dtype t)
 {
-    return &traits[t];
+    pthread_once(&dispatched_once, dispatched_init);
+    return &dispatched[t];
 }
 
 int pd_dtype_from_ggml(uint32_t ggml_id, enum pd_dtype *out)

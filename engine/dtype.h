@@ -43,11 +43,12 @@ struct pd_dtype_traits {
     uint32_t type_size;        /* bytes per block */
     enum pd_dtype vec_dot_type;/* activation format for vec_dot */
     pd_to_f32_fn to_f32;
-    pd_from_f32_fn from_f32;   /* reference quantiser (used by tests and the KV cache) */
+    pd_from_f32_fn from_f32;   /* quantiser (same bytes at every SIMD level) */
     pd_vec_dot_fn vec_dot;     /* NULL for activation-only types */
 };
 
-/* The traits of t; t must be < PD_DTYPE_COUNT. */
+/* The traits of t; t must be < PD_DTYPE_COUNT. The function pointers are the kernels of
+ * the SIMD level chosen at run time (simd.h, cpu.h), decided on the first call. */
 const struct pd_dtype_traits *pd_dtype_traits(enum pd_dtype t);
 
 /* Maps a GGUF type id to ponder's enum. Returns 0 on success, -1 if ponder does not

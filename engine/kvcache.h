@@ -18,6 +18,7 @@
 
 #include "base/status.h"
 #include "dtype.h"
+#include "simd.h"
 
 enum pd_kv_type {
     PD_KV_F16,
@@ -70,7 +71,8 @@ void pd_kvcache_truncate(struct pd_kvcache *c, int64_t pos);
 uint32_t pd_kvcache_drop_range(struct pd_kvcache *c, int64_t begin, int64_t end);
 
 /* Dot product of q[dim] with the K row (head offset `off`, `dim` entries) of slot s.
- * Inline: the attention inner loop calls it once per slot. */
+ * Inline: the attention inner loop calls it once per slot. Both kernels run at the
+ * SIMD level chosen at run time (simd.h). */
 static inline float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, uint32_t s,
                                      uint32_t off, const float *q, uint32_t dim);
 /* acc[dim] += w * V row (head offset `off`) of slot s. */
@@ -84,37 +86,22 @@ static inline float pd_kvcache_k_dot(const struct pd_kvcache *c, uint32_t il, ui
                                      uint32_t off, const float *q, uint32_t dim)
 {
     const struct pd_kv_layer *L = &c->layers[il];
-    float sum = 0.0f;
+    const struct pd_simd_ops *ops = pd_simd_ops();
     if (c->type == PD_KV_F32) {
-        const float *k = (const float *)L->k + (size_t)s * c->dim_k + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            sum += q[i] * k[i];
-        }
-    } else {
-        const float *tab = c->f16;
-        const uint16_t *k = (const uint16_t *)L->k + (size_t)s * c->dim_k + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            sum += q[i] * tab[k[i]];
-        }
+        return ops->kv_dot_f32(q, (const float *)L->k + (size_t)s * c->dim_k + off, dim);
     }
-    return sum;
+    return ops->kv_dot_f16(q, (const uint16_t *)L->k + (size_t)s * c->dim_k + off, dim);
 }
 
 static inline void pd_kvcache_v_axpy(const struct pd_kvcache *c, uint32_t il, uint32_t s,
                                      uint32_t off, float w, float *acc, uint32_t dim)
 {
     const struct pd_kv_layer *L = &c->layers[il];
+    const struct pd_simd_ops *ops = pd_simd_ops();
     if (c->type == PD_KV_F32) {
-        const float *v = (const float *)L->v + (size_t)s * c->dim_v + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            acc[i] += w * v[i];
-        }
+        ops->kv_axpy_f32(w, (const float *)L->v + (size_t)s * c->dim_v + off, acc, dim);
     } else {
-        const float *tab = c->f16;
-        const uint16_t *v = (const uint16_t *)L->v + (size_t)s * c->dim_v + off;
-        for (uint32_t i = 0; i < dim; i++) {
-            acc[i] += w * tab[v[i]];
-        }
+        ops->kv_axpy_f16(w, (const uint16_t *)L->v + (size_t)s * c->dim_v + off, acc, dim);
     }
 }
 

@@ -1,0 +1,107 @@
+/* cpu.c - CPU feature detection and the PONDER_SIMD override (see cpu.h). */
+#include "cpu.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
+#include "base/log.h"
+
+static const char *const level_names[PD_SIMD_LEVEL_COUNT] = {
+    [PD_SIMD_SCALAR] = "scalar",
+    [PD_SIMD_AVX2] = "avx2",
+};
+_Static_assert(sizeof level_names / sizeof level_names[0] == PD_SIMD_LEVEL_COUNT,
+               "simd level names");
+
+const char *pd_cpu_simd_name(enum pd_simd_level level)
+{
+    return (unsigned)level < PD_SIMD_LEVEL_COUNT ? level_names[level] : "?";
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_X86_KERNELS 1
+
+/* AVX2, FMA and F16C, and an OS that saves the YMM registers across context switches
+ * (XCR0 bits 1 and 2). Read from CPUID directly: compilers disagree on which feature
+ * names __builtin_cpu_supports accepts (f16c among them). */
+static bool x86_has_avx2_fma_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) {
+        return false;
+    }
+    const unsigned need1 = bit_AVX | bit_OSXSAVE | bit_FMA | bit_F16C;
+    if ((c & need1) != need1) {
+        return false;
+    }
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 6) != 6) {
+        return false;
+    }
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        return false;
+    }
+    return (b & bit_AVX2) != 0;
+}
+#endif
+
+enum pd_simd_level pd_cpu_simd_best(void)
+{
+#ifdef HAVE_X86_KERNELS
+    if (x86_has_avx2_fma_f16c()) {
+        return PD_SIMD_AVX2;
+    }
+#endif
+    return PD_SIMD_SCALAR;
+}
+
+enum pd_simd_level pd_cpu_simd_choose(const char *env, enum pd_simd_level best, bool *valid)
+{
+    bool ok = true;
+    enum pd_simd_level level = best;
+    if (env && *env && strcasecmp(env, "auto") != 0) {
+        ok = false;
+        for (int i = 0; i < PD_SIMD_LEVEL_COUNT; i++) {
+            if (strcasecmp(env, level_names[i]) == 0) {
+                /* A level the CPU cannot run is never chosen: fall back to portable. */
+                ok = i <= (int)best;
+                level = ok ? (enum pd_simd_level)i : PD_SIMD_SCALAR;
+                break;
+            }
+        }
+    }
+    if (valid) {
+        *valid = ok;
+    }
+    return level;
+}
+
+static enum pd_simd_level chosen_level;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose_once(void)
+{
+    const char *env = getenv("PONDER_SIMD");
+    enum pd_simd_level best = pd_cpu_simd_best();
+    bool valid;
+    chosen_level = pd_cpu_simd_choose(env, best, &valid);
+    if (!valid) {
+        pd_log(PD_LOG_WARN, "PONDER_SIMD=%s: expected scalar, avx2 or auto (this CPU supports "
+               "up to %s); using %s", env, pd_cpu_simd_name(best),
+               pd_cpu_simd_name(chosen_level));
+    }
+}
+
+enum pd_simd_level pd_cpu_simd_level(void)
+{
+    pthread_once(&chosen_once, choose_once);
+    return chosen_level;
+}

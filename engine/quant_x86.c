@@ -1,0 +1,656 @@
+/* quant_x86.c - the AVX2+FMA+F16C kernels: block dot products, activation quantisers,
+ * half-float row conversion and the attention kernels (the table pd_simd_ops_avx2).
+ *
+ * DESIGN
+ * - Every function carries __attribute__((target(...))) instead of the file being built
+ *   with -mavx2, so the build stays baseline x86-64 and nothing here runs unless
+ *   pd_cpu_simd_best() found the features (simd.c picks the table).
+ * - Block layouts are those of quant.h, read through byte offsets and unaligned loads
+ *   (GGUF rows are only 2-byte aligned).
+ * - Integer sums are exact for any block contents. Signed-by-signed q8_0 products are
+ *   widened to 16 bits (the sign trick for _mm256_maddubs_epi16 overflows on -128 *
+ *   -128). Unsigned-code-by-signed products use maddubs only where each pair sum stays
+ *   below 2^15 (codes <= 63 times |q8| <= 128: 16128), and q4_0's offset of 8 is
+ *   subtracted as a second maddubs so no product is ever signed-by-signed.
+ * - K-quant dot products reduce each super-block's integer sums horizontally and then
+ *   evaluate the portable kernel's float expression, operation by operation, so they are
+ *   bit-identical to it. Products that must round on their own are written as separate
+ *   statements so no compiler contracts them into fused multiply-adds.
+ * - q8_0/q4_0 and the float dot products accumulate in 8-lane FMA registers: equal to
+ *   the portable order up to float rounding.
+ * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
+ *   built from truncation (exact), round-half-even for q8_K is the default rounding
+ *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as
+ *   fmaxf does. F16C converts with round-to-nearest-even like pd_f32_to_f16.
+ * All functions are pure and thread-safe. */
+#include "simd.h"
+
+#if defined(__x86_64__)
+
+#include <assert.h>
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+/* Byte sizes and field offsets of the blocks (quant.h). */
+enum {
+    Q8_0_BYTES = 34,
+    Q4_0_BYTES = 18,
+    Q4_K_BYTES = 144,
+    Q5_K_BYTES = 176,
+    Q6_K_BYTES = 210,
+    Q8_K_BYTES = 292,
+
+    KQ_SCALES = 4,
+    Q4_K_QS = 16,
+    Q5_K_QH = 16,
+    Q5_K_QS = 48,
+    Q6_K_QL = 0,
+    Q6_K_QH = 128,
+    Q6_K_SCALES = 192,
+    Q6_K_D = 208,
+    Q8_K_QS = 4,
+    Q8_K_BSUMS = 260,
+};
+_Static_assert(Q8_0_BYTES == 2 + PD_QK8_0 && Q4_0_BYTES == 2 + PD_QK4_0 / 2, "block sizes");
+_Static_assert(Q4_K_BYTES == Q4_K_QS + PD_QK_K / 2 && Q5_K_BYTES == Q5_K_QS + PD_QK_K / 2,
+               "q4_K/q5_K block sizes");
+_Static_assert(Q6_K_BYTES == Q6_K_D + 2 && Q8_K_BYTES == Q8_K_BSUMS + PD_QK_K / 8,
+               "q6_K/q8_K block sizes");
+
+#define F16_MAX 65504.0f
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+static inline AVX2_FN float hsum_f32x8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline AVX2_FN int32_t hsum_i32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Largest lane; the lanes hold no NaN. */
+static inline AVX2_FN float hmax_f32x8(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline AVX2_FN float f16_load(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float f32_load(const uint8_t *p)
+{
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+static inline AVX2_FN __m128i load128(const void *p)
+{
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+static inline AVX2_FN __m256i load256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* Eight halves at p as floats. */
+static inline AVX2_FN __m256 load_f16x8(const void *p)
+{
+    return _mm256_cvtph_ps(load128(p));
+}
+
+/* Eight bfloat16 at p as floats (the high half of each float's bits). */
+static inline AVX2_FN __m256 load_bf16x8(const void *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+}
+
+/* |v| per lane. */
+static inline AVX2_FN __m256 abs_f32x8(__m256 v)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* Clamps each lane to [lo, hi]; a NaN lane becomes lo (as fmaxf then fminf do). */
+static inline AVX2_FN __m256 clamp_f32x8(__m256 v, float lo, float hi)
+{
+    /* maxps returns its second operand when either is NaN. */
+    v = _mm256_max_ps(v, _mm256_set1_ps(lo));
+    return _mm256_min_ps(v, _mm256_set1_ps(hi));
+}
+
+/* Narrows four vectors of int32 (each in [-128, 127]) to 32 int8 in lane order. */
+static inline AVX2_FN __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    /* The packs work within 128-bit halves; the permute restores element order. */
+    __m256i ab = _mm256_packs_epi32(a, b);
+    __m256i cd = _mm256_packs_epi32(c, d);
+    __m256i abcd = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* ---- f32 / f16 / bf16 ------------------------------------------------------------- */
+
+static AVX2_FN float avx2_f32_vec_dot(const void *w, const void *x, size_t n)
+{
+    const float *a = w;
+    const float *b = x;
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps();
+    __m256 acc3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    }
+    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) {
+        sum += a[i] * b[i];
+    }
+    return sum;
+}
+
+static AVX2_FN float avx2_f16_vec_dot(const void *w, const void *x, size_t n)
+{
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_f16x8(a + 2 * i), load_f16x8(b + 2 * i), acc0);
+        acc1 = _mm256_fmadd_ps(load_f16x8(a + 2 * i + 16), load_f16x8(b + 2 * i + 16), acc1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        acc0 = _mm256_fmadd_ps(load_f16x8(a + 2 * i), load_f16x8(b + 2 * i), acc0);
+    }
+    float sum = hsum_f32x8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        sum += f16_load(a + 2 * i) * f16_load(b + 2 * i);
+    }
+    return sum;
+}
+
+static AVX2_FN float avx2_bf16_vec_dot(const void *w, const void *x, size_t n)
+{
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i), load_bf16x8(b + 2 * i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i + 16), load_bf16x8(b + 2 * i + 16), acc1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        acc0 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i), load_bf16x8(b + 2 * i), acc0);
+    }
+    float sum = hsum_f32x8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint16_t ha;
+        uint16_t hb;
+        memcpy(&ha, a + 2 * i, 2);
+        memcpy(&hb, b + 2 * i, 2);
+        sum += pd_bf16_to_f32(ha) * pd_bf16_to_f32(hb);
+    }
+    return sum;
+}
+
+static AVX2_FN void avx2_f16_row_to_f32(const void *src, float *dst, size_t n)
+{
+    const uint8_t *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(dst + i, load_f16x8(s + 2 * i));
+    }
+    for (; i < n; i++) {
+        dst[i] = f16_load(s + 2 * i);
+    }
+}
+
+static AVX2_FN void avx2_f16_row_from_f32(const float *src, void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(d + 2 * i), h);
+    }
+    for (; i < n; i++) {
+        uint16_t h = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+
+/* ---- q8_0 / q4_0 ------------------------------------------------------------------ */
+
+/* Round half away from zero, exactly: trunc(v) is exact and so is v - trunc(v). NaN
+ * stays NaN and infinities stay infinite. */
+static inline AVX2_FN __m256 round_away_f32x8(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f)); /* +-1 */
+    return _mm256_add_ps(t, _mm256_and_ps(up, one));
+}
+
+/* The portable rule (quant.c): d = amax / 127 (clamped to the half range), stored as a
+ * half; q = round-half-away(x * (1 / d)) with the unrounded d, clamped to [-128, 127]. */
+static AVX2_FN void avx2_q8_0_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_0_BYTES) {
+        const float *x = src + i * PD_QK8_0;
+        __m256 v[4];
+        __m256 vmax = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            vmax = _mm256_max_ps(abs_f32x8(v[k]), vmax); /* a NaN lane keeps vmax */
+        }
+        float d = fminf(fmaxf(hmax_f32x8(vmax) / 127.0f, -F16_MAX), F16_MAX);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(b, &h, 2);
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 r = clamp_f32x8(round_away_f32x8(_mm256_mul_ps(v[k], vid)), -128.0f, 127.0f);
+            q[k] = _mm256_cvttps_epi32(r);
+        }
+        _mm256_storeu_si256((__m256i *)(b + 2), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+    }
+}
+
+/* Sum of the products of 32 signed bytes at x and y, as 8 int32 lanes (exact). */
+static inline AVX2_FN __m256i dot_i8x32(const uint8_t *x, const uint8_t *y)
+{
+    __m256i x0 = _mm256_cvtepi8_epi16(load128(x));
+    __m256i y0 = _mm256_cvtepi8_epi16(load128(y));
+    __m256i x1 = _mm256_cvtepi8_epi16(load128(x + 16));
+    __m256i y1 = _mm256_cvtepi8_epi16(load128(y + 16));
+    return _mm256_add_epi32(_mm256_madd_epi16(x0, y0), _mm256_madd_epi16(x1, y1));
+}
+
+static AVX2_FN float avx2_q8_0_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    size_t nb = n / PD_QK8_0;
+    /* Two accumulators so consecutive blocks do not wait on each other's FMA. */
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (size_t i = 0; i < nb; i++, a += Q8_0_BYTES, b += Q8_0_BYTES) {
+        __m256 p = _mm256_cvtepi32_ps(dot_i8x32(a + 2, b + 2));
+        float d = f16_load(a) * f16_load(b);
+        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_set1_ps(d), acc[i & 1]);
+    }
+    return hsum_f32x8(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* Byte l of a q4_0 block holds element l in its low nibble and l + 16 in its high one:
+ * the codes 0..15 are multiplied unsigned, and 8 * y is subtracted in 16 bits. */
+static AVX2_FN float avx2_q4_0_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    size_t nb = n / PD_QK4_0;
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (size_t i = 0; i < nb; i++, a += Q4_0_BYTES, b += Q8_0_BYTES) {
+        __m128i q = load128(a + 2);
+        __m128i lo = _mm_and_si128(q, m4);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+        __m256i codes = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        __m256i y = load256(b + 2);
+        /* Pair sums: |code * y| pairs <= 3840, |8 * y| pairs <= 2048: no saturation. */
+        __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(codes, y),
+                                       _mm256_maddubs_epi16(eight, y));
+        __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        float d = f16_load(a) * f16_load(b);
+        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_set1_ps(d), acc[i & 1]);
+    }
+    return hsum_f32x8(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* ---- K-quants ---------------------------------------------------------------------- */
+
+/* The 8 six-bit scales and mins of q4_K/q5_K packed in 12 bytes p (see quant.c): for
+ * j < 4, sc[j] and m[j] are the low 6 bits of p[j] and p[j + 4]; sc[j + 4] and m[j + 4]
+ * have their low 4 bits in the low and high nibble of p[j + 8] and their top 2 bits in
+ * the top bits of p[j] and p[j + 4]. Unpacked four bytes at a time: returns sc[0..7] in
+ * bytes 0..7 and m[0..7] in bytes 8..15. */
+static inline AVX2_FN __m128i kq_unpack_scales(const uint8_t *p)
+{
+    uint32_t w[3];
+    memcpy(w, p, sizeof w);
+    const uint32_t low6 = 0x3F3F3F3Fu, low4 = 0x0F0F0F0Fu, low2 = 0x03030303u;
+    uint32_t sc_lo = w[0] & low6;
+    uint32_t m_lo = w[1] & low6;
+    uint32_t sc_hi = (w[2] & low4) | (((w[0] >> 6) & low2) << 4);
+    uint32_t m_hi = ((w[2] >> 4) & low4) | (((w[1] >> 6) & low2) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/* Shuffle controls that broadcast the 16-bit lane k (0..7) of a 128-bit value to all 16
+ * lanes of a 256-bit one (after it is copied to both halves). */
+static inline AVX2_FN __m256i bcast16_ctrl(int k)
+{
+    return _mm256_set1_epi16((short)((2 * k) | ((2 * k + 1) << 8)));
+}
+
+/* sum over j < 16 of bsums[j] * m[j / 2]: the q4_K/q5_K min term; m16 holds m[0..7]
+ * as 16-bit lanes. */
+static inline AVX2_FN int32_t kq_min_sum(const uint8_t *y, __m128i m16)
+{
+    __m256i pairs = _mm256_madd_epi16(load256(y + Q8_K_BSUMS), _mm256_set1_epi16(1));
+    return hsum_i32x8(_mm256_mullo_epi32(pairs, _mm256_cvtepu16_epi32(m16)));
+}
+
+/* 32 unsigned codes times 32 q8 values, each pair's sum times `scale`: 8 int32 lanes. */
+static inline AVX2_FN __m256i dot_u8i8_scaled(__m256i codes, const uint8_t *q8, __m256i scale)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load256(q8)), scale);
+}
+
+/* The portable kernel's float combination: sum + d*dy*isum - dmin*dy*msum, each product
+ * its own statement so it rounds as there. */
+static inline float kq_combine(float sum, float d, float dmin, float dy, int32_t isum,
+                               int32_t msum)
+{
+    float dd = d * dy;
+    float dm = dmin * dy;
+    float a = dd * (float)isum;
+    float c = dm * (float)msum;
+    float t = a - c;
+    return sum + t;
+}
+
+static AVX2_FN float avx2_q4_k_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK_K == 0);
+    const uint8_t *b = w;
+    const uint8_t *y = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK_K; i++, b += Q4_K_BYTES, y += Q8_K_BYTES) {
+        __m128i scm = kq_unpack_scales(b + KQ_SCALES);
+        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));
+        const uint8_t *qs = b + Q4_K_QS;
+        const uint8_t *q8 = y + Q8_K_QS;
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            /* Group g: low nibbles are sub-block 2g, high nibbles sub-block 2g + 1. */
+            __m256i q4 = load256(qs + 32 * g);
+            __m256i lo = _mm256_and_si256(q4, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i s1 = _mm256_shuffle_epi8(sc16, bcast16_ctrl(2 * g));
+            __m256i s2 = _mm256_shuffle_epi8(sc16, bcast16_ctrl(2 * g + 1));
+            acc = _mm256_add_epi32(acc, dot_u8i8_scaled(lo, q8 + 64 * g, s1));
+            acc = _mm256_add_epi32(acc, dot_u8i8_scaled(hi, q8 + 64 * g + 32, s2));
+        }
+        __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm));
+        sum = kq_combine(sum, f16_load(b), f16_load(b + 2), f32_load(y), hsum_i32x8(acc),
+                         kq_min_sum(y, m16));
+    }
+    return sum;
+}
+
+/* q5_K adds a fifth bit: bit 2g of qh[l] for element l of group g's first half, bit
+ * 2g + 1 for its second half. */
+static AVX2_FN float avx2_q5_k_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK_K == 0);
+    const uint8_t *b = w;
+    const uint8_t *y = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK_K; i++, b += Q5_K_BYTES, y += Q8_K_BYTES) {
+        __m128i scm = kq_unpack_scales(b + KQ_SCALES);
+        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));
+        const uint8_t *qs = b + Q5_K_QS;
+        const uint8_t *q8 = y + Q8_K_QS;
+        /* Shifted right by 2 per group, so the group's two bits are always bits 0 and 1
+         * of each byte (the 16-bit shifts move bits across bytes only into bits never
+         * read). */
+        __m256i qh = load256(b + Q5_K_QH);
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i q4 = load256(qs + 32 * g);
+            __m256i lo = _mm256_and_si256(q4, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+            __m256i s1 = _mm256_shuffle_epi8(sc16, bcast16_ctrl(2 * g));
+            __m256i s2 = _mm256_shuffle_epi8(sc16, bcast16_ctrl(2 * g + 1));
+            acc = _mm256_add_epi32(acc, dot_u8i8_scaled(lo, q8 + 64 * g, s1));
+            acc = _mm256_add_epi32(acc, dot_u8i8_scaled(hi, q8 + 64 * g + 32, s2));
+            qh = _mm256_srli_epi16(qh, 2);
+        }
+        __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm));
+        sum = kq_combine(sum, f16_load(b), f16_load(b + 2), f32_load(y), hsum_i32x8(acc),
+                         kq_min_sum(y, m16));
+    }
+    return sum;
+}
+
+/* q6_K: each half h of 128 elements has ql[64h ..] and qh[32h ..]; quarter k (32
+ * elements) takes its low 4 bits from ql[l + 32 (k & 1)] (low nibble for k < 2) and its
+ * high 2 bits from bits 2k, 2k+1 of qh[l]; its two 16-element sub-blocks have signed
+ * scales sc[8h + 2k] and sc[8h + 2k + 1]. As in the portable kernel the codes are used
+ * unsigned and 32 * sum(sc * bsum) is subtracted once. */
+static AVX2_FN float avx2_q6_k_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK_K == 0);
+    const uint8_t *b = w;
+    const uint8_t *y = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK_K; i++, b += Q6_K_BYTES, y += Q8_K_BYTES) {
+        const int8_t *sc = (const int8_t *)(b + Q6_K_SCALES);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            /* sc[8h .. 8h + 7] as 16-bit lanes, in both 128-bit halves. */
+            __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(
+                _mm_loadl_epi64((const __m128i *)(sc + 8 * h))));
+            __m256i l0 = load256(b + Q6_K_QL + 64 * h);
+            __m256i l1 = load256(b + Q6_K_QL + 64 * h + 32);
+            __m256i hb = load256(b + Q6_K_QH + 32 * h);
+            /* The 16-bit shifts carry bits across bytes only outside the 0x30 mask. */
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_and_si256(hb, m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2)),
+            };
+            for (int k = 0; k < 4; k++) {
+                /* Lanes 0..7 get scale 2k, lanes 8..15 scale 2k + 1 (of this half). */
+                __m256i ctrl = _mm256_setr_m128i(
+                    _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))),
+                    _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))));
+                __m256i scale = _mm256_shuffle_epi8(sc16, ctrl);
+                acc = _mm256_add_epi32(
+                    acc, dot_u8i8_scaled(q[k], y + Q8_K_QS + 128 * h + 32 * k, scale));
+            }
+        }
+        __m256i sc_all = _mm256_cvtepi8_epi16(load128(sc));
+        int32_t bias = hsum_i32x8(_mm256_madd_epi16(load256(y + Q8_K_BSUMS), sc_all));
+        int32_t isum = hsum_i32x8(acc) - 32 * bias;
+        float dd = f16_load(b + Q6_K_D) * f32_load(y);
+        float t = dd * (float)isum;
+        sum += t;
+    }
+    return sum;
+}
+
+/* The portable rule (quant.c): max = the first value of largest magnitude (NaN ignored);
+ * if finite and non-zero, iscale = -127 / max, q = round-half-even(iscale * x) clamped
+ * to [-127, 127], d = 1 / iscale; else all zero. bsums[j] = sum of q[16j .. 16j + 15]. */
+static AVX2_FN void avx2_q8_k_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK_K == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK_K; i++, b += Q8_K_BYTES) {
+        const float *x = src + i * PD_QK_K;
+        __m256 vmax = _mm256_setzero_ps();
+        for (int k = 0; k < PD_QK_K; k += 8) {
+            vmax = _mm256_max_ps(abs_f32x8(_mm256_loadu_ps(x + k)), vmax);
+        }
+        float amax = hmax_f32x8(vmax);
+        uint8_t *qs = b + Q8_K_QS;
+        int16_t bsums[PD_QK_K / 16] = {0};
+        float d = 0.0f;
+        if (amax > 0.0f && isfinite(amax)) {
+            int first = 0;
+            __m256 vamax = _mm256_set1_ps(amax);
+            for (int k = 0; k < PD_QK_K; k += 8) {
+                __m256 eq = _mm256_cmp_ps(abs_f32x8(_mm256_loadu_ps(x + k)), vamax, _CMP_EQ_OQ);
+                int mask = _mm256_movemask_ps(eq);
+                if (mask) {
+                    first = k + __builtin_ctz((unsigned)mask);
+                    break;
+                }
+            }
+            float iscale = -127.0f / x[first];
+            __m256 vis = _mm256_set1_ps(iscale);
+            for (int k = 0; k < PD_QK_K; k += 32) {
+                __m256i q[4];
+                for (int l = 0; l < 4; l++) {
+                    __m256 r = _mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + k + 8 * l)),
+                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    q[l] = _mm256_cvttps_epi32(clamp_f32x8(r, -127.0f, 127.0f));
+                }
+                _mm256_storeu_si256((__m256i *)(qs + k), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+                bsums[k / 16] = (int16_t)hsum_i32x8(_mm256_add_epi32(q[0], q[1]));
+                bsums[k / 16 + 1] = (int16_t)hsum_i32x8(_mm256_add_epi32(q[2], q[3]));
+            }
+            d = 1.0f / iscale;
+        } else {
+            memset(qs, 0, PD_QK_K);
+        }
+        memcpy(b, &d, 4);
+        memcpy(b + Q8_K_BSUMS, bsums, sizeof bsums);
+    }
+}
+
+/* ---- attention ---------------------------------------------------------------------- */
+
+static AVX2_FN float avx2_kv_dot_f32(const float *q, const float *k, size_t n)
+{
+    return avx2_f32_vec_dot(q, k, n);
+}
+
+static AVX2_FN float avx2_kv_dot_f16(const float *q, const uint16_t *k, size_t n)
+{
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(k + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16x8(k + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(k + i), acc0);
+    }
+    float sum = hsum_f32x8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        sum += q[i] * _cvtsh_ss(k[i]);
+    }
+    return sum;
+}
+
+/* acc += w * v with the product rounded first, like the portable loop (no FMA). */
+static AVX2_FN void avx2_kv_axpy_f32(float w, const float *v, float *acc, size_t n)
+{
+    __m256 vw = _mm256_set1_ps(w);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(vw, _mm256_loadu_ps(v + i));
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), p));
+    }
+    for (; i < n; i++) {
+        float p = w * v[i];
+        acc[i] += p;
+    }
+}
+
+static AVX2_FN void avx2_kv_axpy_f16(float w, const uint16_t *v, float *acc, size_t n)
+{
+    __m256 vw = _mm256_set1_ps(w);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(vw, load_f16x8(v + i));
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), p));
+    }
+    for (; i < n; i++) {
+        float p = w * _cvtsh_ss(v[i]);
+        acc[i] += p;
+    }
+}
+
+const struct pd_simd_ops pd_simd_ops_avx2 = {
+    .level = PD_SIMD_AVX2,
+    .vec_dot = {
+        [PD_DTYPE_F32] = avx2_f32_vec_dot,
+        [PD_DTYPE_F16] = avx2_f16_vec_dot,
+        [PD_DTYPE_BF16] = avx2_bf16_vec_dot,
+        [PD_DTYPE_Q8_0] = avx2_q8_0_vec_dot,
+        [PD_DTYPE_Q4_0] = avx2_q4_0_vec_dot,
+        [PD_DTYPE_Q4_K] = avx2_q4_k_vec_dot,
+        [PD_DTYPE_Q5_K] = avx2_q5_k_vec_dot,
+        [PD_DTYPE_Q6_K] = avx2_q6_k_vec_dot,
+    },
+    .from_f32 = {
+        [PD_DTYPE_F16] = avx2_f16_row_from_f32,
+        [PD_DTYPE_Q8_0] = avx2_q8_0_from_f32,
+        [PD_DTYPE_Q8_K] = avx2_q8_k_from_f32,
+    },
+    .to_f32 = {
+        [PD_DTYPE_F16] = avx2_f16_row_to_f32,
+    },
+    .kv_dot_f32 = avx2_kv_dot_f32,
+    .kv_dot_f16 = avx2_kv_dot_f16,
+    .kv_axpy_f32 = avx2_kv_axpy_f32,
+    .kv_axpy_f16 = avx2_kv_axpy_f16,
+};
+
+#endif /* __x86_64__ */

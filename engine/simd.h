@@ -1,0 +1,66 @@
+/* simd.h - the engine's inner-loop kernels, one table per SIMD level.
+ *
+ * The forward pass spends its time in two places: the weight-row dot products of the
+ * matrix-vector products (reached through the dtype traits, dtype.h) and the attention
+ * loops over the KV cache (kvcache.h). Both go through the table of the level chosen at
+ * run time (cpu.h): the portable C kernels of quant.c and simd.c, or the AVX2+FMA+F16C
+ * kernels of quant_x86.c, which are compiled per function for that target so the rest
+ * of the build stays baseline x86-64.
+ *
+ * Contract of every kernel against its portable counterpart (tests/test_simd.c):
+ * - integer work is identical: the q8_0/q4_0 block sums and K-quant sub-block sums are
+ *   exact integers at every level (no saturating shortcuts), for any block contents;
+ * - the K-quant dot products combine those integers with the block scales in the same
+ *   float operations in the same order, so they are bit-identical;
+ * - the float dot products (f32, f16, bf16, q8_0, q4_0, KV dot) may sum in another
+ *   order and use fused multiply-adds: equal to float rounding, not bit for bit;
+ * - activation quantisers and conversions (f32 -> q8_0, q8_K, f16; f16 -> f32) and the
+ *   KV axpy are bit-identical (f16 -> f32 may differ only in a NaN's payload).
+ *
+ * Ownership: the tables are static and immutable. Thread-safety: all functions are
+ * pure; pd_simd_ops() decides once (thread-safe) and then only reads. */
+#ifndef PD_SIMD_H
+#define PD_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu.h"
+#include "dtype.h"
+
+/* Returns sum(q[i] * k[i]) for i < n (any n, including 0). q, k borrowed for the call. */
+typedef float (*pd_simd_dot_f32_fn)(const float *q, const float *k, size_t n);
+/* As above with k stored as IEEE halves. */
+typedef float (*pd_simd_dot_f16_fn)(const float *q, const uint16_t *k, size_t n);
+/* acc[i] += w * v[i] for i < n, product rounded before the sum at every level. */
+typedef void (*pd_simd_axpy_f32_fn)(float w, const float *v, float *acc, size_t n);
+/* As above with v stored as IEEE halves. */
+typedef void (*pd_simd_axpy_f16_fn)(float w, const uint16_t *v, float *acc, size_t n);
+
+struct pd_simd_ops {
+    enum pd_simd_level level;
+    /* Per tensor type, replacements for the reference functions of the dtype traits;
+     * NULL keeps the reference (dtype.c applies them once). */
+    pd_vec_dot_fn vec_dot[PD_DTYPE_COUNT];
+    pd_from_f32_fn from_f32[PD_DTYPE_COUNT];
+    pd_to_f32_fn to_f32[PD_DTYPE_COUNT];
+    /* Attention over the KV cache (kvcache.h); never NULL. */
+    pd_simd_dot_f32_fn kv_dot_f32;
+    pd_simd_dot_f16_fn kv_dot_f16;
+    pd_simd_axpy_f32_fn kv_axpy_f32;
+    pd_simd_axpy_f16_fn kv_axpy_f16;
+};
+
+/* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
+const struct pd_simd_ops *pd_simd_ops(void);
+
+/* The table of `level` if this build contains it, else NULL. Running its kernels needs
+ * pd_cpu_simd_best() >= level (tests compare levels through this). */
+const struct pd_simd_ops *pd_simd_ops_for(enum pd_simd_level level);
+
+#if defined(__x86_64__)
+/* The AVX2+FMA+F16C table, defined in quant_x86.c (reach it through the functions above). */
+extern const struct pd_simd_ops pd_simd_ops_avx2;
+#endif
+
+#endif

@@ -1,0 +1,843 @@
+/* test_simd.c - engine/cpu + engine/simd + engine/quant_x86: the PONDER_SIMD override
+ * (parsed values, and a child process started with PONDER_SIMD=scalar really runs the
+ * portable kernels), the dtype traits carrying the chosen level's kernels, and every
+ * kernel of each accelerated level against the portable one:
+ * - block dot products on random blocks of every count 1..9: K-quants bit-identical on
+ *   any contents; q8_0/q4_0 bit-identical when every scale is a power of two (so the
+ *   integer block sums are shown exact, -128 codes included) and within a float
+ *   summation bound otherwise;
+ * - float dot products and the attention dot for every length 0..300 (all tails):
+ *   bit-identical on small integers, within the summation bound on random values;
+ * - quantisers (f32 -> q8_0, q8_K, f16), f16 -> f32 and the attention axpy: identical
+ *   bytes, including ties, NaN, infinities, subnormals and zero blocks.
+ * Without an accelerated level (another CPU or architecture) the comparisons cannot run:
+ * the dispatch tests still do, and the program exits 77 (SKIP) saying so. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cpu.h"
+#include "dtype.h"
+#include "quant.h"
+#include "simd.h"
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint64_t rng_next(void)
+{
+    /* splitmix64: deterministic across platforms */
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(void) /* [0, 1) */
+{
+    return (double)(rng_next() >> 11) * 0x1p-53;
+}
+
+static float rng_gauss(void)
+{
+    double u1 = rng_uniform();
+    double u2 = rng_uniform();
+    if (u1 < 1e-300) {
+        u1 = 1e-300;
+    }
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+/* A random integer in [lo, hi]. */
+static int rng_int(int lo, int hi)
+{
+    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+static float f32_from_bits(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* The same float, bit for bit (any two NaNs count as the same). */
+static bool same_float(float a, float b)
+{
+    return (isnan(a) && isnan(b)) || f32_bits(a) == f32_bits(b);
+}
+
+/* The portable functions of quant.c, per type: what every level is compared against and
+ * what the dtype traits must carry at the scalar level. */
+static const pd_vec_dot_fn ref_vec_dot[PD_DTYPE_COUNT] = {
+    [PD_DTYPE_F32] = pd_f32_vec_dot,   [PD_DTYPE_F16] = pd_f16_vec_dot,
+    [PD_DTYPE_BF16] = pd_bf16_vec_dot, [PD_DTYPE_Q8_0] = pd_q8_0_vec_dot,
+    [PD_DTYPE_Q4_0] = pd_q4_0_vec_dot, [PD_DTYPE_Q4_K] = pd_q4_k_vec_dot,
+    [PD_DTYPE_Q5_K] = pd_q5_k_vec_dot, [PD_DTYPE_Q6_K] = pd_q6_k_vec_dot,
+};
+static const pd_from_f32_fn ref_from_f32[PD_DTYPE_COUNT] = {
+    [PD_DTYPE_F32] = pd_f32_from_f32,      [PD_DTYPE_F16] = pd_f16_row_from_f32,
+    [PD_DTYPE_BF16] = pd_bf16_row_from_f32, [PD_DTYPE_Q8_0] = pd_q8_0_from_f32,
+    [PD_DTYPE_Q4_0] = pd_q4_0_from_f32,    [PD_DTYPE_Q4_K] = pd_q4_k_from_f32,
+    [PD_DTYPE_Q5_K] = pd_q5_k_from_f32,    [PD_DTYPE_Q6_K] = pd_q6_k_from_f32,
+    [PD_DTYPE_Q8_K] = pd_q8_k_from_f32,
+};
+static const pd_to_f32_fn ref_to_f32[PD_DTYPE_COUNT] = {
+    [PD_DTYPE_F32] = pd_f32_to_f32,      [PD_DTYPE_F16] = pd_f16_row_to_f32,
+    [PD_DTYPE_BF16] = pd_bf16_row_to_f32, [PD_DTYPE_Q8_0] = pd_q8_0_to_f32,
+    [PD_DTYPE_Q4_0] = pd_q4_0_to_f32,    [PD_DTYPE_Q4_K] = pd_q4_k_to_f32,
+    [PD_DTYPE_Q5_K] = pd_q5_k_to_f32,    [PD_DTYPE_Q6_K] = pd_q6_k_to_f32,
+    [PD_DTYPE_Q8_K] = pd_q8_k_to_f32,
+};
+
+/* The accelerated levels this CPU can run (each test loops over them). */
+static enum pd_simd_level fast_levels[PD_SIMD_LEVEL_COUNT];
+static int n_fast_levels;
+
+static void find_fast_levels(void)
+{
+    n_fast_levels = 0;
+    for (int l = PD_SIMD_SCALAR + 1; l < PD_SIMD_LEVEL_COUNT; l++) {
+        if (l <= (int)pd_cpu_simd_best() && pd_simd_ops_for((enum pd_simd_level)l)) {
+            fast_levels[n_fast_levels++] = (enum pd_simd_level)l;
+        }
+    }
+}
+
+/* ---- random operands ----------------------------------------------------------------- */
+
+static void put_f16(uint8_t *p, float f)
+{
+    uint16_t h = pd_f32_to_f16(f);
+    memcpy(p, &h, 2);
+}
+
+/* A block scale: +-1 or +-1/2 when `exact` (+-1 for activations, `act`), else a random
+ * finite value of either sign. Exact scales keep every partial sum of a q8_0 row (at most
+ * 9 * 32 * 128 * 128 in units of 1/2) an integer multiple of 1/2 below 2^24, so any
+ * summation order gives the same float. */
+static float rand_scale(bool exact, bool act)
+{
+    if (exact) {
+        return ldexpf(rng_next() & 1 ? 1.0f : -1.0f, act ? 0 : -rng_int(0, 1));
+    }
+    return (float)(rng_uniform() * 2.0 - 1.0) * 0.05f;
+}
+
+static void fill_bytes(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)rng_next();
+    }
+}
+
+/* Fills n elements of type t at p: every code, nibble and packed-scale byte random (so
+ * extreme codes such as q8_0's -128 occur), the float scale fields finite, q8_K's bsums
+ * consistent with its codes (as the quantiser writes them). With `exact`, scales are
+ * powers of two (see rand_scale; `act`: the activation operand) and float elements small
+ * integers. */
+static void fill_random(enum pd_dtype t, uint8_t *p, size_t n, bool exact, bool act)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    size_t nb = n / tr->block_size;
+    for (size_t i = 0; i < nb; i++) {
+        uint8_t *b = p + i * tr->type_size;
+        float v = exact ? (float)rng_int(-8, 8) : rng_gauss();
+        fill_bytes(b, tr->type_size);
+        switch (t) {
+        case PD_DTYPE_F32:
+            memcpy(b, &v, 4);
+            break;
+        case PD_DTYPE_F16:
+            put_f16(b, v);
+            break;
+        case PD_DTYPE_BF16: {
+            uint16_t h = pd_f32_to_bf16(v);
+            memcpy(b, &h, 2);
+            break;
+        }
+        case PD_DTYPE_Q8_0:
+        case PD_DTYPE_Q4_0:
+            put_f16(b, rand_scale(exact, act));
+            break;
+        case PD_DTYPE_Q4_K:
+        case PD_DTYPE_Q5_K:
+            put_f16(b, rand_scale(exact, act));
+            put_f16(b + 2, fabsf(rand_scale(exact, act)));
+            break;
+        case PD_DTYPE_Q6_K:
+            put_f16(b + 208, rand_scale(exact, act));
+            break;
+        case PD_DTYPE_Q8_K: {
+            float d = rand_scale(exact, act);
+            memcpy(b, &d, 4);
+            for (int j = 0; j < 16; j++) {
+                int16_t s = 0;
+                for (int l = 0; l < 16; l++) {
+                    s = (int16_t)(s + (int8_t)b[4 + 16 * j + l]);
+                }
+                memcpy(b + 260 + 2 * j, &s, 2);
+            }
+            break;
+        }
+        default:
+            fail_msg("fill_random: no generator for %s", tr->name);
+        }
+    }
+}
+
+/* sum |w_i * x_i| over the dequantised operands, in double: the scale of the rounding
+ * error any summation order may make. */
+static double abs_dot(enum pd_dtype t, const void *w, const void *x, size_t n)
+{
+    enum pd_dtype vt = pd_dtype_traits(t)->vec_dot_type;
+    float *fw = xmalloc(n * sizeof(float));
+    float *fx = xmalloc(n * sizeof(float));
+    ref_to_f32[t](w, fw, n);
+    ref_to_f32[vt](x, fx, n);
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        s += fabs((double)fw[i] * (double)fx[i]);
+    }
+    free(fw);
+    free(fx);
+    return s;
+}
+
+/* ---- override and dispatch ----------------------------------------------------------- */
+
+static void test_choose(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        enum pd_simd_level best, want;
+        bool valid;
+    } cases[] = {
+        {NULL, PD_SIMD_AVX2, PD_SIMD_AVX2, true},
+        {NULL, PD_SIMD_SCALAR, PD_SIMD_SCALAR, true},
+        {"", PD_SIMD_AVX2, PD_SIMD_AVX2, true},
+        {"auto", PD_SIMD_AVX2, PD_SIMD_AVX2, true},
+        {"scalar", PD_SIMD_AVX2, PD_SIMD_SCALAR, true},
+        {"SCALAR", PD_SIMD_AVX2, PD_SIMD_SCALAR, true},
+        {"scalar", PD_SIMD_SCALAR, PD_SIMD_SCALAR, true},
+        {"avx2", PD_SIMD_AVX2, PD_SIMD_AVX2, true},
+        {"avx2", PD_SIMD_SCALAR, PD_SIMD_SCALAR, false}, /* CPU lacks it: portable */
+        {"avx512", PD_SIMD_AVX2, PD_SIMD_AVX2, false},   /* unknown: the best */
+        {"scalar ", PD_SIMD_AVX2, PD_SIMD_AVX2, false},
+        {"1", PD_SIMD_SCALAR, PD_SIMD_SCALAR, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool valid = !cases[i].valid;
+        enum pd_simd_level got = pd_cpu_simd_choose(cases[i].env, cases[i].best, &valid);
+        if (got != cases[i].want || valid != cases[i].valid) {
+            fail_msg("PONDER_SIMD=%s with best %s: got %s (valid %d), want %s (valid %d)",
+                     cases[i].env ? cases[i].env : "(unset)", pd_cpu_simd_name(cases[i].best),
+                     pd_cpu_simd_name(got), valid, pd_cpu_simd_name(cases[i].want),
+                     cases[i].valid);
+        }
+    }
+    assert_int_equal(pd_cpu_simd_choose("scalar", PD_SIMD_AVX2, NULL), PD_SIMD_SCALAR);
+    assert_string_equal(pd_cpu_simd_name(PD_SIMD_SCALAR), "scalar");
+    assert_string_equal(pd_cpu_simd_name(PD_SIMD_AVX2), "avx2");
+    assert_string_equal(pd_cpu_simd_name(PD_SIMD_LEVEL_COUNT), "?");
+}
+
+/* Every pointer in the dtype traits is the chosen level's kernel where it has one and
+ * the portable function otherwise; returns a description of the first mismatch. */
+static const char *traits_mismatch(const struct pd_simd_ops *ops)
+{
+    static char msg[128];
+    for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+        const struct pd_dtype_traits *tr = pd_dtype_traits((enum pd_dtype)t);
+        pd_vec_dot_fn dot = ops->vec_dot[t] ? ops->vec_dot[t] : ref_vec_dot[t];
+        pd_from_f32_fn from = ops->from_f32[t] ? ops->from_f32[t] : ref_from_f32[t];
+        pd_to_f32_fn to = ops->to_f32[t] ? ops->to_f32[t] : ref_to_f32[t];
+        const char *what = NULL;
+        if (tr->vec_dot != dot) {
+            what = "vec_dot";
+        } else if (tr->from_f32 != from) {
+            what = "from_f32";
+        } else if (tr->to_f32 != to) {
+            what = "to_f32";
+        }
+        if (what) {
+            snprintf(msg, sizeof msg, "%s of %s is not the %s kernel", what, tr->name,
+                     pd_cpu_simd_name(ops->level));
+            return msg;
+        }
+    }
+    return NULL;
+}
+
+static void test_dispatch(void **state)
+{
+    (void)state;
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    enum pd_simd_level level = pd_cpu_simd_level();
+    assert_true(level <= pd_cpu_simd_best());
+    assert_ptr_equal(ops, pd_simd_ops_for(level));
+    assert_int_equal(ops->level, level);
+    if (!getenv("PONDER_SIMD")) {
+        assert_int_equal(level, pd_cpu_simd_best());
+    }
+    const char *bad = traits_mismatch(ops);
+    if (bad) {
+        fail_msg("%s", bad);
+    }
+    /* The scalar table replaces nothing: the portable functions are the reference. */
+    const struct pd_simd_ops *scalar = pd_simd_ops_for(PD_SIMD_SCALAR);
+    assert_non_null(scalar);
+    for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+        assert_null(scalar->vec_dot[t]);
+        assert_null(scalar->from_f32[t]);
+        assert_null(scalar->to_f32[t]);
+    }
+    assert_null(pd_simd_ops_for(PD_SIMD_LEVEL_COUNT));
+    /* Every table is complete where it must be, and replaces only what exists. */
+    for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+        const struct pd_simd_ops *o = pd_simd_ops_for((enum pd_simd_level)l);
+        if (!o) {
+            continue;
+        }
+        assert_int_equal(o->level, l);
+        assert_true(o->kv_dot_f32 && o->kv_dot_f16 && o->kv_axpy_f32 && o->kv_axpy_f16);
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            assert_true(!o->vec_dot[t] || ref_vec_dot[t]);
+        }
+    }
+}
+
+/* Child mode (main): the process was started with some PONDER_SIMD and checks that it
+ * runs at level `want`. Returns 0 when it does, else prints why and returns 1. */
+static int child_check(const char *want)
+{
+    enum pd_simd_level level = pd_cpu_simd_level();
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    const char *bad = NULL;
+    if (strcmp(pd_cpu_simd_name(level), want) != 0) {
+        bad = "level";
+    } else if (ops != pd_simd_ops_for(level) || ops->level != level) {
+        bad = "kernel table";
+    } else {
+        bad = traits_mismatch(ops);
+    }
+    if (!bad && level == PD_SIMD_SCALAR) {
+        /* The portable path end to end: traits and attention kernels. */
+        const struct pd_simd_ops *scalar = pd_simd_ops_for(PD_SIMD_SCALAR);
+        for (int t = 0; t < PD_DTYPE_COUNT && !bad; t++) {
+            const struct pd_dtype_traits *tr = pd_dtype_traits((enum pd_dtype)t);
+            if (tr->vec_dot != ref_vec_dot[t] || tr->from_f32 != ref_from_f32[t] ||
+                tr->to_f32 != ref_to_f32[t]) {
+                bad = "dtype traits not portable";
+            }
+        }
+        if (ops->kv_dot_f16 != scalar->kv_dot_f16 || ops->kv_axpy_f16 != scalar->kv_axpy_f16 ||
+            ops->kv_dot_f32 != scalar->kv_dot_f32 || ops->kv_axpy_f32 != scalar->kv_axpy_f32) {
+            bad = "attention kernels not portable";
+        }
+    }
+    if (bad) {
+        fprintf(stderr, "child (PONDER_SIMD=%s): expected %s, runs %s: %s\n",
+                getenv("PONDER_SIMD") ? getenv("PONDER_SIMD") : "(unset)", want,
+                pd_cpu_simd_name(level), bad);
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs this program again with PONDER_SIMD=env (NULL: unset) in child mode; returns its
+ * exit status. */
+static int run_child(const char *env, const char *want)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (env) {
+            setenv("PONDER_SIMD", env, 1);
+        } else {
+            unsetenv("PONDER_SIMD");
+        }
+        execl("/proc/self/exe", "test_simd", "--child-expect", want, (char *)NULL);
+        _exit(126);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void test_override_in_process(void **state)
+{
+    (void)state;
+    const char *best = pd_cpu_simd_name(pd_cpu_simd_best());
+    assert_int_equal(run_child("scalar", "scalar"), 0);
+    assert_int_equal(run_child(NULL, best), 0);
+    assert_int_equal(run_child("auto", best), 0);
+    assert_int_equal(run_child("bogus", best), 0); /* ignored, with a warning */
+    assert_int_equal(run_child("avx2", pd_cpu_simd_best() >= PD_SIMD_AVX2 ? "avx2" : "scalar"),
+                     0);
+    /* and the check can fail: a scalar process is not an accelerated one */
+    if (pd_cpu_simd_best() > PD_SIMD_SCALAR) {
+        fprintf(stderr, "(the next child is meant to report a mismatch)\n");
+        assert_int_equal(run_child("scalar", best), 1);
+    }
+}
+
+/* ---- block dot products ---------------------------------------------------------------- */
+
+static const enum pd_dtype dot_types[] = {
+    PD_DTYPE_F32, PD_DTYPE_F16, PD_DTYPE_BF16, PD_DTYPE_Q8_0,
+    PD_DTYPE_Q4_0, PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K,
+};
+#define N_DOT_TYPES (sizeof dot_types / sizeof dot_types[0])
+
+static bool is_k_quant(enum pd_dtype t)
+{
+    return t == PD_DTYPE_Q4_K || t == PD_DTYPE_Q5_K || t == PD_DTYPE_Q6_K;
+}
+
+/* Compares level `ops`'s vec_dot for t with the portable one on n random elements.
+ * Bit-identical for K-quants and for exact operands; otherwise within the rounding
+ * bound of two summation orders of n products (n_sums: blocks or elements). */
+static void check_dot(const struct pd_simd_ops *ops, enum pd_dtype t, size_t n, bool exact)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    size_t wb = (size_t)pd_dtype_row_size(t, n);
+    size_t xb = (size_t)pd_dtype_row_size(tr->vec_dot_type, n);
+    uint8_t *w = xmalloc(wb);
+    uint8_t *x = xmalloc(xb);
+    fill_random(t, w, n, exact, false);
+    fill_random(tr->vec_dot_type, x, n, exact, true);
+    float want = ref_vec_dot[t](w, x, n);
+    float got = ops->vec_dot[t](w, x, n);
+    if (exact || is_k_quant(t)) {
+        if (!same_float(got, want)) {
+            fail_msg("%s %s n=%zu%s: %.9g, portable %.9g (must be identical)",
+                     pd_cpu_simd_name(ops->level), tr->name, n, exact ? " exact" : "",
+                     (double)got, (double)want);
+        }
+    } else {
+        /* Each order's error is at most (its longest chain of additions) * eps * sum|.|;
+         * chains: n/16 + 4 (portable lanes) and n/8 + 3 for floats, nb for blocks. */
+        size_t chain = tr->block_size == 1 ? n / 8 + 16 : n / tr->block_size + 16;
+        double bound = (double)chain * 0x1p-23 * abs_dot(t, w, x, n);
+        double diff = fabs((double)got - (double)want);
+        if (!(diff <= bound)) {
+            fail_msg("%s %s n=%zu: %.9g, portable %.9g (diff %.3g > bound %.3g)",
+                     pd_cpu_simd_name(ops->level), tr->name, n, (double)got, (double)want,
+                     diff, bound);
+        }
+    }
+    free(w);
+    free(x);
+}
+
+static void test_vec_dot_blocks(void **state)
+{
+    (void)state;
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t c = 0; c < N_DOT_TYPES; c++) {
+            enum pd_dtype t = dot_types[c];
+            uint32_t bs = pd_dtype_traits(t)->block_size;
+            if (!ops->vec_dot[t] || bs == 1) {
+                continue;
+            }
+            for (size_t nb = 1; nb <= 9; nb++) {
+                for (int rep = 0; rep < 8; rep++) {
+                    check_dot(ops, t, nb * bs, false);
+                    check_dot(ops, t, nb * bs, true);
+                }
+            }
+        }
+    }
+}
+
+/* The extreme codes on purpose: q8_0 blocks of all -128 (where a sign-trick kernel
+ * overflows 16 bits) and all 127, q4_0 all 0 and all 15, K-quants all-ones bytes. */
+static void test_vec_dot_extremes(void **state)
+{
+    (void)state;
+    static const uint8_t fills[] = {0x80, 0x7F, 0x00, 0xFF};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t c = 0; c < N_DOT_TYPES; c++) {
+            enum pd_dtype t = dot_types[c];
+            const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+            const struct pd_dtype_traits *vt = pd_dtype_traits(tr->vec_dot_type);
+            if (!ops->vec_dot[t] || tr->block_size == 1) {
+                continue;
+            }
+            size_t n = 3 * (size_t)tr->block_size;
+            uint8_t w[3 * 292];
+            uint8_t x[3 * 292];
+            for (size_t fw = 0; fw < sizeof fills; fw++) {
+                for (size_t fx = 0; fx < sizeof fills; fx++) {
+                    memset(w, fills[fw], sizeof w);
+                    memset(x, fills[fx], sizeof x);
+                    for (int b = 0; b < 3; b++) { /* scales 1.0: every product exact */
+                        uint8_t *wb = w + b * tr->type_size;
+                        uint8_t *xb = x + b * vt->type_size;
+                        if (t == PD_DTYPE_Q6_K) {
+                            put_f16(wb + 208, 1.0f);
+                        } else {
+                            put_f16(wb, 1.0f);
+                        }
+                        if (t == PD_DTYPE_Q4_K || t == PD_DTYPE_Q5_K) {
+                            put_f16(wb + 2, 1.0f); /* dmin */
+                        }
+                        if (is_k_quant(t)) {
+                            float one = 1.0f;
+                            memcpy(xb, &one, 4);
+                            int16_t s = (int16_t)(16 * (int8_t)fills[fx]);
+                            for (int j = 0; j < 16; j++) {
+                                memcpy(xb + 260 + 2 * j, &s, 2);
+                            }
+                        } else {
+                            put_f16(xb, 1.0f);
+                        }
+                    }
+                    float want = ref_vec_dot[t](w, x, n);
+                    float got = ops->vec_dot[t](w, x, n);
+                    if (!same_float(got, want)) {
+                        fail_msg("%s %s bytes %02x x %02x: %.9g, portable %.9g",
+                                 pd_cpu_simd_name(ops->level), tr->name, fills[fw], fills[fx],
+                                 (double)got, (double)want);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Float types: every length 0..300 (all tails of every unrolled loop). */
+static void test_vec_dot_float(void **state)
+{
+    (void)state;
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t c = 0; c < N_DOT_TYPES; c++) {
+            enum pd_dtype t = dot_types[c];
+            if (!ops->vec_dot[t] || pd_dtype_traits(t)->block_size != 1) {
+                continue;
+            }
+            for (size_t n = 0; n <= 300; n++) {
+                check_dot(ops, t, n, false);
+                check_dot(ops, t, n, true);
+            }
+        }
+    }
+}
+
+/* ---- quantisers and conversions --------------------------------------------------------- */
+
+/* Blocks of 32 values that probe the quantisers' rounding and special cases; block k of
+ * the returned pattern set fills x[0..32). Returns false past the last pattern. */
+static bool special_block(int k, float *x)
+{
+    for (int l = 0; l < 32; l++) {
+        x[l] = rng_gauss();
+    }
+    switch (k) {
+    case 0: /* zero block, with negative zeros */
+        for (int l = 0; l < 32; l++) {
+            x[l] = l & 1 ? -0.0f : 0.0f;
+        }
+        return true;
+    case 1: /* amax 127 -> d = 1: exact .5 ties, both signs */
+        for (int l = 0; l < 32; l++) {
+            x[l] = (float)(l - 16) + 0.5f;
+        }
+        x[5] = 127.0f;
+        return true;
+    case 2: /* max -127: q8_K's iscale is exactly 1, ties to even */
+        for (int l = 0; l < 32; l++) {
+            x[l] = (float)(16 - l) - 0.5f;
+        }
+        x[3] = -127.0f;
+        return true;
+    case 3: /* equal magnitudes of both signs: the first is the signed max */
+        x[7] = 3.0f;
+        x[9] = -3.0f;
+        return true;
+    case 4:
+        x[7] = -3.0f;
+        x[9] = 3.0f;
+        return true;
+    case 5:
+        x[11] = NAN;
+        return true;
+    case 6:
+        x[0] = NAN;
+        x[1] = -NAN;
+        return true;
+    case 7:
+        x[4] = INFINITY;
+        return true;
+    case 8:
+        x[4] = -INFINITY;
+        x[5] = NAN;
+        return true;
+    case 9: /* past the half range: the scale clamps */
+        x[2] = 3e38f;
+        x[3] = -1e30f;
+        return true;
+    case 10: /* subnormal magnitudes: infinite inverse scales */
+        for (int l = 0; l < 32; l++) {
+            x[l] = x[l] * 1e-40f;
+        }
+        x[6] = 0.0f;
+        return true;
+    case 11: /* tiny but normal, with zeros */
+        for (int l = 0; l < 32; l++) {
+            x[l] = l % 3 ? x[l] * 1e-30f : 0.0f;
+        }
+        return true;
+    case 12: /* all NaN */
+        for (int l = 0; l < 32; l++) {
+            x[l] = NAN;
+        }
+        return true;
+    case 13: /* huge values, one spike */
+        for (int l = 0; l < 32; l++) {
+            x[l] = x[l] * 1e4f;
+        }
+        x[31] = 6e4f;
+        return true;
+    default:
+        return k < 40; /* plain gaussian blocks */
+    }
+}
+
+/* Quantises n floats with the portable and the level's from_f32 and compares bytes. */
+static void check_from_f32(const struct pd_simd_ops *ops, enum pd_dtype t, const float *x,
+                           size_t n, const char *what)
+{
+    size_t bytes = (size_t)pd_dtype_row_size(t, n);
+    uint8_t *a = xmalloc(bytes);
+    uint8_t *b = xmalloc(bytes);
+    memset(a, 0xA5, bytes);
+    memset(b, 0x5A, bytes); /* every byte must be written */
+    ref_from_f32[t](x, a, n);
+    ops->from_f32[t](x, b, n);
+    for (size_t i = 0; i < bytes; i++) {
+        if (a[i] != b[i]) {
+            fail_msg("%s %s from_f32 (%s, n=%zu): byte %zu is %02x, portable %02x",
+                     pd_cpu_simd_name(ops->level), pd_dtype_traits(t)->name, what, n, i, b[i],
+                     a[i]);
+        }
+    }
+    free(a);
+    free(b);
+}
+
+static void test_quantisers(void **state)
+{
+    (void)state;
+    enum { N = 9 * 256 };
+    float *x = xmalloc(N * sizeof(float));
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            if (!ops->from_f32[t]) {
+                continue;
+            }
+            uint32_t bs = pd_dtype_traits((enum pd_dtype)t)->block_size;
+            /* Each special pattern alone (in every 32-slot of a whole block) ... */
+            for (int k = 0; special_block(k, x); k++) {
+                for (size_t o = 32; o < 256; o += 32) {
+                    special_block(k, x + o);
+                }
+                check_from_f32(ops, (enum pd_dtype)t, x, bs == 1 ? 256 : bs, "pattern");
+            }
+            /* ... and mixed over every block count 1..9 (and odd lengths for f16). */
+            for (size_t nb = 1; nb <= 9; nb++) {
+                for (size_t o = 0; o < N; o += 32) {
+                    special_block(rng_int(0, 39), x + o);
+                }
+                size_t n = bs == 1 ? nb * 37 : nb * bs;
+                check_from_f32(ops, (enum pd_dtype)t, x, n, "mixed");
+            }
+        }
+    }
+    free(x);
+}
+
+/* f32 -> f16 on random bit patterns (every class of float) and f16 -> f32 on every half. */
+static void test_f16_rows(void **state)
+{
+    (void)state;
+    enum { N = 1 << 16 };
+    float *x = xmalloc(N * sizeof(float));
+    float *a = xmalloc(N * sizeof(float));
+    float *b = xmalloc(N * sizeof(float));
+    uint16_t *h = xmalloc(N * sizeof(uint16_t));
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        if (ops->from_f32[PD_DTYPE_F16]) {
+            for (int rep = 0; rep < 16; rep++) {
+                for (size_t i = 0; i < N; i++) {
+                    /* Exponents concentrated around the half range and its edges. */
+                    uint32_t bits = (uint32_t)rng_next();
+                    if (rep & 1) {
+                        bits = (bits & 0x807FFFFFu) | ((uint32_t)rng_int(96, 144) << 23);
+                    }
+                    x[i] = f32_from_bits(bits);
+                }
+                check_from_f32(ops, PD_DTYPE_F16, x, N - rep, "bit patterns");
+            }
+        }
+        if (ops->to_f32[PD_DTYPE_F16]) {
+            for (size_t i = 0; i < N; i++) {
+                h[i] = (uint16_t)i;
+            }
+            for (size_t n = N - 9; n <= N; n++) { /* every tail length 0..7 */
+                memset(a, 0, N * sizeof(float));
+                memset(b, 0xFF, N * sizeof(float));
+                ref_to_f32[PD_DTYPE_F16](h, a, n);
+                ops->to_f32[PD_DTYPE_F16](h, b, n);
+                for (size_t i = 0; i < n; i++) {
+                    if (!same_float(a[i], b[i])) {
+                        fail_msg("%s f16 0x%04zx -> %.9g, portable %.9g",
+                                 pd_cpu_simd_name(ops->level), i, (double)b[i], (double)a[i]);
+                    }
+                }
+            }
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+    free(h);
+}
+
+/* ---- attention kernels -------------------------------------------------------------------- */
+
+static void test_kv_kernels(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    float q[N], k[N], acc_a[N], acc_b[N];
+    uint16_t kh[N];
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        const char *lv = pd_cpu_simd_name(ops->level);
+        for (size_t n = 0; n <= N; n++) {
+            for (int exact = 0; exact < 2; exact++) {
+                double mag32 = 0.0, mag16 = 0.0;
+                for (size_t i = 0; i < n; i++) {
+                    q[i] = exact ? (float)rng_int(-8, 8) : rng_gauss();
+                    k[i] = exact ? (float)rng_int(-8, 8) : rng_gauss();
+                    kh[i] = pd_f32_to_f16(exact ? (float)rng_int(-8, 8) : rng_gauss());
+                    mag32 += fabs((double)q[i] * k[i]);
+                    mag16 += fabs((double)q[i] * pd_f16_to_f32(kh[i]));
+                }
+                /* Portable: one sequential chain of n additions. */
+                double bound = exact ? 0.0 : (double)(n + 16) * 0x1p-23;
+                float want = ref->kv_dot_f32(q, k, n), got = ops->kv_dot_f32(q, k, n);
+                if (!(fabs((double)got - want) <= bound * mag32)) {
+                    fail_msg("%s kv_dot_f32 n=%zu: %.9g, portable %.9g", lv, n, (double)got,
+                             (double)want);
+                }
+                want = ref->kv_dot_f16(q, kh, n);
+                got = ops->kv_dot_f16(q, kh, n);
+                if (!(fabs((double)got - want) <= bound * mag16)) {
+                    fail_msg("%s kv_dot_f16 n=%zu: %.9g, portable %.9g", lv, n, (double)got,
+                             (double)want);
+                }
+            }
+            /* axpy: identical bits (the product rounds before the sum at every level). */
+            float w = rng_gauss();
+            for (size_t i = 0; i < N; i++) {
+                acc_a[i] = acc_b[i] = rng_gauss();
+            }
+            ref->kv_axpy_f32(w, k, acc_a, n);
+            ops->kv_axpy_f32(w, k, acc_b, n);
+            ref->kv_axpy_f16(w, kh, acc_a, n);
+            ops->kv_axpy_f16(w, kh, acc_b, n);
+            for (size_t i = 0; i < N; i++) {
+                if (f32_bits(acc_a[i]) != f32_bits(acc_b[i])) {
+                    fail_msg("%s kv_axpy n=%zu: element %zu is %.9g, portable %.9g", lv, n, i,
+                             (double)acc_b[i], (double)acc_a[i]);
+                }
+            }
+        }
+    }
+}
+
+/* Every replaced function of every accelerated table is one that the tests above cover. */
+static void test_coverage(void **state)
+{
+    (void)state;
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            bool dot_covered = false;
+            for (size_t c = 0; c < N_DOT_TYPES; c++) {
+                dot_covered = dot_covered || dot_types[c] == (enum pd_dtype)t;
+            }
+            assert_true(!ops->vec_dot[t] || dot_covered);
+            /* from_f32 is compared for any type; to_f32 only for f16 (test_f16_rows). */
+            assert_true(!ops->to_f32[t] || t == PD_DTYPE_F16);
+            assert_true(!ops->from_f32[t] || t == PD_DTYPE_F16 || t == PD_DTYPE_Q8_0 ||
+                        t == PD_DTYPE_Q8_K);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--child-expect") == 0) {
+        return child_check(argv[2]);
+    }
+    find_fast_levels();
+    const struct CMUnitTest dispatch_tests[] = {
+        cmocka_unit_test(test_choose),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_override_in_process),
+    };
+    const struct CMUnitTest kernel_tests[] = {
+        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_vec_dot_blocks),
+        cmocka_unit_test(test_vec_dot_extremes),
+        cmocka_unit_test(test_vec_dot_float),
+        cmocka_unit_test(test_quantisers),
+        cmocka_unit_test(test_f16_rows),
+        cmocka_unit_test(test_kv_kernels),
+    };
+    int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
+    if (n_fast_levels == 0) {
+        fprintf(stderr, "SKIP: this CPU/build has no accelerated SIMD level (best: %s); "
+                "the kernel comparisons did not run\n", pd_cpu_simd_name(pd_cpu_simd_best()));
+        return failed ? 1 : 77;
+    }
+    failed += cmocka_run_group_tests_name("kernels", kernel_tests, NULL, NULL);
+    return failed ? 1 : 0;
+}

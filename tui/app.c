@@ -346,29 +346,41 @@ static bool steps_reserve(struct pd_app *a, size_t n)
 }
 
 /* Mean/first surprisal and mean entropy over the step's tokens. */
+static void step_means(struct pd_app_step *s)
+{
+    s->rec.mean_surprisal = s->n_s ? (float)(s->sum_s / (double)s->n_s) : NAN;
+    s->rec.mean_entropy = s->n_h ? (float)(s->sum_h / (double)s->n_h) : NAN;
+}
+
+/* Adds token i (inside the step) to the step's running sums. */
+static void step_add_token(struct pd_app *a, struct pd_app_step *s, size_t i)
+{
+    float x = pd_app_surprisal(a, i);
+    if (!isnan(x)) {
+        if ((int64_t)i == s->rec.pos_begin) {
+            s->rec.first_surprisal = x;
+        }
+        s->sum_s += x;
+        s->n_s++;
+    }
+    float h = a->toks[i].entropy;
+    if (!isnan(h)) {
+        s->sum_h += h;
+        s->n_h++;
+    }
+    step_means(s);
+}
+
 static void step_metrics(struct pd_app *a, struct pd_app_step *s)
 {
-    double su = 0, en = 0;
-    size_t nsu = 0, nen = 0;
     int64_t e = s->rec.pos_end < (int64_t)a->n_toks ? s->rec.pos_end : (int64_t)a->n_toks;
     s->rec.first_surprisal = NAN;
+    s->sum_s = s->sum_h = 0;
+    s->n_s = s->n_h = 0;
     for (int64_t p = s->rec.pos_begin; p < e; p++) {
-        float x = pd_app_surprisal(a, (size_t)p);
-        if (!isnan(x)) {
-            if (p == s->rec.pos_begin) {
-                s->rec.first_surprisal = x;
-            }
-            su += x;
-            nsu++;
-        }
-        float h = a->toks[p].entropy;
-        if (!isnan(h)) {
-            en += h;
-            nen++;
-        }
+        step_add_token(a, s, (size_t)p);
     }
-    s->rec.mean_surprisal = nsu ? (float)(su / (double)nsu) : NAN;
-    s->rec.mean_entropy = nen ? (float)(en / (double)nen) : NAN;
+    step_means(s);
 }
 
 /* Reassigns tok_step for tokens [from, n_toks) from the step list. */
@@ -426,6 +438,20 @@ static void recompute_importance(struct pd_app *a)
 /* Applies the segmenter's output after token `tok` was fed. */
 static enum pd_status seg_apply(struct pd_app *a, struct pd_err *err)
 {
+    /* The common case: no step closed and the open step just grew by the newest token;
+     * O(1) instead of re-deriving the open step. */
+    if (a->seg_out.n == 0 && a->n_steps > 0 && a->steps[a->n_steps - 1].open && a->n_toks) {
+        int64_t b;
+        struct pd_app_step *s = &a->steps[a->n_steps - 1];
+        if (pd_steps_seg_open_step(a->seg, &b) && b == s->rec.pos_begin) {
+            size_t i = a->n_toks - 1;
+            s->rec.pos_end = (int64_t)a->n_toks;
+            a->tok_step[i] = s->rec.index;
+            step_add_token(a, s, i);
+            a->dirty |= PD_DIRTY_STEPS;
+            return PD_OK;
+        }
+    }
     size_t first_changed = a->n_toks;
     bool had_open = a->n_steps > 0 && a->steps[a->n_steps - 1].open;
     int64_t old_open_begin = had_open ? a->steps[a->n_steps - 1].rec.pos_begin : -1;
@@ -565,13 +591,6 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
                 a->seg_failed = true;
                 pd_app_msg(a, true, "step segmentation stopped: %s", e2.msg);
             }
-        }
-        if (a->n_steps > 0 && a->steps[a->n_steps - 1].open) {
-            struct pd_app_step *s = &a->steps[a->n_steps - 1];
-            s->rec.pos_end = (int64_t)a->n_toks;
-            a->tok_step[i] = s->rec.index;
-            step_metrics(a, s);
-            a->dirty |= PD_DIRTY_STEPS;
         }
         attn_attribute(a, i);
         a->n_visible = a->n_toks;

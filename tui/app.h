@@ -140,6 +140,8 @@ struct pd_app_step {
     bool pruned_saved;       /* what the database holds */
     bool in_db;              /* the store has this step row */
     float recv;              /* attention received from later steps (importance) */
+    double sum_s, sum_h;     /* running sums of surprisal / entropy (bits) */
+    uint32_t n_s, n_h;       /* tokens with a surprisal / an entropy */
     int32_t n_tags;          /* tags on this step's span */
 };
 

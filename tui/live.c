@@ -1,5 +1,6 @@
 /* live.c - live source: model + engine session + store writer (DESIGN in live.h). */
 #include "live.h"
+#include "loop.h"
 
 #include <limits.h>
 #include <math.h>
@@ -19,7 +20,8 @@
 #include "store_writer.h"
 #include "tokenizer.h"
 
-#define PUMP_MAX 2048 /* events moved per pump, so keys stay responsive */
+#define PUMP_MAX 2048        /* events moved per pump, so keys stay responsive */
+#define PUMP_BUDGET_S 0.008  /* and at most this long */
 
 struct pd_live {
     struct pd_model *model;        /* owned */
@@ -318,8 +320,9 @@ static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *e
         on_branch(l, a, pos);
     }
     if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
+        /* The writer keeps committing in its thread; it is closed (and the session marked
+         * finished) on exit, so the UI never waits for a backlog here. */
         push_steps(l, a);
-        stop_recording(l, a, ended_normally(a));
     }
 }
 
@@ -327,8 +330,14 @@ void pd_live_pump(void *ud, struct pd_app *a)
 {
     struct pd_live *l = ud;
     struct pd_event ev;
+    /* Bounded in count and time so keys stay responsive when tokens arrive faster than
+     * the screen refreshes. */
+    double t0 = pd_loop_now();
     for (int k = 0; k < PUMP_MAX && pd_session_poll(l->sess, &ev); k++) {
         handle_event(l, a, &ev);
+        if ((k & 63) == 63 && pd_loop_now() - t0 > PUMP_BUDGET_S) {
+            break;
+        }
     }
     push_steps(l, a);
     if (l->w) {

@@ -81,6 +81,16 @@ static void run_effects(struct pd_app *a, const struct pd_loop_source *src)
     }
 }
 
+static void record_key_latency(struct pd_app *a, double s)
+{
+    double ms = s * 1000.0;
+    a->stats.key_lat_ms_sum += ms;
+    a->stats.key_frames++;
+    if (ms > a->stats.key_lat_ms_max) {
+        a->stats.key_lat_ms_max = ms;
+    }
+}
+
 /* Log lines go to the ring while curses owns the screen; the newest new one is shown on
  * the message line (unless the command line is open). */
 static void show_new_log(struct pd_app *a, char *last, size_t n)
@@ -160,6 +170,11 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
             a->dirty |= PD_DIRTY_STATUS;
         }
         show_new_log(a, last_log, sizeof last_log);
+        if (key_t0 >= 0 && !a->dirty) {
+            /* The keys changed nothing on screen: their effect is complete now. */
+            record_key_latency(a, pd_loop_now() - key_t0);
+            key_t0 = -1;
+        }
         bool key_pending = key_t0 >= 0;
         if (a->dirty && (key_pending || now - last_frame >= FRAME_S)) {
             double t0 = pd_loop_now();
@@ -173,12 +188,7 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
                 a->stats.draw_ms_max = ms;
             }
             if (key_pending) {
-                double lat = (t1 - key_t0) * 1000.0;
-                a->stats.key_lat_ms_sum += lat;
-                a->stats.key_frames++;
-                if (lat > a->stats.key_lat_ms_max) {
-                    a->stats.key_lat_ms_max = lat;
-                }
+                record_key_latency(a, t1 - key_t0);
                 key_t0 = -1;
             }
             last_frame = t1;

@@ -414,11 +414,37 @@ static void test_app_steps_and_importance(void **state)
     struct pd_wrap_src src = pd_app_wrap_src(&a);
     assert_string_equal(src.prefix(src.ud, 8), "\xe2\x96\xb8");
     assert_string_equal(src.prefix(src.ud, 9), "");
-    /* Finishing closes the open step. */
+    /* Finishing closes the open step, and the trace stays laid out: the whole text is
+     * on lines and the last one is on screen (no later token re-wraps it). */
     ev_simple(&a, PD_EV_FINISHED, 27, "eog");
     assert_true(a.finished);
     assert_false(a.steps[a.n_steps - 1].open);
     assert_string_equal(a.finish_reason, "eog");
+    assert_true(a.wrap.n_lines > 0);
+    assert_int_equal(pd_wrap_line_of(&a.wrap, &src, a.n_visible - 1), a.wrap.n_lines - 1);
+    assert_true(a.trace_top <= a.wrap.n_lines - 1);
+    assert_true(a.trace_top + (size_t)a.trace_rows > a.wrap.n_lines - 1);
+    pd_app_deinit(&a);
+}
+
+/* A generation that ends while its only step is open (no blank line anywhere): closing
+ * that step re-lays the whole trace out, and nothing else arrives to do it. */
+static void test_app_finish_single_step_keeps_text(void **state)
+{
+    (void)state;
+    struct pd_app a;
+    struct pd_err err;
+    assert_int_equal(pd_app_init(&a, PD_APP_LIVE, &err), PD_OK);
+    pd_app_resize(&a, 10, 30, 5, false);
+    push(&a, PD_ROLE_PROMPT, "Once", NAN, -1);
+    for (int i = 0; i < 40; i++) {
+        push(&a, PD_ROLE_THINK, " upon a time", -0.5f, -1);
+    }
+    ev_simple(&a, PD_EV_FINISHED, 41, "length");
+    struct pd_wrap_src src = pd_app_wrap_src(&a);
+    assert_true(a.wrap.n_lines > 10);
+    size_t last = pd_wrap_line_of(&a.wrap, &src, a.n_visible - 1);
+    assert_true(last >= a.trace_top && last < a.trace_top + (size_t)a.trace_rows);
     pd_app_deinit(&a);
 }
 
@@ -1105,6 +1131,7 @@ int main(void)
         cmocka_unit_test(test_wrap_incremental_equals_full),
         cmocka_unit_test(test_layout_every_size),
         cmocka_unit_test(test_app_steps_and_importance),
+        cmocka_unit_test(test_app_finish_single_step_keeps_text),
         cmocka_unit_test(test_app_live_actions),
         cmocka_unit_test(test_app_prune_tag_quit),
         cmocka_unit_test(test_app_search_and_moves),

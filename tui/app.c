@@ -506,7 +506,11 @@ static enum pd_status seg_apply(struct pd_app *a, struct pd_err *err)
             }
         }
         if (a->seg_out.n > 0 || (open && begin != old_open_begin)) {
+            /* Step markers changed the text before `from`: lay it out again now, since
+             * no further token may arrive to do it (the end of a generation). */
             pd_wrap_invalidate(&a->wrap, from);
+            rewrap(a);
+            scroll_to_cursor(a);
             a->dirty |= PD_DIRTY_TRACE;
         }
         a->dirty |= PD_DIRTY_STEPS;

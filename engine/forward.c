@@ -10,6 +10,10 @@
 #include "dtype.h"
 #include "threadpool.h"
 
+/* Smallest share of a parallel loop worth waking another thread for, in multiply-adds
+ * (about 10-20 us of SIMD work; idle workers spin briefly, see threadpool.c). */
+#define PD_POOL_GRAIN (256u * 1024u)
+
 struct pd_ctx_params pd_ctx_default_params(void)
 {
     struct pd_ctx_params p = {0, 0, 0, PD_KV_F16};
@@ -161,9 +165,10 @@ static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, 
         xt->from_f32(x + t * x_stride, xq + t * c->xq_row_bytes, w->cols);
     }
     struct matmul_job j = {w, xq, c->xq_row_bytes, y, y_stride, n_tok, tr->vec_dot};
-    /* Waking the pool costs microseconds: give each thread at least ~64K multiply-adds. */
+    /* Waking the pool costs microseconds (tens when the cores are busy): give each thread
+     * at least PD_POOL_GRAIN multiply-adds. */
     size_t work_per_row = (size_t)w->cols * n_tok;
-    size_t grain = work_per_row >= 65536 ? 1 : 65536 / work_per_row;
+    size_t grain = work_per_row >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work_per_row;
     pd_pool_run(c->pool, w->rows, grain, matmul_rows, &j);
 }
 
@@ -343,7 +348,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
         }
         struct attn_job aj = {c, il, n_tok, pos0};
         size_t work = (size_t)(c->kv->layers[il].n + 1) * (hp->head_dim + hp->head_dim_v);
-        size_t grain = work >= 65536 ? 1 : 65536 / work;
+        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
         pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
         if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];

@@ -42,7 +42,6 @@ enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, u
     c->dim_k = dim_k;
     c->dim_v = dim_v;
     c->type = type;
-    c->f16 = pd_f16_table();
     c->layers = pd_calloc(n_layer, sizeof *c->layers);
     if (!c->layers) {
         goto nomem;

@@ -43,7 +43,6 @@ struct pd_kvcache {
     uint32_t dim_k;  /* n_head_kv * head_dim */
     uint32_t dim_v;  /* n_head_kv * head_dim_v */
     enum pd_kv_type type;
-    const float *f16;           /* borrowed: pd_f16_table(), for f16 storage */
     struct pd_kv_layer *layers; /* [n_layer] */
 };
 

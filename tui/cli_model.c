@@ -22,6 +22,7 @@
 #include "base/mem.h"
 #include "capture.h"
 #include "chat.h"
+#include "cpu.h"
 #include "cli.h"
 #include "analysis/kvpolicy.h"
 #include "analysis/modes.h"
@@ -232,11 +233,11 @@ int pd_cli_info(int argc, char **argv)
         }
         pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
                           "\"eos\":%d,\"add_bos\":%s},\"chat_template\":{\"family\":\"%s\","
-                          "\"in_file\":%s}}\n",
+                          "\"in_file\":%s},\"cpu_kernels\":\"%s\"}\n",
                       pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
                       pd_tok_bos(l.tok), pd_tok_eos(l.tok),
                       pd_tok_add_bos(l.tok) ? "true" : "false", tmpl,
-                      has_tmpl ? "true" : "false");
+                      has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()));
     } else {
         pd_buf_printf(&b, "file          %s\n", o.model);
         pd_buf_printf(&b, "name          %.*s\n", (int)name.n, name.s);
@@ -266,6 +267,8 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
                       pd_tok_n_vocab(l.tok), pd_tok_bos(l.tok), pd_tok_eos(l.tok),
                       pd_tok_add_bos(l.tok) ? ", adds bos" : "");
+        pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|auto)\n",
+                      pd_cpu_simd_name(pd_cpu_simd_level()));
         pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
                       has_tmpl ? "detected from tokenizer.chat_template"
                                : "no tokenizer.chat_template; from the architecture");
@@ -1032,10 +1035,11 @@ int pd_cli_bench(int argc, char **argv)
             pd_buf_puts(&b, "{\"model\":");
             pd_json_str(&b, o.model, strlen(o.model));
             pd_buf_printf(&b,
-                          ",\"threads\":%d,\"kv_type\":\"%s\",\"n_prompt\":%lld,\"n_gen\":%lld,"
-                          "\"repeats\":%lld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":{",
-                          pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), n_prompt,
-                          n_gen, reps, best_pp);
+                          ",\"threads\":%d,\"cpu_kernels\":\"%s\",\"kv_type\":\"%s\","
+                          "\"n_prompt\":%lld,\"n_gen\":%lld,\"repeats\":%lld,"
+                          "\"prefill_tok_s\":%.2f,\"decode_tok_s\":{",
+                          pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
+                          pd_kv_type_name(o.kv_type), n_prompt, n_gen, reps, best_pp);
             for (int li = 0; li < n_levels; li++) {
                 pd_buf_printf(&b, "%s\"%s\":%.2f", li ? "," : "",
                               pd_capture_level_name(levels[li]), best_tg[li]);
@@ -1043,8 +1047,9 @@ int pd_cli_bench(int argc, char **argv)
             pd_buf_printf(&b, "},\"peak_rss_kib\":%ld}\n", ru.ru_maxrss);
         } else {
             pd_buf_printf(&b, "model        %s\n", o.model);
-            pd_buf_printf(&b, "threads      %d, kv cache %s, best of %lld runs\n",
-                          pd_pool_threads(l.ctx->pool), pd_kv_type_name(o.kv_type), reps);
+            pd_buf_printf(&b, "threads      %d, %s kernels, kv cache %s, best of %lld runs\n",
+                          pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
+                          pd_kv_type_name(o.kv_type), reps);
             pd_buf_printf(&b, "prefill      %lld tokens: %.1f tok/s\n", n_prompt, best_pp);
             for (int li = 0; li < n_levels; li++) {
                 pd_buf_printf(&b, "decode       %lld tokens, capture %-7s: %.1f tok/s", n_gen,

@@ -76,49 +76,67 @@ static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_
     if (cs->level == PD_CAPTURE_LEVEL_OFF) {
         return;
     }
-    /* head-mean row */
+    /* head-mean row: straight loops the compiler vectorises */
     float *m = cs->mean_row;
-    float inv = 1.0f / (float)n_head;
-    for (uint32_t s = 0; s < n_slots; s++) {
-        m[s] = 0.0f;
-    }
-    for (uint32_t h = 0; h < n_head; h++) {
+    memcpy(m, probs, n_slots * sizeof(float));
+    for (uint32_t h = 1; h < n_head; h++) {
         const float *row = probs + (size_t)h * cs->n_ctx;
         for (uint32_t s = 0; s < n_slots; s++) {
             m[s] += row[s];
         }
     }
-    /* cumulative attention received, by position */
+    float inv = 1.0f / (float)n_head;
+    for (uint32_t s = 0; s < n_slots; s++) {
+        m[s] *= inv;
+    }
+    /* cumulative attention received, by position (a contiguous run of positions, the
+     * common case without eviction, is a plain vector add) */
     int64_t max_pos = n_slots ? slot_pos[n_slots - 1] : 0;
-    if (grow_cum(cs, max_pos)) {
+    if (n_slots && grow_cum(cs, max_pos)) {
         float *cum = cs->cum + (size_t)il * cs->cum_cap;
-        for (uint32_t s = 0; s < n_slots; s++) {
-            cum[slot_pos[s]] += m[s] * inv;
+        if (max_pos - slot_pos[0] == (int64_t)n_slots - 1) {
+            float *c0 = cum + slot_pos[0];
+            for (uint32_t s = 0; s < n_slots; s++) {
+                c0[s] += m[s];
+            }
+        } else {
+            for (uint32_t s = 0; s < n_slots; s++) {
+                cum[slot_pos[s]] += m[s];
+            }
         }
     }
-    /* top-N of the head-mean row into the token's blob */
+    /* top-N of the head-mean row into the token's blob (insertion into a short sorted
+     * list; an entry must beat the current N-th to get in) */
     size_t ti = (size_t)(pos - cs->pos0);
     if (ti < cs->n_tok) {
         uint8_t *blob = cs->blobs + ti * cs->blob_len;
         uint8_t *e = blob + 4 + (size_t)il * cs->top_n * 8;
         uint32_t have = 0;
         uint32_t best_s[64];
-        for (uint32_t s = 0; s < n_slots; s++) {
+        float floor_w = 0.0f;
+        /* Newest slots first: attention leans to recent tokens, so the list fills with
+         * large weights early and most older slots fail the floor test at once. Walking
+         * down, an equal weight has the lower index and goes first (ties: lower
+         * position first, as documented). */
+        for (uint32_t s = n_slots; s-- > 0;) {
             float w = m[s];
-            if (w <= 0.0f || (have == cs->top_n && w <= m[best_s[have - 1]])) {
+            if (w <= 0.0f || (have == cs->top_n && w < floor_w)) {
                 continue;
             }
             uint32_t j = have < cs->top_n ? have++ : cs->top_n - 1;
-            while (j > 0 && m[best_s[j - 1]] < w) {
+            while (j > 0 && m[best_s[j - 1]] <= w) {
                 best_s[j] = best_s[j - 1];
                 j--;
             }
             best_s[j] = s;
+            if (have == cs->top_n) {
+                floor_w = m[best_s[have - 1]];
+            }
         }
         for (uint32_t k = 0; k < cs->top_n; k++) {
             uint8_t *q = e + (size_t)k * 8;
             if (k < have) {
-                float w = m[best_s[k]] * inv;
+                float w = m[best_s[k]];
                 uint32_t bits;
                 memcpy(&bits, &w, 4);
                 put_u32(q, (uint32_t)slot_pos[best_s[k]]);

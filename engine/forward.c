@@ -8,6 +8,7 @@
 
 #include "base/mem.h"
 #include "dtype.h"
+#include "simd.h"
 #include "threadpool.h"
 
 /* Smallest share of a parallel loop worth waking another thread for, in multiply-adds
@@ -237,6 +238,11 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
     float scale = 1.0f / sqrtf((float)hp->head_dim);
     uint32_t q_dim = hp->n_head * hp->head_dim;
     uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    bool f16 = c->kv->type == PD_KV_F16;
+    size_t dim_k = c->kv->dim_k, dim_v = c->kv->dim_v;
+    const uint16_t *k16 = L->k, *v16 = L->v;
+    const float *k32 = L->k, *v32 = L->v;
     for (size_t task = i0; task < i1; task++) {
         uint32_t t = (uint32_t)(task / hp->n_head);
         uint32_t h = (uint32_t)(task % hp->n_head);
@@ -252,13 +258,17 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
         }
         const uint8_t *hide = c->hide ? c->hide[j->il] : NULL;
         float mx = -INFINITY;
+        /* K/V rows of this head: the kernels and row pointers are fixed per task, so the
+         * per-slot loop is a plain call through a hoisted pointer. */
+        size_t k_off = (size_t)kvh * hp->head_dim, v_off = (size_t)kvh * hp->head_dim_v;
         for (uint32_t s = 0; s < n_vis; s++) {
             if (hide && hide[s] && L->pos[s] != pos) {
                 p[s] = -INFINITY;
                 continue;
             }
-            p[s] = pd_kvcache_k_dot(c->kv, j->il, s, kvh * hp->head_dim, q, hp->head_dim) *
-                   scale;
+            float d = f16 ? ops->kv_dot_f16(q, k16 + (size_t)s * dim_k + k_off, hp->head_dim)
+                          : ops->kv_dot_f32(q, k32 + (size_t)s * dim_k + k_off, hp->head_dim);
+            p[s] = d * scale;
             if (p[s] > mx) {
                 mx = p[s];
             }
@@ -272,7 +282,11 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
         memset(o, 0, hp->head_dim_v * sizeof(float));
         for (uint32_t s = 0; s < n_vis; s++) {
             p[s] *= inv;
-            pd_kvcache_v_axpy(c->kv, j->il, s, kvh * hp->head_dim_v, p[s], o, hp->head_dim_v);
+            if (f16) {
+                ops->kv_axpy_f16(p[s], v16 + (size_t)s * dim_v + v_off, o, hp->head_dim_v);
+            } else {
+                ops->kv_axpy_f32(p[s], v32 + (size_t)s * dim_v + v_off, o, hp->head_dim_v);
+            }
         }
         for (uint32_t s = n_vis; s < L->n; s++) {
             p[s] = 0.0f;

@@ -905,6 +905,58 @@ static enum pd_status recompute_attn(struct pd_session *s, int64_t pos, struct p
     return st;
 }
 
+/* Installs a new KV policy between tokens (takes ownership of np, which may be NULL). */
+static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
+                                 struct pd_err *err)
+{
+    uint32_t n_layer = s->model->hp.n_layer;
+    uint32_t cap = s->ctx->kv->cap;
+    if (np && np->n_layer != (int32_t)n_layer) {
+        int32_t got = np->n_layer;
+        pd_kvpolicy_close(&np);
+        return pd_err_set(err, PD_EINVAL, "kv policy: made for %d layers, the model has %u",
+                          got, n_layer);
+    }
+    if (np && np->mode == PD_KV_MODE_SHADOW && !s->shadow) {
+        s->shadow = pd_calloc(n_layer, sizeof *s->shadow);
+        for (uint32_t il = 0; s->shadow && il < n_layer; il++) {
+            if (!(s->shadow[il] = calloc(cap, 1))) {
+                pd_kvpolicy_close(&np);
+                return pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
+            }
+        }
+        if (!s->shadow) {
+            pd_kvpolicy_close(&np);
+            return pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
+        }
+    }
+    if (np && !s->cap_ready) {
+        /* Capture was off and there was no policy: the hook still has to feed it. */
+        enum pd_status st = pd_capture_init(&s->cap, s->ctx, PD_CAPTURE_LEVEL_OFF,
+                                            s->p.summary_top_n ? s->p.summary_top_n : 8,
+                                            s->p.full_layers, err);
+        if (st) {
+            pd_kvpolicy_close(&np);
+            return st;
+        }
+        s->cap_ready = true;
+    }
+    for (uint32_t il = 0; s->shadow && il < n_layer; il++) {
+        memset(s->shadow[il], 0, cap);
+    }
+    pd_kvpolicy_close(&s->policy);
+    s->policy = np;
+    if (s->cap_ready) {
+        s->cap.observer = np ? policy_observer : NULL;
+        s->cap.observer_ud = np ? s : NULL;
+    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "kv policy %s%s", np ? np->ops->name : "full",
+             np && np->mode == PD_KV_MODE_SHADOW ? " (shadow)" : "");
+    push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
+    return PD_OK;
+}
+
 static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget)
 {
     s->mode = m;
@@ -970,6 +1022,9 @@ static bool drain_commands(struct pd_session *s)
                 snprintf(msg, sizeof msg, "kv budget %u", c.budget);
                 push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
             }
+            break;
+        case PD_CMD_SET_POLICY:
+            st = set_policy(s, c.policy, &err);
             break;
         case PD_CMD_BRANCH:
             st = apply_branch(s, &c, &err);
@@ -1331,6 +1386,12 @@ void pd_session_close(struct pd_session **sp)
         pd_event_free(&s->ev[(s->ev_head + i) % s->ev_cap]);
     }
     free(s->ev);
+    for (size_t i = 0; s->cmd && i < s->cmd_len; i++) {
+        struct pd_cmd *c = &s->cmd[(s->cmd_head + i) % CMD_QUEUE_MAX];
+        if (c->kind == PD_CMD_SET_POLICY) {
+            pd_kvpolicy_close(&c->policy); /* never applied: still ours */
+        }
+    }
     free(s->cmd);
     if (s->cap_ready) {
         pd_capture_deinit(&s->cap);

@@ -129,6 +129,10 @@ enum pd_cmd_kind {
     PD_CMD_ANSWER_NOW,    /* close the thinking span now and let the model answer */
     PD_CMD_SET_MODE,      /* mode, budget */
     PD_CMD_SET_BUDGET,    /* KV policy budget in slots (budget) */
+    PD_CMD_SET_POLICY,    /* replace the KV policy with `policy` (NULL: full cache); the new
+                           * policy starts without history: it has not seen the attention
+                           * of earlier tokens, and in shadow mode nothing counts as
+                           * evicted yet */
     PD_CMD_BRANCH,        /* pos; token >= 0: use this token at pos instead (steer) */
     PD_CMD_PRUNE,         /* pos..pos_end dropped; reencode chooses the variant */
     PD_CMD_DIVERGENCE,    /* measure shadow divergence at the current step */
@@ -145,6 +149,8 @@ struct pd_cmd {
     enum pd_think_mode mode;
     uint32_t budget;
     bool reencode;
+    struct pd_kv_policy *policy; /* PD_CMD_SET_POLICY: ownership passes to the session when
+                                  * pd_session_send returns PD_OK */
     char text[1024];
 };
 

@@ -721,12 +721,91 @@ static void test_step_events(void **state)
     free(r);
 }
 
+/* Switching policies mid-run: enforce a window, then go back to the full cache, then
+ * shadow h2o; evictions follow whichever policy is installed. */
+static void test_set_policy(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 1, 8);
+    start(s, "the time");
+    while (count_generated(r) < 20) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    assert_int_equal(r->n_evict, 0);
+    struct pd_err err;
+    struct pd_cmd c = cmd(PD_CMD_SET_POLICY);
+    assert_int_equal(pd_kvpolicy_create_str("window:12", (int32_t)g_model->hp.n_layer, 0,
+                                            &c.policy, &err),
+                     PD_OK);
+    send(s, c);
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_MODE, &ev);
+    assert_non_null(strstr(ev.text, "window"));
+    pd_event_free(&ev);
+    size_t mark = r->n;
+    while (r->n < mark + 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    assert_true(r->n_evict > 0); /* the window trimmed the cache to 12 slots */
+    size_t ev_before = r->n_evict;
+    c = cmd(PD_CMD_SET_POLICY); /* policy NULL: back to the full cache */
+    send(s, c);
+    wait_for(s, r, PD_EV_MODE, NULL);
+    mark = r->n;
+    while (r->n < mark + 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    /* a few evictions may have been queued before the switch took effect */
+    size_t ev_after_full = r->n_evict;
+    mark = r->n;
+    while (r->n < mark + 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    assert_int_equal(r->n_evict, ev_after_full);
+    assert_true(ev_after_full >= ev_before);
+    c = cmd(PD_CMD_SET_POLICY);
+    assert_int_equal(pd_kvpolicy_create_str("h2o:8,shadow", (int32_t)g_model->hp.n_layer, 0,
+                                            &c.policy, &err),
+                     PD_OK);
+    send(s, c);
+    wait_for(s, r, PD_EV_MODE, NULL);
+    mark = r->n;
+    while (r->n < mark + 5) {
+        wait_for(s, r, PD_EV_TOKEN, NULL);
+    }
+    assert_true(r->n_shadow_evict > 0);
+    send(s, cmd(PD_CMD_DIVERGENCE));
+    wait_for(s, r, PD_EV_DIVERGENCE, NULL);
+    /* A policy for the wrong number of layers is refused, and freed. */
+    c = cmd(PD_CMD_SET_POLICY);
+    assert_int_equal(pd_kvpolicy_create_str("tova:8", (int32_t)g_model->hp.n_layer + 1, 0,
+                                            &c.policy, &err),
+                     PD_OK);
+    send(s, c);
+    wait_for(s, r, PD_EV_MODE, &ev);
+    assert_non_null(strstr(ev.text, "layers"));
+    pd_event_free(&ev);
+    /* A policy queued behind a stop is never applied; the session frees it on close, or
+     * the send fails and it stays ours (ASan checks there is no leak either way). */
+    send(s, cmd(PD_CMD_STOP));
+    c = cmd(PD_CMD_SET_POLICY);
+    assert_int_equal(pd_kvpolicy_create_str("tova:8", (int32_t)g_model->hp.n_layer, 0,
+                                            &c.policy, &err),
+                     PD_OK);
+    if (pd_session_send(s, &c, &err) != PD_OK) {
+        pd_kvpolicy_close(&c.policy);
+    }
+    pd_session_close(&s);
+    free(r);
+}
+
 static void test_close_while_running(void **state)
 {
     (void)state;
     /* Closing a running (or paused) session stops and joins the worker; no leaks. */
     for (int k = 0; k < 3; k++) {
-        struct pd_session *s = open_session(g_model, g_tok, "h2o:8", 0, 0, 8);
+        struct pd_session *s = open_session(g_model, g_tok, "h2o:8", 0, 1, 8);
         start(s, "the time");
         if (k == 1) {
             send(s, cmd(PD_CMD_PAUSE));
@@ -795,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_modes),
         cmocka_unit_test(test_attention_recompute),
         cmocka_unit_test(test_step_events),
+        cmocka_unit_test(test_set_policy),
         cmocka_unit_test(test_close_while_running),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

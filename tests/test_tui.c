@@ -475,6 +475,14 @@ static void test_app_live_actions(void **state)
     assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
     assert_int_equal(fx.cmd.mode, PD_MODE_SHORT);
     assert_int_equal(fx.cmd.budget, 256);
+    /* :policy checks the spec and queues it for the engine side to build. */
+    pd_app_command(&a, "policy h2o:16,shadow");
+    assert_true(pop_cmd(&a, PD_CMD_SET_POLICY, &fx));
+    assert_string_equal(fx.cmd.text, "h2o:16,shadow");
+    assert_null(fx.cmd.policy);
+    pd_app_command(&a, "policy h2o");
+    assert_false(pd_app_fx_pop(&a, &fx)); /* a budget is required: refused, nothing queued */
+    assert_non_null(strstr(a.msg, "policy"));
     /* Branch after the cursor token. */
     pd_app_command(&a, "goto 5");
     assert_int_equal(a.cursor, 5);

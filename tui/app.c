@@ -1895,6 +1895,25 @@ static void cmd_budget(struct pd_app *a, const char *arg)
     }
 }
 
+/* :policy SPEC - replace the KV policy of the live run (the engine side builds it). */
+static void cmd_policy(struct pd_app *a, const char *arg)
+{
+    if (a->kind != PD_APP_LIVE) {
+        pd_app_msg(a, true, "policy: needs a live model");
+        return;
+    }
+    struct pd_kvpolicy_spec sp;
+    struct pd_err e2;
+    if (pd_kvpolicy_parse(arg, &sp, &e2)) {
+        pd_app_msg(a, true, "policy: %s", e2.msg);
+        return;
+    }
+    struct pd_cmd *c = session_live(a) ? fx_cmd(a, PD_CMD_SET_POLICY) : NULL;
+    if (c) {
+        snprintf(c->text, sizeof c->text, "%s", arg);
+    }
+}
+
 static void cmd_mode(struct pd_app *a, const char *arg)
 {
     enum pd_think_mode m;
@@ -2043,6 +2062,7 @@ struct command_info {
 
 static const struct command_info commands[] = {
     {"inject", cmd_inject},     {"tag", cmd_tag},         {"budget", cmd_budget},
+    {"policy", cmd_policy},
     {"mode", cmd_mode},         {"goto", cmd_goto},       {"seek", cmd_seek},
     {"speed", cmd_speed},       {"save", cmd_save},       {"w", cmd_save},
     {"quit", cmd_quit},         {"q", cmd_quit},          {"q!", cmd_quit_force},
@@ -2074,7 +2094,7 @@ void pd_app_command(struct pd_app *a, const char *line)
 }
 
 static const char *const command_names[] = {
-    "inject", "tag", "budget", "mode", "goto", "seek", "speed", "save", "quit", "q!",
+    "inject", "tag", "budget", "policy", "mode", "goto", "seek", "speed", "save", "quit", "q!",
     "wq", "prune", "branch", "divergence", "stats", "help", NULL,
 };
 

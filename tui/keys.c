@@ -221,7 +221,7 @@ bool pd_keys_markdown(struct pd_buf *out)
     }
     ok = ok && pd_buf_puts(out,
                            "\n\n"
-                           "`inject TEXT`, `tag NAME [NOTE]`, `budget SLOTS`, "
+                           "`inject TEXT`, `tag NAME [NOTE]`, `budget SLOTS`, `policy SPEC`, "
                            "`mode long|short[:N]|none`, `goto POS`, `seek N`, `speed TOK/S`, "
                            "`save` (`w`), `quit` (`q`; `q!` without asking; `wq`), `prune`, "
                            "`branch`, `divergence`, `stats` (key latency and draw cost), "

@@ -361,9 +361,25 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
             /* The family's hard-interrupt text: a short lead-in, then the close marker. */
             snprintf(cmd.text, sizeof cmd.text, "%s", pd_modes_answer_now(l->texts, false));
         }
+        if (cmd.kind == PD_CMD_SET_POLICY) {
+            /* The app only checked the spec; the policy object is built here, where the
+             * model is known. "full" means no policy. */
+            uint32_t nctx = l->sess ? 4096 : 0;
+            if (strncmp(cmd.text, "full", 4) != 0 &&
+                pd_kvpolicy_create_str(cmd.text, (int32_t)l->model->hp.n_layer, nctx,
+                                       &cmd.policy, &e2)) {
+                pd_app_msg(a, true, "policy: %s", e2.msg);
+                return;
+            }
+        }
         if (pd_session_send(l->sess, &cmd, &e2)) {
             pd_app_msg(a, true, "%s", e2.msg);
             a->pause_pending = false;
+            pd_kvpolicy_close(&cmd.policy);
+            return;
+        }
+        if (cmd.kind == PD_CMD_SET_POLICY && pd_app_set_policy(a, cmd.text, &e2) == PD_OK) {
+            snprintf(l->policy_text, sizeof l->policy_text, "%s", a->kv_policy);
         }
         return;
     }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "analysis/kvpolicy.h"
+#include "analysis/kvsim.h"
 #include "analysis/step_observer.h"
 #include "capture.h"
 #include "engine_common.h"
@@ -800,6 +801,81 @@ static void test_set_policy(void **state)
     free(r);
 }
 
+/* Offline simulation over saved summaries reproduces a live shadow run when the summary
+ * holds every slot (top-N >= context), and a window's rule exactly. */
+static void test_kvsim(void **state)
+{
+    (void)state;
+    /* Live: h2o:16 in shadow, summaries of 64 entries (more than the 45 positions). */
+    struct pd_session *s = open_session(g_model, g_tok, "h2o:16,shadow", 40, 0, 64);
+    start(s, "the time");
+    struct pd_token_rec toks[64];
+    size_t n = 0;
+    struct pd_kv_event_rec live[4096];
+    size_t n_live = 0;
+    struct pd_event ev;
+    double t0 = now_ms();
+    for (;;) {
+        assert_true(now_ms() - t0 < 20000);
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        if (ev.kind == PD_EV_TOKEN && n < 64) {
+            toks[n++] = ev.tok; /* takes the owned text and blob */
+            memset(&ev.tok, 0, sizeof ev.tok);
+        } else if (ev.kind == PD_EV_EVICT && n_live < 4096) {
+            live[n_live++] = ev.kv;
+        }
+        pd_event_free(&ev);
+        if (end) {
+            break;
+        }
+    }
+    pd_session_close(&s);
+    assert_true(n_live > 0);
+    struct pd_kv_event_rec *sim = NULL;
+    size_t n_sim = 0;
+    struct pd_err err;
+    assert_int_equal(pd_kvsim_run("h2o:16", toks, n, (int32_t)g_model->hp.n_layer, &sim,
+                                  &n_sim, &err),
+                     PD_OK);
+    /* Same evictions (layer, position) at the same step, allowing rounding to reorder a
+     * near tie: at least 95% match exactly. */
+    size_t same = 0;
+    for (size_t i = 0; i < n_live; i++) {
+        for (size_t j = 0; j < n_sim; j++) {
+            if (sim[j].layer == live[i].layer && sim[j].slot_pos == live[i].slot_pos &&
+                sim[j].at_pos == live[i].at_pos) {
+                same++;
+                break;
+            }
+        }
+    }
+    printf("kvsim: %zu live shadow evictions, %zu simulated, %zu identical\n", n_live, n_sim,
+           same);
+    assert_true(n_sim >= n_live * 95 / 100 && n_sim <= n_live * 105 / 100 + 1);
+    assert_true(same * 100 >= n_live * 95);
+    free(sim);
+    /* window:12,sinks=4 needs no attention: position p leaves after token p + 8. */
+    assert_int_equal(pd_kvsim_run("window:12,sinks=4", toks, n, 2, &sim, &n_sim, &err), PD_OK);
+    size_t k = 0;
+    for (size_t p = 4; p + 8 < n; p++) {
+        for (int32_t l = 0; l < 2; l++, k++) {
+            assert_true(k < n_sim);
+            assert_int_equal(sim[k].layer, l);
+            assert_int_equal(sim[k].slot_pos, (int64_t)p);
+            assert_int_equal(sim[k].at_pos, (int64_t)p + 9);
+        }
+    }
+    assert_int_equal(k, n_sim);
+    free(sim);
+    assert_int_equal(pd_kvsim_run("h2o", toks, n, 2, &sim, &n_sim, &err), PD_EINVAL);
+    for (size_t i = 0; i < n; i++) {
+        pd_token_rec_free(&toks[i]);
+    }
+}
+
 static void test_close_while_running(void **state)
 {
     (void)state;
@@ -875,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_attention_recompute),
         cmocka_unit_test(test_step_events),
         cmocka_unit_test(test_set_policy),
+        cmocka_unit_test(test_kvsim),
         cmocka_unit_test(test_close_while_running),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

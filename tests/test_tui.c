@@ -483,6 +483,17 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "policy h2o");
     assert_false(pd_app_fx_pop(&a, &fx)); /* a budget is required: refused, nothing queued */
     assert_non_null(strstr(a.msg, "policy"));
+    /* After the end, :policy simulates over the saved summaries instead. */
+    a.finished = true;
+    pd_app_command(&a, "policy window:6,sinks=2");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "simulated"));
+    assert_true(a.n_kv > 0);
+    assert_true(a.kv_shadow);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 3), PD_KV_CELL_EVICTED);
+    a.finished = false;
+    struct pd_err perr;
+    assert_int_equal(pd_app_set_policy(&a, "full", &perr), PD_OK); /* back as it was */
     /* Branch after the cursor token. */
     pd_app_command(&a, "goto 5");
     assert_int_equal(a.cursor, 5);

@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "capture.h"
 #include "analysis/kvpolicy.h"
+#include "analysis/kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
 _Static_assert(sizeof pane_names / sizeof pane_names[0] == PD_PANE_COUNT, "pane table");
@@ -1895,20 +1896,46 @@ static void cmd_budget(struct pd_app *a, const char *arg)
     }
 }
 
-/* :policy SPEC - replace the KV policy of the live run (the engine side builds it). */
-static void cmd_policy(struct pd_app *a, const char *arg)
+/* In replay: runs the policy after the fact over the saved attention summaries and shows
+ * its decisions as shadow evictions in place of the recorded ones (analysis/kvsim.h). */
+static void simulate_policy(struct pd_app *a, const char *spec)
 {
-    if (a->kind != PD_APP_LIVE) {
-        pd_app_msg(a, true, "policy: needs a live model");
+    struct pd_kv_event_rec *ev = NULL;
+    size_t n_ev = 0;
+    struct pd_err e2;
+    int32_t n_layer = a->n_layer > 0 ? a->n_layer : 1;
+    if (pd_kvsim_run(spec, a->toks, a->n_toks, n_layer, &ev, &n_ev, &e2)) {
+        pd_app_msg(a, true, "policy: %s", e2.msg);
         return;
     }
+    free(a->kv);
+    a->kv = ev;
+    a->n_kv = a->cap_kv = n_ev;
+    a->kv_map_applied = a->n_kv + 1; /* forces kv_sync to rebuild the map */
+    if (pd_app_set_policy(a, spec, &e2) == PD_OK) {
+        a->kv_shadow = true;
+    }
+    kv_sync(a);
+    a->dirty |= PD_DIRTY_KV | PD_DIRTY_STATUS;
+    pd_app_msg(a, false, "policy %s simulated over the saved attention summaries: %zu evictions",
+               spec, n_ev);
+}
+
+/* :policy SPEC - live: replace the KV policy (the engine side builds it); replay:
+ * simulate it over the saved summaries. */
+static void cmd_policy(struct pd_app *a, const char *arg)
+{
     struct pd_kvpolicy_spec sp;
     struct pd_err e2;
     if (pd_kvpolicy_parse(arg, &sp, &e2)) {
         pd_app_msg(a, true, "policy: %s", e2.msg);
         return;
     }
-    struct pd_cmd *c = session_live(a) ? fx_cmd(a, PD_CMD_SET_POLICY) : NULL;
+    if (a->kind != PD_APP_LIVE || a->finished) {
+        simulate_policy(a, arg); /* a finished live run is a trace like a replay */
+        return;
+    }
+    struct pd_cmd *c = fx_cmd(a, PD_CMD_SET_POLICY);
     if (c) {
         snprintf(c->text, sizeof c->text, "%s", arg);
     }

@@ -46,23 +46,24 @@ enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn
         return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, need at least %d", len,
                           PD_ATTN_BLOB_HEADER);
     }
-    if (blob[0] != PD_ATTN_BLOB_VERSION) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected %d", blob[0],
-                          PD_ATTN_BLOB_VERSION);
+    if (blob[0] != PD_ATTN_BLOB_VERSION && blob[0] != 2) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected 1 or 2",
+                          blob[0]);
     }
     if (blob[3] != 0) {
         return pd_err_set(err, PD_EFORMAT, "attention blob: reserved byte is %u, expected 0",
                           blob[3]);
     }
-    uint32_t n_layer = blob[1], n_top = blob[2];
+    uint32_t n_layer = blob[1], n_top = blob[2], n_steps = 0;
     size_t want = pd_attn_blob_size(n_layer, n_top);
     if (want == 0) {
         return pd_err_set(err, PD_EFORMAT, "attention blob: %u layers x %u entries (both must "
                           "be >= 1)", n_layer, n_top);
     }
-    if (len != want) {
+    if (!pd_attn_blob_layout(blob, len, &n_layer, &n_top, &n_steps)) {
         return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, but %u layers x %u "
-                          "entries need %zu", len, n_layer, n_top, want);
+                          "entries need %zu%s", len, n_layer, n_top, want,
+                          blob[0] == 2 ? " plus the step section" : "");
     }
     const uint8_t *e = blob + PD_ATTN_BLOB_HEADER;
     for (size_t k = 0; k < (size_t)n_layer * n_top; k++) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "base/trace.h"
 
 static const char *const level_names[PD_CAPTURE_LEVEL_COUNT] = {"off", "summary", "full"};
 
@@ -108,6 +109,20 @@ static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_
     /* top-N of the head-mean row into the token's blob (insertion into a short sorted
      * list; an entry must beat the current N-th to get in) */
     size_t ti = (size_t)(pos - cs->pos0);
+    if (ti < cs->n_tok && cs->smass_stride > 0) {
+        /* mass per step: slots and step starts are both ascending, one merge pass */
+        float *sm = cs->smass + ti * cs->smass_stride;
+        float per_layer = 1.0f / (float)cs->n_layer;
+        uint32_t k = 0;
+        for (uint32_t s = 0; s < n_slots; s++) {
+            while (k + 1 < cs->smass_stride && slot_pos[s] >= cs->steps[k + 1]) {
+                k++;
+            }
+            if (slot_pos[s] >= cs->steps[k]) {
+                sm[k] += m[s] * per_layer;
+            }
+        }
+    }
     if (ti < cs->n_tok) {
         uint8_t *blob = cs->blobs + ti * cs->blob_len;
         uint8_t *e = blob + 4 + (size_t)il * cs->top_n * 8;
@@ -202,6 +217,8 @@ void pd_capture_deinit(struct pd_capture_state *cs)
     free(cs->full);
     free(cs->full_pos);
     free(cs->full_slots);
+    free(cs->steps);
+    free(cs->smass);
     memset(cs, 0, sizeof *cs);
 }
 
@@ -210,8 +227,25 @@ enum pd_status pd_capture_begin(struct pd_capture_state *cs, int64_t pos0, size_
 {
     cs->pos0 = pos0;
     cs->n_tok = 0;
+    cs->smass_stride = 0;
     if (cs->level == PD_CAPTURE_LEVEL_OFF) {
         return PD_OK;
+    }
+    if (cs->n_steps > 0) {
+        uint64_t need;
+        if (!pd_mul(n, cs->n_steps, &need) || need > SIZE_MAX / sizeof(float)) {
+            return pd_err_set(err, PD_ENOMEM, "capture: too many step masses");
+        }
+        if (need > cs->cap_smass) {
+            float *f = pd_realloc_array(cs->smass, (size_t)need, sizeof *f);
+            if (!f) {
+                return pd_err_set(err, PD_ENOMEM, "out of memory (step masses)");
+            }
+            cs->smass = f;
+            cs->cap_smass = (size_t)need;
+        }
+        memset(cs->smass, 0, (size_t)need * sizeof(float));
+        cs->smass_stride = cs->n_steps;
     }
     if (n > cs->cap_tok) {
         uint8_t *b = pd_realloc_array(cs->blobs, n, cs->blob_len);
@@ -248,10 +282,43 @@ float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_
     return cs->cum[(size_t)il * cs->cum_cap + pos];
 }
 
+enum pd_status pd_capture_add_step(struct pd_capture_state *cs, int64_t pos,
+                                   struct pd_err *err)
+{
+    if (cs->n_steps > 0 && pos <= cs->steps[cs->n_steps - 1]) {
+        return pd_err_set(err, PD_EINVAL, "capture: step at %lld not after %lld",
+                          (long long)pos, (long long)cs->steps[cs->n_steps - 1]);
+    }
+    if (cs->n_steps == cs->cap_steps) {
+        uint32_t nc = cs->cap_steps ? cs->cap_steps * 2 : 64;
+        int64_t *ns = pd_realloc_array(cs->steps, nc, sizeof *ns);
+        if (!ns) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (steps)");
+        }
+        cs->steps = ns;
+        cs->cap_steps = nc;
+    }
+    cs->steps[cs->n_steps++] = pos;
+    return PD_OK;
+}
+
+const float *pd_capture_step_mass(const struct pd_capture_state *cs, size_t i, uint32_t *n)
+{
+    if (cs->level == PD_CAPTURE_LEVEL_OFF || i >= cs->n_tok || cs->smass_stride == 0) {
+        *n = 0;
+        return NULL;
+    }
+    *n = cs->smass_stride;
+    return cs->smass + i * cs->smass_stride;
+}
+
 void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
 {
     if (pos < 0) {
         pos = 0;
+    }
+    while (cs->n_steps > 0 && cs->steps[cs->n_steps - 1] >= pos) {
+        cs->n_steps--;
     }
     for (uint32_t il = 0; il < cs->n_layer && pos < cs->cum_cap; il++) {
         memset(cs->cum + (size_t)il * cs->cum_cap + pos, 0,
@@ -262,11 +329,9 @@ void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
 bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,
                            uint32_t *pos, float *weight)
 {
-    if (!blob || len < 4 || blob[0] != 1) {
-        return false;
-    }
-    uint32_t n_layer = blob[1], top_n = blob[2];
-    if (il >= n_layer || k >= top_n || len < 4 + (size_t)n_layer * top_n * 8) {
+    uint32_t n_layer, top_n, n_steps;
+    if (!pd_attn_blob_layout(blob, len, &n_layer, &top_n, &n_steps) || il >= n_layer ||
+        k >= top_n) {
         return false;
     }
     const uint8_t *q = blob + 4 + ((size_t)il * top_n + k) * 8;

@@ -63,6 +63,13 @@ struct pd_capture_state {
     uint32_t n_ctx;
     pd_capture_observer_fn observer;
     void *observer_ud;
+    /* reasoning steps known so far (first positions, ascending) and, per token of the
+     * current call, the head-mean mass on each of them averaged over layers */
+    int64_t *steps;          /* [cap_steps] */
+    uint32_t n_steps, cap_steps;
+    float *smass;            /* [cap_smass] = [n_tok][smass_stride] */
+    size_t cap_smass;
+    uint32_t smass_stride;   /* n_steps when the call began */
 };
 
 /* All heads' attention rows of one token for a set of layers. */
@@ -105,8 +112,17 @@ const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i);
 /* Attention received by position pos in layer il so far (head-mean, summed over queries). */
 float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos);
 
-/* Forgets cumulative attention for positions >= pos (branch / rewind). */
+/* Forgets cumulative attention and steps for positions >= pos (branch / rewind). */
 void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos);
+
+/* A reasoning step begins at pos (after every known step); tokens evaluated from the next
+ * call on get its share of their attention in their summary. */
+enum pd_status pd_capture_add_step(struct pd_capture_state *cs, int64_t pos,
+                                   struct pd_err *err);
+
+/* Token i of the current call: the mass per known step (*n of them, 0 when none or
+ * capture is off); borrowed until the next pd_capture_begin. */
+const float *pd_capture_step_mass(const struct pd_capture_state *cs, size_t i, uint32_t *n);
 
 /* Decodes entry k of layer il from a summary blob; false when out of range or padding. */
 bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,

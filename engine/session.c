@@ -589,16 +589,38 @@ static void fill_text(struct pd_session *s, struct pd_token_rec *r)
     r->text_len = r->text ? len : 0;
 }
 
+/* Copies token i's summary out of the capture: version 1, or version 2 with the mass on
+ * each reasoning step known so far (layout in base/trace.h). */
 static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
 {
     const uint8_t *b = s->cap_ready ? pd_capture_blob(&s->cap, i) : NULL;
-    if (b) {
-        r->attn = malloc(s->cap.blob_len);
-        if (r->attn) {
-            memcpy(r->attn, b, s->cap.blob_len);
-            r->attn_len = s->cap.blob_len;
+    if (!b) {
+        return;
+    }
+    uint32_t n_steps = 0;
+    const float *mass = pd_capture_step_mass(&s->cap, i, &n_steps);
+    size_t len = s->cap.blob_len + (n_steps ? 4 + (size_t)n_steps * 4 : 0);
+    r->attn = malloc(len);
+    if (!r->attn) {
+        return;
+    }
+    memcpy(r->attn, b, s->cap.blob_len);
+    if (n_steps) {
+        uint8_t *t = r->attn + s->cap.blob_len;
+        r->attn[0] = 2;
+        for (int k = 0; k < 4; k++) {
+            t[k] = (uint8_t)(n_steps >> (8 * k));
+        }
+        for (uint32_t j = 0; j < n_steps; j++) {
+            uint32_t bits;
+            float m = mass[j] > 1.0f ? 1.0f : mass[j]; /* rounding above 1 */
+            memcpy(&bits, &m, 4);
+            for (int k = 0; k < 4; k++) {
+                t[4 + 4 * j + k] = (uint8_t)(bits >> (8 * k));
+            }
         }
     }
+    r->attn_len = len;
 }
 
 static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_rows)
@@ -606,6 +628,10 @@ static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_r
     if (s->p.steps.feed) {
         int64_t begin;
         if (s->p.steps.feed(s->p.steps.ud, r, &begin)) {
+            struct pd_err err;
+            if (s->cap_ready && pd_capture_add_step(&s->cap, begin, &err)) {
+                pd_log(PD_LOG_WARN, "%s", err.msg);
+            }
             push_simple(s, PD_EV_STEP, begin, begin, NULL);
         }
     }

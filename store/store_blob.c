@@ -93,9 +93,9 @@ enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err
     if (len < 4) {
         return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, header needs 4", len);
     }
-    if (blob[0] != PD_ATTN_BLOB_VERSION) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected %u", blob[0],
-                          PD_ATTN_BLOB_VERSION);
+    if (blob[0] != 1 && blob[0] != 2) {
+        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected 1 or 2",
+                          blob[0]);
     }
     size_t n_layer = blob[1];
     size_t n_top = blob[2];
@@ -106,11 +106,20 @@ enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err
     if (blob[3] != 0) {
         return pd_err_set(err, PD_EFORMAT, "attention blob: reserved byte not zero");
     }
-    size_t want = 4 + n_layer * n_top * 8; /* <= 4 + 255*255*8, no overflow */
-    if (len != want) {
+    uint32_t l32, t32, n_steps;
+    if (!pd_attn_blob_layout(blob, len, &l32, &t32, &n_steps)) {
+        size_t want = 4 + n_layer * n_top * 8; /* <= 4 + 255*255*8, no overflow */
         return pd_err_set(err, PD_EFORMAT,
-                          "attention blob: %zu bytes, n_layer %zu x n_top %zu needs %zu", len,
-                          n_layer, n_top, want);
+                          "attention blob: %zu bytes, n_layer %zu x n_top %zu needs %zu%s", len,
+                          n_layer, n_top, want,
+                          blob[0] == 2 ? " plus the step section" : "");
+    }
+    for (uint32_t k = 0; k < n_steps; k++) {
+        float m = pd_attn_blob_step_mass(blob, k);
+        if (!isfinite(m) || m < 0.0f || m > 1.0001f) {
+            return pd_err_set(err, PD_EFORMAT, "attention blob: step %u mass %g outside [0, 1]",
+                              k, (double)m);
+        }
     }
     for (size_t i = 0; i < n_layer * n_top; i++) {
         uint32_t pos = get_u32(blob + 4 + i * 8);

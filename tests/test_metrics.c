@@ -154,8 +154,24 @@ static void test_blob_corrupt(void **state)
     pd_attn_blob_init(b, 2, 2);
     expect_bad_blob(b, 3, "3 bytes, need at least 4");
     expect_bad_blob(NULL, 0, "0 bytes");
-    b[0] = 2;
-    expect_bad_blob(b, sizeof b, "version 2");
+    b[0] = 3;
+    expect_bad_blob(b, sizeof b, "version 3");
+    b[0] = 2; /* version 2 without its step section */
+    expect_bad_blob(b, sizeof b, "step section");
+    /* A well-formed version 2 blob: the entries plus two step masses. */
+    uint8_t b2[sizeof b + 4 + 8];
+    memcpy(b2, b, sizeof b);
+    b2[0] = 2;
+    uint32_t ns = 2;
+    float masses[2] = {0.25f, 0.5f};
+    memcpy(b2 + sizeof b, &ns, 4);
+    memcpy(b2 + sizeof b + 4, masses, 8);
+    struct pd_attn_view v2;
+    struct pd_err e2;
+    assert_int_equal(pd_attn_blob_view(b2, sizeof b2, &v2, &e2), PD_OK);
+    assert_int_equal(v2.n_layer, 2);
+    assert_true(pd_attn_blob_step_mass(b2, 1) == 0.5f);
+    expect_bad_blob(b2, sizeof b2 - 1, "step section");
     b[0] = 1;
     b[3] = 7;
     expect_bad_blob(b, sizeof b, "reserved byte is 7");

@@ -674,6 +674,7 @@ static void test_step_events(void **state)
     struct pd_session_params p = pd_session_default_params();
     p.ctx.n_ctx = 256;
     p.throttle_ms = 1;
+    p.summary_top_n = 64; /* more than the slots: the summary holds whole rows */
     p.steps = pd_steps_observer_iface(obs);
     struct pd_session *s = NULL;
     assert_int_equal(pd_session_open(g_model, g_tok, &p, &s, &err), PD_OK);
@@ -715,8 +716,44 @@ static void test_step_events(void **state)
         i++;
     }
     assert_int_equal(ev.pos, r->pos[i] + (int64_t)k);
+    int64_t second = ev.pos;
     pd_event_free(&ev);
     free(ids);
+    /* Later tokens' summaries carry their attention mass on both steps (version 2); with
+     * every slot in the summary, the masses equal the entries summed per step. */
+    int checked = 0;
+    double t0 = now_ms();
+    while (checked < 5 && now_ms() - t0 < 20000) {
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        if (ev.kind == PD_EV_TOKEN && ev.tok.attn && ev.tok.attn[0] == 2) {
+            uint32_t nl, nt, ns;
+            assert_true(pd_attn_blob_layout(ev.tok.attn, ev.tok.attn_len, &nl, &nt, &ns));
+            assert_true(ns == 1 || ns == 2);
+            if (ns == 1) { /* the token whose arrival announced the step came before it */
+                pd_event_free(&ev);
+                continue;
+            }
+            double want[2] = {0, 0};
+            for (uint32_t l = 0; l < nl; l++) {
+                for (uint32_t e = 0; e < nt; e++) {
+                    uint32_t pos;
+                    float w;
+                    if (pd_capture_blob_entry(ev.tok.attn, ev.tok.attn_len, l, e, &pos, &w) &&
+                        (int64_t)pos >= first) {
+                        want[(int64_t)pos >= second ? 1 : 0] += w / nl;
+                    }
+                }
+            }
+            for (uint32_t k2 = 0; k2 < 2; k2++) {
+                assert_float_equal(pd_attn_blob_step_mass(ev.tok.attn, k2), want[k2], 1e-5);
+            }
+            checked++;
+        }
+        pd_event_free(&ev);
+    }
+    assert_int_equal(checked, 5);
     pd_session_close(&s);
     pd_steps_observer_close(&obs);
     free(r);

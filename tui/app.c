@@ -176,15 +176,12 @@ bool pd_app_attn_dims(const struct pd_app *a, size_t i, int *n_layer, int *n_top
         return false;
     }
     const struct pd_token_rec *t = &a->toks[i];
-    if (!t->attn || t->attn_len < 4 || t->attn[0] != 1) {
+    uint32_t nl, nt, ns;
+    if (!pd_attn_blob_layout(t->attn, t->attn_len, &nl, &nt, &ns)) {
         return false;
     }
-    size_t need = 4 + (size_t)t->attn[1] * t->attn[2] * 8;
-    if (t->attn_len != need || t->attn[1] == 0 || t->attn[2] == 0) {
-        return false;
-    }
-    *n_layer = t->attn[1];
-    *n_top = t->attn[2];
+    *n_layer = (int)nl;
+    *n_top = (int)nt;
     return true;
 }
 

@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "analysis/kvpolicy.h"
 #include "analysis/modes.h"
+#include "analysis/step_observer.h"
 #include "session.h"
 #include "dtype.h"
 #include "forward.h"
@@ -379,6 +380,17 @@ static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
         pd_buf_puts(b, "]");
     }
     pd_buf_puts(b, "]");
+    uint32_t nl, nt, ns;
+    if (pd_attn_blob_layout(r->attn, r->attn_len, &nl, &nt, &ns) && ns > 0) {
+        pd_buf_puts(b, ",\"step_mass\":[");
+        for (uint32_t k = 0; k < ns; k++) {
+            if (k) {
+                pd_buf_puts(b, ",");
+            }
+            pd_json_num(b, pd_attn_blob_step_mass(r->attn, k));
+        }
+        pd_buf_puts(b, "]");
+    }
 }
 
 /* ---- score --------------------------------------------------------------------------- */
@@ -792,6 +804,7 @@ int pd_cli_generate(int argc, char **argv)
     sp.min_think = g.mode == PD_MODE_LONG ? g.mode_budget : 0;
     int rc = 0;
     struct pd_session *sess = NULL;
+    struct pd_steps_observer *steps = NULL;
     struct pd_buf out;
     pd_buf_init(&out);
     struct pd_tok_stream ts;
@@ -818,6 +831,16 @@ int pd_cli_generate(int argc, char **argv)
     if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.model->hp.n_layer, 0, &sp.policy, &err)) {
         rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);
         goto done;
+    }
+    if (g.capture != PD_CAPTURE_LEVEL_OFF) {
+        /* Step boundaries as the text streams: step events, and each token's attention
+         * mass per step in its summary. */
+        if (pd_steps_observer_open(NULL, &steps, &err)) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+        sp.steps = pd_steps_observer_iface(steps);
     }
     if (pd_session_open(l.model, l.tok, &sp, &sess, &err) ||
         pd_session_start(sess, g.system, g.prompt, &err)) {
@@ -867,6 +890,8 @@ int pd_cli_generate(int argc, char **argv)
                               (long long)ev.kv.at_pos, ev.kv.layer, (long long)ev.kv.slot_pos,
                               ev.kv.kind == PD_KV_SHADOW_EVICT ? "true" : "false");
             }
+        } else if (ev.kind == PD_EV_STEP && o.json) {
+            pd_buf_printf(&out, "{\"event\":\"step\",\"pos\":%lld}\n", (long long)ev.pos);
         } else if (ev.kind == PD_EV_MODE && o.json) {
             pd_buf_printf(&out, "{\"event\":\"mode\",\"pos\":%lld,\"text\":", (long long)ev.pos);
             pd_json_str(&out, ev.text, strlen(ev.text));
@@ -899,6 +924,7 @@ int pd_cli_generate(int argc, char **argv)
     put_buf(&out);
 done:
     pd_session_close(&sess);
+    pd_steps_observer_close(&steps);
     pd_tok_stream_deinit(&ts);
     pd_buf_deinit(&out);
     loaded_close(&l);

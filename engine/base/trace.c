@@ -42,6 +42,48 @@ enum pd_step_kind pd_step_kind_parse(const char *s)
     return PD_STEP_KIND_COUNT;
 }
 
+static uint32_t rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
+                         uint32_t *n_steps)
+{
+    if (!blob || len < 4 || (blob[0] != 1 && blob[0] != 2) || blob[1] == 0 || blob[2] == 0 ||
+        blob[3] != 0) {
+        return false;
+    }
+    size_t base = 4 + (size_t)blob[1] * blob[2] * 8; /* at most 4 + 255*255*8 */
+    uint32_t ns = 0;
+    if (blob[0] == 1) {
+        if (len != base) {
+            return false;
+        }
+    } else {
+        if (len < base + 4) {
+            return false;
+        }
+        ns = rd_u32(blob + base);
+        if (ns > (1u << 20) || len != base + 4 + (size_t)ns * 4) {
+            return false;
+        }
+    }
+    *n_layer = blob[1];
+    *n_top = blob[2];
+    *n_steps = ns;
+    return true;
+}
+
+float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k)
+{
+    size_t base = 4 + (size_t)blob[1] * blob[2] * 8;
+    uint32_t bits = rd_u32(blob + base + 4 + (size_t)k * 4);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 void pd_token_rec_free(struct pd_token_rec *t)
 {
     if (!t) {

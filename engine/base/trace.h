@@ -4,15 +4,19 @@
  * data: no pointers into engine state. Strings and blobs inside a record are owned by
  * whoever owns the record (documented per field); the helpers in trace.c free them.
  *
- * Attention summary blob (version 1, little-endian), one per token when capture is
- * `summary` or `full`:
- *   u8  version (=1)
+ * Attention summary blob (little-endian), one per token when capture is `summary` or
+ * `full`:
+ *   u8  version (1, or 2 when the step section below follows)
  *   u8  n_layer
  *   u8  n_top              entries kept per layer (head-mean row, highest weights)
  *   u8  reserved (=0)
  *   then n_layer times:  n_top times { u32 position; f32 weight }
  *   (entries with weight 0 and position 0xFFFFFFFF pad rows shorter than n_top)
- * Total size = 4 + n_layer * n_top * 8 bytes. */
+ *   version 2 only:      u32 n_steps; n_steps times f32 mass
+ *   (mass[k] = the head-mean row's total weight on the positions of reasoning step k,
+ *   averaged over layers; steps in order, as known when the token was evaluated;
+ *   positions before the first step count for none)
+ * Size = 4 + n_layer * n_top * 8, plus 4 + 4 * n_steps for version 2. */
 #ifndef PD_TRACE_H
 #define PD_TRACE_H
 
@@ -110,6 +114,15 @@ struct pd_run_settings {
     char *kv_policy;      /* "full", "window:64,shadow", ... */
     char *chat_template;  /* template name */
 };
+
+/* Checks an attention blob's header and length (version 1 or 2, n_layer and n_top >= 1,
+ * reserved byte 0, the exact size for the version; n_steps <= 1<<20) and reports its
+ * dimensions; false when inconsistent. Does not look at the entries' values. */
+bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
+                         uint32_t *n_steps);
+
+/* Step mass k of a blob that pd_attn_blob_layout accepted (k < n_steps). */
+float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k);
 
 void pd_token_rec_free(struct pd_token_rec *t);
 void pd_run_settings_free(struct pd_run_settings *s);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/status.h"
 
@@ -71,6 +72,26 @@ bool pd_arg_match(struct pd_argv *a, const char *lname, const char *sname, const
 bool pd_arg_long(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
                  long long *out);
 bool pd_arg_double(const char *cmd, const char *opt, const char *s, double *out);
+
+/* A progress line on stderr, drawn only when stderr is a terminal:
+ * "label [#####.....]  45%  450/1000", at most ~10 times a second and always at the end. */
+struct pd_cli_progress {
+    bool on;            /* stderr is a terminal */
+    bool drawn;         /* a bar is on screen */
+    const char *label;  /* borrowed */
+    double last;        /* monotonic seconds of the last draw */
+};
+
+void pd_cli_progress_init(struct pd_cli_progress *p, const char *label);
+/* total 0: only the count is shown. */
+void pd_cli_progress_draw(struct pd_cli_progress *p, uint64_t done, uint64_t total);
+void pd_cli_progress_clear(struct pd_cli_progress *p);
+
+struct pd_store;
+
+/* Opens --db, or the default database when db is NULL (creating its folder). Prints the
+ * error and returns NULL on failure; the caller closes the store. */
+struct pd_store *pd_cli_open_db(const char *db);
 
 /* Path of the test/demo models folder: $PONDER_TEST_MODELS or ../shared/models. */
 const char *pd_cli_models_dir(void);

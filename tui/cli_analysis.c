@@ -46,85 +46,9 @@
 #define PATH_MAX_LEN 4096
 #define PREVIEW_CHARS 60
 
-/* ---- progress bar ------------------------------------------------------------------- */
-
-struct bar {
-    bool on;
-    bool drawn;
-    const char *label;
-    double last;
-};
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void bar_init(struct bar *b, const char *label)
-{
-    b->on = isatty(STDERR_FILENO);
-    b->drawn = false;
-    b->label = label;
-    b->last = 0;
-}
-
-static void bar_draw(struct bar *b, uint64_t done, uint64_t total)
-{
-    if (!b->on || total == 0) {
-        return;
-    }
-    double now = mono_s();
-    if (now - b->last < 0.1 && done != total) {
-        return;
-    }
-    b->last = now;
-    enum { W = 30 };
-    char s[W + 1];
-    int fill = (int)((double)done / (double)total * W);
-    for (int i = 0; i < W; i++) {
-        s[i] = i < fill ? '#' : '.';
-    }
-    s[W] = '\0';
-    fprintf(stderr, "\r%-.30s [%s] %llu/%llu", b->label, s, (unsigned long long)done,
-            (unsigned long long)total);
-    fflush(stderr);
-    b->drawn = true;
-}
-
-static void bar_clear(struct bar *b)
-{
-    if (b->drawn) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
-        b->drawn = false;
-    }
-}
 
 /* ---- database, temporary database, session selection -------------------------------- */
 
-static struct pd_store *open_db(const char *db)
-{
-    char path[PATH_MAX_LEN];
-    struct pd_err err;
-    pd_err_clear(&err);
-    struct pd_store_params p = pd_store_default_params();
-    if (!db) {
-        if (pd_store_default_path(path, sizeof path, &err) != PD_OK) {
-            pd_cli_print_err(&err);
-            return NULL;
-        }
-        db = path;
-        p.create_parent_dirs = true;
-    }
-    struct pd_store *st = NULL;
-    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
-        pd_cli_print_err(&err);
-        return NULL;
-    }
-    return st;
-}
 
 /* A database in a fresh temporary folder, for --in with analyze and prune. */
 struct tmp_db {
@@ -143,7 +67,7 @@ static struct pd_store *tmp_db_open(struct tmp_db *t)
     }
     t->made = true;
     snprintf(t->path, sizeof t->path, "%s/in.db", t->dir);
-    return open_db(t->path);
+    return pd_cli_open_db(t->path);
 }
 
 static void tmp_db_remove(struct tmp_db *t)
@@ -163,14 +87,14 @@ static void tmp_db_remove(struct tmp_db *t)
 
 static void on_import_error(void *ud, const struct pd_err *e)
 {
-    struct bar *b = ud;
-    bar_clear(b);
+    struct pd_cli_progress *b = ud;
+    pd_cli_progress_clear(b);
     pd_cli_print_err(e);
 }
 
 static void on_import_progress(void *ud, uint64_t done, uint64_t total)
 {
-    bar_draw(ud, done, total);
+    pd_cli_progress_draw(ud, done, total);
 }
 
 /* Imports file; appends the new session ids to *ids. Returns false on a file-level error
@@ -178,15 +102,15 @@ static void on_import_progress(void *ud, uint64_t done, uint64_t total)
 static bool import_file(struct pd_store *st, const char *file, int64_t **ids, size_t *n_ids,
                         uint64_t *n_bad)
 {
-    struct bar b;
-    bar_init(&b, file);
+    struct pd_cli_progress b;
+    pd_cli_progress_init(&b, file);
     struct pd_import_params p = {.on_error = on_import_error, .on_progress = on_import_progress,
                                  .ud = &b};
     struct pd_import_result r;
     struct pd_err err;
     pd_err_clear(&err);
     enum pd_status s = pd_jsonl_import_file(st, file, &p, &r, &err);
-    bar_clear(&b);
+    pd_cli_progress_clear(&b);
     if (s != PD_OK) {
         if (!(s == PD_EFORMAT && r.n_failed > 0)) {
             pd_cli_print_err(&err);
@@ -749,7 +673,7 @@ static struct pd_store *common_open(struct common_opts *o, struct tmp_db *tmp, b
     if (o->in && !keep_in) {
         st = tmp_db_open(tmp);
     } else {
-        st = open_db(o->db);
+        st = pd_cli_open_db(o->db);
     }
     if (!st) {
         *rc = 1;
@@ -919,12 +843,12 @@ int pd_cli_analyze(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    struct bar bar;
-    bar_init(&bar, "analyze");
+    struct pd_cli_progress bar;
+    pd_cli_progress_init(&bar, "analyze");
     struct pd_buf out;
     pd_buf_init(&out);
     for (size_t k = 0; k < o.n_ids; k++) {
-        bar_draw(&bar, k, o.n_ids);
+        pd_cli_progress_draw(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
@@ -951,7 +875,7 @@ int pd_cli_analyze(int argc, char **argv)
             s = fresh ? pd_store_steps_replace(st, t.id, steps, n_steps, &err)
                       : pd_store_steps_put(st, t.id, steps, n_steps, &err);
         }
-        bar_clear(&bar);
+        pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
             if (print_analysis(&t, steps, n_steps, sens, lp_full, o.json, &out)) {
                 fputs(out.data, stdout);
@@ -969,7 +893,7 @@ int pd_cli_analyze(int argc, char **argv)
         free(steps);
         trace_free(&t);
     }
-    bar_clear(&bar);
+    pd_cli_progress_clear(&bar);
     pd_buf_deinit(&out);
 out:
     model_close(&mc);
@@ -1259,10 +1183,10 @@ int pd_cli_prune(int argc, char **argv)
         rc = pd_cli_fail(1, "prune: out of memory");
         goto finish;
     }
-    struct bar bar;
-    bar_init(&bar, "prune");
+    struct pd_cli_progress bar;
+    pd_cli_progress_init(&bar, "prune");
     for (size_t k = 0; k < o.n_ids; k++) {
-        bar_draw(&bar, k, o.n_ids);
+        pd_cli_progress_draw(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
@@ -1298,7 +1222,7 @@ int pd_cli_prune(int argc, char **argv)
                                     &chk, &err);
             }
         }
-        bar_clear(&bar);
+        pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
             if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, o.json, &out)) {
                 fputs(out.data, stdout);
@@ -1316,7 +1240,7 @@ int pd_cli_prune(int argc, char **argv)
         free(steps);
         trace_free(&t);
     }
-    bar_clear(&bar);
+    pd_cli_progress_clear(&bar);
     if (out_path && n_done > 0) {
         struct pd_export_params ep = {.format = format, .session_ids = done,
                                       .n_session_ids = n_done};
@@ -1451,11 +1375,11 @@ int pd_cli_score_in(int argc, char **argv)
         rc = 1;
         goto finish;
     }
-    struct bar bar;
-    bar_init(&bar, "score");
+    struct pd_cli_progress bar;
+    pd_cli_progress_init(&bar, "score");
     size_t n_scored = 0;
     for (size_t k = 0; k < o.n_ids; k++) {
-        bar_draw(&bar, k, o.n_ids);
+        pd_cli_progress_draw(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
@@ -1467,7 +1391,7 @@ int pd_cli_score_in(int argc, char **argv)
         if (s == PD_OK) {
             s = score_session(st, &t, &mc, &o.so, &err);
         }
-        bar_clear(&bar);
+        pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
             struct pd_step_span *spans = pd_calloc(t.n_stored + 1, sizeof *spans);
             struct pd_trace_stats ts;
@@ -1507,7 +1431,7 @@ int pd_cli_score_in(int argc, char **argv)
         }
         trace_free(&t);
     }
-    bar_clear(&bar);
+    pd_cli_progress_clear(&bar);
     if (n_scored == 0 && rc == 0 && !o.json) {
         fprintf(stderr, "score: nothing to score\n");
     }

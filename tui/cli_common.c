@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
 
 void pd_cli_print_err(const struct pd_err *err)
 {
@@ -93,4 +97,78 @@ const char *pd_cli_models_dir(void)
 {
     const char *d = getenv("PONDER_TEST_MODELS");
     return (d && *d) ? d : "../shared/models";
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void pd_cli_progress_init(struct pd_cli_progress *p, const char *label)
+{
+    p->on = isatty(STDERR_FILENO);
+    p->drawn = false;
+    p->label = label;
+    p->last = 0;
+}
+
+void pd_cli_progress_draw(struct pd_cli_progress *p, uint64_t done, uint64_t total)
+{
+    if (!p->on) {
+        return;
+    }
+    double now = mono_s();
+    if (now - p->last < 0.1 && done != total) {
+        return;
+    }
+    p->last = now;
+    enum { W = 30 };
+    char bar[W + 1];
+    int fill = total ? (int)((double)done / (double)total * W) : 0;
+    for (int i = 0; i < W; i++) {
+        bar[i] = i < fill ? '#' : '.';
+    }
+    bar[W] = '\0';
+    if (total) {
+        fprintf(stderr, "\r%-.40s [%s] %3d%%  %llu/%llu", p->label, bar,
+                (int)(100.0 * (double)done / (double)total), (unsigned long long)done,
+                (unsigned long long)total);
+    } else {
+        fprintf(stderr, "\r%-.40s %llu", p->label, (unsigned long long)done);
+    }
+    fflush(stderr);
+    p->drawn = true;
+}
+
+void pd_cli_progress_clear(struct pd_cli_progress *p)
+{
+    if (p->drawn) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        p->drawn = false;
+    }
+}
+
+struct pd_store *pd_cli_open_db(const char *db)
+{
+    char path[4096];
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store_params p = pd_store_default_params();
+    if (!db) {
+        if (pd_store_default_path(path, sizeof path, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            return NULL;
+        }
+        db = path;
+        p.create_parent_dirs = true;
+    }
+    struct pd_store *st = NULL;
+    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return NULL;
+    }
+    return st;
 }

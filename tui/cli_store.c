@@ -29,91 +29,6 @@
 #include "store_jsonl.h"
 #include "store_replay.h"
 
-#define PATH_MAX_LEN 4096
-
-/* ---- shared helpers --------------------------------------------------------------- */
-
-/* Opens --db or the default database (creating its folder). Prints errors. */
-static struct pd_store *open_db(const char *db)
-{
-    char path[PATH_MAX_LEN];
-    struct pd_err err;
-    pd_err_clear(&err);
-    struct pd_store_params p = pd_store_default_params();
-    if (!db) {
-        if (pd_store_default_path(path, sizeof path, &err) != PD_OK) {
-            pd_cli_print_err(&err);
-            return NULL;
-        }
-        db = path;
-        p.create_parent_dirs = true;
-    }
-    struct pd_store *st = NULL;
-    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
-        pd_cli_print_err(&err);
-        return NULL;
-    }
-    return st;
-}
-
-struct progress {
-    bool on;            /* stderr is a terminal */
-    bool drawn;         /* a bar is on screen */
-    const char *label;
-    double last;        /* monotonic seconds of the last draw */
-};
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void progress_init(struct progress *p, const char *label)
-{
-    p->on = isatty(STDERR_FILENO);
-    p->drawn = false;
-    p->label = label;
-    p->last = 0;
-}
-
-/* Draws "label [#####.....]  45%" at most ~10 times a second (and always at the end). */
-static void progress_draw(struct progress *p, uint64_t done, uint64_t total)
-{
-    if (!p->on) {
-        return;
-    }
-    double now = mono_s();
-    if (now - p->last < 0.1 && done != total) {
-        return;
-    }
-    p->last = now;
-    enum { W = 30 };
-    char bar[W + 1];
-    int fill = total ? (int)((double)done / (double)total * W) : 0;
-    for (int i = 0; i < W; i++) {
-        bar[i] = i < fill ? '#' : '.';
-    }
-    bar[W] = '\0';
-    if (total) {
-        fprintf(stderr, "\r%-.40s [%s] %3d%%", p->label, bar, (int)(100.0 * done / total));
-    } else {
-        fprintf(stderr, "\r%-.40s %llu", p->label, (unsigned long long)done);
-    }
-    fflush(stderr);
-    p->drawn = true;
-}
-
-static void progress_clear(struct progress *p)
-{
-    if (p->drawn) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
-        p->drawn = false;
-    }
-}
-
 /* ---- import ----------------------------------------------------------------------- */
 
 static void import_usage(FILE *f)
@@ -132,7 +47,7 @@ static void import_usage(FILE *f)
 }
 
 struct import_ctx {
-    struct progress bar;
+    struct pd_cli_progress bar;
     bool json;
     struct pd_buf errors;   /* --json: the first 1000 messages as JSON strings, comma-joined */
     size_t n_errors;
@@ -142,7 +57,7 @@ struct import_ctx {
 static void import_on_error(void *ud, const struct pd_err *e)
 {
     struct import_ctx *c = ud;
-    progress_clear(&c->bar);
+    pd_cli_progress_clear(&c->bar);
     pd_cli_print_err(e);
     if (c->json && c->n_errors < 1000) {
         c->oom |= !(pd_buf_puts(&c->errors, c->n_errors ? "," : "") &&
@@ -154,7 +69,7 @@ static void import_on_error(void *ud, const struct pd_err *e)
 static void import_on_progress(void *ud, uint64_t done, uint64_t total)
 {
     struct import_ctx *c = ud;
-    progress_draw(&c->bar, done, total);
+    pd_cli_progress_draw(&c->bar, done, total);
 }
 
 int pd_cli_import(int argc, char **argv)
@@ -195,7 +110,7 @@ int pd_cli_import(int argc, char **argv)
         free(files);
         return 2;
     }
-    struct pd_store *st = open_db(db);
+    struct pd_store *st = pd_cli_open_db(db);
     if (!st) {
         free(files);
         return 1;
@@ -207,7 +122,7 @@ int pd_cli_import(int argc, char **argv)
     uint64_t total_imported = 0, total_rejected = 0;
     int rc = 0;
     for (size_t i = 0; i < n_files; i++) {
-        progress_init(&c.bar, files[i]);
+        pd_cli_progress_init(&c.bar, files[i]);
         struct pd_import_params p = {.strict = strict, .on_error = import_on_error,
                                      .on_progress = import_on_progress, .ud = &c};
         struct pd_import_result r;
@@ -215,7 +130,7 @@ int pd_cli_import(int argc, char **argv)
         pd_err_clear(&err);
         size_t errors_before = c.n_errors;
         enum pd_status s = pd_jsonl_import_file(st, files[i], &p, &r, &err);
-        progress_clear(&c.bar);
+        pd_cli_progress_clear(&c.bar);
         /* line errors were already printed through on_error; print the rest */
         if (s != PD_OK && !(s == PD_EFORMAT && c.n_errors > errors_before)) {
             import_on_error(&c, &err);
@@ -290,7 +205,7 @@ static void export_usage(FILE *f)
 
 static void export_on_progress(void *ud, uint64_t done, uint64_t total)
 {
-    progress_draw(ud, done, total);
+    pd_cli_progress_draw(ud, done, total);
 }
 
 int pd_cli_export(int argc, char **argv)
@@ -352,13 +267,13 @@ int pd_cli_export(int argc, char **argv)
         free(ids);
         return 2;
     }
-    struct pd_store *st = open_db(db);
+    struct pd_store *st = pd_cli_open_db(db);
     if (!st) {
         free(ids);
         return 1;
     }
-    struct progress bar;
-    progress_init(&bar, out ? out : "export");
+    struct pd_cli_progress bar;
+    pd_cli_progress_init(&bar, out ? out : "export");
     if (!out && isatty(STDOUT_FILENO)) {
         bar.on = false; /* the data itself is on the terminal */
     }
@@ -370,7 +285,7 @@ int pd_cli_export(int argc, char **argv)
     pd_err_clear(&err);
     enum pd_status s = out ? pd_jsonl_export_file(st, out, &p, &r, &err)
                            : pd_jsonl_export(st, stdout, &p, &r, &err);
-    progress_clear(&bar);
+    pd_cli_progress_clear(&bar);
     int rc = 0;
     if (s != PD_OK) {
         pd_cli_print_err(&err);
@@ -500,7 +415,7 @@ int pd_cli_ls(int argc, char **argv)
     if (bad) {
         return 2;
     }
-    struct pd_store *st = open_db(db);
+    struct pd_store *st = pd_cli_open_db(db);
     if (!st) {
         return 1;
     }
@@ -739,7 +654,7 @@ int pd_cli_show(int argc, char **argv)
     if (bad) {
         return 2;
     }
-    struct pd_store *st = open_db(db);
+    struct pd_store *st = pd_cli_open_db(db);
     if (!st) {
         return 1;
     }

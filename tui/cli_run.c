@@ -562,5 +562,9 @@ int pd_cli_default(int argc, char **argv)
     o.model_path = model;
     o.prompt = getenv("PONDER_PROMPT") && *getenv("PONDER_PROMPT") ? getenv("PONDER_PROMPT")
                                                                    : DEFAULT_PROMPT;
+    /* The no-argument demo streams at a pace one can watch (~30 tokens/s) and stops after
+     * 400 tokens; `ponder run` runs at full speed until the model ends. */
+    o.throttle_ms = 30;
+    o.n_predict = 400;
     return run_live(&o, false);
 }

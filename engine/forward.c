@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/mem.h"
 #include "dtype.h"
 #include "simd.h"
@@ -17,7 +18,7 @@
 
 struct pd_ctx_params pd_ctx_default_params(void)
 {
-    struct pd_ctx_params p = {0, 0, 0, PD_KV_F16};
+    struct pd_ctx_params p = {0, 0, 0, PD_KV_F16, PD_BACKEND_CPU};
     return p;
 }
 
@@ -57,6 +58,13 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
     c->params = p;
     enum pd_status st;
     if ((st = pd_pool_open(p.n_threads, &c->pool, err))) {
+        goto fail;
+    }
+    if (p.backend == PD_BACKEND_CUDA && (st = pd_backend_cuda_open(m, &c->backend, err))) {
+        goto fail;
+    }
+    if (p.backend >= PD_BACKEND_KIND_COUNT) {
+        st = pd_err_set(err, PD_EINVAL, "context: unknown backend %d", (int)p.backend);
         goto fail;
     }
     if ((st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
@@ -100,6 +108,7 @@ void pd_ctx_close(struct pd_ctx **cp)
     struct pd_ctx *c = *cp;
     pd_pool_close(&c->pool);
     pd_kvcache_close(&c->kv);
+    pd_backend_close(&c->backend);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -159,6 +168,20 @@ static void matmul_rows(void *ctx, size_t r0, size_t r1)
 static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, size_t x_stride,
                    float *y, size_t y_stride, uint32_t n_tok)
 {
+    if (c->backend) {
+        struct pd_err err;
+        enum pd_status st = c->backend->ops->matmul(c->backend, w, x, x_stride, y, y_stride,
+                                                    n_tok, &err);
+        if (st == PD_OK) {
+            return;
+        }
+        if (st != PD_EUNSUPPORTED) {
+            /* A device failure: say so once and finish on the CPU, which gives the same
+             * results within tolerance. */
+            pd_log(PD_LOG_ERROR, "%s; continuing on the CPU", err.msg);
+            pd_backend_close(&c->backend);
+        }
+    }
     const struct pd_dtype_traits *tr = pd_dtype_traits(w->type);
     const struct pd_dtype_traits *xt = pd_dtype_traits(tr->vec_dot_type);
     uint8_t *xq = c->xq;

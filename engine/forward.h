@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "base/status.h"
 #include "kvcache.h"
 #include "model.h"
@@ -32,6 +33,8 @@ struct pd_ctx_params {
     uint32_t n_ctx;         /* KV slots per layer (0 = min(4096, n_ctx_train)) */
     uint32_t n_batch;       /* tokens per forward batch (0 = 32) */
     enum pd_kv_type kv_type;/* default f16 */
+    enum pd_backend_kind backend; /* where weight products run (default cpu); cuda needs a
+                                   * CUDA build and a device, else pd_ctx_open fails */
 };
 
 struct pd_ctx_params pd_ctx_default_params(void);
@@ -52,6 +55,7 @@ struct pd_ctx {
     struct pd_ctx_params params;
     struct pd_pool *pool;          /* owned */
     struct pd_kvcache *kv;         /* owned */
+    struct pd_backend *backend;    /* owned; NULL = the CPU does the weight products */
     int64_t n_past;                /* position of the next token */
     pd_attn_hook_fn attn_hook;     /* optional */
     void *attn_hook_ud;

@@ -65,6 +65,7 @@ extern "C" int pd_cuda_init(int dev)
         return fail_blas(s, "cublasCreate");
     }
     cublasSetStream(g_blas, g_stream);
+    cublasSetMathMode(g_blas, CUBLAS_PEDANTIC_MATH); // fp32 stays fp32 (no TF32)
     g_ready = 1;
     return 0;
 }
@@ -119,6 +120,21 @@ extern "C" int pd_cuda_matvec_f32(const float *d_w, const float *d_x, float *d_y
                                    &zero, d_y, 1);
     if (s != CUBLAS_STATUS_SUCCESS) {
         return fail_blas(s, "cublasSgemv");
+    }
+    return 0;
+}
+
+extern "C" int pd_cuda_gemm_f32(const float *d_w, const float *d_x, float *d_y, int rows,
+                                int cols, int n_tok, int x_stride, int y_stride)
+{
+    // Row-major W[rows][cols] is column-major W^T (cols x rows, ld cols); row-major
+    // X[n_tok][x_stride] is column-major X^T (cols x n_tok, ld x_stride). Y^T = W X^T is
+    // column-major rows x n_tok with ld y_stride, i.e. row-major Y[n_tok][y_stride].
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasSgemm(g_blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, n_tok, cols, &one,
+                                   d_w, cols, d_x, x_stride, &zero, d_y, y_stride);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        return fail_blas(s, "cublasSgemm");
     }
     return 0;
 }

@@ -31,6 +31,12 @@ int pd_cuda_upload(void *d_dst, const void *src, size_t bytes);
 int pd_cuda_download(void *dst, const void *d_src, size_t bytes);
 int pd_cuda_sync(void);
 
+/* Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok, r < rows: row-major f32 matrices with
+ * row strides x_stride / y_stride (in floats), through one cuBLAS SGEMM (full fp32
+ * math, no TF32). */
+int pd_cuda_gemm_f32(const float *d_w, const float *d_x, float *d_y, int rows, int cols,
+                     int n_tok, int x_stride, int y_stride);
+
 /* y[rows] = W[rows][cols] (row-major, f32) * x[cols], through cuBLAS. */
 int pd_cuda_matvec_f32(const float *d_w, const float *d_x, float *d_y, int rows, int cols);
 /* out[n] = x[n] / sqrt(mean(x^2) + eps) * w[n] (one row). */

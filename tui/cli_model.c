@@ -42,6 +42,7 @@ struct model_opts {
     int n_threads;
     enum pd_kv_type kv_type;
     uint32_t n_ctx;
+    enum pd_backend_kind backend;
     bool json;
 };
 
@@ -82,6 +83,7 @@ static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
         p.n_threads = o->n_threads;
         p.kv_type = o->kv_type;
         p.n_ctx = o->n_ctx;
+        p.backend = o->backend;
         if (pd_ctx_open(l->model, &p, &l->ctx, &err)) {
             pd_cli_print_err(&err);
             loaded_close(l);
@@ -115,6 +117,11 @@ static int parse_model_opt(struct pd_argv *a, struct model_opts *o)
             return -1;
         }
         o->n_ctx = (uint32_t)n;
+    } else if (pd_arg_match(a, "--backend", NULL, &v, &bad)) {
+        if (!bad && (o->backend = pd_backend_parse(v)) == PD_BACKEND_KIND_COUNT) {
+            pd_cli_fail(2, "%s: --backend: expected cpu or cuda, got '%s'", a->cmd, v);
+            return -1;
+        }
     } else if (pd_arg_match(a, "--json", NULL, NULL, &bad)) {
         o->json = true;
     } else {
@@ -134,6 +141,8 @@ static const char model_opts_help[] =
     "  -t, --threads N    CPU threads (default: all)\n"
     "  -c, --ctx N        KV cache slots (default: min(4096, trained context))\n"
     "  --kv-type T        KV cache storage: f16 (default) or f32\n"
+    "  --backend B        weight products on cpu (default) or cuda (a CUDA build and a\n"
+    "                     GPU; attention and everything else stays on the CPU)\n"
     "  --json             machine-readable output on stdout\n";
 
 static bool want_help(int argc, char **argv, const char *usage)
@@ -794,6 +803,7 @@ int pd_cli_generate(int argc, char **argv)
     sp.ctx.n_threads = o.n_threads;
     sp.ctx.kv_type = o.kv_type;
     sp.ctx.n_ctx = o.n_ctx;
+    sp.ctx.backend = o.backend;
     sp.sampling = g.sp;
     sp.n_predict = (uint32_t)g.n_gen;
     sp.topk = (uint32_t)g.topk;
@@ -1061,11 +1071,13 @@ int pd_cli_bench(int argc, char **argv)
             pd_buf_puts(&b, "{\"model\":");
             pd_json_str(&b, o.model, strlen(o.model));
             pd_buf_printf(&b,
-                          ",\"threads\":%d,\"cpu_kernels\":\"%s\",\"kv_type\":\"%s\","
+                          ",\"threads\":%d,\"cpu_kernels\":\"%s\",\"backend\":\"%s\","
+                          "\"kv_type\":\"%s\","
                           "\"n_prompt\":%lld,\"n_gen\":%lld,\"repeats\":%lld,"
                           "\"prefill_tok_s\":%.2f,\"decode_tok_s\":{",
                           pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
-                          pd_kv_type_name(o.kv_type), n_prompt, n_gen, reps, best_pp);
+                          l.ctx->backend ? "cuda" : "cpu", pd_kv_type_name(o.kv_type), n_prompt,
+                          n_gen, reps, best_pp);
             for (int li = 0; li < n_levels; li++) {
                 pd_buf_printf(&b, "%s\"%s\":%.2f", li ? "," : "",
                               pd_capture_level_name(levels[li]), best_tg[li]);
@@ -1073,9 +1085,10 @@ int pd_cli_bench(int argc, char **argv)
             pd_buf_printf(&b, "},\"peak_rss_kib\":%ld}\n", ru.ru_maxrss);
         } else {
             pd_buf_printf(&b, "model        %s\n", o.model);
-            pd_buf_printf(&b, "threads      %d, %s kernels, kv cache %s, best of %lld runs\n",
+            pd_buf_printf(&b, "threads      %d, %s kernels, %s backend, kv cache %s, best of "
+                              "%lld runs\n",
                           pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
-                          pd_kv_type_name(o.kv_type), reps);
+                          l.ctx->backend ? "cuda" : "cpu", pd_kv_type_name(o.kv_type), reps);
             pd_buf_printf(&b, "prefill      %lld tokens: %.1f tok/s\n", n_prompt, best_pp);
             for (int li = 0; li < n_levels; li++) {
                 pd_buf_printf(&b, "decode       %lld tokens, capture %-7s: %.1f tok/s", n_gen,

@@ -81,6 +81,7 @@ static const char run_usage[] =
     "  -t, --threads N       CPU threads\n"
     "  --greedy | --temp T --top-k K --top-p P --min-p P --seed S   sampling\n"
     "  --chat FAMILY         chat template override (raw, chatml, qwen3, deepseek-r1, llama3)\n"
+    "  --backend B           weight products on cpu (default) or cuda\n"
     "  --throttle MS         sleep between tokens (demos, tests)\n";
 
 static char *read_prompt_file(const char *path)
@@ -220,6 +221,10 @@ int pd_cli_run(int argc, char **argv)
                 return 2;
             }
             o.sampling.seed = (uint64_t)ll;
+        } else if (pd_arg_match(&a, "--backend", NULL, &v, &bad)) {
+            if (!bad && (o.backend = pd_backend_parse(v)) == PD_BACKEND_KIND_COUNT) {
+                return pd_cli_fail(2, "run: --backend: expected cpu or cuda, got '%s'", v);
+            }
         } else if (pd_arg_match(&a, "--throttle", NULL, &v, &bad)) {
             if (!bad && (!pd_arg_double("run", "--throttle", v, &d) || d < 0 || d > 10000)) {
                 return pd_cli_fail(2, "run: --throttle: expected milliseconds in [0, 10000]");

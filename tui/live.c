@@ -124,6 +124,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     }
     struct pd_session_params p = pd_session_default_params();
     p.ctx.n_threads = o->n_threads;
+    p.ctx.backend = o->backend;
     if (o->n_ctx) {
         p.ctx.n_ctx = o->n_ctx;
     }

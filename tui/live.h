@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "backend.h"
 #include "capture.h"
 #include "sampler.h"
 
@@ -38,6 +39,7 @@ struct pd_live_opts {
     uint32_t topk;
     uint32_t n_ctx;              /* 0: default */
     int n_threads;               /* 0: all */
+    enum pd_backend_kind backend;/* where weight products run (default cpu) */
     double throttle_ms;
     struct pd_sampler_params sampling;
 };

@@ -213,15 +213,18 @@ static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, floa
 }
 
 /* Rotates one head of x (n_rot dims) for position pos. Angles follow the GGUF/GGML
- * convention: theta_i = pos * freq_scale * base^(-2i/n_rot), computed by repeated
- * multiplication in float. */
-static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp)
+ * convention: theta_i = pos * base^(-2i/n_rot) / freq_div[i] * freq_scale, the power
+ * computed by repeated multiplication in float, freq_div from rope_freqs.weight (1 when
+ * absent). */
+static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                      const float *freq_div)
 {
     float theta_scale = powf(hp->rope_base, -2.0f / (float)n_rot);
-    float theta = (float)pos * hp->rope_freq_scale;
+    float theta = (float)pos;
     uint32_t half = n_rot / 2;
     for (uint32_t i = 0; i < half; i++) {
-        float cs = cosf(theta), sn = sinf(theta);
+        float th = (freq_div ? theta / freq_div[i] : theta) * hp->rope_freq_scale;
+        float cs = cosf(th), sn = sinf(th);
         float *a, *b;
         if (hp->rope_type == PD_ROPE_NORM) {
             a = &x[2 * i];
@@ -240,6 +243,11 @@ static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hpa
 static const float *wf32(const struct pd_weight *w)
 {
     return (const float *)w->data;
+}
+
+static const float *wf32_or_null(const struct pd_weight *w)
+{
+    return w->data ? (const float *)w->data : NULL;
 }
 
 /* ---- attention ------------------------------------------------------------------------- */
@@ -370,14 +378,14 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
                 if (L->q_norm.data) {
                     rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(qh, hp->n_rot, pos0 + t, hp);
+                rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             for (uint32_t h = 0; h < hp->n_head_kv; h++) {
                 float *kh = k + (size_t)h * hp->head_dim;
                 if (L->k_norm.data) {
                     rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(kh, hp->n_rot, pos0 + t, hp);
+                rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             if ((st = pd_kvcache_append(c->kv, il, pos0 + t, k, v, err))) {
                 return st;

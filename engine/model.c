@@ -295,6 +295,17 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
         m->output = m->tok_embd;
         hp->tied_output = true;
     }
+    if ((st = bind(g, "rope_freqs.weight", hp->n_rot / 2, 0, false, &m->rope_freqs, err))) {
+        goto fail;
+    }
+    for (uint32_t i = 0; m->rope_freqs.data && i < hp->n_rot / 2; i++) {
+        float f = ((const float *)m->rope_freqs.data)[i];
+        if (!(f > 0.0f) || !isfinite(f)) {
+            st = pd_err_set(err, PD_EFORMAT, "tensor 'rope_freqs.weight': entry %u is %g "
+                            "(must be a positive number)", i, (double)f);
+            goto fail;
+        }
+    }
     m->layers = pd_calloc(hp->n_layer, sizeof *m->layers);
     if (!m->layers) {
         st = pd_err_set(err, PD_ENOMEM, "out of memory (layers)");

@@ -89,6 +89,9 @@ struct pd_model {
     struct pd_weight tok_embd;  /* [n_vocab][n_embd] */
     struct pd_weight output_norm;
     struct pd_weight output;    /* [n_vocab][n_embd]; == tok_embd when tied */
+    struct pd_weight rope_freqs;/* [n_rot/2] f32 divisors of the rotation frequencies
+                                 * (Llama 3.1-style long-context scaling); data NULL when
+                                 * the file has none */
     struct pd_layer *layers;    /* owned [n_layer] */
     uint64_t n_params;
     uint64_t weight_bytes;

@@ -67,12 +67,13 @@ static void ref_rmsnorm(double *out, const double *x, const float *w, size_t n, 
     }
 }
 
-static void ref_rope(double *x, const struct pd_hparams *hp, size_t pos)
+static void ref_rope(double *x, const struct pd_hparams *hp, const float *freq_div, size_t pos)
 {
     size_t half = hp->n_rot / 2;
     for (size_t i = 0; i < half; i++) {
         double theta = (double)pos * hp->rope_freq_scale *
-                       pow(hp->rope_base, -2.0 * (double)i / (double)hp->n_rot);
+                       pow(hp->rope_base, -2.0 * (double)i / (double)hp->n_rot) /
+                       (freq_div ? freq_div[i] : 1.0);
         double c = cos(theta), s = sin(theta);
         size_t a = hp->rope_type == PD_ROPE_NORM ? 2 * i : i;
         size_t b = hp->rope_type == PD_ROPE_NORM ? 2 * i + 1 : i + half;
@@ -129,14 +130,14 @@ static void ref_forward(const struct pd_model *m, const int32_t *tokens, size_t 
                     ref_rmsnorm(q + h * hd, q + h * hd, (const float *)ly->q_norm.data, hd,
                                 hp->norm_eps);
                 }
-                ref_rope(q + h * hd, hp, t);
+                ref_rope(q + h * hd, hp, (const float *)m->rope_freqs.data, t);
             }
             for (size_t h = 0; h < HKV; h++) {
                 if (ly->k_norm.data) {
                     ref_rmsnorm(k + h * hd, k + h * hd, (const float *)ly->k_norm.data, hd,
                                 hp->norm_eps);
                 }
-                ref_rope(k + h * hd, hp, t);
+                ref_rope(k + h * hd, hp, (const float *)m->rope_freqs.data, t);
             }
             for (size_t h = 0; h < H; h++) {
                 size_t kvh = h / (H / HKV);

@@ -639,6 +639,9 @@ static void test_goldens_random_models(void **state)
         }
         const char *type = argv[3];
         bool exact = strcmp(type, "f32") == 0;
+        if (strstr(de->d_name, "ropefreqs")) {
+            assert_non_null(m->rope_freqs.data); /* the divisors are bound and used */
+        }
         bool half = strcmp(type, "f16") == 0 || strcmp(type, "bf16") == 0;
         double tol = exact || half ? 1e-3 : 2e-2;
         struct golden_result r = compare_golden(m, g, tol);
@@ -672,7 +675,7 @@ static void test_goldens_random_models(void **state)
         json_decref(g);
     }
     closedir(d);
-    assert_int_equal(checked, 24); /* 3 architectures x 8 tensor types */
+    assert_int_equal(checked, 25); /* 3 architectures x 8 tensor types, and rope_freqs */
 }
 
 /* ---- stories260K ---------------------------------------------------------------------- */

@@ -20,7 +20,7 @@ const nlcPath = process.env.NODE_PATH ? path.join(process.env.NODE_PATH, "node-l
 const {getLlama} = await import(require.resolve(nlcPath));
 
 const root = process.cwd();
-const mkmodel = path.join(root, process.env.PONDER_BUILD || "build", "tests", "mkmodel");
+const mkmodel = path.resolve(process.env.PONDER_BUILD || "build", "tests", "mkmodel");
 const outDir = path.join(root, "tests", "golden", "models");
 const tmp = fs.mkdtempSync("/tmp/ponder-goldens-");
 const TOPK = 10;
@@ -85,6 +85,21 @@ for (const arch of archs) {
         const ref = await reference(file, tokens, 16);
         write(`${arch}-${type}`, {model: {mkmodel: args}, kv: "f32", tokens, ...ref});
     }
+}
+
+// Llama 3.1-style rotation-frequency divisors (rope_freqs.weight).
+{
+    const args = ["--arch", "llama", "--type", "f32", "--seed", "1", "--rope-freqs", "1"];
+    const file = path.join(tmp, "llama-f32-ropefreqs.gguf");
+    execFileSync(mkmodel, [...args, "--out", file]);
+    let s = 12345;
+    const tokens = [];
+    for (let i = 0; i < 48; i++) {
+        s = (s * 48271) % 2147483647;
+        tokens.push(s % 250 + 3);
+    }
+    const ref = await reference(file, tokens, 16);
+    write("llama-f32-ropefreqs", {model: {mkmodel: args}, kv: "f32", tokens, ...ref});
 }
 
 // The shared stories260K model: "Once upon a time" and a 200-token greedy continuation.

@@ -2,7 +2,7 @@
  *
  *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
  *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench] [--vocab-from GGUF]
- *           [--chat-template deepseek-r1|qwen3|chatml] --out FILE
+ *           [--chat-template deepseek-r1|qwen3|chatml] [--rope-freqs 1] --out FILE
  *
  * The same arguments always give the same bytes. Shapes are small but exercise every
  * feature of the architecture: GQA (n_head 4, n_head_kv 2), q/k/v biases for qwen2, per-head
@@ -15,6 +15,7 @@
  * written by mkqwenvocab) instead. --chat-template stores a short template text carrying
  * the markers ponder's detector keys on (engine/chat.h), so templated generation paths
  * can be exercised end to end.
+ * --rope-freqs 1 adds a rope_freqs.weight tensor (llama only, as in Llama 3.1 files).
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
  * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`. */
 #include <math.h>
@@ -45,6 +46,7 @@ static float rng_uniform(struct rng *r, float a)
 }
 
 struct spec {
+    int rope_freqs;
     const char *vocab_from;
     const char *chat_template;
     const char *arch;
@@ -441,6 +443,18 @@ tensors:;
     if (strcmp(a, "llama") == 0) {
         CHECK(add_matrix(w, &r, "output.weight", E, n_vocab, sp->type, ws * 4));
     }
+    if (sp->rope_freqs) {
+        /* Llama 3.1-style divisors: 1 for the fast pairs, growing for the slow ones. */
+        float *ff = malloc(hd / 2 * sizeof *ff);
+        for (uint32_t i = 0; i < hd / 2; i++) {
+            ff[i] = i < hd / 4 ? 1.0f : 1.0f + (float)(i - hd / 4) * 1.5f;
+        }
+        uint64_t ne[1] = {hd / 2};
+        enum pd_status rst = pd_gguf_writer_add_tensor_f32(w, "rope_freqs.weight", 1, ne,
+                                                          PD_DTYPE_F32, ff, &err);
+        free(ff);
+        CHECK(rst);
+    }
     for (uint32_t il = 0; il < sp->n_layer; il++) {
         char n[96];
 #define NAME(suffix) (snprintf(n, sizeof n, "blk.%u.%s", il, suffix), n)
@@ -490,7 +504,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    struct spec sp = {NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
+    struct spec sp = {0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
     const char *out = NULL;
     int bench = 0;
     for (int i = 1; i < argc; i++) {
@@ -512,6 +526,8 @@ int main(int argc, char **argv)
             sp.seed = strtoull(val, NULL, 10);
         } else if (strcmp(a, "--vocab") == 0) {
             sp.bpe = strcmp(val, "bpe") == 0;
+        } else if (strcmp(a, "--rope-freqs") == 0) {
+            sp.rope_freqs = strcmp(val, "1") == 0;
         } else if (strcmp(a, "--vocab-from") == 0) {
             sp.vocab_from = val;
         } else if (strcmp(a, "--chat-template") == 0) {

@@ -1,4 +1,4 @@
-// pd_cuda.cu - device management, cuBLAS matvec and the RMSNorm kernel behind pd_cuda.h.
+// pd_cuda.cu - device management and the cuBLAS SGEMM behind pd_cuda.h.
 #include "pd_cuda.h"
 
 #include <cublas_v2.h>
@@ -111,19 +111,6 @@ extern "C" int pd_cuda_sync(void)
     return 0;
 }
 
-extern "C" int pd_cuda_matvec_f32(const float *d_w, const float *d_x, float *d_y, int rows,
-                                  int cols)
-{
-    // Row-major W[rows][cols] is column-major W^T[cols][rows]: y = (W^T)^T x.
-    const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t s = cublasSgemv(g_blas, CUBLAS_OP_T, cols, rows, &one, d_w, cols, d_x, 1,
-                                   &zero, d_y, 1);
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        return fail_blas(s, "cublasSgemv");
-    }
-    return 0;
-}
-
 extern "C" int pd_cuda_gemm_f32(const float *d_w, const float *d_x, float *d_y, int rows,
                                 int cols, int n_tok, int x_stride, int y_stride)
 {
@@ -136,36 +123,5 @@ extern "C" int pd_cuda_gemm_f32(const float *d_w, const float *d_x, float *d_y, 
     if (s != CUBLAS_STATUS_SUCCESS) {
         return fail_blas(s, "cublasSgemm");
     }
-    return 0;
-}
-
-// One block per row; shared-memory tree reduction of the sum of squares.
-__global__ static void rmsnorm_kernel(const float *x, const float *w, float *out, int n,
-                                      float eps)
-{
-    __shared__ float part[256];
-    float acc = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        acc += x[i] * x[i];
-    }
-    part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            part[threadIdx.x] += part[threadIdx.x + s];
-        }
-        __syncthreads();
-    }
-    float scale = rsqrtf(part[0] / n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        out[i] = x[i] * scale * w[i];
-    }
-}
-
-extern "C" int pd_cuda_rmsnorm_f32(const float *d_x, const float *d_w, float *d_out, int n,
-                                   float eps)
-{
-    rmsnorm_kernel<<<1, 256, 0, g_stream>>>(d_x, d_w, d_out, n, eps);
-    CU(cudaGetLastError(), "rmsnorm launch");
     return 0;
 }

@@ -37,11 +37,6 @@ int pd_cuda_sync(void);
 int pd_cuda_gemm_f32(const float *d_w, const float *d_x, float *d_y, int rows, int cols,
                      int n_tok, int x_stride, int y_stride);
 
-/* y[rows] = W[rows][cols] (row-major, f32) * x[cols], through cuBLAS. */
-int pd_cuda_matvec_f32(const float *d_w, const float *d_x, float *d_y, int rows, int cols);
-/* out[n] = x[n] / sqrt(mean(x^2) + eps) * w[n] (one row). */
-int pd_cuda_rmsnorm_f32(const float *d_x, const float *d_w, float *d_out, int n, float eps);
-
 #ifdef __cplusplus
 }
 #endif

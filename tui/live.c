@@ -10,6 +10,7 @@
 
 #include "analysis/kvpolicy.h"
 #include "analysis/modes.h"
+#include "analysis/step_observer.h"
 #include "base/log.h"
 #include "chat.h"
 #include "model.h"
@@ -27,6 +28,8 @@ struct pd_live {
     struct pd_model *model;        /* owned */
     struct pd_tok *tok;            /* owned */
     struct pd_session *sess;       /* owned */
+    struct pd_steps_observer *steps; /* owned: step boundaries inside the session, so each
+                                      * token's summary carries its mass per step */
     struct pd_store *st;           /* owned; NULL without recording */
     struct pd_store_writer *w;     /* owned; NULL when not recording */
     int64_t sid;
@@ -174,6 +177,12 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         snprintf(l->policy_text, sizeof l->policy_text, "%s", a->kv_policy);
         p.policy = policy;
         policy = NULL;
+    }
+    if (o->capture != PD_CAPTURE_LEVEL_OFF) {
+        if ((rc = pd_steps_observer_open(NULL, &l->steps, err))) {
+            goto fail;
+        }
+        p.steps = pd_steps_observer_iface(l->steps);
     }
     rc = pd_session_open(l->model, l->tok, &p, &l->sess, err); /* takes the policy */
     if (rc) {
@@ -435,6 +444,7 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a)
         }
     }
     pd_session_close(&l->sess);
+    pd_steps_observer_close(&l->steps);
     if (a) {
         push_steps(l, a);
     }

@@ -203,6 +203,28 @@ static size_t step_of_pos(const struct pd_step_rec *steps, size_t n_steps, int64
     return n_steps;
 }
 
+/* A version-2 summary carries the token's attention mass per step. When its steps are
+ * these steps (the same first positions for steps 0..k, k the token's own step), the
+ * masses are exact and credit steps 0..k-1 directly; returns false (use the top-N
+ * entries) otherwise, e.g. for a trace segmented with other parameters. */
+static bool exact_step_mass(const struct pd_token_rec *t, const struct pd_step_rec *steps,
+                            size_t k, double *attn)
+{
+    uint32_t nl, nt, ns;
+    if (!pd_attn_blob_layout(t->attn, t->attn_len, &nl, &nt, &ns) || ns < k + 1) {
+        return false;
+    }
+    for (size_t j = 0; j <= k; j++) {
+        if (pd_attn_blob_step_begin(t->attn, (uint32_t)j) != steps[j].pos_begin) {
+            return false;
+        }
+    }
+    for (size_t j = 0; j < k; j++) {
+        attn[j] += pd_attn_blob_step_mass(t->attn, (uint32_t)j);
+    }
+    return true;
+}
+
 enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                                 struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err)
@@ -243,6 +265,9 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                 goto done;
             }
             k_last_blob = k;
+            if (exact_step_mass(t, steps, k, attn)) {
+                continue;
+            }
             for (uint32_t l = 0; l < v.n_layer; l++) {
                 for (uint32_t e = 0; e < v.n_top; e++) {
                     uint32_t pos;

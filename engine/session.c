@@ -599,7 +599,7 @@ static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
     }
     uint32_t n_steps = 0;
     const float *mass = pd_capture_step_mass(&s->cap, i, &n_steps);
-    size_t len = s->cap.blob_len + (n_steps ? 4 + (size_t)n_steps * 4 : 0);
+    size_t len = s->cap.blob_len + (n_steps ? 4 + (size_t)n_steps * 8 : 0);
     r->attn = malloc(len);
     if (!r->attn) {
         return;
@@ -612,11 +612,13 @@ static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
             t[k] = (uint8_t)(n_steps >> (8 * k));
         }
         for (uint32_t j = 0; j < n_steps; j++) {
+            uint32_t begin = (uint32_t)s->cap.steps[j];
             uint32_t bits;
             float m = mass[j] > 1.0f ? 1.0f : mass[j]; /* rounding above 1 */
             memcpy(&bits, &m, 4);
             for (int k = 0; k < 4; k++) {
-                t[4 + 4 * j + k] = (uint8_t)(bits >> (8 * k));
+                t[4 + 8 * j + k] = (uint8_t)(begin >> (8 * k));
+                t[8 + 8 * j + k] = (uint8_t)(bits >> (8 * k));
             }
         }
     }

@@ -159,18 +159,20 @@ static void test_blob_corrupt(void **state)
     b[0] = 2; /* version 2 without its step section */
     expect_bad_blob(b, sizeof b, "step section");
     /* A well-formed version 2 blob: the entries plus two step masses. */
-    uint8_t b2[sizeof b + 4 + 8];
+    uint8_t b2[sizeof b + 4 + 16];
     memcpy(b2, b, sizeof b);
     b2[0] = 2;
-    uint32_t ns = 2;
+    uint32_t steps[5] = {2, 3, 0, 9, 0}; /* n_steps, then {begin, mass bits} pairs */
     float masses[2] = {0.25f, 0.5f};
-    memcpy(b2 + sizeof b, &ns, 4);
-    memcpy(b2 + sizeof b + 4, masses, 8);
+    memcpy(&steps[2], &masses[0], 4);
+    memcpy(&steps[4], &masses[1], 4);
+    memcpy(b2 + sizeof b, steps, sizeof steps);
     struct pd_attn_view v2;
     struct pd_err e2;
     assert_int_equal(pd_attn_blob_view(b2, sizeof b2, &v2, &e2), PD_OK);
     assert_int_equal(v2.n_layer, 2);
     assert_true(pd_attn_blob_step_mass(b2, 1) == 0.5f);
+    assert_int_equal(pd_attn_blob_step_begin(b2, 1), 9);
     expect_bad_blob(b2, sizeof b2 - 1, "step section");
     b[0] = 1;
     b[3] = 7;
@@ -307,6 +309,52 @@ static void test_attn_received(void **state)
     set_blob(&t, 9, 2, 0.5f, -1, 0, 3, 0.5f, -1, 0);
     assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
     assert_float_equal(s[1].attn_received, 0.0, 1e-9);
+    free_blobs(&t);
+}
+
+/* Turns token i's blob into version 2 with the given step begins and masses. */
+static void add_step_masses(struct trace *t, size_t i, const int64_t *begin, const float *mass,
+                            uint32_t n)
+{
+    size_t old = t->tok[i].attn_len;
+    uint8_t *b = realloc(t->tok[i].attn, old + 4 + 8 * (size_t)n);
+    assert_non_null(b);
+    b[0] = 2;
+    memcpy(b + old, &n, 4);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t p = (uint32_t)begin[k];
+        memcpy(b + old + 4 + 8 * k, &p, 4);
+        memcpy(b + old + 8 + 8 * k, &mass[k], 4);
+    }
+    t->tok[i].attn = b;
+    t->tok[i].attn_len = old + 4 + 8 * (size_t)n;
+}
+
+/* Summaries that carry per-step masses for these very steps are used exactly; steps the
+ * recording segmented differently fall back to the top-N entries. */
+static void test_attn_received_step_mass(void **state)
+{
+    (void)state;
+    struct trace t;
+    build_basic(&t);
+    add(&t, 9, PD_ROLE_THINK, "So", 1.0, 1.0);
+    struct pd_step_rec s[3] = {step(0, 2, 5, PD_STEP_PLAN), step(1, 5, 8, PD_STEP_CHECK),
+                               step(2, 9, 10, PD_STEP_CONCLUDE)};
+    /* token 9 (step C): top-N says A 0.2, B 0.4 + 0.6; its step masses say A 0.3, B 0.5 */
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    const int64_t begins[3] = {2, 5, 9};
+    const float masses[3] = {0.3f, 0.5f, 0.1f};
+    add_step_masses(&t, 9, begins, masses, 3);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.3, 1e-6);
+    assert_float_equal(s[1].attn_received, 0.5, 1e-6);
+    /* the recording's second step began elsewhere: the masses do not fit these steps */
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    const int64_t other[3] = {2, 6, 9};
+    add_step_masses(&t, 9, other, masses, 3);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.2 / 2.0, 1e-6);
+    assert_float_equal(s[1].attn_received, (0.4 + 0.6) / 2.0, 1e-6);
     free_blobs(&t);
 }
 
@@ -890,6 +938,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_step_metrics),
         cmocka_unit_test(test_step_metrics_gaps),
         cmocka_unit_test(test_attn_received),
+        cmocka_unit_test(test_attn_received_step_mass),
         cmocka_unit_test(test_metrics_corrupt),
         cmocka_unit_test(test_trace_stats),
         cmocka_unit_test(test_segment_then_metrics),

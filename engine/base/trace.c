@@ -65,7 +65,7 @@ bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uin
             return false;
         }
         ns = rd_u32(blob + base);
-        if (ns > (1u << 20) || len != base + 4 + (size_t)ns * 4) {
+        if (ns > (1u << 20) || len != base + 4 + (size_t)ns * 8) {
             return false;
         }
     }
@@ -78,10 +78,16 @@ bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uin
 float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k)
 {
     size_t base = 4 + (size_t)blob[1] * blob[2] * 8;
-    uint32_t bits = rd_u32(blob + base + 4 + (size_t)k * 4);
+    uint32_t bits = rd_u32(blob + base + 4 + (size_t)k * 8 + 4);
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+int64_t pd_attn_blob_step_begin(const uint8_t *blob, uint32_t k)
+{
+    size_t base = 4 + (size_t)blob[1] * blob[2] * 8;
+    return rd_u32(blob + base + 4 + (size_t)k * 8);
 }
 
 void pd_token_rec_free(struct pd_token_rec *t)

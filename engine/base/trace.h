@@ -12,11 +12,12 @@
  *   u8  reserved (=0)
  *   then n_layer times:  n_top times { u32 position; f32 weight }
  *   (entries with weight 0 and position 0xFFFFFFFF pad rows shorter than n_top)
- *   version 2 only:      u32 n_steps; n_steps times f32 mass
- *   (mass[k] = the head-mean row's total weight on the positions of reasoning step k,
- *   averaged over layers; steps in order, as known when the token was evaluated;
- *   positions before the first step count for none)
- * Size = 4 + n_layer * n_top * 8, plus 4 + 4 * n_steps for version 2. */
+ *   version 2 only:      u32 n_steps; n_steps times { u32 begin; f32 mass }
+ *   (the reasoning steps known when the token was evaluated, in order: step k covers
+ *   positions begin[k] .. begin[k+1]-1 (the last one up to the token itself); mass[k] is
+ *   the head-mean row's total weight on those positions, averaged over layers; positions
+ *   before the first step count for none)
+ * Size = 4 + n_layer * n_top * 8, plus 4 + 8 * n_steps for version 2. */
 #ifndef PD_TRACE_H
 #define PD_TRACE_H
 
@@ -121,8 +122,10 @@ struct pd_run_settings {
 bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
                          uint32_t *n_steps);
 
-/* Step mass k of a blob that pd_attn_blob_layout accepted (k < n_steps). */
+/* Step k (k < n_steps) of a blob that pd_attn_blob_layout accepted: its mass, and the
+ * position it begins at. */
 float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k);
+int64_t pd_attn_blob_step_begin(const uint8_t *blob, uint32_t k);
 
 void pd_token_rec_free(struct pd_token_rec *t);
 void pd_run_settings_free(struct pd_run_settings *s);

@@ -186,6 +186,12 @@ enum pd_status pd_store_session_finish(struct pd_store *st, int64_t id, struct p
  * branches still hang off it (delete those first). */
 enum pd_status pd_store_session_delete(struct pd_store *st, int64_t id, struct pd_err *err);
 
+/* Records which model a session's metrics come from (model_id from pd_store_model_put; 0
+ * clears it), e.g. after an imported trace was scored. PD_EINVAL for an unknown session
+ * or model. */
+enum pd_status pd_store_session_set_model(struct pd_store *st, int64_t id, int64_t model_id,
+                                          struct pd_err *err);
+
 /* The session's conversation in order. *out is owned (pd_messages_free). */
 enum pd_status pd_store_messages_get(struct pd_store *st, int64_t session_id,
                                      struct pd_message **out, size_t *n, struct pd_err *err);

@@ -447,6 +447,36 @@ enum pd_status pd_store_session_finish(struct pd_store *st, int64_t id, struct p
     return pd_store_op_end(st, pd_store_finish_nolock(st, id, err), err);
 }
 
+enum pd_status pd_store_session_set_model(struct pd_store *st, int64_t id, int64_t model_id,
+                                          struct pd_err *err)
+{
+    enum pd_status rc = pd_store_op_begin(st, err);
+    if (rc != PD_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = pd_store_prepare(st, "UPDATE sessions SET model_id = ?2 WHERE id = ?1",
+                                       err);
+    rc = s ? PD_OK : PD_EDB;
+    if (rc == PD_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (model_id > 0) {
+            sqlite3_bind_int64(s, 2, model_id);
+        } else {
+            sqlite3_bind_null(s, 2);
+        }
+        int step = sqlite3_step(s);
+        if ((step & 0xff) == SQLITE_CONSTRAINT) {
+            rc = pd_err_set(err, PD_EINVAL, "%s: no model %lld", st->path, (long long)model_id);
+        } else if (step != SQLITE_DONE) {
+            rc = pd_store_dberr(st, err, "session model");
+        } else if (sqlite3_changes(st->db) != 1) {
+            rc = pd_err_set(err, PD_EINVAL, "%s: no session %lld", st->path, (long long)id);
+        }
+        sqlite3_finalize(s);
+    }
+    return pd_store_op_end(st, rc, err);
+}
+
 enum pd_status pd_store_session_delete(struct pd_store *st, int64_t id, struct pd_err *err)
 {
     enum pd_status rc = pd_store_op_begin(st, err);

@@ -288,6 +288,23 @@ static void test_models(void **state)
     assert_true(in.model_size == 639447424);
     assert_false(in.has_settings);
     pd_session_info_free(&in);
+
+    /* A session without a model gets one later (an imported trace, scored). */
+    struct pd_session_new imp = {.model_id = 0, .source = "import"};
+    int64_t sid2;
+    assert_int_equal(pd_store_session_create(f->st, &imp, &sid2, &err), PD_OK);
+    assert_int_equal(pd_store_session_set_model(f->st, sid2, a, &err), PD_OK);
+    assert_int_equal(pd_store_session_get(f->st, sid2, &in, &err), PD_OK);
+    assert_int_equal(in.model_id, a);
+    pd_session_info_free(&in);
+    assert_int_equal(pd_store_session_set_model(f->st, sid2, a + 1000, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "no model"));
+    assert_int_equal(pd_store_session_set_model(f->st, sid2 + 1000, a, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "no session"));
+    assert_int_equal(pd_store_session_set_model(f->st, sid2, 0, &err), PD_OK);
+    assert_int_equal(pd_store_session_get(f->st, sid2, &in, &err), PD_OK);
+    assert_int_equal(in.model_id, 0);
+    pd_session_info_free(&in);
 }
 
 static void test_sessions_and_messages(void **state)

@@ -39,6 +39,7 @@
 #include "score.h"
 #include "steps.h"
 #include "store.h"
+#include "store_io.h"
 #include "store_jsonl.h"
 #include "store_replay.h"
 #include "tokenizer.h"
@@ -259,6 +260,7 @@ struct model_opts {
 };
 
 struct model_ctx {
+    const char *path; /* borrowed from the options */
     struct pd_model *m;
     struct pd_tok *tok;
     struct pd_chat_format fmt;
@@ -277,6 +279,7 @@ static bool model_open(const struct model_opts *o, struct model_ctx *mc)
     memset(mc, 0, sizeof *mc);
     struct pd_err err;
     pd_err_clear(&err);
+    mc->path = o->path;
     if (pd_model_open(o->path, &mc->m, &err) || pd_tok_open_gguf(mc->m->gguf, &mc->tok, &err)) {
         pd_cli_print_err(&err);
         model_close(mc);
@@ -464,6 +467,10 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
     enum pd_status s = score_tokens(st, t, mc, err);
     if (s == PD_OK) {
         s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
+    }
+    int64_t model_id = 0;
+    if (s == PD_OK && (s = pd_io_model_put(st, mc->m, mc->path, &model_id, err)) == PD_OK) {
+        s = pd_store_session_set_model(st, t->id, model_id, err); /* the scores' model */
     }
     int64_t id = t->id;
     if (s != PD_OK) {

@@ -74,13 +74,8 @@ static const char *base_name(const char *p)
 static enum pd_status start_recording(struct pd_live *l, const struct pd_live_opts *o,
                                       int64_t parent, int64_t fork_pos, struct pd_err *err)
 {
-    const struct pd_gguf *g = l->model->gguf;
-    char sha[65];
-    pd_sha256_hex(g->base, (size_t)g->data_offset, sha);
-    struct pd_model_ident mi = {base_name(o->model_path), g->size, sha,
-                                pd_arch_name(l->model->hp.arch)};
     int64_t model_id = 0;
-    enum pd_status rc = pd_store_model_put(l->st, &mi, &model_id, err);
+    enum pd_status rc = pd_io_model_put(l->st, l->model, o->model_path, &model_id, err);
     if (rc) {
         return rc;
     }

@@ -64,6 +64,9 @@ expect 0 "$BIN" score -m "$MODEL" --all --db "$DB" --json
 [ "$(lines '"session":' "$DIR/out")" = 6 ] ||
     fail "score --all scored $(lines session "$DIR/out") traces, want 6"
 grep -q '"steps":0' "$DIR/out" && fail "a scored trace has no steps"
+# the scored sessions now name the model their metrics come from
+expect 0 "$BIN" ls --db "$DB"
+[ "$(lines 'stories260K.gguf' "$DIR/out")" = 6 ] || fail "scored sessions do not record the model"
 # a second --all has nothing left to do
 expect 0 "$BIN" score -m "$MODEL" --all --db "$DB"
 grep -q "nothing to score" "$DIR/err" || fail "second score --all did work again"

@@ -2,6 +2,7 @@
 #include "sampler.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "base/mem.h"
@@ -111,28 +112,111 @@ static int cand_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* "a ranks after b": lower logit, or the same logit and a higher id. */
+static bool after(const struct cand *a, const struct cand *b)
+{
+    return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
+}
+
+/* The k best tokens into cands[0..k), best first, with a min-heap of the k best so far:
+ * O(V log k) instead of sorting the vocabulary. */
+static size_t select_top_k(struct pd_sampler *s, const float *logits, size_t k)
+{
+    struct cand *h = s->cands;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_vocab; i++) {
+        struct cand c = {(int32_t)i, logits[i], 0.0};
+        if (n < k) { /* sift up */
+            size_t j = n++;
+            while (j > 0 && after(&c, &h[(j - 1) / 2])) {
+                h[j] = h[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            h[j] = c;
+        } else if (after(&h[0], &c)) { /* replace the worst, sift down */
+            size_t j = 0;
+            for (;;) {
+                size_t l = 2 * j + 1, r = l + 1, m = j;
+                const struct cand *mv = &c;
+                if (l < n && after(&h[l], mv)) {
+                    m = l;
+                    mv = &h[l];
+                }
+                if (r < n && after(&h[r], mv)) {
+                    m = r;
+                }
+                if (m == j) {
+                    break;
+                }
+                h[j] = h[m];
+                j = m;
+            }
+            h[j] = c;
+        }
+    }
+    qsort(h, n, sizeof *h, cand_cmp);
+    return n;
+}
+
 int32_t pd_sampler_sample(struct pd_sampler *s, const float *logits)
 {
     if (s->p.temperature <= 0) {
         return pd_argmax(logits, s->n_vocab);
     }
-    size_t n = s->n_vocab;
-    for (size_t i = 0; i < n; i++) {
-        s->cands[i].id = (int32_t)i;
-        s->cands[i].logit = logits[i];
-    }
-    qsort(s->cands, n, sizeof *s->cands, cand_cmp);
-    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
-        n = (size_t)s->p.top_k;
-    }
-    double sum = 0.0;
-    float mx = s->cands[0].logit;
-    for (size_t i = 0; i < n; i++) {
-        s->cands[i].p = exp(((double)s->cands[i].logit - mx) / s->p.temperature);
-        sum += s->cands[i].p;
-    }
-    for (size_t i = 0; i < n; i++) {
-        s->cands[i].p /= sum;
+    double inv_t = 1.0 / s->p.temperature;
+    size_t n;
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < s->n_vocab) {
+        /* softmax over the k best */
+        n = select_top_k(s, logits, (size_t)s->p.top_k);
+        double sum = 0.0;
+        float mx = s->cands[0].logit;
+        for (size_t i = 0; i < n; i++) {
+            s->cands[i].p = exp(((double)s->cands[i].logit - mx) * inv_t);
+            sum += s->cands[i].p;
+        }
+        for (size_t i = 0; i < n; i++) {
+            s->cands[i].p /= sum;
+        }
+    } else {
+        /* softmax over the whole vocabulary */
+        float mx = logits[pd_argmax(logits, s->n_vocab)];
+        double z = 0.0;
+        for (size_t i = 0; i < s->n_vocab; i++) {
+            z += exp(((double)logits[i] - mx) * inv_t);
+        }
+        if (s->p.top_p >= 1.0f && s->p.min_p <= 0.0f) {
+            /* no filter: draw in id order, nothing to sort */
+            double r = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) * z;
+            double acc = 0.0;
+            for (size_t i = 0; i < s->n_vocab; i++) {
+                acc += exp(((double)logits[i] - mx) * inv_t);
+                if (r < acc) {
+                    return (int32_t)i;
+                }
+            }
+            return pd_argmax(logits, s->n_vocab);
+        }
+        /* The top-p set (and the min-p set) is a prefix of the tokens sorted by
+         * probability: gather every token above a relative threshold, lowering it until
+         * the gathered mass reaches top-p (or, for min-p alone, at min-p itself), and sort
+         * only those. */
+        double thr = s->p.top_p >= 1.0f ? (double)s->p.min_p : 1e-3;
+        for (;;) {
+            double mass = 0.0;
+            n = 0;
+            for (size_t i = 0; i < s->n_vocab; i++) {
+                double q = exp(((double)logits[i] - mx) * inv_t);
+                if (q >= thr) {
+                    s->cands[n++] = (struct cand){(int32_t)i, logits[i], q / z};
+                    mass += q;
+                }
+            }
+            if (s->p.top_p >= 1.0f || mass >= s->p.top_p * z || thr < 1e-300) {
+                break;
+            }
+            thr *= 1e-3;
+        }
+        qsort(s->cands, n, sizeof *s->cands, cand_cmp);
     }
     if (s->p.top_p < 1.0f) {
         double cum = 0.0;

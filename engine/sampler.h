@@ -3,7 +3,10 @@
  * Order of operations: top-k, then softmax at temperature T, then top-p (smallest set
  * with cumulative probability >= p), then min-p (drop tokens below min_p times the top
  * probability), renormalise, draw with the seeded generator. temperature <= 0 is greedy
- * (argmax, lowest id on ties). The same seed and inputs give the same tokens.
+ * (argmax, lowest id on ties). The same seed and inputs give the same tokens. No step
+ * sorts the vocabulary: top-k keeps a heap of the k best, top-p / min-p sort only the
+ * tokens above a probability threshold that is lowered until it holds the set, and with
+ * no filter the draw walks the vocabulary in id order.
  *
  * Ownership: the sampler owns a scratch array sized for the vocabulary.
  * Thread-safety: one thread per sampler. */

@@ -339,6 +339,126 @@ static void test_sampler(void **state)
     assert_int_equal(pd_sampler_open(&p, 2, &s, &err), PD_EINVAL);
 }
 
+/* A plain reference sampler: sort the whole vocabulary, then the same filters and the same
+ * generator (splitmix64-seeded xoshiro256**). The engine's sampler must draw the same
+ * tokens on the filtered paths. */
+struct ref_cand {
+    int32_t id;
+    float logit;
+    double p;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ref_cand *x = a, *y = b;
+    if (x->logit != y->logit) {
+        return x->logit > y->logit ? -1 : 1;
+    }
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static uint64_t ref_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static int32_t ref_sample(const struct pd_sampler_params *p, uint64_t st[4], const float *lg,
+                          size_t V, struct ref_cand *c)
+{
+    for (size_t i = 0; i < V; i++) {
+        c[i] = (struct ref_cand){(int32_t)i, lg[i], 0};
+    }
+    qsort(c, V, sizeof *c, ref_cmp);
+    size_t n = p->top_k > 0 && (size_t)p->top_k < V ? (size_t)p->top_k : V;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].p = exp(((double)c[i].logit - c[0].logit) / p->temperature);
+        sum += c[i].p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c[i].p /= sum;
+    }
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        for (size_t i = 0; i < n; i++) {
+            cum += c[i].p;
+            if (cum >= p->top_p) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    if (p->min_p > 0.0f) {
+        size_t keep = 1;
+        while (keep < n && c[keep].p >= c[0].p * p->min_p) {
+            keep++;
+        }
+        n = keep;
+    }
+    double total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += c[i].p;
+    }
+    uint64_t r64 = ref_rotl(st[1] * 5, 7) * 9, t = st[1] << 17;
+    st[2] ^= st[0];
+    st[3] ^= st[1];
+    st[1] ^= st[2];
+    st[0] ^= st[3];
+    st[2] ^= t;
+    st[3] = ref_rotl(st[3], 45);
+    double r = (double)(r64 >> 11) * (1.0 / 9007199254740992.0) * total, acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc += c[i].p;
+        if (r < acc) {
+            return c[i].id;
+        }
+    }
+    return c[n - 1].id;
+}
+
+static void test_sampler_matches_reference(void **state)
+{
+    (void)state;
+    enum { V = 3000 };
+    float *lg = malloc(V * sizeof *lg);
+    struct ref_cand *c = malloc(V * sizeof *c);
+    uint32_t x = 7;
+    for (int trial = 0; trial < 120; trial++) {
+        for (size_t i = 0; i < V; i++) {
+            x = x * 1103515245u + 12345u;
+            lg[i] = (float)((x >> 8) % 10000) / 10000.0f * (float)(1 + trial % 7 * 3);
+            if (trial % 5 == 0 && i % 7 == 0) {
+                lg[i] = lg[0]; /* ties */
+            }
+        }
+        struct pd_sampler_params p = pd_sampler_default_params();
+        p.temperature = 0.3f + (float)(trial % 4) * 0.4f;
+        p.seed = (uint64_t)trial;
+        switch (trial % 4) {
+        case 0: p.top_p = 0.9f; break;
+        case 1: p.min_p = 0.05f; break;
+        case 2: p.top_p = 0.5f; p.min_p = 0.1f; break;
+        default: p.top_k = 40; p.top_p = 0.95f; break;
+        }
+        uint64_t st[4], z = p.seed;
+        for (int i = 0; i < 4; i++) { /* splitmix64, as the sampler seeds itself */
+            uint64_t v = (z += 0x9E3779B97F4A7C15ull);
+            v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9ull;
+            v = (v ^ (v >> 27)) * 0x94D049BB133111EBull;
+            st[i] = v ^ (v >> 31);
+        }
+        struct pd_sampler *s = NULL;
+        struct pd_err err;
+        assert_int_equal(pd_sampler_open(&p, V, &s, &err), PD_OK);
+        for (int k = 0; k < 20; k++) {
+            assert_int_equal(pd_sampler_sample(s, lg), ref_sample(&p, st, lg, V, c));
+        }
+        pd_sampler_close(&s);
+    }
+    free(lg);
+    free(c);
+}
+
 /* ---- forward vs the float64 reference ------------------------------------------------- */
 
 static void check_against_ref(const char *arch)
@@ -747,6 +867,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),
+        cmocka_unit_test(test_sampler_matches_reference),
         cmocka_unit_test(test_forward_vs_ref_llama),
         cmocka_unit_test(test_forward_vs_ref_qwen2),
         cmocka_unit_test(test_forward_vs_ref_qwen3),

@@ -50,6 +50,9 @@ int pd_cli_replay(int argc, char **argv);
 int pd_cli_keys(int argc, char **argv);
 int pd_cli_default(int argc, char **argv);
 
+/* An SVG figure of a saved session (cli_plot.c). */
+int pd_cli_plot(int argc, char **argv);
+
 /* Prints "ponder: <err message>" to stderr. */
 void pd_cli_print_err(const struct pd_err *err);
 /* Prints "ponder: <fmt...>" to stderr and returns `code`. */

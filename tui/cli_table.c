@@ -18,5 +18,7 @@ const struct pd_subcmd pd_subcmds[] = {
     {"show", "print a saved session", pd_cli_show},
     {"analyze", "reasoning steps and their metrics for stored or JSONL traces", pd_cli_analyze},
     {"prune", "prune reasoning steps by a strategy, verify, export", pd_cli_prune},
+    {"plot", "write an SVG of a session: surprisal, entropy, steps, prunes, evictions",
+     pd_cli_plot},
     {NULL, NULL, NULL},
 };

@@ -64,6 +64,12 @@ expect 0 "$BIN" score -m "$MODEL" --all --db "$DB" --json
 [ "$(lines '"session":' "$DIR/out")" = 6 ] ||
     fail "score --all scored $(lines session "$DIR/out") traces, want 6"
 grep -q '"steps":0' "$DIR/out" && fail "a scored trace has no steps"
+# a figure of a scored session: an SVG with one band per step
+expect 0 "$BIN" plot 1 --db "$DB" --out "$DIR/p.svg"
+grep -q '^<svg' "$DIR/p.svg" || fail "plot wrote no SVG"
+[ "$(grep -c '<title>step' "$DIR/p.svg")" -ge 2 ] || fail "plot shows no step bands"
+expect 1 "$BIN" plot 999 --db "$DB" --out "$DIR/q.svg"
+[ -e "$DIR/q.svg" ] && fail "plot of an unknown session left a file"
 # the scored sessions now name the model their metrics come from
 expect 0 "$BIN" ls --db "$DB"
 [ "$(lines 'stories260K.gguf' "$DIR/out")" = 6 ] || fail "scored sessions do not record the model"

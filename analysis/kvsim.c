@@ -61,15 +61,11 @@ static void build_row(struct sim *s, const struct pd_token_rec *t, int32_t l)
 static enum pd_status record(struct sim *s, int32_t l, int64_t slot_pos, int64_t at,
                              struct pd_err *err)
 {
-    if (s->n_ev == s->cap_ev) {
-        size_t nc = s->cap_ev ? s->cap_ev * 2 : 256;
-        struct pd_kv_event_rec *ne = pd_realloc_array(s->ev, nc, sizeof *ne);
-        if (!ne) {
-            return pd_err_set(err, PD_ENOMEM, "out of memory (kv simulation)");
-        }
-        s->ev = ne;
-        s->cap_ev = nc;
+    struct pd_kv_event_rec *ne = pd_grow_array(s->ev, &s->cap_ev, s->n_ev + 1, sizeof *ne);
+    if (!ne) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (kv simulation)");
     }
+    s->ev = ne;
     s->ev[s->n_ev++] = (struct pd_kv_event_rec){at, l, slot_pos, PD_KV_SHADOW_EVICT};
     return PD_OK;
 }

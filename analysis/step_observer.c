@@ -60,15 +60,11 @@ void pd_steps_observer_close(struct pd_steps_observer **op)
 
 static bool remember(struct pd_steps_observer *o, const struct pd_token_rec *t)
 {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 256;
-        struct fed *n = pd_realloc_array(o->toks, cap, sizeof *n);
-        if (!n) {
-            return false;
-        }
-        o->toks = n;
-        o->cap = cap;
+    struct fed *n = pd_grow_array(o->toks, &o->cap, o->n + 1, sizeof *n);
+    if (!n) {
+        return false;
     }
+    o->toks = n;
     char *copy = pd_strndup(t->text ? t->text : "", t->text ? t->text_len : 0);
     if (!copy) {
         return false;

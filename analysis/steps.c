@@ -198,15 +198,11 @@ static enum pd_status check_token(const struct pd_token_rec *t, size_t index, bo
 static enum pd_status push_step(struct pd_steps_list *out, int32_t index, int64_t pos_begin,
                                 int64_t pos_end, enum pd_step_kind kind, struct pd_err *err)
 {
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 16;
-        struct pd_step_rec *items = pd_realloc_array(out->items, cap, sizeof(*items));
-        if (items == NULL) {
-            return pd_err_set(err, PD_ENOMEM, "steps: out of memory for %zu steps", cap);
-        }
-        out->items = items;
-        out->cap = cap;
+    struct pd_step_rec *items = pd_grow_array(out->items, &out->cap, out->n + 1, sizeof(*items));
+    if (items == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "steps: out of memory for %zu steps", out->n + 1);
     }
+    out->items = items;
     struct pd_step_rec *r = &out->items[out->n++];
     memset(r, 0, sizeof(*r));
     r->index = index;
@@ -679,15 +675,11 @@ static void held_free(struct held_queue *q)
 static enum pd_status held_push(struct held_queue *q, int64_t pos, enum pd_role role,
                                 const char *text, size_t len, struct pd_err *err)
 {
-    if (q->n == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 8;
-        struct held_tok *items = pd_realloc_array(q->items, cap, sizeof(*items));
-        if (items == NULL) {
-            return pd_err_set(err, PD_ENOMEM, "steps: out of memory");
-        }
-        q->items = items;
-        q->cap = cap;
+    struct held_tok *items = pd_grow_array(q->items, &q->cap, q->n + 1, sizeof(*items));
+    if (items == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "steps: out of memory");
     }
+    q->items = items;
     char *copy = pd_strndup(len > 0 ? text : "", len);
     if (copy == NULL) {
         return pd_err_set(err, PD_ENOMEM, "steps: out of memory");

@@ -216,27 +216,6 @@ static const struct id_key id_keys[] = {
 
 /* ---- small helpers ---- */
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) {
-        return true;
-    }
-    size_t n = *cap ? *cap : 16;
-    while (n < need) {
-        if (n > SIZE_MAX / 2) {
-            return false;
-        }
-        n *= 2;
-    }
-    void *q = pd_realloc_array(*p, n, elem);
-    if (!q) {
-        return false;
-    }
-    *p = q;
-    *cap = n;
-    return true;
-}
-
 static uint64_t hash_bytes(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -557,10 +536,12 @@ static enum pd_status load_merges(struct pd_tok *t, const struct pd_gguf *g, str
                            shown(buf, s->s, (size_t)s->n),
                            l == NONE ? shown(part, s->s, ln) : shown(part, sp + 1, rn));
         }
-        if (!grow((void **)&joined, &joined_cap, ln + rn, 1)) {
+        char *nj = pd_grow_array(joined, &joined_cap, ln + rn, 1);
+        if (!nj) {
             free(joined);
             return pd_err_set(err, PD_ENOMEM, "tokenizer: out of memory");
         }
+        joined = nj;
         memcpy(joined, s->s, ln);
         memcpy(joined + ln, sp + 1, rn);
         int32_t res = lookup(t, joined, ln + rn);
@@ -1018,18 +999,22 @@ static void enc_free(struct enc *e)
 
 static bool push_id(struct enc *e, int32_t id)
 {
-    if (!grow((void **)&e->out, &e->cap_out, e->n_out + 1, sizeof *e->out)) {
+    int32_t *out = pd_grow_array(e->out, &e->cap_out, e->n_out + 1, sizeof *e->out);
+    if (!out) {
         return false;
     }
+    e->out = out;
     e->out[e->n_out++] = id;
     return true;
 }
 
 static bool buf_put(struct enc *e, const void *p, size_t n)
 {
-    if (!grow((void **)&e->buf, &e->cap_buf, e->n_buf + n, 1)) {
+    char *buf = pd_grow_array(e->buf, &e->cap_buf, e->n_buf + n, 1);
+    if (!buf) {
         return false;
     }
+    e->buf = buf;
     memcpy(e->buf + e->n_buf, p, n);
     e->n_buf += n;
     return true;
@@ -1037,9 +1022,11 @@ static bool buf_put(struct enc *e, const void *p, size_t n)
 
 static bool frag_push(struct frag **v, size_t *n, size_t *cap, struct frag f)
 {
-    if (!grow((void **)v, cap, *n + 1, sizeof **v)) {
+    struct frag *nv = pd_grow_array(*v, cap, *n + 1, sizeof **v);
+    if (!nv) {
         return false;
     }
+    *v = nv;
     (*v)[(*n)++] = f;
     return true;
 }
@@ -1115,9 +1102,11 @@ static bool bigram_before(const struct bigram *a, const struct bigram *b)
 
 static bool heap_push(struct enc *e, struct bigram b)
 {
-    if (!grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap)) {
+    struct bigram *heap = pd_grow_array(e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap);
+    if (!heap) {
         return false;
     }
+    e->heap = heap;
     size_t i = e->n_heap++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -1168,9 +1157,11 @@ static bool make_symbols(struct enc *e, bool with_ids)
         if (len > e->n_buf - off) {
             len = e->n_buf - off;
         }
-        if (!grow((void **)&e->syms, &e->cap_syms, e->n_syms + 1, sizeof *e->syms)) {
+        struct sym *syms = pd_grow_array(e->syms, &e->cap_syms, e->n_syms + 1, sizeof *e->syms);
+        if (!syms) {
             return false;
         }
+        e->syms = syms;
         int32_t idx = (int32_t)e->n_syms;
         struct sym s = {idx - 1, off + len == e->n_buf ? NONE : idx + 1, (uint32_t)off,
                         (uint32_t)len, NONE};
@@ -1297,9 +1288,11 @@ static bool seg_emit(struct seg *s, size_t len)
     if (len == 0) {
         return true;
     }
-    if (!grow((void **)&s->out, &s->cap_out, s->n_out + 1, sizeof *s->out)) {
+    size_t *out = pd_grow_array(s->out, &s->cap_out, s->n_out + 1, sizeof *s->out);
+    if (!out) {
         return false;
     }
+    s->out = out;
     s->out[s->n_out++] = len;
     return true;
 }
@@ -1652,10 +1645,16 @@ static enum pd_status bpe_piece(struct enc *e, const uint32_t *cps, size_t n)
 static enum pd_status bpe_fragment(struct enc *e, const char *text, size_t len)
 {
     const struct pd_tok *t = e->t;
-    if (!grow((void **)&e->cps, &e->cap_cps, len, sizeof *e->cps) ||
-        !grow((void **)&e->cls, &e->cap_cls, len, sizeof *e->cls)) {
+    uint32_t *cps = pd_grow_array(e->cps, &e->cap_cps, len, sizeof *e->cps);
+    if (!cps) {
         return PD_ENOMEM;
     }
+    e->cps = cps;
+    uint8_t *cls = pd_grow_array(e->cls, &e->cap_cls, len, sizeof *e->cls);
+    if (!cls) {
+        return PD_ENOMEM;
+    }
+    e->cls = cls;
     e->n_cps = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
@@ -1666,9 +1665,11 @@ static enum pd_status bpe_fragment(struct enc *e, const char *text, size_t len)
     }
     /* Pieces, as code point counts, refined pass by pass. */
     e->n_offs = 0;
-    if (!grow((void **)&e->offs, &e->cap_offs, 1, sizeof *e->offs)) {
+    size_t *offs = pd_grow_array(e->offs, &e->cap_offs, 1, sizeof *e->offs);
+    if (!offs) {
         return PD_ENOMEM;
     }
+    e->offs = offs;
     e->offs[e->n_offs++] = e->n_cps;
     const struct pre_passes *pp = &pre_passes[t->pre];
     for (size_t p = 0; p < pp->n; p++) {

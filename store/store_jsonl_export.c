@@ -638,16 +638,12 @@ static enum pd_status select_ids(struct pd_store *st, const struct pd_export_par
         if (want && !bsearch(&id, want, p->n_session_ids, sizeof *want, cmp_i64)) {
             continue;
         }
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 256;
-            int64_t *na = pd_realloc_array(arr, nc, sizeof *na);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
-                break;
-            }
-            arr = na;
-            cap = nc;
+        int64_t *na = pd_grow_array(arr, &cap, len + 1, sizeof *na);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
+            break;
         }
+        arr = na;
         arr[len++] = id;
     }
     if (rc == PD_OK && r != SQLITE_DONE) {

@@ -54,15 +54,11 @@ static void parsed_free(struct parsed *p)
 static enum pd_status add_ctx(struct parsed *p, enum pd_msg_role role, const char *content,
                               const char *where, struct pd_err *err)
 {
-    if (p->n_ctx == p->cap_ctx) {
-        size_t nc = p->cap_ctx ? p->cap_ctx * 2 : 4;
-        struct pd_message *na = pd_realloc_array(p->ctx, nc, sizeof *na);
-        if (!na) {
-            return pd_err_set(err, PD_ENOMEM, "%s: out of memory", where);
-        }
-        p->ctx = na;
-        p->cap_ctx = nc;
+    struct pd_message *na = pd_grow_array(p->ctx, &p->cap_ctx, p->n_ctx + 1, sizeof *na);
+    if (!na) {
+        return pd_err_set(err, PD_ENOMEM, "%s: out of memory", where);
     }
+    p->ctx = na;
     p->ctx[p->n_ctx].role = role;
     p->ctx[p->n_ctx].content = (char *)content; /* borrowed; never freed through ctx */
     p->n_ctx++;

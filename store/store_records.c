@@ -300,16 +300,12 @@ enum pd_status pd_store_steps_get(struct pd_store *st, int64_t session_id,
     enum pd_status rc = PD_OK;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 32;
-            struct pd_step_rec *na = pd_realloc_array(arr, nc, sizeof *arr);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading steps", st->path);
-                break;
-            }
-            arr = na;
-            cap = nc;
+        struct pd_step_rec *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading steps", st->path);
+            break;
         }
+        arr = na;
         struct pd_step_rec *k = &arr[len];
         int64_t idx = sqlite3_column_int64(s, 0);
         int64_t kind = sqlite3_column_int64(s, 3);
@@ -444,16 +440,12 @@ enum pd_status pd_store_prunes_get(struct pd_store *st, int64_t session_id,
     enum pd_status rc = PD_OK;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            struct pd_prune *na = pd_realloc_array(arr, nc, sizeof *arr);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading prunes", st->path);
-                break;
-            }
-            arr = na;
-            cap = nc;
+        struct pd_prune *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading prunes", st->path);
+            break;
         }
+        arr = na;
         struct pd_prune *p = &arr[len];
         bool ok = true;
         p->step_index = (int32_t)sqlite3_column_int64(s, 0);
@@ -628,17 +620,13 @@ enum pd_status pd_store_annotations_get(struct pd_store *st, int64_t session_id,
     enum pd_status rc = PD_OK;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            struct pd_annotation *na = pd_realloc_array(arr, nc, sizeof *arr);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading annotations",
-                                st->path);
-                break;
-            }
-            arr = na;
-            cap = nc;
+        struct pd_annotation *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory reading annotations",
+                            st->path);
+            break;
         }
+        arr = na;
         struct pd_annotation *a = &arr[len];
         bool ok = true;
         a->id = sqlite3_column_int64(s, 0);

@@ -476,16 +476,12 @@ static enum pd_status kv_range(struct pd_replay *r, int64_t lo, int64_t hi,
                 return pd_err_set(err, PD_EFORMAT, "%s: session %lld: corrupt KV event row",
                                   r->st->path, (long long)g->sid);
             }
-            if (*len == *cap) {
-                size_t nc = *cap ? *cap * 2 : 64;
-                struct pd_kv_event_rec *na = pd_realloc_array(*arr, nc, sizeof **arr);
-                if (!na) {
-                    sqlite3_reset(s);
-                    return pd_err_set(err, PD_ENOMEM, "replay: out of memory");
-                }
-                *arr = na;
-                *cap = nc;
+            struct pd_kv_event_rec *na = pd_grow_array(*arr, cap, *len + 1, sizeof **arr);
+            if (!na) {
+                sqlite3_reset(s);
+                return pd_err_set(err, PD_ENOMEM, "replay: out of memory");
             }
+            *arr = na;
             struct pd_kv_event_rec *e = &(*arr)[(*len)++];
             e->at_pos = sqlite3_column_int64(s, 0);
             e->layer = (int32_t)layer;

@@ -386,16 +386,12 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info
     enum pd_status rc = PD_OK;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            struct pd_session_info *na = pd_realloc_array(arr, nc, sizeof *arr);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory listing sessions", st->path);
-                break;
-            }
-            arr = na;
-            cap = nc;
+        struct pd_session_info *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory listing sessions", st->path);
+            break;
         }
+        arr = na;
         rc = read_session_row(st, s, &arr[len], err);
         if (rc != PD_OK) {
             break;
@@ -536,16 +532,12 @@ enum pd_status pd_store_messages_get(struct pd_store *st, int64_t session_id,
                             st->path, (long long)session_id, len);
             break;
         }
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 4;
-            struct pd_message *na = pd_realloc_array(arr, nc, sizeof *arr);
-            if (!na) {
-                rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory", st->path);
-                break;
-            }
-            arr = na;
-            cap = nc;
+        struct pd_message *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        if (!na) {
+            rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory", st->path);
+            break;
         }
+        arr = na;
         bool ok = true;
         arr[len].role = mr;
         arr[len].content = pd_store_col_strdup(s, 1, &ok);

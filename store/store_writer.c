@@ -83,22 +83,6 @@ static void queue_free(struct wqueue *q)
     memset(q, 0, sizeof *q);
 }
 
-/* Makes room for one more element in an array; false on allocation failure. */
-static bool grow(void **arr, size_t *cap, size_t len, size_t elem)
-{
-    if (len < *cap) {
-        return true;
-    }
-    size_t nc = *cap ? *cap * 2 : 256;
-    void *na = pd_realloc_array(*arr, nc, elem);
-    if (!na) {
-        return false;
-    }
-    *arr = na;
-    *cap = nc;
-    return true;
-}
-
 /* Commits draining[tok_from .. tok_from + n_tok) and, when `with_rest`, all queued KV
  * events and steps, in one transaction. */
 static enum pd_status commit_chunk(struct pd_store_writer *w, size_t tok_from, size_t n_tok,
@@ -311,11 +295,13 @@ enum pd_status pd_store_writer_push_token_take(struct pd_store_writer *w,
 {
     pthread_mutex_lock(&w->mu);
     enum pd_status rc = push_check(w, err);
-    if (rc == PD_OK && !grow((void **)&w->pending.tok, &w->pending.cap_tok, w->pending.n_tok,
-                             sizeof *t)) {
+    struct pd_token_rec *na = NULL;
+    if (rc == PD_OK && !(na = pd_grow_array(w->pending.tok, &w->pending.cap_tok,
+                                            w->pending.n_tok + 1, sizeof *t))) {
         rc = pd_err_set(err, PD_ENOMEM, "writer: out of memory");
     }
     if (rc == PD_OK) {
+        w->pending.tok = na;
         w->pending.tok[w->pending.n_tok++] = *t;
         t->text = NULL;
         t->attn = NULL;
@@ -353,11 +339,13 @@ enum pd_status pd_store_writer_push_kv(struct pd_store_writer *w,
 {
     pthread_mutex_lock(&w->mu);
     enum pd_status rc = push_check(w, err);
-    if (rc == PD_OK &&
-        !grow((void **)&w->pending.kv, &w->pending.cap_kv, w->pending.n_kv, sizeof *ev)) {
+    struct pd_kv_event_rec *na = NULL;
+    if (rc == PD_OK && !(na = pd_grow_array(w->pending.kv, &w->pending.cap_kv,
+                                            w->pending.n_kv + 1, sizeof *ev))) {
         rc = pd_err_set(err, PD_ENOMEM, "writer: out of memory");
     }
     if (rc == PD_OK) {
+        w->pending.kv = na;
         w->pending.kv[w->pending.n_kv++] = *ev;
         push_done(w);
     }
@@ -370,11 +358,13 @@ enum pd_status pd_store_writer_push_step(struct pd_store_writer *w, const struct
 {
     pthread_mutex_lock(&w->mu);
     enum pd_status rc = push_check(w, err);
-    if (rc == PD_OK &&
-        !grow((void **)&w->pending.step, &w->pending.cap_step, w->pending.n_step, sizeof *s)) {
+    struct pd_step_rec *na = NULL;
+    if (rc == PD_OK && !(na = pd_grow_array(w->pending.step, &w->pending.cap_step,
+                                            w->pending.n_step + 1, sizeof *s))) {
         rc = pd_err_set(err, PD_ENOMEM, "writer: out of memory");
     }
     if (rc == PD_OK) {
+        w->pending.step = na;
         w->pending.step[w->pending.n_step++] = *s;
         push_done(w);
     }

@@ -59,6 +59,30 @@ static void test_buf(void **state)
     pd_buf_deinit(&b);
 }
 
+static void test_grow_array(void **state)
+{
+    (void)state;
+    int *a = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < 1000; i++) {
+        int *na = pd_grow_array(a, &cap, (size_t)i + 1, sizeof *a);
+        assert_non_null(na);
+        a = na;
+        a[i] = i;
+        assert_true(cap >= (size_t)i + 1);
+    }
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(a[i], i);
+    }
+    assert_int_equal(cap, 1024); /* doubling from 16 */
+    assert_ptr_equal(pd_grow_array(a, &cap, 10, sizeof *a), a); /* room already: same array */
+    /* An impossible size fails and leaves the array and its capacity as they were. */
+    assert_null(pd_grow_array(a, &cap, SIZE_MAX / 2, sizeof *a));
+    assert_int_equal(cap, 1024);
+    assert_int_equal(a[999], 999);
+    free(a);
+}
+
 static void test_utf8(void **state)
 {
     (void)state;
@@ -114,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_err_set_and_prefix),
         cmocka_unit_test(test_overflow_checks),
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_grow_array),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_log_ring),
         cmocka_unit_test(test_trace_names),

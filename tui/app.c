@@ -327,19 +327,11 @@ void pd_app_resize(struct pd_app *a, int trace_rows, int trace_cols, int steps_r
 
 static bool steps_reserve(struct pd_app *a, size_t n)
 {
-    if (n <= a->cap_steps) {
-        return true;
-    }
-    size_t nc = a->cap_steps ? a->cap_steps * 2 : 64;
-    while (nc < n) {
-        nc *= 2;
-    }
-    struct pd_app_step *ns = pd_realloc_array(a->steps, nc, sizeof *ns);
+    struct pd_app_step *ns = pd_grow_array(a->steps, &a->cap_steps, n, sizeof *ns);
     if (!ns) {
         return false;
     }
     a->steps = ns;
-    a->cap_steps = nc;
     return true;
 }
 
@@ -609,15 +601,11 @@ enum pd_status pd_app_push_kv(struct pd_app *a, const struct pd_kv_event_rec *ev
         ev->at_pos < 0) {
         return pd_err_set(err, PD_EFORMAT, "KV event: bad kind, layer or position");
     }
-    if (a->n_kv == a->cap_kv) {
-        size_t nc = a->cap_kv ? a->cap_kv * 2 : 256;
-        struct pd_kv_event_rec *nk = pd_realloc_array(a->kv, nc, sizeof *nk);
-        if (!nk) {
-            return pd_err_set(err, PD_ENOMEM, "out of memory (KV events)");
-        }
-        a->kv = nk;
-        a->cap_kv = nc;
+    struct pd_kv_event_rec *nk = pd_grow_array(a->kv, &a->cap_kv, a->n_kv + 1, sizeof *nk);
+    if (!nk) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (KV events)");
     }
+    a->kv = nk;
     a->kv[a->n_kv++] = *ev;
     if (ev->layer >= a->n_layer) {
         a->n_layer = ev->layer + 1;
@@ -756,15 +744,11 @@ enum pd_status pd_app_push_step(struct pd_app *a, const struct pd_step_rec *rec,
 
 enum pd_status pd_app_push_tag(struct pd_app *a, const struct pd_app_tag *t, struct pd_err *err)
 {
-    if (a->n_tags == a->cap_tags) {
-        size_t nc = a->cap_tags ? a->cap_tags * 2 : 16;
-        struct pd_app_tag *ntg = pd_realloc_array(a->tags, nc, sizeof *ntg);
-        if (!ntg) {
-            return pd_err_set(err, PD_ENOMEM, "out of memory (tags)");
-        }
-        a->tags = ntg;
-        a->cap_tags = nc;
+    struct pd_app_tag *ntg = pd_grow_array(a->tags, &a->cap_tags, a->n_tags + 1, sizeof *ntg);
+    if (!ntg) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (tags)");
     }
+    a->tags = ntg;
     a->tags[a->n_tags++] = *t;
     a->dirty |= PD_DIRTY_STEPS | PD_DIRTY_INSPECT;
     return PD_OK;
@@ -1178,15 +1162,11 @@ void pd_app_search(struct pd_app *a, const char *query)
         if (a->n_matches > 0 && a->matches[a->n_matches - 1] == tok) {
             continue;
         }
-        if (a->n_matches == a->cap_matches) {
-            size_t nc = a->cap_matches ? a->cap_matches * 2 : 64;
-            size_t *nm = pd_realloc_array(a->matches, nc, sizeof *nm);
-            if (!nm) {
-                break;
-            }
-            a->matches = nm;
-            a->cap_matches = nc;
+        size_t *nm = pd_grow_array(a->matches, &a->cap_matches, a->n_matches + 1, sizeof *nm);
+        if (!nm) {
+            break;
         }
+        a->matches = nm;
         a->matches[a->n_matches++] = tok;
     }
     free(text);

@@ -183,15 +183,11 @@ static enum step_result step(const struct pd_wrap_src *s, int width, struct pd_w
 
 static bool push_line(struct pd_wrap *w, struct pd_wrap_pos p)
 {
-    if (w->n_lines == w->cap) {
-        size_t nc = w->cap ? w->cap * 2 : 256;
-        struct pd_wrap_pos *nl = pd_realloc_array(w->lines, nc, sizeof *nl);
-        if (!nl) {
-            return false;
-        }
-        w->lines = nl;
-        w->cap = nc;
+    struct pd_wrap_pos *nl = pd_grow_array(w->lines, &w->cap, w->n_lines + 1, sizeof *nl);
+    if (!nl) {
+        return false;
     }
+    w->lines = nl;
     w->lines[w->n_lines++] = p;
     return true;
 }

@@ -33,6 +33,25 @@ void *pd_realloc_array(void *p, size_t n, size_t size)
     return realloc(p, total ? (size_t)total : 1);
 }
 
+void *pd_grow_array(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap && *cap > 0) {
+        return p;
+    }
+    size_t n = *cap ? *cap : 16;
+    while (n < need) {
+        if (n > SIZE_MAX / 2) {
+            return NULL;
+        }
+        n *= 2;
+    }
+    void *q = pd_realloc_array(p, n, elem);
+    if (q) {
+        *cap = n;
+    }
+    return q;
+}
+
 char *pd_strndup(const char *s, size_t n)
 {
     char *r = malloc(n + 1);

@@ -31,6 +31,13 @@ void *pd_malloc_array(size_t n, size_t size);
 /* realloc to n * size, overflow-checked; on failure returns NULL and p stays valid. */
 void *pd_realloc_array(void *p, size_t n, size_t size);
 
+/* Makes room for at least `need` elements of `elem` bytes in the array p of capacity
+ * *cap, doubling (from 16) so appends are amortised O(1). Returns the array to use from
+ * now on (p itself when it already had room) and updates *cap; on failure returns NULL,
+ * and p and *cap are unchanged. Usage: `T *na = pd_grow_array(a, &cap, n + 1, sizeof *a);
+ * if (!na) fail; a = na;` */
+void *pd_grow_array(void *p, size_t *cap, size_t need, size_t elem);
+
 /* malloc'd copy of s[0..n) plus a NUL; NULL on failure. Owned by the caller. */
 char *pd_strndup(const char *s, size_t n);
 

@@ -69,24 +69,6 @@ struct pd_gguf_writer {
 
 /* ---- small helpers ---- */
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) {
-        return true;
-    }
-    size_t n = *cap ? *cap * 2 : 8;
-    while (n < need) {
-        n *= 2;
-    }
-    void *q = pd_realloc_array(*p, n, elem);
-    if (!q) {
-        return false;
-    }
-    *p = q;
-    *cap = n;
-    return true;
-}
-
 static void put_le(uint8_t *dst, uint64_t v, size_t width)
 {
     for (size_t i = 0; i < width; i++) {
@@ -140,6 +122,19 @@ static struct wkv *find_kv(struct pd_gguf_writer *w, const char *key)
     return NULL;
 }
 
+/* A zeroed slot after the last key/value (not yet counted in n_kv); NULL when out of
+ * memory. */
+static struct wkv *kv_slot(struct pd_gguf_writer *w)
+{
+    struct wkv *nk = pd_grow_array(w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv);
+    if (!nk) {
+        return NULL;
+    }
+    w->kv = nk;
+    memset(&w->kv[w->n_kv], 0, sizeof *w->kv);
+    return &w->kv[w->n_kv];
+}
+
 /* Validates a new checked key and reserves a zeroed slot for it. */
 static enum pd_status new_kv(struct pd_gguf_writer *w, const char *key, uint32_t type,
                              struct wkv **out, struct pd_err *err)
@@ -153,11 +148,10 @@ static enum pd_status new_kv(struct pd_gguf_writer *w, const char *key, uint32_t
     if (strcmp(key, ALIGNMENT_KEY) == 0 && type != PD_GGUF_UINT32) {
         return pd_err_set(err, PD_EINVAL, "gguf writer: key '%s': must be uint32", key);
     }
-    if (!grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) {
+    struct wkv *kv = kv_slot(w);
+    if (!kv) {
         return pd_err_set(err, PD_ENOMEM, "gguf writer: out of memory");
     }
-    struct wkv *kv = &w->kv[w->n_kv];
-    memset(kv, 0, sizeof *kv);
     if (!wstr_set(&kv->key, key, strlen(key))) {
         return pd_err_set(err, PD_ENOMEM, "gguf writer: out of memory");
     }
@@ -422,11 +416,10 @@ enum pd_status pd_gguf_writer_add_kv_raw(struct pd_gguf_writer *w, const char *k
                                          size_t key_len, uint32_t type, const void *value,
                                          size_t n, struct pd_err *err)
 {
-    if (!grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) {
+    struct wkv *kv = kv_slot(w);
+    if (!kv) {
         return pd_err_set(err, PD_ENOMEM, "gguf writer: out of memory");
     }
-    struct wkv *kv = &w->kv[w->n_kv];
-    memset(kv, 0, sizeof *kv);
     kv->raw = true;
     kv->type = type;
     kv->bytes = malloc(n ? n : 1);
@@ -448,10 +441,13 @@ static enum pd_status push_tensor(struct pd_gguf_writer *w, const char *name, si
                                   uint32_t n_dims, const uint64_t *ne, uint32_t ggml_type,
                                   uint8_t *data_take, size_t size, struct pd_err *err)
 {
-    if (!grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors + 1, sizeof *w->tensors)) {
+    struct wtensor *nt = pd_grow_array(w->tensors, &w->cap_tensors, w->n_tensors + 1,
+                                       sizeof *w->tensors);
+    if (!nt) {
         free(data_take);
         return pd_err_set(err, PD_ENOMEM, "gguf writer: out of memory");
     }
+    w->tensors = nt;
     struct wtensor *t = &w->tensors[w->n_tensors];
     memset(t, 0, sizeof *t);
     if (!wstr_set(&t->name, name, name_len)) {
@@ -616,10 +612,13 @@ static void ser_num(struct ser *s, uint64_t v, uint32_t width, const char *what)
     if (!s->ok) {
         return;
     }
-    if (!grow((void **)&w->fields, &w->cap_fields, w->n_fields + 1, sizeof *w->fields)) {
+    struct pd_gguf_writer_field *nf = pd_grow_array(w->fields, &w->cap_fields, w->n_fields + 1,
+                                                    sizeof *w->fields);
+    if (!nf) {
         s->ok = false;
         return;
     }
+    w->fields = nf;
     w->fields[w->n_fields++] = (struct pd_gguf_writer_field){s->buf.len, width, what};
     uint8_t b[8];
     put_le(b, v, width);

@@ -880,25 +880,13 @@ static int64_t max64(int64_t a, int64_t b)
 
 /* ---- observe -------------------------------------------------------------------------- */
 
-static enum pd_status h2o_observe(struct pd_kv_policy *p, int32_t layer, const float *attn,
-                                  int32_t n_head, int64_t n_slots, const int64_t *slot_pos,
-                                  int64_t cur_pos, struct pd_err *err)
+/* check_attn, then layer_sync: the start of every observe that reads the attention. */
+static enum pd_status observe_begin(struct kv_impl *im, int32_t layer, const float *attn,
+                                    int32_t n_head, int64_t n_query, int64_t n_slots,
+                                    const int64_t *slot_pos, struct pd_err *err)
 {
-    (void)cur_pos;
-    struct kv_impl *im = impl_of(p);
-    enum pd_status st = check_attn(im, layer, attn, n_head, 1, n_slots, slot_pos, err);
-    if (st == PD_OK) {
-        st = layer_sync(im, layer, n_slots, err);
-    }
-    if (st != PD_OK) {
-        return st;
-    }
-    struct kv_layer *L = &im->layers[layer];
-    agg_row(im->spec.agg, attn, n_head, 1, 0, n_slots, im->row);
-    for (int64_t j = 0; j < n_slots; j++) {
-        L->score[j] += im->row[j];
-    }
-    return PD_OK;
+    enum pd_status st = check_attn(im, layer, attn, n_head, n_query, n_slots, slot_pos, err);
+    return st == PD_OK ? layer_sync(im, layer, n_slots, err) : st;
 }
 
 static enum pd_status h2o_observe_prefill(struct pd_kv_policy *p, int32_t layer,
@@ -910,10 +898,7 @@ static enum pd_status h2o_observe_prefill(struct pd_kv_policy *p, int32_t layer,
     (void)q_pos_begin;
     (void)prefill_end;
     struct kv_impl *im = impl_of(p);
-    enum pd_status st = check_attn(im, layer, attn, n_head, n_query, n_slots, slot_pos, err);
-    if (st == PD_OK) {
-        st = layer_sync(im, layer, n_slots, err);
-    }
+    enum pd_status st = observe_begin(im, layer, attn, n_head, n_query, n_slots, slot_pos, err);
     if (st != PD_OK) {
         return st;
     }
@@ -927,21 +912,13 @@ static enum pd_status h2o_observe_prefill(struct pd_kv_policy *p, int32_t layer,
     return PD_OK;
 }
 
-static enum pd_status tova_observe(struct pd_kv_policy *p, int32_t layer, const float *attn,
-                                   int32_t n_head, int64_t n_slots, const int64_t *slot_pos,
-                                   int64_t cur_pos, struct pd_err *err)
+/* A decoding step is a one-row prefill block. */
+static enum pd_status h2o_observe(struct pd_kv_policy *p, int32_t layer, const float *attn,
+                                  int32_t n_head, int64_t n_slots, const int64_t *slot_pos,
+                                  int64_t cur_pos, struct pd_err *err)
 {
-    (void)cur_pos;
-    struct kv_impl *im = impl_of(p);
-    enum pd_status st = check_attn(im, layer, attn, n_head, 1, n_slots, slot_pos, err);
-    if (st == PD_OK) {
-        st = layer_sync(im, layer, n_slots, err);
-    }
-    if (st != PD_OK) {
-        return st;
-    }
-    agg_row(im->spec.agg, attn, n_head, 1, 0, n_slots, im->layers[layer].score);
-    return PD_OK;
+    return h2o_observe_prefill(p, layer, attn, n_head, 1, n_slots, slot_pos, cur_pos,
+                               cur_pos + 1, err);
 }
 
 static enum pd_status tova_observe_prefill(struct pd_kv_policy *p, int32_t layer,
@@ -951,10 +928,7 @@ static enum pd_status tova_observe_prefill(struct pd_kv_policy *p, int32_t layer
                                            struct pd_err *err)
 {
     struct kv_impl *im = impl_of(p);
-    enum pd_status st = check_attn(im, layer, attn, n_head, n_query, n_slots, slot_pos, err);
-    if (st == PD_OK) {
-        st = layer_sync(im, layer, n_slots, err);
-    }
+    enum pd_status st = observe_begin(im, layer, attn, n_head, n_query, n_slots, slot_pos, err);
     if (st != PD_OK) {
         return st;
     }
@@ -964,6 +938,14 @@ static enum pd_status tova_observe_prefill(struct pd_kv_policy *p, int32_t layer
         agg_row(im->spec.agg, attn, n_head, n_query, q, n_slots, im->layers[layer].score);
     }
     return PD_OK;
+}
+
+static enum pd_status tova_observe(struct pd_kv_policy *p, int32_t layer, const float *attn,
+                                   int32_t n_head, int64_t n_slots, const int64_t *slot_pos,
+                                   int64_t cur_pos, struct pd_err *err)
+{
+    return tova_observe_prefill(p, layer, attn, n_head, 1, n_slots, slot_pos, cur_pos,
+                                cur_pos + 1, err);
 }
 
 static enum pd_status snapkv_observe_prefill(struct pd_kv_policy *p, int32_t layer,

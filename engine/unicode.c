@@ -2,6 +2,7 @@
  * UTF-8 decoder the tokenizers use on raw text. See unicode.h. */
 #include "unicode.h"
 
+#include "base/utf8.h"
 #include "unicode_tables.h"
 
 unsigned pd_unicode_class(uint32_t cp)
@@ -76,30 +77,15 @@ size_t pd_unicode_decode_lenient(const char *s, size_t n, uint32_t *cp)
 
 size_t pd_unicode_encode(uint32_t cp, char *out)
 {
-    unsigned char *o = (unsigned char *)out;
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+        /* Strict UTF-8 refuses surrogates; the tokenizers keep them as 3-byte sequences. */
+        unsigned char *o = (unsigned char *)out;
         o[0] = (unsigned char)(0xE0 | (cp >> 12));
         o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
         o[2] = (unsigned char)(0x80 | (cp & 0x3F));
         return 3;
     }
-    if (cp <= PD_UNICODE_MAX) {
-        o[0] = (unsigned char)(0xF0 | (cp >> 18));
-        o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 4;
-    }
-    return 0;
+    return pd_utf8_encode(cp, out);
 }
 
 const char *pd_unicode_version(void)

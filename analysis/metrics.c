@@ -6,30 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/le.h"
 #include "base/mem.h"
 
 /* ---- attention summary blobs -------------------------------------------------------- */
-
-static uint32_t rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void wr_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static float rd_f32(const uint8_t *p)
-{
-    uint32_t u = rd_u32(p);
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top)
 {
@@ -67,8 +47,8 @@ enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn
     }
     const uint8_t *e = blob + PD_ATTN_BLOB_HEADER;
     for (size_t k = 0; k < (size_t)n_layer * n_top; k++) {
-        uint32_t pos = rd_u32(e + k * PD_ATTN_BLOB_ENTRY);
-        float w = rd_f32(e + k * PD_ATTN_BLOB_ENTRY + 4);
+        uint32_t pos = pd_le_get_u32(e + k * PD_ATTN_BLOB_ENTRY);
+        float w = pd_bits_f32(pd_le_get_u32(e + k * PD_ATTN_BLOB_ENTRY + 4));
         if (!isfinite(w) || w < 0.0f || w > 1.001f) {
             return pd_err_set(err, PD_EFORMAT, "attention blob: layer %zu entry %zu: weight "
                               "%g outside [0, 1]", k / n_top, k % n_top, (double)w);
@@ -88,8 +68,8 @@ void pd_attn_view_get(const struct pd_attn_view *v, uint32_t l, uint32_t k, uint
                       float *weight)
 {
     const uint8_t *p = v->entries + ((size_t)l * v->n_top + k) * PD_ATTN_BLOB_ENTRY;
-    *pos = rd_u32(p);
-    *weight = rd_f32(p + 4);
+    *pos = pd_le_get_u32(p);
+    *weight = pd_bits_f32(pd_le_get_u32(p + 4));
 }
 
 void pd_attn_blob_init(uint8_t *blob, uint32_t n_layer, uint32_t n_top)
@@ -109,10 +89,8 @@ void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uin
                       float weight)
 {
     uint8_t *p = blob + PD_ATTN_BLOB_HEADER + ((size_t)l * n_top + k) * PD_ATTN_BLOB_ENTRY;
-    uint32_t u;
-    memcpy(&u, &weight, sizeof u);
-    wr_u32(p, pos);
-    wr_u32(p + 4, u);
+    pd_le_put_u32(p, pos);
+    pd_le_put_u32(p + 4, pd_f32_bits(weight));
 }
 
 /* ---- spans -------------------------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/le.h"
 #include "base/mem.h"
 #include "base/trace.h"
 
@@ -23,19 +24,6 @@ enum pd_capture_level pd_capture_level_parse(const char *s)
         }
     }
     return PD_CAPTURE_LEVEL_COUNT;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static bool grow_cum(struct pd_capture_state *cs, int64_t pos)
@@ -151,14 +139,11 @@ static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_
         for (uint32_t k = 0; k < cs->top_n; k++) {
             uint8_t *q = e + (size_t)k * 8;
             if (k < have) {
-                float w = m[best_s[k]];
-                uint32_t bits;
-                memcpy(&bits, &w, 4);
-                put_u32(q, (uint32_t)slot_pos[best_s[k]]);
-                put_u32(q + 4, bits);
+                pd_le_put_u32(q, (uint32_t)slot_pos[best_s[k]]);
+                pd_le_put_u32(q + 4, pd_f32_bits(m[best_s[k]]));
             } else {
-                put_u32(q, 0xFFFFFFFFu);
-                put_u32(q + 4, 0);
+                pd_le_put_u32(q, 0xFFFFFFFFu);
+                pd_le_put_u32(q + 4, 0);
             }
         }
     }
@@ -335,12 +320,11 @@ bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_
         return false;
     }
     const uint8_t *q = blob + 4 + ((size_t)il * top_n + k) * 8;
-    uint32_t p = get_u32(q), bits = get_u32(q + 4);
+    uint32_t p = pd_le_get_u32(q);
     if (p == 0xFFFFFFFFu) {
         return false;
     }
-    float w;
-    memcpy(&w, &bits, 4);
+    float w = pd_bits_f32(pd_le_get_u32(q + 4));
     if (!isfinite(w)) {
         return false;
     }

@@ -6,32 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+#include "base/le.h"
 
 size_t pd_topk_blob_encode(const struct pd_topk *top, size_t n_top, uint8_t *out)
 {
@@ -43,8 +18,8 @@ size_t pd_topk_blob_encode(const struct pd_topk *top, size_t n_top, uint8_t *out
     out[2] = 0;
     out[3] = 0;
     for (size_t i = 0; i < n_top; i++) {
-        put_u32(out + 4 + i * 8, (uint32_t)top[i].id);
-        put_u32(out + 8 + i * 8, f32_bits(top[i].logprob));
+        pd_le_put_u32(out + 4 + i * 8, (uint32_t)top[i].id);
+        pd_le_put_u32(out + 8 + i * 8, pd_f32_bits(top[i].logprob));
     }
     return 4 + n_top * 8;
 }
@@ -72,8 +47,8 @@ enum pd_status pd_topk_blob_decode(const uint8_t *blob, size_t len, struct pd_to
                           n, 4 + n * 8);
     }
     for (size_t i = 0; i < n; i++) {
-        top[i].id = (int32_t)get_u32(blob + 4 + i * 8);
-        top[i].logprob = bits_f32(get_u32(blob + 8 + i * 8));
+        top[i].id = (int32_t)pd_le_get_u32(blob + 4 + i * 8);
+        top[i].logprob = pd_bits_f32(pd_le_get_u32(blob + 8 + i * 8));
         if (top[i].id < 0) {
             return pd_err_set(err, PD_EFORMAT, "top-k blob: entry %zu: negative token id %d",
                               i, (int)top[i].id);
@@ -122,8 +97,8 @@ enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err
         }
     }
     for (size_t i = 0; i < n_layer * n_top; i++) {
-        uint32_t pos = get_u32(blob + 4 + i * 8);
-        float w = bits_f32(get_u32(blob + 8 + i * 8));
+        uint32_t pos = pd_le_get_u32(blob + 4 + i * 8);
+        float w = pd_bits_f32(pd_le_get_u32(blob + 8 + i * 8));
         if (!isfinite(w) || w < 0.0f || w > 1.0001f) {
             return pd_err_set(err, PD_EFORMAT,
                               "attention blob: layer %zu entry %zu: weight %g outside [0, 1]",

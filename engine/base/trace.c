@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "le.h"
+
 static const char *const role_names[PD_ROLE_COUNT] = {"prompt", "think", "answer", "injected"};
 _Static_assert(sizeof role_names / sizeof role_names[0] == PD_ROLE_COUNT, "role table");
 
@@ -42,11 +44,6 @@ enum pd_step_kind pd_step_kind_parse(const char *s)
     return PD_STEP_KIND_COUNT;
 }
 
-static uint32_t rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
                          uint32_t *n_steps)
 {
@@ -64,7 +61,7 @@ bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uin
         if (len < base + 4) {
             return false;
         }
-        ns = rd_u32(blob + base);
+        ns = pd_le_get_u32(blob + base);
         if (ns > (1u << 20) || len != base + 4 + (size_t)ns * 8) {
             return false;
         }
@@ -78,16 +75,13 @@ bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uin
 float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k)
 {
     size_t base = 4 + (size_t)blob[1] * blob[2] * 8;
-    uint32_t bits = rd_u32(blob + base + 4 + (size_t)k * 8 + 4);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return pd_bits_f32(pd_le_get_u32(blob + base + 4 + (size_t)k * 8 + 4));
 }
 
 int64_t pd_attn_blob_step_begin(const uint8_t *blob, uint32_t k)
 {
     size_t base = 4 + (size_t)blob[1] * blob[2] * 8;
-    return rd_u32(blob + base + 4 + (size_t)k * 8);
+    return pd_le_get_u32(blob + base + 4 + (size_t)k * 8);
 }
 
 void pd_token_rec_free(struct pd_token_rec *t)

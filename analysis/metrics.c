@@ -22,45 +22,13 @@ size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top)
 enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn_view *v,
                                  struct pd_err *err)
 {
-    if (blob == NULL || len < PD_ATTN_BLOB_HEADER) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, need at least %d", len,
-                          PD_ATTN_BLOB_HEADER);
+    enum pd_status st = pd_attn_blob_check(blob, len, err);
+    if (st != PD_OK) {
+        return st;
     }
-    if (blob[0] != PD_ATTN_BLOB_VERSION && blob[0] != 2) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: version %u, expected 1 or 2",
-                          blob[0]);
-    }
-    if (blob[3] != 0) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: reserved byte is %u, expected 0",
-                          blob[3]);
-    }
-    uint32_t n_layer = blob[1], n_top = blob[2], n_steps = 0;
-    size_t want = pd_attn_blob_size(n_layer, n_top);
-    if (want == 0) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: %u layers x %u entries (both must "
-                          "be >= 1)", n_layer, n_top);
-    }
-    if (!pd_attn_blob_layout(blob, len, &n_layer, &n_top, &n_steps)) {
-        return pd_err_set(err, PD_EFORMAT, "attention blob: %zu bytes, but %u layers x %u "
-                          "entries need %zu%s", len, n_layer, n_top, want,
-                          blob[0] == 2 ? " plus the step section" : "");
-    }
-    const uint8_t *e = blob + PD_ATTN_BLOB_HEADER;
-    for (size_t k = 0; k < (size_t)n_layer * n_top; k++) {
-        uint32_t pos = pd_le_get_u32(e + k * PD_ATTN_BLOB_ENTRY);
-        float w = pd_bits_f32(pd_le_get_u32(e + k * PD_ATTN_BLOB_ENTRY + 4));
-        if (!isfinite(w) || w < 0.0f || w > 1.001f) {
-            return pd_err_set(err, PD_EFORMAT, "attention blob: layer %zu entry %zu: weight "
-                              "%g outside [0, 1]", k / n_top, k % n_top, (double)w);
-        }
-        if (pos == PD_ATTN_POS_PAD && w != 0.0f) {
-            return pd_err_set(err, PD_EFORMAT, "attention blob: layer %zu entry %zu: padding "
-                              "entry with weight %g", k / n_top, k % n_top, (double)w);
-        }
-    }
-    v->n_layer = n_layer;
-    v->n_top = n_top;
-    v->entries = e;
+    v->n_layer = blob[1];
+    v->n_top = blob[2];
+    v->entries = blob + PD_ATTN_BLOB_HEADER;
     return PD_OK;
 }
 

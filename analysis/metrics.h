@@ -31,11 +31,6 @@
 #include "base/status.h"
 #include "base/trace.h"
 
-#define PD_ATTN_BLOB_VERSION 1
-#define PD_ATTN_BLOB_HEADER 4
-#define PD_ATTN_BLOB_ENTRY 8
-#define PD_ATTN_POS_PAD 0xFFFFFFFFu
-
 /* A validated attention summary blob (borrowed view, valid while the blob is). */
 struct pd_attn_view {
     uint32_t n_layer;

@@ -7,8 +7,8 @@
  *   then n_top times { i32 token id; f32 logprob (natural log) }
  * Total size = 4 + n_top * 8 bytes. A token without alternatives stores NULL.
  *
- * The attention summary blob is defined in base/trace.h; the store validates it before
- * writing and after reading (version, header, exact size).
+ * The attention summary blob is defined in base/trace.h; the store validates it with
+ * pd_attn_blob_check before writing and after reading.
  *
  * Pure functions, no allocation except where stated, thread-safe. */
 #ifndef PD_STORE_BLOB_H
@@ -22,7 +22,6 @@
 
 #define PD_TOPK_BLOB_VERSION 1
 #define PD_TOPK_BLOB_MAX (4 + PD_TOPK_MAX * 8)
-#define PD_ATTN_BLOB_VERSION 1
 
 /* Encodes top[0..n_top) into out (at least PD_TOPK_BLOB_MAX bytes); returns the size,
  * or 0 when n_top is 0 or above PD_TOPK_MAX. */
@@ -32,8 +31,5 @@ size_t pd_topk_blob_encode(const struct pd_topk *top, size_t n_top, uint8_t *out
  * problem) for a wrong version, count, reserved bytes or size. */
 enum pd_status pd_topk_blob_decode(const uint8_t *blob, size_t len, struct pd_topk *top,
                                    uint8_t *n_top, struct pd_err *err);
-
-/* Checks an attention summary blob against base/trace.h's layout. PD_EFORMAT otherwise. */
-enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err *err);
 
 #endif

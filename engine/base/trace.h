@@ -25,7 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+
 #define PD_TOPK_MAX 20
+
+#define PD_ATTN_BLOB_VERSION 1      /* written without steps; 2 adds the step section */
+#define PD_ATTN_BLOB_HEADER 4
+#define PD_ATTN_BLOB_ENTRY 8
+#define PD_ATTN_POS_PAD 0xFFFFFFFFu /* position of a padding entry */
 
 enum pd_role {
     PD_ROLE_PROMPT,   /* template + user text, teacher-forced */
@@ -121,6 +128,11 @@ struct pd_run_settings {
  * dimensions; false when inconsistent. Does not look at the entries' values. */
 bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
                          uint32_t *n_steps);
+
+/* Checks a whole attention blob: its layout (pd_attn_blob_layout), every weight and step
+ * mass finite and in [0, 1] (with 1e-3 slack for rounding), padding entries of weight 0.
+ * PD_EFORMAT with a message naming the first bad field otherwise. */
+enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err *err);
 
 /* Step k (k < n_steps) of a blob that pd_attn_blob_layout accepted: its mass, and the
  * position it begins at. */

@@ -112,6 +112,11 @@ enum pd_status pd_store_session_exists(struct pd_store *st, int64_t session_id,
                                        int64_t *parent_id, int64_t *fork_pos,
                                        struct pd_err *err);
 
+/* The session's length: one past its last own token's position, or fork_pos when it has
+ * no token of its own yet (the position its next token must have). */
+enum pd_status pd_store_session_len(struct pd_store *st, int64_t session_id, int64_t fork_pos,
+                                    int64_t *len, struct pd_err *err);
+
 struct json_t;
 
 /* Imports one `ponder` record (store_jsonl_ponder.c): validated, renumbered, stored in

@@ -61,22 +61,20 @@ static enum pd_status check_token(struct pd_store *st, int64_t sid, const struct
     return PD_OK;
 }
 
-/* Position the next own token of a session must have. */
-static enum pd_status next_pos(struct pd_store *st, int64_t sid, int64_t fork_pos,
-                               int64_t *out, struct pd_err *err)
+enum pd_status pd_store_session_len(struct pd_store *st, int64_t session_id, int64_t fork_pos,
+                                    int64_t *len, struct pd_err *err)
 {
     sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_TOKEN_LAST_POS, err);
     if (!s) {
         return PD_EDB;
     }
-    sqlite3_bind_int64(s, 1, sid);
+    sqlite3_bind_int64(s, 1, session_id);
     enum pd_status rc = PD_OK;
     if (sqlite3_step(s) != SQLITE_ROW) {
-        rc = pd_store_dberr(st, err, "token position lookup");
-    } else if (sqlite3_column_type(s, 0) == SQLITE_NULL) {
-        *out = fork_pos;
+        rc = pd_store_dberr(st, err, "session length");
     } else {
-        *out = sqlite3_column_int64(s, 0) + 1;
+        *len = sqlite3_column_type(s, 0) == SQLITE_NULL ? fork_pos
+                                                        : sqlite3_column_int64(s, 0) + 1;
     }
     sqlite3_reset(s);
     return rc;
@@ -89,7 +87,7 @@ enum pd_status pd_store_tokens_insert(struct pd_store *st, int64_t session_id,
     int64_t fork_pos = 0, want = 0;
     enum pd_status rc = pd_store_session_exists(st, session_id, NULL, &fork_pos, err);
     if (rc == PD_OK) {
-        rc = next_pos(st, session_id, fork_pos, &want, err);
+        rc = pd_store_session_len(st, session_id, fork_pos, &want, err);
     }
     for (size_t i = 0; rc == PD_OK && i < n; i++, want++) {
         const struct pd_token_rec *k = &t[i];

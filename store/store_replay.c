@@ -51,25 +51,6 @@ struct pd_replay {
     bool tail_loaded;
 };
 
-static enum pd_status session_len(struct pd_store *st, int64_t sid, int64_t fork_pos,
-                                  int64_t *len, struct pd_err *err)
-{
-    sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_TOKEN_LAST_POS, err);
-    if (!s) {
-        return PD_EDB;
-    }
-    sqlite3_bind_int64(s, 1, sid);
-    enum pd_status rc = PD_OK;
-    if (sqlite3_step(s) != SQLITE_ROW) {
-        rc = pd_store_dberr(st, err, "session length");
-    } else {
-        *len = sqlite3_column_type(s, 0) == SQLITE_NULL ? fork_pos
-                                                        : sqlite3_column_int64(s, 0) + 1;
-    }
-    sqlite3_reset(s);
-    return rc;
-}
-
 /* Builds r->seg from the chain of parents. */
 static enum pd_status build_chain(struct pd_replay *r, struct pd_err *err)
 {
@@ -126,7 +107,7 @@ static enum pd_status build_chain(struct pd_replay *r, struct pd_err *err)
             r->seg[i - 1].to = g->from;
         }
     }
-    enum pd_status rc = session_len(r->st, r->info.id, forks[0], &r->length, err);
+    enum pd_status rc = pd_store_session_len(r->st, r->info.id, forks[0], &r->length, err);
     r->seg[n - 1].to = r->length;
     return rc;
 }

@@ -33,36 +33,9 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_blocks.h"
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-
-/* Byte sizes and field offsets of the blocks (quant.h). */
-enum {
-    Q8_0_BYTES = 34,
-    Q4_0_BYTES = 18,
-    Q4_K_BYTES = 144,
-    Q5_K_BYTES = 176,
-    Q6_K_BYTES = 210,
-    Q8_K_BYTES = 292,
-
-    KQ_SCALES = 4,
-    Q4_K_QS = 16,
-    Q5_K_QH = 16,
-    Q5_K_QS = 48,
-    Q6_K_QL = 0,
-    Q6_K_QH = 128,
-    Q6_K_SCALES = 192,
-    Q6_K_D = 208,
-    Q8_K_QS = 4,
-    Q8_K_BSUMS = 260,
-};
-_Static_assert(Q8_0_BYTES == 2 + PD_QK8_0 && Q4_0_BYTES == 2 + PD_QK4_0 / 2, "block sizes");
-_Static_assert(Q4_K_BYTES == Q4_K_QS + PD_QK_K / 2 && Q5_K_BYTES == Q5_K_QS + PD_QK_K / 2,
-               "q4_K/q5_K block sizes");
-_Static_assert(Q6_K_BYTES == Q6_K_D + 2 && Q8_K_BYTES == Q8_K_BSUMS + PD_QK_K / 8,
-               "q6_K/q8_K block sizes");
-
-#define F16_MAX 65504.0f
 
 /* ---- helpers ----------------------------------------------------------------------- */
 

@@ -61,6 +61,34 @@ void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uin
     pd_le_put_u32(p + 4, pd_f32_bits(weight));
 }
 
+/* ---- sums over tokens ---------------------------------------------------------------- */
+
+/* Surprisal (bits) and entropy sums over the scored tokens of a range. */
+struct sums {
+    double surprisal, entropy;
+    size_t n_surprisal, n_entropy;
+};
+
+static void add_tokens(struct sums *m, const struct pd_token_rec *toks, size_t begin,
+                       size_t end)
+{
+    for (size_t i = begin; i < end; i++) {
+        if (!isnan(toks[i].logprob)) {
+            m->surprisal += pd_metrics_bits(toks[i].logprob);
+            m->n_surprisal++;
+        }
+        if (!isnan(toks[i].entropy)) {
+            m->entropy += toks[i].entropy;
+            m->n_entropy++;
+        }
+    }
+}
+
+static double mean(double sum, size_t n)
+{
+    return n ? sum / (double)n : NAN;
+}
+
 /* ---- spans -------------------------------------------------------------------------- */
 
 /* First index i in toks[lo..n) with toks[i].pos >= pos (n when none). */
@@ -232,20 +260,10 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
     }
     for (size_t j = 0; j < n_steps; j++) {
         struct pd_step_rec *s = &steps[j];
-        double sum_s = 0, sum_h = 0;
-        size_t n_s = 0, n_h = 0;
-        for (size_t i = spans[j].i_begin; i < spans[j].i_end; i++) {
-            if (!isnan(toks[i].logprob)) {
-                sum_s += pd_metrics_bits(toks[i].logprob);
-                n_s++;
-            }
-            if (!isnan(toks[i].entropy)) {
-                sum_h += toks[i].entropy;
-                n_h++;
-            }
-        }
-        s->mean_surprisal = n_s ? (float)(sum_s / (double)n_s) : NAN;
-        s->mean_entropy = n_h ? (float)(sum_h / (double)n_h) : NAN;
+        struct sums m = {0};
+        add_tokens(&m, toks, spans[j].i_begin, spans[j].i_end);
+        s->mean_surprisal = (float)mean(m.surprisal, m.n_surprisal);
+        s->mean_entropy = (float)mean(m.entropy, m.n_entropy);
         s->first_surprisal = NAN;
         if (spans[j].i_end > spans[j].i_begin) {
             const struct pd_token_rec *t0 = &toks[spans[j].i_begin];
@@ -274,24 +292,14 @@ void pd_metrics_trace(const struct pd_token_rec *toks, size_t n_tok,
         }
         out->n_scored += !isnan(toks[i].logprob);
     }
-    double sum_s = 0, sum_h = 0;
-    size_t n_s = 0, n_h = 0;
+    struct sums m = {0};
     for (size_t j = 0; j < n_steps; j++) {
         if ((unsigned)steps[j].kind < PD_STEP_KIND_COUNT) {
             out->n_kind[steps[j].kind]++;
         }
         out->n_step_tokens += spans[j].i_end - spans[j].i_begin;
-        for (size_t i = spans[j].i_begin; i < spans[j].i_end; i++) {
-            if (!isnan(toks[i].logprob)) {
-                sum_s += pd_metrics_bits(toks[i].logprob);
-                n_s++;
-            }
-            if (!isnan(toks[i].entropy)) {
-                sum_h += toks[i].entropy;
-                n_h++;
-            }
-        }
+        add_tokens(&m, toks, spans[j].i_begin, spans[j].i_end);
     }
-    out->mean_surprisal = n_s ? sum_s / (double)n_s : NAN;
-    out->mean_entropy = n_h ? sum_h / (double)n_h : NAN;
+    out->mean_surprisal = mean(m.surprisal, m.n_surprisal);
+    out->mean_entropy = mean(m.entropy, m.n_entropy);
 }

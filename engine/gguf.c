@@ -185,9 +185,14 @@ static const char *shown(char out[NAME_SHOWN_MAX + 4], struct pd_gguf_str s)
     return out;
 }
 
-/* Keys and tensor names: non-empty, valid UTF-8, no NUL (lookups use C strings). */
-static enum pd_status check_name(struct rd *r, struct pd_gguf_str s, const char *field)
+/* Reads a key or tensor name: non-empty, valid UTF-8, no NUL (lookups use C strings). */
+static enum pd_status rd_name(struct rd *r, struct pd_gguf_str *out, const char *field)
 {
+    enum pd_status rc = rd_str(r, out, field);
+    if (rc != PD_OK) {
+        return rc;
+    }
+    struct pd_gguf_str s = *out;
     char buf[NAME_SHOWN_MAX + 4];
     if (s.n == 0) {
         return fail(r, PD_EFORMAT, "%s: empty", field);
@@ -336,10 +341,7 @@ static enum pd_status rd_kv(struct rd *r, uint64_t index, struct pd_gguf_kv *kv)
     char f[PD_ERR_MSG_MAX / 2];
     char buf[NAME_SHOWN_MAX + 4];
     snprintf(f, sizeof f, "kv[%llu]: key", (unsigned long long)index);
-    enum pd_status rc = rd_str(r, &kv->key, f);
-    if (rc == PD_OK) {
-        rc = check_name(r, kv->key, f);
-    }
+    enum pd_status rc = rd_name(r, &kv->key, f);
     if (rc != PD_OK) {
         return rc;
     }
@@ -473,10 +475,7 @@ static enum pd_status rd_tensor_info(struct rd *r, uint64_t index, struct pd_ggu
     char f[PD_ERR_MSG_MAX / 2];
     char buf[NAME_SHOWN_MAX + 4];
     snprintf(f, sizeof f, "tensor[%llu]: name", (unsigned long long)index);
-    enum pd_status rc = rd_str(r, &t->name, f);
-    if (rc == PD_OK) {
-        rc = check_name(r, t->name, f);
-    }
+    enum pd_status rc = rd_name(r, &t->name, f);
     if (rc != PD_OK) {
         return rc;
     }

@@ -150,26 +150,31 @@ float pd_f32_vec_dot(const void *w, const void *x, size_t n)
     return sum_lanes(acc);
 }
 
-void pd_f16_row_to_f32(const void *src, float *dst, size_t n)
+/* The 2-byte float formats (f16, bf16) share these loops; cvt is a compile-time constant
+ * at every call, so each format gets its own inlined copy. */
+typedef float (*half_cvt)(uint16_t);
+
+static inline void half_row_to_f32(const void *src, float *dst, size_t n, half_cvt cvt)
 {
     const uint8_t *s = src;
     for (size_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, s + 2 * i, 2);
-        dst[i] = half_to_float(h);
+        dst[i] = cvt(h);
     }
 }
 
-void pd_f16_row_from_f32(const float *src, void *dst, size_t n)
+static inline void half_row_from_f32(const float *src, void *dst, size_t n,
+                                     uint16_t (*cvt)(float))
 {
     uint8_t *d = dst;
     for (size_t i = 0; i < n; i++) {
-        uint16_t h = pd_f32_to_f16(src[i]);
+        uint16_t h = cvt(src[i]);
         memcpy(d + 2 * i, &h, 2);
     }
 }
 
-float pd_f16_vec_dot(const void *w, const void *x, size_t n)
+static inline float half_vec_dot(const void *w, const void *x, size_t n, half_cvt cvt)
 {
     const uint8_t *a = w;
     const uint8_t *b = x;
@@ -181,47 +186,7 @@ float pd_f16_vec_dot(const void *w, const void *x, size_t n)
         memcpy(ha, a + 2 * i, sizeof ha);
         memcpy(hb, b + 2 * i, sizeof hb);
         for (int k = 0; k < DOT_LANES; k++) {
-            acc[k] += half_to_float(ha[k]) * half_to_float(hb[k]);
-        }
-    }
-    for (; i < n; i++) {
-        acc[i % DOT_LANES] += load_f16(a + 2 * i) * load_f16(b + 2 * i);
-    }
-    return sum_lanes(acc);
-}
-
-void pd_bf16_row_to_f32(const void *src, float *dst, size_t n)
-{
-    const uint8_t *s = src;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = bf16_to_float(h);
-    }
-}
-
-void pd_bf16_row_from_f32(const float *src, void *dst, size_t n)
-{
-    uint8_t *d = dst;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h = pd_f32_to_bf16(src[i]);
-        memcpy(d + 2 * i, &h, 2);
-    }
-}
-
-float pd_bf16_vec_dot(const void *w, const void *x, size_t n)
-{
-    const uint8_t *a = w;
-    const uint8_t *b = x;
-    float acc[DOT_LANES] = {0};
-    size_t i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES) {
-        uint16_t ha[DOT_LANES];
-        uint16_t hb[DOT_LANES];
-        memcpy(ha, a + 2 * i, sizeof ha);
-        memcpy(hb, b + 2 * i, sizeof hb);
-        for (int k = 0; k < DOT_LANES; k++) {
-            acc[k] += bf16_to_float(ha[k]) * bf16_to_float(hb[k]);
+            acc[k] += cvt(ha[k]) * cvt(hb[k]);
         }
     }
     for (; i < n; i++) {
@@ -229,9 +194,39 @@ float pd_bf16_vec_dot(const void *w, const void *x, size_t n)
         uint16_t hb;
         memcpy(&ha, a + 2 * i, 2);
         memcpy(&hb, b + 2 * i, 2);
-        acc[i % DOT_LANES] += bf16_to_float(ha) * bf16_to_float(hb);
+        acc[i % DOT_LANES] += cvt(ha) * cvt(hb);
     }
     return sum_lanes(acc);
+}
+
+void pd_f16_row_to_f32(const void *src, float *dst, size_t n)
+{
+    half_row_to_f32(src, dst, n, half_to_float);
+}
+
+void pd_f16_row_from_f32(const float *src, void *dst, size_t n)
+{
+    half_row_from_f32(src, dst, n, pd_f32_to_f16);
+}
+
+float pd_f16_vec_dot(const void *w, const void *x, size_t n)
+{
+    return half_vec_dot(w, x, n, half_to_float);
+}
+
+void pd_bf16_row_to_f32(const void *src, float *dst, size_t n)
+{
+    half_row_to_f32(src, dst, n, bf16_to_float);
+}
+
+void pd_bf16_row_from_f32(const float *src, void *dst, size_t n)
+{
+    half_row_from_f32(src, dst, n, pd_f32_to_bf16);
+}
+
+float pd_bf16_vec_dot(const void *w, const void *x, size_t n)
+{
+    return half_vec_dot(w, x, n, bf16_to_float);
 }
 
 /* ---- q8_0 ------------------------------------------------------------------------ */

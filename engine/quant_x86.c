@@ -30,6 +30,7 @@
 #include <assert.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant.h"
@@ -151,7 +152,22 @@ static AVX2_FN float avx2_f32_vec_dot(const void *w, const void *x, size_t n)
     return sum;
 }
 
-static AVX2_FN float avx2_f16_vec_dot(const void *w, const void *x, size_t n)
+/* f16 and bf16 share the dot product; `bf16` is a constant at both calls, so each
+ * format gets its own inlined copy with no branch in the loops. */
+static inline AVX2_FN __m256 half_load8(const uint8_t *p, bool bf16)
+{
+    return bf16 ? load_bf16x8(p) : load_f16x8(p);
+}
+
+static inline AVX2_FN float half_load1(const uint8_t *p, bool bf16)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return bf16 ? pd_bf16_to_f32(h) : _cvtsh_ss(h);
+}
+
+static inline AVX2_FN __attribute__((always_inline)) float
+half_vec_dot(const void *w, const void *x, size_t n, bool bf16)
 {
     const uint8_t *a = w;
     const uint8_t *b = x;
@@ -159,42 +175,28 @@ static AVX2_FN float avx2_f16_vec_dot(const void *w, const void *x, size_t n)
     __m256 acc1 = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(load_f16x8(a + 2 * i), load_f16x8(b + 2 * i), acc0);
-        acc1 = _mm256_fmadd_ps(load_f16x8(a + 2 * i + 16), load_f16x8(b + 2 * i + 16), acc1);
+        acc0 = _mm256_fmadd_ps(half_load8(a + 2 * i, bf16), half_load8(b + 2 * i, bf16), acc0);
+        acc1 = _mm256_fmadd_ps(half_load8(a + 2 * i + 16, bf16),
+                               half_load8(b + 2 * i + 16, bf16), acc1);
     }
     for (; i + 8 <= n; i += 8) {
-        acc0 = _mm256_fmadd_ps(load_f16x8(a + 2 * i), load_f16x8(b + 2 * i), acc0);
+        acc0 = _mm256_fmadd_ps(half_load8(a + 2 * i, bf16), half_load8(b + 2 * i, bf16), acc0);
     }
     float sum = hsum_f32x8(_mm256_add_ps(acc0, acc1));
     for (; i < n; i++) {
-        sum += f16_load(a + 2 * i) * f16_load(b + 2 * i);
+        sum += half_load1(a + 2 * i, bf16) * half_load1(b + 2 * i, bf16);
     }
     return sum;
 }
 
+static AVX2_FN float avx2_f16_vec_dot(const void *w, const void *x, size_t n)
+{
+    return half_vec_dot(w, x, n, false);
+}
+
 static AVX2_FN float avx2_bf16_vec_dot(const void *w, const void *x, size_t n)
 {
-    const uint8_t *a = w;
-    const uint8_t *b = x;
-    __m256 acc0 = _mm256_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i), load_bf16x8(b + 2 * i), acc0);
-        acc1 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i + 16), load_bf16x8(b + 2 * i + 16), acc1);
-    }
-    for (; i + 8 <= n; i += 8) {
-        acc0 = _mm256_fmadd_ps(load_bf16x8(a + 2 * i), load_bf16x8(b + 2 * i), acc0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) {
-        uint16_t ha;
-        uint16_t hb;
-        memcpy(&ha, a + 2 * i, 2);
-        memcpy(&hb, b + 2 * i, 2);
-        sum += pd_bf16_to_f32(ha) * pd_bf16_to_f32(hb);
-    }
-    return sum;
+    return half_vec_dot(w, x, n, true);
 }
 
 static AVX2_FN void avx2_f16_row_to_f32(const void *src, float *dst, size_t n)

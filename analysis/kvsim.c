@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "kvpolicy.h"
-#include "metrics.h"
 
 struct sim_layer {
     int64_t *pos;  /* [n] the policy's view, ascending */
@@ -31,15 +31,14 @@ static void build_row(struct sim *s, const struct pd_token_rec *t, int32_t l)
     struct sim_layer *L = &s->layers[l];
     memset(s->row, 0, L->n * sizeof(float));
     struct pd_attn_view v;
-    if (!t->attn || pd_attn_blob_view(t->attn, t->attn_len, &v, NULL) != PD_OK ||
+    if (!t->attn || pd_attn_blob_check(t->attn, t->attn_len, &v, NULL) != PD_OK ||
         (uint32_t)l >= v.n_layer) {
         return;
     }
     for (uint32_t k = 0; k < v.n_top; k++) {
         uint32_t pos;
         float w;
-        pd_attn_view_get(&v, (uint32_t)l, k, &pos, &w);
-        if (pos == PD_ATTN_POS_PAD) {
+        if (!pd_attn_view_entry(&v, (uint32_t)l, k, &pos, &w)) {
             continue;
         }
         /* binary search in the ascending view */

@@ -1,65 +1,12 @@
-/* metrics.c - per-step metrics (surprisal, entropy, attention received) and the attention
- * summary blob codec. Definitions: metrics.h and docs/analysis.md ("Step metrics"). */
+/* metrics.c - per-step metrics (surprisal, entropy, attention received). Definitions: metrics.h and docs/analysis.md ("Step metrics"). */
 #include "metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/le.h"
+#include "base/attn_blob.h"
 #include "base/mem.h"
-
-/* ---- attention summary blobs -------------------------------------------------------- */
-
-size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top)
-{
-    if (n_layer == 0 || n_top == 0 || n_layer > 255 || n_top > 255) {
-        return 0;
-    }
-    return PD_ATTN_BLOB_HEADER + (size_t)n_layer * n_top * PD_ATTN_BLOB_ENTRY;
-}
-
-enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn_view *v,
-                                 struct pd_err *err)
-{
-    enum pd_status st = pd_attn_blob_check(blob, len, err);
-    if (st != PD_OK) {
-        return st;
-    }
-    v->n_layer = blob[1];
-    v->n_top = blob[2];
-    v->entries = blob + PD_ATTN_BLOB_HEADER;
-    return PD_OK;
-}
-
-void pd_attn_view_get(const struct pd_attn_view *v, uint32_t l, uint32_t k, uint32_t *pos,
-                      float *weight)
-{
-    const uint8_t *p = v->entries + ((size_t)l * v->n_top + k) * PD_ATTN_BLOB_ENTRY;
-    *pos = pd_le_get_u32(p);
-    *weight = pd_bits_f32(pd_le_get_u32(p + 4));
-}
-
-void pd_attn_blob_init(uint8_t *blob, uint32_t n_layer, uint32_t n_top)
-{
-    blob[0] = PD_ATTN_BLOB_VERSION;
-    blob[1] = (uint8_t)n_layer;
-    blob[2] = (uint8_t)n_top;
-    blob[3] = 0;
-    for (uint32_t l = 0; l < n_layer; l++) {
-        for (uint32_t k = 0; k < n_top; k++) {
-            pd_attn_blob_set(blob, n_top, l, k, PD_ATTN_POS_PAD, 0.0f);
-        }
-    }
-}
-
-void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uint32_t pos,
-                      float weight)
-{
-    uint8_t *p = blob + PD_ATTN_BLOB_HEADER + ((size_t)l * n_top + k) * PD_ATTN_BLOB_ENTRY;
-    pd_le_put_u32(p, pos);
-    pd_le_put_u32(p + 4, pd_f32_bits(weight));
-}
 
 /* ---- sums over tokens ---------------------------------------------------------------- */
 
@@ -181,20 +128,19 @@ static size_t step_of_pos(const struct pd_step_rec *steps, size_t n_steps, int64
  * these steps (the same first positions for steps 0..k, k the token's own step), the
  * masses are exact and credit steps 0..k-1 directly; returns false (use the top-N
  * entries) otherwise, e.g. for a trace segmented with other parameters. */
-static bool exact_step_mass(const struct pd_token_rec *t, const struct pd_step_rec *steps,
+static bool exact_step_mass(const struct pd_attn_view *v, const struct pd_step_rec *steps,
                             size_t k, double *attn)
 {
-    uint32_t nl, nt, ns;
-    if (!pd_attn_blob_layout(t->attn, t->attn_len, &nl, &nt, &ns) || ns < k + 1) {
+    if (v->n_steps < k + 1) {
         return false;
     }
     for (size_t j = 0; j <= k; j++) {
-        if (pd_attn_blob_step_begin(t->attn, (uint32_t)j) != steps[j].pos_begin) {
+        if (pd_attn_view_step_begin(v, (uint32_t)j) != steps[j].pos_begin) {
             return false;
         }
     }
     for (size_t j = 0; j < k; j++) {
-        attn[j] += pd_attn_blob_step_mass(t->attn, (uint32_t)j);
+        attn[j] += pd_attn_view_step_mass(v, (uint32_t)j);
     }
     return true;
 }
@@ -234,20 +180,19 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                 continue;
             }
             struct pd_attn_view v;
-            if ((st = pd_attn_blob_view(t->attn, t->attn_len, &v, err)) != PD_OK) {
+            if ((st = pd_attn_blob_check(t->attn, t->attn_len, &v, err)) != PD_OK) {
                 pd_err_prefix(err, "token at position %lld", (long long)t->pos);
                 goto done;
             }
             k_last_blob = k;
-            if (exact_step_mass(t, steps, k, attn)) {
+            if (exact_step_mass(&v, steps, k, attn)) {
                 continue;
             }
             for (uint32_t l = 0; l < v.n_layer; l++) {
                 for (uint32_t e = 0; e < v.n_top; e++) {
                     uint32_t pos;
                     float w;
-                    pd_attn_view_get(&v, l, e, &pos, &w);
-                    if (pos == PD_ATTN_POS_PAD) {
+                    if (!pd_attn_view_entry(&v, l, e, &pos, &w)) {
                         continue;
                     }
                     size_t j = step_of_pos(steps, n_steps, (int64_t)pos);

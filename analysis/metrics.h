@@ -1,5 +1,4 @@
-/* metrics.h - per-step metrics over a trace's per-token records, and the attention
- * summary blob codec.
+/* metrics.h - per-step metrics over a trace's per-token records.
  *
  * Given a trace (token records with logprob, entropy and optional attention summary
  * blobs) and its steps (from analysis/steps.h), fills each step's metric fields:
@@ -17,9 +16,6 @@
  * A token is "scored" when its logprob is not NAN. Exact definitions, including what
  * happens with partial data, are in docs/analysis.md ("Step metrics").
  *
- * Attention summary blob (layout in engine/base/trace.h): pd_attn_blob_view validates
- * one and gives random access to its entries; pd_attn_blob_init / _set write one.
- *
  * Ownership: every pointer argument is borrowed for the call. Pure, reentrant. */
 #ifndef PD_METRICS_H
 #define PD_METRICS_H
@@ -30,35 +26,6 @@
 
 #include "base/status.h"
 #include "base/trace.h"
-
-/* A validated attention summary blob (borrowed view, valid while the blob is). */
-struct pd_attn_view {
-    uint32_t n_layer;
-    uint32_t n_top;
-    const uint8_t *entries; /* borrowed: [n_layer][n_top] { u32 pos; f32 weight } LE */
-};
-
-/* Size in bytes of a blob with n_layer x n_top entries (0 when either is 0 or > 255). */
-size_t pd_attn_blob_size(uint32_t n_layer, uint32_t n_top);
-
-/* Validates blob[0..len) and fills *v. Rules: version 1, reserved byte 0, n_layer and
- * n_top >= 1, len == 4 + n_layer*n_top*8, every weight finite and in [0, 1.001], a pad
- * entry (position 0xFFFFFFFF) has weight 0. PD_EFORMAT naming the problem (the caller
- * prefixes where the blob came from). */
-enum pd_status pd_attn_blob_view(const uint8_t *blob, size_t len, struct pd_attn_view *v,
-                                 struct pd_err *err);
-
-/* Entry k (0 <= k < n_top) of layer l (0 <= l < n_layer) of a validated view. */
-void pd_attn_view_get(const struct pd_attn_view *v, uint32_t l, uint32_t k, uint32_t *pos,
-                      float *weight);
-
-/* Writes the header of a blob of pd_attn_blob_size(n_layer, n_top) bytes and fills every
- * entry with padding. */
-void pd_attn_blob_init(uint8_t *blob, uint32_t n_layer, uint32_t n_top);
-
-/* Writes entry k of layer l of a blob initialised with n_top entries per layer. */
-void pd_attn_blob_set(uint8_t *blob, uint32_t n_top, uint32_t l, uint32_t k, uint32_t pos,
-                      float weight);
 
 /* Where a step's tokens sit in the token array, and how many were scored. */
 struct pd_step_span {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "capture.h"
@@ -219,10 +220,12 @@ static enum pd_status take_blobs(struct pd_scorer *s, struct pd_token_rec *toks,
                                  struct pd_err *err)
 {
     uint32_t n_layer = s->model->hp.n_layer, n_top = s->p.attn_top_n;
-    size_t len = pd_attn_blob_size(n_layer, n_top);
+    size_t len = pd_attn_blob_size(n_layer, n_top, 0);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *src = pd_capture_blob(&s->cap, i);
-        if (src == NULL || len != s->cap.blob_len) {
+        struct pd_attn_view sv;
+        if (src == NULL || !pd_attn_blob_layout(src, s->cap.blob_len, &sv) ||
+            len != s->cap.blob_len) {
             return pd_err_set(err, PD_EINVAL, "scorer: no attention summary for token %zu", i);
         }
         uint8_t *b = malloc(len);
@@ -234,7 +237,7 @@ static enum pd_status take_blobs(struct pd_scorer *s, struct pd_token_rec *toks,
             for (uint32_t k = 0; k < n_top; k++) {
                 uint32_t idx;
                 float w;
-                if (!pd_capture_blob_entry(src, len, l, k, &idx, &w)) {
+                if (!pd_attn_view_entry(&sv, l, k, &idx, &w)) {
                     continue;
                 }
                 if (idx >= n || toks[idx].pos >= (int64_t)PD_ATTN_POS_PAD) {
@@ -242,7 +245,7 @@ static enum pd_status take_blobs(struct pd_scorer *s, struct pd_token_rec *toks,
                     return pd_err_set(err, PD_EINVAL, "scorer: token %zu attends to index "
                                       "%u outside the trace", i, idx);
                 }
-                pd_attn_blob_set(b, n_top, l, k, (uint32_t)toks[idx].pos, w > 1.0f ? 1.0f : w);
+                pd_attn_blob_set(b, l, k, (uint32_t)toks[idx].pos, w > 1.0f ? 1.0f : w);
             }
         }
         toks[i].attn = b;

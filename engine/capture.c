@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/le.h"
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "base/trace.h"
 
@@ -113,7 +113,6 @@ static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_
     }
     if (ti < cs->n_tok) {
         uint8_t *blob = cs->blobs + ti * cs->blob_len;
-        uint8_t *e = blob + 4 + (size_t)il * cs->top_n * 8;
         uint32_t have = 0;
         uint32_t best_s[64];
         float floor_w = 0.0f;
@@ -136,15 +135,8 @@ static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_
                 floor_w = m[best_s[have - 1]];
             }
         }
-        for (uint32_t k = 0; k < cs->top_n; k++) {
-            uint8_t *q = e + (size_t)k * 8;
-            if (k < have) {
-                pd_le_put_u32(q, (uint32_t)slot_pos[best_s[k]]);
-                pd_le_put_u32(q + 4, pd_f32_bits(m[best_s[k]]));
-            } else {
-                pd_le_put_u32(q, 0xFFFFFFFFu);
-                pd_le_put_u32(q + 4, 0);
-            }
+        for (uint32_t k = 0; k < have; k++) {
+            pd_attn_blob_set(blob, il, k, (uint32_t)slot_pos[best_s[k]], m[best_s[k]]);
         }
     }
     if (full_wanted(cs, il)) {
@@ -173,7 +165,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     cs->top_n = top_n;
     cs->full_layers = full_layers;
     cs->n_ctx = ctx->params.n_ctx;
-    cs->blob_len = 4 + (size_t)hp->n_layer * top_n * 8;
+    cs->blob_len = pd_attn_blob_size(hp->n_layer, top_n, 0);
     cs->full_token_pos = -1;
     cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
     if (!cs->mean_row || !grow_cum(cs, 0)) {
@@ -241,11 +233,7 @@ enum pd_status pd_capture_begin(struct pd_capture_state *cs, int64_t pos0, size_
         cs->cap_tok = n;
     }
     for (size_t i = 0; i < n; i++) {
-        uint8_t *b = cs->blobs + i * cs->blob_len;
-        memset(b, 0, cs->blob_len);
-        b[0] = 1;
-        b[1] = (uint8_t)cs->n_layer;
-        b[2] = (uint8_t)cs->top_n;
+        pd_attn_blob_init(cs->blobs + i * cs->blob_len, cs->n_layer, cs->top_n);
     }
     cs->n_tok = n;
     return PD_OK;
@@ -309,28 +297,6 @@ void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
         memset(cs->cum + (size_t)il * cs->cum_cap + pos, 0,
                (size_t)(cs->cum_cap - pos) * sizeof(float));
     }
-}
-
-bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,
-                           uint32_t *pos, float *weight)
-{
-    uint32_t n_layer, top_n, n_steps;
-    if (!pd_attn_blob_layout(blob, len, &n_layer, &top_n, &n_steps) || il >= n_layer ||
-        k >= top_n) {
-        return false;
-    }
-    const uint8_t *q = blob + 4 + ((size_t)il * top_n + k) * 8;
-    uint32_t p = pd_le_get_u32(q);
-    if (p == 0xFFFFFFFFu) {
-        return false;
-    }
-    float w = pd_bits_f32(pd_le_get_u32(q + 4));
-    if (!isfinite(w)) {
-        return false;
-    }
-    *pos = p;
-    *weight = w;
-    return true;
 }
 
 void pd_attn_rows_free(struct pd_attn_rows *r)

@@ -4,8 +4,8 @@
  * A pd_capture_state is attached to a pd_ctx as its attention hook (pd_capture_attach).
  * For every evaluated token and layer it receives the softmax rows [n_head][n_slots] the
  * forward pass used and, depending on the level:
- *   summary  the head-mean row's top-N positions and weights (the per-token blob laid out
- *            as trace.h documents), and the cumulative attention received per position and
+ *   summary  the head-mean row's top-N positions and weights (the per-token blob written
+ *            through base/attn_blob.h), and the cumulative attention received per position and
  *            layer (head-mean), updated incrementally;
  *   full     summary, plus a copy of all heads' rows for the selected layers of the most
  *            recent token (for the live view).
@@ -51,7 +51,7 @@ struct pd_capture_state {
     size_t n_tok;            /* tokens of the current call with summaries */
     size_t cap_tok;
     uint8_t *blobs;          /* [cap_tok][blob_len] */
-    size_t blob_len;         /* 4 + n_layer * top_n * 8 */
+    size_t blob_len;         /* pd_attn_blob_size(n_layer, top_n, 0) */
     float *mean_row;         /* [n_ctx] scratch */
     float *cum;              /* [n_layer][cum_cap] attention received by position */
     int64_t cum_cap;
@@ -123,9 +123,5 @@ enum pd_status pd_capture_add_step(struct pd_capture_state *cs, int64_t pos,
 /* Token i of the current call: the mass per known step (*n of them, 0 when none or
  * capture is off); borrowed until the next pd_capture_begin. */
 const float *pd_capture_step_mass(const struct pd_capture_state *cs, size_t i, uint32_t *n);
-
-/* Decodes entry k of layer il from a summary blob; false when out of range or padding. */
-bool pd_capture_blob_entry(const uint8_t *blob, size_t len, uint32_t il, uint32_t k,
-                           uint32_t *pos, float *weight);
 
 #endif

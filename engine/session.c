@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/attn_blob.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "probe.h"
@@ -590,7 +591,7 @@ static void fill_text(struct pd_session *s, struct pd_token_rec *r)
 }
 
 /* Copies token i's summary out of the capture: version 1, or version 2 with the mass on
- * each reasoning step known so far (layout in base/trace.h). */
+ * each reasoning step known so far (attn_blob.h). */
 static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
 {
     const uint8_t *b = s->cap_ready ? pd_capture_blob(&s->cap, i) : NULL;
@@ -599,29 +600,13 @@ static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
     }
     uint32_t n_steps = 0;
     const float *mass = pd_capture_step_mass(&s->cap, i, &n_steps);
-    size_t len = s->cap.blob_len + (n_steps ? 4 + (size_t)n_steps * 8 : 0);
-    r->attn = malloc(len);
+    size_t len = pd_attn_blob_size(s->cap.n_layer, s->cap.top_n, n_steps);
+    r->attn = len ? malloc(len) : NULL;
     if (!r->attn) {
         return;
     }
     memcpy(r->attn, b, s->cap.blob_len);
-    if (n_steps) {
-        uint8_t *t = r->attn + s->cap.blob_len;
-        r->attn[0] = 2;
-        for (int k = 0; k < 4; k++) {
-            t[k] = (uint8_t)(n_steps >> (8 * k));
-        }
-        for (uint32_t j = 0; j < n_steps; j++) {
-            uint32_t begin = (uint32_t)s->cap.steps[j];
-            uint32_t bits;
-            float m = mass[j] > 1.0f ? 1.0f : mass[j]; /* rounding above 1 */
-            memcpy(&bits, &m, 4);
-            for (int k = 0; k < 4; k++) {
-                t[4 + 8 * j + k] = (uint8_t)(begin >> (8 * k));
-                t[8 + 8 * j + k] = (uint8_t)(bits >> (8 * k));
-            }
-        }
-    }
+    pd_attn_blob_put_steps(r->attn, n_steps, s->cap.steps, mass);
     r->attn_len = len;
 }
 

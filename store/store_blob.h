@@ -7,7 +7,7 @@
  *   then n_top times { i32 token id; f32 logprob (natural log) }
  * Total size = 4 + n_top * 8 bytes. A token without alternatives stores NULL.
  *
- * The attention summary blob is defined in base/trace.h; the store validates it with
+ * The attention summary blob is defined in base/attn_blob.h; the store validates it with
  * pd_attn_blob_check before writing and after reading.
  *
  * Pure functions, no allocation except where stated, thread-safe. */

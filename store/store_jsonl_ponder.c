@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "store_blob.h"
@@ -331,7 +332,7 @@ static enum pd_status parse_token(struct pctx *c, json_t *o, size_t i, struct pd
             pd_token_rec_free(t);
             return bad(c, "expected base64 or null");
         }
-        if (pd_attn_blob_check(t->attn, t->attn_len, &e2) != PD_OK) {
+        if (pd_attn_blob_check(t->attn, t->attn_len, NULL, &e2) != PD_OK) {
             pd_token_rec_free(t);
             return bad(c, e2.msg);
         }

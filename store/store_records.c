@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "store_blob.h"
@@ -53,7 +54,7 @@ static enum pd_status check_token(struct pd_store *st, int64_t sid, const struct
     }
     if (t->attn) {
         struct pd_err e2;
-        if (pd_attn_blob_check(t->attn, t->attn_len, &e2) != PD_OK) {
+        if (pd_attn_blob_check(t->attn, t->attn_len, NULL, &e2) != PD_OK) {
             return pd_err_set(err, PD_EINVAL, "%s: session %lld pos %lld: %s", st->path,
                               (long long)sid, (long long)t->pos, e2.msg);
         }

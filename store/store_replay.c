@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
 #include "store_blob.h"
 #include "store_internal.h"
@@ -347,7 +348,7 @@ static enum pd_status read_token_row(struct pd_replay *r, int64_t sid, int64_t w
     if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
         const uint8_t *b = sqlite3_column_blob(s, 8);
         size_t bl = (size_t)sqlite3_column_bytes(s, 8);
-        if (!b || pd_attn_blob_check(b, bl, &e2) != PD_OK) {
+        if (!b || pd_attn_blob_check(b, bl, NULL, &e2) != PD_OK) {
             pd_token_rec_free(t);
             return pd_err_set(err, PD_EFORMAT, "%s: session %lld pos %lld: %s", where,
                               (long long)sid, (long long)want,

@@ -6,9 +6,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/status.h"
@@ -132,6 +134,173 @@ static void test_trace_names(void **state)
     assert_null(pd_step_kind_name(PD_STEP_KIND_COUNT));
 }
 
+static void test_blob_codec(void **state)
+{
+    (void)state;
+    assert_int_equal(pd_attn_blob_size(3, 4, 0), 4 + 3 * 4 * 8);
+    assert_int_equal(pd_attn_blob_size(0, 4, 0), 0);
+    assert_int_equal(pd_attn_blob_size(3, 256, 0), 0);
+    uint8_t b[4 + 3 * 4 * 8];
+    pd_attn_blob_init(b, 3, 4);
+    assert_int_equal(b[0], 1);
+    assert_int_equal(b[1], 3);
+    assert_int_equal(b[2], 4);
+    assert_int_equal(b[3], 0);
+    pd_attn_blob_set(b, 2, 1, 70000, 0.25f);
+    pd_attn_blob_set(b, 0, 0, 5, 1.0f);
+    /* little-endian on the wire: position 70000 = 0x00011170 */
+    const uint8_t *e = b + 4 + (2 * 4 + 1) * 8;
+    assert_int_equal(e[0], 0x70);
+    assert_int_equal(e[1], 0x11);
+    assert_int_equal(e[2], 0x01);
+    assert_int_equal(e[3], 0x00);
+    struct pd_attn_view v;
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, &v, NULL), PD_OK);
+    assert_int_equal(v.n_layer, 3);
+    assert_int_equal(v.n_top, 4);
+    uint32_t pos;
+    float w;
+    pd_attn_view_get(&v, 2, 1, &pos, &w);
+    assert_int_equal(pos, 70000);
+    assert_true(w == 0.25f);
+    pd_attn_view_get(&v, 0, 0, &pos, &w);
+    assert_int_equal(pos, 5);
+    assert_true(w == 1.0f);
+    pd_attn_view_get(&v, 1, 3, &pos, &w);
+    assert_int_equal(pos, PD_ATTN_POS_PAD);
+    assert_true(w == 0.0f);
+}
+
+/* Each corrupt blob is rejected with PD_EFORMAT and a message containing `want`. */
+static void expect_bad_blob(const uint8_t *b, size_t len, const char *want)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_attn_view v;
+    assert_int_equal(pd_attn_blob_check(b, len, &v, &err), PD_EFORMAT);
+    if (strstr(err.msg, want) == NULL) {
+        fail_msg("message '%s' lacks '%s'", err.msg, want);
+    }
+}
+
+static void test_blob_corrupt(void **state)
+{
+    (void)state;
+    uint8_t b[4 + 2 * 2 * 8];
+    pd_attn_blob_init(b, 2, 2);
+    expect_bad_blob(b, 3, "3 bytes, need at least 4");
+    expect_bad_blob(NULL, 0, "0 bytes");
+    b[0] = 3;
+    expect_bad_blob(b, sizeof b, "version 3");
+    b[0] = 2; /* version 2 without its step section */
+    expect_bad_blob(b, sizeof b, "step section");
+    /* A well-formed version 2 blob: the entries plus two step masses. */
+    uint8_t b2[sizeof b + 4 + 16];
+    memcpy(b2, b, sizeof b);
+    b2[0] = 2;
+    uint32_t steps[5] = {2, 3, 0, 9, 0}; /* n_steps, then {begin, mass bits} pairs */
+    float masses[2] = {0.25f, 0.5f};
+    memcpy(&steps[2], &masses[0], 4);
+    memcpy(&steps[4], &masses[1], 4);
+    memcpy(b2 + sizeof b, steps, sizeof steps);
+    struct pd_attn_view v2;
+    struct pd_err e2;
+    assert_int_equal(pd_attn_blob_check(b2, sizeof b2, &v2, &e2), PD_OK);
+    assert_int_equal(v2.n_layer, 2);
+    assert_true(pd_attn_view_step_mass(&v2, 1) == 0.5f);
+    assert_int_equal(pd_attn_view_step_begin(&v2, 1), 9);
+    expect_bad_blob(b2, sizeof b2 - 1, "step section");
+    b[0] = 1;
+    b[3] = 7;
+    expect_bad_blob(b, sizeof b, "reserved byte is 7");
+    b[3] = 0;
+    b[1] = 0;
+    expect_bad_blob(b, sizeof b, "0 layers");
+    b[1] = 2;
+    expect_bad_blob(b, sizeof b - 1, "but 2 layers x 2 entries need 36");
+    pd_attn_blob_set(b, 1, 0, 3, NAN);
+    expect_bad_blob(b, sizeof b, "layer 1 entry 0: weight nan");
+    pd_attn_blob_set(b, 1, 0, 3, -0.5f);
+    expect_bad_blob(b, sizeof b, "weight -0.5 outside [0, 1]");
+    pd_attn_blob_set(b, 1, 0, 3, 1.5f);
+    expect_bad_blob(b, sizeof b, "weight 1.5 outside");
+    pd_attn_blob_set(b, 1, 0, PD_ATTN_POS_PAD, 0.5f);
+    expect_bad_blob(b, sizeof b, "padding entry with weight 0.5");
+    pd_attn_blob_set(b, 1, 0, PD_ATTN_POS_PAD, 0.0f);
+    struct pd_attn_view v;
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, &v, NULL), PD_OK);
+}
+
+static void test_attn_blob_check(void **state)
+{
+    (void)state;
+    uint8_t b[4 + 3 * 2 * 8];
+    memset(b, 0, sizeof b);
+    b[0] = 1;
+    b[1] = 3;
+    b[2] = 2;
+    struct pd_err err;
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_OK);
+    assert_int_equal(pd_attn_blob_check(b, sizeof b - 8, NULL, &err), PD_EFORMAT);
+    assert_int_equal(pd_attn_blob_check(b, 2, NULL, &err), PD_EFORMAT);
+    b[3] = 1;
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_EFORMAT);
+    b[3] = 0;
+    b[1] = 0;
+    assert_int_equal(pd_attn_blob_check(b, 4, NULL, &err), PD_EFORMAT);
+    b[1] = 3;
+    float w = 2.0f;
+    memcpy(b + 8, &w, 4);
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_EFORMAT);
+    assert_non_null(strstr(err.msg, "weight"));
+    w = 0.5f;
+    memcpy(b + 8, &w, 4);
+    memset(b + 4, 0xff, 4); /* padding position with a weight */
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_EFORMAT);
+    assert_non_null(strstr(err.msg, "padding"));
+    b[0] = 9;
+    assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_EFORMAT);
+}
+
+/* Steps appended through the codec read back through a view; a mass rounded above 1 is
+ * stored as 1; a blob without steps stays version 1. */
+static void test_blob_steps(void **state)
+{
+    (void)state;
+    size_t len = pd_attn_blob_size(2, 3, 2);
+    assert_int_equal(len, 4 + 2 * 3 * 8 + 4 + 2 * 8);
+    assert_int_equal(pd_attn_blob_size(2, 3, PD_ATTN_STEPS_MAX + 1), 0);
+    uint8_t b[4 + 2 * 3 * 8 + 4 + 2 * 8];
+    pd_attn_blob_init(b, 2, 3);
+    pd_attn_blob_set(b, 1, 2, 7, 0.125f);
+    pd_attn_blob_put_steps(b, 0, NULL, NULL);
+    assert_int_equal(b[0], 1);
+    struct pd_attn_view v;
+    assert_true(pd_attn_blob_layout(b, pd_attn_blob_size(2, 3, 0), &v));
+    assert_int_equal(v.n_steps, 0);
+    const int64_t begin[2] = {3, 70000};
+    const float mass[2] = {0.25f, 1.0004f};
+    pd_attn_blob_put_steps(b, 2, begin, mass);
+    assert_int_equal(b[0], 2);
+    assert_false(pd_attn_blob_layout(b, len - 1, &v));
+    assert_int_equal(pd_attn_blob_check(b, len, &v, NULL), PD_OK);
+    assert_int_equal(v.n_layer, 2);
+    assert_int_equal(v.n_top, 3);
+    assert_int_equal(v.n_steps, 2);
+    assert_int_equal(pd_attn_view_step_begin(&v, 0), 3);
+    assert_int_equal(pd_attn_view_step_begin(&v, 1), 70000);
+    assert_true(pd_attn_view_step_mass(&v, 0) == 0.25f);
+    assert_true(pd_attn_view_step_mass(&v, 1) == 1.0f);
+    uint32_t pos;
+    float w;
+    assert_true(pd_attn_view_entry(&v, 1, 2, &pos, &w));
+    assert_int_equal(pos, 7);
+    assert_true(w == 0.125f);
+    assert_false(pd_attn_view_entry(&v, 1, 1, &pos, &w)); /* padding */
+    assert_false(pd_attn_view_entry(&v, 2, 0, &pos, &w)); /* no layer 2 */
+    assert_false(pd_attn_view_entry(&v, 0, 3, &pos, &w)); /* no entry 3 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +311,10 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_log_ring),
         cmocka_unit_test(test_trace_names),
+        cmocka_unit_test(test_blob_codec),
+        cmocka_unit_test(test_blob_corrupt),
+        cmocka_unit_test(test_attn_blob_check),
+        cmocka_unit_test(test_blob_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "capture.h"
 #include "engine_common.h"
 #include "forward.h"
@@ -531,7 +532,9 @@ static void check_against_ref(const char *arch)
         }
         uint32_t pos;
         float w;
-        assert_true(pd_capture_blob_entry(blob, cs.blob_len, il, 0, &pos, &w));
+        struct pd_attn_view v;
+        assert_true(pd_attn_blob_layout(blob, cs.blob_len, &v));
+        assert_true(pd_attn_view_entry(&v, il, 0, &pos, &w));
         assert_int_equal(pos, best_s);
         assert_float_equal(w, best, 1e-5);
     }

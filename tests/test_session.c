@@ -19,6 +19,7 @@
 #include "analysis/kvpolicy.h"
 #include "analysis/kvsim.h"
 #include "analysis/step_observer.h"
+#include "base/attn_blob.h"
 #include "capture.h"
 #include "engine_common.h"
 #include "forward.h"
@@ -490,11 +491,13 @@ static void test_branch(void **state)
 
 static bool blob_has_pos_in(const struct pd_event *ev, int64_t b, int64_t e)
 {
-    for (uint32_t il = 0; il < ev->tok.attn[1]; il++) {
-        for (uint32_t k = 0; k < ev->tok.attn[2]; k++) {
+    struct pd_attn_view v;
+    assert_true(pd_attn_blob_layout(ev->tok.attn, ev->tok.attn_len, &v));
+    for (uint32_t il = 0; il < v.n_layer; il++) {
+        for (uint32_t k = 0; k < v.n_top; k++) {
             uint32_t pos;
             float w;
-            if (pd_capture_blob_entry(ev->tok.attn, ev->tok.attn_len, il, k, &pos, &w) &&
+            if (pd_attn_view_entry(&v, il, k, &pos, &w) &&
                 (int64_t)pos >= b && (int64_t)pos < e) {
                 return true;
             }
@@ -728,26 +731,27 @@ static void test_step_events(void **state)
             continue;
         }
         if (ev.kind == PD_EV_TOKEN && ev.tok.attn && ev.tok.attn[0] == 2) {
-            uint32_t nl, nt, ns;
-            assert_true(pd_attn_blob_layout(ev.tok.attn, ev.tok.attn_len, &nl, &nt, &ns));
-            assert_true(ns == 1 || ns == 2);
-            if (ns == 1) { /* the token whose arrival announced the step came before it */
+            struct pd_attn_view v;
+            assert_true(pd_attn_blob_layout(ev.tok.attn, ev.tok.attn_len, &v));
+            uint32_t nl = v.n_layer;
+            assert_true(v.n_steps == 1 || v.n_steps == 2);
+            if (v.n_steps == 1) { /* the token whose arrival announced the step came before it */
                 pd_event_free(&ev);
                 continue;
             }
             double want[2] = {0, 0};
             for (uint32_t l = 0; l < nl; l++) {
-                for (uint32_t e = 0; e < nt; e++) {
+                for (uint32_t e = 0; e < v.n_top; e++) {
                     uint32_t pos;
                     float w;
-                    if (pd_capture_blob_entry(ev.tok.attn, ev.tok.attn_len, l, e, &pos, &w) &&
+                    if (pd_attn_view_entry(&v, l, e, &pos, &w) &&
                         (int64_t)pos >= first) {
                         want[(int64_t)pos >= second ? 1 : 0] += w / nl;
                     }
                 }
             }
             for (uint32_t k2 = 0; k2 < 2; k2++) {
-                assert_float_equal(pd_attn_blob_step_mass(ev.tok.attn, k2), want[k2], 1e-5);
+                assert_float_equal(pd_attn_view_step_mass(&v, k2), want[k2], 1e-5);
             }
             checked++;
         }

@@ -575,37 +575,6 @@ static void test_topk_blob(void **state)
     assert_non_null(strstr(err.msg, "negative"));
 }
 
-static void test_attn_blob_check(void **state)
-{
-    (void)state;
-    uint8_t b[4 + 3 * 2 * 8];
-    memset(b, 0, sizeof b);
-    b[0] = 1;
-    b[1] = 3;
-    b[2] = 2;
-    struct pd_err err;
-    assert_int_equal(pd_attn_blob_check(b, sizeof b, &err), PD_OK);
-    assert_int_equal(pd_attn_blob_check(b, sizeof b - 8, &err), PD_EFORMAT);
-    assert_int_equal(pd_attn_blob_check(b, 2, &err), PD_EFORMAT);
-    b[3] = 1;
-    assert_int_equal(pd_attn_blob_check(b, sizeof b, &err), PD_EFORMAT);
-    b[3] = 0;
-    b[1] = 0;
-    assert_int_equal(pd_attn_blob_check(b, 4, &err), PD_EFORMAT);
-    b[1] = 3;
-    float w = 2.0f;
-    memcpy(b + 8, &w, 4);
-    assert_int_equal(pd_attn_blob_check(b, sizeof b, &err), PD_EFORMAT);
-    assert_non_null(strstr(err.msg, "weight"));
-    w = 0.5f;
-    memcpy(b + 8, &w, 4);
-    memset(b + 4, 0xff, 4); /* padding position with a weight */
-    assert_int_equal(pd_attn_blob_check(b, sizeof b, &err), PD_EFORMAT);
-    assert_non_null(strstr(err.msg, "padding"));
-    b[0] = 9;
-    assert_int_equal(pd_attn_blob_check(b, sizeof b, &err), PD_EFORMAT);
-}
-
 static void test_steps_and_prunes(void **state)
 {
     struct fx *f = *state;
@@ -1123,7 +1092,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_roundtrip_and_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_replace, fx_setup, fx_teardown),
         cmocka_unit_test(test_topk_blob),
-        cmocka_unit_test(test_attn_blob_check),
         cmocka_unit_test_setup_teardown(test_steps_and_prunes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pruned_flags_unsorted_spans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_kv_events_and_iterator, fx_setup, fx_teardown),

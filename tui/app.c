@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attn_blob.h"
 #include "base/mem.h"
-#include "capture.h"
 #include "analysis/kvpolicy.h"
 #include "analysis/kvsim.h"
 
@@ -176,24 +176,25 @@ bool pd_app_attn_dims(const struct pd_app *a, size_t i, int *n_layer, int *n_top
         return false;
     }
     const struct pd_token_rec *t = &a->toks[i];
-    uint32_t nl, nt, ns;
-    if (!pd_attn_blob_layout(t->attn, t->attn_len, &nl, &nt, &ns)) {
+    struct pd_attn_view v;
+    if (!pd_attn_blob_layout(t->attn, t->attn_len, &v)) {
         return false;
     }
-    *n_layer = (int)nl;
-    *n_top = (int)nt;
+    *n_layer = (int)v.n_layer;
+    *n_top = (int)v.n_top;
     return true;
 }
 
 bool pd_app_attn_entry(const struct pd_app *a, size_t i, int layer, int k, uint32_t *pos,
                        float *w)
 {
-    int nl, nt;
-    if (!pd_app_attn_dims(a, i, &nl, &nt) || layer < 0 || layer >= nl || k < 0 || k >= nt) {
+    if (i >= a->n_toks || layer < 0 || k < 0) {
         return false;
     }
     const struct pd_token_rec *t = &a->toks[i];
-    if (!pd_capture_blob_entry(t->attn, t->attn_len, (uint32_t)layer, (uint32_t)k, pos, w)) {
+    struct pd_attn_view v;
+    if (!pd_attn_blob_layout(t->attn, t->attn_len, &v) ||
+        !pd_attn_view_entry(&v, (uint32_t)layer, (uint32_t)k, pos, w)) {
         return false;
     }
     return *pos < (uint32_t)t->pos && isfinite(*w) && *w >= 0.0f;

@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "base/attn_blob.h"
 #include "base/jsonw.h"
 #include "base/mem.h"
 #include "capture.h"
@@ -368,18 +369,18 @@ int pd_cli_tokenize(int argc, char **argv)
 
 static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
 {
-    if (!r->attn || r->attn_len < 4) {
+    struct pd_attn_view v;
+    if (!pd_attn_blob_layout(r->attn, r->attn_len, &v)) {
         return;
     }
-    uint32_t n_layer = r->attn[1], top_n = r->attn[2];
     pd_buf_puts(b, ",\"attn\":[");
-    for (uint32_t il = 0; il < n_layer; il++) {
+    for (uint32_t il = 0; il < v.n_layer; il++) {
         pd_buf_puts(b, il ? ",[" : "[");
         bool first = true;
-        for (uint32_t k = 0; k < top_n; k++) {
+        for (uint32_t k = 0; k < v.n_top; k++) {
             uint32_t pos;
             float w;
-            if (pd_capture_blob_entry(r->attn, r->attn_len, il, k, &pos, &w)) {
+            if (pd_attn_view_entry(&v, il, k, &pos, &w)) {
                 pd_buf_printf(b, "%s[%u,", first ? "" : ",", pos);
                 pd_json_num(b, w);
                 pd_buf_puts(b, "]");
@@ -389,14 +390,13 @@ static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
         pd_buf_puts(b, "]");
     }
     pd_buf_puts(b, "]");
-    uint32_t nl, nt, ns;
-    if (pd_attn_blob_layout(r->attn, r->attn_len, &nl, &nt, &ns) && ns > 0) {
+    if (v.n_steps > 0) {
         pd_buf_puts(b, ",\"step_mass\":[");
-        for (uint32_t k = 0; k < ns; k++) {
+        for (uint32_t k = 0; k < v.n_steps; k++) {
             if (k) {
                 pd_buf_puts(b, ",");
             }
-            pd_json_num(b, pd_attn_blob_step_mass(r->attn, k));
+            pd_json_num(b, pd_attn_view_step_mass(&v, k));
         }
         pd_buf_puts(b, "]");
     }

@@ -4,20 +4,8 @@
  * data: no pointers into engine state. Strings and blobs inside a record are owned by
  * whoever owns the record (documented per field); the helpers in trace.c free them.
  *
- * Attention summary blob (little-endian), one per token when capture is `summary` or
- * `full`:
- *   u8  version (1, or 2 when the step section below follows)
- *   u8  n_layer
- *   u8  n_top              entries kept per layer (head-mean row, highest weights)
- *   u8  reserved (=0)
- *   then n_layer times:  n_top times { u32 position; f32 weight }
- *   (entries with weight 0 and position 0xFFFFFFFF pad rows shorter than n_top)
- *   version 2 only:      u32 n_steps; n_steps times { u32 begin; f32 mass }
- *   (the reasoning steps known when the token was evaluated, in order: step k covers
- *   positions begin[k] .. begin[k+1]-1 (the last one up to the token itself); mass[k] is
- *   the head-mean row's total weight on those positions, averaged over layers; positions
- *   before the first step count for none)
- * Size = 4 + n_layer * n_top * 8, plus 4 + 8 * n_steps for version 2. */
+ * Attention summary blobs (pd_token_rec.attn) are written and read only through
+ * attn_blob.h. */
 #ifndef PD_TRACE_H
 #define PD_TRACE_H
 
@@ -28,11 +16,6 @@
 #include "status.h"
 
 #define PD_TOPK_MAX 20
-
-#define PD_ATTN_BLOB_VERSION 1      /* written without steps; 2 adds the step section */
-#define PD_ATTN_BLOB_HEADER 4
-#define PD_ATTN_BLOB_ENTRY 8
-#define PD_ATTN_POS_PAD 0xFFFFFFFFu /* position of a padding entry */
 
 enum pd_role {
     PD_ROLE_PROMPT,   /* template + user text, teacher-forced */
@@ -70,7 +53,7 @@ struct pd_token_rec {
     struct pd_topk top[PD_TOPK_MAX];
     char *text;           /* owned: token bytes (may be partial UTF-8), NUL-terminated */
     size_t text_len;
-    uint8_t *attn;        /* owned: attention summary blob (layout above), or NULL */
+    uint8_t *attn;        /* owned: attention summary blob (attn_blob.h), or NULL */
     size_t attn_len;
 };
 
@@ -122,22 +105,6 @@ struct pd_run_settings {
     char *kv_policy;      /* "full", "window:64,shadow", ... */
     char *chat_template;  /* template name */
 };
-
-/* Checks an attention blob's header and length (version 1 or 2, n_layer and n_top >= 1,
- * reserved byte 0, the exact size for the version; n_steps <= 1<<20) and reports its
- * dimensions; false when inconsistent. Does not look at the entries' values. */
-bool pd_attn_blob_layout(const uint8_t *blob, size_t len, uint32_t *n_layer, uint32_t *n_top,
-                         uint32_t *n_steps);
-
-/* Checks a whole attention blob: its layout (pd_attn_blob_layout), every weight and step
- * mass finite and in [0, 1] (with 1e-3 slack for rounding), padding entries of weight 0.
- * PD_EFORMAT with a message naming the first bad field otherwise. */
-enum pd_status pd_attn_blob_check(const uint8_t *blob, size_t len, struct pd_err *err);
-
-/* Step k (k < n_steps) of a blob that pd_attn_blob_layout accepted: its mass, and the
- * position it begins at. */
-float pd_attn_blob_step_mass(const uint8_t *blob, uint32_t k);
-int64_t pd_attn_blob_step_begin(const uint8_t *blob, uint32_t k);
 
 void pd_token_rec_free(struct pd_token_rec *t);
 void pd_run_settings_free(struct pd_run_settings *s);

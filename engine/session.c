@@ -24,43 +24,6 @@
 #define CMD_QUEUE_MAX 256
 #define TAIL_MAX 64
 
-static const char *const mode_names[PD_MODE_COUNT] = {"long", "short", "none"};
-_Static_assert(sizeof mode_names / sizeof mode_names[0] == PD_MODE_COUNT, "mode names");
-
-const char *pd_think_mode_name(enum pd_think_mode m)
-{
-    return (unsigned)m < PD_MODE_COUNT ? mode_names[m] : "?";
-}
-
-enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
-                                   struct pd_err *err)
-{
-    const char *colon = strchr(s, ':');
-    size_t n = colon ? (size_t)(colon - s) : strlen(s);
-    for (int i = 0; i < PD_MODE_COUNT; i++) {
-        if (strlen(mode_names[i]) == n && strncmp(s, mode_names[i], n) == 0) {
-            *mode = (enum pd_think_mode)i;
-            *budget = 0;
-            if (colon) {
-                char *end;
-                errno = 0;
-                unsigned long v = strtoul(colon + 1, &end, 10);
-                if (i == PD_MODE_NONE || errno || end == colon + 1 || *end || v > (1u << 24)) {
-                    return pd_err_set(err, PD_EINVAL,
-                                      "mode '%s': expected long[:MIN], short[:BUDGET] or none",
-                                      s);
-                }
-                *budget = (uint32_t)v;
-            } else if (i == PD_MODE_SHORT) {
-                *budget = 512;
-            }
-            return PD_OK;
-        }
-    }
-    return pd_err_set(err, PD_EINVAL, "mode '%s': expected long[:MIN], short[:BUDGET] or none",
-                      s);
-}
-
 struct pd_session_params pd_session_default_params(void)
 {
     struct pd_session_params p;
@@ -126,13 +89,10 @@ struct pd_session {
     bool think_closed_once;
     uint32_t n_think;
     uint32_t n_generated;
-    enum pd_think_mode mode;
-    uint32_t think_budget;
-    uint32_t min_think;
+    struct pd_modes_state modes;   /* the thinking controller (modes.h) */
+    const struct pd_modes_texts *texts; /* static: the chat family's mode texts */
     char tail[TAIL_MAX];
     size_t tail_len;
-    const char *open_marker;
-    const char *close_marker;
     bool in_prefill;
     int64_t prefill_end;
     int64_t min_evicted_pos;      /* smallest position ever evicted (INT64_MAX: none) */
@@ -305,6 +265,7 @@ static bool seq_push(struct pd_session *s, int32_t id)
 static void think_state_set(struct pd_session *s, uint32_t v)
 {
     s->think_open = (v >> 31) & 1;
+    s->modes.closed = !s->think_open;
     s->think_closed_once = (v >> 30) & 1;
     s->n_think = v & 0x3FFFFFFF;
     s->tail_len = 0;
@@ -371,16 +332,6 @@ static bool tail_ends_with(const struct pd_session *s, const char *m)
 {
     size_t n = m ? strlen(m) : 0;
     return n > 0 && s->tail_len >= n && memcmp(s->tail + s->tail_len - n, m, n) == 0;
-}
-
-/* The text injected to end thinking: the caller's, or newline, marker, blank line. */
-static void close_text(const struct pd_session *s, char *buf, size_t n)
-{
-    if (s->p.end_think_text) {
-        snprintf(buf, n, "%s", s->p.end_think_text);
-    } else {
-        snprintf(buf, n, "\n%s\n\n", s->close_marker);
-    }
 }
 
 /* ---- KV policy plumbing -------------------------------------------------------------- */
@@ -741,13 +692,7 @@ static void answer_now(struct pd_session *s, const char *text)
         push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "already answering");
         return;
     }
-    char buf[sizeof ((struct pd_cmd *)0)->text + 64];
-    if (text && *text) {
-        snprintf(buf, sizeof buf, "%s", text);
-    } else {
-        close_text(s, buf, sizeof buf);
-    }
-    if (force_text(s, buf, &err)) {
+    if (force_text(s, text && *text ? text : s->texts->end_think, &err)) {
         push_simple(s, PD_EV_ERROR, s->ctx->n_past, s->ctx->n_past, err.msg);
         return;
     }
@@ -972,21 +917,16 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
 
 static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget)
 {
-    s->mode = m;
+    pd_modes_set(&s->modes, m, budget);
     char msg[96];
     if (m == PD_MODE_SHORT) {
-        s->think_budget = budget ? budget : 512;
-        snprintf(msg, sizeof msg, "short:%u", s->think_budget);
+        snprintf(msg, sizeof msg, "short:%u", s->modes.think_budget);
     } else if (m == PD_MODE_LONG) {
-        s->min_think = budget;
         snprintf(msg, sizeof msg, budget ? "long:%u" : "long", budget);
     } else {
         snprintf(msg, sizeof msg, "none");
     }
     push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
-    if (m == PD_MODE_NONE) {
-        answer_now(s, NULL);
-    }
 }
 
 /* Applies the queued commands; returns false when the worker must stop. */
@@ -1072,11 +1012,13 @@ static void update_think_state(struct pd_session *s, const struct pd_token_rec *
     if (r->text) {
         tail_add(s, r->text, r->text_len);
     }
-    if (s->think_open && tail_ends_with(s, s->close_marker)) {
+    if (s->think_open && tail_ends_with(s, s->texts->think_close)) {
         s->think_open = false;
         s->think_closed_once = true;
-    } else if (!s->think_open && !s->think_closed_once && tail_ends_with(s, s->open_marker)) {
+    } else if (!s->think_open && !s->think_closed_once &&
+               tail_ends_with(s, s->texts->think_open)) {
         s->think_open = true;
+        s->modes.closed = false;
     }
 }
 
@@ -1111,18 +1053,7 @@ static void *worker_main(void *arg)
             finish = "context";
             break;
         }
-        /* Mode control before choosing the token. */
         bool forced_pending = s->i_forced < s->n_forced;
-        if (s->think_open && !forced_pending && s->mode == PD_MODE_SHORT &&
-            s->n_think >= s->think_budget) {
-            char buf[64];
-            close_text(s, buf, sizeof buf);
-            if ((st = force_text(s, buf, &err))) {
-                break;
-            }
-            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "thinking budget reached");
-            forced_pending = s->i_forced < s->n_forced;
-        }
         struct pd_token_rec r;
         memset(&r, 0, sizeof r);
         int32_t id;
@@ -1137,12 +1068,16 @@ static void *worker_main(void *arg)
         r.pos = s->ctx->n_past;
         pd_probe_fill(s->ctx->logits, s->model->hp.n_vocab, id, s->p.topk, &r);
         fill_text(s, &r);
-        /* Minimum thinking: an early close marker becomes "Wait". */
-        if (!forced_pending && s->think_open && s->mode == PD_MODE_LONG && s->min_think &&
-            s->n_think < s->min_think && r.text && s->close_marker &&
-            strstr(r.text, s->close_marker)) {
+        /* The thinking controller (modes.h) sees every token the model chose while
+         * thinking: an early end becomes "Wait", a spent budget or mode none ends it. */
+        struct pd_modes_decision d = {PD_MODES_ACT_NONE, NULL};
+        if (!forced_pending && s->think_open) {
+            bool closes = pd_modes_text_closes(s->texts, r.text, r.text_len);
+            d = pd_modes_on_think_token(&s->modes, s->texts, s->n_think + 1, closes);
+        }
+        if (d.action == PD_MODES_ACT_REPLACE_CLOSE) {
             pd_token_rec_free(&r);
-            if ((st = force_text(s, s->p.wait_text ? s->p.wait_text : "Wait", &err))) {
+            if ((st = force_text(s, d.text, &err))) {
                 break;
             }
             push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "minimum thinking: Wait");
@@ -1165,6 +1100,14 @@ static void *worker_main(void *arg)
         if (eog) {
             finish = "eog";
             break;
+        }
+        if (d.action == PD_MODES_ACT_CLOSE) {
+            if ((st = force_text(s, d.text, &err))) {
+                break;
+            }
+            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past,
+                        s->modes.mode == PD_MODE_NONE ? "mode none: thinking ends"
+                                                      : "thinking budget reached");
         }
         if (s->p.throttle_ms > 0) {
             struct timespec d = {(time_t)(s->p.throttle_ms / 1000),
@@ -1196,9 +1139,9 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
     struct pd_session_params p = params ? *params : pd_session_default_params();
     struct pd_kv_policy *policy = p.policy;
     if (p.topk > PD_TOPK_MAX || p.capture >= PD_CAPTURE_LEVEL_COUNT ||
-        p.mode >= PD_MODE_COUNT) {
+        p.mode >= PD_MODE_COUNT || !pd_modes_texts(p.chat.family)) {
         pd_kvpolicy_close(&policy);
-        return pd_err_set(err, PD_EINVAL, "session: top-k, capture or mode out of range");
+        return pd_err_set(err, PD_EINVAL, "session: top-k, capture, mode or chat family out of range");
     }
     struct pd_session *s = calloc(1, sizeof *s);
     if (!s) {
@@ -1212,9 +1155,9 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
     s->p.policy = NULL;
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     s->min_evicted_pos = INT64_MAX;
-    s->mode = p.mode;
-    s->think_budget = p.mode == PD_MODE_SHORT ? (p.think_budget ? p.think_budget : 512) : 0;
-    s->min_think = p.mode == PD_MODE_LONG ? p.min_think : 0;
+    s->modes = pd_modes_state_init(p.mode, 0, 0, 0);
+    pd_modes_set(&s->modes, p.mode, p.mode == PD_MODE_SHORT ? p.think_budget : p.min_think);
+    s->texts = pd_modes_texts(p.chat.family);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     enum pd_status st;
@@ -1267,13 +1210,6 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
             s->cap.observer_ud = s;
         }
     }
-    const char *open = NULL, *close = NULL;
-    if (!pd_chat_think_markers(p.chat.family, &open, &close)) {
-        open = "<think>";
-        close = "</think>";
-    }
-    s->open_marker = open;
-    s->close_marker = close;
     *out = s;
     return PD_OK;
 fail:
@@ -1318,6 +1254,7 @@ static enum pd_status start_with(struct pd_session *s, const int32_t *tokens, si
     memcpy(s->prompt, tokens, n * sizeof *tokens);
     s->n_prompt = n;
     s->think_open = think_open;
+    s->modes.closed = !think_open;
     return start_worker(s, err);
 }
 
@@ -1326,7 +1263,7 @@ enum pd_status pd_session_start_tokens(struct pd_session *s, const int32_t *toke
 {
     /* Without a template, a family without markers counts the whole completion as
      * thinking (until the close marker text appears). */
-    bool think_open = s->p.chat.family == PD_CHAT_FAMILY_RAW && s->mode != PD_MODE_NONE;
+    bool think_open = s->p.chat.family == PD_CHAT_FAMILY_RAW && s->modes.mode != PD_MODE_NONE;
     return start_with(s, tokens, n, think_open, err);
 }
 
@@ -1350,17 +1287,20 @@ enum pd_status pd_session_start(struct pd_session *s, const char *system, const 
         }
         msgs[n].role = PD_CHAT_ROLE_USER;
         msgs[n++].content = prompt;
-        enum pd_chat_think think = s->mode == PD_MODE_NONE ? PD_CHAT_THINK_OFF
-                                                           : PD_CHAT_THINK_DEFAULT;
-        const struct pd_chat_traits *tr = pd_chat_family_traits(s->p.chat.family);
-        if (think == PD_CHAT_THINK_OFF && tr && !tr->think_off) {
-            think = PD_CHAT_THINK_DEFAULT; /* the family cannot think anyway */
-        }
-        if ((st = pd_chat_render(&s->p.chat, msgs, n, true, think, &text, err))) {
+        /* The mode's prompt (modes.h): the family's switch, or a control token. */
+        struct pd_modes_controls ctl;
+        pd_modes_find_controls(s->tok, &ctl);
+        struct pd_modes_prefill pf;
+        if ((st = pd_modes_prefill_for(&s->p.chat, &ctl, s->modes.mode, false, &pf, err)) ||
+            (st = pd_chat_render(&s->p.chat, msgs, n, true, pf.chat_think, &text, err))) {
             pd_buf_deinit(&text);
             return st;
         }
-        opens_think = pd_chat_prompt_opens_think(&s->p.chat, think);
+        if (!pd_buf_puts(&text, pf.extra)) {
+            pd_buf_deinit(&text);
+            return pd_err_set(err, PD_ENOMEM, "out of memory (prompt)");
+        }
+        opens_think = pf.thinking_open;
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;

@@ -39,20 +39,9 @@
 #include "forward.h"
 #include "kvpolicy.h"
 #include "model.h"
+#include "modes.h"
 #include "sampler.h"
 #include "tokenizer.h"
-
-enum pd_think_mode {
-    PD_MODE_LONG,  /* think without limit (optionally at least min_think tokens) */
-    PD_MODE_SHORT, /* think at most think_budget tokens, then the close marker is injected */
-    PD_MODE_NONE,  /* no thinking: the family's own switch / a pre-filled closed block */
-    PD_MODE_COUNT
-};
-
-const char *pd_think_mode_name(enum pd_think_mode m);
-/* Parses "long", "long:MIN", "short", "short:BUDGET", "none". */
-enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
-                                   struct pd_err *err);
 
 /* Optional step segmentation attached by the caller (analysis implements it): fed every
  * token in order on the worker thread; returns true when a new step begins at this token
@@ -72,13 +61,10 @@ struct pd_session_params {
     uint32_t summary_top_n;      /* positions kept per layer in the summary, default 8 */
     uint64_t full_layers;        /* bit mask of layers captured in full (0 = all) */
     struct pd_chat_format chat;  /* template; family RAW renders the prompt as is */
-    enum pd_think_mode mode;
+    enum pd_think_mode mode;     /* decided by the controller in modes.h, with the texts
+                                  * of chat.family */
     uint32_t think_budget;       /* SHORT: max thinking tokens */
-    uint32_t min_think;          /* LONG: an earlier close marker becomes wait_text */
-    const char *end_think_text;  /* borrowed: injected to end thinking (short budget, answer
-                                  * now, switch to none); NULL = "\n" close-marker "\n\n" */
-    const char *wait_text;       /* borrowed: replaces an early close marker; NULL = "Wait"
-                                  * (analysis/modes.h holds the per-family texts) */
+    uint32_t min_think;          /* LONG: an earlier end of thinking becomes "Wait" */
     struct pd_kv_policy *policy; /* owned (taken); NULL = full cache */
     struct pd_step_observer steps; /* feed == NULL: none */
     double throttle_ms;          /* sleep between tokens (demos, tests); default 0 */

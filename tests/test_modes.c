@@ -1,4 +1,4 @@
-/* test_modes.c - analysis/modes: the exact injected texts per family, the prompt each mode
+/* test_modes.c - engine/modes: the exact injected texts per family, the prompt each mode
  * starts from (rendered through engine/chat), control-token detection on a hand-made
  * vocabulary, and the thinking controller (minimum thinking by "Wait", thinking budget,
  * switching mode mid-stream, answer now). */
@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/modes.h"
 #include "base/mem.h"
 #include "chat.h"
 #include "gguf.h"
 #include "gguf_writer.h"
+#include "modes.h"
 #include "tokenizer.h"
 
 /* The protocol texts, written out here independently of modes.h. */
@@ -69,12 +69,12 @@ static void test_texts(void **state)
                         "<think>\n\n</think>\n\n");
     assert_string_equal(pd_modes_texts(PD_CHAT_FAMILY_LLAMA3)->off_block, "");
     assert_null(pd_modes_texts(PD_CHAT_FAMILY_COUNT));
-    assert_string_equal(pd_modes_mode_name(PD_MODES_SHORT), "short");
-    assert_null(pd_modes_mode_name(PD_MODES_MODE_COUNT));
+    assert_string_equal(pd_think_mode_name(PD_MODE_SHORT), "short");
+    assert_null(pd_think_mode_name(PD_MODE_COUNT));
 }
 
 /* Renders "hi" for family f (default revision) with the prefill of mode m and compares. */
-static void expect_prompt(enum pd_chat_family f, bool gen_opens_think, enum pd_modes_mode m,
+static void expect_prompt(enum pd_chat_family f, bool gen_opens_think, enum pd_think_mode m,
                           bool nothinking, const struct pd_modes_controls *c, const char *want,
                           bool open)
 {
@@ -90,7 +90,7 @@ static void expect_prompt(enum pd_chat_family f, bool gen_opens_think, enum pd_m
     assert_true(pd_buf_puts(&b, pf.extra));
     if (strcmp(b.data, want) != 0) {
         fail_msg("family %s mode %s: got '%s', want '%s'", pd_chat_family_name(f),
-                 pd_modes_mode_name(m), b.data, want);
+                 pd_think_mode_name(m), b.data, want);
     }
     assert_int_equal(pf.thinking_open, open);
     pd_buf_deinit(&b);
@@ -104,55 +104,55 @@ static void test_prefill(void **state)
 {
     (void)state;
     /* deepseek-r1, newer revision (the template opens <think>) */
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODES_LONG, false, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODE_LONG, false, NULL,
                   R1_U "hi" R1_A "<think>\n", true);
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODES_SHORT, false, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODE_SHORT, false, NULL,
                   R1_U "hi" R1_A "<think>\n", true);
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODES_NONE, false, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODE_NONE, false, NULL,
                   R1_U "hi" R1_A "<think>\n\n</think>\n\n", false);
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODES_NONE, true, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, true, PD_MODE_NONE, true, NULL,
                   R1_U "hi" R1_A "<think>\nOkay, I think I have finished thinking.\n</think>\n\n",
                   false);
     /* older revision: ON pre-fills the opener; NoThinking adds it itself */
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, false, PD_MODES_LONG, false, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, false, PD_MODE_LONG, false, NULL,
                   R1_U "hi" R1_A "<think>\n", true);
-    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, false, PD_MODES_NONE, true, NULL,
+    expect_prompt(PD_CHAT_FAMILY_DEEPSEEK_R1, false, PD_MODE_NONE, true, NULL,
                   R1_U "hi" R1_A "<think>\nOkay, I think I have finished thinking.\n</think>\n\n",
                   false);
     /* qwen3: the template switch; with thinking on the model opens <think> itself */
-    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODES_LONG, false, NULL, QW_A, false);
-    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODES_NONE, false, NULL,
+    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODE_LONG, false, NULL, QW_A, false);
+    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODE_NONE, false, NULL,
                   QW_A "<think>\n\n</think>\n\n", false);
-    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODES_NONE, true, NULL,
+    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODE_NONE, true, NULL,
                   QW_A "<think>\nOkay, I think I have finished thinking.\n</think>\n\n", false);
-    expect_prompt(PD_CHAT_FAMILY_QWEN3, true, PD_MODES_SHORT, false, NULL, QW_A "<think>\n",
+    expect_prompt(PD_CHAT_FAMILY_QWEN3, true, PD_MODE_SHORT, false, NULL, QW_A "<think>\n",
                   true);
     /* families that do not think: the plain prompt in every mode */
-    for (int m = 0; m < PD_MODES_MODE_COUNT; m++) {
-        expect_prompt(PD_CHAT_FAMILY_RAW, false, (enum pd_modes_mode)m, true, NULL, "hi", false);
-        expect_prompt(PD_CHAT_FAMILY_CHATML, false, (enum pd_modes_mode)m, false, NULL, QW_A,
+    for (int m = 0; m < PD_MODE_COUNT; m++) {
+        expect_prompt(PD_CHAT_FAMILY_RAW, false, (enum pd_think_mode)m, true, NULL, "hi", false);
+        expect_prompt(PD_CHAT_FAMILY_CHATML, false, (enum pd_think_mode)m, false, NULL, QW_A,
                       false);
     }
     /* control tokens (Thinkless) win: <short> for none, <think> otherwise */
     struct pd_modes_controls c = {10, 11};
-    expect_prompt(PD_CHAT_FAMILY_RAW, false, PD_MODES_NONE, false, &c, "hi<short>", false);
-    expect_prompt(PD_CHAT_FAMILY_RAW, false, PD_MODES_LONG, false, &c, "hi<think>", true);
-    expect_prompt(PD_CHAT_FAMILY_CHATML, false, PD_MODES_NONE, false, &c, QW_A "<short>", false);
+    expect_prompt(PD_CHAT_FAMILY_RAW, false, PD_MODE_NONE, false, &c, "hi<short>", false);
+    expect_prompt(PD_CHAT_FAMILY_RAW, false, PD_MODE_LONG, false, &c, "hi<think>", true);
+    expect_prompt(PD_CHAT_FAMILY_CHATML, false, PD_MODE_NONE, false, &c, QW_A "<short>", false);
     struct pd_modes_controls half = {-1, 11};
-    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODES_NONE, false, &half,
+    expect_prompt(PD_CHAT_FAMILY_QWEN3, false, PD_MODE_NONE, false, &half,
                   QW_A "<think>\n\n</think>\n\n", false);
     /* bad arguments */
     struct pd_modes_prefill pf;
     struct pd_err err;
-    assert_int_equal(pd_modes_prefill_for(NULL, NULL, PD_MODES_LONG, false, &pf, &err),
+    assert_int_equal(pd_modes_prefill_for(NULL, NULL, PD_MODE_LONG, false, &pf, &err),
                      PD_EINVAL);
     struct pd_chat_format fmt;
     pd_chat_format_default(PD_CHAT_FAMILY_QWEN3, &fmt);
-    assert_int_equal(pd_modes_prefill_for(&fmt, NULL, PD_MODES_MODE_COUNT, false, &pf, &err),
+    assert_int_equal(pd_modes_prefill_for(&fmt, NULL, PD_MODE_COUNT, false, &pf, &err),
                      PD_EINVAL);
     assert_non_null(strstr(err.msg, "mode 3 out of range"));
     fmt.family = PD_CHAT_FAMILY_COUNT;
-    assert_int_equal(pd_modes_prefill_for(&fmt, NULL, PD_MODES_LONG, false, &pf, &err),
+    assert_int_equal(pd_modes_prefill_for(&fmt, NULL, PD_MODE_LONG, false, &pf, &err),
                      PD_EINVAL);
 }
 
@@ -206,7 +206,7 @@ static void test_controller_long(void **state)
     (void)state;
     const struct pd_modes_texts *t = pd_modes_texts(PD_CHAT_FAMILY_QWEN3);
     /* minimum thinking 100, at most 2 "Wait"s */
-    struct pd_modes_state s = pd_modes_state_init(PD_MODES_LONG, 100, 2, 0);
+    struct pd_modes_state s = pd_modes_state_init(PD_MODE_LONG, 100, 2, 0);
     struct pd_modes_decision d = pd_modes_on_think_token(&s, t, 10, false);
     assert_int_equal(d.action, PD_MODES_ACT_NONE);
     assert_null(d.text);
@@ -224,7 +224,7 @@ static void test_controller_long(void **state)
     d = pd_modes_on_think_token(&s, t, 71, false);
     assert_int_equal(d.action, PD_MODES_ACT_NONE);
     /* unlimited waits; a close at or after the minimum stands */
-    s = pd_modes_state_init(PD_MODES_LONG, 100, 0, 0);
+    s = pd_modes_state_init(PD_MODE_LONG, 100, 0, 0);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(pd_modes_on_think_token(&s, t, 50, true).action,
                          PD_MODES_ACT_REPLACE_CLOSE);
@@ -232,7 +232,7 @@ static void test_controller_long(void **state)
     assert_int_equal(pd_modes_on_think_token(&s, t, 100, true).action, PD_MODES_ACT_NONE);
     assert_true(s.closed);
     /* long without a minimum never interferes */
-    s = pd_modes_state_init(PD_MODES_LONG, 0, 0, 0);
+    s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
     assert_int_equal(pd_modes_on_think_token(&s, t, 1, true).action, PD_MODES_ACT_NONE);
     assert_int_equal(pd_modes_on_think_token(&s, NULL, 1, false).action,
                      PD_MODES_ACT_NONE);
@@ -242,7 +242,7 @@ static void test_controller_short_and_switch(void **state)
 {
     (void)state;
     const struct pd_modes_texts *t = pd_modes_texts(PD_CHAT_FAMILY_DEEPSEEK_R1);
-    struct pd_modes_state s = pd_modes_state_init(PD_MODES_SHORT, 0, 0, 8);
+    struct pd_modes_state s = pd_modes_state_init(PD_MODE_SHORT, 0, 0, 8);
     for (uint32_t i = 1; i < 8; i++) {
         assert_int_equal(pd_modes_on_think_token(&s, t, i, false).action, PD_MODES_ACT_NONE);
     }
@@ -252,20 +252,19 @@ static void test_controller_short_and_switch(void **state)
     assert_true(s.closed);
     assert_int_equal(pd_modes_on_think_token(&s, t, 9, false).action, PD_MODES_ACT_NONE);
     /* the model closing by itself within the budget: nothing to do */
-    s = pd_modes_state_init(PD_MODES_SHORT, 0, 0, 8);
+    s = pd_modes_state_init(PD_MODE_SHORT, 0, 0, 8);
     assert_int_equal(pd_modes_on_think_token(&s, t, 3, true).action, PD_MODES_ACT_NONE);
     assert_true(s.closed);
     /* long -> short mid-stream with a budget already exceeded: closes at the next token */
-    s = pd_modes_state_init(PD_MODES_LONG, 0, 0, 0);
+    s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
     assert_int_equal(pd_modes_on_think_token(&s, t, 300, false).action, PD_MODES_ACT_NONE);
-    s.mode = PD_MODES_SHORT;
-    s.think_budget = 100;
+    pd_modes_set(&s, PD_MODE_SHORT, 100);
     d = pd_modes_on_think_token(&s, t, 301, false);
     assert_int_equal(d.action, PD_MODES_ACT_CLOSE);
     assert_string_equal(d.text, k_end);
     /* switching to none closes at once */
-    s = pd_modes_state_init(PD_MODES_LONG, 50, 0, 0);
-    s.mode = PD_MODES_NONE;
+    s = pd_modes_state_init(PD_MODE_LONG, 50, 0, 0);
+    pd_modes_set(&s, PD_MODE_NONE, 0);
     d = pd_modes_on_think_token(&s, t, 2, false);
     assert_int_equal(d.action, PD_MODES_ACT_CLOSE);
     assert_string_equal(d.text, k_end);
@@ -285,6 +284,61 @@ static void test_text_closes(void **state)
     assert_true(pd_modes_text_closes(t, tail, strlen(tail)));
 }
 
+/* Mode specs as --mode and :mode take them. */
+static void test_mode_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        enum pd_think_mode mode;
+        uint32_t budget;
+    } ok[] = {
+        {"long", PD_MODE_LONG, 0},      {"long:300", PD_MODE_LONG, 300},
+        {"short", PD_MODE_SHORT, 512},  {"short:64", PD_MODE_SHORT, 64},
+        {"none", PD_MODE_NONE, 0},      {"short:16777216", PD_MODE_SHORT, 16777216},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        enum pd_think_mode m = PD_MODE_COUNT;
+        uint32_t b = 99;
+        struct pd_err err;
+        assert_int_equal(pd_think_mode_parse(ok[i].spec, &m, &b, &err), PD_OK);
+        assert_int_equal(m, ok[i].mode);
+        assert_int_equal(b, ok[i].budget);
+    }
+    static const char *const bad[] = {"none:5", "short:", "short:x", "medium", "longer",
+                                      "short:16777217", "short:-1", "", ":5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        enum pd_think_mode m;
+        uint32_t b;
+        struct pd_err err;
+        pd_err_clear(&err);
+        assert_int_equal(pd_think_mode_parse(bad[i], &m, &b, &err), PD_EINVAL);
+        if (strstr(err.msg, "expected long[:MIN], short[:BUDGET] or none") == NULL) {
+            fail_msg("'%s': message '%s'", bad[i], err.msg);
+        }
+    }
+}
+
+/* A mid-stream change keeps the other mode's parameter and fills short's default. */
+static void test_modes_set(void **state)
+{
+    (void)state;
+    struct pd_modes_state s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
+    pd_modes_set(&s, PD_MODE_SHORT, 0);
+    assert_int_equal(s.mode, PD_MODE_SHORT);
+    assert_int_equal(s.think_budget, 512);
+    pd_modes_set(&s, PD_MODE_SHORT, 64);
+    assert_int_equal(s.think_budget, 64);
+    pd_modes_set(&s, PD_MODE_LONG, 30);
+    assert_int_equal(s.mode, PD_MODE_LONG);
+    assert_int_equal(s.min_think, 30);
+    assert_int_equal(s.think_budget, 64);
+    pd_modes_set(&s, PD_MODE_NONE, 7);
+    assert_int_equal(s.mode, PD_MODE_NONE);
+    assert_int_equal(s.min_think, 30);
+    assert_int_equal(s.think_budget, 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +348,8 @@ int main(void)
         cmocka_unit_test(test_controller_long),
         cmocka_unit_test(test_controller_short_and_switch),
         cmocka_unit_test(test_text_closes),
+        cmocka_unit_test(test_mode_parse),
+        cmocka_unit_test(test_modes_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

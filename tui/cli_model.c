@@ -26,12 +26,12 @@
 #include "cpu.h"
 #include "cli.h"
 #include "analysis/kvpolicy.h"
-#include "analysis/modes.h"
 #include "analysis/step_observer.h"
 #include "session.h"
 #include "dtype.h"
 #include "forward.h"
 #include "model.h"
+#include "modes.h"
 #include "probe.h"
 #include "sampler.h"
 #include "threadpool.h"
@@ -832,11 +832,6 @@ int pd_cli_generate(int argc, char **argv)
         pd_cli_print_err(&err);
         rc = 1;
         goto done;
-    }
-    const struct pd_modes_texts *mt = pd_modes_texts(sp.chat.family);
-    if (mt) {
-        sp.end_think_text = mt->end_think;
-        sp.wait_text = mt->wait;
     }
     if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.model->hp.n_layer, 0, &sp.policy, &err)) {
         rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);

@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "analysis/kvpolicy.h"
-#include "analysis/modes.h"
 #include "analysis/step_observer.h"
 #include "base/log.h"
 #include "chat.h"
 #include "model.h"
+#include "modes.h"
 #include "session.h"
 #include "sha256.h"
 #include "store.h"
@@ -143,10 +143,6 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     }
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
-    if (l->texts) {
-        p.end_think_text = l->texts->end_think; /* static strings */
-        p.wait_text = l->texts->wait;
-    }
     uint32_t budget = 0;
     if (o->mode_spec && (rc = pd_think_mode_parse(o->mode_spec, &p.mode, &budget, err))) {
         pd_err_prefix(err, "--mode");

@@ -17,7 +17,12 @@
  * can be exercised end to end.
  * --rope-freqs 1 adds a rope_freqs.weight tensor (llama only, as in Llama 3.1 files).
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
- * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`. */
+ * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`.
+ * --constant PIECE (llama only) makes a model whose greedy choice is always the token
+ * PIECE, whatever the context: every token has the same embedding u, the attention and
+ * feed-forward outputs are zero (the residual stream stays u), and only PIECE's output row
+ * is non-zero (u scaled), so its logit is positive and every other logit is 0. Tests use
+ * it to drive the thinking controller with a known token stream. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +51,7 @@ static float rng_uniform(struct rng *r, float a)
 }
 
 struct spec {
+    const char *constant;
     int rope_freqs;
     const char *vocab_from;
     const char *chat_template;
@@ -240,6 +246,22 @@ static int add_vector(struct pd_gguf_writer *w, struct rng *r, const char *name,
     }
     return 0;
 }
+
+/* Fills a matrix with zeros (constant models: outputs that must not disturb the stream). */
+static int add_zeros(struct pd_gguf_writer *w, const char *name, uint64_t cols, uint64_t rows,
+                     enum pd_dtype type, struct pd_err *err)
+{
+    float *d = calloc(cols * rows, sizeof *d);
+    uint64_t ne[2] = {cols, rows};
+    enum pd_status st = d ? pd_gguf_writer_add_tensor_f32(w, name, 2, ne, type, d, err)
+                          : PD_ENOMEM;
+    free(d);
+    return st ? -1 : 0;
+}
+
+struct spec;
+static int add_constant(struct pd_gguf_writer *w, struct rng *r, const struct spec *sp,
+                        uint64_t n_vocab, size_t x, struct pd_err *err);
 
 #define CHECK(x)                                  \
     do {                                          \
@@ -436,6 +458,16 @@ tensors:;
     uint32_t E = sp->n_embd, F = sp->n_ff, hd = sp->head_dim;
     uint64_t qd = (uint64_t)sp->n_head * hd, kd = (uint64_t)sp->n_head_kv * hd;
     float ws = 1.0f / sqrtf((float)E);
+    if (sp->constant) {
+        size_t x = vocab_find(&v, sp->constant);
+        if (x == (size_t)-1) {
+            fprintf(stderr, "mkmodel: --constant: no token '%s' in the vocabulary\n",
+                    sp->constant);
+            goto done;
+        }
+        CHECK(add_constant(w, &r, sp, n_vocab, x, &err));
+        goto write;
+    }
     /* Embeddings stay in the requested type too (scaled so tied logits stay moderate);
      * llama gets an untied output. */
     CHECK(add_matrix(w, &r, "token_embd.weight", E, n_vocab, sp->type, ws * 4));
@@ -478,6 +510,7 @@ tensors:;
         CHECK(add_matrix(w, &r, NAME("ffn_down.weight"), F, E, sp->type, 1.0f / sqrtf((float)F)));
 #undef NAME
     }
+write:
     if (pd_gguf_writer_write_file(w, out, &err)) {
         fprintf(stderr, "mkmodel: %s\n", err.msg);
         goto done;
@@ -502,9 +535,61 @@ done:
     return rc;
 }
 
+/* The tensors of a --constant model (see the top of the file). */
+static int add_constant(struct pd_gguf_writer *w, struct rng *r, const struct spec *sp,
+                        uint64_t n_vocab, size_t x, struct pd_err *err)
+{
+    uint32_t E = sp->n_embd, F = sp->n_ff;
+    uint64_t qd = (uint64_t)sp->n_head * sp->head_dim, kd = (uint64_t)sp->n_head_kv * sp->head_dim;
+    float *u = malloc(E * sizeof *u);
+    float *emb = malloc(E * n_vocab * sizeof *emb);
+    float *out = calloc(E * n_vocab, sizeof *out);
+    int rc = -1;
+    if (!u || !emb || !out) {
+        goto done;
+    }
+    for (uint32_t i = 0; i < E; i++) {
+        u[i] = rng_uniform(r, 1.0f);
+    }
+    for (uint64_t t = 0; t < n_vocab; t++) {
+        memcpy(emb + t * E, u, E * sizeof *u);
+    }
+    for (uint32_t i = 0; i < E; i++) {
+        out[x * E + i] = u[i];
+    }
+    uint64_t ne[2] = {E, n_vocab};
+    if (pd_gguf_writer_add_tensor_f32(w, "token_embd.weight", 2, ne, sp->type, emb, err) ||
+        add_vector(w, r, "output_norm.weight", E, 1.0f, 0.2f) ||
+        pd_gguf_writer_add_tensor_f32(w, "output.weight", 2, ne, sp->type, out, err)) {
+        goto done;
+    }
+    for (uint32_t il = 0; il < sp->n_layer; il++) {
+        char n[96];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%u.%s", il, suffix), n)
+        if (add_vector(w, r, NAME("attn_norm.weight"), E, 1.0f, 0.2f) ||
+            add_matrix(w, r, NAME("attn_q.weight"), E, qd, sp->type, 0.1f) ||
+            add_matrix(w, r, NAME("attn_k.weight"), E, kd, sp->type, 0.1f) ||
+            add_matrix(w, r, NAME("attn_v.weight"), E, kd, sp->type, 0.1f) ||
+            add_zeros(w, NAME("attn_output.weight"), qd, E, sp->type, err) ||
+            add_vector(w, r, NAME("ffn_norm.weight"), E, 1.0f, 0.2f) ||
+            add_matrix(w, r, NAME("ffn_gate.weight"), E, F, sp->type, 0.1f) ||
+            add_matrix(w, r, NAME("ffn_up.weight"), E, F, sp->type, 0.1f) ||
+            add_zeros(w, NAME("ffn_down.weight"), F, E, sp->type, err)) {
+            goto done;
+        }
+#undef NAME
+    }
+    rc = 0;
+done:
+    free(u);
+    free(emb);
+    free(out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    struct spec sp = {0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
+    struct spec sp = {NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
     const char *out = NULL;
     int bench = 0;
     for (int i = 1; i < argc; i++) {
@@ -544,6 +629,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mkmodel: --shape: expected tiny or bench, got '%s'\n", val);
                 return 2;
             }
+        } else if (strcmp(a, "--constant") == 0) {
+            sp.constant = val;
         } else if (strcmp(a, "--out") == 0) {
             out = val;
         } else {
@@ -562,6 +649,10 @@ int main(int argc, char **argv)
     }
     if (sp.bpe < 0) {
         sp.bpe = strcmp(sp.arch, "llama") != 0;
+    }
+    if (sp.constant && (strcmp(sp.arch, "llama") != 0 || sp.vocab_from)) {
+        fprintf(stderr, "mkmodel: --constant needs --arch llama and the built-in vocabulary\n");
+        return 2;
     }
     uint32_t blk = pd_dtype_traits(sp.type)->block_size;
     if (bench) {

@@ -1,5 +1,7 @@
 /* modes.h - long / short / no-thinking reasoning modes: the exact texts ponder injects
- * for each chat family, and the decisions a generation loop takes while a model thinks.
+ * for each chat family, the prompt each mode starts from, and the thinking controller:
+ * the decisions a generation loop takes while a model thinks. The live session
+ * (session.c) and every headless loop use this one controller.
  *
  * Texts (docs/modes.md lists them byte for byte):
  *   end of thinking   "\n</think>\n\n" (budget forcing, arXiv 2501.19393; qwen3 and
@@ -46,16 +48,21 @@
     "deliver the solution without delay.\n\n"
 #define PD_MODES_NOTHINKING "Okay, I think I have finished thinking."
 
-/* The three modes. (The session maps its own mode enum onto this one.) */
-enum pd_modes_mode {
-    PD_MODES_LONG,   /* think without limit; optionally at least min_think tokens */
-    PD_MODES_SHORT,  /* think at most think_budget tokens */
-    PD_MODES_NONE,   /* no thinking */
-    PD_MODES_MODE_COUNT
+/* The three modes. */
+enum pd_think_mode {
+    PD_MODE_LONG,  /* think without limit (optionally at least min_think tokens) */
+    PD_MODE_SHORT, /* think at most think_budget tokens, then the end marker is injected */
+    PD_MODE_NONE,  /* no thinking: the family's own switch / a pre-filled closed block */
+    PD_MODE_COUNT
 };
 
 /* "long", "short", "none"; NULL when out of range. */
-const char *pd_modes_mode_name(enum pd_modes_mode m);
+const char *pd_think_mode_name(enum pd_think_mode m);
+
+/* Parses "long", "long:MIN", "short", "short:BUDGET", "none": *budget is MIN or BUDGET
+ * (short without one: 512; long without one: 0). PD_EINVAL naming the text otherwise. */
+enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
+                                   struct pd_err *err);
 
 /* How a family turns thinking off. */
 enum pd_modes_off {
@@ -116,22 +123,23 @@ struct pd_modes_prefill {
  * its family or m is out of range. */
 enum pd_status pd_modes_prefill_for(const struct pd_chat_format *fmt,
                                     const struct pd_modes_controls *controls,
-                                    enum pd_modes_mode m, bool nothinking,
+                                    enum pd_think_mode m, bool nothinking,
                                     struct pd_modes_prefill *out, struct pd_err *err);
 
 /* Controller state for one generation: caller-owned plain data. */
 struct pd_modes_state {
-    enum pd_modes_mode mode;
+    enum pd_think_mode mode;
     uint32_t min_think;     /* long: an end of thinking before this many tokens becomes
                              * "Wait" (0: off) */
     uint32_t max_waits;     /* long: at most this many replacements (0: no limit) */
     uint32_t think_budget;  /* short: thinking tokens allowed (>= 1) */
     uint32_t n_waits;       /* replacements made so far */
-    bool closed;            /* thinking has ended */
+    bool closed;            /* thinking has ended (the caller clears it when thinking opens
+                             * again, e.g. after a branch back into it) */
 };
 
 /* A state for mode m with its parameters (min_think / think_budget; unused ones 0). */
-struct pd_modes_state pd_modes_state_init(enum pd_modes_mode m, uint32_t min_think,
+struct pd_modes_state pd_modes_state_init(enum pd_think_mode m, uint32_t min_think,
                                           uint32_t max_waits, uint32_t think_budget);
 
 enum pd_modes_action {
@@ -155,10 +163,14 @@ struct pd_modes_decision {
  *   none (switched mid-stream)                      -> CLOSE end_think, closed
  *   short and n_think >= think_budget               -> CLOSE end_think, closed
  *   otherwise                                       -> NONE
- * A mode change mid-stream is st->mode = new mode (and budget); the next call applies it. */
+ * A mode change mid-stream goes through pd_modes_set; the next call applies it. */
 struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
                                                  const struct pd_modes_texts *t,
                                                  uint32_t n_think, bool model_closed);
+
+/* Changes the mode mid-stream: m with its parameter (long: the minimum thinking, 0 for
+ * none; short: the budget, 0 for the default 512; none: ignored). */
+void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param);
 
 /* The text that ends thinking at once on the user's "answer now": the hard-interrupt
  * text (force: the force-answer variant). */

@@ -3,6 +3,8 @@
  * modes.h and docs/modes.md. */
 #include "modes.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define END_THINK "\n</think>\n\n"
@@ -50,16 +52,45 @@ _Static_assert(sizeof k_texts / sizeof k_texts[0] == PD_CHAT_FAMILY_COUNT,
                "one mode texts row per chat family");
 
 static const char *const k_mode_names[] = {
-    [PD_MODES_LONG] = "long",
-    [PD_MODES_SHORT] = "short",
-    [PD_MODES_NONE] = "none",
+    [PD_MODE_LONG] = "long",
+    [PD_MODE_SHORT] = "short",
+    [PD_MODE_NONE] = "none",
 };
-_Static_assert(sizeof k_mode_names / sizeof k_mode_names[0] == PD_MODES_MODE_COUNT,
+_Static_assert(sizeof k_mode_names / sizeof k_mode_names[0] == PD_MODE_COUNT,
                "one name per mode");
 
-const char *pd_modes_mode_name(enum pd_modes_mode m)
+#define SHORT_BUDGET_DEFAULT 512
+
+const char *pd_think_mode_name(enum pd_think_mode m)
 {
-    return (unsigned)m < PD_MODES_MODE_COUNT ? k_mode_names[m] : NULL;
+    return (unsigned)m < PD_MODE_COUNT ? k_mode_names[m] : NULL;
+}
+
+enum pd_status pd_think_mode_parse(const char *s, enum pd_think_mode *mode, uint32_t *budget,
+                                   struct pd_err *err)
+{
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    for (int i = 0; i < PD_MODE_COUNT; i++) {
+        if (strlen(k_mode_names[i]) == n && strncmp(s, k_mode_names[i], n) == 0) {
+            *mode = (enum pd_think_mode)i;
+            *budget = 0;
+            if (colon) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(colon + 1, &end, 10);
+                if (i == PD_MODE_NONE || errno || end == colon + 1 || *end || v > (1u << 24)) {
+                    break;
+                }
+                *budget = (uint32_t)v;
+            } else if (i == PD_MODE_SHORT) {
+                *budget = SHORT_BUDGET_DEFAULT;
+            }
+            return PD_OK;
+        }
+    }
+    return pd_err_set(err, PD_EINVAL, "mode '%s': expected long[:MIN], short[:BUDGET] or none",
+                      s);
 }
 
 const struct pd_modes_texts *pd_modes_texts(enum pd_chat_family f)
@@ -85,13 +116,13 @@ bool pd_modes_has_controls(const struct pd_modes_controls *c)
 
 enum pd_status pd_modes_prefill_for(const struct pd_chat_format *fmt,
                                     const struct pd_modes_controls *controls,
-                                    enum pd_modes_mode m, bool nothinking,
+                                    enum pd_think_mode m, bool nothinking,
                                     struct pd_modes_prefill *out, struct pd_err *err)
 {
     if (fmt == NULL || (unsigned)fmt->family >= PD_CHAT_FAMILY_COUNT) {
         return pd_err_set(err, PD_EINVAL, "modes: bad chat format");
     }
-    if ((unsigned)m >= PD_MODES_MODE_COUNT) {
+    if ((unsigned)m >= PD_MODE_COUNT) {
         return pd_err_set(err, PD_EINVAL, "modes: mode %d out of range", (int)m);
     }
     const struct pd_modes_texts *t = &k_texts[fmt->family];
@@ -99,14 +130,14 @@ enum pd_status pd_modes_prefill_for(const struct pd_chat_format *fmt,
     out->extra = "";
     out->thinking_open = false;
     if (pd_modes_has_controls(controls)) {
-        out->extra = m == PD_MODES_NONE ? "<short>" : "<think>";
-        out->thinking_open = m != PD_MODES_NONE;
+        out->extra = m == PD_MODE_NONE ? "<short>" : "<think>";
+        out->thinking_open = m != PD_MODE_NONE;
         return PD_OK;
     }
     if (t->off == PD_MODES_OFF_NOT_NEEDED) {
         return PD_OK;
     }
-    if (m != PD_MODES_NONE) {
+    if (m != PD_MODE_NONE) {
         out->chat_think = PD_CHAT_THINK_ON;
         out->thinking_open = pd_chat_prompt_opens_think(fmt, PD_CHAT_THINK_ON);
         return PD_OK;
@@ -122,7 +153,7 @@ enum pd_status pd_modes_prefill_for(const struct pd_chat_format *fmt,
     return PD_OK;
 }
 
-struct pd_modes_state pd_modes_state_init(enum pd_modes_mode m, uint32_t min_think,
+struct pd_modes_state pd_modes_state_init(enum pd_think_mode m, uint32_t min_think,
                                           uint32_t max_waits, uint32_t think_budget)
 {
     struct pd_modes_state s;
@@ -143,7 +174,7 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
         return d;
     }
     if (model_closed) {
-        if (st->mode == PD_MODES_LONG && n_think < st->min_think &&
+        if (st->mode == PD_MODE_LONG && n_think < st->min_think &&
             (st->max_waits == 0 || st->n_waits < st->max_waits)) {
             st->n_waits++;
             d.action = PD_MODES_ACT_REPLACE_CLOSE;
@@ -153,13 +184,23 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
         st->closed = true;
         return d;
     }
-    if (st->mode == PD_MODES_NONE ||
-        (st->mode == PD_MODES_SHORT && n_think >= st->think_budget)) {
+    if (st->mode == PD_MODE_NONE ||
+        (st->mode == PD_MODE_SHORT && n_think >= st->think_budget)) {
         st->closed = true;
         d.action = PD_MODES_ACT_CLOSE;
         d.text = t->end_think;
     }
     return d;
+}
+
+void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param)
+{
+    st->mode = m;
+    if (m == PD_MODE_SHORT) {
+        st->think_budget = param ? param : SHORT_BUDGET_DEFAULT;
+    } else if (m == PD_MODE_LONG) {
+        st->min_think = param;
+    }
 }
 
 const char *pd_modes_answer_now(const struct pd_modes_texts *t, bool force)

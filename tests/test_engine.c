@@ -24,6 +24,7 @@
 #include "forward.h"
 #include "gguf_writer.h"
 #include "kvcache.h"
+#include "lm.h"
 #include "model.h"
 #include "probe.h"
 #include "ref_forward.h"
@@ -195,6 +196,76 @@ static void test_model_rejects(void **state)
     expect_model_error(tweak_missing_tensor, "tensor 'blk.0.attn_norm.weight': missing");
     expect_model_error(tweak_wrong_shape, "tensor 'blk.0.attn_q.weight': shape [8 x 7]");
     expect_model_error(tweak_wrong_type_eps, "layer_norm_rms_epsilon");
+}
+
+/* A whole 1-layer llama (n_embd 8, 10 embedding rows) with an SPM vocabulary of
+ * n_tokens pieces, written to path. */
+static void write_small_llama(const char *path, size_t n_tokens)
+{
+    struct pd_gguf_writer *w = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_gguf_writer_open(&w, &err), PD_OK);
+    base_llama(w, 1);
+    static const char *const names[] = {"blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"};
+    static const char *const mats[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight",
+                                       "blk.0.attn_v.weight", "blk.0.attn_output.weight"};
+    add_t(w, "token_embd.weight", 8, 10);
+    add_t(w, "output_norm.weight", 8, 1);
+    add_t(w, "output.weight", 8, 10);
+    for (size_t i = 0; i < 2; i++) {
+        add_t(w, names[i], 8, 1);
+    }
+    add_t(w, mats[0], 8, 8);
+    add_t(w, mats[1], 8, 4); /* one KV head of 4 */
+    add_t(w, mats[2], 8, 4);
+    add_t(w, mats[3], 8, 8);
+    add_t(w, "blk.0.ffn_gate.weight", 8, 16);
+    add_t(w, "blk.0.ffn_up.weight", 8, 16);
+    add_t(w, "blk.0.ffn_down.weight", 16, 8);
+    const char *toks[10] = {"<unk>", "<s>", "</s>", "a", "b", "c", "d", "e", "f", "g"};
+    float scores[10] = {0};
+    int32_t types[10] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    assert_int_equal(pd_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", &err), PD_OK);
+    assert_int_equal(pd_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL,
+                                                n_tokens, &err), PD_OK);
+    assert_int_equal(pd_gguf_writer_add_arr(w, "tokenizer.ggml.scores", PD_GGUF_FLOAT32, scores,
+                                            n_tokens, &err), PD_OK);
+    assert_int_equal(pd_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", PD_GGUF_INT32,
+                                            types, n_tokens, &err), PD_OK);
+    assert_int_equal(pd_gguf_writer_write_file(w, path, &err), PD_OK);
+    pd_gguf_writer_close(&w);
+}
+
+/* pd_lm_open: model, tokenizer and chat format in one call; a vocabulary that does not
+ * match the embedding rows is refused by name, and nothing stays open. */
+static void test_lm_open(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/lm-ok.gguf", g_tmp);
+    write_small_llama(path, 10);
+    struct pd_lm lm;
+    struct pd_err err;
+    if (pd_lm_open(path, PD_CHAT_FAMILY_COUNT, &lm, &err) != PD_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_non_null(lm.model);
+    assert_non_null(lm.tok);
+    assert_int_equal(lm.chat.family, PD_CHAT_FAMILY_RAW); /* llama without a template */
+    pd_lm_close(&lm);
+    assert_null(lm.model);
+    assert_int_equal(pd_lm_open(path, PD_CHAT_FAMILY_QWEN3, &lm, &err), PD_OK);
+    assert_int_equal(lm.chat.family, PD_CHAT_FAMILY_QWEN3);
+    pd_lm_close(&lm);
+    snprintf(path, sizeof path, "%s/lm-short-vocab.gguf", g_tmp);
+    write_small_llama(path, 9);
+    pd_err_clear(&err);
+    assert_int_equal(pd_lm_open(path, PD_CHAT_FAMILY_COUNT, &lm, &err), PD_EFORMAT);
+    assert_null(lm.model);
+    assert_null(lm.tok);
+    assert_non_null(strstr(err.msg, "lm-short-vocab.gguf: tokenizer.ggml.tokens: 9 tokens but "
+                                    "token_embd has 10 rows"));
+    assert_int_equal(pd_lm_open(path, (enum pd_chat_family)99, &lm, &err), PD_EINVAL);
 }
 
 /* ---- KV cache ------------------------------------------------------------------------- */
@@ -867,6 +938,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_model_rejects),
+        cmocka_unit_test(test_lm_open),
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),

@@ -34,7 +34,7 @@
 #include "chat.h"
 #include "cli.h"
 #include "metrics.h"
-#include "model.h"
+#include "lm.h"
 #include "prune.h"
 #include "score.h"
 #include "steps.h"
@@ -261,17 +261,14 @@ struct model_opts {
 
 struct model_ctx {
     const char *path; /* borrowed from the options */
-    struct pd_model *m;
-    struct pd_tok *tok;
-    struct pd_chat_format fmt;
+    struct pd_lm lm;
     struct pd_scorer *sc;
 };
 
 static void model_close(struct model_ctx *mc)
 {
     pd_scorer_close(&mc->sc);
-    pd_tok_close(&mc->tok);
-    pd_model_close(&mc->m);
+    pd_lm_close(&mc->lm);
 }
 
 static bool model_open(const struct model_opts *o, struct model_ctx *mc)
@@ -280,32 +277,18 @@ static bool model_open(const struct model_opts *o, struct model_ctx *mc)
     struct pd_err err;
     pd_err_clear(&err);
     mc->path = o->path;
-    if (pd_model_open(o->path, &mc->m, &err) || pd_tok_open_gguf(mc->m->gguf, &mc->tok, &err)) {
-        pd_cli_print_err(&err);
-        model_close(mc);
+    enum pd_chat_family f = PD_CHAT_FAMILY_COUNT;
+    if (o->chat && pd_chat_family_parse(o->chat, &f, &err) != PD_OK) {
+        pd_cli_fail(2, "--chat: %s", err.msg);
         return false;
-    }
-    if (pd_tok_n_vocab(mc->tok) != mc->m->hp.n_vocab) {
-        pd_cli_fail(1, "%s: tokenizer.ggml.tokens: %u tokens but token_embd has %u rows",
-                    o->path, pd_tok_n_vocab(mc->tok), mc->m->hp.n_vocab);
-        model_close(mc);
-        return false;
-    }
-    enum pd_status s;
-    if (o->chat) {
-        enum pd_chat_family f;
-        if ((s = pd_chat_family_parse(o->chat, &f, &err)) == PD_OK) {
-            pd_chat_format_default(f, &mc->fmt);
-        }
-    } else {
-        s = pd_chat_detect(mc->m->gguf, &mc->fmt, &err);
     }
     struct pd_score_params sp = pd_score_default_params();
     sp.ctx.n_threads = o->n_threads;
     sp.ctx.n_ctx = o->n_ctx;
     sp.topk = o->topk;
     sp.capture_attn = o->attn;
-    if (s != PD_OK || pd_scorer_open(mc->m, mc->tok, &sp, &mc->sc, &err) != PD_OK) {
+    if (pd_lm_open(o->path, f, &mc->lm, &err) != PD_OK ||
+        pd_scorer_open(mc->lm.model, mc->lm.tok, &sp, &mc->sc, &err) != PD_OK) {
         pd_cli_print_err(&err);
         model_close(mc);
         return false;
@@ -404,7 +387,7 @@ static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
     } else {
         struct pd_score_input in = {cm, n_msgs, has_think, think.data, think.len, answer.data,
                                     answer.len};
-        s = pd_score_build(mc->tok, &mc->fmt, &in, toks, n, err);
+        s = pd_score_build(mc->lm.tok, &mc->lm.chat, &in, toks, n, err);
     }
     pd_buf_deinit(&think);
     pd_buf_deinit(&answer);
@@ -469,7 +452,7 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
         s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
     }
     int64_t model_id = 0;
-    if (s == PD_OK && (s = pd_io_model_put(st, mc->m, mc->path, &model_id, err)) == PD_OK) {
+    if (s == PD_OK && (s = pd_io_model_put(st, mc->lm.model, mc->path, &model_id, err)) == PD_OK) {
         s = pd_store_session_set_model(st, t->id, model_id, err); /* the scores' model */
     }
     int64_t id = t->id;

@@ -30,7 +30,7 @@
 #include "session.h"
 #include "dtype.h"
 #include "forward.h"
-#include "model.h"
+#include "lm.h"
 #include "modes.h"
 #include "probe.h"
 #include "sampler.h"
@@ -48,16 +48,14 @@ struct model_opts {
 };
 
 struct loaded {
-    struct pd_model *model;
-    struct pd_tok *tok;
+    struct pd_lm lm;
     struct pd_ctx *ctx;
 };
 
 static void loaded_close(struct loaded *l)
 {
     pd_ctx_close(&l->ctx);
-    pd_tok_close(&l->tok);
-    pd_model_close(&l->model);
+    pd_lm_close(&l->lm);
 }
 
 /* Opens the model, its tokenizer and (when want_ctx) an evaluation context. Prints the
@@ -67,16 +65,8 @@ static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
     struct pd_err err;
     pd_err_clear(&err);
     memset(l, 0, sizeof *l);
-    if (pd_model_open(o->model, &l->model, &err) ||
-        pd_tok_open_gguf(l->model->gguf, &l->tok, &err)) {
+    if (pd_lm_open(o->model, PD_CHAT_FAMILY_COUNT, &l->lm, &err)) {
         pd_cli_print_err(&err);
-        loaded_close(l);
-        return false;
-    }
-    if (pd_tok_n_vocab(l->tok) != l->model->hp.n_vocab) {
-        pd_cli_fail(1, "%s: tokenizer.ggml.tokens: %u tokens but token_embd has %u rows",
-                    o->model, pd_tok_n_vocab(l->tok), l->model->hp.n_vocab);
-        loaded_close(l);
         return false;
     }
     if (want_ctx) {
@@ -85,7 +75,7 @@ static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
         p.kv_type = o->kv_type;
         p.n_ctx = o->n_ctx;
         p.backend = o->backend;
-        if (pd_ctx_open(l->model, &p, &l->ctx, &err)) {
+        if (pd_ctx_open(l->lm.model, &p, &l->ctx, &err)) {
             pd_cli_print_err(&err);
             loaded_close(l);
             return false;
@@ -198,20 +188,15 @@ int pd_cli_info(int argc, char **argv)
     if (!load(&o, false, &l)) {
         return 1;
     }
-    const struct pd_hparams *hp = &l.model->hp;
-    const struct pd_gguf *g = l.model->gguf;
+    const struct pd_hparams *hp = &l.lm.model->hp;
+    const struct pd_gguf *g = l.lm.model->gguf;
     uint64_t hist[PD_DTYPE_COUNT] = {0};
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         hist[g->tensors[i].type]++;
     }
     struct pd_gguf_str name = {"", 0};
     pd_gguf_get_str(g, "general.name", &name, NULL);
-    struct pd_chat_format fmt;
-    struct pd_err err;
-    const char *tmpl = "raw";
-    if (pd_chat_detect(g, &fmt, &err) == PD_OK) {
-        tmpl = pd_chat_family_traits(fmt.family)->name;
-    }
+    const char *tmpl = pd_chat_family_traits(l.lm.chat.family)->name;
     bool has_tmpl = pd_gguf_find(g, "tokenizer.chat_template") != NULL;
     struct pd_buf b;
     pd_buf_init(&b);
@@ -225,8 +210,8 @@ int pd_cli_info(int argc, char **argv)
                       "\"weight_bytes\":%llu,\"n_vocab\":%u,\"n_embd\":%u,\"n_layer\":%u,"
                       "\"n_head\":%u,\"n_head_kv\":%u,\"head_dim\":%u,\"n_ff\":%u,"
                       "\"n_ctx_train\":%u,\"rope_base\":",
-                      g->version, pd_arch_name(hp->arch), (unsigned long long)l.model->n_params,
-                      (unsigned long long)l.model->weight_bytes, hp->n_vocab, hp->n_embd,
+                      g->version, pd_arch_name(hp->arch), (unsigned long long)l.lm.model->n_params,
+                      (unsigned long long)l.lm.model->weight_bytes, hp->n_vocab, hp->n_embd,
                       hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
                       hp->n_ctx_train);
         pd_json_num(&b, hp->rope_base);
@@ -245,9 +230,9 @@ int pd_cli_info(int argc, char **argv)
         pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
                           "\"eos\":%d,\"add_bos\":%s},\"chat_template\":{\"family\":\"%s\","
                           "\"in_file\":%s},\"cpu_kernels\":\"%s\"}\n",
-                      pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
-                      pd_tok_bos(l.tok), pd_tok_eos(l.tok),
-                      pd_tok_add_bos(l.tok) ? "true" : "false", tmpl,
+                      pd_tok_model_name(pd_tok_model(l.lm.tok)), pd_tok_pre_name(pd_tok_pre(l.lm.tok)),
+                      pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
+                      pd_tok_add_bos(l.lm.tok) ? "true" : "false", tmpl,
                       has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()));
     } else {
         pd_buf_printf(&b, "file          %s\n", o.model);
@@ -256,8 +241,8 @@ int pd_cli_info(int argc, char **argv)
                       (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
         pd_buf_printf(&b, "architecture  %s\n", pd_arch_name(hp->arch));
         pd_buf_printf(&b, "parameters    %llu (%.2f MiB of weights)\n",
-                      (unsigned long long)l.model->n_params,
-                      (double)l.model->weight_bytes / (1024.0 * 1024.0));
+                      (unsigned long long)l.lm.model->n_params,
+                      (double)l.lm.model->weight_bytes / (1024.0 * 1024.0));
         pd_buf_printf(&b, "layers        %u, embedding %u, ffn %u\n", hp->n_layer, hp->n_embd,
                       hp->n_ff);
         pd_buf_printf(&b, "heads         %u query, %u key/value, head size %u/%u, rope %s "
@@ -275,9 +260,9 @@ int pd_cli_info(int argc, char **argv)
             }
         }
         pd_buf_printf(&b, "\ntokenizer     %s (pre %s), %u tokens, bos %d, eos %d%s\n",
-                      pd_tok_model_name(pd_tok_model(l.tok)), pd_tok_pre_name(pd_tok_pre(l.tok)),
-                      pd_tok_n_vocab(l.tok), pd_tok_bos(l.tok), pd_tok_eos(l.tok),
-                      pd_tok_add_bos(l.tok) ? ", adds bos" : "");
+                      pd_tok_model_name(pd_tok_model(l.lm.tok)), pd_tok_pre_name(pd_tok_pre(l.lm.tok)),
+                      pd_tok_n_vocab(l.lm.tok), pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
+                      pd_tok_add_bos(l.lm.tok) ? ", adds bos" : "");
         pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|auto)\n",
                       pd_cpu_simd_name(pd_cpu_simd_level()));
         pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
@@ -337,7 +322,7 @@ int pd_cli_tokenize(int argc, char **argv)
     int32_t *ids = NULL;
     size_t n = 0;
     struct pd_err err;
-    if (pd_tok_encode(l.tok, text, strlen(text), !no_bos && pd_tok_add_bos(l.tok), !no_special,
+    if (pd_tok_encode(l.lm.tok, text, strlen(text), !no_bos && pd_tok_add_bos(l.lm.tok), !no_special,
                       &ids, &n, &err)) {
         pd_cli_print_err(&err);
         loaded_close(&l);
@@ -354,7 +339,7 @@ int pd_cli_tokenize(int argc, char **argv)
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t len;
-            const char *piece = pd_tok_piece(l.tok, ids[i], &len);
+            const char *piece = pd_tok_piece(l.lm.tok, ids[i], &len);
             pd_buf_printf(&b, "%6d  ", ids[i]);
             pd_json_str(&b, piece, len);
             pd_buf_puts(&b, "\n");
@@ -441,12 +426,12 @@ static void score_line(struct score_state *s, size_t pos, const struct pd_token_
 {
     if (s->json) {
         pd_buf_printf(&s->out, "{\"pos\":%zu,", pos);
-        append_metrics(&s->out, r, s->l->tok, false);
+        append_metrics(&s->out, r, s->l->lm.tok, false);
         append_attn(&s->out, r);
         pd_buf_puts(&s->out, "}\n");
     } else {
         size_t len;
-        const char *piece = pd_tok_piece(s->l->tok, r->id, &len);
+        const char *piece = pd_tok_piece(s->l->lm.tok, r->id, &len);
         pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", pos, r->id, r->logprob,
                       -r->logprob / M_LN2, r->entropy);
         pd_json_str(&s->out, piece, len);
@@ -466,7 +451,7 @@ static void score_logits(void *ud, size_t i, int64_t pos, const float *logits)
     }
     struct pd_token_rec r;
     memset(&r, 0, sizeof r);
-    pd_probe_fill(logits, s->l->model->hp.n_vocab, s->tokens[i + 1], s->topk, &r);
+    pd_probe_fill(logits, s->l->lm.model->hp.n_vocab, s->tokens[i + 1], s->topk, &r);
     if (s->held) {
         s->held[i + 1] = r; /* printed with its attention summary after the pass */
     } else {
@@ -576,7 +561,7 @@ int pd_cli_score(int argc, char **argv)
     struct pd_err err;
     pd_err_clear(&err);
     int rc = 0;
-    if (text && pd_tok_encode(l.tok, text, strlen(text), pd_tok_add_bos(l.tok), true, &ids, &n,
+    if (text && pd_tok_encode(l.lm.tok, text, strlen(text), pd_tok_add_bos(l.lm.tok), true, &ids, &n,
                               &err)) {
         pd_cli_print_err(&err);
         rc = 1;
@@ -828,12 +813,10 @@ int pd_cli_generate(int argc, char **argv)
             goto done;
         }
         pd_chat_format_default(f, &sp.chat);
-    } else if (pd_chat_detect(l.model->gguf, &sp.chat, &err)) {
-        pd_cli_print_err(&err);
-        rc = 1;
-        goto done;
+    } else {
+        sp.chat = l.lm.chat;
     }
-    if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.model->hp.n_layer, 0, &sp.policy, &err)) {
+    if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.lm.model->hp.n_layer, 0, &sp.policy, &err)) {
         rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);
         goto done;
     }
@@ -847,7 +830,7 @@ int pd_cli_generate(int argc, char **argv)
         }
         sp.steps = pd_steps_observer_iface(steps);
     }
-    if (pd_session_open(l.model, l.tok, &sp, &sess, &err) ||
+    if (pd_session_open(l.lm.model, l.lm.tok, &sp, &sess, &err) ||
         pd_session_start(sess, g.system, g.prompt, &err)) {
         pd_cli_print_err(&err);
         rc = 1;
@@ -878,13 +861,13 @@ int pd_cli_generate(int argc, char **argv)
                     pd_json_str(&out, r->text, r->text_len);
                     pd_buf_puts(&out, ",\"logprob\":null,\"entropy\":null,\"top\":[]");
                 } else {
-                    append_metrics(&out, r, l.tok, true);
+                    append_metrics(&out, r, l.lm.tok, true);
                 }
                 append_attn(&out, r);
                 append_rows(&out, ev.rows);
                 pd_buf_puts(&out, "}\n");
-            } else if (!pd_tok_is_control(l.tok, r->id) || r->role == PD_ROLE_INJECTED) {
-                pd_tok_stream_push(&ts, l.tok, r->id, &out, &err);
+            } else if (!pd_tok_is_control(l.lm.tok, r->id) || r->role == PD_ROLE_INJECTED) {
+                pd_tok_stream_push(&ts, l.lm.tok, r->id, &out, &err);
             }
         } else if (ev.kind == PD_EV_EVICT) {
             n_evict++;
@@ -1016,7 +999,7 @@ int pd_cli_bench(int argc, char **argv)
         return pd_cli_fail(1, "out of memory");
     }
     for (long long i = 0; i < n_prompt; i++) {
-        ids[i] = (int32_t)((i * 7919 + 13) % l.model->hp.n_vocab);
+        ids[i] = (int32_t)((i * 7919 + 13) % l.lm.model->hp.n_vocab);
     }
     struct pd_err err;
     double best_pp = 0, best_tg[PD_CAPTURE_LEVEL_COUNT] = {0};
@@ -1040,7 +1023,7 @@ int pd_cli_bench(int argc, char **argv)
             }
             double t1 = now_s();
             for (long long k = 0; k < n_gen && rc == 0; k++) {
-                int32_t id = pd_argmax(l.ctx->logits, l.model->hp.n_vocab);
+                int32_t id = pd_argmax(l.ctx->logits, l.lm.model->hp.n_vocab);
                 if ((cap && pd_capture_begin(&cs, l.ctx->n_past, 1, &err)) ||
                     pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
                     pd_cli_print_err(&err);

@@ -12,7 +12,7 @@
 #include "analysis/step_observer.h"
 #include "base/log.h"
 #include "chat.h"
-#include "model.h"
+#include "lm.h"
 #include "modes.h"
 #include "session.h"
 #include "sha256.h"
@@ -25,8 +25,7 @@
 #define PUMP_BUDGET_S 0.008  /* and at most this long */
 
 struct pd_live {
-    struct pd_model *model;        /* owned */
-    struct pd_tok *tok;            /* owned */
+    struct pd_lm lm;               /* owned: the model, tokenizer and chat format */
     struct pd_session *sess;       /* owned */
     struct pd_steps_observer *steps; /* owned: step boundaries inside the session, so each
                                       * token's summary carries its mass per step */
@@ -75,7 +74,7 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
                                       int64_t parent, int64_t fork_pos, struct pd_err *err)
 {
     int64_t model_id = 0;
-    enum pd_status rc = pd_io_model_put(l->st, l->model, o->model_path, &model_id, err);
+    enum pd_status rc = pd_io_model_put(l->st, l->lm.model, o->model_path, &model_id, err);
     if (rc) {
         return rc;
     }
@@ -113,11 +112,10 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         return pd_err_set(err, PD_ENOMEM, "out of memory");
     }
     struct pd_kv_policy *policy = NULL;
-    enum pd_status rc = pd_model_open(o->model_path, &l->model, err);
-    if (!rc) {
-        rc = pd_tok_open_gguf(l->model->gguf, &l->tok, err);
-    }
-    if (rc) {
+    enum pd_chat_family family = PD_CHAT_FAMILY_COUNT; /* detect */
+    enum pd_status rc = PD_OK;
+    if ((o->chat && (rc = pd_chat_family_parse(o->chat, &family, err))) ||
+        (rc = pd_lm_open(o->model_path, family, &l->lm, err))) {
         goto fail;
     }
     struct pd_session_params p = pd_session_default_params();
@@ -132,15 +130,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     p.topk = o->topk;
     p.capture = o->capture;
     p.throttle_ms = o->throttle_ms;
-    if (o->chat) {
-        enum pd_chat_family f;
-        if ((rc = pd_chat_family_parse(o->chat, &f, err))) {
-            goto fail;
-        }
-        pd_chat_format_default(f, &p.chat);
-    } else if ((rc = pd_chat_detect(l->model->gguf, &p.chat, err))) {
-        goto fail;
-    }
+    p.chat = l->lm.chat;
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
     uint32_t budget = 0;
@@ -160,7 +150,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     if (o->kv_spec) {
         uint32_t nctx = p.ctx.n_ctx ? p.ctx.n_ctx : 4096;
         if ((rc = pd_app_set_policy(a, o->kv_spec, err)) ||
-            (rc = pd_kvpolicy_create_str(o->kv_spec, (int32_t)l->model->hp.n_layer, nctx,
+            (rc = pd_kvpolicy_create_str(o->kv_spec, (int32_t)l->lm.model->hp.n_layer, nctx,
                                          &policy, err))) {
             pd_err_prefix(err, "--kv");
             goto fail;
@@ -175,7 +165,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         }
         p.steps = pd_steps_observer_iface(l->steps);
     }
-    rc = pd_session_open(l->model, l->tok, &p, &l->sess, err); /* takes the policy */
+    rc = pd_session_open(l->lm.model, l->lm.tok, &p, &l->sess, err); /* takes the policy */
     if (rc) {
         goto fail;
     }
@@ -196,11 +186,11 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     }
     snprintf(a->model, sizeof a->model, "%s", base_name(o->model_path));
     snprintf(a->backend, sizeof a->backend, "cpu");
-    a->n_layer = (int32_t)l->model->hp.n_layer;
+    a->n_layer = (int32_t)l->lm.model->hp.n_layer;
     a->session_id = l->sid;
     a->recording = l->w != NULL;
     a->piece = piece;
-    a->piece_ud = l->tok;
+    a->piece_ud = l->lm.tok;
     rc = pd_session_start(l->sess, o->system, o->prompt, err);
     if (rc) {
         goto fail;
@@ -367,7 +357,7 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
              * model is known. "full" means no policy. */
             uint32_t nctx = l->sess ? 4096 : 0;
             if (strncmp(cmd.text, "full", 4) != 0 &&
-                pd_kvpolicy_create_str(cmd.text, (int32_t)l->model->hp.n_layer, nctx,
+                pd_kvpolicy_create_str(cmd.text, (int32_t)l->lm.model->hp.n_layer, nctx,
                                        &cmd.policy, &e2)) {
                 pd_app_msg(a, true, "policy: %s", e2.msg);
                 return;
@@ -441,8 +431,7 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a)
     }
     stop_recording(l, a, a && ended_normally(a));
     pd_store_close(&l->st);
-    pd_tok_close(&l->tok);
-    pd_model_close(&l->model);
+    pd_lm_close(&l->lm);
     free(l);
     *lp = NULL;
 }

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "kvpolicy.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "policies.h"
 
 struct sim_layer {
     int64_t *pos;  /* [n] the policy's view, ascending */
@@ -72,7 +72,7 @@ static enum pd_status record(struct sim *s, int32_t l, int64_t slot_pos, int64_t
 /* Asks the policy for evictions in every layer after the token at position cur. */
 static enum pd_status select_all(struct sim *s, int64_t cur, struct pd_err *err)
 {
-    int64_t budget = pd_kvpolicy_budget_slots(&s->p->budget, cur + 1);
+    int64_t budget = pd_kv_budget_slots(&s->p->budget, cur + 1);
     for (int32_t l = 0; l < s->n_layer; l++) {
         struct sim_layer *L = &s->layers[l];
         int64_t n_ev = 0;
@@ -122,7 +122,7 @@ enum pd_status pd_kvsim_run(const char *spec, const struct pd_token_rec *toks, s
     memset(&s, 0, sizeof s);
     s.n_layer = n_layer;
     s.cap = n ? n : 1;
-    enum pd_status st = pd_kvpolicy_create_str(spec, n_layer, (int64_t)s.cap, &s.p, err);
+    enum pd_status st = pd_policy_create_str(spec, n_layer, (int64_t)s.cap, &s.p, err);
     if (st) {
         return st;
     }
@@ -189,6 +189,6 @@ done:
     free(s.layers);
     free(s.row);
     free(s.mask);
-    pd_kvpolicy_close(&s.p);
+    pd_kv_policy_close(&s.p);
     return st;
 }

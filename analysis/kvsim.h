@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 
 /* Simulates `spec` over toks[0..n) (positions increasing; tokens without a summary blob
  * contribute rows of zeros) for a model with n_layer layers. On success *events is a

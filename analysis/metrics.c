@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
+#include "attn_blob.h"
+#include "mem.h"
 
 /* ---- sums over tokens ---------------------------------------------------------------- */
 

@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 
 /* Where a step's tokens sit in the token array, and how many were scored. */
 struct pd_step_span {

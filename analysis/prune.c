@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "metrics.h"
 
 static const char *const k_strategy_names[] = {

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "utf8.h"
 #include "capture.h"
 #include "kvcache.h"
 #include "metrics.h"

@@ -30,8 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 #include "chat.h"
 #include "forward.h"
 #include "model.h"

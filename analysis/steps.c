@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 
 #define STEPS_TOKEN_LEN_MAX (1u << 20)
 #define STEPS_MIN_CHARS_MAX 100000

@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 
 #define PD_STEPS_MARKERS_MAX 32   /* markers in a custom list */
 #define PD_STEPS_MARKER_LEN_MAX 31 /* bytes per marker */

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "model.h"
 
 enum pd_backend_kind {

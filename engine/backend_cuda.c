@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
-#include "base/mem.h"
+#include "log.h"
+#include "mem.h"
 #include "pd_cuda.h"
 
 struct dev_weight {

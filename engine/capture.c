@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "base/trace.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "trace.h"
 
 static const char *const level_names[PD_CAPTURE_LEVEL_COUNT] = {"off", "summary", "full"};
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "forward.h"
 
 enum pd_capture_level {

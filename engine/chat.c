@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-#include "base/utf8.h"
+#include "utf8.h"
 
 #define THINK_OPEN "<think>"
 #define THINK_CLOSE "</think>"

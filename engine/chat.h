@@ -25,8 +25,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "base/mem.h"
-#include "base/status.h"
+#include "mem.h"
+#include "status.h"
 #include "gguf.h"
 
 enum pd_chat_family {

@@ -10,7 +10,7 @@
 #include <cpuid.h>
 #endif
 
-#include "base/log.h"
+#include "log.h"
 
 static const char *const level_names[PD_SIMD_LEVEL_COUNT] = {
     [PD_SIMD_SCALAR] = "scalar",

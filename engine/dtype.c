@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "quant.h"
 #include "simd.h"
 

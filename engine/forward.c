@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
-#include "base/mem.h"
+#include "log.h"
+#include "mem.h"
 #include "dtype.h"
 #include "simd.h"
 #include "threadpool.h"

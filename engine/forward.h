@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "base/status.h"
+#include "status.h"
 #include "kvcache.h"
 #include "model.h"
 

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "dtype.h"
 
 enum pd_gguf_vtype {

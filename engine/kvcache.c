@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "dtype.h"
 
 static const char *const kv_type_names[PD_KV_TYPE_COUNT] = {"f16", "f32"};

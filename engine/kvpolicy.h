@@ -2,7 +2,7 @@
  * layer's cache, and how the policy answers which slots to evict.
  *
  * The engine defines and calls this interface; the policies themselves (full, window, h2o,
- * snapkv, tova, lazy) live in analysis/kvpolicy.c and are built from a spec string there.
+ * snapkv, tova, lazy) live in analysis/policies.c and are built from a spec string there.
  * The engine never includes analysis headers: it receives a ready `struct pd_kv_policy *`.
  *
  * DESIGN
@@ -31,7 +31,7 @@
  *   each decode step: append the new token's slot; if needs_decode_attn: observe(row);
  *     select; if n_evict > 0: on_evicted with the same mask.
  * Budget.  select receives the budget already resolved to slots; the engine computes it
- *   with pd_kvpolicy_budget_slots(&p->budget, seq_len) where seq_len = cur_pos + 1 (the
+ *   with pd_kv_budget_slots(&p->budget, seq_len) where seq_len = cur_pos + 1 (the
  *   number of positions processed so far). The engine may change p->budget between calls
  *   (a "set budget" command). Some policies may exceed the budget by design (lazy keeps
  *   up to budget + w between evictions); select never evicts below the protected sets.
@@ -41,9 +41,9 @@
  *   passes are the full-cache rows restricted to the view (not renormalised), and it
  *   applies the mask to the view and calls on_evicted as in enforce mode.
  *
- * Ownership: a policy is heap-allocated by its constructor (pd_kvpolicy_create in
- * analysis/kvpolicy.h) and owned by whoever holds the pointer (the engine session once
- * handed over); release it with pd_kvpolicy_close. Thread-safety: one owner thread (the
+ * Ownership: a policy is heap-allocated by its constructor (pd_policy_create in
+ * analysis/policies.h) and owned by whoever holds the pointer (the engine session once
+ * handed over); release it with pd_kv_policy_close. Thread-safety: one owner thread (the
  * engine worker); no internal locking. Array arguments are borrowed for the call only. */
 #ifndef PD_KVPOLICY_H
 #define PD_KVPOLICY_H
@@ -53,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 
 enum pd_kv_mode {
     PD_KV_MODE_ENFORCE, /* evicted slots are really dropped */
@@ -142,7 +142,7 @@ struct pd_kv_policy {
 
 /* Budget in slots for a sequence of seq_len positions: b->slots, or ceil(ratio * seq_len)
  * (at least 1). Pure. */
-static inline int64_t pd_kvpolicy_budget_slots(const struct pd_kv_budget *b, int64_t seq_len)
+static inline int64_t pd_kv_budget_slots(const struct pd_kv_budget *b, int64_t seq_len)
 {
     if (!b->is_ratio) {
         return b->slots;
@@ -158,7 +158,7 @@ static inline int64_t pd_kvpolicy_budget_slots(const struct pd_kv_budget *b, int
 }
 
 /* Destroys *p (NULL and *p == NULL accepted) and sets *p to NULL. */
-static inline void pd_kvpolicy_close(struct pd_kv_policy **p)
+static inline void pd_kv_policy_close(struct pd_kv_policy **p)
 {
     if (p != NULL && *p != NULL) {
         (*p)->ops->destroy(*p);

@@ -11,7 +11,7 @@
 #ifndef PD_LM_H
 #define PD_LM_H
 
-#include "base/status.h"
+#include "status.h"
 #include "chat.h"
 #include "model.h"
 #include "tokenizer.h"

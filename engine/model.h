@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "dtype.h"
 #include "gguf.h"
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/trace.h"
+#include "trace.h"
 
 struct pd_dist_stats {
     double lse;        /* log-sum-exp of the logits */

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "base/mem.h"
+#include "mem.h"
 
 struct cand {
     int32_t id;

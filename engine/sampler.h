@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 
 struct pd_sampler_params {
     float temperature; /* <= 0: greedy */

@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/attn_blob.h"
-#include "base/log.h"
-#include "base/mem.h"
+#include "attn_blob.h"
+#include "log.h"
+#include "mem.h"
 #include "probe.h"
 
 #define CMD_QUEUE_MAX 256
@@ -449,7 +449,7 @@ static void policy_step(struct pd_session *s)
         return;
     }
     int64_t cur = s->ctx->n_past - 1;
-    int64_t budget = pd_kvpolicy_budget_slots(&p->budget, cur + 1);
+    int64_t budget = pd_kv_budget_slots(&p->budget, cur + 1);
     for (uint32_t il = 0; il < s->ctx->kv->n_layer; il++) {
         struct pd_kv_layer *L = &s->ctx->kv->layers[il];
         int64_t nv = policy_view(s, il, L->n, L->pos);
@@ -871,7 +871,7 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
     uint32_t cap = s->ctx->kv->cap;
     if (np && np->n_layer != (int32_t)n_layer) {
         int32_t got = np->n_layer;
-        pd_kvpolicy_close(&np);
+        pd_kv_policy_close(&np);
         return pd_err_set(err, PD_EINVAL, "kv policy: made for %d layers, the model has %u",
                           got, n_layer);
     }
@@ -879,12 +879,12 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
         s->shadow = pd_calloc(n_layer, sizeof *s->shadow);
         for (uint32_t il = 0; s->shadow && il < n_layer; il++) {
             if (!(s->shadow[il] = calloc(cap, 1))) {
-                pd_kvpolicy_close(&np);
+                pd_kv_policy_close(&np);
                 return pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
             }
         }
         if (!s->shadow) {
-            pd_kvpolicy_close(&np);
+            pd_kv_policy_close(&np);
             return pd_err_set(err, PD_ENOMEM, "out of memory (shadow)");
         }
     }
@@ -894,7 +894,7 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
                                             s->p.summary_top_n ? s->p.summary_top_n : 8,
                                             s->p.full_layers, err);
         if (st) {
-            pd_kvpolicy_close(&np);
+            pd_kv_policy_close(&np);
             return st;
         }
         s->cap_ready = true;
@@ -902,7 +902,7 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
     for (uint32_t il = 0; s->shadow && il < n_layer; il++) {
         memset(s->shadow[il], 0, cap);
     }
-    pd_kvpolicy_close(&s->policy);
+    pd_kv_policy_close(&s->policy);
     s->policy = np;
     if (s->cap_ready) {
         s->cap.observer = np ? policy_observer : NULL;
@@ -1140,12 +1140,12 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
     struct pd_kv_policy *policy = p.policy;
     if (p.topk > PD_TOPK_MAX || p.capture >= PD_CAPTURE_LEVEL_COUNT ||
         p.mode >= PD_MODE_COUNT || !pd_modes_texts(p.chat.family)) {
-        pd_kvpolicy_close(&policy);
+        pd_kv_policy_close(&policy);
         return pd_err_set(err, PD_EINVAL, "session: top-k, capture, mode or chat family out of range");
     }
     struct pd_session *s = calloc(1, sizeof *s);
     if (!s) {
-        pd_kvpolicy_close(&policy);
+        pd_kv_policy_close(&policy);
         return pd_err_set(err, PD_ENOMEM, "out of memory (session)");
     }
     s->model = m;
@@ -1342,7 +1342,7 @@ void pd_session_close(struct pd_session **sp)
     for (size_t i = 0; s->cmd && i < s->cmd_len; i++) {
         struct pd_cmd *c = &s->cmd[(s->cmd_head + i) % CMD_QUEUE_MAX];
         if (c->kind == PD_CMD_SET_POLICY) {
-            pd_kvpolicy_close(&c->policy); /* never applied: still ours */
+            pd_kv_policy_close(&c->policy); /* never applied: still ours */
         }
     }
     free(s->cmd);
@@ -1355,7 +1355,7 @@ void pd_session_close(struct pd_session **sp)
         }
         free(s->shadow);
     }
-    pd_kvpolicy_close(&s->policy);
+    pd_kv_policy_close(&s->policy);
     pd_sampler_close(&s->sampler);
     pd_ctx_close(&s->ctx);
     free(s->rowbuf);

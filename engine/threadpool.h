@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "base/status.h"
+#include "status.h"
 
 struct pd_pool;
 

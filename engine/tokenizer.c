@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/utf8.h"
+#include "utf8.h"
 #include "unicode.h"
 
 #define KEY_PREFIX "tokenizer.ggml."

@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/mem.h"
-#include "base/status.h"
+#include "mem.h"
+#include "status.h"
 #include "gguf.h"
 
 struct pd_tok;

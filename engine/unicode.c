@@ -2,7 +2,7 @@
  * UTF-8 decoder the tokenizers use on raw text. See unicode.h. */
 #include "unicode.h"
 
-#include "base/utf8.h"
+#include "utf8.h"
 #include "unicode_tables.h"
 
 unsigned pd_unicode_class(uint32_t cp)

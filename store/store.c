@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "base/mem.h"
+#include "mem.h"
 
 static const char *const stmt_sql[PD_STMT_COUNT] = {
     [PD_STMT_TOKEN_INSERT] =

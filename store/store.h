@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 
 /* Newest schema version this build creates and reads (PRAGMA user_version). */
 #define PD_STORE_SCHEMA_VERSION 3
@@ -105,25 +105,25 @@ enum pd_status pd_store_model_put(struct pd_store *st, const struct pd_model_ide
 /* ---- sessions --------------------------------------------------------------------- */
 
 /* Who spoke a message of the conversation a session was given. */
-enum pd_msg_role {
-    PD_MSG_SYSTEM,
-    PD_MSG_USER,
-    PD_MSG_ASSISTANT,
-    PD_MSG_ROLE_COUNT
+enum pd_store_msg_role {
+    PD_STORE_MSG_SYSTEM,
+    PD_STORE_MSG_USER,
+    PD_STORE_MSG_ASSISTANT,
+    PD_STORE_MSG_ROLE_COUNT
 };
 
 /* "system", "user", "assistant"; NULL when out of range. */
-const char *pd_msg_role_name(enum pd_msg_role r);
-/* Parses those names; PD_MSG_ROLE_COUNT when unknown. */
-enum pd_msg_role pd_msg_role_parse(const char *s);
+const char *pd_store_msg_role_name(enum pd_store_msg_role r);
+/* Parses those names; PD_STORE_MSG_ROLE_COUNT when unknown. */
+enum pd_store_msg_role pd_store_msg_role_parse(const char *s);
 
 struct pd_message {
-    enum pd_msg_role role;
+    enum pd_store_msg_role role;
     char *content;          /* owned by whoever owns the array (see each function) */
 };
 
 /* Frees each content and the array; accepts NULL. */
-void pd_messages_free(struct pd_message *msgs, size_t n);
+void pd_store_messages_free(struct pd_message *msgs, size_t n);
 
 /* What a new session starts with. All pointers borrowed for the call. */
 struct pd_session_new {
@@ -145,7 +145,7 @@ struct pd_session_new {
 enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_session_new *p,
                                        int64_t *id, struct pd_err *err);
 
-struct pd_session_info {
+struct pd_store_session_info {
     int64_t id;
     int64_t model_id;           /* 0: none */
     char *model_name;           /* owned; NULL when no model */
@@ -168,15 +168,15 @@ struct pd_session_info {
     char *tags;                 /* owned: distinct annotation tags joined by ",", or "" */
 };
 
-void pd_session_info_free(struct pd_session_info *s);
+void pd_session_info_free(struct pd_store_session_info *s);
 
 /* Reads one session. PD_EINVAL when no session has this id. */
 enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
-                                    struct pd_session_info *out, struct pd_err *err);
+                                    struct pd_store_session_info *out, struct pd_err *err);
 
 /* Reads all sessions, oldest first. *out is an owned array of *n entries; free each entry
  * with pd_session_info_free and the array with free(). */
-enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info **out,
+enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_session_info **out,
                                      size_t *n, struct pd_err *err);
 
 /* Marks a session finished (generation ended normally) and bumps updated_ms. */
@@ -192,7 +192,7 @@ enum pd_status pd_store_session_delete(struct pd_store *st, int64_t id, struct p
 enum pd_status pd_store_session_set_model(struct pd_store *st, int64_t id, int64_t model_id,
                                           struct pd_err *err);
 
-/* The session's conversation in order. *out is owned (pd_messages_free). */
+/* The session's conversation in order. *out is owned (pd_store_messages_free). */
 enum pd_status pd_store_messages_get(struct pd_store *st, int64_t session_id,
                                      struct pd_message **out, size_t *n, struct pd_err *err);
 
@@ -242,7 +242,7 @@ struct pd_prune {
     int64_t created_ms;
 };
 
-void pd_prunes_free(struct pd_prune *p, size_t n);
+void pd_store_prunes_free(struct pd_prune *p, size_t n);
 
 /* Marks a step pruned (idempotent: a second call updates strategy/by) and sets
  * PD_TOKF_PRUNED on the session's own tokens in the step's span. strategy and by are
@@ -254,7 +254,7 @@ enum pd_status pd_store_prune(struct pd_store *st, int64_t session_id, int32_t s
 enum pd_status pd_store_unprune(struct pd_store *st, int64_t session_id, int32_t step_index,
                                 struct pd_err *err);
 
-/* The session's prunes ordered by step index; *out owned (pd_prunes_free). */
+/* The session's prunes ordered by step index; *out owned (pd_store_prunes_free). */
 enum pd_status pd_store_prunes_get(struct pd_store *st, int64_t session_id,
                                    struct pd_prune **out, size_t *n, struct pd_err *err);
 
@@ -277,7 +277,7 @@ struct pd_annotation {
     int64_t created_ms;
 };
 
-void pd_annotations_free(struct pd_annotation *a, size_t n);
+void pd_store_annotations_free(struct pd_annotation *a, size_t n);
 
 /* Adds an annotation (tag and note borrowed; note may be NULL = ""). *id may be NULL.
  * PD_EINVAL for an empty or malformed tag or a bad span. */
@@ -290,7 +290,7 @@ enum pd_status pd_store_annotation_delete(struct pd_store *st, int64_t session_i
                                           struct pd_err *err);
 
 /* A session's annotations, session-level ones first, then by span start. *out owned
- * (pd_annotations_free). */
+ * (pd_store_annotations_free). */
 enum pd_status pd_store_annotations_get(struct pd_store *st, int64_t session_id,
                                         struct pd_annotation **out, size_t *n,
                                         struct pd_err *err);

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "base/le.h"
+#include "le.h"
 
 size_t pd_topk_blob_encode(const struct pd_topk *top, size_t n_top, uint8_t *out)
 {

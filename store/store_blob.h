@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 
 #define PD_TOPK_BLOB_VERSION 1
 #define PD_TOPK_BLOB_MAX (4 + PD_TOPK_MAX * 8)

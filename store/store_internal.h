@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "store.h"
 
-/* The columns pd_session_info is read from (store_sessions.c read_session_row). */
+/* The columns pd_store_session_info is read from (store_sessions.c read_session_row). */
 #define PD_SESSION_SELECT \
     "SELECT s.id, coalesce(s.model_id, 0), m.file_name, m.arch, m.sha256, m.file_size," \
     " s.chat_template, s.mode, s.kv_policy, s.temperature, s.top_p, s.top_k, s.min_p, s.seed," \

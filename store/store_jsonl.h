@@ -37,7 +37,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "store.h"
 
 /* Longest line import accepts by default (a longer one is a per-line error). */

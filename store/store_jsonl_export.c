@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 #include "store_internal.h"
 #include "store_replay.h"
 
@@ -231,7 +231,7 @@ struct session_data {
 
 static void session_data_free(struct session_data *d)
 {
-    pd_messages_free(d->msgs, d->n_msgs);
+    pd_store_messages_free(d->msgs, d->n_msgs);
     pd_buf_deinit(&d->final);
 }
 
@@ -267,7 +267,7 @@ static enum pd_status load_session_data(struct pd_store *st, struct pd_replay *r
 
 static json_t *chat_record(const struct session_data *d, bool sharegpt, struct jb *b)
 {
-    static const char *const sharegpt_from[PD_MSG_ROLE_COUNT] = {"system", "human", "gpt"};
+    static const char *const sharegpt_from[PD_STORE_MSG_ROLE_COUNT] = {"system", "human", "gpt"};
     json_t *root = json_object();
     json_t *arr = json_array();
     jset(b, root, sharegpt ? "conversations" : "messages", arr);
@@ -280,13 +280,13 @@ static json_t *chat_record(const struct session_data *d, bool sharegpt, struct j
         if (i == d->n_msgs && !d->has_final) {
             break;
         }
-        enum pd_msg_role role = i < d->n_msgs ? d->msgs[i].role : PD_MSG_ASSISTANT;
+        enum pd_store_msg_role role = i < d->n_msgs ? d->msgs[i].role : PD_STORE_MSG_ASSISTANT;
         json_t *m = json_object();
         jpush(b, arr, m);
         if (!m) {
             break;
         }
-        jset(b, m, rk, json_string(sharegpt ? sharegpt_from[role] : pd_msg_role_name(role)));
+        jset(b, m, rk, json_string(sharegpt ? sharegpt_from[role] : pd_store_msg_role_name(role)));
         if (i < d->n_msgs) {
             jset(b, m, tk, json_string(d->msgs[i].content));
         } else {
@@ -301,10 +301,10 @@ static enum pd_status prompt_completion_record(const struct session_data *d, int
 {
     const char *system = NULL, *user = NULL;
     size_t i = 0;
-    if (i < d->n_msgs && d->msgs[i].role == PD_MSG_SYSTEM) {
+    if (i < d->n_msgs && d->msgs[i].role == PD_STORE_MSG_SYSTEM) {
         system = d->msgs[i++].content;
     }
-    if (i < d->n_msgs && d->msgs[i].role == PD_MSG_USER) {
+    if (i < d->n_msgs && d->msgs[i].role == PD_STORE_MSG_USER) {
         user = d->msgs[i++].content;
     }
     if (!user || i != d->n_msgs || !d->has_final) {
@@ -352,7 +352,7 @@ static json_t *jbase64(const uint8_t *p, size_t n)
     return j;
 }
 
-static json_t *ponder_session(const struct pd_session_info *in, struct jb *b)
+static json_t *ponder_session(const struct pd_store_session_info *in, struct jb *b)
 {
     json_t *s = json_object();
     jset(b, s, "id", json_integer(in->id));
@@ -428,7 +428,7 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
                                     const struct session_data *d, json_t **out, struct jb *b,
                                     struct pd_err *err)
 {
-    const struct pd_session_info *in = pd_replay_info(r);
+    const struct pd_store_session_info *in = pd_replay_info(r);
     json_t *root = json_object();
     *out = root;
     jset(b, root, "ponder", json_integer(1));
@@ -436,7 +436,7 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
     json_t *msgs = json_array();
     for (size_t i = 0; msgs && i < d->n_msgs; i++) {
         json_t *m = json_object();
-        jset(b, m, "role", json_string(pd_msg_role_name(d->msgs[i].role)));
+        jset(b, m, "role", json_string(pd_store_msg_role_name(d->msgs[i].role)));
         jset(b, m, "content", json_string(d->msgs[i].content));
         jpush(b, msgs, m);
     }
@@ -502,7 +502,7 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
         jset(b, o, "by", json_string(pr[i].by));
         jpush(b, pa, o);
     }
-    pd_prunes_free(pr, n_pr);
+    pd_store_prunes_free(pr, n_pr);
     jset(b, root, "prunes", pa);
     size_t n_ann;
     const struct pd_annotation *ann = pd_replay_annotations(r, &n_ann);

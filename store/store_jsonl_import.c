@@ -23,8 +23,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 #include "store_internal.h"
 
 #define WHERE_MAX 600
@@ -51,7 +51,7 @@ static void parsed_free(struct parsed *p)
     memset(p, 0, sizeof *p);
 }
 
-static enum pd_status add_ctx(struct parsed *p, enum pd_msg_role role, const char *content,
+static enum pd_status add_ctx(struct parsed *p, enum pd_store_msg_role role, const char *content,
                               const char *where, struct pd_err *err)
 {
     struct pd_message *na = pd_grow_array(p->ctx, &p->cap_ctx, p->n_ctx + 1, sizeof *na);
@@ -184,21 +184,21 @@ static bool split_think(struct slice c, struct slice *think, struct slice *answe
 
 struct role_name {
     const char *name;
-    enum pd_msg_role role;
+    enum pd_store_msg_role role;
 };
 
 static const struct role_name trl_roles[] = {
-    {"system", PD_MSG_SYSTEM}, {"user", PD_MSG_USER}, {"assistant", PD_MSG_ASSISTANT},
-    {"developer", PD_MSG_SYSTEM},
+    {"system", PD_STORE_MSG_SYSTEM}, {"user", PD_STORE_MSG_USER}, {"assistant", PD_STORE_MSG_ASSISTANT},
+    {"developer", PD_STORE_MSG_SYSTEM},
 };
 
 static const struct role_name sharegpt_roles[] = {
-    {"system", PD_MSG_SYSTEM}, {"human", PD_MSG_USER},         {"user", PD_MSG_USER},
-    {"gpt", PD_MSG_ASSISTANT}, {"assistant", PD_MSG_ASSISTANT}, {"chatgpt", PD_MSG_ASSISTANT},
+    {"system", PD_STORE_MSG_SYSTEM}, {"human", PD_STORE_MSG_USER},         {"user", PD_STORE_MSG_USER},
+    {"gpt", PD_STORE_MSG_ASSISTANT}, {"assistant", PD_STORE_MSG_ASSISTANT}, {"chatgpt", PD_STORE_MSG_ASSISTANT},
 };
 
 static bool role_lookup(const struct role_name *t, size_t n, const char *s,
-                        enum pd_msg_role *out)
+                        enum pd_store_msg_role *out)
 {
     for (size_t i = 0; i < n; i++) {
         if (strcmp(t[i].name, s) == 0) {
@@ -289,7 +289,7 @@ static enum pd_status parse_turns(json_t *arr, const char *key, bool sharegpt, s
         if (rc != PD_OK) {
             return rc;
         }
-        enum pd_msg_role role;
+        enum pd_store_msg_role role;
         bool known = sharegpt ? role_lookup(sharegpt_roles,
                                             sizeof sharegpt_roles / sizeof sharegpt_roles[0],
                                             role_s, &role)
@@ -312,7 +312,7 @@ static enum pd_status parse_turns(json_t *arr, const char *key, bool sharegpt, s
         if (rc != PD_OK) {
             return rc;
         }
-        if (i + 1 == n && role == PD_MSG_ASSISTANT) {
+        if (i + 1 == n && role == PD_STORE_MSG_ASSISTANT) {
             set_final(p, content, content_n, reasoning, reasoning_n);
         } else {
             rc = add_ctx(p, role, content, where, err);
@@ -371,11 +371,11 @@ static enum pd_status parse_prompt_style(json_t *root, struct parsed *p, const c
     }
     if (system) {
         use_key(p, "system");
-        rc = add_ctx(p, PD_MSG_SYSTEM, system, where, err);
+        rc = add_ctx(p, PD_STORE_MSG_SYSTEM, system, where, err);
     }
     use_key(p, pk);
     if (rc == PD_OK) {
-        rc = add_ctx(p, PD_MSG_USER, prompt, where, err);
+        rc = add_ctx(p, PD_STORE_MSG_USER, prompt, where, err);
     }
     if (rc == PD_OK && completion) {
         if (reasoning) {
@@ -404,7 +404,7 @@ static enum pd_status parse_record(json_t *root, struct parsed *p, const char *w
         enum pd_status rc = get_str(root, "system", &system, NULL, where, "system", err);
         if (rc == PD_OK && system) {
             use_key(p, "system");
-            rc = add_ctx(p, PD_MSG_SYSTEM, system, where, err);
+            rc = add_ctx(p, PD_STORE_MSG_SYSTEM, system, where, err);
         }
         return rc == PD_OK ? parse_turns(v, "conversations", true, p, where, err) : rc;
     }

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "utf8.h"
 #include "store_blob.h"
 #include "store_internal.h"
 
@@ -228,8 +228,8 @@ static enum pd_status parse_messages(struct pctx *c, json_t *arr, struct pd_mess
             free(m);
             return bad(c, "expected {\"role\": string, \"content\": string}");
         }
-        m[i].role = pd_msg_role_parse(role);
-        if (m[i].role == PD_MSG_ROLE_COUNT) {
+        m[i].role = pd_store_msg_role_parse(role);
+        if (m[i].role == PD_STORE_MSG_ROLE_COUNT) {
             free(m);
             return bad(c, "unknown role");
         }

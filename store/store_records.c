@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "utf8.h"
 #include "store_blob.h"
 
 #define TAG_LEN_MAX 100
@@ -340,7 +340,7 @@ enum pd_status pd_store_steps_get(struct pd_store *st, int64_t session_id,
 
 /* ---- prunes ----------------------------------------------------------------------- */
 
-void pd_prunes_free(struct pd_prune *p, size_t n)
+void pd_store_prunes_free(struct pd_prune *p, size_t n)
 {
     if (!p) {
         return;
@@ -466,7 +466,7 @@ enum pd_status pd_store_prunes_get(struct pd_store *st, int64_t session_id,
     }
     sqlite3_reset(s);
     if (rc != PD_OK) {
-        pd_prunes_free(arr, len);
+        pd_store_prunes_free(arr, len);
         return rc;
     }
     *out = arr;
@@ -520,7 +520,7 @@ enum pd_status pd_store_kv_append(struct pd_store *st, int64_t session_id,
 
 /* ---- annotations ------------------------------------------------------------------ */
 
-void pd_annotations_free(struct pd_annotation *a, size_t n)
+void pd_store_annotations_free(struct pd_annotation *a, size_t n)
 {
     if (!a) {
         return;
@@ -648,7 +648,7 @@ enum pd_status pd_store_annotations_get(struct pd_store *st, int64_t session_id,
     }
     sqlite3_reset(s);
     if (rc != PD_OK) {
-        pd_annotations_free(arr, len);
+        pd_store_annotations_free(arr, len);
         return rc;
     }
     *out = arr;

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
+#include "attn_blob.h"
+#include "mem.h"
 #include "store_blob.h"
 #include "store_internal.h"
 
@@ -30,7 +30,7 @@ struct segment {
 
 struct pd_replay {
     struct pd_store *st;            /* borrowed */
-    struct pd_session_info info;    /* owned */
+    struct pd_store_session_info info;    /* owned */
     struct segment *seg;            /* owned, root first */
     size_t n_seg;
     int64_t length;
@@ -229,14 +229,14 @@ void pd_replay_close(struct pd_replay **rp)
     pd_session_info_free(&r->info);
     free(r->seg);
     free(r->steps);
-    pd_annotations_free(r->ann, r->n_ann);
+    pd_store_annotations_free(r->ann, r->n_ann);
     free(r->pruned);
     free(r->max_span_end_before);
     free(r);
     *rp = NULL;
 }
 
-const struct pd_session_info *pd_replay_info(const struct pd_replay *r)
+const struct pd_store_session_info *pd_replay_info(const struct pd_replay *r)
 {
     return &r->info;
 }

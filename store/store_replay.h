@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 #include "store.h"
 
 struct pd_replay;
@@ -38,7 +38,7 @@ enum pd_status pd_replay_open(struct pd_store *st, int64_t session_id, struct pd
 void pd_replay_close(struct pd_replay **r);
 
 /* The session's summary (borrowed, valid until close). */
-const struct pd_session_info *pd_replay_info(const struct pd_replay *r);
+const struct pd_store_session_info *pd_replay_info(const struct pd_replay *r);
 
 /* Number of positions in the whole sequence (inherited prefix included), as read at open. */
 int64_t pd_replay_length(const struct pd_replay *r);

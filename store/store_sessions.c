@@ -11,29 +11,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 
-static const char *const msg_role_names[PD_MSG_ROLE_COUNT] = {"system", "user", "assistant"};
-_Static_assert(sizeof msg_role_names / sizeof msg_role_names[0] == PD_MSG_ROLE_COUNT,
+static const char *const msg_role_names[PD_STORE_MSG_ROLE_COUNT] = {"system", "user", "assistant"};
+_Static_assert(sizeof msg_role_names / sizeof msg_role_names[0] == PD_STORE_MSG_ROLE_COUNT,
                "message role table");
 
-const char *pd_msg_role_name(enum pd_msg_role r)
+const char *pd_store_msg_role_name(enum pd_store_msg_role r)
 {
-    return (unsigned)r < PD_MSG_ROLE_COUNT ? msg_role_names[r] : NULL;
+    return (unsigned)r < PD_STORE_MSG_ROLE_COUNT ? msg_role_names[r] : NULL;
 }
 
-enum pd_msg_role pd_msg_role_parse(const char *s)
+enum pd_store_msg_role pd_store_msg_role_parse(const char *s)
 {
-    for (int i = 0; i < PD_MSG_ROLE_COUNT; i++) {
+    for (int i = 0; i < PD_STORE_MSG_ROLE_COUNT; i++) {
         if (strcmp(s, msg_role_names[i]) == 0) {
-            return (enum pd_msg_role)i;
+            return (enum pd_store_msg_role)i;
         }
     }
-    return PD_MSG_ROLE_COUNT;
+    return PD_STORE_MSG_ROLE_COUNT;
 }
 
-void pd_messages_free(struct pd_message *msgs, size_t n)
+void pd_store_messages_free(struct pd_message *msgs, size_t n)
 {
     if (!msgs) {
         return;
@@ -160,7 +160,7 @@ static enum pd_status check_new_session(struct pd_store *st, const struct pd_ses
         return pd_err_set(err, PD_EINVAL, "session: %zu messages but no array", p->n_messages);
     }
     for (size_t i = 0; i < p->n_messages; i++) {
-        if ((unsigned)p->messages[i].role >= PD_MSG_ROLE_COUNT || !p->messages[i].content) {
+        if ((unsigned)p->messages[i].role >= PD_STORE_MSG_ROLE_COUNT || !p->messages[i].content) {
             return pd_err_set(err, PD_EINVAL, "session: message %zu: bad role or no content",
                               i);
         }
@@ -181,7 +181,7 @@ static enum pd_status check_new_session(struct pd_store *st, const struct pd_ses
         }
         return PD_OK;
     }
-    struct pd_session_info parent;
+    struct pd_store_session_info parent;
     enum pd_status rc = pd_store_session_get(st, p->parent_id, &parent, err);
     if (rc != PD_OK) {
         return rc;
@@ -277,7 +277,7 @@ enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_sess
     return rc;
 }
 
-void pd_session_info_free(struct pd_session_info *s)
+void pd_session_info_free(struct pd_store_session_info *s)
 {
     if (!s) {
         return;
@@ -296,7 +296,7 @@ void pd_session_info_free(struct pd_session_info *s)
 
 /* Fills *o from the current row of a session_select statement. */
 static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
-                                       struct pd_session_info *o, struct pd_err *err)
+                                       struct pd_store_session_info *o, struct pd_err *err)
 {
     bool ok = true;
     memset(o, 0, sizeof *o);
@@ -352,7 +352,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
 }
 
 enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
-                                    struct pd_session_info *out, struct pd_err *err)
+                                    struct pd_store_session_info *out, struct pd_err *err)
 {
     sqlite3_stmt *s = pd_store_stmt(st, PD_STMT_SESSION_GET, err);
     if (!s) {
@@ -372,7 +372,7 @@ enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
     return rc;
 }
 
-enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info **out,
+enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_session_info **out,
                                      size_t *n, struct pd_err *err)
 {
     *out = NULL;
@@ -381,12 +381,12 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_session_info
     if (!s) {
         return PD_EDB;
     }
-    struct pd_session_info *arr = NULL;
+    struct pd_store_session_info *arr = NULL;
     size_t len = 0, cap = 0;
     enum pd_status rc = PD_OK;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        struct pd_session_info *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
+        struct pd_store_session_info *na = pd_grow_array(arr, &cap, len + 1, sizeof *arr);
         if (!na) {
             rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory listing sessions", st->path);
             break;
@@ -526,8 +526,8 @@ enum pd_status pd_store_messages_get(struct pd_store *st, int64_t session_id,
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
         const char *role = (const char *)sqlite3_column_text(s, 0);
-        enum pd_msg_role mr = role ? pd_msg_role_parse(role) : PD_MSG_ROLE_COUNT;
-        if (mr == PD_MSG_ROLE_COUNT) {
+        enum pd_store_msg_role mr = role ? pd_store_msg_role_parse(role) : PD_STORE_MSG_ROLE_COUNT;
+        if (mr == PD_STORE_MSG_ROLE_COUNT) {
             rc = pd_err_set(err, PD_EFORMAT, "%s: session %lld: message %zu: bad role",
                             st->path, (long long)session_id, len);
             break;
@@ -554,7 +554,7 @@ enum pd_status pd_store_messages_get(struct pd_store *st, int64_t session_id,
     }
     sqlite3_reset(s);
     if (rc != PD_OK) {
-        pd_messages_free(arr, len);
+        pd_store_messages_free(arr, len);
         return rc;
     }
     *out = arr;

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "store_internal.h"
 
 struct wqueue {

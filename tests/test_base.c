@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/log.h"
-#include "base/mem.h"
-#include "base/status.h"
-#include "base/trace.h"
-#include "base/utf8.h"
+#include "attn_blob.h"
+#include "log.h"
+#include "mem.h"
+#include "status.h"
+#include "trace.h"
+#include "utf8.h"
 
 static void test_err_set_and_prefix(void **state)
 {

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
+#include "attn_blob.h"
 #include "capture.h"
 #include "engine_common.h"
 #include "forward.h"

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "dtype.h"
 #include "gguf.h"
 #include "gguf_writer.h"

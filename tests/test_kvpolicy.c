@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/kvpolicy.h"
-#include "engine/kvpolicy.h"
+#include "policies.h"
+#include "kvpolicy.h"
 
 #define NMAX 512
 #define HMAX 4
@@ -40,7 +40,7 @@ static void drv_open(struct drv *d, const char *spec, int32_t n_layer)
     memset(d, 0, sizeof(*d));
     struct pd_err err;
     pd_err_clear(&err);
-    enum pd_status st = pd_kvpolicy_create_str(spec, n_layer, 0, &d->p, &err);
+    enum pd_status st = pd_policy_create_str(spec, n_layer, 0, &d->p, &err);
     if (st != PD_OK) {
         fail_msg("create %s: %s", spec, err.msg);
     }
@@ -49,7 +49,7 @@ static void drv_open(struct drv *d, const char *spec, int32_t n_layer)
 
 static void drv_close(struct drv *d)
 {
-    pd_kvpolicy_close(&d->p);
+    pd_kv_policy_close(&d->p);
     assert_null(d->p);
 }
 
@@ -109,7 +109,7 @@ static void drv_prefill(struct drv *d, int32_t l, attn_fn fn, void *ctx, int n_h
 static int64_t drv_select(struct drv *d, int32_t l, int64_t cur_pos, int64_t *ev)
 {
     struct pd_err err;
-    int64_t budget = pd_kvpolicy_budget_slots(&d->p->budget, cur_pos + 1);
+    int64_t budget = pd_kv_budget_slots(&d->p->budget, cur_pos + 1);
     int64_t n_evict = -1;
     memset(d->mask, 0xAB, sizeof(d->mask));
     enum pd_status st = d->p->ops->select(d->p, l, d->n[l], d->pos[l], cur_pos, budget,
@@ -170,7 +170,7 @@ static bool has_pos(const struct drv *d, int32_t l, int64_t pos)
 
 /* ---- spec parsing --------------------------------------------------------------------- */
 
-static bool spec_equal(const struct pd_kvpolicy_spec *a, const struct pd_kvpolicy_spec *b)
+static bool spec_equal(const struct pd_policy_spec *a, const struct pd_policy_spec *b)
 {
     return a->kind == b->kind && a->mode == b->mode && a->has_budget == b->has_budget &&
            a->budget.is_ratio == b->budget.is_ratio && a->budget.slots == b->budget.slots &&
@@ -204,44 +204,44 @@ static void test_parse_valid_and_roundtrip(void **state)
         {"lazy:300,w=100,alpha=0.001,sinks=4,shadow", "lazy:300,shadow,sinks=4,w=100,alpha=0.001"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct pd_kvpolicy_spec s;
-        struct pd_kvpolicy_spec s2;
+        struct pd_policy_spec s;
+        struct pd_policy_spec s2;
         struct pd_err err;
         char buf[256];
         pd_err_clear(&err);
-        if (pd_kvpolicy_parse(cases[i].spec, &s, &err) != PD_OK) {
+        if (pd_policy_parse(cases[i].spec, &s, &err) != PD_OK) {
             fail_msg("%s: %s", cases[i].spec, err.msg);
         }
-        assert_int_equal(pd_kvpolicy_format(&s, buf, sizeof(buf), &err), PD_OK);
+        assert_int_equal(pd_policy_format(&s, buf, sizeof(buf), &err), PD_OK);
         assert_string_equal(buf, cases[i].canon);
-        assert_int_equal(pd_kvpolicy_parse(buf, &s2, &err), PD_OK);
+        assert_int_equal(pd_policy_parse(buf, &s2, &err), PD_OK);
         assert_true(spec_equal(&s, &s2));
     }
     /* Field values of a few specs. */
-    struct pd_kvpolicy_spec s;
-    assert_int_equal(pd_kvpolicy_parse("snapkv:128,w=32,k=5", &s, NULL), PD_OK);
-    assert_int_equal(s.kind, PD_KVPOLICY_SNAPKV);
+    struct pd_policy_spec s;
+    assert_int_equal(pd_policy_parse("snapkv:128,w=32,k=5", &s, NULL), PD_OK);
+    assert_int_equal(s.kind, PD_POLICY_SNAPKV);
     assert_false(s.budget.is_ratio);
     assert_int_equal(s.budget.slots, 128);
     assert_int_equal(s.window, 32);
     assert_int_equal(s.kernel, 5);
     assert_int_equal(s.mode, PD_KV_MODE_ENFORCE);
-    assert_int_equal(pd_kvpolicy_parse("h2o:0.5,shadow", &s, NULL), PD_OK);
+    assert_int_equal(pd_policy_parse("h2o:0.5,shadow", &s, NULL), PD_OK);
     assert_true(s.budget.is_ratio);
     assert_true(s.budget.ratio == 0.5);
     assert_int_equal(s.mode, PD_KV_MODE_SHADOW);
-    assert_int_equal(pd_kvpolicy_parse("window:64", &s, NULL), PD_OK);
+    assert_int_equal(pd_policy_parse("window:64", &s, NULL), PD_OK);
     assert_int_equal(s.n_sink, 4);
-    assert_int_equal(pd_kvpolicy_parse("lazy:128,alpha=1e-3", &s, NULL), PD_OK);
+    assert_int_equal(pd_policy_parse("lazy:128,alpha=1e-3", &s, NULL), PD_OK);
     assert_true(s.alpha == 1e-3);
-    assert_string_equal(pd_kvpolicy_kind_name(PD_KVPOLICY_TOVA), "tova");
-    assert_null(pd_kvpolicy_kind_name(PD_KVPOLICY_KIND_COUNT));
-    assert_int_equal(pd_kvpolicy_kind_parse("lazy"), PD_KVPOLICY_LAZY);
-    assert_int_equal(pd_kvpolicy_kind_parse("LAZY"), PD_KVPOLICY_KIND_COUNT);
+    assert_string_equal(pd_policy_kind_name(PD_POLICY_TOVA), "tova");
+    assert_null(pd_policy_kind_name(PD_POLICY_KIND_COUNT));
+    assert_int_equal(pd_policy_kind_parse("lazy"), PD_POLICY_LAZY);
+    assert_int_equal(pd_policy_kind_parse("LAZY"), PD_POLICY_KIND_COUNT);
     /* Too small a buffer is reported. */
     char tiny[4];
-    assert_int_equal(pd_kvpolicy_parse("window:64", &s, NULL), PD_OK);
-    assert_int_equal(pd_kvpolicy_format(&s, tiny, sizeof(tiny), NULL), PD_EINVAL);
+    assert_int_equal(pd_policy_parse("window:64", &s, NULL), PD_OK);
+    assert_int_equal(pd_policy_format(&s, tiny, sizeof(tiny), NULL), PD_EINVAL);
     assert_string_equal(tiny, "win");
 }
 
@@ -297,66 +297,66 @@ static void test_parse_corrupt_specs(void **state)
         {long_spec, "longer than 256"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct pd_kvpolicy_spec s;
+        struct pd_policy_spec s;
         struct pd_err err;
         pd_err_clear(&err);
-        enum pd_status st = pd_kvpolicy_parse(cases[i].spec, &s, &err);
+        enum pd_status st = pd_policy_parse(cases[i].spec, &s, &err);
         if (st != PD_EINVAL || strstr(err.msg, cases[i].needle) == NULL) {
             fail_msg("spec \"%.40s\": status %d, message \"%s\" lacks \"%s\"", cases[i].spec,
                      (int)st, err.msg, cases[i].needle);
         }
         struct pd_kv_policy *p = (struct pd_kv_policy *)&s; /* poison: must become NULL */
-        assert_int_equal(pd_kvpolicy_create_str(cases[i].spec, 2, 0, &p, NULL), PD_EINVAL);
+        assert_int_equal(pd_policy_create_str(cases[i].spec, 2, 0, &p, NULL), PD_EINVAL);
         assert_null(p);
     }
-    assert_int_equal(pd_kvpolicy_parse(NULL, NULL, NULL), PD_EINVAL);
+    assert_int_equal(pd_policy_parse(NULL, NULL, NULL), PD_EINVAL);
 }
 
 static void test_validate_and_create_args(void **state)
 {
     (void)state;
-    struct pd_kvpolicy_spec s;
+    struct pd_policy_spec s;
     struct pd_kv_policy *p = NULL;
     struct pd_err err;
-    pd_kvpolicy_spec_defaults(PD_KVPOLICY_H2O, &s);
-    assert_int_equal(pd_kvpolicy_validate(&s, &err), PD_EINVAL); /* no budget */
+    pd_policy_spec_defaults(PD_POLICY_H2O, &s);
+    assert_int_equal(pd_policy_validate(&s, &err), PD_EINVAL); /* no budget */
     s.has_budget = true;
     s.budget.slots = 64;
-    assert_int_equal(pd_kvpolicy_validate(&s, &err), PD_OK);
+    assert_int_equal(pd_policy_validate(&s, &err), PD_OK);
     s.kernel = 4;
-    assert_int_equal(pd_kvpolicy_validate(&s, &err), PD_EINVAL);
+    assert_int_equal(pd_policy_validate(&s, &err), PD_EINVAL);
     assert_non_null(strstr(err.msg, "k=4"));
     s.kernel = 5;
-    s.kind = (enum pd_kvpolicy_kind)99;
-    assert_int_equal(pd_kvpolicy_validate(&s, &err), PD_EINVAL);
-    s.kind = PD_KVPOLICY_H2O;
-    assert_int_equal(pd_kvpolicy_create(&s, 0, 0, &p, &err), PD_EINVAL);
-    assert_int_equal(pd_kvpolicy_create(&s, 5000, 0, &p, &err), PD_EINVAL);
-    assert_int_equal(pd_kvpolicy_create(&s, 4, -1, &p, &err), PD_EINVAL);
+    s.kind = (enum pd_policy_kind)99;
+    assert_int_equal(pd_policy_validate(&s, &err), PD_EINVAL);
+    s.kind = PD_POLICY_H2O;
+    assert_int_equal(pd_policy_create(&s, 0, 0, &p, &err), PD_EINVAL);
+    assert_int_equal(pd_policy_create(&s, 5000, 0, &p, &err), PD_EINVAL);
+    assert_int_equal(pd_policy_create(&s, 4, -1, &p, &err), PD_EINVAL);
     assert_null(p);
-    assert_int_equal(pd_kvpolicy_create(&s, 4, 1024, &p, &err), PD_OK); /* pre-sized */
+    assert_int_equal(pd_policy_create(&s, 4, 1024, &p, &err), PD_OK); /* pre-sized */
     assert_string_equal(p->ops->name, "h2o");
     assert_int_equal(p->n_layer, 4);
     assert_true(p->needs_decode_attn);
     assert_true(p->n_prefill_rows == PD_KV_ROWS_ALL);
     assert_int_equal(p->n_recent, 32);
-    pd_kvpolicy_close(&p);
+    pd_kv_policy_close(&p);
     assert_null(p);
-    pd_kvpolicy_close(&p); /* NULL is fine */
-    pd_kvpolicy_close(NULL);
+    pd_kv_policy_close(&p); /* NULL is fine */
+    pd_kv_policy_close(NULL);
 }
 
 static void test_budget_slots(void **state)
 {
     (void)state;
     struct pd_kv_budget b = {.is_ratio = false, .slots = 64};
-    assert_int_equal(pd_kvpolicy_budget_slots(&b, 1000), 64);
+    assert_int_equal(pd_kv_budget_slots(&b, 1000), 64);
     b = (struct pd_kv_budget){.is_ratio = true, .ratio = 0.5};
-    assert_int_equal(pd_kvpolicy_budget_slots(&b, 10), 5);
-    assert_int_equal(pd_kvpolicy_budget_slots(&b, 11), 6); /* ceil */
-    assert_int_equal(pd_kvpolicy_budget_slots(&b, 0), 1);  /* at least one */
+    assert_int_equal(pd_kv_budget_slots(&b, 10), 5);
+    assert_int_equal(pd_kv_budget_slots(&b, 11), 6); /* ceil */
+    assert_int_equal(pd_kv_budget_slots(&b, 0), 1);  /* at least one */
     b.ratio = 1.0;
-    assert_int_equal(pd_kvpolicy_budget_slots(&b, 7), 7);
+    assert_int_equal(pd_kv_budget_slots(&b, 7), 7);
 }
 
 /* ---- vtable contract ------------------------------------------------------------------ */
@@ -381,7 +381,7 @@ static void test_flags_per_policy(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct pd_kv_policy *p = NULL;
-        assert_int_equal(pd_kvpolicy_create_str(cases[i].spec, 3, 0, &p, NULL), PD_OK);
+        assert_int_equal(pd_policy_create_str(cases[i].spec, 3, 0, &p, NULL), PD_OK);
         assert_int_equal(p->needs_decode_attn, cases[i].decode_attn);
         assert_int_equal(p->needs_decode_attn, p->ops->observe != NULL);
         assert_true(p->n_prefill_rows == cases[i].prefill_rows);
@@ -391,7 +391,7 @@ static void test_flags_per_policy(void **state)
         assert_int_equal(p->mode, cases[i].mode);
         assert_non_null(p->ops->select);
         assert_non_null(p->ops->on_evicted);
-        pd_kvpolicy_close(&p);
+        pd_kv_policy_close(&p);
     }
 }
 
@@ -400,7 +400,7 @@ static void test_bad_engine_calls(void **state)
     (void)state;
     struct pd_kv_policy *p = NULL;
     struct pd_err err;
-    assert_int_equal(pd_kvpolicy_create_str("h2o:4,recent=1", 2, 0, &p, NULL), PD_OK);
+    assert_int_equal(pd_policy_create_str("h2o:4,recent=1", 2, 0, &p, NULL), PD_OK);
     float row[4] = {0.25f, 0.25f, 0.25f, 0.25f};
     int64_t pos[4] = {0, 1, 2, 3};
     int64_t bad_pos[4] = {0, 2, 2, 3};
@@ -431,7 +431,7 @@ static void test_bad_engine_calls(void **state)
     assert_int_equal(p->ops->on_evicted(p, 0, 2, mask, &err), PD_EINVAL);
     assert_int_equal(p->ops->select(p, 0, 4, pos, 3, 4, mask, &n_evict, &err), PD_OK);
     assert_int_equal(n_evict, 0);
-    pd_kvpolicy_close(&p);
+    pd_kv_policy_close(&p);
 }
 
 /* ---- window --------------------------------------------------------------------------- */
@@ -928,8 +928,8 @@ static void run_compare(enum ref_kind kind, const char *spec, int n_head, bool a
 {
     struct drv d;
     drv_open(&d, spec, 1);
-    struct pd_kvpolicy_spec sp;
-    assert_int_equal(pd_kvpolicy_parse(spec, &sp, NULL), PD_OK);
+    struct pd_policy_spec sp;
+    assert_int_equal(pd_policy_parse(spec, &sp, NULL), PD_OK);
     static struct ref r;
     memset(&r, 0, sizeof(r));
     g_rng = seed * 2654435761u + 1;
@@ -978,7 +978,7 @@ static void run_compare(enum ref_kind kind, const char *spec, int n_head, bool a
                 }
             }
         }
-        int64_t budget = pd_kvpolicy_budget_slots(&sp.budget, q + 1);
+        int64_t budget = pd_kv_budget_slots(&sp.budget, q + 1);
         int64_t expect[NMAX];
         int64_t n_expect = 0;
         if (kind == REF_H2O && r.n > budget) {

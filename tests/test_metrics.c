@@ -21,11 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "analysis/metrics.h"
-#include "analysis/score.h"
-#include "analysis/steps.h"
-#include "base/attn_blob.h"
-#include "base/mem.h"
+#include "metrics.h"
+#include "score.h"
+#include "steps.h"
+#include "attn_blob.h"
+#include "mem.h"
 #include "chat.h"
 #include "forward.h"
 #include "model.h"

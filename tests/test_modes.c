@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "chat.h"
 #include "gguf.h"
 #include "gguf_writer.h"

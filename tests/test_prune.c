@@ -18,11 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "analysis/metrics.h"
-#include "analysis/prune.h"
-#include "analysis/score.h"
-#include "analysis/steps.h"
-#include "base/mem.h"
+#include "metrics.h"
+#include "prune.h"
+#include "score.h"
+#include "steps.h"
+#include "mem.h"
 #include "chat.h"
 #include "model.h"
 #include "tokenizer.h"

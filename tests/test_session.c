@@ -16,10 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "analysis/kvpolicy.h"
-#include "analysis/kvsim.h"
-#include "analysis/step_observer.h"
-#include "base/attn_blob.h"
+#include "policies.h"
+#include "kvsim.h"
+#include "steps_live.h"
+#include "attn_blob.h"
 #include "capture.h"
 #include "chat.h"
 #include "engine_common.h"
@@ -67,7 +67,7 @@ static struct pd_session *open_session(struct pd_model *m, struct pd_tok *t, con
     p.throttle_ms = throttle_ms;
     p.summary_top_n = top_n;
     struct pd_err err;
-    if (kv && pd_kvpolicy_create_str(kv, (int32_t)m->hp.n_layer, 0, &p.policy, &err)) {
+    if (kv && pd_policy_create_str(kv, (int32_t)m->hp.n_layer, 0, &p.policy, &err)) {
         fail_msg("%s", err.msg);
     }
     struct pd_session *s = NULL;
@@ -938,14 +938,14 @@ static void test_attention_recompute(void **state)
 static void test_step_events(void **state)
 {
     (void)state;
-    struct pd_steps_observer *obs = NULL;
+    struct pd_steps_live *obs = NULL;
     struct pd_err err;
-    assert_int_equal(pd_steps_observer_open(NULL, &obs, &err), PD_OK);
+    assert_int_equal(pd_steps_live_open(NULL, &obs, &err), PD_OK);
     struct pd_session_params p = pd_session_default_params();
     p.ctx.n_ctx = 256;
     p.throttle_ms = 1;
     p.summary_top_n = 64; /* more than the slots: the summary holds whole rows */
-    p.steps = pd_steps_observer_iface(obs);
+    p.steps = pd_steps_live_iface(obs);
     struct pd_session *s = NULL;
     assert_int_equal(pd_session_open(g_model, g_tok, &p, &s, &err), PD_OK);
     start(s, "the time");
@@ -1026,7 +1026,7 @@ static void test_step_events(void **state)
     }
     assert_int_equal(checked, 5);
     pd_session_close(&s);
-    pd_steps_observer_close(&obs);
+    pd_steps_live_close(&obs);
     free(r);
 }
 
@@ -1044,7 +1044,7 @@ static void test_set_policy(void **state)
     assert_int_equal(r->n_evict, 0);
     struct pd_err err;
     struct pd_cmd c = cmd(PD_CMD_SET_POLICY);
-    assert_int_equal(pd_kvpolicy_create_str("window:12", (int32_t)g_model->hp.n_layer, 0,
+    assert_int_equal(pd_policy_create_str("window:12", (int32_t)g_model->hp.n_layer, 0,
                                             &c.policy, &err),
                      PD_OK);
     send(s, c);
@@ -1074,7 +1074,7 @@ static void test_set_policy(void **state)
     assert_int_equal(r->n_evict, ev_after_full);
     assert_true(ev_after_full >= ev_before);
     c = cmd(PD_CMD_SET_POLICY);
-    assert_int_equal(pd_kvpolicy_create_str("h2o:8,shadow", (int32_t)g_model->hp.n_layer, 0,
+    assert_int_equal(pd_policy_create_str("h2o:8,shadow", (int32_t)g_model->hp.n_layer, 0,
                                             &c.policy, &err),
                      PD_OK);
     send(s, c);
@@ -1088,7 +1088,7 @@ static void test_set_policy(void **state)
     wait_for(s, r, PD_EV_DIVERGENCE, NULL);
     /* A policy for the wrong number of layers is refused, and freed. */
     c = cmd(PD_CMD_SET_POLICY);
-    assert_int_equal(pd_kvpolicy_create_str("tova:8", (int32_t)g_model->hp.n_layer + 1, 0,
+    assert_int_equal(pd_policy_create_str("tova:8", (int32_t)g_model->hp.n_layer + 1, 0,
                                             &c.policy, &err),
                      PD_OK);
     send(s, c);
@@ -1099,11 +1099,11 @@ static void test_set_policy(void **state)
      * the send fails and it stays ours (ASan checks there is no leak either way). */
     send(s, cmd(PD_CMD_STOP));
     c = cmd(PD_CMD_SET_POLICY);
-    assert_int_equal(pd_kvpolicy_create_str("tova:8", (int32_t)g_model->hp.n_layer, 0,
+    assert_int_equal(pd_policy_create_str("tova:8", (int32_t)g_model->hp.n_layer, 0,
                                             &c.policy, &err),
                      PD_OK);
     if (pd_session_send(s, &c, &err) != PD_OK) {
-        pd_kvpolicy_close(&c.policy);
+        pd_kv_policy_close(&c.policy);
     }
     pd_session_close(&s);
     free(r);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/steps.h"
+#include "steps.h"
 
 #define TMAX 2048
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "store.h"
 #include "store_blob.h"
 #include "store_replay.h"
@@ -75,7 +75,7 @@ static int fx_teardown(void **state)
 
 static int64_t new_session(struct pd_store *st, const char *user)
 {
-    struct pd_message m[2] = {{PD_MSG_SYSTEM, "be brief"}, {PD_MSG_USER, (char *)user}};
+    struct pd_message m[2] = {{PD_STORE_MSG_SYSTEM, "be brief"}, {PD_STORE_MSG_USER, (char *)user}};
     struct pd_run_settings rs = {.temperature = 0.6f, .top_p = 0.95f, .top_k = 20,
                                  .min_p = 0.0f, .seed = 0xFFFFFFFFFFFFFFF0ull,
                                  .mode = "long", .kv_policy = "h2o:256,shadow",
@@ -279,7 +279,7 @@ static void test_models(void **state)
     struct pd_session_new sn = {.model_id = a, .source = "live"};
     int64_t sid;
     assert_int_equal(pd_store_session_create(f->st, &sn, &sid, &err), PD_OK);
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_int_equal(in.model_id, a);
     assert_string_equal(in.model_name, "renamed.gguf");
@@ -312,7 +312,7 @@ static void test_sessions_and_messages(void **state)
     struct fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "What is 2+2?");
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_true(in.has_settings);
     assert_float_equal(in.settings.temperature, 0.6, 1e-6);
@@ -335,10 +335,10 @@ static void test_sessions_and_messages(void **state)
     size_t n;
     assert_int_equal(pd_store_messages_get(f->st, sid, &msgs, &n, &err), PD_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(msgs[0].role, PD_MSG_SYSTEM);
+    assert_int_equal(msgs[0].role, PD_STORE_MSG_SYSTEM);
     assert_string_equal(msgs[0].content, "be brief");
-    assert_int_equal(msgs[1].role, PD_MSG_USER);
-    pd_messages_free(msgs, n);
+    assert_int_equal(msgs[1].role, PD_STORE_MSG_USER);
+    pd_store_messages_free(msgs, n);
 
     assert_int_equal(pd_store_session_finish(f->st, sid, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
@@ -356,13 +356,13 @@ static void test_sessions_and_messages(void **state)
     assert_int_equal(pd_store_session_create(f->st, &sn, &id, &err), PD_OK);
     sn = (struct pd_session_new){.fork_pos = 3};
     assert_int_equal(pd_store_session_create(f->st, &sn, &id, &err), PD_EINVAL);
-    struct pd_message bm = {PD_MSG_ROLE_COUNT, "x"};
+    struct pd_message bm = {PD_STORE_MSG_ROLE_COUNT, "x"};
     sn = (struct pd_session_new){.messages = &bm, .n_messages = 1};
     assert_int_equal(pd_store_session_create(f->st, &sn, &id, &err), PD_EINVAL);
     assert_int_equal(pd_store_session_get(f->st, 9999, &in, &err), PD_EINVAL);
     assert_non_null(strstr(err.msg, "9999"));
 
-    struct pd_session_info *all;
+    struct pd_store_session_info *all;
     assert_int_equal(pd_store_session_list(f->st, &all, &n, &err), PD_OK);
     assert_int_equal(n, 2);
     assert_int_equal(all[0].id, sid);
@@ -382,11 +382,11 @@ static void test_sessions_and_messages(void **state)
 static void test_msg_role_names(void **state)
 {
     (void)state;
-    for (int r = 0; r < PD_MSG_ROLE_COUNT; r++) {
-        assert_int_equal(pd_msg_role_parse(pd_msg_role_name((enum pd_msg_role)r)), r);
+    for (int r = 0; r < PD_STORE_MSG_ROLE_COUNT; r++) {
+        assert_int_equal(pd_store_msg_role_parse(pd_store_msg_role_name((enum pd_store_msg_role)r)), r);
     }
-    assert_null(pd_msg_role_name(PD_MSG_ROLE_COUNT));
-    assert_int_equal(pd_msg_role_parse("tool"), PD_MSG_ROLE_COUNT);
+    assert_null(pd_store_msg_role_name(PD_STORE_MSG_ROLE_COUNT));
+    assert_int_equal(pd_store_msg_role_parse("tool"), PD_STORE_MSG_ROLE_COUNT);
 }
 
 static void test_tokens_roundtrip_and_order(void **state)
@@ -501,7 +501,7 @@ static void test_tokens_replace(void **state)
         make_token(&t[i], i, tx[i], NULL);
     }
     assert_int_equal(pd_store_tokens_replace(f->st, sid, t, 3, &err), PD_OK);
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, 3);
     assert_int_equal(in.n_steps, 0);
@@ -626,7 +626,7 @@ static void test_steps_and_prunes(void **state)
     assert_int_equal(pr[0].pos_end, 15);
     assert_string_equal(pr[0].strategy, "asap:budget=64");
     assert_string_equal(pr[0].by, "auto");
-    pd_prunes_free(pr, n);
+    pd_store_prunes_free(pr, n);
 
     /* the reader flags exactly the pruned span */
     struct pd_replay *r;
@@ -645,7 +645,7 @@ static void test_steps_and_prunes(void **state)
     assert_true(rs[1].pruned);
     pd_replay_close(&r);
 
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_int_equal(in.n_steps, 3);
     assert_int_equal(in.n_pruned, 1);
@@ -825,9 +825,9 @@ static void test_annotations(void **state)
     assert_int_equal(got[2].pos_begin, 3);
     assert_int_equal(got[2].pos_end, 7);
     assert_string_equal(got[2].note, "repeats the check\nthree times");
-    pd_annotations_free(got, n);
+    pd_store_annotations_free(got, n);
 
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_string_equal(in.tags, "good-example,loop");
     pd_session_info_free(&in);
@@ -836,7 +836,7 @@ static void test_annotations(void **state)
     assert_int_equal(pd_store_annotation_delete(f->st, sid, id1, &err), PD_EINVAL);
     assert_int_equal(pd_store_annotations_get(f->st, sid, &got, &n, &err), PD_OK);
     assert_int_equal(n, 2);
-    pd_annotations_free(got, n);
+    pd_store_annotations_free(got, n);
 }
 
 static void test_branches(void **state)
@@ -893,7 +893,7 @@ static void test_branches(void **state)
     free(kv);
     pd_replay_close(&r);
 
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, br, &in, &err), PD_OK);
     assert_int_equal(in.fork_pos, 30);
     assert_int_equal(in.n_tokens, 40);
@@ -922,7 +922,7 @@ static void test_transactions(void **state)
     make_token(&t, 9, tx, NULL);
     assert_int_equal(pd_store_tokens_append(f->st, a, &t, 1, &err), PD_EINVAL);
     pd_store_rollback(f->st);
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, a, &in, &err), PD_EINVAL);
     assert_int_equal(pd_store_commit(f->st, &err), PD_EINVAL);
     assert_int_equal(pd_store_begin(f->st, &err), PD_OK);

@@ -108,7 +108,7 @@ static void on_error(void *ud, const struct pd_err *e)
 
 static size_t count_sessions(struct pd_store *st)
 {
-    struct pd_session_info *all;
+    struct pd_store_session_info *all;
     size_t n;
     struct pd_err err;
     assert_int_equal(pd_store_session_list(st, &all, &n, &err), PD_OK);
@@ -254,7 +254,7 @@ static void test_import_shapes(void **state)
     expect_record(f->st, s, PD_JSONL_PROMPT_COMPLETION,
                   "{\"prompt\":\"Solve x+1=3.\",\"completion\":\"<think>\\nSubtract 1 from both "
                   "sides.\\nx = 2.\\n</think>\\n\\nx = 2\"}");
-    struct pd_session_info info;
+    struct pd_store_session_info info;
     struct pd_err err;
     assert_int_equal(pd_store_session_get(f->st, s, &info, &err), PD_OK);
     assert_string_equal(info.meta, "{\"id\":\"r1-0001\",\"source\":\"synthetic\"}");
@@ -311,7 +311,7 @@ static void test_thinking_segments(void **state)
     assert_string_equal(rows_of(f->st, id),
                         "prompt:q|think:A one.\n\n|think:B two.\nB more.\n\n\n|think:C three.|"
                         "answer:Ans.\n\n|answer:More ans.");
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, id, &in, &err), PD_OK);
     assert_string_equal(in.source, "import:mem:1");
     assert_int_equal(in.n_tokens, 6);
@@ -459,7 +459,7 @@ static void test_ten_megabyte_line(void **state)
     struct pd_import_params prm = {.on_error = on_error, .ud = &e};
     assert_int_equal(pd_jsonl_import_file(f->st, p, &prm, &res, &err), PD_OK);
     assert_int_equal(res.n_imported, 2);
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, res.first_id, &in, &err), PD_OK);
     assert_true(in.n_tokens > 100000); /* one row per paragraph */
     pd_session_info_free(&in);
@@ -584,7 +584,7 @@ static void test_export_live_tokens(void **state)
 {
     struct fx *f = *state;
     struct pd_err err;
-    struct pd_message m = {PD_MSG_USER, "Is 9 odd?"};
+    struct pd_message m = {PD_STORE_MSG_USER, "Is 9 odd?"};
     struct pd_run_settings rs = {.temperature = 0.6f, .top_p = 0.95f, .top_k = 20,
                                  .seed = 7, .mode = "long"};
     const char *sha = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
@@ -688,7 +688,7 @@ static void test_export_cleans_utf8(void **state)
 {
     struct fx *f = *state;
     struct pd_err err;
-    struct pd_message m = {PD_MSG_USER, "q"};
+    struct pd_message m = {PD_STORE_MSG_USER, "q"};
     struct pd_session_new sn = {.messages = &m, .n_messages = 1};
     int64_t sid;
     assert_int_equal(pd_store_session_create(f->st, &sn, &sid, &err), PD_OK);
@@ -724,7 +724,7 @@ static json_t *comparable(const char *line)
 static int64_t make_rich_session(struct pd_store *st)
 {
     struct pd_err err;
-    struct pd_message m[2] = {{PD_MSG_SYSTEM, "sys"}, {PD_MSG_USER, "Is 9 odd?"}};
+    struct pd_message m[2] = {{PD_STORE_MSG_SYSTEM, "sys"}, {PD_STORE_MSG_USER, "Is 9 odd?"}};
     struct pd_run_settings rs = {.temperature = 0.6f, .top_p = 0.95f, .top_k = 20,
                                  .min_p = 0.05f, .seed = 18446744073709551557ull,
                                  .mode = "short:256", .kv_policy = "h2o:128,shadow",
@@ -840,7 +840,7 @@ static void test_ponder_record_roundtrip(void **state)
     free(line);
     line = record(f->st, sid, PD_JSONL_PONDER);
     assert_int_equal(pd_jsonl_import_record(st2, line, strlen(line), "rec:2", &id2, &err), PD_OK);
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(st2, id2, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, 7);
     assert_int_equal(in.n_steps, 1);
@@ -857,7 +857,7 @@ static void test_ponder_record_roundtrip(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(ann[1].pos_begin, 1);
     assert_int_equal(ann[1].pos_end, 4);
-    pd_annotations_free(ann, n);
+    pd_store_annotations_free(ann, n);
     /* the pruned trace exports the same final message from both databases */
     char *m1 = record(f->st, sid, PD_JSONL_MESSAGES);
     char *m2 = record(st2, id2, PD_JSONL_MESSAGES);

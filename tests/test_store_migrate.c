@@ -96,7 +96,7 @@ static void check_upgraded(const char *path, int from)
     }
     assert_int_equal(pd_store_schema_version(st), PD_STORE_SCHEMA_VERSION);
     assert_int_equal(pd_store_check(st, &err), PD_OK);
-    struct pd_session_info *all;
+    struct pd_store_session_info *all;
     size_t n;
     assert_int_equal(pd_store_session_list(st, &all, &n, &err), PD_OK);
     if (from == 0) {

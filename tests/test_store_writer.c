@@ -44,7 +44,7 @@ static int fx_setup(void **state)
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    struct pd_message m = {PD_MSG_USER, "stream me"};
+    struct pd_message m = {PD_STORE_MSG_USER, "stream me"};
     struct pd_session_new sn = {.messages = &m, .n_messages = 1, .source = "live"};
     if (pd_store_session_create(f->st, &sn, &f->sid, &err) != PD_OK) {
         return -1;
@@ -185,7 +185,7 @@ static void test_writer_streams_in_batches(void **state)
     assert_true(log.calls >= (N + 1) / 16); /* at most batch_max tokens per commit */
     assert_int_equal(log.last, N + 1);
 
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, f->sid, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, N + 1);
     assert_true(in.finished);
@@ -233,7 +233,7 @@ static void test_writer_errors_are_sticky(void **state)
     assert_int_equal(pd_store_writer_push_kv(w, &ev, &err), PD_EINVAL);
     assert_int_equal(pd_store_writer_close(&w, true, &err), PD_EINVAL);
     /* the batch with the gap was rolled back as a whole */
-    struct pd_session_info in;
+    struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, f->sid, &in, &err), PD_OK);
     assert_false(in.finished);
     assert_true(in.n_tokens == 0 || in.n_tokens == 1);
@@ -391,7 +391,7 @@ static void test_kill9_mid_stream(void **state)
         assert_int_equal(pd_store_open(f->path, NULL, &st, &err), PD_OK);
         assert_int_equal(pd_store_check(st, &err), PD_OK);
         int64_t have = check_contiguous(st, f->sid);
-        struct pd_session_info in;
+        struct pd_store_session_info in;
         assert_int_equal(pd_store_session_get(st, f->sid, &in, &err), PD_OK);
         assert_int_equal(in.n_tokens, have); /* committed with the rows */
         assert_false(in.finished);

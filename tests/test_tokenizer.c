@@ -26,8 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 #include "gguf.h"
 #include "gguf_writer.h"
 #include "qwen_vocab.h"

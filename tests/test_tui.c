@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
-#include "base/utf8.h"
+#include "utf8.h"
 #include "cmdline.h"
 #include "keys.h"
 #include "layout.h"
@@ -972,7 +972,7 @@ static void test_store_io_round_trip(void **state)
     pd_err_clear(&err);
     struct pd_store *st = NULL;
     assert_int_equal(pd_store_open(path, NULL, &st, &err), PD_OK);
-    struct pd_message msg = {PD_MSG_USER, "Q"};
+    struct pd_message msg = {PD_STORE_MSG_USER, "Q"};
     struct pd_session_new sn = {0, NULL, &msg, 1, "test", NULL, 0, 0};
     int64_t id = 0;
     assert_int_equal(pd_store_session_create(st, &sn, &id, &err), PD_OK);

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/attn_blob.h"
-#include "base/mem.h"
-#include "analysis/kvpolicy.h"
-#include "analysis/kvsim.h"
+#include "attn_blob.h"
+#include "mem.h"
+#include "policies.h"
+#include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
 _Static_assert(sizeof pane_names / sizeof pane_names[0] == PD_PANE_COUNT, "pane table");
@@ -699,12 +699,12 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
 
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err)
 {
-    struct pd_kvpolicy_spec sp;
-    enum pd_status st = pd_kvpolicy_parse(spec, &sp, err);
+    struct pd_policy_spec sp;
+    enum pd_status st = pd_policy_parse(spec, &sp, err);
     if (st) {
         return st;
     }
-    st = pd_kvpolicy_format(&sp, a->kv_policy, sizeof a->kv_policy, err);
+    st = pd_policy_format(&sp, a->kv_policy, sizeof a->kv_policy, err);
     if (st) {
         return st;
     }
@@ -712,9 +712,9 @@ enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_e
     a->kv_sinks = sp.n_sink;
     a->kv_budget = sp.has_budget && !sp.budget.is_ratio ? sp.budget.slots : 0;
     a->kv_recent = 0;
-    if (sp.kind == PD_KVPOLICY_WINDOW && a->kv_budget > sp.n_sink) {
+    if (sp.kind == PD_POLICY_WINDOW && a->kv_budget > sp.n_sink) {
         a->kv_recent = a->kv_budget - sp.n_sink;
-    } else if (sp.kind == PD_KVPOLICY_H2O) {
+    } else if (sp.kind == PD_POLICY_H2O) {
         a->kv_recent = sp.n_recent ? sp.n_recent
                                    : (int64_t)ceil(sp.recent_ratio * (double)a->kv_budget);
     }
@@ -1903,9 +1903,9 @@ static void simulate_policy(struct pd_app *a, const char *spec)
  * simulate it over the saved summaries. */
 static void cmd_policy(struct pd_app *a, const char *arg)
 {
-    struct pd_kvpolicy_spec sp;
+    struct pd_policy_spec sp;
     struct pd_err e2;
-    if (pd_kvpolicy_parse(arg, &sp, &e2)) {
+    if (pd_policy_parse(arg, &sp, &e2)) {
         pd_app_msg(a, true, "policy: %s", e2.msg);
         return;
     }

@@ -32,10 +32,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "base/trace.h"
+#include "status.h"
+#include "trace.h"
 #include "session.h"
-#include "analysis/steps.h"
+#include "steps.h"
 #include "wrap.h"
 
 enum pd_app_kind {

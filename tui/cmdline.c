@@ -12,7 +12,7 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
-#include "base/utf8.h"
+#include "utf8.h"
 
 #define HISTORY_MAX 500
 #define QUEUE_MAX 64

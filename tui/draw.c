@@ -7,7 +7,7 @@
 #include <string.h>
 #include <wchar.h>
 
-#include "base/utf8.h"
+#include "utf8.h"
 #include "term.h"
 #include "wrap.h"
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "base/utf8.h"
+#include "utf8.h"
 #include "draw.h"
 #include "term.h"
 

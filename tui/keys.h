@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "app.h"
-#include "base/mem.h"
+#include "mem.h"
 
 struct pd_key_binding {
     int key;              /* curses key code or character */

@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/kvpolicy.h"
-#include "analysis/step_observer.h"
-#include "base/log.h"
+#include "policies.h"
+#include "steps_live.h"
+#include "log.h"
 #include "chat.h"
 #include "lm.h"
 #include "modes.h"
 #include "session.h"
-#include "sha256.h"
+#include "model_id.h"
 #include "store.h"
 #include "store_io.h"
 #include "store_writer.h"
@@ -27,7 +27,7 @@
 struct pd_live {
     struct pd_lm lm;               /* owned: the model, tokenizer and chat format */
     struct pd_session *sess;       /* owned */
-    struct pd_steps_observer *steps; /* owned: step boundaries inside the session, so each
+    struct pd_steps_live *steps; /* owned: step boundaries inside the session, so each
                                       * token's summary carries its mass per step */
     struct pd_store *st;           /* owned; NULL without recording */
     struct pd_store_writer *w;     /* owned; NULL when not recording */
@@ -74,7 +74,7 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
                                       int64_t parent, int64_t fork_pos, struct pd_err *err)
 {
     int64_t model_id = 0;
-    enum pd_status rc = pd_io_model_put(l->st, l->lm.model, o->model_path, &model_id, err);
+    enum pd_status rc = pd_cli_model_put(l->st, l->lm.model, o->model_path, &model_id, err);
     if (rc) {
         return rc;
     }
@@ -91,9 +91,9 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
     struct pd_message msgs[2];
     size_t n = 0;
     if (o->system) {
-        msgs[n++] = (struct pd_message){PD_MSG_SYSTEM, (char *)o->system};
+        msgs[n++] = (struct pd_message){PD_STORE_MSG_SYSTEM, (char *)o->system};
     }
-    msgs[n++] = (struct pd_message){PD_MSG_USER, (char *)o->prompt};
+    msgs[n++] = (struct pd_message){PD_STORE_MSG_USER, (char *)o->prompt};
     struct pd_session_new sn = {model_id, &rs, msgs, n, "live", NULL, parent, fork_pos};
     rc = pd_store_session_create(l->st, &sn, &l->sid, err);
     if (rc) {
@@ -150,7 +150,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     if (o->kv_spec) {
         uint32_t nctx = p.ctx.n_ctx ? p.ctx.n_ctx : 4096;
         if ((rc = pd_app_set_policy(a, o->kv_spec, err)) ||
-            (rc = pd_kvpolicy_create_str(o->kv_spec, (int32_t)l->lm.model->hp.n_layer, nctx,
+            (rc = pd_policy_create_str(o->kv_spec, (int32_t)l->lm.model->hp.n_layer, nctx,
                                          &policy, err))) {
             pd_err_prefix(err, "--kv");
             goto fail;
@@ -160,10 +160,10 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         policy = NULL;
     }
     if (o->capture != PD_CAPTURE_LEVEL_OFF) {
-        if ((rc = pd_steps_observer_open(NULL, &l->steps, err))) {
+        if ((rc = pd_steps_live_open(NULL, &l->steps, err))) {
             goto fail;
         }
-        p.steps = pd_steps_observer_iface(l->steps);
+        p.steps = pd_steps_live_iface(l->steps);
     }
     rc = pd_session_open(l->lm.model, l->lm.tok, &p, &l->sess, err); /* takes the policy */
     if (rc) {
@@ -198,7 +198,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     *out = l;
     return PD_OK;
 fail:
-    pd_kvpolicy_close(&policy);
+    pd_kv_policy_close(&policy);
     a->piece = NULL;
     a->recording = false;
     pd_live_close(&l, NULL);
@@ -263,9 +263,9 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
     size_t n = 0;
     if (pd_store_messages_get(l->st, parent, &msgs, &n, &e2) == PD_OK) {
         for (size_t i = 0; i < n; i++) {
-            if (msgs[i].role == PD_MSG_SYSTEM) {
+            if (msgs[i].role == PD_STORE_MSG_SYSTEM) {
                 o.system = msgs[i].content;
-            } else if (msgs[i].role == PD_MSG_USER) {
+            } else if (msgs[i].role == PD_STORE_MSG_USER) {
                 o.prompt = msgs[i].content;
             }
         }
@@ -282,7 +282,7 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
             a->steps[k].pruned_saved = false;
         }
     }
-    pd_messages_free(msgs, n);
+    pd_store_messages_free(msgs, n);
 }
 
 int pd_live_fd(void *ud)
@@ -357,7 +357,7 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
              * model is known. "full" means no policy. */
             uint32_t nctx = l->sess ? 4096 : 0;
             if (strncmp(cmd.text, "full", 4) != 0 &&
-                pd_kvpolicy_create_str(cmd.text, (int32_t)l->lm.model->hp.n_layer, nctx,
+                pd_policy_create_str(cmd.text, (int32_t)l->lm.model->hp.n_layer, nctx,
                                        &cmd.policy, &e2)) {
                 pd_app_msg(a, true, "policy: %s", e2.msg);
                 return;
@@ -366,7 +366,7 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         if (pd_session_send(l->sess, &cmd, &e2)) {
             pd_app_msg(a, true, "%s", e2.msg);
             a->pause_pending = false;
-            pd_kvpolicy_close(&cmd.policy);
+            pd_kv_policy_close(&cmd.policy);
             return;
         }
         if (cmd.kind == PD_CMD_SET_POLICY && pd_app_set_policy(a, cmd.text, &e2) == PD_OK) {
@@ -425,7 +425,7 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a)
         }
     }
     pd_session_close(&l->sess);
-    pd_steps_observer_close(&l->steps);
+    pd_steps_live_close(&l->steps);
     if (a) {
         push_steps(l, a);
     }

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/log.h"
+#include "log.h"
 #include "cmdline.h"
 #include "draw.h"
 #include "keys.h"

@@ -1,10 +1,6 @@
 /* store_io.c - replay loading and saving the workbench's edits (see store_io.h). */
 #include "store_io.h"
 
-#include <string.h>
-
-#include "sha256.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +20,7 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
     if (rc) {
         return rc;
     }
-    const struct pd_session_info *info = pd_replay_info(r);
+    const struct pd_store_session_info *info = pd_replay_info(r);
     a->session_id = id;
     snprintf(a->model, sizeof a->model, "%s", info->model_name ? info->model_name : "");
     if (info->has_settings && info->settings.kv_policy && *info->settings.kv_policy) {
@@ -145,15 +141,4 @@ enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,
     }
     pd_app_mark_saved(a);
     return PD_OK;
-}
-
-enum pd_status pd_io_model_put(struct pd_store *st, const struct pd_model *m, const char *path,
-                               int64_t *id, struct pd_err *err)
-{
-    const struct pd_gguf *g = m->gguf;
-    char sha[65];
-    pd_sha256_hex(g->base, (size_t)g->data_offset, sha);
-    const char *slash = strrchr(path, '/');
-    struct pd_model_ident mi = {slash ? slash + 1 : path, g->size, sha, pd_arch_name(m->hp.arch)};
-    return pd_store_model_put(st, &mi, id, err);
 }

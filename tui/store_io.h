@@ -9,9 +9,8 @@
 #include <stdint.h>
 
 #include "app.h"
-#include "model.h"
-#include "base/status.h"
-#include "store/store.h"
+#include "status.h"
+#include "store.h"
 
 /* Loads session id (tokens with metrics, KV events, steps, tags, model and settings) into
  * a, an app initialised as PD_APP_REPLAY, and shows all of it (playhead at the end).
@@ -24,10 +23,5 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
  * app saved. Nothing is written on failure. */
 enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);
-
-/* Puts the model's identity (file base name, size, sha256 of the GGUF header and tensor
- * table, architecture) into the store and returns its row in *id. */
-enum pd_status pd_io_model_put(struct pd_store *st, const struct pd_model *m, const char *path,
-                               int64_t *id, struct pd_err *err);
 
 #endif

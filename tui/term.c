@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/log.h"
+#include "log.h"
 
 static const char *const tier_names[PD_TIER_COUNT] = {"mono", "8", "256", "truecolor"};
 _Static_assert(sizeof tier_names / sizeof tier_names[0] == PD_TIER_COUNT, "tier table");

@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 
 enum pd_color_tier {
     PD_TIER_MONO,

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <wchar.h>
 
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 
 #define REPLACEMENT 0xFFFDu
 #define TAB_STOP 4

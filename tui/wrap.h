@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 
 /* Where the text comes from. Callbacks return borrowed pointers valid for the call. */
 struct pd_wrap_src {

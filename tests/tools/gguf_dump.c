@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "base/status.h"
+#include "status.h"
 #include "dtype.h"
 #include "gguf.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/mem.h"
+#include "mem.h"
 
 #define ALIGNMENT_KEY "general.alignment"
 

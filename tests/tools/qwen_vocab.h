@@ -14,7 +14,7 @@
 #ifndef PD_QWEN_VOCAB_H
 #define PD_QWEN_VOCAB_H
 
-#include "base/status.h"
+#include "status.h"
 
 #define PD_QWEN_VOCAB_N_BASE 151643u
 #define PD_QWEN_VOCAB_N 151936u

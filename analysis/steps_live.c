@@ -1,11 +1,11 @@
-/* step_observer.c - the session-facing adapter over the incremental segmenter. */
-#include "step_observer.h"
+/* steps_live.c - the session-facing adapter over the incremental segmenter. */
+#include "steps_live.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
-#include "base/mem.h"
+#include "log.h"
+#include "mem.h"
 
 struct fed {
     int64_t pos;
@@ -14,7 +14,7 @@ struct fed {
     size_t text_len;
 };
 
-struct pd_steps_observer {
+struct pd_steps_live {
     struct pd_steps_params params;
     struct pd_steps_seg *seg;
     struct pd_steps_list closed; /* scratch for feed output */
@@ -23,11 +23,11 @@ struct pd_steps_observer {
     bool announced_first;        /* the first step's begin was reported */
 };
 
-enum pd_status pd_steps_observer_open(const struct pd_steps_params *params,
-                                      struct pd_steps_observer **out, struct pd_err *err)
+enum pd_status pd_steps_live_open(const struct pd_steps_params *params,
+                                      struct pd_steps_live **out, struct pd_err *err)
 {
     *out = NULL;
-    struct pd_steps_observer *o = calloc(1, sizeof *o);
+    struct pd_steps_live *o = calloc(1, sizeof *o);
     if (!o) {
         return pd_err_set(err, PD_ENOMEM, "out of memory (step observer)");
     }
@@ -42,12 +42,12 @@ enum pd_status pd_steps_observer_open(const struct pd_steps_params *params,
     return PD_OK;
 }
 
-void pd_steps_observer_close(struct pd_steps_observer **op)
+void pd_steps_live_close(struct pd_steps_live **op)
 {
     if (!op || !*op) {
         return;
     }
-    struct pd_steps_observer *o = *op;
+    struct pd_steps_live *o = *op;
     for (size_t i = 0; i < o->n; i++) {
         free(o->toks[i].text);
     }
@@ -58,7 +58,7 @@ void pd_steps_observer_close(struct pd_steps_observer **op)
     *op = NULL;
 }
 
-static bool remember(struct pd_steps_observer *o, const struct pd_token_rec *t)
+static bool remember(struct pd_steps_live *o, const struct pd_token_rec *t)
 {
     struct fed *n = pd_grow_array(o->toks, &o->cap, o->n + 1, sizeof *n);
     if (!n) {
@@ -75,7 +75,7 @@ static bool remember(struct pd_steps_observer *o, const struct pd_token_rec *t)
 
 static bool feed(void *ud, const struct pd_token_rec *tok, int64_t *step_begin)
 {
-    struct pd_steps_observer *o = ud;
+    struct pd_steps_live *o = ud;
     struct pd_err err;
     o->closed.n = 0;
     if (pd_steps_seg_feed(o->seg, tok, &o->closed, &err)) {
@@ -101,7 +101,7 @@ static bool feed(void *ud, const struct pd_token_rec *tok, int64_t *step_begin)
 
 static void reset(void *ud, int64_t pos)
 {
-    struct pd_steps_observer *o = ud;
+    struct pd_steps_live *o = ud;
     struct pd_err err;
     pd_steps_seg_close(&o->seg);
     if (pd_steps_seg_open(&o->params, &o->seg, &err)) {
@@ -136,7 +136,7 @@ static void reset(void *ud, int64_t pos)
     free(old);
 }
 
-struct pd_step_observer pd_steps_observer_iface(struct pd_steps_observer *o)
+struct pd_step_observer pd_steps_live_iface(struct pd_steps_live *o)
 {
     struct pd_step_observer it = {feed, reset, o};
     return it;

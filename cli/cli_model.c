@@ -18,15 +18,15 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "base/attn_blob.h"
-#include "base/jsonw.h"
-#include "base/mem.h"
+#include "attn_blob.h"
+#include "jsonw.h"
+#include "mem.h"
 #include "capture.h"
 #include "chat.h"
 #include "cpu.h"
 #include "cli.h"
-#include "analysis/kvpolicy.h"
-#include "analysis/step_observer.h"
+#include "policies.h"
+#include "steps_live.h"
 #include "session.h"
 #include "dtype.h"
 #include "forward.h"
@@ -799,7 +799,7 @@ int pd_cli_generate(int argc, char **argv)
     sp.min_think = g.mode == PD_MODE_LONG ? g.mode_budget : 0;
     int rc = 0;
     struct pd_session *sess = NULL;
-    struct pd_steps_observer *steps = NULL;
+    struct pd_steps_live *steps = NULL;
     struct pd_buf out;
     pd_buf_init(&out);
     struct pd_tok_stream ts;
@@ -816,19 +816,19 @@ int pd_cli_generate(int argc, char **argv)
     } else {
         sp.chat = l.lm.chat;
     }
-    if (g.kv && pd_kvpolicy_create_str(g.kv, (int32_t)l.lm.model->hp.n_layer, 0, &sp.policy, &err)) {
+    if (g.kv && pd_policy_create_str(g.kv, (int32_t)l.lm.model->hp.n_layer, 0, &sp.policy, &err)) {
         rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);
         goto done;
     }
     if (g.capture != PD_CAPTURE_LEVEL_OFF) {
         /* Step boundaries as the text streams: step events, and each token's attention
          * mass per step in its summary. */
-        if (pd_steps_observer_open(NULL, &steps, &err)) {
+        if (pd_steps_live_open(NULL, &steps, &err)) {
             pd_cli_print_err(&err);
             rc = 1;
             goto done;
         }
-        sp.steps = pd_steps_observer_iface(steps);
+        sp.steps = pd_steps_live_iface(steps);
     }
     if (pd_session_open(l.lm.model, l.lm.tok, &sp, &sess, &err) ||
         pd_session_start(sess, g.system, g.prompt, &err)) {
@@ -912,7 +912,7 @@ int pd_cli_generate(int argc, char **argv)
     put_buf(&out);
 done:
     pd_session_close(&sess);
-    pd_steps_observer_close(&steps);
+    pd_steps_live_close(&steps);
     pd_tok_stream_deinit(&ts);
     pd_buf_deinit(&out);
     loaded_close(&l);

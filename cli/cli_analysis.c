@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/jsonw.h"
-#include "base/mem.h"
+#include "jsonw.h"
+#include "mem.h"
 #include "chat.h"
 #include "cli.h"
 #include "metrics.h"
@@ -39,7 +39,7 @@
 #include "score.h"
 #include "steps.h"
 #include "store.h"
-#include "store_io.h"
+#include "model_id.h"
 #include "store_jsonl.h"
 #include "store_replay.h"
 #include "tokenizer.h"
@@ -130,7 +130,7 @@ static bool import_file(struct pd_store *st, const char *file, int64_t **ids, si
     }
     *ids = grown;
     for (int64_t id = r.first_id; id <= r.last_id; id++) {
-        struct pd_session_info info;
+        struct pd_store_session_info info;
         struct pd_err e2;
         if (pd_store_session_get(st, id, &info, &e2) == PD_OK) {
             (*ids)[(*n_ids)++] = id;
@@ -143,7 +143,7 @@ static bool import_file(struct pd_store *st, const char *file, int64_t **ids, si
 /* All session ids of the database, oldest first. */
 static bool all_sessions(struct pd_store *st, int64_t **ids, size_t *n_ids)
 {
-    struct pd_session_info *list = NULL;
+    struct pd_store_session_info *list = NULL;
     size_t n = 0;
     struct pd_err err;
     pd_err_clear(&err);
@@ -346,11 +346,11 @@ static enum pd_status trace_steps(const struct trace *t, const struct seg_opts *
 /* ---- scoring a stored session --------------------------------------------------------- */
 
 static const enum pd_chat_role k_msg_roles[] = {
-    [PD_MSG_SYSTEM] = PD_CHAT_ROLE_SYSTEM,
-    [PD_MSG_USER] = PD_CHAT_ROLE_USER,
-    [PD_MSG_ASSISTANT] = PD_CHAT_ROLE_ASSISTANT,
+    [PD_STORE_MSG_SYSTEM] = PD_CHAT_ROLE_SYSTEM,
+    [PD_STORE_MSG_USER] = PD_CHAT_ROLE_USER,
+    [PD_STORE_MSG_ASSISTANT] = PD_CHAT_ROLE_ASSISTANT,
 };
-_Static_assert(sizeof k_msg_roles / sizeof k_msg_roles[0] == PD_MSG_ROLE_COUNT,
+_Static_assert(sizeof k_msg_roles / sizeof k_msg_roles[0] == PD_STORE_MSG_ROLE_COUNT,
                "one chat role per stored message role");
 
 /* Rebuilds an imported trace (text segments) as model tokens into *toks. */
@@ -392,7 +392,7 @@ static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
     pd_buf_deinit(&think);
     pd_buf_deinit(&answer);
     free(cm);
-    pd_messages_free(msgs, n_msgs);
+    pd_store_messages_free(msgs, n_msgs);
     return s;
 }
 
@@ -452,7 +452,7 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
         s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
     }
     int64_t model_id = 0;
-    if (s == PD_OK && (s = pd_io_model_put(st, mc->lm.model, mc->path, &model_id, err)) == PD_OK) {
+    if (s == PD_OK && (s = pd_cli_model_put(st, mc->lm.model, mc->path, &model_id, err)) == PD_OK) {
         s = pd_store_session_set_model(st, t->id, model_id, err); /* the scores' model */
     }
     int64_t id = t->id;

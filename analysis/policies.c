@@ -1,4 +1,4 @@
-/* kvpolicy.c - the KV retention policies (full, window, h2o, snapkv, tova, lazy) and the
+/* policies.c - the KV retention policies (full, window, h2o, snapkv, tova, lazy) and the
  * spec string parser/formatter. Exact rules: docs/kv-policies.md.
  *
  * DESIGN
@@ -14,7 +14,7 @@
  * linear scan; larger k sorts (score, index) pairs, which gives the same order.
  * Allocation: arrays grow geometrically (pre-sized by n_slots_hint), so a decode step
  * allocates nothing once the cache has reached its peak length. */
-#include "kvpolicy.h"
+#include "policies.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 
 #define KV_SLOTS_MAX (INT64_C(1) << 40) /* bound on any slot count or budget */
 #define KV_HEADS_MAX 4096
@@ -32,15 +32,15 @@
 
 /* ---- names ---------------------------------------------------------------------------- */
 
-static const char *const k_kind_names[PD_KVPOLICY_KIND_COUNT] = {
-    [PD_KVPOLICY_FULL] = "full",
-    [PD_KVPOLICY_WINDOW] = "window",
-    [PD_KVPOLICY_H2O] = "h2o",
-    [PD_KVPOLICY_SNAPKV] = "snapkv",
-    [PD_KVPOLICY_TOVA] = "tova",
-    [PD_KVPOLICY_LAZY] = "lazy",
+static const char *const k_kind_names[PD_POLICY_KIND_COUNT] = {
+    [PD_POLICY_FULL] = "full",
+    [PD_POLICY_WINDOW] = "window",
+    [PD_POLICY_H2O] = "h2o",
+    [PD_POLICY_SNAPKV] = "snapkv",
+    [PD_POLICY_TOVA] = "tova",
+    [PD_POLICY_LAZY] = "lazy",
 };
-_Static_assert(sizeof(k_kind_names) / sizeof(k_kind_names[0]) == PD_KVPOLICY_KIND_COUNT,
+_Static_assert(sizeof(k_kind_names) / sizeof(k_kind_names[0]) == PD_POLICY_KIND_COUNT,
                "kind names");
 
 static const char *const k_agg_names[PD_KV_AGG_COUNT] = {
@@ -56,9 +56,9 @@ static const char *const k_pool_names[PD_KV_POOL_COUNT] = {
 _Static_assert(sizeof(k_pool_names) / sizeof(k_pool_names[0]) == PD_KV_POOL_COUNT,
                "pool names");
 
-const char *pd_kvpolicy_kind_name(enum pd_kvpolicy_kind k)
+const char *pd_policy_kind_name(enum pd_policy_kind k)
 {
-    if ((unsigned)k >= PD_KVPOLICY_KIND_COUNT) {
+    if ((unsigned)k >= PD_POLICY_KIND_COUNT) {
         return NULL;
     }
     return k_kind_names[k];
@@ -74,12 +74,12 @@ static int name_lookup(const char *const *names, int n, const char *s, size_t le
     return n;
 }
 
-enum pd_kvpolicy_kind pd_kvpolicy_kind_parse(const char *s)
+enum pd_policy_kind pd_policy_kind_parse(const char *s)
 {
     if (s == NULL) {
-        return PD_KVPOLICY_KIND_COUNT;
+        return PD_POLICY_KIND_COUNT;
     }
-    return (enum pd_kvpolicy_kind)name_lookup(k_kind_names, PD_KVPOLICY_KIND_COUNT, s,
+    return (enum pd_policy_kind)name_lookup(k_kind_names, PD_POLICY_KIND_COUNT, s,
                                               strlen(s));
 }
 
@@ -87,11 +87,11 @@ enum pd_kvpolicy_kind pd_kvpolicy_kind_parse(const char *s)
 
 #define KIND_BIT(k) (1u << (k))
 #define KINDS_BUDGETED                                                                     \
-    (KIND_BIT(PD_KVPOLICY_WINDOW) | KIND_BIT(PD_KVPOLICY_H2O) | KIND_BIT(PD_KVPOLICY_SNAPKV) | \
-     KIND_BIT(PD_KVPOLICY_TOVA) | KIND_BIT(PD_KVPOLICY_LAZY))
+    (KIND_BIT(PD_POLICY_WINDOW) | KIND_BIT(PD_POLICY_H2O) | KIND_BIT(PD_POLICY_SNAPKV) | \
+     KIND_BIT(PD_POLICY_TOVA) | KIND_BIT(PD_POLICY_LAZY))
 #define KINDS_ATTN                                                                         \
-    (KIND_BIT(PD_KVPOLICY_H2O) | KIND_BIT(PD_KVPOLICY_SNAPKV) | KIND_BIT(PD_KVPOLICY_TOVA) | \
-     KIND_BIT(PD_KVPOLICY_LAZY))
+    (KIND_BIT(PD_POLICY_H2O) | KIND_BIT(PD_POLICY_SNAPKV) | KIND_BIT(PD_POLICY_TOVA) | \
+     KIND_BIT(PD_POLICY_LAZY))
 
 enum kv_key {
     KEY_SINKS,
@@ -112,17 +112,17 @@ struct kv_key_info {
 
 static const struct kv_key_info k_keys[KEY_COUNT] = {
     [KEY_SINKS] = {"sinks", KINDS_BUDGETED},
-    [KEY_RECENT] = {"recent", KIND_BIT(PD_KVPOLICY_H2O)},
-    [KEY_RECENT_RATIO] = {"recent_ratio", KIND_BIT(PD_KVPOLICY_H2O)},
-    [KEY_W] = {"w", KIND_BIT(PD_KVPOLICY_SNAPKV) | KIND_BIT(PD_KVPOLICY_LAZY)},
-    [KEY_K] = {"k", KIND_BIT(PD_KVPOLICY_SNAPKV)},
-    [KEY_POOL] = {"pool", KIND_BIT(PD_KVPOLICY_SNAPKV)},
+    [KEY_RECENT] = {"recent", KIND_BIT(PD_POLICY_H2O)},
+    [KEY_RECENT_RATIO] = {"recent_ratio", KIND_BIT(PD_POLICY_H2O)},
+    [KEY_W] = {"w", KIND_BIT(PD_POLICY_SNAPKV) | KIND_BIT(PD_POLICY_LAZY)},
+    [KEY_K] = {"k", KIND_BIT(PD_POLICY_SNAPKV)},
+    [KEY_POOL] = {"pool", KIND_BIT(PD_POLICY_SNAPKV)},
     [KEY_AGG] = {"agg", KINDS_ATTN},
-    [KEY_ALPHA] = {"alpha", KIND_BIT(PD_KVPOLICY_LAZY)},
+    [KEY_ALPHA] = {"alpha", KIND_BIT(PD_POLICY_LAZY)},
 };
 _Static_assert(sizeof(k_keys) / sizeof(k_keys[0]) == KEY_COUNT, "key table");
 
-void pd_kvpolicy_spec_defaults(enum pd_kvpolicy_kind k, struct pd_kvpolicy_spec *out)
+void pd_policy_spec_defaults(enum pd_policy_kind k, struct pd_policy_spec *out)
 {
     memset(out, 0, sizeof(*out));
     out->kind = k;
@@ -131,7 +131,7 @@ void pd_kvpolicy_spec_defaults(enum pd_kvpolicy_kind k, struct pd_kvpolicy_spec 
     out->budget.is_ratio = false;
     out->budget.slots = 0;
     out->budget.ratio = 0.0;
-    out->n_sink = (k == PD_KVPOLICY_WINDOW) ? 4 : 0;
+    out->n_sink = (k == PD_POLICY_WINDOW) ? 4 : 0;
     out->n_recent = 0;
     out->recent_ratio = 0.5;
     out->window = 32;
@@ -142,7 +142,7 @@ void pd_kvpolicy_spec_defaults(enum pd_kvpolicy_kind k, struct pd_kvpolicy_spec 
 }
 
 /* Recent-window size of h2o for a resolved budget b. */
-static int64_t h2o_recent(const struct pd_kvpolicy_spec *s, int64_t b)
+static int64_t h2o_recent(const struct pd_policy_spec *s, int64_t b)
 {
     if (s->n_recent > 0) {
         return s->n_recent;
@@ -152,13 +152,13 @@ static int64_t h2o_recent(const struct pd_kvpolicy_spec *s, int64_t b)
 }
 
 /* Slots a policy always keeps (sinks plus its recent/window set) for budget b. */
-static int64_t protected_slots(const struct pd_kvpolicy_spec *s, int64_t b)
+static int64_t protected_slots(const struct pd_policy_spec *s, int64_t b)
 {
     switch (s->kind) {
-    case PD_KVPOLICY_H2O:
+    case PD_POLICY_H2O:
         return s->n_sink + h2o_recent(s, b);
-    case PD_KVPOLICY_SNAPKV:
-    case PD_KVPOLICY_LAZY:
+    case PD_POLICY_SNAPKV:
+    case PD_POLICY_LAZY:
         return s->n_sink + s->window;
     default:
         return s->n_sink + 1;
@@ -167,7 +167,7 @@ static int64_t protected_slots(const struct pd_kvpolicy_spec *s, int64_t b)
 
 /* Range checks of a spec; messages start with `label` (the quoted spec string when
  * parsing, "kv policy NAME" otherwise). */
-static enum pd_status check_spec(const struct pd_kvpolicy_spec *s, const char *label,
+static enum pd_status check_spec(const struct pd_policy_spec *s, const char *label,
                                  struct pd_err *err)
 {
     const char *name = label;
@@ -175,7 +175,7 @@ static enum pd_status check_spec(const struct pd_kvpolicy_spec *s, const char *l
         (unsigned)s->pool >= PD_KV_POOL_COUNT) {
         return pd_err_set(err, PD_EINVAL, "%s: mode/agg/pool out of range", name);
     }
-    if (s->kind == PD_KVPOLICY_FULL) {
+    if (s->kind == PD_POLICY_FULL) {
         if (s->has_budget) {
             return pd_err_set(err, PD_EINVAL, "%s: full takes no budget", name);
         }
@@ -230,12 +230,12 @@ static enum pd_status check_spec(const struct pd_kvpolicy_spec *s, const char *l
     return PD_OK;
 }
 
-enum pd_status pd_kvpolicy_validate(const struct pd_kvpolicy_spec *s, struct pd_err *err)
+enum pd_status pd_policy_validate(const struct pd_policy_spec *s, struct pd_err *err)
 {
     if (s == NULL) {
         return pd_err_set(err, PD_EINVAL, "kv policy: spec is NULL");
     }
-    if ((unsigned)s->kind >= PD_KVPOLICY_KIND_COUNT) {
+    if ((unsigned)s->kind >= PD_POLICY_KIND_COUNT) {
         return pd_err_set(err, PD_EINVAL, "kv policy: kind %d out of range", (int)s->kind);
     }
     char label[48];
@@ -290,7 +290,7 @@ static bool parse_real(const char *s, size_t len, double *out)
 }
 
 static enum pd_status parse_budget(const char *spec, const char *b, size_t len,
-                                   struct pd_kvpolicy_spec *out, struct pd_err *err)
+                                   struct pd_policy_spec *out, struct pd_err *err)
 {
     if (len == 0) {
         return pd_err_set(err, PD_EINVAL, "kv policy \"%s\": empty budget after ':'", spec);
@@ -328,7 +328,7 @@ static enum pd_status parse_budget(const char *spec, const char *b, size_t len,
 }
 
 static enum pd_status parse_key_value(const char *spec, enum kv_key key, const char *v,
-                                      size_t vlen, struct pd_kvpolicy_spec *out,
+                                      size_t vlen, struct pd_policy_spec *out,
                                       struct pd_err *err)
 {
     int64_t n = 0;
@@ -391,7 +391,7 @@ static enum pd_status parse_key_value(const char *spec, enum kv_key key, const c
     return PD_OK;
 }
 
-enum pd_status pd_kvpolicy_parse(const char *spec, struct pd_kvpolicy_spec *out,
+enum pd_status pd_policy_parse(const char *spec, struct pd_policy_spec *out,
                                  struct pd_err *err)
 {
     if (spec == NULL || out == NULL) {
@@ -413,16 +413,16 @@ enum pd_status pd_kvpolicy_parse(const char *spec, struct pd_kvpolicy_spec *out,
     }
     const char *colon = memchr(p, ':', (size_t)(item_end - p));
     const char *name_end = colon != NULL ? colon : item_end;
-    enum pd_kvpolicy_kind kind = (enum pd_kvpolicy_kind)name_lookup(
-        k_kind_names, PD_KVPOLICY_KIND_COUNT, p, (size_t)(name_end - p));
-    if (kind == PD_KVPOLICY_KIND_COUNT) {
+    enum pd_policy_kind kind = (enum pd_policy_kind)name_lookup(
+        k_kind_names, PD_POLICY_KIND_COUNT, p, (size_t)(name_end - p));
+    if (kind == PD_POLICY_KIND_COUNT) {
         return pd_err_set(err, PD_EINVAL,
                           "kv policy \"%s\": unknown policy \"%.*s\" (want full, window, h2o, "
                           "snapkv, tova or lazy)", spec, (int)(name_end - p), p);
     }
-    pd_kvpolicy_spec_defaults(kind, out);
+    pd_policy_spec_defaults(kind, out);
     if (colon != NULL) {
-        if (kind == PD_KVPOLICY_FULL) {
+        if (kind == PD_POLICY_FULL) {
             return pd_err_set(err, PD_EINVAL, "kv policy \"%s\": full takes no budget", spec);
         }
         enum pd_status st = parse_budget(spec, colon + 1, (size_t)(item_end - colon - 1), out,
@@ -430,7 +430,7 @@ enum pd_status pd_kvpolicy_parse(const char *spec, struct pd_kvpolicy_spec *out,
         if (st != PD_OK) {
             return st;
         }
-    } else if (kind != PD_KVPOLICY_FULL) {
+    } else if (kind != PD_POLICY_FULL) {
         return pd_err_set(err, PD_EINVAL, "kv policy \"%s\": missing budget (e.g. %s:128)",
                           spec, k_kind_names[kind]);
     }
@@ -520,19 +520,19 @@ static void fmt_real(char *out, size_t n, double v)
     }
 }
 
-enum pd_status pd_kvpolicy_format(const struct pd_kvpolicy_spec *s, char *out,
+enum pd_status pd_policy_format(const struct pd_policy_spec *s, char *out,
                                   size_t out_size, struct pd_err *err)
 {
     if (out == NULL || out_size == 0) {
         return pd_err_set(err, PD_EINVAL, "kv policy format: no output buffer");
     }
     out[0] = '\0';
-    enum pd_status st = pd_kvpolicy_validate(s, err);
+    enum pd_status st = pd_policy_validate(s, err);
     if (st != PD_OK) {
         return st;
     }
-    struct pd_kvpolicy_spec d;
-    pd_kvpolicy_spec_defaults(s->kind, &d);
+    struct pd_policy_spec d;
+    pd_policy_spec_defaults(s->kind, &d);
     struct pd_buf b;
     pd_buf_init(&b);
     char num[40];
@@ -616,7 +616,7 @@ struct kv_cand {
 
 struct kv_impl {
     struct pd_kv_policy base; /* first: the engine sees this */
-    struct pd_kvpolicy_spec spec;
+    struct pd_policy_spec spec;
     struct kv_layer *layers;  /* [n_layer] owned */
     double *row;              /* [scratch_cap] aggregated attention row */
     double *tmp;              /* [scratch_cap] pooled scores / lazy scores */
@@ -629,9 +629,9 @@ static struct kv_impl *impl_of(struct pd_kv_policy *p)
     return (struct kv_impl *)p;
 }
 
-static bool uses_score(enum pd_kvpolicy_kind k)
+static bool uses_score(enum pd_policy_kind k)
 {
-    return k == PD_KVPOLICY_H2O || k == PD_KVPOLICY_TOVA;
+    return k == PD_POLICY_H2O || k == PD_POLICY_TOVA;
 }
 
 static bool reserve_scratch(struct kv_impl *im, int64_t need)
@@ -671,7 +671,7 @@ static bool reserve_layer(struct kv_impl *im, struct kv_layer *L, int64_t need)
     if (cap < 64) {
         cap = 64;
     }
-    enum pd_kvpolicy_kind k = im->spec.kind;
+    enum pd_policy_kind k = im->spec.kind;
     if (uses_score(k)) {
         double *s = pd_realloc_array(L->score, (size_t)cap, sizeof(double));
         if (s == NULL) {
@@ -679,7 +679,7 @@ static bool reserve_layer(struct kv_impl *im, struct kv_layer *L, int64_t need)
         }
         L->score = s;
     }
-    if (k == PD_KVPOLICY_LAZY) {
+    if (k == PD_POLICY_LAZY) {
         int64_t *a = pd_realloc_array(L->last, (size_t)cap, sizeof(int64_t));
         if (a == NULL) {
             return false;
@@ -1170,7 +1170,7 @@ static enum pd_status snapkv_select(struct pd_kv_policy *p, int32_t layer, int64
     }
     L->applied = true;
     if (n_slots > budget) {
-        const struct pd_kvpolicy_spec *s = &im->spec;
+        const struct pd_policy_spec *s = &im->spec;
         int64_t w = min64(s->window, n_slots);
         int64_t prefix = n_slots - w;
         double *score = im->row;
@@ -1215,7 +1215,7 @@ static enum pd_status lazy_select(struct pd_kv_policy *p, int32_t layer, int64_t
         return st;
     }
     struct kv_layer *L = &im->layers[layer];
-    const struct pd_kvpolicy_spec *s = &im->spec;
+    const struct pd_policy_spec *s = &im->spec;
     if (L->t == 0 || n_slots <= budget || L->t % s->window != 0) {
         return PD_OK;
     }
@@ -1297,52 +1297,52 @@ static void kv_destroy(struct pd_kv_policy *p)
     free(im);
 }
 
-static const struct pd_kv_policy_ops k_ops[PD_KVPOLICY_KIND_COUNT] = {
-    [PD_KVPOLICY_FULL] = {"full", NULL, NULL, full_select, kv_on_evicted, kv_destroy},
-    [PD_KVPOLICY_WINDOW] = {"window", NULL, NULL, window_select, kv_on_evicted, kv_destroy},
-    [PD_KVPOLICY_H2O] = {"h2o", h2o_observe, h2o_observe_prefill, h2o_select, kv_on_evicted,
+static const struct pd_kv_policy_ops k_ops[PD_POLICY_KIND_COUNT] = {
+    [PD_POLICY_FULL] = {"full", NULL, NULL, full_select, kv_on_evicted, kv_destroy},
+    [PD_POLICY_WINDOW] = {"window", NULL, NULL, window_select, kv_on_evicted, kv_destroy},
+    [PD_POLICY_H2O] = {"h2o", h2o_observe, h2o_observe_prefill, h2o_select, kv_on_evicted,
                          kv_destroy},
-    [PD_KVPOLICY_SNAPKV] = {"snapkv", NULL, snapkv_observe_prefill, snapkv_select,
+    [PD_POLICY_SNAPKV] = {"snapkv", NULL, snapkv_observe_prefill, snapkv_select,
                             kv_on_evicted, kv_destroy},
-    [PD_KVPOLICY_TOVA] = {"tova", tova_observe, tova_observe_prefill, tova_select,
+    [PD_POLICY_TOVA] = {"tova", tova_observe, tova_observe_prefill, tova_select,
                           kv_on_evicted, kv_destroy},
-    [PD_KVPOLICY_LAZY] = {"lazy", lazy_observe, NULL, lazy_select, kv_on_evicted, kv_destroy},
+    [PD_POLICY_LAZY] = {"lazy", lazy_observe, NULL, lazy_select, kv_on_evicted, kv_destroy},
 };
-_Static_assert(sizeof(k_ops) / sizeof(k_ops[0]) == PD_KVPOLICY_KIND_COUNT, "ops table");
+_Static_assert(sizeof(k_ops) / sizeof(k_ops[0]) == PD_POLICY_KIND_COUNT, "ops table");
 
 /* Prefill rows each kind wants (see n_prefill_rows in engine/kvpolicy.h). */
-static int64_t prefill_rows(const struct pd_kvpolicy_spec *s)
+static int64_t prefill_rows(const struct pd_policy_spec *s)
 {
     switch (s->kind) {
-    case PD_KVPOLICY_H2O:
+    case PD_POLICY_H2O:
         return PD_KV_ROWS_ALL;
-    case PD_KVPOLICY_SNAPKV:
+    case PD_POLICY_SNAPKV:
         return s->window;
-    case PD_KVPOLICY_TOVA:
+    case PD_POLICY_TOVA:
         return 1;
     default:
         return 0;
     }
 }
 
-static int64_t display_recent(const struct pd_kvpolicy_spec *s)
+static int64_t display_recent(const struct pd_policy_spec *s)
 {
     switch (s->kind) {
-    case PD_KVPOLICY_WINDOW:
+    case PD_POLICY_WINDOW:
         return s->budget.is_ratio ? 0 : s->budget.slots - s->n_sink;
-    case PD_KVPOLICY_H2O:
+    case PD_POLICY_H2O:
         return s->budget.is_ratio ? s->n_recent : h2o_recent(s, s->budget.slots);
-    case PD_KVPOLICY_SNAPKV:
-    case PD_KVPOLICY_LAZY:
+    case PD_POLICY_SNAPKV:
+    case PD_POLICY_LAZY:
         return s->window;
-    case PD_KVPOLICY_TOVA:
+    case PD_POLICY_TOVA:
         return 1;
     default:
         return 0;
     }
 }
 
-enum pd_status pd_kvpolicy_create(const struct pd_kvpolicy_spec *spec, int32_t n_layer,
+enum pd_status pd_policy_create(const struct pd_policy_spec *spec, int32_t n_layer,
                                   int64_t n_slots_hint, struct pd_kv_policy **out,
                                   struct pd_err *err)
 {
@@ -1350,12 +1350,12 @@ enum pd_status pd_kvpolicy_create(const struct pd_kvpolicy_spec *spec, int32_t n
         return pd_err_set(err, PD_EINVAL, "kv policy create: NULL out");
     }
     *out = NULL;
-    enum pd_status st = pd_kvpolicy_validate(spec, err);
+    enum pd_status st = pd_policy_validate(spec, err);
     if (st != PD_OK) {
         return st;
     }
     unsigned kind = (unsigned)spec->kind; /* validated; re-checked for -Warray-bounds */
-    if (kind >= PD_KVPOLICY_KIND_COUNT || n_layer < 1 || n_layer > KV_LAYERS_MAX ||
+    if (kind >= PD_POLICY_KIND_COUNT || n_layer < 1 || n_layer > KV_LAYERS_MAX ||
         n_slots_hint < 0 || n_slots_hint > KV_SLOTS_MAX) {
         return pd_err_set(err, PD_EINVAL,
                           "kv policy create: n_layer %d not in [1, %d] or bad slot hint %lld",
@@ -1372,7 +1372,7 @@ enum pd_status pd_kvpolicy_create(const struct pd_kvpolicy_spec *spec, int32_t n
                                        : (struct pd_kv_budget){.is_ratio = true, .ratio = 1.0};
     im->base.n_layer = n_layer;
     im->base.agg = spec->agg;
-    im->base.n_sink = spec->kind == PD_KVPOLICY_FULL ? 0 : spec->n_sink;
+    im->base.n_sink = spec->kind == PD_POLICY_FULL ? 0 : spec->n_sink;
     im->base.n_recent = display_recent(spec);
     im->base.needs_decode_attn = im->base.ops->observe != NULL;
     im->base.n_prefill_rows = prefill_rows(spec);
@@ -1400,16 +1400,16 @@ fail_nomem:
     return pd_err_set(err, PD_ENOMEM, "kv policy create: out of memory");
 }
 
-enum pd_status pd_kvpolicy_create_str(const char *spec, int32_t n_layer, int64_t n_slots_hint,
+enum pd_status pd_policy_create_str(const char *spec, int32_t n_layer, int64_t n_slots_hint,
                                       struct pd_kv_policy **out, struct pd_err *err)
 {
-    struct pd_kvpolicy_spec s;
-    enum pd_status st = pd_kvpolicy_parse(spec, &s, err);
+    struct pd_policy_spec s;
+    enum pd_status st = pd_policy_parse(spec, &s, err);
     if (st != PD_OK) {
         if (out != NULL) {
             *out = NULL;
         }
         return st;
     }
-    return pd_kvpolicy_create(&s, n_layer, n_slots_hint, out, err);
+    return pd_policy_create(&s, n_layer, n_slots_hint, out, err);
 }

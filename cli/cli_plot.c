@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "cli.h"
 #include "store.h"
 #include "store_replay.h"
@@ -236,7 +236,7 @@ int pd_cli_plot(int argc, char **argv)
     }
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     f = fopen(tmp, "w");
-    const struct pd_session_info *info = pd_replay_info(r);
+    const struct pd_store_session_info *info = pd_replay_info(r);
     if (!f || !write_svg(f, &p, sid, info->title ? info->title : "", (int)width) ||
         fclose(f) != 0) {
         f = NULL;

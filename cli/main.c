@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "base/log.h"
+#include "log.h"
 #include "cli.h"
+#if HAVE_TUI
+#include "tui.h"
+#endif
 
 static void usage(FILE *f)
 {
@@ -39,7 +42,8 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--version") == 0) {
-            printf("ponder %s (cuda backend: %s)\n", PONDER_VERSION, HAVE_CUDA ? "built" : "not built");
+            printf("ponder %s (cuda backend: %s, workbench: %s)\n", PONDER_VERSION,
+                   HAVE_CUDA ? "built" : "not built", HAVE_TUI ? "built" : "not built");
             return 0;
         }
         if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
@@ -54,7 +58,13 @@ int main(int argc, char **argv)
     }
     pd_log_set_level(verbose >= 2 ? PD_LOG_DEBUG : verbose == 1 ? PD_LOG_INFO : PD_LOG_WARN);
     if (i >= argc) {
+#if HAVE_TUI
         return pd_cli_default(argc - i, argv + i);
+#else
+        usage(stderr);
+        fprintf(stderr, "\nThis ponder was built without the workbench (-Dtui=disabled).\n");
+        return 2;
+#endif
     }
     for (const struct pd_subcmd *c = pd_subcmds; c->name; c++) {
         if (strcmp(argv[i], c->name) == 0) {

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/jsonw.h"
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "jsonw.h"
+#include "mem.h"
+#include "utf8.h"
 #include "cli.h"
 #include "store.h"
 #include "store_jsonl.h"
@@ -361,7 +361,7 @@ static void one_line(const char *s, size_t n, char *out, size_t out_n, size_t ma
 }
 
 /* Appends one session as a JSON object. */
-static bool session_json(struct pd_buf *b, const struct pd_session_info *s)
+static bool session_json(struct pd_buf *b, const struct pd_store_session_info *s)
 {
     bool ok = pd_buf_printf(b, "{\"id\":%lld,\"created_ms\":%lld,\"updated_ms\":%lld,"
                                "\"source\":",
@@ -419,7 +419,7 @@ int pd_cli_ls(int argc, char **argv)
     if (!st) {
         return 1;
     }
-    struct pd_session_info *all = NULL;
+    struct pd_store_session_info *all = NULL;
     size_t n = 0;
     struct pd_err err;
     pd_err_clear(&err);
@@ -446,7 +446,7 @@ int pd_cli_ls(int argc, char **argv)
         printf("%6s  %-16s %8s %6s  %-8s %-20s %s\n", "ID", "CREATED", "TOKENS", "STEPS",
                "STATE", "MODEL", "TITLE [TAGS]");
         for (size_t i = 0; i < n; i++) {
-            const struct pd_session_info *s = &all[i];
+            const struct pd_store_session_info *s = &all[i];
             char when[32], title[256], model[64], state[32], steps[16];
             fmt_time(s->created_ms, when, sizeof when);
             one_line(s->title, strlen(s->title), title, sizeof title, 36);
@@ -510,7 +510,7 @@ static int show_text(struct pd_store *st, int64_t id)
         pd_cli_print_err(&err);
         return 1;
     }
-    const struct pd_session_info *s = pd_replay_info(r);
+    const struct pd_store_session_info *s = pd_replay_info(r);
     char when[32];
     fmt_time(s->created_ms, when, sizeof when);
     printf("session %lld  created %s  source %s  %s\n", (long long)s->id, when, s->source,
@@ -545,11 +545,11 @@ static int show_text(struct pd_store *st, int64_t id)
         return 1;
     }
     for (size_t i = 0; i < n_msgs; i++) {
-        printf("\n== %s ==\n", pd_msg_role_name(msgs[i].role));
+        printf("\n== %s ==\n", pd_store_msg_role_name(msgs[i].role));
         print_clean(msgs[i].content, strlen(msgs[i].content));
         fputc('\n', stdout);
     }
-    pd_messages_free(msgs, n_msgs);
+    pd_store_messages_free(msgs, n_msgs);
     /* the trace, a heading at each change of role or pruned state */
     struct pd_token_rec tok[256];
     int last_role = -1;

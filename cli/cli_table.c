@@ -1,12 +1,21 @@
-/* cli_table.c - the subcommand table (`ponder` with no arguments: cli_run.c). */
+/* cli_table.c - the subcommand table; the workbench's entries only when it is built
+ * (`ponder` with no arguments: tui/run.c, or the usage in a headless build). */
+#include "config.h"
+
 #include "cli.h"
 
 #include <stdio.h>
 
+#if HAVE_TUI
+#include "tui.h"
+#endif
+
 const struct pd_subcmd pd_subcmds[] = {
+#if HAVE_TUI
     {"run", "open the workbench on a model and stream a generation live", pd_cli_run},
     {"replay", "open the workbench on a saved session", pd_cli_replay},
     {"keys", "print the workbench key bindings (--markdown: docs/keys.md)", pd_cli_keys},
+#endif
     {"info", "describe a GGUF model (architecture, sizes, types, tokenizer)", pd_cli_info},
     {"tokenize", "turn text into token ids", pd_cli_tokenize},
     {"score", "per-token logprob, entropy and top-k of a text under a model", pd_cli_score},

@@ -1,4 +1,4 @@
-/* cli_run.c - the interactive subcommands: `run` (live workbench on a model), `replay`
+/* run.c - the interactive subcommands: `run` (live workbench on a model), `replay`
  * (a saved session), `keys` (the key reference), and what `ponder` does with no
  * arguments (the workbench on a configured or found model, else the recorded sample
  * session from samples/, loaded into a temporary database).
@@ -23,9 +23,10 @@
 #include <dirent.h>
 
 #include "app.h"
-#include "base/mem.h"
-#include "base/utf8.h"
+#include "mem.h"
+#include "utf8.h"
 #include "cli.h"
+#include "tui.h"
 #include "keys.h"
 #include "live.h"
 #include "loop.h"
@@ -334,7 +335,7 @@ static int replay_session(struct pd_store *st, int64_t id, double speed, bool pl
 
 static bool newest_session(struct pd_store *st, int64_t *id)
 {
-    struct pd_session_info *list = NULL;
+    struct pd_store_session_info *list = NULL;
     size_t n = 0;
     struct pd_err err;
     if (pd_store_session_list(st, &list, &n, &err)) {

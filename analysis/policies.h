@@ -1,4 +1,4 @@
-/* kvpolicy.h (analysis) - KV retention policies behind the engine's policy interface.
+/* policies.h - KV retention policies behind the engine's policy interface.
  *
  * Owns the policy spec string ("POLICY[:BUDGET][,shadow][,key=value...]"), its parser
  * and canonical formatter, and the six policies: full, window (StreamingLLM sinks +
@@ -33,17 +33,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
-#include "engine/kvpolicy.h"
+#include "status.h"
+#include "kvpolicy.h"
 
-enum pd_kvpolicy_kind {
-    PD_KVPOLICY_FULL,
-    PD_KVPOLICY_WINDOW,
-    PD_KVPOLICY_H2O,
-    PD_KVPOLICY_SNAPKV,
-    PD_KVPOLICY_TOVA,
-    PD_KVPOLICY_LAZY,
-    PD_KVPOLICY_KIND_COUNT
+enum pd_policy_kind {
+    PD_POLICY_FULL,
+    PD_POLICY_WINDOW,
+    PD_POLICY_H2O,
+    PD_POLICY_SNAPKV,
+    PD_POLICY_TOVA,
+    PD_POLICY_LAZY,
+    PD_POLICY_KIND_COUNT
 };
 
 enum pd_kv_pool {
@@ -53,9 +53,9 @@ enum pd_kv_pool {
 };
 
 /* A parsed policy spec. Plain data, no pointers. Fields a policy does not use keep their
- * defaults (see pd_kvpolicy_spec_defaults). */
-struct pd_kvpolicy_spec {
-    enum pd_kvpolicy_kind kind;
+ * defaults (see pd_policy_spec_defaults). */
+struct pd_policy_spec {
+    enum pd_policy_kind kind;
     enum pd_kv_mode mode;        /* "shadow" item -> PD_KV_MODE_SHADOW */
     bool has_budget;             /* false only for full */
     struct pd_kv_budget budget;
@@ -70,41 +70,41 @@ struct pd_kvpolicy_spec {
 };
 
 /* Short lowercase name ("full", "window", ...); NULL if out of range. */
-const char *pd_kvpolicy_kind_name(enum pd_kvpolicy_kind k);
+const char *pd_policy_kind_name(enum pd_policy_kind k);
 
-/* Parses a policy name; returns PD_KVPOLICY_KIND_COUNT if unknown. */
-enum pd_kvpolicy_kind pd_kvpolicy_kind_parse(const char *s);
+/* Parses a policy name; returns PD_POLICY_KIND_COUNT if unknown. */
+enum pd_policy_kind pd_policy_kind_parse(const char *s);
 
 /* Fills *out with the defaults of policy kind k (no budget, enforce mode). */
-void pd_kvpolicy_spec_defaults(enum pd_kvpolicy_kind k, struct pd_kvpolicy_spec *out);
+void pd_policy_spec_defaults(enum pd_policy_kind k, struct pd_policy_spec *out);
 
 /* Parses spec (NUL-terminated, untrusted user text) into *out. On error returns
  * PD_EINVAL, leaves *out unspecified and fills err with a message that quotes the spec
  * and names the bad part (unknown policy, missing/bad budget, unknown or duplicate key,
  * value out of range, budget too small for the protected sets). */
-enum pd_status pd_kvpolicy_parse(const char *spec, struct pd_kvpolicy_spec *out,
+enum pd_status pd_policy_parse(const char *spec, struct pd_policy_spec *out,
                                  struct pd_err *err);
 
 /* Writes the canonical spec string of *spec into out[0..out_size) (NUL-terminated):
  * name, budget, "shadow" if set, then only keys that differ from the defaults, in a fixed
  * order. Parsing the result yields an equal spec. Returns PD_EINVAL if out_size is too
  * small (out then holds a truncated string) or the spec is invalid. */
-enum pd_status pd_kvpolicy_format(const struct pd_kvpolicy_spec *spec, char *out,
+enum pd_status pd_policy_format(const struct pd_policy_spec *spec, char *out,
                                   size_t out_size, struct pd_err *err);
 
 /* Re-checks a spec built by hand (the same range rules as the parser). */
-enum pd_status pd_kvpolicy_validate(const struct pd_kvpolicy_spec *spec, struct pd_err *err);
+enum pd_status pd_policy_validate(const struct pd_policy_spec *spec, struct pd_err *err);
 
 /* Creates the policy described by spec for a model with n_layer layers (1..4096).
  * n_slots_hint (>= 0) pre-sizes per-slot state (e.g. the context length) so that
  * decoding does not allocate; 0 grows on demand. On success *out is a new policy owned by
- * the caller (release with pd_kvpolicy_close from engine/kvpolicy.h). */
-enum pd_status pd_kvpolicy_create(const struct pd_kvpolicy_spec *spec, int32_t n_layer,
+ * the caller (release with pd_kv_policy_close from engine/kvpolicy.h). */
+enum pd_status pd_policy_create(const struct pd_policy_spec *spec, int32_t n_layer,
                                   int64_t n_slots_hint, struct pd_kv_policy **out,
                                   struct pd_err *err);
 
-/* Convenience: pd_kvpolicy_parse then pd_kvpolicy_create. */
-enum pd_status pd_kvpolicy_create_str(const char *spec, int32_t n_layer, int64_t n_slots_hint,
+/* Convenience: pd_policy_parse then pd_policy_create. */
+enum pd_status pd_policy_create_str(const char *spec, int32_t n_layer, int64_t n_slots_hint,
                                       struct pd_kv_policy **out, struct pd_err *err);
 
 #endif

@@ -1,4 +1,5 @@
-/* cli.h - the headless subcommands and the helpers they share.
+/* cli.h - the headless subcommands and the helpers they share (the workbench's commands
+ * use the helpers too; their entry points are in tui/tui.h).
  *
  * Each subcommand is `int pd_cli_<name>(int argc, char **argv)` taking argv after the
  * subcommand name (argv[0] is the subcommand) and returning the process exit status:
@@ -11,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"
+#include "status.h"
 
 struct pd_subcmd {
     const char *name;
@@ -42,13 +43,6 @@ int pd_cli_analyze(int argc, char **argv);
 int pd_cli_prune(int argc, char **argv);
 int pd_cli_score_in(int argc, char **argv);
 bool pd_cli_score_batch_wanted(int argc, char **argv);
-
-/* The workbench (cli_run.c): run a model live, replay a saved session, print the key
- * reference. pd_cli_default is what `ponder` with no arguments does. */
-int pd_cli_run(int argc, char **argv);
-int pd_cli_replay(int argc, char **argv);
-int pd_cli_keys(int argc, char **argv);
-int pd_cli_default(int argc, char **argv);
 
 /* An SVG figure of a saved session (cli_plot.c). */
 int pd_cli_plot(int argc, char **argv);

@@ -1,0 +1,20 @@
+/* model_id.h - a model's identity in the store: what the workbench and the analysis
+ * commands record as "the model that produced (or scored) this session".
+ *
+ * Ownership: every argument is borrowed for the call. Thread-safety: the store's owner
+ * thread. */
+#ifndef PD_MODEL_ID_H
+#define PD_MODEL_ID_H
+
+#include <stdint.h>
+
+#include "base/status.h"
+#include "model.h"
+#include "store.h"
+
+/* Puts the model's identity (file base name, size, sha256 of the GGUF header and tensor
+ * table, architecture) into the store and returns its row in *id. */
+enum pd_status pd_cli_model_put(struct pd_store *st, const struct pd_model *m,
+                                const char *path, int64_t *id, struct pd_err *err);
+
+#endif

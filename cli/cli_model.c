@@ -3,11 +3,11 @@
  * Contracts (docs/cli.md):
  *   info     -m M [--json]
  *   tokenize -m M --text STR [--no-bos] [--no-special] [--json]   -> {"tokens":[...]}
- *   score    -m M (--text STR | --tokens 1,2,3) [--topk K] [--kv f16|f32] [--json]
+ *   score    -m M (--text STR | --tokens 1,2,3) [--topk K] [--kv-type f16|f32] [--json]
  *            -> one line per position i >= 1:
  *               {"pos":i,"token":id,"logprob":lp,"entropy":bits,"top":[[id,lp],...]}
  *   generate -m M -p PROMPT [-n N] [--raw] [--greedy | --temp T --top-k K --top-p P
- *            --min-p P --seed S] [--topk K] [--kv f16|f32] [--json]
+ *            --min-p P --seed S] [--topk K] [--kv-type f16|f32] [--json]
  *   bench    -m M [-p N] [-n N] [--threads N]
  * logprob is ln p(token_i | tokens_<i) of the raw distribution; entropy is in bits. */
 #include <errno.h>

@@ -47,8 +47,9 @@ struct pd_dtype_traits {
     pd_vec_dot_fn vec_dot;     /* NULL for activation-only types */
 };
 
-/* The traits of t; t must be < PD_DTYPE_COUNT. The function pointers are the kernels of
- * the SIMD level chosen at run time (simd.h, cpu.h), decided on the first call. */
+/* The traits of t; t must be < PD_DTYPE_COUNT. The function pointers are the portable
+ * reference kernels; hot loops take the run-time SIMD level's through pd_simd_traits
+ * (simd.h), which has the same names and geometry. */
 const struct pd_dtype_traits *pd_dtype_traits(enum pd_dtype t);
 
 /* Maps a GGUF type id to ponder's enum. Returns 0 on success, -1 if ponder does not
@@ -61,16 +62,5 @@ enum pd_dtype pd_dtype_parse(const char *name);
 /* Bytes needed for n elements of t; 0 if n is not a multiple of the block size or the
  * size overflows (callers treat 0 for n > 0 as an error). */
 uint64_t pd_dtype_row_size(enum pd_dtype t, uint64_t n);
-
-/* IEEE half <-> float, round-to-nearest-even like the hardware/F16C path. */
-float pd_f16_to_f32(uint16_t h);
-uint16_t pd_f32_to_f16(float f);
-/* A 65536-entry table of every half's float value (built once, thread-safe), for hot
- * loops that convert halves one at a time. */
-const float *pd_f16_table(void);
-
-/* bfloat16 <-> float (round-to-nearest-even, NaN preserved). */
-float pd_bf16_to_f32(uint16_t h);
-uint16_t pd_f32_to_bf16(float f);
 
 #endif

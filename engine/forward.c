@@ -182,8 +182,8 @@ static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, 
             pd_backend_close(&c->backend);
         }
     }
-    const struct pd_dtype_traits *tr = pd_dtype_traits(w->type);
-    const struct pd_dtype_traits *xt = pd_dtype_traits(tr->vec_dot_type);
+    const struct pd_dtype_traits *tr = pd_simd_traits(w->type);
+    const struct pd_dtype_traits *xt = pd_simd_traits(tr->vec_dot_type);
     uint8_t *xq = c->xq;
     for (uint32_t t = 0; t < n_tok; t++) {
         xt->from_f32(x + t * x_stride, xq + t * c->xq_row_bytes, w->cols);

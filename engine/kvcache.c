@@ -6,6 +6,7 @@
 
 #include "mem.h"
 #include "dtype.h"
+#include "half.h"
 
 static const char *const kv_type_names[PD_KV_TYPE_COUNT] = {"f16", "f32"};
 static const size_t kv_type_size[PD_KV_TYPE_COUNT] = {2, 4};

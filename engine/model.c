@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "simd.h"
 
 struct arch_info {
     const char *name;
@@ -354,5 +355,5 @@ void pd_model_close(struct pd_model **mp)
 
 void pd_weight_row_f32(const struct pd_weight *w, uint64_t r, float *out)
 {
-    pd_dtype_traits(w->type)->to_f32(w->data + r * w->row_bytes, out, w->cols);
+    pd_simd_traits(w->type)->to_f32(w->data + r * w->row_bytes, out, w->cols);
 }

@@ -28,8 +28,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "quant_blocks.h"
+#include "half.h"
 
 /* Float accumulation lanes of the float dot products. */
 #define DOT_LANES 16
@@ -890,11 +889,3 @@ void pd_q8_k_from_f32(const float *src, void *dst, size_t n)
 }
 
 /* ---- activation conversion ------------------------------------------------------- */
-
-void pd_quant_row_for_dot(enum pd_dtype vec_dot_type, const float *x, void *dst, size_t n)
-{
-    assert(vec_dot_type == PD_DTYPE_F32 || vec_dot_type == PD_DTYPE_F16 ||
-           vec_dot_type == PD_DTYPE_BF16 || vec_dot_type == PD_DTYPE_Q8_0 ||
-           vec_dot_type == PD_DTYPE_Q8_K);
-    pd_dtype_traits(vec_dot_type)->from_f32(x, dst, n);
-}

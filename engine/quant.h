@@ -15,11 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dtype.h"
-
-#define PD_QK8_0 32
-#define PD_QK4_0 32
-#define PD_QK_K 256
+#include "quant_blocks.h"
 
 void pd_f32_to_f32(const void *src, float *dst, size_t n);
 void pd_f32_from_f32(const float *src, void *dst, size_t n);
@@ -55,11 +51,5 @@ float pd_q6_k_vec_dot(const void *w, const void *x, size_t n); /* x: q8_K */
 
 void pd_q8_k_to_f32(const void *src, float *dst, size_t n);
 void pd_q8_k_from_f32(const float *src, void *dst, size_t n);
-
-/* Converts the activation row x[0..n) to vec_dot_type storage at dst (the row the weight
- * type's vec_dot expects): F32 copy, F16, BF16, Q8_0 or Q8_K. n must be a multiple of
- * that type's block size and dst must hold pd_dtype_row_size(vec_dot_type, n) bytes.
- * x and dst are borrowed for the call. Pure, thread-safe. */
-void pd_quant_row_for_dot(enum pd_dtype vec_dot_type, const float *x, void *dst, size_t n);
 
 #endif

@@ -1,10 +1,12 @@
-/* quant_blocks.h - byte sizes and field offsets of the GGUF blocks (layouts in quant.h
- * and docs/gguf.md), shared by the portable kernels (quant.c) and the AVX2 ones
- * (quant_x86.c). Private to engine/. */
+/* quant_blocks.h - block geometry of the GGUF formats: elements per block, byte sizes and
+ * field offsets (layouts in quant.h and docs/gguf.md), shared by the portable kernels
+ * (quant.c), the AVX2 ones (quant_x86.c) and the type-traits table (dtype.c). A leaf. */
 #ifndef PD_QUANT_BLOCKS_H
 #define PD_QUANT_BLOCKS_H
 
-#include "quant.h"
+#define PD_QK8_0 32
+#define PD_QK4_0 32
+#define PD_QK_K 256
 
 /* Largest finite half; block scales are clamped to it so a block never stores inf. */
 #define F16_MAX 65504.0f

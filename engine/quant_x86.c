@@ -33,8 +33,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "half.h"
 #include "quant.h"
-#include "quant_blocks.h"
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 

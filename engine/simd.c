@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 
+#include "half.h"
+
 /* The portable attention kernels sum strictly left to right, in float. */
 
 static float scalar_kv_dot_f32(const float *q, const float *k, size_t n)
@@ -78,4 +80,30 @@ const struct pd_simd_ops *pd_simd_ops(void)
 {
     pthread_once(&chosen_once, choose_once);
     return chosen_ops;
+}
+
+static struct pd_dtype_traits dispatched[PD_DTYPE_COUNT];
+static pthread_once_t dispatched_once = PTHREAD_ONCE_INIT;
+
+static void dispatched_init(void)
+{
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    for (int i = 0; i < PD_DTYPE_COUNT; i++) {
+        dispatched[i] = *pd_dtype_traits((enum pd_dtype)i);
+        if (ops->vec_dot[i]) {
+            dispatched[i].vec_dot = ops->vec_dot[i];
+        }
+        if (ops->from_f32[i]) {
+            dispatched[i].from_f32 = ops->from_f32[i];
+        }
+        if (ops->to_f32[i]) {
+            dispatched[i].to_f32 = ops->to_f32[i];
+        }
+    }
+}
+
+const struct pd_dtype_traits *pd_simd_traits(enum pd_dtype t)
+{
+    pthread_once(&dispatched_once, dispatched_init);
+    return &dispatched[t];
 }

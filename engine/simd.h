@@ -40,7 +40,7 @@ typedef void (*pd_simd_axpy_f16_fn)(float w, const uint16_t *v, float *acc, size
 struct pd_simd_ops {
     enum pd_simd_level level;
     /* Per tensor type, replacements for the reference functions of the dtype traits;
-     * NULL keeps the reference (dtype.c applies them once). */
+     * NULL keeps the reference (pd_simd_traits applies them once). */
     pd_vec_dot_fn vec_dot[PD_DTYPE_COUNT];
     pd_from_f32_fn from_f32[PD_DTYPE_COUNT];
     pd_to_f32_fn to_f32[PD_DTYPE_COUNT];
@@ -50,6 +50,10 @@ struct pd_simd_ops {
     pd_simd_axpy_f32_fn kv_axpy_f32;
     pd_simd_axpy_f16_fn kv_axpy_f16;
 };
+
+/* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
+ * where that table has them; built once, thread-safe. t must be < PD_DTYPE_COUNT. */
+const struct pd_dtype_traits *pd_simd_traits(enum pd_dtype t);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

@@ -17,6 +17,7 @@
 
 #include "mem.h"
 #include "dtype.h"
+#include "half.h"
 #include "gguf.h"
 #include "gguf_writer.h"
 

@@ -15,7 +15,9 @@
 #include <string.h>
 
 #include "dtype.h"
+#include "half.h"
 #include "quant.h"
+#include "simd.h"
 
 /* ---- helpers --------------------------------------------------------------------- */
 
@@ -69,7 +71,7 @@ static void *xmalloc(size_t n)
 /* Quantises x (n floats) to t and dequantises back into y. */
 static void round_trip(enum pd_dtype t, const float *x, float *y, size_t n)
 {
-    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    const struct pd_dtype_traits *tr = pd_simd_traits(t);
     size_t bytes = (size_t)pd_dtype_row_size(t, n);
     assert_true(bytes > 0);
     void *buf = xmalloc(bytes);
@@ -118,7 +120,7 @@ static void test_traits_table(void **state)
     };
     _Static_assert(sizeof want / sizeof want[0] == PD_DTYPE_COUNT, "all types listed");
     for (size_t i = 0; i < PD_DTYPE_COUNT; i++) {
-        const struct pd_dtype_traits *tr = pd_dtype_traits(want[i].t);
+        const struct pd_dtype_traits *tr = pd_simd_traits(want[i].t);
         assert_string_equal(tr->name, want[i].name);
         assert_int_equal(tr->ggml_id, want[i].ggml_id);
         assert_int_equal(tr->block_size, want[i].block);
@@ -540,7 +542,7 @@ static void test_round_trip_error(void **state)
             round_trip(err_cases[c].t, x, y, n);
             double e = rel_rms(x, y, n);
             double bound = dist == 0 ? err_cases[c].max_gauss : err_cases[c].max_unif;
-            printf("  %-5s %-8s rel rms %.5f (bound %.4f)\n", pd_dtype_traits(err_cases[c].t)->name,
+            printf("  %-5s %-8s rel rms %.5f (bound %.4f)\n", pd_simd_traits(err_cases[c].t)->name,
                    dist == 0 ? "gauss" : "uniform", e, bound);
             assert_true(e < bound);
             /* scaled data: same relative error (no absolute thresholds hiding inside) */
@@ -581,18 +583,18 @@ static void test_edge_zero(void **state)
         a[i] = rng_gauss();
     }
     for (int t = 0; t < PD_DTYPE_COUNT; t++) {
-        const struct pd_dtype_traits *tr = pd_dtype_traits((enum pd_dtype)t);
+        const struct pd_dtype_traits *tr = pd_simd_traits((enum pd_dtype)t);
         if (!tr->vec_dot) {
             continue;
         }
         uint8_t w[2048], xa[2048];
         assert_true(pd_dtype_row_size((enum pd_dtype)t, n) <= sizeof w);
         tr->from_f32(x, w, n);
-        pd_quant_row_for_dot(tr->vec_dot_type, a, xa, n);
+        pd_simd_traits(tr->vec_dot_type)->from_f32(a, xa, n);
         assert_true(tr->vec_dot(w, xa, n) == 0.0f);
         /* and a zero activation too */
         tr->from_f32(a, w, n);
-        pd_quant_row_for_dot(tr->vec_dot_type, x, xa, n);
+        pd_simd_traits(tr->vec_dot_type)->from_f32(x, xa, n);
         assert_true(tr->vec_dot(w, xa, n) == 0.0f);
     }
 }
@@ -671,8 +673,8 @@ static void test_edge_shapes(void **state)
  * tolerance scales with sum |deq(w) * deq(x)| so cancellation cannot hide errors. */
 static void check_vec_dot(enum pd_dtype t, size_t n, int data)
 {
-    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
-    const struct pd_dtype_traits *vt = pd_dtype_traits(tr->vec_dot_type);
+    const struct pd_dtype_traits *tr = pd_simd_traits(t);
+    const struct pd_dtype_traits *vt = pd_simd_traits(tr->vec_dot_type);
     float *w = xmalloc(n * sizeof(float));
     float *a = xmalloc(n * sizeof(float));
     float *wd = xmalloc(n * sizeof(float));
@@ -684,7 +686,7 @@ static void check_vec_dot(enum pd_dtype t, size_t n, int data)
         a[i] = data == 0 ? 3.0f * rng_gauss() : (float)(rng_uniform() * 5.0);
     }
     tr->from_f32(w, wq, n);
-    pd_quant_row_for_dot(tr->vec_dot_type, a, aq, n);
+    pd_simd_traits(tr->vec_dot_type)->from_f32(a, aq, n);
     tr->to_f32(wq, wd, n);
     vt->to_f32(aq, ad, n);
     double ref = 0.0;
@@ -715,7 +717,7 @@ static void test_vec_dot_matches_dequant(void **state)
     (void)state;
     static const size_t sizes[] = {256, 512, 1280, 4096};
     for (int t = 0; t < PD_DTYPE_COUNT; t++) {
-        if (!pd_dtype_traits((enum pd_dtype)t)->vec_dot) {
+        if (!pd_simd_traits((enum pd_dtype)t)->vec_dot) {
             continue;
         }
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -737,7 +739,7 @@ static void test_vec_dot_one_hot(void **state)
     (void)state;
     static const enum pd_dtype kt[] = {PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K};
     for (size_t c = 0; c < 3; c++) {
-        const struct pd_dtype_traits *tr = pd_dtype_traits(kt[c]);
+        const struct pd_dtype_traits *tr = pd_simd_traits(kt[c]);
         uint8_t w[210];
         for (size_t i = 0; i < tr->type_size; i++) {
             w[i] = (uint8_t)rng_next();
@@ -758,7 +760,7 @@ static void test_vec_dot_one_hot(void **state)
             float a[256] = {0};
             a[e] = 2.0f;
             uint8_t aq[292];
-            pd_quant_row_for_dot(PD_DTYPE_Q8_K, a, aq, 256);
+            pd_simd_traits(PD_DTYPE_Q8_K)->from_f32(a, aq, 256);
             float got = tr->vec_dot(w, aq, 256);
             /* q8_K codes the 2 as -127 with d = 1/-63.5; the tolerance is relative to the
              * block's largest value since q4_K/q5_K subtract a min (cancellation). */
@@ -780,8 +782,8 @@ static void test_quant_row_for_dot(void **state)
         size_t bytes = (size_t)pd_dtype_row_size(vdts[c], 512);
         uint8_t *a = xmalloc(bytes);
         uint8_t *b = xmalloc(bytes);
-        pd_quant_row_for_dot(vdts[c], x, a, 512);
-        pd_dtype_traits(vdts[c])->from_f32(x, b, 512);
+        pd_simd_traits(vdts[c])->from_f32(x, a, 512);
+        pd_simd_traits(vdts[c])->from_f32(x, b, 512);
         assert_memory_equal(a, b, bytes);
         free(b);
         free(a);

@@ -28,6 +28,7 @@
 
 #include "cpu.h"
 #include "dtype.h"
+#include "half.h"
 #include "quant.h"
 #include "simd.h"
 
@@ -268,18 +269,26 @@ static void test_choose(void **state)
     assert_string_equal(pd_cpu_simd_name(PD_SIMD_LEVEL_COUNT), "?");
 }
 
-/* Every pointer in the dtype traits is the chosen level's kernel where it has one and
- * the portable function otherwise; returns a description of the first mismatch. */
+/* Every pointer in the SIMD traits is the chosen level's kernel where it has one and the
+ * portable function otherwise; the dtype traits stay the portable ones with the same
+ * geometry; returns a description of the first mismatch. */
 static const char *traits_mismatch(const struct pd_simd_ops *ops)
 {
     static char msg[128];
     for (int t = 0; t < PD_DTYPE_COUNT; t++) {
-        const struct pd_dtype_traits *tr = pd_dtype_traits((enum pd_dtype)t);
+        const struct pd_dtype_traits *tr = pd_simd_traits((enum pd_dtype)t);
         pd_vec_dot_fn dot = ops->vec_dot[t] ? ops->vec_dot[t] : ref_vec_dot[t];
         pd_from_f32_fn from = ops->from_f32[t] ? ops->from_f32[t] : ref_from_f32[t];
         pd_to_f32_fn to = ops->to_f32[t] ? ops->to_f32[t] : ref_to_f32[t];
+        const struct pd_dtype_traits *ref = pd_dtype_traits((enum pd_dtype)t);
         const char *what = NULL;
-        if (tr->vec_dot != dot) {
+        if (ref->vec_dot != ref_vec_dot[t] || ref->from_f32 != ref_from_f32[t] ||
+            ref->to_f32 != ref_to_f32[t]) {
+            what = "reference traits";
+        } else if (strcmp(ref->name, tr->name) != 0 || ref->block_size != tr->block_size ||
+                   ref->type_size != tr->type_size || ref->vec_dot_type != tr->vec_dot_type) {
+            what = "geometry";
+        } else if (tr->vec_dot != dot) {
             what = "vec_dot";
         } else if (tr->from_f32 != from) {
             what = "from_f32";
@@ -351,7 +360,7 @@ static int child_check(const char *want)
         /* The portable path end to end: traits and attention kernels. */
         const struct pd_simd_ops *scalar = pd_simd_ops_for(PD_SIMD_SCALAR);
         for (int t = 0; t < PD_DTYPE_COUNT && !bad; t++) {
-            const struct pd_dtype_traits *tr = pd_dtype_traits((enum pd_dtype)t);
+            const struct pd_dtype_traits *tr = pd_simd_traits((enum pd_dtype)t);
             if (tr->vec_dot != ref_vec_dot[t] || tr->from_f32 != ref_from_f32[t] ||
                 tr->to_f32 != ref_to_f32[t]) {
                 bad = "dtype traits not portable";

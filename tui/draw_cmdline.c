@@ -3,7 +3,8 @@
 #include <curses.h>
 #include <string.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 int pd_draw_cmdline(const struct pd_app *a, const struct pd_rect *r)

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "keys.h"
 #include "term.h"
 

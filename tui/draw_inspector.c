@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "utf8.h"
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 #define ATTN_LIST_MAX 8

@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 static const char *phase(const struct pd_app *a)

@@ -5,7 +5,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 void pd_draw_steps(const struct pd_app *a, const struct pd_rect *r, bool focus)

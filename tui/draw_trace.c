@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "draw.h"
+#include "paint.h"
+#include "panes.h"
 #include "term.h"
 
 static bool is_match(const struct pd_app *a, size_t tok)

@@ -86,6 +86,22 @@ wait_gone() {
 tok_count() { screen "$1" | grep -Eo '[0-9]+ tok \(' | head -1 | cut -d' ' -f1; }
 
 # wait_exit NAME [SECONDS]: the command ended; prints its exit status.
+# quit_confirm NAME [SECONDS]: presses q, and q again if the workbench asks about unsaved
+# work; waits for one or the other (never for a fixed time).
+quit_confirm() {
+    local n=$1 t=${2:-15} i asked=0
+    keys "$n" q
+    for ((i = 0; i < t * 10; i++)); do
+        [ -s "$TMPD/$n.exit" ] && return 0
+        if [ $asked = 0 ] && screen "$n" | grep -q 'unsaved changes'; then
+            keys "$n" q
+            asked=1
+        fi
+        sleep 0.1
+    done
+    fail "$n did not quit within ${t}s"
+}
+
 wait_exit() {
     local n=$1 t=${2:-15} i
     for ((i = 0; i < t * 10; i++)); do

@@ -31,7 +31,6 @@ done
 # An injected paragraph break starts a new step.
 keys live ':inject \n\nWait, let me check the story.\n\n' Enter
 wait_for live 'Wait, let me check the story' 10
-sleep 1
 
 # Answer now: the thinking span closes and the answer marker shows.
 keys live a
@@ -54,11 +53,7 @@ wait_for live 'saved session [0-9]+' 10
 live_text=$(screen live | sed -n '2,6p' | cut -c1-70)
 
 # Quit (a second q when it asks about unsaved work).
-keys live q
-sleep 0.5
-if screen live | grep -q 'unsaved changes'; then
-    keys live q
-fi
+quit_confirm live
 [ "$(wait_exit live 15)" = 0 ] || fail "run exited with an error"
 sid=$(grep -Eo 'session [0-9]+ recorded' "$TMPD/live.err" | grep -Eo '[0-9]+')
 [ -n "$sid" ] || fail "no 'session N recorded' line on stderr"

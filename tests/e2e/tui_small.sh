@@ -46,7 +46,8 @@ wait_for small ' trace  3/' 5
 # Branch after the cursor token: the trace is cut back to 3 tokens and grows again.
 keys small b
 wait_for small 'branched at 3 \(resample\)' 10
-# Steer: inspector focus, second alternative, Enter.
+# Steer: inspector focus, second alternative, Enter (once the branch has 6 tokens).
+wait_for small ' trace +[0-9]+/([6-9]|[1-9][0-9]+) ' 10
 keys small ':goto 5' Enter
 wait_for small ' trace  6/' 5
 keys small Tab Tab

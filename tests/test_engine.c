@@ -268,6 +268,69 @@ static void test_lm_open(void **state)
     assert_int_equal(pd_lm_open(path, (enum pd_chat_family)99, &lm, &err), PD_EINVAL);
 }
 
+/* The summary's documented order: highest weight first, ties by lower position, also at
+ * the top-N cut-off; shorter rows padded. Driven through the context's attention hook with
+ * hand-made head rows (2 heads whose mean is the weight listed). */
+static void test_capture_tie_order(void **state)
+{
+    (void)state;
+    struct pd_model *m = make_model("llama", "f32", "capture-ties");
+    struct pd_ctx *c = make_ctx(m, PD_KV_F32, 64);
+    struct pd_capture_state cs;
+    struct pd_err err;
+    assert_int_equal(pd_capture_init(&cs, c, PD_CAPTURE_LEVEL_SUMMARY, 3, 0, &err), PD_OK);
+    uint32_t H = m->hp.n_head, N = c->params.n_ctx;
+    assert_true(H >= 2);
+    static const struct {
+        uint32_t n_slots;
+        float w[6];
+        uint32_t want_pos[3];
+    } cases[] = {
+        {6, {0.1f, 0.25f, 0.1f, 0.25f, 0.2f, 0.1f}, {1, 3, 4}},
+        {5, {0.3f, 0.2f, 0.2f, 0.2f, 0.1f}, {0, 1, 2}},       /* tie at the cut-off */
+        {4, {0.25f, 0.25f, 0.25f, 0.25f}, {0, 1, 2}},          /* all equal */
+        {2, {0.5f, 0.5f}, {0, 1, PD_ATTN_POS_PAD}},            /* short row: padding */
+    };
+    float *probs = calloc((size_t)H * N, sizeof *probs);
+    int64_t slot_pos[6];
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        uint32_t n = cases[ci].n_slots;
+        for (uint32_t s = 0; s < n; s++) {
+            slot_pos[s] = s;
+            /* heads differ but average to w: h0 = w - d, h1 = w + d, the rest w */
+            for (uint32_t h = 0; h < H; h++) {
+                float d = h == 0 ? -0.05f : h == 1 ? 0.05f : 0.0f;
+                probs[(size_t)h * N + s] = cases[ci].w[s] + (cases[ci].w[s] >= 0.05f ? d : 0);
+            }
+        }
+        int64_t pos = (int64_t)n - 1;
+        assert_int_equal(pd_capture_begin(&cs, pos, 1, &err), PD_OK);
+        for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+            c->attn_hook(c->attn_hook_ud, il, pos, probs, H, n, slot_pos);
+        }
+        struct pd_attn_view v;
+        assert_true(pd_attn_blob_layout(pd_capture_blob(&cs, 0), cs.blob_len, &v));
+        for (uint32_t il = 0; il < v.n_layer; il++) {
+            for (uint32_t k = 0; k < 3; k++) {
+                uint32_t p;
+                float w;
+                pd_attn_view_get(&v, il, k, &p, &w);
+                if (p != cases[ci].want_pos[k]) {
+                    fail_msg("case %zu layer %u entry %u: position %u, want %u", ci, il, k, p,
+                             cases[ci].want_pos[k]);
+                }
+                if (p != PD_ATTN_POS_PAD) {
+                    assert_float_equal(w, cases[ci].w[p], 1e-6);
+                }
+            }
+        }
+    }
+    free(probs);
+    pd_capture_deinit(&cs);
+    pd_ctx_close(&c);
+    pd_model_close(&m);
+}
+
 /* ---- KV cache ------------------------------------------------------------------------- */
 
 static void test_kvcache_ops(void **state)
@@ -609,7 +672,43 @@ static void check_against_ref(const char *arch)
         assert_int_equal(pos, best_s);
         assert_float_equal(w, best, 1e-5);
     }
-    /* A causal earlier query: the capture of a batch row ignores later slots. */
+    /* Causality: no earlier token of the batch has a summary entry at a later position,
+     * and changing the tokens after position t0 leaves the logits up to t0 unchanged. */
+    for (size_t t = 0; t < n; t++) {
+        struct pd_attn_view tv;
+        assert_true(pd_attn_blob_layout(pd_capture_blob(&cs, t), cs.blob_len, &tv));
+        for (uint32_t il = 0; il < L; il++) {
+            for (uint32_t k = 0; k < tv.n_top; k++) {
+                uint32_t pos;
+                float w;
+                if (pd_attn_view_entry(&tv, il, k, &pos, &w) && pos > t) {
+                    fail_msg("%s: token %zu attends to later position %u", arch, t, pos);
+                }
+            }
+        }
+    }
+    size_t t0 = 20;
+    int32_t toks2[40];
+    for (size_t i = 0; i < n; i++) {
+        toks2[i] = i <= t0 ? toks[i] : (int32_t)((i * 53 + 5) % V);
+    }
+    struct pd_ctx *c2 = make_ctx(m, PD_KV_F32, 64);
+    struct logit_sink sink2 = {malloc(n * V * sizeof(float)), V};
+    assert_int_equal(pd_ctx_eval(c2, toks2, n, sink_logits, &sink2, &err), PD_OK);
+    for (size_t t = 0; t <= t0; t++) {
+        for (size_t id = 0; id < V; id++) {
+            if (sink2.all[t * V + id] != sink.all[t * V + id]) {
+                fail_msg("%s: logit %zu of position %zu changed with later tokens", arch, id, t);
+            }
+        }
+    }
+    bool later_differ = false;
+    for (size_t id = 0; id < V && !later_differ; id++) {
+        later_differ = sink2.all[(t0 + 1) * V + id] != sink.all[(t0 + 1) * V + id];
+    }
+    assert_true(later_differ); /* the check can see a change where one is due */
+    free(sink2.all);
+    pd_ctx_close(&c2);
     free(sink.all);
     free(ref);
     free(ref_attn);
@@ -939,6 +1038,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_model_rejects),
         cmocka_unit_test(test_lm_open),
+        cmocka_unit_test(test_capture_tie_order),
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),

@@ -609,6 +609,17 @@ static void test_steps_and_prunes(void **state)
     size_t n;
     assert_int_equal(pd_store_steps_get(f->st, sid, &got, &n, &err), PD_OK);
     assert_int_equal(n, 3);
+    /* every field back in its own place (distinct values, so a swap shows) */
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(got[i].index, s[i].index);
+        assert_int_equal(got[i].pos_begin, s[i].pos_begin);
+        assert_int_equal(got[i].pos_end, s[i].pos_end);
+        assert_true(got[i].mean_surprisal == s[i].mean_surprisal);
+        assert_true(got[i].first_surprisal == s[i].first_surprisal);
+        assert_true(got[i].mean_entropy == s[i].mean_entropy);
+    }
+    assert_int_equal(got[2].pos_begin, 15);
+    assert_int_equal(got[2].pos_end, 20);
     assert_int_equal(got[0].kind, PD_STEP_PLAN);
     assert_float_equal(got[0].first_surprisal, 3.0, 1e-6);
     assert_true(isnan(got[0].attn_received));

@@ -235,8 +235,10 @@ int main(void)
     bin = getenv("PONDER_BIN");
     const char *root = getenv("PONDER_SOURCE_ROOT");
     if (!bin || !root || access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP: PONDER_BIN / PONDER_SOURCE_ROOT not set (run through meson test)\n");
-        return 77;
+        /* meson test always sets both: a missing one is a broken setup, not an absence */
+        fprintf(stderr, "FAIL: PONDER_BIN / PONDER_SOURCE_ROOT not set or not runnable "
+                        "(run through meson test)\n");
+        return 1;
     }
     snprintf(fixtures, sizeof fixtures, "%s/tests/fixtures/jsonl", root);
     snprintf(dir, sizeof dir, "/tmp/pd_cli_XXXXXX");

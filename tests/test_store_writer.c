@@ -259,8 +259,10 @@ static void test_writer_errors_are_sticky(void **state)
     assert_int_equal(pd_store_writer_close(&w, false, &err), PD_OK);
 }
 
-/* The producer's cost per push stays small while the writer thread is stuck behind
- * another connection's write lock: pushes never wait on SQLite. */
+/* Pushes never wait on SQLite: all 2000 return while another connection holds the write
+ * lock and the writer thread has committed nothing (if a push waited for the writer, the
+ * loop could not finish before the lock is released). The time is printed for the
+ * record, not asserted (machines are noisy). */
 static void test_writer_producer_never_waits_on_sqlite(void **state)
 {
     struct fx *f = *state;
@@ -285,8 +287,7 @@ static void test_writer_producer_never_waits_on_sqlite(void **state)
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6 - 100.0;
     fprintf(stderr, "2000 pushes with the database locked: %.1f ms\n", ms);
-    assert_true(ms < 500.0);
-    assert_true(pd_store_writer_committed(w) == 0);
+    assert_true(pd_store_writer_committed(w) == 0); /* still stuck behind the lock */
     assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(pd_store_writer_close(&w, true, &err), PD_OK);

@@ -50,11 +50,11 @@ lines() {
     grep -c "$1" "$2" || true
 }
 
-# `score --in/--session/--all` is reached through `ponder score`; say so loudly if the
-# hook into score is missing rather than failing every later step.
+# `score --in/--session/--all` is reached through `ponder score`: fail at once, naming
+# it, when that hook is missing.
 if ! "$BIN" score --all --help 2>/dev/null | grep -q -- "--in FILE"; then
-    echo "SKIP: 'ponder score --all/--in' is not wired into the score command yet" >&2
-    exit 77
+    echo "FAIL: 'ponder score --all/--in' is not wired into the score command" >&2
+    exit 1
 fi
 
 # ---- import, score, analyze ----------------------------------------------------------

@@ -551,6 +551,35 @@ static int32_t ref_sample(const struct pd_sampler_params *p, uint64_t st[4], con
     return c[n - 1].id;
 }
 
+/* Top-p keeps the smallest prefix whose mass reaches p, the boundary included: four
+ * equally likely tokens (p = 0.25 each, exactly) with top-p 0.5 keep two of them (the
+ * lower ids, ties by id), never a third. */
+static void test_sampler_top_p_boundary(void **state)
+{
+    (void)state;
+    enum { V = 40 };
+    float lg[V];
+    for (int i = 0; i < V; i++) {
+        lg[i] = i < 4 ? 0.0f : -1e4f; /* exp(-1e4) is 0 in double */
+    }
+    struct pd_sampler_params p = pd_sampler_default_params();
+    p.temperature = 1.0f;
+    p.top_p = 0.5f;
+    p.seed = 7;
+    struct pd_sampler *s = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_sampler_open(&p, V, &s, &err), PD_OK);
+    int seen[V] = {0};
+    for (int k = 0; k < 400; k++) {
+        int32_t id = pd_sampler_sample(s, lg);
+        assert_true(id >= 0 && id < V);
+        seen[id]++;
+    }
+    pd_sampler_close(&s);
+    assert_true(seen[0] > 0 && seen[1] > 0);
+    assert_int_equal(seen[0] + seen[1], 400);
+}
+
 static void test_sampler_matches_reference(void **state)
 {
     (void)state;
@@ -1043,6 +1072,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_sampler_matches_reference),
+        cmocka_unit_test(test_sampler_top_p_boundary),
         cmocka_unit_test(test_forward_vs_ref_llama),
         cmocka_unit_test(test_forward_vs_ref_qwen2),
         cmocka_unit_test(test_forward_vs_ref_qwen3),

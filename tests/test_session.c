@@ -418,6 +418,44 @@ static void test_shadow_keeps_output(void **state)
     free(sh);
 }
 
+/* Top-1 agreement as well as the KL: a tight shadow window, divergence asked every few
+ * tokens, each checked against the independent computation until one disagrees (the
+ * hidden slots change the argmax). */
+static void test_shadow_top1(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, "window:4,sinks=1,shadow", 1000, 1, 8);
+    start(s, "the time");
+    size_t agree = 0, disagree = 0;
+    for (int round = 0; round < 40 && disagree == 0; round++) {
+        size_t want_n = count_generated(r) + 3;
+        while (count_generated(r) < want_n) {
+            wait_for(s, r, PD_EV_TOKEN, NULL);
+        }
+        send(s, cmd(PD_CMD_PAUSE));
+        wait_for(s, r, PD_EV_PAUSED, NULL);
+        struct pd_event ev;
+        send(s, cmd(PD_CMD_DIVERGENCE));
+        wait_for(s, r, PD_EV_DIVERGENCE, &ev);
+        double want_kl;
+        bool want_top1;
+        independent_divergence(r, r->n, &want_kl, &want_top1);
+        assert_float_equal(ev.kl_bits, want_kl, 1e-5 + 1e-3 * want_kl);
+        assert_int_equal(ev.top1_agree, want_top1);
+        agree += want_top1;
+        disagree += !want_top1;
+        pd_event_free(&ev);
+        send(s, cmd(PD_CMD_RESUME));
+        wait_for(s, r, PD_EV_RESUMED, NULL);
+    }
+    printf("shadow window:4,sinks=1: %zu divergences with the same top-1, %zu without\n", agree,
+           disagree);
+    assert_true(disagree > 0);
+    pd_session_close(&s);
+    free(r);
+}
+
 /* ---- commands from this thread -------------------------------------------------------- */
 
 static void test_pause_resume_stop(void **state)
@@ -1337,6 +1375,7 @@ int main(void)
         cmocka_unit_test(test_budget_ge_length_equals_full),
         cmocka_unit_test(test_window_matches_recomputation),
         cmocka_unit_test(test_shadow_keeps_output),
+        cmocka_unit_test(test_shadow_top1),
         cmocka_unit_test(test_pause_resume_stop),
         cmocka_unit_test(test_inject_and_answer_now),
         cmocka_unit_test(test_branch),

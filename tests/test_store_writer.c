@@ -128,12 +128,16 @@ static int64_t check_contiguous(struct pd_store *st, int64_t sid)
 struct commit_log {
     int64_t last;
     int calls;
+    int64_t max_step; /* most tokens one commit added */
 };
 
 static void on_commit(void *ud, int64_t n)
 {
     struct commit_log *c = ud;
     assert_true(n > c->last); /* lengths only grow */
+    if (n - c->last > c->max_step) {
+        c->max_step = n - c->last;
+    }
     c->last = n;
     c->calls++;
 }
@@ -142,7 +146,7 @@ static void test_writer_streams_in_batches(void **state)
 {
     struct fx *f = *state;
     struct pd_err err;
-    struct commit_log log = {0, 0};
+    struct commit_log log = {0, 0, 0};
     struct pd_store_writer_params p = pd_store_writer_default_params();
     p.batch_max = 16;
     p.on_commit = on_commit;
@@ -182,7 +186,7 @@ static void test_writer_streams_in_batches(void **state)
     assert_null(t.text);
     assert_int_equal(pd_store_writer_close(&w, true, &err), PD_OK);
     assert_null(w);
-    assert_true(log.calls >= (N + 1) / 16); /* at most batch_max tokens per commit */
+    assert_true(log.calls >= (N + 1) / 16);
     assert_int_equal(log.last, N + 1);
 
     struct pd_store_session_info in;
@@ -257,6 +261,32 @@ static void test_writer_errors_are_sticky(void **state)
     assert_non_null(strstr(err.msg, "queued"));
     assert_true(n_ok >= 4);
     assert_int_equal(pd_store_writer_close(&w, false, &err), PD_OK);
+}
+
+/* A transaction holds at most batch_max records: 300 tokens pushed at once (nothing
+ * else queued) commit in steps of exactly batch_max, the last one excepted. */
+static void test_writer_batch_bound(void **state)
+{
+    struct fx *f = *state;
+    struct pd_err err;
+    struct commit_log log = {0, 0, 0};
+    struct pd_store_writer_params p = pd_store_writer_default_params();
+    p.batch_max = 16;
+    p.flush_ms = 10000; /* commits come from full batches and the final flush only */
+    p.on_commit = on_commit;
+    p.ud = &log;
+    struct pd_store_writer *w;
+    assert_int_equal(pd_store_writer_open(f->st, f->sid, &p, &w, &err), PD_OK);
+    for (int64_t i = 0; i < 300; i++) {
+        struct pd_token_rec t;
+        char buf[32];
+        fill_token(&t, i, buf, NULL);
+        assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_OK);
+    }
+    assert_int_equal(pd_store_writer_close(&w, true, &err), PD_OK);
+    assert_int_equal(log.last, 300);
+    assert_int_equal(log.max_step, 16);
+    assert_true(log.calls >= 300 / 16);
 }
 
 /* Pushes never wait on SQLite: all 2000 return while another connection holds the write
@@ -414,6 +444,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writer_streams_in_batches, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writer_errors_are_sticky, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_writer_batch_bound, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writer_producer_never_waits_on_sqlite, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_stream, fx_setup, fx_teardown),

@@ -5,10 +5,12 @@
  *   trace with their metrics, the steps, tags, KV-cache events, the run's status, and
  *   the view state (cursor, scroll, focus, overlays, search, command line). Key handlers
  *   and event handlers mutate it and set dirty bits; they never draw and never do I/O.
- *   The draw pass (draw_*.c) reads it.
+ *   The draw pass (draw_*.c) reads it. The model is app.c; its handlers are split by
+ *   what drives them: session events (app_events.c), key actions (app_actions.c) and
+ *   `:` commands (app_commands.c).
  * Effects.  What an action asks of the outside world (a command for the generation
  *   session, a save, quitting, opening the command line) is queued in the app's outbox
- *   (pd_app_fx); the front end's loop executes the queue after each input. So app.c
+ *   (pd_app_fx); the front end's loop executes the queue after each input. So the app
  *   links without curses, the engine session or SQLite, and tests drive it directly.
  * Live and replay.  In live mode tokens arrive from the session; in replay all tokens of
  *   a saved session are loaded and n_visible (the playhead) says how many are shown;

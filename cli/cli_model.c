@@ -90,7 +90,7 @@ static int parse_model_opt(struct pd_argv *a, struct model_opts *o)
 {
     const char *v = NULL;
     bool bad = false;
-    long long n;
+    long long n = 0;
     if (pd_arg_match(a, "--model", "-m", &v, &bad)) {
         o->model = v;
     } else if (pd_arg_match(a, "--threads", "-t", &v, &bad)) {

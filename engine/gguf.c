@@ -596,7 +596,7 @@ static enum pd_status parse_header(struct rd *r, struct pd_gguf *g)
         return fail(r, PD_EFORMAT, "header: truncated (%llu bytes, a GGUF header needs %u)",
                     (unsigned long long)r->size, GGUF_HEADER_SIZE);
     }
-    uint32_t magic;
+    uint32_t magic = 0;
     rd_u32(r, &magic, "magic"); /* cannot fail: 24 bytes are present */
     if (magic != GGUF_MAGIC) {
         return fail(r, PD_EFORMAT, "magic: not a GGUF file (first bytes %02x %02x %02x %02x)",
@@ -859,7 +859,7 @@ static enum pd_status get_uint(const struct pd_gguf *g, const char *key, uint64_
     if (!kv) {
         return PD_EINVAL;
     }
-    uint64_t v;
+    uint64_t v = 0;
     if (is_unsigned(kv->type)) {
         v = kv->v.u;
     } else if (is_signed(kv->type)) {
@@ -883,7 +883,7 @@ static enum pd_status get_uint(const struct pd_gguf *g, const char *key, uint64_
 enum pd_status pd_gguf_get_u32(const struct pd_gguf *g, const char *key, uint32_t *out,
                                struct pd_err *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     enum pd_status rc = get_uint(g, key, UINT32_MAX, "uint32", &v, err);
     if (rc == PD_OK) {
         *out = (uint32_t)v;

@@ -40,6 +40,9 @@ size_t pd_probe_topk(const float *logits, size_t n, struct pd_dist_stats st, siz
     if (k > n) {
         k = n;
     }
+    if (k == 0) {
+        return 0; /* no alternatives asked for */
+    }
     size_t have = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t id = (int32_t)i;

@@ -27,7 +27,8 @@ static inline float pd_probe_logprob(const float *logits, struct pd_dist_stats s
 }
 
 /* Fills top[0..k) with the k most likely ids (ties: lower id first) and their logprobs,
- * most likely first. k <= PD_TOPK_MAX and k <= n. Returns k. */
+ * most likely first. k is clamped to PD_TOPK_MAX and n; k 0 asks for no alternatives
+ * (top is not touched). Returns the clamped k. */
 size_t pd_probe_topk(const float *logits, size_t n, struct pd_dist_stats st, size_t k,
                      struct pd_topk *top);
 

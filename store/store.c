@@ -324,7 +324,7 @@ static enum pd_status open_checks(struct pd_store *st, int target, struct pd_err
                           (long long)version);
     }
     /* WAL is a property of the file; setting it on an open WAL file is a no-op. */
-    int64_t dummy;
+    int64_t dummy = 0;
     sqlite3_stmt *s = pd_store_prepare(st, "PRAGMA journal_mode = WAL", err);
     if (!s) {
         return err ? err->status : PD_EDB;

@@ -408,6 +408,12 @@ static void test_probe(void **state)
     pd_probe_fill(logits, 5, 3, 20, &r);
     assert_int_equal(r.n_top, 5); /* clamped to the vocabulary */
     assert_float_equal(r.logprob, -2.0 - log(z), 1e-6);
+    /* k 0: no alternatives, logprob and entropy still filled (--topk 0 used to crash) */
+    memset(&r, 0, sizeof r);
+    pd_probe_fill(logits, 5, 1, 0, &r);
+    assert_int_equal(r.n_top, 0);
+    assert_float_equal(r.logprob, 3.0 - log(z), 1e-6);
+    assert_float_equal(r.entropy, h, 1e-6);
     /* uniform distribution: entropy log2(n) */
     float flat[8] = {0};
     assert_float_equal(pd_probe_stats(flat, 8).entropy, 3.0, 1e-9);

@@ -160,7 +160,7 @@ static void test_controls(void **state)
 {
     (void)state;
     static const char *const toks[] = {"<unk>",   "<s>",     "</s>",
-                                       "<short>", "<think>", "\xe2\x96\x81" "a"};
+                                       "<short>", "<think>", "\xe2\x96\x81\x61"};
     const int32_t types[] = {2, 3, 3, 4, 4, 1};
     const float scores[] = {0, 0, 0, 0, 0, -1};
     struct pd_gguf_writer *w = NULL;

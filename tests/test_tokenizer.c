@@ -791,7 +791,7 @@ static void test_spm_merge_order_and_bytes(void **state)
 {
     (void)state;
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "<0x41>", "\xE2\x96\x81",
-                                       "a", "b", "ab", "ba", "\xE2\x96\x81" "a"};
+                                       "a", "b", "ab", "ba", "\xE2\x96\x81\x61"};
     static const int32_t types[] = {2, 3, 3, 6, 1, 1, 1, 1, 1, 1};
     float scores[] = {0, 0, 0, 0, -1, -2, -2, -5, -5, -9};
     struct tiny d = {"llama", NULL, toks, 10, types, 10, scores, 10, NULL, 0, -1, -1, false};

@@ -92,6 +92,20 @@ check "short mode then answers" grep -q '"role":"answer"' "$tmp/mode"
 "$ponder" generate -m "$model" -p "Once upon a time" -n 10 --kv nope --json >/dev/null 2>"$tmp/err"
 check "bad --kv exits 2" test $? -eq 2
 check "bad --kv names the policy" grep -q '"nope"' "$tmp/err"
+# Every accepted option value is one the code handles (--topk 0 used to crash the probe).
+for k in 0 20; do
+    "$ponder" score -m "$model" --text "Once upon a time" --topk $k --json >"$tmp/tk" 2>&1
+    check "score --topk $k runs" test $? -eq 0
+    "$ponder" generate -m "$model" -p "Once upon a time" -n 4 --topk $k --json >"$tmp/tk" 2>&1
+    check "generate --topk $k runs" test $? -eq 0
+done
+"$ponder" score -m "$model" --text "Once upon" --topk 0 --json >"$tmp/score0"
+check "--topk 0: no alternatives" grep -q '"top":\[\]' "$tmp/score0"
+"$ponder" generate -m "$model" -p "Once upon a time" -n 50 --ctx 16 --json >"$tmp/ctx" 2>&1
+check "generate --ctx 16 stops at the context" grep -q '"stop":"context"' "$tmp/ctx"
+"$ponder" generate -m "$model" -p "Once" -n 3 --temp 100 --top-p 1e-9 --min-p 1 \
+    --top-k 16777216 --json >"$tmp/ext" 2>&1
+check "extreme sampling values run" grep -q '"n_gen":3' "$tmp/ext"
 "$ponder" bench -m "$model" -p 16 -n 16 -r 1 --json >"$tmp/bench"
 check "bench reports capture levels" grep -q '"decode_tok_s":{"off":' "$tmp/bench"
 

@@ -592,7 +592,7 @@ int main(int argc, char **argv)
     struct spec sp = {NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
     const char *out = NULL;
     int bench = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val) {
@@ -637,7 +637,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "mkmodel: unknown option '%s'\n", a);
             return 2;
         }
-        i++;
     }
     if (!out) {
         fprintf(stderr, "usage: mkmodel --arch A --type T [--seed N] [--vocab spm|bpe] --out F\n");

@@ -6,8 +6,9 @@
 For each product library it takes the compiler command meson uses for one of the
 library's own sources (compile_commands.json), swaps the source for a probe file that
 includes one header, and compiles it: a header of an allowed dependency must compile, a
-header of a folder the library may not see must fail with "No such file". Exit 1 on any
-unexpected result, printing the command's folder, the header and the compiler's output."""
+header of a folder the library may not see must fail as not found (gcc: "No such file",
+clang: "file not found"). Exit 1 on any unexpected result, printing the command's folder,
+the header and the compiler's output."""
 import json
 import os
 import shlex
@@ -77,7 +78,8 @@ def main():
                 if want_ok and r.returncode != 0:
                     print(f"{folder}: '{header}' should compile:\n{r.stderr}")
                     failures += 1
-                elif not want_ok and (r.returncode == 0 or "No such file" not in r.stderr):
+                elif not want_ok and (r.returncode == 0 or not ("No such file" in r.stderr or
+                                                        "file not found" in r.stderr)):
                     print(f"{folder}: '{header}' must not be visible (rc {r.returncode}):\n"
                           f"{r.stderr}")
                     failures += 1

@@ -47,7 +47,11 @@ bool pd_cli_score_batch_wanted(int argc, char **argv);
 /* An SVG figure of a saved session (cli_plot.c). */
 int pd_cli_plot(int argc, char **argv);
 
-/* Prints "ponder: <err message>" to stderr. */
+/* Writes s[0..n) to stdout: exactly when json (its escaping makes it safe), else through
+ * the terminal filter with lines kept (termsafe.h: text holds untrusted pieces). */
+void pd_cli_put(const char *s, size_t n, bool json);
+
+/* Prints "ponder: <err message>" to stderr (through the terminal filter). */
 void pd_cli_print_err(const struct pd_err *err);
 /* Prints "ponder: <fmt...>" to stderr and returns `code`. */
 int pd_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

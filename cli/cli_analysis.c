@@ -868,7 +868,7 @@ int pd_cli_analyze(int argc, char **argv)
         pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
             if (print_analysis(&t, steps, n_steps, sens, lp_full, o.json, &out)) {
-                fputs(out.data, stdout);
+                pd_cli_put(out.data, out.len, o.json);
                 fflush(stdout);
             } else {
                 s = pd_err_set(&err, PD_ENOMEM, "out of memory");
@@ -1215,7 +1215,7 @@ int pd_cli_prune(int argc, char **argv)
         pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
             if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, o.json, &out)) {
-                fputs(out.data, stdout);
+                pd_cli_put(out.data, out.len, o.json);
                 fflush(stdout);
                 done[n_done++] = t.id;
             } else {
@@ -1404,7 +1404,7 @@ int pd_cli_score_in(int argc, char **argv)
                                        ts.mean_surprisal, ts.mean_entropy);
                 }
                 if (ok) {
-                    fputs(out.data, stdout);
+                    pd_cli_put(out.data, out.len, o.json);
                     fflush(stdout);
                 }
             }

@@ -11,20 +11,40 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "termsafe.h"
 
+void pd_cli_put(const char *s, size_t n, bool json)
+{
+    if (n == 0) {
+        return;
+    }
+    if (json) {
+        fwrite(s, 1, n, stdout);
+    } else {
+        pd_termsafe_write(stdout, s, n, PD_TERMSAFE_KEEP_LINES);
+    }
+}
+
+/* Messages quote file names, keys and values from untrusted input: they reach the
+ * terminal through the filter (termsafe.h). */
 void pd_cli_print_err(const struct pd_err *err)
 {
-    fprintf(stderr, "ponder: %s\n", err->msg[0] ? err->msg : pd_status_str(err->status));
+    const char *m = err->msg[0] ? err->msg : pd_status_str(err->status);
+    fputs("ponder: ", stderr);
+    pd_termsafe_write(stderr, m, strlen(m), 0);
+    fputc('\n', stderr);
 }
 
 int pd_cli_fail(int code, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("ponder: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fputs("ponder: ", stderr);
+    pd_termsafe_write(stderr, msg, strlen(msg), 0);
+    fputc('\n', stderr);
     return code;
 }
 

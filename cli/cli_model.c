@@ -155,9 +155,11 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void put_buf(struct pd_buf *b)
+/* Writes and empties b: JSON exactly as built (its escaping makes it safe), text through
+ * the terminal filter (termsafe.h), since it holds vocabulary pieces and GGUF strings. */
+static void put_buf(struct pd_buf *b, bool json)
 {
-    fwrite(b->data, 1, b->len, stdout);
+    pd_cli_put(b->data, b->len, json);
     b->len = 0;
 }
 
@@ -269,7 +271,7 @@ int pd_cli_info(int argc, char **argv)
                       has_tmpl ? "detected from tokenizer.chat_template"
                                : "no tokenizer.chat_template; from the architecture");
     }
-    put_buf(&b);
+    put_buf(&b, o.json);
     pd_buf_deinit(&b);
     loaded_close(&l);
     return 0;
@@ -345,7 +347,7 @@ int pd_cli_tokenize(int argc, char **argv)
             pd_buf_puts(&b, "\n");
         }
     }
-    put_buf(&b);
+    put_buf(&b, o.json);
     pd_buf_deinit(&b);
     free(ids);
     loaded_close(&l);
@@ -438,7 +440,7 @@ static void score_line(struct score_state *s, size_t pos, const struct pd_token_
         pd_buf_puts(&s->out, "\n");
     }
     if (s->out.len > 65536) {
-        put_buf(&s->out);
+        put_buf(&s->out, s->json);
     }
 }
 
@@ -607,7 +609,7 @@ int pd_cli_score(int argc, char **argv)
         free(s.held);
         pd_capture_deinit(&cs);
     }
-    put_buf(&s.out);
+    put_buf(&s.out, s.json);
     pd_buf_deinit(&s.out);
 done:
     free(ids);
@@ -894,7 +896,7 @@ int pd_cli_generate(int argc, char **argv)
                                                       : "stopped";
         }
         pd_event_free(&ev);
-        put_buf(&out);
+        put_buf(&out, o.json);
         fflush(stdout);
         if (end) {
             break;
@@ -909,7 +911,7 @@ int pd_cli_generate(int argc, char **argv)
         pd_tok_stream_flush(&ts, &out, &err);
         pd_buf_puts(&out, "\n");
     }
-    put_buf(&out);
+    put_buf(&out, o.json);
 done:
     pd_session_close(&sess);
     pd_steps_live_close(&steps);
@@ -1079,7 +1081,7 @@ int pd_cli_bench(int argc, char **argv)
             }
             pd_buf_printf(&b, "peak RSS     %.1f MiB\n", ru.ru_maxrss / 1024.0);
         }
-        put_buf(&b);
+        put_buf(&b, o.json);
         pd_buf_deinit(&b);
     }
     free(ids);

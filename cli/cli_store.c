@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "utf8.h"
 #include "cli.h"
+#include "termsafe.h"
 #include "store.h"
 #include "store_jsonl.h"
 #include "store_replay.h"
@@ -347,12 +348,11 @@ static void one_line(const char *s, size_t n, char *out, size_t out_n, size_t ma
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;
             i++;
-        } else if (cp < 0x20 || cp == 0x7f) {
-            out[o++] = ' ';
-            i += k;
         } else {
-            memcpy(out + o, s + i, k);
-            o += k;
+            /* line breaks and tabs become spaces, other controls visible (termsafe.h) */
+            uint32_t safe = cp == '\n' || cp == '\t' || cp == '\r' ? ' '
+                                                                  : pd_termsafe_cp(cp, 0);
+            o += pd_utf8_encode(safe, out + o);
             i += k;
         }
         cols++;
@@ -479,26 +479,10 @@ int pd_cli_ls(int argc, char **argv)
 
 /* ---- show ------------------------------------------------------------------------- */
 
-/* Prints text made printable: invalid bytes as U+FFFD, controls other than newline and
- * tab as '?'. */
+/* Prints untrusted text with its lines kept (termsafe.h). */
 static void print_clean(const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        uint32_t cp;
-        size_t k = pd_utf8_decode(s + i, n - i, &cp);
-        if (k == 0) {
-            fputs("\xEF\xBF\xBD", stdout);
-            i++;
-        } else {
-            if ((cp < 0x20 && cp != '\n' && cp != '\t') || cp == 0x7f) {
-                fputc('?', stdout);
-            } else {
-                fwrite(s + i, 1, k, stdout);
-            }
-            i += k;
-        }
-    }
+    pd_termsafe_write(stdout, s, n, PD_TERMSAFE_KEEP_LINES);
 }
 
 static int show_text(struct pd_store *st, int64_t id)
@@ -513,29 +497,37 @@ static int show_text(struct pd_store *st, int64_t id)
     const struct pd_store_session_info *s = pd_replay_info(r);
     char when[32];
     fmt_time(s->created_ms, when, sizeof when);
-    printf("session %lld  created %s  source %s  %s\n", (long long)s->id, when, s->source,
-           s->finished ? "finished" : "not finished");
+    /* every string from the database goes through the terminal filter (termsafe.h) */
+    char t1[512], t2[256], t3[256], t4[256];
+    printf("session %lld  created %s  source %s  %s\n", (long long)s->id, when,
+           pd_termsafe_str(s->source, t1, sizeof t1), s->finished ? "finished" : "not finished");
     if (s->model_name) {
-        printf("model    %s (%s, %llu bytes, sha256 %.16s...)\n", s->model_name, s->model_arch,
-               (unsigned long long)s->model_size, s->model_sha256);
+        printf("model    %s (%s, %llu bytes, sha256 %s...)\n",
+               pd_termsafe_str(s->model_name, t1, sizeof t1),
+               pd_termsafe_str(s->model_arch, t2, sizeof t2), (unsigned long long)s->model_size,
+               pd_termsafe_str(s->model_sha256, t3, 17));
     }
     if (s->has_settings) {
         const struct pd_run_settings *rs = &s->settings;
         printf("settings temperature %g top_p %g top_k %d min_p %g seed %llu mode %s kv %s "
                "template %s\n",
                (double)rs->temperature, (double)rs->top_p, (int)rs->top_k, (double)rs->min_p,
-               (unsigned long long)rs->seed, rs->mode ? rs->mode : "-",
-               rs->kv_policy ? rs->kv_policy : "-", rs->chat_template ? rs->chat_template : "-");
+               (unsigned long long)rs->seed, pd_termsafe_str(rs->mode ? rs->mode : "-", t2, sizeof t2),
+               pd_termsafe_str(rs->kv_policy ? rs->kv_policy : "-", t3, sizeof t3),
+               pd_termsafe_str(rs->chat_template ? rs->chat_template : "-", t4, sizeof t4));
     }
     if (s->parent_id) {
         printf("branch   of session %lld at position %lld\n", (long long)s->parent_id,
                (long long)s->fork_pos);
     }
     if (s->meta) {
-        printf("meta     %s\n", s->meta);
+        fputs("meta     ", stdout);
+        pd_termsafe_write(stdout, s->meta, strlen(s->meta), 0);
+        fputc('\n', stdout);
     }
     printf("tokens   %lld  steps %lld (%lld pruned)%s%s\n", (long long)pd_replay_length(r),
-           (long long)s->n_steps, (long long)s->n_pruned, *s->tags ? "  tags " : "", s->tags);
+           (long long)s->n_steps, (long long)s->n_pruned, *s->tags ? "  tags " : "",
+           pd_termsafe_str(s->tags, t1, sizeof t1));
     struct pd_message *msgs = NULL;
     size_t n_msgs = 0;
     int rc = 0;

@@ -1,11 +1,14 @@
 /* wrap.c - the trace pane's line layout (see wrap.h for the rules). */
 #include "wrap.h"
 
+#include "termsafe.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
 #include "mem.h"
+#include "termsafe.h"
 #include "utf8.h"
 
 #define REPLACEMENT 0xFFFDu
@@ -35,17 +38,10 @@ uint32_t pd_wrap_glyph(uint32_t cp, int col, int *width)
         *width = TAB_STOP - (col % TAB_STOP);
         return ' ';
     }
-    if (cp < 0x20) {
+    uint32_t safe = pd_termsafe_cp(cp, 0); /* the one terminal filter (cli/termsafe.h) */
+    if (safe != cp) {
         *width = 1;
-        return 0x2400u + cp;
-    }
-    if (cp == 0x7f) {
-        *width = 1;
-        return 0x2421u;
-    }
-    if (cp >= 0x80 && cp < 0xa0) {
-        *width = 1;
-        return REPLACEMENT;
+        return safe;
     }
     int w = wcwidth((wchar_t)cp);
     if (w < 0) {

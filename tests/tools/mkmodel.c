@@ -18,6 +18,7 @@
  * --rope-freqs 1 adds a rope_freqs.weight tensor (llama only, as in Llama 3.1 files).
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
  * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`.
+ * --name TEXT sets general.name (any bytes, for tests of how ponder prints it).
  * --constant PIECE (llama only) makes a model whose greedy choice is always the token
  * PIECE, whatever the context: every token has the same embedding u, the attention and
  * feed-forward outputs are zero (the residual stream stays u), and only PIECE's output row
@@ -51,6 +52,7 @@ static float rng_uniform(struct rng *r, float a)
 }
 
 struct spec {
+    const char *name;
     const char *constant;
     int rope_freqs;
     const char *vocab_from;
@@ -402,7 +404,7 @@ static int build(const struct spec *sp, const char *out)
         CHECK(pd_gguf_writer_add_f32(w, key, (val), &err));                      \
     } while (0)
     CHECK(pd_gguf_writer_add_str(w, "general.architecture", a, &err));
-    CHECK(pd_gguf_writer_add_str(w, "general.name", "ponder-tiny", &err));
+    CHECK(pd_gguf_writer_add_str(w, "general.name", sp->name ? sp->name : "ponder-tiny", &err));
     KU32("context_length", 512);
     KU32("embedding_length", sp->n_embd);
     KU32("block_count", sp->n_layer);
@@ -589,7 +591,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    struct spec sp = {NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16, 2};
+    struct spec sp = {NULL, NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16,
+                      2};
     const char *out = NULL;
     int bench = 0;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
@@ -629,6 +632,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mkmodel: --shape: expected tiny or bench, got '%s'\n", val);
                 return 2;
             }
+        } else if (strcmp(a, "--name") == 0) {
+            sp.name = val;
         } else if (strcmp(a, "--constant") == 0) {
             sp.constant = val;
         } else if (strcmp(a, "--out") == 0) {

@@ -90,9 +90,18 @@ void pd_cli_progress_clear(struct pd_cli_progress *p);
 
 struct pd_store;
 
-/* Opens --db, or the default database when db is NULL (creating its folder). Prints the
- * error and returns NULL on failure; the caller closes the store. */
-struct pd_store *pd_cli_open_db(const char *db);
+/* How a command uses its database. */
+enum pd_cli_db {
+    PD_CLI_DB_READ,   /* read only (ls, show, plot, export): opened read-only, never created */
+    PD_CLI_DB_UPDATE, /* writes into existing sessions (score, analyze, prune): must exist */
+    PD_CLI_DB_CREATE, /* records new sessions (import, run): created (and its folder) */
+    PD_CLI_DB_BROWSE, /* replay: UPDATE where the file and folder are writable, else READ */
+};
+
+/* Opens --db, or the default database when db is NULL, as `mode` says. Prints the error
+ * (naming the file; "no such database" rather than creating an empty one) and returns
+ * NULL on failure; the caller closes the store. */
+struct pd_store *pd_cli_open_db(const char *db, enum pd_cli_db mode);
 
 /* Path of the test/demo models folder: $PONDER_TEST_MODELS or ../shared/models. */
 const char *pd_cli_models_dir(void);

@@ -68,7 +68,7 @@ static struct pd_store *tmp_db_open(struct tmp_db *t)
     }
     t->made = true;
     snprintf(t->path, sizeof t->path, "%s/in.db", t->dir);
-    return pd_cli_open_db(t->path);
+    return pd_cli_open_db(t->path, PD_CLI_DB_CREATE);
 }
 
 static void tmp_db_remove(struct tmp_db *t)
@@ -663,7 +663,7 @@ static struct pd_store *common_open(struct common_opts *o, struct tmp_db *tmp, b
     if (o->in && !keep_in) {
         st = tmp_db_open(tmp);
     } else {
-        st = pd_cli_open_db(o->db);
+        st = pd_cli_open_db(o->db, o->in ? PD_CLI_DB_CREATE : PD_CLI_DB_UPDATE);
     }
     if (!st) {
         *rc = 1;

@@ -171,7 +171,21 @@ void pd_cli_progress_clear(struct pd_cli_progress *p)
     }
 }
 
-struct pd_store *pd_cli_open_db(const char *db)
+/* True when path and its folder may be written. */
+static bool writable(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    return access(path, W_OK) == 0 && access(dir, W_OK) == 0;
+}
+
+struct pd_store *pd_cli_open_db(const char *db, enum pd_cli_db mode)
 {
     char path[4096];
     struct pd_err err;
@@ -183,11 +197,21 @@ struct pd_store *pd_cli_open_db(const char *db)
             return NULL;
         }
         db = path;
-        p.create_parent_dirs = true;
+        p.create_parent_dirs = mode == PD_CLI_DB_CREATE;
     }
+    if (mode == PD_CLI_DB_BROWSE) {
+        mode = access(db, F_OK) == 0 && !writable(db) ? PD_CLI_DB_READ : PD_CLI_DB_UPDATE;
+    }
+    p.create = mode == PD_CLI_DB_CREATE;
+    p.read_only = mode == PD_CLI_DB_READ;
     struct pd_store *st = NULL;
     if (pd_store_open(db, &p, &st, &err) != PD_OK) {
-        pd_cli_print_err(&err);
+        if (db == path && access(db, F_OK) != 0) {
+            pd_cli_fail(1, "no database yet at %s: record a session (ponder run) or import "
+                           "traces (ponder import) first, or name one with --db", db);
+        } else {
+            pd_cli_print_err(&err);
+        }
         return NULL;
     }
     return st;

@@ -188,7 +188,7 @@ int pd_cli_plot(int argc, char **argv)
     if (!sid_s || !pd_arg_long("plot", "SESSION", sid_s, 1, INT64_MAX, &sid)) {
         return pd_cli_fail(2, "plot: a session id is required (see 'ponder ls')");
     }
-    struct pd_store *st = pd_cli_open_db(db);
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_READ);
     if (!st) {
         return 1;
     }

@@ -111,7 +111,7 @@ int pd_cli_import(int argc, char **argv)
         free(files);
         return 2;
     }
-    struct pd_store *st = pd_cli_open_db(db);
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_CREATE);
     if (!st) {
         free(files);
         return 1;
@@ -268,7 +268,7 @@ int pd_cli_export(int argc, char **argv)
         free(ids);
         return 2;
     }
-    struct pd_store *st = pd_cli_open_db(db);
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_BROWSE); /* the export record */
     if (!st) {
         free(ids);
         return 1;
@@ -415,7 +415,7 @@ int pd_cli_ls(int argc, char **argv)
     if (bad) {
         return 2;
     }
-    struct pd_store *st = pd_cli_open_db(db);
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_READ);
     if (!st) {
         return 1;
     }
@@ -646,7 +646,7 @@ int pd_cli_show(int argc, char **argv)
     if (bad) {
         return 2;
     }
-    struct pd_store *st = pd_cli_open_db(db);
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_READ);
     if (!st) {
         return 1;
     }

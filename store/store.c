@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mem.h"
 
@@ -136,6 +137,9 @@ char *pd_store_col_strdup(sqlite3_stmt *s, int col, bool *ok)
 enum pd_status pd_store_op_begin(struct pd_store *st, struct pd_err *err)
 {
     enum pd_status rc;
+    if (st->read_only) {
+        return pd_err_set(err, PD_EINVAL, "%s: opened read-only; nothing can be saved", st->path);
+    }
     if (st->in_txn || st->op_depth > 0) {
         rc = pd_store_exec(st, "SAVEPOINT pd_op", err);
     } else {
@@ -174,6 +178,9 @@ enum pd_status pd_store_begin(struct pd_store *st, struct pd_err *err)
 {
     if (st->in_txn) {
         return pd_err_set(err, PD_EINVAL, "%s: transaction already open", st->path);
+    }
+    if (st->read_only) {
+        return pd_err_set(err, PD_EINVAL, "%s: opened read-only; nothing can be saved", st->path);
     }
     enum pd_status rc = pd_store_exec(st, "BEGIN IMMEDIATE", err);
     if (rc == PD_OK) {
@@ -294,7 +301,8 @@ static enum pd_status make_parent_dirs(const char *path, struct pd_err *err)
 }
 
 /* Checks identity and version; applies migrations. */
-static enum pd_status open_checks(struct pd_store *st, int target, struct pd_err *err)
+static enum pd_status open_checks(struct pd_store *st, int target, bool read_only,
+                                  struct pd_err *err)
 {
     int64_t app_id = 0, version = 0, n_objects = 0;
     enum pd_status rc = pragma_int(st, "PRAGMA application_id", &app_id, err);
@@ -322,6 +330,23 @@ static enum pd_status open_checks(struct pd_store *st, int target, struct pd_err
     if (version < 0) {
         return pd_err_set(err, PD_EFORMAT, "%s: negative schema version %lld", st->path,
                           (long long)version);
+    }
+    if (read_only) {
+        /* nothing may be written: no journal mode change, no migration */
+        if (version != PD_STORE_SCHEMA_VERSION && !(version == 0 && n_objects == 0)) {
+            return pd_err_set(err, PD_EUNSUPPORTED,
+                              "%s: schema version %lld needs upgrading to %d, which a read-only "
+                              "open cannot do; run a command that writes (e.g. ponder import) "
+                              "on it once where it is writable", st->path, (long long)version,
+                              PD_STORE_SCHEMA_VERSION);
+        }
+        if (n_objects == 0) {
+            return pd_err_set(err, PD_EFORMAT, "%s: an empty file, not a ponder database",
+                              st->path);
+        }
+        rc = pd_store_exec(st, "PRAGMA foreign_keys = ON", err);
+        st->version = (int)version;
+        return rc;
     }
     /* WAL is a property of the file; setting it on an open WAL file is a no-op. */
     int64_t dummy = 0;
@@ -354,6 +379,59 @@ static enum pd_status open_checks(struct pd_store *st, int target, struct pd_err
     return rc;
 }
 
+/* Reopens st->path read-only as an immutable file (SQLite URI "immutable=1": no locks,
+ * no -shm), the path percent-encoded. */
+static enum pd_status open_immutable(struct pd_store *st, struct pd_err *err)
+{
+    struct pd_buf uri;
+    pd_buf_init(&uri);
+    bool ok = pd_buf_puts(&uri, "file:");
+    for (const unsigned char *c = (const unsigned char *)st->path; ok && *c; c++) {
+        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || strchr("/-._~", *c);
+        ok = plain ? pd_buf_append(&uri, c, 1) : pd_buf_printf(&uri, "%%%02X", *c);
+    }
+    ok = ok && pd_buf_puts(&uri, "?immutable=1");
+    if (!ok) {
+        pd_buf_deinit(&uri);
+        return pd_err_set(err, PD_ENOMEM, "%s: out of memory", st->path);
+    }
+    enum pd_status rc = PD_OK;
+    if (sqlite3_open_v2(uri.data, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) !=
+        SQLITE_OK) {
+        rc = pd_err_set(err, PD_EIO, "%s: cannot open database: %s", st->path,
+                        st->db ? sqlite3_errmsg(st->db) : "out of memory");
+    } else {
+        sqlite3_extended_result_codes(st->db, 1);
+    }
+    pd_buf_deinit(&uri);
+    return rc;
+}
+
+/* True when the failed read-only open of a WAL database came from its missing -shm: the
+ * folder refuses new files. */
+static bool wal_needs_folder(const struct pd_store *st)
+{
+    int ext = sqlite3_extended_errcode(st->db);
+    if ((ext & 0xff) != SQLITE_CANTOPEN && (ext & 0xff) != SQLITE_READONLY) {
+        return false;
+    }
+    char shm[4200];
+    snprintf(shm, sizeof shm, "%s-shm", st->path);
+    if (access(shm, F_OK) == 0) {
+        return false;
+    }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", st->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0'; /* "/x.db" -> "/", "a/x.db" -> "a" */
+    }
+    return access(dir, W_OK) != 0;
+}
+
 enum pd_status pd_store_open(const char *path, const struct pd_store_params *params,
                              struct pd_store **out, struct pd_err *err)
 {
@@ -373,12 +451,18 @@ enum pd_status pd_store_open(const char *path, const struct pd_store_params *par
             return rc;
         }
     }
+    struct stat sb;
+    if ((p.read_only || !p.create) && stat(path, &sb) != 0) {
+        return pd_err_set(err, PD_EIO, "%s: %s", path,
+                          errno == ENOENT ? "no such database" : strerror(errno));
+    }
     struct pd_store *st = calloc(1, sizeof *st);
     if (!st || !(st->path = pd_strdup(path))) {
         free(st);
         return pd_err_set(err, PD_ENOMEM, "%s: out of memory", path);
     }
-    int flags = SQLITE_OPEN_READWRITE | (p.create ? SQLITE_OPEN_CREATE : 0);
+    int flags = p.read_only ? SQLITE_OPEN_READONLY
+                            : SQLITE_OPEN_READWRITE | (p.create ? SQLITE_OPEN_CREATE : 0);
     enum pd_status rc = PD_OK;
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
         rc = pd_err_set(err, PD_EIO, "%s: cannot open database: %s", path,
@@ -387,7 +471,30 @@ enum pd_status pd_store_open(const char *path, const struct pd_store_params *par
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, PD_STORE_BUSY_MS);
-    rc = open_checks(st, target, err);
+    st->read_only = p.read_only;
+    rc = open_checks(st, target, p.read_only, err);
+    if (rc != PD_OK && p.read_only && wal_needs_folder(st)) {
+        /* A WAL database is read through its -shm file, which SQLite must create next to
+         * it when absent. Without a -wal file every change is in the database itself, and
+         * in a folder nobody can add a -wal to, nobody can write it either: it can be read
+         * as immutable. With a -wal file its changes need the -shm: say so. */
+        char wal[4200];
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        struct stat wb;
+        if (stat(wal, &wb) != 0 || wb.st_size == 0) {
+            sqlite3_close_v2(st->db);
+            st->db = NULL;
+            rc = open_immutable(st, err);
+            if (rc == PD_OK) {
+                rc = open_checks(st, target, true, err);
+            }
+        } else {
+            rc = pd_err_set(err, PD_EIO, "%s: a WAL-mode database with changes in %s-wal, in "
+                            "a folder that is not writable: reading it needs %s-shm next to it "
+                            "(copy the database and its -wal file to a writable folder)",
+                            path, path, path);
+        }
+    }
     if (rc != PD_OK) {
         goto fail;
     }
@@ -416,6 +523,11 @@ void pd_store_close(struct pd_store **stp)
     free(st->path);
     free(st);
     *stp = NULL;
+}
+
+bool pd_store_read_only(const struct pd_store *st)
+{
+    return st->read_only;
 }
 
 const char *pd_store_path(const struct pd_store *st)

@@ -40,7 +40,9 @@ struct pd_store;
 struct pd_store_params {
     bool create;            /* create the file when missing (default true) */
     bool create_parent_dirs;/* mkdir -p the folder of the file (default false) */
-    bool read_only;         /* open read-only; no migration (default false) */
+    bool read_only;         /* open read-only (the file must exist and be at the current
+                             * schema version; nothing is written, not even the journal
+                             * mode; writes fail naming the read-only open) */
     int target_version;     /* migrate up to this version; 0 = PD_STORE_SCHEMA_VERSION.
                              * Lower values exist for the migration tests. */
 };
@@ -52,14 +54,19 @@ struct pd_store_params pd_store_default_params(void);
  * timeout, checks it is a ponder database (application_id) no newer than this build, and
  * applies the forward migrations up to params->target_version, each in its own
  * transaction. params may be NULL for the defaults. On success *out is an owned handle
- * (pd_store_close). Errors: PD_EIO (cannot open/create), PD_EFORMAT (not a SQLite or not
- * a ponder database), PD_EUNSUPPORTED (schema newer than this build), PD_EDB. */
+ * (pd_store_close). Errors: PD_EIO (cannot open/create; "no such database" when it does
+ * not exist and may not be created; a WAL database read-only in a folder that refuses its
+ * -shm file, explained), PD_EFORMAT (not a SQLite or not a ponder database),
+ * PD_EUNSUPPORTED (schema newer than this build; older than it when read-only), PD_EDB. */
 enum pd_status pd_store_open(const char *path, const struct pd_store_params *params,
                              struct pd_store **out, struct pd_err *err);
 
 /* Closes the connection and frees the handle; accepts NULL and *st == NULL; sets *st to
  * NULL. */
 void pd_store_close(struct pd_store **st);
+
+/* True when opened with params.read_only. */
+bool pd_store_read_only(const struct pd_store *st);
 
 /* The file this handle was opened on (borrowed, valid until close). */
 const char *pd_store_path(const struct pd_store *st);

@@ -51,6 +51,7 @@ struct pd_store {
     char *path;                          /* owned copy of the file name */
     int version;                         /* user_version after migration */
     bool in_txn;                         /* inside pd_store_begin ... commit */
+    bool read_only;                      /* opened with params.read_only */
     unsigned op_depth;                   /* open pd_store_op_begin levels */
     sqlite3_stmt *stmts[PD_STMT_COUNT];  /* owned, prepared lazily */
 };

@@ -716,11 +716,15 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
     return rc;
 }
 
-/* Adds a row to the exports table. */
+/* Adds a row to the exports table (not for a database opened read-only: an export only
+ * reads, the record is a courtesy). */
 static enum pd_status record_export(struct pd_store *st, const char *path,
                                     const struct pd_export_params *p, uint64_t n,
                                     struct pd_err *err)
 {
+    if (pd_store_read_only(st)) {
+        return PD_OK;
+    }
     char filter[256];
     int len = snprintf(filter, sizeof filter, "%s%s%s%s", p->tag ? "tag=" : "",
                        p->tag ? p->tag : "", p->pruned_only ? (p->tag ? " pruned" : "pruned") : "",

@@ -267,28 +267,6 @@ int pd_cli_run(int argc, char **argv)
 
 /* ---- replay -------------------------------------------------------------------------- */
 
-static struct pd_store *open_store(const char *db, bool create)
-{
-    char path[PATH_MAX];
-    struct pd_err err;
-    pd_err_clear(&err);
-    struct pd_store_params p = pd_store_default_params();
-    p.create = create;
-    if (!db) {
-        if (pd_store_default_path(path, sizeof path, &err)) {
-            pd_cli_print_err(&err);
-            return NULL;
-        }
-        db = path;
-        p.create_parent_dirs = create;
-    }
-    struct pd_store *st = NULL;
-    if (pd_store_open(db, &p, &st, &err)) {
-        pd_cli_print_err(&err);
-        return NULL;
-    }
-    return st;
-}
 
 static void replay_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
 {
@@ -397,7 +375,8 @@ int pd_cli_replay(int argc, char **argv)
     if (sess && !pd_arg_long("replay", "SESSION", sess, 1, INT64_MAX, &id)) {
         return 2;
     }
-    struct pd_store *st = open_store(db, false);
+    /* writable where it can be (edits are saved), read-only otherwise */
+    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_BROWSE);
     if (!st) {
         return 1;
     }

@@ -81,6 +81,15 @@ bool pd_arg_match(struct pd_argv *a, const char *lname, const char *sname, const
     } else {
         pd_cli_fail(2, "%s: option %s needs a value", a->cmd, lname ? lname : sname);
         *bad = true;
+        return true;
+    }
+    /* options naming files: an empty name is a usage error, not a file called "" */
+    static const char *const path_opts[] = {"--out", "--db", "--model", "--in", "--file"};
+    for (size_t k = 0; lname && k < sizeof path_opts / sizeof path_opts[0]; k++) {
+        if (strcmp(lname, path_opts[k]) == 0 && **val == '\0') {
+            pd_cli_fail(2, "%s: option %s: empty file name", a->cmd, lname);
+            *bad = true;
+        }
     }
     return true;
 }

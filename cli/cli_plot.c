@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "afile.h"
 #include "mem.h"
 #include "cli.h"
 #include "store.h"
@@ -197,8 +198,8 @@ int pd_cli_plot(int argc, char **argv)
     struct plot p;
     memset(&p, 0, sizeof p);
     int rc = 0;
-    char path[4096], tmp[4200];
-    FILE *f = NULL;
+    char path[4096];
+    struct pd_afile af = {.slot = -1};
     if (pd_replay_open(st, sid, &r, &err)) {
         pd_cli_print_err(&err);
         rc = 1;
@@ -234,20 +235,20 @@ int pd_cli_plot(int argc, char **argv)
     if (!out) {
         snprintf(path, sizeof path, "session-%lld.svg", sid);
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "w");
     const struct pd_store_session_info *info = pd_replay_info(r);
-    if (!f || !write_svg(f, &p, sid, info->title ? info->title : "", (int)width) ||
-        fclose(f) != 0) {
-        f = NULL;
-        remove(tmp);
+    if (pd_afile_open(&af, path, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    if (!write_svg(af.f, &p, sid, info->title ? info->title : "", (int)width)) {
+        pd_afile_abort(&af);
         rc = pd_cli_fail(1, "plot: %s: cannot write", path);
         goto done;
     }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        rc = pd_cli_fail(1, "plot: %s: cannot write", path);
+    if (pd_afile_commit(&af, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
         goto done;
     }
     fprintf(stderr, "wrote %s (%zu tokens, %zu steps, %zu KV events)\n", path, p.n, p.n_steps,

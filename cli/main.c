@@ -1,9 +1,11 @@
 /* main.c - ponder's entry point: global options and subcommand dispatch, nothing else. */
 #include "config.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "afile.h"
 #include "log.h"
 #include "cli.h"
 #if HAVE_TUI
@@ -31,8 +33,24 @@ static void usage(FILE *f)
             "Run 'ponder <command> --help' for a command's options.\n");
 }
 
+/* SIGINT/SIGTERM during a headless command: remove the temporary files of outputs being
+ * written (an export, a plot), then end as the signal would (the workbench installs its
+ * own handling when it starts). */
+static void on_terminate(int sig)
+{
+    pd_afile_unlink_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv)
 {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_terminate;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     int i = 1;
     int verbose = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {

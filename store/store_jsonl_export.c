@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "afile.h"
 #include "mem.h"
 #include "utf8.h"
 #include "store_internal.h"
@@ -757,37 +758,22 @@ enum pd_status pd_jsonl_export_file(struct pd_store *st, const char *path,
                                     const struct pd_export_params *p,
                                     struct pd_export_result *res, struct pd_err *err)
 {
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 32);
-    if (!tmp) {
-        return pd_err_set(err, PD_ENOMEM, "export: out of memory");
-    }
-    snprintf(tmp, n + 32, "%s.tmp-%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        enum pd_status rc = pd_err_set(err, PD_EIO, "%s: cannot create: %s", tmp,
-                                       strerror(errno));
-        free(tmp);
+    struct pd_afile af;
+    enum pd_status rc = pd_afile_open(&af, path, err);
+    if (rc != PD_OK) {
         return rc;
     }
     struct pd_export_result r;
     memset(&r, 0, sizeof r);
-    enum pd_status rc = pd_jsonl_export(st, f, p, &r, err);
-    if (rc == PD_OK && fsync(fileno(f)) != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: fsync: %s", tmp, strerror(errno));
-    }
-    if (fclose(f) != 0 && rc == PD_OK) {
-        rc = pd_err_set(err, PD_EIO, "%s: close: %s", tmp, strerror(errno));
-    }
-    if (rc == PD_OK && rename(tmp, path) != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-    }
-    if (rc != PD_OK) {
-        unlink(tmp);
+    rc = pd_jsonl_export(st, af.f, p, &r, err);
+    if (rc == PD_OK) {
+        rc = pd_afile_commit(&af, err);
     } else {
+        pd_afile_abort(&af);
+    }
+    if (rc == PD_OK) {
         rc = record_export(st, path, p, r.n_written, err);
     }
-    free(tmp);
     if (res) {
         *res = r;
     }

@@ -12,6 +12,7 @@
 
 #include "afile.h"
 #include "mem.h"
+#include "utf8.h"
 #include "cli.h"
 #include "store.h"
 #include "store_replay.h"
@@ -31,33 +32,74 @@ struct plot {
     int32_t n_layer;
 };
 
+/* The y axis never goes above this many bits: taller values (a corrupt or absurd trace)
+ * are drawn clipped at the top, their true value in the bar's tooltip. */
+#define YMAX_CAP 64.0
+/* KV rows beyond this many layers are not drawn (a database could claim any layer). */
+#define KV_ROWS_MAX 256
+
 static double bits(float lp)
 {
     return isnan(lp) ? NAN : -(double)lp / M_LN2;
+}
+
+/* Writes s as XML character data: & < > " escaped, invalid UTF-8 and the control
+ * characters XML 1.0 forbids (all C0 but tab, newline, carriage return) as U+FFFD, so
+ * the SVG is always well-formed. */
+static void xml_text(FILE *f, const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = pd_utf8_decode(s + i, n - i, &cp);
+        if (k == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')) {
+            fputs("\xEF\xBF\xBD", f);
+            i += k ? k : 1;
+            continue;
+        }
+        switch (cp) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fwrite(s + i, 1, k, f);
+        }
+        i += k;
+    }
 }
 
 static bool write_svg(FILE *f, const struct plot *p, int64_t id, const char *title, int width)
 {
     const int left = 50, right = 20, top = 40, chart_h = 260;
     int kv_rows = p->n_kv ? (p->n_layer > 0 ? p->n_layer : 1) : 0;
+    if (kv_rows > KV_ROWS_MAX) {
+        kv_rows = KV_ROWS_MAX;
+    }
     const int kv_row_h = 4;
     int height = top + chart_h + 40 + kv_rows * kv_row_h + 30;
     double w = width - left - right;
     double ymax = 1.0;
     for (size_t i = 0; i < p->n; i++) {
         double s = bits(p->toks[i].logprob), h = p->toks[i].entropy;
-        if (!isnan(s) && s > ymax) {
+        if (isfinite(s) && s > ymax) {
             ymax = s;
         }
-        if (!isnan(h) && h > ymax) {
+        if (isfinite(h) && h > ymax) {
             ymax = h;
         }
     }
-    ymax = ceil(ymax);
+    ymax = ymax > YMAX_CAP ? YMAX_CAP : ceil(ymax);
+    /* grid every 1, 2, 5, 10, 20 or 50 bits: at most 10 lines */
+    static const int steps[] = {1, 2, 5, 10, 20, 50};
+    size_t g = 0;
+    while (g + 1 < sizeof steps / sizeof steps[0] && ymax / steps[g] > 10) {
+        g++;
+    }
+    int grid = steps[g];
     double dx = p->n ? w / (double)p->n : w;
     int64_t pos0 = p->n ? p->toks[0].pos : 0;
 #define X(pos) (left + ((double)((pos) - pos0)) * dx)
-#define Y(v) (top + chart_h - (v) / ymax * chart_h)
+#define Y(v) (top + chart_h - ((v) > ymax ? ymax : (v)) / ymax * chart_h)
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "font-family=\"sans-serif\" font-size=\"11\">\n",
@@ -69,14 +111,7 @@ static bool write_svg(FILE *f, const struct plot *p, int64_t id, const char *tit
                "stroke-width=\"2\"/></pattern></defs>\n");
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"13\">session %lld: ", left, (long long)id);
-    for (const char *c = title; *c; c++) { /* XML-escape the title */
-        switch (*c) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        default: fputc(*c, f);
-        }
-    }
+    xml_text(f, title);
     fprintf(f, "</text>\n");
     /* step bands */
     for (size_t k = 0; k < p->n_steps; k++) {
@@ -89,7 +124,7 @@ static bool write_svg(FILE *f, const struct plot *p, int64_t id, const char *tit
                 s->pruned ? ", pruned" : "");
     }
     /* axes and grid */
-    for (int v = 0; v <= (int)ymax; v += ymax > 10 ? 2 : 1) {
+    for (int v = 0; v <= (int)ymax; v += grid) {
         fprintf(f, "<line x1=\"%d\" x2=\"%.2f\" y1=\"%.2f\" y2=\"%.2f\" stroke=\"#dddddd\"/>"
                    "<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\">%d</text>\n",
                 left, left + w, Y(v), Y(v), left - 6, Y(v) + 4, v);
@@ -107,8 +142,13 @@ static bool write_svg(FILE *f, const struct plot *p, int64_t id, const char *tit
                           : p->toks[i].role == PD_ROLE_INJECTED ? "#c2255c"
                           : p->toks[i].role == PD_ROLE_PROMPT   ? "#adb5bd"
                                                                 : "#1c7ed6";
-        fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+        fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"",
                 X(p->toks[i].pos), Y(s), dx > 1.5 ? dx - 0.5 : dx, top + chart_h - Y(s), col);
+        if (s > ymax) { /* clipped: the true value in a tooltip */
+            fprintf(f, "><title>%.4g bits (clipped)</title></rect>\n", s);
+        } else {
+            fputs("/>\n", f);
+        }
     }
     /* entropy line */
     fprintf(f, "<polyline fill=\"none\" stroke=\"#e8590c\" stroke-width=\"1.2\" points=\"");
@@ -137,6 +177,9 @@ static bool write_svg(FILE *f, const struct plot *p, int64_t id, const char *tit
     for (size_t e = 0; e < p->n_kv; e++) {
         const struct pd_kv_event_rec *k = &p->kv[e];
         int row = k->layer < 0 ? 0 : k->layer;
+        if (row >= kv_rows) {
+            continue;
+        }
         fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"/>\n",
                 X(k->slot_pos), kv_top + row * kv_row_h, dx > 1 ? dx : 1.0, kv_row_h - 1,
                 k->kind == PD_KV_SHADOW_EVICT ? "#868e96" : "#212529");

@@ -108,7 +108,8 @@ static enum pd_status get_int(struct pctx *c, json_t *obj, const char *key, int6
 }
 
 /* A number or null (-> NAN); anything else is an error. */
-static enum pd_status get_num(struct pctx *c, json_t *v, float *out)
+/* A metric: null (NAN), or a number that is finite as a float and within [lo, hi]. */
+static enum pd_status get_num(struct pctx *c, json_t *v, double lo, double hi, float *out)
 {
     if (!v || json_is_null(v)) {
         *out = NAN;
@@ -117,9 +118,24 @@ static enum pd_status get_num(struct pctx *c, json_t *v, float *out)
     if (!json_is_number(v)) {
         return bad(c, "expected a number or null");
     }
-    *out = (float)json_number_value(v);
+    double d = json_number_value(v);
+    float f = (float)d;
+    if (!isfinite(f)) {
+        return bad(c, "not a finite number");
+    }
+    if (d < lo || d > hi) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%g is outside [%g, %g]", d, lo, hi);
+        return bad(c, msg);
+    }
+    *out = f;
     return PD_OK;
 }
+
+/* Ranges of imported metrics (the slack admits rounding): a logprob is at most 0, an
+ * entropy, a surprisal and an attention mass at least 0, a mass at most 1. */
+#define LP_MAX 1e-3
+#define NONNEG_MIN (-1e-3)
 
 static enum pd_status get_opt_str(struct pctx *c, json_t *obj, const char *key,
                                   const char **out)
@@ -136,11 +152,12 @@ static enum pd_status get_opt_str(struct pctx *c, json_t *obj, const char *key,
 static enum pd_status parse_settings(struct pctx *c, json_t *js, struct pd_run_settings *rs)
 {
     static const char *const num_keys[] = {"temperature", "top_p", "min_p"};
+    static const double num_hi[] = {100.0, 1.0, 1.0}; /* the ranges run/generate accept */
     float *num_dst[] = {&rs->temperature, &rs->top_p, &rs->min_p};
     enum pd_status rc = PD_OK;
     for (size_t i = 0; rc == PD_OK && i < 3; i++) {
         snprintf(c->field, sizeof c->field, "session.settings.%s", num_keys[i]);
-        rc = get_num(c, json_object_get(js, num_keys[i]), num_dst[i]);
+        rc = get_num(c, json_object_get(js, num_keys[i]), 0.0, num_hi[i], num_dst[i]);
         if (rc == PD_OK && isnan(*num_dst[i])) {
             rc = bad(c, "missing");
         }
@@ -268,10 +285,10 @@ static enum pd_status parse_token(struct pctx *c, json_t *o, size_t i, struct pd
     t->role = pd_role_parse(role);
     t->flags = (uint32_t)flags & ~(uint32_t)PD_TOKF_PRUNED;
     snprintf(c->field, sizeof c->field, "tokens[%zu].logprob", i);
-    rc = get_num(c, json_object_get(o, "logprob"), &t->logprob);
+    rc = get_num(c, json_object_get(o, "logprob"), -HUGE_VAL, LP_MAX, &t->logprob);
     snprintf(c->field, sizeof c->field, "tokens[%zu].entropy", i);
     if (rc == PD_OK) {
-        rc = get_num(c, json_object_get(o, "entropy"), &t->entropy);
+        rc = get_num(c, json_object_get(o, "entropy"), NONNEG_MIN, HUGE_VAL, &t->entropy);
     }
     json_t *top = member(o, "top");
     if (rc == PD_OK && top) {
@@ -291,8 +308,9 @@ static enum pd_status parse_token(struct pctx *c, json_t *o, size_t i, struct pd
             }
             t->top[k].id = (int32_t)json_integer_value(jid);
             t->top[k].logprob = json_is_null(jlp) ? -INFINITY : (float)json_number_value(jlp);
-            if (t->top[k].logprob > 1e-3f) {
-                return bad(c, "logprob above 0");
+            if (t->top[k].logprob > LP_MAX || isnan(t->top[k].logprob) ||
+                (!json_is_null(jlp) && isinf(t->top[k].logprob))) {
+                return bad(c, "logprob above 0 or not finite");
             }
         }
         t->n_top = (uint8_t)json_array_size(top);
@@ -393,9 +411,10 @@ static enum pd_status parse_steps(struct pctx *c, json_t *arr, const int64_t *ol
                                            "attn_received"};
         float *dst[] = {&s[i].mean_surprisal, &s[i].first_surprisal, &s[i].mean_entropy,
                         &s[i].attn_received};
+        static const double hi[] = {HUGE_VAL, HUGE_VAL, HUGE_VAL, 1.0 - NONNEG_MIN};
         for (size_t k = 0; rc == PD_OK && k < 4; k++) {
             snprintf(c->field, sizeof c->field, "steps[%zu].%s", i, keys[k]);
-            rc = get_num(c, json_object_get(o, keys[k]), dst[k]);
+            rc = get_num(c, json_object_get(o, keys[k]), NONNEG_MIN, hi[k], dst[k]);
         }
         s[i].index = (int32_t)idx;
         s[i].kind = pd_step_kind_parse(kind);

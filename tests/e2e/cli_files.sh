@@ -79,5 +79,29 @@ check "--out FOLDER is named" grep -q 'is a folder' "$tmp/err"
 "$ponder" plot 1 --db "$tmp/t.db" --out "$tmp/nowhere/p.svg" >/dev/null 2>"$tmp/err"
 check "plot into a missing folder names it" grep -q 'nowhere' "$tmp/err"
 
+# Runaway values: a surprisal of 1e9 bits plots on a clipped axis (small, valid XML, the
+# value in a tooltip); a prompt with control characters still gives well-formed XML;
+# import refuses metrics that are not finite or out of range, naming the field.
+rec='{"ponder":1,"session":{"id":1,"source":"x","created_ms":1,"updated_ms":1,"finished":true,'
+rec+='"parent":null,"fork_pos":0,"n_tokens":2,"meta":null,"model":null,"settings":null},'
+rec+='"messages":[{"role":"user","content":"a\u0001b<&>\u0008"}],"final":"x","tokens":['
+rec+='{"pos":0,"id":-1,"role":"prompt","flags":0,"text":"a","logprob":null,"entropy":null,'
+rec+='"top":[],"attn":null},{"pos":1,"id":-1,"role":"think","flags":0,"text":"b",'
+rec+='"logprob":LP,"entropy":EN,"top":[],"attn":null}],"steps":[]}'
+echo "${rec/LP/-693147180.0}" | sed 's/EN/1.0/' >"$tmp/huge.jsonl"
+"$ponder" import --db "$tmp/h.db" "$tmp/huge.jsonl" >/dev/null 2>&1
+"$ponder" plot 1 --db "$tmp/h.db" --out "$tmp/out/h.svg" >/dev/null 2>&1
+check "plot of 1e9 bits" test $? -eq 0
+check "plot stays small" test "$(stat -c %s "$tmp/out/h.svg")" -lt 20000
+check "plot says the bar is clipped" grep -q 'bits (clipped)' "$tmp/out/h.svg"
+check "plot is well-formed XML" python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/out/h.svg"
+for bad in 'LP=1e300 EN=1.0 not a finite number' 'LP=0.5 EN=1.0 outside' 'LP=-1.0 EN=-2.0 outside'; do
+    set -- $bad
+    lp=${1#LP=} en=${2#EN=}
+    echo "${rec/LP/$lp}" | sed "s/EN/$en/" >"$tmp/bad.jsonl"
+    "$ponder" import --db "$tmp/b.db" "$tmp/bad.jsonl" >/dev/null 2>"$tmp/err"
+    check "import refuses logprob $lp entropy $en" grep -q "tokens\[1\]\.\(logprob\|entropy\): .*$3" "$tmp/err"
+done
+
 echo "$fails failures"
 [ $fails -eq 0 ]

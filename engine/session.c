@@ -22,6 +22,8 @@
 #include "probe.h"
 
 #define CMD_QUEUE_MAX 256
+#define EV_MAX 1024
+#define EV_BYTES_MAX (32u << 20)
 #define TAIL_MAX 64
 
 struct pd_session_params pd_session_default_params(void)
@@ -66,11 +68,14 @@ struct pd_session {
     atomic_bool running;
     pthread_mutex_t lock;
     pthread_cond_t cond;          /* commands arrived (pause wait) */
+    pthread_cond_t space;         /* the consumer took events (backpressure wait) */
     int pipe_fd[2];
 
-    /* events FIFO (guarded by lock) */
+    /* events FIFO (guarded by lock), bounded: EV_MAX events and EV_BYTES_MAX bytes of
+     * owned payload (text, blobs, full rows); the worker waits for room (backpressure) */
     struct pd_event *ev;
     size_t ev_head, ev_len, ev_cap;
+    size_t ev_bytes;
     /* commands FIFO (guarded by lock) */
     struct pd_cmd *cmd;
     size_t cmd_head, cmd_len;
@@ -117,11 +122,29 @@ static void wake(struct pd_session *s)
 
 /* Pushes ev (ownership moves to the queue). On allocation failure the event is dropped
  * (its owned parts freed) — the worker never blocks on the UI. */
+/* Bytes an event holds beyond its struct: what the queue's byte bound counts. */
+static size_t event_bytes(const struct pd_event *ev)
+{
+    size_t n = ev->tok.text_len + ev->tok.attn_len;
+    const struct pd_attn_rows *r = ev->rows;
+    for (uint32_t l = 0; r && l < r->n_layer; l++) {
+        n += (size_t)r->n_slots[l] * (sizeof(int64_t) + (size_t)r->n_head * sizeof(float));
+    }
+    return n;
+}
+
 static void push_event(struct pd_session *s, struct pd_event *ev)
 {
     ev->kv_cap = s->ctx ? s->ctx->kv->cap : 0;
     ev->kv_used = s->ctx ? s->ctx->kv->cap - pd_ctx_kv_free(s->ctx) : 0;
+    size_t bytes = event_bytes(ev);
     pthread_mutex_lock(&s->lock);
+    /* Backpressure: a consumer that stops reading stops the worker instead of letting the
+     * queue grow. One event always fits an empty queue; stop ends the wait. */
+    while (s->ev_len > 0 && (s->ev_len >= EV_MAX || s->ev_bytes + bytes > EV_BYTES_MAX) &&
+           !atomic_load(&s->stop)) {
+        pthread_cond_wait(&s->space, &s->lock);
+    }
     if (s->ev_len == s->ev_cap) {
         size_t cap = s->ev_cap ? s->ev_cap * 2 : 256;
         struct pd_event *n = pd_malloc_array(cap, sizeof *n);
@@ -140,6 +163,7 @@ static void push_event(struct pd_session *s, struct pd_event *ev)
     }
     s->ev[(s->ev_head + s->ev_len) % s->ev_cap] = *ev;
     s->ev_len++;
+    s->ev_bytes += bytes;
     pthread_mutex_unlock(&s->lock);
     wake(s);
 }
@@ -166,6 +190,9 @@ bool pd_session_poll(struct pd_session *s, struct pd_event *ev)
         *ev = s->ev[s->ev_head];
         s->ev_head = (s->ev_head + 1) % s->ev_cap;
         s->ev_len--;
+        size_t b = event_bytes(ev);
+        s->ev_bytes = b > s->ev_bytes ? 0 : s->ev_bytes - b;
+        pthread_cond_signal(&s->space);
         got = true;
     }
     if (s->ev_len == 0) {
@@ -175,6 +202,14 @@ bool pd_session_poll(struct pd_session *s, struct pd_event *ev)
     }
     pthread_mutex_unlock(&s->lock);
     return got;
+}
+
+void pd_session_queued(struct pd_session *s, size_t *n_events, size_t *bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    *n_events = s->ev_len;
+    *bytes = s->ev_bytes;
+    pthread_mutex_unlock(&s->lock);
 }
 
 bool pd_session_wait(struct pd_session *s, struct pd_event *ev, int timeout_ms)
@@ -1160,6 +1195,7 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
     s->texts = pd_modes_texts(p.chat.family);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->space, NULL);
     enum pd_status st;
     if (pipe(s->pipe_fd) != 0) {
         st = pd_err_set(err, PD_EIO, "session: pipe: %s", strerror(errno));
@@ -1332,6 +1368,7 @@ void pd_session_close(struct pd_session **sp)
         atomic_store(&s->stop, true);
         pthread_mutex_lock(&s->lock);
         pthread_cond_broadcast(&s->cond);
+        pthread_cond_broadcast(&s->space);
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
@@ -1374,6 +1411,7 @@ void pd_session_close(struct pd_session **sp)
     }
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->space);
     free(s);
     *sp = NULL;
 }

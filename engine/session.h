@@ -6,6 +6,9 @@
  *   session (context, KV cache, sampler, policy, capture buffers). The caller's thread
  *   never touches them. Events go out through a mutex-protected FIFO; each push also
  *   writes one byte to a self-pipe whose read end (pd_session_fd) the caller can poll().
+ *   The FIFO is bounded (1024 events, 32 MiB of text, blobs and rows): when it is full
+ *   the worker waits for the caller to take events (backpressure), so a caller that
+ *   stops reading costs no memory; stop and close end the wait.
  *   Commands come in through a second mutex-protected FIFO that the worker drains between
  *   tokens, so a command never lands in the middle of a forward pass and never corrupts
  *   the cache. Pause blocks the worker on a condition variable (no busy wait); stop and
@@ -159,6 +162,9 @@ enum pd_status pd_session_start_tokens(struct pd_session *s, const int32_t *toke
 
 /* Takes the next event if there is one (non-blocking). Returns false when empty. */
 bool pd_session_poll(struct pd_session *s, struct pd_event *ev);
+
+/* Events waiting in the queue and the bytes they hold (for tests and status). */
+void pd_session_queued(struct pd_session *s, size_t *n_events, size_t *bytes);
 
 /* Waits up to timeout_ms (-1 = forever) for the next event. */
 bool pd_session_wait(struct pd_session *s, struct pd_event *ev, int timeout_ms);

@@ -1309,6 +1309,61 @@ static void test_kvsim(void **state)
     }
 }
 
+/* A consumer that stops reading does not make the queue grow: with full capture (rows on
+ * every token) and nothing read, the queue stays within its bounds while the worker
+ * waits; reading again lets the run finish, every token delivered once, in order. */
+static void test_backpressure(void **state)
+{
+    (void)state;
+    struct pd_model *m = NULL;
+    struct pd_tok *t = NULL;
+    struct pd_chat_format chat;
+    open_constant("\xc4\xa0the", &m, &t, &chat); /* never ends by itself */
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = 2048;
+    p.ctx.kv_type = PD_KV_F32;
+    p.n_predict = 1900;
+    p.capture = PD_CAPTURE_LEVEL_FULL;
+    p.chat = chat;
+    struct pd_session *s = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_session_open(m, t, &p, &s, &err), PD_OK);
+    start(s, "hi");
+    size_t n = 0, bytes = 0, most = 0, most_bytes = 0;
+    /* Nobody reads until the queue is full (or a generous time has passed). */
+    double t0 = now_ms();
+    while (now_ms() - t0 < 20000) {
+        pd_session_queued(s, &n, &bytes);
+        assert_true(n <= 1024);
+        assert_true(bytes <= (32u << 20) + (1u << 20)); /* one event may top it up */
+        most = n > most ? n : most;
+        most_bytes = bytes > most_bytes ? bytes : most_bytes;
+        if (n == 1024 || bytes > (31u << 20)) {
+            break;
+        }
+        struct timespec d = {0, 2 * 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
+    printf("queue held at most %zu events, %.1f MiB while nobody read\n", most,
+           most_bytes / 1048576.0);
+    assert_true(most == 1024 || most_bytes > (31u << 20)); /* the bound was reached */
+    struct timespec d = {0, 50 * 1000 * 1000};
+    nanosleep(&d, NULL); /* the worker, if it did not wait, would now overflow it */
+    pd_session_queued(s, &n, &bytes);
+    assert_true(n <= 1024 && bytes <= (32u << 20) + (1u << 20));
+    struct run *r = calloc(1, sizeof *r);
+    run_to_end(s, r);
+    pd_session_close(&s);
+    assert_string_equal(r->finish, "length");
+    assert_int_equal(count_generated(r), 1900);
+    for (size_t i = 1; i < r->n; i++) {
+        assert_int_equal(r->pos[i], r->pos[i - 1] + 1);
+    }
+    free(r);
+    pd_tok_close(&t);
+    pd_model_close(&m);
+}
+
 static void test_close_while_running(void **state)
 {
     (void)state;
@@ -1389,6 +1444,7 @@ int main(void)
         cmocka_unit_test(test_step_events),
         cmocka_unit_test(test_set_policy),
         cmocka_unit_test(test_kvsim),
+        cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_close_while_running),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -470,7 +470,7 @@ enum pd_status pd_store_open(const char *path, const struct pd_store_params *par
         goto fail;
     }
     sqlite3_extended_result_codes(st->db, 1);
-    sqlite3_busy_timeout(st->db, PD_STORE_BUSY_MS);
+    sqlite3_busy_timeout(st->db, p.busy_ms > 0 ? p.busy_ms : PD_STORE_BUSY_MS);
     st->read_only = p.read_only;
     rc = open_checks(st, target, p.read_only, err);
     if (rc != PD_OK && p.read_only && wal_needs_folder(st)) {

@@ -45,6 +45,8 @@ struct pd_store_params {
                              * mode; writes fail naming the read-only open) */
     int target_version;     /* migrate up to this version; 0 = PD_STORE_SCHEMA_VERSION.
                              * Lower values exist for the migration tests. */
+    int busy_ms;            /* how long a locked database is waited for (0 = the default,
+                             * PD_STORE_BUSY_MS) */
 };
 
 /* Defaults: create = true, everything else off/0. */

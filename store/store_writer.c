@@ -10,8 +10,12 @@
  * - Ordering: tokens commit in push order in chunks of at most batch_max per transaction;
  *   a chunk's transaction also carries the KV events and steps queued with it. Each
  *   commit publishes the session length through an atomic for pd_store_writer_committed.
- * - Failure is sticky: the first failed transaction is rolled back, its error kept, and
- *   everything queued later is dropped; pushes then return that error.
+ * - Failure keeps the records: a failed transaction is rolled back and its error kept
+ *   (pd_store_writer_status); its records stay in `draining` (from `drain_from` on) and
+ *   later pushes keep queueing in memory (up to queue_max), so nothing is lost while
+ *   the database is locked or the disk is full. The thread then waits until
+ *   pd_store_writer_retry clears the error and resumes where the commit failed. Closing
+ *   a failed writer drops what is still unsaved and says how much.
  * - The thread blocks all signals, so a terminal's signals reach the owner thread. */
 #include "store_writer.h"
 
@@ -46,11 +50,15 @@ struct pd_store_writer {
     pthread_cond_t done;        /* flush waits for progress */
     struct wqueue pending;      /* guarded by mu */
     struct wqueue draining;     /* writer thread only */
+    size_t drain_from;          /* first token of draining not committed (after a failure) */
+    bool drain_left;            /* draining holds records a failed commit left; guarded by mu */
     uint64_t n_pushed;          /* records pushed; guarded by mu */
     uint64_t n_done;            /* records committed or dropped; guarded by mu */
     bool stop;                  /* guarded by mu */
     bool hurry;                 /* a flush waits: skip the batching delay; guarded by mu */
-    enum pd_status status;      /* sticky; guarded by mu */
+    enum pd_status status;      /* the last commit's failure, until a retry; guarded by mu */
+    uint64_t n_tok_pushed;      /* tokens pushed; guarded by mu */
+    _Atomic uint64_t n_tok_saved; /* tokens committed */
     struct pd_err err;          /* guarded by mu */
     _Atomic int64_t committed;
 };
@@ -113,33 +121,43 @@ static enum pd_status commit_chunk(struct pd_store_writer *w, size_t tok_from, s
     return rc;
 }
 
-/* Writes everything in draining (unless the writer already failed), then empties it. */
-static void drain(struct pd_store_writer *w, bool failed)
+/* Writes draining from drain_from on. On success it is emptied; on failure it keeps the
+ * uncommitted records (and the error) until a retry. */
+static void drain(struct pd_store_writer *w)
 {
     struct wqueue *q = &w->draining;
     struct pd_err e;
     pd_err_clear(&e);
     enum pd_status rc = PD_OK;
-    if (!failed) {
-        size_t from = 0;
-        do {
-            size_t n = q->n_tok - from;
-            if (n > w->p.batch_max) {
-                n = w->p.batch_max;
-            }
-            bool last = from + n == q->n_tok;
-            rc = commit_chunk(w, from, n, last, &e);
+    size_t from = w->drain_from;
+    do {
+        size_t n = q->n_tok - from;
+        if (n > w->p.batch_max) {
+            n = w->p.batch_max;
+        }
+        bool last = from + n == q->n_tok;
+        rc = commit_chunk(w, from, n, last, &e);
+        if (rc == PD_OK) {
             from += n;
-        } while (rc == PD_OK && from < q->n_tok);
-    }
+            atomic_fetch_add(&w->n_tok_saved, n);
+        }
+    } while (rc == PD_OK && from < q->n_tok);
     size_t n_items = queue_len(q);
-    queue_clear(q);
+    if (rc == PD_OK) {
+        queue_clear(q);
+        w->drain_from = 0;
+    } else {
+        w->drain_from = from;
+    }
     pthread_mutex_lock(&w->mu);
-    if (rc != PD_OK && w->status == PD_OK) {
+    if (rc != PD_OK) {
         w->status = rc;
         w->err = e;
+        w->drain_left = true;
+    } else {
+        w->drain_left = false;
+        w->n_done += n_items;
     }
-    w->n_done += n_items;
     pthread_cond_broadcast(&w->done);
     pthread_mutex_unlock(&w->mu);
 }
@@ -160,6 +178,19 @@ static void *writer_main(void *arg)
     struct pd_store_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
+        /* After a failure: wait for a retry (or the end), then resume the failed batch. */
+        while (w->status != PD_OK && !w->stop) {
+            pthread_cond_wait(&w->wake, &w->mu);
+        }
+        if (w->status != PD_OK) {
+            break; /* closing a failed writer: what is unsaved is dropped */
+        }
+        if (w->drain_left) {
+            pthread_mutex_unlock(&w->mu);
+            drain(w);
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
         while (queue_len(&w->pending) == 0 && !w->stop) {
             pthread_cond_wait(&w->wake, &w->mu);
         }
@@ -178,9 +209,9 @@ static void *writer_main(void *arg)
         struct wqueue tmp = w->pending;
         w->pending = w->draining;
         w->draining = tmp;
-        bool failed = w->status != PD_OK;
+        w->drain_from = 0;
         pthread_mutex_unlock(&w->mu);
-        drain(w, failed);
+        drain(w);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
@@ -219,7 +250,10 @@ enum pd_status pd_store_writer_open(struct pd_store *st, int64_t session_id,
     pthread_cond_init(&w->wake, &ca);
     pthread_cond_init(&w->done, NULL);
     pthread_condattr_destroy(&ca);
-    rc = pd_store_open(pd_store_path(st), NULL, &w->st, err);
+    struct pd_store_params sp = pd_store_default_params();
+    sp.create = false;
+    sp.busy_ms = w->p.busy_ms;
+    rc = pd_store_open(pd_store_path(st), &sp, &w->st, err);
     if (rc == PD_OK) {
         rc = pd_store_session_exists(w->st, session_id, NULL, &fork_pos, err);
     }
@@ -264,15 +298,10 @@ fail:
     return rc;
 }
 
-/* Common front of the push functions: sticky error and queue bound. Called locked. */
+/* Common front of the push functions: the queue bound (a failed writer keeps queueing in
+ * memory until a retry; the failure is reported by pd_store_writer_status). Called locked. */
 static enum pd_status push_check(struct pd_store_writer *w, struct pd_err *err)
 {
-    if (w->status != PD_OK) {
-        if (err) {
-            *err = w->err;
-        }
-        return w->status;
-    }
     if (queue_len(&w->pending) >= w->p.queue_max) {
         return pd_err_set(err, PD_ENOMEM, "writer: %zu records queued; the database is not "
                           "keeping up", queue_len(&w->pending));
@@ -305,6 +334,7 @@ enum pd_status pd_store_writer_push_token_take(struct pd_store_writer *w,
         w->pending.tok[w->pending.n_tok++] = *t;
         t->text = NULL;
         t->attn = NULL;
+        w->n_tok_pushed++;
         push_done(w);
     }
     pthread_mutex_unlock(&w->mu);
@@ -372,6 +402,36 @@ enum pd_status pd_store_writer_push_step(struct pd_store_writer *w, const struct
     return rc;
 }
 
+enum pd_status pd_store_writer_status(struct pd_store_writer *w, struct pd_err *err)
+{
+    pthread_mutex_lock(&w->mu);
+    enum pd_status rc = w->status;
+    if (rc != PD_OK && err) {
+        *err = w->err;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void pd_store_writer_retry(struct pd_store_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->status != PD_OK) {
+        w->status = PD_OK;
+        pd_err_clear(&w->err);
+        pthread_cond_signal(&w->wake);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t pd_store_writer_unsaved(struct pd_store_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t n = w->n_tok_pushed - atomic_load(&w->n_tok_saved);
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
 int64_t pd_store_writer_committed(const struct pd_store_writer *w)
 {
     return atomic_load(&((struct pd_store_writer *)w)->committed);
@@ -383,7 +443,7 @@ enum pd_status pd_store_writer_flush(struct pd_store_writer *w, struct pd_err *e
     uint64_t target = w->n_pushed;
     w->hurry = true;
     pthread_cond_signal(&w->wake);
-    while (w->n_done < target) {
+    while (w->n_done < target && w->status == PD_OK) {
         pthread_cond_wait(&w->done, &w->mu);
     }
     w->hurry = false;

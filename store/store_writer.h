@@ -36,6 +36,8 @@ struct pd_store_writer_params {
      * (last committed token position + 1). Optional. */
     void (*on_commit)(void *ud, int64_t n_committed);
     void *ud;               /* borrowed: passed to the callbacks */
+    int busy_ms;            /* how long a commit waits for a locked database before it
+                             * fails (0 = PD_STORE_BUSY_MS) */
 };
 
 /* Defaults: batch_max 64, flush_ms 50, queue_max 1<<20, no callback. */
@@ -51,8 +53,8 @@ enum pd_status pd_store_writer_open(struct pd_store *st, int64_t session_id,
 
 /* Queues a copy of *t (text and attention blob are copied). Returns immediately; the
  * position check happens on the writer thread (a gap or repeat makes the writer fail).
- * Returns the writer's sticky error if it has failed, PD_ENOMEM on allocation failure or
- * a full queue. */
+ * A failed writer keeps queueing (see pd_store_writer_status). PD_ENOMEM on allocation
+ * failure or a full queue (queue_max records waiting). */
 enum pd_status pd_store_writer_push_token(struct pd_store_writer *w,
                                           const struct pd_token_rec *t, struct pd_err *err);
 
@@ -67,17 +69,31 @@ enum pd_status pd_store_writer_push_kv(struct pd_store_writer *w,
 enum pd_status pd_store_writer_push_step(struct pd_store_writer *w, const struct pd_step_rec *s,
                                          struct pd_err *err);
 
+/* PD_OK, or the error of the commit that failed (database locked past the busy timeout,
+ * disk full, ...) with its message in *err (may be NULL). The failed batch and everything
+ * pushed since stay in memory, unsaved, until pd_store_writer_retry. Any thread. */
+enum pd_status pd_store_writer_status(struct pd_store_writer *w, struct pd_err *err);
+
+/* After a failure: clears it and lets the writer resume with the batch that failed (it
+ * may fail again, e.g. while the disk is still full). No-op otherwise. Any thread. */
+void pd_store_writer_retry(struct pd_store_writer *w);
+
+/* Tokens pushed but not committed yet (queued, or held after a failure). Any thread. */
+uint64_t pd_store_writer_unsaved(struct pd_store_writer *w);
+
 /* Session length committed so far (last committed position + 1; fork_pos or 0 before
  * the first commit). Lock-free; any thread. */
 int64_t pd_store_writer_committed(const struct pd_store_writer *w);
 
-/* Blocks until everything pushed before the call is committed (or the writer failed).
+/* Blocks until everything pushed before the call is committed, or a commit fails.
  * Returns the writer's status. For the owner thread, not the generation loop. */
 enum pd_status pd_store_writer_flush(struct pd_store_writer *w, struct pd_err *err);
 
 /* Commits what is queued, optionally marks the session finished (generation ended
- * normally), stops the thread and closes the connection. Returns the first error the
- * writer met (later records are then dropped). Accepts NULL and *w == NULL; NULLs *w. */
+ * normally), stops the thread and closes the connection. A writer whose last commit
+ * failed (and was not retried) commits nothing more: its unsaved records are dropped
+ * (ask pd_store_writer_unsaved first) and its error returned. Accepts NULL and
+ * *w == NULL; NULLs *w. */
 enum pd_status pd_store_writer_close(struct pd_store_writer **w, bool finished,
                                      struct pd_err *err);
 

@@ -215,7 +215,7 @@ static void test_writer_streams_in_batches(void **state)
     assert_int_equal(pd_store_writer_close(&w, false, &err), PD_OK); /* NULL is fine */
 }
 
-static void test_writer_errors_are_sticky(void **state)
+static void test_writer_errors_keep_records(void **state)
 {
     struct fx *f = *state;
     struct pd_err err;
@@ -231,10 +231,15 @@ static void test_writer_errors_are_sticky(void **state)
     assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_OK);
     assert_int_equal(pd_store_writer_flush(w, &err), PD_EINVAL);
     assert_non_null(strstr(err.msg, "expected 1"));
+    pd_err_clear(&err);
+    assert_int_equal(pd_store_writer_status(w, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "expected 1"));
+    /* later pushes are kept in memory, not lost, and counted as unsaved */
     fill_token(&t, 1, buf, NULL);
-    assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_EINVAL);
+    assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_OK);
     struct pd_kv_event_rec ev = {0};
-    assert_int_equal(pd_store_writer_push_kv(w, &ev, &err), PD_EINVAL);
+    assert_int_equal(pd_store_writer_push_kv(w, &ev, &err), PD_OK);
+    assert_int_equal(pd_store_writer_unsaved(w), 3);
     assert_int_equal(pd_store_writer_close(&w, true, &err), PD_EINVAL);
     /* the batch with the gap was rolled back as a whole */
     struct pd_store_session_info in;
@@ -261,6 +266,50 @@ static void test_writer_errors_are_sticky(void **state)
     assert_non_null(strstr(err.msg, "queued"));
     assert_true(n_ok >= 4);
     assert_int_equal(pd_store_writer_close(&w, false, &err), PD_OK);
+}
+
+/* A database locked by another process past the busy timeout: the commit fails, the
+ * failure is reported at once, the tokens wait in memory; after the lock is gone a retry
+ * saves every one of them, contiguous. */
+static void test_writer_locked_then_retry(void **state)
+{
+    struct fx *f = *state;
+    struct pd_err err;
+    struct pd_store_writer_params p = pd_store_writer_default_params();
+    p.busy_ms = 50;
+    struct pd_store_writer *w;
+    assert_int_equal(pd_store_writer_open(f->st, f->sid, &p, &w, &err), PD_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    for (int64_t i = 0; i < 100; i++) {
+        struct pd_token_rec t;
+        char buf[32];
+        fill_token(&t, i, buf, NULL);
+        assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_OK);
+    }
+    pd_err_clear(&err);
+    assert_int_not_equal(pd_store_writer_flush(w, &err), PD_OK);
+    assert_non_null(strstr(err.msg, "locked"));
+    assert_int_not_equal(pd_store_writer_status(w, NULL), PD_OK);
+    assert_int_equal(pd_store_writer_unsaved(w), 100);
+    assert_int_equal(pd_store_writer_committed(w), 0);
+    /* more tokens while it is failed: kept too */
+    for (int64_t i = 100; i < 120; i++) {
+        struct pd_token_rec t;
+        char buf[32];
+        fill_token(&t, i, buf, NULL);
+        assert_int_equal(pd_store_writer_push_token(w, &t, &err), PD_OK);
+    }
+    assert_int_equal(pd_store_writer_unsaved(w), 120);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    pd_store_writer_retry(w);
+    assert_int_equal(pd_store_writer_flush(w, &err), PD_OK);
+    assert_int_equal(pd_store_writer_unsaved(w), 0);
+    assert_int_equal(pd_store_writer_committed(w), 120);
+    assert_int_equal(pd_store_writer_close(&w, true, &err), PD_OK);
+    assert_int_equal(check_contiguous(f->st, f->sid), 120);
 }
 
 /* A transaction holds at most batch_max records: 300 tokens pushed at once (nothing
@@ -443,7 +492,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writer_streams_in_batches, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_writer_errors_are_sticky, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_writer_errors_keep_records, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_writer_locked_then_retry, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writer_batch_bound, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writer_producer_never_waits_on_sqlite, fx_setup,
                                         fx_teardown),

@@ -228,6 +228,8 @@ struct pd_app {
     int64_t session_id;          /* store id, 0: not recorded */
     int64_t n_committed;         /* tokens the store has committed */
     bool recording;              /* a store writer is attached */
+    bool rec_failed;             /* the recording's last commit failed (status bar) */
+    uint64_t rec_unsaved;        /* tokens the recording holds in memory, not committed */
     int64_t n_branches;
 
     /* ---- view ---- */

@@ -73,7 +73,11 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
     x += pd_draw_text(r->y, x, r->x + r->w - x, left, strlen(left), st);
     char rec[96];
     bool unsaved = pd_app_unsaved(a);
-    if (a->recording) {
+    if (a->rec_failed) {
+        snprintf(rec, sizeof rec, " REC FAILED #%lld %llu unsaved ", (long long)a->session_id,
+                 (unsigned long long)a->rec_unsaved);
+        unsaved = true;
+    } else if (a->recording) {
         snprintf(rec, sizeof rec, " rec #%lld %lld/%zu%s ", (long long)a->session_id,
                  (long long)a->n_committed, a->n_toks, unsaved ? " unsaved" : "");
     } else if (a->session_id) {

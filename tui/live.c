@@ -31,6 +31,10 @@ struct pd_live {
                                       * token's summary carries its mass per step */
     struct pd_store *st;           /* owned; NULL without recording */
     struct pd_store_writer *w;     /* owned; NULL when not recording */
+    bool rec_failed_shown;         /* the current failure was announced */
+    int64_t last_saved;            /* committed length of the last closed recording */
+    uint64_t n_lost;               /* tokens closed writers could not save */
+    char lost_why[256];
     int64_t sid;
     size_t steps_pushed;
     char db[PATH_MAX];
@@ -201,7 +205,7 @@ fail:
     pd_kv_policy_close(&policy);
     a->piece = NULL;
     a->recording = false;
-    pd_live_close(&l, NULL);
+    pd_live_close(&l, NULL, NULL);
     return rc;
 }
 
@@ -232,18 +236,70 @@ static void push_steps(struct pd_live *l, struct pd_app *a)
     }
 }
 
+/* Mirrors the writer's state into the app; announces a new failure once. */
+static void rec_status(struct pd_live *l, struct pd_app *a)
+{
+    if (!l->w) {
+        return;
+    }
+    struct pd_err e2;
+    bool failed = pd_store_writer_status(l->w, &e2) != PD_OK;
+    uint64_t unsaved = pd_store_writer_unsaved(l->w);
+    if (failed && !l->rec_failed_shown) {
+        pd_app_msg(a, true, "recording failed: %s; %llu tokens kept in memory, s retries",
+                   e2.msg, (unsigned long long)unsaved);
+        l->rec_failed_shown = true;
+    }
+    if (!failed) {
+        l->rec_failed_shown = false;
+    }
+    if (failed != a->rec_failed || unsaved != a->rec_unsaved) {
+        a->dirty |= PD_DIRTY_STATUS;
+    }
+    a->rec_failed = failed;
+    a->rec_unsaved = unsaved;
+    a->n_committed = pd_store_writer_committed(l->w);
+}
+
+/* A failed recording tries again (on `s` and on resume). */
+static void rec_retry(struct pd_live *l, struct pd_app *a)
+{
+    if (l->w && pd_store_writer_status(l->w, NULL) != PD_OK) {
+        pd_store_writer_retry(l->w);
+        l->rec_failed_shown = false;
+        pd_app_msg(a, false, "recording: retrying");
+    }
+}
+
 static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
 {
     if (!l->w) {
         return;
     }
     struct pd_err e2;
-    if (pd_store_writer_close(&l->w, finished, &e2) && a) {
-        pd_app_msg(a, true, "recording: %s", e2.msg);
+    pd_err_clear(&e2);
+    /* one more try for a failed recording, then count what stays unsaved */
+    pd_store_writer_retry(l->w);
+    enum pd_status st = pd_store_writer_flush(l->w, &e2);
+    uint64_t lost = st != PD_OK ? pd_store_writer_unsaved(l->w) : 0;
+    int64_t saved = pd_store_writer_committed(l->w);
+    if (pd_store_writer_close(&l->w, finished && st == PD_OK, &e2) && st == PD_OK) {
+        st = e2.status ? e2.status : PD_EDB;
     }
+    if (st != PD_OK) {
+        l->n_lost += lost;
+        snprintf(l->lost_why, sizeof l->lost_why, "%s", e2.msg);
+        if (a) {
+            pd_app_msg(a, true, "recording: %s (%llu tokens not saved)", e2.msg,
+                       (unsigned long long)lost);
+        }
+    }
+    l->last_saved = saved;
     if (a) {
         a->recording = false;
-        a->n_committed = (int64_t)a->n_toks;
+        a->rec_failed = st != PD_OK;
+        a->rec_unsaved = lost;
+        a->n_committed = saved;
         a->dirty |= PD_DIRTY_STATUS;
     }
 }
@@ -331,9 +387,7 @@ void pd_live_pump(void *ud, struct pd_app *a)
         }
     }
     push_steps(l, a);
-    if (l->w) {
-        a->n_committed = pd_store_writer_committed(l->w);
-    }
+    rec_status(l, a);
 }
 
 void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
@@ -348,6 +402,9 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
             return;
         }
         struct pd_cmd cmd = fx->cmd;
+        if (cmd.kind == PD_CMD_RESUME) {
+            rec_retry(l, a);
+        }
         if (cmd.kind == PD_CMD_ANSWER_NOW && !cmd.text[0] && l->texts) {
             /* The family's hard-interrupt text: a short lead-in, then the close marker. */
             snprintf(cmd.text, sizeof cmd.text, "%s", pd_modes_answer_now(l->texts, false));
@@ -379,8 +436,9 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
             pd_app_msg(a, true, "save: not recording (started with --no-record)");
             return;
         }
+        rec_retry(l, a);
         if (l->w && pd_store_writer_flush(l->w, &e2)) {
-            pd_app_msg(a, true, "save: %s", e2.msg);
+            rec_status(l, a);
             return;
         }
         if (l->w) {
@@ -395,8 +453,11 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
     }
 }
 
-void pd_live_close(struct pd_live **lp, struct pd_app *a)
+void pd_live_close(struct pd_live **lp, struct pd_app *a, struct pd_live_report *report)
 {
+    if (report) {
+        memset(report, 0, sizeof *report);
+    }
     if (!lp || !*lp) {
         return;
     }
@@ -430,6 +491,12 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a)
         push_steps(l, a);
     }
     stop_recording(l, a, a && ended_normally(a));
+    if (report) {
+        report->session_id = l->st ? l->sid : 0;
+        report->n_saved = l->last_saved;
+        report->n_lost = l->n_lost;
+        snprintf(report->why, sizeof report->why, "%s", l->lost_why);
+    }
     pd_store_close(&l->st);
     pd_lm_close(&l->lm);
     free(l);

@@ -11,6 +11,11 @@
  * whose fork position is the branch point. When the generation ends, the writer commits
  * the rest and marks the session finished. A save flushes the writer and writes steps,
  * prunes and tags through the UI thread's own store connection.
+ * Failed recording. When a commit fails (the database locked past its busy timeout, the
+ * disk full), the writer keeps the tokens in memory; the pump shows the failure at once
+ * (message + status bar), `s` and resuming from pause retry, and closing retries once
+ * more and reports what was and was not saved (run exits non-zero when tokens were
+ * lost).
  *
  * Ownership: pd_live_open returns an owned object (pd_live_close); it borrows the app
  * between calls. Thread-safety: UI thread only. */
@@ -53,8 +58,17 @@ struct pd_live;
 enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
                             struct pd_live **out, struct pd_err *err);
 
-/* Stops the generation, commits the recording, frees everything; NULL-safe. */
-void pd_live_close(struct pd_live **l, struct pd_app *a);
+/* What the recording saved, for the exit message. */
+struct pd_live_report {
+    int64_t session_id;          /* the last recorded session (0: none) */
+    int64_t n_saved;             /* its committed length */
+    uint64_t n_lost;             /* tokens never committed, over every session of the run */
+    char why[256];               /* the error that lost them */
+};
+
+/* Stops the generation, commits the recording (retrying a failed one once more), frees
+ * everything and fills *report (may be NULL); NULL-safe. */
+void pd_live_close(struct pd_live **l, struct pd_app *a, struct pd_live_report *report);
 
 /* Loop source callbacks (struct pd_loop_source). */
 int pd_live_fd(void *ud);

@@ -134,12 +134,16 @@ static int run_live(struct pd_live_opts *o, bool stats)
     int rc = workbench(&app, &src);
     char db[PATH_MAX];
     snprintf(db, sizeof db, "%s", pd_live_db_path(live));
-    int64_t sid = app.session_id;
-    size_t n = app.n_toks;
-    pd_live_close(&live, &app);
-    if (rc == 0 && db[0]) {
-        fprintf(stderr, "ponder: session %lld recorded in %s (%zu tokens)\n", (long long)sid,
-                db, n);
+    struct pd_live_report rep;
+    pd_live_close(&live, &app, &rep);
+    if (db[0] && rep.n_lost > 0) {
+        pd_cli_fail(1, "session %lld in %s: %lld tokens recorded, %llu NOT saved: %s",
+                    (long long)rep.session_id, db, (long long)rep.n_saved,
+                    (unsigned long long)rep.n_lost, rep.why);
+        rc = rc ? rc : 1;
+    } else if (rc == 0 && db[0]) {
+        fprintf(stderr, "ponder: session %lld recorded in %s (%lld tokens)\n",
+                (long long)rep.session_id, db, (long long)rep.n_saved);
     }
     if (stats) {
         print_stats(&app);

@@ -24,7 +24,7 @@
 
 #include "mem.h"
 
-#define STEPS_TOKEN_LEN_MAX (1u << 20)
+#define STEPS_TOKEN_LEN_MAX PD_TEXT_ROW_MAX
 #define STEPS_MIN_CHARS_MAX 100000
 
 static const char *const k_default_markers[] = {

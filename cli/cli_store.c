@@ -652,15 +652,15 @@ int pd_cli_show(int argc, char **argv)
     }
     int rc = 0;
     if (json) {
-        char *line = NULL;
         struct pd_err err;
         pd_err_clear(&err);
-        if (pd_jsonl_session_record(st, id, PD_JSONL_PONDER, &line, &err) != PD_OK) {
+        /* streamed: memory independent of the session's length */
+        if (pd_jsonl_session_write(st, id, PD_JSONL_PONDER, stdout, &err) != PD_OK) {
+            fputc('\n', stdout);
             pd_cli_print_err(&err);
             rc = 1;
         } else {
-            puts(line);
-            free(line);
+            fputc('\n', stdout);
         }
     } else {
         rc = show_text(st, id);

@@ -42,6 +42,8 @@
 
 /* Longest line import accepts by default (a longer one is a per-line error). */
 #define PD_JSONL_LINE_MAX_DEFAULT ((size_t)64 << 20)
+/* The deepest nesting of arrays and objects an imported record may have. */
+#define PD_JSONL_DEPTH_MAX 64
 
 struct pd_import_params {
     bool strict;            /* stop at the first bad line and keep nothing of the file */
@@ -121,8 +123,14 @@ enum pd_status pd_jsonl_export_file(struct pd_store *st, const char *path,
                                     const struct pd_export_params *params,
                                     struct pd_export_result *res, struct pd_err *err);
 
-/* One session as one JSON text in the given format, without a newline. *out is owned
- * (free()). PD_EUNSUPPORTED (with the reason) when the format cannot express it. */
+/* One session written to out as one JSON text in the given format, without a newline;
+ * the ponder record streams (memory independent of the session's length).
+ * PD_EUNSUPPORTED (with the reason, nothing written) when the format cannot express it. */
+enum pd_status pd_jsonl_session_write(struct pd_store *st, int64_t session_id,
+                                      enum pd_jsonl_format format, FILE *out,
+                                      struct pd_err *err);
+
+/* The same as a string: *out is owned (free()). */
 enum pd_status pd_jsonl_session_record(struct pd_store *st, int64_t session_id,
                                        enum pd_jsonl_format format, char **out,
                                        struct pd_err *err);

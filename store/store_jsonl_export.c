@@ -425,15 +425,33 @@ static json_t *ponder_token(const struct pd_token_rec *t, struct jb *b)
     return o;
 }
 
-static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
-                                    const struct session_data *d, json_t **out, struct jb *b,
-                                    struct pd_err *err)
+/* Writes j (any JSON value) to f as the export does, and drops it; false on failure. */
+static bool put_json(FILE *f, json_t *j, struct jb *b)
+{
+    bool ok = j && b->ok && json_dumpf(j, f, DUMP_FLAGS | JSON_ENCODE_ANY) == 0;
+    json_decref(j);
+    b->ok = b->ok && ok;
+    return b->ok;
+}
+
+static bool put_s(FILE *f, const char *s, struct jb *b)
+{
+    b->ok = b->ok && fputs(s, f) != EOF;
+    return b->ok;
+}
+
+/* The ponder record, written as it is read: the session, messages and final text, then
+ * tokens, steps, prunes and annotations one JSON value at a time, so memory stays that of
+ * a chunk of tokens whatever the session's length. The bytes are those a whole-tree dump
+ * would write (same key order, same number formatting). */
+static enum pd_status ponder_write(FILE *f, struct pd_store *st, struct pd_replay *r,
+                                   const struct session_data *d, struct jb *b,
+                                   struct pd_err *err)
 {
     const struct pd_store_session_info *in = pd_replay_info(r);
-    json_t *root = json_object();
-    *out = root;
-    jset(b, root, "ponder", json_integer(1));
-    jset(b, root, "session", ponder_session(in, b));
+    put_s(f, "{\"ponder\":1,\"session\":", b);
+    put_json(f, ponder_session(in, b), b);
+    put_s(f, ",\"messages\":", b);
     json_t *msgs = json_array();
     for (size_t i = 0; msgs && i < d->n_msgs; i++) {
         json_t *m = json_object();
@@ -441,21 +459,23 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
         jset(b, m, "content", json_string(d->msgs[i].content));
         jpush(b, msgs, m);
     }
-    jset(b, root, "messages", msgs);
-    jset(b, root, "final", d->has_final ? json_stringn(d->final.data, d->final.len)
-                                        : json_null());
-    json_t *toks = json_array();
-    jset(b, root, "tokens", toks);
+    put_json(f, msgs, b);
+    put_s(f, ",\"final\":", b);
+    put_json(f, d->has_final ? json_stringn(d->final.data, d->final.len) : json_null(), b);
+    put_s(f, ",\"tokens\":[", b);
     enum { CH = 512 };
     struct pd_token_rec *tok = pd_calloc(CH, sizeof *tok);
     enum pd_status rc = tok ? pd_replay_seek(r, 0, err)
                             : pd_err_set(err, PD_ENOMEM, "export: out of memory");
+    bool first = true;
     while (rc == PD_OK && b->ok) {
         size_t got = 0;
         rc = pd_replay_read(r, tok, CH, &got, err);
         for (size_t i = 0; i < got; i++) {
-            if (!(tok[i].flags & PD_TOKF_PRUNED) && toks) {
-                jpush(b, toks, ponder_token(&tok[i], b));
+            if (!(tok[i].flags & PD_TOKF_PRUNED) && b->ok) {
+                put_s(f, first ? "" : ",", b);
+                put_json(f, ponder_token(&tok[i], b), b);
+                first = false;
             }
             pd_token_rec_free(&tok[i]);
         }
@@ -467,10 +487,11 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
     if (rc != PD_OK) {
         return rc;
     }
+    put_s(f, "],\"steps\":[", b);
     size_t n_steps;
     const struct pd_step_rec *steps = pd_replay_steps(r, &n_steps);
-    json_t *sa = json_array();
-    for (size_t i = 0; sa && i < n_steps; i++) {
+    first = true;
+    for (size_t i = 0; i < n_steps && b->ok; i++) {
         const struct pd_step_rec *k = &steps[i];
         if (k->pruned) {
             continue;
@@ -484,48 +505,50 @@ static enum pd_status ponder_record(struct pd_store *st, struct pd_replay *r,
         jset(b, o, "first_surprisal", jreal(k->first_surprisal));
         jset(b, o, "mean_entropy", jreal(k->mean_entropy));
         jset(b, o, "attn_received", jreal(k->attn_received));
-        jpush(b, sa, o);
+        put_s(f, first ? "" : ",", b);
+        put_json(f, o, b);
+        first = false;
     }
-    jset(b, root, "steps", sa);
     struct pd_prune *pr = NULL;
     size_t n_pr = 0;
     rc = pd_store_prunes_get(st, in->id, &pr, &n_pr, err);
     if (rc != PD_OK) {
         return rc;
     }
-    json_t *pa = json_array();
-    for (size_t i = 0; pa && i < n_pr; i++) {
+    put_s(f, "],\"prunes\":[", b);
+    for (size_t i = 0; i < n_pr && b->ok; i++) {
         json_t *o = json_object();
         jset(b, o, "step", json_integer(pr[i].step_index));
         jset(b, o, "pos_begin", json_integer(pr[i].pos_begin));
         jset(b, o, "pos_end", json_integer(pr[i].pos_end));
         jset(b, o, "strategy", json_string(pr[i].strategy));
         jset(b, o, "by", json_string(pr[i].by));
-        jpush(b, pa, o);
+        put_s(f, i ? "," : "", b);
+        put_json(f, o, b);
     }
     pd_store_prunes_free(pr, n_pr);
-    jset(b, root, "prunes", pa);
+    put_s(f, "],\"annotations\":[", b);
     size_t n_ann;
     const struct pd_annotation *ann = pd_replay_annotations(r, &n_ann);
-    json_t *aa = json_array();
-    for (size_t i = 0; aa && i < n_ann; i++) {
+    for (size_t i = 0; i < n_ann && b->ok; i++) {
         json_t *o = json_object();
         jset(b, o, "pos_begin", ann[i].whole_session ? json_null()
                                                      : json_integer(ann[i].pos_begin));
         jset(b, o, "pos_end", ann[i].whole_session ? json_null() : json_integer(ann[i].pos_end));
         jset(b, o, "tag", json_string(ann[i].tag));
         jset(b, o, "note", json_string(ann[i].note));
-        jpush(b, aa, o);
+        put_s(f, i ? "," : "", b);
+        put_json(f, o, b);
     }
-    jset(b, root, "annotations", aa);
+    put_s(f, "]}", b);
     return PD_OK;
 }
 
-/* Builds one session's JSON in `format`. PD_EUNSUPPORTED: the format cannot express it. */
-static enum pd_status build_record(struct pd_store *st, int64_t sid, enum pd_jsonl_format format,
-                                   json_t **out, struct pd_err *err)
+/* Writes one session in `format` to f, without a newline. PD_EUNSUPPORTED: the format
+ * cannot express it (nothing written); PD_EIO / PD_ENOMEM on a failed write. */
+static enum pd_status write_record(struct pd_store *st, int64_t sid, enum pd_jsonl_format format,
+                                   FILE *f, struct pd_err *err)
 {
-    *out = NULL;
     struct pd_replay *r = NULL;
     enum pd_status rc = pd_replay_open(st, sid, &r, err);
     if (rc != PD_OK) {
@@ -551,25 +574,32 @@ static enum pd_status build_record(struct pd_store *st, int64_t sid, enum pd_jso
             rc = prompt_completion_record(&d, sid, &root, &b, err);
             break;
         case PD_JSONL_PONDER:
-            rc = ponder_record(st, r, &d, &root, &b, err);
+            rc = ponder_write(f, st, r, &d, &b, err);
             break;
         default:
             rc = pd_err_set(err, PD_EINVAL, "export: format %d out of range", (int)format);
             break;
         }
     }
-    if (rc == PD_OK && (!root || !b.ok)) {
-        rc = pd_err_set(err, PD_ENOMEM, "export: out of memory building session %lld",
-                        (long long)sid);
+    if (rc == PD_OK && root) {
+        put_json(f, root, &b);
+        root = NULL;
     }
+    if (rc == PD_OK && !b.ok) {
+        rc = pd_err_set(err, ferror(f) ? PD_EIO : PD_ENOMEM, "export: session %lld: %s",
+                        (long long)sid, ferror(f) ? strerror(errno) : "out of memory");
+    }
+    json_decref(root);
     session_data_free(&d);
     pd_replay_close(&r);
-    if (rc != PD_OK) {
-        json_decref(root);
-        return rc;
-    }
-    *out = root;
-    return PD_OK;
+    return rc;
+}
+
+enum pd_status pd_jsonl_session_write(struct pd_store *st, int64_t session_id,
+                                      enum pd_jsonl_format format, FILE *out,
+                                      struct pd_err *err)
+{
+    return write_record(st, session_id, format, out, err);
 }
 
 enum pd_status pd_jsonl_session_record(struct pd_store *st, int64_t session_id,
@@ -577,14 +607,20 @@ enum pd_status pd_jsonl_session_record(struct pd_store *st, int64_t session_id,
                                        struct pd_err *err)
 {
     *out = NULL;
-    json_t *root;
-    enum pd_status rc = build_record(st, session_id, format, &root, err);
-    if (rc != PD_OK) {
-        return rc;
+    size_t len = 0;
+    FILE *f = open_memstream(out, &len);
+    if (!f) {
+        return pd_err_set(err, PD_ENOMEM, "export: out of memory");
     }
-    *out = json_dumps(root, DUMP_FLAGS);
-    json_decref(root);
-    return *out ? PD_OK : pd_err_set(err, PD_ENOMEM, "export: out of memory");
+    enum pd_status rc = write_record(st, session_id, format, f, err);
+    if (fclose(f) != 0 && rc == PD_OK) {
+        rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
+    }
+    if (rc != PD_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* ---- selection and files ---------------------------------------------------------- */
@@ -680,9 +716,8 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
         rc = pd_store_exec(st, "BEGIN", err);
     }
     for (size_t i = 0; rc == PD_OK && i < n; i++) {
-        json_t *root;
         struct pd_err e2;
-        enum pd_status brc = build_record(st, ids[i], p->format, &root, &e2);
+        enum pd_status brc = write_record(st, ids[i], p->format, out, &e2);
         if (brc == PD_EUNSUPPORTED) {
             if (r.n_skipped++ == 0) {
                 snprintf(r.skip_reason, sizeof r.skip_reason, "%s", e2.msg);
@@ -692,13 +727,10 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
             if (err) {
                 *err = e2;
             }
+        } else if (fputc('\n', out) == EOF) {
+            rc = pd_err_set(err, PD_EIO, "export: write failed: %s", strerror(errno));
         } else {
-            if (json_dumpf(root, out, DUMP_FLAGS) != 0 || fputc('\n', out) == EOF) {
-                rc = pd_err_set(err, PD_EIO, "export: write failed: %s", strerror(errno));
-            } else {
-                r.n_written++;
-            }
-            json_decref(root);
+            r.n_written++;
         }
         if (p->on_progress) {
             p->on_progress(p->ud, i + 1, n);

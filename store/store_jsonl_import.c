@@ -453,35 +453,61 @@ static enum pd_status meta_of(json_t *root, const struct parsed *p, char **out,
 
 /* ---- storage ---------------------------------------------------------------------- */
 
-/* Number of paragraph segments of s: cut after each run of two or more newlines. */
-static size_t count_segments(struct slice s)
+/* Rows of an imported trace go to the database in chunks of this many, so a record of
+ * many tiny paragraphs costs memory in proportion to its own size, not to its rows. */
+#define ROW_CHUNK 1024
+
+/* Where a trace's rows are gathered and flushed, in the session's transaction. */
+struct row_sink {
+    struct pd_store *st;
+    int64_t sid;
+    struct pd_token_rec rows[ROW_CHUNK];
+    size_t n;            /* rows waiting */
+    int64_t pos;         /* position of the next row */
+    size_t n_paragraphs; /* rows made from the completion so far */
+    const char *where;
+    struct pd_err *err;
+};
+
+static enum pd_status sink_flush(struct row_sink *k)
 {
-    size_t n = 0, i = 0;
-    while (i < s.n) {
-        size_t j = i;
-        for (;;) {
-            if (j >= s.n) {
-                break;
-            }
-            if (s.p[j] == '\n' && j + 1 < s.n && s.p[j + 1] == '\n') {
-                while (j < s.n && s.p[j] == '\n') {
-                    j++;
-                }
-                break;
-            }
-            j++;
-        }
-        n++;
-        i = j;
-    }
-    return n;
+    enum pd_status rc = k->n ? pd_store_tokens_insert(k->st, k->sid, k->rows, k->n, k->err)
+                             : PD_OK;
+    k->n = 0;
+    return rc;
 }
 
-/* Appends the segments of s as rows of the given role (one empty row when s is empty). */
-static void add_segments(struct pd_token_rec *rows, size_t *n, int64_t *pos, struct slice s,
-                         enum pd_role role)
+/* One row of text s[0..n) (borrowed until the next flush). */
+static enum pd_status sink_row(struct row_sink *k, const char *s, size_t n, enum pd_role role)
+{
+    if (n > PD_TEXT_ROW_MAX) {
+        return pd_err_set(k->err, PD_EINVAL, "%s: a paragraph of %zu bytes (at position %lld);"
+                          " a paragraph may have at most %u bytes", k->where, n,
+                          (long long)k->pos, PD_TEXT_ROW_MAX);
+    }
+    if (role != PD_ROLE_PROMPT && ++k->n_paragraphs > PD_IMPORT_PARAGRAPHS_MAX) {
+        return pd_err_set(k->err, PD_EINVAL, "%s: more than %u paragraphs in one trace",
+                          k->where, PD_IMPORT_PARAGRAPHS_MAX);
+    }
+    struct pd_token_rec *r = &k->rows[k->n++];
+    memset(r, 0, sizeof *r);
+    r->pos = k->pos++;
+    r->id = -1;
+    r->role = role;
+    r->flags = PD_TOKF_NO_METRICS;
+    r->logprob = __builtin_nanf("");
+    r->entropy = __builtin_nanf("");
+    r->text = (char *)(n ? s : ""); /* borrowed; never freed */
+    r->text_len = n;
+    return k->n == ROW_CHUNK ? sink_flush(k) : PD_OK;
+}
+
+/* The paragraphs of s as rows of the given role (one empty row when s is empty): cut
+ * after each run of two or more newlines. */
+static enum pd_status add_segments(struct row_sink *k, struct slice s, enum pd_role role)
 {
     size_t i = 0;
+    enum pd_status rc = PD_OK;
     do {
         size_t j = i;
         while (j < s.n) {
@@ -493,18 +519,10 @@ static void add_segments(struct pd_token_rec *rows, size_t *n, int64_t *pos, str
             }
             j++;
         }
-        struct pd_token_rec *r = &rows[(*n)++];
-        memset(r, 0, sizeof *r);
-        r->pos = (*pos)++;
-        r->id = -1;
-        r->role = role;
-        r->flags = PD_TOKF_NO_METRICS;
-        r->logprob = __builtin_nanf("");
-        r->entropy = __builtin_nanf("");
-        r->text = (char *)(s.n ? s.p + i : ""); /* borrowed; never freed */
-        r->text_len = j - i;
+        rc = sink_row(k, s.p + i, j - i, role);
         i = j;
-    } while (i < s.n);
+    } while (rc == PD_OK && i < s.n);
+    return rc;
 }
 
 static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
@@ -513,54 +531,70 @@ static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
 {
     char source[WHERE_MAX + 16];
     snprintf(source, sizeof source, "import:%s", where);
-    size_t n_rows = p->n_ctx;
-    if (p->has_final) {
-        n_rows += p->has_think ? (count_segments(p->think) ? count_segments(p->think) : 1) : 0;
-        n_rows += count_segments(p->answer) ? count_segments(p->answer) : 1;
-    }
-    struct pd_token_rec *rows = pd_calloc(n_rows ? n_rows : 1, sizeof *rows);
-    if (!rows) {
+    struct row_sink *k = calloc(1, sizeof *k);
+    if (!k) {
         return pd_err_set(err, PD_ENOMEM, "%s: out of memory", where);
     }
-    size_t n = 0;
-    int64_t pos = 0;
-    for (size_t i = 0; i < p->n_ctx; i++) {
-        struct slice c = {p->ctx[i].content, strlen(p->ctx[i].content)};
-        struct pd_token_rec *r = &rows[n++];
-        r->pos = pos++;
-        r->id = -1;
-        r->role = PD_ROLE_PROMPT;
-        r->flags = PD_TOKF_NO_METRICS;
-        r->logprob = __builtin_nanf("");
-        r->entropy = __builtin_nanf("");
-        r->text = (char *)c.p;
-        r->text_len = c.n;
-    }
-    if (p->has_final) {
-        if (p->has_think) {
-            add_segments(rows, &n, &pos, p->think, PD_ROLE_THINK);
-        }
-        add_segments(rows, &n, &pos, p->answer, PD_ROLE_ANSWER);
-    }
+    k->st = st;
+    k->where = where;
+    k->err = err;
     enum pd_status rc = pd_store_op_begin(st, err);
     if (rc == PD_OK) {
         struct pd_session_new sn = {
             .messages = p->ctx, .n_messages = p->n_ctx, .source = source, .meta = meta};
-        int64_t sid = 0;
-        rc = pd_store_session_create(st, &sn, &sid, err);
-        if (rc == PD_OK) {
-            rc = pd_store_tokens_insert(st, sid, rows, n, err);
+        rc = pd_store_session_create(st, &sn, &k->sid, err);
+        for (size_t i = 0; rc == PD_OK && i < p->n_ctx; i++) {
+            rc = sink_row(k, p->ctx[i].content, strlen(p->ctx[i].content), PD_ROLE_PROMPT);
+        }
+        if (rc == PD_OK && p->has_final && p->has_think) {
+            rc = add_segments(k, p->think, PD_ROLE_THINK);
         }
         if (rc == PD_OK && p->has_final) {
-            rc = pd_store_finish_nolock(st, sid, err); /* the trace is complete */
+            rc = add_segments(k, p->answer, PD_ROLE_ANSWER);
+        }
+        if (rc == PD_OK) {
+            rc = sink_flush(k);
+        }
+        if (rc == PD_OK && p->has_final) {
+            rc = pd_store_finish_nolock(st, k->sid, err); /* the trace is complete */
         }
         rc = pd_store_op_end(st, rc, err);
         if (rc == PD_OK && id) {
-            *id = sid;
+            *id = k->sid;
         }
     }
-    free(rows);
+    free(k);
     return rc;
+}
+
+/* Nesting depth of v (a scalar is 0), looking no deeper than limit + 1 levels (so the
+ * recursion is bounded by the limit, whatever the record). */
+static int json_depth(json_t *v, int limit)
+{
+    if (!json_is_object(v) && !json_is_array(v)) {
+        return 0;
+    }
+    if (limit < 0) {
+        return 1;
+    }
+    int most = 0;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v) && most <= limit; i++) {
+            int d = json_depth(json_array_get(v, i), limit - 1);
+            most = d > most ? d : most;
+        }
+    } else {
+        const char *k;
+        json_t *c;
+        json_object_foreach(v, k, c) {
+            int d = json_depth(c, limit - 1);
+            most = d > most ? d : most;
+            if (most > limit) {
+                break;
+            }
+        }
+    }
+    return most + 1;
 }
 
 enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, size_t len,
@@ -588,6 +622,13 @@ enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, siz
         }
         return pd_err_set(err, PD_EFORMAT, "%s: invalid JSON at column %d: %s", where,
                           je.column, je.text);
+    }
+    /* Deeper records would come back deeper still inside ponder's own export (its meta
+     * field), past what the reader accepts: refuse them here, once. */
+    if (json_depth(root, PD_JSONL_DEPTH_MAX) > PD_JSONL_DEPTH_MAX) {
+        json_decref(root);
+        return pd_err_set(err, PD_EFORMAT, "%s: nested deeper than %d levels", where,
+                          PD_JSONL_DEPTH_MAX);
     }
     if (json_is_object(root) && json_object_get(root, "ponder")) {
         enum pd_status rc = pd_jsonl_import_ponder(st, root, where, id, err);

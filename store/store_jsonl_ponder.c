@@ -401,6 +401,14 @@ static enum pd_status parse_steps(struct pctx *c, json_t *arr, const int64_t *ol
             break;
         }
         rc = get_int(c, o, "index", 0, INT32_MAX, true, &idx);
+        if (rc == PD_OK && i > 0 && idx <= s[i - 1].index) {
+            /* a repeated index would silently merge two steps into one row */
+            snprintf(c->field, sizeof c->field, "steps[%zu].index", i);
+            char msg[96];
+            snprintf(msg, sizeof msg, "%lld repeats or comes before the previous step's %d",
+                     (long long)idx, (int)s[i - 1].index);
+            rc = bad(c, msg);
+        }
         if (rc == PD_OK) {
             rc = get_int(c, o, "pos_begin", 0, INT64_MAX, true, &b);
         }

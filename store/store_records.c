@@ -48,9 +48,10 @@ static enum pd_status check_token(struct pd_store *st, int64_t sid, const struct
         return pd_err_set(err, PD_EINVAL, "%s: session %lld pos %lld: text_len without text",
                           st->path, (long long)sid, (long long)t->pos);
     }
-    if (t->text_len > INT32_MAX || t->attn_len > INT32_MAX) {
-        return pd_err_set(err, PD_EINVAL, "%s: session %lld pos %lld: text or blob too large",
-                          st->path, (long long)sid, (long long)t->pos);
+    if (t->text_len > PD_TEXT_ROW_MAX || t->attn_len > INT32_MAX) {
+        return pd_err_set(err, PD_EINVAL, "%s: session %lld pos %lld: %s too large (text at "
+                          "most %u bytes)", st->path, (long long)sid, (long long)t->pos,
+                          t->text_len > PD_TEXT_ROW_MAX ? "text" : "blob", PD_TEXT_ROW_MAX);
     }
     if (t->attn) {
         struct pd_err e2;

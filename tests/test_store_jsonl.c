@@ -441,8 +441,11 @@ static void test_ten_megabyte_line(void **state)
     size_t big = 10u << 20;
     char *line = malloc(big + 256);
     size_t o = (size_t)sprintf(line, "{\"prompt\":\"long\",\"generation\":\"<think>\\n");
-    for (size_t i = 0; o < big; i++) {
-        o += (size_t)sprintf(line + o, "step %zu is fine.\\n\\n", i);
+    for (size_t i = 0; o < big; i++) { /* ~200-byte paragraphs: ~52k of them */
+        o += (size_t)sprintf(line + o, "step %zu is fine: the reasoning goes on for a while, "
+                             "restating the question, checking the arithmetic once more and "
+                             "writing down what it found before moving on to the next part."
+                             "\\n\\n", i);
     }
     o += (size_t)sprintf(line + o, "\\n</think>\\n\\ndone\"}\n");
     const char tail[] = "{\"prompt\":\"after\",\"answer\":\"x\"}\n";
@@ -461,7 +464,7 @@ static void test_ten_megabyte_line(void **state)
     assert_int_equal(res.n_imported, 2);
     struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, res.first_id, &in, &err), PD_OK);
-    assert_true(in.n_tokens > 100000); /* one row per paragraph */
+    assert_true(in.n_tokens > 40000); /* one row per paragraph */
     pd_session_info_free(&in);
     /* over a 1 MiB bound: reported, skipped without being held, the next line imports */
     prm.line_max = 1u << 20;

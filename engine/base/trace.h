@@ -16,6 +16,10 @@
 #include "status.h"
 
 #define PD_TOPK_MAX 20
+/* The longest text one token record may carry (an imported paragraph is one record). */
+#define PD_TEXT_ROW_MAX (1u << 20)
+/* The most paragraphs (records) an imported trace's completion may have. */
+#define PD_IMPORT_PARAGRAPHS_MAX 100000u
 
 enum pd_role {
     PD_ROLE_PROMPT,   /* template + user text, teacher-forced */

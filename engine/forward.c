@@ -38,6 +38,11 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
     }
     if (p.n_ctx == 0) {
         p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+        if (p.n_ctx == 0) {
+            return pd_err_set(err, PD_EINVAL, "the model says its context length is 0 "
+                              "(%s.context_length); give a context size (--ctx N)",
+                              pd_arch_name(hp->arch));
+        }
     }
     if (p.n_ctx > (1u << 22)) {
         return pd_err_set(err, PD_EINVAL, "context size %u too large", p.n_ctx);

@@ -32,7 +32,8 @@ enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, u
 {
     *out = NULL;
     if (n_layer == 0 || cap == 0 || dim_k == 0 || dim_v == 0 || type >= PD_KV_TYPE_COUNT) {
-        return pd_err_set(err, PD_EINVAL, "kv cache: bad shape");
+        return pd_err_set(err, PD_EINVAL, "kv cache: %u layers of %u slots with %u/%u key/value "
+                          "values each (none may be 0)", n_layer, cap, dim_k, dim_v);
     }
     struct pd_kvcache *c = calloc(1, sizeof *c);
     if (!c) {

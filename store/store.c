@@ -85,6 +85,11 @@ enum pd_status pd_store_dberr(struct pd_store *st, struct pd_err *err, const cha
 {
     int code = sqlite3_errcode(st->db) & 0xff;
     enum pd_status s = (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) ? PD_EFORMAT : PD_EDB;
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+        return pd_err_set(err, s, "%s: %s: the database is locked by another process (waited "
+                          "%.1f s for it); try again when that one is done", st->path, what,
+                          st->busy_ms / 1000.0);
+    }
     return pd_err_set(err, s, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
 }
 
@@ -470,7 +475,8 @@ enum pd_status pd_store_open(const char *path, const struct pd_store_params *par
         goto fail;
     }
     sqlite3_extended_result_codes(st->db, 1);
-    sqlite3_busy_timeout(st->db, p.busy_ms > 0 ? p.busy_ms : PD_STORE_BUSY_MS);
+    st->busy_ms = p.busy_ms > 0 ? p.busy_ms : PD_STORE_BUSY_MS;
+    sqlite3_busy_timeout(st->db, st->busy_ms);
     st->read_only = p.read_only;
     rc = open_checks(st, target, p.read_only, err);
     if (rc != PD_OK && p.read_only && wal_needs_folder(st)) {

@@ -52,6 +52,7 @@ struct pd_store {
     int version;                         /* user_version after migration */
     bool in_txn;                         /* inside pd_store_begin ... commit */
     bool read_only;                      /* opened with params.read_only */
+    int busy_ms;                         /* how long a lock is waited for */
     unsigned op_depth;                   /* open pd_store_op_begin levels */
     sqlite3_stmt *stmts[PD_STMT_COUNT];  /* owned, prepared lazily */
 };

@@ -28,6 +28,7 @@
 #include "store_internal.h"
 
 #define WHERE_MAX 600
+#define PATH_SHOWN_MAX 160 /* bytes of a path kept in messages (its end) */
 
 struct slice {
     const char *p;
@@ -748,6 +749,19 @@ enum pd_status pd_jsonl_import_file(struct pd_store *st, const char *path,
     enum pd_status rc = pd_store_begin(st, err);
     size_t since_commit = 0;
     struct pd_import_result committed = r; /* what the last commit made durable */
+    /* Messages name the file and line; a very long path keeps its end (the file name)
+     * so the line number and the reason always fit the message. */
+    char shown_path[PATH_SHOWN_MAX + 8];
+    size_t plen = strlen(path);
+    if (plen <= PATH_SHOWN_MAX) {
+        snprintf(shown_path, sizeof shown_path, "%s", path);
+    } else {
+        const char *tail = path + plen - PATH_SHOWN_MAX;
+        while ((*tail & 0xC0) == 0x80) {
+            tail++; /* start at a whole UTF-8 character */
+        }
+        snprintf(shown_path, sizeof shown_path, "...%s", tail);
+    }
     uint64_t last_progress = 0;
     while (rc == PD_OK) {
         bool too_long;
@@ -762,7 +776,7 @@ enum pd_status pd_jsonl_import_file(struct pd_store *st, const char *path,
         }
         r.n_lines++;
         char where[WHERE_MAX];
-        snprintf(where, sizeof where, "%s:%llu", path, (unsigned long long)r.n_lines);
+        snprintf(where, sizeof where, "%s:%llu", shown_path, (unsigned long long)r.n_lines);
         char *s = lr->line.data ? lr->line.data : "";
         size_t n = lr->line.len;
         if (r.n_lines == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {

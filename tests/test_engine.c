@@ -200,12 +200,16 @@ static void test_model_rejects(void **state)
 
 /* A whole 1-layer llama (n_embd 8, 10 embedding rows) with an SPM vocabulary of
  * n_tokens pieces, written to path. */
-static void write_small_llama(const char *path, size_t n_tokens)
+static void write_small_llama_ctx(const char *path, size_t n_tokens, long ctx_len)
 {
     struct pd_gguf_writer *w = NULL;
     struct pd_err err;
     assert_int_equal(pd_gguf_writer_open(&w, &err), PD_OK);
     base_llama(w, 1);
+    if (ctx_len >= 0) {
+        assert_int_equal(pd_gguf_writer_add_u32(w, "llama.context_length", (uint32_t)ctx_len,
+                                                &err), PD_OK);
+    }
     static const char *const names[] = {"blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"};
     static const char *const mats[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight",
                                        "blk.0.attn_v.weight", "blk.0.attn_output.weight"};
@@ -234,6 +238,11 @@ static void write_small_llama(const char *path, size_t n_tokens)
                                             types, n_tokens, &err), PD_OK);
     assert_int_equal(pd_gguf_writer_write_file(w, path, &err), PD_OK);
     pd_gguf_writer_close(&w);
+}
+
+static void write_small_llama(const char *path, size_t n_tokens)
+{
+    write_small_llama_ctx(path, n_tokens, -1);
 }
 
 /* pd_lm_open: model, tokenizer and chat format in one call; a vocabulary that does not
@@ -266,6 +275,19 @@ static void test_lm_open(void **state)
     assert_non_null(strstr(err.msg, "lm-short-vocab.gguf: tokenizer.ggml.tokens: 9 tokens but "
                                     "token_embd has 10 rows"));
     assert_int_equal(pd_lm_open(path, (enum pd_chat_family)99, &lm, &err), PD_EINVAL);
+    /* a context length of 0 in the file: the context says so (it said "bad shape") */
+    snprintf(path, sizeof path, "%s/lm-ctx0.gguf", g_tmp);
+    write_small_llama_ctx(path, 10, 0);
+    assert_int_equal(pd_lm_open(path, PD_CHAT_FAMILY_COUNT, &lm, &err), PD_OK);
+    struct pd_ctx *c = NULL;
+    struct pd_ctx_params cp = pd_ctx_default_params();
+    pd_err_clear(&err);
+    assert_int_equal(pd_ctx_open(lm.model, &cp, &c, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "context length is 0 (llama.context_length)"));
+    cp.n_ctx = 64;
+    assert_int_equal(pd_ctx_open(lm.model, &cp, &c, &err), PD_OK);
+    pd_ctx_close(&c);
+    pd_lm_close(&lm);
 }
 
 /* The summary's documented order: highest weight first, ties by lower position, also at

@@ -134,7 +134,7 @@ static bool import_file(struct pd_store *st, const char *file, int64_t **ids, si
         struct pd_err e2;
         if (pd_store_session_get(st, id, &info, &e2) == PD_OK) {
             (*ids)[(*n_ids)++] = id;
-            pd_session_info_free(&info);
+            pd_store_session_info_free(&info);
         }
     }
     return true;
@@ -159,7 +159,7 @@ static bool all_sessions(struct pd_store *st, int64_t **ids, size_t *n_ids)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&list[i]);
+        pd_store_session_info_free(&list[i]);
     }
     free(list);
     if (!grown) {

@@ -470,7 +470,7 @@ int pd_cli_ls(int argc, char **argv)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&all[i]);
+        pd_store_session_info_free(&all[i]);
     }
     free(all);
     pd_store_close(&st);

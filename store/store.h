@@ -177,14 +177,14 @@ struct pd_store_session_info {
     char *tags;                 /* owned: distinct annotation tags joined by ",", or "" */
 };
 
-void pd_session_info_free(struct pd_store_session_info *s);
+void pd_store_session_info_free(struct pd_store_session_info *s);
 
 /* Reads one session. PD_EINVAL when no session has this id. */
 enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
                                     struct pd_store_session_info *out, struct pd_err *err);
 
 /* Reads all sessions, oldest first. *out is an owned array of *n entries; free each entry
- * with pd_session_info_free and the array with free(). */
+ * with pd_store_session_info_free and the array with free(). */
 enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_session_info **out,
                                      size_t *n, struct pd_err *err);
 

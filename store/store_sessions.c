@@ -187,7 +187,7 @@ static enum pd_status check_new_session(struct pd_store *st, const struct pd_ses
         return rc;
     }
     int64_t n_parent = parent.n_tokens;
-    pd_session_info_free(&parent);
+    pd_store_session_info_free(&parent);
     if (p->fork_pos < 0 || p->fork_pos > n_parent) {
         return pd_err_set(err, PD_EINVAL,
                           "session: fork position %lld outside parent %lld's 0..%lld",
@@ -277,7 +277,7 @@ enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_sess
     return rc;
 }
 
-void pd_session_info_free(struct pd_store_session_info *s)
+void pd_store_session_info_free(struct pd_store_session_info *s)
 {
     if (!s) {
         return;
@@ -337,7 +337,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
         ok = (o->tags = pd_strdup("")) != NULL;
     }
     if (!ok) {
-        pd_session_info_free(o);
+        pd_store_session_info_free(o);
         return pd_err_set(err, PD_ENOMEM, "%s: out of memory reading session", st->path);
     }
     if (o->n_tokens < o->fork_pos || o->fork_pos < 0) {
@@ -345,7 +345,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
                                        "%s: session %lld: n_tokens %lld below fork_pos %lld",
                                        st->path, (long long)o->id, (long long)o->n_tokens,
                                        (long long)o->fork_pos);
-        pd_session_info_free(o);
+        pd_store_session_info_free(o);
         return rc;
     }
     return PD_OK;
@@ -404,7 +404,7 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_sessio
     sqlite3_finalize(s);
     if (rc != PD_OK) {
         for (size_t i = 0; i < len; i++) {
-            pd_session_info_free(&arr[i]);
+            pd_store_session_info_free(&arr[i]);
         }
         free(arr);
         return rc;

@@ -120,7 +120,7 @@ static void check_upgraded(const char *path, int from)
     } else {
         assert_null(all[0].meta);
     }
-    pd_session_info_free(&all[0]);
+    pd_store_session_info_free(&all[0]);
     free(all);
     struct pd_replay *r;
     assert_int_equal(pd_replay_open(st, 1, &r, &err), PD_OK);

@@ -329,7 +329,7 @@ static bool newest_session(struct pd_store *st, int64_t *id)
         if (list[i].id > *id) {
             *id = list[i].id;
         }
-        pd_session_info_free(&list[i]);
+        pd_store_session_info_free(&list[i]);
     }
     free(list);
     if (*id == 0) {

@@ -24,7 +24,8 @@
     " (SELECT count(*) FROM steps WHERE session_id = s.id)," \
     " (SELECT count(*) FROM prunes WHERE session_id = s.id)," \
     " (SELECT group_concat(tag, ',') FROM" \
-    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))" \
+    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))," \
+    " s.reference" \
     " FROM sessions s LEFT JOIN models m ON m.id = s.model_id"
 
 /* Statements prepared once per connection (the hot and the frequent ones). */

@@ -369,6 +369,7 @@ static json_t *ponder_session(const struct pd_store_session_info *in, struct jb 
         meta = json_loads(in->meta, 0, NULL);
     }
     jset(b, s, "meta", meta ? meta : json_null());
+    jset(b, s, "reference", jstr_or_null(in->reference));
     if (in->model_id) {
         json_t *m = json_object();
         jset(b, m, "file_name", jstr_or_null(in->model_name));

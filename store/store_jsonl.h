@@ -98,6 +98,11 @@ struct pd_export_params {
     const int64_t *session_ids;     /* only these sessions (borrowed); NULL: all */
     size_t n_session_ids;
     bool pruned_only;               /* only sessions with at least one pruned step */
+    /* only sessions whose difficulty (store_labels.h: 1 - the pass rate of their question)
+     * is known and inside [difficulty_min, difficulty_max] */
+    bool difficulty_filter;
+    double difficulty_min;
+    double difficulty_max;
     /* Called after each session with (done, total). Optional. */
     void (*on_progress)(void *ud, uint64_t done, uint64_t total);
     void *ud;               /* borrowed: passed to the callbacks */
@@ -106,12 +111,15 @@ struct pd_export_params {
 struct pd_export_result {
     uint64_t n_written;             /* lines written */
     uint64_t n_skipped;             /* sessions the format cannot express (see skip_reason) */
+    uint64_t n_filtered;            /* sessions left out by the difficulty filter */
     char skip_reason[160];          /* why the first skipped session was skipped */
 };
 
 /* Writes the selected sessions to out, oldest first. Sessions the format cannot
  * express (nothing to export; prompt-completion with more than one user turn) are
- * counted in res->n_skipped. PD_EINVAL for an unknown session id. */
+ * counted in res->n_skipped. A session whose difficulty is known gets a last member
+ * "metadata":{"session","difficulty","pass_rate","graded"} (docs/export.md). PD_EINVAL for
+ * an unknown session id. */
 enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
                                const struct pd_export_params *params,
                                struct pd_export_result *res, struct pd_err *err);

@@ -518,6 +518,48 @@ void pd_store_session_grade_free(struct pd_session_grade *g)
     }
 }
 
+enum pd_status pd_store_difficulty(struct pd_store *st, int64_t session_id, double *difficulty,
+                                   double *pass_rate, int64_t *n_graded, struct pd_err *err)
+{
+    *difficulty = NAN;
+    if (pass_rate) {
+        *pass_rate = NAN;
+    }
+    if (n_graded) {
+        *n_graded = 0;
+    }
+    char *key = NULL;
+    enum pd_status rc = pd_store_prompt_key(st, session_id, &key, err);
+    if (rc != PD_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = pd_store_prepare(st,
+                                       "SELECT n_graded, n_correct FROM questions"
+                                       " WHERE prompt = ?1 AND n_graded > 0",
+                                       err);
+    rc = s ? PD_OK : PD_EDB;
+    if (s) {
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            int64_t g = sqlite3_column_int64(s, 0), c = sqlite3_column_int64(s, 1);
+            double p = (double)c / (double)g;
+            *difficulty = 1.0 - p;
+            if (pass_rate) {
+                *pass_rate = p;
+            }
+            if (n_graded) {
+                *n_graded = g;
+            }
+        } else if (r != SQLITE_DONE) {
+            rc = pd_store_dberr(st, err, "difficulty");
+        }
+        sqlite3_finalize(s);
+    }
+    free(key);
+    return rc;
+}
+
 /* ---- prune verifications -------------------------------------------------------------- */
 
 void pd_store_prune_check_free(struct pd_prune_check_rec *c)

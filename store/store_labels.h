@@ -128,6 +128,12 @@ enum pd_status pd_store_session_grade(struct pd_store *st, int64_t session_id,
                                       struct pd_session_grade *out, struct pd_err *err);
 void pd_store_session_grade_free(struct pd_session_grade *g);
 
+/* A session's difficulty: 1 - the pass rate of the question with its conversation (its
+ * prompt key), as analyze --pass-rate stored it; NAN (and *pass_rate NAN, *n_graded 0)
+ * when no graded question has that conversation. Any pointer but the first may be NULL. */
+enum pd_status pd_store_difficulty(struct pd_store *st, int64_t session_id, double *difficulty,
+                                   double *pass_rate, int64_t *n_graded, struct pd_err *err);
+
 /* ---- prune verifications ------------------------------------------------------------- */
 
 /* `prune --verify`'s result for a session's prunes. */

@@ -131,6 +131,15 @@ enum pd_status pd_jsonl_export_file(struct pd_store *st, const char *path,
                                     const struct pd_export_params *params,
                                     struct pd_export_result *res, struct pd_err *err);
 
+/* A session's final assistant message as the exports write it, UTF-8 cleaned: the whole
+ * trace with keep_pruned, otherwise with its pruned steps left out. *text owned (free()),
+ * NULL (and *len 0) when the session has no think or answer tokens; *n_tokens counts the
+ * think, answer and injected tokens it was made from; *scored says they all have token ids.
+ * Any of len, n_tokens, scored may be NULL. */
+enum pd_status pd_jsonl_session_final(struct pd_store *st, int64_t session_id, bool keep_pruned,
+                                      char **text, size_t *len, size_t *n_tokens, bool *scored,
+                                      struct pd_err *err);
+
 /* One session written to out as one JSON text in the given format, without a newline;
  * the ponder record streams (memory independent of the session's length).
  * PD_EUNSUPPORTED (with the reason, nothing written) when the format cannot express it. */

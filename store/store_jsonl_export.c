@@ -646,6 +646,33 @@ enum pd_status pd_jsonl_session_write(struct pd_store *st, int64_t session_id,
     return write_record(st, session_id, format, out, err);
 }
 
+enum pd_status pd_jsonl_session_final(struct pd_store *st, int64_t session_id, bool keep_pruned,
+                                      char **text, size_t *len, size_t *n_tokens, bool *scored,
+                                      struct pd_err *err)
+{
+    *text = NULL;
+    struct pd_replay *r = NULL;
+    enum pd_status rc = pd_replay_open(st, session_id, &r, err);
+    struct pd_final fin;
+    if (rc == PD_OK && (rc = pd_jsonl_final(r, keep_pruned, &fin, err)) == PD_OK) {
+        if (len) {
+            *len = fin.has ? fin.text.len : 0;
+        }
+        if (n_tokens) {
+            *n_tokens = fin.n_tokens;
+        }
+        if (scored) {
+            *scored = fin.has && fin.scored;
+        }
+        if (fin.has) {
+            *text = pd_buf_take(&fin.text);
+        }
+        pd_buf_deinit(&fin.text);
+    }
+    pd_replay_close(&r);
+    return rc;
+}
+
 enum pd_status pd_jsonl_session_record(struct pd_store *st, int64_t session_id,
                                        enum pd_jsonl_format format, char **out,
                                        struct pd_err *err)

@@ -1045,8 +1045,8 @@ enum pd_status pd_dataset_card(const struct pd_dataset *d, const char *data_file
             continue;
         }
         char range[48];
-        if (k == 0) {
-            snprintf(range, sizeof range, "0");
+        if (k <= 1) {
+            snprintf(range, sizeof range, "%d", k); /* the bins of 0 and of 1 token */
         } else if (k == HIST_BINS - 1) {
             snprintf(range, sizeof range, "%zu and more", (size_t)1 << (k - 1));
         } else {

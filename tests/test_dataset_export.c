@@ -1,4 +1,4 @@
-/* test_dataset_cli.c - `ponder export --format dpo|step-dpo|kto` through the real binary
+/* test_dataset_export.c - `ponder export --format dpo|step-dpo|kto` through the real binary
  * ($PONDER_BIN) on a database built here with the store API, so every rule of
  * docs/export.md "Where the pairs come from" is checked without a model: marked pairs from
  * preferences and chosen/rejected tags (the explicit mark wins, no duplicates), step pairs

@@ -412,7 +412,8 @@ static enum pd_status dpo_samples(struct ctx *c)
 
 /* ---- step-dpo ------------------------------------------------------------------------------ */
 
-/* The continuation of session x after position fork: [fork, end). */
+/* The next step of session x after position fork: x's step that begins at fork, to its
+ * end; without one, from fork to x's next step begin or the end of its thinking. */
 static enum pd_status next_step(struct ctx *c, int64_t x, int64_t fork, struct pd_dataset_span *out)
 {
     struct pd_step_rec *steps = NULL;
@@ -423,7 +424,11 @@ static enum pd_status next_step(struct ctx *c, int64_t x, int64_t fork, struct p
         rc = think_end(c, x, &te);
     }
     if (rc == PD_OK) {
-        *out = (struct pd_dataset_span){x, fork, pd_pairs_next_step_end(steps, n, fork, te)};
+        int32_t k = pd_pairs_step_at(steps, n, fork);
+        int64_t end = k >= 0 && steps[k].pos_end < te ? steps[k].pos_end
+                      : k >= 0                        ? te
+                                                      : pd_pairs_next_step_end(steps, n, fork, te);
+        *out = (struct pd_dataset_span){x, fork, end};
     }
     free(steps);
     return rc;

@@ -791,6 +791,7 @@ struct graded {
     char *key;                  /* owned: the prompt key (question) */
     int64_t id;
     char *reference;            /* owned, NULL when none */
+    char title[PREVIEW_CHARS + 8]; /* the question, for the text output */
     char answer[PD_ANSWER_MAX];
     int correct;
 };
@@ -824,6 +825,7 @@ static enum pd_status grade_session(struct pd_store *st, int64_t id, struct grad
     }
     if (s == PD_OK && !*skip) {
         s = pd_store_prompt_key(st, id, &g->key, err);
+        preview(info.title, strlen(info.title), g->title, sizeof g->title);
     }
     if (s == PD_OK && !*skip && info.reference) {
         g->reference = pd_strdup(info.reference);
@@ -879,8 +881,6 @@ static bool print_question(int64_t qid, const struct graded *g, size_t n, const 
         correct += g[i].correct == 1;
     }
     double rate = graded ? (double)correct / (double)graded : NAN;
-    char pv[PREVIEW_CHARS + 8];
-    preview(g[0].key, strlen(g[0].key), pv, sizeof pv);
     b->len = 0;
     if (!json) {
         bool ok = pd_buf_printf(b, "question %lld: %zu samples, %zu graded, %zu correct",
@@ -888,7 +888,7 @@ static bool print_question(int64_t qid, const struct graded *g, size_t n, const 
         if (ok && graded) {
             ok = pd_buf_printf(b, ", pass rate %.3f, difficulty %.3f", rate, 1.0 - rate);
         }
-        return ok && pd_buf_printf(b, "  %s\n", pv);
+        return ok && pd_buf_printf(b, "  %s\n", g[0].title);
     }
     bool ok = pd_buf_printf(b, "{\"question\":%lld", (long long)qid) &&
               json_ki(b, "samples", (long long)n) && json_ki(b, "graded", (long long)graded) &&
@@ -952,7 +952,7 @@ static int pass_rate_run(struct pd_store *st, const struct common_opts *o)
             pd_cli_print_err(&err);
             rc = 1;
         } else if (print_question(qid, g + i, j - i, ref, o->json, &out)) {
-            fputs(out.data, stdout);
+            pd_cli_put(out.data, out.len, o->json);
         } else {
             rc = pd_cli_fail(1, "analyze: out of memory");
         }

@@ -7,7 +7,6 @@
 # next steps; `show` and the replay's status bar show the mark.
 source "$(dirname "$0")/tui_lib.sh"
 find_model
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is not installed" >&2; exit 77; }
 DB="$TMPD/t.db"
 start live 120 40 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" --db "$DB" --greedy \
     -n 3000 --throttle 30

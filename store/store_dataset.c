@@ -11,20 +11,18 @@
  * Card.  While writing, the writer counts records per source, token lengths in
  *   power-of-two bins, the models and prune strategies of the sessions used; the card is
  *   made from those counts and the params only, so it is as reproducible as the data.
- * Files.  Data and card go to "<name>.tmp-XXXXXX" files made by mkstemp beside their
- *   targets, are fsync'd and renamed over the targets on commit, then the folder is
- *   fsync'd; close without commit unlinks them. */
+ * Files.  Data and card are written through engine/base/afile (a temporary file beside
+ *   the target, renamed over it on commit); close without commit removes it. */
 #include "store_dataset.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "afile.h"
 #include "mem.h"
 #include "utf8.h"
 #include "store_internal.h"
@@ -89,8 +87,9 @@ struct pd_dataset {
     bool conversational;
     bool card;
     char *path;                          /* owned; NULL in out mode */
-    char *tmp;                           /* owned: the temporary data file */
-    FILE *f;                             /* the data stream (owned in file mode) */
+    struct pd_afile af;                  /* file mode: the data file being written */
+    bool has_af;                         /* af is open (until commit or abort) */
+    FILE *f;                             /* the data stream: af.f, or the caller's */
     bool committed;
     bool read_txn;                       /* a read transaction of ours is open */
     struct pd_export_params sel;         /* the session filters (ids below) */
@@ -181,23 +180,9 @@ enum pd_status pd_dataset_open(struct pd_store *st, const char *path, FILE *out,
         d->read_txn = rc == PD_OK;
     }
     if (rc == PD_OK && path) {
-        size_t n = strlen(path) + 16;
-        d->tmp = malloc(n);
-        if (!d->tmp) {
-            rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
-        } else {
-            snprintf(d->tmp, n, "%s.tmp-XXXXXX", path);
-            int fd = mkstemp(d->tmp);
-            if (fd < 0 || !(d->f = fdopen(fd, "wb"))) {
-                rc = pd_err_set(err, PD_EIO, "%s: cannot create: %s", d->tmp, strerror(errno));
-                if (fd >= 0) {
-                    close(fd);
-                    unlink(d->tmp);
-                }
-                free(d->tmp);
-                d->tmp = NULL;
-            }
-        }
+        rc = pd_afile_open(&d->af, path, err);
+        d->has_af = rc == PD_OK;
+        d->f = d->has_af ? d->af.f : NULL;
     } else if (rc == PD_OK) {
         d->f = out;
     }
@@ -218,15 +203,9 @@ void pd_dataset_close(struct pd_dataset **dp)
     if (d->read_txn) {
         sqlite3_exec(d->st->db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
     }
-    if (d->tmp) {
-        if (d->f) {
-            fclose(d->f);
-        }
-        if (!d->committed) {
-            unlink(d->tmp);
-        }
+    if (d->has_af) {
+        pd_afile_abort(&d->af);
     }
-    free(d->tmp);
     free(d->path);
     free(d->ids);
     free(d->generator);
@@ -509,7 +488,7 @@ static enum pd_status emit(struct pd_dataset *d, json_t *root, enum pd_dataset_s
     size_t n = strlen(line);
     enum pd_status rc = PD_OK;
     if (fwrite(line, 1, n, d->f) != n || fputc('\n', d->f) == EOF) {
-        rc = pd_err_set(err, PD_EIO, "%s: write failed: %s", d->tmp ? d->tmp : "export",
+        rc = pd_err_set(err, PD_EIO, "%s: write failed: %s", d->path ? d->path : "export",
                         strerror(errno));
     } else {
         d->bytes += n + 1;
@@ -1071,75 +1050,31 @@ enum pd_status pd_dataset_card(const struct pd_dataset *d, const char *data_file
 
 /* ---- commit ------------------------------------------------------------------------------- */
 
-/* Writes text to a temporary file beside path, fsyncs it and renames it over path. */
+/* Writes text to path whole or not at all (afile.h). */
 static enum pd_status write_file_atomic(const char *path, const char *text, struct pd_err *err)
 {
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        return pd_err_set(err, PD_ENOMEM, "export: out of memory");
-    }
-    snprintf(tmp, n, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        enum pd_status rc = pd_err_set(err, PD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
+    struct pd_afile a;
+    enum pd_status rc = pd_afile_open(&a, path, err);
+    if (rc != PD_OK) {
         return rc;
     }
-    size_t len = strlen(text), done = 0;
-    enum pd_status rc = PD_OK;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = pd_err_set(err, PD_EIO, "%s: write failed: %s", tmp, strerror(errno));
-            break;
-        }
-        done += (size_t)w;
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, a.f) != n) {
+        enum pd_status w = pd_err_set(err, PD_EIO, "%s: write failed: %s", path,
+                                      strerror(errno));
+        pd_afile_abort(&a);
+        return w;
     }
-    if (rc == PD_OK && fsync(fd) != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: fsync: %s", tmp, strerror(errno));
-    }
-    if (close(fd) != 0 && rc == PD_OK) {
-        rc = pd_err_set(err, PD_EIO, "%s: close: %s", tmp, strerror(errno));
-    }
-    if (rc == PD_OK && rename(tmp, path) != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-    }
-    if (rc != PD_OK) {
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+    return pd_afile_commit(&a, err);
 }
 
-/* The folder of path ("." for a bare name) into buf. */
-static void dir_of(const char *path, char *buf, size_t n)
-{
-    const char *s = strrchr(path, '/');
-    if (!s) {
-        snprintf(buf, n, ".");
-    } else if (s == path) {
-        snprintf(buf, n, "/");
-    } else {
-        snprintf(buf, n, "%.*s", (int)(s - path), path);
-    }
-}
-
-/* fsync of a folder, so that a rename in it survives a crash (best effort). */
-static void sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
+/* Adds a row to the exports table (not for a database opened read-only: an export only
+ * reads, the record is a courtesy). */
 static enum pd_status record_export(struct pd_dataset *d, struct pd_err *err)
 {
+    if (pd_store_read_only(d->st)) {
+        return PD_OK;
+    }
     struct pd_buf filter;
     pd_buf_init(&filter);
     bool ok = pd_buf_append(&filter, "", 0);
@@ -1175,45 +1110,41 @@ enum pd_status pd_dataset_commit(struct pd_dataset *d, struct pd_err *err)
     if (d->committed) {
         return pd_err_set(err, PD_EINVAL, "export: already committed");
     }
-    if (!d->tmp) {
+    enum pd_status rc = PD_OK;
+    if (!d->has_af) {
         if (fflush(d->f) != 0) {
             return pd_err_set(err, PD_EIO, "export: write failed: %s", strerror(errno));
         }
         d->committed = true;
         return PD_OK;
     }
-    enum pd_status rc = PD_OK;
     char *card = NULL;
-    const char *base = strrchr(d->path, '/');
-    base = base ? base + 1 : d->path;
+    const char *slash = strrchr(d->path, '/');
+    const char *base = slash ? slash + 1 : d->path;
     if (d->card) {
         rc = pd_dataset_card(d, base, &card, err);
     }
-    if (rc == PD_OK && (fflush(d->f) != 0 || fsync(fileno(d->f)) != 0)) {
-        rc = pd_err_set(err, PD_EIO, "%s: write failed: %s", d->tmp, strerror(errno));
-    }
-    int cr = fclose(d->f);
-    d->f = NULL;
-    if (rc == PD_OK && cr != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: close: %s", d->tmp, strerror(errno));
-    }
-    if (rc == PD_OK && rename(d->tmp, d->path) != 0) {
-        rc = pd_err_set(err, PD_EIO, "%s: cannot rename to %s: %s", d->tmp, d->path,
-                        strerror(errno));
-    }
-    char dir[4096];
-    dir_of(d->path, dir, sizeof dir);
     if (rc == PD_OK) {
-        d->committed = true; /* the data file is in place; nothing to unlink */
-        if (card) {
-            char readme[4200];
-            snprintf(readme, sizeof readme, "%s/README.md", dir);
+        d->has_af = false; /* finished by commit, either way */
+        rc = pd_afile_commit(&d->af, err);
+    }
+    if (rc == PD_OK) {
+        d->committed = true;
+    }
+    if (rc == PD_OK && card) {
+        size_t dn = slash ? (size_t)(slash - d->path) : 0;
+        char *readme = malloc(dn + 16);
+        if (!readme) {
+            rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
+        } else {
+            snprintf(readme, dn + 16, "%.*s%sREADME.md", (int)dn, d->path,
+                     slash ? "/" : "");
             rc = write_file_atomic(readme, card, err);
-            if (rc != PD_OK) {
-                pd_err_prefix(err, "%s written, but its card failed", d->path);
-            }
+            free(readme);
         }
-        sync_dir(dir);
+        if (rc != PD_OK) {
+            pd_err_prefix(err, "%s written, but its card failed", d->path);
+        }
     }
     free(card);
     if (d->read_txn) {

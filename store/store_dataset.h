@@ -119,8 +119,8 @@ struct pd_dataset_result {
 struct pd_dataset;
 
 /* Opens a writer. path NULL: records go to out (stdout, say) and no card is possible;
- * otherwise they go to a temporary file beside path ("<path>.tmp-XXXXXX", created
- * exclusively), renamed over path by pd_dataset_commit. PD_EINVAL for bad params (a card
+ * otherwise they go to a temporary file beside path (engine/base/afile.h), renamed over
+ * path by pd_dataset_commit. PD_EINVAL for bad params (a card
  * without a path, conversational step-dpo, an unknown session id), PD_EIO when the
  * temporary file cannot be created. *d owned (pd_dataset_close). */
 enum pd_status pd_dataset_open(struct pd_store *st, const char *path, FILE *out,

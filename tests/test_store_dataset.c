@@ -571,14 +571,16 @@ static void test_open_errors_and_atomicity(void **state)
                                              (struct pd_dataset_side){f->a, false}, true, &err),
                      PD_EINVAL);
     add(d, PD_SRC_MARKED, f->b, false, f->a, false);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '\\.tmp\\.' | grep -qx 1", f->dir);
+    assert_int_equal(system(cmd), 0); /* the records go to a temporary file */
     /* closed without commit: the old file stays, no temporary file is left */
     pd_dataset_close(&d);
     assert_null(d);
     char *s = slurp(out);
     assert_string_equal(s, "old\n");
     free(s);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c tmp- | grep -qx 0", f->dir);
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '\\.tmp\\.' | grep -qx 0", f->dir);
     assert_int_equal(system(cmd), 0);
     /* committed: replaced */
     assert_int_equal(pd_dataset_open(f->st, out, NULL, &p, &d, &err), PD_OK);

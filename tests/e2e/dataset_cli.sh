@@ -144,7 +144,7 @@ grep -q "^    path: all.jsonl\$" "$DIR/README.md" || fail "card: no data file"
 grep -q "stories260K.gguf (llama" "$DIR/README.md" || fail "card: no model"
 grep -q '`asap:keep=0.5`' "$DIR/README.md" || fail "card: no prune strategy"
 grep -q "^| correctness | 2 |" "$DIR/README.md" || fail "card: no source counts"
-ls "$DIR" | grep -q 'tmp-' && fail "a temporary file was left behind"
+ls -A "$DIR" | grep -q '\.tmp\.' && fail "a temporary file was left behind"
 
 # ---- the conversational variant and kto --------------------------------------------------
 expect 0 "$BIN" export --format dpo --conversational --sources samples --db "$DB"

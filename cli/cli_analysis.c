@@ -1293,7 +1293,8 @@ static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                            chk->greedy_same ? "unchanged" : "CHANGED", chk->n_compare);
     }
     for (size_t i = 0; ok && sc && i < n_sc; i++) {
-        ok = pd_buf_printf(b, "\n  step %d alone: answer logprob delta %+.4f nats, greedy answer %s",
+        ok = pd_buf_printf(b, "\n  step %d alone: answer logprob delta %+.4f nats, greedy "
+                           "answer %s",
                            (int)sc[i].step_index, sc[i].logprob_without - sc[i].logprob_full,
                            sc[i].greedy_same ? "unchanged" : "CHANGED");
     }

@@ -197,9 +197,9 @@ static json_t *check_record(const char *line, enum pd_dataset_format f, bool con
     }
     char keys[256];
     keys_of(r, keys, sizeof keys);
-    const char *want = f == PD_DATASET_DPO ? "prompt,chosen,rejected,metadata"
+    const char *want = f == PD_DATASET_DPO   ? "prompt,chosen,rejected,metadata"
                        : f == PD_DATASET_KTO ? "prompt,completion,label,metadata"
-                                             : "prompt,initial_reason_steps,chosen,rejected,metadata";
+                       : "prompt,initial_reason_steps,chosen,rejected,metadata";
     /* the standard variant puts a system prompt first, as prompt-completion does */
     const char *k = strncmp(keys, "system,", 7) == 0 ? keys + 7 : keys;
     assert_string_equal(k, want);

@@ -44,8 +44,8 @@ _Static_assert(sizeof source_names / sizeof source_names[0] == PD_SRC_COUNT, "so
 
 /* What the card says each source is. */
 static const char *const source_text[PD_SRC_COUNT] = {
-    "a trace marked as preferred over another trace of the same prompt (workbench :prefer, "
-    "or the tags chosen / rejected)",
+    ("a trace marked as preferred over another trace of the same prompt (workbench :prefer, "
+     "or the tags chosen / rejected)"),
     "a pruned trace whose verification passed (chosen) over the whole original trace",
     "a sample whose final answer matches the reference (chosen) over one that does not",
     "a shorter correct sample (chosen) over a longer correct one",
@@ -906,8 +906,8 @@ static bool md_cell(struct pd_buf *b, const char *s)
 static const char *const format_refs[PD_DATASET_FORMAT_COUNT] = {
     "TRL's preference format (Hugging Face TRL documentation, \"Dataset formats and types\")",
     "the Step-DPO data format (the Step-DPO GitHub repository, dvlab-research/Step-DPO)",
-    "TRL's unpaired preference format (Hugging Face TRL documentation, \"Dataset formats and "
-    "types\")",
+    ("TRL's unpaired preference format (Hugging Face TRL documentation, \"Dataset formats "
+     "and types\")"),
 };
 
 enum pd_status pd_dataset_card(const struct pd_dataset *d, const char *data_file, char **out,

@@ -362,7 +362,10 @@ static enum pd_status parse_prompt_style(json_t *root, struct parsed *p, const c
                        i < sizeof completion_keys / sizeof completion_keys[0];
          i++) {
         json_t *v = json_object_get(root, completion_keys[i]);
-        if (v && !json_is_null(v)) {
+        /* a number under answer or solution is a reference answer, never a completion */
+        bool ref_number = json_is_number(v) && (strcmp(completion_keys[i], "answer") == 0 ||
+                                                strcmp(completion_keys[i], "solution") == 0);
+        if (v && !json_is_null(v) && !ref_number) {
             rc = get_str(root, completion_keys[i], &completion, &completion_n, where,
                          completion_keys[i], err);
             use_key(p, completion_keys[i]);

@@ -200,6 +200,12 @@ static void test_import_reference(void **state)
                                    "\"gold\":\"x\"}",
                             PD_OK);
     assert_reference(f->st, c, "2.5");
+    /* a number under answer is a reference, not a completion: a prompt to generate from */
+    int64_t n = import_line(f->st, "{\"question\":\"p\",\"answer\":45}", PD_OK);
+    assert_reference(f->st, n, "45");
+    assert_int_equal(pd_store_session_get(f->st, n, &info, &err), PD_OK);
+    assert_false(info.finished); /* no final turn */
+    pd_session_info_free(&info);
     /* messages records take a top-level answer; empty strings and objects are no answer */
     int64_t d = import_line(f->st, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],"
                                    "\"answer\":\"\",\"gold\":{\"x\":1}}",

@@ -3,7 +3,8 @@
 # stories260K: import multi-step traces with reference answers (samples/datasets), score,
 # grade (analyze --pass-rate), prune asap --keep 0.5 --verify --verify-steps, then export
 # dpo (pruned, correctness and length pairs), kto, step-dpo, both variants, with a card;
-# the chosen side of a prune pair is the pruned trace, shorter, with the same final answer.
+# the chosen side of a prune pair is the pruned trace, shorter, with the same final answer;
+# and samples per prompt recorded by generate --in for the pass rates.
 # Needs $PONDER_BIN and $PONDER_SOURCE_ROOT (set by meson) and python3 (the JSON checks).
 # Exits 77 (SKIP) when the model is absent.
 set -eu
@@ -189,6 +190,27 @@ recs = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["metadata"]["session"] for r in recs] == [5, 6, 7], recs
 assert all(abs(r["metadata"]["difficulty"] - 2 / 3) < 1e-6 for r in recs)
 EOF
+
+# ---- samples per prompt: generate --in ---------------------------------------------------
+printf '%s\n' '{"question":"A box holds 6 eggs. How many eggs are in 4 boxes?","answer":"24"}' \
+    '{"problem":"Sam reads 15 pages a day. How many pages in 3 days?","answer":45}' \
+    >"$DIR/prompts.jsonl"
+expect 0 "$BIN" generate -m "$MODEL" --in "$DIR/prompts.jsonl" --samples 2 --temp 0.9 \
+    --seed 7 -n 12 --db "$DIR/g.db" --json
+[ "$(grep -c '"session":' "$DIR/out")" = 4 ] || fail "generate --in: $(cat "$DIR/out")"
+expect 0 "$BIN" export --format messages --db "$DIR/g.db" --out "$DIR/g1.jsonl"
+expect 0 "$BIN" analyze --pass-rate --all --db "$DIR/g.db" --json
+py generate-in "$DIR/out" <<'EOF'
+import json, sys
+q = [json.loads(l) for l in open(sys.argv[1])]
+assert [(x["samples"], x["graded"], x["reference"]) for x in q] == [(2, 2, "24"), (2, 2, "45")], q
+EOF
+# the same seeds give the same samples
+expect 0 "$BIN" generate -m "$MODEL" --in "$DIR/prompts.jsonl" --samples 2 --temp 0.9 \
+    --seed 7 -n 12 --db "$DIR/h.db"
+expect 0 "$BIN" export --format messages --db "$DIR/h.db" --out "$DIR/h1.jsonl"
+cmp -s "$DIR/g1.jsonl" "$DIR/h1.jsonl" || fail "generate --in: same seeds, different samples"
+expect 2 "$BIN" generate -m "$MODEL" --in "$DIR/prompts.jsonl" --samples 2 --db "$DIR/g.db"
 
 # ---- errors ------------------------------------------------------------------------------
 expect 2 "$BIN" analyze --pass-rate --in "$SAMPLES"

@@ -243,7 +243,7 @@ static void skip(struct pd_dataset *d, const char *fmt, ...)
 /* *ok: the session is selected (ids and difficulty). */
 static enum pd_status selected(struct pd_dataset *d, int64_t sid, bool *ok, struct pd_err *err)
 {
-    *ok = bsearch(&sid, d->ids, d->n_ids, sizeof *d->ids, cmp_i64) != NULL;
+    *ok = d->n_ids > 0 && bsearch(&sid, d->ids, d->n_ids, sizeof *d->ids, cmp_i64) != NULL;
     if (!*ok) {
         return PD_OK;
     }

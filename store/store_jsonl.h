@@ -117,9 +117,9 @@ struct pd_export_result {
 
 /* Writes the selected sessions to out, oldest first. Sessions the format cannot
  * express (nothing to export; prompt-completion with more than one user turn) are
- * counted in res->n_skipped. A session whose difficulty is known gets a last member
- * "metadata":{"session","difficulty","pass_rate","graded"} (docs/export.md). PD_EINVAL for
- * an unknown session id. */
+ * counted in res->n_skipped. In the chat and prompt-completion formats a session whose
+ * difficulty is known gets a last member "metadata":{"session","difficulty","pass_rate",
+ * "graded"} (docs/export.md). PD_EINVAL for an unknown session id. */
 enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
                                const struct pd_export_params *params,
                                struct pd_export_result *res, struct pd_err *err);

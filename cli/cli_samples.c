@@ -8,11 +8,12 @@
  *       FILE holds prompts in any shape `ponder import` reads (a completion, if present,
  *       is ignored, except that a completion without thinking is the reference answer of a
  *       prompt that has none: {"question": Q, "answer": "24"}); each prompt's conversation
- *       must be [system] user. It is read through a temporary database. For every prompt, K sessions are generated with seeds S,
- *       S+1, ..., S+K-1 and recorded in --db (the default database) with the prompt's
- *       conversation, its reference answer (answer / solution / gold), the model and the
- *       settings, source "generate:FILE:LINE#k"; each finished sample's steps are
- *       segmented and stored with their metrics. One line per sample: text, or
+ *       must be [system] user. It is read through a temporary database. For every
+ *       prompt, K sessions are generated with seeds S, S+1, ..., S+K-1 and recorded in
+ *       --db (the default database) with the prompt's conversation, its reference answer
+ *       (answer / solution / gold), the model and the settings, source
+ *       "generate:FILE:LINE#k"; each finished sample's steps are segmented and stored
+ *       with their metrics. One line per sample: text, or
  *       {"line","sample","session","tokens","stop"}. K > 1 needs --temp > 0 (greedy
  *       samples are all the same). Exit 1 when any prompt or sample failed. */
 #include <math.h>

@@ -210,7 +210,9 @@ static void test_open_refuses_foreign_files(void **state)
     assert_int_equal(pd_store_open("", NULL, &st, &err), PD_EINVAL);
     /* restore the fixture's store for teardown */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL);
+    char restore[64];
+    snprintf(restore, sizeof restore, "PRAGMA user_version = %d", PD_STORE_SCHEMA_VERSION);
+    sqlite3_exec(db, restore, NULL, NULL, NULL);
     sqlite3_close(db);
     assert_int_equal(pd_store_open(f->path, NULL, &f->st, &err), PD_OK);
 }

@@ -28,6 +28,7 @@
 #include "layout.h"
 #include "sha256.h"
 #include "store_io.h"
+#include "store_labels.h"
 #include "term.h"
 #include "wrap.h"
 
@@ -1055,6 +1056,80 @@ static void test_store_io_round_trip(void **state)
     unlink(side);
 }
 
+/* :prefer and y: kept until a save like prunes and tags, written as a preference, loaded
+ * back with the session. */
+static void test_store_io_prefer(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ponder-test-pref-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store *st = NULL;
+    assert_int_equal(pd_store_open(path, NULL, &st, &err), PD_OK);
+    struct pd_message msg = {PD_STORE_MSG_USER, "Q"};
+    struct pd_session_new sn = {.messages = &msg, .n_messages = 1, .source = "test"};
+    int64_t root = 0, br = 0, other = 0;
+    assert_int_equal(pd_store_session_create(st, &sn, &root, &err), PD_OK);
+    assert_int_equal(pd_store_session_create(st, &sn, &other, &err), PD_OK);
+    struct pd_token_rec t = {.pos = 0, .id = 1, .role = PD_ROLE_PROMPT, .text = "Q",
+                             .text_len = 1, .logprob = NAN, .entropy = NAN};
+    assert_int_equal(pd_store_tokens_append(st, root, &t, 1, &err), PD_OK);
+    struct pd_session_new bn = {.source = "test", .parent_id = root, .fork_pos = 1};
+    assert_int_equal(pd_store_session_create(st, &bn, &br, &err), PD_OK);
+
+    struct pd_app a;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, root, &a, &err), PD_OK);
+    pd_app_do(&a, PD_ACT_PREFER); /* a root has no parent to beat */
+    assert_true(a.msg_error);
+    assert_non_null(strstr(a.msg, "not a branch"));
+    assert_int_equal(a.pref_over, 0);
+    pd_app_command(&a, "prefer x");
+    assert_true(a.msg_error);
+    pd_app_command(&a, "prefer 1");
+    assert_non_null(strstr(a.msg, "itself"));
+    pd_app_deinit(&a);
+
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, br, &a, &err), PD_OK);
+    assert_int_equal(a.parent_id, root);
+    pd_app_do(&a, PD_ACT_PREFER);
+    assert_false(a.msg_error);
+    assert_int_equal(a.pref_over, root);
+    assert_true(pd_app_unsaved(&a));
+    assert_int_equal(pd_io_save(st, br, &a, &err), PD_OK);
+    assert_false(pd_app_unsaved(&a));
+    struct pd_pref *p = NULL;
+    size_t n = 0;
+    assert_int_equal(pd_store_prefs_get(st, 0, &p, &n, &err), PD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(p[0].chosen_id, br);
+    assert_int_equal(p[0].rejected_id, root);
+    pd_store_prefs_free(p, n);
+    /* over a named session instead; the store refuses nothing here (same conversation) */
+    pd_app_command(&a, "prefer 2");
+    assert_int_equal(a.pref_over, other);
+    assert_int_equal(pd_io_save(st, br, &a, &err), PD_OK);
+    pd_app_deinit(&a);
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, br, &a, &err), PD_OK);
+    assert_int_equal(a.pref_over, root); /* the first of its marks, by session */
+    assert_true(a.pref_saved);
+    assert_false(pd_app_unsaved(&a));
+    pd_app_deinit(&a);
+    pd_store_close(&st);
+    char side[64];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 /* ---- command line (readline glue, no terminal) ------------------------------------------- */
 
 static void type(const char *s)
@@ -1162,6 +1237,7 @@ int main(void)
         cmocka_unit_test(test_term_tiers_and_heat),
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_store_io_round_trip),
+        cmocka_unit_test(test_store_io_prefer),
         cmocka_unit_test(test_cmdline_readline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

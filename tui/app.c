@@ -159,6 +159,9 @@ bool pd_app_unsaved(const struct pd_app *a)
             return true;
         }
     }
+    if (a->pref_over && !a->pref_saved) {
+        return true;
+    }
     return false; /* the recording itself is committed on exit, so it never counts */
 }
 
@@ -1027,6 +1030,7 @@ void pd_app_mark_saved(struct pd_app *a)
     for (size_t i = 0; i < a->n_tags; i++) {
         a->tags[i].saved = true;
     }
+    a->pref_saved = true;
     a->quit_armed = false;
     a->dirty |= PD_DIRTY_STATUS | PD_DIRTY_STEPS;
 }

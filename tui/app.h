@@ -81,6 +81,7 @@ enum pd_action {
     PD_ACT_PRUNE,          /* prune/unprune the cursor's step */
     PD_ACT_PRUNE_CONTINUE, /* live: prune the step and drop it from the model's cache */
     PD_ACT_TAG,            /* open ":tag " for the cursor's step */
+    PD_ACT_PREFER,         /* mark this session chosen over its parent (:prefer [ID]) */
     PD_ACT_KV_BUDGET,      /* live: open ":budget " */
     PD_ACT_DIVERGENCE,     /* live: measure shadow divergence now */
     PD_ACT_SEARCH,         /* open "/" */
@@ -226,6 +227,9 @@ struct pd_app {
     char finish_reason[32];
     char error[256];
     int64_t session_id;          /* store id, 0: not recorded */
+    int64_t parent_id;           /* the session this one branched from, 0: a root */
+    int64_t pref_over;           /* :prefer - this session is chosen over that one, 0: none */
+    bool pref_saved;             /* pref_over is in the database */
     int64_t n_committed;         /* tokens the store has committed */
     bool recording;              /* a store writer is attached */
     bool rec_failed;             /* the recording's last commit failed (status bar) */
@@ -320,7 +324,8 @@ void pd_app_do(struct pd_app *a, enum pd_action act);
 
 /* Runs a command line (without the leading ':'): "inject TEXT", "tag NAME [NOTE]",
  * "budget N", "mode long|short[:N]|none", "goto POS", "seek POS", "speed X", "save",
- * "q", "q!", "quit", "prune", "branch", "divergence", "stats", "help". Unknown commands
+ * "q", "q!", "quit", "prune", "branch", "divergence", "stats", "help", "prefer [ID]"
+ * (this session chosen over session ID, by default over its parent; saved with s). Unknown commands
  * and bad arguments leave an error message. */
 void pd_app_command(struct pd_app *a, const char *line);
 

@@ -423,6 +423,11 @@ static void act_slower(struct pd_app *a)
     a->dirty |= PD_DIRTY_STATUS;
 }
 
+static void act_prefer(struct pd_app *a)
+{
+    pd_app_command(a, "prefer");
+}
+
 static void act_save(struct pd_app *a)
 {
     pd_app_fx_push(a, PD_FX_SAVE);
@@ -489,6 +494,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_PRUNE] = {"prune", act_prune, WHERE_BOTH},
     [PD_ACT_PRUNE_CONTINUE] = {"prune-continue", act_prune_continue, WHERE_LIVE},
     [PD_ACT_TAG] = {"tag", act_tag, WHERE_BOTH},
+    [PD_ACT_PREFER] = {"prefer", act_prefer, WHERE_BOTH},
     [PD_ACT_KV_BUDGET] = {"kv-budget", act_kv_budget, WHERE_LIVE},
     [PD_ACT_DIVERGENCE] = {"divergence", act_divergence, WHERE_LIVE},
     [PD_ACT_SEARCH] = {"search", act_search, WHERE_BOTH},

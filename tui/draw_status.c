@@ -71,24 +71,27 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
         x += pd_draw_text(r->y, x, r->w, state, strlen(state), sat);
     }
     x += pd_draw_text(r->y, x, r->x + r->w - x, left, strlen(left), st);
-    char rec[96];
+    char rec[128], pref[40] = "";
     bool unsaved = pd_app_unsaved(a);
+    if (a->pref_over) {
+        snprintf(pref, sizeof pref, " chosen>#%lld", (long long)a->pref_over);
+    }
     if (a->rec_failed) {
         snprintf(rec, sizeof rec, " REC FAILED #%lld %llu unsaved ", (long long)a->session_id,
                  (unsigned long long)a->rec_unsaved);
         unsaved = true;
     } else if (a->recording) {
-        snprintf(rec, sizeof rec, " rec #%lld %lld/%zu%s ", (long long)a->session_id,
-                 (long long)a->n_committed, a->n_toks, unsaved ? " unsaved" : "");
+        snprintf(rec, sizeof rec, " rec #%lld %lld/%zu%s%s ", (long long)a->session_id,
+                 (long long)a->n_committed, a->n_toks, pref, unsaved ? " unsaved" : "");
     } else if (a->session_id) {
-        snprintf(rec, sizeof rec, " #%lld %s ", (long long)a->session_id,
+        snprintf(rec, sizeof rec, " #%lld%s %s ", (long long)a->session_id, pref,
                  unsaved ? "unsaved" : "saved");
     } else {
         snprintf(rec, sizeof rec, " not recorded ");
     }
     /* The recording state has priority over the end of the left part; the help hint
      * only shows when there is room. */
-    char right[128];
+    char right[160];
     int room = r->x + r->w - x - 1;
     snprintf(right, sizeof right, "%s%s", rec, (int)strlen(rec) + 9 <= room ? "| ? help " : "");
     int rw = (int)strlen(right);

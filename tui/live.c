@@ -18,6 +18,7 @@
 #include "model_id.h"
 #include "store.h"
 #include "store_io.h"
+#include "store_labels.h"
 #include "store_writer.h"
 #include "tokenizer.h"
 
@@ -312,6 +313,12 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
     stop_recording(l, a, false);
     struct pd_err e2;
     int64_t parent = l->sid;
+    if (a->pref_over && !a->pref_saved &&
+        pd_store_prefer(l->st, parent, a->pref_over, NULL, NULL, &e2) != PD_OK) {
+        pd_app_msg(a, true, "prefer: %s", e2.msg); /* the mark belonged to the parent */
+    }
+    a->pref_over = 0;
+    a->pref_saved = false;
     struct pd_live_opts o;
     pd_live_opts_default(&o);
     /* The conversation is the parent's; read it back for the branch row. */
@@ -332,6 +339,7 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
         l->w = NULL;
     } else {
         a->session_id = l->sid;
+        a->parent_id = parent;
         a->recording = true;
         for (size_t k = 0; k < a->n_steps; k++) {
             a->steps[k].in_db = false;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_labels.h"
 #include "store_replay.h"
 
 #define READ_CHUNK 256
@@ -22,6 +23,7 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
     }
     const struct pd_store_session_info *info = pd_replay_info(r);
     a->session_id = id;
+    a->parent_id = info->parent_id;
     snprintf(a->model, sizeof a->model, "%s", info->model_name ? info->model_name : "");
     if (info->has_settings && info->settings.kv_policy && *info->settings.kv_policy) {
         struct pd_err e2;
@@ -77,6 +79,18 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
         snprintf(t.note, sizeof t.note, "%s", ann[i].note ? ann[i].note : "");
         rc = pd_app_push_tag(a, &t, err);
     }
+    struct pd_pref *prefs = NULL;
+    size_t n_prefs = 0;
+    if (rc == PD_OK) {
+        rc = pd_store_prefs_get(st, id, &prefs, &n_prefs, err);
+    }
+    for (size_t i = 0; rc == PD_OK && i < n_prefs && !a->pref_over; i++) {
+        if (prefs[i].chosen_id == id) {
+            a->pref_over = prefs[i].rejected_id;
+            a->pref_saved = true;
+        }
+    }
+    pd_store_prefs_free(prefs, n_prefs);
     if (rc == PD_OK) {
         rc = pd_app_finish_load(a, err);
     }
@@ -126,6 +140,9 @@ enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,
         an.tag = t->tag;
         an.note = t->note;
         rc = pd_store_annotate(st, id, &an, &t->id, err);
+    }
+    if (rc == PD_OK && a->pref_over && !a->pref_saved) {
+        rc = pd_store_prefer(st, id, a->pref_over, NULL, NULL, err);
     }
     if (rc == PD_OK) {
         rc = pd_store_commit(st, err);

@@ -19,8 +19,8 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);
 
 /* In one transaction: puts every closed step (upsert), applies prunes / unprunes whose
- * state differs from the database ("manual", "user"), adds unsaved tags; then marks the
- * app saved. Nothing is written on failure. */
+ * state differs from the database ("manual", "user"), adds unsaved tags and an unsaved
+ * preference (:prefer); then marks the app saved. Nothing is written on failure. */
 enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);
 

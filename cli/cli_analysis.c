@@ -833,7 +833,7 @@ static enum pd_status grade_session(struct pd_store *st, int64_t id, struct grad
             s = pd_err_set(err, PD_ENOMEM, "out of memory");
         }
     }
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
     free(text);
     return s;
 }

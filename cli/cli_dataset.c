@@ -148,7 +148,7 @@ static enum pd_status load_sessions(struct ctx *c)
     }
     c->n_s = c->s ? n : 0;
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&all[i]);
+        pd_store_session_info_free(&all[i]);
     }
     free(all);
     return rc; /* the list is ordered by id already */

@@ -423,7 +423,7 @@ int pd_cli_generate_in(int argc, char **argv)
     }
 out:
     for (size_t i = 0; i < n_prompts; i++) {
-        pd_session_info_free(&prompts[i]);
+        pd_store_session_info_free(&prompts[i]);
     }
     free(prompts);
     pd_lm_close(&lm);

@@ -135,7 +135,7 @@ static void test_references(void **state)
     struct pd_store_session_info info;
     assert_int_equal(pd_store_session_get(f->st, a, &info, &err), PD_OK);
     assert_string_equal(info.reference, "42");
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
     assert_int_equal(pd_store_reference_set(f->st, a, "", &err), PD_EINVAL);
     assert_int_equal(pd_store_reference_set(f->st, a, "\xff", &err), PD_EINVAL);
     assert_int_equal(pd_store_reference_set(f->st, 999, "1", &err), PD_EINVAL);
@@ -151,7 +151,7 @@ static void test_references(void **state)
     assert_int_equal(pd_store_reference_set(f->st, a, NULL, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, a, &info, &err), PD_OK);
     assert_null(info.reference);
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
 }
 
 /* Imports one JSONL line; returns the session id. */
@@ -177,7 +177,7 @@ static void assert_reference(struct pd_store *st, int64_t id, const char *want)
     } else {
         assert_null(info.reference);
     }
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
 }
 
 static void test_import_reference(void **state)
@@ -191,7 +191,7 @@ static void test_import_reference(void **state)
     struct pd_err err;
     assert_int_equal(pd_store_session_get(f->st, a, &info, &err), PD_OK);
     assert_string_equal(info.meta, "{\"answer\":\"16\"}");
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
     /* answer used as the completion: solution, then gold, are the reference */
     int64_t b = import_line(f->st, "{\"question\":\"p\",\"answer\":\"it is 3\",\"gold\":3}",
                             PD_OK);
@@ -205,7 +205,7 @@ static void test_import_reference(void **state)
     assert_reference(f->st, n, "45");
     assert_int_equal(pd_store_session_get(f->st, n, &info, &err), PD_OK);
     assert_false(info.finished); /* no final turn */
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
     /* messages records take a top-level answer; empty strings and objects are no answer */
     int64_t d = import_line(f->st, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],"
                                    "\"answer\":\"\",\"gold\":{\"x\":1}}",

@@ -108,8 +108,17 @@ struct pd_session {
     uint8_t *maskbuf2;            /* [n_ctx] */
     struct pd_token_rec *recs;    /* prefill probes [n] */
     double t_decode0;
+    double paused_s;              /* time spent paused since t_decode0 (not decoding) */
+    double paused_at;             /* when the current pause began (0: not paused) */
     uint32_t n_decode;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* ---- queues ------------------------------------------------------------------------- */
 
@@ -619,10 +628,9 @@ static void emit_token(struct pd_session *s, struct pd_token_rec *r, bool with_r
         ev.rows = s->cap_ready ? pd_capture_copy_rows(&s->cap) : NULL;
     }
     if (s->n_decode > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-        ev.tok_per_s = s->n_decode / (now - s->t_decode0 + 1e-9);
+        /* decode speed over the time spent generating: pauses do not count */
+        double gen = now_s() - s->t_decode0 - s->paused_s;
+        ev.tok_per_s = s->n_decode / (gen > 1e-9 ? gen : 1e-9);
     }
     push_event(s, &ev);
 }
@@ -950,16 +958,16 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
     return PD_OK;
 }
 
-static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget)
+static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget, bool close)
 {
-    pd_modes_set(&s->modes, m, budget);
+    pd_modes_set(&s->modes, m, budget, close);
     char msg[96];
     if (m == PD_MODE_SHORT) {
         snprintf(msg, sizeof msg, "short:%u", s->modes.think_budget);
     } else if (m == PD_MODE_LONG) {
         snprintf(msg, sizeof msg, budget ? "long:%u" : "long", budget);
     } else {
-        snprintf(msg, sizeof msg, "none");
+        snprintf(msg, sizeof msg, close ? "none" : "none (thinking goes on; a ends it)");
     }
     push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
 }
@@ -976,12 +984,15 @@ static bool drain_commands(struct pd_session *s)
         case PD_CMD_PAUSE:
             if (!s->paused) {
                 s->paused = true;
+                s->paused_at = now_s();
                 push_simple(s, PD_EV_PAUSED, s->ctx->n_past, s->ctx->n_past, NULL);
             }
             break;
         case PD_CMD_RESUME:
             if (s->paused) {
                 s->paused = false;
+                s->paused_s += now_s() - s->paused_at;
+                s->paused_at = 0;
                 push_simple(s, PD_EV_RESUMED, s->ctx->n_past, s->ctx->n_past, NULL);
             }
             break;
@@ -996,7 +1007,7 @@ static bool drain_commands(struct pd_session *s)
             answer_now(s, c.text);
             break;
         case PD_CMD_SET_MODE:
-            set_mode(s, c.mode, c.budget);
+            set_mode(s, c.mode, c.budget, c.close_thinking);
             break;
         case PD_CMD_SET_BUDGET:
             if (!s->policy) {
@@ -1064,9 +1075,8 @@ static void *worker_main(void *arg)
     pd_err_clear(&err);
     const char *finish = "length";
     enum pd_status st = prefill(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, true, &err);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    s->t_decode0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    s->t_decode0 = now_s();
+    s->paused_s = 0;
     while (!st) {
         if (!drain_commands(s)) {
             finish = "stopped";
@@ -1191,7 +1201,8 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     s->min_evicted_pos = INT64_MAX;
     s->modes = pd_modes_state_init(p.mode, 0, 0, 0);
-    pd_modes_set(&s->modes, p.mode, p.mode == PD_MODE_SHORT ? p.think_budget : p.min_think);
+    pd_modes_set(&s->modes, p.mode, p.mode == PD_MODE_SHORT ? p.think_budget : p.min_think,
+                 true);
     s->texts = pd_modes_texts(p.chat.family);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);

@@ -138,6 +138,8 @@ struct pd_cmd {
     enum pd_think_mode mode;
     uint32_t budget;
     bool reencode;
+    bool close_thinking;         /* PD_CMD_SET_MODE to none: end an open thinking span (an
+                                  * explicit choice; cycling through none does not) */
     struct pd_kv_policy *policy; /* PD_CMD_SET_POLICY: ownership passes to the session when
                                   * pd_session_send returns PD_OK */
     char text[1024];

@@ -499,6 +499,38 @@ static void test_pause_resume_stop(void **state)
     free(r);
 }
 
+/* The decode speed counts the time spent generating, not the time paused: after a pause
+ * far longer than the generation so far, tok/s stays where it was. */
+static void test_tok_per_s_ignores_pauses(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 0, 2, 8);
+    start(s, "the time");
+    struct pd_event ev;
+    double before = 0;
+    while (count_generated(r) < 30) {
+        wait_for(s, r, PD_EV_TOKEN, &ev);
+        before = ev.tok_per_s;
+        pd_event_free(&ev);
+    }
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    struct timespec d = {1, 0};
+    nanosleep(&d, NULL); /* paused for 1 s: several times the 30 tokens' time */
+    send(s, cmd(PD_CMD_RESUME));
+    wait_for(s, r, PD_EV_RESUMED, NULL);
+    wait_for(s, r, PD_EV_TOKEN, &ev);
+    double after = ev.tok_per_s;
+    pd_event_free(&ev);
+    printf("tok/s %.1f before the pause, %.1f after it\n", before, after);
+    assert_true(before > 0 && after > 0.5 * before);
+    send(s, cmd(PD_CMD_STOP));
+    wait_for(s, r, PD_EV_FINISHED, NULL);
+    pd_session_close(&s);
+    free(r);
+}
+
 static void expect_injected(const struct run *r, size_t from, const char *text)
 {
     int32_t *ids = NULL;
@@ -930,6 +962,7 @@ static void mode_switch(struct pd_model *m, struct pd_tok *t, const struct pd_ch
     struct pd_cmd c = cmd(PD_CMD_SET_MODE);
     c.mode = to;
     c.budget = param;
+    c.close_thinking = true;
     send(s, c);
     trail_until(s, tr, PD_EV_MODE);
     assert_string_equal(tr->modes[tr->n_modes - 1], want_mode);
@@ -1432,6 +1465,7 @@ int main(void)
         cmocka_unit_test(test_shadow_keeps_output),
         cmocka_unit_test(test_shadow_top1),
         cmocka_unit_test(test_pause_resume_stop),
+        cmocka_unit_test(test_tok_per_s_ignores_pauses),
         cmocka_unit_test(test_inject_and_answer_now),
         cmocka_unit_test(test_branch),
         cmocka_unit_test(test_prune_cache),

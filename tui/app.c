@@ -929,8 +929,17 @@ void pd_app_seek(struct pd_app *a, size_t n)
     pd_app_set_visible(a, n);
 }
 
+#define MODE_SETTLE_S 0.6 /* m presses closer than this count as one choice */
+
 void pd_app_tick(struct pd_app *a, double dt_s)
 {
+    if (dt_s > 0) {
+        a->clock += dt_s;
+    }
+    if (a->kind == PD_APP_LIVE && a->mode_pending && !a->paused && !a->pause_pending &&
+        !a->finished && a->clock - a->mode_chosen_at >= MODE_SETTLE_S) {
+        pd_app_send_mode(a, false);
+    }
     if (a->kind != PD_APP_REPLAY || !a->playing || dt_s <= 0) {
         return;
     }

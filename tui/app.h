@@ -218,8 +218,12 @@ struct pd_app {
     /* ---- run status ---- */
     char model[96];
     char backend[16];
-    enum pd_think_mode mode;
+    enum pd_think_mode mode;     /* as shown; the session has it once mode_pending clears */
     uint32_t short_budget;       /* budget used when cycling to short */
+    bool mode_pending;           /* m chose a mode the session has not been told yet: it
+                                  * goes when the keys settle (MODE_SETTLE_S) or on resume */
+    double mode_chosen_at;       /* clock of the last m */
+    double clock;                /* seconds, advanced by pd_app_tick */
     double tok_per_s;
     bool paused;
     bool pause_pending;          /* sent, not yet confirmed by the session */

@@ -35,6 +35,9 @@ static void act_pause(struct pd_app *a)
         return;
     }
     bool want_pause = !(a->paused || a->pause_pending);
+    if (!want_pause && a->mode_pending) {
+        pd_app_send_mode(a, false); /* the mode chosen while paused, before the first token */
+    }
     struct pd_cmd *c = pd_app_fx_cmd(a, want_pause ? PD_CMD_PAUSE : PD_CMD_RESUME);
     if (c) {
         a->pause_pending = want_pause;
@@ -53,18 +56,32 @@ static void act_answer_now(struct pd_app *a)
     }
 }
 
+/* m: long -> short -> none -> long. Only the final choice reaches the session: while
+ * paused it goes on resume, while running once the keys settle (pd_app_tick); passing
+ * through none never ends thinking (a or :mode none does). */
 static void act_mode_cycle(struct pd_app *a)
 {
     if (!pd_app_session_live(a)) {
         return;
     }
-    enum pd_think_mode next = (enum pd_think_mode)((a->mode + 1) % PD_MODE_COUNT);
+    a->mode = (enum pd_think_mode)((a->mode + 1) % PD_MODE_COUNT);
+    a->mode_pending = true;
+    a->mode_chosen_at = a->clock;
+    char m[32];
+    pd_app_mode_text(a, m, sizeof m);
+    pd_app_msg(a, false, "mode %s %s%s", m, a->paused ? "(applies on resume)" : "(applies now)",
+               a->mode == PD_MODE_NONE ? "; thinking goes on until a or :mode none" : "");
+    a->dirty |= PD_DIRTY_STATUS;
+}
+
+void pd_app_send_mode(struct pd_app *a, bool close_thinking)
+{
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_SET_MODE);
     if (c) {
-        c->mode = next;
-        c->budget = next == PD_MODE_SHORT ? a->short_budget : 0;
-        a->mode = next;
-        a->dirty |= PD_DIRTY_STATUS;
+        c->mode = a->mode;
+        c->budget = a->mode == PD_MODE_SHORT ? a->short_budget : 0;
+        c->close_thinking = close_thinking;
+        a->mode_pending = false;
     }
 }
 

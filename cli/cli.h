@@ -4,7 +4,9 @@
  * Each subcommand is `int pd_cli_<name>(int argc, char **argv)` taking argv after the
  * subcommand name (argv[0] is the subcommand) and returning the process exit status:
  * 0 ok, 1 runtime failure (bad file, model error), 2 usage error. Errors are printed
- * once, to stderr, as "ponder: <message>". Machine output (--json) goes to stdout. */
+ * once, to stderr, as "ponder: <message>" (usage errors: "ponder <command>: <message>").
+ * Machine output (--json) goes to stdout. A "--help" or "-h" anywhere among the arguments
+ * is moved to argv[1] by main.c, so each command only looks for it first. */
 #ifndef PD_CLI_H
 #define PD_CLI_H
 
@@ -58,8 +60,14 @@ void pd_cli_put(const char *s, size_t n, bool json);
 
 /* Prints "ponder: <err message>" to stderr (through the terminal filter). */
 void pd_cli_print_err(const struct pd_err *err);
-/* Prints "ponder: <fmt...>" to stderr and returns `code`. */
+/* Prints "ponder: <fmt...>" to stderr and returns `code`. A usage error (code 2) while a
+ * subcommand runs reads "ponder <command>: <fmt...>" instead (a message that already
+ * starts with "<command>: " loses that part), so every usage error names its command.
+ * Only the first usage error of a process is printed (the command stops there). */
 int pd_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Names the running subcommand for pd_cli_fail's usage errors (main.c, before dispatch;
+ * name borrowed for the process's life, NULL for none). */
+void pd_cli_set_command(const char *name);
 
 /* Option parsing helpers for "--name value" / "--name=value" / "-x value". */
 struct pd_argv {
@@ -78,6 +86,22 @@ bool pd_arg_match(struct pd_argv *a, const char *lname, const char *sname, const
 bool pd_arg_long(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
                  long long *out);
 bool pd_arg_double(const char *cmd, const char *opt, const char *s, double *out);
+
+/* Checks an option value before anything is loaded, so a typo is a usage error (exit 2)
+ * rather than a failure after the model loaded: a KV policy spec (--kv), a thinking mode
+ * (--mode), a chat family (--chat / --template; opt names the option). Print the error as
+ * "ponder <cmd>: <opt>: why" and return false when the value is bad. */
+bool pd_cli_check_kv(const char *cmd, const char *spec);
+bool pd_cli_check_mode(const char *cmd, const char *spec);
+bool pd_cli_check_chat(const char *cmd, const char *opt, const char *name);
+
+/* The longest prompt -f FILE may hold. */
+#define PD_CLI_PROMPT_MAX ((size_t)1 << 20)
+
+/* Reads a prompt file (-f FILE): at most PD_CLI_PROMPT_MAX bytes of UTF-8 text without
+ * NUL. Returns an owned NUL-terminated copy (free()), or NULL after printing the error
+ * naming the file (a runtime error: exit 1). */
+char *pd_cli_read_prompt(const char *path);
 
 /* A progress line on stderr, drawn only when stderr is a terminal:
  * "label [#####.....]  45%  450/1000", at most ~10 times a second and always at the end. */

@@ -614,6 +614,9 @@ static int parse_common(struct pd_argv *a, struct common_opts *o)
     } else if (pd_arg_match(a, "--model", "-m", &v, &bad)) {
         o->mo.path = v;
     } else if (pd_arg_match(a, "--chat", NULL, &v, &bad)) {
+        if (!bad && !pd_cli_check_chat(a->cmd, "--chat", v)) {
+            return -1;
+        }
         o->mo.chat = v;
     } else if (pd_arg_match(a, "--threads", "-t", &v, &bad)) {
         if (!bad && !pd_arg_long(a->cmd, "--threads", v, 1, 1024, &n)) {

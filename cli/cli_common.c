@@ -10,8 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat.h"
+#include "modes.h"
+#include "policies.h"
 #include "store.h"
 #include "termsafe.h"
+#include "utf8.h"
 
 void pd_cli_put(const char *s, size_t n, bool json)
 {
@@ -35,6 +39,17 @@ void pd_cli_print_err(const struct pd_err *err)
     fputc('\n', stderr);
 }
 
+/* The subcommand being run, for the prefix of usage errors (main.c sets it), and whether
+ * a usage error was printed: a command stops at its first one, so a second message about
+ * the same mistake (a parser's, then its caller's range) is dropped. */
+static const char *cli_command;
+static bool cli_usage_printed;
+
+void pd_cli_set_command(const char *name)
+{
+    cli_command = name;
+}
+
 int pd_cli_fail(int code, const char *fmt, ...)
 {
     char msg[2048];
@@ -42,8 +57,22 @@ int pd_cli_fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputs("ponder: ", stderr);
-    pd_termsafe_write(stderr, msg, strlen(msg), 0);
+    const char *m = msg;
+    if (code == 2 && cli_usage_printed) {
+        return code;
+    }
+    cli_usage_printed |= code == 2;
+    if (code == 2 && cli_command) {
+        /* "ponder score: --kv: ...": messages written as "score: why" read the same */
+        size_t n = strlen(cli_command);
+        if (strncmp(m, cli_command, n) == 0 && m[n] == ':' && m[n + 1] == ' ') {
+            m += n + 2;
+        }
+        fprintf(stderr, "ponder %s: ", cli_command);
+    } else {
+        fputs("ponder: ", stderr);
+    }
+    pd_termsafe_write(stderr, m, strlen(m), 0);
     fputc('\n', stderr);
     return code;
 }
@@ -120,6 +149,73 @@ bool pd_arg_double(const char *cmd, const char *opt, const char *s, double *out)
     }
     *out = v;
     return true;
+}
+
+bool pd_cli_check_kv(const char *cmd, const char *spec)
+{
+    struct pd_policy_spec ps;
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_policy_parse(spec, &ps, &err) != PD_OK) {
+        pd_cli_fail(2, "%s: --kv: %s", cmd, err.msg);
+        return false;
+    }
+    return true;
+}
+
+bool pd_cli_check_mode(const char *cmd, const char *spec)
+{
+    enum pd_think_mode m;
+    uint32_t budget;
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_think_mode_parse(spec, &m, &budget, &err) != PD_OK) {
+        pd_cli_fail(2, "%s: --mode: %s", cmd, err.msg);
+        return false;
+    }
+    return true;
+}
+
+bool pd_cli_check_chat(const char *cmd, const char *opt, const char *name)
+{
+    enum pd_chat_family f;
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_chat_family_parse(name, &f, &err) != PD_OK) {
+        pd_cli_fail(2, "%s: %s: %s", cmd, opt, err.msg);
+        return false;
+    }
+    return true;
+}
+
+char *pd_cli_read_prompt(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        pd_cli_fail(1, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(PD_CLI_PROMPT_MAX + 1);
+    size_t n = buf ? fread(buf, 1, PD_CLI_PROMPT_MAX + 1, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        pd_cli_fail(1, "%s: cannot read", path);
+        return NULL;
+    }
+    if (n > PD_CLI_PROMPT_MAX) {
+        free(buf);
+        pd_cli_fail(1, "%s: prompt longer than 1 MiB", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (memchr(buf, '\0', n) || !pd_utf8_valid(buf, n)) {
+        free(buf);
+        pd_cli_fail(1, "%s: the prompt is not UTF-8 text", path);
+        return NULL;
+    }
+    return buf;
 }
 
 const char *pd_cli_models_dir(void)

@@ -25,6 +25,10 @@
 #include "chat.h"
 #include "cpu.h"
 #include "cli.h"
+#include "cli_record.h"
+#include "model_id.h"
+#include "store.h"
+#include "utf8.h"
 #include "policies.h"
 #include "steps_live.h"
 #include "session.h"
@@ -687,18 +691,28 @@ static void append_rows(struct pd_buf *b, const struct pd_attn_rows *rows)
     pd_buf_puts(b, "]");
 }
 
+static int generate_run(const struct model_opts *opts, const struct gen_opts *gp,
+                        const char *db, bool record);
+
 int pd_cli_generate(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw | --template NAME]\n"
+        "usage: ponder generate -m MODEL (-p PROMPT | -f FILE) [-n N] [--raw | --chat NAME]\n"
         "                       [--system TEXT] [--greedy | --temp T [--top-k K] [--top-p P]\n"
         "                       [--min-p P] [--seed S]] [--topk K] [--mode M]\n"
         "                       [--kv POLICY[:BUDGET][,shadow]] [--capture off|summary|full[:L,..]]\n"
-        "                       [--json]\n"
+        "                       [--db F | --no-record] [--json]\n"
+        "       ponder generate -m MODEL --in PROMPTS.jsonl [--samples K] ... (see --in --help)\n"
+        "  -p, --prompt TEXT  the user message;  -f, --file FILE  read it from FILE (UTF-8)\n"
+        "  --chat NAME        chat template (raw, chatml, qwen3, deepseek-r1, llama3; default\n"
+        "                     from the model; --template NAME is the same)\n"
         "  --mode M           long[:MIN_THINK] | short[:BUDGET] | none\n"
         "  --kv SPEC          KV retention policy (docs/kv-policies.md), e.g. window:64,\n"
         "                     h2o:0.5,shadow\n"
-        "  --capture full:L,..  also print every head's attention row of the chosen layers\n";
+        "  --capture full:L,..  also print every head's attention row of the chosen layers\n"
+        "  --db F             record the session into F (default: the user database,\n"
+        "                     $XDG_DATA_HOME/ponder/ponder.db), as 'ponder run' does\n"
+        "  --no-record        do not record\n";
     if (pd_cli_generate_in_wanted(argc, argv)) {
         return pd_cli_generate_in(argc, argv); /* samples per prompt of a file */
     }
@@ -709,10 +723,10 @@ int pd_cli_generate(int argc, char **argv)
     model_opts_init(&o);
     struct gen_opts g = {NULL, NULL, NULL, NULL, 128, 5, false, PD_CAPTURE_LEVEL_SUMMARY, 0,
                          PD_MODE_LONG, 0, pd_sampler_default_params()};
-    const char *v = NULL;
+    const char *v = NULL, *file = NULL, *db = NULL;
     long long ll;
     double d;
-    bool bad = false;
+    bool bad = false, no_record = false;
     struct pd_err err;
     pd_err_clear(&err);
     struct pd_argv a = {argc, argv, 1, "generate"};
@@ -725,9 +739,20 @@ int pd_cli_generate(int argc, char **argv)
             continue;
         }
         if (pd_arg_match(&a, "--prompt", "-p", &g.prompt, &bad) ||
+            pd_arg_match(&a, "--file", "-f", &file, &bad) ||
             pd_arg_match(&a, "--system", NULL, &g.system, &bad) ||
-            pd_arg_match(&a, "--kv", NULL, &g.kv, &bad) ||
-            pd_arg_match(&a, "--template", NULL, &g.template_name, &bad)) {
+            pd_arg_match(&a, "--db", NULL, &db, &bad)) {
+        } else if (pd_arg_match(&a, "--kv", NULL, &g.kv, &bad)) {
+            if (!bad && !pd_cli_check_kv("generate", g.kv)) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--chat", NULL, &g.template_name, &bad) ||
+                   pd_arg_match(&a, "--template", NULL, &g.template_name, &bad)) {
+            if (!bad && !pd_cli_check_chat("generate", "--chat", g.template_name)) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--no-record", NULL, NULL, &bad)) {
+            no_record = true;
         } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
             if (!bad && !pd_arg_long("generate", "-n", v, 0, 1 << 22, &g.n_gen)) {
                 return 2;
@@ -782,13 +807,94 @@ int pd_cli_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.model || !g.prompt) {
-        return pd_cli_fail(2, "generate: -m MODEL and -p PROMPT are required");
+    if (!o.model || !g.prompt == !file) {
+        return pd_cli_fail(2, "generate: -m MODEL and exactly one of -p PROMPT or -f FILE are "
+                              "required");
+    }
+    if (g.raw && g.template_name) {
+        return pd_cli_fail(2, "generate: --raw and --chat exclude each other");
+    }
+    if (db && no_record) {
+        return pd_cli_fail(2, "generate: --db and --no-record exclude each other");
+    }
+    if (g.prompt && !pd_utf8_valid(g.prompt, strlen(g.prompt))) {
+        return pd_cli_fail(2, "generate: -p: the prompt is not UTF-8 text");
+    }
+    char *file_text = NULL;
+    if (file && !(file_text = pd_cli_read_prompt(file))) {
+        return 1;
+    }
+    if (file_text) {
+        g.prompt = file_text;
+    }
+    int rc = generate_run(&o, &g, no_record ? NULL : db, !no_record);
+    free(file_text);
+    return rc;
+}
+
+/* Creates generate's session row (model, settings, conversation; source "generate") and
+ * its recorder. */
+static enum pd_status generate_record_open(struct pd_store *st, const struct model_opts *o,
+                                           const struct gen_opts *g,
+                                           const struct pd_session_params *sp,
+                                           const struct loaded *l, struct pd_cli_rec **rec,
+                                           struct pd_err *err)
+{
+    int64_t model_id = 0;
+    enum pd_status rc = pd_cli_model_put_tok(st, l->lm.model, l->lm.tok, o->model, &model_id,
+                                             err);
+    if (rc != PD_OK) {
+        return rc;
+    }
+    char mode_text[32], policy_text[128];
+    if (sp->mode == PD_MODE_SHORT) {
+        snprintf(mode_text, sizeof mode_text, "short:%u", sp->think_budget);
+    } else if (sp->mode == PD_MODE_LONG && sp->min_think) {
+        snprintf(mode_text, sizeof mode_text, "long:%u", sp->min_think);
+    } else {
+        snprintf(mode_text, sizeof mode_text, "%s", pd_think_mode_name(sp->mode));
+    }
+    snprintf(policy_text, sizeof policy_text, "full");
+    struct pd_policy_spec ps;
+    if (g->kv && (pd_policy_parse(g->kv, &ps, err) != PD_OK ||
+                  pd_policy_format(&ps, policy_text, sizeof policy_text, err) != PD_OK)) {
+        return err->status;
+    }
+    struct pd_run_settings rs = {.temperature = sp->sampling.temperature,
+                                 .top_p = sp->sampling.top_p, .top_k = sp->sampling.top_k,
+                                 .min_p = sp->sampling.min_p, .seed = sp->sampling.seed,
+                                 .mode = mode_text, .kv_policy = policy_text,
+                                 .chat_template = (char *)pd_chat_family_name(sp->chat.family)};
+    struct pd_message msgs[2];
+    size_t n = 0;
+    if (g->system) {
+        msgs[n++] = (struct pd_message){PD_STORE_MSG_SYSTEM, (char *)g->system};
+    }
+    msgs[n++] = (struct pd_message){PD_STORE_MSG_USER, (char *)g->prompt};
+    struct pd_session_new sn = {.model_id = model_id, .settings = &rs, .messages = msgs,
+                                .n_messages = n, .source = "generate"};
+    return pd_cli_rec_open(st, &sn, rec, err);
+}
+
+/* Runs the session of generate (options parsed), recording it into db (NULL: the default
+ * database) when record. */
+static int generate_run(const struct model_opts *opts, const struct gen_opts *gp,
+                        const char *db, bool record)
+{
+    struct model_opts o = *opts;
+    struct gen_opts g = *gp;
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store *st = NULL;
+    if (record && !(st = pd_cli_open_db(db, PD_CLI_DB_CREATE))) {
+        return 1;
     }
     struct loaded l;
     if (!load(&o, false, &l)) {
+        pd_store_close(&st);
         return 1;
     }
+    struct pd_cli_rec *rec = NULL;
     struct pd_session_params sp = pd_session_default_params();
     sp.ctx.n_threads = o.n_threads;
     sp.ctx.kv_type = o.kv_type;
@@ -814,7 +920,7 @@ int pd_cli_generate(int argc, char **argv)
     } else if (g.template_name) {
         enum pd_chat_family f;
         if (pd_chat_family_parse(g.template_name, &f, &err)) {
-            rc = pd_cli_fail(2, "generate: --template: %s", err.msg);
+            rc = pd_cli_fail(2, "generate: --chat: %s", err.msg);
             goto done;
         }
         pd_chat_format_default(f, &sp.chat);
@@ -836,6 +942,7 @@ int pd_cli_generate(int argc, char **argv)
         sp.steps = pd_steps_live_iface(steps);
     }
     if (pd_session_open(l.lm.model, l.lm.tok, &sp, &sess, &err) ||
+        (st && generate_record_open(st, &o, &g, &sp, &l, &rec, &err)) ||
         pd_session_start(sess, g.system, g.prompt, &err)) {
         pd_cli_print_err(&err);
         rc = 1;
@@ -844,12 +951,18 @@ int pd_cli_generate(int argc, char **argv)
     long long n_prompt = 0, n_gen = 0, n_evict = 0;
     double tps = 0;
     const char *finish = "?";
+    bool rec_ok = true;
     struct pd_event ev;
     for (;;) {
         if (!pd_session_wait(sess, &ev, 1000)) {
             continue;
         }
         bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        if (rec && rec_ok && pd_cli_rec_push(rec, &ev, &err) != PD_OK) {
+            pd_cli_print_err(&err); /* the generation goes on; the recording stops */
+            rec_ok = false;
+            rc = 1;
+        }
         if (ev.kind == PD_EV_TOKEN) {
             const struct pd_token_rec *r = &ev.tok;
             if (r->role == PD_ROLE_PROMPT) {
@@ -893,10 +1006,7 @@ int pd_cli_generate(int argc, char **argv)
             pd_cli_fail(1, "generate: %s", ev.text);
             rc = 1;
         } else if (ev.kind == PD_EV_FINISHED) {
-            finish = strcmp(ev.text, "eog") == 0 ? "eog"
-                     : strcmp(ev.text, "length") == 0 ? "length"
-                     : strcmp(ev.text, "context") == 0 ? "context"
-                                                      : "stopped";
+            finish = pd_cli_stop_name(ev.text);
         }
         pd_event_free(&ev);
         put_buf(&out, o.json);
@@ -905,17 +1015,34 @@ int pd_cli_generate(int argc, char **argv)
             break;
         }
     }
+    int64_t sid = rec ? pd_cli_rec_session(rec) : 0;
+    if (rec) {
+        bool normal = strcmp(finish, "eog") == 0 || strcmp(finish, "length") == 0;
+        if (pd_cli_rec_close(&rec, normal && rec_ok && rc == 0, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+    }
     if (o.json) {
         pd_buf_printf(&out,
                       "{\"summary\":{\"n_prompt\":%lld,\"n_gen\":%lld,\"stop\":\"%s\","
-                      "\"decode_tok_s\":%.1f,\"evictions\":%lld}}\n",
+                      "\"decode_tok_s\":%.1f,\"evictions\":%lld,\"session\":",
                       n_prompt, n_gen, finish, tps, n_evict);
+        pd_buf_printf(&out, sid ? "%lld}}\n" : "null}}\n", (long long)sid);
     } else {
         pd_tok_stream_flush(&ts, &out, &err);
         pd_buf_puts(&out, "\n");
     }
     put_buf(&out, o.json);
+    if (sid && !o.json) {
+        fprintf(stderr, "recorded session %lld in %s\n", (long long)sid, pd_store_path(st));
+    }
 done:
+    if (rec) {
+        struct pd_err e2;
+        pd_cli_rec_close(&rec, false, &e2); /* what was committed stays, unfinished */
+    }
+    pd_store_close(&st);
     pd_session_close(&sess);
     pd_steps_live_close(&steps);
     pd_tok_stream_deinit(&ts);

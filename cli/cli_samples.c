@@ -25,21 +25,18 @@
 #include "mem.h"
 #include "chat.h"
 #include "cli.h"
+#include "cli_record.h"
 #include "lm.h"
-#include "metrics.h"
 #include "model_id.h"
 #include "modes.h"
 #include "session.h"
-#include "steps.h"
 #include "store.h"
 #include "store_jsonl.h"
-#include "store_replay.h"
-#include "store_writer.h"
 
 #define SAMPLES_MAX 1000
 
 struct samples_opts {
-    const char *model, *in, *db, *mode;
+    const char *model, *in, *db, *mode, *chat;
     long long k, n_gen, threads, n_ctx;
     struct pd_sampler_params sp;
     bool json;
@@ -58,7 +55,7 @@ bool pd_cli_generate_in_wanted(int argc, char **argv)
 static const char usage[] =
     "usage: ponder generate -m MODEL --in FILE [--samples K] [-n N] [--temp T]\n"
     "                       [--top-k K] [--top-p P] [--min-p P] [--seed S] [--mode M]\n"
-    "                       [-t N] [-c N] [--db F] [--json]\n"
+    "                       [--chat NAME] [-t N] [-c N] [--db F] [--json]\n"
     "\n"
     "Generates K samples for every prompt of FILE (JSONL as 'ponder import' reads it,\n"
     "[system] user; reference answers from answer/solution/gold) and records each as a\n"
@@ -66,6 +63,7 @@ static const char usage[] =
     "\n"
     "  --samples K   samples per prompt (default 1, at most 1000; K > 1 needs --temp > 0)\n"
     "  -n N          tokens per sample (default 256; 0 = until end of generation)\n"
+    "  --chat NAME   chat template (default: from the model)\n"
     "  --db F        database the samples go to (default $XDG_DATA_HOME/ponder/ponder.db)\n"
     "  --json        one JSON object per sample\n";
 
@@ -88,9 +86,13 @@ static int parse(int argc, char **argv, struct samples_opts *o, bool *help)
         }
         if (pd_arg_match(&a, "--model", "-m", &o->model, &bad) ||
             pd_arg_match(&a, "--in", NULL, &o->in, &bad) ||
-            pd_arg_match(&a, "--db", NULL, &o->db, &bad) ||
-            pd_arg_match(&a, "--mode", NULL, &o->mode, &bad)) {
+            pd_arg_match(&a, "--db", NULL, &o->db, &bad)) {
             continue;
+        } else if (pd_arg_match(&a, "--mode", NULL, &o->mode, &bad)) {
+            bad = bad || !pd_cli_check_mode("generate", o->mode);
+        } else if (pd_arg_match(&a, "--chat", NULL, &o->chat, &bad) ||
+                   pd_arg_match(&a, "--template", NULL, &o->chat, &bad)) {
+            bad = bad || !pd_cli_check_chat("generate", "--chat", o->chat);
         } else if (pd_arg_match(&a, "--samples", NULL, &v, &bad)) {
             bad = bad || !pd_arg_long("generate", "--samples", v, 1, SAMPLES_MAX, &o->k);
         } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
@@ -165,47 +167,6 @@ static void on_import_error(void *ud, const struct pd_err *e)
     pd_cli_print_err(e);
 }
 
-/* Segments a recorded sample's tokens and stores its steps with their metrics. */
-static enum pd_status store_steps(struct pd_store *st, int64_t sid, struct pd_err *err)
-{
-    struct pd_replay *r = NULL;
-    enum pd_status rc = pd_replay_open(st, sid, &r, err);
-    if (rc != PD_OK) {
-        return rc;
-    }
-    int64_t len = pd_replay_length(r);
-    struct pd_token_rec *t = pd_calloc(len > 0 ? (size_t)len : 1, sizeof *t);
-    size_t n = 0;
-    rc = t ? PD_OK : pd_err_set(err, PD_ENOMEM, "out of memory");
-    while (rc == PD_OK && n < (size_t)len) {
-        size_t got = 0;
-        rc = pd_replay_read(r, t + n, (size_t)len - n, &got, err);
-        n += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    pd_replay_close(&r);
-    struct pd_steps_list l;
-    pd_steps_list_init(&l);
-    struct pd_steps_params sp = pd_steps_default_params();
-    if (rc == PD_OK) {
-        rc = pd_steps_segment(t, n, &sp, &l, err);
-    }
-    if (rc == PD_OK) {
-        rc = pd_metrics_steps(t, n, l.items, l.n, NULL, err);
-    }
-    if (rc == PD_OK) {
-        rc = pd_store_steps_replace(st, sid, l.items, l.n, err);
-    }
-    pd_steps_list_deinit(&l);
-    for (size_t i = 0; i < n; i++) {
-        pd_token_rec_free(&t[i]);
-    }
-    free(t);
-    return rc;
-}
-
 /* The reference answer of prompt session id: its own, or else its completion when that has
  * no thinking (the record's answer field was taken as the completion). *out owned. */
 static enum pd_status prompt_reference(struct pd_store *pst,
@@ -268,14 +229,12 @@ static enum pd_status sample(const struct samples_opts *o, const struct pd_lm *l
                                 .n_messages = n_msgs, .source = source,
                                 .reference = reference};
     struct pd_session *sess = NULL;
-    struct pd_store_writer *w = NULL;
+    struct pd_cli_rec *rec = NULL;
     if (rc == PD_OK) {
-        rc = pd_store_session_create(st, &sn, sid, err);
+        rc = pd_cli_rec_open(st, &sn, &rec, err);
     }
     if (rc == PD_OK) {
-        rc = pd_store_writer_open(st, *sid, NULL, &w, err);
-    }
-    if (rc == PD_OK) {
+        *sid = pd_cli_rec_session(rec);
         rc = pd_session_open(lm->model, lm->tok, &sp, &sess, err);
     }
     if (rc == PD_OK) {
@@ -291,16 +250,12 @@ static enum pd_status sample(const struct samples_opts *o, const struct pd_lm *l
         }
         if (ev.kind == PD_EV_TOKEN) {
             (*n_tok)++;
-            rc = pd_store_writer_push_token(w, &ev.tok, err);
-        } else if (ev.kind == PD_EV_EVICT) {
-            rc = pd_store_writer_push_kv(w, &ev.kv, err);
-        } else if (ev.kind == PD_EV_ERROR) {
+        }
+        rc = pd_cli_rec_push(rec, &ev, err);
+        if (ev.kind == PD_EV_ERROR) {
             rc = pd_err_set(err, PD_EINVAL, "generation failed: %s", ev.text);
         } else if (ev.kind == PD_EV_FINISHED) {
-            snprintf(stop, 16, "%s", strcmp(ev.text, "eog") == 0       ? "eog"
-                                     : strcmp(ev.text, "length") == 0  ? "length"
-                                     : strcmp(ev.text, "context") == 0 ? "context"
-                                                                       : "stopped");
+            snprintf(stop, 16, "%s", pd_cli_stop_name(ev.text));
             done = true;
         }
         done = done || rc != PD_OK;
@@ -309,12 +264,10 @@ static enum pd_status sample(const struct samples_opts *o, const struct pd_lm *l
     pd_session_close(&sess);
     bool finished = rc == PD_OK && (strcmp(stop, "eog") == 0 || strcmp(stop, "length") == 0);
     struct pd_err e2;
-    if (w && pd_store_writer_close(&w, finished, &e2) != PD_OK && rc == PD_OK) {
+    pd_err_clear(&e2);
+    if (pd_cli_rec_close(&rec, finished, &e2) != PD_OK && rc == PD_OK) {
         rc = e2.status;
         *err = e2;
-    }
-    if (rc == PD_OK) {
-        rc = store_steps(st, *sid, err);
     }
     return rc;
 }
@@ -367,8 +320,10 @@ int pd_cli_generate_in(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (pd_lm_open(o.model, PD_CHAT_FAMILY_COUNT, &lm, &err) != PD_OK ||
-        pd_cli_model_put(st, lm.model, o.model, &model_id, &err) != PD_OK) {
+    enum pd_chat_family family = PD_CHAT_FAMILY_COUNT; /* detect */
+    if ((o.chat && pd_chat_family_parse(o.chat, &family, &err) != PD_OK) ||
+        pd_lm_open(o.model, family, &lm, &err) != PD_OK ||
+        pd_cli_model_put_tok(st, lm.model, lm.tok, o.model, &model_id, &err) != PD_OK) {
         pd_cli_print_err(&err);
         rc = 1;
         goto out;

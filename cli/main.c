@@ -33,6 +33,22 @@ static void usage(FILE *f)
             "Run 'ponder <command> --help' for a command's options.\n");
 }
 
+/* A --help (or -h) anywhere after the command moves to the front as --help, so that every command
+ * prints its usage and exits 0 even after an option that takes a value ("score --in
+ * --help") or a bad one ("generate --kv bogus --help"); the other arguments keep their
+ * order, so modes chosen by an option (score --in, generate --in) still pick their usage. */
+static void help_first(int argc, char **argv)
+{
+    static char help[] = "--help"; /* -h reads as --help: every command knows that one */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            memmove(argv + 2, argv + 1, (size_t)(i - 1) * sizeof *argv);
+            argv[1] = help;
+            return;
+        }
+    }
+}
+
 /* SIGINT/SIGTERM during a headless command: remove the temporary files of outputs being
  * written (an export, a plot), then end as the signal would (the workbench installs its
  * own handling when it starts). */
@@ -86,6 +102,8 @@ int main(int argc, char **argv)
     }
     for (const struct pd_subcmd *c = pd_subcmds; c->name; c++) {
         if (strcmp(argv[i], c->name) == 0) {
+            pd_cli_set_command(c->name);
+            help_first(argc - i, argv + i);
             return c->run(argc - i, argv + i);
         }
     }

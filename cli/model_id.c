@@ -8,6 +8,14 @@
 enum pd_status pd_cli_model_put(struct pd_store *st, const struct pd_model *m,
                                 const char *path, int64_t *id, struct pd_err *err)
 {
+    return pd_cli_model_put_tok(st, m, NULL, path, id, err);
+}
+
+enum pd_status pd_cli_model_put_tok(struct pd_store *st, const struct pd_model *m,
+                                    const struct pd_tok *tok, const char *path, int64_t *id,
+                                    struct pd_err *err)
+{
+    (void)tok;
     const struct pd_gguf *g = m->gguf;
     char sha[65];
     pd_sha256_hex(g->base, (size_t)g->data_offset, sha);

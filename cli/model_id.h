@@ -17,4 +17,11 @@
 enum pd_status pd_cli_model_put(struct pd_store *st, const struct pd_model *m,
                                 const char *path, int64_t *id, struct pd_err *err);
 
+struct pd_tok;
+
+/* The same, given the model's tokenizer (borrowed; NULL: pd_cli_model_put). */
+enum pd_status pd_cli_model_put_tok(struct pd_store *st, const struct pd_model *m,
+                                    const struct pd_tok *tok, const char *path, int64_t *id,
+                                    struct pd_err *err);
+
 #endif

@@ -12,6 +12,7 @@ root=${PONDER_SOURCE_ROOT:?}
 models=${PONDER_TEST_MODELS:-$root/../shared/models}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export XDG_DATA_HOME=$tmp/xdg # generate records into the default database
 fails=0
 check() {
     local name=$1

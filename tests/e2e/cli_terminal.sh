@@ -9,6 +9,7 @@ ponder=${PONDER_BIN:?}
 mkmodel=${PONDER_MKMODEL:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export XDG_DATA_HOME=$tmp/xdg # generate records into the default database
 fails=0
 check() {
     local name=$1

@@ -25,6 +25,7 @@ fi
 SAMPLES="$ROOT/samples/datasets/questions.jsonl"
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/ponder-ds-XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
+export XDG_DATA_HOME=$DIR/xdg # generate records into the default database
 DB="$DIR/t.db"
 N_FAIL=0
 

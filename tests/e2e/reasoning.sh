@@ -16,6 +16,7 @@ if [ ! -r "$qdir/vocab.json" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export XDG_DATA_HOME=$tmp/xdg # generate records into the default database
 fails=0
 check() {
     local name=$1

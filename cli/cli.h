@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_progress.h"
 #include "status.h"
 
 struct pd_subcmd {
@@ -103,13 +104,11 @@ bool pd_cli_check_chat(const char *cmd, const char *opt, const char *name);
  * naming the file (a runtime error: exit 1). */
 char *pd_cli_read_prompt(const char *path);
 
-/* A progress line on stderr, drawn only when stderr is a terminal:
- * "label [#####.....]  45%  450/1000", at most ~10 times a second and always at the end. */
+/* The first progress interface, kept for callers not yet moved to cli_progress.h (which
+ * the bulk commands use: rate, ETA and a summary line): a progress line on stderr when it
+ * is a terminal (or PONDER_PROGRESS says so). */
 struct pd_cli_progress {
-    bool on;            /* stderr is a terminal */
-    bool drawn;         /* a bar is on screen */
-    const char *label;  /* borrowed */
-    double last;        /* monotonic seconds of the last draw */
+    struct pd_progress p;
 };
 
 void pd_cli_progress_init(struct pd_cli_progress *p, const char *label);

@@ -34,6 +34,7 @@
 #include "mem.h"
 #include "chat.h"
 #include "cli.h"
+#include "cli_progress.h"
 #include "metrics.h"
 #include "lm.h"
 #include "pairs.h"
@@ -91,14 +92,13 @@ static void tmp_db_remove(struct tmp_db *t)
 
 static void on_import_error(void *ud, const struct pd_err *e)
 {
-    struct pd_cli_progress *b = ud;
-    pd_cli_progress_clear(b);
+    pd_progress_clear(ud);
     pd_cli_print_err(e);
 }
 
 static void on_import_progress(void *ud, uint64_t done, uint64_t total)
 {
-    pd_cli_progress_draw(ud, done, total);
+    pd_progress_update(ud, done, total);
 }
 
 /* Imports file; appends the new session ids to *ids. Returns false on a file-level error
@@ -106,15 +106,15 @@ static void on_import_progress(void *ud, uint64_t done, uint64_t total)
 static bool import_file(struct pd_store *st, const char *file, int64_t **ids, size_t *n_ids,
                         uint64_t *n_bad)
 {
-    struct pd_cli_progress b;
-    pd_cli_progress_init(&b, file);
+    struct pd_progress b;
+    pd_progress_start(&b, file, NULL, 0);
     struct pd_import_params p = {.on_error = on_import_error, .on_progress = on_import_progress,
                                  .ud = &b};
     struct pd_import_result r;
     struct pd_err err;
     pd_err_clear(&err);
     enum pd_status s = pd_jsonl_import_file(st, file, &p, &r, &err);
-    pd_cli_progress_clear(&b);
+    pd_progress_clear(&b);
     if (s != PD_OK) {
         if (!(s == PD_EFORMAT && r.n_failed > 0)) {
             pd_cli_print_err(&err);
@@ -1037,12 +1037,13 @@ int pd_cli_analyze(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    struct pd_cli_progress bar;
-    pd_cli_progress_init(&bar, "analyze");
+    struct pd_progress bar;
+    pd_progress_start(&bar, "analyze", "traces", o.n_ids);
+    size_t n_failed = 0;
     struct pd_buf out;
     pd_buf_init(&out);
     for (size_t k = 0; k < o.n_ids; k++) {
-        pd_cli_progress_draw(&bar, k, o.n_ids);
+        pd_progress_update(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
@@ -1069,7 +1070,7 @@ int pd_cli_analyze(int argc, char **argv)
             s = fresh ? pd_store_steps_replace(st, t.id, steps, n_steps, &err)
                       : pd_store_steps_put(st, t.id, steps, n_steps, &err);
         }
-        pd_cli_progress_clear(&bar);
+        pd_progress_clear(&bar);
         if (s == PD_OK) {
             if (print_analysis(&t, steps, n_steps, sens, lp_full, o.json, &out)) {
                 pd_cli_put(out.data, out.len, o.json);
@@ -1082,12 +1083,15 @@ int pd_cli_analyze(int argc, char **argv)
             pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
             pd_cli_print_err(&err);
             rc = 1;
+            n_failed++;
         }
         free(sens);
         free(steps);
         trace_free(&t);
     }
-    pd_cli_progress_clear(&bar);
+    pd_progress_update(&bar, o.n_ids, o.n_ids);
+    pd_progress_summary(&bar, "%zu trace%s analyzed, %zu failed", o.n_ids - n_failed,
+                        o.n_ids - n_failed == 1 ? "" : "s", n_failed);
     pd_buf_deinit(&out);
 out:
     model_close(&mc);
@@ -1098,6 +1102,31 @@ out:
 }
 
 /* ---- prune ------------------------------------------------------------------------- */
+
+/* What prune --verify found over all traces, for the summary line. */
+struct verify_tally {
+    size_t n;           /* traces verified */
+    size_t n_changed;   /* their greedy answer changed */
+    size_t n_delta;     /* with a finite answer logprob delta */
+    double sum_delta;
+};
+
+static void verify_tally_text(const struct verify_tally *v, char *out, size_t n)
+{
+    if (v->n == 0) {
+        snprintf(out, n, "; nothing verified");
+        return;
+    }
+    int k = snprintf(out, n, "; greedy answer changed in %zu of %zu", v->n_changed, v->n);
+    if (k > 0 && (size_t)k < n) {
+        if (v->n_delta) {
+            snprintf(out + k, n - (size_t)k, ", mean answer logprob delta %+.4f nats",
+                     v->sum_delta / (double)v->n_delta);
+        } else {
+            snprintf(out + k, n - (size_t)k, ", mean answer logprob delta -");
+        }
+    }
+}
 
 static void prune_usage(FILE *f)
 {
@@ -1447,10 +1476,11 @@ int pd_cli_prune(int argc, char **argv)
         rc = pd_cli_fail(1, "prune: out of memory");
         goto finish;
     }
-    struct pd_cli_progress bar;
-    pd_cli_progress_init(&bar, "prune");
+    struct pd_progress bar;
+    pd_progress_start(&bar, "prune", "traces", o.n_ids);
+    struct verify_tally vt = {0};
     for (size_t k = 0; k < o.n_ids; k++) {
-        pd_cli_progress_draw(&bar, k, o.n_ids);
+        pd_progress_update(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
@@ -1501,7 +1531,15 @@ int pd_cli_prune(int argc, char **argv)
         if (s == PD_OK && verify_steps && !dry) {
             s = pd_store_step_checks_put(st, t.id, sc, n_sc, &err);
         }
-        pd_cli_progress_clear(&bar);
+        pd_progress_clear(&bar);
+        if (s == PD_OK && verify) {
+            vt.n++;
+            vt.n_changed += !chk.greedy_same;
+            if (isfinite(chk.delta)) {
+                vt.sum_delta += chk.delta;
+                vt.n_delta++;
+            }
+        }
         if (s == PD_OK) {
             if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, sc, n_sc, o.json,
                             &out)) {
@@ -1521,7 +1559,14 @@ int pd_cli_prune(int argc, char **argv)
         free(steps);
         trace_free(&t);
     }
-    pd_cli_progress_clear(&bar);
+    pd_progress_update(&bar, o.n_ids, o.n_ids);
+    char vsum[256] = "";
+    if (verify) {
+        verify_tally_text(&vt, vsum, sizeof vsum);
+    }
+    pd_progress_summary(&bar, "%zu trace%s pruned%s, %zu failed%s", n_done,
+                        n_done == 1 ? "" : "s", dry ? " (dry run)" : "", o.n_ids - n_done,
+                        vsum);
     if (out_path && n_done > 0) {
         struct pd_export_params ep = {.format = format, .session_ids = done,
                                       .n_session_ids = n_done};
@@ -1656,23 +1701,24 @@ int pd_cli_score_in(int argc, char **argv)
         rc = 1;
         goto finish;
     }
-    struct pd_cli_progress bar;
-    pd_cli_progress_init(&bar, "score");
-    size_t n_scored = 0;
+    struct pd_progress bar;
+    pd_progress_start(&bar, "score", "traces", o.n_ids);
+    size_t n_scored = 0, n_failed = 0, n_skipped = 0;
     for (size_t k = 0; k < o.n_ids; k++) {
-        pd_cli_progress_draw(&bar, k, o.n_ids);
+        pd_progress_update(&bar, k, o.n_ids);
         struct pd_err err;
         pd_err_clear(&err);
         struct trace t;
         enum pd_status s = trace_load(st, o.ids[k], &t, &err);
         if (s == PD_OK && o.all && !force && (trace_scored(&t) || t.n == 0)) {
             trace_free(&t);
+            n_skipped++;
             continue;
         }
         if (s == PD_OK) {
             s = score_session(st, &t, &mc, &o.so, &err);
         }
-        pd_cli_progress_clear(&bar);
+        pd_progress_clear(&bar);
         if (s == PD_OK) {
             struct pd_step_span *spans = pd_calloc(t.n_stored + 1, sizeof *spans);
             struct pd_trace_stats ts;
@@ -1709,13 +1755,16 @@ int pd_cli_score_in(int argc, char **argv)
             pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
             pd_cli_print_err(&err);
             rc = 1;
+            n_failed++;
         }
         trace_free(&t);
     }
-    pd_cli_progress_clear(&bar);
+    pd_progress_update(&bar, o.n_ids, o.n_ids);
     if (n_scored == 0 && rc == 0 && !o.json) {
         fprintf(stderr, "score: nothing to score\n");
     }
+    pd_progress_summary(&bar, "%zu trace%s scored, %zu already scored, %zu failed", n_scored,
+                        n_scored == 1 ? "" : "s", n_skipped, n_failed);
 finish:
     pd_buf_deinit(&out);
     model_close(&mc);

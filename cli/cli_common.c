@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "cli_progress.h"
 #include "modes.h"
 #include "policies.h"
 #include "store.h"
@@ -224,56 +225,20 @@ const char *pd_cli_models_dir(void)
     return (d && *d) ? d : "../shared/models";
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
+/* The old progress interface, over cli_progress.h. */
 void pd_cli_progress_init(struct pd_cli_progress *p, const char *label)
 {
-    p->on = isatty(STDERR_FILENO);
-    p->drawn = false;
-    p->label = label;
-    p->last = 0;
+    pd_progress_start(&p->p, label, "items", 0);
 }
 
 void pd_cli_progress_draw(struct pd_cli_progress *p, uint64_t done, uint64_t total)
 {
-    if (!p->on) {
-        return;
-    }
-    double now = mono_s();
-    if (now - p->last < 0.1 && done != total) {
-        return;
-    }
-    p->last = now;
-    enum { W = 30 };
-    char bar[W + 1];
-    int fill = total ? (int)((double)done / (double)total * W) : 0;
-    for (int i = 0; i < W; i++) {
-        bar[i] = i < fill ? '#' : '.';
-    }
-    bar[W] = '\0';
-    if (total) {
-        fprintf(stderr, "\r%-.40s [%s] %3d%%  %llu/%llu", p->label, bar,
-                (int)(100.0 * (double)done / (double)total), (unsigned long long)done,
-                (unsigned long long)total);
-    } else {
-        fprintf(stderr, "\r%-.40s %llu", p->label, (unsigned long long)done);
-    }
-    fflush(stderr);
-    p->drawn = true;
+    pd_progress_update(&p->p, done, total);
 }
 
 void pd_cli_progress_clear(struct pd_cli_progress *p)
 {
-    if (p->drawn) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
-        p->drawn = false;
-    }
+    pd_progress_clear(&p->p);
 }
 
 /* True when path and its folder may be written. */

@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "chat.h"
 #include "cli.h"
+#include "cli_progress.h"
 #include "cli_record.h"
 #include "lm.h"
 #include "model_id.h"
@@ -328,17 +329,23 @@ int pd_cli_generate_in(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    struct pd_progress bar;
+    pd_progress_start(&bar, "generate", "samples", (uint64_t)n_prompts * (uint64_t)o.k);
+    uint64_t n_samples = 0, n_failed = 0;
     for (size_t i = 0; i < n_prompts; i++) {
         struct pd_message *msgs = NULL;
         size_t n_msgs = 0;
         pd_err_clear(&err);
+        pd_progress_update(&bar, n_samples + n_failed, 0);
         if (pd_store_messages_get(pst, prompts[i].id, &msgs, &n_msgs, &err) != PD_OK ||
             !(n_msgs == 1 || (n_msgs == 2 && msgs[0].role == PD_STORE_MSG_SYSTEM)) ||
             msgs[n_msgs - 1].role != PD_STORE_MSG_USER) {
             if (!err.msg[0]) {
                 pd_err_set(&err, PD_EINVAL, "%s: a prompt is [system] user", prompts[i].source);
             }
+            pd_progress_clear(&bar);
             pd_cli_print_err(&err);
+            n_failed += (uint64_t)o.k;
             pd_store_messages_free(msgs, n_msgs);
             rc = 1;
             continue;
@@ -353,13 +360,18 @@ int pd_cli_generate_in(int argc, char **argv)
             long long n_tok = 0;
             char stop[16];
             pd_err_clear(&err);
-            if (sample(&o, &lm, st, model_id, &prompts[i], ref, msgs, n_msgs, k, &sid, &n_tok,
-                       stop, &err) != PD_OK) {
+            pd_progress_update(&bar, n_samples + n_failed, 0);
+            enum pd_status ss = sample(&o, &lm, st, model_id, &prompts[i], ref, msgs, n_msgs, k,
+                                       &sid, &n_tok, stop, &err);
+            pd_progress_clear(&bar);
+            if (ss != PD_OK) {
                 pd_err_prefix(&err, "%s sample %d", prompts[i].source, k);
                 pd_cli_print_err(&err);
                 rc = 1;
+                n_failed++;
                 continue;
             }
+            n_samples++;
             const char *where = prompts[i].source + (strncmp(prompts[i].source, "import:", 7)
                                                          ? 0 : 7);
             const char *colon = strrchr(where, ':');
@@ -376,6 +388,11 @@ int pd_cli_generate_in(int argc, char **argv)
         free(ref);
         pd_store_messages_free(msgs, n_msgs);
     }
+    pd_progress_update(&bar, n_samples + n_failed, 0);
+    bar.done = n_samples;
+    pd_progress_summary(&bar, "%llu sample%s of %zu prompt%s recorded, %llu failed",
+                        (unsigned long long)n_samples, n_samples == 1 ? "" : "s", n_prompts,
+                        n_prompts == 1 ? "" : "s", (unsigned long long)n_failed);
 out:
     for (size_t i = 0; i < n_prompts; i++) {
         pd_store_session_info_free(&prompts[i]);

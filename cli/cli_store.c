@@ -32,6 +32,7 @@
 #include "utf8.h"
 #include "cli.h"
 #include "cli_dataset.h"
+#include "cli_progress.h"
 #include "config.h"
 #include "termsafe.h"
 #include "store.h"
@@ -57,7 +58,7 @@ static void import_usage(FILE *f)
 }
 
 struct import_ctx {
-    struct pd_cli_progress bar;
+    struct pd_progress bar;     /* the file being read, in bytes */
     bool json;
     struct pd_buf errors;   /* --json: the first 1000 messages as JSON strings, comma-joined */
     size_t n_errors;
@@ -67,7 +68,7 @@ struct import_ctx {
 static void import_on_error(void *ud, const struct pd_err *e)
 {
     struct import_ctx *c = ud;
-    pd_cli_progress_clear(&c->bar);
+    pd_progress_clear(&c->bar);
     pd_cli_print_err(e);
     if (c->json && c->n_errors < 1000) {
         c->oom |= !(pd_buf_puts(&c->errors, c->n_errors ? "," : "") &&
@@ -79,7 +80,7 @@ static void import_on_error(void *ud, const struct pd_err *e)
 static void import_on_progress(void *ud, uint64_t done, uint64_t total)
 {
     struct import_ctx *c = ud;
-    pd_cli_progress_draw(&c->bar, done, total);
+    pd_progress_update(&c->bar, done, total);
 }
 
 int pd_cli_import(int argc, char **argv)
@@ -131,8 +132,10 @@ int pd_cli_import(int argc, char **argv)
     pd_buf_init(&jfiles);
     uint64_t total_imported = 0, total_rejected = 0;
     int rc = 0;
+    struct pd_progress all;
+    pd_progress_start(&all, "import", "traces", 0);
     for (size_t i = 0; i < n_files; i++) {
-        pd_cli_progress_init(&c.bar, files[i]);
+        pd_progress_start(&c.bar, files[i], NULL, 0);
         struct pd_import_params p = {.strict = strict, .on_error = import_on_error,
                                      .on_progress = import_on_progress, .ud = &c};
         struct pd_import_result r;
@@ -140,7 +143,7 @@ int pd_cli_import(int argc, char **argv)
         pd_err_clear(&err);
         size_t errors_before = c.n_errors;
         enum pd_status s = pd_jsonl_import_file(st, files[i], &p, &r, &err);
-        pd_cli_progress_clear(&c.bar);
+        pd_progress_clear(&c.bar);
         /* line errors were already printed through on_error; print the rest */
         if (s != PD_OK && !(s == PD_EFORMAT && c.n_errors > errors_before)) {
             import_on_error(&c, &err);
@@ -150,6 +153,7 @@ int pd_cli_import(int argc, char **argv)
         }
         total_imported += r.n_imported;
         total_rejected += r.n_failed;
+        all.done = total_imported;
         if (json) {
             c.oom |= !(pd_buf_puts(&jfiles, i ? ",{\"file\":" : "{\"file\":") &&
                        pd_json_str(&jfiles, files[i], strlen(files[i])) &&
@@ -177,6 +181,10 @@ int pd_cli_import(int argc, char **argv)
             break; /* database or I/O trouble: later files would fail the same way */
         }
     }
+    pd_progress_summary(&all, "%llu trace%s from %zu file%s, %llu line%s rejected",
+                        (unsigned long long)total_imported, total_imported == 1 ? "" : "s",
+                        n_files, n_files == 1 ? "" : "s", (unsigned long long)total_rejected,
+                        total_rejected == 1 ? "" : "s");
     if (json && c.oom) {
         rc = pd_cli_fail(1, "import: out of memory building the summary");
     } else if (json) {
@@ -235,7 +243,7 @@ static void export_usage(FILE *f)
 
 static void export_on_progress(void *ud, uint64_t done, uint64_t total)
 {
-    pd_cli_progress_draw(ud, done, total);
+    pd_progress_update(ud, done, total);
 }
 
 /* The command line as one string for the dataset card ("ponder export ..."). */
@@ -483,10 +491,10 @@ int pd_cli_export(int argc, char **argv)
         free(ids);
         return rc;
     }
-    struct pd_cli_progress bar;
-    pd_cli_progress_init(&bar, out ? out : "export");
+    struct pd_progress bar;
+    pd_progress_start(&bar, "export", "sessions", 0);
     if (!out && isatty(STDOUT_FILENO)) {
-        bar.on = false; /* the data itself is on the terminal */
+        bar.mode = PD_PROGRESS_OFF; /* the data itself is on the terminal */
     }
     struct pd_export_params p = {.format = format, .tag = tag, .session_ids = n_ids ? ids : NULL,
                                  .n_session_ids = n_ids, .pruned_only = pruned,
@@ -498,7 +506,7 @@ int pd_cli_export(int argc, char **argv)
     pd_err_clear(&err);
     enum pd_status s = out ? pd_jsonl_export_file(st, out, &p, &r, &err)
                            : pd_jsonl_export(st, stdout, &p, &r, &err);
-    pd_cli_progress_clear(&bar);
+    pd_progress_clear(&bar);
     int rc = 0;
     if (s != PD_OK) {
         pd_cli_print_err(&err);
@@ -520,17 +528,18 @@ int pd_cli_export(int argc, char **argv)
         }
         pd_buf_deinit(&b);
     } else {
-        fprintf(stderr, "exported %llu trace%s to %s", (unsigned long long)r.n_written,
-                r.n_written == 1 ? "" : "s", out ? out : "stdout");
+        char skipped[256] = "", filtered[64] = "";
         if (r.n_skipped) {
-            fprintf(stderr, " (%llu skipped, e.g. %s)", (unsigned long long)r.n_skipped,
-                    r.skip_reason);
+            snprintf(skipped, sizeof skipped, " (%llu skipped, e.g. %s)",
+                     (unsigned long long)r.n_skipped, r.skip_reason);
         }
         if (r.n_filtered) {
-            fprintf(stderr, " (%llu outside the difficulty range)",
-                    (unsigned long long)r.n_filtered);
+            snprintf(filtered, sizeof filtered, " (%llu outside the difficulty range)",
+                     (unsigned long long)r.n_filtered);
         }
-        fputc('\n', stderr);
+        pd_progress_summary(&bar, "exported %llu trace%s to %s%s%s",
+                            (unsigned long long)r.n_written, r.n_written == 1 ? "" : "s",
+                            out ? out : "stdout", skipped, filtered);
     }
     pd_store_close(&st);
     free(ids);

@@ -39,6 +39,7 @@
 #include "store_jsonl.h"
 #include "store_labels.h"
 #include "store_replay.h"
+#include "store_vocab.h"
 
 /* ---- import ----------------------------------------------------------------------- */
 
@@ -899,21 +900,137 @@ static int show_text(struct pd_store *st, int64_t id)
     return rc;
 }
 
+/* A piece quoted for a table cell: "text" with \n, \t, \" and \xNN for controls and
+ * bytes that are not UTF-8, cut at about max bytes. */
+static void quote_piece(const char *s, size_t n, char *out, size_t cap, size_t max)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n && o + 8 < cap && o < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || c == '\t' || c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        } else if (c >= 0x80) {
+            uint32_t cp;
+            size_t l = pd_utf8_decode(s + i, n - i, &cp);
+            if (l == 0 || pd_termsafe_cp(cp, 0) != cp) {
+                o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+            } else {
+                memcpy(out + o, s + i, l);
+                o += l;
+                i += l - 1;
+            }
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+/* One line per token of [from, to): position, role, id, logprob, surprisal and entropy
+ * (bits), the token's text and its alternatives with their logprobs, each shown as its
+ * piece (store_vocab.h) or as #id when the database has none for it. */
+static int show_tokens(struct pd_store *st, int64_t id, int64_t from, int64_t to)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_replay *r = NULL;
+    struct pd_pieces *pcs = NULL;
+    if (pd_replay_open(st, id, &r, &err) != PD_OK ||
+        pd_store_pieces_open(st, id, &pcs, &err) != PD_OK) {
+        pd_replay_close(&r);
+        pd_cli_print_err(&err);
+        return 1;
+    }
+    int rc = 0;
+    if (from > 0 && pd_replay_seek(r, from, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        rc = 1;
+    }
+    printf("%6s %-8s %7s %9s %7s %7s  %-16s %s\n", "POS", "ROLE", "ID", "LOGPROB", "SURPR",
+           "ENTROPY", "TEXT", "ALTERNATIVES (logprob)");
+    struct pd_token_rec tok[256];
+    bool more = rc == 0;
+    while (more) {
+        size_t got = 0;
+        if (pd_replay_read(r, tok, 256, &got, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+        for (size_t i = 0; i < got; i++) {
+            const struct pd_token_rec *t = &tok[i];
+            if (to >= 0 && t->pos >= to) {
+                more = false;
+            }
+            if (more) {
+                char q[256], line[2048];
+                quote_piece(t->text, t->text_len, q, sizeof q, 60);
+                /* metrics a token lacks (the first prompt token) read as "-" */
+                char lp[16] = "-", su[16] = "-", en[16] = "-";
+                if (isfinite(t->logprob)) {
+                    snprintf(lp, sizeof lp, "%.4f", (double)t->logprob);
+                    snprintf(su, sizeof su, "%.2f", (double)(-t->logprob / 0.6931471805599453));
+                }
+                if (isfinite(t->entropy)) {
+                    snprintf(en, sizeof en, "%.2f", (double)t->entropy);
+                }
+                int o = snprintf(line, sizeof line, "%6lld %-8s %7d %9s %7s %7s  %-16s",
+                                 (long long)t->pos, pd_role_name(t->role), (int)t->id, lp, su,
+                                 en, q);
+                for (size_t k = 0; k < t->n_top && o > 0 && (size_t)o < sizeof line - 96; k++) {
+                    size_t pl = 0;
+                    const char *pc = pd_pieces_get(pcs, t->top[k].id, &pl);
+                    if (pc) {
+                        quote_piece(pc, pl, q, sizeof q, 40);
+                    } else {
+                        snprintf(q, sizeof q, "#%d", (int)t->top[k].id);
+                    }
+                    o += snprintf(line + o, sizeof line - (size_t)o, " %s %.2f", q,
+                                  (double)t->top[k].logprob);
+                }
+                puts(line);
+            }
+            pd_token_rec_free(&tok[i]);
+        }
+        more = more && got > 0 && rc == 0;
+    }
+    pd_pieces_close(&pcs);
+    pd_replay_close(&r);
+    return rc;
+}
+
 int pd_cli_show(int argc, char **argv)
 {
     struct pd_argv a = {argc, argv, 1, "show"};
     const char *db = NULL, *sid = NULL;
-    bool json = false, bad = false;
+    bool json = false, bad = false, tokens = false;
+    long long from = 0, to = -1;
     while (a.i < argc && !bad) {
         const char *v = NULL;
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
-            printf("usage: ponder show SESSION [--json] [--db F]\n\n"
-                   "Prints a session: settings, conversation, the trace by role, steps and\n"
-                   "annotations; --json prints its ponder record (as export --format ponder).\n");
+            printf("usage: ponder show SESSION [--tokens [--from P] [--to Q]] [--json] [--db F]\n\n"
+                   "Prints a session: settings, tags, labels, conversation, the trace by role,\n"
+                   "steps and annotations; --json prints its ponder record (as export --format\n"
+                   "ponder, alternatives with their pieces).\n"
+                   "  --tokens        one line per token instead of the text: position, role,\n"
+                   "                  id, logprob (nats), surprisal and entropy (bits), text,\n"
+                   "                  alternatives as their text (#ID when the database lacks\n"
+                   "                  the piece) with their logprobs\n"
+                   "  --from P, --to Q  only positions P..Q-1 (with --tokens)\n");
             return 0;
         }
         if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
             db = v;
+        } else if (pd_arg_match(&a, "--tokens", NULL, NULL, &bad)) {
+            tokens = true;
+        } else if (pd_arg_match(&a, "--from", NULL, &v, &bad)) {
+            bad = bad || !pd_arg_long("show", "--from", v, 0, INT64_MAX, &from);
+        } else if (pd_arg_match(&a, "--to", NULL, &v, &bad)) {
+            bad = bad || !pd_arg_long("show", "--to", v, 0, INT64_MAX, &to);
         } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
             json = true;
         } else if (argv[a.i][0] != '-' && !sid) {
@@ -930,6 +1047,16 @@ int pd_cli_show(int argc, char **argv)
     }
     if (!bad && !pd_arg_long("show", "SESSION", sid, 1, INT64_MAX, &id)) {
         bad = true;
+    }
+    if (!bad && (from > 0 || to >= 0) && !tokens) {
+        bad = pd_cli_fail(2, "show: --from and --to go with --tokens") != 0;
+    }
+    if (!bad && to >= 0 && to < from) {
+        bad = pd_cli_fail(2, "show: --to %lld is before --from %lld", to, from) != 0;
+    }
+    if (!bad && tokens && json) {
+        bad = pd_cli_fail(2, "show: --tokens is a text view; --json prints the whole record")
+              != 0;
     }
     if (bad) {
         return 2;
@@ -950,6 +1077,8 @@ int pd_cli_show(int argc, char **argv)
         } else {
             fputc('\n', stdout);
         }
+    } else if (tokens) {
+        rc = show_tokens(st, id, from, to);
     } else {
         rc = show_text(st, id);
     }

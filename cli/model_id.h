@@ -13,7 +13,9 @@
 #include "store.h"
 
 /* Puts the model's identity (file base name, size, sha256 of the GGUF header and tensor
- * table, architecture) into the store and returns its row in *id. */
+ * table, architecture) into the store and returns its row in *id; the first time in a
+ * database also the model's vocabulary (store_vocab.h, read from the GGUF's tokenizer),
+ * so saved alternatives show as text without the model. */
 enum pd_status pd_cli_model_put(struct pd_store *st, const struct pd_model *m,
                                 const char *path, int64_t *id, struct pd_err *err);
 

@@ -518,6 +518,7 @@ void pd_store_close(struct pd_store **stp)
         return;
     }
     struct pd_store *st = *stp;
+    pd_store_vocab_cache_free(st);
     for (int i = 0; i < PD_STMT_COUNT; i++) {
         sqlite3_finalize(st->stmts[i]);
     }

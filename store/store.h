@@ -29,7 +29,7 @@
 #include "trace.h"
 
 /* Newest schema version this build creates and reads (PRAGMA user_version). */
-#define PD_STORE_SCHEMA_VERSION 4
+#define PD_STORE_SCHEMA_VERSION 5
 /* PRAGMA application_id of a ponder database: "pndr". */
 #define PD_STORE_APPLICATION_ID 0x706e6472
 /* How long a connection waits for another one's lock before failing. */

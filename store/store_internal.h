@@ -29,6 +29,15 @@
     " s.reference" \
     " FROM sessions s LEFT JOIN models m ON m.id = s.model_id"
 
+/* The text the full-text index holds for session ID (an SQL expression): its conversation,
+ * then the text of its own tokens other than the prompt's (the prompt is in the messages;
+ * a live session's prompt tokens add only the chat template), in order. */
+#define PD_SESSION_TEXT_SQL(ID) \
+    "coalesce((SELECT group_concat(content, char(10)) FROM" \
+    " (SELECT content FROM messages WHERE session_id = " ID " ORDER BY idx)), '')" \
+    " || char(10) || coalesce((SELECT group_concat(CAST(text AS TEXT), '') FROM" \
+    " (SELECT text FROM tokens WHERE session_id = " ID " AND role <> 0 ORDER BY pos)), '')"
+
 /* Statements prepared once per connection (the hot and the frequent ones). */
 enum pd_store_stmt_id {
     PD_STMT_TOKEN_INSERT,
@@ -48,6 +57,9 @@ enum pd_store_stmt_id {
     PD_STMT_COUNT
 };
 
+struct pd_vocab;
+struct pd_pieces;
+
 struct pd_store {
     sqlite3 *db;                         /* owned connection */
     char *path;                          /* owned copy of the file name */
@@ -57,7 +69,14 @@ struct pd_store {
     int busy_ms;                         /* how long a lock is waited for */
     unsigned op_depth;                   /* open pd_store_op_begin levels */
     sqlite3_stmt *stmts[PD_STMT_COUNT];  /* owned, prepared lazily */
+    struct pd_vocab **vocabs;            /* owned: model vocabularies read (store_vocab.c) */
+    size_t n_vocabs;
+    struct pd_pieces **kept;             /* owned: pd_store_pieces_keep's maps */
+    size_t n_kept;
 };
+
+/* Frees the vocabularies and piece maps the store keeps (pd_store_close). */
+void pd_store_vocab_cache_free(struct pd_store *st);
 
 /* One forward migration: the SQL that takes a database from version - 1 to version. */
 struct pd_store_migration {

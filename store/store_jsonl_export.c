@@ -23,6 +23,7 @@
 #include "mem.h"
 #include "utf8.h"
 #include "store_internal.h"
+#include "store_vocab.h"
 #include "store_labels.h"
 #include "store_replay.h"
 
@@ -428,14 +429,34 @@ static json_t *ponder_session(const struct pd_store_session_info *in, struct jb 
     return s;
 }
 
-static json_t *ponder_token(const struct pd_token_rec *t, struct jb *b)
+/* Bytes a JSON string carries through import: UTF-8 without NUL (the reader refuses
+ * \u0000). */
+static bool json_safe_text(const char *p, size_t n)
+{
+    return pd_utf8_valid(p, n) && !memchr(p, '\0', n);
+}
+
+/* An alternative's piece: its text, or {"bytes": base64} when it is not UTF-8 (a byte
+ * token, half of a character) or holds a NUL. */
+static json_t *ponder_piece(const char *p, size_t n, struct jb *b)
+{
+    if (json_safe_text(p, n)) {
+        return json_stringn(p, n);
+    }
+    json_t *o = json_object();
+    jset(b, o, "bytes", jbase64((const uint8_t *)p, n));
+    return o;
+}
+
+static json_t *ponder_token(const struct pd_token_rec *t, const struct pd_pieces *pcs,
+                            struct jb *b)
 {
     json_t *o = json_object();
     jset(b, o, "pos", json_integer(t->pos));
     jset(b, o, "id", json_integer(t->id));
     jset(b, o, "role", json_string(pd_role_name(t->role)));
     jset(b, o, "flags", json_integer(t->flags));
-    if (pd_utf8_valid(t->text, t->text_len)) {
+    if (json_safe_text(t->text, t->text_len)) {
         jset(b, o, "text", json_stringn(t->text, t->text_len));
     } else {
         jset(b, o, "bytes", jbase64((const uint8_t *)t->text, t->text_len));
@@ -447,6 +468,11 @@ static json_t *ponder_token(const struct pd_token_rec *t, struct jb *b)
         json_t *pair = json_array();
         jpush(b, pair, json_integer(t->top[i].id));
         jpush(b, pair, jreal(t->top[i].logprob));
+        size_t pl = 0;
+        const char *pc = pd_pieces_get(pcs, t->top[i].id, &pl);
+        if (pc) {
+            jpush(b, pair, ponder_piece(pc, pl, b));
+        }
         jpush(b, top, pair);
     }
     jset(b, o, "top", top);
@@ -494,8 +520,12 @@ static enum pd_status ponder_write(FILE *f, struct pd_store *st, struct pd_repla
     put_s(f, ",\"tokens\":[", b);
     enum { CH = 512 };
     struct pd_token_rec *tok = pd_calloc(CH, sizeof *tok);
+    struct pd_pieces *pcs = NULL;
     enum pd_status rc = tok ? pd_replay_seek(r, 0, err)
                             : pd_err_set(err, PD_ENOMEM, "export: out of memory");
+    if (rc == PD_OK) {
+        rc = pd_store_pieces_open(st, in->id, &pcs, err);
+    }
     bool first = true;
     while (rc == PD_OK && b->ok) {
         size_t got = 0;
@@ -503,7 +533,7 @@ static enum pd_status ponder_write(FILE *f, struct pd_store *st, struct pd_repla
         for (size_t i = 0; i < got; i++) {
             if (!(tok[i].flags & PD_TOKF_PRUNED) && b->ok) {
                 put_s(f, first ? "" : ",", b);
-                put_json(f, ponder_token(&tok[i], b), b);
+                put_json(f, ponder_token(&tok[i], pcs, b), b);
                 first = false;
             }
             pd_token_rec_free(&tok[i]);
@@ -513,6 +543,7 @@ static enum pd_status ponder_write(FILE *f, struct pd_store *st, struct pd_repla
         }
     }
     free(tok);
+    pd_pieces_close(&pcs);
     if (rc != PD_OK) {
         return rc;
     }

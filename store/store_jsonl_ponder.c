@@ -18,6 +18,7 @@
 #include "utf8.h"
 #include "store_blob.h"
 #include "store_internal.h"
+#include "store_vocab.h"
 
 #define FIELD_MAX 96
 
@@ -74,11 +75,20 @@ static bool b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_n)
     return true;
 }
 
+/* An alternative's piece as a record gave it, with where it was (for messages). */
+struct rec_piece {
+    struct pd_piece p;      /* text borrowed from the tree, or owned (decoded base64) */
+    bool owned;
+    uint32_t tok, k;        /* tokens[tok].top[k] */
+};
+
 /* Shared state of one record's import. */
 struct pctx {
     const char *where;
     struct pd_err *err;
     char field[FIELD_MAX];
+    struct rec_piece *pieces;   /* owned: the pieces of alternatives, in record order */
+    size_t n_pieces, cap_pieces;
 };
 
 static enum pd_status bad(struct pctx *c, const char *what)
@@ -257,6 +267,94 @@ static enum pd_status parse_messages(struct pctx *c, json_t *arr, struct pd_mess
     return PD_OK;
 }
 
+/* Reads the piece of tokens[i].top[k] (a string, or {"bytes": base64}) into c->pieces. */
+static enum pd_status parse_piece(struct pctx *c, json_t *v, int32_t id, size_t i, size_t k)
+{
+    const char *text = NULL;
+    size_t len = 0;
+    uint8_t *owned = NULL;
+    if (json_is_string(v)) {
+        text = json_string_value(v);
+        len = json_string_length(v);
+    } else if (json_is_object(v) && json_object_size(v) == 1 &&
+               json_is_string(json_object_get(v, "bytes"))) {
+        json_t *b = json_object_get(v, "bytes");
+        if (!b64_decode(json_string_value(b), json_string_length(b), &owned, &len)) {
+            return bad(c, "piece: invalid base64");
+        }
+        text = (const char *)owned;
+    } else {
+        return bad(c, "piece: expected a string or {\"bytes\": base64}");
+    }
+    if (len > PD_PIECE_MAX) {
+        free(owned);
+        return bad(c, "piece: longer than 1024 bytes");
+    }
+    struct rec_piece *grown = pd_grow_array(c->pieces, &c->cap_pieces, c->n_pieces + 1,
+                                            sizeof *grown);
+    if (!grown) {
+        free(owned);
+        return pd_err_set(c->err, PD_ENOMEM, "%s: out of memory", c->where);
+    }
+    c->pieces = grown;
+    c->pieces[c->n_pieces++] = (struct rec_piece){{id, text, len}, owned != NULL,
+                                                  (uint32_t)i, (uint32_t)k};
+    return PD_OK;
+}
+
+static void pieces_free(struct pctx *c)
+{
+    for (size_t i = 0; i < c->n_pieces; i++) {
+        if (c->pieces[i].owned) {
+            free((char *)c->pieces[i].p.text);
+        }
+    }
+    free(c->pieces);
+    c->pieces = NULL;
+    c->n_pieces = c->cap_pieces = 0;
+}
+
+static int cmp_rec_piece(const void *a, const void *b)
+{
+    const struct rec_piece *x = a, *y = b;
+    if (x->p.id != y->p.id) {
+        return x->p.id < y->p.id ? -1 : 1;
+    }
+    return x->tok != y->tok ? (x->tok < y->tok ? -1 : 1) : (x->k < y->k ? -1 : x->k > y->k);
+}
+
+/* Sorts the record's pieces by id and keeps one per id; two different texts for one id
+ * are an error naming the second. The result is c->pieces[0..*n) (pd_piece views). */
+static enum pd_status pieces_unique(struct pctx *c, struct pd_piece **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (c->n_pieces == 0) {
+        return PD_OK;
+    }
+    qsort(c->pieces, c->n_pieces, sizeof *c->pieces, cmp_rec_piece);
+    struct pd_piece *u = pd_malloc_array(c->n_pieces, sizeof *u);
+    if (!u) {
+        return pd_err_set(c->err, PD_ENOMEM, "%s: out of memory", c->where);
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < c->n_pieces; i++) {
+        const struct rec_piece *r = &c->pieces[i];
+        if (m > 0 && u[m - 1].id == r->p.id) {
+            if (u[m - 1].len != r->p.len || memcmp(u[m - 1].text, r->p.text, r->p.len) != 0) {
+                free(u);
+                snprintf(c->field, sizeof c->field, "tokens[%u].top[%u]", r->tok, r->k);
+                return bad(c, "piece: the token id has another text elsewhere in the record");
+            }
+            continue;
+        }
+        u[m++] = r->p;
+    }
+    *out = u;
+    *n = m;
+    return PD_OK;
+}
+
 /* Fills t from a token object; old position in *pos. Owned text/attn on success. */
 static enum pd_status parse_token(struct pctx *c, json_t *o, size_t i, struct pd_token_rec *t,
                                   int64_t *pos)
@@ -294,17 +392,25 @@ static enum pd_status parse_token(struct pctx *c, json_t *o, size_t i, struct pd
     if (rc == PD_OK && top) {
         snprintf(c->field, sizeof c->field, "tokens[%zu].top", i);
         if (!json_is_array(top) || json_array_size(top) > PD_TOPK_MAX) {
-            return bad(c, "expected an array of at most 20 [id, logprob] pairs");
+            return bad(c, "expected an array of at most 20 [id, logprob(, piece)] entries");
         }
         for (size_t k = 0; k < json_array_size(top); k++) {
             json_t *pair = json_array_get(top, k);
             json_t *jid = json_array_get(pair, 0);
             json_t *jlp = json_array_get(pair, 1);
             snprintf(c->field, sizeof c->field, "tokens[%zu].top[%zu]", i, k);
-            if (!json_is_array(pair) || json_array_size(pair) != 2 || !json_is_integer(jid) ||
+            if (!json_is_array(pair) || json_array_size(pair) < 2 ||
+                json_array_size(pair) > 3 || !json_is_integer(jid) ||
                 json_integer_value(jid) < 0 || json_integer_value(jid) > INT32_MAX ||
                 !(json_is_number(jlp) || json_is_null(jlp))) {
-                return bad(c, "expected [token id, logprob or null]");
+                return bad(c, "expected [token id, logprob or null(, piece)]");
+            }
+            if (json_array_size(pair) == 3) {
+                rc = parse_piece(c, json_array_get(pair, 2), (int32_t)json_integer_value(jid),
+                                 i, k);
+                if (rc != PD_OK) {
+                    return rc;
+                }
             }
             t->top[k].id = (int32_t)json_integer_value(jid);
             t->top[k].logprob = json_is_null(jlp) ? -INFINITY : (float)json_number_value(jlp);
@@ -484,6 +590,26 @@ static enum pd_status store_annotations(struct pd_store *st, struct pctx *c, jso
     return PD_OK;
 }
 
+/* Keeps the record's pieces when this database cannot read its ids otherwise (no model,
+ * or a model without a stored vocabulary). */
+static enum pd_status store_pieces(struct pd_store *st, struct pctx *c, int64_t sid,
+                                   int64_t model_id)
+{
+    bool has = false;
+    enum pd_status rc = model_id ? pd_store_vocab_has(st, model_id, &has, c->err) : PD_OK;
+    if (rc != PD_OK || has || c->n_pieces == 0) {
+        return rc;
+    }
+    struct pd_piece *u = NULL;
+    size_t n = 0;
+    rc = pieces_unique(c, &u, &n);
+    if (rc == PD_OK) {
+        rc = pd_store_pieces_put(st, sid, u, n, c->err);
+    }
+    free(u);
+    return rc;
+}
+
 enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
                                       const char *where, int64_t *id, struct pd_err *err)
 {
@@ -578,6 +704,9 @@ enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
                 rc = pd_store_tokens_insert(st, sid, t, n_tok, err);
             }
             if (rc == PD_OK) {
+                rc = store_pieces(st, &c, sid, model_id);
+            }
+            if (rc == PD_OK) {
                 rc = pd_store_steps_upsert(st, sid, steps, n_steps, err);
             }
             if (rc == PD_OK) {
@@ -600,5 +729,6 @@ enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
     free(msgs);
     free(steps);
     free(meta);
+    pieces_free(&c);
     return rc;
 }

@@ -10,7 +10,8 @@
  * History: 1 = models, sessions, messages, tokens; 2 = steps, prunes, KV events;
  * 3 = annotations, exports, session meta and finished flag; 4 = what distillation datasets
  * are drawn from: preferences, reference answers, questions with pass rates, sample
- * grades, and stored prune verifications. */
+ * grades, and stored prune verifications; 5 = vocabularies and imported pieces (the text of
+ * alternatives), content hashes of imported traces, the full-text index of sessions. */
 #include "store_internal.h"
 
 static const char schema_v1[] =
@@ -184,11 +185,43 @@ static const char schema_v4[] =
     "     ORDER BY k.o LIMIT 1)\n"
     "  WHERE meta IS NOT NULL AND json_valid(meta);\n";
 
+/* Version 5. A model's vocabulary is one blob (store_vocab.h has its layout), written the
+ * first time a session is recorded or scored with the model, so alternatives read back as
+ * text without the model file; `pieces` keeps the texts an imported record carried for
+ * ids of a model whose vocabulary this file lacks (or of no model). content_hash is the
+ * SHA-256 of an imported trace's content (re-imports are skipped); imports made before
+ * this version are hashed by the next import. session_text is the full-text index
+ * (FTS5) of each session's conversation and trace; indexed_ms is the updated_ms the
+ * index row was made at (older: the row is refreshed before a search). */
+static const char schema_v5[] =
+    "CREATE TABLE vocab (\n"
+    "    model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,\n"
+    "    n_vocab  INTEGER NOT NULL CHECK (n_vocab > 0),\n"
+    "    pieces   BLOB NOT NULL\n"
+    ");\n"
+    "CREATE TABLE pieces (\n"
+    "    session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,\n"
+    "    tok        INTEGER NOT NULL CHECK (tok >= 0),\n"
+    "    text       BLOB NOT NULL,\n"
+    "    PRIMARY KEY (session_id, tok)\n"
+    ") WITHOUT ROWID;\n"
+    "ALTER TABLE sessions ADD COLUMN content_hash TEXT\n"
+    "    CHECK (content_hash IS NULL OR length(content_hash) = 64);\n"
+    "ALTER TABLE sessions ADD COLUMN indexed_ms INTEGER;\n"
+    "CREATE INDEX sessions_content_hash ON sessions(content_hash)\n"
+    "    WHERE content_hash IS NOT NULL;\n"
+    "CREATE INDEX sessions_created ON sessions(created_ms);\n"
+    "CREATE VIRTUAL TABLE session_text USING fts5(body);\n"
+    "INSERT INTO session_text (rowid, body) SELECT id, " PD_SESSION_TEXT_SQL("sessions.id")
+    " FROM sessions;\n"
+    "UPDATE sessions SET indexed_ms = updated_ms;\n";
+
 const struct pd_store_migration pd_store_migrations[PD_STORE_SCHEMA_VERSION] = {
     {1, "models, sessions, messages, tokens", schema_v1},
     {2, "steps, prunes, KV events", schema_v2},
     {3, "annotations, exports, session meta and finished flag", schema_v3},
     {4, "preferences, reference answers, questions and pass rates, prune checks", schema_v4},
+    {5, "vocabularies, imported pieces, content hashes, the full-text index", schema_v5},
 };
 _Static_assert(sizeof pd_store_migrations / sizeof pd_store_migrations[0] ==
                    PD_STORE_SCHEMA_VERSION,

@@ -899,7 +899,25 @@ static void test_ponder_record_malformed(void **state)
          "tokens[0].top[0]: logprob above 0"},
         {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
          "\"text\":\"a\",\"top\":[[1]]}]}",
-         "tokens[0].top[0]: expected [token id, logprob or null]"},
+         "tokens[0].top[0]: expected [token id, logprob or null(, piece)]"},
+        /* alternatives' pieces (schema 5): a string or {"bytes": base64}, at most 1 KiB, one
+         * text per id within a record */
+        {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
+         "\"text\":\"a\",\"top\":[[1,-1,\"x\",4]]}]}",
+         "tokens[0].top[0]: expected [token id, logprob or null(, piece)]"},
+        {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
+         "\"text\":\"a\",\"top\":[[1,-1,7]]}]}",
+         "tokens[0].top[0]: piece: expected a string or {\"bytes\": base64}"},
+        {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
+         "\"text\":\"a\",\"top\":[[1,-1,{\"bytes\":\"%%%\"}]]}]}",
+         "tokens[0].top[0]: piece: invalid base64"},
+        {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
+         "\"text\":\"a\",\"top\":[[1,-1,{\"bytes\":\"YQ==\",\"x\":1}]]}]}",
+         "tokens[0].top[0]: piece: expected a string"},
+        {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
+         "\"text\":\"a\",\"top\":[[9,-1,\"x\"]]},{\"pos\":1,\"id\":2,\"role\":\"think\","
+         "\"text\":\"b\",\"top\":[[3,-1,\"z\"],[9,-2,\"y\"]]}]}",
+         "tokens[1].top[1]: piece: the token id has another text elsewhere in the record"},
         {"{\"ponder\":1,\"session\":{},\"tokens\":[{\"pos\":0,\"id\":1,\"role\":\"think\","
          "\"text\":\"a\",\"attn\":\"###\"}]}",
          "tokens[0].attn: expected base64"},

@@ -28,6 +28,7 @@
 #include "layout.h"
 #include "sha256.h"
 #include "store_io.h"
+#include "store_vocab.h"
 #include "store_labels.h"
 #include "term.h"
 #include "wrap.h"
@@ -991,6 +992,15 @@ static void test_sha256_vectors(void **state)
 
 /* ---- store round trip ----------------------------------------------------------------- */
 
+/* Piece i of a test vocabulary: "v<i>". */
+static const char *vocab_piece(void *ud, int32_t id, size_t *len)
+{
+    static char buf[16];
+    (void)ud;
+    *len = (size_t)snprintf(buf, sizeof buf, "v%d", (int)id);
+    return buf;
+}
+
 static void test_store_io_round_trip(void **state)
 {
     (void)state;
@@ -1033,6 +1043,8 @@ static void test_store_io_round_trip(void **state)
     struct pd_app a;
     assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
     assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
+    size_t plen = 0;
+    assert_null(pd_app_piece(&a, 3, &plen)); /* no model, no imported pieces: ids only */
     assert_int_equal(a.n_toks, 12);
     assert_int_equal(a.n_visible, 12);
     assert_int_equal(a.n_layer, 2);
@@ -1069,6 +1081,28 @@ static void test_store_io_round_trip(void **state)
     assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
     assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
     assert_false(a.steps[1].rec.pruned);
+    pd_app_deinit(&a);
+
+    /* Alternatives read as pieces: those an import kept, then the model's vocabulary. */
+    struct pd_piece pc = {3, " three", 6};
+    assert_int_equal(pd_store_pieces_put(st, id, &pc, 1, &err), PD_OK);
+    struct pd_model_ident mi = {"m.gguf", 1,
+                                "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
+                                "llama"};
+    int64_t mid = 0;
+    assert_int_equal(pd_store_model_put(st, &mi, &mid, &err), PD_OK);
+    assert_int_equal(pd_store_vocab_put(st, mid, 12, vocab_piece, NULL, &err), PD_OK);
+    assert_int_equal(pd_store_session_set_model(st, id, mid, &err), PD_OK);
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, id, &a, &err), PD_OK);
+    const char *pcs = pd_app_piece(&a, 3, &plen);
+    assert_non_null(pcs);
+    assert_int_equal(plen, 6);
+    assert_memory_equal(pcs, " three", 6);
+    pcs = pd_app_piece(&a, 7, &plen);
+    assert_non_null(pcs);
+    assert_memory_equal(pcs, "v7", plen);
+    assert_null(pd_app_piece(&a, 12, &plen));
     pd_app_deinit(&a);
 
     /* An unknown session: the message names the database and the session. */

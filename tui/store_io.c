@@ -7,6 +7,7 @@
 
 #include "store_labels.h"
 #include "store_replay.h"
+#include "store_vocab.h"
 
 #define READ_CHUNK 256
 
@@ -22,6 +23,19 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
         return rc;
     }
     const struct pd_store_session_info *info = pd_replay_info(r);
+    /* alternatives read as text: the pieces kept in the database (the model's vocabulary,
+     * or those an imported record carried), owned by the store, which outlives the app */
+    const struct pd_pieces *pieces = NULL;
+    rc = pd_store_pieces_keep(st, id, &pieces, err);
+    if (rc) {
+        pd_replay_close(&r);
+        pd_err_prefix(err, "%s: session %lld", pd_store_path(st), (long long)id);
+        return rc;
+    }
+    if (!pd_pieces_empty(pieces)) {
+        a->piece = pd_pieces_lookup;
+        a->piece_ud = (void *)pieces;
+    }
     a->session_id = id;
     a->parent_id = info->parent_id;
     snprintf(a->model, sizeof a->model, "%s", info->model_name ? info->model_name : "");

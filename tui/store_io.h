@@ -14,6 +14,8 @@
 
 /* Loads session id (tokens with metrics, KV events, steps, tags, model and settings) into
  * a, an app initialised as PD_APP_REPLAY, and shows all of it (playhead at the end).
+ * Alternatives read as the pieces the database keeps (store_vocab.h): a->piece then
+ * borrows a map the store owns, so st must outlive a.
  * The app may hold a prefix on failure. Errors name the database and session. */
 enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);

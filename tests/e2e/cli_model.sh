@@ -70,6 +70,25 @@ n_rec=$(grep -o '"flags":' "$tmp/rec.json" | wc -l)
 n_gen=$(grep -c '"role":' "$tmp/gen")
 check "generate --db: every streamed token recorded ($n_rec = $n_gen)" test "$n_rec" -eq "$n_gen"
 check "generate --db: the model is recorded" grep -q '"file_name":"llama.gguf"' "$tmp/rec.json"
+# alternatives read as text without the model: the vocabulary is stored with the first
+# session, and a ponder record carries the pieces into a database that lacks the model
+"$ponder" show 1 --tokens --db "$tmp/g.db" >"$tmp/toks" 2>&1
+check "show --tokens: exit 0" test $? -eq 0
+check "show --tokens: one line per token ($n_gen + header)" \
+    test "$(wc -l <"$tmp/toks")" -eq $((n_rec + 1))
+check "show --tokens: alternatives as quoted pieces" \
+    grep -Eq '^ +[0-9]+ think .*"[^"]*" -[0-9.]+ "[^"]*" -[0-9.]+' "$tmp/toks"
+check "show --tokens: no alternative shown as an id" test "$(grep -c ' #[0-9]' "$tmp/toks")" -eq 0
+"$ponder" export --format ponder --db "$tmp/g.db" --out "$tmp/g.jsonl" 2>/dev/null
+check "ponder records carry the pieces" grep -q '"top":\[\[[0-9]*,-[0-9.e-]*,"' "$tmp/g.jsonl"
+"$ponder" import "$tmp/g.jsonl" --db "$tmp/g2.db" >/dev/null 2>&1
+"$ponder" show 1 --tokens --db "$tmp/g2.db" >"$tmp/toks2" 2>&1
+check "imported record: alternatives read as in the recording database" \
+    cmp -s "$tmp/toks" "$tmp/toks2"
+"$ponder" show 1 --tokens --from 2 --to 4 --db "$tmp/g.db" >"$tmp/toks3" 2>&1
+check "show --tokens --from 2 --to 4: two lines" test "$(wc -l <"$tmp/toks3")" -eq 3
+"$ponder" show 1 --from 2 --db "$tmp/g.db" >/dev/null 2>"$tmp/err"
+check "show --from without --tokens: exit 2" test $? -eq 2
 XDG_DATA_HOME=$tmp/xdg2 "$ponder" generate -m "$m" -p "the time" -n 4 --chat raw --no-record \
     --json >"$tmp/c1" 2>&1
 "$ponder" generate -m "$m" -p "the time" -n 4 --template raw --no-record --json >"$tmp/c2" 2>&1

@@ -1,4 +1,4 @@
-/* sha256.c - SHA-256 over a buffer, written from FIPS 180-4 section 6.2. */
+/* sha256.c - SHA-256, written from FIPS 180-4 section 6.2. */
 #include "sha256.h"
 
 #include <stdio.h>
@@ -58,32 +58,63 @@ static void block(uint32_t h[8], const uint8_t *p)
     h[7] += k;
 }
 
-void pd_sha256_hex(const void *data, size_t n, char hex[65])
+void pd_sha256_init(struct pd_sha256 *c)
 {
-    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, h0, sizeof h0);
+    c->n = 0;
+    c->fill = 0;
+}
+
+void pd_sha256_update(struct pd_sha256 *c, const void *data, size_t n)
+{
     const uint8_t *p = data;
-    size_t full = n / 64;
-    for (size_t i = 0; i < full; i++) {
-        block(h, p + 64 * i);
+    c->n += n;
+    if (c->fill) {
+        size_t take = 64 - c->fill < n ? 64 - c->fill : n;
+        memcpy(c->buf + c->fill, p, take);
+        c->fill += take;
+        p += take;
+        n -= take;
+        if (c->fill < 64) {
+            return;
+        }
+        block(c->h, c->buf);
+        c->fill = 0;
     }
+    for (; n >= 64; p += 64, n -= 64) {
+        block(c->h, p);
+    }
+    memcpy(c->buf, p, n);
+    c->fill = n;
+}
+
+void pd_sha256_final_hex(struct pd_sha256 *c, char hex[65])
+{
     uint8_t tail[128];
-    size_t rem = n % 64;
+    size_t rem = c->fill;
     memset(tail, 0, sizeof tail);
-    if (rem) {
-        memcpy(tail, p + 64 * full, rem);
-    }
+    memcpy(tail, c->buf, rem);
     tail[rem] = 0x80;
     size_t tl = rem < 56 ? 64 : 128;
-    uint64_t bits = (uint64_t)n * 8;
+    uint64_t bits = c->n * 8;
     for (int i = 0; i < 8; i++) {
         tail[tl - 1 - i] = (uint8_t)(bits >> (8 * i));
     }
-    block(h, tail);
+    block(c->h, tail);
     if (tl == 128) {
-        block(h, tail + 64);
+        block(c->h, tail + 64);
     }
     for (int i = 0; i < 8; i++) {
-        snprintf(hex + 8 * i, 9, "%08x", h[i]);
+        snprintf(hex + 8 * i, 9, "%08x", c->h[i]);
     }
+}
+
+void pd_sha256_hex(const void *data, size_t n, char hex[65])
+{
+    struct pd_sha256 c;
+    pd_sha256_init(&c);
+    pd_sha256_update(&c, data, n);
+    pd_sha256_final_hex(&c, hex);
 }

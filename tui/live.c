@@ -135,6 +135,8 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     p.topk = o->topk;
     p.capture = o->capture;
     p.throttle_ms = o->throttle_ms;
+    p.keep_alive = true; /* after an end, c continues and every action still works */
+    a->continue_n = o->n_predict;
     p.chat = l->lm.chat;
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
@@ -305,6 +307,20 @@ static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
     }
 }
 
+/* Before a branch rewinds the trace: the parent's unsaved prunes, tags and preference
+ * are saved to the parent (they belong to the session they were made on). */
+static void save_before_branch(struct pd_live *l, struct pd_app *a)
+{
+    if (!l->st || !pd_app_unsaved(a)) {
+        return;
+    }
+    struct pd_err e2;
+    push_steps(l, a);
+    if ((l->w && pd_store_writer_flush(l->w, &e2)) || pd_io_save(l->st, l->sid, a, &e2)) {
+        pd_app_msg(a, true, "branch: the parent's edits were not saved: %s", e2.msg);
+    }
+}
+
 static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
 {
     if (!l->st) {
@@ -341,10 +357,7 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
         a->session_id = l->sid;
         a->parent_id = parent;
         a->recording = true;
-        for (size_t k = 0; k < a->n_steps; k++) {
-            a->steps[k].in_db = false;
-            a->steps[k].pruned_saved = false;
-        }
+        pd_app_new_session(a);
     }
     pd_store_messages_free(msgs, n);
 }
@@ -367,12 +380,19 @@ static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *e
     }
     enum pd_event_kind kind = ev->kind;
     int64_t pos = ev->pos;
+    bool leg = kind == PD_EV_RESUMED && strcmp(ev->text, "continue") == 0;
+    if (kind == PD_EV_BRANCHED) {
+        save_before_branch(l, a);
+    }
     if (pd_app_on_event(a, ev, &e2)) {
         pd_app_msg(a, true, "%s", e2.msg);
     }
     pd_event_free(ev);
     if (kind == PD_EV_BRANCHED) {
         on_branch(l, a, pos);
+    }
+    if (leg && l->steps_pushed > 0 && l->steps_pushed >= a->n_steps) {
+        l->steps_pushed = a->n_steps - 1; /* the reopened last step is pushed again */
     }
     if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
         /* The writer keeps committing in its thread; it is closed (and the session marked

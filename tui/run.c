@@ -11,7 +11,8 @@
  *   replay [SESSION] [--db FILE] [--speed TOK/S] [--play] [--stats]
  *       SESSION defaults to the newest session.
  *   keys [--markdown]
- * Exit status: 0 ok, 1 runtime failure, 2 usage. On exit the live workbench prints which
+ * Exit status: 0 ok, 1 runtime failure, 2 usage, 130 quit by Ctrl-C with unsaved edits
+ * (they are listed on stderr). On exit the live workbench prints which
  * session it recorded to stderr; --stats prints frame and key-latency numbers there. */
 #include <errno.h>
 #include <limits.h>
@@ -60,6 +61,14 @@ static int workbench(struct pd_app *a, const struct pd_loop_source *src)
     }
     pd_loop_run(a, src);
     pd_term_close();
+    if (a->quit_discarded) {
+        size_t prunes, tags, prefs;
+        pd_app_unsaved_counts(a, &prunes, &tags, &prefs);
+        fprintf(stderr, "ponder: quit without saving: %zu prune%s, %zu tag%s%s discarded\n",
+                prunes, prunes == 1 ? "" : "s", tags, tags == 1 ? "" : "s",
+                prefs ? " and a preference" : "");
+        return a->interrupted ? 130 : 0; /* Ctrl-C that dropped edits: as an interrupt */
+    }
     return 0;
 }
 
@@ -141,7 +150,7 @@ static int run_live(struct pd_live_opts *o, bool stats)
                     (long long)rep.session_id, db, (long long)rep.n_saved,
                     (unsigned long long)rep.n_lost, rep.why);
         rc = rc ? rc : 1;
-    } else if (rc == 0 && db[0]) {
+    } else if ((rc == 0 || rc == 130) && db[0]) {
         fprintf(stderr, "ponder: session %lld recorded in %s (%lld tokens)\n",
                 (long long)rep.session_id, db, (long long)rep.n_saved);
     }

@@ -413,7 +413,8 @@ static void act_select(struct pd_app *a)
     }
     if (a->kind != PD_APP_LIVE || !pd_app_session_live(a)) {
         if (a->kind != PD_APP_LIVE) {
-            pd_app_msg(a, true, "steering needs a live model (this is a replay)");
+            pd_app_msg(a, true, "steering needs a live model: ponder replay %lld -m MODEL",
+                       (long long)a->session_id);
         }
         return;
     }

@@ -583,9 +583,25 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "frobnicate now");
     assert_true(a.msg_error);
     assert_non_null(strstr(a.msg, "frobnicate"));
-    /* After the end, session commands are refused. */
+    /* After an end the session waits: pause says c continues; c asks for -n more tokens
+     * and the continue event re-opens the trace. */
+    assert_false(pd_app_fx_pop(&a, &fx));
+    a.continue_n = 40;
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* still generating: nothing to continue */
     ev_simple(&a, PD_EV_FINISHED, 27, "length");
+    assert_non_null(strstr(a.msg, "c continues"));
     pd_app_do(&a, PD_ACT_PAUSE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "c continues"));
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_true(pop_cmd(&a, PD_CMD_CONTINUE, &fx));
+    assert_int_equal(fx.cmd.budget, 40);
+    ev_simple(&a, PD_EV_RESUMED, 27, "continue");
+    assert_false(a.finished);
+    /* A stopped or failed generation takes no more commands. */
+    ev_simple(&a, PD_EV_FINISHED, 27, "stopped");
+    pd_app_do(&a, PD_ACT_CONTINUE);
     assert_false(pd_app_fx_pop(&a, &fx));
     assert_true(a.msg_error);
     pd_app_deinit(&a);

@@ -22,8 +22,10 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
 
 /* Re-opening a saved session with a model: pushes its tokens at positions below upto
  * (0 or past the end: all) into a (a live app segments them as they come) and returns
- * their ids and roles (owned, free()) for the engine to re-encode. Errors name the
- * database and session; PD_EINVAL when the session has no tokens there. */
+ * their ids and roles (owned, free()) for the engine to re-encode. The live app reads
+ * alternatives through the model it re-opens with (whose vocabulary the caller checks
+ * against the tokens' text), not the stored pieces. Errors name the database and session;
+ * PD_EINVAL when the session has no tokens there. */
 enum pd_status pd_io_load_prefix(struct pd_store *st, int64_t id, int64_t upto,
                                  struct pd_app *a, int32_t **ids, uint8_t **roles, size_t *n,
                                  struct pd_err *err);

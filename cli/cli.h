@@ -36,8 +36,25 @@ int pd_cli_bench(int argc, char **argv);
 /* Store commands (cli_store.c). */
 int pd_cli_import(int argc, char **argv);
 int pd_cli_export(int argc, char **argv);
-int pd_cli_ls(int argc, char **argv);
 int pd_cli_show(int argc, char **argv);
+
+/* Session commands (cli_sessions.c): list with filters, full-text search, delete, tag. */
+int pd_cli_ls(int argc, char **argv);
+int pd_cli_search(int argc, char **argv);
+int pd_cli_rm(int argc, char **argv);
+int pd_cli_tag(int argc, char **argv);
+
+struct pd_buf;
+struct pd_store_session_info;
+
+/* A session as the JSON object ls --json prints (id, source, created_ms, model, counts,
+ * parent, fork_pos, tags, title, ...), appended to b; false when out of memory. */
+bool pd_cli_session_json(struct pd_buf *b, const struct pd_store_session_info *s);
+/* "YYYY-MM-DD HH:MM" in local time of a Unix time in milliseconds ("?" if it has none). */
+void pd_cli_fmt_time(int64_t ms, char *buf, size_t n);
+/* Copies s[0..n) into out as one printable line of at most max_cols code points: controls
+ * and invalid bytes become spaces / U+FFFD, a cut is marked with "...". */
+void pd_cli_one_line(const char *s, size_t n, char *out, size_t out_n, size_t max_cols);
 
 /* Analysis commands (cli_analysis.c). pd_cli_score_in is `score` over stored or imported
  * traces; pd_cli_score calls it when pd_cli_score_batch_wanted(argc, argv) (an --in,

@@ -275,7 +275,15 @@ struct pd_store *pd_cli_open_db(const char *db, enum pd_cli_db mode)
     p.create = mode == PD_CLI_DB_CREATE;
     p.read_only = mode == PD_CLI_DB_READ;
     struct pd_store *st = NULL;
-    if (pd_store_open(db, &p, &st, &err) != PD_OK) {
+    enum pd_status rc = pd_store_open(db, &p, &st, &err);
+    if (rc == PD_EUNSUPPORTED && p.read_only && strstr(err.msg, "needs upgrading") &&
+        writable(db)) {
+        /* an older database that can be written: upgraded in place, then read */
+        p.read_only = false;
+        pd_err_clear(&err);
+        rc = pd_store_open(db, &p, &st, &err);
+    }
+    if (rc != PD_OK) {
         if (db == path && access(db, F_OK) != 0) {
             pd_cli_fail(1, "no database yet at %s: record a session (ponder run) or import "
                            "traces (ponder import) first, or name one with --db", db);

@@ -1,4 +1,5 @@
-/* cli_store.c - headless store commands: import, export, ls, show.
+/* cli_store.c - headless store commands: import, export, show (ls, rm, tag and search
+ * are in cli_sessions.c).
  *
  * Contracts:
  *   import FILE... [--db F] [--strict] [--json]
@@ -15,7 +16,6 @@
  *       prints {"written":N,"skipped":K,"out":FILE} on stdout. The preference formats
  *       (dpo, step-dpo, kto) are chosen by cli_dataset.c; --card writes README.md beside
  *       FILE.
- *   ls [--json] [--db F]          one line per session / a JSON array
  *   show SESSION [--json] [--db F] the session as text / its ponder record
  * The database is --db or the default ($XDG_DATA_HOME/ponder/ponder.db). A progress bar
  * goes to stderr when stderr is a terminal. */
@@ -46,15 +46,18 @@
 static void import_usage(FILE *f)
 {
     fprintf(f,
-            "usage: ponder import FILE... [--db F] [--strict] [--json]\n"
+            "usage: ponder import FILE... [--db F] [--strict] [--allow-duplicates] [--json]\n"
             "\n"
             "Imports JSONL reasoning traces as sessions (TRL messages, ShareGPT conversations,\n"
             "or problem/question/prompt + generation/response/completion/solution/answer).\n"
             "Bad lines are reported as FILE:LINE: reason and skipped; --strict stops at the\n"
             "first one and keeps nothing of that file. Exit status 1 when any line failed.\n"
+            "A trace whose conversation and text the database already holds (same content\n"
+            "hash, whatever file or shape it came from) is skipped and counted.\n"
             "\n"
             "  --db F     database file (default $XDG_DATA_HOME/ponder/ponder.db)\n"
             "  --strict   stop at the first bad line\n"
+            "  --allow-duplicates  keep traces the database already holds\n"
             "  --json     print a JSON summary on stdout\n");
 }
 
@@ -63,8 +66,20 @@ struct import_ctx {
     bool json;
     struct pd_buf errors;   /* --json: the first 1000 messages as JSON strings, comma-joined */
     size_t n_errors;
+    size_t n_dups_shown;    /* duplicates named on stderr (the first 5) */
     bool oom;
 };
+
+static void import_on_duplicate(void *ud, const char *where, int64_t session_id)
+{
+    struct import_ctx *c = ud;
+    if (c->n_dups_shown < 5 && !c->json) {
+        pd_progress_clear(&c->bar);
+        fprintf(stderr, "%s: already in the database as session %lld, skipped\n", where,
+                (long long)session_id);
+    }
+    c->n_dups_shown++;
+}
 
 static void import_on_error(void *ud, const struct pd_err *e)
 {
@@ -88,7 +103,7 @@ int pd_cli_import(int argc, char **argv)
 {
     struct pd_argv a = {argc, argv, 1, "import"};
     const char *db = NULL;
-    bool strict = false, json = false, bad = false;
+    bool strict = false, json = false, bad = false, dups = false;
     const char **files = pd_calloc((size_t)argc, sizeof *files);
     size_t n_files = 0;
     if (!files) {
@@ -105,6 +120,8 @@ int pd_cli_import(int argc, char **argv)
             db = v;
         } else if (pd_arg_match(&a, "--strict", NULL, NULL, &bad)) {
             strict = true;
+        } else if (pd_arg_match(&a, "--allow-duplicates", NULL, NULL, &bad)) {
+            dups = true;
         } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
             json = true;
         } else if (argv[a.i][0] == '-' && argv[a.i][1] != '\0') {
@@ -131,14 +148,16 @@ int pd_cli_import(int argc, char **argv)
     pd_buf_init(&c.errors);
     struct pd_buf jfiles;
     pd_buf_init(&jfiles);
-    uint64_t total_imported = 0, total_rejected = 0;
+    uint64_t total_imported = 0, total_rejected = 0, total_dups = 0;
     int rc = 0;
     struct pd_progress all;
     pd_progress_start(&all, "import", "traces", 0);
     for (size_t i = 0; i < n_files; i++) {
         pd_progress_start(&c.bar, files[i], NULL, 0);
         struct pd_import_params p = {.strict = strict, .on_error = import_on_error,
-                                     .on_progress = import_on_progress, .ud = &c};
+                                     .on_progress = import_on_progress,
+                                     .allow_duplicates = dups,
+                                     .on_duplicate = import_on_duplicate, .ud = &c};
         struct pd_import_result r;
         struct pd_err err;
         pd_err_clear(&err);
@@ -154,16 +173,18 @@ int pd_cli_import(int argc, char **argv)
         }
         total_imported += r.n_imported;
         total_rejected += r.n_failed;
+        total_dups += r.n_duplicates;
         all.done = total_imported;
         if (json) {
             c.oom |= !(pd_buf_puts(&jfiles, i ? ",{\"file\":" : "{\"file\":") &&
                        pd_json_str(&jfiles, files[i], strlen(files[i])) &&
                        pd_buf_printf(&jfiles,
                                      ",\"lines\":%llu,\"imported\":%llu,\"rejected\":%llu,"
-                                     "\"first_id\":%lld,\"last_id\":%lld}",
+                                     "\"duplicates\":%llu,\"first_id\":%lld,\"last_id\":%lld}",
                                      (unsigned long long)r.n_lines,
                                      (unsigned long long)r.n_imported,
-                                     (unsigned long long)r.n_failed, (long long)r.first_id,
+                                     (unsigned long long)r.n_failed,
+                                     (unsigned long long)r.n_duplicates, (long long)r.first_id,
                                      (long long)r.last_id));
         } else {
             fprintf(stderr, "%s: imported %llu trace%s", files[i],
@@ -171,6 +192,10 @@ int pd_cli_import(int argc, char **argv)
             if (r.n_imported) {
                 fprintf(stderr, " (sessions %lld..%lld)", (long long)r.first_id,
                         (long long)r.last_id);
+            }
+            if (r.n_duplicates) {
+                fprintf(stderr, ", %llu duplicate%s skipped", (unsigned long long)r.n_duplicates,
+                        r.n_duplicates == 1 ? "" : "s");
             }
             if (r.n_failed) {
                 fprintf(stderr, ", %llu line%s rejected%s", (unsigned long long)r.n_failed,
@@ -182,15 +207,23 @@ int pd_cli_import(int argc, char **argv)
             break; /* database or I/O trouble: later files would fail the same way */
         }
     }
-    pd_progress_summary(&all, "%llu trace%s from %zu file%s, %llu line%s rejected",
+    pd_progress_summary(&all, "%llu trace%s from %zu file%s, %llu line%s rejected, %llu "
+                        "duplicate%s skipped",
                         (unsigned long long)total_imported, total_imported == 1 ? "" : "s",
                         n_files, n_files == 1 ? "" : "s", (unsigned long long)total_rejected,
-                        total_rejected == 1 ? "" : "s");
+                        total_rejected == 1 ? "" : "s", (unsigned long long)total_dups,
+                        total_dups == 1 ? "" : "s");
+    if (total_dups > 5 && !json) {
+        fprintf(stderr, "import: %llu duplicates in all (the first 5 named above); "
+                        "--allow-duplicates keeps them\n", (unsigned long long)total_dups);
+    }
     if (json && c.oom) {
         rc = pd_cli_fail(1, "import: out of memory building the summary");
     } else if (json) {
-        printf("{\"imported\":%llu,\"rejected\":%llu,\"files\":[%s],\"errors\":[%s]}\n",
+        printf("{\"imported\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"files\":[%s],"
+               "\"errors\":[%s]}\n",
                (unsigned long long)total_imported, (unsigned long long)total_rejected,
+               (unsigned long long)total_dups,
                jfiles.data ? jfiles.data : "", c.errors.data ? c.errors.data : "");
     }
     pd_buf_deinit(&jfiles);
@@ -547,164 +580,6 @@ int pd_cli_export(int argc, char **argv)
     return rc;
 }
 
-/* ---- ls --------------------------------------------------------------------------- */
-
-static void fmt_time(int64_t ms, char *buf, size_t n)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!localtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%d %H:%M", &tm) == 0) {
-        snprintf(buf, n, "?");
-    }
-}
-
-/* Copies s into out as one printable line of at most max_cols code points: controls and
- * invalid bytes become spaces / U+FFFD, a cut is marked with "...". */
-static void one_line(const char *s, size_t n, char *out, size_t out_n, size_t max_cols)
-{
-    size_t o = 0, cols = 0, i = 0;
-    while (i < n && o + 8 < out_n) {
-        if (cols == max_cols) {
-            if (o >= 3) {
-                memcpy(out + o - 3, "...", 3);
-            }
-            break;
-        }
-        uint32_t cp;
-        size_t k = pd_utf8_decode(s + i, n - i, &cp);
-        if (k == 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            /* line breaks and tabs become spaces, other controls visible (termsafe.h) */
-            uint32_t safe = cp == '\n' || cp == '\t' || cp == '\r' ? ' '
-                                                                  : pd_termsafe_cp(cp, 0);
-            o += pd_utf8_encode(safe, out + o);
-            i += k;
-        }
-        cols++;
-    }
-    out[o] = '\0';
-}
-
-/* Appends one session as a JSON object. */
-static bool session_json(struct pd_buf *b, const struct pd_store_session_info *s)
-{
-    bool ok = pd_buf_printf(b, "{\"id\":%lld,\"created_ms\":%lld,\"updated_ms\":%lld,"
-                               "\"source\":",
-                            (long long)s->id, (long long)s->created_ms,
-                            (long long)s->updated_ms) &&
-              pd_json_str(b, s->source, strlen(s->source)) && pd_buf_puts(b, ",\"model\":") &&
-              (s->model_name ? pd_json_str(b, s->model_name, strlen(s->model_name))
-                             : pd_buf_puts(b, "null")) &&
-              pd_buf_printf(b,
-                            ",\"n_tokens\":%lld,\"n_steps\":%lld,\"n_pruned\":%lld,"
-                            "\"finished\":%s,\"parent\":",
-                            (long long)s->n_tokens, (long long)s->n_steps,
-                            (long long)s->n_pruned, s->finished ? "true" : "false") &&
-              (s->parent_id ? pd_buf_printf(b, "%lld", (long long)s->parent_id)
-                            : pd_buf_puts(b, "null")) &&
-              pd_buf_printf(b, ",\"fork_pos\":%lld,\"tags\":[", (long long)s->fork_pos);
-    const char *t = s->tags;
-    for (bool first = true; ok && *t; first = false) {
-        const char *c = strchr(t, ',');
-        size_t len = c ? (size_t)(c - t) : strlen(t);
-        ok = pd_buf_puts(b, first ? "" : ",") && pd_json_str(b, t, len);
-        t += len + (c ? 1 : 0);
-    }
-    /* titles are cut at 200 characters: one line, valid UTF-8 */
-    char title[1024];
-    one_line(s->title, strlen(s->title), title, sizeof title, 200);
-    return ok && pd_buf_puts(b, "],\"title\":") && pd_json_str(b, title, strlen(title)) &&
-           pd_buf_puts(b, "}");
-}
-
-int pd_cli_ls(int argc, char **argv)
-{
-    struct pd_argv a = {argc, argv, 1, "ls"};
-    const char *db = NULL;
-    bool json = false, bad = false;
-    while (a.i < argc && !bad) {
-        const char *v = NULL;
-        if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
-            printf("usage: ponder ls [--json] [--db F]\n\nLists the saved sessions.\n");
-            return 0;
-        }
-        if (pd_arg_match(&a, "--db", NULL, &v, &bad)) {
-            db = v;
-        } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
-            json = true;
-        } else {
-            pd_cli_fail(2, "ls: unexpected argument '%s'", argv[a.i]);
-            bad = true;
-        }
-    }
-    if (bad) {
-        return 2;
-    }
-    struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_READ);
-    if (!st) {
-        return 1;
-    }
-    struct pd_store_session_info *all = NULL;
-    size_t n = 0;
-    struct pd_err err;
-    pd_err_clear(&err);
-    if (pd_store_session_list(st, &all, &n, &err) != PD_OK) {
-        pd_cli_print_err(&err);
-        pd_store_close(&st);
-        return 1;
-    }
-    int rc = 0;
-    if (json) {
-        struct pd_buf b;
-        pd_buf_init(&b);
-        bool ok = pd_buf_puts(&b, "[");
-        for (size_t i = 0; ok && i < n; i++) {
-            ok = pd_buf_puts(&b, i ? "," : "") && session_json(&b, &all[i]);
-        }
-        if (ok && pd_buf_puts(&b, "]")) {
-            puts(b.data);
-        } else {
-            rc = pd_cli_fail(1, "ls: out of memory");
-        }
-        pd_buf_deinit(&b);
-    } else {
-        printf("%6s  %-16s %8s %6s  %-8s %-20s %s\n", "ID", "CREATED", "TOKENS", "STEPS",
-               "STATE", "MODEL", "TITLE [TAGS]");
-        for (size_t i = 0; i < n; i++) {
-            const struct pd_store_session_info *s = &all[i];
-            char when[32], title[256], model[64], state[32], steps[16];
-            fmt_time(s->created_ms, when, sizeof when);
-            one_line(s->title, strlen(s->title), title, sizeof title, 36);
-            one_line(s->model_name ? s->model_name : "-",
-                     strlen(s->model_name ? s->model_name : "-"), model, sizeof model, 20);
-            if (s->parent_id) {
-                snprintf(state, sizeof state, "<%lld@%lld", (long long)s->parent_id,
-                         (long long)s->fork_pos);
-            } else {
-                snprintf(state, sizeof state, "%s", s->finished ? "done" : "partial");
-            }
-            if (s->n_pruned) {
-                snprintf(steps, sizeof steps, "%lld-%lld", (long long)s->n_steps,
-                         (long long)s->n_pruned);
-            } else {
-                snprintf(steps, sizeof steps, "%lld", (long long)s->n_steps);
-            }
-            printf("%6lld  %-16s %8lld %6s  %-8s %-20s %s%s%s%s\n", (long long)s->id, when,
-                   (long long)s->n_tokens, steps, state, model, title, *s->tags ? " [" : "",
-                   s->tags, *s->tags ? "]" : "");
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        pd_store_session_info_free(&all[i]);
-    }
-    free(all);
-    pd_store_close(&st);
-    return rc;
-}
-
 /* ---- show ------------------------------------------------------------------------- */
 
 /* Prints untrusted text with its lines kept (termsafe.h). */
@@ -785,7 +660,7 @@ static int show_text(struct pd_store *st, int64_t id)
     }
     const struct pd_store_session_info *s = pd_replay_info(r);
     char when[32];
-    fmt_time(s->created_ms, when, sizeof when);
+    pd_cli_fmt_time(s->created_ms, when, sizeof when);
     /* every string from the database goes through the terminal filter (termsafe.h) */
     char t1[512], t2[256], t3[256], t4[256];
     printf("session %lld  created %s  source %s  %s\n", (long long)s->id, when,

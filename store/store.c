@@ -29,7 +29,8 @@ static const char *const stmt_sql[PD_STMT_COUNT] = {
         "INSERT INTO tokens (session_id, pos, tok, role, flags, text, logprob, entropy, topk,"
         " attn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [PD_STMT_SESSION_GROW] =
-        "UPDATE sessions SET n_tokens = max(n_tokens, ?2), updated_ms = ?3 WHERE id = ?1",
+        "UPDATE sessions SET n_tokens = max(n_tokens, ?2), updated_ms = ?3, indexed_ms = NULL,"
+        " content_hash = NULL WHERE id = ?1",
     [PD_STMT_SESSION_FORK] = "SELECT coalesce(parent_id, 0), fork_pos FROM sessions WHERE id = ?1",
     [PD_STMT_TOKEN_LAST_POS] = "SELECT max(pos) FROM tokens WHERE session_id = ?1",
     [PD_STMT_KV_INSERT] =

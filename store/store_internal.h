@@ -31,12 +31,15 @@
 
 /* The text the full-text index holds for session ID (an SQL expression): its conversation,
  * then the text of its own tokens other than the prompt's (the prompt is in the messages;
- * a live session's prompt tokens add only the chat template), in order. */
+ * a live session's prompt tokens add only the chat template), in order, with a newline
+ * where the role changes (the thinking's last word and the answer's first stay apart). */
 #define PD_SESSION_TEXT_SQL(ID) \
     "coalesce((SELECT group_concat(content, char(10)) FROM" \
     " (SELECT content FROM messages WHERE session_id = " ID " ORDER BY idx)), '')" \
-    " || char(10) || coalesce((SELECT group_concat(CAST(text AS TEXT), '') FROM" \
-    " (SELECT text FROM tokens WHERE session_id = " ID " AND role <> 0 ORDER BY pos)), '')"
+    " || char(10) || coalesce((SELECT group_concat(t, '') FROM" \
+    " (SELECT CASE WHEN role <> lag(role, 1, role) OVER (ORDER BY pos) THEN char(10)" \
+    " ELSE '' END || CAST(text AS TEXT) AS t FROM tokens" \
+    " WHERE session_id = " ID " AND role <> 0 ORDER BY pos)), '')"
 
 /* Statements prepared once per connection (the hot and the frequent ones). */
 enum pd_store_stmt_id {
@@ -91,6 +94,11 @@ extern const struct pd_store_migration pd_store_migrations[PD_STORE_SCHEMA_VERSI
 /* Returns the cached statement, prepared on first use, reset and with bindings cleared;
  * NULL with err set (PD_EDB) on failure. Borrowed: valid until pd_store_close. */
 sqlite3_stmt *pd_store_stmt(struct pd_store *st, enum pd_store_stmt_id id, struct pd_err *err);
+
+/* Fills *o from the current row of a PD_SESSION_SELECT statement (owned strings; free
+ * with pd_store_session_info_free). PD_EFORMAT for an inconsistent row. */
+enum pd_status pd_store_read_session_row(struct pd_store *st, sqlite3_stmt *s,
+                                         struct pd_store_session_info *o, struct pd_err *err);
 
 /* Prepares a one-off statement; NULL with err set on failure. Caller finalizes it. */
 sqlite3_stmt *pd_store_prepare(struct pd_store *st, const char *sql, struct pd_err *err);

@@ -49,6 +49,10 @@ struct pd_import_params {
     bool strict;            /* stop at the first bad line and keep nothing of the file */
     size_t line_max;        /* 0: PD_JSONL_LINE_MAX_DEFAULT */
     size_t batch_records;   /* records per commit when not strict; 0: 256 */
+    bool allow_duplicates;  /* keep a record whose content the database already holds */
+    /* Called for each record skipped as a duplicate: its "file:line" and the session it
+     * repeats. Optional. */
+    void (*on_duplicate)(void *ud, const char *where, int64_t session_id);
     /* Called for each rejected line with "file:line: reason". Optional. */
     void (*on_error)(void *ud, const struct pd_err *e);
     /* Called now and then with bytes read and the file size (0 if unknown). Optional. */
@@ -60,12 +64,15 @@ struct pd_import_result {
     uint64_t n_lines;       /* lines read, blank ones included */
     uint64_t n_imported;    /* sessions created */
     uint64_t n_failed;      /* lines rejected */
+    uint64_t n_duplicates;  /* records skipped: their content was already there */
     int64_t first_id;       /* first and last session created, 0 when none */
     int64_t last_id;
 };
 
-/* Imports every record of a JSONL file (see above). Non-strict: bad lines are reported
- * through on_error and skipped; returns PD_OK when the file could be read. Strict: the
+/* Imports every record of a JSONL file (see above). A record whose content hash
+ * (store_find.h) equals an existing session's is skipped and counted, unless
+ * allow_duplicates; finished sessions without a hash are hashed first. Non-strict: bad
+ * lines are reported through on_error and skipped; returns PD_OK when the file could be read. Strict: the
  * first bad line's error is returned (PD_EFORMAT) and nothing from the file is stored.
  * PD_EIO when the file cannot be read. The store must not be inside pd_store_begin.
  * params may be NULL; res may be NULL. Empty files and blank lines are fine. */

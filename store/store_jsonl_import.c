@@ -25,6 +25,7 @@
 
 #include "mem.h"
 #include "utf8.h"
+#include "store_find.h"
 #include "store_internal.h"
 #include "store_labels.h"
 
@@ -789,7 +790,10 @@ enum pd_status pd_jsonl_import_file(struct pd_store *st, const char *path,
     struct stat sb;
     uint64_t total = (fstat(fileno(lr->f), &sb) == 0 && S_ISREG(sb.st_mode)) ? (uint64_t)sb.st_size
                                                                             : 0;
-    enum pd_status rc = pd_store_begin(st, err);
+    enum pd_status rc = pd_store_content_hash_missing(st, NULL, err);
+    if (rc == PD_OK) {
+        rc = pd_store_begin(st, err);
+    }
     size_t since_commit = 0;
     struct pd_import_result committed = r; /* what the last commit made durable */
     /* Messages name the file and line; a very long path keeps its end (the file name)
@@ -839,7 +843,19 @@ enum pd_status pd_jsonl_import_file(struct pd_store *st, const char *path,
             too_long ? pd_err_set(&lerr, PD_EFORMAT, "%s: line longer than %zu bytes", where,
                                   line_max)
                      : pd_jsonl_import_record(st, s, n, where, &id, &lerr);
+        int64_t dup = 0;
         if (lrc == PD_OK) {
+            lrc = pd_store_content_hash_put(st, id, &dup, &lerr);
+        }
+        if (lrc == PD_OK && dup && !p.allow_duplicates) {
+            lrc = pd_store_session_delete(st, id, &lerr);
+            if (lrc == PD_OK) {
+                r.n_duplicates++;
+                if (p.on_duplicate) {
+                    p.on_duplicate(p.ud, where, dup);
+                }
+            }
+        } else if (lrc == PD_OK) {
             r.n_imported++;
             r.first_id = r.first_id ? r.first_id : id;
             r.last_id = id;

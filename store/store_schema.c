@@ -189,10 +189,11 @@ static const char schema_v4[] =
  * first time a session is recorded or scored with the model, so alternatives read back as
  * text without the model file; `pieces` keeps the texts an imported record carried for
  * ids of a model whose vocabulary this file lacks (or of no model). content_hash is the
- * SHA-256 of an imported trace's content (re-imports are skipped); imports made before
- * this version are hashed by the next import. session_text is the full-text index
- * (FTS5) of each session's conversation and trace; indexed_ms is the updated_ms the
- * index row was made at (older: the row is refreshed before a search). */
+ * SHA-256 of a trace's content (store_find.h: re-imports are skipped); finished sessions
+ * made before an import are hashed by it. session_text is the full-text index (FTS5) of
+ * each session's conversation and trace; indexed_ms is when its row was made, NULL when
+ * the session changed since (the row is refreshed before a search). Growing a session
+ * clears both. */
 static const char schema_v5[] =
     "CREATE TABLE vocab (\n"
     "    model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,\n"

@@ -301,10 +301,8 @@ void pd_store_session_info_free(struct pd_store_session_info *s)
     memset(s, 0, sizeof *s);
 }
 
-
-/* Fills *o from the current row of a session_select statement. */
-static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
-                                       struct pd_store_session_info *o, struct pd_err *err)
+enum pd_status pd_store_read_session_row(struct pd_store *st, sqlite3_stmt *s,
+                                         struct pd_store_session_info *o, struct pd_err *err)
 {
     bool ok = true;
     memset(o, 0, sizeof *o);
@@ -371,7 +369,7 @@ enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
     enum pd_status rc;
     int r = sqlite3_step(s);
     if (r == SQLITE_ROW) {
-        rc = read_session_row(st, s, out, err);
+        rc = pd_store_read_session_row(st, s, out, err);
     } else if (r == SQLITE_DONE) {
         rc = pd_err_set(err, PD_EINVAL, "%s: no session %lld", st->path, (long long)id);
     } else {
@@ -401,7 +399,7 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_sessio
             break;
         }
         arr = na;
-        rc = read_session_row(st, s, &arr[len], err);
+        rc = pd_store_read_session_row(st, s, &arr[len], err);
         if (rc != PD_OK) {
             break;
         }
@@ -507,6 +505,18 @@ enum pd_status pd_store_session_delete(struct pd_store *st, int64_t id, struct p
     }
     if (rc == PD_OK) {
         s = pd_store_prepare(st, "DELETE FROM sessions WHERE id = ?1", err);
+        rc = s ? PD_OK : PD_EDB;
+    }
+    if (rc == PD_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) != SQLITE_DONE) {
+            rc = pd_store_dberr(st, err, "session delete");
+        }
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (rc == PD_OK) { /* its full-text row (a virtual table: no foreign key) */
+        s = pd_store_prepare(st, "DELETE FROM session_text WHERE rowid = ?1", err);
         rc = s ? PD_OK : PD_EDB;
     }
     if (rc == PD_OK) {

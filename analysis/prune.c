@@ -482,6 +482,8 @@ enum pd_status pd_prune_verify(struct pd_scorer *s, const struct pd_token_rec *t
                                              n_trace_answer, out->n_compare);
     out->n_greedy = part->n_greedy;
     memcpy(out->greedy_pruned, part->greedy, part->n_greedy * sizeof *part->greedy);
+    out->n_greedy_full = full->n_greedy;
+    memcpy(out->greedy_full, full->greedy, full->n_greedy * sizeof *full->greedy);
 done:
     free(drop);
     free(trace_answer);

@@ -123,6 +123,8 @@ struct pd_prune_check {
     bool greedy_pruned_matches;/* greedy from pruned reasoning == the trace's answer tokens */
     size_t n_greedy;           /* greedy tokens produced from the pruned reasoning */
     int32_t greedy_pruned[PD_SCORE_GREEDY_MAX];
+    size_t n_greedy_full;      /* greedy tokens produced from the full reasoning */
+    int32_t greedy_full[PD_SCORE_GREEDY_MAX];
 };
 
 /* Scores the answer under the full and the pruned reasoning (steps[].pruned) and decodes

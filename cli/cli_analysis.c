@@ -2,9 +2,12 @@
  * stored or imported traces (`score --in / --session / --all`, reached from `score`).
  *
  * Contracts (docs/analysis.md, "Command line"):
- *   analyze (--session ID... | --all | --in FILE) [--db F] [-m MODEL] [--sensitivity]
- *           [--markers] [--min-chars N] [--resegment] [--save] [--json]
+ *   analyze (--session ID... | --all | --in FILE) [--db F] [-m MODEL]
+ *           [--sensitivity [--greedy N]] [--markers] [--min-chars N] [--resegment] [--save]
+ *           [--json]
  *       steps with kinds and metrics per trace; text table or one JSON object per line.
+ *       A trace with a reference answer: --sensitivity grades the greedy answer with each
+ *       step removed against it (prune --verify: from the full and pruned reasoning).
  *   prune --strategy manual|asap|redundant|budget [--keep R | --budget N]
  *         [--threshold T] [--steps I,J,...] [--verify [--verify-steps]] [-m MODEL]
  *         [--greedy N] (--session ID... | --all | --in FILE) [--out FILE] [--format F]
@@ -47,6 +50,7 @@
 #include "store_labels.h"
 #include "store_replay.h"
 #include "tokenizer.h"
+#include "answer.h"
 
 #define PATH_MAX_LEN 4096
 #define PREVIEW_CHARS 60
@@ -102,14 +106,16 @@ static void on_import_progress(void *ud, uint64_t done, uint64_t total)
 }
 
 /* Imports file; appends the new session ids to *ids. Returns false on a file-level error
- * (printed); bad lines are printed and counted in *n_bad. */
-static bool import_file(struct pd_store *st, const char *file, int64_t **ids, size_t *n_ids,
-                        uint64_t *n_bad)
+ * (printed); bad lines are printed and counted in *n_bad. dups: repeated traces are
+ * imported too (a temporary database: every line is a trace to work on); otherwise a trace
+ * the database holds is skipped and counted on stderr. */
+static bool import_file(struct pd_store *st, const char *file, bool dups, int64_t **ids,
+                        size_t *n_ids, uint64_t *n_bad)
 {
     struct pd_progress b;
     pd_progress_start(&b, file, NULL, 0);
     struct pd_import_params p = {.on_error = on_import_error, .on_progress = on_import_progress,
-                                 .ud = &b};
+                                 .allow_duplicates = dups, .ud = &b};
     struct pd_import_result r;
     struct pd_err err;
     pd_err_clear(&err);
@@ -122,6 +128,10 @@ static bool import_file(struct pd_store *st, const char *file, int64_t **ids, si
         return false;
     }
     *n_bad += r.n_failed;
+    if (r.n_duplicates) {
+        fprintf(stderr, "%s: %llu trace%s already in the database, skipped\n", file,
+                (unsigned long long)r.n_duplicates, r.n_duplicates == 1 ? "" : "s");
+    }
     if (r.n_imported == 0) {
         return true;
     }
@@ -176,6 +186,7 @@ static bool all_sessions(struct pd_store *st, int64_t **ids, size_t *n_ids)
 struct trace {
     int64_t id;
     int64_t parent_id;
+    char *reference;            /* owned: the session's reference answer, or NULL */
     struct pd_token_rec *toks;  /* owned [n] */
     size_t n;
     struct pd_step_rec *stored; /* owned copy of the stored steps [n_stored] */
@@ -186,6 +197,7 @@ static void trace_free(struct trace *t)
 {
     pd_score_tokens_free(t->toks, t->n);
     free(t->stored);
+    free(t->reference);
     memset(t, 0, sizeof *t);
 }
 
@@ -200,6 +212,11 @@ static enum pd_status trace_load(struct pd_store *st, int64_t id, struct trace *
         return s;
     }
     t->parent_id = pd_replay_info(r)->parent_id;
+    if (pd_replay_info(r)->reference &&
+        !(t->reference = pd_strdup(pd_replay_info(r)->reference))) {
+        s = pd_err_set(err, PD_ENOMEM, "session %lld: out of memory", (long long)id);
+        goto done;
+    }
     int64_t len = pd_replay_length(r);
     t->toks = pd_calloc(len > 0 ? (size_t)len : 1, sizeof *t->toks);
     if (!t->toks) {
@@ -553,8 +570,8 @@ static void analyze_usage(FILE *f)
 {
     fprintf(f,
             "usage: ponder analyze (--session ID... | --all | --in FILE) [--db F] [-m MODEL]\n"
-            "                      [--sensitivity] [--markers] [--min-chars N] [--resegment]\n"
-            "                      [--save] [--json]\n"
+            "                      [--sensitivity [--greedy N]] [--markers] [--min-chars N]\n"
+            "                      [--resegment] [--save] [--json]\n"
             "\n"
             "Segments each trace into reasoning steps and prints each step's kind, tokens,\n"
             "first-token surprisal, mean surprisal, mean entropy (bits) and attention received\n"
@@ -566,7 +583,12 @@ static void analyze_usage(FILE *f)
             "  --db F          database (default $XDG_DATA_HOME/ponder/ponder.db)\n"
             "  -m, --model F   score unscored traces first (stored only with --save), and\n"
             "                  the model for --sensitivity\n"
-            "  --sensitivity   answer logprob with each step removed vs kept (needs -m)\n"
+            "  --sensitivity   answer logprob with each step removed vs kept (needs -m);\n"
+            "                  a trace with a reference answer also gets the greedy answer\n"
+            "                  with each step removed checked against it (right / WRONG /\n"
+            "                  no answer in the greedy tokens)\n"
+            "  --greedy N      greedy answer tokens decoded for that check (default 32, at\n"
+            "                  most %d)\n"
             "  --markers       also split at sentence-initial discourse markers\n"
             "  --min-chars N   merge steps shorter than N characters (default 10)\n"
             "  --resegment     segment again even when steps are stored\n"
@@ -577,7 +599,8 @@ static void analyze_usage(FILE *f)
             "                  pass rate (difficulty = 1 - pass rate; for export filters)\n"
             "  --chat F        chat family for scoring (default: from the model)\n"
             "  -t, --threads N, -c, --ctx N   as for score\n"
-            "  --json          one JSON object per trace and line\n");
+            "  --json          one JSON object per trace and line\n",
+            PD_SCORE_GREEDY_MAX);
 }
 
 struct common_opts {
@@ -680,7 +703,7 @@ static struct pd_store *common_open(struct common_opts *o, struct tmp_db *tmp, b
     }
     uint64_t n_bad = 0;
     if (o->in) {
-        if (!import_file(st, o->in, &o->ids, &o->n_ids, &n_bad)) {
+        if (!import_file(st, o->in, !keep_in, &o->ids, &o->n_ids, &n_bad)) {
             *rc = 1;
             pd_store_close(&st);
             return NULL;
@@ -696,9 +719,115 @@ static struct pd_store *common_open(struct common_opts *o, struct tmp_db *tmp, b
     return st;
 }
 
+/* ---- reference answers ------------------------------------------------------------ */
+
+/* How a greedy answer compares with the trace's reference answer (answer.h). */
+struct ref_check {
+    char answer[PD_ANSWER_MAX];  /* what was extracted, "" when nothing */
+    int verdict;                 /* 1 right, 0 wrong, -1 no answer in the greedy text */
+};
+
+/* Checks the greedy continuation ids[0..n) (its pieces; special and end-of-generation
+ * tokens left out) against reference, graded as `ponder analyze --pass-rate` grades
+ * (pd_pairs_grade: the last \boxed{} or number against the reference's). */
+static bool ref_check(const struct pd_tok *tok, const int32_t *ids, size_t n,
+                      const char *reference, struct ref_check *out)
+{
+    struct pd_buf text;
+    pd_buf_init(&text);
+    bool ok = pd_buf_puts(&text, "");
+    for (size_t i = 0; ok && i < n; i++) {
+        size_t len = 0;
+        const char *p = pd_tok_is_special(tok, ids[i]) || pd_tok_is_eog(tok, ids[i])
+                            ? NULL
+                            : pd_tok_piece(tok, ids[i], &len);
+        ok = !p || pd_buf_append(&text, p, len);
+    }
+    if (ok) {
+        int g = pd_pairs_grade(text.data ? text.data : "", text.len, reference, out->answer);
+        out->verdict = g == 0 && !out->answer[0] ? -1 : g;
+    }
+    pd_buf_deinit(&text);
+    return ok;
+}
+
+static const char *verdict_name(int v)
+{
+    return v > 0 ? "right" : v == 0 ? "WRONG" : "no answer";
+}
+
+static bool json_verdict(struct pd_buf *b, const char *key, const struct ref_check *r)
+{
+    return json_key(b, key) &&
+           (r->verdict < 0 ? pd_buf_puts(b, "null")
+                           : pd_json_str(b, r->answer, strlen(r->answer))) &&
+           pd_buf_printf(b, ",\"%s_correct\":%s", key,
+                         r->verdict < 0 ? "null" : r->verdict ? "true" : "false");
+}
+
+/* Answer sensitivity of each step (as pd_score_sensitivity) plus, for a trace with a
+ * reference answer, the greedy answer (n_greedy tokens) under the full trace (*full_ref)
+ * and with each step removed (step_ref[j]) checked against it. A step without tokens
+ * leaves the answer as it is. */
+static enum pd_status sensitivity_ref(const struct model_ctx *mc, const struct trace *t,
+                                      const struct pd_step_rec *steps, size_t n_steps,
+                                      uint32_t n_greedy, double *sens, double *lp_full,
+                                      struct ref_check *full_ref, struct ref_check *step_ref,
+                                      struct pd_err *err)
+{
+    struct pd_score_answer *full = pd_calloc(1, sizeof *full);
+    struct pd_score_answer *part = pd_calloc(1, sizeof *part);
+    struct pd_step_rec *one = pd_malloc_array(n_steps ? n_steps : 1, sizeof *one);
+    uint8_t *drop = pd_calloc(t->n ? t->n : 1, 1);
+    enum pd_status s = full && part && one && drop ? PD_OK
+                                                   : pd_err_set(err, PD_ENOMEM, "out of memory");
+    if (s == PD_OK) {
+        s = pd_score_answer(mc->sc, t->toks, t->n, NULL, n_greedy, full, err);
+    }
+    if (s == PD_OK) {
+        *lp_full = full->logprob;
+        if (!ref_check(mc->lm.tok, full->greedy, full->n_greedy, t->reference, full_ref)) {
+            s = pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+    }
+    for (size_t j = 0; s == PD_OK && j < n_steps; j++) {
+        memcpy(one, steps, n_steps * sizeof *one);
+        bool any = false;
+        for (size_t i = 0; i < n_steps; i++) {
+            one[i].pruned = i == j;
+        }
+        s = pd_prune_token_mask(t->toks, t->n, one, n_steps, drop, err);
+        for (size_t i = 0; s == PD_OK && i < t->n && !any; i++) {
+            any = drop[i] != 0;
+        }
+        sens[j] = 0.0;
+        step_ref[j] = *full_ref;
+        if (s != PD_OK || !any) {
+            continue;
+        }
+        s = pd_score_answer(mc->sc, t->toks, t->n, drop, n_greedy, part, err);
+        if (s != PD_OK) {
+            pd_err_prefix(err, "step %zu", j);
+        } else {
+            sens[j] = full->logprob - part->logprob;
+            if (!ref_check(mc->lm.tok, part->greedy, part->n_greedy, t->reference,
+                           &step_ref[j])) {
+                s = pd_err_set(err, PD_ENOMEM, "out of memory");
+            }
+        }
+    }
+    free(full);
+    free(part);
+    free(one);
+    free(drop);
+    return s;
+}
+
+/* full_ref / step_ref: NULL, or the reference checks of sensitivity_ref. */
 static bool print_analysis(const struct trace *t, const struct pd_step_rec *steps,
-                           size_t n_steps, const double *sens, double lp_full, bool json,
-                           struct pd_buf *b)
+                           size_t n_steps, const double *sens, double lp_full,
+                           const struct ref_check *full_ref, const struct ref_check *step_ref,
+                           bool json, struct pd_buf *b)
 {
     struct pd_step_span *spans = pd_calloc(n_steps ? n_steps : 1, sizeof *spans);
     struct pd_err err;
@@ -726,6 +855,10 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
         if (sens) {
             ok = ok && json_kn(b, "answer_logprob", lp_full);
         }
+        if (full_ref) {
+            ok = ok && json_ks(b, "reference", t->reference) &&
+                 json_verdict(b, "answer_full", full_ref);
+        }
         ok = ok && pd_buf_puts(b, ",\"steps\":[");
         for (size_t j = 0; ok && j < n_steps; j++) {
             const struct pd_step_rec *s = &steps[j];
@@ -744,6 +877,9 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
             if (ok && sens) {
                 ok = json_kn(b, "sensitivity", sens[j]);
             }
+            if (ok && step_ref) {
+                ok = json_verdict(b, "answer_without", &step_ref[j]);
+            }
             ok = ok && json_key(b, "text") && pd_json_str(b, txt.data, txt.len) &&
                  pd_buf_puts(b, "}");
         }
@@ -761,9 +897,18 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
         if (ok && sens) {
             ok = pd_buf_printf(b, "  answer logprob %.4f nats\n", lp_full);
         }
-        ok = ok && pd_buf_printf(b, "  %4s %-9s %6s %8s %8s %8s %8s%s  %s\n", "step", "kind",
+        if (ok && full_ref) {
+            char r0[PD_ANSWER_MAX + 8], rf[64];
+            pd_cli_one_line(full_ref->answer, strlen(full_ref->answer), r0, sizeof r0, 40);
+            pd_cli_one_line(t->reference, strlen(t->reference), rf, sizeof rf, 40);
+            ok = pd_buf_printf(b, "  reference %s: greedy answer %s (%s); column ref: the "
+                               "greedy answer with the step removed\n",
+                               rf, full_ref->verdict < 0 ? "-" : r0,
+                               verdict_name(full_ref->verdict));
+        }
+        ok = ok && pd_buf_printf(b, "  %4s %-9s %6s %8s %8s %8s %8s%s%s  %s\n", "step", "kind",
                                  "tokens", "first", "mean", "entropy", "attn",
-                                 sens ? "    sens" : "", "text");
+                                 sens ? "    sens" : "", step_ref ? " ref      " : "", "text");
         for (size_t j = 0; ok && j < n_steps; j++) {
             const struct pd_step_rec *s = &steps[j];
             char pv[PREVIEW_CHARS + 8];
@@ -779,6 +924,9 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
                                (double)s->mean_entropy, (double)s->attn_received);
             if (ok && sens) {
                 ok = pd_buf_printf(b, " %8.4f", sens[j]);
+            }
+            if (ok && step_ref) {
+                ok = pd_buf_printf(b, " %-9s", verdict_name(step_ref[j].verdict));
             }
             ok = ok && pd_buf_printf(b, "%s %s\n", s->pruned ? " x" : "  ", pv);
         }
@@ -978,6 +1126,8 @@ int pd_cli_analyze(int argc, char **argv)
         return pd_cli_fail(1, "analyze: out of memory");
     }
     bool sensitivity = false, save = false, pass_rate = false, bad = false;
+    long long n_greedy = 32;
+    const char *greedy_s = NULL;
     struct pd_argv a = {argc, argv, 1, "analyze"};
     while (a.i < argc && !bad) {
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
@@ -991,6 +1141,9 @@ int pd_cli_analyze(int argc, char **argv)
         } else if (r == 0) {
             if (pd_arg_match(&a, "--sensitivity", NULL, NULL, &bad)) {
                 sensitivity = true;
+            } else if (pd_arg_match(&a, "--greedy", NULL, &greedy_s, &bad)) {
+                bad = bad || !pd_arg_long("analyze", "--greedy", greedy_s, 1,
+                                          PD_SCORE_GREEDY_MAX, &n_greedy);
             } else if (pd_arg_match(&a, "--save", NULL, NULL, &bad)) {
                 save = true;
             } else if (pd_arg_match(&a, "--pass-rate", NULL, NULL, &bad)) {
@@ -1007,6 +1160,9 @@ int pd_cli_analyze(int argc, char **argv)
     if (!bad && sensitivity && !o.mo.path) {
         pd_cli_fail(2, "analyze: --sensitivity needs -m MODEL");
         bad = true;
+    }
+    if (!bad && greedy_s && !sensitivity) {
+        bad = pd_cli_fail(2, "analyze: --greedy goes with --sensitivity") != 0;
     }
     if (!bad && save && o.in) {
         pd_cli_fail(2, "analyze: --save does not apply to --in (use 'ponder score --in')");
@@ -1039,6 +1195,9 @@ int pd_cli_analyze(int argc, char **argv)
     }
     struct pd_progress bar;
     pd_progress_start(&bar, "analyze", "traces", o.n_ids);
+    struct {
+        size_t n_ref, right, n_steps, flipped;
+    } rt = {0};
     size_t n_failed = 0;
     struct pd_buf out;
     pd_buf_init(&out);
@@ -1050,6 +1209,7 @@ int pd_cli_analyze(int argc, char **argv)
         struct pd_step_rec *steps = NULL;
         size_t n_steps = 0;
         double *sens = NULL, lp_full = NAN;
+        struct ref_check full_ref, *step_ref = NULL;
         bool fresh = false;
         enum pd_status s = trace_load(st, o.ids[k], &t, &err);
         if (s == PD_OK && mc.sc && !trace_scored(&t)) {
@@ -1062,9 +1222,16 @@ int pd_cli_analyze(int argc, char **argv)
         }
         if (s == PD_OK && sensitivity) {
             sens = pd_calloc(n_steps ? n_steps : 1, sizeof *sens);
-            s = sens ? pd_score_sensitivity(mc.sc, t.toks, t.n, steps, n_steps, sens, &lp_full,
-                                            &err)
-                     : pd_err_set(&err, PD_ENOMEM, "out of memory");
+            step_ref = t.reference ? pd_calloc(n_steps ? n_steps : 1, sizeof *step_ref) : NULL;
+            if (!sens || (t.reference && !step_ref)) {
+                s = pd_err_set(&err, PD_ENOMEM, "out of memory");
+            } else if (t.reference) {
+                s = sensitivity_ref(&mc, &t, steps, n_steps, (uint32_t)n_greedy, sens, &lp_full,
+                                    &full_ref, step_ref, &err);
+            } else {
+                s = pd_score_sensitivity(mc.sc, t.toks, t.n, steps, n_steps, sens, &lp_full,
+                                         &err);
+            }
         }
         if (s == PD_OK && save) {
             s = fresh ? pd_store_steps_replace(st, t.id, steps, n_steps, &err)
@@ -1072,7 +1239,16 @@ int pd_cli_analyze(int argc, char **argv)
         }
         pd_progress_clear(&bar);
         if (s == PD_OK) {
-            if (print_analysis(&t, steps, n_steps, sens, lp_full, o.json, &out)) {
+            if (step_ref) {
+                rt.n_ref++;
+                rt.right += full_ref.verdict > 0;
+                for (size_t j = 0; j < n_steps; j++) {
+                    rt.n_steps++;
+                    rt.flipped += (step_ref[j].verdict > 0) != (full_ref.verdict > 0);
+                }
+            }
+            if (print_analysis(&t, steps, n_steps, sens, lp_full, step_ref ? &full_ref : NULL,
+                               step_ref, o.json, &out)) {
                 pd_cli_put(out.data, out.len, o.json);
                 fflush(stdout);
             } else {
@@ -1086,12 +1262,19 @@ int pd_cli_analyze(int argc, char **argv)
             n_failed++;
         }
         free(sens);
+        free(step_ref);
         free(steps);
         trace_free(&t);
     }
     pd_progress_update(&bar, o.n_ids, o.n_ids);
-    pd_progress_summary(&bar, "%zu trace%s analyzed, %zu failed", o.n_ids - n_failed,
-                        o.n_ids - n_failed == 1 ? "" : "s", n_failed);
+    char rsum[256] = "";
+    if (rt.n_ref) {
+        snprintf(rsum, sizeof rsum, "; reference answers: %zu of %zu right, removing one step "
+                 "changes that in %zu of %zu steps", rt.right, rt.n_ref, rt.flipped,
+                 rt.n_steps);
+    }
+    pd_progress_summary(&bar, "%zu trace%s analyzed, %zu failed%s", o.n_ids - n_failed,
+                        o.n_ids - n_failed == 1 ? "" : "s", n_failed, rsum);
     pd_buf_deinit(&out);
 out:
     model_close(&mc);
@@ -1109,6 +1292,9 @@ struct verify_tally {
     size_t n_changed;   /* their greedy answer changed */
     size_t n_delta;     /* with a finite answer logprob delta */
     double sum_delta;
+    size_t n_ref;       /* traces with a reference answer */
+    size_t ref_right[2];/* greedy answer right, from the full [0] / pruned [1] reasoning */
+    size_t ref_none[2]; /* no answer in the greedy tokens */
 };
 
 static void verify_tally_text(const struct verify_tally *v, char *out, size_t n)
@@ -1125,6 +1311,13 @@ static void verify_tally_text(const struct verify_tally *v, char *out, size_t n)
         } else {
             snprintf(out + k, n - (size_t)k, ", mean answer logprob delta -");
         }
+    }
+    k = (int)strlen(out);
+    if (v->n_ref && (size_t)k < n) {
+        snprintf(out + k, n - (size_t)k,
+                 "; reference answers: %zu of %zu right from the full reasoning, %zu from the "
+                 "pruned (no answer in the greedy tokens: %zu, %zu)",
+                 v->ref_right[0], v->n_ref, v->ref_right[1], v->ref_none[0], v->ref_none[1]);
     }
 }
 
@@ -1266,10 +1459,13 @@ static enum pd_status verify_each_step(const struct model_ctx *mc, const struct 
     return PD_OK;
 }
 
+/* ref: NULL, or the greedy answers from the full [0] and the pruned [1] reasoning checked
+ * against t->reference. */
 static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                         size_t n_steps, const struct pd_prune_result *r,
-                        const struct pd_prune_check *chk, const struct pd_step_check_rec *sc,
-                        size_t n_sc, bool json, struct pd_buf *b)
+                        const struct pd_prune_check *chk, const struct ref_check *ref,
+                        const struct pd_step_check_rec *sc, size_t n_sc, bool json,
+                        struct pd_buf *b)
 {
     b->len = 0;
     bool ok;
@@ -1296,8 +1492,13 @@ static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                  json_ki(b, "greedy_compared", (long long)chk->n_compare) &&
                  json_kb(b, "greedy_same", chk->greedy_same) &&
                  json_kb(b, "greedy_full_matches", chk->greedy_full_matches) &&
-                 json_kb(b, "greedy_pruned_matches", chk->greedy_pruned_matches) &&
-                 pd_buf_puts(b, "}");
+                 json_kb(b, "greedy_pruned_matches", chk->greedy_pruned_matches);
+            if (ok && ref) {
+                ok = json_ks(b, "reference", t->reference) &&
+                     json_verdict(b, "answer_full", &ref[0]) &&
+                     json_verdict(b, "answer_pruned", &ref[1]);
+            }
+            ok = ok && pd_buf_puts(b, "}");
         }
         if (ok && sc) {
             ok = pd_buf_puts(b, ",\"step_checks\":[");
@@ -1323,6 +1524,16 @@ static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                            "%zu tokens); greedy answer %s over %zu tokens",
                            chk->logprob_full, chk->logprob_pruned, chk->delta, chk->n_answer,
                            chk->greedy_same ? "unchanged" : "CHANGED", chk->n_compare);
+    }
+    if (ok && chk && ref) {
+        char r0[PD_ANSWER_MAX + 8], r1[PD_ANSWER_MAX + 8], rf[64];
+        pd_cli_one_line(ref[0].answer, strlen(ref[0].answer), r0, sizeof r0, 40);
+        pd_cli_one_line(ref[1].answer, strlen(ref[1].answer), r1, sizeof r1, 40);
+        pd_cli_one_line(t->reference, strlen(t->reference), rf, sizeof rf, 40);
+        ok = pd_buf_printf(b, "\n  reference %s: greedy answer from the full reasoning %s "
+                           "(%s), from the pruned reasoning %s (%s)",
+                           rf, ref[0].verdict < 0 ? "-" : r0, verdict_name(ref[0].verdict),
+                           ref[1].verdict < 0 ? "-" : r1, verdict_name(ref[1].verdict));
     }
     for (size_t i = 0; ok && sc && i < n_sc; i++) {
         ok = pd_buf_printf(b, "\n  step %d alone: answer logprob delta %+.4f nats, greedy "
@@ -1523,6 +1734,14 @@ int pd_cli_prune(int argc, char **argv)
                 .greedy_compared = (int64_t)chk.n_compare, .greedy_same = chk.greedy_same};
             s = pd_store_prune_check_put(st, t.id, &rec, &err);
         }
+        struct ref_check ref[2];
+        bool has_ref = s == PD_OK && verify && t.reference;
+        if (has_ref && (!ref_check(mc.lm.tok, chk.greedy_full, chk.n_greedy_full, t.reference,
+                                   &ref[0]) ||
+                        !ref_check(mc.lm.tok, chk.greedy_pruned, chk.n_greedy, t.reference,
+                                   &ref[1]))) {
+            s = pd_err_set(&err, PD_ENOMEM, "out of memory");
+        }
         struct pd_step_check_rec *sc = NULL;
         size_t n_sc = 0;
         if (s == PD_OK && verify_steps) {
@@ -1535,14 +1754,21 @@ int pd_cli_prune(int argc, char **argv)
         if (s == PD_OK && verify) {
             vt.n++;
             vt.n_changed += !chk.greedy_same;
+            if (has_ref) {
+                vt.n_ref++;
+                for (int i = 0; i < 2; i++) {
+                    vt.ref_right[i] += ref[i].verdict > 0;
+                    vt.ref_none[i] += ref[i].verdict < 0;
+                }
+            }
             if (isfinite(chk.delta)) {
                 vt.sum_delta += chk.delta;
                 vt.n_delta++;
             }
         }
         if (s == PD_OK) {
-            if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, sc, n_sc, o.json,
-                            &out)) {
+            if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL,
+                            has_ref ? ref : NULL, sc, n_sc, o.json, &out)) {
                 pd_cli_put(out.data, out.len, o.json);
                 fflush(stdout);
                 done[n_done++] = t.id;
@@ -1560,7 +1786,7 @@ int pd_cli_prune(int argc, char **argv)
         trace_free(&t);
     }
     pd_progress_update(&bar, o.n_ids, o.n_ids);
-    char vsum[256] = "";
+    char vsum[512] = "";
     if (verify) {
         verify_tally_text(&vt, vsum, sizeof vsum);
     }

@@ -302,7 +302,7 @@ int pd_cli_generate_in(int argc, char **argv)
     struct pd_store_session_info *prompts = NULL;
     size_t n_prompts = 0;
     int64_t model_id = 0;
-    struct pd_import_params ip = {.on_error = on_import_error};
+    struct pd_import_params ip = {.on_error = on_import_error, .allow_duplicates = true};
     struct pd_import_result ir;
     if (!pst) {
         rc = 1;

@@ -107,6 +107,31 @@ check "generate -f missing file: exit 1 naming it" \
 printf 'bad \xff byte' >"$tmp/bad.txt"
 "$ponder" generate -m "$m" -f "$tmp/bad.txt" -n 4 --no-record >/dev/null 2>"$tmp/err"
 check "generate -f: a prompt that is not UTF-8 is refused" grep -q "not UTF-8" "$tmp/err"
+# plot: x axis of positions, a legend entry for every colour drawn, layer labels on the
+# KV strip, the shadow divergence timeline, --from/--to, a title cut to the width
+long=$(printf 'the time %.0s' $(seq 40))
+"$ponder" generate -m "$m" -p "$long" -n 24 --kv h2o:8,shadow --db "$tmp/p.db" >/dev/null 2>&1
+"$ponder" plot 1 --db "$tmp/p.db" --out "$tmp/p.svg" >/dev/null 2>&1
+check "plot: exit 0" test $? -eq 0
+check "plot: well-formed XML" python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/p.svg"
+check "plot: the x axis is labelled" grep -q '>position</text>' "$tmp/p.svg"
+check "plot: x ticks carry positions" grep -q 'text-anchor="middle">50</text>' "$tmp/p.svg"
+for label in "surprisal: prompt" thinking entropy "shadow divergence" "KV shadow-evicted"; do
+    check "plot: legend names $label" grep -q ">$label</text>" "$tmp/p.svg"
+done
+check "plot: no legend entry for what is not drawn" bash -c "! grep -q '>injected</text>' '$tmp/p.svg'"
+check "plot: KV rows labelled by layer" grep -q '>L0</text>' "$tmp/p.svg"
+check "plot: the divergence timeline" grep -q 'shadow divergence: share of the KV cache' "$tmp/p.svg"
+"$ponder" plot 1 --from 2 --to 10 --width 300 --db "$tmp/p.db" --out "$tmp/q.svg" >/dev/null 2>&1
+check "plot --from/--to: the range in the title" grep -q 'positions 2-9: ' "$tmp/q.svg"
+check "plot --from/--to: eight bars" test "$(grep -c '<rect x="[0-9.]*" y="[0-9.]*" width="[0-9.]*" height="[0-9.]*" fill="#adb5bd"/>' "$tmp/q.svg")" -eq 8
+check "plot --width 300: the title is cut to fit" grep -q '\.\.\.<title>' "$tmp/q.svg"
+"$ponder" plot 1 --from 500 --db "$tmp/p.db" --out "$tmp/r.svg" >/dev/null 2>"$tmp/err"
+check "plot --from past the end: exit 1" test $? -eq 1
+check "plot --from past the end: says so" grep -q "past the end of session 1" "$tmp/err"
+check "plot --from past the end: no file" test ! -e "$tmp/r.svg"
+"$ponder" plot 1 --from 9 --to 3 --db "$tmp/p.db" >/dev/null 2>&1
+check "plot --to before --from: exit 2" test $? -eq 2
 # a recording killed mid-generation (blocked on a full output pipe nobody reads, so it
 # is surely mid-way): the file opens clean with contiguous tokens
 mkfifo "$tmp/fifo"

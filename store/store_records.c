@@ -204,8 +204,8 @@ enum pd_status pd_store_tokens_replace(struct pd_store *st, int64_t session_id,
         "DELETE FROM steps WHERE session_id = ?1",
         "DELETE FROM annotations WHERE session_id = ?1 AND pos_begin IS NOT NULL",
         "DELETE FROM tokens WHERE session_id = ?1",
-        "UPDATE sessions SET n_tokens = fork_pos, indexed_ms = NULL, content_hash = NULL"
-        " WHERE id = ?1",
+        ("UPDATE sessions SET n_tokens = fork_pos, indexed_ms = NULL, content_hash = NULL"
+         " WHERE id = ?1"),
     };
     for (size_t i = 0; rc == PD_OK && i < sizeof clear / sizeof clear[0]; i++) {
         rc = exec_sid(st, clear[i], session_id, err);

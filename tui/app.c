@@ -117,6 +117,7 @@ void pd_app_deinit(struct pd_app *a)
     free(a->tags);
     free(a->kv);
     free(a->kv_map);
+    free(a->drops);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
@@ -714,6 +715,12 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
     if (pos < 0 || pos >= (int64_t)a->n_visible) {
         return PD_KV_CELL_NONE;
     }
+    for (size_t i = 0; i < a->n_drops; i++) {
+        const struct pd_app_drop *d = &a->drops[i];
+        if (pos >= d->begin && pos < d->end && d->at_pos <= (int64_t)a->n_visible) {
+            return PD_KV_CELL_PRUNED;
+        }
+    }
     if ((uint64_t)pos < a->kv_map_cap && layer >= 0 && layer < a->kv_map_layers &&
         a->kv_map[(size_t)pos * (size_t)a->kv_map_layers + (size_t)layer]) {
         return PD_KV_CELL_EVICTED;
@@ -725,6 +732,21 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
         return PD_KV_CELL_PROTECTED;
     }
     return PD_KV_CELL_KEPT;
+}
+
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err)
+{
+    struct pd_policy_spec sp;
+    enum pd_status st = pd_policy_parse(a->kv_policy, &sp, err);
+    if (st) {
+        return st;
+    }
+    sp.has_budget = true;
+    sp.budget.is_ratio = false;
+    sp.budget.slots = slots;
+    char text[sizeof a->kv_policy];
+    st = pd_policy_format(&sp, text, sizeof text, err);
+    return st ? st : pd_app_set_policy(a, text, err);
 }
 
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err)
@@ -946,6 +968,17 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
         }
     }
     a->n_kv = k;
+    k = 0;
+    for (size_t j = 0; j < a->n_drops; j++) {
+        /* a span dropped before the fork stays dropped in the branch's cache */
+        struct pd_app_drop d = a->drops[j];
+        if (d.begin < (int64_t)pos) {
+            d.end = d.end < (int64_t)pos ? d.end : (int64_t)pos;
+            d.at_pos = d.at_pos < (int64_t)pos ? d.at_pos : (int64_t)pos;
+            a->drops[k++] = d;
+        }
+    }
+    a->n_drops = k;
     a->n_visible = a->n_toks;
     a->kv_map_visible = SIZE_MAX;
     pd_app_kv_sync(a);

@@ -213,6 +213,12 @@ struct pd_app {
     int32_t kv_map_layers;
     size_t kv_map_applied;       /* events applied to the map */
     size_t kv_map_visible;       /* playhead the map was built for */
+    struct pd_app_drop {         /* a span P dropped from the model's cache */
+        int64_t begin, end;      /* positions [begin, end) */
+        int64_t at_pos;          /* sequence length when it was dropped */
+    } *drops;                    /* owned [n_drops] */
+    size_t n_drops;
+    size_t cap_drops;
     bool has_div;
     double div_kl_bits;
     bool div_top1;
@@ -325,6 +331,9 @@ enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err);
 /* Sets the KV policy shown (spec as for --kv): canonical text, shadow mode, budget, the
  * protected sink and recent sets. PD_EINVAL with the parser's message. */
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err);
+/* The session took a new budget (K or :budget): the policy text and the protected windows
+ * follow it. */
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err);
 
 /* Handles one session event (live). Takes ownership of ev->tok's text and blob. */
 enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_err *err);
@@ -403,6 +412,7 @@ enum pd_kv_cell {
     PD_KV_CELL_EVICTED,
     PD_KV_CELL_SINK,      /* protected at the start */
     PD_KV_CELL_PROTECTED, /* protected recent window */
+    PD_KV_CELL_PRUNED,    /* dropped with its step by prune-and-continue, not evicted */
     PD_KV_CELL_COUNT
 };
 enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t pos);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "metrics.h"
 #include "utf8.h"
 #include "cmdline.h"
 #include "keys.h"
@@ -410,7 +411,22 @@ static void test_app_steps_and_importance(void **state)
     /* Tokens 9.. attend to position 3 (step 0) with weight 0.5 in both layers. */
     assert_true(a.steps[0].recv > 5.0f);
     assert_float_equal(a.steps[1].recv, 0.0f, 1e-6);
+    assert_true(isnan(a.steps[2].recv)); /* no later step yet */
     assert_int_equal(a.n_layer, 2);
+    /* One definition: the workbench's importance is analyze's attn_received. */
+    struct pd_step_rec recs[3];
+    for (int k = 0; k < 3; k++) {
+        recs[k] = a.steps[k].rec;
+    }
+    struct pd_err merr;
+    assert_int_equal(pd_metrics_steps(a.toks, a.n_toks, recs, 3, NULL, &merr), PD_OK);
+    for (int k = 0; k < 3; k++) {
+        if (isnan(recs[k].attn_received)) {
+            assert_true(isnan(a.steps[k].recv));
+        } else {
+            assert_float_equal(a.steps[k].recv, recs[k].attn_received, 1e-5);
+        }
+    }
     /* The trace shows a step marker before each step's first token. */
     struct pd_wrap_src src = pd_app_wrap_src(&a);
     assert_string_equal(src.prefix(src.ud, 8), "\xe2\x96\xb8");
@@ -529,6 +545,29 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "goto 5");
     assert_int_equal(a.cursor, 5);
     assert_false(a.follow);
+    /* Under greedy decoding a resample would repeat the parent: refused, with the way out. */
+    pd_app_do(&a, PD_ACT_BRANCH);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, ":temp"));
+    /* :temp and friends check their ranges and queue what is sampled next. */
+    pd_app_command(&a, "temp 101");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "temp: expected a number in [0, 100]"));
+    pd_app_command(&a, "top-p 0");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_command(&a, "top-k -1");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_command(&a, "seed 7");
+    assert_true(pop_cmd(&a, PD_CMD_SET_SAMPLING, &fx));
+    assert_int_equal(fx.cmd.sampling.seed, 7);
+    a.sampling = fx.cmd.sampling; /* what the live side does once the session took it */
+    pd_app_command(&a, "temp 0.8");
+    assert_true(pop_cmd(&a, PD_CMD_SET_SAMPLING, &fx));
+    assert_float_equal(fx.cmd.sampling.temperature, 0.8, 1e-6);
+    assert_int_equal(fx.cmd.sampling.seed, 7); /* the others kept */
+    a.sampling = fx.cmd.sampling;
+    pd_app_command(&a, "temp");
+    assert_non_null(strstr(a.msg, "temp 0.8"));
     pd_app_do(&a, PD_ACT_BRANCH);
     assert_true(pop_cmd(&a, PD_CMD_BRANCH, &fx));
     assert_int_equal(fx.cmd.pos, 6);

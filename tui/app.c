@@ -15,6 +15,7 @@
 #include "attn_blob.h"
 #include "mem.h"
 #include "policies.h"
+#include "metrics.h"
 #include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
@@ -93,6 +94,7 @@ enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_er
     a->speed = 20.0;
     a->short_budget = 256;
     a->mode = PD_MODE_LONG;
+    a->sampling = pd_sampler_default_params();
     snprintf(a->kv_policy, sizeof a->kv_policy, "full");
     snprintf(a->backend, sizeof a->backend, "cpu");
     pd_wrap_init(&a->wrap, 80);
@@ -118,6 +120,8 @@ void pd_app_deinit(struct pd_app *a)
     free(a->kv);
     free(a->kv_map);
     free(a->drops);
+    free(a->recv_acc);
+    free(a->recv_recs);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
@@ -364,6 +368,20 @@ static bool steps_reserve(struct pd_app *a, size_t n)
         return false;
     }
     a->steps = ns;
+    if (a->cap_steps > a->cap_recv) {
+        double *acc = pd_realloc_array(a->recv_acc, a->cap_steps, sizeof *acc);
+        if (acc) {
+            a->recv_acc = acc;
+        }
+        struct pd_step_rec *r = pd_realloc_array(a->recv_recs, a->cap_steps, sizeof *r);
+        if (r) {
+            a->recv_recs = r;
+        }
+        if (!acc || !r) {
+            return false;
+        }
+        a->cap_recv = a->cap_steps;
+    }
     return true;
 }
 
@@ -422,39 +440,45 @@ static void assign_tok_steps(struct pd_app *a, size_t from)
 }
 
 /* Attention of token i to earlier steps (not its own): the importance of those steps. */
-static void attn_attribute(struct pd_app *a, size_t i)
+/* Importance (analysis/metrics.h, attn_received): token i of step k credits steps 0..k-1
+ * through the one definition pd_metrics_credit holds; tokens outside steps credit none. */
+static void recv_publish(struct pd_app *a)
 {
-    int nl, nt;
-    if (!pd_app_attn_dims(a, i, &nl, &nt)) {
-        return;
+    for (size_t k = 0; k < a->n_steps; k++) {
+        struct pd_app_step *s = &a->steps[k];
+        s->recv = (int32_t)k < a->recv_last ? (float)a->recv_acc[k] : NAN;
+        s->rec.attn_received = s->recv;
     }
-    int32_t own = a->tok_step[i];
-    for (int l = 0; l < nl; l++) {
-        for (int k = 0; k < nt; k++) {
-            uint32_t q;
-            float w;
-            if (!pd_app_attn_entry(a, i, l, k, &q, &w)) {
-                continue;
-            }
-            int32_t s = a->tok_step[q];
-            if (s >= 0 && s != own) {
-                a->steps[s].recv += w / (float)nl;
-            }
-        }
+}
+
+static bool attn_attribute(struct pd_app *a, size_t i)
+{
+    int32_t k = a->tok_step[i];
+    const struct pd_token_rec *t = &a->toks[i];
+    if (k < 0 || (size_t)k >= a->cap_recv || !t->attn) {
+        return false;
     }
+    for (int32_t j = 0; j <= k; j++) {
+        a->recv_recs[j] = a->steps[j].rec;
+    }
+    bool had = pd_metrics_credit(t->attn, t->attn_len, a->recv_recs, (size_t)k, a->recv_acc);
+    if (had && k > a->recv_last) {
+        a->recv_last = k;
+    }
+    return had;
 }
 
 void pd_app_recompute_importance(struct pd_app *a)
 {
+    a->recv_gen++;
+    a->recv_last = -1;
     for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].recv = 0.0f;
+        a->recv_acc[k] = 0.0;
     }
     for (size_t i = 0; i < a->n_toks; i++) {
         attn_attribute(a, i);
     }
-    for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].rec.attn_received = a->steps[k].recv;
-    }
+    recv_publish(a);
 }
 
 /* Applies the segmenter's output after token `tok` was fed. */
@@ -493,7 +517,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec = a->seg_out.items[k];
         s->rec.index = (int32_t)(a->n_steps - 1);
         if (had_open && s->rec.pos_begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if ((size_t)s->rec.pos_begin < first_changed) {
@@ -511,7 +534,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec.pos_end = (int64_t)a->n_toks;
         s->rec.attn_received = NAN;
         if (begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if (begin != old_open_begin && (size_t)begin < first_changed) {
@@ -535,6 +557,7 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
             scroll_to_cursor(a);
             a->dirty |= PD_DIRTY_TRACE;
         }
+        pd_app_recompute_importance(a); /* steps moved: credit again from scratch */
         a->dirty |= PD_DIRTY_STEPS;
     }
     a->seg_out.n = 0;
@@ -610,6 +633,7 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
         a->n_layer = nl;
     }
     if (a->kind == PD_APP_LIVE) {
+        uint64_t recv_gen = a->recv_gen;
         if (a->seg && !a->seg_failed) {
             struct pd_err e2;
             if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
@@ -618,7 +642,9 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
                 pd_app_msg(a, true, "step segmentation stopped: %s", e2.msg);
             }
         }
-        attn_attribute(a, i);
+        if (a->recv_gen == recv_gen && attn_attribute(a, i)) { /* else recomputed with it */
+            recv_publish(a);
+        }
         a->n_visible = a->n_toks;
         pd_app_kv_sync(a);
         after_visible_grew(a);

@@ -144,7 +144,9 @@ struct pd_app_step {
     bool open;               /* still growing (live) */
     bool pruned_saved;       /* what the database holds */
     bool in_db;              /* the store has this step row */
-    float recv;              /* attention received from later steps (importance) */
+    float recv;              /* importance: attention received from the tokens of later
+                              * steps (analysis/metrics.h attn_received; attention mass,
+                              * NAN until a later step's token carries a summary) */
     double sum_s, sum_h;     /* running sums of surprisal / entropy (bits) */
     uint32_t n_s, n_h;       /* tokens with a surprisal / an entropy */
     int32_t n_tags;          /* tags on this step's span */
@@ -186,6 +188,11 @@ struct pd_app {
 
     /* ---- steps ---- */
     struct pd_app_step *steps;   /* owned [n_steps] */
+    int32_t recv_last;           /* latest step with a token carrying a summary (-1) */
+    double *recv_acc;            /* owned [cap_recv]: running importance sums per step */
+    struct pd_step_rec *recv_recs; /* owned scratch [cap_recv]: the steps' records */
+    size_t cap_recv;
+    uint64_t recv_gen;           /* counts full recomputations */
     size_t n_steps;
     size_t cap_steps;
     struct pd_steps_seg *seg;    /* owned; live segmentation (NULL in replay) */
@@ -234,6 +241,7 @@ struct pd_app {
     double clock;                /* seconds, advanced by pd_app_tick */
     double tok_per_s;
     uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
+    struct pd_sampler_params sampling; /* what the session samples with (:temp, ...) */
     int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
     int64_t prefill_total;       /* (0: none shown) */
     double prefill_rate;
@@ -343,15 +351,22 @@ enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_
 /* Performs an action: mutates state, sets dirty bits, may queue effects. */
 void pd_app_do(struct pd_app *a, enum pd_action act);
 
-/* Runs a command line (without the leading ':'): "inject TEXT", "tag NAME [NOTE]",
- * "budget N", "mode long|short[:N]|none", "goto POS", "seek POS", "speed X", "save",
- * "q", "q!", "quit", "prune", "branch", "divergence", "stats", "help", "prefer [ID]"
- * (this session chosen over session ID, by default over its parent; saved with s). Unknown commands
- * and bad arguments leave an error message. */
+/* Runs a `:` command line ("budget 64", "temp 0.8", ...; the table in app_commands.c,
+ * pd_app_commands, lists them with usage). Unknown commands and bad arguments leave an
+ * error message. */
 void pd_app_command(struct pd_app *a, const char *line);
 
 /* Command names for completion (NULL-terminated, static). */
 const char *const *pd_app_command_names(void);
+/* The `:` commands: name, handler, usage and one line of help (usage and help NULL for an
+ * alias); the array ends with a NULL name. */
+struct pd_app_command_info {
+    const char *name;
+    void (*fn)(struct pd_app *a, const char *arg);
+    const char *usage;
+    const char *help;
+};
+const struct pd_app_command_info *pd_app_commands(void);
 
 /* Searches the visible text for `query` (ASCII case-insensitive, may span tokens) and
  * moves the cursor to the first match at or after it. Empty query clears. */

@@ -121,6 +121,12 @@ static void act_branch(struct pd_app *a)
     if (!pd_app_session_live(a) || a->n_visible == 0) {
         return;
     }
+    if (a->sampling.temperature <= 0) {
+        pd_app_msg(a, true, "greedy decoding would regenerate the same tokens: set a "
+                            "temperature first (:temp 0.8), or steer with an alternative "
+                            "(Enter in the inspector)");
+        return;
+    }
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_BRANCH);
     if (c) {
         c->pos = a->toks[a->cursor].pos + 1;

@@ -174,7 +174,49 @@ static const char *where_note(enum pd_action act)
     return live && replay ? "" : live ? "live" : "replay";
 }
 
-size_t pd_keys_help_count(void)
+/* What the abbreviations on screen mean, with their units: the ? overlay and docs/keys.md
+ * show this one list. */
+static const char *const glossary[][2] = {
+    {"s, surprisal", "-log2 p of the token produced, in bits (heat colour in the trace)"},
+    {"lp, logprob", "natural log of the token's probability, in nats"},
+    {"p", "the token's probability"},
+    {"entropy", "of the next-token distribution, in bits"},
+    {"len", "a step's length in tokens"},
+    {"1st-s", "surprisal of a step's first token, in bits"},
+    {"mean", "mean surprisal over a step's scored tokens, in bits"},
+    {"imp", "importance: attention mass a step receives from the tokens of later steps "
+            "(head mean, averaged over layers; one layer's row sums to 1); - until a "
+            "later step's token carries an attention summary"},
+    {"x ~ #", "step marks: pruned, still being written, tagged"},
+    {"attn L0-N", "per layer, the strongest attention weight of the cursor token"},
+    {"KV used U/C", "cache entries in use / capacity; budget: the policy's slots per layer"},
+    {"KL", "shadow divergence: KL of the policy's next-token distribution from the full "
+           "cache's, in bits; top-1 same/DIFF"},
+    {"tok/s", "decode speed over the time spent generating (pauses left out)"},
+    {"-", "a number that is not defined here (unscored token, no attention summary)"},
+};
+#define N_GLOSSARY (sizeof glossary / sizeof glossary[0])
+
+static size_t n_commands(void)
+{
+    size_t n = 0;
+    for (const struct pd_app_command_info *c = pd_app_commands(); c->name; c++) {
+        n += c->help != NULL;
+    }
+    return n;
+}
+
+static const struct pd_app_command_info *nth_command(size_t i)
+{
+    for (const struct pd_app_command_info *c = pd_app_commands(); c->name; c++) {
+        if (c->help && i-- == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static size_t n_key_lines(void)
 {
     size_t i = 0;
     while (nth_action(i) != PD_ACT_COUNT) {
@@ -183,17 +225,45 @@ size_t pd_keys_help_count(void)
     return i;
 }
 
+size_t pd_keys_help_count(void)
+{
+    /* keys, blank, heading, commands, blank, heading, glossary */
+    return n_key_lines() + 2 + n_commands() + 2 + N_GLOSSARY;
+}
+
 bool pd_keys_help_line(size_t i, char *buf, size_t n)
 {
-    enum pd_action act = nth_action(i);
-    if (act == PD_ACT_COUNT) {
-        return false;
+    size_t nk = n_key_lines(), nc = n_commands();
+    if (i < nk) {
+        enum pd_action act = nth_action(i);
+        char keys[64];
+        key_labels(act, " ", "", keys, sizeof keys);
+        const char *w = where_note(act);
+        snprintf(buf, n, "%-14s %s%s%s%s", keys, action_help[act], *w ? " (" : "", w,
+                 *w ? ")" : "");
+        return true;
     }
-    char keys[64];
-    key_labels(act, " ", "", keys, sizeof keys);
-    const char *w = where_note(act);
-    snprintf(buf, n, "%-14s %s%s%s%s", keys, action_help[act], *w ? " (" : "", w, *w ? ")" : "");
-    return true;
+    i -= nk;
+    if (i < 2 + nc) {
+        const struct pd_app_command_info *c = i >= 2 ? nth_command(i - 2) : NULL;
+        if (c) {
+            snprintf(buf, n, ":%-24s %s", c->usage, c->help);
+        } else {
+            snprintf(buf, n, "%s", i == 1 ? "commands (: opens the command line, Tab completes)"
+                                          : "");
+        }
+        return true;
+    }
+    i -= 2 + nc;
+    if (i < 2 + N_GLOSSARY) {
+        if (i >= 2) {
+            snprintf(buf, n, "%-14s %s", glossary[i - 2][0], glossary[i - 2][1]);
+        } else {
+            snprintf(buf, n, "%s", i == 1 ? "columns and units" : "");
+        }
+        return true;
+    }
+    return false;
 }
 
 bool pd_keys_markdown(struct pd_buf *out)
@@ -220,17 +290,21 @@ bool pd_keys_markdown(struct pd_buf *out)
         ok = pd_buf_printf(out, "| %s | %s | %s | %s |\n", keys, pd_action_name(act),
                            action_help[act], *w ? w : "live and replay");
     }
-    const char *const *cmds = pd_app_command_names();
-    ok = ok && pd_buf_puts(out, "\n## Commands (`:`)\n\n");
-    for (size_t i = 0; ok && cmds[i]; i++) {
-        ok = pd_buf_printf(out, "%s`%s`", i ? ", " : "", cmds[i]);
+    ok = ok && pd_buf_puts(out, "\n## Commands (`:`)\n\n"
+                                "| command | what it does |\n|---|---|\n");
+    for (size_t i = 0; ok && nth_command(i); i++) {
+        const struct pd_app_command_info *c = nth_command(i);
+        ok = pd_buf_puts(out, "| `");
+        for (const char *u = c->usage; ok && *u; u++) { /* a | inside a cell is escaped */
+            ok = *u == '|' ? pd_buf_puts(out, "\\|") : pd_buf_printf(out, "%c", *u);
+        }
+        ok = ok && pd_buf_printf(out, "` | %s |\n", c->help);
     }
-    ok = ok && pd_buf_puts(out,
-                           "\n\n"
-                           "`inject TEXT`, `tag NAME [NOTE]`, `budget SLOTS`, `policy SPEC`, "
-                           "`mode long|short[:N]|none`, `goto POS`, `seek N`, `speed TOK/S`, "
-                           "`save` (`w`), `quit` (`q`; `q!` without asking; `wq`), `prune`, "
-                           "`branch`, `divergence`, `stats` (key latency and draw cost), "
-                           "`help`. A line starting with `/` searches.\n");
+    ok = ok && pd_buf_puts(out, "\nAliases: `w` (save), `q` (quit). A line starting with `/` "
+                                "searches.\n\n## Columns and units\n\n"
+                                "| on screen | meaning |\n|---|---|\n");
+    for (size_t i = 0; ok && i < N_GLOSSARY; i++) {
+        ok = pd_buf_printf(out, "| `%s` | %s |\n", glossary[i][0], glossary[i][1]);
+    }
     return ok;
 }

@@ -28,8 +28,9 @@ const char *pd_keys_action_help(enum pd_action act);
 
 /* Help overlay lines: for each action that has keys, in table order, the keys joined by
  * " " padded to a column, then the help text, then "(live)"/"(replay)" when the action
- * only works in one kind. Writes line i into buf; returns false past the last line.
- * Line 0 is the first binding, not a title. */
+ * only works in one kind; then the `:` commands with their usage; then what every
+ * abbreviated column and number means, with its unit. Writes line i into buf; returns
+ * false past the last line. Line 0 is the first binding, not a title. */
 bool pd_keys_help_line(size_t i, char *buf, size_t n);
 
 /* Number of help lines. */

@@ -413,6 +413,28 @@ static void test_app_steps_and_importance(void **state)
     assert_float_equal(a.steps[1].recv, 0.0f, 1e-6);
     assert_true(isnan(a.steps[2].recv)); /* no later step yet */
     assert_int_equal(a.n_layer, 2);
+    /* Colour modes map tokens to levels by their own measure. */
+    assert_int_equal(pd_app_colour_level(&a, 8), 7); /* surprisal 13 bits */
+    pd_app_set_colour(&a, PD_COLOUR_ENTROPY);
+    assert_int_equal(pd_app_colour_level(&a, 8), 1); /* entropy 1.5 bits */
+    a.cursor = 20;                                     /* attends to 3 with 0.5 per layer */
+    pd_app_set_colour(&a, PD_COLOUR_ATTN_FROM);
+    assert_int_equal(pd_app_colour_level(&a, 3), 6);
+    assert_int_equal(pd_app_colour_level(&a, 4), 0);
+    assert_int_equal(pd_app_colour_level(&a, 21), 0); /* after the cursor */
+    pd_app_set_colour(&a, PD_COLOUR_ATTN_RECV);
+    pd_app_colour_prepare(&a);
+    assert_int_equal(pd_app_colour_level(&a, 3), 7);  /* 0.5 from each of 17 tokens */
+    assert_int_equal(pd_app_colour_level(&a, 2), 0);
+    pd_app_set_colour(&a, PD_COLOUR_STEP);
+    assert_int_not_equal(pd_app_colour_level(&a, 2), 0);
+    assert_int_equal(pd_app_colour_level(&a, 0), 0); /* the prompt is in no step */
+    char legend[64];
+    const char *labels[PD_APP_LEVELS];
+    pd_app_colour_legend(&a, legend, sizeof legend, labels);
+    assert_string_equal(legend, "step");
+    pd_app_set_colour(&a, PD_COLOUR_SURPRISAL);
+    a.cursor = a.n_toks - 1;
     /* One definition: the workbench's importance is analyze's attn_received. */
     struct pd_step_rec recs[3];
     for (int k = 0; k < 3; k++) {

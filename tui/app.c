@@ -95,6 +95,8 @@ enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_er
     a->short_budget = 256;
     a->mode = PD_MODE_LONG;
     a->sampling = pd_sampler_default_params();
+    a->colour_layer = -1;
+    a->tok_recv_for = SIZE_MAX;
     snprintf(a->kv_policy, sizeof a->kv_policy, "full");
     snprintf(a->backend, sizeof a->backend, "cpu");
     pd_wrap_init(&a->wrap, 80);
@@ -121,6 +123,7 @@ void pd_app_deinit(struct pd_app *a)
     free(a->kv_map);
     free(a->drops);
     free(a->recv_acc);
+    free(a->tok_recv);
     free(a->recv_recs);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
@@ -1005,6 +1008,7 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
         }
     }
     a->n_drops = k;
+    a->tok_recv_for = SIZE_MAX;
     a->n_visible = a->n_toks;
     a->kv_map_visible = SIZE_MAX;
     pd_app_kv_sync(a);

@@ -85,6 +85,7 @@ enum pd_action {
     PD_ACT_PREFER,         /* mark this session chosen over its parent (:prefer [ID]) */
     PD_ACT_KV_BUDGET,      /* live: open ":budget " */
     PD_ACT_DIVERGENCE,     /* live: measure shadow divergence now */
+    PD_ACT_COLOUR,         /* colour the trace by the next mode (surprisal, entropy, ...) */
     PD_ACT_SEARCH,         /* open "/" */
     PD_ACT_SEARCH_NEXT,
     PD_ACT_SEARCH_PREV,
@@ -137,6 +138,17 @@ struct pd_app_fx {
 };
 
 #define PD_APP_FX_MAX 32
+
+/* What the trace is coloured by (colour.c). */
+enum pd_colour {
+    PD_COLOUR_SURPRISAL,  /* bits, the default */
+    PD_COLOUR_ENTROPY,    /* of the next-token distribution, bits */
+    PD_COLOUR_ATTN_FROM,  /* the cursor token's attention to each earlier token */
+    PD_COLOUR_ATTN_RECV,  /* attention each token receives from all later tokens */
+    PD_COLOUR_STEP,       /* the kind of the token's step */
+    PD_COLOUR_COUNT
+};
+#define PD_APP_LEVELS 8   /* colour levels, 0 = none; term.c has a style for each */
 
 /* One step as shown: the record plus UI state. */
 struct pd_app_step {
@@ -242,6 +254,14 @@ struct pd_app {
     double tok_per_s;
     uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
     struct pd_sampler_params sampling; /* what the session samples with (:temp, ...) */
+
+    /* ---- trace colour (colour.c) ---- */
+    enum pd_colour colour;
+    int32_t colour_layer;        /* attention modes: one layer, or -1 for the mean */
+    float *tok_recv;             /* owned [tok_recv_cap]: attention received per token */
+    size_t tok_recv_cap;
+    size_t tok_recv_for;         /* tokens [0, tok_recv_for) are summed; SIZE_MAX: stale */
+    int32_t tok_recv_layer;      /* the layer they were summed for */
     int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
     int64_t prefill_total;       /* (0: none shown) */
     double prefill_rate;
@@ -421,6 +441,18 @@ float pd_app_surprisal(const struct pd_app *a, size_t i);
 const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
 
 /* KV state of (layer, position) as of the playhead. */
+/* Trace colour (colour.c). pd_app_colour_prepare brings derived data up to date (call it
+ * before drawing); pd_app_colour_level maps token i to a level in [0, PD_APP_LEVELS);
+ * pd_app_colour_legend writes the legend's title and the label of each level (NULL: a
+ * level the mode does not use). */
+const char *pd_colour_name(enum pd_colour c);
+enum pd_colour pd_colour_parse(const char *s); /* PD_COLOUR_COUNT if unknown */
+void pd_app_set_colour(struct pd_app *a, enum pd_colour c);
+void pd_app_colour_prepare(struct pd_app *a);
+int pd_app_colour_level(const struct pd_app *a, size_t i);
+void pd_app_colour_legend(const struct pd_app *a, char *title, size_t n,
+                          const char *labels[PD_APP_LEVELS]);
+
 enum pd_kv_cell {
     PD_KV_CELL_NONE,      /* position not reached */
     PD_KV_CELL_KEPT,

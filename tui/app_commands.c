@@ -408,6 +408,34 @@ static void cmd_seed(struct pd_app *a, const char *arg)
     cmd_sampling(a, "seed", arg);
 }
 
+static void cmd_colour(struct pd_app *a, const char *arg)
+{
+    enum pd_colour c = pd_colour_parse(arg);
+    if (c == PD_COLOUR_COUNT) {
+        pd_app_msg(a, true, "colour: expected surprisal, entropy, attention, received or step, "
+                            "got '%s'", arg);
+        return;
+    }
+    pd_app_set_colour(a, c);
+}
+
+static void cmd_layer(struct pd_app *a, const char *arg)
+{
+    int64_t v;
+    int nl = a->n_layer > 0 ? a->n_layer : 1;
+    if (strcmp(arg, "all") == 0) {
+        v = -1;
+    } else if (!parse_i64(arg, 0, nl - 1, &v)) {
+        pd_app_msg(a, true, "layer: expected all or a layer in [0, %d], got '%s'", nl - 1, arg);
+        return;
+    }
+    a->colour_layer = (int32_t)v;
+    if (a->colour != PD_COLOUR_ATTN_FROM && a->colour != PD_COLOUR_ATTN_RECV) {
+        a->colour = PD_COLOUR_ATTN_FROM;
+    }
+    pd_app_set_colour(a, a->colour);
+}
+
 static void cmd_stats(struct pd_app *a, const char *arg)
 {
     (void)arg;
@@ -446,6 +474,9 @@ static const struct pd_app_command_info commands[] = {
     {"policy", cmd_policy, "policy SPEC",
      "KV policy (docs/kv-policies.md); in replay: simulate it over the saved summaries"},
     {"divergence", cmd_divergence, "divergence", "measure shadow-policy divergence now (as d)"},
+    {"colour", cmd_colour, "colour surprisal|entropy|attention|received|step",
+     "what the trace is coloured by (v cycles)"},
+    {"layer", cmd_layer, "layer N|all", "attention colours: one layer, or the mean over all"},
     {"prefer", cmd_prefer, "prefer [ID]", "prefer this session over ID (default: its parent)"},
     {"goto", cmd_goto, "goto POS", "move the cursor to token POS"},
     {"seek", cmd_seek, "seek N", "replay: show the first N tokens"},

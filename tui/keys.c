@@ -22,6 +22,7 @@ static const struct pd_key_binding bindings[] = {
     {'y', "y", PD_ACT_PREFER},
     {'K', "K", PD_ACT_KV_BUDGET},
     {'d', "d", PD_ACT_DIVERGENCE},
+    {'v', "v", PD_ACT_COLOUR},
     {'/', "/", PD_ACT_SEARCH},
     {'n', "n", PD_ACT_SEARCH_NEXT},
     {'N', "N", PD_ACT_SEARCH_PREV},
@@ -69,6 +70,8 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_PREFER] = "prefer this session (branch) over its parent (:prefer [ID]; s saves)",
     [PD_ACT_KV_BUDGET] = "set the KV policy budget (:budget SLOTS)",
     [PD_ACT_DIVERGENCE] = "measure shadow-policy divergence (KL, top-1) now",
+    [PD_ACT_COLOUR] = "colour the trace by surprisal, entropy, attention from the cursor, "
+                      "attention received, step (:colour, :layer)",
     [PD_ACT_SEARCH] = "search the trace text",
     [PD_ACT_SEARCH_NEXT] = "next match",
     [PD_ACT_SEARCH_PREV] = "previous match",

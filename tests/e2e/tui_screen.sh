@@ -50,3 +50,32 @@ for size in "80 24" "60 20" "40 12"; do
     wait_exit $s 10 >/dev/null
     echo "ok: status bar at $1x$2: $(echo "$bar" | sed 's/  */ /g')"
 done
+
+# ---- colour modes: v cycles them, the legend says which, :colour and :layer pick one ----
+start col 120 40 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" --no-record --greedy -n 120
+wait_for col 'finished' 20
+wait_for col 'surprisal bits <1 1 2 3.5 5 7 9 12\+' 5
+before=$(screen_sgr col | sed -n 2,12p)
+keys col v
+wait_for col 'entropy bits <1 1 2 3.5 5 7 9 12\+' 5
+after=$(screen_sgr col | sed -n 2,12p)
+[ "$before" != "$after" ] || fail "colour: entropy colours the trace as surprisal did"
+keys col v
+wait_for col 'attn from [0-9]+ \.01 \.02' 5
+keys col v
+wait_for col 'attn received \.05 \.1' 5
+keys col v
+wait_for col 'step .*plan' 5
+keys col v
+wait_for col 'surprisal bits <1' 5
+keys col ':layer 3' Enter
+wait_for col 'attn from [0-9]+ L3' 5
+keys col ':colour received' Enter
+wait_for col 'attn received L3' 5
+keys col ':layer 9' Enter
+wait_for col 'layer: expected all or a layer in \[0, 4\]' 5
+keys col ':colour heat' Enter
+wait_for col "colour: expected surprisal, entropy, attention, received or step, got 'heat'" 5
+keys col q
+wait_exit col 10 >/dev/null
+echo "ok: colour modes"

@@ -124,17 +124,69 @@ static void test_wrap_ascii_and_newlines(void **state)
     pd_wrap_init(&w, 8);
     assert_int_equal(pd_wrap_update(&w, &src), PD_OK);
     char buf[64];
+    /* Words move down whole: "world" does not fit after "hello ". */
     assert_int_equal(w.n_lines, 3);
     line_text(&w, &src, 0, buf, sizeof buf);
-    assert_string_equal(buf, "hello wo");
+    assert_string_equal(buf, "hello ");
     line_text(&w, &src, 1, buf, sizeof buf);
-    assert_string_equal(buf, "rld$");
+    assert_string_equal(buf, "world$");
     line_text(&w, &src, 2, buf, sizeof buf);
     assert_string_equal(buf, "ab");
     assert_int_equal(pd_wrap_line_of(&w, &src, 0), 0);
-    assert_int_equal(pd_wrap_line_of(&w, &src, 1), 0); /* "world" starts on line 0 */
+    assert_int_equal(pd_wrap_line_of(&w, &src, 1), 1);
     assert_int_equal(pd_wrap_line_of(&w, &src, 3), 2);
     pd_wrap_deinit(&w);
+}
+
+static void test_wrap_words(void **state)
+{
+    (void)state;
+    struct items s = {0};
+    /* Tokens that begin with their space, as BPE and SentencePiece pieces do, a word split
+     * over two tokens, and a word longer than the line. */
+    it_add(&s, "The");
+    it_add(&s, " cat");
+    it_add(&s, " sat");
+    it_add(&s, " on");
+    it_add(&s, " the");
+    it_add(&s, " ma");
+    it_add(&s, "tt");
+    it_add(&s, "ress");
+    it_add(&s, " abcdefghijklmnop");
+    it_add(&s, " end");
+    struct pd_wrap_src src = it_src(&s);
+    struct pd_wrap w;
+    pd_wrap_init(&w, 10);
+    assert_int_equal(pd_wrap_update(&w, &src), PD_OK);
+    static const char *const want[] = {"The cat ", "sat on the", "mattress ", "abcdefghij",
+                                       "klmnop end"};
+    char buf[64];
+    assert_int_equal(w.n_lines, 5);
+    for (size_t l = 0; l < 5; l++) {
+        line_text(&w, &src, l, buf, sizeof buf);
+        assert_string_equal(buf, want[l]);
+        assert_true(line_width(&w, &src, l) <= 10);
+    }
+    /* Appending re-wraps only the last line and gives the same layout as wrapping all. */
+    struct items t = {0};
+    for (size_t i = 0; i < s.n; i++) {
+        it_add(&t, s.text[i]);
+    }
+    struct pd_wrap w2;
+    pd_wrap_init(&w2, 10);
+    struct pd_wrap_src src2 = it_src(&t);
+    src2.n = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        src2.n = i + 1;
+        assert_int_equal(pd_wrap_update(&w2, &src2), PD_OK);
+    }
+    assert_int_equal(w2.n_lines, w.n_lines);
+    for (size_t l = 0; l < w.n_lines; l++) {
+        assert_int_equal(w2.lines[l].item, w.lines[l].item);
+        assert_int_equal(w2.lines[l].off, w.lines[l].off);
+    }
+    pd_wrap_deinit(&w);
+    pd_wrap_deinit(&w2);
 }
 
 static void test_wrap_wide_never_straddles(void **state)
@@ -1350,6 +1402,7 @@ int main(void)
     setlocale(LC_ALL, "C.UTF-8");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wrap_ascii_and_newlines),
+        cmocka_unit_test(test_wrap_words),
         cmocka_unit_test(test_wrap_wide_never_straddles),
         cmocka_unit_test(test_wrap_broken_utf8),
         cmocka_unit_test(test_wrap_controls_tabs_prefix),

@@ -1067,6 +1067,39 @@ static void test_keys_table(void **state)
     assert_true(pd_keys_help_line(0, line, sizeof line));
     assert_non_null(strstr(line, "space"));
     assert_false(pd_keys_help_line(pd_keys_help_count(), line, sizeof line));
+    /* The help lists the commands and explains the columns with units. */
+    bool has_temp = false, has_imp = false;
+    for (size_t i = 0; pd_keys_help_line(i, line, sizeof line); i++) {
+        has_temp |= strstr(line, ":temp T") != NULL;
+        has_imp |= strncmp(line, "imp ", 4) == 0 && strstr(line, "attention mass") != NULL;
+    }
+    assert_true(has_temp);
+    assert_true(has_imp);
+    /* The hint bar: keys for the pane and state, whole pairs only, help and quit kept. */
+    struct pd_app a;
+    struct pd_err err;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    char hint[256];
+    pd_keys_hint(&a, hint, sizeof hint, 200);
+    assert_non_null(strstr(hint, "space play"));
+    assert_non_null(strstr(hint, "? help  q quit"));
+    size_t hn = pd_keys_hint(&a, hint, sizeof hint, 20);
+    assert_true(hn <= 20);
+    assert_string_equal(hint, "? help  q quit");
+    a.focus = PD_PANE_INSPECT;
+    pd_keys_hint(&a, hint, sizeof hint, 200);
+    assert_true(strncmp(hint, "j/k alternative", 15) == 0);
+    assert_null(strstr(hint, "steer")); /* steering needs a live model */
+    /* Messages fade after MSG_TTL_S; errors stay until the next key or message. */
+    pd_app_msg(&a, false, "hello");
+    pd_app_tick(&a, MSG_TTL_S / 2);
+    assert_string_equal(a.msg, "hello");
+    pd_app_tick(&a, MSG_TTL_S);
+    assert_string_equal(a.msg, "");
+    pd_app_msg(&a, true, "bad");
+    pd_app_tick(&a, 2 * MSG_TTL_S);
+    assert_string_equal(a.msg, "bad");
+    pd_app_deinit(&a);
 }
 
 static void test_keys_doc_matches(void **state)

@@ -36,6 +36,7 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
     vsnprintf(a->msg, sizeof a->msg, fmt, ap);
     va_end(ap);
     a->msg_error = error;
+    a->msg_at = a->clock;
     a->dirty |= PD_DIRTY_CMDLINE;
 }
 
@@ -1064,6 +1065,10 @@ void pd_app_tick(struct pd_app *a, double dt_s)
 {
     if (dt_s > 0) {
         a->clock += dt_s;
+    }
+    if (a->msg[0] && !a->msg_error && a->clock - a->msg_at >= MSG_TTL_S) {
+        a->msg[0] = '\0';
+        a->dirty |= PD_DIRTY_CMDLINE;
     }
     if (a->kind == PD_APP_LIVE && a->mode_pending && !a->paused && !a->pause_pending &&
         !a->finished && a->clock - a->mode_chosen_at >= MODE_SETTLE_S) {

@@ -139,6 +139,8 @@ struct pd_app_fx {
 
 #define PD_APP_FX_MAX 32
 
+#define MSG_TTL_S 8.0     /* seconds a message (not an error) stays on the bottom line */
+
 /* What the trace is coloured by (colour.c). */
 enum pd_colour {
     PD_COLOUR_SURPRISAL,  /* bits, the default */
@@ -308,6 +310,8 @@ struct pd_app {
     int cmd_point;               /* cursor byte offset in cmd_text */
     char msg[256];               /* last message for the message line */
     bool msg_error;
+    double msg_at;               /* clock when it was set: others than errors fade after
+                                  * MSG_TTL_S, and the hint bar shows again */
 
     /* ---- replay ---- */
     bool playing;

@@ -311,3 +311,105 @@ bool pd_keys_markdown(struct pd_buf *out)
     }
     return ok;
 }
+
+/* The first key bound to act ("space", "a", ...). */
+static const char *first_label(enum pd_action act)
+{
+    for (size_t b = 0; b < sizeof bindings / sizeof bindings[0]; b++) {
+        if (bindings[b].act == act) {
+            return bindings[b].label;
+        }
+    }
+    return "?";
+}
+
+struct hint {
+    enum pd_action act;
+    const char *what;
+    const char *key; /* NULL: the action's first key */
+};
+
+size_t pd_keys_hint(const struct pd_app *a, char *buf, size_t n, int width)
+{
+    struct hint h[16];
+    size_t k = 0;
+#define HINT(act_, what_)                                                                     \
+    do {                                                                                      \
+        if (k < sizeof h / sizeof h[0]) {                                                     \
+            h[k++] = (struct hint){(act_), (what_), NULL};                                    \
+        }                                                                                     \
+    } while (0)
+    bool live = a->kind == PD_APP_LIVE;
+    /* What the focused pane is for comes first, then the state's main actions. */
+    switch (a->focus) {
+    case PD_PANE_INSPECT:
+        HINT(PD_ACT_DOWN, "alternative");
+        h[k - 1].key = "j/k";
+        if (live) {
+            HINT(PD_ACT_SELECT, "steer");
+        }
+        break;
+    case PD_PANE_STEPS:
+        HINT(PD_ACT_STEP_NEXT, "step");
+        h[k - 1].key = "[/]";
+        HINT(PD_ACT_PRUNE, "prune");
+        if (live) {
+            HINT(PD_ACT_PRUNE_CONTINUE, "drop from cache");
+        }
+        HINT(PD_ACT_TAG, "tag");
+        break;
+    case PD_PANE_KV:
+        if (live) {
+            HINT(PD_ACT_KV_BUDGET, "budget");
+            HINT(PD_ACT_DIVERGENCE, "divergence");
+        }
+        break;
+    case PD_PANE_TRACE:
+    case PD_PANE_COUNT:
+        break;
+    }
+    if (!live) {
+        HINT(PD_ACT_PAUSE, a->playing ? "pause" : "play");
+        HINT(PD_ACT_PLAY_STEP, "step");
+        HINT(PD_ACT_FASTER, "faster");
+    } else if (a->finished && !a->error[0]) {
+        HINT(PD_ACT_CONTINUE, "continue");
+        HINT(PD_ACT_BRANCH, "branch");
+        HINT(PD_ACT_INJECT, "inject");
+    } else if (!a->finished) {
+        HINT(PD_ACT_PAUSE, a->paused ? "resume" : "pause");
+        HINT(PD_ACT_ANSWER_NOW, "answer now");
+        HINT(PD_ACT_MODE_CYCLE, "mode");
+        HINT(PD_ACT_INJECT, "inject");
+        HINT(PD_ACT_BRANCH, "branch");
+    }
+    HINT(PD_ACT_COLOUR, "colour");
+    HINT(PD_ACT_FOCUS_NEXT, "pane");
+    HINT(PD_ACT_SEARCH, "search");
+    HINT(PD_ACT_COMMAND, "command");
+    HINT(PD_ACT_HELP, "help");
+    HINT(PD_ACT_QUIT, "quit");
+#undef HINT
+    /* Whole pairs only, as many as fit; help and quit are kept when anything is. */
+    size_t o = 0;
+    buf[0] = '\0';
+    size_t tail = 0;
+    for (size_t i = k - 2; i < k; i++) {
+        tail += strlen(h[i].key ? h[i].key : first_label(h[i].act)) + strlen(h[i].what) + 3;
+    }
+    for (size_t i = 0; i < k; i++) {
+        char pair[48];
+        int w = snprintf(pair, sizeof pair, "%s%s %s", o ? "  " : "",
+                         h[i].key ? h[i].key : first_label(h[i].act), h[i].what);
+        size_t reserve = i < k - 2 ? tail : 0;
+        if (w < 0 || (int)(o + (size_t)w + reserve) > width || o + (size_t)w >= n) {
+            if (i < k - 2) {
+                continue; /* skip this one, keep room for help and quit */
+            }
+            break;
+        }
+        memcpy(buf + o, pair, (size_t)w + 1);
+        o += (size_t)w;
+    }
+    return o;
+}

@@ -33,6 +33,11 @@ const char *pd_keys_action_help(enum pd_action act);
  * false past the last line. Line 0 is the first binding, not a title. */
 bool pd_keys_help_line(size_t i, char *buf, size_t n);
 
+/* The hint bar (htop-style): "key what" pairs for the focused pane and the run state,
+ * then colour, pane, search, command, help and quit, as many whole pairs as fit in width
+ * columns (help and quit kept). Writes buf (n bytes); returns its length. */
+size_t pd_keys_hint(const struct pd_app *a, char *buf, size_t n, int width);
+
 /* Number of help lines. */
 size_t pd_keys_help_count(void);
 

@@ -79,3 +79,25 @@ wait_for col "colour: expected surprisal, entropy, attention, received or step, 
 keys col q
 wait_exit col 10 >/dev/null
 echo "ok: colour modes"
+
+# ---- mouse: a click moves the cursor to the token or step under it, the wheel scrolls ----
+# (xterm mouse reports written to the pane as the terminal would send them)
+mouse() { # NAME BUTTON X Y
+    keys "$1" -l "$(printf '\033[M%b%b%b' "\\x$(printf %x $((32 + $2)))" \
+        "\\x$(printf %x $((33 + $3)))" "\\x$(printf %x $((33 + $4)))")"
+}
+click() { mouse "$1" 0 "$2" "$3"; mouse "$1" 3 "$2" "$3"; }
+start mo 120 40 "$PONDER_BIN" run -m "$MODEL" -p "Once upon a time" --no-record --greedy -n 100
+wait_for mo 'finished' 20
+click mo 10 1 # " upon", the third token
+wait_for mo ' trace  3/[0-9]+  browsing' 5
+wait_for mo 'inspector  pos 2 ' 5
+click mo 5 2 # a token on the second line
+wait_for mo ' trace  (1[0-9]|2[0-9]|3[0-9])/[0-9]+  browsing' 5
+click mo 80 2 # the first row of the step list (under its header): its first token
+wait_for mo ' trace  6/[0-9]+  browsing' 5 # the step begins after the 5 prompt tokens
+mouse mo 65 10 10 # wheel down over the trace: three lines
+wait_for mo ' trace  ([4-9][0-9]|[3-9][0-9])/[0-9]+  browsing' 5
+keys mo q
+wait_exit mo 10 >/dev/null
+echo "ok: mouse"

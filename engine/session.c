@@ -352,7 +352,7 @@ static enum pd_status force_text(struct pd_session *s, const char *text, struct 
 {
     int32_t *ids = NULL;
     size_t n = 0;
-    enum pd_status st = pd_tok_encode(s->tok, text, strlen(text), false, true, &ids, &n, err);
+    enum pd_status st = pd_tok_encode_cont(s->tok, text, strlen(text), true, &ids, &n, err);
     if (!st) {
         st = force_ids(s, ids, n, err);
     }

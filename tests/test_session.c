@@ -536,7 +536,7 @@ static void expect_injected(const struct run *r, size_t from, const char *text)
     int32_t *ids = NULL;
     size_t n = 0;
     struct pd_err err;
-    assert_int_equal(pd_tok_encode(g_tok, text, strlen(text), false, true, &ids, &n, &err),
+    assert_int_equal(pd_tok_encode_cont(g_tok, text, strlen(text), true, &ids, &n, &err),
                      PD_OK);
     assert_true(n > 0);
     size_t i = from;
@@ -1128,7 +1128,7 @@ static void test_step_events(void **state)
     size_t i = mark;
     int32_t *ids = NULL;
     size_t n = 0;
-    assert_int_equal(pd_tok_encode(g_tok, c.text, strlen(c.text), false, true, &ids, &n, &err),
+    assert_int_equal(pd_tok_encode_cont(g_tok, c.text, strlen(c.text), true, &ids, &n, &err),
                      PD_OK);
     size_t k = 0, off = 0;
     for (; k < n; k++) {

@@ -15,6 +15,7 @@
 #include "attn_blob.h"
 #include "mem.h"
 #include "policies.h"
+#include "metrics.h"
 #include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
@@ -35,6 +36,7 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
     vsnprintf(a->msg, sizeof a->msg, fmt, ap);
     va_end(ap);
     a->msg_error = error;
+    a->msg_at = a->clock;
     a->dirty |= PD_DIRTY_CMDLINE;
 }
 
@@ -93,6 +95,9 @@ enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_er
     a->speed = 20.0;
     a->short_budget = 256;
     a->mode = PD_MODE_LONG;
+    a->sampling = pd_sampler_default_params();
+    a->colour_layer = -1;
+    a->tok_recv_for = SIZE_MAX;
     snprintf(a->kv_policy, sizeof a->kv_policy, "full");
     snprintf(a->backend, sizeof a->backend, "cpu");
     pd_wrap_init(&a->wrap, 80);
@@ -117,6 +122,10 @@ void pd_app_deinit(struct pd_app *a)
     free(a->tags);
     free(a->kv);
     free(a->kv_map);
+    free(a->drops);
+    free(a->recv_acc);
+    free(a->tok_recv);
+    free(a->recv_recs);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
@@ -363,6 +372,20 @@ static bool steps_reserve(struct pd_app *a, size_t n)
         return false;
     }
     a->steps = ns;
+    if (a->cap_steps > a->cap_recv) {
+        double *acc = pd_realloc_array(a->recv_acc, a->cap_steps, sizeof *acc);
+        if (acc) {
+            a->recv_acc = acc;
+        }
+        struct pd_step_rec *r = pd_realloc_array(a->recv_recs, a->cap_steps, sizeof *r);
+        if (r) {
+            a->recv_recs = r;
+        }
+        if (!acc || !r) {
+            return false;
+        }
+        a->cap_recv = a->cap_steps;
+    }
     return true;
 }
 
@@ -421,39 +444,45 @@ static void assign_tok_steps(struct pd_app *a, size_t from)
 }
 
 /* Attention of token i to earlier steps (not its own): the importance of those steps. */
-static void attn_attribute(struct pd_app *a, size_t i)
+/* Importance (analysis/metrics.h, attn_received): token i of step k credits steps 0..k-1
+ * through the one definition pd_metrics_credit holds; tokens outside steps credit none. */
+static void recv_publish(struct pd_app *a)
 {
-    int nl, nt;
-    if (!pd_app_attn_dims(a, i, &nl, &nt)) {
-        return;
+    for (size_t k = 0; k < a->n_steps; k++) {
+        struct pd_app_step *s = &a->steps[k];
+        s->recv = (int32_t)k < a->recv_last ? (float)a->recv_acc[k] : NAN;
+        s->rec.attn_received = s->recv;
     }
-    int32_t own = a->tok_step[i];
-    for (int l = 0; l < nl; l++) {
-        for (int k = 0; k < nt; k++) {
-            uint32_t q;
-            float w;
-            if (!pd_app_attn_entry(a, i, l, k, &q, &w)) {
-                continue;
-            }
-            int32_t s = a->tok_step[q];
-            if (s >= 0 && s != own) {
-                a->steps[s].recv += w / (float)nl;
-            }
-        }
+}
+
+static bool attn_attribute(struct pd_app *a, size_t i)
+{
+    int32_t k = a->tok_step[i];
+    const struct pd_token_rec *t = &a->toks[i];
+    if (k < 0 || (size_t)k >= a->cap_recv || !t->attn) {
+        return false;
     }
+    for (int32_t j = 0; j <= k; j++) {
+        a->recv_recs[j] = a->steps[j].rec;
+    }
+    bool had = pd_metrics_credit(t->attn, t->attn_len, a->recv_recs, (size_t)k, a->recv_acc);
+    if (had && k > a->recv_last) {
+        a->recv_last = k;
+    }
+    return had;
 }
 
 void pd_app_recompute_importance(struct pd_app *a)
 {
+    a->recv_gen++;
+    a->recv_last = -1;
     for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].recv = 0.0f;
+        a->recv_acc[k] = 0.0;
     }
     for (size_t i = 0; i < a->n_toks; i++) {
         attn_attribute(a, i);
     }
-    for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].rec.attn_received = a->steps[k].recv;
-    }
+    recv_publish(a);
 }
 
 /* Applies the segmenter's output after token `tok` was fed. */
@@ -492,7 +521,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec = a->seg_out.items[k];
         s->rec.index = (int32_t)(a->n_steps - 1);
         if (had_open && s->rec.pos_begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if ((size_t)s->rec.pos_begin < first_changed) {
@@ -510,7 +538,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec.pos_end = (int64_t)a->n_toks;
         s->rec.attn_received = NAN;
         if (begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if (begin != old_open_begin && (size_t)begin < first_changed) {
@@ -534,6 +561,7 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
             scroll_to_cursor(a);
             a->dirty |= PD_DIRTY_TRACE;
         }
+        pd_app_recompute_importance(a); /* steps moved: credit again from scratch */
         a->dirty |= PD_DIRTY_STEPS;
     }
     a->seg_out.n = 0;
@@ -609,6 +637,7 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
         a->n_layer = nl;
     }
     if (a->kind == PD_APP_LIVE) {
+        uint64_t recv_gen = a->recv_gen;
         if (a->seg && !a->seg_failed) {
             struct pd_err e2;
             if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
@@ -617,7 +646,9 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
                 pd_app_msg(a, true, "step segmentation stopped: %s", e2.msg);
             }
         }
-        attn_attribute(a, i);
+        if (a->recv_gen == recv_gen && attn_attribute(a, i)) { /* else recomputed with it */
+            recv_publish(a);
+        }
         a->n_visible = a->n_toks;
         pd_app_kv_sync(a);
         after_visible_grew(a);
@@ -714,6 +745,12 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
     if (pos < 0 || pos >= (int64_t)a->n_visible) {
         return PD_KV_CELL_NONE;
     }
+    for (size_t i = 0; i < a->n_drops; i++) {
+        const struct pd_app_drop *d = &a->drops[i];
+        if (pos >= d->begin && pos < d->end && d->at_pos <= (int64_t)a->n_visible) {
+            return PD_KV_CELL_PRUNED;
+        }
+    }
     if ((uint64_t)pos < a->kv_map_cap && layer >= 0 && layer < a->kv_map_layers &&
         a->kv_map[(size_t)pos * (size_t)a->kv_map_layers + (size_t)layer]) {
         return PD_KV_CELL_EVICTED;
@@ -725,6 +762,21 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
         return PD_KV_CELL_PROTECTED;
     }
     return PD_KV_CELL_KEPT;
+}
+
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err)
+{
+    struct pd_policy_spec sp;
+    enum pd_status st = pd_policy_parse(a->kv_policy, &sp, err);
+    if (st) {
+        return st;
+    }
+    sp.has_budget = true;
+    sp.budget.is_ratio = false;
+    sp.budget.slots = slots;
+    char text[sizeof a->kv_policy];
+    st = pd_policy_format(&sp, text, sizeof text, err);
+    return st ? st : pd_app_set_policy(a, text, err);
 }
 
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err)
@@ -946,6 +998,18 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
         }
     }
     a->n_kv = k;
+    k = 0;
+    for (size_t j = 0; j < a->n_drops; j++) {
+        /* a span dropped before the fork stays dropped in the branch's cache */
+        struct pd_app_drop d = a->drops[j];
+        if (d.begin < (int64_t)pos) {
+            d.end = d.end < (int64_t)pos ? d.end : (int64_t)pos;
+            d.at_pos = d.at_pos < (int64_t)pos ? d.at_pos : (int64_t)pos;
+            a->drops[k++] = d;
+        }
+    }
+    a->n_drops = k;
+    a->tok_recv_for = SIZE_MAX;
     a->n_visible = a->n_toks;
     a->kv_map_visible = SIZE_MAX;
     pd_app_kv_sync(a);
@@ -1001,6 +1065,10 @@ void pd_app_tick(struct pd_app *a, double dt_s)
 {
     if (dt_s > 0) {
         a->clock += dt_s;
+    }
+    if (a->msg[0] && !a->msg_error && a->clock - a->msg_at >= MSG_TTL_S) {
+        a->msg[0] = '\0';
+        a->dirty |= PD_DIRTY_CMDLINE;
     }
     if (a->kind == PD_APP_LIVE && a->mode_pending && !a->paused && !a->pause_pending &&
         !a->finished && a->clock - a->mode_chosen_at >= MODE_SETTLE_S) {

@@ -121,6 +121,12 @@ static void act_branch(struct pd_app *a)
     if (!pd_app_session_live(a) || a->n_visible == 0) {
         return;
     }
+    if (a->sampling.temperature <= 0) {
+        pd_app_msg(a, true, "greedy decoding would regenerate the same tokens: set a "
+                            "temperature first (:temp 0.8), or steer with an alternative "
+                            "(Enter in the inspector)");
+        return;
+    }
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_BRANCH);
     if (c) {
         c->pos = a->toks[a->cursor].pos + 1;
@@ -190,6 +196,11 @@ static void act_kv_budget(struct pd_app *a)
     if (pd_app_session_live(a)) {
         pd_app_open_cmdline(a, ':', "budget ");
     }
+}
+
+static void act_colour(struct pd_app *a)
+{
+    pd_app_set_colour(a, (enum pd_colour)((a->colour + 1) % PD_COLOUR_COUNT));
 }
 
 static void act_divergence(struct pd_app *a)
@@ -557,6 +568,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_PREFER] = {"prefer", act_prefer, WHERE_BOTH},
     [PD_ACT_KV_BUDGET] = {"kv-budget", act_kv_budget, WHERE_LIVE},
     [PD_ACT_DIVERGENCE] = {"divergence", act_divergence, WHERE_LIVE},
+    [PD_ACT_COLOUR] = {"colour", act_colour, WHERE_BOTH},
     [PD_ACT_SEARCH] = {"search", act_search, WHERE_BOTH},
     [PD_ACT_SEARCH_NEXT] = {"search-next", act_search_next, WHERE_BOTH},
     [PD_ACT_SEARCH_PREV] = {"search-prev", act_search_prev, WHERE_BOTH},

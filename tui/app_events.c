@@ -58,7 +58,10 @@ static enum pd_status ev_mode(struct pd_app *a, struct pd_event *ev, const char 
     }
     unsigned long long kb;
     if (sscanf(text, "kv budget %llu", &kb) == 1) {
-        a->kv_budget = (int64_t)kb;
+        struct pd_err e2;
+        if (pd_app_set_policy_budget(a, (int64_t)kb, &e2)) {
+            a->kv_budget = (int64_t)kb; /* the text could not follow; the number does */
+        }
     }
     pd_app_msg(a, false, "%s", text);
     return PD_OK;
@@ -119,7 +122,18 @@ static enum pd_status ev_branched(struct pd_app *a, struct pd_event *ev, const c
 static enum pd_status ev_pruned(struct pd_app *a, struct pd_event *ev, const char *text,
                                 struct pd_err *err)
 {
-    (void)err;
+    if (a->n_drops == a->cap_drops) {
+        size_t nc = a->cap_drops ? a->cap_drops * 2 : 8;
+        struct pd_app_drop *d = pd_realloc_array(a->drops, nc, sizeof *d);
+        if (!d) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (pruned spans)");
+        }
+        a->drops = d;
+        a->cap_drops = nc;
+    }
+    a->drops[a->n_drops++] =
+        (struct pd_app_drop){.begin = ev->pos, .end = ev->pos_end, .at_pos = (int64_t)a->n_toks};
+    a->dirty |= PD_DIRTY_KV;
     pd_app_msg(a, false, "pruned [%lld, %lld) from the model's %s", (long long)ev->pos,
                (long long)ev->pos_end, strcmp(text, "cache") == 0 ? "cache" : "sequence");
     return PD_OK;

@@ -240,6 +240,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     }
     snprintf(a->model, sizeof a->model, "%s", base_name(o->model_path));
     snprintf(a->backend, sizeof a->backend, "cpu");
+    a->sampling = o->sampling;
     a->n_layer = (int32_t)l->lm.model->hp.n_layer;
     a->session_id = l->sid;
     a->recording = l->w != NULL;
@@ -552,6 +553,10 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         }
         if (cmd.kind == PD_CMD_SET_POLICY && pd_app_set_policy(a, cmd.text, &e2) == PD_OK) {
             snprintf(l->policy_text, sizeof l->policy_text, "%s", a->kv_policy);
+        }
+        if (cmd.kind == PD_CMD_SET_SAMPLING) {
+            l->sampling = cmd.sampling; /* branches recorded from now on carry it */
+            a->sampling = cmd.sampling;
         }
         return;
     }

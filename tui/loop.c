@@ -15,6 +15,7 @@
 #include "draw.h"
 #include "keys.h"
 #include "layout.h"
+#include "mouse.h"
 #include "term.h"
 
 #define FRAME_S (1.0 / 30.0)
@@ -39,6 +40,28 @@ static void handle_key(struct pd_app *a, wint_t ch, bool is_code, struct pd_layo
 {
     if (is_code && ch == KEY_RESIZE) {
         relayout(a, l);
+        return;
+    }
+    if (is_code && ch == KEY_MOUSE) {
+        MEVENT ev;
+        if (getmouse(&ev) != OK) {
+            return;
+        }
+        enum pd_mouse_kind k;
+        if (ev.bstate & BUTTON4_PRESSED) {
+            k = PD_MOUSE_WHEEL_UP;
+        } else if (ev.bstate & BUTTON5_PRESSED) {
+            k = PD_MOUSE_WHEEL_DOWN;
+        } else if (ev.bstate & BUTTON1_PRESSED) {
+            k = PD_MOUSE_CLICK;
+        } else {
+            return;
+        }
+        enum pd_pane focus = a->focus;
+        pd_mouse(a, l, ev.y, ev.x, k);
+        if (a->focus != focus) {
+            relayout(a, l);
+        }
         return;
     }
     if (a->cmd_active) {

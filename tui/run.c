@@ -529,9 +529,10 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, or samples/ next to
- * the source tree of this binary (<exe>/../../samples in a build folder). */
-static bool find_sample(char *out, size_t n)
+/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ next to
+ * the source tree of this binary (<exe>/../../samples in a build folder), or where meson
+ * installs it (<exe>/../share/ponder/samples). On failure *tried lists the paths looked at. */
+static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 {
     const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
@@ -554,10 +555,15 @@ static bool find_sample(char *out, size_t n)
             snprintf(cand[k++], PATH_MAX, "%.3800s/../share/ponder/samples/%s", exe, name);
         }
     }
+    size_t o = 0;
+    tried[0] = '\0';
     for (int i = 0; i < k; i++) {
         if (access(cand[i], R_OK) == 0) {
             snprintf(out, n, "%s", cand[i]);
             return true;
+        }
+        if (o < tried_n) {
+            o += (size_t)snprintf(tried + o, tried_n - o, "%s%s", i ? ", " : "", cand[i]);
         }
     }
     return false;
@@ -566,10 +572,11 @@ static bool find_sample(char *out, size_t n)
 static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
-    if (!find_sample(sample, sizeof sample)) {
+    char tried[4 * 256];
+    if (!find_sample(sample, sizeof sample, tried, sizeof tried)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
-                              "(samples/sample-session.jsonl); see 'ponder --help'",
-                           pd_cli_models_dir());
+                              "(looked for %s); see 'ponder --help'",
+                           pd_cli_models_dir(), tried);
     }
     const char *tmp = getenv("TMPDIR");
     char db[PATH_MAX];

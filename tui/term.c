@@ -296,6 +296,9 @@ enum pd_status pd_term_open(struct pd_err *err)
     noecho();
     nonl();
     keypad(stdscr, TRUE);
+    /* Clicks and the wheel (mouse.c); most terminals still select text with Shift held. */
+    mousemask(BUTTON1_PRESSED | BUTTON4_PRESSED | BUTTON5_PRESSED, NULL);
+    mouseinterval(0);
     nodelay(stdscr, TRUE);
     set_escdelay(25);
     curs_set(0);

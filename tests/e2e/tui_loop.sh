@@ -46,6 +46,7 @@ keys br g ']' p
 wait_for br '\(1 pruned\)' 5
 keys br ':tag doubt looks wrong' Enter
 wait_for br 'tagged' 5
+keys br ':temp 0.7' Enter
 keys br ']' ']' h b
 wait_for br 'branched at [0-9]+' 10
 fork=$(screen br | grep -Eo 'branched at [0-9]+' | grep -Eo '[0-9]+')

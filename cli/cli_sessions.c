@@ -279,6 +279,9 @@ int pd_cli_ls(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             ls_row(&all[i]);
         }
+        if (n == 0 && (f.tag || f.model || f.source || f.since_ms)) {
+            fprintf(stderr, "ls: no session matches the filters\n");
+        }
     }
     infos_free(all, n);
     pd_store_close(&st);

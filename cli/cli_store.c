@@ -830,8 +830,8 @@ static int show_tokens(struct pd_store *st, int64_t id, int64_t from, int64_t to
         pd_cli_print_err(&err);
         rc = 1;
     }
-    printf("%6s %-8s %7s %9s %7s %7s  %-16s %s\n", "POS", "ROLE", "ID", "LOGPROB", "SURPR",
-           "ENTROPY", "TEXT", "ALTERNATIVES (logprob)");
+    printf("%6s %-8s %7s %9s %7s %7s  %-16s %s\n", "POS", "ROLE", "ID", "LP(nats)", "S(bits)",
+           "H(bits)", "TEXT", "ALTERNATIVES (logprob, nats)");
     struct pd_token_rec tok[256];
     bool more = rc == 0;
     while (more) {
@@ -896,7 +896,8 @@ int pd_cli_show(int argc, char **argv)
                    "steps and annotations; --json prints its ponder record (as export --format\n"
                    "ponder, alternatives with their pieces).\n"
                    "  --tokens        one line per token instead of the text: position, role,\n"
-                   "                  id, logprob (nats), surprisal and entropy (bits), text,\n"
+                   "                  id, logprob LP (nats), surprisal S and entropy H (bits),\n"
+                   "                  text,\n"
                    "                  alternatives as their text (#ID when the database lacks\n"
                    "                  the piece) with their logprobs\n"
                    "  --from P, --to Q  only positions P..Q-1 (with --tokens)\n");

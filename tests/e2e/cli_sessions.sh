@@ -45,7 +45,7 @@ check "import: four traces" grep -q "import: 4 traces" "$tmp/err"
 check "show --tokens: exit 0" test $? -eq 0
 check "show --tokens: a piece the record gave" grep -q '" one" -0.50 "\\xe2\\x96" -1.50 #7 -2.50' "$tmp/toks"
 check "show --tokens: the answer's alternatives" grep -q '" two" -0.25 " one" -3.00' "$tmp/toks"
-check "show --tokens: header names the units" grep -q "LOGPROB" "$tmp/toks"
+check "show --tokens: header names the units" grep -q "LP(nats) S(bits) H(bits)" "$tmp/toks"
 
 # --- tag ---
 "$ponder" tag 2 good "a clean answer" --db "$db" >"$tmp/out" 2>&1
@@ -81,6 +81,8 @@ check "ls --since 2d leaves an old session out" test "$(ls_ids --since 2d)" = "2
 check "ls --since a date" test "$(ls_ids --since '1970-01-03 00:00')" = "2 3 4 "
 "$ponder" ls --tag good --db "$db" >"$tmp/out" 2>&1
 check "ls text: the tags in brackets" grep -q "Name a colour \[good\]" "$tmp/out"
+"$ponder" ls --tag nothing --db "$db" >/dev/null 2>"$tmp/err"
+check "ls: no match says so" grep -q "no session matches the filters" "$tmp/err"
 "$ponder" ls --since tomorrow --db "$db" >/dev/null 2>"$tmp/err"
 check "ls --since bad: exit 2" test $? -eq 2
 check "ls --since bad: says what it takes" grep -q "^ponder ls: --since: expected an age" "$tmp/err"

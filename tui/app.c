@@ -16,6 +16,7 @@
 #include "mem.h"
 #include "policies.h"
 #include "metrics.h"
+#include "keys.h"
 #include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
@@ -125,6 +126,9 @@ void pd_app_deinit(struct pd_app *a)
     free(a->drops);
     free(a->recv_acc);
     free(a->tok_recv);
+    free(a->tree);
+    free(a->diff_text[0]);
+    free(a->diff_text[1]);
     free(a->recv_recs);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
@@ -1176,4 +1180,52 @@ void pd_app_mark_saved(struct pd_app *a)
     a->pref_saved = true;
     a->quit_armed = false;
     a->dirty |= PD_DIRTY_STATUS | PD_DIRTY_STEPS;
+}
+
+/* ---- branch tree and diff overlays ---------------------------------------------------- */
+
+void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n)
+{
+    free(a->tree);
+    a->tree = tree;
+    a->n_tree = n;
+    a->tree_sel = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tree[i].id == a->session_id) {
+            a->tree_sel = i;
+        }
+    }
+    a->help = true;
+    a->overlay = PD_OVERLAY_BRANCHES;
+    a->help_top = 0;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
+                     char *parent_text, char *branch_text)
+{
+    free(a->diff_text[0]);
+    free(a->diff_text[1]);
+    a->diff_text[0] = parent_text;
+    a->diff_text[1] = branch_text;
+    a->diff_id[0] = parent;
+    a->diff_id[1] = branch;
+    a->diff_fork = fork;
+    a->help = true;
+    a->overlay = PD_OVERLAY_DIFF;
+    a->help_top = 0;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+int pd_app_overlay_lines(const struct pd_app *a)
+{
+    switch (a->overlay) {
+    case PD_OVERLAY_BRANCHES:
+        return (int)a->n_tree + 1;
+    case PD_OVERLAY_DIFF:
+        return 1000; /* as tall as the screen allows */
+    case PD_OVERLAY_HELP:
+        break;
+    }
+    return (int)pd_keys_help_count();
 }

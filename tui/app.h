@@ -86,6 +86,7 @@ enum pd_action {
     PD_ACT_KV_BUDGET,      /* live: open ":budget " */
     PD_ACT_DIVERGENCE,     /* live: measure shadow divergence now */
     PD_ACT_COLOUR,         /* colour the trace by the next mode (surprisal, entropy, ...) */
+    PD_ACT_BRANCHES,       /* the branch tree of this session (:branches) */
     PD_ACT_SEARCH,         /* open "/" */
     PD_ACT_SEARCH_NEXT,
     PD_ACT_SEARCH_PREV,
@@ -127,6 +128,9 @@ enum pd_fx_kind {
     PD_FX_SAVE,      /* write unsaved prunes and tags, flush the recording */
     PD_FX_QUIT,
     PD_FX_CMDLINE,   /* open the command line: kind (':' or '/') and initial text */
+    PD_FX_BRANCHES,  /* load the session's branch tree (pd_app_set_tree) */
+    PD_FX_DIFF,      /* load session id against its parent from the fork (pd_app_set_diff) */
+    PD_FX_OPEN,      /* show session id instead (replay) */
     PD_FX_KIND_COUNT
 };
 
@@ -135,6 +139,27 @@ struct pd_app_fx {
     struct pd_cmd cmd;       /* PD_FX_SESSION */
     char cmdline_kind;       /* PD_FX_CMDLINE */
     char text[256];          /* PD_FX_CMDLINE: initial text */
+    int64_t id;              /* PD_FX_DIFF, PD_FX_OPEN: the session */
+};
+
+/* One session of a branch tree, in depth-first order. */
+struct pd_app_branch {
+    int64_t id;
+    int64_t parent;          /* 0: the root */
+    int64_t fork_pos;
+    int64_t n_tokens;
+    int depth;
+    bool finished;
+    bool preferred;          /* chosen over its parent (a saved preference) */
+    char tags[48];
+    char title[64];          /* the user message, shortened */
+};
+
+/* What the overlay box shows when one is open (a->help). */
+enum pd_overlay {
+    PD_OVERLAY_HELP,
+    PD_OVERLAY_BRANCHES,     /* the branch tree: j/k select, Enter opens, d diffs */
+    PD_OVERLAY_DIFF,         /* parent vs branch from the fork, side by side */
 };
 
 #define PD_APP_FX_MAX 32
@@ -294,6 +319,13 @@ struct pd_app {
     bool narrow;                 /* the layout shares one slot between steps and KV */
     bool help;
     int help_top;
+    enum pd_overlay overlay;     /* what the open overlay shows */
+    struct pd_app_branch *tree;  /* owned [n_tree] */
+    size_t n_tree;
+    size_t tree_sel;
+    char *diff_text[2];          /* owned: the parent's and the branch's text from the fork */
+    int64_t diff_id[2];          /* the parent and the branch */
+    int64_t diff_fork;
     struct pd_wrap wrap;         /* trace line layout */
 
     /* ---- search ---- */
@@ -445,6 +477,14 @@ float pd_app_surprisal(const struct pd_app *a, size_t i);
 const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
 
 /* KV state of (layer, position) as of the playhead. */
+/* Branch tree and diff overlays. pd_app_set_tree takes the owned array of n entries
+ * (depth-first from the family's root) and opens the tree; pd_app_set_diff takes the two
+ * owned texts and opens the diff. Lines the open overlay wants (for the layout). */
+void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n);
+void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
+                     char *parent_text, char *branch_text);
+int pd_app_overlay_lines(const struct pd_app *a);
+
 /* Trace colour (colour.c). pd_app_colour_prepare brings derived data up to date (call it
  * before drawing); pd_app_colour_level maps token i to a level in [0, PD_APP_LEVELS);
  * pd_app_colour_legend writes the legend's title and the label of each level (NULL: a

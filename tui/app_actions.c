@@ -493,9 +493,59 @@ static void act_command(struct pd_app *a)
 
 static void act_help(struct pd_app *a)
 {
-    a->help = !a->help;
+    a->help = !(a->help && a->overlay == PD_OVERLAY_HELP);
+    a->overlay = PD_OVERLAY_HELP;
     a->help_top = 0;
-    a->dirty = PD_DIRTY_ALL;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+static void act_branches(struct pd_app *a)
+{
+    if (a->session_id <= 0) {
+        pd_app_msg(a, true, "branches: this session is not recorded (started with --no-record)");
+        return;
+    }
+    pd_app_fx_push(a, PD_FX_BRANCHES);
+}
+
+/* In the branch tree: j/k select, Enter opens the selected session, d diffs it against
+ * its parent, B or Esc closes. Returns true when the action was the tree's. */
+static bool tree_key(struct pd_app *a, enum pd_action act)
+{
+    if (a->n_tree == 0) {
+        return false;
+    }
+    const struct pd_app_branch *b = &a->tree[a->tree_sel];
+    struct pd_app_fx *fx;
+    switch (act) {
+    case PD_ACT_DOWN:
+    case PD_ACT_UP:
+        if (act == PD_ACT_DOWN && a->tree_sel + 1 < a->n_tree) {
+            a->tree_sel++;
+        } else if (act == PD_ACT_UP && a->tree_sel > 0) {
+            a->tree_sel--;
+        }
+        a->dirty |= PD_DIRTY_HELP;
+        return true;
+    case PD_ACT_SELECT:
+        if (b->id == a->session_id) {
+            pd_app_msg(a, false, "#%lld is the session shown", (long long)b->id);
+        } else if ((fx = pd_app_fx_push(a, PD_FX_OPEN))) {
+            fx->id = b->id;
+        }
+        a->help = false;
+        a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+        return true;
+    case PD_ACT_DIVERGENCE:
+        if (b->parent == 0) {
+            pd_app_msg(a, true, "#%lld is the root: no parent to compare with", (long long)b->id);
+        } else if ((fx = pd_app_fx_push(a, PD_FX_DIFF))) {
+            fx->id = b->id;
+        }
+        return true;
+    default:
+        return false;
+    }
 }
 
 static void act_cancel(struct pd_app *a)
@@ -569,6 +619,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_KV_BUDGET] = {"kv-budget", act_kv_budget, WHERE_LIVE},
     [PD_ACT_DIVERGENCE] = {"divergence", act_divergence, WHERE_LIVE},
     [PD_ACT_COLOUR] = {"colour", act_colour, WHERE_BOTH},
+    [PD_ACT_BRANCHES] = {"branches", act_branches, WHERE_BOTH},
     [PD_ACT_SEARCH] = {"search", act_search, WHERE_BOTH},
     [PD_ACT_SEARCH_NEXT] = {"search-next", act_search_next, WHERE_BOTH},
     [PD_ACT_SEARCH_PREV] = {"search-prev", act_search_prev, WHERE_BOTH},
@@ -619,10 +670,12 @@ void pd_app_do(struct pd_app *a, enum pd_action act)
     if (act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT && act != PD_ACT_CANCEL) {
         a->quit_armed = false;
     }
+    if (a->help && a->overlay == PD_OVERLAY_BRANCHES && tree_key(a, act)) {
+        return;
+    }
     if (a->help && act != PD_ACT_HELP && act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT &&
-        act != PD_ACT_CANCEL &&
-        act != PD_ACT_REDRAW) {
-        /* In the help overlay, movement keys scroll it; everything else closes it. */
+        act != PD_ACT_CANCEL && act != PD_ACT_REDRAW) {
+        /* In the help and diff overlays, movement keys scroll; everything else closes. */
         if (act == PD_ACT_DOWN || act == PD_ACT_PAGE_DOWN) {
             a->help_top += act == PD_ACT_DOWN ? 1 : 10;
             a->dirty |= PD_DIRTY_HELP;
@@ -637,7 +690,10 @@ void pd_app_do(struct pd_app *a, enum pd_action act)
             return;
         }
         a->help = false;
-        a->dirty = PD_DIRTY_ALL;
+        a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+        if (act == PD_ACT_BRANCHES) {
+            return; /* B closes the tree it opened */
+        }
     }
     if (!pd_action_allowed(act, a->kind)) {
         pd_app_msg(a, true, "%s: %s", actions[act].name,

@@ -436,6 +436,29 @@ static void cmd_layer(struct pd_app *a, const char *arg)
     pd_app_set_colour(a, a->colour);
 }
 
+static void cmd_branches(struct pd_app *a, const char *arg)
+{
+    (void)arg;
+    pd_app_do(a, PD_ACT_BRANCHES);
+}
+
+static void cmd_diff(struct pd_app *a, const char *arg)
+{
+    int64_t id = a->session_id;
+    if (*arg && !parse_i64(arg, 1, INT64_MAX, &id)) {
+        pd_app_msg(a, true, "diff: expected a session id, got '%s'", arg);
+        return;
+    }
+    if (id <= 0) {
+        pd_app_msg(a, true, "diff: this session is not recorded");
+        return;
+    }
+    struct pd_app_fx *fx = pd_app_fx_push(a, PD_FX_DIFF);
+    if (fx) {
+        fx->id = id;
+    }
+}
+
 static void cmd_stats(struct pd_app *a, const char *arg)
 {
     (void)arg;
@@ -476,6 +499,8 @@ static const struct pd_app_command_info commands[] = {
     {"divergence", cmd_divergence, "divergence", "measure shadow-policy divergence now (as d)"},
     {"colour", cmd_colour, "colour surprisal|entropy|attention|received|step",
      "what the trace is coloured by (v cycles)"},
+    {"branches", cmd_branches, "branches", "the branch tree (as B)"},
+    {"diff", cmd_diff, "diff [ID]", "session ID (default: this one) against its parent"},
     {"layer", cmd_layer, "layer N|all", "attention colours: one layer, or the mean over all"},
     {"prefer", cmd_prefer, "prefer [ID]", "prefer this session over ID (default: its parent)"},
     {"goto", cmd_goto, "goto POS", "move the cursor to token POS"},

@@ -23,6 +23,7 @@ static const struct pd_key_binding bindings[] = {
     {'K', "K", PD_ACT_KV_BUDGET},
     {'d', "d", PD_ACT_DIVERGENCE},
     {'v', "v", PD_ACT_COLOUR},
+    {'B', "B", PD_ACT_BRANCHES},
     {'/', "/", PD_ACT_SEARCH},
     {'n', "n", PD_ACT_SEARCH_NEXT},
     {'N', "N", PD_ACT_SEARCH_PREV},
@@ -70,6 +71,8 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_PREFER] = "prefer this session (branch) over its parent (:prefer [ID]; s saves)",
     [PD_ACT_KV_BUDGET] = "set the KV policy budget (:budget SLOTS)",
     [PD_ACT_DIVERGENCE] = "measure shadow-policy divergence (KL, top-1) now",
+    [PD_ACT_BRANCHES] = "branch tree: parent, siblings, children; Enter opens, d diffs "
+                        "against the parent (:branches)",
     [PD_ACT_COLOUR] = "colour the trace by surprisal, entropy, attention from the cursor, "
                       "attention received, step (:colour, :layer)",
     [PD_ACT_SEARCH] = "search the trace text",

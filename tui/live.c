@@ -560,6 +560,16 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         }
         return;
     }
+    if (fx->kind == PD_FX_BRANCHES || fx->kind == PD_FX_DIFF) {
+        pd_io_fx(l->st, a, fx);
+        return;
+    }
+    if (fx->kind == PD_FX_OPEN) {
+        pd_app_msg(a, true, "open #%lld: the model runs this session; to read or continue "
+                            "another, quit and run 'ponder replay %lld' (with -m MODEL to "
+                            "continue it)", (long long)fx->id, (long long)fx->id);
+        return;
+    }
     if (fx->kind == PD_FX_SAVE) {
         if (!l->st || !l->record) {
             pd_app_msg(a, true, "save: not recording (started with --no-record)");

@@ -31,7 +31,7 @@ static void relayout(struct pd_app *a, struct pd_layout *l)
 {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
-    pd_layout_compute(rows, cols, a->focus, a->help, (int)pd_keys_help_count(), l);
+    pd_layout_compute(rows, cols, a->focus, a->help, pd_app_overlay_lines(a), l);
     int steps_rows = l->show_steps ? l->steps.h - 2 : 0;
     pd_app_resize(a, l->trace.h - 1, l->trace.w, steps_rows, l->narrow);
 }
@@ -94,6 +94,9 @@ static void run_effects(struct pd_app *a, const struct pd_loop_source *src)
             break;
         case PD_FX_SESSION:
         case PD_FX_SAVE:
+        case PD_FX_BRANCHES:
+        case PD_FX_DIFF:
+        case PD_FX_OPEN:
             if (src->exec) {
                 src->exec(src->ud, a, &fx);
             }
@@ -204,6 +207,9 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
             /* The keys changed nothing on screen: their effect is complete now. */
             record_key_latency(a, pd_loop_now() - key_t0);
             key_t0 = -1;
+        }
+        if (l.overlay != a->help || (a->help && l.overlay_lines != pd_app_overlay_lines(a))) {
+            relayout(a, &l); /* an overlay opened, closed or changed (also from effects) */
         }
         bool key_pending = key_t0 >= 0;
         if (a->dirty && (key_pending || now - last_frame >= FRAME_S)) {

@@ -310,9 +310,48 @@ int pd_cli_run(int argc, char **argv)
 /* ---- replay -------------------------------------------------------------------------- */
 
 
+/* Shows session id in place of the one on screen (from the branch tree). Unsaved edits
+ * are saved first, so nothing is lost by moving around the family. */
+static void replay_open(struct pd_store *st, struct pd_app *a, int64_t id)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    if (pd_app_unsaved(a) && pd_io_save(st, a->session_id, a, &err)) {
+        pd_app_msg(a, true, "open #%lld: saving #%lld first failed: %s", (long long)id,
+                   (long long)a->session_id, err.msg);
+        return;
+    }
+    struct pd_app next;
+    if (pd_app_init(&next, PD_APP_REPLAY, &err) || pd_io_load(st, id, &next, &err)) {
+        pd_app_deinit(&next);
+        pd_app_msg(a, true, "open #%lld: %s", (long long)id, err.msg);
+        return;
+    }
+    /* Keep the view's settings; take everything about the session from the new one. */
+    next.speed = a->speed;
+    next.focus = a->focus;
+    next.colour = a->colour;
+    next.colour_layer = a->colour_layer;
+    next.stats = a->stats;
+    int rows = a->trace_rows, cols = a->wrap.width, srows = a->steps_rows;
+    bool narrow = a->narrow;
+    pd_app_deinit(a);
+    *a = next;
+    pd_app_resize(a, rows, cols, srows, narrow);
+    pd_app_msg(a, false, "showing #%lld", (long long)id);
+}
+
 static void replay_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
 {
     struct pd_store *st = ud;
+    if (fx->kind == PD_FX_BRANCHES || fx->kind == PD_FX_DIFF) {
+        pd_io_fx(st, a, fx);
+        return;
+    }
+    if (fx->kind == PD_FX_OPEN) {
+        replay_open(st, a, fx->id);
+        return;
+    }
     if (fx->kind != PD_FX_SAVE) {
         pd_app_msg(a, true, "this is a replay: no model is running");
         return;

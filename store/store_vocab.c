@@ -258,6 +258,7 @@ static enum pd_status vocab_get(struct pd_store *st, int64_t model_id,
                     v->end[i] = pd_le_get_u32(b + 8 + 4 * (size_t)i);
                 }
                 memcpy(v->bytes, b + head, len - head);
+                v->bytes[len - head] = 0; /* not part of any piece; a guard */
             }
         }
         if (rc == PD_EFORMAT) {

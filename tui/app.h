@@ -78,6 +78,7 @@ enum pd_action {
     PD_ACT_CONTINUE,       /* live, after the end: generate more (continue_n tokens) */
     PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
     PD_ACT_INJECT,         /* live: open ":inject " */
+    PD_ACT_ASK,            /* live, after the answer: open ":ask " (another user turn) */
     PD_ACT_BRANCH,         /* live: branch after the cursor token */
     PD_ACT_PRUNE,          /* prune/unprune the cursor's step */
     PD_ACT_PRUNE_CONTINUE, /* live: prune the step and drop it from the model's cache */

@@ -515,6 +515,44 @@ void pd_live_pump(void *ud, struct pd_app *a)
     rec_status(l, a);
 }
 
+/* :ask: the user's text becomes the turn the chat template puts after an answer; when
+ * the answer already ended with the end-of-turn token, that is not added twice. */
+static bool render_turn(struct pd_live *l, struct pd_app *a, struct pd_cmd *cmd)
+{
+    enum pd_chat_family f = l->lm.chat.family;
+    enum pd_chat_think think = PD_CHAT_THINK_DEFAULT;
+    if (a->mode == PD_MODE_NONE &&
+        (f == PD_CHAT_FAMILY_QWEN3 || f == PD_CHAT_FAMILY_DEEPSEEK_R1)) {
+        think = PD_CHAT_THINK_OFF;
+    }
+    struct pd_buf b;
+    pd_buf_init(&b);
+    struct pd_err e2;
+    if (pd_chat_render_turn(&l->lm.chat, cmd->text, think, &b, &e2)) {
+        pd_app_msg(a, true, "ask: %s", e2.msg);
+        pd_buf_deinit(&b);
+        return false;
+    }
+    const char *text = b.data ? b.data : "";
+    const char *eot = pd_chat_eot_text(f);
+    if (eot && a->n_toks > 0 && strncmp(text, eot, strlen(eot)) == 0) {
+        const struct pd_token_rec *last = &a->toks[a->n_toks - 1];
+        if (last->text && last->text_len == strlen(eot) &&
+            memcmp(last->text, eot, last->text_len) == 0) {
+            text += strlen(eot);
+        }
+    }
+    bool fits = strlen(text) < sizeof cmd->text;
+    if (fits) {
+        snprintf(cmd->text, sizeof cmd->text, "%s", text);
+    } else {
+        pd_app_msg(a, true, "ask: the turn is %zu bytes; at most %zu fit", strlen(text),
+                   sizeof cmd->text - 1);
+    }
+    pd_buf_deinit(&b);
+    return fits;
+}
+
 void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
 {
     struct pd_live *l = ud;
@@ -533,6 +571,9 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         if (cmd.kind == PD_CMD_ANSWER_NOW && !cmd.text[0] && l->texts) {
             /* The family's hard-interrupt text: a short lead-in, then the close marker. */
             snprintf(cmd.text, sizeof cmd.text, "%s", pd_modes_answer_now(l->texts, false));
+        }
+        if (cmd.kind == PD_CMD_NEW_TURN && !render_turn(l, a, &cmd)) {
+            return;
         }
         if (cmd.kind == PD_CMD_SET_POLICY) {
             /* The app only checked the spec; the policy object is built here, where the

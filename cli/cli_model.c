@@ -429,7 +429,8 @@ static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const
 }
 
 struct score_state {
-    const struct loaded *l;
+    const struct loaded *l;       /* NULL when a remote engine scores */
+    const struct pd_tok *tok;     /* the vocabulary for texts; NULL: ids only */
     const int32_t *tokens;
     size_t n;
     size_t topk;
@@ -442,15 +443,16 @@ static void score_line(struct score_state *s, size_t pos, const struct pd_token_
 {
     if (s->json) {
         pd_buf_printf(&s->out, "{\"pos\":%zu,", pos);
-        append_metrics(&s->out, r, s->l->lm.tok, false);
+        append_metrics(&s->out, r, s->tok, false);
         append_attn(&s->out, r);
         pd_buf_puts(&s->out, "}\n");
     } else {
-        size_t len;
-        const char *piece = pd_tok_piece(s->l->lm.tok, r->id, &len);
-        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", pos, r->id, r->logprob,
-                      -r->logprob / M_LN2, r->entropy);
-        pd_json_str(&s->out, piece, len);
+        size_t len = 0;
+        const char *piece = s->tok ? pd_tok_piece(s->tok, r->id, &len) : NULL;
+        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f%s ", pos, r->id, r->logprob,
+                      -r->logprob / M_LN2, r->entropy,
+                      (r->flags & PD_TOKF_ENTROPY_EST) ? "~" : " ");
+        pd_json_str(&s->out, piece ? piece : "", len);
         pd_buf_puts(&s->out, "\n");
     }
     if (s->out.len > 65536) {
@@ -510,11 +512,93 @@ static bool parse_token_list(const char *s, int32_t **ids, size_t *n)
     return true;
 }
 
+/* score --engine: the text (tokenized with -m's vocabulary, else by the server) or the ids
+ * teacher-forced on a remote engine, printed as the local score prints. Takes ids. */
+static int score_remote(const struct model_opts *o, const struct pd_cli_engine *eng,
+                        const char *text, int32_t *ids, size_t n, uint32_t topk, bool attn)
+{
+#if !HAVE_REMOTE
+    (void)o, (void)eng, (void)text, (void)n, (void)topk, (void)attn;
+    free(ids);
+    return pd_cli_fail(2, "score: this ponder was built without remote engines");
+#else
+    struct pd_cli_vocab voc;
+    memset(&voc, 0, sizeof voc);
+    struct pd_remote *r = NULL;
+    struct pd_token_rec *recs = NULL;
+    struct pd_err err;
+    pd_err_clear(&err);
+    int rc = 0;
+    if ((o->model && pd_cli_vocab_open(o->model, NULL, &voc, &err)) ||
+        pd_cli_engine_open(eng, 2, voc.tok, &r, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    if (text) {
+        enum pd_status st;
+        if (voc.tok) {
+            st = pd_tok_encode(voc.tok, text, strlen(text), pd_tok_add_bos(voc.tok), true, &ids,
+                               &n, &err);
+        } else {
+            st = pd_remote_tokenize(r, text, &ids, &n, &err);
+        }
+        if (st != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+    }
+    recs = pd_calloc(n ? n : 1, sizeof *recs);
+    if (!recs) {
+        rc = pd_cli_fail(1, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        recs[i].pos = (int64_t)i;
+        recs[i].id = ids[i];
+    }
+    if (pd_remote_score(r, ids, n, topk, attn, recs, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    struct score_state s = {NULL, voc.tok, ids, n, topk, o->json, {0}, NULL};
+    pd_buf_init(&s.out);
+    if (!o->json) {
+        bool est = n > 1 && (recs[1].flags & PD_TOKF_ENTROPY_EST);
+        pd_buf_printf(&s.out, "# engine %s (%s, model '%s')%s\n", pd_remote_info(r)->base,
+                      pd_remote_server_name(pd_remote_info(r)->server),
+                      pd_remote_info(r)->model,
+                      est ? "; entropy~ is estimated from the top-k, the rest of the mass "
+                            "as one bucket" : "");
+        pd_buf_puts(&s.out, "  pos     id    logprob surprisal  entropy  text\n");
+    }
+    for (size_t i = 1; i < n; i++) {
+        score_line(&s, i, &recs[i]);
+    }
+    put_buf(&s.out, s.json);
+    pd_buf_deinit(&s.out);
+done:
+    for (size_t i = 0; recs && i < n; i++) {
+        pd_token_rec_free(&recs[i]);
+    }
+    free(recs);
+    free(ids);
+    pd_remote_close(&r);
+    pd_cli_vocab_close(&voc);
+    return rc;
+#endif
+}
+
 int pd_cli_score(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K]\n"
         "                    [--capture off|summary] [--json]\n"
+        "       ponder score --engine URL [-m MODEL] (--text STR | --tokens ...) [...]\n"
+        "                    on a remote engine; entropy is then estimated from its top-k\n"
+        "                    (marked ~ / \"entropy_est\") unless the engine is ponder serve\n"
         "  --capture summary  add each token's attention summary (\"attn\": per layer, the\n"
         "                     head-mean row's top 8 [position, weight] pairs)\n"
         "       ponder score -m MODEL (--in FILE | --session ID | --all) [--db F]\n"
@@ -531,8 +615,17 @@ int pd_cli_score(int argc, char **argv)
     long long topk = 5;
     bool bad = false;
     enum pd_capture_level capture = PD_CAPTURE_LEVEL_OFF;
+    struct pd_cli_engine eng;
+    pd_cli_engine_init(&eng);
     struct pd_argv a = {argc, argv, 1, "score"};
     while (a.i < argc) {
+        int er = pd_cli_engine_opt(&a, &eng);
+        if (er < 0) {
+            return 2;
+        }
+        if (er > 0) {
+            continue;
+        }
         int r = parse_model_opt(&a, &o);
         if (r < 0) {
             return 2;
@@ -561,13 +654,18 @@ int pd_cli_score(int argc, char **argv)
             return pd_cli_fail(2, "score: unknown option '%s'", argv[a.i]);
         }
     }
-    if (!o.model || (!text == !toks)) {
-        return pd_cli_fail(2, "score: -m MODEL and exactly one of --text or --tokens are required");
+    if ((!o.model && !eng.url) || (!text == !toks)) {
+        return pd_cli_fail(2, "score: -m MODEL (or --engine URL) and exactly one of --text or "
+                              "--tokens are required");
     }
     int32_t *ids = NULL;
     size_t n = 0;
     if (toks && !parse_token_list(toks, &ids, &n)) {
         return 2;
+    }
+    if (eng.url) {
+        return score_remote(&o, &eng, text, ids, n, (uint32_t)topk,
+                            capture == PD_CAPTURE_LEVEL_SUMMARY);
     }
     struct loaded l;
     if (!load(&o, true, &l)) {
@@ -588,7 +686,7 @@ int pd_cli_score(int argc, char **argv)
                          l.ctx->kv->cap);
         goto done;
     }
-    struct score_state s = {&l, ids, n, (size_t)topk, o.json, {0}, NULL};
+    struct score_state s = {&l, l.lm.tok, ids, n, (size_t)topk, o.json, {0}, NULL};
     struct pd_capture_state cs;
     bool cap = capture != PD_CAPTURE_LEVEL_OFF;
     pd_buf_init(&s.out);
@@ -1085,6 +1183,11 @@ done:
 
 int pd_cli_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--engine") == 0 || strncmp(argv[i], "--engine=", 9) == 0) {
+            return pd_cli_bench_remote(argc, argv);
+        }
+    }
     static const char usage[] =
         "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS]\n"
         "                    [--capture off,summary,full] [--json]\n"

@@ -17,9 +17,16 @@
  *   in the response callback (streams) or one JSON body. A client that goes away ends
  *   the response; the free callback closes the session, which stops its worker.
  * Scoring.  A request with echo and max_tokens 0 is teacher-forced on a context kept for
- *   scoring (made on first use, reset per request): every position's distribution gives
- *   the next token's log-probability, rank, top-k and exact entropy (probe.h), and with
- *   {"ponder": {"attn": true}} the attention summaries of the capture (capture.h).
+ *   scoring (made on first use): every position's distribution gives the next token's
+ *   log-probability, rank, top-k and exact entropy (probe.h), and with
+ *   {"ponder": {"attn": true}} the attention summaries of the capture (capture.h). The
+ *   context remembers the ids it holds and each token's metrics, so a request sharing a
+ *   prefix with the previous one evaluates only from the first differing token (pruning
+ *   checks and sensitivities score many variants of one trace); attention summaries need
+ *   the whole sequence evaluated, so such requests start from scratch.
+ * Greedy.  A non-streaming greedy request without attention or KV policy (the answer
+ *   checks of prune --verify) decodes on the scoring context with the same prefix reuse
+ *   and the same argmax and probe as a session.
  * Untrusted input.  Bodies are bounded while they arrive; JSON is parsed with jansson and
  *   every field is type- and range-checked with a 400 that names it; token ids are
  *   checked against the vocabulary; prompts against the context. */
@@ -44,8 +51,10 @@
 #include "capture.h"
 #include "jsonw.h"
 #include "log.h"
+#include "kvcache.h"
 #include "probe.h"
 #include "remote_proto.h"
+#include "sampler.h"
 #include "session.h"
 
 #define BODY_MAX_DEFAULT (8u << 20)
@@ -67,6 +76,12 @@ struct pd_serve {
     uint64_t serving;
     uint32_t in_system;            /* requests holding or waiting for the engine */
     struct pd_ctx *score_ctx;      /* owned; used by the engine lock's holder only */
+    int32_t *cache_ids;            /* owned [cap_cache]: the ids score_ctx holds */
+    struct pd_token_rec *cache_recs; /* owned [cap_cache]: token i's metrics given [0, i)
+                                      * (no text, no blob) */
+    int32_t *cache_rank;           /* owned [cap_cache]: token i's rank given [0, i) */
+    size_t n_cache, cap_cache;
+    uint32_t cache_topk;           /* alternatives the cached metrics have */
     pthread_mutex_t slock;
     struct pd_serve_stats stats;
     atomic_uint_fast64_t seq;
@@ -716,8 +731,9 @@ struct score_cb {
     const struct pd_model *m;
     const int32_t *ids;
     size_t n;
+    size_t offset;               /* index in ids of the call's token 0 */
     uint32_t topk;
-    struct pd_token_rec *recs;
+    struct pd_token_rec *recs;   /* [n] */
     int32_t *rank;               /* [n] rank of the actual token (1 = most likely) */
 };
 
@@ -725,22 +741,22 @@ static void score_logits(void *ud, size_t i, int64_t pos, const float *logits)
 {
     (void)pos;
     struct score_cb *c = ud;
-    if (i + 1 >= c->n) {
+    size_t at = c->offset + i;
+    if (at + 1 >= c->n) {
         return;
     }
     uint32_t nv = c->m->hp.n_vocab;
-    int32_t id = c->ids[i + 1];
-    pd_probe_fill(logits, nv, id, c->topk, &c->recs[i + 1]);
+    int32_t id = c->ids[at + 1];
+    pd_probe_fill(logits, nv, id, c->topk, &c->recs[at + 1]);
     int32_t r = 1;
     for (uint32_t j = 0; j < nv; j++) {
         r += logits[j] > logits[id] || (logits[j] == logits[id] && (int32_t)j < id);
     }
-    c->rank[i + 1] = r;
+    c->rank[at + 1] = r;
 }
 
-/* Teacher-forces q->ids on the scoring context: recs[1..n) metrics, blobs when asked. */
-static enum pd_status score_run(struct pd_serve *s, const struct req *q, struct pd_token_rec *recs,
-                                int32_t *rank, struct pd_err *err)
+/* Makes the scoring context exist and have room for n ids in its cache. */
+static enum pd_status score_ctx_ready(struct pd_serve *s, size_t n, struct pd_err *err)
 {
     if (!s->score_ctx) {
         struct pd_ctx_params cp = s->p.ctx;
@@ -750,51 +766,137 @@ static enum pd_status score_run(struct pd_serve *s, const struct req *q, struct 
             return st;
         }
     }
+    if (n > s->cap_cache) {
+        size_t cap = s->n_ctx;
+        int32_t *ids = pd_realloc_array(s->cache_ids, cap, sizeof *ids);
+        if (!ids) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+        s->cache_ids = ids;
+        struct pd_token_rec *r = pd_realloc_array(s->cache_recs, cap, sizeof *r);
+        if (!r) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+        s->cache_recs = r;
+        int32_t *rk = pd_realloc_array(s->cache_rank, cap, sizeof *rk);
+        if (!rk) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+        s->cache_rank = rk;
+        s->cap_cache = cap;
+    }
+    return PD_OK;
+}
+
+/* Makes the scoring context hold ids[0..n) (its logits those after ids[n - 1]) and fills
+ * recs[1..n) / rank[1..n) with each token's metrics (topk alternatives), reusing the
+ * evaluated prefix the context already holds unless `fresh`. With cap (attention), the
+ * whole sequence is evaluated and each token's summary copied into recs[i].attn. */
+static enum pd_status score_eval(struct pd_serve *s, const int32_t *ids, size_t n,
+                                 uint32_t topk, struct pd_capture_state *cap,
+                                 struct pd_token_rec *recs, int32_t *rank, struct pd_err *err)
+{
+    enum pd_status st = score_ctx_ready(s, n, err);
+    if (st != PD_OK) {
+        return st;
+    }
     struct pd_ctx *ctx = s->score_ctx;
-    pd_ctx_reset(ctx);
-    for (size_t i = 0; i < q->n; i++) {
+    size_t k = 0;
+    if (!cap && topk <= s->cache_topk) {
+        while (k < s->n_cache && k < n && s->cache_ids[k] == ids[k]) {
+            k++;
+        }
+    }
+    /* position k - 1 is evaluated again: its logits score token k */
+    size_t from = k > 0 ? k - 1 : 0;
+    if (from == 0) {
+        pd_ctx_reset(ctx);
+    } else {
+        pd_kvcache_truncate(ctx->kv, (int64_t)from);
+        ctx->n_past = (int64_t)from;
+    }
+    s->n_cache = from;
+    for (size_t i = 0; i < n; i++) {
         recs[i].pos = (int64_t)i;
-        recs[i].id = q->ids[i];
-        recs[i].logprob = NAN;
-        recs[i].entropy = NAN;
+        recs[i].id = ids[i];
         rank[i] = 0;
+        if (i >= 1 && i < k) {
+            const struct pd_token_rec *c = &s->cache_recs[i];
+            recs[i].logprob = c->logprob;
+            recs[i].entropy = c->entropy;
+            recs[i].n_top = (uint8_t)(c->n_top < topk ? c->n_top : topk);
+            memcpy(recs[i].top, c->top, sizeof recs[i].top);
+            rank[i] = s->cache_rank[i];
+        } else {
+            recs[i].logprob = NAN;
+            recs[i].entropy = NAN;
+        }
+    }
+    uint32_t ktop = topk > s->cache_topk || from == 0 ? topk : s->cache_topk;
+    struct score_cb cb = {s->model, ids, n, from, ktop, recs, rank};
+    if (cap && (st = pd_capture_begin(cap, (int64_t)from, n - from, err)) != PD_OK) {
+        return st;
+    }
+    st = pd_ctx_eval(ctx, ids + from, n - from, score_logits, &cb, err);
+    if (st != PD_OK) {
+        pd_ctx_reset(ctx);
+        s->n_cache = 0;
+        return st;
+    }
+    memcpy(s->cache_ids + from, ids + from, (n - from) * sizeof *ids);
+    for (size_t i = from > 0 ? from : 1; i < n; i++) {
+        if (i >= k) {
+            struct pd_token_rec c = recs[i];
+            c.text = NULL;
+            c.attn = NULL;
+            s->cache_recs[i] = c;
+            s->cache_rank[i] = rank[i];
+        }
+        if (recs[i].n_top > topk) {
+            recs[i].n_top = (uint8_t)topk;
+        }
+    }
+    s->n_cache = n;
+    s->cache_topk = ktop;
+    for (size_t i = from; cap && i < n; i++) {
+        const uint8_t *blob = pd_capture_blob(cap, i - from);
+        if (blob) {
+            recs[i].attn = malloc(cap->blob_len);
+            if (!recs[i].attn) {
+                return pd_err_set(err, PD_ENOMEM, "out of memory");
+            }
+            memcpy(recs[i].attn, blob, cap->blob_len);
+            recs[i].attn_len = cap->blob_len;
+        }
+    }
+    return PD_OK;
+}
+
+/* Teacher-forces q->ids on the scoring context: recs[1..n) metrics, blobs when asked. */
+static enum pd_status score_run(struct pd_serve *s, const struct req *q, struct pd_token_rec *recs,
+                                int32_t *rank, struct pd_err *err)
+{
+    enum pd_status st = score_ctx_ready(s, q->n, err);
+    if (st != PD_OK) {
+        return st;
     }
     uint32_t topk = (uint32_t)(q->logprobs > q->prompt_logprobs ? q->logprobs
                                                                 : q->prompt_logprobs);
     if ((int)topk < 0) {
         topk = 0;
     }
-    struct score_cb cb = {s->model, q->ids, q->n, topk, recs, rank};
+    if (!q->attn) {
+        return score_eval(s, q->ids, q->n, topk, NULL, recs, rank, err);
+    }
     struct pd_capture_state cap;
-    bool capture = q->attn;
-    enum pd_status st = PD_OK;
-    if (capture) {
-        st = pd_capture_init(&cap, ctx, PD_CAPTURE_LEVEL_SUMMARY, s->p.attn_top_n, 0, err);
-        if (st == PD_OK && (st = pd_capture_begin(&cap, 0, q->n, err)) != PD_OK) {
-            pd_capture_deinit(&cap);
-        }
-        if (st != PD_OK) {
-            return st;
-        }
+    struct pd_ctx *ctx = s->score_ctx;
+    if ((st = pd_capture_init(&cap, ctx, PD_CAPTURE_LEVEL_SUMMARY, s->p.attn_top_n, 0, err))) {
+        return st;
     }
-    st = pd_ctx_eval(ctx, q->ids, q->n, score_logits, &cb, err);
-    for (size_t i = 0; st == PD_OK && capture && i < q->n; i++) {
-        const uint8_t *blob = pd_capture_blob(&cap, i);
-        if (blob) {
-            recs[i].attn = malloc(cap.blob_len);
-            if (!recs[i].attn) {
-                st = pd_err_set(err, PD_ENOMEM, "out of memory");
-                break;
-            }
-            memcpy(recs[i].attn, blob, cap.blob_len);
-            recs[i].attn_len = cap.blob_len;
-        }
-    }
-    if (capture) {
-        pd_capture_deinit(&cap);
-        ctx->attn_hook = NULL;
-        ctx->attn_hook_ud = NULL;
-    }
+    st = score_eval(s, q->ids, q->n, topk, &cap, recs, rank, err);
+    pd_capture_deinit(&cap);
+    ctx->attn_hook = NULL;
+    ctx->attn_hook_ud = NULL;
     return st;
 }
 
@@ -1204,6 +1306,62 @@ static bool whole_body(struct job *j, struct pd_buf *b)
     return ok;
 }
 
+/* Greedy decoding on the scoring context (see DESIGN): what a session with temperature 0
+ * produces, token for token, with the evaluated prefix reused. Fills j's tokens, text,
+ * count and finish reason. */
+static enum pd_status greedy_run(struct job *j, struct pd_err *err)
+{
+    struct pd_serve *s = j->s;
+    const struct req *q = &j->q;
+    uint32_t topk = q->logprobs > 0 ? (uint32_t)q->logprobs : 0;
+    struct pd_token_rec *recs = pd_calloc(q->n, sizeof *recs);
+    int32_t *rank = pd_calloc(q->n, sizeof *rank);
+    enum pd_status st = recs && rank ? score_eval(s, q->ids, q->n, topk, NULL, recs, rank, err)
+                                     : pd_err_set(err, PD_ENOMEM, "out of memory");
+    recs_free(recs, q->n);
+    free(rank);
+    if (st != PD_OK) {
+        return st;
+    }
+    struct pd_ctx *ctx = s->score_ctx;
+    uint32_t nv = s->model->hp.n_vocab;
+    snprintf(j->finish, sizeof j->finish, "length");
+    for (uint32_t g = 0; g < q->max_tokens; g++) {
+        int32_t id = pd_argmax(ctx->logits, nv);
+        struct pd_token_rec r;
+        memset(&r, 0, sizeof r);
+        r.pos = (int64_t)s->n_cache;
+        pd_probe_fill(ctx->logits, nv, id, topk, &r);
+        int32_t rk = 1;
+        for (uint32_t v = 0; v < nv; v++) {
+            rk += ctx->logits[v] > ctx->logits[id] ||
+                  (ctx->logits[v] == ctx->logits[id] && (int32_t)v < id);
+        }
+        if (!push_text(j, id, &j->text) || !keep_tok(j, &r)) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+        j->n_gen++;
+        stat_add(s, &s->stats.tokens_out, 1);
+        if (pd_tok_is_eog(s->tok, id)) {
+            snprintf(j->finish, sizeof j->finish, "stop");
+            break;
+        }
+        if (g + 1 == q->max_tokens) {
+            break;
+        }
+        if ((st = pd_ctx_eval(ctx, &id, 1, NULL, NULL, err)) != PD_OK) {
+            pd_ctx_reset(ctx);
+            s->n_cache = 0;
+            return st;
+        }
+        s->cache_ids[s->n_cache] = id;
+        s->cache_recs[s->n_cache] = r;
+        s->cache_rank[s->n_cache] = rk;
+        s->n_cache++;
+    }
+    return PD_OK;
+}
+
 static enum MHD_Result handle_generate(struct pd_serve *s, struct MHD_Connection *c,
                                        struct req *q)
 {
@@ -1234,6 +1392,23 @@ static enum MHD_Result handle_generate(struct pd_serve *s, struct MHD_Connection
     j->holds_engine = true;
     struct pd_err err;
     pd_err_clear(&err);
+    if (!j->q.stream && j->q.sp.temperature <= 0 && !j->q.attn && !j->q.echo && !j->q.chat &&
+        !s->p.make_policy) {
+        enum pd_status st = greedy_run(j, &err);
+        job_end_engine(j);
+        enum MHD_Result ret;
+        if (st != PD_OK) {
+            ret = respond_error(c, 500, "generation failed: %s", err.msg);
+        } else {
+            struct pd_buf b;
+            pd_buf_init(&b);
+            ret = whole_body(j, &b) ? respond_json(c, 200, &b)
+                                    : respond_error(c, 500, "out of memory");
+            pd_buf_deinit(&b);
+        }
+        job_free(j);
+        return ret;
+    }
     if (job_start(j, &err) != PD_OK) {
         job_free(j);
         return respond_error(c, 500, "generation failed: %s", err.msg);
@@ -1594,6 +1769,9 @@ void pd_serve_close(struct pd_serve **sp)
         MHD_stop_daemon(s->d);
     }
     pd_ctx_close(&s->score_ctx);
+    free(s->cache_ids);
+    free(s->cache_recs);
+    free(s->cache_rank);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->slock);

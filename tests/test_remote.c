@@ -1184,39 +1184,50 @@ static void test_serve_matches_in_process(void **state)
     struct pd_err err;
     assert_int_equal(pd_remote_check_tokenizer(r, g_tok, &checked, &err), PD_OK);
     assert_true(checked);
-    /* teacher-forced: HTTP against a context in this process */
+    /* teacher-forced: HTTP against a context in this process; the second and third
+     * sequences share a prefix with the one before (the server reuses it, the answer must
+     * not change), the last asks for attention (evaluated from scratch) */
     int32_t ids[40];
     for (int i = 0; i < 40; i++) {
         ids[i] = (int32_t)((i * 37 + 5) % g_model->hp.n_vocab);
     }
-    struct pd_token_rec http_recs[40], local[40];
-    memset(http_recs, 0, sizeof http_recs);
-    memset(local, 0, sizeof local);
-    for (int i = 0; i < 40; i++) {
-        http_recs[i].id = local[i].id = ids[i];
-    }
-    assert_int_equal(pd_remote_score(r, ids, 40, 5, true, http_recs, &err), PD_OK);
-    struct pd_ctx_params cp = pd_ctx_default_params();
-    cp.n_ctx = 4096;
-    struct pd_ctx *ctx = NULL;
-    assert_int_equal(pd_ctx_open(g_model, &cp, &ctx, &err), PD_OK);
-    struct probe_cb cb = {ids, 40, local};
-    assert_int_equal(pd_ctx_eval(ctx, ids, 40, probe_logits, &cb, &err), PD_OK);
-    pd_ctx_close(&ctx);
-    for (int i = 1; i < 40; i++) {
-        assert_float_equal(http_recs[i].logprob, local[i].logprob, 1e-6);
-        assert_float_equal(http_recs[i].entropy, local[i].entropy, 1e-6);
-        assert_false(http_recs[i].flags & PD_TOKF_ENTROPY_EST); /* exact from ponder serve */
-        assert_int_equal(http_recs[i].n_top, local[i].n_top);
-        for (int k = 0; k < local[i].n_top; k++) {
-            assert_int_equal(http_recs[i].top[k].id, local[i].top[k].id);
-            assert_float_equal(http_recs[i].top[k].logprob, local[i].top[k].logprob, 1e-6);
+    for (int variant = 0; variant < 4; variant++) {
+        if (variant == 1) {
+            ids[30] = (ids[30] + 1) % (int32_t)g_model->hp.n_vocab;
+        } else if (variant == 2) {
+            ids[12] = (ids[12] + 3) % (int32_t)g_model->hp.n_vocab;
         }
-        assert_non_null(http_recs[i].attn); /* the attention summary came along */
-    }
-    for (int i = 0; i < 40; i++) {
-        pd_token_rec_free(&http_recs[i]);
-        pd_token_rec_free(&local[i]);
+        size_t n = variant == 2 ? 25 : 40;
+        bool attn = variant == 3;
+        struct pd_token_rec http_recs[40], local[40];
+        memset(http_recs, 0, sizeof http_recs);
+        memset(local, 0, sizeof local);
+        for (size_t i = 0; i < n; i++) {
+            http_recs[i].id = local[i].id = ids[i];
+        }
+        assert_int_equal(pd_remote_score(r, ids, n, 5, attn, http_recs, &err), PD_OK);
+        struct pd_ctx_params cp = pd_ctx_default_params();
+        cp.n_ctx = 4096;
+        struct pd_ctx *ctx = NULL;
+        assert_int_equal(pd_ctx_open(g_model, &cp, &ctx, &err), PD_OK);
+        struct probe_cb cb = {ids, n, local};
+        assert_int_equal(pd_ctx_eval(ctx, ids, n, probe_logits, &cb, &err), PD_OK);
+        pd_ctx_close(&ctx);
+        for (size_t i = 1; i < n; i++) {
+            assert_float_equal(http_recs[i].logprob, local[i].logprob, 1e-6);
+            assert_float_equal(http_recs[i].entropy, local[i].entropy, 1e-6);
+            assert_false(http_recs[i].flags & PD_TOKF_ENTROPY_EST); /* exact from ponder */
+            assert_int_equal(http_recs[i].n_top, local[i].n_top);
+            for (int k = 0; k < local[i].n_top; k++) {
+                assert_int_equal(http_recs[i].top[k].id, local[i].top[k].id);
+                assert_float_equal(http_recs[i].top[k].logprob, local[i].top[k].logprob, 1e-6);
+            }
+            assert_true((http_recs[i].attn != NULL) == attn);
+        }
+        for (size_t i = 0; i < n; i++) {
+            pd_token_rec_free(&http_recs[i]);
+            pd_token_rec_free(&local[i]);
+        }
     }
     /* generation: the same ids and log-probabilities as a session in this process */
     struct pd_session_params sp = pd_session_default_params();
@@ -1256,6 +1267,37 @@ static void test_serve_matches_in_process(void **state)
     g.stream = true;
     struct toks got = {.n = 0};
     struct pd_remote_gen_result res;
+    assert_int_equal(pd_remote_generate(r, &g, keep_token, NULL, &got, &res, &err), PD_OK);
+    assert_int_equal(got.n, want.n);
+    for (size_t i = 0; i < got.n; i++) {
+        assert_int_equal(got.t[i].id, want.t[i].id);
+        assert_float_equal(got.t[i].logprob, want.t[i].logprob, 1e-6);
+        assert_float_equal(got.t[i].entropy, want.t[i].entropy, 1e-6);
+    }
+    toks_free(&got);
+    toks_free(&want);
+    /* greedy, whole response (the server's fast path on its scoring context) against a
+     * greedy session */
+    sp.sampling.temperature = 0;
+    assert_int_equal(pd_session_open(g_model, g_tok, &sp, &sess, &err), PD_OK);
+    assert_int_equal(pd_session_start_tokens(sess, ids, 8, &err), PD_OK);
+    for (;;) {
+        struct pd_event ev;
+        if (!pd_session_wait(sess, &ev, 1000)) {
+            continue;
+        }
+        bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        if (ev.kind == PD_EV_TOKEN && ev.tok.role != PD_ROLE_PROMPT && want.n < 32) {
+            keep_token(&want, &ev.tok, NULL);
+        }
+        pd_event_free(&ev);
+        if (end) {
+            break;
+        }
+    }
+    pd_session_close(&sess);
+    g.sampling.temperature = 0;
+    g.stream = false;
     assert_int_equal(pd_remote_generate(r, &g, keep_token, NULL, &got, &res, &err), PD_OK);
     assert_int_equal(got.n, want.n);
     for (size_t i = 0; i < got.n; i++) {

@@ -441,29 +441,31 @@ static enum pd_status force_text(struct pd_rsession *s, const char *text, struct
 }
 
 /* Appends ids[0..n) to the sequence with role, scoring them teacher-forced when the
- * server can (positions before them give the context), and emits them. */
+ * server can (the tokens before them give the context), and emits them. Nothing changes
+ * on failure: PD_ECANCELLED (a command interrupted the scoring request) leaves the tokens
+ * to be added again. */
 static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size_t n,
                                  enum pd_role role, struct pd_err *err)
 {
-    size_t from = s->n_seq;
-    for (size_t i = 0; i < n; i++) {
-        if (!seq_push(s, ids[i])) {
-            return pd_err_set(err, PD_ENOMEM, "out of memory (sequence)");
-        }
-    }
-    struct pd_token_rec *recs = pd_calloc(s->n_seq, sizeof *recs);
-    if (!recs) {
+    size_t from = s->n_seq, total = s->n_seq + n;
+    struct pd_token_rec *recs = pd_calloc(total ? total : 1, sizeof *recs);
+    int32_t *all = pd_malloc_array(total ? total : 1, sizeof *all);
+    if (!recs || !all) {
+        free(recs);
+        free(all);
         return pd_err_set(err, PD_ENOMEM, "out of memory (scoring)");
     }
-    for (size_t i = 0; i < s->n_seq; i++) {
+    memcpy(all, s->seq, from * sizeof *all);
+    memcpy(all + from, ids, n * sizeof *ids);
+    for (size_t i = 0; i < total; i++) {
         recs[i].pos = (int64_t)i;
-        recs[i].id = s->seq[i];
+        recs[i].id = all[i];
         recs[i].logprob = NAN;
         recs[i].entropy = NAN;
     }
     enum pd_status st = PD_OK;
     if (s->p.score_prompt && pd_remote_info(s->r)->server != PD_REMOTE_LLAMACPP) {
-        st = pd_remote_score(s->r, s->seq, s->n_seq, s->p.topk, s->p.attn, recs, err);
+        st = pd_remote_score(s->r, all, total, s->p.topk, s->p.attn, recs, err);
         if (st == PD_EUNSUPPORTED) {
             st = PD_OK;
         }
@@ -472,8 +474,13 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
         pd_log(PD_LOG_INFO, "%s cannot score prompt tokens: they have no log-probabilities",
                pd_remote_server_name(pd_remote_info(s->r)->server));
     }
-    /* thinking state: re-walk the added tokens so markers in injected text count */
-    for (size_t i = from; st == PD_OK && i < s->n_seq; i++) {
+    for (size_t i = 0; st == PD_OK && i < n; i++) {
+        if (!seq_push(s, ids[i])) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (sequence)");
+        }
+    }
+    /* thinking state: walk the added tokens so markers in injected text count */
+    for (size_t i = from; st == PD_OK && i < total; i++) {
         struct pd_token_rec *r = &recs[i];
         r->role = role;
         r->flags |= PD_TOKF_FORCED;
@@ -486,10 +493,11 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
         }
         emit_token(s, r);
     }
-    for (size_t i = 0; i < s->n_seq; i++) {
+    for (size_t i = 0; i < total; i++) {
         pd_token_rec_free(&recs[i]);
     }
     free(recs);
+    free(all);
     return st;
 }
 
@@ -747,13 +755,31 @@ static void *worker_main(void *arg)
     pd_err_clear(&err);
     const char *finish = "length";
     s->n_seq = 0;
-    enum pd_status st = add_forced(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, &err);
+    enum pd_status st = PD_OK;
+    bool prompt_done = false;
     s->t0 = now_s();
     const struct pd_remote_info *info = pd_remote_info(s->r);
     while (st == PD_OK) {
         /* uncancel before draining: a command sent after this point cancels the next
          * request, one sent before is drained now */
         pd_remote_uncancel(s->r);
+        if (!prompt_done) {
+            /* the prompt's metrics first (a command arriving meanwhile retries it) */
+            st = add_forced(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, &err);
+            if (st == PD_ECANCELLED && !atomic_load(&s->stop)) {
+                st = PD_OK;
+            } else if (st == PD_OK) {
+                prompt_done = true;
+            }
+            if (st != PD_OK || !prompt_done) {
+                if (atomic_load(&s->stop)) {
+                    st = PD_OK;
+                    finish = "stopped";
+                    break;
+                }
+                continue;
+            }
+        }
         if (!drain_commands(s)) {
             finish = "stopped";
             break;
@@ -767,12 +793,16 @@ static void *worker_main(void *arg)
             continue;
         }
         if (s->n_forced > 0) {
-            int32_t *f = s->forced;
-            size_t nf = s->n_forced;
-            s->forced = NULL;
-            s->n_forced = s->cap_forced = 0;
-            st = add_forced(s, f, nf, PD_ROLE_INJECTED, &err);
-            free(f);
+            st = add_forced(s, s->forced, s->n_forced, PD_ROLE_INJECTED, &err);
+            if (st == PD_ECANCELLED && !atomic_load(&s->stop)) {
+                st = PD_OK; /* a command came in: drain it, then add them again */
+            } else if (st == PD_OK) {
+                s->n_forced = 0;
+            } else if (st == PD_ECANCELLED) {
+                st = PD_OK;
+                finish = "stopped";
+                break;
+            }
             continue;
         }
         if (s->p.n_predict && s->n_generated >= s->p.n_predict) {

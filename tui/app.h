@@ -218,6 +218,8 @@ struct pd_app {
     /* ---- run status ---- */
     char model[96];
     char backend[16];
+    bool remote;                 /* a remote engine runs the model: no KV cache or attention
+                                  * unless it is ponder serve; entropy may be estimated */
     enum pd_think_mode mode;
     uint32_t short_budget;       /* budget used when cycling to short */
     double tok_per_s;

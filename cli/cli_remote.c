@@ -226,7 +226,7 @@ int pd_cli_serve(int argc, char **argv)
         "usage: ponder serve -m MODEL [--host ADDR] [--port N] [--api-key K] [--name NAME]\n"
         "                    [--queue N] [--max-body BYTES] [--kv POLICY] [--chat FAMILY]\n"
         "                    [-t N] [-c N] [--kv-type f16|f32] [--backend cpu|cuda]\n"
-        "                    [--port-file F]\n"
+        "                    [--port-file F] [--throttle MS]\n"
         "Serves the model over the OpenAI-compatible API ponder's --engine uses (and vLLM's\n"
         "clients speak): /v1/completions (streaming, logprobs, echo, prompt logprobs),\n"
         "/v1/chat/completions, /v1/models, /tokenize, /detokenize, /health, with a `ponder`\n"
@@ -240,7 +240,8 @@ int pd_cli_serve(int argc, char **argv)
         "  --max-body BYTES   largest request body (default 8 MiB); larger get 413\n"
         "  --kv POLICY        a KV retention policy for every generation (docs/kv-policies.md)\n"
         "  --chat FAMILY      template of /v1/chat/completions (default: from the model)\n"
-        "  --port-file F      write the port there once listening (scripts, tests)\n";
+        "  --port-file F      write the port there once listening (scripts, tests)\n"
+        "  --throttle MS      pause between streamed tokens (demos, tests)\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -278,6 +279,9 @@ int pd_cli_serve(int argc, char **argv)
         } else if (pd_arg_match(&a, "--threads", "-t", &v, &bad)) {
             bad = bad || !pd_arg_long("serve", "--threads", v, 1, 1024, &n);
             sp.ctx.n_threads = (int)n;
+        } else if (pd_arg_match(&a, "--throttle", NULL, &v, &bad)) {
+            bad = bad || !pd_arg_long("serve", "--throttle", v, 0, 10000, &n);
+            sp.throttle_ms = (double)n;
         } else if (pd_arg_match(&a, "--ctx", "-c", &v, &bad)) {
             bad = bad || !pd_arg_long("serve", "--ctx", v, 16, 1 << 22, &n);
             sp.ctx.n_ctx = (uint32_t)n;

@@ -1042,6 +1042,7 @@ static enum pd_status job_start(struct job *j, struct pd_err *err)
     pd_chat_format_default(PD_CHAT_FAMILY_RAW, &sp.chat); /* the prompt is final */
     sp.mode = PD_MODE_LONG;
     sp.policy = s->p.make_policy ? s->p.make_policy(s->p.policy_ud) : NULL;
+    sp.throttle_ms = s->p.throttle_ms;
     enum pd_status st = pd_session_open(s->model, s->tok, &sp, &j->sess, err);
     if (st == PD_OK) {
         st = pd_session_start_tokens(j->sess, j->q.ids, j->q.n, err);
@@ -1393,7 +1394,7 @@ static enum MHD_Result handle_generate(struct pd_serve *s, struct MHD_Connection
     struct pd_err err;
     pd_err_clear(&err);
     if (!j->q.stream && j->q.sp.temperature <= 0 && !j->q.attn && !j->q.echo && !j->q.chat &&
-        !s->p.make_policy) {
+        !s->p.make_policy && s->p.throttle_ms <= 0) {
         enum pd_status st = greedy_run(j, &err);
         job_end_engine(j);
         enum MHD_Result ret;

@@ -56,6 +56,7 @@ struct pd_serve_params {
     struct pd_kv_policy *(*make_policy)(void *ud);
     void *policy_ud;
     const char *policy_name;
+    double throttle_ms;         /* pause between generated tokens (demos, tests); 0 */
 };
 
 struct pd_serve_params pd_serve_default_params(void);

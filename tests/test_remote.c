@@ -1012,7 +1012,8 @@ static void test_rsession_cut_and_commands(void **state)
 
 /* ---- ponder serve ---------------------------------------------------------------------------- */
 
-static struct pd_serve *serve_start(const char *key, uint32_t queue, size_t max_body)
+static struct pd_serve *serve_start(const char *key, uint32_t queue, size_t max_body,
+                                    double throttle_ms)
 {
     struct pd_serve_params p = pd_serve_default_params();
     p.port = 0;
@@ -1022,6 +1023,7 @@ static struct pd_serve *serve_start(const char *key, uint32_t queue, size_t max_
     p.max_body = max_body;
     p.ctx.n_ctx = 4096;
     p.ctx.n_threads = 1;
+    p.throttle_ms = throttle_ms;
     struct pd_serve *s = NULL;
     struct pd_err err;
     if (pd_serve_open(g_model, g_tok, &p, &s, &err) != PD_OK) {
@@ -1066,7 +1068,7 @@ static void expect_status(uint16_t port, const char *key, const char *method, co
 static void test_serve_auth_and_limits(void **state)
 {
     (void)state;
-    struct pd_serve *s = serve_start("sekret", 4, 2048);
+    struct pd_serve *s = serve_start("sekret", 4, 2048, 0);
     uint16_t port = pd_serve_port(s);
     expect_status(port, NULL, "GET", "/health", NULL, 401, "API key");
     expect_status(port, "wrong", "GET", "/v1/models", NULL, 401, "API key");
@@ -1104,10 +1106,9 @@ static void test_serve_auth_and_limits(void **state)
 static void test_serve_queue_bound(void **state)
 {
     (void)state;
-    struct pd_serve *s = serve_start(NULL, 0, 0);
+    struct pd_serve *s = serve_start(NULL, 0, 0, 20);
     uint16_t port = pd_serve_port(s);
-    /* a client that asks for a long stream and never reads it holds the engine (the
-     * server blocks once the socket buffers are full) */
+    /* a client that asks for a long stream (20 ms a token) holds the engine */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -1117,8 +1118,8 @@ static void test_serve_queue_bound(void **state)
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    static const char body[] = "{\"prompt\":[1,2,3],\"max_tokens\":4000,\"temperature\":0,"
-                               "\"logprobs\":20,\"echo\":true,\"stream\":true}";
+    static const char body[] = "{\"prompt\":[1,2,3],\"max_tokens\":3000,\"temperature\":0,"
+                               "\"stream\":true}";
     char req[512];
     int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                                       "Content-Type: application/json\r\nContent-Length: %zu\r\n"
@@ -1177,7 +1178,7 @@ static void probe_logits(void *ud, size_t i, int64_t pos, const float *logits)
 static void test_serve_matches_in_process(void **state)
 {
     (void)state;
-    struct pd_serve *s = serve_start(NULL, 4, 0);
+    struct pd_serve *s = serve_start(NULL, 4, 0, 0);
     struct pd_remote *r = open_client(pd_serve_port(s), 0, 0);
     assert_int_equal(pd_remote_info(r)->server, PD_REMOTE_PONDER);
     bool checked = false;

@@ -1125,6 +1125,20 @@ static void test_serve_queue_bound(void **state)
                                       "Content-Type: application/json\r\nContent-Length: %zu\r\n"
                                       "\r\n%s", sizeof body - 1, body);
     assert_int_equal(write(fd, req, (size_t)n), n);
+    /* wait until it streams (it holds the engine then; a request sent earlier could take
+     * the engine first and have this one turned away) */
+    char got_bytes[4096];
+    size_t have = 0;
+    while (have < sizeof got_bytes - 1) {
+        ssize_t k = read(fd, got_bytes + have, sizeof got_bytes - 1 - have);
+        assert_true(k > 0);
+        have += (size_t)k;
+        got_bytes[have] = '\0';
+        if (strstr(got_bytes, "data: ")) {
+            break;
+        }
+    }
+    assert_non_null(strstr(got_bytes, "HTTP/1.1 200"));
     /* meanwhile the next request finds the queue full (0 may wait) */
     long got = 0;
     for (int i = 0; i < 400 && got != 429; i++) {

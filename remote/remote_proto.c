@@ -412,7 +412,8 @@ static enum pd_status load(const char *data, size_t len, json_t **root, const ch
                            struct pd_err *err)
 {
     json_error_t je;
-    *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    /* token texts may hold NUL bytes (a byte token), escaped as \u0000 */
+    *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!*root) {
         return pd_err_set(err, PD_EFORMAT, "%s: malformed JSON at byte %d: %s", what,
                           je.position, je.text);
@@ -1128,7 +1129,7 @@ void pd_rproto_error_message(const char *body, size_t len, char *out, size_t cap
         return;
     }
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &je);
     const char *m = NULL;
     char tmp[512];
     if (json_is_object(root)) {

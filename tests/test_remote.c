@@ -419,6 +419,15 @@ static void test_malformed(void **state)
         assert_int_equal(pd_rproto_stream_data(&ps, bad[i], strlen(bad[i]), &err), PD_EFORMAT);
         assert_int_equal(k.n, 0);
     }
+    /* a byte token's NUL is text, not the end of the document */
+    pd_rproto_stream_init(&ps, PD_REMOTE_VLLM, 2, keep_token, NULL, &k);
+    static const char nul[] = "{\"choices\":[{\"text\":\"a\\u0000b\",\"logprobs\":"
+                              "{\"tokens\":[\"token_id:3\"],\"token_logprobs\":[-1],"
+                              "\"top_logprobs\":[null]}}]}";
+    assert_int_equal(pd_rproto_stream_data(&ps, nul, sizeof nul - 1, &err), PD_OK);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.t[0].text_len, 3);
+    toks_free(&k);
     pd_rproto_stream_init(&ps, PD_REMOTE_VLLM, 2, keep_token, NULL, &k);
     static const char errchunk[] = "{\"error\":{\"message\":\"engine died\",\"code\":500}}";
     assert_int_equal(pd_rproto_stream_data(&ps, errchunk, sizeof errchunk - 1, &err), PD_EIO);

@@ -1335,6 +1335,177 @@ static void test_serve_matches_in_process(void **state)
     pd_serve_close(&s);
 }
 
+/* Reads events until pred says stop (or the session ends), recording the tokens. */
+struct live_log {
+    struct toks t;                /* generated / injected tokens, in order */
+    int64_t branched_at;
+    bool pruned, paused, finished;
+    char finish[64];
+};
+
+static void live_read(struct pd_rsession *s, struct live_log *l, bool (*pred)(struct live_log *))
+{
+    for (int i = 0; i < 40000; i++) {
+        struct pd_event ev;
+        if (!pd_rsession_wait(s, &ev, 50)) {
+            if (l->finished) {
+                return;
+            }
+            continue;
+        }
+        if (ev.kind == PD_EV_TOKEN && ev.tok.role != PD_ROLE_PROMPT && l->t.n < 32) {
+            keep_token(&l->t, &ev.tok, NULL);
+        } else if (ev.kind == PD_EV_BRANCHED) {
+            l->branched_at = ev.pos;
+            l->t.n = 0; /* what follows is the branch */
+        } else if (ev.kind == PD_EV_PRUNED) {
+            l->pruned = true;
+        } else if (ev.kind == PD_EV_PAUSED) {
+            l->paused = true;
+        } else if (ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR) {
+            l->finished = true;
+            snprintf(l->finish, sizeof l->finish, "%s", ev.text);
+        }
+        pd_event_free(&ev);
+        if (l->finished || (pred && pred(l))) {
+            return;
+        }
+    }
+    fail_msg("the remote session did not get there");
+}
+
+static bool five_tokens(struct live_log *l)
+{
+    return l->t.n >= 5;
+}
+
+static bool is_paused(struct live_log *l)
+{
+    return l->paused;
+}
+
+static bool three_after_branch(struct live_log *l)
+{
+    return l->branched_at > 0 && l->t.n >= 3;
+}
+
+static bool was_pruned(struct live_log *l)
+{
+    return l->pruned;
+}
+
+static void send_cmd(struct pd_rsession *s, enum pd_cmd_kind kind, int64_t pos, int64_t end,
+                     int32_t token, const char *text)
+{
+    struct pd_cmd c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.pos = pos;
+    c.pos_end = end;
+    c.token = token;
+    c.reencode = true;
+    if (text) {
+        snprintf(c.text, sizeof c.text, "%s", text);
+    }
+    struct pd_err err;
+    if (pd_rsession_send(s, &c, &err) != PD_OK) {
+        fail_msg("send: %s", err.msg);
+    }
+}
+
+/* Steering by an alternative, injecting and pruning-and-continuing on a real ponder serve:
+ * each ends the stream and the next request's prompt is the edited sequence. */
+static void test_rsession_on_serve(void **state)
+{
+    (void)state;
+    struct pd_serve *srv = serve_start(NULL, 4, 0, 5);
+    struct pd_remote *r = open_client(pd_serve_port(srv), 0, 0);
+    struct pd_rsession_params p = pd_rsession_default_params();
+    p.n_predict = 200;
+    p.sampling.temperature = 0;
+    struct pd_rsession *s = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_rsession_open(r, g_tok, &p, &s, &err), PD_OK);
+    int32_t prompt[] = {1, 20, 30, 40};
+    assert_int_equal(pd_rsession_start_tokens(s, prompt, 4, &err), PD_OK);
+    struct live_log l;
+    memset(&l, 0, sizeof l);
+    live_read(s, &l, five_tokens);
+    /* steer: at the second generated position take the model's second choice */
+    const struct pd_token_rec *second = &l.t.t[1];
+    assert_true(second->n_top >= 2);
+    int32_t alt = second->top[0].id == second->id ? second->top[1].id : second->top[0].id;
+    int64_t at = second->pos;
+    toks_free(&l.t);
+    send_cmd(s, PD_CMD_BRANCH, at, at, alt, NULL);
+    live_read(s, &l, three_after_branch);
+    assert_int_equal(l.branched_at, at);
+    assert_int_equal(l.t.t[0].pos, at);
+    assert_int_equal(l.t.t[0].id, alt);
+    assert_int_equal(l.t.t[0].role, PD_ROLE_INJECTED);
+    assert_false(isnan(l.t.t[0].logprob)); /* scored teacher-forced */
+    assert_int_equal(l.t.t[1].pos, at + 1);
+    toks_free(&l.t);
+    /* inject while paused: the text is the next request's prompt tail */
+    send_cmd(s, PD_CMD_PAUSE, 0, 0, -1, NULL);
+    live_read(s, &l, is_paused);
+    send_cmd(s, PD_CMD_INJECT, 0, 0, -1, "hello");
+    send_cmd(s, PD_CMD_RESUME, 0, 0, -1, NULL);
+    live_read(s, &l, five_tokens);
+    assert_int_equal(l.t.t[0].role, PD_ROLE_INJECTED);
+    /* prune-and-continue: the span goes, the stream goes on */
+    send_cmd(s, PD_CMD_PRUNE, 4, 6, -1, NULL);
+    live_read(s, &l, was_pruned);
+    toks_free(&l.t);
+    live_read(s, &l, five_tokens);
+    send_cmd(s, PD_CMD_STOP, 0, 0, -1, NULL);
+    live_read(s, &l, NULL);
+    assert_true(l.finished);
+    assert_string_equal(l.finish, "stopped");
+    toks_free(&l.t);
+    pd_rsession_close(&s);
+    pd_serve_close(&srv);
+}
+
+/* /v1/chat/completions, whole and streamed. */
+static void test_serve_chat(void **state)
+{
+    (void)state;
+    struct pd_serve *s = serve_start(NULL, 4, 0, 0);
+    uint16_t port = pd_serve_port(s);
+    static const char body[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                               "\"max_tokens\":4,\"temperature\":0,\"logprobs\":true,"
+                               "\"top_logprobs\":2}";
+    struct pd_http_resp resp;
+    assert_int_equal(http(port, NULL, "POST", "/v1/chat/completions", body, &resp), 200);
+    json_error_t je;
+    json_t *o = json_loadb(resp.body.data, resp.body.len, 0, &je);
+    assert_non_null(o);
+    json_t *ch = json_array_get(json_object_get(o, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "object")), "chat.completion");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ch, "message"),
+                                                          "role")), "assistant");
+    json_t *content = json_object_get(json_object_get(ch, "logprobs"), "content");
+    assert_int_equal(json_array_size(content), 4);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(content, 0),
+                                                     "top_logprobs")), 2);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(ch, "ponder"), "tokens")),
+                     4);
+    json_decref(o);
+    pd_http_resp_deinit(&resp);
+    static const char sbody[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                                "\"max_tokens\":3,\"stream\":true}";
+    assert_int_equal(http(port, NULL, "POST", "/v1/chat/completions", sbody, &resp), 200);
+    assert_non_null(strstr(resp.body.data, "\"object\":\"chat.completion.chunk\""));
+    assert_non_null(strstr(resp.body.data, "\"delta\":{\"role\":\"assistant\""));
+    assert_non_null(strstr(resp.body.data, "data: [DONE]"));
+    pd_http_resp_deinit(&resp);
+    expect_status(port, NULL, "POST", "/v1/chat/completions",
+                  "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400,
+                  "messages[0].role");
+    pd_serve_close(&s);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int setup(void **state)
@@ -1390,6 +1561,8 @@ int main(void)
         cmocka_unit_test(test_serve_auth_and_limits),
         cmocka_unit_test(test_serve_queue_bound),
         cmocka_unit_test(test_serve_matches_in_process),
+        cmocka_unit_test(test_rsession_on_serve),
+        cmocka_unit_test(test_serve_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -140,6 +140,12 @@ check "generate: the summary names the engine" grep -q '"server":"ponder"' "$tmp
 check "generate --seed: the same sampled tokens through HTTP" \
     same "$tmp/s.loc" "$tmp/s.rem" --skip summary
 
+# without a local model: the server's tokenizer, its texts
+"$ponder" generate --engine "$engine" --raw -p "Once upon a time" -n 8 --greedy --json \
+    >"$tmp/nom" 2>&1
+check "generate --engine without -m: the server tokenizes, tokens have texts" \
+    test "$(grep -c '"role":"think","token":[0-9]*,"text":"[^"]' "$tmp/nom")" -ge 6
+
 "$ponder" score -m "$M" --text "The little dog ran to the park and played." --topk 8 \
     --capture summary --json >"$tmp/sc.loc" 2>&1
 "$ponder" score --engine "$engine" -m "$M" --text "The little dog ran to the park and played." \

@@ -85,4 +85,23 @@ sid2=$(grep -Eo 'session [0-9]+ recorded' "$TMPD/cut.err" | grep -Eo '[0-9]+')
 "$PONDER_BIN" show --db "$DB" "$sid2" >"$TMPD/show2" 2>&1
 grep -q 'not finished' "$TMPD/show2" || fail "a cut stream must not mark the session finished"
 grep -Eq '^tokens +7 ' "$TMPD/show2" || fail "expected the 5 prompt tokens and the 2 that arrived"
-echo "ok: run --engine streams, pauses, injects, records; a cut stream keeps what arrived"
+# A server that goes silent mid-stream: q still quits at once (the transfer is cancelled).
+one=$(awk 'BEGIN{RS="\n\n"} NR<=1 {n += length($0) + 2} END{print n}' \
+    "$FIX/completion_stream.sse")
+"$PONDER_FAKE_ENGINE" --port-file "$TMPD/sport" \
+    --route GET /v1/models 200 "$FIX/models.json" \
+    --route POST /completion 200 "$FIX/completion_stream.sse" --sse --stall "$one" &
+STALL=$!
+for ((i = 0; i < 100; i++)); do
+    [ -s "$TMPD/sport" ] && break
+    sleep 0.05
+done
+start stall 120 40 "$PONDER_BIN" run --engine "http://127.0.0.1:$(cat "$TMPD/sport")" \
+    -m "$MODEL" -p "Once upon a time" --no-record -n 10
+wait_for stall ' 6 tok \(' 15
+quit_confirm stall
+wait_exit stall 15 >/dev/null
+kill "$STALL" 2>/dev/null
+wait "$STALL" 2>/dev/null
+echo "ok: run --engine streams, pauses, injects, records; a cut stream keeps what arrived;"
+echo "    q quits while the server is silent"

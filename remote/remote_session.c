@@ -19,6 +19,8 @@
 #include "mem.h"
 
 #define CMD_QUEUE_MAX 256
+#define EV_MAX 1024             /* as a local session: a bounded event queue */
+#define EV_BYTES_MAX (32u << 20)
 #define TAIL_MAX 64
 
 enum flow {
@@ -45,9 +47,12 @@ struct pd_rsession {
     atomic_bool running;
     pthread_mutex_t lock;         /* queues and spans */
     pthread_cond_t cond;
+    pthread_cond_t space;         /* the consumer took events (backpressure wait) */
     int pipe_fd[2];
-    struct pd_event *ev;          /* events FIFO */
+    struct pd_event *ev;          /* events FIFO, bounded: EV_MAX events, EV_BYTES_MAX bytes
+                                   * of owned text and blobs; the worker waits for room */
     size_t ev_head, ev_len, ev_cap;
+    size_t ev_bytes;
     struct pd_cmd *cmd;           /* commands FIFO */
     size_t cmd_head, cmd_len;
     struct pd_rsession_span *spans;
@@ -105,9 +110,21 @@ static void wake(struct pd_rsession *s)
     (void)r; /* a full pipe already wakes the reader */
 }
 
+static size_t event_bytes(const struct pd_event *ev)
+{
+    return ev->tok.text_len + ev->tok.attn_len;
+}
+
 static void push_event(struct pd_rsession *s, struct pd_event *ev)
 {
+    size_t bytes = event_bytes(ev);
     pthread_mutex_lock(&s->lock);
+    /* Backpressure: a consumer that stops reading stops the worker (and so the transfer,
+     * and the server's stream) instead of letting the queue grow; stop ends the wait. */
+    while (s->ev_len > 0 && (s->ev_len >= EV_MAX || s->ev_bytes + bytes > EV_BYTES_MAX) &&
+           !atomic_load(&s->stop)) {
+        pthread_cond_wait(&s->space, &s->lock);
+    }
     if (s->ev_len == s->ev_cap) {
         size_t cap = s->ev_cap ? s->ev_cap * 2 : 256;
         struct pd_event *n = pd_malloc_array(cap, sizeof *n);
@@ -126,6 +143,7 @@ static void push_event(struct pd_rsession *s, struct pd_event *ev)
     }
     s->ev[(s->ev_head + s->ev_len) % s->ev_cap] = *ev;
     s->ev_len++;
+    s->ev_bytes += bytes;
     pthread_mutex_unlock(&s->lock);
     wake(s);
 }
@@ -151,6 +169,9 @@ bool pd_rsession_poll(struct pd_rsession *s, struct pd_event *ev)
         *ev = s->ev[s->ev_head];
         s->ev_head = (s->ev_head + 1) % s->ev_cap;
         s->ev_len--;
+        size_t b = event_bytes(ev);
+        s->ev_bytes = b > s->ev_bytes ? 0 : s->ev_bytes - b;
+        pthread_cond_signal(&s->space);
         got = true;
     }
     if (s->ev_len == 0) {
@@ -213,6 +234,9 @@ enum pd_status pd_rsession_send(struct pd_rsession *s, const struct pd_cmd *cmd,
     s->cmd[(s->cmd_head + s->cmd_len) % CMD_QUEUE_MAX] = c;
     s->cmd_len++;
     pthread_cond_signal(&s->cond);
+    if (c.kind == PD_CMD_STOP) {
+        pthread_cond_broadcast(&s->space); /* a worker waiting for room stops too */
+    }
     pthread_mutex_unlock(&s->lock);
     /* Ends the stream in flight so the worker takes the command now; mode changes and
      * refused commands do not need a new request, but taking them at once is harmless. */
@@ -892,6 +916,7 @@ enum pd_status pd_rsession_open(struct pd_remote *r, const struct pd_tok *tok,
     s->texts = pd_modes_texts(p.chat.family);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->space, NULL);
     enum pd_status st = PD_OK;
     if (pipe(s->pipe_fd) != 0) {
         st = pd_err_set(err, PD_EIO, "remote session: pipe: %s", strerror(errno));
@@ -1028,6 +1053,7 @@ void pd_rsession_close(struct pd_rsession **sp)
         pd_remote_cancel(s->r);
         pthread_mutex_lock(&s->lock);
         pthread_cond_broadcast(&s->cond);
+        pthread_cond_broadcast(&s->space);
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
@@ -1053,6 +1079,7 @@ void pd_rsession_close(struct pd_rsession **sp)
     }
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->space);
     free(s);
     *sp = NULL;
 }

@@ -4,8 +4,9 @@
  *
  * DESIGN
  * Threads.  pd_rsession_start spawns one worker that owns the client (remote.h) and the
- *   sequence. Events go out through a mutex-protected FIFO with a self-pipe, commands come
- *   in through a second FIFO, exactly as in session.h; pd_rsession_send also cancels the
+ *   sequence. Events go out through a mutex-protected, bounded FIFO with a self-pipe (a
+ *   consumer that stops reading stops the worker, and so the transfer), commands come in
+ *   through a second FIFO, as in session.h; pd_rsession_send also cancels the
  *   request in flight so a command takes effect at once, not at the next token. Signals
  *   are blocked in the worker.
  * Requests.  The worker keeps the whole token sequence. The prompt is scored teacher-forced

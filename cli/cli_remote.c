@@ -49,7 +49,6 @@ int pd_cli_engine_opt(struct pd_argv *a, struct pd_cli_engine *e)
 {
     const char *v = NULL;
     bool bad = false;
-    long long n;
     if (pd_arg_match(a, "--engine", NULL, &v, &bad)) {
         e->url = v;
     } else if (pd_arg_match(a, "--api-key", NULL, &v, &bad)) {
@@ -59,10 +58,13 @@ int pd_cli_engine_opt(struct pd_argv *a, struct pd_cli_engine *e)
     } else if (pd_arg_match(a, "--server", NULL, &v, &bad)) {
         e->server = v;
     } else if (pd_arg_match(a, "--timeout", NULL, &v, &bad)) {
-        if (!bad && !pd_arg_long(a->cmd, "--timeout", v, 1, 86400, &n)) {
-            return -1;
+        if (!bad) {
+            long long n;
+            if (!pd_arg_long(a->cmd, "--timeout", v, 1, 86400, &n)) {
+                return -1;
+            }
+            e->timeout_s = (long)n;
         }
-        e->timeout_s = (long)n;
     } else {
         return 0;
     }

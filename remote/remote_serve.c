@@ -843,7 +843,9 @@ static enum pd_status score_eval(struct pd_serve *s, const int32_t *ids, size_t 
         s->n_cache = 0;
         return st;
     }
-    memcpy(s->cache_ids + from, ids + from, (n - from) * sizeof *ids);
+    if (n > from) {
+        memcpy(s->cache_ids + from, ids + from, (n - from) * sizeof *ids);
+    }
     for (size_t i = from > 0 ? from : 1; i < n; i++) {
         if (i >= k) {
             struct pd_token_rec c = recs[i];
@@ -1248,7 +1250,9 @@ static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (n > max) {
         n = max;
     }
-    memcpy(buf, j->out.data + j->out_off, n);
+    if (n > 0) {
+        memcpy(buf, j->out.data + j->out_off, n);
+    }
     j->out_off += n;
     return (ssize_t)n;
 }

@@ -57,6 +57,7 @@ struct pd_rsession {
     size_t cmd_head, cmd_len;
     struct pd_rsession_span *spans;
     size_t n_spans, cap_spans;
+    bool span_open;               /* the last span's request is in flight */
 
     /* ---- worker-only state ---- */
     int32_t *seq;                 /* [n_seq] token ids by position */
@@ -277,6 +278,7 @@ static void span_begin(struct pd_rsession *s, uint64_t seed)
         s->spans = n;
         s->spans[s->n_spans++] = (struct pd_rsession_span){(int64_t)s->n_seq, (int64_t)s->n_seq,
                                                            seed, s->n_requests};
+        s->span_open = true;
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -284,7 +286,8 @@ static void span_begin(struct pd_rsession *s, uint64_t seed)
 static void span_end(struct pd_rsession *s)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->n_spans > 0) {
+    if (s->n_spans > 0 && s->span_open) {
+        s->span_open = false;
         struct pd_rsession_span *sp = &s->spans[s->n_spans - 1];
         sp->pos_end = (int64_t)s->n_seq;
         if (sp->pos_end <= sp->pos_begin) {
@@ -297,7 +300,7 @@ static void span_end(struct pd_rsession *s)
 size_t pd_rsession_spans(struct pd_rsession *s, struct pd_rsession_span *out, size_t cap)
 {
     pthread_mutex_lock(&s->lock);
-    size_t n = s->n_spans;
+    size_t n = s->n_spans - (s->span_open ? 1 : 0); /* the finished requests' spans */
     for (size_t i = 0; i < n && i < cap; i++) {
         out[i] = s->spans[i];
     }
@@ -479,8 +482,12 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
         free(all);
         return pd_err_set(err, PD_ENOMEM, "out of memory (scoring)");
     }
-    memcpy(all, s->seq, from * sizeof *all);
-    memcpy(all + from, ids, n * sizeof *ids);
+    if (from > 0) {
+        memcpy(all, s->seq, from * sizeof *all);
+    }
+    if (n > 0) {
+        memcpy(all + from, ids, n * sizeof *ids);
+    }
     for (size_t i = 0; i < total; i++) {
         recs[i].pos = (int64_t)i;
         recs[i].id = all[i];

@@ -96,8 +96,8 @@ enum pd_status pd_rsession_send(struct pd_rsession *s, const struct pd_cmd *cmd,
                                 struct pd_err *err);
 bool pd_rsession_running(const struct pd_rsession *s);
 
-/* The spans so far (copied into out, at most cap; returns how many there are). Call
- * after the worker ended, or accept a snapshot. */
+/* The spans of the requests that ended so far (copied into out, at most cap; returns how
+ * many there are); a request in flight is listed once it ends. */
 size_t pd_rsession_spans(struct pd_rsession *s, struct pd_rsession_span *out, size_t cap);
 
 /* The client's description (server kind, model, base URL). */

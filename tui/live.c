@@ -13,6 +13,7 @@
 #include "policies.h"
 #include "steps_live.h"
 #include "log.h"
+#include "mem.h"
 #include "chat.h"
 #include "lm.h"
 #include "modes.h"
@@ -413,10 +414,21 @@ static void record_spans(struct pd_live *l, struct pd_app *a)
     if (!l->rsess || !l->st) {
         return;
     }
-    struct pd_rsession_span sp[64];
-    size_t n = pd_rsession_spans(l->rsess, sp, 64);
+    size_t n = pd_rsession_spans(l->rsess, NULL, 0);
+    struct pd_rsession_span *sp = n > l->spans_written ? pd_malloc_array(n, sizeof *sp) : NULL;
+    if (!sp) {
+        if (n > l->spans_written && a) {
+            pd_app_msg(a, true, "recording the engine spans: out of memory");
+        }
+        return;
+    }
+    size_t now = pd_rsession_spans(l->rsess, sp, n); /* more may have ended meanwhile */
+    n = now < n ? now : n;
     const struct pd_remote_info *info = pd_rsession_info(l->rsess);
-    for (size_t i = l->spans_written; i < n && i < 64; i++) {
+    for (size_t i = l->spans_written; i < n; i++) {
+        if (sp[i].pos_end <= sp[i].pos_begin) {
+            continue;
+        }
         char note[512];
         snprintf(note, sizeof note, "%s %s model %s request %u seed %llu temp %.3g top_p %.3g "
                  "top_k %d min_p %.3g", pd_remote_server_name(info->server), info->base,
@@ -430,6 +442,7 @@ static void record_spans(struct pd_live *l, struct pd_app *a)
         }
     }
     l->spans_written = n;
+    free(sp);
 #else
     (void)l, (void)a;
 #endif

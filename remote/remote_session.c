@@ -68,10 +68,14 @@ struct pd_rsession {
     int32_t *forced;              /* tokens to insert before the next request */
     size_t n_forced, cap_forced;
     bool paused;
+    bool done;                    /* keep_alive: parked after an end, waiting for a command */
+    double parked_at;             /* when it parked or paused (now_s; 0: neither) */
+    double idle_s;                /* parked and paused time, left out of tokens/s */
+    uint32_t leg_predict;         /* this leg's n_predict (0: until the end) */
     bool think_open;
     bool think_closed_once;
     uint32_t n_think;
-    uint32_t n_generated;
+    uint32_t n_generated;         /* in this leg (since the start, a branch or a continue) */
     uint32_t n_requests;
     char tail[TAIL_MAX];
     size_t tail_len;
@@ -269,7 +273,7 @@ static bool cmd_pending(struct pd_rsession *s)
 
 /* ---- spans ---------------------------------------------------------------------------------- */
 
-static void span_begin(struct pd_rsession *s, uint64_t seed)
+static void span_begin(struct pd_rsession *s, const struct pd_sampler_params *sp)
 {
     pthread_mutex_lock(&s->lock);
     struct pd_rsession_span *n = pd_grow_array(s->spans, &s->cap_spans, s->n_spans + 1,
@@ -277,7 +281,7 @@ static void span_begin(struct pd_rsession *s, uint64_t seed)
     if (n) {
         s->spans = n;
         s->spans[s->n_spans++] = (struct pd_rsession_span){(int64_t)s->n_seq, (int64_t)s->n_seq,
-                                                           seed, s->n_requests};
+                                                           sp->seed, s->n_requests, *sp};
         s->span_open = true;
     }
     pthread_mutex_unlock(&s->lock);
@@ -433,7 +437,7 @@ static void emit_token(struct pd_rsession *s, struct pd_token_rec *r)
     r->text = NULL;
     r->attn = NULL;
     if (s->n_decode > 0) {
-        ev.tok_per_s = s->n_decode / (now_s() - s->t0 + 1e-9);
+        ev.tok_per_s = s->n_decode / (now_s() - s->t0 - s->idle_s + 1e-9);
     }
     push_event(s, &ev);
 }
@@ -532,6 +536,45 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
     return st;
 }
 
+/* ---- the end of a leg (keep_alive) ------------------------------------------------------------ */
+
+static void idle_begin(struct pd_rsession *s)
+{
+    if (s->parked_at == 0) {
+        s->parked_at = now_s();
+    }
+}
+
+static void idle_end(struct pd_rsession *s)
+{
+    if (s->parked_at != 0 && !s->paused && !s->done) {
+        s->idle_s += now_s() - s->parked_at;
+        s->parked_at = 0;
+    }
+}
+
+/* The generation reached an end: parked until a command starts a new leg. */
+static void park(struct pd_rsession *s, const char *reason)
+{
+    s->done = true;
+    idle_begin(s);
+    push_simple(s, PD_EV_FINISHED, reason);
+}
+
+/* A command that generates again after an end: a new leg of budget tokens (0: the
+ * session's n_predict). */
+static void unpark(struct pd_rsession *s, uint32_t budget)
+{
+    if (!s->done) {
+        return;
+    }
+    s->done = false;
+    idle_end(s);
+    s->n_generated = 0;
+    s->leg_predict = budget ? budget : s->p.n_predict;
+    push_simple(s, PD_EV_RESUMED, "continue");
+}
+
 /* ---- commands --------------------------------------------------------------------------------- */
 
 static void refuse(struct pd_rsession *s, const char *what)
@@ -565,6 +608,9 @@ static enum pd_status apply_branch(struct pd_rsession *s, const struct pd_cmd *c
                           (long long)pos, s->n_seq);
     }
     s->n_forced = 0;
+    unpark(s, 0);
+    s->n_generated = 0; /* each branch generates its own n_predict tokens */
+    s->leg_predict = s->p.n_predict;
     think_state_set(s, s->seq_think[pos - 1]);
     s->n_seq = (size_t)pos;
     if (s->p.steps.reset) {
@@ -611,16 +657,16 @@ static enum pd_status apply_prune(struct pd_rsession *s, const struct pd_cmd *c,
     return PD_OK;
 }
 
-static void set_mode(struct pd_rsession *s, enum pd_think_mode m, uint32_t budget)
+static void set_mode(struct pd_rsession *s, enum pd_think_mode m, uint32_t budget, bool close)
 {
-    pd_modes_set(&s->modes, m, budget);
+    pd_modes_set(&s->modes, m, budget, close);
     char msg[96];
     if (m == PD_MODE_SHORT) {
         snprintf(msg, sizeof msg, "short:%u", s->modes.think_budget);
     } else if (m == PD_MODE_LONG) {
         snprintf(msg, sizeof msg, budget ? "long:%u" : "long", budget);
     } else {
-        snprintf(msg, sizeof msg, "none");
+        snprintf(msg, sizeof msg, close ? "none" : "none (thinking goes on; a ends it)");
     }
     push_simple(s, PD_EV_MODE, msg);
 }
@@ -635,29 +681,55 @@ static bool drain_commands(struct pd_rsession *s)
         enum pd_status st = PD_OK;
         switch (c.kind) {
         case PD_CMD_PAUSE:
-            if (!s->paused) {
+            if (!s->paused && !s->done) {
                 s->paused = true;
+                idle_begin(s);
                 push_simple(s, PD_EV_PAUSED, NULL);
             }
             break;
         case PD_CMD_RESUME:
             if (s->paused) {
                 s->paused = false;
+                idle_end(s);
                 push_simple(s, PD_EV_RESUMED, NULL);
             }
             break;
         case PD_CMD_STOP:
             return false;
+        case PD_CMD_CONTINUE:
+            if (s->done) {
+                unpark(s, c.budget);
+            } else if (s->paused) {
+                s->paused = false;
+                idle_end(s);
+                push_simple(s, PD_EV_RESUMED, NULL);
+            }
+            break;
+        case PD_CMD_SET_SAMPLING:
+            s->p.sampling = c.sampling; /* the next request samples with it */
+            if (c.sampling.temperature <= 0) {
+                push_simple(s, PD_EV_MODE, "sampling: greedy");
+            } else {
+                char msg[160];
+                snprintf(msg, sizeof msg, "sampling: temp %g top-k %d top-p %g min-p %g "
+                         "seed %llu", (double)c.sampling.temperature, (int)c.sampling.top_k,
+                         (double)c.sampling.top_p, (double)c.sampling.min_p,
+                         (unsigned long long)c.sampling.seed);
+                push_simple(s, PD_EV_MODE, msg);
+            }
+            break;
         case PD_CMD_INJECT:
             c.text[sizeof c.text - 1] = '\0';
+            unpark(s, 0);
             st = force_text(s, c.text, &err);
             break;
         case PD_CMD_ANSWER_NOW:
             c.text[sizeof c.text - 1] = '\0';
+            unpark(s, 0);
             answer_now(s, c.text);
             break;
         case PD_CMD_SET_MODE:
-            set_mode(s, c.mode, c.budget);
+            set_mode(s, c.mode, c.budget, c.close_thinking);
             break;
         case PD_CMD_SET_BUDGET:
             refuse(s, "kv budget");
@@ -770,7 +842,7 @@ static enum pd_status on_token(void *ud, struct pd_token_rec *tok, struct pd_err
 static const char *finish_of(const struct pd_rsession *s, const char *server_finish)
 {
     if (strcmp(server_finish, "length") == 0 || strcmp(server_finish, "limit") == 0) {
-        if (s->p.n_predict && s->n_generated >= s->p.n_predict) {
+        if (s->leg_predict && s->n_generated >= s->leg_predict) {
             return "length";
         }
         uint32_t ctx = pd_remote_info(s->r)->max_model_len;
@@ -789,6 +861,7 @@ static void *worker_main(void *arg)
     enum pd_status st = PD_OK;
     bool prompt_done = false;
     s->t0 = now_s();
+    s->leg_predict = s->p.n_predict;
     const struct pd_remote_info *info = pd_remote_info(s->r);
     while (st == PD_OK) {
         /* uncancel before draining: a command sent after this point cancels the next
@@ -815,7 +888,7 @@ static void *worker_main(void *arg)
             finish = "stopped";
             break;
         }
-        if (s->paused) {
+        if (s->paused || s->done) {
             pthread_mutex_lock(&s->lock);
             while (s->cmd_len == 0 && !atomic_load(&s->stop)) {
                 pthread_cond_wait(&s->cond, &s->lock);
@@ -836,17 +909,25 @@ static void *worker_main(void *arg)
             }
             continue;
         }
-        if (s->p.n_predict && s->n_generated >= s->p.n_predict) {
+        if (s->leg_predict && s->n_generated >= s->leg_predict) {
             finish = "length";
+            if (s->p.keep_alive) {
+                park(s, finish);
+                continue;
+            }
             break;
         }
         uint32_t ctx = info->max_model_len;
         if (ctx && s->n_seq >= ctx) {
             finish = "context";
+            if (s->p.keep_alive) {
+                park(s, finish);
+                continue;
+            }
             break;
         }
         uint32_t room = ctx ? ctx - (uint32_t)s->n_seq : 4096;
-        uint32_t want = s->p.n_predict ? s->p.n_predict - s->n_generated : room;
+        uint32_t want = s->leg_predict ? s->leg_predict - s->n_generated : room;
         struct pd_remote_gen g;
         memset(&g, 0, sizeof g);
         g.prompt = s->seq;
@@ -859,7 +940,7 @@ static void *worker_main(void *arg)
         g.attn = s->p.attn;
         s->n_requests++;
         s->flow = FLOW_GO;
-        span_begin(s, g.sampling.seed);
+        span_begin(s, &g.sampling);
         struct pd_remote_gen_result res;
         st = pd_remote_generate(s->r, &g, on_token, on_kv_fn, s, &res, &err);
         span_end(s);
@@ -871,6 +952,10 @@ static void *worker_main(void *arg)
             }
             if (s->flow == FLOW_EOG) {
                 finish = "eog";
+                if (s->p.keep_alive) {
+                    park(s, finish);
+                    continue;
+                }
                 break;
             }
             continue; /* a command, the controller or the length: edit and go on */
@@ -879,16 +964,20 @@ static void *worker_main(void *arg)
             break;
         }
         finish = finish_of(s, res.finish);
-        if (strcmp(finish, "length") == 0 && !(s->p.n_predict &&
-                                               s->n_generated >= s->p.n_predict) &&
+        if (strcmp(finish, "length") == 0 && !(s->leg_predict &&
+                                               s->n_generated >= s->leg_predict) &&
             res.n_tokens > 0 && !ctx) {
             continue; /* the server's own per-request limit: ask for more */
+        }
+        if (s->p.keep_alive) {
+            park(s, finish);
+            continue;
         }
         break;
     }
     if (st != PD_OK) {
         push_simple(s, PD_EV_ERROR, err.msg);
-    } else {
+    } else if (!s->done) { /* a parked session has announced its end */
         push_simple(s, PD_EV_FINISHED, finish);
     }
     atomic_store(&s->running, false);
@@ -919,7 +1008,8 @@ enum pd_status pd_rsession_open(struct pd_remote *r, const struct pd_tok *tok,
     s->p = p;
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     s->modes = pd_modes_state_init(p.mode, 0, 0, 0);
-    pd_modes_set(&s->modes, p.mode, p.mode == PD_MODE_SHORT ? p.think_budget : p.min_think);
+    pd_modes_set(&s->modes, p.mode, p.mode == PD_MODE_SHORT ? p.think_budget : p.min_think,
+                 true);
     s->texts = pd_modes_texts(p.chat.family);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);

@@ -60,6 +60,10 @@ struct pd_rsession_params {
     bool attn;                   /* ponder serve: attention summaries per token */
     bool score_prompt;           /* teacher-force the prompt for its metrics (default true) */
     double throttle_ms;          /* pause between tokens (tests, demos) */
+    bool keep_alive;             /* as a local session's (session.h): an end parks the worker
+                                  * (PD_EV_FINISHED), PD_CMD_CONTINUE, an injection, a branch
+                                  * or answer-now start a new leg (PD_EV_RESUMED "continue")
+                                  * with its own n_predict; only stop ends it */
 };
 
 struct pd_rsession_params pd_rsession_default_params(void);
@@ -70,6 +74,7 @@ struct pd_rsession_span {
     int64_t pos_end;
     uint64_t seed;
     uint32_t request;            /* 1, 2, ... */
+    struct pd_sampler_params sampling; /* the request's settings (seed included) */
 };
 
 struct pd_rsession;

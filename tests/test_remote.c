@@ -1467,6 +1467,87 @@ static void test_rsession_on_serve(void **state)
     pd_serve_close(&srv);
 }
 
+/* keep_alive: an end parks the session; continue starts a new leg of its own budget,
+ * a sampling change reaches the next request, a branch generates its own n_predict, stop
+ * ends it without a second end event. */
+static void test_rsession_keep_alive(void **state)
+{
+    (void)state;
+    struct pd_serve *srv = serve_start(NULL, 4, 0, 5);
+    struct pd_remote *r = open_client(pd_serve_port(srv), 0, 0);
+    struct pd_rsession_params p = pd_rsession_default_params();
+    p.n_predict = 4;
+    p.sampling.temperature = 0;
+    p.keep_alive = true;
+    struct pd_rsession *s = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_rsession_open(r, g_tok, &p, &s, &err), PD_OK);
+    int32_t prompt[] = {1, 20, 30, 40};
+    assert_int_equal(pd_rsession_start_tokens(s, prompt, 4, &err), PD_OK);
+    struct live_log l;
+    memset(&l, 0, sizeof l);
+    live_read(s, &l, NULL);
+    assert_string_equal(l.finish, "length");
+    assert_int_equal(l.t.n, 4);
+    assert_true(pd_rsession_running(s)); /* parked, not ended */
+    /* continue: 3 more tokens, after a "continue" resume */
+    struct pd_cmd c;
+    memset(&c, 0, sizeof c);
+    c.kind = PD_CMD_CONTINUE;
+    c.budget = 3;
+    assert_int_equal(pd_rsession_send(s, &c, &err), PD_OK);
+    bool resumed = false;
+    size_t before = l.t.n;
+    for (int i = 0; i < 4000 && !resumed; i++) {
+        struct pd_event ev;
+        if (pd_rsession_wait(s, &ev, 50)) {
+            resumed = ev.kind == PD_EV_RESUMED && strcmp(ev.text, "continue") == 0;
+            assert_int_not_equal(ev.kind, PD_EV_TOKEN); /* nothing before the new leg */
+            pd_event_free(&ev);
+        }
+    }
+    assert_true(resumed);
+    l.finished = false;
+    live_read(s, &l, NULL);
+    assert_string_equal(l.finish, "length");
+    assert_int_equal(l.t.n, before + 3);
+    assert_int_equal(l.t.t[before].pos, 8); /* it goes on where the first leg ended */
+    /* a sampling change, then a branch: n_predict tokens, sampled with the new settings */
+    memset(&c, 0, sizeof c);
+    c.kind = PD_CMD_SET_SAMPLING;
+    c.sampling = pd_sampler_default_params();
+    c.sampling.temperature = 0.7f;
+    c.sampling.seed = 11;
+    assert_int_equal(pd_rsession_send(s, &c, &err), PD_OK);
+    toks_free(&l.t);
+    l.finished = false;
+    send_cmd(s, PD_CMD_BRANCH, 6, 6, -1, NULL);
+    live_read(s, &l, NULL);
+    assert_string_equal(l.finish, "length");
+    assert_int_equal(l.branched_at, 6);
+    assert_int_equal(l.t.n, 4);
+    assert_int_equal(l.t.t[0].pos, 6);
+    struct pd_rsession_span sp[8];
+    size_t n = pd_rsession_spans(s, sp, 8);
+    assert_true(n >= 3 && n <= 8);
+    assert_true(sp[0].sampling.temperature == 0);
+    assert_true(sp[n - 1].sampling.temperature == 0.7f);
+    assert_int_equal(sp[n - 1].pos_begin, 6);
+    /* stop while parked: the worker ends, no second end event */
+    send_cmd(s, PD_CMD_STOP, 0, 0, -1, NULL);
+    for (int i = 0; i < 200 && pd_rsession_running(s); i++) {
+        struct pd_event ev;
+        if (pd_rsession_wait(s, &ev, 50)) {
+            assert_int_not_equal(ev.kind, PD_EV_FINISHED);
+            pd_event_free(&ev);
+        }
+    }
+    assert_false(pd_rsession_running(s));
+    toks_free(&l.t);
+    pd_rsession_close(&s);
+    pd_serve_close(&srv);
+}
+
 /* /v1/chat/completions, whole and streamed. */
 static void test_serve_chat(void **state)
 {
@@ -1562,6 +1643,7 @@ int main(void)
         cmocka_unit_test(test_serve_queue_bound),
         cmocka_unit_test(test_serve_matches_in_process),
         cmocka_unit_test(test_rsession_on_serve),
+        cmocka_unit_test(test_rsession_keep_alive),
         cmocka_unit_test(test_serve_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

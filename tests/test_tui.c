@@ -472,10 +472,40 @@ static void test_app_live_actions(void **state)
     assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
     pd_app_do(&a, PD_ACT_ANSWER_NOW);
     assert_true(pop_cmd(&a, PD_CMD_ANSWER_NOW, &fx));
+    /* m only stages the mode; it reaches the session once the keys settle. */
     pd_app_do(&a, PD_ACT_MODE_CYCLE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 0.1);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 1.0);
     assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
     assert_int_equal(fx.cmd.mode, PD_MODE_SHORT);
     assert_int_equal(fx.cmd.budget, 256);
+    assert_false(fx.cmd.close_thinking);
+    pd_app_tick(&a, 1.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* sent once */
+    /* Cycling while paused: only the final choice goes, on resume, and passing through
+     * none closes nothing. */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_PAUSE, &fx));
+    ev_simple(&a, PD_EV_PAUSED, 28, NULL);
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* short -> none */
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* none -> long */
+    pd_app_tick(&a, 5.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* nothing while paused */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_LONG);
+    assert_false(fx.cmd.close_thinking);
+    assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
+    /* :mode none is explicit: it ends thinking at once. */
+    pd_app_command(&a, "mode none");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_NONE);
+    assert_true(fx.cmd.close_thinking);
+    pd_app_command(&a, "mode short");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_false(fx.cmd.close_thinking);
     /* :policy checks the spec and queues it for the engine side to build. */
     pd_app_command(&a, "policy h2o:16,shadow");
     assert_true(pop_cmd(&a, PD_CMD_SET_POLICY, &fx));
@@ -552,9 +582,25 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "frobnicate now");
     assert_true(a.msg_error);
     assert_non_null(strstr(a.msg, "frobnicate"));
-    /* After the end, session commands are refused. */
+    /* After an end the session waits: pause says c continues; c asks for -n more tokens
+     * and the continue event re-opens the trace. */
+    assert_false(pd_app_fx_pop(&a, &fx));
+    a.continue_n = 40;
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* still generating: nothing to continue */
     ev_simple(&a, PD_EV_FINISHED, 27, "length");
+    assert_non_null(strstr(a.msg, "c continues"));
     pd_app_do(&a, PD_ACT_PAUSE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "c continues"));
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_true(pop_cmd(&a, PD_CMD_CONTINUE, &fx));
+    assert_int_equal(fx.cmd.budget, 40);
+    ev_simple(&a, PD_EV_RESUMED, 27, "continue");
+    assert_false(a.finished);
+    /* A stopped or failed generation takes no more commands. */
+    ev_simple(&a, PD_EV_FINISHED, 27, "stopped");
+    pd_app_do(&a, PD_ACT_CONTINUE);
     assert_false(pd_app_fx_pop(&a, &fx));
     assert_true(a.msg_error);
     pd_app_deinit(&a);

@@ -75,6 +75,7 @@ enum pd_action {
     PD_ACT_NONE,
     PD_ACT_PAUSE,          /* live: pause/resume generation; replay: play/pause */
     PD_ACT_ANSWER_NOW,     /* live: close the thinking span now */
+    PD_ACT_CONTINUE,       /* live, after the end: generate more (continue_n tokens) */
     PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
     PD_ACT_INJECT,         /* live: open ":inject " */
     PD_ACT_BRANCH,         /* live: branch after the cursor token */
@@ -108,6 +109,7 @@ enum pd_action {
     PD_ACT_HELP,           /* toggle the help overlay */
     PD_ACT_CANCEL,         /* close the overlay / clear the message */
     PD_ACT_QUIT,           /* asks when unsaved: a second q quits */
+    PD_ACT_INTERRUPT,      /* Ctrl-C: as q; quitting unsaved exits 130 */
     PD_ACT_REDRAW,         /* repaint everything (Ctrl-L, resize) */
     PD_ACT_COUNT
 };
@@ -220,9 +222,17 @@ struct pd_app {
     char backend[16];
     bool remote;                 /* a remote engine runs the model: no KV cache or attention
                                   * unless it is ponder serve; entropy may be estimated */
-    enum pd_think_mode mode;
+    enum pd_think_mode mode;     /* as shown; the session has it once mode_pending clears */
     uint32_t short_budget;       /* budget used when cycling to short */
+    bool mode_pending;           /* m chose a mode the session has not been told yet: it
+                                  * goes when the keys settle (MODE_SETTLE_S) or on resume */
+    double mode_chosen_at;       /* clock of the last m */
+    double clock;                /* seconds, advanced by pd_app_tick */
     double tok_per_s;
+    uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
+    int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
+    int64_t prefill_total;       /* (0: none shown) */
+    double prefill_rate;
     bool paused;
     bool pause_pending;          /* sent, not yet confirmed by the session */
     bool finished;
@@ -275,6 +285,8 @@ struct pd_app {
     /* ---- quitting ---- */
     bool quit_armed;             /* one q pressed with unsaved work */
     bool quit;                   /* the loop ends */
+    bool quit_discarded;         /* it ended with unsaved edits (they are lost) */
+    bool interrupted;            /* it ended by Ctrl-C */
 
     /* ---- outbox ---- */
     struct pd_app_fx fx[PD_APP_FX_MAX];
@@ -357,6 +369,10 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
 /* Takes the oldest queued effect; false when none. */
 bool pd_app_fx_pop(struct pd_app *a, struct pd_app_fx *out);
 
+/* The trace now records into a new session (a branch): its steps are not in the
+ * database, and prune marks and tags start empty (the parent keeps its own). */
+void pd_app_new_session(struct pd_app *a);
+
 /* The loop saved successfully: marks steps and tags saved. */
 void pd_app_mark_saved(struct pd_app *a);
 
@@ -365,6 +381,9 @@ void pd_app_mark_saved(struct pd_app *a);
 /* True when prunes or tags differ from the database (the streamed recording is committed
  * on exit in any case, so its lag does not count). */
 bool pd_app_unsaved(const struct pd_app *a);
+/* What is unsaved: steps whose prune mark differs, tags, and a preference mark (0/1). */
+void pd_app_unsaved_counts(const struct pd_app *a, size_t *prunes, size_t *tags,
+                           size_t *prefs);
 
 /* The step holding token index i, or -1. */
 int32_t pd_app_step_of(const struct pd_app *a, size_t i);

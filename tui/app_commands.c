@@ -196,19 +196,17 @@ static void cmd_mode(struct pd_app *a, const char *arg)
         pd_app_msg(a, true, "mode: %s", e2.msg);
         return;
     }
-    struct pd_cmd *c = pd_app_session_live(a) ? pd_app_fx_cmd(a, PD_CMD_SET_MODE) : NULL;
-    if (c) {
-        c->mode = m;
-        if (m == PD_MODE_SHORT) {
-            if (budget) {
-                a->short_budget = budget;
-            }
-            budget = a->short_budget;
-        }
-        c->budget = budget;
-        a->mode = m;
-        a->dirty |= PD_DIRTY_STATUS;
+    if (!pd_app_session_live(a)) {
+        return;
     }
+    if (m == PD_MODE_SHORT && budget) {
+        a->short_budget = budget;
+    }
+    a->mode = m;
+    /* an explicit :mode goes at once (queued commands run in order, also while paused);
+     * :mode none ends an open thinking span */
+    pd_app_send_mode(a, m == PD_MODE_NONE);
+    a->dirty |= PD_DIRTY_STATUS;
 }
 
 static void cmd_goto(struct pd_app *a, const char *arg)

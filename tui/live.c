@@ -42,7 +42,9 @@ struct pd_live {
     char meta[768];                /* the session meta of a remote run ("" otherwise) */
     struct pd_steps_live *steps; /* owned: step boundaries inside the session, so each
                                       * token's summary carries its mass per step */
-    struct pd_store *st;           /* owned; NULL without recording */
+    struct pd_store *st;           /* owned; NULL without recording or re-opening */
+    bool record;                   /* st takes recordings (not --no-record) */
+    bool record_pending;           /* re-opened: the first generated token starts one */
     struct pd_store_writer *w;     /* owned; NULL when not recording */
     bool rec_failed_shown;         /* the current failure was announced */
     int64_t last_saved;            /* committed length of the last closed recording */
@@ -57,6 +59,34 @@ struct pd_live {
     struct pd_sampler_params sampling;
     const struct pd_modes_texts *texts; /* static: the family's mode texts, or NULL */
 };
+
+void pd_live_opts_default(struct pd_live_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->capture = PD_CAPTURE_LEVEL_SUMMARY;
+    o->topk = 5;
+    o->sampling = pd_sampler_default_params();
+}
+
+const char *pd_live_db_path(const struct pd_live *l)
+{
+    return l->st && l->record ? l->db : "";
+}
+
+static const char *piece(void *ud, int32_t id, size_t *len)
+{
+    const struct pd_tok *t = ud;
+    if (id < 0 || (uint32_t)id >= pd_tok_n_vocab(t)) {
+        return NULL;
+    }
+    return pd_tok_piece(t, id, len);
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
 
 /* ---- the session, local or remote ---------------------------------------------------- */
 
@@ -110,34 +140,6 @@ static enum pd_status src_send(struct pd_live *l, const struct pd_cmd *c, struct
     return pd_session_send(l->sess, c, err);
 }
 
-void pd_live_opts_default(struct pd_live_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->capture = PD_CAPTURE_LEVEL_SUMMARY;
-    o->topk = 5;
-    o->sampling = pd_sampler_default_params();
-}
-
-const char *pd_live_db_path(const struct pd_live *l)
-{
-    return l->st ? l->db : "";
-}
-
-static const char *piece(void *ud, int32_t id, size_t *len)
-{
-    const struct pd_tok *t = ud;
-    if (id < 0 || (uint32_t)id >= pd_tok_n_vocab(t)) {
-        return NULL;
-    }
-    return pd_tok_piece(t, id, len);
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 /* Creates the session row (and its model) and starts a writer on it. */
 static enum pd_status start_recording(struct pd_live *l, const struct pd_live_opts *o,
                                       int64_t parent, int64_t fork_pos, struct pd_err *err)
@@ -181,6 +183,41 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
     return pd_store_writer_open(l->st, l->sid, NULL, &l->w, err);
 }
 
+/* Loads the saved trace into the app and has the engine re-encode it. The model must
+ * have the vocabulary the trace was made with: every token's text is compared. */
+static enum pd_status reopen(struct pd_live *l, const struct pd_live_opts *o, struct pd_app *a,
+                             struct pd_err *err)
+{
+    int32_t *ids = NULL;
+    uint8_t *roles = NULL;
+    size_t n = 0;
+    enum pd_status rc = pd_io_load_prefix(l->st, o->from_session, o->from_pos, a, &ids,
+                                          &roles, &n, err);
+    for (size_t i = 0; rc == PD_OK && i < n; i++) {
+        size_t len = 0;
+        const char *p = piece(l->lm.tok, ids[i], &len);
+        const struct pd_token_rec *t = &a->toks[i];
+        if (!p || len != t->text_len || (len && memcmp(p, t->text, len) != 0)) {
+            rc = pd_err_set(err, PD_EINVAL,
+                            "%s: the vocabulary differs from session %lld's at position %zu "
+                            "(token %d): re-open it with the model it was made with",
+                            o->model_path, (long long)o->from_session, i, ids[i]);
+        }
+    }
+    if (rc == PD_OK) {
+        rc = pd_session_start_history(l->sess, ids, roles, n, err);
+    }
+    if (rc == PD_OK) {
+        a->session_id = o->from_session;
+        a->follow = true;
+        a->cursor = n - 1;
+        a->prefill_total = (int64_t)n; /* encoding: the status bar shows it until done */
+    }
+    free(ids);
+    free(roles);
+    return rc;
+}
+
 enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
                             struct pd_live **out, struct pd_err *err)
 {
@@ -202,6 +239,11 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         if (o->kv_spec) {
             rc = pd_err_set(err, PD_EINVAL, "--kv needs the model in this process (a remote "
                             "engine keeps its own KV cache; ponder serve takes --kv)");
+            goto fail;
+        }
+        if (o->from_session) {
+            rc = pd_err_set(err, PD_EUNSUPPORTED, "re-opening a saved session (--from, replay "
+                            "-m) needs the model in this process: not available with --engine");
             goto fail;
         }
         if (o->model_path) {
@@ -235,6 +277,8 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     p.topk = o->topk;
     p.capture = o->capture;
     p.throttle_ms = o->throttle_ms;
+    p.keep_alive = true; /* after an end, c continues and every action still works */
+    a->continue_n = o->n_predict;
     p.chat = chat;
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
@@ -284,6 +328,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         rp.steps = p.steps;
         rp.attn = p.capture != PD_CAPTURE_LEVEL_OFF; /* ponder serve sends summaries */
         rp.throttle_ms = p.throttle_ms;
+        rp.keep_alive = p.keep_alive;
         if ((rc = pd_cli_engine_open(&o->engine, 0, l->voc.tok, &r, err)) ||
             (rc = pd_rsession_open(r, l->voc.tok, &rp, &l->rsess, err))) {
             goto fail;
@@ -296,7 +341,8 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
             goto fail;
         }
     }
-    if (!o->no_record) {
+    l->record = !o->no_record;
+    if (!o->no_record || o->from_session) {
         struct pd_store_params sp = pd_store_default_params();
         if (o->db_path) {
             snprintf(l->db, sizeof l->db, "%s", o->db_path);
@@ -304,10 +350,19 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
             if ((rc = pd_store_default_path(l->db, sizeof l->db, err))) {
                 goto fail;
             }
-            sp.create_parent_dirs = true;
+            sp.create_parent_dirs = !o->from_session;
         }
-        if ((rc = pd_store_open(l->db, &sp, &l->st, err)) ||
-            (rc = start_recording(l, o, 0, 0, err))) {
+        if (o->from_session) {
+            sp.create = false; /* re-opening reads an existing database */
+        }
+        if ((rc = pd_store_open(l->db, &sp, &l->st, err))) {
+            goto fail;
+        }
+        if (o->from_session) {
+            l->sid = o->from_session;
+            l->record_pending = l->record;
+            a->parent_id = 0;
+        } else if ((rc = start_recording(l, o, 0, 0, err))) {
             goto fail;
         }
     }
@@ -329,7 +384,11 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         a->n_layer = (int32_t)l->lm.model->hp.n_layer;
         a->piece = piece;
         a->piece_ud = l->lm.tok;
-        rc = pd_session_start(l->sess, o->system, o->prompt, err);
+        if (o->from_session) {
+            rc = reopen(l, o, a, err);
+        } else {
+            rc = pd_session_start(l->sess, o->system, o->prompt, err);
+        }
     }
     if (rc) {
         goto fail;
@@ -350,6 +409,48 @@ static bool ended_normally(const struct pd_app *a)
 {
     return a->finished && !a->error[0] &&
            (strcmp(a->finish_reason, "eog") == 0 || strcmp(a->finish_reason, "length") == 0);
+}
+
+/* Records the remote requests' spans not yet recorded as "engine" annotations: which
+ * engine, model and settings produced each span (the tokens are committed by now). */
+static void record_spans(struct pd_live *l, struct pd_app *a)
+{
+#if HAVE_REMOTE
+    if (!l->rsess || !l->st) {
+        return;
+    }
+    size_t n = pd_rsession_spans(l->rsess, NULL, 0);
+    struct pd_rsession_span *sp = n > l->spans_written ? pd_malloc_array(n, sizeof *sp) : NULL;
+    if (!sp) {
+        if (n > l->spans_written && a) {
+            pd_app_msg(a, true, "recording the engine spans: out of memory");
+        }
+        return;
+    }
+    size_t now = pd_rsession_spans(l->rsess, sp, n); /* more may have ended meanwhile */
+    n = now < n ? now : n;
+    const struct pd_remote_info *info = pd_rsession_info(l->rsess);
+    for (size_t i = l->spans_written; i < n; i++) {
+        if (sp[i].pos_end <= sp[i].pos_begin) {
+            continue;
+        }
+        char note[512];
+        snprintf(note, sizeof note, "%s %s model %s request %u seed %llu temp %.3g top_p %.3g "
+                 "top_k %d min_p %.3g", pd_remote_server_name(info->server), info->base,
+                 info->model, sp[i].request, (unsigned long long)sp[i].seed,
+                 (double)sp[i].sampling.temperature, (double)sp[i].sampling.top_p,
+                 sp[i].sampling.top_k, (double)sp[i].sampling.min_p);
+        struct pd_annotation an = {0, false, sp[i].pos_begin, sp[i].pos_end, "engine", note, 0};
+        struct pd_err e2;
+        if (pd_store_annotate(l->st, l->sid, &an, NULL, &e2) && a) {
+            pd_app_msg(a, true, "recording the engine span: %s", e2.msg);
+        }
+    }
+    l->spans_written = n;
+    free(sp);
+#else
+    (void)l, (void)a;
+#endif
 }
 
 /* Pushes the steps the segmenter has closed since the last call. */
@@ -406,48 +507,6 @@ static void rec_retry(struct pd_live *l, struct pd_app *a)
     }
 }
 
-/* Records the remote requests' spans not yet recorded as "engine" annotations: which
- * engine, model and settings produced each span (the tokens are committed by now). */
-static void record_spans(struct pd_live *l, struct pd_app *a)
-{
-#if HAVE_REMOTE
-    if (!l->rsess || !l->st) {
-        return;
-    }
-    size_t n = pd_rsession_spans(l->rsess, NULL, 0);
-    struct pd_rsession_span *sp = n > l->spans_written ? pd_malloc_array(n, sizeof *sp) : NULL;
-    if (!sp) {
-        if (n > l->spans_written && a) {
-            pd_app_msg(a, true, "recording the engine spans: out of memory");
-        }
-        return;
-    }
-    size_t now = pd_rsession_spans(l->rsess, sp, n); /* more may have ended meanwhile */
-    n = now < n ? now : n;
-    const struct pd_remote_info *info = pd_rsession_info(l->rsess);
-    for (size_t i = l->spans_written; i < n; i++) {
-        if (sp[i].pos_end <= sp[i].pos_begin) {
-            continue;
-        }
-        char note[512];
-        snprintf(note, sizeof note, "%s %s model %s request %u seed %llu temp %.3g top_p %.3g "
-                 "top_k %d min_p %.3g", pd_remote_server_name(info->server), info->base,
-                 info->model, sp[i].request, (unsigned long long)sp[i].seed,
-                 (double)l->sampling.temperature, (double)l->sampling.top_p,
-                 l->sampling.top_k, (double)l->sampling.min_p);
-        struct pd_annotation an = {0, false, sp[i].pos_begin, sp[i].pos_end, "engine", note, 0};
-        struct pd_err e2;
-        if (pd_store_annotate(l->st, l->sid, &an, NULL, &e2) && a) {
-            pd_app_msg(a, true, "recording the engine span: %s", e2.msg);
-        }
-    }
-    l->spans_written = n;
-    free(sp);
-#else
-    (void)l, (void)a;
-#endif
-}
-
 static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
 {
     if (!l->w) {
@@ -482,23 +541,35 @@ static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
     }
 }
 
-static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
+/* The session that holds position pos of the trace recorded as sid: sid itself, or the
+ * ancestor whose sequence the position belongs to (a branch of sid before sid's own fork
+ * point hangs off sid's parent). */
+static int64_t owner_of(struct pd_live *l, int64_t sid, int64_t pos)
 {
-    if (!l->st) {
-        return;
+    for (int k = 0; k < 256 && sid; k++) {
+        struct pd_store_session_info info;
+        if (pd_store_session_get(l->st, sid, &info, NULL) != PD_OK) {
+            break;
+        }
+        int64_t fork = info.fork_pos, parent = info.parent_id;
+        pd_store_session_info_free(&info);
+        if (pos >= fork || parent == 0) {
+            break;
+        }
+        sid = parent;
     }
-    stop_recording(l, a, false);
+    return sid;
+}
+
+/* Starts recording a new session that shares the trace's first pos tokens with the
+ * session holding them (a branch, or the continuation of a re-opened session). */
+static bool record_new(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
     struct pd_err e2;
-    int64_t parent = l->sid;
-    if (a->pref_over && !a->pref_saved &&
-        pd_store_prefer(l->st, parent, a->pref_over, NULL, NULL, &e2) != PD_OK) {
-        pd_app_msg(a, true, "prefer: %s", e2.msg); /* the mark belonged to the parent */
-    }
-    a->pref_over = 0;
-    a->pref_saved = false;
+    int64_t parent = owner_of(l, l->sid, pos);
     struct pd_live_opts o;
     pd_live_opts_default(&o);
-    /* The conversation is the parent's; read it back for the branch row. */
+    /* The conversation is the parent's; read it back for the new row. */
     struct pd_message *msgs = NULL;
     size_t n = 0;
     if (pd_store_messages_get(l->st, parent, &msgs, &n, &e2) == PD_OK) {
@@ -511,19 +582,60 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
         }
     }
     o.model_path = a->model;
-    if (!o.prompt || start_recording(l, &o, parent, pos, &e2)) {
-        pd_app_msg(a, true, "branch not recorded: %s", o.prompt ? e2.msg : "no prompt");
+    bool ok = o.prompt && start_recording(l, &o, parent, pos, &e2) == PD_OK;
+    if (!ok) {
+        pd_app_msg(a, true, "not recorded: %s", o.prompt ? e2.msg : "the session has no prompt");
         l->w = NULL;
     } else {
         a->session_id = l->sid;
         a->parent_id = parent;
         a->recording = true;
-        for (size_t k = 0; k < a->n_steps; k++) {
-            a->steps[k].in_db = false;
-            a->steps[k].pruned_saved = false;
-        }
     }
+    l->record_pending = false;
     pd_store_messages_free(msgs, n);
+    return ok;
+}
+
+/* A re-opened session records nothing until it changes: then (a new token, a save, a
+ * branch) a new session starts at the trace's current end. */
+static void record_if_pending(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
+    if (l->record_pending && !l->w) {
+        record_new(l, a, pos);
+    }
+}
+
+/* Before a branch rewinds the trace: the parent's unsaved prunes, tags and preference
+ * are saved to the parent (they belong to the session they were made on). */
+static void save_before_branch(struct pd_live *l, struct pd_app *a)
+{
+    if (!l->st || !l->record || !pd_app_unsaved(a)) {
+        return;
+    }
+    record_if_pending(l, a, (int64_t)a->n_toks);
+    struct pd_err e2;
+    push_steps(l, a);
+    if ((l->w && pd_store_writer_flush(l->w, &e2)) || pd_io_save(l->st, l->sid, a, &e2)) {
+        pd_app_msg(a, true, "branch: the parent's edits were not saved: %s", e2.msg);
+    }
+}
+
+static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
+    if (!l->st || !l->record) {
+        return;
+    }
+    stop_recording(l, a, false);
+    struct pd_err e2;
+    if (a->pref_over && !a->pref_saved &&
+        pd_store_prefer(l->st, l->sid, a->pref_over, NULL, NULL, &e2) != PD_OK) {
+        pd_app_msg(a, true, "prefer: %s", e2.msg); /* the mark belonged to the parent */
+    }
+    a->pref_over = 0;
+    a->pref_saved = false;
+    if (record_new(l, a, pos)) {
+        pd_app_new_session(a);
+    }
 }
 
 int pd_live_fd(void *ud)
@@ -541,6 +653,9 @@ int pd_live_fd(void *ud)
 static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *ev)
 {
     struct pd_err e2;
+    if (ev->kind == PD_EV_TOKEN) {
+        record_if_pending(l, a, ev->tok.pos);
+    }
     if (l->w && ev->kind == PD_EV_TOKEN && pd_store_writer_push_token(l->w, &ev->tok, &e2)) {
         pd_app_msg(a, true, "recording: %s", e2.msg);
     }
@@ -549,12 +664,19 @@ static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *e
     }
     enum pd_event_kind kind = ev->kind;
     int64_t pos = ev->pos;
+    bool leg = kind == PD_EV_RESUMED && strcmp(ev->text, "continue") == 0;
+    if (kind == PD_EV_BRANCHED) {
+        save_before_branch(l, a);
+    }
     if (pd_app_on_event(a, ev, &e2)) {
         pd_app_msg(a, true, "%s", e2.msg);
     }
     pd_event_free(ev);
     if (kind == PD_EV_BRANCHED) {
         on_branch(l, a, pos);
+    }
+    if (leg && l->steps_pushed > 0 && l->steps_pushed >= a->n_steps) {
+        l->steps_pushed = a->n_steps - 1; /* the reopened last step is pushed again */
     }
     if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
         /* The writer keeps committing in its thread; it is closed (and the session marked
@@ -602,11 +724,11 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         if (cmd.kind == PD_CMD_SET_POLICY) {
             /* The app only checked the spec; the policy object is built here, where the
              * model is known. "full" means no policy. */
-            uint32_t nctx = l->sess ? 4096 : 0;
             if (!l->sess) {
                 pd_app_msg(a, true, "policy: a remote engine does not expose its KV cache");
                 return;
             }
+            uint32_t nctx = l->sess ? 4096 : 0;
             if (strncmp(cmd.text, "full", 4) != 0 &&
                 pd_policy_create_str(cmd.text, (int32_t)l->lm.model->hp.n_layer, nctx,
                                        &cmd.policy, &e2)) {
@@ -626,10 +748,11 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         return;
     }
     if (fx->kind == PD_FX_SAVE) {
-        if (!l->st) {
+        if (!l->st || !l->record) {
             pd_app_msg(a, true, "save: not recording (started with --no-record)");
             return;
         }
+        record_if_pending(l, a, (int64_t)a->n_toks);
         rec_retry(l, a);
         if (l->w && pd_store_writer_flush(l->w, &e2)) {
             rec_status(l, a);
@@ -692,7 +815,7 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a, struct pd_live_report 
         snprintf(report->why, sizeof report->why, "%s", l->lost_why);
     }
 #if HAVE_REMOTE
-    pd_rsession_close(&l->rsess);
+    pd_rsession_close(&l->rsess); /* after stop_recording: it lists the request spans */
 #endif
     pd_store_close(&l->st);
     pd_lm_close(&l->lm);

@@ -5,7 +5,8 @@
 # the stream and resumes it with a new request, an injection is sent as part of the next
 # request's prompt, `q` quits), the recording names the engine in its meta and an
 # "engine" annotation per request; then a stream cut off mid-token (the scripted server):
-# the screen says so and the session keeps the tokens that arrived, not finished.
+# the screen says so and the session keeps the tokens that arrived, not finished. After
+# the end, c continues with a new request; run --from is refused with --engine.
 source "$(dirname "$0")/tui_lib.sh"
 find_model
 : "${PONDER_FAKE_ENGINE:?PONDER_FAKE_ENGINE is not set (run through meson test)}"
@@ -64,6 +65,32 @@ grep -q '"engine":{"url":"http://127.0.0.1' "$TMPD/show" || fail "the meta names
 grep -q 'remote:ponder' "$TMPD/show" || fail "the model row is not the remote engine"
 n_spans=$(grep -c 'engine.*request [0-9]' "$TMPD/show")
 [ "$n_spans" -ge 2 ] || fail "expected an engine annotation per request, got $n_spans"
+
+# After the end (length) the remote session waits: c continues -n more tokens with a new
+# request, and the recording grows with it (one engine annotation per leg).
+start cont 120 40 "$PONDER_BIN" run --engine "$URL" -m "$MODEL" -p "Once upon a time" \
+    --db "$DB" --greedy -n 20
+wait_for cont 'finished \(length\): c continues' 20
+n1=$(tok_count cont)
+keys cont c
+for ((i = 0; i < 100; i++)); do
+    n2=$(tok_count cont)
+    [ -n "$n2" ] && [ "$n2" -ge $((n1 + 20)) ] && break
+    sleep 0.1
+done
+[ "$n2" -eq $((n1 + 20)) ] || fail "c continued from $n1 to $n2 tokens, not 20 more"
+wait_for cont 'finished \(length\): c continues' 10
+quit_confirm cont
+[ "$(wait_exit cont 15)" = 0 ] || fail "run --engine exited with an error after a continue"
+sidc=$(grep -Eo 'session [0-9]+ recorded' "$TMPD/cont.err" | grep -Eo '[0-9]+')
+"$PONDER_BIN" show --db "$DB" "$sidc" >"$TMPD/showc" 2>&1
+grep -Eq "^tokens +$n2 " "$TMPD/showc" || fail "the recording does not hold the $n2 tokens shown"
+[ "$(grep -c 'engine.*request [0-9]' "$TMPD/showc")" -ge 2 ] ||
+    fail "expected an engine annotation for the continued request"
+# re-opening a saved session needs the model in this process
+"$PONDER_BIN" run --engine "$URL" -m "$MODEL" --from "$sidc" --db "$DB" 2>"$TMPD/from.err" &&
+    fail "run --from --engine must be refused"
+grep -q 'not available with --engine' "$TMPD/from.err" || fail "--from --engine: $(cat "$TMPD/from.err")"
 
 # A stream cut off mid-token (llama-server's format: no prompt scoring request first).
 FIX="$PONDER_SOURCE_ROOT/tests/fixtures/remote/llamacpp"

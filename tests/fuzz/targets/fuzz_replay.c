@@ -46,11 +46,14 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             if (pd_replay_open(st, list[i].id, &r, &err) == PD_OK) {
                 struct pd_token_rec tok[64];
                 size_t got = 0;
-                while (pd_replay_read(r, tok, 64, &got, &err) == PD_OK && got > 0) {
-                    for (size_t k = 0; k < got; k++) {
+                enum pd_status rs;
+                do {
+                    got = 0;
+                    rs = pd_replay_read(r, tok, 64, &got, &err);
+                    for (size_t k = 0; k < got; k++) { /* filled also on error */
                         pd_token_rec_free(&tok[k]);
                     }
-                }
+                } while (rs == PD_OK && got > 0);
                 pd_replay_close(&r);
             }
             FILE *out = fopen("/dev/null", "w");

@@ -263,6 +263,7 @@ struct model_opts {
     const char *path;
     const char *chat;       /* family override, or NULL: detect */
     struct pd_cli_engine eng; /* eng.url: score on a remote engine */
+    uint32_t retries;       /* with eng.url: extra attempts for transient failures */
     int n_threads;
     uint32_t n_ctx;
     uint32_t topk;
@@ -313,7 +314,7 @@ static bool model_open(const struct model_opts *o, struct model_ctx *mc)
 #if HAVE_REMOTE
         /* transient failures (429, 5xx, timeouts) are retried with backoff: bulk work */
         if (pd_cli_vocab_open(o->path, o->chat, &mc->voc, &err) != PD_OK ||
-            pd_cli_engine_open(&o->eng, 5, mc->voc.tok, &mc->r, &err) != PD_OK) {
+            pd_cli_engine_open(&o->eng, o->retries, mc->voc.tok, &mc->r, &err) != PD_OK) {
             pd_cli_print_err(&err);
             model_close(mc);
             return false;
@@ -736,6 +737,7 @@ static bool common_init(struct common_opts *o, int argc)
     memset(o, 0, sizeof *o);
     o->ids = pd_calloc((size_t)argc + 1, sizeof *o->ids);
     pd_cli_engine_init(&o->mo.eng);
+    o->mo.retries = 8; /* bulk work against a busy server: up to ~90 s of backoff */
     o->mo.topk = 5;
     o->mo.attn = true;
     o->so.min_chars = 10;
@@ -1651,7 +1653,7 @@ static void score_usage(FILE *f)
 {
     fprintf(f,
             "usage: ponder score -m MODEL (--in FILE | --session ID... | --all) [--db F]\n"
-            "                    [--engine URL [--jobs N]]\n"
+            "                    [--engine URL [--jobs N] [--retries N]]\n"
             "                    [--force] [--topk K] [--no-attn] [--chat FAMILY] [--markers]\n"
             "                    [--min-chars N] [-t N] [-c N] [--json]\n"
             "\n"
@@ -1672,6 +1674,8 @@ static void score_usage(FILE *f)
             "  --markers, --min-chars N   step segmentation as for analyze\n"
             "  -t, --threads N CPU threads;  -c, --ctx N  context slots (the longest trace)\n"
             "  --jobs N        with --engine: N requests in flight at once (default 1)\n"
+            "  --retries N     with --engine: attempts after a transient failure (default 8:\n"
+            "                  backoff from 0.5 s, doubling up to 30 s, about 90 s in all)\n"
             "  --json          one JSON object per trace and line\n"
             "\n"
             "With --engine URL the traces are scored by a remote engine (-m gives the vocabulary\n"
@@ -1862,6 +1866,12 @@ int pd_cli_score_in(int argc, char **argv)
             if (!bad && !pd_arg_long("score", "--jobs", v, 1, 256, &jobs)) {
                 bad = true;
             }
+        } else if (pd_arg_match(&a, "--retries", NULL, &v, &bad)) {
+            long long n = 0;
+            if (!bad && !pd_arg_long("score", "--retries", v, 0, 30, &n)) {
+                bad = true;
+            }
+            o.mo.retries = (uint32_t)n;
         } else {
             pd_cli_fail(2, "score: unexpected argument '%s'", argv[a.i]);
             bad = true;

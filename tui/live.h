@@ -27,7 +27,9 @@
  * recording; the local GGUF (-m) only gives the vocabulary and chat template. The
  * recording's session carries the engine in its meta ({"engine": {url, server, model}}),
  * its model row is the remote model, and each request's span of tokens is recorded as an
- * "engine" annotation naming the server, model, seed and sampling settings.
+ * "engine" annotation naming the server, model, seed and sampling settings. The remote
+ * session keeps alive after an end as a local one (c continues); re-opening a saved
+ * session needs the model in this process and is refused with an engine.
  *
  * Ownership: pd_live_open returns an owned object (pd_live_close); it borrows the app
  * between calls. Thread-safety: UI thread only. */

@@ -273,6 +273,8 @@ struct pd_app {
     /* ---- run status ---- */
     char model[96];
     char backend[16];
+    bool remote;                 /* a remote engine runs the model: no KV cache or attention
+                                  * unless it is ponder serve; entropy may be estimated */
     enum pd_think_mode mode;     /* as shown; the session has it once mode_pending clears */
     uint32_t short_budget;       /* budget used when cycling to short */
     bool mode_pending;           /* m chose a mode the session has not been told yet: it

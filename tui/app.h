@@ -482,11 +482,10 @@ const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
 /* KV state of (layer, position) as of the playhead. */
 /* Branch tree and diff overlays. pd_app_set_tree takes the owned array of n entries
  * (depth-first from the family's root) and opens the tree; pd_app_set_diff takes the two
- * owned texts and opens the diff. Lines the open overlay wants (for the layout). */
+ * owned texts and opens the diff (panes.h: pd_draw_overlay_lines sizes the box). */
 void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n);
 void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
                      char *parent_text, char *branch_text);
-int pd_app_overlay_lines(const struct pd_app *a);
 
 /* Trace colour (colour.c). pd_app_colour_prepare brings derived data up to date (call it
  * before drawing); pd_app_colour_level maps token i to a level in [0, PD_APP_LEVELS);

@@ -585,15 +585,16 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ next to
- * the source tree of this binary (<exe>/../../samples in a build folder), or where meson
+/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ of the
+ * source tree this binary was built in (<exe>/../samples for build/ponder, one level more
+ * for a nested build folder), or where meson
  * installs it (<exe>/../share/ponder/samples). On failure *tried lists the paths looked at. */
 static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 {
     const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
     const char *env;
-    char cand[4][PATH_MAX];
+    char cand[5][PATH_MAX];
     int k = 0;
     if ((env = getenv("PONDER_SAMPLES")) && *env) {
         snprintf(cand[k++], PATH_MAX, "%s/%s", env, name);
@@ -607,6 +608,7 @@ static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
+            snprintf(cand[k++], PATH_MAX, "%.3800s/../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../share/ponder/samples/%s", exe, name);
         }
@@ -628,7 +630,7 @@ static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
-    char tried[4 * 256];
+    char tried[5 * 256];
     if (!find_sample(sample, sizeof sample, tried, sizeof tried)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
                               "(looked for %s); see 'ponder --help'",

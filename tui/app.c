@@ -1215,3 +1215,4 @@ void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t f
     a->help_top = 0;
     a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
 }
+

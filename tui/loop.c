@@ -16,24 +16,10 @@
 #include "keys.h"
 #include "layout.h"
 #include "mouse.h"
+#include "panes.h"
 #include "term.h"
 
 #define FRAME_S (1.0 / 30.0)
-
-/* Lines the open overlay wants, for the layout: the branch tree's rows, a diff as tall as
- * the screen allows, or the key help. (Not in app.c: keys.h includes app.h.) */
-static int overlay_lines(const struct pd_app *a)
-{
-    switch (a->overlay) {
-    case PD_OVERLAY_BRANCHES:
-        return (int)a->n_tree + 1;
-    case PD_OVERLAY_DIFF:
-        return 1000;
-    case PD_OVERLAY_HELP:
-        break;
-    }
-    return (int)pd_keys_help_count();
-}
 
 double pd_loop_now(void)
 {
@@ -46,7 +32,7 @@ static void relayout(struct pd_app *a, struct pd_layout *l)
 {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
-    pd_layout_compute(rows, cols, a->focus, a->help, overlay_lines(a), l);
+    pd_layout_compute(rows, cols, a->focus, a->help, pd_draw_overlay_lines(a), l);
     int steps_rows = l->show_steps ? l->steps.h - 2 : 0;
     pd_app_resize(a, l->trace.h - 1, l->trace.w, steps_rows, l->narrow);
 }
@@ -223,7 +209,7 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
             record_key_latency(a, pd_loop_now() - key_t0);
             key_t0 = -1;
         }
-        if (l.overlay != a->help || (a->help && l.overlay_lines != overlay_lines(a))) {
+        if (l.overlay != a->help || (a->help && l.overlay_lines != pd_draw_overlay_lines(a))) {
             relayout(a, &l); /* an overlay opened, closed or changed (also from effects) */
         }
         bool key_pending = key_t0 >= 0;

@@ -267,6 +267,10 @@ int pd_cli_serve(int argc, char **argv)
             pd_arg_match(&a, "--kv", NULL, &kv, &bad) ||
             pd_arg_match(&a, "--chat", NULL, &chat, &bad) ||
             pd_arg_match(&a, "--port-file", NULL, &port_file, &bad)) {
+            /* values checked before the model loads: a typo is a usage error */
+            if (!bad && kv && !pd_cli_check_kv("serve", kv)) {
+                bad = true;
+            }
             continue;
         }
         if (pd_arg_match(&a, "--port", NULL, &v, &bad)) {

@@ -76,6 +76,10 @@ bad[rm]='abc
 bad[tag]='abc good
 1
 1 bad,tag'
+bad[serve]='-m nope.gguf --port x
+-m nope.gguf --queue x
+-m nope.gguf --kv bogus
+-m nope.gguf --chat bogus'
 bad[search]='
 --limit x hello'
 

@@ -174,15 +174,15 @@ check "score --all again: resumes (nothing left)" grep -q "nothing to score" "$t
 check "the scores' model is the remote engine" grep -q "remote:ponder" "$tmp/show"
 
 "$ponder" prune --strategy asap --keep 0.5 --verify -m "$M" --all --db "$tmp/loc.db" \
-    --dry-run --json >"$tmp/p.loc" 2>&1
+    --dry-run --json >"$tmp/p.loc" 2>"$tmp/p.loc.err"
 "$ponder" prune --strategy asap --keep 0.5 --verify -m "$M" --all --db "$tmp/rem.db" \
-    --dry-run --json --engine "$engine" >"$tmp/p.rem" 2>&1
+    --dry-run --json --engine "$engine" >"$tmp/p.rem" 2>"$tmp/p.rem.err"
 check "prune --verify: answer logprobs and greedy checks equal in process" \
     same "$tmp/p.loc" "$tmp/p.rem"
 "$ponder" analyze --sensitivity -m "$M" --session 2 --db "$tmp/loc.db" --json \
-    >"$tmp/a.loc" 2>&1
+    >"$tmp/a.loc" 2>"$tmp/a.loc.err"
 "$ponder" analyze --sensitivity -m "$M" --session 2 --db "$tmp/rem.db" --json \
-    --engine "$engine" >"$tmp/a.rem" 2>&1
+    --engine "$engine" >"$tmp/a.rem" 2>"$tmp/a.rem.err"
 check "analyze --sensitivity: equal in process" same "$tmp/a.loc" "$tmp/a.rem"
 
 "$ponder" bench --engine "$engine" -m "$M" -p 16 -n 8 -r 1 --jobs 1,2 >"$tmp/bench" 2>&1

@@ -345,6 +345,8 @@ struct attn_job {
     int64_t pos0;
 };
 
+/* The per-(token, head) loop: the path for hidden slots (shadow divergence), where a
+ * slot's visibility is not a prefix. */
 static void attn_tasks(void *ctx, size_t i0, size_t i1)
 {
     const struct attn_job *j = ctx;
@@ -409,6 +411,97 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
             p[s] = 0.0f;
         }
     }
+}
+
+/* Query tokens per attention work item: with the query heads of one KV head, about 32
+ * queries share each block of K rows the kernel widens. */
+#define ATT_QUERIES 32
+/* Most queries in one item (a GQA group larger than this takes the per-head path). */
+#define ATT_QUERIES_MAX 256
+
+struct attn_block_job {
+    struct pd_ctx *c;
+    uint32_t il;
+    uint32_t n_tok;
+    int64_t pos0;
+    uint32_t tok_per_item;
+    uint32_t n_tblocks;
+    const struct pd_simd_ops *ops;
+};
+
+/* Items are (KV head, block of query tokens). Later tokens see more slots, so the blocks
+ * are visited from both ends (0, last, 1, last - 1, ...): any contiguous run of items, as
+ * the pool hands them out, holds a fair mix of cheap and dear ones. */
+static void attn_blocks(void *ctx, size_t i0, size_t i1)
+{
+    const struct attn_block_job *j = ctx;
+    struct pd_ctx *c = j->c;
+    const struct pd_hparams *hp = &c->model->hp;
+    const struct pd_kv_layer *L = &c->kv->layers[j->il];
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    bool f16 = c->kv->type == PD_KV_F16;
+    size_t esz = f16 ? 2 : 4;
+    const float *qp[ATT_QUERIES_MAX];
+    float *pp[ATT_QUERIES_MAX];
+    float *op[ATT_QUERIES_MAX];
+    uint32_t nv[ATT_QUERIES_MAX];
+    for (size_t item = i0; item < i1; item++) {
+        uint32_t kvh = (uint32_t)(item % hp->n_head_kv);
+        uint32_t zz = (uint32_t)(item / hp->n_head_kv);
+        uint32_t blk = zz % 2 == 0 ? zz / 2 : j->n_tblocks - 1 - zz / 2;
+        uint32_t t0 = blk * j->tok_per_item;
+        uint32_t t1 = t0 + j->tok_per_item < j->n_tok ? t0 + j->tok_per_item : j->n_tok;
+        uint32_t nq = 0, n_vis = 0;
+        for (uint32_t t = t0; t < t1; t++) {
+            int64_t pos = j->pos0 + t;
+            /* slots are sorted by position: the visible ones are a prefix */
+            while (n_vis < L->n && L->pos[n_vis] <= pos) {
+                n_vis++;
+            }
+            for (uint32_t h = kvh * group; h < (kvh + 1) * group; h++) {
+                qp[nq] = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
+                pp[nq] = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
+                op[nq] = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
+                nv[nq] = n_vis;
+                nq++;
+            }
+        }
+        struct pd_attn_args a = {
+            nq, qp, pp, op, nv,
+            (const uint8_t *)L->k + (size_t)kvh * hp->head_dim * esz,
+            (const uint8_t *)L->v + (size_t)kvh * hp->head_dim_v * esz,
+            c->kv->dim_k, c->kv->dim_v, hp->head_dim, hp->head_dim_v,
+            1.0f / sqrtf((float)hp->head_dim), f16,
+        };
+        pd_simd_attn(j->ops, &a);
+        for (uint32_t i = 0; i < nq; i++) {
+            /* the hook's rows are 0 past the token's position */
+            memset(pp[i] + nv[i], 0, (L->n - nv[i]) * sizeof(float));
+        }
+    }
+}
+
+/* Attention of the batch's tokens in layer il (their K/V already appended). */
+static void attention(struct pd_ctx *c, uint32_t il, uint32_t n_tok, int64_t pos0)
+{
+    const struct pd_hparams *hp = &c->model->hp;
+    size_t n_slots = c->kv->layers[il].n;
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    if (c->hide || group > ATT_QUERIES_MAX) {
+        struct attn_job aj = {c, il, n_tok, pos0};
+        size_t work = (n_slots + 1) * (hp->head_dim + hp->head_dim_v);
+        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
+        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
+        return;
+    }
+    uint32_t per = ATT_QUERIES / group > 0 ? ATT_QUERIES / group : 1;
+    uint32_t n_tb = (n_tok + per - 1) / per;
+    struct attn_block_job j = {c, il, n_tok, pos0, per, n_tb, pd_simd_ops()};
+    size_t work = (n_slots + 1) * (hp->head_dim + hp->head_dim_v) * per * group;
+    size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
+    pd_pool_run(c->pool, (size_t)n_tb * hp->n_head_kv, grain, attn_blocks, &j);
 }
 
 /* ---- the batch forward ----------------------------------------------------------------- */
@@ -480,10 +573,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
                 return st;
             }
         }
-        struct attn_job aj = {c, il, n_tok, pos0};
-        size_t work = (size_t)(c->kv->layers[il].n + 1) * (hp->head_dim + hp->head_dim_v);
-        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
-        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
+        attention(c, il, n_tok, pos0);
         if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];
             for (uint32_t t = 0; t < n_tok; t++) {

@@ -37,6 +37,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "quant_blocks.h"
@@ -451,6 +452,293 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
 
+/* ---- attention ------------------------------------------------------------------------ */
+
+/* e^x per lane, within 2 ulp of expf for x in [-87.3, 88.7] (Cody-Waite reduction by
+ * ln 2 in two parts, a degree-6 polynomial on [-ln2/2, ln2/2], the exponent added as
+ * bits); 0 below -87.3 (where expf is at most 1.2e-38), NaN stays NaN. */
+INLINE512 __m512 exp512(__m512 x)
+{
+    const __m512 hi = _mm512_set1_ps(88.7f), lo = _mm512_set1_ps(-87.3f);
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __m512 xc = _mm512_min_ps(hi, x); /* NaN stays NaN (minps returns its second operand) */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    /* 2^n: n is in [-126, 128] after the clamps; 2^128 (x near 88.7) as 2 * 2^127 */
+    __m512 e = _mm512_scalef_ps(p, n);
+    return _mm512_maskz_mov_ps((__mmask16)~tiny, e);
+}
+
+/* Transposes the 16 x 16 floats in r[] (row i = r[i]) in place: 64 shuffles. */
+INLINE512 void transpose16(__m512 *r)
+{
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* r[4 i + j], 128-bit chunk c, now holds rows 4 i .. 4 i + 3 of column 4 c + j */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512 ul = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+        __m512 uh = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        __m512 wl = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+        __m512 wh = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+        t[j] = _mm512_shuffle_f32x4(ul, wl, 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(ul, wl, 0xDD);
+        t[8 + j] = _mm512_shuffle_f32x4(uh, wh, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(uh, wh, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        r[i] = t[i];
+    }
+}
+
+/* 16 consecutive K or V elements at p as floats. */
+INLINE512 __m512 kv_load16(const void *p, bool f16)
+{
+    return f16 ? _mm512_cvtph_ps(load256(p)) : _mm512_loadu_ps(p);
+}
+
+/* Largest head sizes the blocked kernel takes (its stack tile is head_dim x 16 floats). */
+#define ATT_DIM_MAX 256
+
+/* Scores of queries [q0, q0 + nq) (nq <= 8) against the transposed K block kt (head_dim x
+ * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes. */
+INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
+                           uint32_t q0, const int nq)
+{
+    __m512 acc[8];
+    const float *q[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nq; i++) {
+        acc[i] = _mm512_setzero_ps();
+        q[i] = a->q[q0 + i];
+    }
+    for (uint32_t d = 0; d < a->head_dim; d++) {
+        __m512 k = _mm512_load_ps(kt + 16 * d);
+#pragma GCC unroll 8
+        for (int i = 0; i < nq; i++) {
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k, acc[i]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(a->scale);
+#pragma GCC unroll 8
+    for (int i = 0; i < nq; i++) {
+        uint32_t n = a->n_vis[q0 + i];
+        if (n > s0) {
+            uint32_t m = n - s0 < 16 ? n - s0 : 16;
+            _mm512_mask_storeu_ps(a->p[q0 + i] + s0, (__mmask16)((1u << m) - 1u),
+                                  _mm512_mul_ps(acc[i], sc));
+        }
+    }
+}
+
+/* Softmax of p[0 .. n) in place. */
+INLINE512 void attn_softmax(float *p, uint32_t n)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    uint32_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        mx = _mm512_max_ps(mx, _mm512_loadu_ps(p + s));
+    }
+    __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+    if (n > s) {
+        mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, p + s));
+    }
+    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (s = 0; s + 16 <= n; s += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p + s), m));
+        _mm512_storeu_ps(p + s, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (n > s) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m));
+        e = _mm512_maskz_mov_ps(tail, e);
+        _mm512_mask_storeu_ps(p + s, tail, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (s = 0; s + 16 <= n; s += 16) {
+        _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
+    }
+    if (n > s) {
+        _mm512_mask_storeu_ps(p + s, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + s), inv));
+    }
+}
+
+/* o[i] = sum over slots [s0, s1) of p[i][s] * V[s], added to the accumulators (DV
+ * registers per query, nq queries, nq * DV <= 16). */
+INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s0, uint32_t s1,
+                           __m512 *acc, const int nq, const int DV)
+{
+    const uint8_t *v = a->v;
+    size_t vb = (a->f16 ? 2 : 4) * a->v_stride;
+    for (uint32_t s = s0; s < s1; s++) {
+        __m512 vv[4];
+        const uint8_t *row = v + s * vb;
+#pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            vv[c] = kv_load16(row + (size_t)c * 16 * (a->f16 ? 2 : 4), a->f16);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            __m512 w = _mm512_set1_ps(a->p[q0 + i][s]);
+#pragma GCC unroll 4
+            for (int c = 0; c < DV; c++) {
+                acc[i * DV + c] = _mm512_fmadd_ps(w, vv[c], acc[i * DV + c]);
+            }
+        }
+    }
+}
+
+/* The outputs of queries [q0, q0 + nq): the common visible slots together, then each
+ * query's own remainder. */
+INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int nq,
+                            const int DV)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < nq * DV; i++) {
+        acc[i] = _mm512_setzero_ps();
+    }
+    uint32_t common = a->n_vis[q0];
+    for (int i = 1; i < nq; i++) {
+        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
+    }
+    attn_values(a, q0, 0, common, acc, nq, DV);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        if (a->n_vis[q0 + i] > common) {
+            attn_values(a, q0 + i, common, a->n_vis[q0 + i], acc + i * DV, 1, DV);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            _mm512_storeu_ps(a->o[q0 + i] + 16 * c, acc[i * DV + c]);
+        }
+    }
+}
+
+/* CALL(N) with the constant N equal to nq, for nq in 1..4 (ATT_FOR_NQ4) or 1..8. */
+#define ATT_FOR_NQ4(nq, CALL)                                                            \
+    do {                                                                                 \
+        switch (nq) {                                                                    \
+        case 1: CALL(1); break;                                                          \
+        case 2: CALL(2); break;                                                          \
+        case 3: CALL(3); break;                                                          \
+        case 4: CALL(4); break;                                                          \
+        default: break;                                                                  \
+        }                                                                                \
+    } while (0)
+#define ATT_FOR_NQ8(nq, CALL)                                                            \
+    do {                                                                                 \
+        switch (nq) {                                                                    \
+        case 1: CALL(1); break;                                                          \
+        case 2: CALL(2); break;                                                          \
+        case 3: CALL(3); break;                                                          \
+        case 4: CALL(4); break;                                                          \
+        case 5: CALL(5); break;                                                          \
+        case 6: CALL(6); break;                                                          \
+        case 7: CALL(7); break;                                                          \
+        case 8: CALL(8); break;                                                          \
+        default: break;                                                                  \
+        }                                                                                \
+    } while (0)
+
+static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
+{
+    uint32_t hd = a->head_dim, hdv = a->head_dim_v;
+    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > 64 || a->n_q == 0) {
+        return false;
+    }
+    uint32_t most = 0;
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        most = a->n_vis[i] > most ? a->n_vis[i] : most;
+    }
+    __attribute__((aligned(64))) float kt[ATT_DIM_MAX * 16];
+    const uint8_t *k = a->k;
+    size_t eb = a->f16 ? 2 : 4, kb = eb * a->k_stride;
+    /* scores, 16 slots at a time: the block's K rows are widened and transposed once and
+     * serve every query that sees any of them */
+    for (uint32_t s0 = 0; s0 < most; s0 += 16) {
+        uint32_t ns = most - s0 < 16 ? most - s0 : 16;
+        for (uint32_t d0 = 0; d0 < hd; d0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                r[i] = (uint32_t)i < ns ? kv_load16(k + (s0 + (size_t)i) * kb + d0 * eb, a->f16)
+                                        : _mm512_setzero_ps();
+            }
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                _mm512_store_ps(kt + 16 * (d0 + (uint32_t)i), r[i]);
+            }
+        }
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 8) {
+            uint32_t nq = a->n_q - q0 < 8 ? a->n_q - q0 : 8;
+#define SCORES(N) attn_scores(a, kt, s0, q0, N)
+            ATT_FOR_NQ8(nq, SCORES);
+#undef SCORES
+        }
+    }
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        attn_softmax(a->p[i], a->n_vis[i]);
+    }
+    /* outputs: as many queries at once as 16 accumulators hold */
+    int dv = (int)(hdv / 16), per = 4;
+    for (uint32_t q0 = 0; q0 < a->n_q; q0 += (uint32_t)per) {
+        uint32_t nq = a->n_q - q0 < (uint32_t)per ? a->n_q - q0 : (uint32_t)per;
+        switch (dv) {
+        case 1:
+#define OUT1(N) attn_outputs(a, q0, N, 1)
+            ATT_FOR_NQ4(nq, OUT1);
+            break;
+        case 2:
+#define OUT2(N) attn_outputs(a, q0, N, 2)
+            ATT_FOR_NQ4(nq, OUT2);
+            break;
+        case 3:
+#define OUT3(N) attn_outputs(a, q0, N, 3)
+            ATT_FOR_NQ4(nq, OUT3);
+            break;
+        default:
+#define OUT4(N) attn_outputs(a, q0, N, 4)
+            ATT_FOR_NQ4(nq, OUT4);
+            break;
+        }
+    }
+    return true;
+}
+#undef OUT1
+#undef OUT2
+#undef OUT3
+#undef OUT4
+#undef ATT_FOR_NQ4
+#undef ATT_FOR_NQ8
+
 /* ---- tiling over the whole product ------------------------------------------------------ */
 
 /* Runs TILE(g, r, t, RM, RN) over rows [r0, r1) x all tokens, in blocks of 16 rows (so
@@ -515,6 +803,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
     },
+    .attn = avx512_attn,
 };
 
 #endif /* __x86_64__ */

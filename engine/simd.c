@@ -2,7 +2,9 @@
  * functions stay the reference ones of quant.c) and the choice of table (see simd.h). */
 #include "simd.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "half.h"
 
@@ -76,6 +78,7 @@ static void avx512_init(void)
     INHERIT(kv_dot_f16);
     INHERIT(kv_axpy_f32);
     INHERIT(kv_axpy_f16);
+    INHERIT(attn);
 }
 #undef INHERIT
 #endif
@@ -111,6 +114,45 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
         const uint8_t *w = g->w + r * g->w_stride;
         for (size_t i = 0; i < g->n_tok; i++) {
             g->y[i * g->y_stride + r] = dot(w, g->x + i * g->x_stride, g->n);
+        }
+    }
+}
+
+void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
+{
+    if (ops->attn && ops->attn(a)) {
+        return;
+    }
+    const uint16_t *k16 = a->k, *v16 = a->v;
+    const float *k32 = a->k, *v32 = a->v;
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        const float *q = a->q[i];
+        float *p = a->p[i];
+        float *o = a->o[i];
+        uint32_t n = a->n_vis[i];
+        float mx = -INFINITY;
+        for (uint32_t s = 0; s < n; s++) {
+            float d = a->f16 ? ops->kv_dot_f16(q, k16 + s * a->k_stride, a->head_dim)
+                             : ops->kv_dot_f32(q, k32 + s * a->k_stride, a->head_dim);
+            p[s] = d * a->scale;
+            if (p[s] > mx) {
+                mx = p[s];
+            }
+        }
+        double sum = 0.0;
+        for (uint32_t s = 0; s < n; s++) {
+            p[s] = expf(p[s] - mx);
+            sum += p[s];
+        }
+        float inv = (float)(1.0 / sum);
+        memset(o, 0, a->head_dim_v * sizeof(float));
+        for (uint32_t s = 0; s < n; s++) {
+            p[s] *= inv;
+            if (a->f16) {
+                ops->kv_axpy_f16(p[s], v16 + s * a->v_stride, o, a->head_dim_v);
+            } else {
+                ops->kv_axpy_f32(p[s], v32 + s * a->v_stride, o, a->head_dim_v);
+            }
         }
     }
 }

@@ -27,6 +27,7 @@
 #ifndef PD_SIMD_H
 #define PD_SIMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,31 @@ struct pd_gemm_args {
     size_t n_tok;
 };
 
+/* Attention of a few queries that read the same KV head (the query heads of a GQA group,
+ * for one or more tokens). Query i sees slots [0, n_vis[i]) (the caller has already
+ * excluded later positions: slots are sorted by position). For each query it writes the
+ * softmax of scale * (q . k_s) over its visible slots to p[i][0 .. n_vis[i]) and the
+ * probability-weighted sum of the V rows to o[i][0 .. head_dim_v). Pointers are borrowed
+ * for the call; rows of different queries never overlap. */
+struct pd_attn_args {
+    uint32_t n_q;
+    const float *const *q;   /* [n_q] query rows of head_dim floats */
+    float *const *p;         /* [n_q] probability rows */
+    float *const *o;         /* [n_q] output rows of head_dim_v floats */
+    const uint32_t *n_vis;   /* [n_q] visible slots, each >= 1 */
+    const void *k;           /* slot 0's K row of this head (f16 or f32, see f16) */
+    const void *v;           /* slot 0's V row of this head */
+    size_t k_stride;         /* elements between the K rows of consecutive slots */
+    size_t v_stride;
+    uint32_t head_dim;
+    uint32_t head_dim_v;
+    float scale;
+    bool f16;                /* K/V stored as IEEE halves, else floats */
+};
+
+/* Returns false, having written nothing, for a shape it does not handle. */
+typedef bool (*pd_simd_attn_fn)(const struct pd_attn_args *a);
+
 /* Computes the outputs of weight rows [r0, r1) for every token of g. Pure apart from the
  * writes to those outputs, so threads may run disjoint row ranges at once. */
 typedef void (*pd_gemm_fn)(const struct pd_gemm_args *g, size_t r0, size_t r1);
@@ -74,6 +100,9 @@ struct pd_simd_ops {
     pd_simd_dot_f16_fn kv_dot_f16;
     pd_simd_axpy_f32_fn kv_axpy_f32;
     pd_simd_axpy_f16_fn kv_axpy_f16;
+    /* Blocked attention for a query group; NULL: pd_simd_attn's per-query loop over the
+     * kernels above. */
+    pd_simd_attn_fn attn;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
@@ -85,6 +114,13 @@ const struct pd_dtype_traits *pd_simd_traits(enum pd_dtype t);
  * Thread-safe for disjoint row ranges. */
 void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct pd_gemm_args *g,
                   size_t r0, size_t r1);
+
+/* Runs a with the kernels of `ops`: its blocked attention where it has one for the shape,
+ * else, per query, one kv_dot per slot, expf in float with the sum in double, and one
+ * kv_axpy per slot (the reference). Blocked kernels agree with the reference within
+ * float rounding: probabilities relative to their size, outputs relative to
+ * sum(p * |v|). Thread-safe for disjoint outputs. */
+void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

@@ -964,6 +964,125 @@ static void test_kv_kernels(void **state)
     }
 }
 
+/* Blocked attention against the reference loop (pd_simd_attn with the scalar table):
+ * query groups of 1..40 with their own visible prefixes (1..70 slots, not multiples of
+ * the kernels' blocks), both cache types, head sizes 16..128. Probabilities must agree
+ * within their size times the scores' rounding bound (E: the dot products' summation
+ * bound, through exp and the normalisation), outputs within that plus the summation bound
+ * of n_vis products, relative to sum(p * |v|). */
+static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uint32_t hdv,
+                       uint32_t n_q, uint32_t n_slots)
+{
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    size_t ks = hd + 8, vs = hdv + 24; /* rows of a wider cache (other heads) */
+    float *kf = xmalloc(n_slots * ks * sizeof(float)), *vf = xmalloc(n_slots * vs * sizeof(float));
+    uint16_t *kh = xmalloc(n_slots * ks * 2), *vh = xmalloc(n_slots * vs * 2);
+    for (size_t i = 0; i < n_slots * ks; i++) {
+        kh[i] = pd_f32_to_f16(rng_gauss());
+        kf[i] = f16 ? pd_f16_to_f32(kh[i]) : rng_gauss();
+    }
+    for (size_t i = 0; i < n_slots * vs; i++) {
+        vh[i] = pd_f32_to_f16(rng_gauss());
+        vf[i] = f16 ? pd_f16_to_f32(vh[i]) : rng_gauss();
+    }
+    float *qbuf = xmalloc(n_q * hd * sizeof(float));
+    float *pa = xmalloc(n_q * n_slots * sizeof(float)), *pb = xmalloc(n_q * n_slots * sizeof(float));
+    float *oa = xmalloc(n_q * hdv * sizeof(float)), *ob = xmalloc(n_q * hdv * sizeof(float));
+    const float *qp[40];
+    float *ppa[40], *ppb[40], *opa[40], *opb[40];
+    uint32_t nv[40];
+    for (uint32_t i = 0; i < n_q; i++) {
+        for (uint32_t d = 0; d < hd; d++) {
+            qbuf[i * hd + d] = rng_gauss() * 0.5f;
+        }
+        qp[i] = qbuf + i * hd;
+        ppa[i] = pa + i * n_slots;
+        ppb[i] = pb + i * n_slots;
+        opa[i] = oa + i * hdv;
+        opb[i] = ob + i * hdv;
+        /* groups of 4 queries share a prefix, as the heads of one token do */
+        nv[i] = i / 4 == 0 ? n_slots : (uint32_t)rng_int(1, (int)n_slots);
+    }
+    for (size_t i = 0; i < n_q * n_slots; i++) {
+        pa[i] = pb[i] = -7.0f; /* entries past n_vis stay untouched */
+    }
+    struct pd_attn_args a = {n_q, qp, ppa, opa, nv, f16 ? (const void *)kh : (const void *)kf,
+                             f16 ? (const void *)vh : (const void *)vf, ks, vs, hd, hdv,
+                             1.0f / sqrtf((float)hd), f16};
+    pd_simd_attn(ref, &a);
+    a.p = ppb;
+    a.o = opb;
+    pd_simd_attn(ops, &a);
+    for (uint32_t i = 0; i < n_q; i++) {
+        double e = 0.0; /* the largest score's rounding bound */
+        for (uint32_t s = 0; s < nv[i]; s++) {
+            double m = 0.0;
+            for (uint32_t d = 0; d < hd; d++) {
+                m += fabs((double)qp[i][d] * kf[s * ks + d]);
+            }
+            m *= (double)(hd + 16) * 0x1p-23 * a.scale;
+            e = m > e ? m : e;
+        }
+        double rel = 4.0 * e + 1e-6;
+        for (uint32_t s = 0; s < n_slots; s++) {
+            float want = ppa[i][s], got = ppb[i][s];
+            if (s >= nv[i]) {
+                if (got != -7.0f) {
+                    fail_msg("%s attn: query %u wrote probability %u past its %u visible slots",
+                             pd_cpu_simd_name(ops->level), i, s, nv[i]);
+                }
+                continue;
+            }
+            if (!(fabs((double)got - want) <= rel * want + 1e-30)) {
+                fail_msg("%s attn %s hd %u: query %u slot %u of %u: p %.9g, reference %.9g",
+                         pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32", hd, i, s, nv[i],
+                         (double)got, (double)want);
+            }
+        }
+        for (uint32_t d = 0; d < hdv; d++) {
+            double mag = 0.0;
+            for (uint32_t s = 0; s < nv[i]; s++) {
+                mag += ppa[i][s] * fabs((double)vf[s * vs + d]);
+            }
+            double bound = (rel + (double)(nv[i] + 16) * 0x1p-23) * mag + 1e-30;
+            if (!(fabs((double)opb[i][d] - opa[i][d]) <= bound)) {
+                fail_msg("%s attn %s hd %u/%u: query %u (%u slots) output %u: %.9g, reference "
+                         "%.9g (bound %.3g)", pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32",
+                         hd, hdv, i, nv[i], d, (double)opb[i][d], (double)opa[i][d], bound);
+            }
+        }
+    }
+    free(kf);
+    free(vf);
+    free(kh);
+    free(vh);
+    free(qbuf);
+    free(pa);
+    free(pb);
+    free(oa);
+    free(ob);
+}
+
+static void test_attn(void **state)
+{
+    (void)state;
+    static const uint32_t dims[][2] = {{64, 64}, {128, 64}, {32, 32}, {16, 48}, {40, 40}};
+    static const uint32_t queries[] = {1, 3, 4, 8, 9, 32, 40};
+    static const uint32_t slots[] = {1, 15, 16, 17, 70};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++) {
+                for (size_t si = 0; si < sizeof slots / sizeof slots[0]; si++) {
+                    for (int f16 = 0; f16 < 2; f16++) {
+                        check_attn(ops, f16, dims[di][0], dims[di][1], queries[qi], slots[si]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Every replaced function of every accelerated table is one that the tests above cover. */
 static void test_coverage(void **state)
 {
@@ -1006,6 +1125,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_quantisers),
         cmocka_unit_test(test_f16_rows),
         cmocka_unit_test(test_kv_kernels),
+        cmocka_unit_test(test_attn),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

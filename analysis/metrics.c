@@ -145,6 +145,39 @@ static bool exact_step_mass(const struct pd_attn_view *v, const struct pd_step_r
     return true;
 }
 
+/* Credits to attn[0..k) what one token of step k pays to earlier steps. */
+static void credit(const struct pd_attn_view *v, const struct pd_step_rec *steps, size_t k,
+                   double *attn)
+{
+    if (exact_step_mass(v, steps, k, attn)) {
+        return;
+    }
+    for (uint32_t l = 0; l < v->n_layer; l++) {
+        for (uint32_t e = 0; e < v->n_top; e++) {
+            uint32_t pos;
+            float w;
+            if (!pd_attn_view_entry(v, l, e, &pos, &w)) {
+                continue;
+            }
+            size_t j = step_of_pos(steps, k, (int64_t)pos);
+            if (j < k) {
+                attn[j] += (double)w / v->n_layer;
+            }
+        }
+    }
+}
+
+bool pd_metrics_credit(const uint8_t *blob, size_t len, const struct pd_step_rec *steps,
+                       size_t k, double *attn)
+{
+    struct pd_attn_view v;
+    if (blob == NULL || len == 0 || !pd_attn_blob_layout(blob, len, &v)) {
+        return false;
+    }
+    credit(&v, steps, k, attn);
+    return true;
+}
+
 enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                                 struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err)
@@ -185,22 +218,7 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                 goto done;
             }
             k_last_blob = k;
-            if (exact_step_mass(&v, steps, k, attn)) {
-                continue;
-            }
-            for (uint32_t l = 0; l < v.n_layer; l++) {
-                for (uint32_t e = 0; e < v.n_top; e++) {
-                    uint32_t pos;
-                    float w;
-                    if (!pd_attn_view_entry(&v, l, e, &pos, &w)) {
-                        continue;
-                    }
-                    size_t j = step_of_pos(steps, n_steps, (int64_t)pos);
-                    if (j < k) {
-                        attn[j] += (double)w / v.n_layer;
-                    }
-                }
-            }
+            credit(&v, steps, k, attn);
         }
     }
     for (size_t j = 0; j < n_steps; j++) {

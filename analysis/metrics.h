@@ -57,6 +57,15 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                                 struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err);
 
+/* The attn_received definition for one token, for callers that accumulate it as tokens
+ * arrive (the workbench): adds to attn[0..k) what a token of step k, whose summary is
+ * blob[0..len), pays to steps 0..k-1 (exact per-step masses when the summary carries
+ * them for these steps, else its top-N entries). Reads steps[0..k] only. Returns false
+ * (adding nothing) when the token has no valid summary. A step j's attn_received is
+ * attn[j] once a token of a later step had a summary, NAN before. */
+bool pd_metrics_credit(const uint8_t *blob, size_t len, const struct pd_step_rec *steps,
+                       size_t k, double *attn);
+
 /* Whole-trace figures used by reports and by the budget strategy's difficulty estimate. */
 struct pd_trace_stats {
     size_t n_tokens;            /* all tokens */

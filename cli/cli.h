@@ -109,6 +109,11 @@ enum pd_cli_db {
 struct pd_store *pd_cli_open_db(const char *db, enum pd_cli_db mode);
 
 /* Path of the test/demo models folder: $PONDER_TEST_MODELS or ../shared/models. */
+/* Formats x with fmt (one double conversion) into buf, or "-" when x is NAN (a metric
+ * that is not defined for this row); returns buf. */
+const char *pd_cli_num(char *buf, size_t n, const char *fmt, double x)
+    __attribute__((format(printf, 3, 0)));
+
 const char *pd_cli_models_dir(void);
 
 #endif

@@ -759,7 +759,7 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
             ok = pd_buf_printf(b, "  answer logprob %.4f nats\n", lp_full);
         }
         ok = ok && pd_buf_printf(b, "  %4s %-9s %6s %8s %8s %8s %8s%s  %s\n", "step", "kind",
-                                 "tokens", "first", "mean", "entropy", "attn",
+                                 "tokens", "1st-s", "mean-s", "entropy", "imp",
                                  sens ? "    sens" : "", "text");
         for (size_t j = 0; ok && j < n_steps; j++) {
             const struct pd_step_rec *s = &steps[j];
@@ -770,14 +770,24 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
                 break;
             }
             preview(txt.data ? txt.data : "", txt.len, pv, sizeof pv);
-            ok = pd_buf_printf(b, "  %4d %-9s %6zu %8.3f %8.3f %8.3f %8.3f", s->index,
+            char fs[16], ms[16], es[16], im[16];
+            ok = pd_buf_printf(b, "  %4d %-9s %6zu %8s %8s %8s %8s", s->index,
                                pd_step_kind_name(s->kind), spans[j].i_end - spans[j].i_begin,
-                               (double)s->first_surprisal, (double)s->mean_surprisal,
-                               (double)s->mean_entropy, (double)s->attn_received);
+                               pd_cli_num(fs, sizeof fs, "%.3f", s->first_surprisal),
+                               pd_cli_num(ms, sizeof ms, "%.3f", s->mean_surprisal),
+                               pd_cli_num(es, sizeof es, "%.3f", s->mean_entropy),
+                               pd_cli_num(im, sizeof im, "%.3f", s->attn_received));
             if (ok && sens) {
                 ok = pd_buf_printf(b, " %8.4f", sens[j]);
             }
             ok = ok && pd_buf_printf(b, "%s %s\n", s->pruned ? " x" : "  ", pv);
+        }
+        if (ok && n_steps > 0) {
+            ok = pd_buf_printf(b, "  (1st-s, mean-s: surprisal in bits; entropy in bits; imp: "
+                                  "attention mass received from later steps%s; -: not "
+                                  "defined)\n",
+                               sens ? "; sens: answer logprob change in nats without the step"
+                                    : "");
         }
     }
     pd_buf_deinit(&txt);

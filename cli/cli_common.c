@@ -225,3 +225,13 @@ struct pd_store *pd_cli_open_db(const char *db, enum pd_cli_db mode)
     }
     return st;
 }
+
+const char *pd_cli_num(char *buf, size_t n, const char *fmt, double x)
+{
+    if (isnan(x)) {
+        snprintf(buf, n, "-");
+    } else {
+        snprintf(buf, n, fmt, x);
+    }
+    return buf;
+}

@@ -853,18 +853,22 @@ static int show_text(struct pd_store *st, int64_t id)
     size_t n_steps, n_ann;
     const struct pd_step_rec *steps = pd_replay_steps(r, &n_steps);
     if (n_steps) {
-        printf("\n== steps ==\n%5s %-9s %13s %8s %8s %8s %s\n", "STEP", "KIND", "SPAN", "SURPR",
-               "FIRST", "ENTROPY", "");
+        printf("\n== steps ==\n%5s %-9s %13s %8s %8s %8s %8s %s\n", "STEP", "KIND", "SPAN",
+               "1ST-S", "MEAN-S", "ENTROPY", "IMP", "");
         for (size_t i = 0; i < n_steps; i++) {
             const struct pd_step_rec *k = &steps[i];
-            char span[32];
+            char span[32], fs[16], ms[16], es[16], im[16];
             snprintf(span, sizeof span, "%lld-%lld", (long long)k->pos_begin,
                      (long long)k->pos_end);
-            printf("%5d %-9s %13s %8.2f %8.2f %8.2f %s\n", (int)k->index,
-                   pd_step_kind_name(k->kind), span, (double)k->mean_surprisal,
-                   (double)k->first_surprisal, (double)k->mean_entropy,
-                   k->pruned ? "pruned" : "");
+            printf("%5d %-9s %13s %8s %8s %8s %8s %s\n", (int)k->index,
+                   pd_step_kind_name(k->kind), span,
+                   pd_cli_num(fs, sizeof fs, "%.2f", k->first_surprisal),
+                   pd_cli_num(ms, sizeof ms, "%.2f", k->mean_surprisal),
+                   pd_cli_num(es, sizeof es, "%.2f", k->mean_entropy),
+                   pd_cli_num(im, sizeof im, "%.3f", k->attn_received), k->pruned ? "pruned" : "");
         }
+        printf("(1ST-S, MEAN-S: surprisal in bits; ENTROPY in bits; IMP: attention mass "
+               "received from later steps; -: not defined)\n");
     }
     const struct pd_annotation *ann = pd_replay_annotations(r, &n_ann);
     if (n_ann) {

@@ -1706,8 +1706,11 @@ static enum pd_status bpe_fragment(struct enc *e, const char *text, size_t len)
     return PD_OK;
 }
 
-enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t len, bool add_bos,
-                             bool parse_special, int32_t **ids, size_t *n, struct pd_err *err)
+/* first_prefix: SPM's space prefix before the first text run (false for text that
+ * continues a sequence). */
+static enum pd_status encode(const struct pd_tok *t, const char *text, size_t len, bool add_bos,
+                             bool parse_special, bool first_prefix, int32_t **ids, size_t *n,
+                             struct pd_err *err)
 {
     *ids = NULL;
     *n = 0;
@@ -1725,7 +1728,8 @@ enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t le
         rc = PD_ENOMEM;
         goto done;
     }
-    bool prev_special = true; /* SPM: the first text run gets the space prefix */
+    bool prev_special = first_prefix; /* SPM: a text run after a special token (or the
+                                       * start) gets the space prefix */
     for (size_t f = 0; f < e.n_frags && rc == PD_OK; f++) {
         struct frag fr = e.frags[f];
         if (fr.id != NONE) {
@@ -1749,6 +1753,19 @@ done:
     }
     enc_free(&e);
     return rc;
+}
+
+enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t len, bool add_bos,
+                             bool parse_special, int32_t **ids, size_t *n, struct pd_err *err)
+{
+    return encode(t, text, len, add_bos, parse_special, true, ids, n, err);
+}
+
+enum pd_status pd_tok_encode_cont(const struct pd_tok *t, const char *text, size_t len,
+                                  bool parse_special, int32_t **ids, size_t *n,
+                                  struct pd_err *err)
+{
+    return encode(t, text, len, false, parse_special, false, ids, n, err);
 }
 
 /* ---- decode and accessors ---- */

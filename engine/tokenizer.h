@@ -95,6 +95,13 @@ enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t le
                              bool add_bos, bool parse_special, int32_t **ids, size_t *n,
                              struct pd_err *err);
 
+/* As pd_tok_encode without BOS, for text that continues a sequence (injected text, forced
+ * markers): SentencePiece's space prefix is not added before the first text run, so the
+ * tokens decode to exactly the text given; after a special token it is, as at the start. */
+enum pd_status pd_tok_encode_cont(const struct pd_tok *t, const char *text, size_t len,
+                                  bool parse_special, int32_t **ids, size_t *n,
+                                  struct pd_err *err);
+
 /* The bytes a token stands for: SPM U+2581 becomes a space and <0xNN> that byte;
  * byte-level BPE text is mapped back from the GPT-2 alphabet; CONTROL, UNKNOWN and
  * USER_DEFINED tokens render as their text; UNUSED and UNDEFINED tokens are empty.

@@ -357,6 +357,19 @@ static void test_spm_accessors(void **state)
     assert_memory_equal(b.data, " \xC3\x28 \xFF\xFE", 6);
     pd_buf_deinit(&b);
     free(ids);
+    /* Text that continues a sequence (an injection) gets no space prefix: it decodes to
+     * exactly what was typed, and a leading space the user typed is kept. */
+    static const char *const cont[] = {"Wait", " let me check", "x"};
+    for (size_t k = 0; k < sizeof cont / sizeof cont[0]; k++) {
+        assert_int_equal(pd_tok_encode_cont(t, cont[k], strlen(cont[k]), true, &ids, &n, &err),
+                         PD_OK);
+        pd_buf_init(&b);
+        assert_int_equal(pd_tok_decode(t, ids, n, &b, &err), PD_OK);
+        assert_int_equal(b.len, strlen(cont[k]));
+        assert_memory_equal(b.data, cont[k], b.len);
+        pd_buf_deinit(&b);
+        free(ids);
+    }
     int32_t bad_ids[] = {5, 512};
     pd_buf_init(&b);
     assert_int_equal(pd_tok_decode(t, bad_ids, 2, &b, &err), PD_EINVAL);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "metrics.h"
 #include "utf8.h"
 #include "cmdline.h"
 #include "keys.h"
@@ -123,17 +124,69 @@ static void test_wrap_ascii_and_newlines(void **state)
     pd_wrap_init(&w, 8);
     assert_int_equal(pd_wrap_update(&w, &src), PD_OK);
     char buf[64];
+    /* Words move down whole: "world" does not fit after "hello ". */
     assert_int_equal(w.n_lines, 3);
     line_text(&w, &src, 0, buf, sizeof buf);
-    assert_string_equal(buf, "hello wo");
+    assert_string_equal(buf, "hello ");
     line_text(&w, &src, 1, buf, sizeof buf);
-    assert_string_equal(buf, "rld$");
+    assert_string_equal(buf, "world$");
     line_text(&w, &src, 2, buf, sizeof buf);
     assert_string_equal(buf, "ab");
     assert_int_equal(pd_wrap_line_of(&w, &src, 0), 0);
-    assert_int_equal(pd_wrap_line_of(&w, &src, 1), 0); /* "world" starts on line 0 */
+    assert_int_equal(pd_wrap_line_of(&w, &src, 1), 1);
     assert_int_equal(pd_wrap_line_of(&w, &src, 3), 2);
     pd_wrap_deinit(&w);
+}
+
+static void test_wrap_words(void **state)
+{
+    (void)state;
+    struct items s = {0};
+    /* Tokens that begin with their space, as BPE and SentencePiece pieces do, a word split
+     * over two tokens, and a word longer than the line. */
+    it_add(&s, "The");
+    it_add(&s, " cat");
+    it_add(&s, " sat");
+    it_add(&s, " on");
+    it_add(&s, " the");
+    it_add(&s, " ma");
+    it_add(&s, "tt");
+    it_add(&s, "ress");
+    it_add(&s, " abcdefghijklmnop");
+    it_add(&s, " end");
+    struct pd_wrap_src src = it_src(&s);
+    struct pd_wrap w;
+    pd_wrap_init(&w, 10);
+    assert_int_equal(pd_wrap_update(&w, &src), PD_OK);
+    static const char *const want[] = {"The cat ", "sat on the", "mattress ", "abcdefghij",
+                                       "klmnop end"};
+    char buf[64];
+    assert_int_equal(w.n_lines, 5);
+    for (size_t l = 0; l < 5; l++) {
+        line_text(&w, &src, l, buf, sizeof buf);
+        assert_string_equal(buf, want[l]);
+        assert_true(line_width(&w, &src, l) <= 10);
+    }
+    /* Appending re-wraps only the last line and gives the same layout as wrapping all. */
+    struct items t = {0};
+    for (size_t i = 0; i < s.n; i++) {
+        it_add(&t, s.text[i]);
+    }
+    struct pd_wrap w2;
+    pd_wrap_init(&w2, 10);
+    struct pd_wrap_src src2 = it_src(&t);
+    src2.n = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        src2.n = i + 1;
+        assert_int_equal(pd_wrap_update(&w2, &src2), PD_OK);
+    }
+    assert_int_equal(w2.n_lines, w.n_lines);
+    for (size_t l = 0; l < w.n_lines; l++) {
+        assert_int_equal(w2.lines[l].item, w.lines[l].item);
+        assert_int_equal(w2.lines[l].off, w.lines[l].off);
+    }
+    pd_wrap_deinit(&w);
+    pd_wrap_deinit(&w2);
 }
 
 static void test_wrap_wide_never_straddles(void **state)
@@ -410,7 +463,44 @@ static void test_app_steps_and_importance(void **state)
     /* Tokens 9.. attend to position 3 (step 0) with weight 0.5 in both layers. */
     assert_true(a.steps[0].recv > 5.0f);
     assert_float_equal(a.steps[1].recv, 0.0f, 1e-6);
+    assert_true(isnan(a.steps[2].recv)); /* no later step yet */
     assert_int_equal(a.n_layer, 2);
+    /* Colour modes map tokens to levels by their own measure. */
+    assert_int_equal(pd_app_colour_level(&a, 8), 7); /* surprisal 13 bits */
+    pd_app_set_colour(&a, PD_COLOUR_ENTROPY);
+    assert_int_equal(pd_app_colour_level(&a, 8), 1); /* entropy 1.5 bits */
+    a.cursor = 20;                                     /* attends to 3 with 0.5 per layer */
+    pd_app_set_colour(&a, PD_COLOUR_ATTN_FROM);
+    assert_int_equal(pd_app_colour_level(&a, 3), 6);
+    assert_int_equal(pd_app_colour_level(&a, 4), 0);
+    assert_int_equal(pd_app_colour_level(&a, 21), 0); /* after the cursor */
+    pd_app_set_colour(&a, PD_COLOUR_ATTN_RECV);
+    pd_app_colour_prepare(&a);
+    assert_int_equal(pd_app_colour_level(&a, 3), 7);  /* 0.5 from each of 17 tokens */
+    assert_int_equal(pd_app_colour_level(&a, 2), 0);
+    pd_app_set_colour(&a, PD_COLOUR_STEP);
+    assert_int_not_equal(pd_app_colour_level(&a, 2), 0);
+    assert_int_equal(pd_app_colour_level(&a, 0), 0); /* the prompt is in no step */
+    char legend[64];
+    const char *labels[PD_APP_LEVELS];
+    pd_app_colour_legend(&a, legend, sizeof legend, labels);
+    assert_string_equal(legend, "step");
+    pd_app_set_colour(&a, PD_COLOUR_SURPRISAL);
+    a.cursor = a.n_toks - 1;
+    /* One definition: the workbench's importance is analyze's attn_received. */
+    struct pd_step_rec recs[3];
+    for (int k = 0; k < 3; k++) {
+        recs[k] = a.steps[k].rec;
+    }
+    struct pd_err merr;
+    assert_int_equal(pd_metrics_steps(a.toks, a.n_toks, recs, 3, NULL, &merr), PD_OK);
+    for (int k = 0; k < 3; k++) {
+        if (isnan(recs[k].attn_received)) {
+            assert_true(isnan(a.steps[k].recv));
+        } else {
+            assert_float_equal(a.steps[k].recv, recs[k].attn_received, 1e-5);
+        }
+    }
     /* The trace shows a step marker before each step's first token. */
     struct pd_wrap_src src = pd_app_wrap_src(&a);
     assert_string_equal(src.prefix(src.ud, 8), "\xe2\x96\xb8");
@@ -472,10 +562,40 @@ static void test_app_live_actions(void **state)
     assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
     pd_app_do(&a, PD_ACT_ANSWER_NOW);
     assert_true(pop_cmd(&a, PD_CMD_ANSWER_NOW, &fx));
+    /* m only stages the mode; it reaches the session once the keys settle. */
     pd_app_do(&a, PD_ACT_MODE_CYCLE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 0.1);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 1.0);
     assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
     assert_int_equal(fx.cmd.mode, PD_MODE_SHORT);
     assert_int_equal(fx.cmd.budget, 256);
+    assert_false(fx.cmd.close_thinking);
+    pd_app_tick(&a, 1.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* sent once */
+    /* Cycling while paused: only the final choice goes, on resume, and passing through
+     * none closes nothing. */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_PAUSE, &fx));
+    ev_simple(&a, PD_EV_PAUSED, 28, NULL);
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* short -> none */
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* none -> long */
+    pd_app_tick(&a, 5.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* nothing while paused */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_LONG);
+    assert_false(fx.cmd.close_thinking);
+    assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
+    /* :mode none is explicit: it ends thinking at once. */
+    pd_app_command(&a, "mode none");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_NONE);
+    assert_true(fx.cmd.close_thinking);
+    pd_app_command(&a, "mode short");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_false(fx.cmd.close_thinking);
     /* :policy checks the spec and queues it for the engine side to build. */
     pd_app_command(&a, "policy h2o:16,shadow");
     assert_true(pop_cmd(&a, PD_CMD_SET_POLICY, &fx));
@@ -499,6 +619,29 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "goto 5");
     assert_int_equal(a.cursor, 5);
     assert_false(a.follow);
+    /* Under greedy decoding a resample would repeat the parent: refused, with the way out. */
+    pd_app_do(&a, PD_ACT_BRANCH);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, ":temp"));
+    /* :temp and friends check their ranges and queue what is sampled next. */
+    pd_app_command(&a, "temp 101");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "temp: expected a number in [0, 100]"));
+    pd_app_command(&a, "top-p 0");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_command(&a, "top-k -1");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_command(&a, "seed 7");
+    assert_true(pop_cmd(&a, PD_CMD_SET_SAMPLING, &fx));
+    assert_int_equal(fx.cmd.sampling.seed, 7);
+    a.sampling = fx.cmd.sampling; /* what the live side does once the session took it */
+    pd_app_command(&a, "temp 0.8");
+    assert_true(pop_cmd(&a, PD_CMD_SET_SAMPLING, &fx));
+    assert_float_equal(fx.cmd.sampling.temperature, 0.8, 1e-6);
+    assert_int_equal(fx.cmd.sampling.seed, 7); /* the others kept */
+    a.sampling = fx.cmd.sampling;
+    pd_app_command(&a, "temp");
+    assert_non_null(strstr(a.msg, "temp 0.8"));
     pd_app_do(&a, PD_ACT_BRANCH);
     assert_true(pop_cmd(&a, PD_CMD_BRANCH, &fx));
     assert_int_equal(fx.cmd.pos, 6);
@@ -552,9 +695,25 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "frobnicate now");
     assert_true(a.msg_error);
     assert_non_null(strstr(a.msg, "frobnicate"));
-    /* After the end, session commands are refused. */
+    /* After an end the session waits: pause says c continues; c asks for -n more tokens
+     * and the continue event re-opens the trace. */
+    assert_false(pd_app_fx_pop(&a, &fx));
+    a.continue_n = 40;
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* still generating: nothing to continue */
     ev_simple(&a, PD_EV_FINISHED, 27, "length");
+    assert_non_null(strstr(a.msg, "c continues"));
     pd_app_do(&a, PD_ACT_PAUSE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "c continues"));
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_true(pop_cmd(&a, PD_CMD_CONTINUE, &fx));
+    assert_int_equal(fx.cmd.budget, 40);
+    ev_simple(&a, PD_EV_RESUMED, 27, "continue");
+    assert_false(a.finished);
+    /* A stopped or failed generation takes no more commands. */
+    ev_simple(&a, PD_EV_FINISHED, 27, "stopped");
+    pd_app_do(&a, PD_ACT_CONTINUE);
     assert_false(pd_app_fx_pop(&a, &fx));
     assert_true(a.msg_error);
     pd_app_deinit(&a);
@@ -717,6 +876,30 @@ static void test_app_branch_and_events(void **state)
     ev_simple(&a, PD_EV_MODE, 11, "short:100");
     assert_int_equal(a.mode, PD_MODE_SHORT);
     assert_int_equal(a.short_budget, 100);
+    /* Prune-and-continue drops a span from the cache: the map shows it pruned, not
+     * evicted, and a branch before its end cuts it there. */
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_PRUNED;
+    ev.pos = 2;
+    ev.pos_end = 5;
+    snprintf(ev.text, sizeof ev.text, "cache");
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 2), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 1, 4), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 5), PD_KV_CELL_KEPT);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 1), PD_KV_CELL_KEPT);
+    ev_simple(&a, PD_EV_BRANCHED, 4, "resample");
+    assert_int_equal(a.n_drops, 1);
+    assert_int_equal(a.drops[0].end, 4);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 3), PD_KV_CELL_PRUNED);
+    ev_simple(&a, PD_EV_BRANCHED, 2, "resample");
+    assert_int_equal(a.n_drops, 0);
+    /* A new budget (K, :budget) reaches the policy text the KV pane's title shows. */
+    assert_int_equal(pd_app_set_policy(&a, "h2o:16,recent=4", &err), PD_OK);
+    ev_simple(&a, PD_EV_MODE, 2, "kv budget 8");
+    assert_int_equal(a.kv_budget, 8);
+    assert_non_null(strstr(a.kv_policy, "h2o:8"));
+    assert_null(strstr(a.kv_policy, "16"));
     ev_simple(&a, PD_EV_ERROR, 11, "boom");
     assert_true(a.finished);
     assert_string_equal(a.error, "boom");
@@ -884,6 +1067,39 @@ static void test_keys_table(void **state)
     assert_true(pd_keys_help_line(0, line, sizeof line));
     assert_non_null(strstr(line, "space"));
     assert_false(pd_keys_help_line(pd_keys_help_count(), line, sizeof line));
+    /* The help lists the commands and explains the columns with units. */
+    bool has_temp = false, has_imp = false;
+    for (size_t i = 0; pd_keys_help_line(i, line, sizeof line); i++) {
+        has_temp |= strstr(line, ":temp T") != NULL;
+        has_imp |= strncmp(line, "imp ", 4) == 0 && strstr(line, "attention mass") != NULL;
+    }
+    assert_true(has_temp);
+    assert_true(has_imp);
+    /* The hint bar: keys for the pane and state, whole pairs only, help and quit kept. */
+    struct pd_app a;
+    struct pd_err err;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    char hint[256];
+    pd_keys_hint(&a, hint, sizeof hint, 200);
+    assert_non_null(strstr(hint, "space play"));
+    assert_non_null(strstr(hint, "? help  q quit"));
+    size_t hn = pd_keys_hint(&a, hint, sizeof hint, 20);
+    assert_true(hn <= 20);
+    assert_string_equal(hint, "? help  q quit");
+    a.focus = PD_PANE_INSPECT;
+    pd_keys_hint(&a, hint, sizeof hint, 200);
+    assert_true(strncmp(hint, "j/k alternative", 15) == 0);
+    assert_null(strstr(hint, "steer")); /* steering needs a live model */
+    /* Messages fade after MSG_TTL_S; errors stay until the next key or message. */
+    pd_app_msg(&a, false, "hello");
+    pd_app_tick(&a, MSG_TTL_S / 2);
+    assert_string_equal(a.msg, "hello");
+    pd_app_tick(&a, MSG_TTL_S);
+    assert_string_equal(a.msg, "");
+    pd_app_msg(&a, true, "bad");
+    pd_app_tick(&a, 2 * MSG_TTL_S);
+    assert_string_equal(a.msg, "bad");
+    pd_app_deinit(&a);
 }
 
 static void test_keys_doc_matches(void **state)
@@ -1219,6 +1435,7 @@ int main(void)
     setlocale(LC_ALL, "C.UTF-8");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wrap_ascii_and_newlines),
+        cmocka_unit_test(test_wrap_words),
         cmocka_unit_test(test_wrap_wide_never_straddles),
         cmocka_unit_test(test_wrap_broken_utf8),
         cmocka_unit_test(test_wrap_controls_tabs_prefix),

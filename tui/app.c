@@ -15,6 +15,8 @@
 #include "attn_blob.h"
 #include "mem.h"
 #include "policies.h"
+#include "metrics.h"
+#include "keys.h"
 #include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
@@ -35,6 +37,7 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
     vsnprintf(a->msg, sizeof a->msg, fmt, ap);
     va_end(ap);
     a->msg_error = error;
+    a->msg_at = a->clock;
     a->dirty |= PD_DIRTY_CMDLINE;
 }
 
@@ -93,6 +96,9 @@ enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_er
     a->speed = 20.0;
     a->short_budget = 256;
     a->mode = PD_MODE_LONG;
+    a->sampling = pd_sampler_default_params();
+    a->colour_layer = -1;
+    a->tok_recv_for = SIZE_MAX;
     snprintf(a->kv_policy, sizeof a->kv_policy, "full");
     snprintf(a->backend, sizeof a->backend, "cpu");
     pd_wrap_init(&a->wrap, 80);
@@ -117,6 +123,13 @@ void pd_app_deinit(struct pd_app *a)
     free(a->tags);
     free(a->kv);
     free(a->kv_map);
+    free(a->drops);
+    free(a->recv_acc);
+    free(a->tok_recv);
+    free(a->tree);
+    free(a->diff_text[0]);
+    free(a->diff_text[1]);
+    free(a->recv_recs);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
@@ -145,6 +158,32 @@ const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len)
         return NULL;
     }
     return a->piece(a->piece_ud, id, len);
+}
+
+void pd_app_new_session(struct pd_app *a)
+{
+    for (size_t k = 0; k < a->n_steps; k++) {
+        a->steps[k].in_db = false;
+        a->steps[k].pruned_saved = false;
+        a->steps[k].rec.pruned = false;
+    }
+    a->n_tags = 0;
+    pd_app_count_step_tags(a);
+    a->quit_armed = false;
+    a->dirty |= PD_DIRTY_TRACE | PD_DIRTY_STEPS | PD_DIRTY_STATUS;
+}
+
+void pd_app_unsaved_counts(const struct pd_app *a, size_t *prunes, size_t *tags,
+                           size_t *prefs)
+{
+    *prunes = *tags = 0;
+    for (size_t i = 0; i < a->n_steps; i++) {
+        *prunes += a->steps[i].rec.pruned != a->steps[i].pruned_saved;
+    }
+    for (size_t i = 0; i < a->n_tags; i++) {
+        *tags += !a->tags[i].saved;
+    }
+    *prefs = a->pref_over && !a->pref_saved;
 }
 
 bool pd_app_unsaved(const struct pd_app *a)
@@ -337,6 +376,20 @@ static bool steps_reserve(struct pd_app *a, size_t n)
         return false;
     }
     a->steps = ns;
+    if (a->cap_steps > a->cap_recv) {
+        double *acc = pd_realloc_array(a->recv_acc, a->cap_steps, sizeof *acc);
+        if (acc) {
+            a->recv_acc = acc;
+        }
+        struct pd_step_rec *r = pd_realloc_array(a->recv_recs, a->cap_steps, sizeof *r);
+        if (r) {
+            a->recv_recs = r;
+        }
+        if (!acc || !r) {
+            return false;
+        }
+        a->cap_recv = a->cap_steps;
+    }
     return true;
 }
 
@@ -395,39 +448,45 @@ static void assign_tok_steps(struct pd_app *a, size_t from)
 }
 
 /* Attention of token i to earlier steps (not its own): the importance of those steps. */
-static void attn_attribute(struct pd_app *a, size_t i)
+/* Importance (analysis/metrics.h, attn_received): token i of step k credits steps 0..k-1
+ * through the one definition pd_metrics_credit holds; tokens outside steps credit none. */
+static void recv_publish(struct pd_app *a)
 {
-    int nl, nt;
-    if (!pd_app_attn_dims(a, i, &nl, &nt)) {
-        return;
+    for (size_t k = 0; k < a->n_steps; k++) {
+        struct pd_app_step *s = &a->steps[k];
+        s->recv = (int32_t)k < a->recv_last ? (float)a->recv_acc[k] : NAN;
+        s->rec.attn_received = s->recv;
     }
-    int32_t own = a->tok_step[i];
-    for (int l = 0; l < nl; l++) {
-        for (int k = 0; k < nt; k++) {
-            uint32_t q;
-            float w;
-            if (!pd_app_attn_entry(a, i, l, k, &q, &w)) {
-                continue;
-            }
-            int32_t s = a->tok_step[q];
-            if (s >= 0 && s != own) {
-                a->steps[s].recv += w / (float)nl;
-            }
-        }
+}
+
+static bool attn_attribute(struct pd_app *a, size_t i)
+{
+    int32_t k = a->tok_step[i];
+    const struct pd_token_rec *t = &a->toks[i];
+    if (k < 0 || (size_t)k >= a->cap_recv || !t->attn) {
+        return false;
     }
+    for (int32_t j = 0; j <= k; j++) {
+        a->recv_recs[j] = a->steps[j].rec;
+    }
+    bool had = pd_metrics_credit(t->attn, t->attn_len, a->recv_recs, (size_t)k, a->recv_acc);
+    if (had && k > a->recv_last) {
+        a->recv_last = k;
+    }
+    return had;
 }
 
 void pd_app_recompute_importance(struct pd_app *a)
 {
+    a->recv_gen++;
+    a->recv_last = -1;
     for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].recv = 0.0f;
+        a->recv_acc[k] = 0.0;
     }
     for (size_t i = 0; i < a->n_toks; i++) {
         attn_attribute(a, i);
     }
-    for (size_t k = 0; k < a->n_steps; k++) {
-        a->steps[k].rec.attn_received = a->steps[k].recv;
-    }
+    recv_publish(a);
 }
 
 /* Applies the segmenter's output after token `tok` was fed. */
@@ -466,7 +525,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec = a->seg_out.items[k];
         s->rec.index = (int32_t)(a->n_steps - 1);
         if (had_open && s->rec.pos_begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if ((size_t)s->rec.pos_begin < first_changed) {
@@ -484,7 +542,6 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
         s->rec.pos_end = (int64_t)a->n_toks;
         s->rec.attn_received = NAN;
         if (begin == old_open_begin) {
-            s->recv = old_open.recv;
             s->n_tags = old_open.n_tags;
         }
         if (begin != old_open_begin && (size_t)begin < first_changed) {
@@ -508,6 +565,7 @@ enum pd_status pd_app_seg_apply(struct pd_app *a, struct pd_err *err)
             scroll_to_cursor(a);
             a->dirty |= PD_DIRTY_TRACE;
         }
+        pd_app_recompute_importance(a); /* steps moved: credit again from scratch */
         a->dirty |= PD_DIRTY_STEPS;
     }
     a->seg_out.n = 0;
@@ -583,6 +641,7 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
         a->n_layer = nl;
     }
     if (a->kind == PD_APP_LIVE) {
+        uint64_t recv_gen = a->recv_gen;
         if (a->seg && !a->seg_failed) {
             struct pd_err e2;
             if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
@@ -591,7 +650,9 @@ enum pd_status pd_app_push_token_take(struct pd_app *a, struct pd_token_rec *t,
                 pd_app_msg(a, true, "step segmentation stopped: %s", e2.msg);
             }
         }
-        attn_attribute(a, i);
+        if (a->recv_gen == recv_gen && attn_attribute(a, i)) { /* else recomputed with it */
+            recv_publish(a);
+        }
         a->n_visible = a->n_toks;
         pd_app_kv_sync(a);
         after_visible_grew(a);
@@ -688,6 +749,12 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
     if (pos < 0 || pos >= (int64_t)a->n_visible) {
         return PD_KV_CELL_NONE;
     }
+    for (size_t i = 0; i < a->n_drops; i++) {
+        const struct pd_app_drop *d = &a->drops[i];
+        if (pos >= d->begin && pos < d->end && d->at_pos <= (int64_t)a->n_visible) {
+            return PD_KV_CELL_PRUNED;
+        }
+    }
     if ((uint64_t)pos < a->kv_map_cap && layer >= 0 && layer < a->kv_map_layers &&
         a->kv_map[(size_t)pos * (size_t)a->kv_map_layers + (size_t)layer]) {
         return PD_KV_CELL_EVICTED;
@@ -699,6 +766,21 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
         return PD_KV_CELL_PROTECTED;
     }
     return PD_KV_CELL_KEPT;
+}
+
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err)
+{
+    struct pd_policy_spec sp;
+    enum pd_status st = pd_policy_parse(a->kv_policy, &sp, err);
+    if (st) {
+        return st;
+    }
+    sp.has_budget = true;
+    sp.budget.is_ratio = false;
+    sp.budget.slots = slots;
+    char text[sizeof a->kv_policy];
+    st = pd_policy_format(&sp, text, sizeof text, err);
+    return st ? st : pd_app_set_policy(a, text, err);
 }
 
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err)
@@ -827,6 +909,67 @@ enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err)
     return PD_OK;
 }
 
+/* Rebuilds the live segmenter over the tokens held, so its open step matches them (after
+ * a branch rewound the trace, or a continue reopened a finished one). Steps that begin
+ * where they began before keep their prune state, database state and text. */
+static void resegment(struct pd_app *a)
+{
+    if (!a->seg) {
+        return;
+    }
+    size_t n_old = a->n_steps;
+    struct pd_app_step *old = n_old ? pd_malloc_array(n_old, sizeof *old) : NULL;
+    if (old) {
+        memcpy(old, a->steps, n_old * sizeof *old);
+    }
+    pd_steps_seg_close(&a->seg);
+    struct pd_err e2;
+    a->n_steps = 0;
+    if (pd_steps_seg_open(NULL, &a->seg, &e2) == PD_OK) {
+        a->seg_failed = false;
+        size_t n = a->n_toks;
+        a->n_toks = 0;
+        for (size_t i = 0; i < n && !a->seg_failed; i++) {
+            a->n_toks = i + 1;
+            if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
+                pd_app_seg_apply(a, &e2)) {
+                a->seg_failed = true;
+            }
+        }
+        a->n_toks = n;
+        if (a->n_steps > 0 && a->steps[a->n_steps - 1].open) {
+            a->steps[a->n_steps - 1].rec.pos_end = (int64_t)n;
+        }
+    } else {
+        a->seg_failed = true;
+    }
+    for (size_t k = 0, j = 0; old && k < a->n_steps; k++) {
+        while (j < n_old && old[j].rec.pos_begin < a->steps[k].rec.pos_begin) {
+            j++;
+        }
+        if (j < n_old && old[j].rec.pos_begin == a->steps[k].rec.pos_begin) {
+            a->steps[k].rec.pruned = old[j].rec.pruned;
+            a->steps[k].pruned_saved = old[j].pruned_saved;
+            a->steps[k].in_db = old[j].in_db && old[j].rec.pos_end == a->steps[k].rec.pos_end;
+        }
+    }
+    free(old);
+}
+
+void pd_app_reopen(struct pd_app *a)
+{
+    a->finished = false;
+    a->finish_reason[0] = '\0';
+    a->paused = false;
+    resegment(a);
+    if (a->n_toks > 0) {
+        assign_tok_steps(a, 0);
+    }
+    pd_app_recompute_importance(a);
+    a->follow = true;
+    a->dirty = PD_DIRTY_ALL;
+}
+
 /* Drops tokens at positions >= pos (a branch rewinds the trace). */
 void pd_app_truncate_to(struct pd_app *a, size_t pos)
 {
@@ -843,29 +986,8 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
     while (a->n_steps > 0 && a->steps[a->n_steps - 1].rec.pos_begin >= (int64_t)pos) {
         a->n_steps--;
     }
-    /* Re-segment the kept tokens so the open step matches what the segmenter knows. */
     if (a->seg) {
-        pd_steps_seg_close(&a->seg);
-        struct pd_err e2;
-        a->n_steps = 0;
-        if (pd_steps_seg_open(NULL, &a->seg, &e2) == PD_OK) {
-            a->seg_failed = false;
-            size_t n = a->n_toks;
-            a->n_toks = 0;
-            for (size_t i = 0; i < n && !a->seg_failed; i++) {
-                a->n_toks = i + 1;
-                if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
-                    pd_app_seg_apply(a, &e2)) {
-                    a->seg_failed = true;
-                }
-            }
-            a->n_toks = n;
-            if (a->n_steps > 0 && a->steps[a->n_steps - 1].open) {
-                a->steps[a->n_steps - 1].rec.pos_end = (int64_t)n;
-            }
-        } else {
-            a->seg_failed = true;
-        }
+        resegment(a);
     } else if (a->n_steps > 0 && a->steps[a->n_steps - 1].rec.pos_end > (int64_t)pos) {
         a->steps[a->n_steps - 1].rec.pos_end = (int64_t)pos;
     }
@@ -880,6 +1002,18 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
         }
     }
     a->n_kv = k;
+    k = 0;
+    for (size_t j = 0; j < a->n_drops; j++) {
+        /* a span dropped before the fork stays dropped in the branch's cache */
+        struct pd_app_drop d = a->drops[j];
+        if (d.begin < (int64_t)pos) {
+            d.end = d.end < (int64_t)pos ? d.end : (int64_t)pos;
+            d.at_pos = d.at_pos < (int64_t)pos ? d.at_pos : (int64_t)pos;
+            a->drops[k++] = d;
+        }
+    }
+    a->n_drops = k;
+    a->tok_recv_for = SIZE_MAX;
     a->n_visible = a->n_toks;
     a->kv_map_visible = SIZE_MAX;
     pd_app_kv_sync(a);
@@ -929,8 +1063,21 @@ void pd_app_seek(struct pd_app *a, size_t n)
     pd_app_set_visible(a, n);
 }
 
+#define MODE_SETTLE_S 0.6 /* m presses closer than this count as one choice */
+
 void pd_app_tick(struct pd_app *a, double dt_s)
 {
+    if (dt_s > 0) {
+        a->clock += dt_s;
+    }
+    if (a->msg[0] && !a->msg_error && a->clock - a->msg_at >= MSG_TTL_S) {
+        a->msg[0] = '\0';
+        a->dirty |= PD_DIRTY_CMDLINE;
+    }
+    if (a->kind == PD_APP_LIVE && a->mode_pending && !a->paused && !a->pause_pending &&
+        !a->finished && a->clock - a->mode_chosen_at >= MODE_SETTLE_S) {
+        pd_app_send_mode(a, false);
+    }
     if (a->kind != PD_APP_REPLAY || !a->playing || dt_s <= 0) {
         return;
     }
@@ -1033,4 +1180,52 @@ void pd_app_mark_saved(struct pd_app *a)
     a->pref_saved = true;
     a->quit_armed = false;
     a->dirty |= PD_DIRTY_STATUS | PD_DIRTY_STEPS;
+}
+
+/* ---- branch tree and diff overlays ---------------------------------------------------- */
+
+void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n)
+{
+    free(a->tree);
+    a->tree = tree;
+    a->n_tree = n;
+    a->tree_sel = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tree[i].id == a->session_id) {
+            a->tree_sel = i;
+        }
+    }
+    a->help = true;
+    a->overlay = PD_OVERLAY_BRANCHES;
+    a->help_top = 0;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
+                     char *parent_text, char *branch_text)
+{
+    free(a->diff_text[0]);
+    free(a->diff_text[1]);
+    a->diff_text[0] = parent_text;
+    a->diff_text[1] = branch_text;
+    a->diff_id[0] = parent;
+    a->diff_id[1] = branch;
+    a->diff_fork = fork;
+    a->help = true;
+    a->overlay = PD_OVERLAY_DIFF;
+    a->help_top = 0;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+int pd_app_overlay_lines(const struct pd_app *a)
+{
+    switch (a->overlay) {
+    case PD_OVERLAY_BRANCHES:
+        return (int)a->n_tree + 1;
+    case PD_OVERLAY_DIFF:
+        return 1000; /* as tall as the screen allows */
+    case PD_OVERLAY_HELP:
+        break;
+    }
+    return (int)pd_keys_help_count();
 }

@@ -75,6 +75,7 @@ enum pd_action {
     PD_ACT_NONE,
     PD_ACT_PAUSE,          /* live: pause/resume generation; replay: play/pause */
     PD_ACT_ANSWER_NOW,     /* live: close the thinking span now */
+    PD_ACT_CONTINUE,       /* live, after the end: generate more (continue_n tokens) */
     PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
     PD_ACT_INJECT,         /* live: open ":inject " */
     PD_ACT_BRANCH,         /* live: branch after the cursor token */
@@ -84,6 +85,8 @@ enum pd_action {
     PD_ACT_PREFER,         /* mark this session chosen over its parent (:prefer [ID]) */
     PD_ACT_KV_BUDGET,      /* live: open ":budget " */
     PD_ACT_DIVERGENCE,     /* live: measure shadow divergence now */
+    PD_ACT_COLOUR,         /* colour the trace by the next mode (surprisal, entropy, ...) */
+    PD_ACT_BRANCHES,       /* the branch tree of this session (:branches) */
     PD_ACT_SEARCH,         /* open "/" */
     PD_ACT_SEARCH_NEXT,
     PD_ACT_SEARCH_PREV,
@@ -108,6 +111,7 @@ enum pd_action {
     PD_ACT_HELP,           /* toggle the help overlay */
     PD_ACT_CANCEL,         /* close the overlay / clear the message */
     PD_ACT_QUIT,           /* asks when unsaved: a second q quits */
+    PD_ACT_INTERRUPT,      /* Ctrl-C: as q; quitting unsaved exits 130 */
     PD_ACT_REDRAW,         /* repaint everything (Ctrl-L, resize) */
     PD_ACT_COUNT
 };
@@ -124,6 +128,9 @@ enum pd_fx_kind {
     PD_FX_SAVE,      /* write unsaved prunes and tags, flush the recording */
     PD_FX_QUIT,
     PD_FX_CMDLINE,   /* open the command line: kind (':' or '/') and initial text */
+    PD_FX_BRANCHES,  /* load the session's branch tree (pd_app_set_tree) */
+    PD_FX_DIFF,      /* load session id against its parent from the fork (pd_app_set_diff) */
+    PD_FX_OPEN,      /* show session id instead (replay) */
     PD_FX_KIND_COUNT
 };
 
@@ -132,9 +139,43 @@ struct pd_app_fx {
     struct pd_cmd cmd;       /* PD_FX_SESSION */
     char cmdline_kind;       /* PD_FX_CMDLINE */
     char text[256];          /* PD_FX_CMDLINE: initial text */
+    int64_t id;              /* PD_FX_DIFF, PD_FX_OPEN: the session */
+};
+
+/* One session of a branch tree, in depth-first order. */
+struct pd_app_branch {
+    int64_t id;
+    int64_t parent;          /* 0: the root */
+    int64_t fork_pos;
+    int64_t n_tokens;
+    int depth;
+    bool finished;
+    bool preferred;          /* chosen over its parent (a saved preference) */
+    char tags[48];
+    char title[64];          /* the user message, shortened */
+};
+
+/* What the overlay box shows when one is open (a->help). */
+enum pd_overlay {
+    PD_OVERLAY_HELP,
+    PD_OVERLAY_BRANCHES,     /* the branch tree: j/k select, Enter opens, d diffs */
+    PD_OVERLAY_DIFF,         /* parent vs branch from the fork, side by side */
 };
 
 #define PD_APP_FX_MAX 32
+
+#define MSG_TTL_S 8.0     /* seconds a message (not an error) stays on the bottom line */
+
+/* What the trace is coloured by (colour.c). */
+enum pd_colour {
+    PD_COLOUR_SURPRISAL,  /* bits, the default */
+    PD_COLOUR_ENTROPY,    /* of the next-token distribution, bits */
+    PD_COLOUR_ATTN_FROM,  /* the cursor token's attention to each earlier token */
+    PD_COLOUR_ATTN_RECV,  /* attention each token receives from all later tokens */
+    PD_COLOUR_STEP,       /* the kind of the token's step */
+    PD_COLOUR_COUNT
+};
+#define PD_APP_LEVELS 8   /* colour levels, 0 = none; term.c has a style for each */
 
 /* One step as shown: the record plus UI state. */
 struct pd_app_step {
@@ -142,7 +183,9 @@ struct pd_app_step {
     bool open;               /* still growing (live) */
     bool pruned_saved;       /* what the database holds */
     bool in_db;              /* the store has this step row */
-    float recv;              /* attention received from later steps (importance) */
+    float recv;              /* importance: attention received from the tokens of later
+                              * steps (analysis/metrics.h attn_received; attention mass,
+                              * NAN until a later step's token carries a summary) */
     double sum_s, sum_h;     /* running sums of surprisal / entropy (bits) */
     uint32_t n_s, n_h;       /* tokens with a surprisal / an entropy */
     int32_t n_tags;          /* tags on this step's span */
@@ -184,6 +227,11 @@ struct pd_app {
 
     /* ---- steps ---- */
     struct pd_app_step *steps;   /* owned [n_steps] */
+    int32_t recv_last;           /* latest step with a token carrying a summary (-1) */
+    double *recv_acc;            /* owned [cap_recv]: running importance sums per step */
+    struct pd_step_rec *recv_recs; /* owned scratch [cap_recv]: the steps' records */
+    size_t cap_recv;
+    uint64_t recv_gen;           /* counts full recomputations */
     size_t n_steps;
     size_t cap_steps;
     struct pd_steps_seg *seg;    /* owned; live segmentation (NULL in replay) */
@@ -211,6 +259,12 @@ struct pd_app {
     int32_t kv_map_layers;
     size_t kv_map_applied;       /* events applied to the map */
     size_t kv_map_visible;       /* playhead the map was built for */
+    struct pd_app_drop {         /* a span P dropped from the model's cache */
+        int64_t begin, end;      /* positions [begin, end) */
+        int64_t at_pos;          /* sequence length when it was dropped */
+    } *drops;                    /* owned [n_drops] */
+    size_t n_drops;
+    size_t cap_drops;
     bool has_div;
     double div_kl_bits;
     bool div_top1;
@@ -218,9 +272,26 @@ struct pd_app {
     /* ---- run status ---- */
     char model[96];
     char backend[16];
-    enum pd_think_mode mode;
+    enum pd_think_mode mode;     /* as shown; the session has it once mode_pending clears */
     uint32_t short_budget;       /* budget used when cycling to short */
+    bool mode_pending;           /* m chose a mode the session has not been told yet: it
+                                  * goes when the keys settle (MODE_SETTLE_S) or on resume */
+    double mode_chosen_at;       /* clock of the last m */
+    double clock;                /* seconds, advanced by pd_app_tick */
     double tok_per_s;
+    uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
+    struct pd_sampler_params sampling; /* what the session samples with (:temp, ...) */
+
+    /* ---- trace colour (colour.c) ---- */
+    enum pd_colour colour;
+    int32_t colour_layer;        /* attention modes: one layer, or -1 for the mean */
+    float *tok_recv;             /* owned [tok_recv_cap]: attention received per token */
+    size_t tok_recv_cap;
+    size_t tok_recv_for;         /* tokens [0, tok_recv_for) are summed; SIZE_MAX: stale */
+    int32_t tok_recv_layer;      /* the layer they were summed for */
+    int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
+    int64_t prefill_total;       /* (0: none shown) */
+    double prefill_rate;
     bool paused;
     bool pause_pending;          /* sent, not yet confirmed by the session */
     bool finished;
@@ -248,6 +319,13 @@ struct pd_app {
     bool narrow;                 /* the layout shares one slot between steps and KV */
     bool help;
     int help_top;
+    enum pd_overlay overlay;     /* what the open overlay shows */
+    struct pd_app_branch *tree;  /* owned [n_tree] */
+    size_t n_tree;
+    size_t tree_sel;
+    char *diff_text[2];          /* owned: the parent's and the branch's text from the fork */
+    int64_t diff_id[2];          /* the parent and the branch */
+    int64_t diff_fork;
     struct pd_wrap wrap;         /* trace line layout */
 
     /* ---- search ---- */
@@ -264,6 +342,8 @@ struct pd_app {
     int cmd_point;               /* cursor byte offset in cmd_text */
     char msg[256];               /* last message for the message line */
     bool msg_error;
+    double msg_at;               /* clock when it was set: others than errors fade after
+                                  * MSG_TTL_S, and the hint bar shows again */
 
     /* ---- replay ---- */
     bool playing;
@@ -273,6 +353,8 @@ struct pd_app {
     /* ---- quitting ---- */
     bool quit_armed;             /* one q pressed with unsaved work */
     bool quit;                   /* the loop ends */
+    bool quit_discarded;         /* it ended with unsaved edits (they are lost) */
+    bool interrupted;            /* it ended by Ctrl-C */
 
     /* ---- outbox ---- */
     struct pd_app_fx fx[PD_APP_FX_MAX];
@@ -313,6 +395,9 @@ enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err);
 /* Sets the KV policy shown (spec as for --kv): canonical text, shadow mode, budget, the
  * protected sink and recent sets. PD_EINVAL with the parser's message. */
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err);
+/* The session took a new budget (K or :budget): the policy text and the protected windows
+ * follow it. */
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err);
 
 /* Handles one session event (live). Takes ownership of ev->tok's text and blob. */
 enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_err *err);
@@ -322,15 +407,22 @@ enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_
 /* Performs an action: mutates state, sets dirty bits, may queue effects. */
 void pd_app_do(struct pd_app *a, enum pd_action act);
 
-/* Runs a command line (without the leading ':'): "inject TEXT", "tag NAME [NOTE]",
- * "budget N", "mode long|short[:N]|none", "goto POS", "seek POS", "speed X", "save",
- * "q", "q!", "quit", "prune", "branch", "divergence", "stats", "help", "prefer [ID]"
- * (this session chosen over session ID, by default over its parent; saved with s). Unknown commands
- * and bad arguments leave an error message. */
+/* Runs a `:` command line ("budget 64", "temp 0.8", ...; the table in app_commands.c,
+ * pd_app_commands, lists them with usage). Unknown commands and bad arguments leave an
+ * error message. */
 void pd_app_command(struct pd_app *a, const char *line);
 
 /* Command names for completion (NULL-terminated, static). */
 const char *const *pd_app_command_names(void);
+/* The `:` commands: name, handler, usage and one line of help (usage and help NULL for an
+ * alias); the array ends with a NULL name. */
+struct pd_app_command_info {
+    const char *name;
+    void (*fn)(struct pd_app *a, const char *arg);
+    const char *usage;
+    const char *help;
+};
+const struct pd_app_command_info *pd_app_commands(void);
 
 /* Searches the visible text for `query` (ASCII case-insensitive, may span tokens) and
  * moves the cursor to the first match at or after it. Empty query clears. */
@@ -355,6 +447,10 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
 /* Takes the oldest queued effect; false when none. */
 bool pd_app_fx_pop(struct pd_app *a, struct pd_app_fx *out);
 
+/* The trace now records into a new session (a branch): its steps are not in the
+ * database, and prune marks and tags start empty (the parent keeps its own). */
+void pd_app_new_session(struct pd_app *a);
+
 /* The loop saved successfully: marks steps and tags saved. */
 void pd_app_mark_saved(struct pd_app *a);
 
@@ -363,6 +459,9 @@ void pd_app_mark_saved(struct pd_app *a);
 /* True when prunes or tags differ from the database (the streamed recording is committed
  * on exit in any case, so its lag does not count). */
 bool pd_app_unsaved(const struct pd_app *a);
+/* What is unsaved: steps whose prune mark differs, tags, and a preference mark (0/1). */
+void pd_app_unsaved_counts(const struct pd_app *a, size_t *prunes, size_t *tags,
+                           size_t *prefs);
 
 /* The step holding token index i, or -1. */
 int32_t pd_app_step_of(const struct pd_app *a, size_t i);
@@ -378,12 +477,33 @@ float pd_app_surprisal(const struct pd_app *a, size_t i);
 const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
 
 /* KV state of (layer, position) as of the playhead. */
+/* Branch tree and diff overlays. pd_app_set_tree takes the owned array of n entries
+ * (depth-first from the family's root) and opens the tree; pd_app_set_diff takes the two
+ * owned texts and opens the diff. Lines the open overlay wants (for the layout). */
+void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n);
+void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
+                     char *parent_text, char *branch_text);
+int pd_app_overlay_lines(const struct pd_app *a);
+
+/* Trace colour (colour.c). pd_app_colour_prepare brings derived data up to date (call it
+ * before drawing); pd_app_colour_level maps token i to a level in [0, PD_APP_LEVELS);
+ * pd_app_colour_legend writes the legend's title and the label of each level (NULL: a
+ * level the mode does not use). */
+const char *pd_colour_name(enum pd_colour c);
+enum pd_colour pd_colour_parse(const char *s); /* PD_COLOUR_COUNT if unknown */
+void pd_app_set_colour(struct pd_app *a, enum pd_colour c);
+void pd_app_colour_prepare(struct pd_app *a);
+int pd_app_colour_level(const struct pd_app *a, size_t i);
+void pd_app_colour_legend(const struct pd_app *a, char *title, size_t n,
+                          const char *labels[PD_APP_LEVELS]);
+
 enum pd_kv_cell {
     PD_KV_CELL_NONE,      /* position not reached */
     PD_KV_CELL_KEPT,
     PD_KV_CELL_EVICTED,
     PD_KV_CELL_SINK,      /* protected at the start */
     PD_KV_CELL_PROTECTED, /* protected recent window */
+    PD_KV_CELL_PRUNED,    /* dropped with its step by prune-and-continue, not evicted */
     PD_KV_CELL_COUNT
 };
 enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t pos);

@@ -8,11 +8,31 @@
 
 bool pd_app_session_live(struct pd_app *a)
 {
-    if (a->finished) {
-        pd_app_msg(a, true, "the generation has ended (%s)", a->finish_reason);
+    if (a->finished && (a->error[0] || strcmp(a->finish_reason, "stopped") == 0)) {
+        pd_app_msg(a, true, "the generation has ended (%s)", a->error[0] ? a->error : "stopped");
         return false;
     }
-    return true;
+    return true; /* after an end the session waits: actions start a new leg */
+}
+
+static void act_continue(struct pd_app *a)
+{
+    if (!pd_app_session_live(a)) {
+        return;
+    }
+    if (!a->finished) {
+        pd_app_msg(a, false, "still generating%s", a->paused ? " (paused: space resumes)" : "");
+        return;
+    }
+    struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_CONTINUE);
+    if (c) {
+        c->budget = a->continue_n;
+        if (a->continue_n) {
+            pd_app_msg(a, false, "continuing for %u more tokens", a->continue_n);
+        } else {
+            pd_app_msg(a, false, "continuing until the end of generation");
+        }
+    }
 }
 
 static void act_pause(struct pd_app *a)
@@ -34,7 +54,14 @@ static void act_pause(struct pd_app *a)
     if (!pd_app_session_live(a)) {
         return;
     }
+    if (a->finished) {
+        pd_app_msg(a, false, "the generation has ended (%s): c continues", a->finish_reason);
+        return;
+    }
     bool want_pause = !(a->paused || a->pause_pending);
+    if (!want_pause && a->mode_pending) {
+        pd_app_send_mode(a, false); /* the mode chosen while paused, before the first token */
+    }
     struct pd_cmd *c = pd_app_fx_cmd(a, want_pause ? PD_CMD_PAUSE : PD_CMD_RESUME);
     if (c) {
         a->pause_pending = want_pause;
@@ -53,18 +80,32 @@ static void act_answer_now(struct pd_app *a)
     }
 }
 
+/* m: long -> short -> none -> long. Only the final choice reaches the session: while
+ * paused it goes on resume, while running once the keys settle (pd_app_tick); passing
+ * through none never ends thinking (a or :mode none does). */
 static void act_mode_cycle(struct pd_app *a)
 {
     if (!pd_app_session_live(a)) {
         return;
     }
-    enum pd_think_mode next = (enum pd_think_mode)((a->mode + 1) % PD_MODE_COUNT);
+    a->mode = (enum pd_think_mode)((a->mode + 1) % PD_MODE_COUNT);
+    a->mode_pending = true;
+    a->mode_chosen_at = a->clock;
+    char m[32];
+    pd_app_mode_text(a, m, sizeof m);
+    pd_app_msg(a, false, "mode %s %s%s", m, a->paused ? "(applies on resume)" : "(applies now)",
+               a->mode == PD_MODE_NONE ? "; thinking goes on until a or :mode none" : "");
+    a->dirty |= PD_DIRTY_STATUS;
+}
+
+void pd_app_send_mode(struct pd_app *a, bool close_thinking)
+{
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_SET_MODE);
     if (c) {
-        c->mode = next;
-        c->budget = next == PD_MODE_SHORT ? a->short_budget : 0;
-        a->mode = next;
-        a->dirty |= PD_DIRTY_STATUS;
+        c->mode = a->mode;
+        c->budget = a->mode == PD_MODE_SHORT ? a->short_budget : 0;
+        c->close_thinking = close_thinking;
+        a->mode_pending = false;
     }
 }
 
@@ -78,6 +119,12 @@ static void act_inject(struct pd_app *a)
 static void act_branch(struct pd_app *a)
 {
     if (!pd_app_session_live(a) || a->n_visible == 0) {
+        return;
+    }
+    if (a->sampling.temperature <= 0) {
+        pd_app_msg(a, true, "greedy decoding would regenerate the same tokens: set a "
+                            "temperature first (:temp 0.8), or steer with an alternative "
+                            "(Enter in the inspector)");
         return;
     }
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_BRANCH);
@@ -149,6 +196,11 @@ static void act_kv_budget(struct pd_app *a)
     if (pd_app_session_live(a)) {
         pd_app_open_cmdline(a, ':', "budget ");
     }
+}
+
+static void act_colour(struct pd_app *a)
+{
+    pd_app_set_colour(a, (enum pd_colour)((a->colour + 1) % PD_COLOUR_COUNT));
 }
 
 static void act_divergence(struct pd_app *a)
@@ -372,7 +424,8 @@ static void act_select(struct pd_app *a)
     }
     if (a->kind != PD_APP_LIVE || !pd_app_session_live(a)) {
         if (a->kind != PD_APP_LIVE) {
-            pd_app_msg(a, true, "steering needs a live model (this is a replay)");
+            pd_app_msg(a, true, "steering needs a live model: ponder replay %lld -m MODEL",
+                       (long long)a->session_id);
         }
         return;
     }
@@ -440,9 +493,59 @@ static void act_command(struct pd_app *a)
 
 static void act_help(struct pd_app *a)
 {
-    a->help = !a->help;
+    a->help = !(a->help && a->overlay == PD_OVERLAY_HELP);
+    a->overlay = PD_OVERLAY_HELP;
     a->help_top = 0;
-    a->dirty = PD_DIRTY_ALL;
+    a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+}
+
+static void act_branches(struct pd_app *a)
+{
+    if (a->session_id <= 0) {
+        pd_app_msg(a, true, "branches: this session is not recorded (started with --no-record)");
+        return;
+    }
+    pd_app_fx_push(a, PD_FX_BRANCHES);
+}
+
+/* In the branch tree: j/k select, Enter opens the selected session, d diffs it against
+ * its parent, B or Esc closes. Returns true when the action was the tree's. */
+static bool tree_key(struct pd_app *a, enum pd_action act)
+{
+    if (a->n_tree == 0) {
+        return false;
+    }
+    const struct pd_app_branch *b = &a->tree[a->tree_sel];
+    struct pd_app_fx *fx;
+    switch (act) {
+    case PD_ACT_DOWN:
+    case PD_ACT_UP:
+        if (act == PD_ACT_DOWN && a->tree_sel + 1 < a->n_tree) {
+            a->tree_sel++;
+        } else if (act == PD_ACT_UP && a->tree_sel > 0) {
+            a->tree_sel--;
+        }
+        a->dirty |= PD_DIRTY_HELP;
+        return true;
+    case PD_ACT_SELECT:
+        if (b->id == a->session_id) {
+            pd_app_msg(a, false, "#%lld is the session shown", (long long)b->id);
+        } else if ((fx = pd_app_fx_push(a, PD_FX_OPEN))) {
+            fx->id = b->id;
+        }
+        a->help = false;
+        a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+        return true;
+    case PD_ACT_DIVERGENCE:
+        if (b->parent == 0) {
+            pd_app_msg(a, true, "#%lld is the root: no parent to compare with", (long long)b->id);
+        } else if ((fx = pd_app_fx_push(a, PD_FX_DIFF))) {
+            fx->id = b->id;
+        }
+        return true;
+    default:
+        return false;
+    }
 }
 
 static void act_cancel(struct pd_app *a)
@@ -457,18 +560,35 @@ static void act_cancel(struct pd_app *a)
     a->dirty |= PD_DIRTY_CMDLINE | PD_DIRTY_INSPECT;
 }
 
+/* q and Ctrl-C: with unsaved edits the first asks, the second quits without them. */
+static void quit_or_ask(struct pd_app *a, const char *key)
+{
+    if (pd_app_unsaved(a) && !a->quit_armed) {
+        a->quit_armed = true;
+        size_t prunes, tags, prefs;
+        pd_app_unsaved_counts(a, &prunes, &tags, &prefs);
+        pd_app_msg(a, true, "unsaved changes (%zu prune%s, %zu tag%s%s): %s again quits "
+                   "without saving, s saves", prunes, prunes == 1 ? "" : "s", tags,
+                   tags == 1 ? "" : "s", prefs ? ", a preference" : "", key);
+        return;
+    }
+    a->quit_discarded = pd_app_unsaved(a);
+    pd_app_fx_push(a, PD_FX_QUIT);
+}
+
 static void act_quit(struct pd_app *a)
 {
     if (a->help) {
         act_help(a);
         return;
     }
-    if (pd_app_unsaved(a) && !a->quit_armed) {
-        a->quit_armed = true;
-        pd_app_msg(a, true, "unsaved changes: q again to quit without saving, s to save");
-        return;
-    }
-    pd_app_fx_push(a, PD_FX_QUIT);
+    quit_or_ask(a, "q");
+}
+
+static void act_interrupt(struct pd_app *a)
+{
+    a->interrupted = true;
+    quit_or_ask(a, "Ctrl-C");
 }
 
 static void act_redraw(struct pd_app *a)
@@ -488,6 +608,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_NONE] = {"none", NULL, WHERE_BOTH},
     [PD_ACT_PAUSE] = {"pause", act_pause, WHERE_BOTH},
     [PD_ACT_ANSWER_NOW] = {"answer-now", act_answer_now, WHERE_LIVE},
+    [PD_ACT_CONTINUE] = {"continue", act_continue, WHERE_LIVE},
     [PD_ACT_MODE_CYCLE] = {"mode-cycle", act_mode_cycle, WHERE_LIVE},
     [PD_ACT_INJECT] = {"inject", act_inject, WHERE_LIVE},
     [PD_ACT_BRANCH] = {"branch", act_branch, WHERE_LIVE},
@@ -497,6 +618,8 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_PREFER] = {"prefer", act_prefer, WHERE_BOTH},
     [PD_ACT_KV_BUDGET] = {"kv-budget", act_kv_budget, WHERE_LIVE},
     [PD_ACT_DIVERGENCE] = {"divergence", act_divergence, WHERE_LIVE},
+    [PD_ACT_COLOUR] = {"colour", act_colour, WHERE_BOTH},
+    [PD_ACT_BRANCHES] = {"branches", act_branches, WHERE_BOTH},
     [PD_ACT_SEARCH] = {"search", act_search, WHERE_BOTH},
     [PD_ACT_SEARCH_NEXT] = {"search-next", act_search_next, WHERE_BOTH},
     [PD_ACT_SEARCH_PREV] = {"search-prev", act_search_prev, WHERE_BOTH},
@@ -521,6 +644,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_HELP] = {"help", act_help, WHERE_BOTH},
     [PD_ACT_CANCEL] = {"cancel", act_cancel, WHERE_BOTH},
     [PD_ACT_QUIT] = {"quit", act_quit, WHERE_BOTH},
+    [PD_ACT_INTERRUPT] = {"interrupt", act_interrupt, WHERE_BOTH},
     [PD_ACT_REDRAW] = {"redraw", act_redraw, WHERE_BOTH},
 };
 _Static_assert(sizeof actions / sizeof actions[0] == PD_ACT_COUNT, "action table");
@@ -543,12 +667,15 @@ void pd_app_do(struct pd_app *a, enum pd_action act)
     if ((unsigned)act >= PD_ACT_COUNT || !actions[act].fn) {
         return;
     }
-    if (act != PD_ACT_QUIT && act != PD_ACT_CANCEL) {
+    if (act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT && act != PD_ACT_CANCEL) {
         a->quit_armed = false;
     }
-    if (a->help && act != PD_ACT_HELP && act != PD_ACT_QUIT && act != PD_ACT_CANCEL &&
-        act != PD_ACT_REDRAW) {
-        /* In the help overlay, movement keys scroll it; everything else closes it. */
+    if (a->help && a->overlay == PD_OVERLAY_BRANCHES && tree_key(a, act)) {
+        return;
+    }
+    if (a->help && act != PD_ACT_HELP && act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT &&
+        act != PD_ACT_CANCEL && act != PD_ACT_REDRAW) {
+        /* In the help and diff overlays, movement keys scroll; everything else closes. */
         if (act == PD_ACT_DOWN || act == PD_ACT_PAGE_DOWN) {
             a->help_top += act == PD_ACT_DOWN ? 1 : 10;
             a->dirty |= PD_DIRTY_HELP;
@@ -563,7 +690,10 @@ void pd_app_do(struct pd_app *a, enum pd_action act)
             return;
         }
         a->help = false;
-        a->dirty = PD_DIRTY_ALL;
+        a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
+        if (act == PD_ACT_BRANCHES) {
+            return; /* B closes the tree it opened */
+        }
     }
     if (!pd_action_allowed(act, a->kind)) {
         pd_app_msg(a, true, "%s: %s", actions[act].name,

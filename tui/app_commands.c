@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,19 +197,17 @@ static void cmd_mode(struct pd_app *a, const char *arg)
         pd_app_msg(a, true, "mode: %s", e2.msg);
         return;
     }
-    struct pd_cmd *c = pd_app_session_live(a) ? pd_app_fx_cmd(a, PD_CMD_SET_MODE) : NULL;
-    if (c) {
-        c->mode = m;
-        if (m == PD_MODE_SHORT) {
-            if (budget) {
-                a->short_budget = budget;
-            }
-            budget = a->short_budget;
-        }
-        c->budget = budget;
-        a->mode = m;
-        a->dirty |= PD_DIRTY_STATUS;
+    if (!pd_app_session_live(a)) {
+        return;
     }
+    if (m == PD_MODE_SHORT && budget) {
+        a->short_budget = budget;
+    }
+    a->mode = m;
+    /* an explicit :mode goes at once (queued commands run in order, also while paused);
+     * :mode none ends an open thinking span */
+    pd_app_send_mode(a, m == PD_MODE_NONE);
+    a->dirty |= PD_DIRTY_STATUS;
 }
 
 static void cmd_goto(struct pd_app *a, const char *arg)
@@ -333,6 +332,133 @@ static void cmd_prefer(struct pd_app *a, const char *arg)
                (long long)over);
 }
 
+/* temp, top-p, top-k, min-p, seed: what the session samples from now on, in this session
+ * and the branches made after; the same ranges as run's options. */
+static void cmd_sampling(struct pd_app *a, const char *name, const char *arg)
+{
+    if (a->kind != PD_APP_LIVE) {
+        pd_app_msg(a, true, "%s: needs a live model", name);
+        return;
+    }
+    struct pd_sampler_params sp = a->sampling;
+    if (!*arg) {
+        pd_app_msg(a, false, "sampling: temp %g top-k %d top-p %g min-p %g seed %llu%s",
+                   (double)sp.temperature, (int)sp.top_k, (double)sp.top_p, (double)sp.min_p,
+                   (unsigned long long)sp.seed, sp.temperature <= 0 ? " (greedy)" : "");
+        return;
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(arg, &end);
+    bool num = end != arg && !*end && errno == 0 && isfinite(d);
+    int64_t v = 0;
+    if (strcmp(name, "temp") == 0 && num && d >= 0 && d <= 100) {
+        sp.temperature = (float)d;
+    } else if (strcmp(name, "top-p") == 0 && num && d > 0 && d <= 1) {
+        sp.top_p = (float)d;
+    } else if (strcmp(name, "min-p") == 0 && num && d >= 0 && d <= 1) {
+        sp.min_p = (float)d;
+    } else if (strcmp(name, "top-k") == 0 && parse_i64(arg, 0, 1 << 24, &v)) {
+        sp.top_k = (int32_t)v;
+    } else if (strcmp(name, "seed") == 0 && parse_i64(arg, 0, INT64_MAX, &v)) {
+        sp.seed = (uint64_t)v;
+    } else {
+        static const char *const range[][2] = {
+            {"temp", "a number in [0, 100] (0: greedy)"}, {"top-p", "a number in (0, 1]"},
+            {"min-p", "a number in [0, 1]"},            {"top-k", "an integer in [0, 16777216] (0: off)"},
+            {"seed", "an integer >= 0"},
+        };
+        const char *want = "";
+        for (size_t i = 0; i < sizeof range / sizeof range[0]; i++) {
+            if (strcmp(range[i][0], name) == 0) {
+                want = range[i][1];
+            }
+        }
+        pd_app_msg(a, true, "%s: expected %s, got '%s'", name, want, arg);
+        return;
+    }
+    struct pd_cmd *c = pd_app_session_live(a) ? pd_app_fx_cmd(a, PD_CMD_SET_SAMPLING) : NULL;
+    if (c) {
+        c->sampling = sp;
+    }
+}
+
+static void cmd_temp(struct pd_app *a, const char *arg)
+{
+    cmd_sampling(a, "temp", arg);
+}
+
+static void cmd_top_p(struct pd_app *a, const char *arg)
+{
+    cmd_sampling(a, "top-p", arg);
+}
+
+static void cmd_top_k(struct pd_app *a, const char *arg)
+{
+    cmd_sampling(a, "top-k", arg);
+}
+
+static void cmd_min_p(struct pd_app *a, const char *arg)
+{
+    cmd_sampling(a, "min-p", arg);
+}
+
+static void cmd_seed(struct pd_app *a, const char *arg)
+{
+    cmd_sampling(a, "seed", arg);
+}
+
+static void cmd_colour(struct pd_app *a, const char *arg)
+{
+    enum pd_colour c = pd_colour_parse(arg);
+    if (c == PD_COLOUR_COUNT) {
+        pd_app_msg(a, true, "colour: expected surprisal, entropy, attention, received or step, "
+                            "got '%s'", arg);
+        return;
+    }
+    pd_app_set_colour(a, c);
+}
+
+static void cmd_layer(struct pd_app *a, const char *arg)
+{
+    int64_t v;
+    int nl = a->n_layer > 0 ? a->n_layer : 1;
+    if (strcmp(arg, "all") == 0) {
+        v = -1;
+    } else if (!parse_i64(arg, 0, nl - 1, &v)) {
+        pd_app_msg(a, true, "layer: expected all or a layer in [0, %d], got '%s'", nl - 1, arg);
+        return;
+    }
+    a->colour_layer = (int32_t)v;
+    if (a->colour != PD_COLOUR_ATTN_FROM && a->colour != PD_COLOUR_ATTN_RECV) {
+        a->colour = PD_COLOUR_ATTN_FROM;
+    }
+    pd_app_set_colour(a, a->colour);
+}
+
+static void cmd_branches(struct pd_app *a, const char *arg)
+{
+    (void)arg;
+    pd_app_do(a, PD_ACT_BRANCHES);
+}
+
+static void cmd_diff(struct pd_app *a, const char *arg)
+{
+    int64_t id = a->session_id;
+    if (*arg && !parse_i64(arg, 1, INT64_MAX, &id)) {
+        pd_app_msg(a, true, "diff: expected a session id, got '%s'", arg);
+        return;
+    }
+    if (id <= 0) {
+        pd_app_msg(a, true, "diff: this session is not recorded");
+        return;
+    }
+    struct pd_app_fx *fx = pd_app_fx_push(a, PD_FX_DIFF);
+    if (fx) {
+        fx->id = id;
+    }
+}
+
 static void cmd_stats(struct pd_app *a, const char *arg)
 {
     (void)arg;
@@ -353,21 +479,42 @@ static void cmd_help(struct pd_app *a, const char *arg)
     }
 }
 
-struct command_info {
-    const char *name;
-    void (*fn)(struct pd_app *a, const char *arg);
-};
-
-static const struct command_info commands[] = {
-    {"inject", cmd_inject},     {"tag", cmd_tag},         {"budget", cmd_budget},
-    {"policy", cmd_policy},
-    {"mode", cmd_mode},         {"goto", cmd_goto},       {"seek", cmd_seek},
-    {"speed", cmd_speed},       {"save", cmd_save},       {"w", cmd_save},
-    {"quit", cmd_quit},         {"q", cmd_quit},          {"q!", cmd_quit_force},
-    {"wq", cmd_wq},             {"prune", cmd_prune},     {"branch", cmd_branch},
-    {"divergence", cmd_divergence}, {"stats", cmd_stats}, {"help", cmd_help},
-    {"prefer", cmd_prefer},
-    {NULL, NULL},
+/* The command table: the one place a command's name, usage and help live (the ? overlay,
+ * `ponder keys --markdown` and Tab completion read it). An alias has no help. */
+static const struct pd_app_command_info commands[] = {
+    {"inject", cmd_inject, "inject TEXT", "insert TEXT into the reasoning (live)"},
+    {"tag", cmd_tag, "tag NAME [NOTE]", "tag the cursor's step"},
+    {"prune", cmd_prune, "prune", "prune / unprune the cursor's step (as p)"},
+    {"branch", cmd_branch, "branch", "branch after the cursor token (as b; live)"},
+    {"mode", cmd_mode, "mode long|short[:N]|none",
+     "thinking mode from now on; none ends thinking at once (live)"},
+    {"temp", cmd_temp, "temp T", "sampling temperature, 0 = greedy; no T shows all (live)"},
+    {"top-p", cmd_top_p, "top-p P", "nucleus sampling mass in (0, 1] (live)"},
+    {"top-k", cmd_top_k, "top-k K", "sample from the K most likely tokens, 0 = off (live)"},
+    {"min-p", cmd_min_p, "min-p P", "drop tokens below P x the top probability (live)"},
+    {"seed", cmd_seed, "seed S", "sampler seed (live)"},
+    {"budget", cmd_budget, "budget SLOTS", "KV policy budget in slots per layer (live)"},
+    {"policy", cmd_policy, "policy SPEC",
+     "KV policy (docs/kv-policies.md); in replay: simulate it over the saved summaries"},
+    {"divergence", cmd_divergence, "divergence", "measure shadow-policy divergence now (as d)"},
+    {"colour", cmd_colour, "colour surprisal|entropy|attention|received|step",
+     "what the trace is coloured by (v cycles)"},
+    {"branches", cmd_branches, "branches", "the branch tree (as B)"},
+    {"diff", cmd_diff, "diff [ID]", "session ID (default: this one) against its parent"},
+    {"layer", cmd_layer, "layer N|all", "attention colours: one layer, or the mean over all"},
+    {"prefer", cmd_prefer, "prefer [ID]", "prefer this session over ID (default: its parent)"},
+    {"goto", cmd_goto, "goto POS", "move the cursor to token POS"},
+    {"seek", cmd_seek, "seek N", "replay: show the first N tokens"},
+    {"speed", cmd_speed, "speed TOK/S", "replay: tokens per second"},
+    {"save", cmd_save, "save", "save prunes and tags; flush the recording (as s)"},
+    {"w", cmd_save, NULL, NULL},
+    {"quit", cmd_quit, "quit", "quit, asking when there is unsaved work"},
+    {"q", cmd_quit, NULL, NULL},
+    {"q!", cmd_quit_force, "q!", "quit without saving"},
+    {"wq", cmd_wq, "wq", "save, then quit"},
+    {"stats", cmd_stats, "stats", "key latency and draw cost"},
+    {"help", cmd_help, "help", "the key, command and column help (as ?)"},
+    {NULL, NULL, NULL, NULL},
 };
 
 void pd_app_command(struct pd_app *a, const char *line)
@@ -383,22 +530,28 @@ void pd_app_command(struct pd_app *a, const char *line)
     while (*arg == ' ') {
         arg++;
     }
-    for (const struct command_info *c = commands; c->name; c++) {
+    for (const struct pd_app_command_info *c = commands; c->name; c++) {
         if (strlen(c->name) == n && strncmp(line, c->name, n) == 0) {
             c->fn(a, arg);
             return;
         }
     }
-    pd_app_msg(a, true, "unknown command '%.*s' (? for help)", (int)(n > 40 ? 40 : n), line);
+    pd_app_msg(a, true, "unknown command '%.*s' (:help lists them)", (int)(n > 40 ? 40 : n),
+               line);
 }
 
-static const char *const command_names[] = {
-    "inject", "tag", "budget", "policy", "mode", "goto", "seek", "speed", "save", "quit", "q!",
-    "wq", "prune", "branch", "divergence", "stats", "help", "prefer", NULL,
-};
+const struct pd_app_command_info *pd_app_commands(void)
+{
+    return commands;
+}
 
 const char *const *pd_app_command_names(void)
 {
-    return command_names;
+    static const char *names[sizeof commands / sizeof commands[0]];
+    if (!names[0]) {
+        for (size_t i = 0; commands[i].name; i++) {
+            names[i] = commands[i].name;
+        }
+    }
+    return names;
 }
-

@@ -37,6 +37,7 @@ void pd_draw_frame(struct pd_app *a, const struct pd_layout *l)
         }
     } else {
         if (d & PD_DIRTY_TRACE) {
+            pd_app_colour_prepare(a);
             pd_draw_trace(a, &l->trace, a->focus == PD_PANE_TRACE);
         }
         if ((d & PD_DIRTY_STEPS) && l->show_steps) {

@@ -1,8 +1,10 @@
 /* draw_cmdline.c - the bottom line: the command line being edited (':' or '/'), else the
- * last message (errors highlighted), else a short hint. */
+ * last message (errors highlighted; other messages fade after MSG_TTL_S), else the hint
+ * bar: the keys that apply to the focused pane and the run state. */
 #include <curses.h>
 #include <string.h>
 
+#include "keys.h"
 #include "paint.h"
 #include "panes.h"
 #include "term.h"
@@ -38,8 +40,9 @@ int pd_draw_cmdline(const struct pd_app *a, const struct pd_rect *r)
         unsigned long at = a->msg_error ? pd_term_style(PD_STYLE_ERROR) : A_NORMAL;
         pd_draw_text(r->y, r->x, r->w, a->msg, strlen(a->msg), at);
     } else {
-        static const char hint[] = "? help   : command   / search   space pause   q quit";
-        pd_draw_text(r->y, r->x, r->w, hint, strlen(hint), pd_term_style(PD_STYLE_DIM));
+        char hint[256];
+        size_t n = pd_keys_hint(a, hint, sizeof hint, r->w);
+        pd_draw_text(r->y, r->x, r->w, hint, n, pd_term_style(PD_STYLE_DIM));
     }
     return -1;
 }

@@ -1,6 +1,6 @@
-/* draw_trace.c - the trace pane: wrapped token text coloured by surprisal, step and role
- * markers, pruned steps dimmed, search matches, the token cursor, and the heat legend in
- * the title. */
+/* draw_trace.c - the trace pane: wrapped token text coloured by the chosen measure
+ * (colour.c: surprisal by default), step and role markers, pruned steps dimmed, search
+ * matches, the token cursor, and the colour legend in the title. */
 #include <curses.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,7 +40,7 @@ static unsigned long token_attr(const struct pd_app *a, size_t i)
     } else if (t->role == PD_ROLE_INJECTED) {
         at = pd_term_style(PD_STYLE_INJECTED);
     } else {
-        at = pd_term_heat(pd_heat_level(pd_app_surprisal(a, i)));
+        at = pd_term_heat(pd_app_colour_level(a, i));
     }
     if (a->n_matches && is_match(a, i)) {
         at = pd_term_style(PD_STYLE_MATCH);
@@ -51,24 +51,37 @@ static unsigned long token_attr(const struct pd_app *a, size_t i)
     return at;
 }
 
-/* Legend: "surprisal bits" and one swatch per level with its lower threshold. */
-static void draw_legend(const struct pd_rect *r, int x_end)
+_Static_assert(PD_APP_LEVELS == PD_HEAT_LEVELS, "one heat style per colour level");
+
+/* Legend: what the colour shows ("surprisal bits", "attn from 41 L3", ...) and one swatch
+ * per level with its label (the lower bound, or a step kind), right-aligned after the
+ * title (which ends at x_min); just the name when the swatches do not fit. */
+static void draw_legend(const struct pd_app *a, const struct pd_rect *r, int x_min, int x_end)
 {
-    static const char *const labels[PD_HEAT_LEVELS] = {"<1", "1", "2", "3.5", "5",
-                                                        "7",  "9", "12+"};
-    int need = 10;
-    for (int l = 0; l < PD_HEAT_LEVELS; l++) {
-        need += (int)strlen(labels[l]) + 1;
+    char name[64];
+    const char *labels[PD_APP_LEVELS];
+    pd_app_colour_legend(a, name, sizeof name, labels);
+    int need = (int)strlen(name) + 1;
+    for (int l = 0; l < PD_APP_LEVELS; l++) {
+        need += labels[l] ? (int)strlen(labels[l]) + 1 : 0;
+    }
+    bool swatches = x_end - need > x_min;
+    if (!swatches) {
+        need = (int)strlen(name) + 1;
     }
     int x = x_end - need;
-    if (x < r->x + 30) {
+    if (x <= x_min) {
         return;
     }
     unsigned long st = pd_term_style(PD_STYLE_TITLE);
-    x += pd_draw_text(r->y, x, 10, "surprisal ", 10, st);
-    for (int l = 0; l < PD_HEAT_LEVELS; l++) {
+    x += pd_draw_text(r->y, x, (int)strlen(name), name, strlen(name), st);
+    x += pd_draw_text(r->y, x, 1, " ", 1, st);
+    for (int l = 0; swatches && l < PD_APP_LEVELS; l++) {
+        if (!labels[l]) {
+            continue;
+        }
         unsigned long at = l == 0 ? A_NORMAL : pd_term_heat(l);
-        x += pd_draw_text(r->y, x, 8, labels[l], strlen(labels[l]), at);
+        x += pd_draw_text(r->y, x, 12, labels[l], strlen(labels[l]), at);
         x += pd_draw_text(r->y, x, 1, " ", 1, st);
     }
 }
@@ -78,13 +91,14 @@ void pd_draw_trace(const struct pd_app *a, const struct pd_rect *r, bool focus)
     char title[160];
     const char *state = a->follow ? "following" : "browsing";
     if (a->n_visible) {
-        snprintf(title, sizeof title, " trace  %zu/%zu  %s  pos %lld", a->cursor + 1,
-                 a->n_visible, state, (long long)a->toks[a->cursor].pos);
+        /* the cursor's token index is its position (positions are contiguous from 0) */
+        snprintf(title, sizeof title, " trace  %zu/%zu  %s", a->cursor + 1, a->n_visible,
+                 state);
     } else {
         snprintf(title, sizeof title, " trace  (no tokens yet)");
     }
     pd_draw_title(r, title, focus);
-    draw_legend(r, r->x + r->w);
+    draw_legend(a, r, r->x + (int)strlen(title) + 1, r->x + r->w);
     int rows = r->h - 1;
     struct pd_wrap_src src = pd_app_wrap_src(a);
     unsigned long marker = pd_term_style(PD_STYLE_MARKER);
@@ -97,14 +111,18 @@ void pd_draw_trace(const struct pd_app *a, const struct pd_rect *r, bool focus)
         struct pd_wrap_iter it;
         struct pd_wrap_cell c;
         pd_wrap_iter_line(&a->wrap, &src, line, &it);
-        int x = 0;
-        while (pd_wrap_iter_next(&it, &c) && x < r->w) {
+        int x = 0, last_w = 0;
+        while (pd_wrap_iter_next(&it, &c) && x <= r->w) {
             if (c.width == 0) {
+                if (x > 0 && !c.newline) {
+                    pd_draw_attach(y, r->x + x - last_w, c.cp); /* a mark: onto its base */
+                }
                 continue;
             }
             if (x + c.width > r->w) {
                 break;
             }
+            last_w = c.width;
             unsigned long at;
             if (c.in_prefix) {
                 at = tok_pruned(a, c.item) ? pd_term_style(PD_STYLE_PRUNED) : marker;

@@ -10,6 +10,7 @@
 static const struct pd_key_binding bindings[] = {
     {' ', "space", PD_ACT_PAUSE},
     {'a', "a", PD_ACT_ANSWER_NOW},
+    {'c', "c", PD_ACT_CONTINUE},
     {'m', "m", PD_ACT_MODE_CYCLE},
     {'i', "i", PD_ACT_INJECT},
     {'b', "b", PD_ACT_BRANCH},
@@ -21,6 +22,8 @@ static const struct pd_key_binding bindings[] = {
     {'y', "y", PD_ACT_PREFER},
     {'K', "K", PD_ACT_KV_BUDGET},
     {'d', "d", PD_ACT_DIVERGENCE},
+    {'v', "v", PD_ACT_COLOUR},
+    {'B', "B", PD_ACT_BRANCHES},
     {'/', "/", PD_ACT_SEARCH},
     {'n', "n", PD_ACT_SEARCH_NEXT},
     {'N', "N", PD_ACT_SEARCH_PREV},
@@ -50,6 +53,7 @@ static const struct pd_key_binding bindings[] = {
     {'?', "?", PD_ACT_HELP},
     {27, "Esc", PD_ACT_CANCEL},
     {'q', "q", PD_ACT_QUIT},
+    {CTRL('c'), "Ctrl-C", PD_ACT_INTERRUPT},
     {CTRL('l'), "Ctrl-L", PD_ACT_REDRAW},
 };
 
@@ -57,6 +61,7 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_NONE] = "",
     [PD_ACT_PAUSE] = "pause / resume the generation; in replay, play / pause",
     [PD_ACT_ANSWER_NOW] = "answer now: close the thinking span, let the model answer",
+    [PD_ACT_CONTINUE] = "continue after the end (eog, length, context): -n more tokens",
     [PD_ACT_MODE_CYCLE] = "cycle the thinking mode: long, short, none",
     [PD_ACT_INJECT] = "inject text into the reasoning (:inject TEXT)",
     [PD_ACT_BRANCH] = "branch here: regenerate after the cursor token (parent kept)",
@@ -66,6 +71,10 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_PREFER] = "prefer this session (branch) over its parent (:prefer [ID]; s saves)",
     [PD_ACT_KV_BUDGET] = "set the KV policy budget (:budget SLOTS)",
     [PD_ACT_DIVERGENCE] = "measure shadow-policy divergence (KL, top-1) now",
+    [PD_ACT_BRANCHES] = "branch tree: parent, siblings, children; Enter opens, d diffs "
+                        "against the parent (:branches)",
+    [PD_ACT_COLOUR] = "colour the trace by surprisal, entropy, attention from the cursor, "
+                      "attention received, step (:colour, :layer)",
     [PD_ACT_SEARCH] = "search the trace text",
     [PD_ACT_SEARCH_NEXT] = "next match",
     [PD_ACT_SEARCH_PREV] = "previous match",
@@ -90,6 +99,7 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_HELP] = "this help",
     [PD_ACT_CANCEL] = "close help, clear the message",
     [PD_ACT_QUIT] = "quit (asks again when there is unsaved work)",
+    [PD_ACT_INTERRUPT] = "as q; quitting with unsaved work exits 130",
     [PD_ACT_REDRAW] = "redraw the screen",
 };
 _Static_assert(sizeof action_help / sizeof action_help[0] == PD_ACT_COUNT, "help table");
@@ -170,7 +180,49 @@ static const char *where_note(enum pd_action act)
     return live && replay ? "" : live ? "live" : "replay";
 }
 
-size_t pd_keys_help_count(void)
+/* What the abbreviations on screen mean, with their units: the ? overlay and docs/keys.md
+ * show this one list. */
+static const char *const glossary[][2] = {
+    {"s, surprisal", "-log2 p of the token produced, in bits (heat colour in the trace)"},
+    {"lp, logprob", "natural log of the token's probability, in nats"},
+    {"p", "the token's probability"},
+    {"entropy", "of the next-token distribution, in bits"},
+    {"len", "a step's length in tokens"},
+    {"1st-s", "surprisal of a step's first token, in bits"},
+    {"mean", "mean surprisal over a step's scored tokens, in bits"},
+    {"imp", "importance: attention mass a step receives from the tokens of later steps "
+            "(head mean, averaged over layers; one layer's row sums to 1); - until a "
+            "later step's token carries an attention summary"},
+    {"x ~ #", "step marks: pruned, still being written, tagged"},
+    {"attn L0-N", "per layer, the strongest attention weight of the cursor token"},
+    {"KV used U/C", "cache entries in use / capacity; budget: the policy's slots per layer"},
+    {"KL", "shadow divergence: KL of the policy's next-token distribution from the full "
+           "cache's, in bits; top-1 same/DIFF"},
+    {"tok/s", "decode speed over the time spent generating (pauses left out)"},
+    {"-", "a number that is not defined here (unscored token, no attention summary)"},
+};
+#define N_GLOSSARY (sizeof glossary / sizeof glossary[0])
+
+static size_t n_commands(void)
+{
+    size_t n = 0;
+    for (const struct pd_app_command_info *c = pd_app_commands(); c->name; c++) {
+        n += c->help != NULL;
+    }
+    return n;
+}
+
+static const struct pd_app_command_info *nth_command(size_t i)
+{
+    for (const struct pd_app_command_info *c = pd_app_commands(); c->name; c++) {
+        if (c->help && i-- == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static size_t n_key_lines(void)
 {
     size_t i = 0;
     while (nth_action(i) != PD_ACT_COUNT) {
@@ -179,17 +231,45 @@ size_t pd_keys_help_count(void)
     return i;
 }
 
+size_t pd_keys_help_count(void)
+{
+    /* keys, blank, heading, commands, blank, heading, glossary */
+    return n_key_lines() + 2 + n_commands() + 2 + N_GLOSSARY;
+}
+
 bool pd_keys_help_line(size_t i, char *buf, size_t n)
 {
-    enum pd_action act = nth_action(i);
-    if (act == PD_ACT_COUNT) {
-        return false;
+    size_t nk = n_key_lines(), nc = n_commands();
+    if (i < nk) {
+        enum pd_action act = nth_action(i);
+        char keys[64];
+        key_labels(act, " ", "", keys, sizeof keys);
+        const char *w = where_note(act);
+        snprintf(buf, n, "%-14s %s%s%s%s", keys, action_help[act], *w ? " (" : "", w,
+                 *w ? ")" : "");
+        return true;
     }
-    char keys[64];
-    key_labels(act, " ", "", keys, sizeof keys);
-    const char *w = where_note(act);
-    snprintf(buf, n, "%-14s %s%s%s%s", keys, action_help[act], *w ? " (" : "", w, *w ? ")" : "");
-    return true;
+    i -= nk;
+    if (i < 2 + nc) {
+        const struct pd_app_command_info *c = i >= 2 ? nth_command(i - 2) : NULL;
+        if (c) {
+            snprintf(buf, n, ":%-24s %s", c->usage, c->help);
+        } else {
+            snprintf(buf, n, "%s", i == 1 ? "commands (: opens the command line, Tab completes)"
+                                          : "");
+        }
+        return true;
+    }
+    i -= 2 + nc;
+    if (i < 2 + N_GLOSSARY) {
+        if (i >= 2) {
+            snprintf(buf, n, "%-14s %s", glossary[i - 2][0], glossary[i - 2][1]);
+        } else {
+            snprintf(buf, n, "%s", i == 1 ? "columns and units" : "");
+        }
+        return true;
+    }
+    return false;
 }
 
 bool pd_keys_markdown(struct pd_buf *out)
@@ -216,17 +296,123 @@ bool pd_keys_markdown(struct pd_buf *out)
         ok = pd_buf_printf(out, "| %s | %s | %s | %s |\n", keys, pd_action_name(act),
                            action_help[act], *w ? w : "live and replay");
     }
-    const char *const *cmds = pd_app_command_names();
-    ok = ok && pd_buf_puts(out, "\n## Commands (`:`)\n\n");
-    for (size_t i = 0; ok && cmds[i]; i++) {
-        ok = pd_buf_printf(out, "%s`%s`", i ? ", " : "", cmds[i]);
+    ok = ok && pd_buf_puts(out, "\n## Commands (`:`)\n\n"
+                                "| command | what it does |\n|---|---|\n");
+    for (size_t i = 0; ok && nth_command(i); i++) {
+        const struct pd_app_command_info *c = nth_command(i);
+        ok = pd_buf_puts(out, "| `");
+        for (const char *u = c->usage; ok && *u; u++) { /* a | inside a cell is escaped */
+            ok = *u == '|' ? pd_buf_puts(out, "\\|") : pd_buf_printf(out, "%c", *u);
+        }
+        ok = ok && pd_buf_printf(out, "` | %s |\n", c->help);
     }
-    ok = ok && pd_buf_puts(out,
-                           "\n\n"
-                           "`inject TEXT`, `tag NAME [NOTE]`, `budget SLOTS`, `policy SPEC`, "
-                           "`mode long|short[:N]|none`, `goto POS`, `seek N`, `speed TOK/S`, "
-                           "`save` (`w`), `quit` (`q`; `q!` without asking; `wq`), `prune`, "
-                           "`branch`, `divergence`, `stats` (key latency and draw cost), "
-                           "`help`. A line starting with `/` searches.\n");
+    ok = ok && pd_buf_puts(out, "\nAliases: `w` (save), `q` (quit). A line starting with `/` "
+                                "searches.\n\n## Columns and units\n\n"
+                                "| on screen | meaning |\n|---|---|\n");
+    for (size_t i = 0; ok && i < N_GLOSSARY; i++) {
+        ok = pd_buf_printf(out, "| `%s` | %s |\n", glossary[i][0], glossary[i][1]);
+    }
     return ok;
+}
+
+/* The first key bound to act ("space", "a", ...). */
+static const char *first_label(enum pd_action act)
+{
+    for (size_t b = 0; b < sizeof bindings / sizeof bindings[0]; b++) {
+        if (bindings[b].act == act) {
+            return bindings[b].label;
+        }
+    }
+    return "?";
+}
+
+struct hint {
+    enum pd_action act;
+    const char *what;
+    const char *key; /* NULL: the action's first key */
+};
+
+size_t pd_keys_hint(const struct pd_app *a, char *buf, size_t n, int width)
+{
+    struct hint h[16];
+    size_t k = 0;
+#define HINT(act_, what_)                                                                     \
+    do {                                                                                      \
+        if (k < sizeof h / sizeof h[0]) {                                                     \
+            h[k++] = (struct hint){(act_), (what_), NULL};                                    \
+        }                                                                                     \
+    } while (0)
+    bool live = a->kind == PD_APP_LIVE;
+    /* What the focused pane is for comes first, then the state's main actions. */
+    switch (a->focus) {
+    case PD_PANE_INSPECT:
+        HINT(PD_ACT_DOWN, "alternative");
+        h[k - 1].key = "j/k";
+        if (live) {
+            HINT(PD_ACT_SELECT, "steer");
+        }
+        break;
+    case PD_PANE_STEPS:
+        HINT(PD_ACT_STEP_NEXT, "step");
+        h[k - 1].key = "[/]";
+        HINT(PD_ACT_PRUNE, "prune");
+        if (live) {
+            HINT(PD_ACT_PRUNE_CONTINUE, "drop from cache");
+        }
+        HINT(PD_ACT_TAG, "tag");
+        break;
+    case PD_PANE_KV:
+        if (live) {
+            HINT(PD_ACT_KV_BUDGET, "budget");
+            HINT(PD_ACT_DIVERGENCE, "divergence");
+        }
+        break;
+    case PD_PANE_TRACE:
+    case PD_PANE_COUNT:
+        break;
+    }
+    if (!live) {
+        HINT(PD_ACT_PAUSE, a->playing ? "pause" : "play");
+        HINT(PD_ACT_PLAY_STEP, "step");
+        HINT(PD_ACT_FASTER, "faster");
+    } else if (a->finished && !a->error[0]) {
+        HINT(PD_ACT_CONTINUE, "continue");
+        HINT(PD_ACT_BRANCH, "branch");
+        HINT(PD_ACT_INJECT, "inject");
+    } else if (!a->finished) {
+        HINT(PD_ACT_PAUSE, a->paused ? "resume" : "pause");
+        HINT(PD_ACT_ANSWER_NOW, "answer now");
+        HINT(PD_ACT_MODE_CYCLE, "mode");
+        HINT(PD_ACT_INJECT, "inject");
+        HINT(PD_ACT_BRANCH, "branch");
+    }
+    HINT(PD_ACT_COLOUR, "colour");
+    HINT(PD_ACT_FOCUS_NEXT, "pane");
+    HINT(PD_ACT_SEARCH, "search");
+    HINT(PD_ACT_COMMAND, "command");
+    HINT(PD_ACT_HELP, "help");
+    HINT(PD_ACT_QUIT, "quit");
+#undef HINT
+    /* Whole pairs only, as many as fit; help and quit are kept when anything is. */
+    size_t o = 0;
+    buf[0] = '\0';
+    size_t tail = 0;
+    for (size_t i = k - 2; i < k; i++) {
+        tail += strlen(h[i].key ? h[i].key : first_label(h[i].act)) + strlen(h[i].what) + 3;
+    }
+    for (size_t i = 0; i < k; i++) {
+        char pair[48];
+        int w = snprintf(pair, sizeof pair, "%s%s %s", o ? "  " : "",
+                         h[i].key ? h[i].key : first_label(h[i].act), h[i].what);
+        size_t reserve = i < k - 2 ? tail : 0;
+        if (w < 0 || (int)(o + (size_t)w + reserve) > width || o + (size_t)w >= n) {
+            if (i < k - 2) {
+                continue; /* skip this one, keep room for help and quit */
+            }
+            break;
+        }
+        memcpy(buf + o, pair, (size_t)w + 1);
+        o += (size_t)w;
+    }
+    return o;
 }

@@ -28,9 +28,15 @@ const char *pd_keys_action_help(enum pd_action act);
 
 /* Help overlay lines: for each action that has keys, in table order, the keys joined by
  * " " padded to a column, then the help text, then "(live)"/"(replay)" when the action
- * only works in one kind. Writes line i into buf; returns false past the last line.
- * Line 0 is the first binding, not a title. */
+ * only works in one kind; then the `:` commands with their usage; then what every
+ * abbreviated column and number means, with its unit. Writes line i into buf; returns
+ * false past the last line. Line 0 is the first binding, not a title. */
 bool pd_keys_help_line(size_t i, char *buf, size_t n);
+
+/* The hint bar (htop-style): "key what" pairs for the focused pane and the run state,
+ * then colour, pane, search, command, help and quit, as many whole pairs as fit in width
+ * columns (help and quit kept). Writes buf (n bytes); returns its length. */
+size_t pd_keys_hint(const struct pd_app *a, char *buf, size_t n, int width);
 
 /* Number of help lines. */
 size_t pd_keys_help_count(void);

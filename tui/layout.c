@@ -81,6 +81,8 @@ void pd_layout_compute(int rows, int cols, enum pd_pane focus, bool help, int n_
             out->show_steps = true;
         }
     }
+    out->overlay = help;
+    out->overlay_lines = n_help_lines;
     if (help) {
         int w = clampi(cols - 4, 0, 84);
         int h = clampi(n_help_lines + 4, 0, rows - 2);

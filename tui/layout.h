@@ -38,6 +38,8 @@ struct pd_layout {
     struct pd_rect status;
     struct pd_rect cmdline;
     struct pd_rect help;    /* overlay box (h 0 when help is closed) */
+    bool overlay;           /* the help argument it was computed for */
+    int overlay_lines;      /* and n_help_lines */
 };
 
 /* Computes the layout. n_help_lines sizes the help box. Negative sizes count as 0. */

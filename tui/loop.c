@@ -15,6 +15,7 @@
 #include "draw.h"
 #include "keys.h"
 #include "layout.h"
+#include "mouse.h"
 #include "term.h"
 
 #define FRAME_S (1.0 / 30.0)
@@ -30,7 +31,7 @@ static void relayout(struct pd_app *a, struct pd_layout *l)
 {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
-    pd_layout_compute(rows, cols, a->focus, a->help, (int)pd_keys_help_count(), l);
+    pd_layout_compute(rows, cols, a->focus, a->help, pd_app_overlay_lines(a), l);
     int steps_rows = l->show_steps ? l->steps.h - 2 : 0;
     pd_app_resize(a, l->trace.h - 1, l->trace.w, steps_rows, l->narrow);
 }
@@ -39,6 +40,28 @@ static void handle_key(struct pd_app *a, wint_t ch, bool is_code, struct pd_layo
 {
     if (is_code && ch == KEY_RESIZE) {
         relayout(a, l);
+        return;
+    }
+    if (is_code && ch == KEY_MOUSE) {
+        MEVENT ev;
+        if (getmouse(&ev) != OK) {
+            return;
+        }
+        enum pd_mouse_kind k;
+        if (ev.bstate & BUTTON4_PRESSED) {
+            k = PD_MOUSE_WHEEL_UP;
+        } else if (ev.bstate & BUTTON5_PRESSED) {
+            k = PD_MOUSE_WHEEL_DOWN;
+        } else if (ev.bstate & BUTTON1_PRESSED) {
+            k = PD_MOUSE_CLICK;
+        } else {
+            return;
+        }
+        enum pd_pane focus = a->focus;
+        pd_mouse(a, l, ev.y, ev.x, k);
+        if (a->focus != focus) {
+            relayout(a, l);
+        }
         return;
     }
     if (a->cmd_active) {
@@ -71,6 +94,9 @@ static void run_effects(struct pd_app *a, const struct pd_loop_source *src)
             break;
         case PD_FX_SESSION:
         case PD_FX_SAVE:
+        case PD_FX_BRANCHES:
+        case PD_FX_DIFF:
+        case PD_FX_OPEN:
             if (src->exec) {
                 src->exec(src->ud, a, &fx);
             }
@@ -117,6 +143,13 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
     while (!a->quit) {
         if (pd_term_signalled()) {
             break;
+        }
+        if (pd_term_take_interrupt()) {
+            pd_app_do(a, PD_ACT_INTERRUPT);
+            run_effects(a, src);
+            if (a->quit) {
+                break;
+            }
         }
         double now = pd_loop_now();
         int timeout = -1;
@@ -174,6 +207,9 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
             /* The keys changed nothing on screen: their effect is complete now. */
             record_key_latency(a, pd_loop_now() - key_t0);
             key_t0 = -1;
+        }
+        if (l.overlay != a->help || (a->help && l.overlay_lines != pd_app_overlay_lines(a))) {
+            relayout(a, &l); /* an overlay opened, closed or changed (also from effects) */
         }
         bool key_pending = key_t0 >= 0;
         if (a->dirty && (key_pending || now - last_frame >= FRAME_S)) {

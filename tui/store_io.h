@@ -18,10 +18,34 @@
 enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);
 
+/* Re-opening a saved session with a model: pushes its tokens at positions below upto
+ * (0 or past the end: all) into a (a live app segments them as they come) and returns
+ * their ids and roles (owned, free()) for the engine to re-encode. Errors name the
+ * database and session; PD_EINVAL when the session has no tokens there. */
+enum pd_status pd_io_load_prefix(struct pd_store *st, int64_t id, int64_t upto,
+                                 struct pd_app *a, int32_t **ids, uint8_t **roles, size_t *n,
+                                 struct pd_err *err);
+
 /* In one transaction: puts every closed step (upsert), applies prunes / unprunes whose
  * state differs from the database ("manual", "user"), adds unsaved tags and an unsaved
  * preference (:prefer); then marks the app saved. Nothing is written on failure. */
 enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,
                           struct pd_err *err);
+
+/* The branch family of session id: its root (following parents) and every descendant,
+ * depth-first, children by id. *out owned (free()). Errors name the database. */
+enum pd_status pd_io_load_tree(struct pd_store *st, int64_t id, struct pd_app_branch **out,
+                               size_t *n, struct pd_err *err);
+
+/* Session id against its parent from the fork position: the text of each from there
+ * (at most max_bytes each, cut between tokens, "..." appended when cut). Owned
+ * strings (free()). PD_EINVAL when id is not a branch. */
+enum pd_status pd_io_load_diff(struct pd_store *st, int64_t id, size_t max_bytes,
+                               int64_t *parent, int64_t *fork, char **parent_text,
+                               char **branch_text, struct pd_err *err);
+
+/* Carries out a PD_FX_BRANCHES or PD_FX_DIFF effect against st (NULL: says the
+ * session is not recorded): opens the tree or diff overlay, or leaves an error message. */
+void pd_io_fx(struct pd_store *st, struct pd_app *a, const struct pd_app_fx *fx);
 
 #endif

@@ -198,17 +198,38 @@ enum pd_status pd_wrap_update(struct pd_wrap *w, const struct pd_wrap_src *src)
         return PD_ENOMEM;
     }
     int col = 0;
+    struct pd_wrap_pos word = pos; /* where the last word on this line began */
+    bool have_word = false;
     for (;;) {
         struct pd_wrap_cell c;
         enum step_result r = step(src, w->width, &pos, &col, &c);
         if (r == STEP_END) {
             break;
         }
-        if (r == STEP_BREAK || c.newline) {
+        if (r == STEP_BREAK) {
+            /* Break at a word boundary when the line has one: a space that does not fit
+             * hangs off the end; otherwise the word that does not fit moves down whole.
+             * A word longer than the line still breaks where the line is full. */
+            struct decoded d;
+            if (c.cp == ' ' && !c.in_prefix && decode_at(src, pos, &d)) {
+                pos = d.next;
+            } else if (have_word) {
+                pos = word;
+            }
             if (!push_line(w, pos)) {
                 return PD_ENOMEM;
             }
             col = 0;
+            have_word = false;
+        } else if (c.newline) {
+            if (!push_line(w, pos)) {
+                return PD_ENOMEM;
+            }
+            col = 0;
+            have_word = false;
+        } else if (c.cp == ' ' && !c.in_prefix) {
+            word = pos; /* the next word begins after this space */
+            have_word = true;
         }
     }
     return PD_OK;
@@ -257,6 +278,10 @@ void pd_wrap_iter_line(const struct pd_wrap *w, const struct pd_wrap_src *src, s
     memset(it, 0, sizeof *it);
     it->src = src;
     it->width = w->width;
+    if (line + 1 < w->n_lines) {
+        it->end = w->lines[line + 1];
+        it->has_end = true;
+    }
     if (line < w->n_lines) {
         it->pos = w->lines[line];
     } else {
@@ -267,8 +292,8 @@ void pd_wrap_iter_line(const struct pd_wrap *w, const struct pd_wrap_src *src, s
 
 bool pd_wrap_iter_next(struct pd_wrap_iter *it, struct pd_wrap_cell *c)
 {
-    if (it->col < 0) {
-        return false; /* the line ended */
+    if (it->col < 0 || (it->has_end && pos_cmp(it->pos, it->end) >= 0)) {
+        return false; /* the line ended (the next one starts here) */
     }
     enum step_result r = step(it->src, it->width, &it->pos, &it->col, c);
     if (r != STEP_CELL) {

@@ -6,7 +6,10 @@
  * over the concatenated bytes; the character belongs to the token holding its first byte.
  * Bytes that do not decode are shown as U+FFFD one byte at a time; control characters as
  * their Control Pictures (U+2400 + c); tabs as spaces to the next multiple of 4; '\n'
- * ends a line; wide characters take two columns and never straddle the right edge;
+ * ends a line; lines break after a space when the line has one (a word that does not fit
+ * moves to the next line whole, a space that does not fit hangs off the end), and inside
+ * a word only when it is longer than the line; wide characters take two columns and never
+ * straddle the right edge;
  * zero-width code points are not drawn. An incomplete sequence at the very end of the
  * data is held back until more bytes arrive.
  *
@@ -59,6 +62,8 @@ struct pd_wrap_iter {
     struct pd_wrap_pos pos;
     int col;                   /* -1 once the line has ended */
     int width;
+    struct pd_wrap_pos end;    /* where the next line starts (has_end) */
+    bool has_end;
 };
 
 void pd_wrap_init(struct pd_wrap *w, int width);

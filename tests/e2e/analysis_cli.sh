@@ -88,6 +88,22 @@ grep -q '"kind":"conclude"' "$DIR/out" || fail "analyze: no conclude step found"
 expect 0 "$BIN" analyze --session 3 --db "$DB" --sensitivity -m "$MODEL"
 grep -q "answer logprob" "$DIR/out" || fail "analyze --sensitivity printed no answer logprob"
 grep -q "sens" "$DIR/out" || fail "analyze --sensitivity printed no sensitivity column"
+# One importance everywhere: analyze names it imp with its unit, never prints nan, and show
+# prints the same values as analyze --json once saved.
+grep -q " imp " "$DIR/out" || fail "analyze: no imp column"
+grep -q "imp: attention mass received from later steps" "$DIR/out" || fail "analyze: imp unit"
+grep -q "sens: answer logprob change in nats" "$DIR/out" || fail "analyze: sens unit"
+grep -qw "nan" "$DIR/out" && fail "analyze prints nan"
+expect 0 "$BIN" analyze --session 3 --db "$DB" --save --json
+imp_json=$(python3 -c '
+import json, sys
+steps = json.loads(open(sys.argv[1]).read().splitlines()[0])["steps"]
+print(" ".join("-" if s["attn_received"] is None else "%.3f" % s["attn_received"] for s in steps))
+' "$DIR/out") || fail "analyze --json: no steps to compare"
+expect 0 "$BIN" show 3 --db "$DB"
+imp_show=$(awk '/^== steps ==/ {on=1; getline; next} on && /^\(/ {on=0} on && NF >= 7 {print $7}' "$DIR/out" | tr '\n' ' ' | sed 's/ $//')
+[ "$imp_show" = "$imp_json" ] || fail "show's IMP ($imp_show) is not analyze's attn_received ($imp_json)"
+grep -q "IMP: attention mass received from later steps" "$DIR/out" || fail "show: IMP unit"
 
 # ---- prune asap --keep 0.5 --verify, export ------------------------------------------
 expect 0 "$BIN" prune --strategy asap --keep 0.5 --verify -m "$MODEL" --all --db "$DB" \

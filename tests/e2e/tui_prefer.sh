@@ -23,6 +23,11 @@ wait_for live 'PAUSED' 5
 
 # The cursor on the last token of step 1, then branch: the fork is where step 2 begins.
 keys live g ']' ']' ']' h
+# Greedy decoding would only repeat the parent: b says so and names :temp.
+keys live b
+wait_for live 'greedy decoding would regenerate the same tokens' 5
+keys live ':temp 0.8' Enter
+wait_for live 'sampling: temp 0.8' 5
 keys live b
 wait_for live 'branched at [0-9]+' 10
 keys live ':inject Then she sang a song.\n\n' Enter
@@ -82,6 +87,9 @@ assert rec["rejected"] == text(parent, fork, step_end(parent, fork)).rstrip(), r
 assert rec["chosen"] == text(branch, fork, step_end(branch, fork)).rstrip(), rec["chosen"]
 assert "Then she sang a song." in rec["chosen"], rec["chosen"]
 assert rec["prompt"] == "Once upon a time"
+# the branch records the sampling it was made with (:temp 0.8), the parent its own
+assert abs(branch["session"]["settings"]["temperature"] - 0.8) < 1e-6, branch["session"]["settings"]
+assert parent["session"]["settings"]["temperature"] == 0.0
 EOF
 then
     fail "step-dpo record: $(tail -3 "$TMPD/py")"

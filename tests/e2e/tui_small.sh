@@ -43,7 +43,9 @@ keys small Escape
 wait_for small 'cancelled' 5
 keys small ':goto 2' Enter
 wait_for small ' trace  3/' 5
-# Branch after the cursor token: the trace is cut back to 3 tokens and grows again.
+# Branch after the cursor token (sampling, since greedy would repeat the parent): the
+# trace is cut back to 3 tokens and grows again.
+keys small ':temp 0.9' Enter
 keys small b
 wait_for small 'branched at 3 \(resample\)' 10
 # Steer: inspector focus, second alternative, Enter (once the branch has 6 tokens).

@@ -10,6 +10,10 @@
  *   out, a greedy continuation) therefore cost only their differing suffixes. Positions
  *   in the cache are always contiguous indices 0..m-1: a left-out step is re-encoded, not
  *   skipped with a gap.
+ * External engine.  A scorer opened with pd_scorer_open_engine has no context: scoring
+ *   hands the whole id sequence to the engine's teacher callback (a remote server caches
+ *   prefixes itself) and greedy decoding to its greedy callback; the bookkeeping around
+ *   them (which tokens are kept, which are answer tokens, blob positions) is shared.
  * Capture.  The engine's attention capture (capture.h, summary level) is attached to the
  *   context only while pd_score_trace runs, so answer checks do not pay for it. Its blobs
  *   name context indices; they are copied into the records with the attended tokens' own
@@ -30,7 +34,9 @@
 #include "sampler.h"
 
 struct pd_scorer {
-    const struct pd_model *model; /* borrowed */
+    const struct pd_model *model; /* borrowed; NULL with an external engine */
+    bool ext;                     /* an external engine stands in for the model */
+    struct pd_score_engine eng;
     const struct pd_tok *tok;     /* borrowed, may be NULL */
     struct pd_score_params p;
     struct pd_ctx *ctx;           /* owned */
@@ -126,7 +132,36 @@ void pd_scorer_close(struct pd_scorer **sp)
 
 uint32_t pd_scorer_n_ctx(const struct pd_scorer *s)
 {
+    if (s->ext) {
+        return s->eng.n_ctx ? s->eng.n_ctx : UINT32_MAX;
+    }
     return s->ctx->params.n_ctx;
+}
+
+enum pd_status pd_scorer_open_engine(const struct pd_score_engine *e, const struct pd_tok *tok,
+                                     const struct pd_score_params *params,
+                                     struct pd_scorer **out, struct pd_err *err)
+{
+    *out = NULL;
+    struct pd_score_params p = params ? *params : pd_score_default_params();
+    if (e == NULL || e->teacher == NULL || e->greedy == NULL || e->n_vocab == 0) {
+        return pd_err_set(err, PD_EINVAL, "scorer: an external engine needs teacher and "
+                          "greedy callbacks and a vocabulary size");
+    }
+    if (p.topk > PD_TOPK_MAX) {
+        return pd_err_set(err, PD_EINVAL, "scorer: topk %u out of range (0..%d)", p.topk,
+                          PD_TOPK_MAX);
+    }
+    struct pd_scorer *s = pd_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "scorer: out of memory");
+    }
+    s->ext = true;
+    s->eng = *e;
+    s->tok = tok;
+    s->p = p;
+    *out = s;
+    return PD_OK;
 }
 
 /* ---- evaluation with prefix reuse ---------------------------------------------------- */
@@ -186,8 +221,9 @@ static enum pd_status sync_eval(struct pd_scorer *s, const int32_t *ids, size_t 
 static enum pd_status check_ids(const struct pd_scorer *s, const struct pd_token_rec *toks,
                                 size_t n, struct pd_err *err)
 {
+    uint32_t n_vocab = s->ext ? s->eng.n_vocab : s->model->hp.n_vocab;
     for (size_t i = 0; i < n; i++) {
-        if (toks[i].id < 0 || (uint32_t)toks[i].id >= s->model->hp.n_vocab) {
+        if (toks[i].id < 0 || (uint32_t)toks[i].id >= n_vocab) {
             return pd_err_set(err, PD_EINVAL, "token at position %lld has %s id %d; scoring "
                               "needs the model's token ids", (long long)toks[i].pos,
                               toks[i].id < 0 ? "no" : "an out-of-vocabulary", toks[i].id);
@@ -214,6 +250,42 @@ static void trace_logits(void *ud, size_t i, int64_t pos, const float *logits)
     }
 }
 
+/* A copy of blob src (positions are indices into toks) with each attended index rewritten
+ * as that token's own position, into *out (malloc'd). */
+static enum pd_status blob_remap(const uint8_t *src, size_t src_len, size_t i,
+                                 const struct pd_token_rec *toks, size_t n, uint8_t **out,
+                                 struct pd_err *err)
+{
+    *out = NULL;
+    struct pd_attn_view sv;
+    if (src == NULL || !pd_attn_blob_layout(src, src_len, &sv)) {
+        return pd_err_set(err, PD_EINVAL, "scorer: no attention summary for token %zu", i);
+    }
+    size_t len = pd_attn_blob_size(sv.n_layer, sv.n_top, 0);
+    uint8_t *b = malloc(len);
+    if (b == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "scorer: out of memory");
+    }
+    pd_attn_blob_init(b, sv.n_layer, sv.n_top);
+    for (uint32_t l = 0; l < sv.n_layer; l++) {
+        for (uint32_t k = 0; k < sv.n_top; k++) {
+            uint32_t idx;
+            float w;
+            if (!pd_attn_view_entry(&sv, l, k, &idx, &w)) {
+                continue;
+            }
+            if (idx >= n || toks[idx].pos >= (int64_t)PD_ATTN_POS_PAD) {
+                free(b);
+                return pd_err_set(err, PD_EINVAL, "scorer: token %zu attends to index %u "
+                                  "outside the trace", i, idx);
+            }
+            pd_attn_blob_set(b, l, k, (uint32_t)toks[idx].pos, w > 1.0f ? 1.0f : w);
+        }
+    }
+    *out = b;
+    return PD_OK;
+}
+
 /* Copies the capture's blob of each token into its record, rewriting the attended
  * positions (context indices) as the tokens' own positions. */
 static enum pd_status take_blobs(struct pd_scorer *s, struct pd_token_rec *toks, size_t n,
@@ -223,35 +295,51 @@ static enum pd_status take_blobs(struct pd_scorer *s, struct pd_token_rec *toks,
     size_t len = pd_attn_blob_size(n_layer, n_top, 0);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *src = pd_capture_blob(&s->cap, i);
-        struct pd_attn_view sv;
-        if (src == NULL || !pd_attn_blob_layout(src, s->cap.blob_len, &sv) ||
-            len != s->cap.blob_len) {
+        if (len != s->cap.blob_len) {
             return pd_err_set(err, PD_EINVAL, "scorer: no attention summary for token %zu", i);
         }
-        uint8_t *b = malloc(len);
-        if (b == NULL) {
-            return pd_err_set(err, PD_ENOMEM, "scorer: out of memory");
+        enum pd_status st = blob_remap(src, s->cap.blob_len, i, toks, n, &toks[i].attn, err);
+        if (st != PD_OK) {
+            return st;
         }
-        pd_attn_blob_init(b, n_layer, n_top);
-        for (uint32_t l = 0; l < n_layer; l++) {
-            for (uint32_t k = 0; k < n_top; k++) {
-                uint32_t idx;
-                float w;
-                if (!pd_attn_view_entry(&sv, l, k, &idx, &w)) {
-                    continue;
-                }
-                if (idx >= n || toks[idx].pos >= (int64_t)PD_ATTN_POS_PAD) {
-                    free(b);
-                    return pd_err_set(err, PD_EINVAL, "scorer: token %zu attends to index "
-                                      "%u outside the trace", i, idx);
-                }
-                pd_attn_blob_set(b, l, k, (uint32_t)toks[idx].pos, w > 1.0f ? 1.0f : w);
-            }
-        }
-        toks[i].attn = b;
         toks[i].attn_len = len;
     }
     return PD_OK;
+}
+
+/* pd_score_trace through an external engine: its records, blob positions remapped. */
+static enum pd_status ext_trace(struct pd_scorer *s, struct pd_token_rec *toks,
+                                const int32_t *ids, size_t n, struct pd_err *err)
+{
+    struct pd_token_rec *tmp = pd_calloc(n, sizeof *tmp);
+    if (tmp == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "scorer: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        tmp[i].pos = (int64_t)i;
+        tmp[i].id = ids[i];
+        tmp[i].logprob = NAN;
+        tmp[i].entropy = NAN;
+    }
+    enum pd_status st = s->eng.teacher(s->eng.ud, ids, n, s->p.topk, s->p.capture_attn, tmp,
+                                       err);
+    for (size_t i = 0; st == PD_OK && i < n; i++) {
+        struct pd_token_rec *t = &toks[i];
+        if (i > 0) {
+            t->logprob = tmp[i].logprob;
+            t->entropy = tmp[i].entropy;
+            t->n_top = tmp[i].n_top;
+            memcpy(t->top, tmp[i].top, sizeof t->top);
+            t->flags = (t->flags & ~(uint32_t)PD_TOKF_ENTROPY_EST) |
+                       (tmp[i].flags & PD_TOKF_ENTROPY_EST);
+        }
+        if (s->p.capture_attn && tmp[i].attn) {
+            st = blob_remap(tmp[i].attn, tmp[i].attn_len, i, toks, n, &t->attn, err);
+            t->attn_len = t->attn ? tmp[i].attn_len : 0;
+        }
+    }
+    pd_score_tokens_free(tmp, n);
+    return st;
 }
 
 enum pd_status pd_score_trace(struct pd_scorer *s, struct pd_token_rec *toks, size_t n,
@@ -278,10 +366,15 @@ enum pd_status pd_score_trace(struct pd_scorer *s, struct pd_token_rec *toks, si
         t->logprob = NAN;
         t->entropy = NAN;
         t->n_top = 0;
-        t->flags &= ~(uint32_t)PD_TOKF_NO_METRICS;
+        t->flags &= ~(uint32_t)(PD_TOKF_NO_METRICS | PD_TOKF_ENTROPY_EST);
         free(t->attn);
         t->attn = NULL;
         t->attn_len = 0;
+    }
+    if (s->ext) {
+        st = ext_trace(s, toks, ids, n, err);
+        free(ids);
+        return st;
     }
     struct trace_cb cb = {s, toks, n};
     if (s->capture) {
@@ -327,6 +420,51 @@ static void answer_logits(void *ud, size_t i, int64_t pos, const float *logits)
     }
 }
 
+/* pd_score_answer's work through an external engine: the kept sequence ids[0..m)
+ * teacher-forced for the answer positions, greedy from ids[0..ka). */
+static enum pd_status ext_answer(struct pd_scorer *s, const int32_t *ids,
+                                 const uint8_t *is_answer, size_t m, size_t ka,
+                                 uint32_t n_greedy, struct pd_score_answer *out,
+                                 struct pd_err *err)
+{
+    struct pd_token_rec *tmp = pd_calloc(m, sizeof *tmp);
+    if (tmp == NULL) {
+        return pd_err_set(err, PD_ENOMEM, "scorer: out of memory");
+    }
+    for (size_t i = 0; i < m; i++) {
+        tmp[i].pos = (int64_t)i;
+        tmp[i].id = ids[i];
+        tmp[i].logprob = NAN;
+        tmp[i].entropy = NAN;
+    }
+    enum pd_status st = s->eng.teacher(s->eng.ud, ids, m, 0, false, tmp, err);
+    for (size_t i = 1; st == PD_OK && i < m; i++) {
+        if (is_answer[i]) {
+            if (isnan(tmp[i].logprob)) {
+                st = pd_err_set(err, PD_EFORMAT, "scorer: the engine gave no logprob for "
+                                "answer token %zu", i);
+                break;
+            }
+            out->logprob += tmp[i].logprob;
+            out->n_answer++;
+        }
+    }
+    pd_score_tokens_free(tmp, m);
+    if (st == PD_OK && n_greedy > 0) {
+        size_t got = 0;
+        st = s->eng.greedy(s->eng.ud, ids, ka, n_greedy, out->greedy, &got, err);
+        out->n_greedy = got;
+        /* as the local decoder: stop after an end-of-generation token */
+        for (size_t g = 0; s->tok != NULL && g < out->n_greedy; g++) {
+            if (pd_tok_is_eog(s->tok, out->greedy[g])) {
+                out->n_greedy = g + 1;
+                break;
+            }
+        }
+    }
+    return st;
+}
+
 enum pd_status pd_score_answer(struct pd_scorer *s, const struct pd_token_rec *toks, size_t n,
                                const uint8_t *drop, uint32_t n_greedy,
                                struct pd_score_answer *out, struct pd_err *err)
@@ -370,6 +508,10 @@ enum pd_status pd_score_answer(struct pd_scorer *s, const struct pd_token_rec *t
     if (m > pd_scorer_n_ctx(s) || ka + n_greedy > pd_scorer_n_ctx(s)) {
         st = pd_err_set(err, PD_EINVAL, "trace of %zu tokens (+%u greedy) does not fit the "
                         "context (%u slots)", m, n_greedy, pd_scorer_n_ctx(s));
+        goto done;
+    }
+    if (s->ext) {
+        st = ext_answer(s, ids, is_answer, m, ka, n_greedy, out, err);
         goto done;
     }
     struct answer_cb cb = {s, ids, is_answer, m, 0.0, 0};

@@ -20,6 +20,12 @@
  * INJECTED; the thinking text is THINK; "\n\n" plus the answer is ANSWER. A token takes
  * the role of the segment holding its first byte.
  *
+ * An external engine (a remote inference server) can stand in for the model: the scorer
+ * then asks it for teacher-forced metrics and greedy continuations (pd_scorer_open_engine)
+ * and the same build / score / answer / sensitivity functions work unchanged; only what
+ * the engine reports is filled (a remote engine's entropy is an estimate, flagged with
+ * PD_TOKF_ENTROPY_EST, and its attention comes only from ponder serve).
+ *
  * Ownership: the scorer borrows the model and tokenizer (both must outlive it) and owns
  * its context and buffers. Token arrays from pd_score_build are owned by the caller
  * (pd_score_tokens_free). Thread-safety: one thread per scorer. */
@@ -57,6 +63,28 @@ struct pd_scorer;
 enum pd_status pd_scorer_open(const struct pd_model *m, const struct pd_tok *tok,
                               const struct pd_score_params *params, struct pd_scorer **out,
                               struct pd_err *err);
+
+/* An evaluator outside the process. Both callbacks run on the scorer's thread. */
+struct pd_score_engine {
+    /* Teacher-forces ids[0..n) and fills out[1..n) (out[i].id == ids[i] on entry): logprob,
+     * entropy (and its flags), top-k (at most topk) and, when attn, the attention blob
+     * whose positions are indices into ids. */
+    enum pd_status (*teacher)(void *ud, const int32_t *ids, size_t n, uint32_t topk, bool attn,
+                              struct pd_token_rec *out, struct pd_err *err);
+    /* Greedy continuation of ids[0..n): at most n_max ids into out (*n_out), an
+     * end-of-generation token included when it came. */
+    enum pd_status (*greedy)(void *ud, const int32_t *ids, size_t n, uint32_t n_max,
+                             int32_t *out, size_t *n_out, struct pd_err *err);
+    void *ud;               /* borrowed; must outlive the scorer */
+    uint32_t n_ctx;         /* longest sequence it takes (0: unknown, not checked) */
+    uint32_t n_vocab;       /* ids are checked against it */
+};
+
+/* Opens a scorer over an external engine (params: topk, capture_attn; ctx is unused).
+ * tok may be NULL. PD_EINVAL for bad params or an engine without callbacks. */
+enum pd_status pd_scorer_open_engine(const struct pd_score_engine *e, const struct pd_tok *tok,
+                                     const struct pd_score_params *params,
+                                     struct pd_scorer **out, struct pd_err *err);
 
 /* Frees *s (NULL and *s == NULL accepted) and sets *s to NULL. */
 void pd_scorer_close(struct pd_scorer **s);

@@ -22,7 +22,12 @@
  * --in FILE for analyze and prune works on a temporary database that is removed
  * afterwards. Exit status: 0 ok, 1 when any trace failed (the others are still done),
  * 2 usage. A progress bar goes to stderr when it is a terminal. */
+#include "config.h"
+
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +39,7 @@
 #include "mem.h"
 #include "chat.h"
 #include "cli.h"
+#include "cli_remote.h"
 #include "metrics.h"
 #include "lm.h"
 #include "pairs.h"
@@ -256,22 +262,36 @@ static bool trace_scored(const struct trace *t)
 struct model_opts {
     const char *path;
     const char *chat;       /* family override, or NULL: detect */
+    struct pd_cli_engine eng; /* eng.url: score on a remote engine */
+    uint32_t retries;       /* with eng.url: extra attempts for transient failures */
     int n_threads;
     uint32_t n_ctx;
     uint32_t topk;
     bool attn;
 };
 
+/* The model that scores: loaded in this process, or a remote engine driven with the
+ * vocabulary and chat template of the local GGUF (-m). */
 struct model_ctx {
     const char *path; /* borrowed from the options */
-    struct pd_lm lm;
+    struct pd_lm lm;  /* local model */
+    struct pd_cli_vocab voc; /* remote: the vocabulary and template */
+    const struct pd_tok *tok;          /* lm.tok or voc.tok */
+    const struct pd_chat_format *chat; /* lm.chat or voc.chat */
     struct pd_scorer *sc;
+#if HAVE_REMOTE
+    struct pd_remote *r;               /* owned: the client sc uses */
+#endif
 };
 
 static void model_close(struct model_ctx *mc)
 {
     pd_scorer_close(&mc->sc);
+#if HAVE_REMOTE
+    pd_remote_close(&mc->r);
+#endif
     pd_lm_close(&mc->lm);
+    pd_cli_vocab_close(&mc->voc);
 }
 
 static bool model_open(const struct model_opts *o, struct model_ctx *mc)
@@ -290,13 +310,52 @@ static bool model_open(const struct model_opts *o, struct model_ctx *mc)
     sp.ctx.n_ctx = o->n_ctx;
     sp.topk = o->topk;
     sp.capture_attn = o->attn;
+    if (o->eng.url) {
+#if HAVE_REMOTE
+        /* transient failures (429, 5xx, timeouts) are retried with backoff: bulk work */
+        if (pd_cli_vocab_open(o->path, o->chat, &mc->voc, &err) != PD_OK ||
+            pd_cli_engine_open(&o->eng, o->retries, mc->voc.tok, &mc->r, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            model_close(mc);
+            return false;
+        }
+        struct pd_score_engine e = pd_cli_score_engine(mc->r, pd_tok_n_vocab(mc->voc.tok));
+        if (pd_scorer_open_engine(&e, mc->voc.tok, &sp, &mc->sc, &err) != PD_OK) {
+            pd_cli_print_err(&err);
+            model_close(mc);
+            return false;
+        }
+        mc->tok = mc->voc.tok;
+        mc->chat = &mc->voc.chat;
+        return true;
+#endif
+    }
     if (pd_lm_open(o->path, f, &mc->lm, &err) != PD_OK ||
         pd_scorer_open(mc->lm.model, mc->lm.tok, &sp, &mc->sc, &err) != PD_OK) {
         pd_cli_print_err(&err);
         model_close(mc);
         return false;
     }
+    mc->tok = mc->lm.tok;
+    mc->chat = &mc->lm.chat;
     return true;
+}
+
+/* Records which model the session's scores come from. */
+static enum pd_status put_model(struct pd_store *st, const struct model_ctx *mc, int64_t sid,
+                                struct pd_err *err)
+{
+    int64_t model_id = 0;
+    enum pd_status s;
+#if HAVE_REMOTE
+    if (mc->r) {
+        s = pd_cli_remote_model_put(st, pd_remote_info(mc->r), &model_id, err);
+    } else
+#endif
+    {
+        s = pd_cli_model_put(st, mc->lm.model, mc->path, &model_id, err);
+    }
+    return s == PD_OK ? pd_store_session_set_model(st, sid, model_id, err) : s;
 }
 
 /* ---- segmentation and metrics -------------------------------------------------------- */
@@ -390,7 +449,7 @@ static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
     } else {
         struct pd_score_input in = {cm, n_msgs, has_think, think.data, think.len, answer.data,
                                     answer.len};
-        s = pd_score_build(mc->lm.tok, &mc->lm.chat, &in, toks, n, err);
+        s = pd_score_build(mc->tok, mc->chat, &in, toks, n, err);
     }
     pd_buf_deinit(&think);
     pd_buf_deinit(&answer);
@@ -399,11 +458,15 @@ static enum pd_status rebuild_tokens(struct pd_store *st, const struct trace *t,
     return s;
 }
 
-/* Scores trace t with the model in memory: t's tokens become the scored model tokens
- * (positions 0..n-1); its stored steps are dropped (their positions no longer apply). */
-static enum pd_status score_tokens(struct pd_store *st, struct trace *t,
-                                   const struct model_ctx *mc, struct pd_err *err)
+/* The model tokens trace t is scored as (*toks owned, positions 0..n-1): its own ids
+ * (a live or ponder-record trace; taken out of t) or its text rebuilt with the model's
+ * chat template. */
+static enum pd_status prepare_tokens(struct pd_store *st, struct trace *t,
+                                     const struct model_ctx *mc, struct pd_token_rec **toks_out,
+                                     size_t *n_out, struct pd_err *err)
 {
+    *toks_out = NULL;
+    *n_out = 0;
     if (t->parent_id != 0) {
         return pd_err_set(err, PD_EUNSUPPORTED, "session %lld is a branch; score its parent "
                           "instead", (long long)t->id);
@@ -428,6 +491,31 @@ static enum pd_status score_tokens(struct pd_store *st, struct trace *t,
     } else {
         s = rebuild_tokens(st, t, mc, &toks, &n, err);
     }
+    *toks_out = toks;
+    *n_out = n;
+    return s;
+}
+
+/* Puts scored tokens into t: its stored steps are dropped (their positions no longer
+ * apply). Takes toks. */
+static void take_scored(struct trace *t, struct pd_token_rec *toks, size_t n)
+{
+    pd_score_tokens_free(t->toks, t->n);
+    t->toks = toks;
+    t->n = n;
+    free(t->stored);
+    t->stored = NULL;
+    t->n_stored = 0;
+}
+
+/* Scores trace t with the model: t's tokens become the scored model tokens (positions
+ * 0..n-1). */
+static enum pd_status score_tokens(struct pd_store *st, struct trace *t,
+                                   const struct model_ctx *mc, struct pd_err *err)
+{
+    struct pd_token_rec *toks = NULL;
+    size_t n = 0;
+    enum pd_status s = prepare_tokens(st, t, mc, &toks, &n, err);
     if (s == PD_OK) {
         s = pd_score_trace(mc->sc, toks, n, err);
     }
@@ -435,28 +523,19 @@ static enum pd_status score_tokens(struct pd_store *st, struct trace *t,
         pd_score_tokens_free(toks, n);
         return s;
     }
-    pd_score_tokens_free(t->toks, t->n);
-    t->toks = toks;
-    t->n = n;
-    free(t->stored);
-    t->stored = NULL;
-    t->n_stored = 0;
+    take_scored(t, toks, n);
     return PD_OK;
 }
 
-/* Scores session t->id with the model and stores the scored tokens and fresh steps with
- * metrics; t is reloaded afterwards so it holds what the store now has. */
-static enum pd_status score_session(struct pd_store *st, struct trace *t,
-                                    const struct model_ctx *mc, const struct seg_opts *so,
-                                    struct pd_err *err)
+/* Stores the scored tokens of t, the model they come from, and fresh steps with metrics;
+ * t is reloaded afterwards so it holds what the store now has. */
+static enum pd_status store_scored(struct pd_store *st, struct trace *t,
+                                   const struct model_ctx *mc, const struct seg_opts *so,
+                                   struct pd_err *err)
 {
-    enum pd_status s = score_tokens(st, t, mc, err);
+    enum pd_status s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
     if (s == PD_OK) {
-        s = pd_store_tokens_replace(st, t->id, t->toks, t->n, err);
-    }
-    int64_t model_id = 0;
-    if (s == PD_OK && (s = pd_cli_model_put(st, mc->lm.model, mc->path, &model_id, err)) == PD_OK) {
-        s = pd_store_session_set_model(st, t->id, model_id, err); /* the scores' model */
+        s = put_model(st, mc, t->id, err); /* the scores' model */
     }
     int64_t id = t->id;
     if (s != PD_OK) {
@@ -480,6 +559,15 @@ static enum pd_status score_session(struct pd_store *st, struct trace *t,
         s = trace_load(st, id, t, err);
     }
     return s;
+}
+
+/* Scores session t->id with the model and stores the result (store_scored). */
+static enum pd_status score_session(struct pd_store *st, struct trace *t,
+                                    const struct model_ctx *mc, const struct seg_opts *so,
+                                    struct pd_err *err)
+{
+    enum pd_status s = score_tokens(st, t, mc, err);
+    return s == PD_OK ? store_scored(st, t, mc, so, err) : s;
 }
 
 /* ---- JSON helpers ---------------------------------------------------------------------- */
@@ -577,6 +665,7 @@ static void analyze_usage(FILE *f)
             "                  pass rate (difficulty = 1 - pass rate; for export filters)\n"
             "  --chat F        chat family for scoring (default: from the model)\n"
             "  -t, --threads N, -c, --ctx N   as for score\n"
+            "  --engine URL    score on a remote engine (-m: its vocabulary and template)\n"
             "  --json          one JSON object per trace and line\n");
 }
 
@@ -598,6 +687,10 @@ static int parse_common(struct pd_argv *a, struct common_opts *o)
     const char *v = NULL;
     bool bad = false;
     long long n = 0;
+    int er = pd_cli_engine_opt(a, &o->mo.eng);
+    if (er != 0) {
+        return er;
+    }
     if (pd_arg_match(a, "--db", NULL, &v, &bad)) {
         o->db = v;
     } else if (pd_arg_match(a, "--in", NULL, &v, &bad)) {
@@ -643,6 +736,8 @@ static bool common_init(struct common_opts *o, int argc)
 {
     memset(o, 0, sizeof *o);
     o->ids = pd_calloc((size_t)argc + 1, sizeof *o->ids);
+    pd_cli_engine_init(&o->mo.eng);
+    o->mo.retries = 8; /* bulk work against a busy server: up to ~90 s of backoff */
     o->mo.topk = 5;
     o->mo.attn = true;
     o->so.min_chars = 10;
@@ -1141,8 +1236,9 @@ static void prune_usage(FILE *f)
             "  --format F      export format: messages (default), sharegpt,\n"
             "                  prompt-completion, ponder\n"
             "  --dry-run       report only; record nothing\n"
-            "  --session, --all, --in, --db, --markers, --resegment, --chat, -t, -c, --json\n"
-            "                  as for analyze\n",
+            "  --session, --all, --in, --db, --markers, --resegment, --chat, -t, -c, --json,\n"
+            "  --engine URL    as for analyze (--verify on a remote engine: teacher-forced\n"
+            "                  answer log-probabilities and greedy answers over HTTP)\n",
             PD_SCORE_GREEDY_MAX);
 }
 
@@ -1567,6 +1663,7 @@ static void score_usage(FILE *f)
 {
     fprintf(f,
             "usage: ponder score -m MODEL (--in FILE | --session ID... | --all) [--db F]\n"
+            "                    [--engine URL [--jobs N] [--retries N]]\n"
             "                    [--force] [--topk K] [--no-attn] [--chat FAMILY] [--markers]\n"
             "                    [--min-chars N] [-t N] [-c N] [--json]\n"
             "\n"
@@ -1586,8 +1683,17 @@ static void score_usage(FILE *f)
             "  --chat F        chat family (default: detected from the model)\n"
             "  --markers, --min-chars N   step segmentation as for analyze\n"
             "  -t, --threads N CPU threads;  -c, --ctx N  context slots (the longest trace)\n"
-            "  --json          one JSON object per trace and line\n",
-            PD_TOPK_MAX);
+            "  --jobs N        with --engine: N requests in flight at once (default 1)\n"
+            "  --retries N     with --engine: attempts after a transient failure (default 8:\n"
+            "                  backoff from 0.5 s, doubling up to 30 s, about 90 s in all)\n"
+            "  --json          one JSON object per trace and line\n"
+            "\n"
+            "With --engine URL the traces are scored by a remote engine (-m gives the vocabulary\n"
+            "and chat template): 429, 5xx and timeouts are retried with backoff, each session is\n"
+            "stored as soon as it is scored (an interrupted --all resumes where it stopped), and\n"
+            "a summary with tokens/s goes to stderr. Entropy from a remote engine is estimated\n"
+            "from its top-k unless it is ponder serve.\n%s",
+            PD_TOPK_MAX, pd_cli_engine_help);
 }
 
 bool pd_cli_score_batch_wanted(int argc, char **argv)
@@ -1603,6 +1709,140 @@ bool pd_cli_score_batch_wanted(int argc, char **argv)
     return false;
 }
 
+/* ---- score with concurrent requests ------------------------------------------------------
+
+ * DESIGN
+ * The main thread owns the store: it loads each trace, builds its model tokens, hands them
+ * to a worker, and stores what comes back (tokens, model, steps) in completion order, one
+ * session per transaction, so an interrupted run keeps every session finished so far and
+ * `score --all` resumes with the rest. Each of the N workers owns a scorer (for a remote
+ * engine: its own client and connection, so N requests are in flight at once; transient
+ * failures are retried by the client with backoff). Jobs cross in two mutex-protected
+ * lists; at most 2N are outstanding, which bounds memory. Ctrl-C stops handing out work,
+ * cancels the requests in flight and reports what was done. */
+
+struct score_job {
+    struct trace t;               /* loaded by the main thread */
+    struct pd_token_rec *toks;    /* owned: prepared, then scored by a worker */
+    size_t n;
+    enum pd_status st;
+    struct pd_err err;
+};
+
+struct score_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t todo_cond;
+    pthread_cond_t done_cond;
+    struct score_job **todo, **done; /* FIFOs of capacity cap */
+    size_t n_todo, n_done, cap;
+    bool closing;
+    atomic_bool cancel;
+};
+
+struct score_worker {
+    struct score_pool *pool;
+    struct model_ctx mc;
+    pthread_t thread;
+    bool started;
+};
+
+static void *score_worker_main(void *arg)
+{
+    struct score_worker *w = arg;
+    struct score_pool *p = w->pool;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (p->n_todo == 0 && !p->closing) {
+            pthread_cond_wait(&p->todo_cond, &p->lock);
+        }
+        if (p->n_todo == 0) {
+            pthread_mutex_unlock(&p->lock);
+            break;
+        }
+        struct score_job *j = p->todo[0];
+        memmove(p->todo, p->todo + 1, --p->n_todo * sizeof *p->todo);
+        pthread_mutex_unlock(&p->lock);
+        pd_err_clear(&j->err);
+        j->st = atomic_load(&p->cancel)
+                    ? pd_err_set(&j->err, PD_ECANCELLED, "interrupted")
+                    : pd_score_trace(w->mc.sc, j->toks, j->n, &j->err);
+        pthread_mutex_lock(&p->lock);
+        p->done[p->n_done++] = j;
+        pthread_cond_signal(&p->done_cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return NULL;
+}
+
+static void pool_cancel(struct score_pool *p, struct score_worker *w, size_t n)
+{
+    atomic_store(&p->cancel, true);
+#if HAVE_REMOTE
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].mc.r) {
+            pd_remote_cancel(w[i].mc.r);
+        }
+    }
+#else
+    (void)w, (void)n;
+#endif
+}
+
+static volatile sig_atomic_t g_score_interrupted;
+
+static void on_score_sigint(int sig)
+{
+    (void)sig;
+    g_score_interrupted = 1;
+}
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Prints one scored session's line. */
+static bool print_scored(const struct trace *t, bool json, struct pd_buf *out,
+                         struct pd_err *err)
+{
+    struct pd_step_span *spans = pd_calloc(t->n_stored + 1, sizeof *spans);
+    struct pd_trace_stats ts;
+    bool ok = spans && pd_metrics_spans(t->toks, t->n, t->stored, t->n_stored, spans,
+                                        err) == PD_OK;
+    bool est = false;
+    for (size_t i = 0; i < t->n; i++) {
+        est = est || (t->toks[i].flags & PD_TOKF_ENTROPY_EST);
+    }
+    if (ok) {
+        pd_metrics_trace(t->toks, t->n, t->stored, spans, t->n_stored, &ts);
+        out->len = 0;
+        if (json) {
+            ok = pd_buf_printf(out, "{\"session\":%lld", (long long)t->id) &&
+                 json_ki(out, "tokens", (long long)t->n) &&
+                 json_ki(out, "steps", (long long)t->n_stored) &&
+                 json_kn(out, "mean_surprisal", ts.mean_surprisal) &&
+                 json_kn(out, "mean_entropy", ts.mean_entropy) &&
+                 (!est || json_kb(out, "entropy_est", true)) && pd_buf_puts(out, "}\n");
+        } else {
+            ok = pd_buf_printf(out, "session %lld: scored %zu tokens, %zu steps, thinking mean "
+                               "surprisal %.3f bits, mean entropy %.3f bits%s\n",
+                               (long long)t->id, t->n, t->n_stored, ts.mean_surprisal,
+                               ts.mean_entropy, est ? " (estimated from the top-k)" : "");
+        }
+        if (ok) {
+            pd_cli_put(out->data, out->len, json);
+            fflush(stdout);
+        }
+    }
+    free(spans);
+    if (!ok && !err->msg[0]) {
+        pd_err_set(err, PD_ENOMEM, "out of memory");
+    }
+    return ok;
+}
+
 int pd_cli_score_in(int argc, char **argv)
 {
     struct common_opts o;
@@ -1611,7 +1851,7 @@ int pd_cli_score_in(int argc, char **argv)
     }
     bool force = false, bad = false;
     const char *v = NULL;
-    long long topk = 5;
+    long long topk = 5, jobs = 1;
     struct pd_argv a = {argc, argv, 1, "score"};
     while (a.i < argc && !bad) {
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
@@ -1632,6 +1872,16 @@ int pd_cli_score_in(int argc, char **argv)
             if (!bad && !pd_arg_long("score", "--topk", v, 0, PD_TOPK_MAX, &topk)) {
                 bad = true;
             }
+        } else if (pd_arg_match(&a, "--jobs", "-j", &v, &bad)) {
+            if (!bad && !pd_arg_long("score", "--jobs", v, 1, 256, &jobs)) {
+                bad = true;
+            }
+        } else if (pd_arg_match(&a, "--retries", NULL, &v, &bad)) {
+            long long n = 0;
+            if (!bad && !pd_arg_long("score", "--retries", v, 0, 30, &n)) {
+                bad = true;
+            }
+            o.mo.retries = (uint32_t)n;
         } else {
             pd_cli_fail(2, "score: unexpected argument '%s'", argv[a.i]);
             bad = true;
@@ -1642,90 +1892,213 @@ int pd_cli_score_in(int argc, char **argv)
         bad = true;
     }
     if (!bad && !o.mo.path) {
-        bad = pd_cli_fail(2, "score: -m MODEL is required") != 0;
+        bad = pd_cli_fail(2, "score: -m MODEL is required (with --engine: its vocabulary and "
+                             "chat template)") != 0;
     }
     if (!bad && force && !o.all) {
         bad = pd_cli_fail(2, "score: --force applies to --all") != 0;
+    }
+    if (!bad && jobs > 1 && !o.mo.eng.url) {
+        bad = pd_cli_fail(2, "score: --jobs needs --engine URL (in this process one scorer "
+                             "already uses every core)") != 0;
     }
     if (bad) {
         free(o.ids);
         return 2;
     }
     int rc = 0;
-    struct model_ctx mc = {0};
     struct pd_buf out;
     pd_buf_init(&out);
-    struct pd_store *st = common_open(&o, NULL, true, &rc);
+    struct score_pool pool;
+    memset(&pool, 0, sizeof pool);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.todo_cond, NULL);
+    pthread_cond_init(&pool.done_cond, NULL);
+    atomic_init(&pool.cancel, false);
+    size_t n_workers = (size_t)jobs;
+    struct score_worker *w = pd_calloc(n_workers, sizeof *w);
+    pool.cap = 2 * n_workers + 1;
+    pool.todo = pd_calloc(pool.cap, sizeof *pool.todo);
+    pool.done = pd_calloc(pool.cap, sizeof *pool.done);
+    struct pd_store *st = NULL;
+    if (!w || !pool.todo || !pool.done) {
+        rc = pd_cli_fail(1, "score: out of memory");
+        goto finish;
+    }
+    st = common_open(&o, NULL, true, &rc);
     if (!st) {
         goto finish;
     }
-    if (!model_open(&o.mo, &mc)) {
-        rc = 1;
-        goto finish;
+    for (size_t i = 0; i < n_workers; i++) {
+        w[i].pool = &pool;
+        if (!model_open(&o.mo, &w[i].mc)) {
+            rc = 1;
+            goto finish;
+        }
     }
+    for (size_t i = 0; i < n_workers; i++) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        w[i].started = pthread_create(&w[i].thread, NULL, score_worker_main, &w[i]) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!w[i].started) {
+            rc = pd_cli_fail(1, "score: cannot start a worker thread");
+            goto finish;
+        }
+    }
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_score_sigint;
+    sigemptyset(&sa.sa_mask);
+    g_score_interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sa);
     struct pd_cli_progress bar;
     pd_cli_progress_init(&bar, "score");
-    size_t n_scored = 0;
-    for (size_t k = 0; k < o.n_ids; k++) {
-        pd_cli_progress_draw(&bar, k, o.n_ids);
-        struct pd_err err;
-        pd_err_clear(&err);
-        struct trace t;
-        enum pd_status s = trace_load(st, o.ids[k], &t, &err);
-        if (s == PD_OK && o.all && !force && (trace_scored(&t) || t.n == 0)) {
-            trace_free(&t);
+    size_t next = 0, in_flight = 0, n_scored = 0, n_failed = 0, n_seen = 0;
+    uint64_t n_tokens = 0;
+    double t0 = now_mono();
+    while (next < o.n_ids || in_flight > 0) {
+        if (g_score_interrupted && !atomic_load(&pool.cancel)) {
+            pool_cancel(&pool, w, n_workers);
+        }
+        /* hand out work while there is room */
+        while (next < o.n_ids && in_flight < 2 * n_workers && !atomic_load(&pool.cancel)) {
+            struct pd_err err;
+            pd_err_clear(&err);
+            struct score_job *j = calloc(1, sizeof *j);
+            int64_t id = o.ids[next++];
+            enum pd_status s = j ? trace_load(st, id, &j->t, &err)
+                                 : pd_err_set(&err, PD_ENOMEM, "out of memory");
+            if (s == PD_OK && o.all && !force && (trace_scored(&j->t) || j->t.n == 0)) {
+                trace_free(&j->t);
+                free(j);
+                n_seen++;
+                continue;
+            }
+            if (s == PD_OK) {
+                s = prepare_tokens(st, &j->t, &w[0].mc, &j->toks, &j->n, &err);
+            }
+            if (s != PD_OK) {
+                pd_cli_progress_clear(&bar);
+                pd_err_prefix(&err, "session %lld", (long long)id);
+                pd_cli_print_err(&err);
+                rc = 1;
+                n_failed++;
+                n_seen++;
+                if (j) {
+                    pd_score_tokens_free(j->toks, j->n);
+                    trace_free(&j->t);
+                    free(j);
+                }
+                continue;
+            }
+            pthread_mutex_lock(&pool.lock);
+            pool.todo[pool.n_todo++] = j;
+            pthread_cond_signal(&pool.todo_cond);
+            pthread_mutex_unlock(&pool.lock);
+            in_flight++;
+        }
+        if (in_flight == 0) {
+            break;
+        }
+        /* take one finished job (waking up now and then for Ctrl-C) */
+        pthread_mutex_lock(&pool.lock);
+        if (pool.n_done == 0) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 200000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&pool.done_cond, &pool.lock, &until);
+        }
+        struct score_job *j = NULL;
+        if (pool.n_done > 0) {
+            j = pool.done[0];
+            memmove(pool.done, pool.done + 1, --pool.n_done * sizeof *pool.done);
+        }
+        pthread_mutex_unlock(&pool.lock);
+        if (!j) {
             continue;
         }
+        in_flight--;
+        n_seen++;
+        enum pd_status s = j->st;
         if (s == PD_OK) {
-            s = score_session(st, &t, &mc, &o.so, &err);
+            take_scored(&j->t, j->toks, j->n);
+            j->toks = NULL;
+            s = store_scored(st, &j->t, &w[0].mc, &o.so, &j->err);
         }
         pd_cli_progress_clear(&bar);
-        if (s == PD_OK) {
-            struct pd_step_span *spans = pd_calloc(t.n_stored + 1, sizeof *spans);
-            struct pd_trace_stats ts;
-            bool ok = spans && pd_metrics_spans(t.toks, t.n, t.stored, t.n_stored, spans,
-                                                &err) == PD_OK;
-            if (ok) {
-                pd_metrics_trace(t.toks, t.n, t.stored, spans, t.n_stored, &ts);
-                out.len = 0;
-                if (o.json) {
-                    ok = pd_buf_printf(&out, "{\"session\":%lld", (long long)t.id) &&
-                         json_ki(&out, "tokens", (long long)t.n) &&
-                         json_ki(&out, "steps", (long long)t.n_stored) &&
-                         json_kn(&out, "mean_surprisal", ts.mean_surprisal) &&
-                         json_kn(&out, "mean_entropy", ts.mean_entropy) &&
-                         pd_buf_puts(&out, "}\n");
-                } else {
-                    ok = pd_buf_printf(&out, "session %lld: scored %zu tokens, %zu steps, "
-                                       "thinking mean surprisal %.3f bits, mean entropy "
-                                       "%.3f bits\n", (long long)t.id, t.n, t.n_stored,
-                                       ts.mean_surprisal, ts.mean_entropy);
-                }
-                if (ok) {
-                    pd_cli_put(out.data, out.len, o.json);
-                    fflush(stdout);
-                }
-            }
-            free(spans);
-            if (!ok) {
-                s = err.msg[0] ? err.status : pd_err_set(&err, PD_ENOMEM, "out of memory");
-            }
+        if (s == PD_OK && print_scored(&j->t, o.json, &out, &j->err)) {
             n_scored++;
-        }
-        if (s != PD_OK) {
-            pd_err_prefix(&err, "session %lld", (long long)o.ids[k]);
-            pd_cli_print_err(&err);
+            n_tokens += j->t.n;
+        } else if (s != PD_ECANCELLED) {
+            pd_err_prefix(&j->err, "session %lld", (long long)j->t.id);
+            pd_cli_print_err(&j->err);
             rc = 1;
+            n_failed++;
         }
-        trace_free(&t);
+        pd_score_tokens_free(j->toks, j->n);
+        trace_free(&j->t);
+        free(j);
+        pd_cli_progress_draw(&bar, n_seen, o.n_ids);
     }
     pd_cli_progress_clear(&bar);
-    if (n_scored == 0 && rc == 0 && !o.json) {
+    sigaction(SIGINT, &old_sa, NULL);
+    double secs = now_mono() - t0;
+    uint64_t retries = 0;
+#if HAVE_REMOTE
+    for (size_t i = 0; i < n_workers; i++) {
+        retries += w[i].mc.r ? pd_remote_retries(w[i].mc.r) : 0;
+    }
+#endif
+    if (g_score_interrupted) {
+        fprintf(stderr, "score: interrupted; %zu sessions were scored and stored (run the same "
+                        "command again to score the rest)\n", n_scored);
+        rc = 130;
+    } else if (n_scored == 0 && rc == 0 && !o.json) {
         fprintf(stderr, "score: nothing to score\n");
     }
+    if (n_scored > 0) {
+        fprintf(stderr, "score: %zu session%s, %llu tokens in %.2f s: %.1f tokens/s "
+                        "(%lld job%s%s%s), %llu retries, %zu failed\n",
+                n_scored, n_scored == 1 ? "" : "s", (unsigned long long)n_tokens, secs,
+                secs > 0 ? (double)n_tokens / secs : 0.0, jobs, jobs == 1 ? "" : "s",
+                o.mo.eng.url ? ", engine " : "", o.mo.eng.url ? o.mo.eng.url : "",
+                (unsigned long long)retries, n_failed);
+    }
 finish:
+    pthread_mutex_lock(&pool.lock);
+    pool.closing = true;
+    pthread_cond_broadcast(&pool.todo_cond);
+    pthread_mutex_unlock(&pool.lock);
+    for (size_t i = 0; w && i < n_workers; i++) {
+        if (w[i].started) {
+            pthread_join(w[i].thread, NULL);
+        }
+        model_close(&w[i].mc);
+    }
+    /* jobs left in the lists (an early failure) */
+    for (size_t i = 0; i < pool.n_todo; i++) {
+        pd_score_tokens_free(pool.todo[i]->toks, pool.todo[i]->n);
+        trace_free(&pool.todo[i]->t);
+        free(pool.todo[i]);
+    }
+    for (size_t i = 0; i < pool.n_done; i++) {
+        pd_score_tokens_free(pool.done[i]->toks, pool.done[i]->n);
+        trace_free(&pool.done[i]->t);
+        free(pool.done[i]);
+    }
+    free(pool.todo);
+    free(pool.done);
+    free(w);
+    pthread_mutex_destroy(&pool.lock);
+    pthread_cond_destroy(&pool.todo_cond);
+    pthread_cond_destroy(&pool.done_cond);
     pd_buf_deinit(&out);
-    model_close(&mc);
     pd_store_close(&st);
     free(o.ids);
     return rc;

@@ -10,8 +10,11 @@
  *            --min-p P --seed S] [--topk K] [--kv-type f16|f32] [--json]
  *   bench    -m M [-p N] [-n N] [--threads N]
  * logprob is ln p(token_i | tokens_<i) of the raw distribution; entropy is in bits. */
+#include "config.h"
+
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,7 @@
 #include "chat.h"
 #include "cpu.h"
 #include "cli.h"
+#include "cli_remote.h"
 #include "policies.h"
 #include "steps_live.h"
 #include "session.h"
@@ -36,6 +40,9 @@
 #include "sampler.h"
 #include "threadpool.h"
 #include "tokenizer.h"
+#if HAVE_REMOTE
+#include "remote_session.h"
+#endif
 
 /* Options shared by the model commands. */
 struct model_opts {
@@ -142,6 +149,10 @@ static bool want_help(int argc, char **argv, const char *usage)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
             fputs(model_opts_help, stdout);
+            /* the commands that take --engine say so in their usage */
+            if (strstr(usage, "--engine")) {
+                fputs(pd_cli_engine_help, stdout);
+            }
             return true;
         }
     }
@@ -396,15 +407,18 @@ static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const
 {
     pd_buf_printf(b, "\"token\":%d", r->id);
     if (with_text) {
-        size_t len;
-        const char *piece = pd_tok_piece(tok, r->id, &len);
+        size_t len = r->text_len;
+        const char *piece = tok ? pd_tok_piece(tok, r->id, &len) : r->text;
         pd_buf_puts(b, ",\"text\":");
-        pd_json_str(b, piece, len);
+        pd_json_str(b, piece ? piece : "", piece ? len : 0);
     }
     pd_buf_puts(b, ",\"logprob\":");
     pd_json_num(b, r->logprob);
     pd_buf_puts(b, ",\"entropy\":");
     pd_json_num(b, r->entropy);
+    if (r->flags & PD_TOKF_ENTROPY_EST) {
+        pd_buf_puts(b, ",\"entropy_est\":true"); /* from the engine's top-k only */
+    }
     pd_buf_puts(b, ",\"top\":[");
     for (size_t k = 0; k < r->n_top; k++) {
         pd_buf_printf(b, "%s[%d,", k ? "," : "", r->top[k].id);
@@ -415,7 +429,8 @@ static void append_metrics(struct pd_buf *b, const struct pd_token_rec *r, const
 }
 
 struct score_state {
-    const struct loaded *l;
+    const struct loaded *l;       /* NULL when a remote engine scores */
+    const struct pd_tok *tok;     /* the vocabulary for texts; NULL: ids only */
     const int32_t *tokens;
     size_t n;
     size_t topk;
@@ -428,15 +443,16 @@ static void score_line(struct score_state *s, size_t pos, const struct pd_token_
 {
     if (s->json) {
         pd_buf_printf(&s->out, "{\"pos\":%zu,", pos);
-        append_metrics(&s->out, r, s->l->lm.tok, false);
+        append_metrics(&s->out, r, s->tok, false);
         append_attn(&s->out, r);
         pd_buf_puts(&s->out, "}\n");
     } else {
-        size_t len;
-        const char *piece = pd_tok_piece(s->l->lm.tok, r->id, &len);
-        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f  ", pos, r->id, r->logprob,
-                      -r->logprob / M_LN2, r->entropy);
-        pd_json_str(&s->out, piece, len);
+        size_t len = 0;
+        const char *piece = s->tok ? pd_tok_piece(s->tok, r->id, &len) : NULL;
+        pd_buf_printf(&s->out, "%5zu %6d %10.4f %8.3f %8.3f%s ", pos, r->id, r->logprob,
+                      -r->logprob / M_LN2, r->entropy,
+                      (r->flags & PD_TOKF_ENTROPY_EST) ? "~" : " ");
+        pd_json_str(&s->out, piece ? piece : "", len);
         pd_buf_puts(&s->out, "\n");
     }
     if (s->out.len > 65536) {
@@ -496,11 +512,93 @@ static bool parse_token_list(const char *s, int32_t **ids, size_t *n)
     return true;
 }
 
+/* score --engine: the text (tokenized with -m's vocabulary, else by the server) or the ids
+ * teacher-forced on a remote engine, printed as the local score prints. Takes ids. */
+static int score_remote(const struct model_opts *o, const struct pd_cli_engine *eng,
+                        const char *text, int32_t *ids, size_t n, uint32_t topk, bool attn)
+{
+#if !HAVE_REMOTE
+    (void)o, (void)eng, (void)text, (void)n, (void)topk, (void)attn;
+    free(ids);
+    return pd_cli_fail(2, "score: this ponder was built without remote engines");
+#else
+    struct pd_cli_vocab voc;
+    memset(&voc, 0, sizeof voc);
+    struct pd_remote *r = NULL;
+    struct pd_token_rec *recs = NULL;
+    struct pd_err err;
+    pd_err_clear(&err);
+    int rc = 0;
+    if ((o->model && pd_cli_vocab_open(o->model, NULL, &voc, &err)) ||
+        pd_cli_engine_open(eng, 2, voc.tok, &r, &err)) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    if (text) {
+        enum pd_status st;
+        if (voc.tok) {
+            st = pd_tok_encode(voc.tok, text, strlen(text), pd_tok_add_bos(voc.tok), true, &ids,
+                               &n, &err);
+        } else {
+            st = pd_remote_tokenize(r, text, &ids, &n, &err);
+        }
+        if (st != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+    }
+    recs = pd_calloc(n ? n : 1, sizeof *recs);
+    if (!recs) {
+        rc = pd_cli_fail(1, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        recs[i].pos = (int64_t)i;
+        recs[i].id = ids[i];
+    }
+    if (pd_remote_score(r, ids, n, topk, attn, recs, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        rc = 1;
+        goto done;
+    }
+    struct score_state s = {NULL, voc.tok, ids, n, topk, o->json, {0}, NULL};
+    pd_buf_init(&s.out);
+    if (!o->json) {
+        bool est = n > 1 && (recs[1].flags & PD_TOKF_ENTROPY_EST);
+        pd_buf_printf(&s.out, "# engine %s (%s, model '%s')%s\n", pd_remote_info(r)->base,
+                      pd_remote_server_name(pd_remote_info(r)->server),
+                      pd_remote_info(r)->model,
+                      est ? "; entropy~ is estimated from the top-k, the rest of the mass "
+                            "as one bucket" : "");
+        pd_buf_puts(&s.out, "  pos     id    logprob surprisal  entropy  text\n");
+    }
+    for (size_t i = 1; i < n; i++) {
+        score_line(&s, i, &recs[i]);
+    }
+    put_buf(&s.out, s.json);
+    pd_buf_deinit(&s.out);
+done:
+    for (size_t i = 0; recs && i < n; i++) {
+        pd_token_rec_free(&recs[i]);
+    }
+    free(recs);
+    free(ids);
+    pd_remote_close(&r);
+    pd_cli_vocab_close(&voc);
+    return rc;
+#endif
+}
+
 int pd_cli_score(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ponder score -m MODEL (--text STR | --tokens 1,2,3) [--topk K]\n"
         "                    [--capture off|summary] [--json]\n"
+        "       ponder score --engine URL [-m MODEL] (--text STR | --tokens ...) [...]\n"
+        "                    on a remote engine; entropy is then estimated from its top-k\n"
+        "                    (marked ~ / \"entropy_est\") unless the engine is ponder serve\n"
         "  --capture summary  add each token's attention summary (\"attn\": per layer, the\n"
         "                     head-mean row's top 8 [position, weight] pairs)\n"
         "       ponder score -m MODEL (--in FILE | --session ID | --all) [--db F]\n"
@@ -517,8 +615,17 @@ int pd_cli_score(int argc, char **argv)
     long long topk = 5;
     bool bad = false;
     enum pd_capture_level capture = PD_CAPTURE_LEVEL_OFF;
+    struct pd_cli_engine eng;
+    pd_cli_engine_init(&eng);
     struct pd_argv a = {argc, argv, 1, "score"};
     while (a.i < argc) {
+        int er = pd_cli_engine_opt(&a, &eng);
+        if (er < 0) {
+            return 2;
+        }
+        if (er > 0) {
+            continue;
+        }
         int r = parse_model_opt(&a, &o);
         if (r < 0) {
             return 2;
@@ -547,13 +654,18 @@ int pd_cli_score(int argc, char **argv)
             return pd_cli_fail(2, "score: unknown option '%s'", argv[a.i]);
         }
     }
-    if (!o.model || (!text == !toks)) {
-        return pd_cli_fail(2, "score: -m MODEL and exactly one of --text or --tokens are required");
+    if ((!o.model && !eng.url) || (!text == !toks)) {
+        return pd_cli_fail(2, "score: -m MODEL (or --engine URL) and exactly one of --text or "
+                              "--tokens are required");
     }
     int32_t *ids = NULL;
     size_t n = 0;
     if (toks && !parse_token_list(toks, &ids, &n)) {
         return 2;
+    }
+    if (eng.url) {
+        return score_remote(&o, &eng, text, ids, n, (uint32_t)topk,
+                            capture == PD_CAPTURE_LEVEL_SUMMARY);
     }
     struct loaded l;
     if (!load(&o, true, &l)) {
@@ -574,7 +686,7 @@ int pd_cli_score(int argc, char **argv)
                          l.ctx->kv->cap);
         goto done;
     }
-    struct score_state s = {&l, ids, n, (size_t)topk, o.json, {0}, NULL};
+    struct score_state s = {&l, l.lm.tok, ids, n, (size_t)topk, o.json, {0}, NULL};
     struct pd_capture_state cs;
     bool cap = capture != PD_CAPTURE_LEVEL_OFF;
     pd_buf_init(&s.out);
@@ -687,10 +799,57 @@ static void append_rows(struct pd_buf *b, const struct pd_attn_rows *rows)
     pd_buf_puts(b, "]");
 }
 
+/* The two kinds of live generation behind one set of calls: a session running the model
+ * in this process, or one streaming it from a remote engine (remote_session.h). */
+struct gen_src {
+    struct pd_session *local;
+#if HAVE_REMOTE
+    struct pd_rsession *remote;
+#endif
+};
+
+static bool gen_src_wait(struct gen_src *s, struct pd_event *ev, int ms)
+{
+#if HAVE_REMOTE
+    if (s->remote) {
+        return pd_rsession_wait(s->remote, ev, ms);
+    }
+#endif
+    return pd_session_wait(s->local, ev, ms);
+}
+
+static void gen_src_send(struct gen_src *s, const struct pd_cmd *c)
+{
+#if HAVE_REMOTE
+    if (s->remote) {
+        pd_rsession_send(s->remote, c, NULL);
+        return;
+    }
+#endif
+    pd_session_send(s->local, c, NULL);
+}
+
+static void gen_src_close(struct gen_src *s)
+{
+#if HAVE_REMOTE
+    pd_rsession_close(&s->remote);
+#endif
+    pd_session_close(&s->local);
+}
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
 int pd_cli_generate(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ponder generate -m MODEL -p PROMPT [-n N] [--raw | --template NAME]\n"
+        "       ponder generate --engine URL [-m MODEL | --chat FAMILY | --raw] -p PROMPT ...\n"
         "                       [--system TEXT] [--greedy | --temp T [--top-k K] [--top-p P]\n"
         "                       [--min-p P] [--seed S]] [--topk K] [--mode M]\n"
         "                       [--kv POLICY[:BUDGET][,shadow]] [--capture off|summary|full[:L,..]]\n"
@@ -715,8 +874,17 @@ int pd_cli_generate(int argc, char **argv)
     bool bad = false;
     struct pd_err err;
     pd_err_clear(&err);
+    struct pd_cli_engine eng;
+    pd_cli_engine_init(&eng);
     struct pd_argv a = {argc, argv, 1, "generate"};
     while (a.i < argc) {
+        int er = pd_cli_engine_opt(&a, &eng);
+        if (er < 0) {
+            return 2;
+        }
+        if (er > 0) {
+            continue;
+        }
         int r = parse_model_opt(&a, &o);
         if (r < 0) {
             return 2;
@@ -727,7 +895,8 @@ int pd_cli_generate(int argc, char **argv)
         if (pd_arg_match(&a, "--prompt", "-p", &g.prompt, &bad) ||
             pd_arg_match(&a, "--system", NULL, &g.system, &bad) ||
             pd_arg_match(&a, "--kv", NULL, &g.kv, &bad) ||
-            pd_arg_match(&a, "--template", NULL, &g.template_name, &bad)) {
+            pd_arg_match(&a, "--template", NULL, &g.template_name, &bad) ||
+            pd_arg_match(&a, "--chat", NULL, &g.template_name, &bad)) {
         } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
             if (!bad && !pd_arg_long("generate", "-n", v, 0, 1 << 22, &g.n_gen)) {
                 return 2;
@@ -782,12 +951,37 @@ int pd_cli_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.model || !g.prompt) {
-        return pd_cli_fail(2, "generate: -m MODEL and -p PROMPT are required");
+    if (!g.prompt || (!o.model && !eng.url)) {
+        return pd_cli_fail(2, "generate: -m MODEL (or --engine URL) and -p PROMPT are required");
+    }
+    if (eng.url && !o.model && !g.raw && !g.template_name) {
+        return pd_cli_fail(2, "generate: with --engine and no -m, name the chat template "
+                              "(--chat FAMILY) or use --raw");
+    }
+    if (eng.url && g.kv) {
+        return pd_cli_fail(2, "generate: --kv needs the model in this process (a remote "
+                              "engine keeps its own KV cache; ponder serve takes --kv)");
     }
     struct loaded l;
-    if (!load(&o, false, &l)) {
-        return 1;
+    memset(&l, 0, sizeof l);
+    struct pd_cli_vocab voc;
+    memset(&voc, 0, sizeof voc);
+    const struct pd_tok *tok = NULL; /* NULL: a remote engine's own tokenizer */
+    struct pd_chat_format model_chat;
+    pd_chat_format_default(PD_CHAT_FAMILY_RAW, &model_chat);
+    if (eng.url) {
+        if (o.model && pd_cli_vocab_open(o.model, NULL, &voc, &err)) {
+            pd_cli_print_err(&err);
+            return 1;
+        }
+        tok = voc.tok;
+        model_chat = voc.chat;
+    } else {
+        if (!load(&o, false, &l)) {
+            return 1;
+        }
+        tok = l.lm.tok;
+        model_chat = l.lm.chat;
     }
     struct pd_session_params sp = pd_session_default_params();
     sp.ctx.n_threads = o.n_threads;
@@ -803,7 +997,8 @@ int pd_cli_generate(int argc, char **argv)
     sp.think_budget = g.mode == PD_MODE_SHORT ? g.mode_budget : 0;
     sp.min_think = g.mode == PD_MODE_LONG ? g.mode_budget : 0;
     int rc = 0;
-    struct pd_session *sess = NULL;
+    struct gen_src src;
+    memset(&src, 0, sizeof src);
     struct pd_steps_live *steps = NULL;
     struct pd_buf out;
     pd_buf_init(&out);
@@ -819,7 +1014,7 @@ int pd_cli_generate(int argc, char **argv)
         }
         pd_chat_format_default(f, &sp.chat);
     } else {
-        sp.chat = l.lm.chat;
+        sp.chat = model_chat;
     }
     if (g.kv && pd_policy_create_str(g.kv, (int32_t)l.lm.model->hp.n_layer, 0, &sp.policy, &err)) {
         rc = pd_cli_fail(2, "generate: --kv: %s", err.msg);
@@ -835,8 +1030,29 @@ int pd_cli_generate(int argc, char **argv)
         }
         sp.steps = pd_steps_live_iface(steps);
     }
-    if (pd_session_open(l.lm.model, l.lm.tok, &sp, &sess, &err) ||
-        pd_session_start(sess, g.system, g.prompt, &err)) {
+    if (eng.url) {
+#if HAVE_REMOTE
+        struct pd_remote *r = NULL;
+        struct pd_rsession_params rp = pd_rsession_default_params();
+        rp.sampling = sp.sampling;
+        rp.n_predict = sp.n_predict;
+        rp.topk = sp.topk;
+        rp.chat = sp.chat;
+        rp.mode = sp.mode;
+        rp.think_budget = sp.think_budget;
+        rp.min_think = sp.min_think;
+        rp.steps = sp.steps;
+        rp.attn = g.capture != PD_CAPTURE_LEVEL_OFF; /* honoured by ponder serve */
+        if (pd_cli_engine_open(&eng, 0, tok, &r, &err) ||
+            pd_rsession_open(r, tok, &rp, &src.remote, &err) ||
+            pd_rsession_start(src.remote, g.system, g.prompt, &err)) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            goto done;
+        }
+#endif
+    } else if (pd_session_open(l.lm.model, l.lm.tok, &sp, &src.local, &err) ||
+               pd_session_start(src.local, g.system, g.prompt, &err)) {
         pd_cli_print_err(&err);
         rc = 1;
         goto done;
@@ -845,8 +1061,24 @@ int pd_cli_generate(int argc, char **argv)
     double tps = 0;
     const char *finish = "?";
     struct pd_event ev;
+    /* Ctrl-C stops the generation; what came so far is printed with the summary */
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    g_interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+    bool stop_sent = false;
     for (;;) {
-        if (!pd_session_wait(sess, &ev, 1000)) {
+        if (g_interrupted && !stop_sent) {
+            struct pd_cmd stop;
+            memset(&stop, 0, sizeof stop);
+            stop.kind = PD_CMD_STOP;
+            stop.token = -1;
+            gen_src_send(&src, &stop);
+            stop_sent = true;
+        }
+        if (!gen_src_wait(&src, &ev, 200)) {
             continue;
         }
         bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
@@ -866,13 +1098,15 @@ int pd_cli_generate(int argc, char **argv)
                     pd_json_str(&out, r->text, r->text_len);
                     pd_buf_puts(&out, ",\"logprob\":null,\"entropy\":null,\"top\":[]");
                 } else {
-                    append_metrics(&out, r, l.lm.tok, true);
+                    append_metrics(&out, r, tok, true);
                 }
                 append_attn(&out, r);
                 append_rows(&out, ev.rows);
                 pd_buf_puts(&out, "}\n");
-            } else if (!pd_tok_is_control(l.lm.tok, r->id) || r->role == PD_ROLE_INJECTED) {
-                pd_tok_stream_push(&ts, l.lm.tok, r->id, &out, &err);
+            } else if (!tok) {
+                pd_buf_append(&out, r->text ? r->text : "", r->text_len);
+            } else if (!pd_tok_is_control(tok, r->id) || r->role == PD_ROLE_INJECTED) {
+                pd_tok_stream_push(&ts, tok, r->id, &out, &err);
             }
         } else if (ev.kind == PD_EV_EVICT) {
             n_evict++;
@@ -892,6 +1126,7 @@ int pd_cli_generate(int argc, char **argv)
         } else if (ev.kind == PD_EV_ERROR) {
             pd_cli_fail(1, "generate: %s", ev.text);
             rc = 1;
+            finish = "error";
         } else if (ev.kind == PD_EV_FINISHED) {
             finish = strcmp(ev.text, "eog") == 0 ? "eog"
                      : strcmp(ev.text, "length") == 0 ? "length"
@@ -905,22 +1140,42 @@ int pd_cli_generate(int argc, char **argv)
             break;
         }
     }
+    sigaction(SIGINT, &old_sa, NULL);
     if (o.json) {
         pd_buf_printf(&out,
                       "{\"summary\":{\"n_prompt\":%lld,\"n_gen\":%lld,\"stop\":\"%s\","
-                      "\"decode_tok_s\":%.1f,\"evictions\":%lld}}\n",
+                      "\"decode_tok_s\":%.1f,\"evictions\":%lld",
                       n_prompt, n_gen, finish, tps, n_evict);
+#if HAVE_REMOTE
+        if (src.remote) {
+            const struct pd_remote_info *info = pd_rsession_info(src.remote);
+            pd_buf_printf(&out, ",\"engine\":{\"url\":");
+            pd_json_str(&out, info->base, strlen(info->base));
+            pd_buf_printf(&out, ",\"server\":\"%s\",\"model\":",
+                          pd_remote_server_name(info->server));
+            pd_json_str(&out, info->model, strlen(info->model));
+            pd_buf_puts(&out, "},\"entropy\":\"estimated from the top-k unless the engine is "
+                              "ponder serve\"");
+        }
+#endif
+        pd_buf_puts(&out, "}}\n");
     } else {
-        pd_tok_stream_flush(&ts, &out, &err);
+        if (tok) {
+            pd_tok_stream_flush(&ts, &out, &err);
+        }
         pd_buf_puts(&out, "\n");
     }
     put_buf(&out, o.json);
+    if (g_interrupted) {
+        rc = rc ? rc : 130;
+    }
 done:
-    pd_session_close(&sess);
+    gen_src_close(&src);
     pd_steps_live_close(&steps);
     pd_tok_stream_deinit(&ts);
     pd_buf_deinit(&out);
     loaded_close(&l);
+    pd_cli_vocab_close(&voc);
     return rc;
 }
 
@@ -928,6 +1183,11 @@ done:
 
 int pd_cli_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--engine") == 0 || strncmp(argv[i], "--engine=", 9) == 0) {
+            return pd_cli_bench_remote(argc, argv);
+        }
+    }
     static const char usage[] =
         "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS]\n"
         "                    [--capture off,summary,full] [--json]\n"

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "cli.h"
+#include "cli_remote.h"
 
 #include <stdio.h>
 
@@ -21,6 +22,8 @@ const struct pd_subcmd pd_subcmds[] = {
     {"score", "per-token logprob, entropy and top-k of a text under a model", pd_cli_score},
     {"generate", "generate text headless, optionally as JSON lines with metrics", pd_cli_generate},
     {"bench", "measure prefill and decode speed and peak memory", pd_cli_bench},
+    {"serve", "serve a model over the OpenAI-compatible HTTP API (docs/remote.md)",
+     pd_cli_serve},
     {"import", "import JSONL reasoning traces as sessions", pd_cli_import},
     {"export", "export sessions as JSONL training data", pd_cli_export},
     {"ls", "list saved sessions", pd_cli_ls},

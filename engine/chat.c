@@ -637,3 +637,33 @@ const char *pd_chat_eot_text(enum pd_chat_family f)
     const struct pd_chat_traits *t = pd_chat_family_traits(f);
     return t != NULL ? t->eot : NULL;
 }
+
+enum pd_status pd_chat_render_turn(const struct pd_chat_format *fmt, const char *text,
+                                   enum pd_chat_think think, struct pd_buf *out,
+                                   struct pd_err *err)
+{
+    /* Stand-ins no template changes mark where the earlier answer ends. */
+    struct pd_chat_msg msgs[3] = {
+        {PD_CHAT_ROLE_USER, "\x01"},
+        {PD_CHAT_ROLE_ASSISTANT, "\x02"},
+        {PD_CHAT_ROLE_USER, text},
+    };
+    struct pd_buf conv;
+    pd_buf_init(&conv);
+    enum pd_status st = pd_chat_render(fmt, msgs, 3, true, think, &conv, err);
+    if (st) {
+        pd_buf_deinit(&conv);
+        return st;
+    }
+    const char *after = conv.data ? strchr(conv.data, '\x02') : NULL;
+    if (!after) {
+        pd_buf_deinit(&conv);
+        return pd_err_set(err, PD_EUNSUPPORTED, "chat render: the %s template drops an "
+                          "earlier answer, so a new turn cannot follow one",
+                          pd_chat_family_name(fmt->family));
+    }
+    after++;
+    bool ok = pd_buf_append(out, after, conv.len - (size_t)(after - conv.data));
+    pd_buf_deinit(&conv);
+    return ok ? PD_OK : pd_err_set(err, PD_ENOMEM, "chat render: out of memory");
+}

@@ -149,6 +149,15 @@ enum pd_status pd_chat_render(const struct pd_chat_format *fmt, const struct pd_
                               size_t n, bool add_generation_prompt, enum pd_chat_think think,
                               struct pd_buf *out, struct pd_err *err);
 
+/* The text that follows a finished assistant answer to start another user turn: the end
+ * of the assistant's turn, the user message `text` and the generation prompt with the
+ * think prefill, exactly as the template renders that stretch of a conversation (found by
+ * rendering one with and one without the new turn). Appended to out; errors as
+ * pd_chat_render. */
+enum pd_status pd_chat_render_turn(const struct pd_chat_format *fmt, const char *text,
+                                   enum pd_chat_think think, struct pd_buf *out,
+                                   struct pd_err *err);
+
 /* True when the prompt pd_chat_render makes with add_generation_prompt and think ends
  * inside an open think block, so the model's first tokens are reasoning (deepseek-r1
  * with the "<think>\n" prefill; qwen3 with gen_opens_think). False for an invalid fmt

@@ -1095,9 +1095,18 @@ static bool drain_commands(struct pd_session *s)
             st = set_sampling(s, &c.sampling, &err);
             break;
         case PD_CMD_INJECT:
+        case PD_CMD_NEW_TURN:
             c.text[sizeof c.text - 1] = '\0';
             unpark(s, 0);
+            if (c.kind == PD_CMD_NEW_TURN) {
+                think_state_set(s, 0); /* the answer closed thinking for its turn only */
+            }
+            size_t before = s->n_forced - s->i_forced;
             st = force_text(s, c.text, &err);
+            if (!st && s->leg_predict) {
+                /* what the user typed is not the model's: the leg still generates -n */
+                s->leg_predict += (uint32_t)(s->n_forced - s->i_forced - before);
+            }
             break;
         case PD_CMD_ANSWER_NOW:
             c.text[sizeof c.text - 1] = '\0';

@@ -58,7 +58,8 @@ struct pd_step_observer {
 struct pd_session_params {
     struct pd_ctx_params ctx;
     struct pd_sampler_params sampling;
-    uint32_t n_predict;          /* tokens to generate (0 = until end of generation) */
+    uint32_t n_predict;          /* tokens to generate (0 = until end of generation);
+                                  * text the user injects extends the leg by its length */
     uint32_t topk;               /* alternatives per token (<= PD_TOPK_MAX), default 5 */
     enum pd_capture_level capture; /* default summary */
     uint32_t summary_top_n;      /* positions kept per layer in the summary, default 8 */
@@ -138,6 +139,8 @@ enum pd_cmd_kind {
     PD_CMD_CONTINUE,      /* keep_alive, after the end: generate budget more tokens (0: the
                            * session's n_predict); while paused: resume */
     PD_CMD_SET_SAMPLING,  /* sampling: what is sampled from now on (also in branches) */
+    PD_CMD_NEW_TURN,      /* text: another user turn, rendered by the caller with
+                           * pd_chat_render_turn; thinking may open again after it */
     PD_CMD_KIND_COUNT
 };
 

@@ -190,6 +190,38 @@ static void test_llama3(void **state)
 }
 
 /* Rendering appends: earlier buffer content is kept. */
+/* The stretch after an answer that starts another user turn, per family. */
+static void expect_turn(enum pd_chat_family fam, enum pd_chat_think think, const char *want)
+{
+    struct pd_chat_format f = fmt_of(fam);
+    struct pd_buf b;
+    pd_buf_init(&b);
+    struct pd_err err = {0};
+    assert_int_equal(pd_chat_render_turn(&f, "And 3+4?", think, &b, &err), PD_OK);
+    if (strcmp(b.data ? b.data : "", want) != 0) {
+        print_error("family %s\n got: [%s]\nwant: [%s]\n", pd_chat_family_name(fam),
+                    b.data ? b.data : "", want);
+    }
+    assert_string_equal(b.data ? b.data : "", want);
+    pd_buf_deinit(&b);
+}
+
+static void test_render_turn(void **state)
+{
+    (void)state;
+    expect_turn(PD_CHAT_FAMILY_RAW, PD_CHAT_THINK_DEFAULT, "And 3+4?");
+    expect_turn(PD_CHAT_FAMILY_CHATML, PD_CHAT_THINK_DEFAULT,
+                "<|im_end|>\n<|im_start|>user\nAnd 3+4?<|im_end|>\n<|im_start|>assistant\n");
+    expect_turn(PD_CHAT_FAMILY_QWEN3, PD_CHAT_THINK_OFF,
+                "<|im_end|>\n<|im_start|>user\nAnd 3+4?<|im_end|>\n<|im_start|>assistant\n"
+                "<think>\n\n</think>\n\n");
+    expect_turn(PD_CHAT_FAMILY_DEEPSEEK_R1, PD_CHAT_THINK_DEFAULT,
+                R1_EOS R1_USER "And 3+4?" R1_ASSISTANT "<think>\n");
+    expect_turn(PD_CHAT_FAMILY_LLAMA3, PD_CHAT_THINK_DEFAULT,
+                "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd 3+4?<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
 static void test_render_appends(void **state)
 {
     (void)state;
@@ -650,6 +682,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deepseek_r1),
         cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_render_appends),
+        cmocka_unit_test(test_render_turn),
         cmocka_unit_test(test_traits_and_markers),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_bad_messages),

@@ -16,7 +16,6 @@
 #include "mem.h"
 #include "policies.h"
 #include "metrics.h"
-#include "keys.h"
 #include "kvsim.h"
 
 static const char *const pane_names[PD_PANE_COUNT] = {"trace", "steps", "inspector", "kv"};
@@ -1217,15 +1216,3 @@ void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t f
     a->dirty = PD_DIRTY_ALL | PD_DIRTY_LAYOUT;
 }
 
-int pd_app_overlay_lines(const struct pd_app *a)
-{
-    switch (a->overlay) {
-    case PD_OVERLAY_BRANCHES:
-        return (int)a->n_tree + 1;
-    case PD_OVERLAY_DIFF:
-        return 1000; /* as tall as the screen allows */
-    case PD_OVERLAY_HELP:
-        break;
-    }
-    return (int)pd_keys_help_count();
-}

@@ -78,6 +78,7 @@ enum pd_action {
     PD_ACT_CONTINUE,       /* live, after the end: generate more (continue_n tokens) */
     PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
     PD_ACT_INJECT,         /* live: open ":inject " */
+    PD_ACT_ASK,            /* live, after the answer: open ":ask " (another user turn) */
     PD_ACT_BRANCH,         /* live: branch after the cursor token */
     PD_ACT_PRUNE,          /* prune/unprune the cursor's step */
     PD_ACT_PRUNE_CONTINUE, /* live: prune the step and drop it from the model's cache */
@@ -272,6 +273,8 @@ struct pd_app {
     /* ---- run status ---- */
     char model[96];
     char backend[16];
+    bool remote;                 /* a remote engine runs the model: no KV cache or attention
+                                  * unless it is ponder serve; entropy may be estimated */
     enum pd_think_mode mode;     /* as shown; the session has it once mode_pending clears */
     uint32_t short_budget;       /* budget used when cycling to short */
     bool mode_pending;           /* m chose a mode the session has not been told yet: it
@@ -479,11 +482,10 @@ const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len);
 /* KV state of (layer, position) as of the playhead. */
 /* Branch tree and diff overlays. pd_app_set_tree takes the owned array of n entries
  * (depth-first from the family's root) and opens the tree; pd_app_set_diff takes the two
- * owned texts and opens the diff. Lines the open overlay wants (for the layout). */
+ * owned texts and opens the diff (panes.h: pd_draw_overlay_lines sizes the box). */
 void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n);
 void pd_app_set_diff(struct pd_app *a, int64_t parent, int64_t branch, int64_t fork,
                      char *parent_text, char *branch_text);
-int pd_app_overlay_lines(const struct pd_app *a);
 
 /* Trace colour (colour.c). pd_app_colour_prepare brings derived data up to date (call it
  * before drawing); pd_app_colour_level maps token i to a level in [0, PD_APP_LEVELS);

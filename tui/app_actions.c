@@ -116,6 +116,13 @@ static void act_inject(struct pd_app *a)
     }
 }
 
+static void act_ask(struct pd_app *a)
+{
+    if (pd_app_session_live(a)) {
+        pd_app_open_cmdline(a, ':', "ask ");
+    }
+}
+
 static void act_branch(struct pd_app *a)
 {
     if (!pd_app_session_live(a) || a->n_visible == 0) {
@@ -611,6 +618,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_CONTINUE] = {"continue", act_continue, WHERE_LIVE},
     [PD_ACT_MODE_CYCLE] = {"mode-cycle", act_mode_cycle, WHERE_LIVE},
     [PD_ACT_INJECT] = {"inject", act_inject, WHERE_LIVE},
+    [PD_ACT_ASK] = {"ask", act_ask, WHERE_LIVE},
     [PD_ACT_BRANCH] = {"branch", act_branch, WHERE_LIVE},
     [PD_ACT_PRUNE] = {"prune", act_prune, WHERE_BOTH},
     [PD_ACT_PRUNE_CONTINUE] = {"prune-continue", act_prune_continue, WHERE_LIVE},

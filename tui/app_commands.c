@@ -58,6 +58,31 @@ static void cmd_inject(struct pd_app *a, const char *arg)
     }
 }
 
+/* ask TEXT: another user turn after the answer (the model's chat template renders it). */
+static void cmd_ask(struct pd_app *a, const char *arg)
+{
+    if (a->kind != PD_APP_LIVE || !pd_app_session_live(a)) {
+        if (a->kind != PD_APP_LIVE) {
+            pd_app_msg(a, true, "ask: needs a live model");
+        }
+        return;
+    }
+    if (!a->finished) {
+        pd_app_msg(a, true, "ask: the model is still answering (a answers now; after the end "
+                            ":ask asks again)");
+        return;
+    }
+    if (!*arg) {
+        pd_app_msg(a, true, "ask: nothing to ask (usage: ask TEXT)");
+        return;
+    }
+    struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_NEW_TURN);
+    if (c) {
+        snprintf(c->text, sizeof c->text, "%s", arg);
+        pd_app_msg(a, false, "asking: %s", arg);
+    }
+}
+
 static bool tag_valid(const char *t)
 {
     if (!*t) {
@@ -483,6 +508,8 @@ static void cmd_help(struct pd_app *a, const char *arg)
  * `ponder keys --markdown` and Tab completion read it). An alias has no help. */
 static const struct pd_app_command_info commands[] = {
     {"inject", cmd_inject, "inject TEXT", "insert TEXT into the reasoning (live)"},
+    {"ask", cmd_ask, "ask TEXT",
+     "after the answer: another user turn, in the model's chat template (live)"},
     {"tag", cmd_tag, "tag NAME [NOTE]", "tag the cursor's step"},
     {"prune", cmd_prune, "prune", "prune / unprune the cursor's step (as p)"},
     {"branch", cmd_branch, "branch", "branch after the cursor token (as b; live)"},

@@ -163,3 +163,16 @@ void pd_draw_help(const struct pd_app *a, const struct pd_rect *r)
         pd_draw_text(y + row, r->x + 1, r->w - 2, line, strlen(line), A_NORMAL);
     }
 }
+
+int pd_draw_overlay_lines(const struct pd_app *a)
+{
+    switch (a->overlay) {
+    case PD_OVERLAY_BRANCHES:
+        return (int)a->n_tree + 1;
+    case PD_OVERLAY_DIFF:
+        return 1000; /* as tall as the screen allows */
+    case PD_OVERLAY_HELP:
+        break;
+    }
+    return (int)pd_keys_help_count();
+}

@@ -113,7 +113,14 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
         }
     }
     if (y < end && !isnan(t->entropy)) {
-        pd_draw_printf(y++, x, w, A_NORMAL, "entropy %.2f bits  top-%u", t->entropy, t->n_top);
+        if (t->flags & PD_TOKF_ENTROPY_EST) {
+            /* a remote engine gave only its top-k: the rest of the mass is one bucket */
+            pd_draw_printf(y++, x, w, A_NORMAL, "entropy ~%.2f bits (estimate: top-%u + rest)",
+                           t->entropy, t->n_top);
+        } else {
+            pd_draw_printf(y++, x, w, A_NORMAL, "entropy %.2f bits  top-%u", t->entropy,
+                           t->n_top);
+        }
     }
     /* Top-k alternatives. */
     int name_w = 14, bar_w = w - name_w - 11;
@@ -140,7 +147,9 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
         return;
     }
     if (!pd_app_attn_dims(a, a->cursor, &nl, &nt)) {
-        pd_draw_printf(y++, x, w, pd_term_style(PD_STYLE_DIM), "attention: not captured");
+        pd_draw_printf(y++, x, w, pd_term_style(PD_STYLE_DIM),
+                       a->remote ? "attention: not exposed by the remote engine"
+                                 : "attention: not captured");
         return;
     }
     int lx = x + pd_draw_printf(y, x, w, A_NORMAL, "attn L0-%d ", nl - 1);

@@ -19,6 +19,14 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
              a->kv_shadow && !strstr(a->kv_policy, "shadow") ? " (shadow)" : "", a->n_kv);
     pd_draw_title(r, title, focus);
     int y = r->y + 1, end = r->y + r->h, x = r->x + 1, w = r->w - 2;
+    if (a->remote && a->n_kv == 0) {
+        static const char msg[] = "remote engine: KV cache not exposed (ponder serve --kv "
+                                  "sends events)";
+        if (y < end) {
+            pd_draw_text(y, x, w, msg, strlen(msg), pd_term_style(PD_STYLE_DIM));
+        }
+        return;
+    }
     if (y < end) {
         char info[160];
         int o;

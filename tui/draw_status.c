@@ -63,6 +63,16 @@ static struct field *add(struct field *f, int *n, int prio, unsigned long attr, 
     return x;
 }
 
+/* Columns of a field's text: one per code point (the bar's block glyphs, model names). */
+static int cols(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) {
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    }
+    return n;
+}
+
 /* Lays out one side's kept fields from column x (draw: also paints them); returns the
  * columns used. A field with sep follows the previous one after " | ", a field after the
  * run state directly (the state is padded); the left side begins with a space unless it
@@ -86,10 +96,10 @@ static int side(const struct field *f, int n, const bool *on, bool right, bool d
         }
         if (draw) {
             pd_draw_text(y, x + w, (int)strlen(gap), gap, strlen(gap), st);
-            pd_draw_text(y, x + w + (int)strlen(gap), (int)strlen(f[i].text), f[i].text,
+            pd_draw_text(y, x + w + (int)strlen(gap), cols(f[i].text), f[i].text,
                          strlen(f[i].text), f[i].attr);
         }
-        w += (int)strlen(gap) + (int)strlen(f[i].text);
+        w += (int)strlen(gap) + cols(f[i].text);
         prev = &f[i];
     }
     return w;
@@ -122,8 +132,14 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r)
             double eta = a->prefill_rate > 0
                              ? (double)(a->prefill_total - a->prefill_done) / a->prefill_rate
                              : 0;
-            add(f, &n, 1, hot, false, true, "encoding %lld/%lld", (long long)a->prefill_done,
-                (long long)a->prefill_total);
+            char bar[10 * 3 + 1]; /* ten cells of U+2588 / U+2591 */
+            int full = (int)(10 * a->prefill_done / a->prefill_total);
+            for (int k = 0; k < 10; k++) {
+                memcpy(bar + 3 * k, k < full ? "\xe2\x96\x88" : "\xe2\x96\x91", 3);
+            }
+            bar[30] = '\0';
+            add(f, &n, 1, hot, false, true, "encoding %s %lld/%lld", bar,
+                (long long)a->prefill_done, (long long)a->prefill_total);
             add(f, &n, 5, st, false, true, "%.0f tok/s ETA %.0fs", a->prefill_rate, eta);
         } else {
             add(f, &n, 1, st, false, true, "%zu tok (%zu gen)", a->n_toks, gen);

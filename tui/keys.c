@@ -13,6 +13,7 @@ static const struct pd_key_binding bindings[] = {
     {'c', "c", PD_ACT_CONTINUE},
     {'m', "m", PD_ACT_MODE_CYCLE},
     {'i', "i", PD_ACT_INJECT},
+    {'u', "u", PD_ACT_ASK},
     {'b', "b", PD_ACT_BRANCH},
     {'\n', "Enter", PD_ACT_SELECT},
     {KEY_ENTER, "Enter", PD_ACT_SELECT},
@@ -63,6 +64,7 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_ANSWER_NOW] = "answer now: close the thinking span, let the model answer",
     [PD_ACT_CONTINUE] = "continue after the end (eog, length, context): -n more tokens",
     [PD_ACT_MODE_CYCLE] = "cycle the thinking mode: long, short, none",
+    [PD_ACT_ASK] = "after the answer: ask a follow-up question as a new user turn (:ask TEXT)",
     [PD_ACT_INJECT] = "inject text into the reasoning (:inject TEXT)",
     [PD_ACT_BRANCH] = "branch here: regenerate after the cursor token (parent kept)",
     [PD_ACT_PRUNE] = "prune / unprune the cursor's step",
@@ -377,6 +379,7 @@ size_t pd_keys_hint(const struct pd_app *a, char *buf, size_t n, int width)
         HINT(PD_ACT_FASTER, "faster");
     } else if (a->finished && !a->error[0]) {
         HINT(PD_ACT_CONTINUE, "continue");
+        HINT(PD_ACT_ASK, "ask");
         HINT(PD_ACT_BRANCH, "branch");
         HINT(PD_ACT_INJECT, "inject");
     } else if (!a->finished) {

@@ -1,4 +1,6 @@
 /* live.c - live source: model + engine session + store writer (DESIGN in live.h). */
+#include "config.h"
+
 #include "live.h"
 #include "loop.h"
 
@@ -11,6 +13,7 @@
 #include "policies.h"
 #include "steps_live.h"
 #include "log.h"
+#include "mem.h"
 #include "chat.h"
 #include "lm.h"
 #include "modes.h"
@@ -21,13 +24,22 @@
 #include "store_labels.h"
 #include "store_writer.h"
 #include "tokenizer.h"
+#if HAVE_REMOTE
+#include "remote_session.h"
+#endif
 
 #define PUMP_MAX 2048        /* events moved per pump, so keys stay responsive */
 #define PUMP_BUDGET_S 0.008  /* and at most this long */
 
 struct pd_live {
     struct pd_lm lm;               /* owned: the model, tokenizer and chat format */
-    struct pd_session *sess;       /* owned */
+    struct pd_cli_vocab voc;       /* owned: a remote engine's local vocabulary/template */
+    struct pd_session *sess;       /* owned; NULL with a remote engine */
+#if HAVE_REMOTE
+    struct pd_rsession *rsess;     /* owned: the remote session */
+    size_t spans_written;          /* request spans already recorded as annotations */
+#endif
+    char meta[768];                /* the session meta of a remote run ("" otherwise) */
     struct pd_steps_live *steps; /* owned: step boundaries inside the session, so each
                                       * token's summary carries its mass per step */
     struct pd_store *st;           /* owned; NULL without recording or re-opening */
@@ -76,12 +88,72 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* ---- the session, local or remote ---------------------------------------------------- */
+
+static bool src_poll(struct pd_live *l, struct pd_event *ev)
+{
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return pd_rsession_poll(l->rsess, ev);
+    }
+#endif
+    return l->sess && pd_session_poll(l->sess, ev);
+}
+
+static bool src_wait(struct pd_live *l, struct pd_event *ev, int ms)
+{
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return pd_rsession_wait(l->rsess, ev, ms);
+    }
+#endif
+    return l->sess && pd_session_wait(l->sess, ev, ms);
+}
+
+static bool src_running(const struct pd_live *l)
+{
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return pd_rsession_running(l->rsess);
+    }
+#endif
+    return l->sess && pd_session_running(l->sess);
+}
+
+static bool src_open(const struct pd_live *l)
+{
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return true;
+    }
+#endif
+    return l->sess != NULL;
+}
+
+static enum pd_status src_send(struct pd_live *l, const struct pd_cmd *c, struct pd_err *err)
+{
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return pd_rsession_send(l->rsess, c, err);
+    }
+#endif
+    return pd_session_send(l->sess, c, err);
+}
+
 /* Creates the session row (and its model) and starts a writer on it. */
 static enum pd_status start_recording(struct pd_live *l, const struct pd_live_opts *o,
                                       int64_t parent, int64_t fork_pos, struct pd_err *err)
 {
     int64_t model_id = 0;
-    enum pd_status rc = pd_cli_model_put(l->st, l->lm.model, o->model_path, &model_id, err);
+    enum pd_status rc;
+#if HAVE_REMOTE
+    if (l->rsess) {
+        rc = pd_cli_remote_model_put(l->st, pd_rsession_info(l->rsess), &model_id, err);
+    } else
+#endif
+    {
+        rc = pd_cli_model_put(l->st, l->lm.model, o->model_path, &model_id, err);
+    }
     if (rc) {
         return rc;
     }
@@ -101,7 +173,8 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
         msgs[n++] = (struct pd_message){PD_STORE_MSG_SYSTEM, (char *)o->system};
     }
     msgs[n++] = (struct pd_message){PD_STORE_MSG_USER, (char *)o->prompt};
-    struct pd_session_new sn = {model_id, &rs, msgs, n, "live", NULL, parent, fork_pos};
+    struct pd_session_new sn = {model_id, &rs, msgs, n, "live", l->meta[0] ? l->meta : NULL,
+                                parent, fork_pos};
     rc = pd_store_session_create(l->st, &sn, &l->sid, err);
     if (rc) {
         return rc;
@@ -156,9 +229,41 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     struct pd_kv_policy *policy = NULL;
     enum pd_chat_family family = PD_CHAT_FAMILY_COUNT; /* detect */
     enum pd_status rc = PD_OK;
-    if ((o->chat && (rc = pd_chat_family_parse(o->chat, &family, err))) ||
-        (rc = pd_lm_open(o->model_path, family, &l->lm, err))) {
+    bool remote = o->engine.url != NULL;
+    struct pd_chat_format chat;
+    if (o->chat && (rc = pd_chat_family_parse(o->chat, &family, err))) {
         goto fail;
+    }
+    if (remote) {
+#if HAVE_REMOTE
+        if (o->kv_spec) {
+            rc = pd_err_set(err, PD_EINVAL, "--kv needs the model in this process (a remote "
+                            "engine keeps its own KV cache; ponder serve takes --kv)");
+            goto fail;
+        }
+        if (o->from_session) {
+            rc = pd_err_set(err, PD_EUNSUPPORTED, "re-opening a saved session (--from, replay "
+                            "-m) needs the model in this process: not available with --engine");
+            goto fail;
+        }
+        if (o->model_path) {
+            if ((rc = pd_cli_vocab_open(o->model_path, o->chat, &l->voc, err))) {
+                goto fail;
+            }
+            chat = l->voc.chat;
+        } else {
+            pd_chat_format_default(family == PD_CHAT_FAMILY_COUNT ? PD_CHAT_FAMILY_RAW : family,
+                                   &chat);
+        }
+#else
+        rc = pd_err_set(err, PD_EUNSUPPORTED, "this ponder was built without remote engines");
+        goto fail;
+#endif
+    } else {
+        if ((rc = pd_lm_open(o->model_path, family, &l->lm, err))) {
+            goto fail;
+        }
+        chat = l->lm.chat;
     }
     struct pd_session_params p = pd_session_default_params();
     p.ctx.n_threads = o->n_threads;
@@ -174,7 +279,7 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     p.throttle_ms = o->throttle_ms;
     p.keep_alive = true; /* after an end, c continues and every action still works */
     a->continue_n = o->n_predict;
-    p.chat = l->lm.chat;
+    p.chat = chat;
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
     uint32_t budget = 0;
@@ -209,9 +314,32 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
         }
         p.steps = pd_steps_live_iface(l->steps);
     }
-    rc = pd_session_open(l->lm.model, l->lm.tok, &p, &l->sess, err); /* takes the policy */
-    if (rc) {
-        goto fail;
+    if (remote) {
+#if HAVE_REMOTE
+        struct pd_remote *r = NULL;
+        struct pd_rsession_params rp = pd_rsession_default_params();
+        rp.sampling = p.sampling;
+        rp.n_predict = p.n_predict;
+        rp.topk = p.topk;
+        rp.chat = p.chat;
+        rp.mode = p.mode;
+        rp.think_budget = p.think_budget;
+        rp.min_think = p.min_think;
+        rp.steps = p.steps;
+        rp.attn = p.capture != PD_CAPTURE_LEVEL_OFF; /* ponder serve sends summaries */
+        rp.throttle_ms = p.throttle_ms;
+        rp.keep_alive = p.keep_alive;
+        if ((rc = pd_cli_engine_open(&o->engine, 0, l->voc.tok, &r, err)) ||
+            (rc = pd_rsession_open(r, l->voc.tok, &rp, &l->rsess, err))) {
+            goto fail;
+        }
+        pd_cli_remote_meta(pd_rsession_info(l->rsess), l->meta, sizeof l->meta);
+#endif
+    } else {
+        rc = pd_session_open(l->lm.model, l->lm.tok, &p, &l->sess, err); /* takes the policy */
+        if (rc) {
+            goto fail;
+        }
     }
     l->record = !o->no_record;
     if (!o->no_record || o->from_session) {
@@ -238,18 +366,30 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
             goto fail;
         }
     }
-    snprintf(a->model, sizeof a->model, "%s", base_name(o->model_path));
-    snprintf(a->backend, sizeof a->backend, "cpu");
     a->sampling = o->sampling;
-    a->n_layer = (int32_t)l->lm.model->hp.n_layer;
     a->session_id = l->sid;
     a->recording = l->w != NULL;
-    a->piece = piece;
-    a->piece_ud = l->lm.tok;
-    if (o->from_session) {
-        rc = reopen(l, o, a, err);
+    if (remote) {
+#if HAVE_REMOTE
+        const struct pd_remote_info *info = pd_rsession_info(l->rsess);
+        snprintf(a->model, sizeof a->model, "%s@%s", info->model, info->base);
+        snprintf(a->backend, sizeof a->backend, "%s", pd_remote_server_name(info->server));
+        a->remote = true;
+        a->piece = l->voc.tok ? piece : NULL;
+        a->piece_ud = (void *)l->voc.tok;
+        rc = pd_rsession_start(l->rsess, o->system, o->prompt, err);
+#endif
     } else {
-        rc = pd_session_start(l->sess, o->system, o->prompt, err);
+        snprintf(a->model, sizeof a->model, "%s", base_name(o->model_path));
+        snprintf(a->backend, sizeof a->backend, "cpu");
+        a->n_layer = (int32_t)l->lm.model->hp.n_layer;
+        a->piece = piece;
+        a->piece_ud = l->lm.tok;
+        if (o->from_session) {
+            rc = reopen(l, o, a, err);
+        } else {
+            rc = pd_session_start(l->sess, o->system, o->prompt, err);
+        }
     }
     if (rc) {
         goto fail;
@@ -270,6 +410,48 @@ static bool ended_normally(const struct pd_app *a)
 {
     return a->finished && !a->error[0] &&
            (strcmp(a->finish_reason, "eog") == 0 || strcmp(a->finish_reason, "length") == 0);
+}
+
+/* Records the remote requests' spans not yet recorded as "engine" annotations: which
+ * engine, model and settings produced each span (the tokens are committed by now). */
+static void record_spans(struct pd_live *l, struct pd_app *a)
+{
+#if HAVE_REMOTE
+    if (!l->rsess || !l->st) {
+        return;
+    }
+    size_t n = pd_rsession_spans(l->rsess, NULL, 0);
+    struct pd_rsession_span *sp = n > l->spans_written ? pd_malloc_array(n, sizeof *sp) : NULL;
+    if (!sp) {
+        if (n > l->spans_written && a) {
+            pd_app_msg(a, true, "recording the engine spans: out of memory");
+        }
+        return;
+    }
+    size_t now = pd_rsession_spans(l->rsess, sp, n); /* more may have ended meanwhile */
+    n = now < n ? now : n;
+    const struct pd_remote_info *info = pd_rsession_info(l->rsess);
+    for (size_t i = l->spans_written; i < n; i++) {
+        if (sp[i].pos_end <= sp[i].pos_begin) {
+            continue;
+        }
+        char note[512];
+        snprintf(note, sizeof note, "%s %s model %s request %u seed %llu temp %.3g top_p %.3g "
+                 "top_k %d min_p %.3g", pd_remote_server_name(info->server), info->base,
+                 info->model, sp[i].request, (unsigned long long)sp[i].seed,
+                 (double)sp[i].sampling.temperature, (double)sp[i].sampling.top_p,
+                 sp[i].sampling.top_k, (double)sp[i].sampling.min_p);
+        struct pd_annotation an = {0, false, sp[i].pos_begin, sp[i].pos_end, "engine", note, 0};
+        struct pd_err e2;
+        if (pd_store_annotate(l->st, l->sid, &an, NULL, &e2) && a) {
+            pd_app_msg(a, true, "recording the engine span: %s", e2.msg);
+        }
+    }
+    l->spans_written = n;
+    free(sp);
+#else
+    (void)l, (void)a;
+#endif
 }
 
 /* Pushes the steps the segmenter has closed since the last call. */
@@ -350,6 +532,7 @@ static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
         }
     }
     l->last_saved = saved;
+    record_spans(l, a);
     if (a) {
         a->recording = false;
         a->rec_failed = st != PD_OK;
@@ -459,6 +642,11 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
 int pd_live_fd(void *ud)
 {
     struct pd_live *l = ud;
+#if HAVE_REMOTE
+    if (l->rsess) {
+        return pd_rsession_fd(l->rsess);
+    }
+#endif
     return l->sess ? pd_session_fd(l->sess) : -1;
 }
 
@@ -505,7 +693,7 @@ void pd_live_pump(void *ud, struct pd_app *a)
     /* Bounded in count and time so keys stay responsive when tokens arrive faster than
      * the screen refreshes. */
     double t0 = pd_loop_now();
-    for (int k = 0; k < PUMP_MAX && pd_session_poll(l->sess, &ev); k++) {
+    for (int k = 0; k < PUMP_MAX && src_poll(l, &ev); k++) {
         handle_event(l, a, &ev);
         if ((k & 63) == 63 && pd_loop_now() - t0 > PUMP_BUDGET_S) {
             break;
@@ -515,13 +703,51 @@ void pd_live_pump(void *ud, struct pd_app *a)
     rec_status(l, a);
 }
 
+/* :ask: the user's text becomes the turn the chat template puts after an answer; when
+ * the answer already ended with the end-of-turn token, that is not added twice. */
+static bool render_turn(struct pd_live *l, struct pd_app *a, struct pd_cmd *cmd)
+{
+    enum pd_chat_family f = l->lm.chat.family;
+    enum pd_chat_think think = PD_CHAT_THINK_DEFAULT;
+    if (a->mode == PD_MODE_NONE &&
+        (f == PD_CHAT_FAMILY_QWEN3 || f == PD_CHAT_FAMILY_DEEPSEEK_R1)) {
+        think = PD_CHAT_THINK_OFF;
+    }
+    struct pd_buf b;
+    pd_buf_init(&b);
+    struct pd_err e2;
+    if (pd_chat_render_turn(&l->lm.chat, cmd->text, think, &b, &e2)) {
+        pd_app_msg(a, true, "ask: %s", e2.msg);
+        pd_buf_deinit(&b);
+        return false;
+    }
+    const char *text = b.data ? b.data : "";
+    const char *eot = pd_chat_eot_text(f);
+    if (eot && a->n_toks > 0 && strncmp(text, eot, strlen(eot)) == 0) {
+        const struct pd_token_rec *last = &a->toks[a->n_toks - 1];
+        if (last->text && last->text_len == strlen(eot) &&
+            memcmp(last->text, eot, last->text_len) == 0) {
+            text += strlen(eot);
+        }
+    }
+    bool fits = strlen(text) < sizeof cmd->text;
+    if (fits) {
+        snprintf(cmd->text, sizeof cmd->text, "%s", text);
+    } else {
+        pd_app_msg(a, true, "ask: the turn is %zu bytes; at most %zu fit", strlen(text),
+                   sizeof cmd->text - 1);
+    }
+    pd_buf_deinit(&b);
+    return fits;
+}
+
 void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
 {
     struct pd_live *l = ud;
     struct pd_err e2;
     pd_err_clear(&e2);
     if (fx->kind == PD_FX_SESSION) {
-        if (!pd_session_running(l->sess)) {
+        if (!src_running(l)) {
             pd_app_msg(a, true, "the generation has ended");
             a->pause_pending = false;
             return;
@@ -534,9 +760,16 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
             /* The family's hard-interrupt text: a short lead-in, then the close marker. */
             snprintf(cmd.text, sizeof cmd.text, "%s", pd_modes_answer_now(l->texts, false));
         }
+        if (cmd.kind == PD_CMD_NEW_TURN && !render_turn(l, a, &cmd)) {
+            return;
+        }
         if (cmd.kind == PD_CMD_SET_POLICY) {
             /* The app only checked the spec; the policy object is built here, where the
              * model is known. "full" means no policy. */
+            if (!l->sess) {
+                pd_app_msg(a, true, "policy: a remote engine does not expose its KV cache");
+                return;
+            }
             uint32_t nctx = l->sess ? 4096 : 0;
             if (strncmp(cmd.text, "full", 4) != 0 &&
                 pd_policy_create_str(cmd.text, (int32_t)l->lm.model->hp.n_layer, nctx,
@@ -545,7 +778,7 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
                 return;
             }
         }
-        if (pd_session_send(l->sess, &cmd, &e2)) {
+        if (src_send(l, &cmd, &e2)) {
             pd_app_msg(a, true, "%s", e2.msg);
             a->pause_pending = false;
             pd_kv_policy_close(&cmd.policy);
@@ -602,7 +835,7 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a, struct pd_live_report 
         return;
     }
     struct pd_live *l = *lp;
-    if (a && l->sess && pd_session_running(l->sess)) {
+    if (a && src_open(l) && src_running(l)) {
         /* Stop the worker and record what it produced up to the stop (the last events
          * are still queued), waiting at most ~2 s for its finished event. */
         struct pd_cmd stop;
@@ -610,18 +843,18 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a, struct pd_live_report 
         stop.kind = PD_CMD_STOP;
         stop.token = -1;
         struct pd_event ev;
-        if (pd_session_send(l->sess, &stop, NULL) == PD_OK) {
+        if (src_send(l, &stop, NULL) == PD_OK) {
             for (int k = 0; k < 100000 && !a->finished; k++) {
-                if (!pd_session_wait(l->sess, &ev, 2000)) {
+                if (!src_wait(l, &ev, 2000)) {
                     break;
                 }
                 handle_event(l, a, &ev);
             }
         }
     }
-    if (a && l->sess) {
+    if (a && src_open(l)) {
         struct pd_event ev;
-        while (pd_session_poll(l->sess, &ev)) {
+        while (src_poll(l, &ev)) {
             handle_event(l, a, &ev);
         }
     }
@@ -637,8 +870,12 @@ void pd_live_close(struct pd_live **lp, struct pd_app *a, struct pd_live_report 
         report->n_lost = l->n_lost;
         snprintf(report->why, sizeof report->why, "%s", l->lost_why);
     }
+#if HAVE_REMOTE
+    pd_rsession_close(&l->rsess); /* after stop_recording: it lists the request spans */
+#endif
     pd_store_close(&l->st);
     pd_lm_close(&l->lm);
+    pd_cli_vocab_close(&l->voc);
     free(l);
     *lp = NULL;
 }

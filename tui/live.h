@@ -22,6 +22,15 @@
  * more and reports what was and was not saved (run exits non-zero when tokens were
  * lost).
  *
+ * Remote engines.  With opts.engine.url set, a remote session (remote/remote_session.h)
+ * streams the generation from that engine instead: the same events reach the app and the
+ * recording; the local GGUF (-m) only gives the vocabulary and chat template. The
+ * recording's session carries the engine in its meta ({"engine": {url, server, model}}),
+ * its model row is the remote model, and each request's span of tokens is recorded as an
+ * "engine" annotation naming the server, model, seed and sampling settings. The remote
+ * session keeps alive after an end as a local one (c continues); re-opening a saved
+ * session needs the model in this process and is refused with an engine.
+ *
  * Ownership: pd_live_open returns an owned object (pd_live_close); it borrows the app
  * between calls. Thread-safety: UI thread only. */
 #ifndef PD_LIVE_H
@@ -32,6 +41,7 @@
 
 #include "app.h"
 #include "backend.h"
+#include "cli_remote.h"
 #include "capture.h"
 #include "sampler.h"
 
@@ -52,6 +62,7 @@ struct pd_live_opts {
     enum pd_backend_kind backend;/* where weight products run (default cpu) */
     double throttle_ms;
     struct pd_sampler_params sampling;
+    struct pd_cli_engine engine;  /* engine.url: run on a remote engine */
     int64_t from_session;        /* re-open this saved session (prompt unused), 0: none */
     int64_t from_pos;            /* ... up to this position (0: all of it) */
 };

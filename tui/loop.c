@@ -16,6 +16,7 @@
 #include "keys.h"
 #include "layout.h"
 #include "mouse.h"
+#include "panes.h"
 #include "term.h"
 
 #define FRAME_S (1.0 / 30.0)
@@ -31,7 +32,7 @@ static void relayout(struct pd_app *a, struct pd_layout *l)
 {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
-    pd_layout_compute(rows, cols, a->focus, a->help, pd_app_overlay_lines(a), l);
+    pd_layout_compute(rows, cols, a->focus, a->help, pd_draw_overlay_lines(a), l);
     int steps_rows = l->show_steps ? l->steps.h - 2 : 0;
     pd_app_resize(a, l->trace.h - 1, l->trace.w, steps_rows, l->narrow);
 }
@@ -208,7 +209,7 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
             record_key_latency(a, pd_loop_now() - key_t0);
             key_t0 = -1;
         }
-        if (l.overlay != a->help || (a->help && l.overlay_lines != pd_app_overlay_lines(a))) {
+        if (l.overlay != a->help || (a->help && l.overlay_lines != pd_draw_overlay_lines(a))) {
             relayout(a, &l); /* an overlay opened, closed or changed (also from effects) */
         }
         bool key_pending = key_t0 >= 0;

@@ -17,5 +17,7 @@ void pd_draw_status(const struct pd_app *a, const struct pd_rect *r);
 /* Returns the screen column of the command line's cursor (or -1 when closed). */
 int pd_draw_cmdline(const struct pd_app *a, const struct pd_rect *r);
 void pd_draw_help(const struct pd_app *a, const struct pd_rect *r);
+/* Lines the open overlay wants (the layout sizes its box from them). */
+int pd_draw_overlay_lines(const struct pd_app *a);
 
 #endif

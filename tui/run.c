@@ -80,6 +80,7 @@ static int workbench(struct pd_app *a, const struct pd_loop_source *src)
 
 static const char run_usage[] =
     "usage: ponder run -m MODEL (-p PROMPT | -f FILE) [options]\n"
+    "       ponder run --engine URL (-m MODEL | --chat FAMILY) (-p PROMPT | -f FILE) ...\n"
     "  -m, --model FILE      GGUF model\n"
     "  -p, --prompt TEXT     the user's question\n"
     "  -f, --file FILE       read the prompt from a file (UTF-8, at most 1 MiB)\n"
@@ -98,7 +99,11 @@ static const char run_usage[] =
     "  --greedy | --temp T --top-k K --top-p P --min-p P --seed S   sampling\n"
     "  --chat FAMILY         chat template override (raw, chatml, qwen3, deepseek-r1, llama3)\n"
     "  --backend B           weight products on cpu (default) or cuda\n"
-    "  --throttle MS         sleep between tokens (demos, tests)\n";
+    "  --throttle MS         sleep between tokens (demos, tests)\n"
+    "  --engine URL          run on a remote engine (docs/remote.md): -m (or --chat) gives\n"
+    "                        the vocabulary and template; entropy is estimated from the\n"
+    "                        engine's top-k, the KV and attention views need ponder serve\n"
+    "  --api-key K, --remote-model N, --server KIND, --timeout S   as for generate\n";
 
 static char *read_prompt_file(const char *path)
 {
@@ -195,7 +200,15 @@ int pd_cli_run(int argc, char **argv)
     long long ll;
     double d;
     struct pd_argv a = {argc, argv, 1, "run"};
+    pd_cli_engine_init(&o.engine);
     while (a.i < argc) {
+        int er = pd_cli_engine_opt(&a, &o.engine);
+        if (er < 0) {
+            return 2;
+        }
+        if (er > 0) {
+            continue;
+        }
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
             fputs(run_usage, stdout);
             return 0;
@@ -278,7 +291,7 @@ int pd_cli_run(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.model_path) {
+    if (!o.model_path && !o.engine.url) {
         return pd_cli_fail(2, "run: -m MODEL is required (see 'ponder run --help')");
     }
     if ((o.prompt != NULL) + (file != NULL) + (from != NULL) != 1) {
@@ -286,6 +299,10 @@ int pd_cli_run(int argc, char **argv)
     }
     if (from && !parse_from(from, &o.from_session, &o.from_pos)) {
         return 2;
+    }
+    if (from && o.engine.url) {
+        return pd_cli_fail(2, "run: --from re-encodes the saved trace with the model in this "
+                           "process: not available with --engine");
     }
     if (cap && (o.capture = pd_capture_level_parse(cap)) == PD_CAPTURE_LEVEL_COUNT) {
         return pd_cli_fail(2, "run: --capture: expected off, summary or full, got '%s'", cap);
@@ -568,15 +585,16 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ next to
- * the source tree of this binary (<exe>/../../samples in a build folder), or where meson
+/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ of the
+ * source tree this binary was built in (<exe>/../samples for build/ponder, one level more
+ * for a nested build folder), or where meson
  * installs it (<exe>/../share/ponder/samples). On failure *tried lists the paths looked at. */
 static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 {
     const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
     const char *env;
-    char cand[4][PATH_MAX];
+    char cand[5][PATH_MAX];
     int k = 0;
     if ((env = getenv("PONDER_SAMPLES")) && *env) {
         snprintf(cand[k++], PATH_MAX, "%s/%s", env, name);
@@ -590,6 +608,7 @@ static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
+            snprintf(cand[k++], PATH_MAX, "%.3800s/../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../share/ponder/samples/%s", exe, name);
         }
@@ -611,7 +630,7 @@ static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
-    char tried[4 * 256];
+    char tried[5 * 256];
     if (!find_sample(sample, sizeof sample, tried, sizeof tried)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
                               "(looked for %s); see 'ponder --help'",

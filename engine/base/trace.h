@@ -44,6 +44,8 @@ enum {
     PD_TOKF_PRUNED = 1u << 0,  /* belongs to a pruned step */
     PD_TOKF_FORCED = 1u << 1,  /* teacher-forced rather than sampled */
     PD_TOKF_NO_METRICS = 1u << 2, /* imported, not scored yet */
+    PD_TOKF_ENTROPY_EST = 1u << 3, /* entropy estimated from a remote engine's top-k (the
+                                    * rest of the mass as one bucket), not computed */
 };
 
 struct pd_token_rec {

@@ -30,6 +30,17 @@ keys sample q
 ls "$TMPD"/ponder-sample-* >/dev/null 2>&1 && fail "the temporary database was left behind"
 echo "ok: sample replay"
 
+# A ponder built in a folder of the source tree (build/ponder) finds samples/ beside it
+# without any environment.
+if [ "$(dirname "$(dirname "$PONDER_BIN")")" -ef "$PONDER_SOURCE_ROOT" ]; then
+    start tree 100 30 env -u PONDER_MODEL -u PONDER_SOURCE_ROOT -u PONDER_SAMPLES \
+        PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" "$PONDER_BIN"
+    wait_for tree 'replay #1' 10
+    keys tree q
+    [ "$(wait_exit tree 10)" = 0 ] || fail "build-tree sample: exit status"
+    echo "ok: the sample found from the build folder"
+fi
+
 # An installed ponder finds the sample where meson installs it (<bindir>/../share/ponder/
 # samples) and, when it is missing, names every path it looked at.
 inst="$TMPD/inst"

@@ -4,12 +4,13 @@
   include_graph.py SOURCE_ROOT [--dot]
 
 Reads every .c/.h/.cu file of the product folders (engine/base, engine, kernels,
-analysis, store, cli, tui), resolves each quoted #include to the file it names, and fails
-(exit 1, one line per finding) when
+analysis, store, remote, cli, tui), resolves each quoted #include to the file it names,
+and fails (exit 1, one line per finding) when
   * a folder includes a header of a folder the module map does not allow
-    (docs/architecture.md: tui -> cli, analysis, store, engine; cli -> analysis, store,
-    engine; analysis -> engine; store -> engine/base; engine -> engine/base, and only
-    engine/backend_cuda.c -> kernels; engine/base -> nothing), or
+    (docs/architecture.md: tui -> cli, remote, analysis, store, engine; cli -> remote,
+    analysis, store, engine; remote -> engine; analysis -> engine; store -> engine/base;
+    engine -> engine/base, and only engine/backend_cuda.c -> kernels; engine/base ->
+    nothing), or
   * the units form a circle: a unit is a header with its .c/.cu file (capture.h +
     capture.c) and its private X_internal.h, and unit A depends on unit B when A's files
     include B's header.
@@ -18,15 +19,16 @@ import os
 import re
 import sys
 
-FOLDERS = ["engine/base", "engine", "kernels", "analysis", "store", "cli", "tui"]
+FOLDERS = ["engine/base", "engine", "kernels", "analysis", "store", "remote", "cli", "tui"]
 ALLOWED = {
     "engine/base": set(),
     "engine": {"engine/base"},
     "kernels": set(),
     "analysis": {"engine", "engine/base"},
     "store": {"engine/base"},
-    "cli": {"analysis", "store", "engine", "engine/base"},
-    "tui": {"cli", "analysis", "store", "engine", "engine/base"},
+    "remote": {"engine", "engine/base"},
+    "cli": {"remote", "analysis", "store", "engine", "engine/base"},
+    "tui": {"cli", "remote", "analysis", "store", "engine", "engine/base"},
 }
 # File-level exceptions the module map names: the CUDA backend is the kernels' only caller;
 # the executable's own files (cli/main.c, cli/cli_table.c: not part of the cli library)
@@ -51,6 +53,8 @@ def main():
     files = {}
     for f in FOLDERS:
         d = os.path.join(root, f)
+        if not os.path.isdir(d):
+            continue
         for name in sorted(os.listdir(d)):
             if name.endswith((".c", ".h", ".cu")):
                 files[f + "/" + name] = open(os.path.join(d, name), encoding="utf-8").read()

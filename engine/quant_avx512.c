@@ -1,6 +1,7 @@
 /* quant_avx512.c - the AVX-512 (F, BW, VL, DQ) + VNNI kernels: register-tiled weight
- * products for q8_0, q4_K and f16/bf16 weights (the table pd_simd_ops_avx512_own; simd.c
- * completes the level with the AVX2 kernels this file does not replace).
+ * products for q8_0, q4_K and f16/bf16 weights and blocked attention (the table
+ * pd_simd_ops_avx512_own; simd.c completes the level with the AVX2 kernels this file does
+ * not replace).
  *
  * DESIGN
  * - Every function carries a target attribute (AVX512_FN) instead of the file being built
@@ -31,6 +32,11 @@
  * - Row remainders run as single-row tiles; token remainders as tiles of 1-3 tokens with
  *   more rows (16 x 1, 8 x 2, 4 x 3) so that decode (one token) still reduces 16 rows at
  *   once.
+ * - Attention (avx512_attn): 16 K rows at a time are widened and transposed into a stack
+ *   tile that serves every query of the call (the query heads of one KV head, for a block
+ *   of tokens), 8 queries' scores per pass; softmax with a vector exp (exp512) and a float
+ *   sum; V rows are read once for up to 4 queries over the prefix they all see. Agrees
+ *   with the reference loop within float rounding (simd.h).
  * All functions are pure and thread-safe. */
 #include "simd.h"
 

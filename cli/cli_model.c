@@ -280,7 +280,7 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_model_name(pd_tok_model(l.lm.tok)), pd_tok_pre_name(pd_tok_pre(l.lm.tok)),
                       pd_tok_n_vocab(l.lm.tok), pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
                       pd_tok_add_bos(l.lm.tok) ? ", adds bos" : "");
-        pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|auto)\n",
+        pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|avx512vnni|auto)\n",
                       pd_cpu_simd_name(pd_cpu_simd_level()));
         pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
                       has_tmpl ? "detected from tokenizer.chat_template"

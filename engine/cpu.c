@@ -15,6 +15,7 @@
 static const char *const level_names[PD_SIMD_LEVEL_COUNT] = {
     [PD_SIMD_SCALAR] = "scalar",
     [PD_SIMD_AVX2] = "avx2",
+    [PD_SIMD_AVX512] = "avx512vnni",
 };
 _Static_assert(sizeof level_names / sizeof level_names[0] == PD_SIMD_LEVEL_COUNT,
                "simd level names");
@@ -51,13 +52,32 @@ static bool x86_has_avx2_fma_f16c(void)
     }
     return (b & bit_AVX2) != 0;
 }
+
+/* AVX-512 F, BW, VL, DQ and VNNI (CPUID leaf 7), and an OS that saves the opmask and all
+ * 32 ZMM registers (XCR0 bits 5, 6 and 7). Called only when the AVX2 level is there. */
+static bool x86_has_avx512_vnni(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        return false;
+    }
+    const unsigned need_b = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31); /* F DQ BW VL */
+    const unsigned need_c = 1u << 11;                                           /* VNNI */
+    if ((b & need_b) != need_b || (c & need_c) != need_c) {
+        return false;
+    }
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    return (xcr0_lo & 0xE6) == 0xE6;
+}
 #endif
 
 enum pd_simd_level pd_cpu_simd_best(void)
 {
 #ifdef HAVE_X86_KERNELS
     if (x86_has_avx2_fma_f16c()) {
-        return PD_SIMD_AVX2;
+        return x86_has_avx512_vnni() ? PD_SIMD_AVX512 : PD_SIMD_AVX2;
     }
 #endif
     return PD_SIMD_SCALAR;
@@ -94,8 +114,8 @@ static void choose_once(void)
     bool valid;
     chosen_level = pd_cpu_simd_choose(env, best, &valid);
     if (!valid) {
-        pd_log(PD_LOG_WARN, "PONDER_SIMD=%s: expected scalar, avx2 or auto (this CPU supports "
-               "up to %s); using %s", env, pd_cpu_simd_name(best),
+        pd_log(PD_LOG_WARN, "PONDER_SIMD=%s: expected scalar, avx2, avx512vnni or auto (this "
+               "CPU supports up to %s); using %s", env, pd_cpu_simd_name(best),
                pd_cpu_simd_name(chosen_level));
     }
 }

@@ -1,12 +1,15 @@
 /* cpu.h - which SIMD level the engine's kernels run at.
  *
  * The build targets baseline x86-64 (SSE2); faster kernels are compiled for AVX2+FMA+F16C
- * per function and chosen at run time. The level is the best this CPU and build support,
- * unless the environment variable PONDER_SIMD lowers it:
- *   PONDER_SIMD=scalar   the portable C kernels (the reference)
- *   PONDER_SIMD=avx2     the AVX2 kernels (falls back to scalar, with a warning, when the
- *                        CPU lacks AVX2, FMA or F16C)
- *   PONDER_SIMD=auto     or unset or empty: the best supported level
+ * and for AVX-512 (F, BW, VL, DQ) with VNNI per function and chosen at run time. The level
+ * is the best this CPU and build support, unless the environment variable PONDER_SIMD
+ * lowers it:
+ *   PONDER_SIMD=scalar      the portable C kernels (the reference)
+ *   PONDER_SIMD=avx2        the AVX2 kernels (falls back to scalar, with a warning, when the
+ *                           CPU lacks AVX2, FMA or F16C)
+ *   PONDER_SIMD=avx512vnni  the AVX-512 kernels (scalar, with a warning, when the CPU lacks
+ *                           one of the features above or the OS does not save ZMM state)
+ *   PONDER_SIMD=auto        or unset or empty: the best supported level
  * Names are case-insensitive; any other value is ignored with a warning (logged through
  * base/log.h).
  *
@@ -20,10 +23,11 @@
 enum pd_simd_level {
     PD_SIMD_SCALAR, /* portable C, any CPU */
     PD_SIMD_AVX2,   /* x86-64 with AVX2, FMA and F16C */
+    PD_SIMD_AVX512, /* the above plus AVX-512 F, BW, VL, DQ and VNNI ("avx512vnni") */
     PD_SIMD_LEVEL_COUNT
 };
 
-/* The name of a level ("scalar", "avx2"), as PONDER_SIMD spells it and as `ponder info`
+/* The name of a level ("scalar", "avx2", "avx512vnni"), as PONDER_SIMD spells it and as `ponder info`
  * and `ponder bench` show it; "?" for an out-of-range value. Static storage. */
 const char *pd_cpu_simd_name(enum pd_simd_level level);
 

@@ -148,57 +148,138 @@ uint32_t pd_ctx_kv_free(const struct pd_ctx *c)
 
 /* ---- matmul: Y[t][r] = W[r] . X[t] ---------------------------------------------------- */
 
-struct matmul_job {
+/* Rows per work item of a weight product: the tall tiles' height, so a thread's share is
+ * whole tiles. */
+#define MM_ROWS 16
+
+/* Up to three weight matrices that read the same input (q/k/v, gate/up) run as one pool
+ * job over their rows end to end. */
+struct mm_part {
     const struct pd_weight *w;
-    const uint8_t *xq;    /* [n_tok][xq_stride] in vec_dot format */
-    size_t xq_stride;
-    float *y;             /* [n_tok][y_stride] */
+    float *y;
     size_t y_stride;
-    uint32_t n_tok;
-    pd_vec_dot_fn dot;
+    size_t item0;         /* first work item of this matrix */
 };
 
-static void matmul_rows(void *ctx, size_t r0, size_t r1)
+struct matmul_job {
+    const struct pd_simd_ops *ops;
+    const uint8_t *xq;    /* [n_tok][xq_stride] in the weights' vec_dot format */
+    size_t xq_stride;
+    uint32_t n_tok;
+    int n_parts;
+    struct mm_part part[3];
+};
+
+static void matmul_items(void *ctx, size_t i0, size_t i1)
 {
     const struct matmul_job *j = ctx;
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *wrow = j->w->data + r * j->w->row_bytes;
-        for (uint32_t t = 0; t < j->n_tok; t++) {
-            j->y[t * j->y_stride + r] = j->dot(wrow, j->xq + t * j->xq_stride, j->w->cols);
+    for (int p = 0; p < j->n_parts && i0 < i1; p++) {
+        const struct mm_part *mp = &j->part[p];
+        size_t end = p + 1 < j->n_parts ? j->part[p + 1].item0 : (size_t)-1;
+        if (i0 >= end) {
+            continue;
+        }
+        size_t r0 = (i0 - mp->item0) * MM_ROWS;
+        size_t r1 = ((i1 < end ? i1 : end) - mp->item0) * MM_ROWS;
+        if (r1 > mp->w->rows) {
+            r1 = mp->w->rows;
+        }
+        struct pd_gemm_args g = {mp->w->data, mp->w->row_bytes, j->xq, j->xq_stride, mp->y,
+                                 mp->y_stride, mp->w->cols, j->n_tok};
+        pd_simd_gemm(j->ops, mp->w->type, &g, r0, r1);
+        i0 = i1 < end ? i1 : end;
+    }
+}
+
+struct quant_job {
+    const struct pd_dtype_traits *xt;
+    const float *x;
+    size_t x_stride;
+    uint8_t *xq;
+    size_t xq_stride;
+    uint64_t cols;
+};
+
+static void quant_rows(void *ctx, size_t t0, size_t t1)
+{
+    const struct quant_job *j = ctx;
+    for (size_t t = t0; t < t1; t++) {
+        j->xt->from_f32(j->x + t * j->x_stride, j->xq + t * j->xq_stride, j->cols);
+    }
+}
+
+/* Converts the input rows to the weights' dot format into c->xq (the rows in parallel
+ * when there are enough of them). */
+static void quantize_input(struct pd_ctx *c, enum pd_dtype fmt, const float *x,
+                           size_t x_stride, uint64_t cols, uint32_t n_tok)
+{
+    struct quant_job q = {pd_simd_traits(fmt), x, x_stride, c->xq, c->xq_row_bytes, cols};
+    size_t per_row = (size_t)cols * 4;
+    size_t grain = per_row >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / per_row;
+    pd_pool_run(c->pool, n_tok, grain, quant_rows, &q);
+}
+
+/* y_i[t][0..rows_i) = W_i x[t] for t < n_tok and each of the n weights w[i] (1..3, all
+ * with the same columns and dot format); x rows have stride x_stride floats. */
+static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
+                     float *const *y, const size_t *y_stride, const float *x,
+                     size_t x_stride, uint32_t n_tok)
+{
+    if (c->backend) {
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            struct pd_err err;
+            enum pd_status st = c->backend->ops->matmul(c->backend, w[i], x, x_stride, y[i],
+                                                        y_stride[i], n_tok, &err);
+            if (st == PD_OK) {
+                done++;
+                continue;
+            }
+            if (st != PD_EUNSUPPORTED) {
+                /* A device failure: say so once and finish on the CPU, which gives the
+                 * same results within tolerance. */
+                pd_log(PD_LOG_ERROR, "%s; continuing on the CPU", err.msg);
+                pd_backend_close(&c->backend);
+            }
+            break;
+        }
+        if (done == n) {
+            return;
+        }
+        w += done;
+        y += done;
+        y_stride += done;
+        n -= done;
+    }
+    enum pd_dtype fmt = pd_simd_traits(w[0]->type)->vec_dot_type;
+    for (int i = 1; i < n; i++) {
+        if (pd_simd_traits(w[i]->type)->vec_dot_type != fmt) {
+            /* mixed dot formats (rare files): one product at a time */
+            for (int k = 0; k < n; k++) {
+                matmul_n(c, 1, &w[k], &y[k], &y_stride[k], x, x_stride, n_tok);
+            }
+            return;
         }
     }
+    quantize_input(c, fmt, x, x_stride, w[0]->cols, n_tok);
+    struct matmul_job j = {pd_simd_ops(), c->xq, c->xq_row_bytes, n_tok, n, {{0}}};
+    size_t items = 0;
+    for (int i = 0; i < n; i++) {
+        j.part[i] = (struct mm_part){w[i], y[i], y_stride[i], items};
+        items += (w[i]->rows + MM_ROWS - 1) / MM_ROWS;
+    }
+    /* Waking the pool costs microseconds (tens when the cores are busy): give each thread
+     * at least PD_POOL_GRAIN multiply-adds. */
+    size_t work_per_item = (size_t)w[0]->cols * n_tok * MM_ROWS;
+    size_t grain = work_per_item >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work_per_item;
+    pd_pool_run(c->pool, items, grain, matmul_items, &j);
 }
 
 /* y[t][0..rows) = W x[t] for t < n_tok; x rows have stride x_stride floats. */
 static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, size_t x_stride,
                    float *y, size_t y_stride, uint32_t n_tok)
 {
-    if (c->backend) {
-        struct pd_err err;
-        enum pd_status st = c->backend->ops->matmul(c->backend, w, x, x_stride, y, y_stride,
-                                                    n_tok, &err);
-        if (st == PD_OK) {
-            return;
-        }
-        if (st != PD_EUNSUPPORTED) {
-            /* A device failure: say so once and finish on the CPU, which gives the same
-             * results within tolerance. */
-            pd_log(PD_LOG_ERROR, "%s; continuing on the CPU", err.msg);
-            pd_backend_close(&c->backend);
-        }
-    }
-    const struct pd_dtype_traits *tr = pd_simd_traits(w->type);
-    const struct pd_dtype_traits *xt = pd_simd_traits(tr->vec_dot_type);
-    uint8_t *xq = c->xq;
-    for (uint32_t t = 0; t < n_tok; t++) {
-        xt->from_f32(x + t * x_stride, xq + t * c->xq_row_bytes, w->cols);
-    }
-    struct matmul_job j = {w, xq, c->xq_row_bytes, y, y_stride, n_tok, tr->vec_dot};
-    /* Waking the pool costs microseconds (tens when the cores are busy): give each thread
-     * at least PD_POOL_GRAIN multiply-adds. */
-    size_t work_per_row = (size_t)w->cols * n_tok;
-    size_t grain = work_per_row >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work_per_row;
-    pd_pool_run(c->pool, w->rows, grain, matmul_rows, &j);
+    matmul_n(c, 1, &w, &y, &y_stride, x, x_stride, n_tok);
 }
 
 /* ---- elementwise pieces ---------------------------------------------------------------- */
@@ -264,6 +345,8 @@ struct attn_job {
     int64_t pos0;
 };
 
+/* The per-(token, head) loop: the path for hidden slots (shadow divergence), where a
+ * slot's visibility is not a prefix. */
 static void attn_tasks(void *ctx, size_t i0, size_t i1)
 {
     const struct attn_job *j = ctx;
@@ -330,6 +413,97 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
     }
 }
 
+/* Query tokens per attention work item: with the query heads of one KV head, about 32
+ * queries share each block of K rows the kernel widens. */
+#define ATT_QUERIES 32
+/* Most queries in one item (a GQA group larger than this takes the per-head path). */
+#define ATT_QUERIES_MAX 256
+
+struct attn_block_job {
+    struct pd_ctx *c;
+    uint32_t il;
+    uint32_t n_tok;
+    int64_t pos0;
+    uint32_t tok_per_item;
+    uint32_t n_tblocks;
+    const struct pd_simd_ops *ops;
+};
+
+/* Items are (KV head, block of query tokens). Later tokens see more slots, so the blocks
+ * are visited from both ends (0, last, 1, last - 1, ...): any contiguous run of items, as
+ * the pool hands them out, holds a fair mix of cheap and dear ones. */
+static void attn_blocks(void *ctx, size_t i0, size_t i1)
+{
+    const struct attn_block_job *j = ctx;
+    struct pd_ctx *c = j->c;
+    const struct pd_hparams *hp = &c->model->hp;
+    const struct pd_kv_layer *L = &c->kv->layers[j->il];
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    bool f16 = c->kv->type == PD_KV_F16;
+    size_t esz = f16 ? 2 : 4;
+    const float *qp[ATT_QUERIES_MAX];
+    float *pp[ATT_QUERIES_MAX];
+    float *op[ATT_QUERIES_MAX];
+    uint32_t nv[ATT_QUERIES_MAX];
+    for (size_t item = i0; item < i1; item++) {
+        uint32_t kvh = (uint32_t)(item % hp->n_head_kv);
+        uint32_t zz = (uint32_t)(item / hp->n_head_kv);
+        uint32_t blk = zz % 2 == 0 ? zz / 2 : j->n_tblocks - 1 - zz / 2;
+        uint32_t t0 = blk * j->tok_per_item;
+        uint32_t t1 = t0 + j->tok_per_item < j->n_tok ? t0 + j->tok_per_item : j->n_tok;
+        uint32_t nq = 0, n_vis = 0;
+        for (uint32_t t = t0; t < t1; t++) {
+            int64_t pos = j->pos0 + t;
+            /* slots are sorted by position: the visible ones are a prefix */
+            while (n_vis < L->n && L->pos[n_vis] <= pos) {
+                n_vis++;
+            }
+            for (uint32_t h = kvh * group; h < (kvh + 1) * group; h++) {
+                qp[nq] = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
+                pp[nq] = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
+                op[nq] = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
+                nv[nq] = n_vis;
+                nq++;
+            }
+        }
+        struct pd_attn_args a = {
+            nq, qp, pp, op, nv,
+            (const uint8_t *)L->k + (size_t)kvh * hp->head_dim * esz,
+            (const uint8_t *)L->v + (size_t)kvh * hp->head_dim_v * esz,
+            c->kv->dim_k, c->kv->dim_v, hp->head_dim, hp->head_dim_v,
+            1.0f / sqrtf((float)hp->head_dim), f16,
+        };
+        pd_simd_attn(j->ops, &a);
+        for (uint32_t i = 0; i < nq; i++) {
+            /* the hook's rows are 0 past the token's position */
+            memset(pp[i] + nv[i], 0, (L->n - nv[i]) * sizeof(float));
+        }
+    }
+}
+
+/* Attention of the batch's tokens in layer il (their K/V already appended). */
+static void attention(struct pd_ctx *c, uint32_t il, uint32_t n_tok, int64_t pos0)
+{
+    const struct pd_hparams *hp = &c->model->hp;
+    size_t n_slots = c->kv->layers[il].n;
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    if (c->hide || group > ATT_QUERIES_MAX) {
+        struct attn_job aj = {c, il, n_tok, pos0};
+        size_t work = (n_slots + 1) * (hp->head_dim + hp->head_dim_v);
+        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
+        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
+        return;
+    }
+    uint32_t per = ATT_QUERIES / group > 0 ? ATT_QUERIES / group : 1;
+    uint32_t n_tb = (n_tok + per - 1) / per;
+    struct attn_block_job j = {c, il, n_tok, pos0, per, n_tb, pd_simd_ops()};
+    size_t work = (n_slots + 1) * (hp->head_dim + hp->head_dim_v) * per * group;
+    size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
+    pd_pool_run(c->pool, (size_t)n_tb * hp->n_head_kv, grain, attn_blocks, &j);
+}
+
 /* ---- the batch forward ----------------------------------------------------------------- */
 
 static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32_t n_tok,
@@ -360,9 +534,12 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
                     hp->norm_eps);
         }
-        matmul(c, &L->wq, c->xn, wide, c->q, q_dim, n_tok);
-        matmul(c, &L->wk, c->xn, wide, c->k, k_dim, n_tok);
-        matmul(c, &L->wv, c->xn, wide, c->v, v_dim, n_tok);
+        {
+            const struct pd_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+            float *y[3] = {c->q, c->k, c->v};
+            size_t ys[3] = {q_dim, k_dim, v_dim};
+            matmul_n(c, 3, w, y, ys, c->xn, wide, n_tok);
+        }
         for (uint32_t t = 0; t < n_tok; t++) {
             float *q = c->q + (size_t)t * q_dim;
             float *k = c->k + (size_t)t * k_dim;
@@ -396,10 +573,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
                 return st;
             }
         }
-        struct attn_job aj = {c, il, n_tok, pos0};
-        size_t work = (size_t)(c->kv->layers[il].n + 1) * (hp->head_dim + hp->head_dim_v);
-        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
-        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
+        attention(c, il, n_tok, pos0);
         if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];
             for (uint32_t t = 0; t < n_tok; t++) {
@@ -417,8 +591,12 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             }
             rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
         }
-        matmul(c, &L->w_gate, c->xn, wide, c->gate, hp->n_ff, n_tok);
-        matmul(c, &L->w_up, c->xn, wide, c->up, hp->n_ff, n_tok);
+        {
+            const struct pd_weight *w[2] = {&L->w_gate, &L->w_up};
+            float *y[2] = {c->gate, c->up};
+            size_t ys[2] = {hp->n_ff, hp->n_ff};
+            matmul_n(c, 2, w, y, ys, c->xn, wide, n_tok);
+        }
         for (uint32_t t = 0; t < n_tok; t++) {
             float *g = c->gate + (size_t)t * hp->n_ff;
             const float *u = c->up + (size_t)t * hp->n_ff;

@@ -2,7 +2,9 @@
  * functions stay the reference ones of quant.c) and the choice of table (see simd.h). */
 #include "simd.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "half.h"
 
@@ -50,11 +52,43 @@ static const struct pd_simd_ops scalar_ops = {
     .kv_axpy_f16 = scalar_kv_axpy_f16,
 };
 
+#if defined(__x86_64__)
+/* The AVX-512 level: its own kernels over the AVX2 table (built once). */
+static struct pd_simd_ops avx512_ops;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+#define INHERIT(field)                                                                   \
+    do {                                                                                 \
+        if (!avx512_ops.field) {                                                         \
+            avx512_ops.field = pd_simd_ops_avx2.field;                                   \
+        }                                                                                \
+    } while (0)
+
+static void avx512_init(void)
+{
+    avx512_ops = pd_simd_ops_avx512_own;
+    avx512_ops.level = PD_SIMD_AVX512;
+    for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+        INHERIT(vec_dot[t]);
+        INHERIT(from_f32[t]);
+        INHERIT(to_f32[t]);
+        INHERIT(gemm[t]);
+    }
+    INHERIT(kv_dot_f32);
+    INHERIT(kv_dot_f16);
+    INHERIT(kv_axpy_f32);
+    INHERIT(kv_axpy_f16);
+    INHERIT(attn);
+}
+#undef INHERIT
+#endif
+
 /* Indexed by level; NULL where this build has no kernels for it. */
 static const struct pd_simd_ops *const ops_by_level[PD_SIMD_LEVEL_COUNT] = {
     [PD_SIMD_SCALAR] = &scalar_ops,
 #if defined(__x86_64__)
     [PD_SIMD_AVX2] = &pd_simd_ops_avx2,
+    [PD_SIMD_AVX512] = &avx512_ops,
 #endif
 };
 _Static_assert(sizeof ops_by_level / sizeof ops_by_level[0] == PD_SIMD_LEVEL_COUNT,
@@ -62,7 +96,65 @@ _Static_assert(sizeof ops_by_level / sizeof ops_by_level[0] == PD_SIMD_LEVEL_COU
 
 const struct pd_simd_ops *pd_simd_ops_for(enum pd_simd_level level)
 {
+#if defined(__x86_64__)
+    pthread_once(&avx512_once, avx512_init);
+#endif
     return (unsigned)level < PD_SIMD_LEVEL_COUNT ? ops_by_level[level] : NULL;
+}
+
+void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct pd_gemm_args *g,
+                  size_t r0, size_t r1)
+{
+    if (ops->gemm[t]) {
+        ops->gemm[t](g, r0, r1);
+        return;
+    }
+    pd_vec_dot_fn dot = ops->vec_dot[t] ? ops->vec_dot[t] : pd_dtype_traits(t)->vec_dot;
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *w = g->w + r * g->w_stride;
+        for (size_t i = 0; i < g->n_tok; i++) {
+            g->y[i * g->y_stride + r] = dot(w, g->x + i * g->x_stride, g->n);
+        }
+    }
+}
+
+void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
+{
+    if (ops->attn && ops->attn(a)) {
+        return;
+    }
+    const uint16_t *k16 = a->k, *v16 = a->v;
+    const float *k32 = a->k, *v32 = a->v;
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        const float *q = a->q[i];
+        float *p = a->p[i];
+        float *o = a->o[i];
+        uint32_t n = a->n_vis[i];
+        float mx = -INFINITY;
+        for (uint32_t s = 0; s < n; s++) {
+            float d = a->f16 ? ops->kv_dot_f16(q, k16 + s * a->k_stride, a->head_dim)
+                             : ops->kv_dot_f32(q, k32 + s * a->k_stride, a->head_dim);
+            p[s] = d * a->scale;
+            if (p[s] > mx) {
+                mx = p[s];
+            }
+        }
+        double sum = 0.0;
+        for (uint32_t s = 0; s < n; s++) {
+            p[s] = expf(p[s] - mx);
+            sum += p[s];
+        }
+        float inv = (float)(1.0 / sum);
+        memset(o, 0, a->head_dim_v * sizeof(float));
+        for (uint32_t s = 0; s < n; s++) {
+            p[s] *= inv;
+            if (a->f16) {
+                ops->kv_axpy_f16(p[s], v16 + s * a->v_stride, o, a->head_dim_v);
+            } else {
+                ops->kv_axpy_f32(p[s], v32 + s * a->v_stride, o, a->head_dim_v);
+            }
+        }
+    }
 }
 
 static const struct pd_simd_ops *chosen_ops;

@@ -1,11 +1,12 @@
 /* simd.h - the engine's inner-loop kernels, one table per SIMD level.
  *
- * The forward pass spends its time in two places: the weight-row dot products of the
- * matrix-vector products (reached through the dtype traits, dtype.h) and the attention
- * loops over the KV cache (kvcache.h). Both go through the table of the level chosen at
- * run time (cpu.h): the portable C kernels of quant.c and simd.c, or the AVX2+FMA+F16C
- * kernels of quant_x86.c, which are compiled per function for that target so the rest
- * of the build stays baseline x86-64.
+ * The forward pass spends its time in two places: the weight products (a weight matrix
+ * times a batch of activation rows: pd_simd_gemm, built on the dtype traits' block dot
+ * products, dtype.h) and the attention loops over the KV cache (kvcache.h). Both go
+ * through the table of the level chosen at run time (cpu.h): the portable C kernels of
+ * quant.c and simd.c, the AVX2+FMA+F16C kernels of quant_x86.c, or the AVX-512+VNNI ones
+ * of quant_avx512.c (which inherits the AVX2 kernels it does not replace). Each is
+ * compiled per function for its target so the rest of the build stays baseline x86-64.
  *
  * Contract of every kernel against its portable counterpart (tests/test_simd.c):
  * - integer work is identical: the q8_0/q4_0 block sums and K-quant sub-block sums are
@@ -15,13 +16,18 @@
  * - the float dot products (f32, f16, bf16, q8_0, q4_0, KV dot) may sum in another
  *   order and use fused multiply-adds: equal to float rounding, not bit for bit;
  * - activation quantisers and conversions (f32 -> q8_0, q8_K, f16; f16 -> f32) and the
- *   KV axpy are bit-identical (f16 -> f32 may differ only in a NaN's payload).
+ *   KV axpy are bit-identical (f16 -> f32 may differ only in a NaN's payload);
+ * - a tiled matrix product (gemm) gives, for every (row, token), what the level's vec_dot
+ *   gives for that pair under the same rules: bit-identical to the portable dot for the
+ *   K-quants (so the batch a token is evaluated in never changes its K-quant products),
+ *   within the float summation bound for the other types.
  *
  * Ownership: the tables are static and immutable. Thread-safety: all functions are
  * pure; pd_simd_ops() decides once (thread-safe) and then only reads. */
 #ifndef PD_SIMD_H
 #define PD_SIMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +43,48 @@ typedef void (*pd_simd_axpy_f32_fn)(float w, const float *v, float *acc, size_t 
 /* As above with v stored as IEEE halves. */
 typedef void (*pd_simd_axpy_f16_fn)(float w, const uint16_t *v, float *acc, size_t n);
 
+/* One weight matrix times a batch of activation rows: y[t * y_stride + r] = dot(row r of w,
+ * row t of x). Pointers are borrowed for the call. */
+struct pd_gemm_args {
+    const uint8_t *w;  /* weight rows in the weight type, w_stride bytes apart */
+    size_t w_stride;
+    const uint8_t *x;  /* n_tok activation rows in the type's vec_dot_type, x_stride apart */
+    size_t x_stride;
+    float *y;          /* outputs; rows of different calls may share a y row */
+    size_t y_stride;   /* floats between the outputs of consecutive tokens */
+    size_t n;          /* elements per row (a multiple of the type's block size) */
+    size_t n_tok;
+};
+
+/* Attention of a few queries that read the same KV head (the query heads of a GQA group,
+ * for one or more tokens). Query i sees slots [0, n_vis[i]) (the caller has already
+ * excluded later positions: slots are sorted by position). For each query it writes the
+ * softmax of scale * (q . k_s) over its visible slots to p[i][0 .. n_vis[i]) and the
+ * probability-weighted sum of the V rows to o[i][0 .. head_dim_v). Pointers are borrowed
+ * for the call; rows of different queries never overlap. */
+struct pd_attn_args {
+    uint32_t n_q;
+    const float *const *q;   /* [n_q] query rows of head_dim floats */
+    float *const *p;         /* [n_q] probability rows */
+    float *const *o;         /* [n_q] output rows of head_dim_v floats */
+    const uint32_t *n_vis;   /* [n_q] visible slots, each >= 1 */
+    const void *k;           /* slot 0's K row of this head (f16 or f32, see f16) */
+    const void *v;           /* slot 0's V row of this head */
+    size_t k_stride;         /* elements between the K rows of consecutive slots */
+    size_t v_stride;
+    uint32_t head_dim;
+    uint32_t head_dim_v;
+    float scale;
+    bool f16;                /* K/V stored as IEEE halves, else floats */
+};
+
+/* Returns false, having written nothing, for a shape it does not handle. */
+typedef bool (*pd_simd_attn_fn)(const struct pd_attn_args *a);
+
+/* Computes the outputs of weight rows [r0, r1) for every token of g. Pure apart from the
+ * writes to those outputs, so threads may run disjoint row ranges at once. */
+typedef void (*pd_gemm_fn)(const struct pd_gemm_args *g, size_t r0, size_t r1);
+
 struct pd_simd_ops {
     enum pd_simd_level level;
     /* Per tensor type, replacements for the reference functions of the dtype traits;
@@ -44,16 +92,35 @@ struct pd_simd_ops {
     pd_vec_dot_fn vec_dot[PD_DTYPE_COUNT];
     pd_from_f32_fn from_f32[PD_DTYPE_COUNT];
     pd_to_f32_fn to_f32[PD_DTYPE_COUNT];
+    /* Per weight type, a register-tiled matrix product; NULL: one vec_dot per (row, token)
+     * (pd_simd_gemm supplies that loop). */
+    pd_gemm_fn gemm[PD_DTYPE_COUNT];
     /* Attention over the KV cache (kvcache.h); never NULL. */
     pd_simd_dot_f32_fn kv_dot_f32;
     pd_simd_dot_f16_fn kv_dot_f16;
     pd_simd_axpy_f32_fn kv_axpy_f32;
     pd_simd_axpy_f16_fn kv_axpy_f16;
+    /* Blocked attention for a query group; NULL: pd_simd_attn's per-query loop over the
+     * kernels above. */
+    pd_simd_attn_fn attn;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
  * where that table has them; built once, thread-safe. t must be < PD_DTYPE_COUNT. */
 const struct pd_dtype_traits *pd_simd_traits(enum pd_dtype t);
+
+/* Computes rows [r0, r1) of the product g for weights of type t with the kernels of `ops`
+ * (a level's table): its tiled gemm where it has one, else one vec_dot per (row, token).
+ * Thread-safe for disjoint row ranges. */
+void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct pd_gemm_args *g,
+                  size_t r0, size_t r1);
+
+/* Runs a with the kernels of `ops`: its blocked attention where it has one for the shape,
+ * else, per query, one kv_dot per slot, expf in float with the sum in double, and one
+ * kv_axpy per slot (the reference). Blocked kernels agree with the reference within
+ * float rounding: probabilities relative to their size, outputs relative to
+ * sum(p * |v|). Thread-safe for disjoint outputs. */
+void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);
@@ -65,6 +132,10 @@ const struct pd_simd_ops *pd_simd_ops_for(enum pd_simd_level level);
 #if defined(__x86_64__)
 /* The AVX2+FMA+F16C table, defined in quant_x86.c (reach it through the functions above). */
 extern const struct pd_simd_ops pd_simd_ops_avx2;
+/* The kernels the AVX-512 level adds, defined in quant_avx512.c; NULL entries are filled
+ * from the AVX2 table when simd.c builds the level's table (reach it through
+ * pd_simd_ops_for). */
+extern const struct pd_simd_ops pd_simd_ops_avx512_own;
 #endif
 
 #endif

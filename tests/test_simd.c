@@ -9,7 +9,9 @@
  * - float dot products and the attention dot for every length 0..300 (all tails):
  *   bit-identical on small integers, within the summation bound on random values;
  * - quantisers (f32 -> q8_0, q8_K, f16), f16 -> f32 and the attention axpy: identical
- *   bytes, including ties, NaN, infinities, subnormals and zero blocks.
+ *   bytes, including ties, NaN, infinities, subnormals and zero blocks;
+ * - the tiled matrix products (gemm) against the portable dot of every (row, token), for
+ *   every tile shape and remainder: K-quants bit-identical, the rest within the bound.
  * Without an accelerated level (another CPU or architecture) the comparisons cannot run:
  * the dispatch tests still do, and the program exits 77 (SKIP) saying so. */
 #include <setjmp.h>
@@ -564,6 +566,167 @@ static void test_vec_dot_float(void **state)
     }
 }
 
+/* ---- tiled matrix products ------------------------------------------------------------ */
+
+/* Level `ops`'s gemm for type t against the portable vec_dot of every (row, token): rows
+ * [r0, r1) of a rows x n_tok product, outputs at a stride wider than the rows; every
+ * other output must stay untouched. Activation rows come from the portable quantiser of
+ * random floats (as the forward pass makes them), weights are random blocks. */
+static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t rows,
+                       size_t n_tok, size_t n, size_t r0, size_t r1, bool exact)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    enum pd_dtype vt = tr->vec_dot_type;
+    size_t wrow = (size_t)pd_dtype_row_size(t, n), xrow = (size_t)pd_dtype_row_size(vt, n);
+    size_t w_stride = wrow + 6, x_stride = xrow + 10, y_stride = rows + 3;
+    uint8_t *w = xmalloc(rows * w_stride);
+    uint8_t *x = xmalloc(n_tok * x_stride);
+    float *y = xmalloc(n_tok * y_stride * sizeof(float));
+    float *xf = xmalloc(n * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        fill_random(t, w + r * w_stride, n, exact, false);
+    }
+    for (size_t i = 0; i < n_tok; i++) {
+        if (exact && tr->block_size > 1) {
+            fill_random(vt, x + i * x_stride, n, true, true);
+        } else {
+            for (size_t k = 0; k < n; k++) {
+                xf[k] = exact ? (float)rng_int(-8, 8) : rng_gauss();
+            }
+            ref_from_f32[vt](xf, x + i * x_stride, n);
+        }
+    }
+    for (size_t k = 0; k < n_tok * y_stride; k++) {
+        y[k] = -12345.0f;
+    }
+    struct pd_gemm_args g = {w, w_stride, x, x_stride, y, y_stride, n, n_tok};
+    pd_simd_gemm(ops, t, &g, r0, r1);
+    for (size_t i = 0; i < n_tok; i++) {
+        for (size_t r = 0; r < y_stride; r++) {
+            float got = y[i * y_stride + r];
+            if (r < r0 || r >= r1) {
+                if (got != -12345.0f) {
+                    fail_msg("%s %s gemm: output (%zu, %zu) outside rows [%zu, %zu) written",
+                             pd_cpu_simd_name(ops->level), tr->name, r, i, r0, r1);
+                }
+                continue;
+            }
+            const uint8_t *wr = w + r * w_stride, *xr = x + i * x_stride;
+            float want = ref_vec_dot[t](wr, xr, n);
+            if (exact || is_k_quant(t)) {
+                if (!same_float(got, want)) {
+                    fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu)%s: %.9g, portable "
+                             "%.9g (must be identical)", pd_cpu_simd_name(ops->level), tr->name,
+                             rows, n_tok, n, r, i, exact ? " exact" : "", (double)got,
+                             (double)want);
+                }
+            } else {
+                size_t chain = tr->block_size == 1 ? n / 8 + 16 : n / tr->block_size + 16;
+                double bound = (double)chain * 0x1p-23 * abs_dot(t, wr, xr, n);
+                if (!(fabs((double)got - (double)want) <= bound)) {
+                    fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu): %.9g, portable "
+                             "%.9g (bound %.3g)", pd_cpu_simd_name(ops->level), tr->name, rows,
+                             n_tok, n, r, i, (double)got, (double)want, bound);
+                }
+            }
+        }
+    }
+    free(w);
+    free(x);
+    free(y);
+    free(xf);
+}
+
+/* Every tile shape and remainder: token counts 1..9 (4-token tiles and the 1-3 token
+ * remainders), row counts around the tile heights, row ranges that start inside the
+ * matrix, block counts odd and even (q8_0 pairs blocks), float lengths with tails. */
+static void test_gemm(void **state)
+{
+    (void)state;
+    static const size_t row_counts[] = {1, 3, 4, 5, 8, 15, 16, 17, 33};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t c = 0; c < N_DOT_TYPES; c++) {
+            enum pd_dtype t = dot_types[c];
+            uint32_t bs = pd_dtype_traits(t)->block_size;
+            size_t lens[3] = {bs == 1 ? 40 : bs, bs == 1 ? 64 : 2 * bs, bs == 1 ? 83 : 3 * bs};
+            for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+                for (size_t nt = 1; nt <= 9; nt++) {
+                    size_t rows = row_counts[ri];
+                    size_t n = lens[(ri + nt) % 3];
+                    check_gemm(ops, t, rows, nt, n, 0, rows, false);
+                    check_gemm(ops, t, rows, nt, n, rows / 3, rows - rows / 4, false);
+                    check_gemm(ops, t, rows, nt, n, 0, rows, true);
+                }
+            }
+        }
+    }
+}
+
+/* The extreme codes through the tiles: every weight and activation byte 0x80, 0x7F, 0x00
+ * or 0xFF with unit scales (bsums consistent), against the portable dot, bit for bit. */
+static void test_gemm_extremes(void **state)
+{
+    (void)state;
+    static const uint8_t fills[] = {0x80, 0x7F, 0x00, 0xFF};
+    enum { ROWS = 17, TOK = 5 };
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t c = 0; c < N_DOT_TYPES; c++) {
+            enum pd_dtype t = dot_types[c];
+            const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+            const struct pd_dtype_traits *vt = pd_dtype_traits(tr->vec_dot_type);
+            if (tr->block_size == 1) {
+                continue;
+            }
+            size_t n = 3 * (size_t)tr->block_size;
+            size_t wrow = 3 * tr->type_size, xrow = 3 * vt->type_size;
+            uint8_t *w = xmalloc(ROWS * wrow);
+            uint8_t *x = xmalloc(TOK * xrow);
+            float y[TOK * ROWS];
+            for (size_t fw = 0; fw < sizeof fills; fw++) {
+                for (size_t fx = 0; fx < sizeof fills; fx++) {
+                    memset(w, fills[fw], ROWS * wrow);
+                    memset(x, fills[fx], TOK * xrow);
+                    for (size_t b = 0; b < 3 * ROWS; b++) {
+                        uint8_t *wb = w + b * tr->type_size;
+                        put_f16(t == PD_DTYPE_Q6_K ? wb + 208 : wb, 1.0f);
+                        if (t == PD_DTYPE_Q4_K || t == PD_DTYPE_Q5_K) {
+                            put_f16(wb + 2, 1.0f);
+                        }
+                    }
+                    for (size_t b = 0; b < 3 * TOK; b++) {
+                        uint8_t *xb = x + b * vt->type_size;
+                        if (is_k_quant(t)) {
+                            float one = 1.0f;
+                            memcpy(xb, &one, 4);
+                            int16_t s = (int16_t)(16 * (int8_t)fills[fx]);
+                            for (int j = 0; j < 16; j++) {
+                                memcpy(xb + 260 + 2 * j, &s, 2);
+                            }
+                        } else {
+                            put_f16(xb, 1.0f);
+                        }
+                    }
+                    struct pd_gemm_args g = {w, wrow, x, xrow, y, ROWS, n, TOK};
+                    pd_simd_gemm(ops, t, &g, 0, ROWS);
+                    for (size_t i = 0; i < TOK * ROWS; i++) {
+                        float want = ref_vec_dot[t](w + (i % ROWS) * wrow, x + (i / ROWS) * xrow,
+                                                    n);
+                        if (!same_float(y[i], want)) {
+                            fail_msg("%s %s gemm bytes %02x x %02x: %.9g, portable %.9g",
+                                     pd_cpu_simd_name(ops->level), tr->name, fills[fw],
+                                     fills[fx], (double)y[i], (double)want);
+                        }
+                    }
+                }
+            }
+            free(w);
+            free(x);
+        }
+    }
+}
+
 /* ---- quantisers and conversions --------------------------------------------------------- */
 
 /* Blocks of 32 values that probe the quantisers' rounding and special cases; block k of
@@ -801,6 +964,125 @@ static void test_kv_kernels(void **state)
     }
 }
 
+/* Blocked attention against the reference loop (pd_simd_attn with the scalar table):
+ * query groups of 1..40 with their own visible prefixes (1..70 slots, not multiples of
+ * the kernels' blocks), both cache types, head sizes 16..128. Probabilities must agree
+ * within their size times the scores' rounding bound (E: the dot products' summation
+ * bound, through exp and the normalisation), outputs within that plus the summation bound
+ * of n_vis products, relative to sum(p * |v|). */
+static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uint32_t hdv,
+                       uint32_t n_q, uint32_t n_slots)
+{
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    size_t ks = hd + 8, vs = hdv + 24; /* rows of a wider cache (other heads) */
+    float *kf = xmalloc(n_slots * ks * sizeof(float)), *vf = xmalloc(n_slots * vs * sizeof(float));
+    uint16_t *kh = xmalloc(n_slots * ks * 2), *vh = xmalloc(n_slots * vs * 2);
+    for (size_t i = 0; i < n_slots * ks; i++) {
+        kh[i] = pd_f32_to_f16(rng_gauss());
+        kf[i] = f16 ? pd_f16_to_f32(kh[i]) : rng_gauss();
+    }
+    for (size_t i = 0; i < n_slots * vs; i++) {
+        vh[i] = pd_f32_to_f16(rng_gauss());
+        vf[i] = f16 ? pd_f16_to_f32(vh[i]) : rng_gauss();
+    }
+    float *qbuf = xmalloc(n_q * hd * sizeof(float));
+    float *pa = xmalloc(n_q * n_slots * sizeof(float)), *pb = xmalloc(n_q * n_slots * sizeof(float));
+    float *oa = xmalloc(n_q * hdv * sizeof(float)), *ob = xmalloc(n_q * hdv * sizeof(float));
+    const float *qp[40];
+    float *ppa[40], *ppb[40], *opa[40], *opb[40];
+    uint32_t nv[40];
+    for (uint32_t i = 0; i < n_q; i++) {
+        for (uint32_t d = 0; d < hd; d++) {
+            qbuf[i * hd + d] = rng_gauss() * 0.5f;
+        }
+        qp[i] = qbuf + i * hd;
+        ppa[i] = pa + i * n_slots;
+        ppb[i] = pb + i * n_slots;
+        opa[i] = oa + i * hdv;
+        opb[i] = ob + i * hdv;
+        /* groups of 4 queries share a prefix, as the heads of one token do */
+        nv[i] = i / 4 == 0 ? n_slots : (uint32_t)rng_int(1, (int)n_slots);
+    }
+    for (size_t i = 0; i < n_q * n_slots; i++) {
+        pa[i] = pb[i] = -7.0f; /* entries past n_vis stay untouched */
+    }
+    struct pd_attn_args a = {n_q, qp, ppa, opa, nv, f16 ? (const void *)kh : (const void *)kf,
+                             f16 ? (const void *)vh : (const void *)vf, ks, vs, hd, hdv,
+                             1.0f / sqrtf((float)hd), f16};
+    pd_simd_attn(ref, &a);
+    a.p = ppb;
+    a.o = opb;
+    pd_simd_attn(ops, &a);
+    for (uint32_t i = 0; i < n_q; i++) {
+        double e = 0.0; /* the largest score's rounding bound */
+        for (uint32_t s = 0; s < nv[i]; s++) {
+            double m = 0.0;
+            for (uint32_t d = 0; d < hd; d++) {
+                m += fabs((double)qp[i][d] * kf[s * ks + d]);
+            }
+            m *= (double)(hd + 16) * 0x1p-23 * a.scale;
+            e = m > e ? m : e;
+        }
+        double rel = 4.0 * e + 1e-6;
+        for (uint32_t s = 0; s < n_slots; s++) {
+            float want = ppa[i][s], got = ppb[i][s];
+            if (s >= nv[i]) {
+                if (got != -7.0f) {
+                    fail_msg("%s attn: query %u wrote probability %u past its %u visible slots",
+                             pd_cpu_simd_name(ops->level), i, s, nv[i]);
+                }
+                continue;
+            }
+            if (!(fabs((double)got - want) <= rel * want + 1e-30)) {
+                fail_msg("%s attn %s hd %u: query %u slot %u of %u: p %.9g, reference %.9g",
+                         pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32", hd, i, s, nv[i],
+                         (double)got, (double)want);
+            }
+        }
+        for (uint32_t d = 0; d < hdv; d++) {
+            double mag = 0.0;
+            for (uint32_t s = 0; s < nv[i]; s++) {
+                mag += ppa[i][s] * fabs((double)vf[s * vs + d]);
+            }
+            double bound = (rel + (double)(nv[i] + 16) * 0x1p-23) * mag + 1e-30;
+            if (!(fabs((double)opb[i][d] - opa[i][d]) <= bound)) {
+                fail_msg("%s attn %s hd %u/%u: query %u (%u slots) output %u: %.9g, reference "
+                         "%.9g (bound %.3g)", pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32",
+                         hd, hdv, i, nv[i], d, (double)opb[i][d], (double)opa[i][d], bound);
+            }
+        }
+    }
+    free(kf);
+    free(vf);
+    free(kh);
+    free(vh);
+    free(qbuf);
+    free(pa);
+    free(pb);
+    free(oa);
+    free(ob);
+}
+
+static void test_attn(void **state)
+{
+    (void)state;
+    static const uint32_t dims[][2] = {{64, 64}, {128, 64}, {32, 32}, {16, 48}, {40, 40}};
+    static const uint32_t queries[] = {1, 3, 4, 8, 9, 32, 40};
+    static const uint32_t slots[] = {1, 15, 16, 17, 70};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++) {
+                for (size_t si = 0; si < sizeof slots / sizeof slots[0]; si++) {
+                    for (int f16 = 0; f16 < 2; f16++) {
+                        check_attn(ops, f16, dims[di][0], dims[di][1], queries[qi], slots[si]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Every replaced function of every accelerated table is one that the tests above cover. */
 static void test_coverage(void **state)
 {
@@ -813,6 +1095,7 @@ static void test_coverage(void **state)
                 dot_covered = dot_covered || dot_types[c] == (enum pd_dtype)t;
             }
             assert_true(!ops->vec_dot[t] || dot_covered);
+            assert_true(!ops->gemm[t] || dot_covered);
             /* from_f32 is compared for any type; to_f32 only for f16 (test_f16_rows). */
             assert_true(!ops->to_f32[t] || t == PD_DTYPE_F16);
             assert_true(!ops->from_f32[t] || t == PD_DTYPE_F16 || t == PD_DTYPE_Q8_0 ||
@@ -837,9 +1120,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vec_dot_blocks),
         cmocka_unit_test(test_vec_dot_extremes),
         cmocka_unit_test(test_vec_dot_float),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemm_extremes),
         cmocka_unit_test(test_quantisers),
         cmocka_unit_test(test_f16_rows),
         cmocka_unit_test(test_kv_kernels),
+        cmocka_unit_test(test_attn),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

@@ -96,15 +96,21 @@ mkfifo "$tmp/pipe"
     >"$tmp/pipe" 2>/dev/null &
 pid=$!
 exec 8<"$tmp/pipe" # opened, never read: the writer blocks once the pipe buffer is full
-# Once the pipe is full the worker must wait: RSS stays flat between two samples (measured as
-# growth, since a build linked with the CUDA libraries starts at ~200 MB).
-sleep 3
+# Once the pipe is full the worker must wait: RSS stops growing (measured as growth, since
+# a build linked with the CUDA libraries starts at ~200 MB). Without backpressure it grows
+# ~30 MB/s for as long as the reader stalls; a loaded machine may take a few seconds to
+# fill the pipe, so up to 15 one-second samples are taken for one that stays flat.
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null)
-sleep 2
-rss2=$(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null)
-grew=$(( ${rss2:-999999} - ${rss1:-0} ))
-check "stalled pipe: the generation waits (RSS ${rss1:-?} -> ${rss2:-?} KiB, grew $grew KiB < 4 MiB in 2 s)" \
-    test "$grew" -lt 4096
+flat=0
+for ((i = 0; i < 15 && flat == 0; i++)); do
+    sleep 1
+    rss2=$(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null)
+    grew=$(( ${rss2:-999999} - ${rss1:-0} ))
+    [ "$grew" -lt 1024 ] && flat=1
+    rss1=$rss2
+done
+check "stalled pipe: the generation waits (RSS flat at ${rss2:-?} KiB after $i s, last second +$grew KiB)" \
+    test "$flat" = 1
 kill $pid 2>/dev/null
 exec 8<&-
 wait $pid 2>/dev/null

@@ -1,7 +1,7 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
  *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
- *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench] [--vocab-from GGUF]
+ *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench|1b] [--vocab-from GGUF]
  *           [--chat-template deepseek-r1|qwen3|chatml] [--rope-freqs 1] --out FILE
  *
  * The same arguments always give the same bytes. Shapes are small but exercise every
@@ -17,7 +17,9 @@
  * can be exercised end to end.
  * --rope-freqs 1 adds a rope_freqs.weight tensor (llama only, as in Llama 3.1 files).
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
- * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`.
+ * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`; --shape 1b one of Llama-3.2-1B's
+ * layer shapes (n_embd 2048, 32 heads of 64, 8 KV heads, ffn 8192, 16 layers; ~0.55 GB in
+ * q4_k) for the memory-bound decode figures. Both declare a 4096-token context (tiny: 512).
  * --name TEXT sets general.name (any bytes, for tests of how ponder prints it).
  * --constant PIECE (llama only) makes a model whose greedy choice is always the token
  * PIECE, whatever the context: every token has the same embedding u, the attention and
@@ -62,6 +64,7 @@ struct spec {
     uint64_t seed;
     int bpe;
     uint32_t n_embd, n_ff, n_head, n_head_kv, head_dim, n_layer;
+    uint32_t n_ctx_train;
 };
 
 /* ---- vocabularies -------------------------------------------------------------------- */
@@ -405,7 +408,7 @@ static int build(const struct spec *sp, const char *out)
     } while (0)
     CHECK(pd_gguf_writer_add_str(w, "general.architecture", a, &err));
     CHECK(pd_gguf_writer_add_str(w, "general.name", sp->name ? sp->name : "ponder-tiny", &err));
-    KU32("context_length", 512);
+    KU32("context_length", sp->n_ctx_train);
     KU32("embedding_length", sp->n_embd);
     KU32("block_count", sp->n_layer);
     KU32("feed_forward_length", sp->n_ff);
@@ -592,9 +595,9 @@ done:
 int main(int argc, char **argv)
 {
     struct spec sp = {NULL, NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16,
-                      2};
+                      2, 512};
     const char *out = NULL;
-    int bench = 0;
+    int bench = 0; /* 1 bench, 2 1b */
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -628,8 +631,11 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--shape") == 0) {
             if (strcmp(val, "bench") == 0) {
                 bench = 1;
+            } else if (strcmp(val, "1b") == 0) {
+                bench = 2;
             } else if (strcmp(val, "tiny") != 0) {
-                fprintf(stderr, "mkmodel: --shape: expected tiny or bench, got '%s'\n", val);
+                fprintf(stderr, "mkmodel: --shape: expected tiny, bench or 1b, got '%s'\n",
+                        val);
                 return 2;
             }
         } else if (strcmp(a, "--name") == 0) {
@@ -659,13 +665,22 @@ int main(int argc, char **argv)
         return 2;
     }
     uint32_t blk = pd_dtype_traits(sp.type)->block_size;
-    if (bench) {
+    if (bench == 1) {
         sp.n_embd = 512;
         sp.n_ff = 1536;
         sp.n_head = 8;
         sp.n_head_kv = 2;
         sp.head_dim = 64;
         sp.n_layer = 8;
+        sp.n_ctx_train = 4096;
+    } else if (bench == 2) {
+        sp.n_embd = 2048;
+        sp.n_ff = 8192;
+        sp.n_head = 32;
+        sp.n_head_kv = 8;
+        sp.head_dim = 64;
+        sp.n_layer = 16;
+        sp.n_ctx_train = 4096;
     } else if (blk == 256) { /* K-quants: every matrix row must hold whole 256-blocks */
         sp.n_embd = 256;
         sp.n_ff = 512;

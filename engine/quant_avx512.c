@@ -1,0 +1,815 @@
+/* quant_avx512.c - the AVX-512 (F, BW, VL, DQ) + VNNI kernels: register-tiled weight
+ * products for q8_0, q4_K and f16/bf16 weights and blocked attention (the table
+ * pd_simd_ops_avx512_own; simd.c completes the level with the AVX2 kernels this file does
+ * not replace).
+ *
+ * DESIGN
+ * - Every function carries a target attribute (AVX512_FN) instead of the file being built
+ *   with -mavx512f: the build stays baseline x86-64 and nothing here runs unless
+ *   pd_cpu_simd_best() found the features.
+ * - A product is computed in tiles of RM weight rows x RN tokens (RM * RN <= 16
+ *   accumulators, one 512-bit register each). Each weight block loaded (and unpacked) is
+ *   used for RN tokens, each activation block for RM rows, and the horizontal sums are
+ *   taken once per tile: the 16 accumulators are reduced together by a transposing add
+ *   tree (hsum16), which leaves output i in lane i, i = t * RM + r.
+ * - q8_0: weights x activations as exact int32 lane sums with VNNI's unsigned-by-signed
+ *   vpdpbusd: the weight bytes are offset by 128 (w ^ 0x80 = w + 128 as unsigned) and the
+ *   accumulator starts at -128 * (the activation's 4-byte group sums), so each lane holds
+ *   the exact sum of 4 products for any bytes (-128 included). Two blocks fill a register;
+ *   each lane is converted to float and scaled by its block's d_w * d_x with an FMA: the
+ *   float sum differs from the portable order only by rounding (simd.h).
+ * - q4_K: exactly the portable kernel's integers and float operations, lane by lane, so
+ *   every output is bit-identical to pd_q4_k_vec_dot. Per super-block and (row, token):
+ *   codes (unsigned nibbles) x q8 via vpmaddubsw (pair sums <= 2 * 15 * 128, no
+ *   saturation), weighted by the 6-bit sub-block scales with vpdpwssd into int32 lanes;
+ *   the tile's 16 lane sets are reduced to 16 exact super-block sums (isum), the min term
+ *   sum(bsums[j] * m[j / 2]) is formed for all 16 at once with vpdpwssd, and the float
+ *   combination sum += (d * dy) * isum - (dmin * dy) * msum runs on the 16 lanes in the
+ *   portable order (separate multiplies; ISO C mode keeps GCC from contracting them and
+ *   clang contracts only within one expression).
+ * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
+ *   the order differs from the portable one by rounding only.
+ * - Row remainders run as single-row tiles; token remainders as tiles of 1-3 tokens with
+ *   more rows (16 x 1, 8 x 2, 4 x 3) so that decode (one token) still reduces 16 rows at
+ *   once.
+ * - Attention (avx512_attn): 16 K rows at a time are widened and transposed into a stack
+ *   tile that serves every query of the call (the query heads of one KV head, for a block
+ *   of tokens), 8 queries' scores per pass; softmax with a vector exp (exp512) and a float
+ *   sum; V rows are read once for up to 4 queries over the prefix they all see. Agrees
+ *   with the reference loop within float rounding (simd.h).
+ * All functions are pure and thread-safe. */
+#include "simd.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant_blocks.h"
+
+#define AVX512_FN                                                                         \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define INLINE512 static inline AVX512_FN __attribute__((always_inline))
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+INLINE512 uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
+
+INLINE512 __m256i load256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+INLINE512 __m512i load512(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
+/* 32 bytes at p in the low half and 32 at q in the high half. */
+INLINE512 __m512i load_2x256(const uint8_t *p, const uint8_t *q)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(p)), load256(q), 1);
+}
+
+/* Lane i of the result is the sum of the 16 lanes of v[i] (a transposing add tree:
+ * 45 shuffles and adds for 16 sums). Float version; the tree's order is fixed. */
+INLINE512 __m512 hsum16_ps(const __m512 *v)
+{
+    __m512 s[8], u[4], w[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        /* per 128-bit chunk: a0+a2, b0+b2, a1+a3, b1+b3 */
+        s[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        /* per chunk: the four inputs' partial sums in order */
+        __m512d a = _mm512_castps_pd(s[2 * i]), b = _mm512_castps_pd(s[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    }
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88),
+                         _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
+}
+
+/* The same tree on int32 lanes (exact). */
+INLINE512 __m512i hsum16_epi32(const __m512i *v)
+{
+    __m512i s[8], u[4], w[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        s[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(s[2 * i], s[2 * i + 1]),
+                                _mm512_unpackhi_epi64(s[2 * i], s[2 * i + 1]));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        w[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    }
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88),
+                            _mm512_shuffle_i32x4(w[0], w[1], 0xDD));
+}
+
+/* Stores the tile's outputs: lane t * RM + r goes to y[t * y_stride + r0 + r]. */
+INLINE512 void store_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, __m512 out,
+                          const int RM, const int RN)
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < RN; t++) {
+        float *dst = g->y + (t0 + (size_t)t) * g->y_stride + r0;
+        /* Masked store of lanes [t * RM, t * RM + RM) to dst[0..RM): the base lies t * RM
+         * floats before dst, inside the output (y_stride >= rows >= RM). */
+        __mmask16 m = (__mmask16)(((1u << RM) - 1u) << (t * RM));
+        _mm512_mask_storeu_ps(dst - t * RM, m, out);
+    }
+}
+
+/* ---- q8_0 (and its use as q4_0's activation format) ------------------------------------ */
+
+/* Two q8_0 scales at p and p + 34 as [d0 x 8 | d1 x 8] (d1 = 0 when `one`). */
+INLINE512 __m512 q8_0_scales2(const uint8_t *p, bool one)
+{
+    uint32_t h = (uint32_t)load_u16(p) | (one ? 0u : (uint32_t)load_u16(p + Q8_0_BYTES) << 16);
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+/* The codes of two q8_0 blocks starting at p (only the first, high half zero, when
+ * `one`). */
+INLINE512 __m512i q8_0_codes2(const uint8_t *p, bool one)
+{
+    if (one) {
+        return _mm512_zextsi256_si512(load256(p + 2));
+    }
+    return load_2x256(p + 2, p + 2 + Q8_0_BYTES);
+}
+
+/* Accumulates block pair (or last single block) b of the tile into acc. Tiles taller
+ * than 4 rows (one or two tokens) load each row's blocks where they are used instead of
+ * holding all rows in registers. */
+INLINE512 void q8_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
+                         bool one, __m512 *acc, const int RM, const int RN)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const bool tall = RM > 4;
+    __m512i wq[4];
+    __m512 wd[4];
+    const uint8_t *wrow = g->w + r0 * g->w_stride + b * Q8_0_BYTES;
+    if (!tall) {
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            const uint8_t *wb = wrow + (size_t)r * g->w_stride;
+            /* w + 128 as unsigned bytes (an unused high half stays 0x80 against x = 0) */
+            wq[r] = _mm512_xor_si512(q8_0_codes2(wb, one), flip);
+            wd[r] = q8_0_scales2(wb, one);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * Q8_0_BYTES;
+        __m512i xq = q8_0_codes2(xb, one);
+        /* -128 * (sum of each 4 activation bytes): the offset the +128 adds */
+        __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xq));
+        __m512 xd = q8_0_scales2(xb, one);
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; r++) {
+            __m512i wqr;
+            __m512 wdr;
+            if (tall) {
+                const uint8_t *wb = wrow + (size_t)r * g->w_stride;
+                wqr = _mm512_xor_si512(q8_0_codes2(wb, one), flip);
+                wdr = q8_0_scales2(wb, one);
+            } else {
+                wqr = wq[r];
+                wdr = wd[r];
+            }
+            __m512i s = _mm512_dpbusd_epi32(nc, wqr, xq);
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(s), xd);
+            acc[t * RM + r] = _mm512_fmadd_ps(p, wdr, acc[t * RM + r]);
+        }
+    }
+}
+
+INLINE512 void q8_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                         const int RN)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        acc[i] = _mm512_setzero_ps();
+    }
+    size_t nb = g->n / PD_QK8_0, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        q8_0_step(g, r0, t0, b, false, acc, RM, RN);
+    }
+    if (b < nb) {
+        q8_0_step(g, r0, t0, b, true, acc, RM, RN);
+    }
+    store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
+}
+
+/* ---- q4_K --------------------------------------------------------------------------- */
+
+/* The 8 sub-block scales (bytes 0..7) and 8 mins (bytes 8..15) packed in the 12 bytes at
+ * p (layout in quant.c). */
+INLINE512 __m128i q4_k_unpack(const uint8_t *p)
+{
+    uint32_t w[3];
+    memcpy(w, p, sizeof w);
+    const uint32_t low6 = 0x3F3F3F3Fu, low4 = 0x0F0F0F0Fu, low2 = 0x03030303u;
+    uint32_t sc_lo = w[0] & low6;
+    uint32_t m_lo = w[1] & low6;
+    uint32_t sc_hi = (w[2] & low4) | (((w[0] >> 6) & low2) << 4);
+    uint32_t m_hi = ((w[2] >> 4) & low4) | (((w[1] >> 6) & low2) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/* log2 of a tile height (1, 4, 8 or 16). */
+#define LOG2_RM(RM) ((RM) == 16 ? 4 : (RM) == 8 ? 3 : (RM) == 4 ? 2 : 0)
+
+/* Super-block i of the tile: accumulates into *sum (lane t * RM + r) exactly what the
+ * portable kernel adds for each (row, token). */
+INLINE512 void q4_k_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t i,
+                         __m512 *sum, const int RM, const int RN)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    /* the low half of a group register takes the low nibbles, the high half the high */
+    const __m512i shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lane_r = _mm512_and_si512(iota, _mm512_set1_epi32(RM - 1));
+    const __m512i lane_t = _mm512_srli_epi32(iota, LOG2_RM(RM));
+    const uint8_t *wb[16];
+    const uint8_t *yb[4];
+    __m256i sc[16]; /* per row: its scales and mins as int16 */
+    /* Tables the per-lane operands are permuted from: mins (int16, 8 per row), the
+     * (d, dmin) halves of each row, bsums (16 int16 per token) and dy of each token. */
+    int16_t mtab[16 * 8];
+    uint32_t dtab[16];
+    int32_t btab[4 * 8];
+    float ytab[4];
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; r++) {
+        wb[r] = g->w + (r0 + (size_t)r) * g->w_stride + i * Q4_K_BYTES;
+        __m256i s16 = _mm256_cvtepu8_epi16(q4_k_unpack(wb[r] + KQ_SCALES));
+        sc[r] = s16;
+        _mm_storeu_si128((__m128i *)(mtab + 8 * r), _mm256_extracti128_si256(s16, 1));
+        memcpy(&dtab[r], wb[r], 4);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        yb[t] = g->x + (t0 + (size_t)t) * g->x_stride + i * Q8_K_BYTES;
+        _mm256_storeu_si256((__m256i *)(btab + 8 * t), load256(yb[t] + Q8_K_BSUMS));
+        memcpy(&ytab[t], yb[t], 4);
+    }
+    __m512i acc[16];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k++) {
+        acc[k] = _mm512_setzero_si512();
+    }
+    const bool tall = RM > 4;
+#pragma GCC unroll 16
+    for (int grp = 0; grp < 4; grp++) {
+        /* int16 lanes 0..15 take scale 2 grp, lanes 16..31 scale 2 grp + 1 */
+        const __m512i sel = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * grp))),
+            _mm256_set1_epi16((short)(2 * grp + 1)), 1);
+        __m512i codes[4], scale[4];
+        if (!tall) {
+#pragma GCC unroll 4
+            for (int r = 0; r < RM; r++) {
+                __m512i q = _mm512_broadcast_i64x4(load256(wb[r] + Q4_K_QS + 32 * grp));
+                codes[r] = _mm512_and_si512(_mm512_srlv_epi64(q, shift), m4);
+                scale[r] = _mm512_permutexvar_epi16(sel, _mm512_broadcast_i64x4(sc[r]));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < RN; t++) {
+            __m512i q8 = load512(yb[t] + Q8_K_QS + 64 * grp);
+#pragma GCC unroll 16
+            for (int r = 0; r < RM; r++) {
+                __m512i cr, sr;
+                if (tall) {
+                    __m512i q = _mm512_broadcast_i64x4(load256(wb[r] + Q4_K_QS + 32 * grp));
+                    cr = _mm512_and_si512(_mm512_srlv_epi64(q, shift), m4);
+                    sr = _mm512_permutexvar_epi16(sel, _mm512_broadcast_i64x4(sc[r]));
+                } else {
+                    cr = codes[r];
+                    sr = scale[r];
+                }
+                __m512i p = _mm512_maddubs_epi16(cr, q8);
+                acc[t * RM + r] = _mm512_dpwssd_epi32(acc[t * RM + r], p, sr);
+            }
+        }
+    }
+    __m512i isum = hsum16_epi32(acc);
+    /* msum of lane l: sum over j < 8 of (bsums[2j], bsums[2j + 1]) of token t(l) times
+     * (m[j], m[j]) of row r(l), one vpdpwssd per j. The tables hold unused lanes where
+     * the tile is smaller; they are only ever multiplied into lanes that are dropped. */
+    __m512i msum = _mm512_setzero_si512();
+    {
+        __m512i mt[4], bt[2];
+#pragma GCC unroll 16
+        for (int q = 0; q < 4; q++) {
+            mt[q] = q * 4 < RM ? _mm512_loadu_si512(mtab + 32 * q) : _mm512_setzero_si512();
+        }
+#pragma GCC unroll 16
+        for (int q = 0; q < 2; q++) {
+            bt[q] = q * 2 < RN ? _mm512_loadu_si512(btab + 16 * q) : _mm512_setzero_si512();
+        }
+        /* int16 index of (row r(l), min j) in mtab, in both halves of dword l */
+        __m512i ia = _mm512_mullo_epi32(_mm512_slli_epi32(lane_r, 3),
+                                        _mm512_set1_epi32(0x10001));
+        __m512i ib = _mm512_slli_epi32(lane_t, 3);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i ja = _mm512_add_epi32(ia, _mm512_set1_epi32(j * 0x10001));
+            __m512i a = _mm512_permutex2var_epi16(mt[0], ja, mt[1]);
+            if (RM > 8) {
+                /* rows 8..15: index bit 6 picks the second pair of registers */
+                __m512i a2 = _mm512_permutex2var_epi16(mt[2], ja, mt[3]);
+                __mmask32 hi = _mm512_test_epi16_mask(ja, _mm512_set1_epi16(64));
+                a = _mm512_mask_mov_epi16(a, hi, a2);
+            }
+            __m512i b = _mm512_permutex2var_epi32(bt[0], _mm512_add_epi32(ib, _mm512_set1_epi32(j)),
+                                                  bt[1]);
+            msum = _mm512_dpwssd_epi32(msum, a, b);
+        }
+    }
+    /* d, dmin of each lane's row and dy of its token */
+    __m512i dt = _mm512_loadu_si512(dtab);
+    __m512 dlo = _mm512_cvtph_ps(_mm512_castsi512_si256(dt));       /* rows 0..7 */
+    __m512 dhi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dt, 1)); /* rows 8..15 */
+    __m512i ir2 = _mm512_slli_epi32(lane_r, 1);
+    __m512 d = _mm512_permutex2var_ps(dlo, ir2, dhi);
+    __m512 dmin = _mm512_permutex2var_ps(dlo, _mm512_add_epi32(ir2, _mm512_set1_epi32(1)), dhi);
+    __m512 dy = _mm512_permutexvar_ps(lane_t, _mm512_castps128_ps512(_mm_loadu_ps(ytab)));
+    /* the portable float expression, lane by lane */
+    __m512 dd = _mm512_mul_ps(d, dy);
+    __m512 dm = _mm512_mul_ps(dmin, dy);
+    __m512 a = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(isum));
+    __m512 c = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum));
+    __m512 t = _mm512_sub_ps(a, c);
+    *sum = _mm512_add_ps(*sum, t);
+}
+
+INLINE512 void q4_k_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                         const int RN)
+{
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t i = 0; i < g->n / PD_QK_K; i++) {
+        q4_k_step(g, r0, t0, i, &sum, RM, RN);
+    }
+    store_tile(g, r0, t0, sum, RM, RN);
+}
+
+/* ---- f16 / bf16 ----------------------------------------------------------------------- */
+
+INLINE512 __m512 half16(const uint8_t *p, bool bf16)
+{
+    __m256i h = load256(p);
+    if (bf16) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_cvtph_ps(h);
+}
+
+/* The last n < 16 halves at p, zero-extended. */
+INLINE512 __m512 half_tail(const uint8_t *p, size_t n, bool bf16)
+{
+    __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1u), p);
+    if (bf16) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_cvtph_ps(h);
+}
+
+/* One step of 16 elements at k (the last n - k < 16 when `full` is false). Tiles taller
+ * than 4 rows load each row's halves where they are used. */
+INLINE512 void half_step(const uint8_t *const *wr, const uint8_t *const *xr, size_t k,
+                         size_t rest, bool full, bool bf16, __m512 *acc, const int RM,
+                         const int RN)
+{
+    const bool tall = RM > 4;
+    __m512 wv[4];
+    if (!tall) {
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            wv[r] = full ? half16(wr[r] + 2 * k, bf16) : half_tail(wr[r] + 2 * k, rest, bf16);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        __m512 xv = full ? half16(xr[t] + 2 * k, bf16) : half_tail(xr[t] + 2 * k, rest, bf16);
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; r++) {
+            __m512 w = wv[r & 3];
+            if (tall) {
+                w = full ? half16(wr[r] + 2 * k, bf16) : half_tail(wr[r] + 2 * k, rest, bf16);
+            }
+            acc[t * RM + r] = _mm512_fmadd_ps(w, xv, acc[t * RM + r]);
+        }
+    }
+}
+
+INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
+                         const int RM, const int RN)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        acc[i] = _mm512_setzero_ps();
+    }
+    const uint8_t *wr[16];
+    const uint8_t *xr[4];
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; r++) {
+        wr[r] = g->w + (r0 + (size_t)r) * g->w_stride;
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        xr[t] = g->x + (t0 + (size_t)t) * g->x_stride;
+    }
+    size_t k = 0;
+    for (; k + 16 <= g->n; k += 16) {
+        half_step(wr, xr, k, 16, true, bf16, acc, RM, RN);
+    }
+    if (k < g->n) {
+        half_step(wr, xr, k, g->n - k, false, bf16, acc, RM, RN);
+    }
+    store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+/* e^x per lane, within 2 ulp of expf for x in [-87.3, 88.7] (Cody-Waite reduction by
+ * ln 2 in two parts, a degree-6 polynomial on [-ln2/2, ln2/2], the exponent added as
+ * bits); 0 below -87.3 (where expf is at most 1.2e-38), NaN stays NaN. */
+INLINE512 __m512 exp512(__m512 x)
+{
+    const __m512 hi = _mm512_set1_ps(88.7f), lo = _mm512_set1_ps(-87.3f);
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __m512 xc = _mm512_min_ps(hi, x); /* NaN stays NaN (minps returns its second operand) */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    /* 2^n: n is in [-126, 128] after the clamps; 2^128 (x near 88.7) as 2 * 2^127 */
+    __m512 e = _mm512_scalef_ps(p, n);
+    return _mm512_maskz_mov_ps((__mmask16)~tiny, e);
+}
+
+/* Transposes the 16 x 16 floats in r[] (row i = r[i]) in place: 64 shuffles. */
+INLINE512 void transpose16(__m512 *r)
+{
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* r[4 i + j], 128-bit chunk c, now holds rows 4 i .. 4 i + 3 of column 4 c + j */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512 ul = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+        __m512 uh = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        __m512 wl = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+        __m512 wh = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+        t[j] = _mm512_shuffle_f32x4(ul, wl, 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(ul, wl, 0xDD);
+        t[8 + j] = _mm512_shuffle_f32x4(uh, wh, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(uh, wh, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        r[i] = t[i];
+    }
+}
+
+/* 16 consecutive K or V elements at p as floats. */
+INLINE512 __m512 kv_load16(const void *p, bool f16)
+{
+    return f16 ? _mm512_cvtph_ps(load256(p)) : _mm512_loadu_ps(p);
+}
+
+/* Largest head sizes the blocked kernel takes (its stack tile is head_dim x 16 floats). */
+#define ATT_DIM_MAX 256
+
+/* Scores of queries [q0, q0 + nq) (nq <= 8) against the transposed K block kt (head_dim x
+ * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes. */
+INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
+                           uint32_t q0, const int nq)
+{
+    __m512 acc[8];
+    const float *q[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nq; i++) {
+        acc[i] = _mm512_setzero_ps();
+        q[i] = a->q[q0 + i];
+    }
+    for (uint32_t d = 0; d < a->head_dim; d++) {
+        __m512 k = _mm512_load_ps(kt + 16 * d);
+#pragma GCC unroll 8
+        for (int i = 0; i < nq; i++) {
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k, acc[i]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(a->scale);
+#pragma GCC unroll 8
+    for (int i = 0; i < nq; i++) {
+        uint32_t n = a->n_vis[q0 + i];
+        if (n > s0) {
+            uint32_t m = n - s0 < 16 ? n - s0 : 16;
+            _mm512_mask_storeu_ps(a->p[q0 + i] + s0, (__mmask16)((1u << m) - 1u),
+                                  _mm512_mul_ps(acc[i], sc));
+        }
+    }
+}
+
+/* Softmax of p[0 .. n) in place. */
+INLINE512 void attn_softmax(float *p, uint32_t n)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    uint32_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        mx = _mm512_max_ps(mx, _mm512_loadu_ps(p + s));
+    }
+    __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+    if (n > s) {
+        mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, p + s));
+    }
+    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (s = 0; s + 16 <= n; s += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p + s), m));
+        _mm512_storeu_ps(p + s, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (n > s) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m));
+        e = _mm512_maskz_mov_ps(tail, e);
+        _mm512_mask_storeu_ps(p + s, tail, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (s = 0; s + 16 <= n; s += 16) {
+        _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
+    }
+    if (n > s) {
+        _mm512_mask_storeu_ps(p + s, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + s), inv));
+    }
+}
+
+/* o[i] = sum over slots [s0, s1) of p[i][s] * V[s], added to the accumulators (DV
+ * registers per query, nq queries, nq * DV <= 16). */
+INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s0, uint32_t s1,
+                           __m512 *acc, const int nq, const int DV)
+{
+    const uint8_t *v = a->v;
+    size_t vb = (a->f16 ? 2 : 4) * a->v_stride;
+    for (uint32_t s = s0; s < s1; s++) {
+        __m512 vv[4];
+        const uint8_t *row = v + s * vb;
+#pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            vv[c] = kv_load16(row + (size_t)c * 16 * (a->f16 ? 2 : 4), a->f16);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            __m512 w = _mm512_set1_ps(a->p[q0 + i][s]);
+#pragma GCC unroll 4
+            for (int c = 0; c < DV; c++) {
+                acc[i * DV + c] = _mm512_fmadd_ps(w, vv[c], acc[i * DV + c]);
+            }
+        }
+    }
+}
+
+/* The outputs of queries [q0, q0 + nq): the common visible slots together, then each
+ * query's own remainder. */
+INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int nq,
+                            const int DV)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < nq * DV; i++) {
+        acc[i] = _mm512_setzero_ps();
+    }
+    uint32_t common = a->n_vis[q0];
+    for (int i = 1; i < nq; i++) {
+        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
+    }
+    attn_values(a, q0, 0, common, acc, nq, DV);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        if (a->n_vis[q0 + i] > common) {
+            attn_values(a, q0 + i, common, a->n_vis[q0 + i], acc + i * DV, 1, DV);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            _mm512_storeu_ps(a->o[q0 + i] + 16 * c, acc[i * DV + c]);
+        }
+    }
+}
+
+/* CALL(N) with the constant N equal to nq, for nq in 1..4 (ATT_FOR_NQ4) or 1..8. */
+#define ATT_FOR_NQ4(nq, CALL)                                                            \
+    do {                                                                                 \
+        switch (nq) {                                                                    \
+        case 1: CALL(1); break;                                                          \
+        case 2: CALL(2); break;                                                          \
+        case 3: CALL(3); break;                                                          \
+        case 4: CALL(4); break;                                                          \
+        default: break;                                                                  \
+        }                                                                                \
+    } while (0)
+#define ATT_FOR_NQ8(nq, CALL)                                                            \
+    do {                                                                                 \
+        switch (nq) {                                                                    \
+        case 1: CALL(1); break;                                                          \
+        case 2: CALL(2); break;                                                          \
+        case 3: CALL(3); break;                                                          \
+        case 4: CALL(4); break;                                                          \
+        case 5: CALL(5); break;                                                          \
+        case 6: CALL(6); break;                                                          \
+        case 7: CALL(7); break;                                                          \
+        case 8: CALL(8); break;                                                          \
+        default: break;                                                                  \
+        }                                                                                \
+    } while (0)
+
+static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
+{
+    uint32_t hd = a->head_dim, hdv = a->head_dim_v;
+    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > 64 || a->n_q == 0) {
+        return false;
+    }
+    uint32_t most = 0;
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        most = a->n_vis[i] > most ? a->n_vis[i] : most;
+    }
+    __attribute__((aligned(64))) float kt[ATT_DIM_MAX * 16];
+    const uint8_t *k = a->k;
+    size_t eb = a->f16 ? 2 : 4, kb = eb * a->k_stride;
+    /* scores, 16 slots at a time: the block's K rows are widened and transposed once and
+     * serve every query that sees any of them */
+    for (uint32_t s0 = 0; s0 < most; s0 += 16) {
+        uint32_t ns = most - s0 < 16 ? most - s0 : 16;
+        for (uint32_t d0 = 0; d0 < hd; d0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                r[i] = (uint32_t)i < ns ? kv_load16(k + (s0 + (size_t)i) * kb + d0 * eb, a->f16)
+                                        : _mm512_setzero_ps();
+            }
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                _mm512_store_ps(kt + 16 * (d0 + (uint32_t)i), r[i]);
+            }
+        }
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 8) {
+            uint32_t nq = a->n_q - q0 < 8 ? a->n_q - q0 : 8;
+#define SCORES(N) attn_scores(a, kt, s0, q0, N)
+            ATT_FOR_NQ8(nq, SCORES);
+#undef SCORES
+        }
+    }
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        attn_softmax(a->p[i], a->n_vis[i]);
+    }
+    /* outputs: as many queries at once as 16 accumulators hold */
+    int dv = (int)(hdv / 16), per = 4;
+    for (uint32_t q0 = 0; q0 < a->n_q; q0 += (uint32_t)per) {
+        uint32_t nq = a->n_q - q0 < (uint32_t)per ? a->n_q - q0 : (uint32_t)per;
+        switch (dv) {
+        case 1:
+#define OUT1(N) attn_outputs(a, q0, N, 1)
+            ATT_FOR_NQ4(nq, OUT1);
+            break;
+        case 2:
+#define OUT2(N) attn_outputs(a, q0, N, 2)
+            ATT_FOR_NQ4(nq, OUT2);
+            break;
+        case 3:
+#define OUT3(N) attn_outputs(a, q0, N, 3)
+            ATT_FOR_NQ4(nq, OUT3);
+            break;
+        default:
+#define OUT4(N) attn_outputs(a, q0, N, 4)
+            ATT_FOR_NQ4(nq, OUT4);
+            break;
+        }
+    }
+    return true;
+}
+#undef OUT1
+#undef OUT2
+#undef OUT3
+#undef OUT4
+#undef ATT_FOR_NQ4
+#undef ATT_FOR_NQ8
+
+/* ---- tiling over the whole product ------------------------------------------------------ */
+
+/* Runs TILE(g, r, t, RM, RN) over rows [r0, r1) x all tokens, in blocks of 16 rows (so
+ * a block's weights stay in the near caches while every token passes over them): 4 x 4
+ * tiles over groups of 4 tokens, the token remainder as 16 x 1, 8 x 2 or 4 x 3 tiles;
+ * rows past the last whole block in 4-row, then 1-row tiles. */
+#define GEMM_ROWS(g, TILE, r, RM, nt)                                                     \
+    do {                                                                                 \
+        size_t t_ = 0;                                                                   \
+        for (; t_ + 4 <= (nt); t_ += 4) {                                                \
+            for (size_t q_ = 0; q_ < (RM); q_ += 4) {                                    \
+                TILE(g, (r) + q_, t_, (RM) < 4 ? (RM) : 4, 4);                           \
+            }                                                                            \
+        }                                                                                \
+        switch ((nt) - t_) {                                                             \
+        case 1:                                                                          \
+            TILE(g, r, t_, RM, 1);                                                       \
+            break;                                                                       \
+        case 2:                                                                          \
+            for (size_t q_ = 0; q_ < (RM); q_ += 8) {                                    \
+                TILE(g, (r) + q_, t_, (RM) < 8 ? (RM) : 8, 2);                           \
+            }                                                                            \
+            break;                                                                       \
+        case 3:                                                                          \
+            for (size_t q_ = 0; q_ < (RM); q_ += 4) {                                    \
+                TILE(g, (r) + q_, t_, (RM) < 4 ? (RM) : 4, 3);                           \
+            }                                                                            \
+            break;                                                                       \
+        default:                                                                         \
+            break;                                                                       \
+        }                                                                                \
+    } while (0)
+
+#define GEMM_DRIVER(name, TILE)                                                           \
+    static AVX512_FN void name(const struct pd_gemm_args *g, size_t r0, size_t r1)       \
+    {                                                                                    \
+        size_t nt = g->n_tok, r = r0;                                                    \
+        for (; r + 16 <= r1; r += 16) {                                                  \
+            GEMM_ROWS(g, TILE, r, 16, nt);                                               \
+        }                                                                                \
+        for (; r + 4 <= r1; r += 4) {                                                    \
+            GEMM_ROWS(g, TILE, r, 4, nt);                                                \
+        }                                                                                \
+        for (; r < r1; r++) {                                                            \
+            GEMM_ROWS(g, TILE, r, 1, nt);                                                \
+        }                                                                                \
+    }
+
+#define F16_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN)
+#define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
+
+GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
+GEMM_DRIVER(avx512_q4_k_gemm, q4_k_tile)
+GEMM_DRIVER(avx512_f16_gemm, F16_TILE)
+GEMM_DRIVER(avx512_bf16_gemm, BF16_TILE)
+
+const struct pd_simd_ops pd_simd_ops_avx512_own = {
+    .level = PD_SIMD_AVX512,
+    .gemm = {
+        [PD_DTYPE_F16] = avx512_f16_gemm,
+        [PD_DTYPE_BF16] = avx512_bf16_gemm,
+        [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
+        [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
+    },
+    .attn = avx512_attn,
+};
+
+#endif /* __x86_64__ */

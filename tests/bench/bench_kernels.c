@@ -1,0 +1,151 @@
+/* bench_kernels.c - `bench-kernels`: the speed of the weight-product kernels alone.
+ *
+ *   bench-kernels [--type T] [--rows R] [--cols K] [--tokens N] [--level L] [--secs S]
+ *
+ * Times pd_simd_gemm (one thread, rows 0..R) on random weights of type T (default: q8_0,
+ * q4_k and f16) against N activation rows in the type's dot format, at every SIMD level
+ * this CPU runs (or only L), and prints multiply-adds per second and weight bytes read
+ * per second. Each figure is the best of several runs of about S seconds / 5 (default
+ * S = 1). A number for comparing kernels on one machine, not a model speed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpu.h"
+#include "dtype.h"
+#include "simd.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static float rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static int run(enum pd_dtype t, size_t rows, size_t cols, size_t n_tok, int level_only,
+               double secs)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    enum pd_dtype vt = tr->vec_dot_type;
+    size_t wrow = (size_t)pd_dtype_row_size(t, cols), xrow = (size_t)pd_dtype_row_size(vt, cols);
+    if (wrow == 0 || xrow == 0) {
+        fprintf(stderr, "bench-kernels: %zu columns are not whole %s blocks\n", cols, tr->name);
+        return 1;
+    }
+    float *f = malloc(cols * sizeof *f);
+    uint8_t *w = malloc(rows * wrow);
+    uint8_t *x = malloc(n_tok * xrow);
+    float *y = malloc(rows * n_tok * sizeof *y);
+    if (!f || !w || !x || !y) {
+        fprintf(stderr, "bench-kernels: out of memory\n");
+        return 1;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t k = 0; k < cols; k++) {
+            f[k] = rnd();
+        }
+        tr->from_f32(f, w + r * wrow, cols);
+    }
+    for (size_t i = 0; i < n_tok; i++) {
+        for (size_t k = 0; k < cols; k++) {
+            f[k] = rnd();
+        }
+        pd_dtype_traits(vt)->from_f32(f, x + i * xrow, cols);
+    }
+    struct pd_gemm_args g = {w, wrow, x, xrow, y, rows, cols, n_tok};
+    for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for((enum pd_simd_level)l);
+        if (!ops || l > (int)pd_cpu_simd_best() || (level_only >= 0 && l != level_only)) {
+            continue;
+        }
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            int calls = 0;
+            double t0 = now_s(), t1 = t0;
+            while (t1 - t0 < secs / 5 || calls < 2) {
+                pd_simd_gemm(ops, t, &g, 0, rows);
+                calls++;
+                t1 = now_s();
+            }
+            double per = (t1 - t0) / calls;
+            best = per < best ? per : best;
+        }
+        double macs = (double)rows * cols * n_tok;
+        printf("%-5s %-10s %6zu x %6zu x %4zu tokens: %7.2f GMAC/s  %6.2f GB/s of weights  "
+               "%8.1f us\n", tr->name, pd_cpu_simd_name((enum pd_simd_level)l), rows, cols,
+               n_tok, macs / best / 1e9, (double)rows * wrow / best / 1e9, best * 1e6);
+    }
+    free(f);
+    free(w);
+    free(x);
+    free(y);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *type = NULL;
+    size_t rows = 1536, cols = 512, n_tok = 32;
+    int level = -1;
+    double secs = 1.0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--type") == 0) {
+            type = argv[i + 1];
+        } else if (strcmp(argv[i], "--rows") == 0) {
+            rows = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--cols") == 0) {
+            cols = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--tokens") == 0) {
+            n_tok = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--secs") == 0) {
+            secs = atof(argv[i + 1]);
+        } else if (strcmp(argv[i], "--level") == 0) {
+            for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+                if (strcmp(argv[i + 1], pd_cpu_simd_name((enum pd_simd_level)l)) == 0) {
+                    level = l;
+                }
+            }
+            if (level < 0) {
+                fprintf(stderr, "bench-kernels: unknown level '%s'\n", argv[i + 1]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench-kernels [--type T] [--rows R] [--cols K] "
+                            "[--tokens N] [--level L] [--secs S]\n");
+            return 2;
+        }
+    }
+    if (rows == 0 || cols == 0 || n_tok == 0 || !(secs > 0)) {
+        fprintf(stderr, "bench-kernels: rows, cols, tokens and secs must be positive\n");
+        return 2;
+    }
+    static const char *const all[] = {"q8_0", "q4_k", "f16"};
+    for (size_t i = 0; i < 3; i++) {
+        if (type && strcmp(type, all[i]) != 0 && i > 0) {
+            break;
+        }
+        enum pd_dtype t = pd_dtype_parse(type ? type : all[i]);
+        if (t == PD_DTYPE_COUNT || t == PD_DTYPE_Q8_K) {
+            fprintf(stderr, "bench-kernels: unknown weight type '%s'\n", type);
+            return 2;
+        }
+        if (run(t, rows, cols, n_tok, level, secs)) {
+            return 1;
+        }
+        if (type) {
+            break;
+        }
+    }
+    return 0;
+}

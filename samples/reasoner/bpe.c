@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "gguf_writer.h"
 
 static const char *const k_special[RZ_N_SPECIAL] = {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/modes.h"
+#include "modes.h"
 #include "chat.h"
 
 static const char *const k_style_names[] = {

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/mem.h"
-#include "base/status.h"
+#include "mem.h"
+#include "status.h"
 #include "problems.h"
 #include "tokenizer.h"
 

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/jsonw.h"
-#include "base/mem.h"
+#include "jsonw.h"
+#include "mem.h"
 #include "bpe.h"
 #include "data.h"
 #include "gguf.h"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "gemm.h"
 #include "gguf.h"
 #include "gguf_writer.h"

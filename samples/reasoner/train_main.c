@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/mem.h"
+#include "mem.h"
 #include "bpe.h"
 #include "data.h"
 #include "gemm.h"

@@ -44,6 +44,9 @@ int pd_cli_prune(int argc, char **argv);
 int pd_cli_score_in(int argc, char **argv);
 bool pd_cli_score_batch_wanted(int argc, char **argv);
 
+/* Accuracy against cost on a problem set under a grid of settings (cli_eval.c). */
+int pd_cli_eval(int argc, char **argv);
+
 /* An SVG figure of a saved session (cli_plot.c). */
 int pd_cli_plot(int argc, char **argv);
 

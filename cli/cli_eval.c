@@ -120,6 +120,7 @@ struct setting {
     enum pd_prune_strategy prune;
     char kv_spec[LABEL_MAX];/* resolved policy spec, "full" for the full cache */
     double budget_slots;    /* SET_RUN with a policy: its budget in slots (0: a ratio) */
+    bool budget_raised;     /* the share gave fewer slots than the policy protects */
     /* results */
     size_t n, correct, answered;
     double think, kv_slots, seq, gen_tokens, seconds;
@@ -258,6 +259,28 @@ static void resolve_kv(const struct kv_item *k, double mean_seq, char *out, size
     }
     *slots = (double)s;
     snprintf(out, n, "%.*s%lld%s", (int)(b - k->arg), k->arg, s, b + bl);
+}
+
+/* A percent budget can come out below what a policy always keeps (sinks, recent window):
+ * raise it to the smallest budget the policy accepts, and say so in the results. */
+static bool raise_budget(const struct eval *e, struct setting *x, struct pd_err *err)
+{
+    struct pd_policy_spec spec;
+    struct pd_err e2;
+    if (pd_policy_parse(x->kv_spec, &spec, &e2) == PD_OK) {
+        return true;
+    }
+    struct kv_item k = e->o.kvs[x->kv];
+    for (uint32_t slots = (uint32_t)x->budget_slots + 1; slots <= e->n_ctx; slots++) {
+        k.pct = 100.0 * slots / (e->n_ctx > 0 ? e->n_ctx : 1);
+        resolve_kv(&k, (double)e->n_ctx, x->kv_spec, sizeof x->kv_spec, &x->budget_slots);
+        if (pd_policy_parse(x->kv_spec, &spec, &e2) == PD_OK) {
+            x->budget_raised = true;
+            return true;
+        }
+    }
+    pd_err_set(err, PD_EINVAL, "%s: %s", x->label, e2.msg);
+    return false;
 }
 
 /* ---- one run -------------------------------------------------------------------------- */
@@ -523,6 +546,15 @@ static enum pd_status run_answer_now(struct eval *e, struct setting *set, size_t
 {
     size_t T = n_think(base), k = (size_t)llround(set->frac * (double)T);
     k = k < 1 ? 1 : k;
+    if (T == 0) {
+        /* nothing to interrupt (mode none, or a model that did not think): the baseline's
+         * own answer stands */
+        struct run same = *base;
+        same.kv = NULL;
+        same.n_kv = 0;
+        tally(e, set, pi, &same, n_prompt(base), 0, (double)base->kv_peak, (double)base->n);
+        return PD_OK;
+    }
     size_t cut = 0, seen = 0;
     while (cut < base->n && seen < k) {
         seen += base->toks[cut++].role == PD_ROLE_THINK;
@@ -711,6 +743,9 @@ static int evaluate(struct eval *e)
             }
             resolve_kv(&e->o.kvs[x->kv], mean_seq, x->kv_spec, sizeof x->kv_spec,
                        &x->budget_slots);
+            if (e->o.kvs[x->kv].pct > 0 && !raise_budget(e, x, &err)) {
+                goto fail;
+            }
             for (size_t pi = 0; pi < e->n_probs; pi++) {
                 struct run r;
                 enum pd_status st = run_session(e, &e->o.modes[m], x->kv_spec,
@@ -750,13 +785,24 @@ static void print_table(const struct eval *e)
         size_t l = strlen(e->sets[s].label);
         w = l > w ? l : w;
     }
-    printf("%-*s %6s %8s %8s %8s %8s\n", (int)w, "setting", "n", "acc", "think", "kv",
-           "tok/s");
+    printf("%-*s %6s %8s %8s %8s %8s %8s\n", (int)w, "setting", "n", "acc", "think", "kv",
+           "budget", "tok/s");
+    bool raised = false;
     for (size_t s = 0; s < e->n_sets; s++) {
         const struct setting *x = &e->sets[s];
-        printf("%-*s %6zu %7.1f%% %8.1f %8.1f %8.0f\n", (int)w, x->label, x->n,
+        char budget[32] = "-";
+        if (x->budget_slots > 0) {
+            snprintf(budget, sizeof budget, "%.0f%s", x->budget_slots, x->budget_raised ? "*"
+                                                                                        : "");
+        }
+        raised = raised || x->budget_raised;
+        printf("%-*s %6zu %7.1f%% %8.1f %8.1f %8s %8.0f\n", (int)w, x->label, x->n,
                100.0 * ratio((double)x->correct, x->n), ratio(x->think, x->n),
-               ratio(x->kv_slots, x->n), x->seconds > 0 ? x->gen_tokens / x->seconds : 0.0);
+               ratio(x->kv_slots, x->n), budget,
+               x->seconds > 0 ? x->gen_tokens / x->seconds : 0.0);
+    }
+    if (raised) {
+        printf("* raised to the smallest budget the policy accepts (its protected slots)\n");
     }
     if (e->n_types == 0) {
         return;
@@ -812,6 +858,10 @@ static void print_json(const struct eval *e)
         pd_json_str(&b, e->o.modes[x->mode].label, strlen(e->o.modes[x->mode].label));
         pd_buf_puts(&b, ",\"kv\":");
         pd_json_str(&b, x->kv_spec, strlen(x->kv_spec));
+        if (x->budget_slots > 0) {
+            json_num(&b, "budget_slots", x->budget_slots);
+            pd_buf_printf(&b, ",\"budget_raised\":%s", x->budget_raised ? "true" : "false");
+        }
         if (x->kind == SET_ANSWER_NOW) {
             json_num(&b, "answer_now_at", x->frac);
         }

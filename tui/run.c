@@ -1,7 +1,9 @@
 /* run.c - the interactive subcommands: `run` (live workbench on a model), `replay`
  * (a saved session), `keys` (the key reference), and what `ponder` does with no
- * arguments (the workbench on a configured or found model, else the recorded sample
- * session from samples/, loaded into a temporary database).
+ * arguments (the workbench on $PONDER_MODEL, else on the reasoner shipped in
+ * samples/models thinking about a sample question, else on the first model of the test
+ * models folder, else the recorded sample session from samples/, loaded into a temporary
+ * database).
  *
  * Contracts:
  *   run -m MODEL (-p PROMPT | -f FILE) [--system TEXT] [--mode long|short[:N]|none]
@@ -37,6 +39,9 @@
 
 #define PROMPT_FILE_MAX ((size_t)1 << 20)
 #define DEFAULT_PROMPT "Once upon a time, there was a girl who asked why the sky is blue."
+/* The model ponder ships (samples/models, docs/reasoner.md) and the question its demo asks. */
+#define REASONER_MODEL "models/reasoner.gguf"
+#define REASONER_QUESTION "What is 47 * 36?"
 
 static void print_stats(const struct pd_app *a)
 {
@@ -454,27 +459,28 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, or samples/ next to
- * the source tree of this binary (<exe>/../../samples in a build folder). */
-static bool find_sample(char *out, size_t n)
+/* A file of samples/ (name relative to it): under $PONDER_SAMPLES when that is set (and
+ * only there), else under $PONDER_SOURCE_ROOT/samples, or samples/ next to the source tree
+ * of this binary (<exe>/../samples in a build folder, <exe>/../share/ponder/samples when
+ * installed). */
+static bool find_sample_file(const char *name, char *out, size_t n)
 {
-    const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
     const char *env;
-    char cand[4][PATH_MAX];
+    char cand[5][PATH_MAX];
     int k = 0;
     if ((env = getenv("PONDER_SAMPLES")) && *env) {
         snprintf(cand[k++], PATH_MAX, "%s/%s", env, name);
-    }
-    if ((env = getenv("PONDER_SOURCE_ROOT")) && *env) {
+    } else if ((env = getenv("PONDER_SOURCE_ROOT")) && *env) {
         snprintf(cand[k++], PATH_MAX, "%s/samples/%s", env, name);
     }
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t l = k == 0 ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
     if (l > 0) {
         exe[l] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
+            snprintf(cand[k++], PATH_MAX, "%.3800s/../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../../samples/%s", exe, name);
             snprintf(cand[k++], PATH_MAX, "%.3800s/../share/ponder/samples/%s", exe, name);
         }
@@ -491,7 +497,7 @@ static bool find_sample(char *out, size_t n)
 static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
-    if (!find_sample(sample, sizeof sample)) {
+    if (!find_sample_file("sample-session.jsonl", sample, sizeof sample)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
                               "(samples/sample-session.jsonl); see 'ponder --help'",
                            pd_cli_models_dir());
@@ -536,10 +542,12 @@ int pd_cli_default(int argc, char **argv)
     }
     char model[PATH_MAX];
     const char *env = getenv("PONDER_MODEL");
-    bool have = false;
+    bool have = false, reasoner = false;
     if (env && *env) {
         snprintf(model, sizeof model, "%s", env);
         have = true;
+    } else if (find_sample_file(REASONER_MODEL, model, sizeof model)) {
+        have = reasoner = true;
     } else {
         have = find_model(pd_cli_models_dir(), model, sizeof model);
     }
@@ -550,6 +558,7 @@ int pd_cli_default(int argc, char **argv)
     pd_live_opts_default(&o);
     o.model_path = model;
     o.prompt = getenv("PONDER_PROMPT") && *getenv("PONDER_PROMPT") ? getenv("PONDER_PROMPT")
+               : reasoner                                          ? REASONER_QUESTION
                                                                    : DEFAULT_PROMPT;
     /* The no-argument demo streams at a pace one can watch (~30 tokens/s) and stops after
      * 400 tokens; `ponder run` runs at full speed until the model ends. */

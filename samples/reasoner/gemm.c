@@ -157,6 +157,7 @@ void tr_pool_run(struct tr_pool *p, size_t n, tr_range_fn fn, void *ctx)
 
 #define MR 6  /* rows of a register tile */
 #define NR 16 /* columns of a register tile (two AVX2 registers) */
+#define RB 24 /* rows of a parallel task: whole AVX2 (6) and AVX-512 (8) tiles */
 
 static atomic_bool g_force_portable;
 
@@ -165,23 +166,39 @@ void tr_gemm_force_portable(bool on)
     atomic_store(&g_force_portable, on);
 }
 
-static bool use_avx2(void)
+enum kernel {
+    K_PORTABLE,
+    K_AVX2,   /* AVX2 + FMA */
+    K_AVX512, /* AVX-512F, with the AVX2 tiles for the columns left over */
+};
+
+static enum kernel pick_kernel(void)
 {
 #if TR_HAVE_X86
     static int have = -1;
     if (have < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        have = !avx2 ? K_PORTABLE : __builtin_cpu_supports("avx512f") ? K_AVX512 : K_AVX2;
+        /* REASONER_GEMM=avx2 or portable picks a narrower kernel (same results, for
+         * timing comparisons) */
+        const char *env = getenv("REASONER_GEMM");
+        if (env && strcmp(env, "avx2") == 0 && have == K_AVX512) {
+            have = K_AVX2;
+        } else if (env && strcmp(env, "portable") == 0) {
+            have = K_PORTABLE;
+        }
     }
-    return have && !atomic_load(&g_force_portable);
+    return atomic_load(&g_force_portable) ? K_PORTABLE : (enum kernel)have;
 #else
-    return false;
+    return K_PORTABLE;
 #endif
 }
 
 const char *tr_gemm_kernel_name(void)
 {
-    return use_avx2() ? "avx2" : "portable";
+    static const char *const names[] = {"portable", "avx2", "avx512"};
+    return names[pick_kernel()];
 }
 
 /* The reference: each C element one fmaf chain over k. */
@@ -274,15 +291,92 @@ __attribute__((target("avx2,fma"))) static void tile_fma_scalar(size_t mr, size_
         }
     }
 }
+
+/* 8 x 32 tile for AVX-512: 16 accumulators, lane j of c<r><h> holds C[r][16h + j]. */
+__attribute__((target("avx512f"))) static void tile_avx512_8x32(size_t K, const float *A,
+                                                                 size_t lda, const float *B,
+                                                                 size_t ldb, float *C,
+                                                                 size_t ldc, bool acc)
+{
+#define LD(r, h) (acc ? _mm512_loadu_ps(C + (r) * ldc + 16 * (h)) : _mm512_setzero_ps())
+    __m512 c00 = LD(0, 0), c01 = LD(0, 1), c10 = LD(1, 0), c11 = LD(1, 1);
+    __m512 c20 = LD(2, 0), c21 = LD(2, 1), c30 = LD(3, 0), c31 = LD(3, 1);
+    __m512 c40 = LD(4, 0), c41 = LD(4, 1), c50 = LD(5, 0), c51 = LD(5, 1);
+    __m512 c60 = LD(6, 0), c61 = LD(6, 1), c70 = LD(7, 0), c71 = LD(7, 1);
+#undef LD
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    const float *a4 = A + 4 * lda, *a5 = A + 5 * lda, *a6 = A + 6 * lda, *a7 = A + 7 * lda;
+    for (size_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(B + k * ldb);
+        __m512 b1 = _mm512_loadu_ps(B + k * ldb + 16);
+        __m512 a;
+#define ROW(r)                                  \
+    a = _mm512_set1_ps(a##r[k]);                \
+    c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);  \
+    c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1)
+        ROW(0);
+        ROW(1);
+        ROW(2);
+        ROW(3);
+        ROW(4);
+        ROW(5);
+        ROW(6);
+        ROW(7);
+#undef ROW
+    }
+#define ST(r)                                        \
+    _mm512_storeu_ps(C + (r) * ldc, c##r##0);       \
+    _mm512_storeu_ps(C + (r) * ldc + 16, c##r##1)
+    ST(0);
+    ST(1);
+    ST(2);
+    ST(3);
+    ST(4);
+    ST(5);
+    ST(6);
+    ST(7);
+#undef ST
+}
+
+__attribute__((target("avx512f"))) static void tile_avx512_1x32(size_t K, const float *A,
+                                                                 const float *B, size_t ldb,
+                                                                 float *C, bool acc)
+{
+    __m512 c0 = acc ? _mm512_loadu_ps(C) : _mm512_setzero_ps();
+    __m512 c1 = acc ? _mm512_loadu_ps(C + 16) : _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        __m512 a = _mm512_set1_ps(A[k]);
+        c0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(B + k * ldb), c0);
+        c1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(B + k * ldb + 16), c1);
+    }
+    _mm512_storeu_ps(C, c0);
+    _mm512_storeu_ps(C + 16, c1);
+}
 #endif
 
 /* A block of tiles: rows [i0, i1) (multiples of MR except at M) x a column panel. */
 static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, const float *A,
                        size_t lda, const float *B, size_t ldb, float *C, size_t ldc, bool acc,
-                       bool avx2)
+                       enum kernel kern)
 {
 #if TR_HAVE_X86
-    if (avx2) {
+    if (kern == K_AVX512) {
+        size_t jv = j0 + (j1 - j0) / 32 * 32;
+        for (size_t j = j0; j < jv; j += 32) {
+            size_t i = i0;
+            for (; i + 8 <= i1; i += 8) {
+                tile_avx512_8x32(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc);
+            }
+            for (; i < i1; i++) {
+                tile_avx512_1x32(K, A + i * lda, B + j, ldb, C + i * ldc + j, acc);
+            }
+        }
+        j0 = jv; /* the columns left over go through the AVX2 tiles */
+        if (j0 == j1) {
+            return;
+        }
+    }
+    if (kern != K_PORTABLE) {
         size_t jv = j0 + (j1 - j0) / NR * NR;
         for (size_t j = j0; j < jv; j += NR) {
             size_t i = i0;
@@ -300,7 +394,7 @@ static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, con
         return;
     }
 #else
-    (void)avx2;
+    (void)kern;
 #endif
     tile_portable(i1 - i0, j1 - j0, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc,
                   acc);
@@ -325,15 +419,16 @@ void tr_gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t lda, co
         gemm_zero_k(M, N, C, ldc, acc);
         return;
     }
-    gemm_block(0, M, 0, N, K, A, lda, B, ldb, C, ldc, acc, use_avx2());
+    gemm_block(0, M, 0, N, K, A, lda, B, ldb, C, ldc, acc, pick_kernel());
 }
 
 struct gemm_job {
     size_t M, N, K, lda, ldb, ldc;
     const float *A, *B;
     float *C;
-    bool acc, avx2;
-    size_t n_rb;      /* row blocks of MR */
+    bool acc;
+    enum kernel kern;
+    size_t n_rb;      /* row blocks of RB rows */
     size_t n_cp;      /* column panels */
     size_t panel;     /* columns per panel (a multiple of NR) */
 };
@@ -345,10 +440,10 @@ static void gemm_tiles(void *ctx, size_t t0, size_t t1, int thread)
     const struct gemm_job *g = ctx;
     for (size_t t = t0; t < t1; t++) {
         size_t cp = t / g->n_rb, rb = t % g->n_rb;
-        size_t i0 = rb * MR, i1 = i0 + MR < g->M ? i0 + MR : g->M;
+        size_t i0 = rb * RB, i1 = i0 + RB < g->M ? i0 + RB : g->M;
         size_t j0 = cp * g->panel, j1 = j0 + g->panel < g->N ? j0 + g->panel : g->N;
         gemm_block(i0, i1, j0, j1, g->K, g->A, g->lda, g->B, g->ldb, g->C, g->ldc, g->acc,
-                   g->avx2);
+                   g->kern);
     }
 }
 
@@ -362,9 +457,9 @@ void tr_gemm(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, si
         gemm_zero_k(M, N, C, ldc, acc);
         return;
     }
-    struct gemm_job g = {M, N, K, lda, ldb, ldc, A, B, C, acc, use_avx2(), 0, 0, 0};
+    struct gemm_job g = {M, N, K, lda, ldb, ldc, A, B, C, acc, pick_kernel(), 0, 0, 0};
     g.panel = 4 * NR;
-    g.n_rb = (M + MR - 1) / MR;
+    g.n_rb = (M + RB - 1) / RB;
     g.n_cp = (N + g.panel - 1) / g.panel;
     tr_pool_run(p, g.n_rb * g.n_cp, gemm_tiles, &g);
 }

@@ -142,12 +142,32 @@ static int n_digits(uint32_t v)
     return n;
 }
 
+static uint32_t pow10u(int i)
+{
+    uint32_t p = 1;
+    while (i-- > 0) {
+        p *= 10;
+    }
+    return p;
+}
+
 static uint32_t digit(uint32_t v, int i)
 {
     while (i-- > 0) {
         v /= 10;
     }
     return v % 10;
+}
+
+/* v without its i lowest digits (0 once they are all gone): what is left of an operand
+ * when column i is worked on. Each column step restates it, so the digit the step needs
+ * is always the last one before the operator, right next to it. */
+static uint32_t rest(uint32_t v, int i)
+{
+    while (i-- > 0) {
+        v /= 10;
+    }
+    return v;
 }
 
 /* The digits written so far, most significant first (leading zeros kept): a string that
@@ -197,16 +217,18 @@ static uint32_t add_columns(struct tb *t, uint32_t a, uint32_t b, const char *pr
             uint32_t w = (e.delta < 0 && s > 0) || s == 19 ? s - 1 : s + 1;
             struct so_far wf = sf;
             so_far_push(&wf, w % 10);
-            tb_printf(t, "%s%s: %u+%u+%u=%u. Write %u, carry %u. So far: %s.\n\n",
-                      prefix, k_col[i], x, y, carry, w, w % 10, w / 10, wf.d);
+            tb_printf(t, "%s%s: %u+%u: %u+%u+%u=%u. Write %u, carry %u. So far: %s.\n\n",
+                      prefix, k_col[i], rest(a, i), rest(b, i), x, y, carry, w, w % 10, w / 10,
+                      wf.d);
             so_far_push(&sf, s % 10);
             tb_printf(t, "Wait, that is not right. %u+%u+%u=%u, not %u. Write %u, carry %u. "
                       "So far: %s.\n\n", x, y, carry, s, w, s % 10, s / 10, sf.d);
             *had_error = true;
         } else {
             so_far_push(&sf, s % 10);
-            tb_printf(t, "%s%s: %u+%u+%u=%u. Write %u, carry %u. So far: %s.\n\n",
-                      prefix, k_col[i], x, y, carry, s, s % 10, s / 10, sf.d);
+            tb_printf(t, "%s%s: %u+%u: %u+%u+%u=%u. Write %u, carry %u. So far: %s.\n\n",
+                      prefix, k_col[i], rest(a, i), rest(b, i), x, y, carry, s, s % 10, s / 10,
+                      sf.d);
         }
         carry = s / 10;
     }
@@ -242,10 +264,11 @@ static uint32_t sub_columns(struct tb *t, uint32_t top, uint32_t bottom, struct 
                           borrow ? x + 10 : x, y, bin, r, w);
                 *had_error = true;
             } else if (borrow) {
-                tb_printf(t, "%s: %u<%u+%u, so borrow: %u-%u-%u=%u. ", k_col[i], x, y, bin,
-                          x + 10, y, bin, v);
+                tb_printf(t, "%s: %u-%u: %u<%u+%u, so borrow: %u-%u-%u=%u. ", k_col[i],
+                          rest(top, i), rest(bottom, i), x, y, bin, x + 10, y, bin, v);
             } else {
-                tb_printf(t, "%s: %u-%u-%u=%u. ", k_col[i], x, y, bin, v);
+                tb_printf(t, "%s: %u-%u: %u-%u-%u=%u. ", k_col[i], rest(top, i),
+                          rest(bottom, i), x, y, bin, v);
             }
             tb_printf(t, "Borrow %u. So far: %s.\n\n", borrow ? 1u : 0u, vf.d);
         }
@@ -270,9 +293,9 @@ static uint32_t mul_columns(struct tb *t, uint32_t a, uint32_t m, const char *la
             uint32_t w = e.delta < 0 && q > 0 ? q - 1 : q + 1;
             struct so_far wf = sf;
             so_far_push(&wf, w % 10);
-            tb_printf(t, "%s%s: %u*%u=%u, plus carry %u is %u. Write %u, carry %u. "
-                      "So far: %s.\n\n", label, k_col[i], x, m, p, carry, w, w % 10,
-                      w / 10, wf.d);
+            tb_printf(t, "%s%s: %u*%u: %u*%u=%u, plus carry %u is %u. Write %u, carry %u. "
+                      "So far: %s.\n\n", label, k_col[i], rest(a, i), m, x, m, p, carry, w,
+                      w % 10, w / 10, wf.d);
             so_far_push(&sf, q % 10);
             tb_printf(t, "Wait, that is not right. %u*%u=%u, plus carry %u is %u, not %u. "
                       "Write %u, carry %u. So far: %s.\n\n", x, m, p, carry, q, w,
@@ -280,9 +303,9 @@ static uint32_t mul_columns(struct tb *t, uint32_t a, uint32_t m, const char *la
             *had_error = true;
         } else {
             so_far_push(&sf, q % 10);
-            tb_printf(t, "%s%s: %u*%u=%u, plus carry %u is %u. Write %u, carry %u. "
-                      "So far: %s.\n\n", label, k_col[i], x, m, p, carry, q, q % 10,
-                      q / 10, sf.d);
+            tb_printf(t, "%s%s: %u*%u: %u*%u=%u, plus carry %u is %u. Write %u, carry %u. "
+                      "So far: %s.\n\n", label, k_col[i], rest(a, i), m, x, m, p, carry, q,
+                      q % 10, q / 10, sf.d);
         }
         carry = q / 10;
     }
@@ -301,8 +324,8 @@ static void add_inline(struct tb *t, uint32_t a, uint32_t b)
     uint32_t carry = 0;
     for (int i = 0; i < nd; i++) {
         uint32_t s = digit(a, i) + digit(b, i) + carry;
-        tb_printf(t, "%s: %u+%u+%u=%u, write %u. ", k_col[i], digit(a, i), digit(b, i), carry,
-                  s, s % 10);
+        tb_printf(t, "%s: %u+%u: %u+%u+%u=%u, write %u. ", k_col[i], rest(a, i), rest(b, i),
+                  digit(a, i), digit(b, i), carry, s, s % 10);
         carry = s / 10;
     }
     if (carry) {
@@ -320,10 +343,11 @@ static void sub_inline(struct tb *t, uint32_t top, uint32_t bottom)
         bool borrow = x < y + bin;
         uint32_t r = (borrow ? x + 10 : x) - y - bin;
         if (borrow) {
-            tb_printf(t, "%s: %u<%u+%u, so borrow: %u-%u-%u=%u. ", k_col[i], x, y, bin, x + 10,
-                      y, bin, r);
+            tb_printf(t, "%s: %u-%u: %u<%u+%u, so borrow: %u-%u-%u=%u. ", k_col[i],
+                      rest(top, i), rest(bottom, i), x, y, bin, x + 10, y, bin, r);
         } else {
-            tb_printf(t, "%s: %u-%u-%u=%u. ", k_col[i], x, y, bin, r);
+            tb_printf(t, "%s: %u-%u: %u-%u-%u=%u. ", k_col[i], rest(top, i), rest(bottom, i),
+                      x, y, bin, r);
         }
         bin = borrow;
     }
@@ -549,10 +573,12 @@ static void gen_cmp(struct rz_rng *r, struct rz_problem *p, struct texts *x)
               "\n\n", na);
     int i = na - 1;
     for (; i >= 0 && digit(a, i) == digit(b, i); i--) {
-        tb_printf(&x->lg, "%s: %u and %u are equal.\n\n", k_col[i], digit(a, i), digit(b, i));
+        tb_printf(&x->lg, "%s: %u and %u: %u and %u are equal.\n\n", k_col[i],
+                  a % pow10u(i + 1), b % pow10u(i + 1), digit(a, i), digit(b, i));
     }
     uint32_t da = digit(a, i), db = digit(b, i);
-    tb_printf(&x->lg, "%s: %u and %u. %u is larger, so %u is larger.\n\n", k_col[i], da, db,
+    tb_printf(&x->lg, "%s: %u and %u: %u and %u. %u is larger, so %u is larger.\n\n",
+              k_col[i], a % pow10u(i + 1), b % pow10u(i + 1), da, db,
               da > db ? da : db, hi);
     tb_printf(&x->lg, "So the %s number is %u.\n\n", word, want);
     tb_printf(&x->lg, "Wait, let me check: the first digits that differ are %u and %u, and "

@@ -244,6 +244,7 @@ struct tr_run {
     int32_t *ids;              /* [N] */
     int32_t *row_tgt;          /* [N] id that row t's logits predict, -1: none */
     double *nll;               /* [N] -ln p(row_tgt[t]) */
+    uint8_t *miss;             /* [N] row_tgt[t] is not the row's argmax */
     int32_t *pos;              /* [N] position within its sequence */
     size_t *seq_off, *seq_len; /* [N] */
     size_t n_tok, n_seq, n_targets;
@@ -330,10 +331,11 @@ enum pd_status tr_run_open(struct tr_model *m, size_t n_tok_max, int n_threads,
     r->ids = pd_calloc(N + 1, sizeof *r->ids);
     r->row_tgt = pd_calloc(N + 1, sizeof *r->row_tgt);
     r->nll = pd_calloc(N + 1, sizeof *r->nll);
+    r->miss = pd_calloc(N + 1, 1);
     r->pos = pd_calloc(N + 1, sizeof *r->pos);
     r->seq_off = pd_calloc(N + 1, sizeof *r->seq_off);
     r->seq_len = pd_calloc(N + 1, sizeof *r->seq_len);
-    ok = ok && r->red && r->order && r->ids && r->row_tgt && r->nll && r->pos && r->seq_off &&
+    ok = ok && r->red && r->order && r->ids && r->row_tgt && r->nll && r->miss && r->pos && r->seq_off &&
          r->seq_len;
     if (!ok) {
         tr_run_close(&r);
@@ -411,6 +413,7 @@ void tr_run_close(struct tr_run **rp)
     free(r->ids);
     free(r->row_tgt);
     free(r->nll);
+    free(r->miss);
     free(r->pos);
     free(r->seq_off);
     free(r->seq_len);
@@ -604,12 +607,49 @@ struct attn_job {
     bool backward;
 };
 
-/* P = causal softmax(scale * Q_h K^T) for one sequence and head into as->p [L][L];
- * as->kt must hold K_g^T [D][L]. */
+/* Causal products, in row blocks of CB so that the zero triangle is (mostly) skipped. */
+#define CB 32
+
+/* C = A B for the entries a causal row needs: row i gets columns [0, end of its block);
+ * the columns after that are left as they were (callers only read j <= i). */
+static void gemm_causal_cols(size_t L, size_t K, const float *A, size_t lda, const float *B,
+                             size_t ldb, float *C, size_t ldc)
+{
+    for (size_t i0 = 0; i0 < L; i0 += CB) {
+        size_t i1 = i0 + CB < L ? i0 + CB : L;
+        tr_gemm_serial(i1 - i0, i1, K, A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc, false);
+    }
+}
+
+/* C (+)= A B for a lower-triangular A [L][L] (A[i][k] = 0 for k > i): row i sums k < end of
+ * its block. */
+static void gemm_lower(size_t L, size_t N, const float *A, size_t lda, const float *B,
+                       size_t ldb, float *C, size_t ldc, bool acc)
+{
+    for (size_t i0 = 0; i0 < L; i0 += CB) {
+        size_t i1 = i0 + CB < L ? i0 + CB : L;
+        tr_gemm_serial(i1 - i0, N, i1, A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc, acc);
+    }
+}
+
+/* C (+)= A B for an upper-triangular A [L][L] (A[j][k] = 0 for k < j): row j sums k from
+ * the start of its block. */
+static void gemm_upper(size_t L, size_t N, const float *A, size_t lda, const float *B,
+                       size_t ldb, float *C, size_t ldc, bool acc)
+{
+    for (size_t j0 = 0; j0 < L; j0 += CB) {
+        size_t j1 = j0 + CB < L ? j0 + CB : L;
+        tr_gemm_serial(j1 - j0, N, L - j0, A + j0 * lda + j0, lda, B + j0 * ldb, ldb,
+                       C + j0 * ldc, ldc, acc);
+    }
+}
+
+/* P = causal softmax(scale * Q_h K^T) for one sequence and head into as->p [L][L] (zeros
+ * above the diagonal); as->kt must hold K_g^T [D][L]. */
 static void attn_probs(const struct tr_run *r, const float *Qh, size_t L, struct attn_scratch *as)
 {
     float scale = 1.0f / sqrtf((float)r->D);
-    tr_gemm_serial(L, L, r->D, Qh, r->HD, as->kt, L, as->p, L, false);
+    gemm_causal_cols(L, r->D, Qh, r->HD, as->kt, L, as->p, L);
     for (size_t i = 0; i < L; i++) {
         float *p = as->p + i * L;
         float mx = -INFINITY;
@@ -647,7 +687,7 @@ static void attn_task(struct tr_run *r, const struct layer_act *A, size_t task, 
             const float *Qh = A->q + t0 * r->HD + (size_t)h * D;
             attn_probs(r, Qh, L, as);
             float *Oh = A->o + t0 * r->HD + (size_t)h * D;
-            tr_gemm_serial(L, D, L, as->p, L, Vg, r->KD, Oh, r->HD, false);
+            gemm_lower(L, D, as->p, L, Vg, r->KD, Oh, r->HD, false);
         }
         return;
     }
@@ -664,10 +704,10 @@ static void attn_task(struct tr_run *r, const struct layer_act *A, size_t task, 
         attn_probs(r, Qh, L, as);
         /* dP = dO_h V_g^T: V_g^T goes to pt for the product. */
         tr_transpose(L, D, Vg, r->KD, as->pt, L);
-        tr_gemm_serial(L, L, D, dOh, r->HD, as->pt, L, as->dp, L, false);
+        gemm_causal_cols(L, D, dOh, r->HD, as->pt, L, as->dp, L);
         /* dV_g += P^T dO_h */
         tr_transpose(L, L, as->p, L, as->pt, L);
-        tr_gemm_serial(L, D, L, as->pt, L, dOh, r->HD, dVg, r->KD, true);
+        gemm_upper(L, D, as->pt, L, dOh, r->HD, dVg, r->KD, true);
         /* dS = P o (dP - rowsum(dP o P)), times the score scale */
         for (size_t i = 0; i < L; i++) {
             const float *p = as->p + i * L;
@@ -685,9 +725,9 @@ static void attn_task(struct tr_run *r, const struct layer_act *A, size_t task, 
             }
         }
         /* dQ_h = dS K_g;  dK_g += dS^T Q_h */
-        tr_gemm_serial(L, D, L, as->dp, L, Kg, r->KD, dQh, r->HD, false);
+        gemm_lower(L, D, as->dp, L, Kg, r->KD, dQh, r->HD, false);
         tr_transpose(L, L, as->dp, L, as->pt, L);
-        tr_gemm_serial(L, D, L, as->pt, L, Qh, r->HD, dKg, r->KD, true);
+        gemm_upper(L, D, as->pt, L, Qh, r->HD, dKg, r->KD, true);
     }
 }
 
@@ -761,6 +801,7 @@ static void loss_rows(void *ctx, size_t t0, size_t t1, int thread)
         int32_t y = r->row_tgt[t];
         if (y < 0) {
             r->nll[t] = 0.0;
+            r->miss[t] = 0;
             if (j->grad) {
                 memset(lg, 0, V * sizeof *lg);
             }
@@ -776,6 +817,7 @@ static void loss_rows(void *ctx, size_t t0, size_t t1, int thread)
         }
         double lse = mx + log(sum);
         r->nll[t] = lse - lg[y];
+        r->miss[t] = mx > lg[y];
         if (j->grad) {
             for (size_t i = 0; i < V; i++) {
                 double p = exp((double)lg[i] - lse);
@@ -950,6 +992,16 @@ enum pd_status tr_forward(struct tr_run *r, const struct tr_batch *b, struct tr_
             loss->sum += r->nll[t];
         }
         loss->n = r->n_targets;
+        loss->n_miss = 0;
+        loss->n_seq_exact = 0;
+        for (size_t s = 0; s < r->n_seq; s++) {
+            size_t m = 0;
+            for (size_t i = 0; i < r->seq_len[s]; i++) {
+                m += r->miss[r->seq_off[s] + i];
+            }
+            loss->n_miss += m;
+            loss->n_seq_exact += m == 0;
+        }
     }
     return PD_OK;
 }

@@ -125,6 +125,8 @@ void tr_run_close(struct tr_run **r);
 struct tr_loss {
     double sum;        /* sum of -ln p(target) over the targets, nats */
     size_t n;          /* targets */
+    size_t n_miss;     /* targets that are not the most likely token (greedy would differ) */
+    size_t n_seq_exact;/* sequences without a miss: greedy decoding reproduces their targets */
 };
 
 /* Forward pass: loss over the batch's targets. lp (may be NULL) receives ln p(ids[i] |

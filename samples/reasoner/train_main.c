@@ -370,10 +370,10 @@ static void batch_free(struct batch_buf *b)
 
 /* Mean loss over a buffer, in chunks of at most run_max tokens (whole sequences). */
 static enum pd_status eval_loss(struct tr_run *run, size_t run_max, const struct batch_buf *b,
-                                double *mean, struct pd_err *err)
+                                double *mean, double *exact, struct pd_err *err)
 {
     double sum = 0;
-    size_t n = 0, s0 = 0, t0 = 0;
+    size_t n = 0, s0 = 0, t0 = 0, n_exact = 0;
     while (s0 < b->n_seq) {
         size_t s1 = s0, toks = 0;
         while (s1 < b->n_seq && toks + b->seq_len[s1] <= run_max) {
@@ -387,10 +387,12 @@ static enum pd_status eval_loss(struct tr_run *run, size_t run_max, const struct
         }
         sum += l.sum;
         n += l.n;
+        n_exact += l.n_seq_exact;
         t0 += toks;
         s0 = s1;
     }
     *mean = n ? sum / (double)n : NAN;
+    *exact = b->n_seq ? (double)n_exact / (double)b->n_seq : NAN;
     return PD_OK;
 }
 
@@ -594,13 +596,13 @@ static int cmd_train(struct opts *o)
         }
         bool last = m->step == (uint64_t)o->steps;
         if (o->eval_every && (m->step % (uint64_t)o->eval_every == 0 || last)) {
-            double el;
-            if (eval_loss(run, run_max, &eb, &el, &err)) {
+            double el, ex;
+            if (eval_loss(run, run_max, &eb, &el, &ex, &err)) {
                 fail(&err);
                 goto done;
             }
-            logf_both(log, "eval %llu loss %.4f (%zu held-out traces)\n",
-                      (unsigned long long)m->step, el, eb.n_seq);
+            logf_both(log, "eval %llu loss %.4f exact %.3f (%zu held-out traces)\n",
+                      (unsigned long long)m->step, el, ex, eb.n_seq);
         }
         if (o->checkpoint && ((o->ckpt_every && m->step % (uint64_t)o->ckpt_every == 0) ||
                               last)) {

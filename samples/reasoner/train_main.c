@@ -8,7 +8,7 @@
  *       goes to stdout (and --log FILE); every --eval-every steps the loss on the held-out
  *       set. --checkpoint FILE is written every --checkpoint-every steps and at the end;
  *       --resume continues from it with the same arguments and gives the same curve as an
- *       uninterrupted run. At the end the model is written as f32 GGUF (--out) and, with
+ *       uninterrupted run; --until STEP stops (checkpointed) at that step. At the end the model is written as f32 GGUF (--out) and, with
  *       --out-q8, as q8_0.
  *   reasoner-train score --model M.gguf (--ids 1,2,3 | --vocab V.gguf --seed S --count N)
  *       ln p of every token given the ones before it, one line per token, then the mean
@@ -36,7 +36,7 @@ struct opts {
     const char *vocab, *out, *out_q8, *checkpoint, *log, *model, *ids;
     uint64_t seed, eval_seed, exclude_seed;
     long long steps, batch_tokens, warmup, log_every, eval_every, eval_count, ckpt_every;
-    long long exclude_count, count, threads;
+    long long exclude_count, count, threads, until;
     double lr, min_lr, wd, clip, beta1, beta2;
     struct tr_config cfg;
     bool resume, json;
@@ -73,6 +73,7 @@ static int usage(void)
           "         [--warmup N] [--wd X] [--clip X] [--beta1 X] [--beta2 X]\n"
           "         [--embd E] [--layers L] [--heads H] [--kv-heads K] [--ff F] [--ctx C]\n"
           "         [--threads N] [--checkpoint F] [--checkpoint-every N] [--resume]\n"
+          "         [--until STEP]\n"
           "         [--log F] [--log-every N] [--eval-every N] [--eval-seed S]\n"
           "         [--eval-count N] [--exclude-seed S] [--exclude-count N]\n"
           "       reasoner-train score --model M.gguf (--ids 1,2,3 | --vocab V.gguf --seed S\n"
@@ -148,6 +149,7 @@ static bool parse(int argc, char **argv, struct opts *o)
             {"--exclude-count", 0, 1e7, &o->exclude_count, NULL, NULL, NULL},
             {"--count", 1, 1e7, &o->count, NULL, NULL, NULL},
             {"--threads", 1, 256, &o->threads, NULL, NULL, NULL},
+            {"--until", 1, 1e8, &o->until, NULL, NULL, NULL},
             {"--lr", 0, 10, NULL, &o->lr, NULL, NULL},
             {"--min-lr", 0, 10, NULL, &o->min_lr, NULL, NULL},
             {"--wd", 0, 10, NULL, &o->wd, NULL, NULL},
@@ -500,6 +502,10 @@ static int cmd_train(struct opts *o)
         fprintf(stderr, "reasoner-train: train needs --vocab and --out\n");
         return 2;
     }
+    if ((o->until || o->resume) && !o->checkpoint) {
+        fprintf(stderr, "reasoner-train: --until and --resume need --checkpoint\n");
+        return 2;
+    }
     struct pd_err err;
     pd_err_clear(&err);
     struct pd_gguf *vg = NULL;
@@ -566,7 +572,8 @@ static int cmd_train(struct opts *o)
                             (float)o->clip};
     double t_start = now_s(), t_log = t_start, loss_acc = 0;
     size_t tok_acc = 0, n_acc = 0;
-    while (m->step < (uint64_t)o->steps) {
+    uint64_t stop = o->until && o->until < o->steps ? (uint64_t)o->until : (uint64_t)o->steps;
+    while (m->step < stop) {
         uint64_t step = m->step;
         if (make_batch(&d, o->seed, step, (size_t)o->batch_tokens, &b, &err)) {
             fail(&err);
@@ -605,12 +612,18 @@ static int cmd_train(struct opts *o)
                       (unsigned long long)m->step, el, ex, eb.n_seq);
         }
         if (o->checkpoint && ((o->ckpt_every && m->step % (uint64_t)o->ckpt_every == 0) ||
-                              last)) {
+                              last || m->step == stop)) {
             if (tr_checkpoint_save(m, o->checkpoint, &err)) {
                 fail(&err);
                 goto done;
             }
         }
+    }
+    if (m->step < (uint64_t)o->steps) {
+        logf_both(log, "# stopped at step %llu of %lld (--until); resume with --resume\n",
+                  (unsigned long long)m->step, o->steps);
+        rc = 0;
+        goto done;
     }
     if (write_model(m, vg, TR_WTYPE_F32, o->out, o, &err) ||
         (o->out_q8 && write_model(m, vg, TR_WTYPE_Q8_0, o->out_q8, o, &err))) {

@@ -1,11 +1,14 @@
 #!/bin/bash
-# tui_replay.sh - `ponder` with no arguments and no model replays the recorded sample
-# session (samples/sample-session.jsonl) from a temporary database: play/pause, seek,
-# step, speed, search, and live-only keys refused. Needs no model.
+# tui_replay.sh - `ponder` with no arguments and no model (not even the shipped reasoner)
+# replays the recorded sample session (samples/sample-session.jsonl) from a temporary
+# database: play/pause, seek, step, speed, search, and live-only keys refused. Needs no
+# model.
 source "$(dirname "$0")/tui_lib.sh"
-mkdir -p "$TMPD/nomodels"
+mkdir -p "$TMPD/nomodels" "$TMPD/samples"
+# samples/ without its model (samples/models/reasoner.gguf would be run live instead)
+cp "$PONDER_SOURCE_ROOT/samples/sample-session.jsonl" "$TMPD/samples/"
 start sample 120 40 env -u PONDER_MODEL PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" \
-    "$PONDER_BIN"
+    PONDER_SAMPLES="$TMPD/samples" "$PONDER_BIN"
 wait_for sample 'replay #1' 10
 wait_for sample 'Once upon a time' 5
 keys sample Space

@@ -27,7 +27,7 @@ async function golden(file, tolerance) {
     const promptTokens = [...model.tokenize(prompt, true)];
     const eos = model.tokens.eos;
     const context = await model.createContext({
-        contextSize: 640, batchSize: 640, flashAttention: false,
+        contextSize: 640, batchSize: 640, flashAttention: false, threads: 1,
         experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
     });
     const seq = context.getSequence();
@@ -49,7 +49,7 @@ async function golden(file, tolerance) {
     // every position of prompt + answer, from a fresh context
     const tokens = [...promptTokens, ...greedy];
     const ctx2 = await model.createContext({
-        contextSize: 640, batchSize: 640, flashAttention: false,
+        contextSize: 640, batchSize: 640, flashAttention: false, threads: 1,
         experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
     });
     const scored = await ctx2.getSequence().controlledEvaluate(

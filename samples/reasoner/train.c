@@ -335,8 +335,8 @@ enum pd_status tr_run_open(struct tr_model *m, size_t n_tok_max, int n_threads,
     r->pos = pd_calloc(N + 1, sizeof *r->pos);
     r->seq_off = pd_calloc(N + 1, sizeof *r->seq_off);
     r->seq_len = pd_calloc(N + 1, sizeof *r->seq_len);
-    ok = ok && r->red && r->order && r->ids && r->row_tgt && r->nll && r->miss && r->pos && r->seq_off &&
-         r->seq_len;
+    ok = ok && r->red && r->order && r->ids && r->row_tgt && r->nll && r->miss && r->pos &&
+         r->seq_off && r->seq_len;
     if (!ok) {
         tr_run_close(&r);
         return pd_err_set(err, PD_ENOMEM, "out of memory (run buffers for %zu tokens)", N);

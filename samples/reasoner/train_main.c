@@ -8,8 +8,8 @@
  *       goes to stdout (and --log FILE); every --eval-every steps the loss on the held-out
  *       set. --checkpoint FILE is written every --checkpoint-every steps and at the end;
  *       --resume continues from it with the same arguments and gives the same curve as an
- *       uninterrupted run; --until STEP stops (checkpointed) at that step. At the end the model is written as f32 GGUF (--out) and, with
- *       --out-q8, as q8_0.
+ *       uninterrupted run; --until STEP stops (checkpointed) at that step. At the end
+ *       the model is written as f32 GGUF (--out) and, with --out-q8, as q8_0.
  *   reasoner-train score --model M.gguf (--ids 1,2,3 | --vocab V.gguf --seed S --count N)
  *       ln p of every token given the ones before it, one line per token, then the mean
  *       loss; --json for machine output. With --seed the sequences are the long-style
@@ -550,7 +550,8 @@ static int cmd_train(struct opts *o)
     d.exclude = &ex;
     d.n_ctx = o->cfg.n_ctx;
     d.p = malloc(sizeof *d.p);
-    if (!d.p || !batch_alloc(&b, run_max) || !batch_alloc(&eb, (size_t)o->eval_count * o->cfg.n_ctx) ||
+    if (!d.p || !batch_alloc(&b, run_max) ||
+        !batch_alloc(&eb, (size_t)o->eval_count * o->cfg.n_ctx) ||
         (o->exclude_count && !qset_build(&ex, o->exclude_seed, (size_t)o->exclude_count))) {
         fprintf(stderr, "reasoner-train: out of memory\n");
         goto done;

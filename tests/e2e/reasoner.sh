@@ -25,7 +25,11 @@ cmp -s "$TMPD/heldout.jsonl" "$P" || fail "samples/reasoner/heldout.jsonl differ
 echo "ok: held-out problems reproduce"
 
 # 2. trainer and engine score a held-out trace alike
-text=$(printf '<|im_start|>user\nWhat is 4951 + 89?<|im_end|>\n<|im_start|>assistant\n<think>\nWe add 4951 and 89 column by column, starting from the ones.\n\nOnes: 4951+89: 1+9+0=10. Write 0, carry 1. So far: 0.\n</think>\n\n4951 + 89 = 5040<|im_end|>')
+text=$(printf '%s' '<|im_start|>user\nWhat is 4951 + 89?<|im_end|>\n<|im_start|>assistant\n' \
+    '<think>\nWe add 4951 and 89 column by column, starting from the ones.\n\n' \
+    'Ones: 4951+89: 1+9+0=10. Write 0, carry 1. So far: 0.\n</think>\n\n' \
+    '4951 + 89 = 5040<|im_end|>')
+text=$(printf "$text")
 ids=$("$PONDER_BIN" tokenize -m "$M" --text "$text" --json | sed 's/.*\[\(.*\)\].*/\1/')
 [ -n "$ids" ] || fail "tokenize gave no ids"
 "$REASONER_TRAIN" score --model "$M" --ids "$ids" --json > "$TMPD/tr.jsonl"
@@ -35,7 +39,8 @@ worst=$(awk -F'"logprob":' 'FNR==NR { if ($2 != "") { split($2, a, /[,}]/); t[FN
           if (d > m) m = d; n++ } }
         END { if (n == 0) print "none"; else printf "%.3g\n", m }' "$TMPD/tr.jsonl" "$TMPD/pd.jsonl")
 [ "$worst" != "none" ] || fail "no logprobs to compare"
-awk -v w="$worst" 'BEGIN { exit !(w < 1e-4) }' || fail "trainer vs ponder score: max |d| $worst"
+awk -v w="$worst" 'BEGIN { exit !(w < 1e-4) }' ||
+    fail "trainer vs ponder score: max |d| $worst"
 echo "ok: trainer score = ponder score (max |d logprob| $worst)"
 
 # 3. eval on a fixed problem set: full cache against a tight window

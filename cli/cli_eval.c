@@ -385,7 +385,8 @@ static enum pd_status run_session(struct eval *e, const struct mode_item *m,
     sp.think_budget = m->mode == PD_MODE_SHORT ? m->param : 0;
     sp.min_think = m->mode == PD_MODE_LONG ? m->param : 0;
     enum pd_status st = PD_OK;
-    if (strcmp(kv_spec, "full") != 0 &&
+    bool has_policy = strcmp(kv_spec, "full") != 0;
+    if (has_policy &&
         (st = pd_policy_create_str(kv_spec, (int32_t)e->lm.model->hp.n_layer, e->n_ctx,
                                    &sp.policy, err))) {
         return st;
@@ -440,7 +441,7 @@ static enum pd_status run_session(struct eval *e, const struct mode_item *m,
     out->seconds = now_s() - t0;
     pd_session_close(&s);
     pd_buf_deinit(&user);
-    if (out->kv_peak < out->n && !sp.policy) {
+    if (out->kv_peak < out->n && !has_policy) {
         out->kv_peak = (uint32_t)out->n; /* the full cache holds every position */
     }
     return st;
@@ -627,6 +628,20 @@ static enum pd_status run_prune(struct eval *e, struct setting *set, size_t pi,
     struct pd_prune_result res;
     if (l.n > 0 && ((st = pd_prune_select(base->toks, base->n, l.items, l.n, &pp, &res, err)) ||
                     (st = pd_prune_token_mask(base->toks, base->n, l.items, l.n, drop, err)))) {
+        goto done;
+    }
+    bool has_answer = false;
+    for (size_t i = 0; i < base->n && !has_answer; i++) {
+        has_answer = base->toks[i].role == PD_ROLE_ANSWER && i > 0;
+    }
+    if (!has_answer) {
+        /* the baseline never reached its answer (out of tokens while thinking): there is
+         * nothing to re-generate after; the setting has no answer either */
+        struct run same = *base;
+        same.kv = NULL;
+        same.n_kv = 0;
+        tally(e, set, pi, &same, n_prompt(base), (double)n_think(base), (double)base->n,
+              (double)base->n);
         goto done;
     }
     double t0 = now_s();

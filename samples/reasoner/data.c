@@ -24,8 +24,8 @@ const char *rz_style_name(enum rz_style s)
 struct rz_mix rz_default_mix(void)
 {
     struct rz_mix m = {{
-        [RZ_STYLE_LONG] = 60,      [RZ_STYLE_LONG_SWITCH] = 5, [RZ_STYLE_SHORT] = 15,
-        [RZ_STYLE_NONE_SWITCH] = 5, [RZ_STYLE_NONE_TMPL] = 5,  [RZ_STYLE_ANSWER_NOW] = 6,
+        [RZ_STYLE_LONG] = 70,      [RZ_STYLE_LONG_SWITCH] = 4, [RZ_STYLE_SHORT] = 10,
+        [RZ_STYLE_NONE_SWITCH] = 3, [RZ_STYLE_NONE_TMPL] = 3,  [RZ_STYLE_ANSWER_NOW] = 6,
         [RZ_STYLE_BUDGET] = 4,
     }};
     return m;

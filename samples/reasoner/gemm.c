@@ -201,15 +201,19 @@ const char *tr_gemm_kernel_name(void)
     return names[pick_kernel()];
 }
 
+/* The tiles read A through two strides: element (row i, k) of the logical A is
+ * A[i * ar + k * ak] (ar = lda, ak = 1 for A itself; ar = 1, ak = lda for the transpose of
+ * a stored [K][M] matrix), so C = A^T B needs no transposed copy. */
+
 /* The reference: each C element one fmaf chain over k. */
-static void tile_portable(size_t mr, size_t nr, size_t K, const float *A, size_t lda,
+static void tile_portable(size_t mr, size_t nr, size_t K, const float *A, size_t ar, size_t ak,
                           const float *B, size_t ldb, float *C, size_t ldc, bool acc)
 {
     for (size_t i = 0; i < mr; i++) {
         for (size_t j = 0; j < nr; j++) {
             float c = acc ? C[i * ldc + j] : 0.0f;
             for (size_t k = 0; k < K; k++) {
-                c = fmaf(A[i * lda + k], B[k * ldb + j], c);
+                c = fmaf(A[i * ar + k * ak], B[k * ldb + j], c);
             }
             C[i * ldc + j] = c;
         }
@@ -220,23 +224,22 @@ static void tile_portable(size_t mr, size_t nr, size_t K, const float *A, size_t
 /* MR x NR tile: 12 accumulators, lane j of c<r><h> holds C[r][8h + j]. Named variables,
  * not an array, so that they stay in registers. */
 __attribute__((target("avx2,fma"))) static void tile_avx2_6x16(size_t K, const float *A,
-                                                                size_t lda, const float *B,
-                                                                size_t ldb, float *C,
-                                                                size_t ldc, bool acc)
+                                                                size_t ar, size_t ak,
+                                                                const float *B, size_t ldb,
+                                                                float *C, size_t ldc, bool acc)
 {
 #define LD(r, h) (acc ? _mm256_loadu_ps(C + (r) * ldc + 8 * (h)) : _mm256_setzero_ps())
     __m256 c00 = LD(0, 0), c01 = LD(0, 1), c10 = LD(1, 0), c11 = LD(1, 1);
     __m256 c20 = LD(2, 0), c21 = LD(2, 1), c30 = LD(3, 0), c31 = LD(3, 1);
     __m256 c40 = LD(4, 0), c41 = LD(4, 1), c50 = LD(5, 0), c51 = LD(5, 1);
 #undef LD
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
-    const float *a4 = A + 4 * lda, *a5 = A + 5 * lda;
-    for (size_t k = 0; k < K; k++) {
+    const float *ap = A;
+    for (size_t k = 0; k < K; k++, ap += ak) {
         __m256 b0 = _mm256_loadu_ps(B + k * ldb);
         __m256 b1 = _mm256_loadu_ps(B + k * ldb + 8);
         __m256 a;
 #define ROW(r)                                  \
-    a = _mm256_broadcast_ss(a##r + k);          \
+    a = _mm256_broadcast_ss(ap + (r) * ar);     \
     c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);  \
     c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1)
         ROW(0);
@@ -261,13 +264,13 @@ __attribute__((target("avx2,fma"))) static void tile_avx2_6x16(size_t K, const f
 
 /* One row by NR columns (the rows left over below a multiple of MR). */
 __attribute__((target("avx2,fma"))) static void tile_avx2_1x16(size_t K, const float *A,
-                                                                const float *B, size_t ldb,
-                                                                float *C, bool acc)
+                                                                size_t ak, const float *B,
+                                                                size_t ldb, float *C, bool acc)
 {
     __m256 c0 = acc ? _mm256_loadu_ps(C) : _mm256_setzero_ps();
     __m256 c1 = acc ? _mm256_loadu_ps(C + 8) : _mm256_setzero_ps();
     for (size_t k = 0; k < K; k++) {
-        __m256 a = _mm256_broadcast_ss(A + k);
+        __m256 a = _mm256_broadcast_ss(A + k * ak);
         c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb), c0);
         c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + 8), c1);
     }
@@ -277,15 +280,16 @@ __attribute__((target("avx2,fma"))) static void tile_avx2_1x16(size_t K, const f
 
 /* Columns left over right of a multiple of NR: scalar FMAs, same chains. */
 __attribute__((target("avx2,fma"))) static void tile_fma_scalar(size_t mr, size_t nr, size_t K,
-                                                                 const float *A, size_t lda,
-                                                                 const float *B, size_t ldb,
-                                                                 float *C, size_t ldc, bool acc)
+                                                                 const float *A, size_t ar,
+                                                                 size_t ak, const float *B,
+                                                                 size_t ldb, float *C,
+                                                                 size_t ldc, bool acc)
 {
     for (size_t i = 0; i < mr; i++) {
         for (size_t j = 0; j < nr; j++) {
             float c = acc ? C[i * ldc + j] : 0.0f;
             for (size_t k = 0; k < K; k++) {
-                c = fmaf(A[i * lda + k], B[k * ldb + j], c);
+                c = fmaf(A[i * ar + k * ak], B[k * ldb + j], c);
             }
             C[i * ldc + j] = c;
         }
@@ -294,9 +298,9 @@ __attribute__((target("avx2,fma"))) static void tile_fma_scalar(size_t mr, size_
 
 /* 8 x 32 tile for AVX-512: 16 accumulators, lane j of c<r><h> holds C[r][16h + j]. */
 __attribute__((target("avx512f"))) static void tile_avx512_8x32(size_t K, const float *A,
-                                                                 size_t lda, const float *B,
-                                                                 size_t ldb, float *C,
-                                                                 size_t ldc, bool acc)
+                                                                 size_t ar, size_t ak,
+                                                                 const float *B, size_t ldb,
+                                                                 float *C, size_t ldc, bool acc)
 {
 #define LD(r, h) (acc ? _mm512_loadu_ps(C + (r) * ldc + 16 * (h)) : _mm512_setzero_ps())
     __m512 c00 = LD(0, 0), c01 = LD(0, 1), c10 = LD(1, 0), c11 = LD(1, 1);
@@ -304,14 +308,13 @@ __attribute__((target("avx512f"))) static void tile_avx512_8x32(size_t K, const 
     __m512 c40 = LD(4, 0), c41 = LD(4, 1), c50 = LD(5, 0), c51 = LD(5, 1);
     __m512 c60 = LD(6, 0), c61 = LD(6, 1), c70 = LD(7, 0), c71 = LD(7, 1);
 #undef LD
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
-    const float *a4 = A + 4 * lda, *a5 = A + 5 * lda, *a6 = A + 6 * lda, *a7 = A + 7 * lda;
-    for (size_t k = 0; k < K; k++) {
+    const float *ap = A;
+    for (size_t k = 0; k < K; k++, ap += ak) {
         __m512 b0 = _mm512_loadu_ps(B + k * ldb);
         __m512 b1 = _mm512_loadu_ps(B + k * ldb + 16);
         __m512 a;
 #define ROW(r)                                  \
-    a = _mm512_set1_ps(a##r[k]);                \
+    a = _mm512_set1_ps(ap[(r) * ar]);           \
     c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);  \
     c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1)
         ROW(0);
@@ -339,13 +342,13 @@ __attribute__((target("avx512f"))) static void tile_avx512_8x32(size_t K, const 
 }
 
 __attribute__((target("avx512f"))) static void tile_avx512_1x32(size_t K, const float *A,
-                                                                 const float *B, size_t ldb,
-                                                                 float *C, bool acc)
+                                                                 size_t ak, const float *B,
+                                                                 size_t ldb, float *C, bool acc)
 {
     __m512 c0 = acc ? _mm512_loadu_ps(C) : _mm512_setzero_ps();
     __m512 c1 = acc ? _mm512_loadu_ps(C + 16) : _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
-        __m512 a = _mm512_set1_ps(A[k]);
+        __m512 a = _mm512_set1_ps(A[k * ak]);
         c0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(B + k * ldb), c0);
         c1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(B + k * ldb + 16), c1);
     }
@@ -354,10 +357,10 @@ __attribute__((target("avx512f"))) static void tile_avx512_1x32(size_t K, const 
 }
 #endif
 
-/* A block of tiles: rows [i0, i1) (multiples of MR except at M) x a column panel. */
+/* A block of tiles: rows [i0, i1) x columns [j0, j1) of C. */
 static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, const float *A,
-                       size_t lda, const float *B, size_t ldb, float *C, size_t ldc, bool acc,
-                       enum kernel kern)
+                       size_t ar, size_t ak, const float *B, size_t ldb, float *C, size_t ldc,
+                       bool acc, enum kernel kern)
 {
 #if TR_HAVE_X86
     if (kern == K_AVX512) {
@@ -365,10 +368,10 @@ static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, con
         for (size_t j = j0; j < jv; j += 32) {
             size_t i = i0;
             for (; i + 8 <= i1; i += 8) {
-                tile_avx512_8x32(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc);
+                tile_avx512_8x32(K, A + i * ar, ar, ak, B + j, ldb, C + i * ldc + j, ldc, acc);
             }
             for (; i < i1; i++) {
-                tile_avx512_1x32(K, A + i * lda, B + j, ldb, C + i * ldc + j, acc);
+                tile_avx512_1x32(K, A + i * ar, ak, B + j, ldb, C + i * ldc + j, acc);
             }
         }
         j0 = jv; /* the columns left over go through the AVX2 tiles */
@@ -381,14 +384,14 @@ static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, con
         for (size_t j = j0; j < jv; j += NR) {
             size_t i = i0;
             for (; i + MR <= i1; i += MR) {
-                tile_avx2_6x16(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc);
+                tile_avx2_6x16(K, A + i * ar, ar, ak, B + j, ldb, C + i * ldc + j, ldc, acc);
             }
             for (; i < i1; i++) {
-                tile_avx2_1x16(K, A + i * lda, B + j, ldb, C + i * ldc + j, acc);
+                tile_avx2_1x16(K, A + i * ar, ak, B + j, ldb, C + i * ldc + j, acc);
             }
         }
         if (jv < j1) {
-            tile_fma_scalar(i1 - i0, j1 - jv, K, A + i0 * lda, lda, B + jv, ldb,
+            tile_fma_scalar(i1 - i0, j1 - jv, K, A + i0 * ar, ar, ak, B + jv, ldb,
                             C + i0 * ldc + jv, ldc, acc);
         }
         return;
@@ -396,7 +399,7 @@ static void gemm_block(size_t i0, size_t i1, size_t j0, size_t j1, size_t K, con
 #else
     (void)kern;
 #endif
-    tile_portable(i1 - i0, j1 - j0, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc,
+    tile_portable(i1 - i0, j1 - j0, K, A + i0 * ar, ar, ak, B + j0, ldb, C + i0 * ldc + j0, ldc,
                   acc);
 }
 
@@ -409,8 +412,8 @@ static void gemm_zero_k(size_t M, size_t N, float *C, size_t ldc, bool acc)
     }
 }
 
-void tr_gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, bool acc)
+static void gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t ar, size_t ak,
+                        const float *B, size_t ldb, float *C, size_t ldc, bool acc)
 {
     if (M == 0 || N == 0) {
         return;
@@ -419,11 +422,23 @@ void tr_gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t lda, co
         gemm_zero_k(M, N, C, ldc, acc);
         return;
     }
-    gemm_block(0, M, 0, N, K, A, lda, B, ldb, C, ldc, acc, pick_kernel());
+    gemm_block(0, M, 0, N, K, A, ar, ak, B, ldb, C, ldc, acc, pick_kernel());
+}
+
+void tr_gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, bool acc)
+{
+    gemm_serial(M, N, K, A, lda, 1, B, ldb, C, ldc, acc);
+}
+
+void tr_gemm_at_serial(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                       const float *B, size_t ldb, float *C, size_t ldc, bool acc)
+{
+    gemm_serial(M, N, K, A, 1, lda, B, ldb, C, ldc, acc);
 }
 
 struct gemm_job {
-    size_t M, N, K, lda, ldb, ldc;
+    size_t M, N, K, ar, ak, ldb, ldc;
     const float *A, *B;
     float *C;
     bool acc;
@@ -442,13 +457,13 @@ static void gemm_tiles(void *ctx, size_t t0, size_t t1, int thread)
         size_t cp = t / g->n_rb, rb = t % g->n_rb;
         size_t i0 = rb * RB, i1 = i0 + RB < g->M ? i0 + RB : g->M;
         size_t j0 = cp * g->panel, j1 = j0 + g->panel < g->N ? j0 + g->panel : g->N;
-        gemm_block(i0, i1, j0, j1, g->K, g->A, g->lda, g->B, g->ldb, g->C, g->ldc, g->acc,
+        gemm_block(i0, i1, j0, j1, g->K, g->A, g->ar, g->ak, g->B, g->ldb, g->C, g->ldc, g->acc,
                    g->kern);
     }
 }
 
-void tr_gemm(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
-             const float *B, size_t ldb, float *C, size_t ldc, bool acc)
+static void gemm_par(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, size_t ar,
+                     size_t ak, const float *B, size_t ldb, float *C, size_t ldc, bool acc)
 {
     if (M == 0 || N == 0) {
         return;
@@ -457,11 +472,23 @@ void tr_gemm(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, si
         gemm_zero_k(M, N, C, ldc, acc);
         return;
     }
-    struct gemm_job g = {M, N, K, lda, ldb, ldc, A, B, C, acc, pick_kernel(), 0, 0, 0};
+    struct gemm_job g = {M, N, K, ar, ak, ldb, ldc, A, B, C, acc, pick_kernel(), 0, 0, 0};
     g.panel = 4 * NR;
     g.n_rb = (M + RB - 1) / RB;
     g.n_cp = (N + g.panel - 1) / g.panel;
     tr_pool_run(p, g.n_rb * g.n_cp, gemm_tiles, &g);
+}
+
+void tr_gemm(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
+             const float *B, size_t ldb, float *C, size_t ldc, bool acc)
+{
+    gemm_par(p, M, N, K, A, lda, 1, B, ldb, C, ldc, acc);
+}
+
+void tr_gemm_at(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                const float *B, size_t ldb, float *C, size_t ldc, bool acc)
+{
+    gemm_par(p, M, N, K, A, 1, lda, B, ldb, C, ldc, acc);
 }
 
 void tr_transpose(size_t R, size_t C, const float *in, size_t ld_in, float *out, size_t ld_out)

@@ -5,9 +5,9 @@
  * Determinism.  Every output element C[i][j] is one sequential chain of fused
  *   multiply-adds over k = 0..K-1 (acc = fma(A[i][k], B[k][j], acc)), computed by exactly
  *   one thread. The AVX2 kernel runs eight such chains side by side in the lanes of a
- *   register; the portable kernel runs them one by one with fmaf. Both round the same way
- *   (an FMA rounds once), so a seed gives bit-identical training on any x86-64 machine
- *   with any number of threads, and the portable build gives the same bits.
+ *   register (8 in AVX2, 16 in AVX-512, chosen at run time); the portable kernel runs them
+ *   one by one with fmaf. All round the same way (an FMA rounds once), so a seed gives
+ *   bit-identical training on any machine with any number of threads and any kernel.
  * Pool.  tr_pool_run(pool, n, fn, ctx) calls fn(ctx, i0, i1, thread) on disjoint ranges
  *   covering [0, n), the calling thread taking part; it returns when all are done. Ranges
  *   are fixed by (n, thread count) but fn must not depend on them for its results.
@@ -39,6 +39,14 @@ void tr_gemm(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, si
              const float *B, size_t ldb, float *C, size_t ldc, bool acc);
 void tr_gemm_serial(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
                     size_t ldb, float *C, size_t ldc, bool acc);
+
+/* C[M][N] (+)= A^T B where A is stored [K][M] with leading dimension lda: the products
+ * with a transposed left operand (weight gradients dY^T X, attention's P^T dO) without a
+ * transposed copy. Same chains and determinism as tr_gemm. */
+void tr_gemm_at(struct tr_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                const float *B, size_t ldb, float *C, size_t ldc, bool acc);
+void tr_gemm_at_serial(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                       const float *B, size_t ldb, float *C, size_t ldc, bool acc);
 
 /* out[c][r] = in[r][c] for an R x C matrix with leading dimensions ld_in, ld_out. */
 void tr_transpose(size_t R, size_t C, const float *in, size_t ld_in, float *out, size_t ld_out);

@@ -424,6 +424,14 @@ static void ones_check_add(struct tb *t, uint32_t a, uint32_t b, uint32_t s)
               digit(a, 0), digit(b, 0), o, o % 10, s, s % 10);
 }
 
+/* The check of a difference d = top - bottom: adding back the ones digits gives top's. */
+static void ones_check_sub(struct tb *t, uint32_t d, uint32_t bottom, uint32_t top)
+{
+    uint32_t o = digit(d, 0) + digit(bottom, 0);
+    tb_printf(t, "Wait, let me check by adding back the ones: %u+%u=%u ends in %u, and %u ends "
+              "in %u. Good.", digit(d, 0), digit(bottom, 0), o, o % 10, top, top % 10);
+}
+
 static void gen_add(struct rz_rng *r, const struct rz_params *pp, struct rz_problem *p,
                     struct texts *x)
 {
@@ -472,9 +480,7 @@ static void gen_sub(struct rz_rng *r, const struct rz_params *pp, struct rz_prob
     }
     sub_body(r, pp, p, x, top, bottom);
     tb_printf(&x->lg, "So the difference is %s%u.\n\n", neg ? "-" : "", d);
-    tb_printf(&x->lg, "Wait, let me check by adding %u and %u. ", d, bottom);
-    add_inline(&x->lg, d, bottom);
-    tb_printf(&x->lg, " That matches %u. Good.", top);
+    ones_check_sub(&x->lg, d, bottom, top);
     if (neg) {
         tb_printf(&x->sh, "%u is larger, so %u-%u=-(%u-%u). ", b, a, b, b, a);
     } else {
@@ -658,9 +664,7 @@ static void gen_word(struct rz_rng *r, const struct rz_params *pp, struct rz_pro
         tb_printf(&x->lg, "This is a subtraction: %u-%u.\n\n", a, b);
         sub_body(r, pp, p, x, a, b);
         tb_printf(&x->lg, "So %s has %u %s left.\n\n", name, d, item);
-        tb_printf(&x->lg, "Wait, let me check by adding %u and %u. ", d, b);
-        add_inline(&x->lg, d, b);
-        tb_printf(&x->lg, " That matches %u. Good.", a);
+        ones_check_sub(&x->lg, d, b, a);
         tb_printf(&x->sh, "%u-%u: ", a, b);
         sub_short(&x->sh, a, b);
         tb_printf(&x->sh, ". So %u.", d);

@@ -234,7 +234,6 @@ struct tr_run {
     float *dx, *dxmid, *dxn;   /* [N][E] */
     float *dh, *da, *db;       /* [N][F] */
     float *dq, *dk, *dv, *dout;/* [N][HD] / [N][KD] */
-    float *tr;                 /* [max(V, F, HD, E)][N] transposed activations/gradients */
     struct attn_scratch *as;   /* owned [threads] */
     double *red;               /* [chunks] reduction scratch */
     double *acc_e;             /* [E] norm-gain gradient sums */
@@ -310,10 +309,6 @@ enum pd_status tr_run_open(struct tr_model *m, size_t n_tok_max, int n_threads,
     r->dk = falloc(N * r->KD, &ok);
     r->dv = falloc(N * r->KD, &ok);
     r->dout = falloc(N * r->HD, &ok);
-    size_t wide = V > F ? V : F;
-    wide = wide > r->HD ? wide : r->HD;
-    wide = wide > E ? wide : E;
-    r->tr = falloc(wide * N, &ok);
     int nt = ok ? tr_pool_threads(r->pool) : 0;
     r->as = pd_calloc((size_t)(nt > 0 ? nt : 1), sizeof *r->as);
     ok = ok && r->as;
@@ -399,7 +394,6 @@ void tr_run_close(struct tr_run **rp)
     free(r->dk);
     free(r->dv);
     free(r->dout);
-    free(r->tr);
     for (int t = 0; r->as && t < nt; t++) {
         free(r->as[t].kt);
         free(r->as[t].p);
@@ -510,27 +504,6 @@ static void rmsnorm_bwd(struct tr_run *r, const float *x, const float *g, const 
     }
 }
 
-struct transpose_job {
-    size_t R, C;
-    const float *in;
-    float *out;
-};
-
-static void transpose_rows(void *ctx, size_t b0, size_t b1, int thread)
-{
-    (void)thread;
-    const struct transpose_job *j = ctx;
-    size_t r0 = b0 * 64, r1 = b1 * 64 < j->R ? b1 * 64 : j->R;
-    tr_transpose(r1 - r0, j->C, j->in + r0 * j->C, j->C, j->out + r0, j->R);
-}
-
-/* out[C][R] = in[R][C] (dense), split over the pool by blocks of 64 rows. */
-static void transpose_par(struct tr_run *r, size_t R, size_t C, const float *in, float *out)
-{
-    struct transpose_job j = {R, C, in, out};
-    tr_pool_run(r->pool, (R + 63) / 64, transpose_rows, &j);
-}
-
 /* ---- linear layers ---------------------------------------------------------------------- */
 
 /* Y[N][out] (+)= X[N][in] W^T, W [out][in] a weight matrix of the model. */
@@ -552,8 +525,7 @@ static void linear_bwd_x(struct tr_run *r, const float *W, size_t out, size_t in
 static void linear_bwd_w(struct tr_run *r, float *dW, size_t out, size_t in, const float *dY,
                          const float *X)
 {
-    transpose_par(r, r->n_tok, out, dY, r->tr);
-    tr_gemm(r->pool, out, in, r->n_tok, r->tr, r->n_tok, X, in, dW, in, false);
+    tr_gemm_at(r->pool, out, in, r->n_tok, dY, out, X, in, dW, in, false);
 }
 
 /* ---- RoPE (normal: adjacent pairs) ------------------------------------------------------- */
@@ -632,15 +604,15 @@ static void gemm_lower(size_t L, size_t N, const float *A, size_t lda, const flo
     }
 }
 
-/* C (+)= A B for an upper-triangular A [L][L] (A[j][k] = 0 for k < j): row j sums k from
- * the start of its block. */
-static void gemm_upper(size_t L, size_t N, const float *A, size_t lda, const float *B,
-                       size_t ldb, float *C, size_t ldc, bool acc)
+/* C (+)= P^T B for a lower-triangular P [L][L] (P[k][j] = 0 for k < j), read through the
+ * transposed product: row j of C sums k from the start of its block. */
+static void gemm_lower_t(size_t L, size_t N, const float *P, size_t ldp, const float *B,
+                         size_t ldb, float *C, size_t ldc, bool acc)
 {
     for (size_t j0 = 0; j0 < L; j0 += CB) {
         size_t j1 = j0 + CB < L ? j0 + CB : L;
-        tr_gemm_serial(j1 - j0, N, L - j0, A + j0 * lda + j0, lda, B + j0 * ldb, ldb,
-                       C + j0 * ldc, ldc, acc);
+        tr_gemm_at_serial(j1 - j0, N, L - j0, P + j0 * ldp + j0, ldp, B + j0 * ldb, ldb,
+                          C + j0 * ldc, ldc, acc);
     }
 }
 
@@ -706,8 +678,7 @@ static void attn_task(struct tr_run *r, const struct layer_act *A, size_t task, 
         tr_transpose(L, D, Vg, r->KD, as->pt, L);
         gemm_causal_cols(L, D, dOh, r->HD, as->pt, L, as->dp, L);
         /* dV_g += P^T dO_h */
-        tr_transpose(L, L, as->p, L, as->pt, L);
-        gemm_upper(L, D, as->pt, L, dOh, r->HD, dVg, r->KD, true);
+        gemm_lower_t(L, D, as->p, L, dOh, r->HD, dVg, r->KD, true);
         /* dS = P o (dP - rowsum(dP o P)), times the score scale */
         for (size_t i = 0; i < L; i++) {
             const float *p = as->p + i * L;
@@ -726,8 +697,7 @@ static void attn_task(struct tr_run *r, const struct layer_act *A, size_t task, 
         }
         /* dQ_h = dS K_g;  dK_g += dS^T Q_h */
         gemm_lower(L, D, as->dp, L, Kg, r->KD, dQh, r->HD, false);
-        tr_transpose(L, L, as->dp, L, as->pt, L);
-        gemm_upper(L, D, as->pt, L, Qh, r->HD, dKg, r->KD, true);
+        gemm_lower_t(L, D, as->dp, L, Qh, r->HD, dKg, r->KD, true);
     }
 }
 

@@ -10,6 +10,8 @@
  *       --resume continues from it with the same arguments and gives the same curve as an
  *       uninterrupted run; --until STEP stops (checkpointed) at that step. At the end
  *       the model is written as f32 GGUF (--out) and, with --out-q8, as q8_0.
+ *   reasoner-train export --checkpoint F --vocab V.gguf --out M.gguf [--out-q8 F.gguf]
+ *       writes a checkpoint's weights as GGUF (to look at a run before it ends).
  *   reasoner-train score --model M.gguf (--ids 1,2,3 | --vocab V.gguf --seed S --count N)
  *       ln p of every token given the ones before it, one line per token, then the mean
  *       loss; --json for machine output. With --seed the sequences are the long-style
@@ -76,6 +78,8 @@ static int usage(void)
           "         [--until STEP]\n"
           "         [--log F] [--log-every N] [--eval-every N] [--eval-seed S]\n"
           "         [--eval-count N] [--exclude-seed S] [--exclude-count N]\n"
+          "       reasoner-train export --checkpoint F --vocab V.gguf --out M.gguf\n"
+          "         [--out-q8 F.gguf]\n"
           "       reasoner-train score --model M.gguf (--ids 1,2,3 | --vocab V.gguf --seed S\n"
           "         --count N) [--threads N] [--json]\n",
           stderr);
@@ -652,6 +656,32 @@ done:
     return rc;
 }
 
+/* ---- export ------------------------------------------------------------------------------ */
+
+static int cmd_export(struct opts *o)
+{
+    if (!o->checkpoint || !o->vocab || !o->out) {
+        fprintf(stderr, "reasoner-train: export needs --checkpoint, --vocab and --out\n");
+        return 2;
+    }
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct tr_model *m = NULL;
+    struct pd_gguf *vg = NULL;
+    int rc = 1;
+    if (tr_checkpoint_load(o->checkpoint, &m, &err) || pd_gguf_open(o->vocab, &vg, &err) ||
+        write_model(m, vg, TR_WTYPE_F32, o->out, o, &err) ||
+        (o->out_q8 && write_model(m, vg, TR_WTYPE_Q8_0, o->out_q8, o, &err))) {
+        fail(&err);
+    } else {
+        fprintf(stderr, "reasoner-train: %s: step %llu\n", o->out, (unsigned long long)m->step);
+        rc = 0;
+    }
+    tr_model_free(&m);
+    pd_gguf_close(&vg);
+    return rc;
+}
+
 /* ---- score --------------------------------------------------------------------------------- */
 
 static bool parse_ids(const char *s, struct batch_buf *b)
@@ -791,6 +821,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "score") == 0) {
         return cmd_score(&o);
+    }
+    if (strcmp(argv[1], "export") == 0) {
+        return cmd_export(&o);
     }
     return usage();
 }

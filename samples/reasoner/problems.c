@@ -82,8 +82,8 @@ enum rz_kind rz_kind_parse(const char *s)
 struct rz_params rz_default_params(void)
 {
     struct rz_params p = {
-        .weight = {[RZ_ADD] = 20, [RZ_SUB] = 20, [RZ_MUL] = 20, [RZ_CMP] = 10, [RZ_EQ] = 15,
-                   [RZ_WORD] = 15},
+        .weight = {[RZ_ADD] = 18, [RZ_SUB] = 18, [RZ_MUL] = 18, [RZ_CMP] = 15, [RZ_EQ] = 15,
+                   [RZ_WORD] = 16},
         .p_error = 0.1,
     };
     return p;
@@ -596,7 +596,8 @@ static void gen_cmp(struct rz_rng *r, struct rz_problem *p, struct texts *x)
 static void gen_eq(struct rz_rng *r, struct rz_problem *p, struct texts *x)
 {
     (void)p;
-    uint32_t a = 2 + rz_rng_below(r, 8), v = 1 + rz_rng_below(r, 15), b = 1 + rz_rng_below(r, 49);
+    /* x stays a single digit: the division is the times table read backwards */
+    uint32_t a = 2 + rz_rng_below(r, 8), v = 1 + rz_rng_below(r, 9), b = 1 + rz_rng_below(r, 49);
     bool minus = rz_rng_below(r, 2) == 0 && a * v > b;
     uint32_t ax = a * v, c = minus ? ax - b : ax + b;
     tb_printf(&x->q, "Solve for x: %ux %c %u = %u.", a, minus ? '-' : '+', b, c);

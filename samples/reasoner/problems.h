@@ -40,7 +40,7 @@ enum rz_kind {
     RZ_SUB,   /* a - b, 2 to 4 digits each, negative results included */
     RZ_MUL,   /* 2-3 digits times 1 digit, or 2 digits times 2 digits */
     RZ_CMP,   /* which of two numbers is larger / smaller */
-    RZ_EQ,    /* a*x + b = c or a*x - b = c, solve for x */
+    RZ_EQ,    /* a*x + b = c or a*x - b = c, solve for x (a in 2..9, x in 1..9) */
     RZ_WORD,  /* a short story around an addition, subtraction or multiplication */
     RZ_KIND_COUNT
 };

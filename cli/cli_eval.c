@@ -1364,7 +1364,7 @@ int pd_cli_eval(int argc, char **argv)
         goto done;
     }
     if (e.o.db) {
-        if (!(e.db = pd_cli_open_db(e.o.db)) ||
+        if (!(e.db = pd_cli_open_db(e.o.db, PD_CLI_DB_CREATE)) ||
             pd_cli_model_put(e.db, e.lm.model, e.o.model, &e.model_id, &err)) {
             if (e.db) {
                 pd_cli_print_err(&err);

@@ -350,22 +350,6 @@ static size_t n_prompt(const struct run *r)
     return k;
 }
 
-/* The model writes the think opener itself (Qwen3 with thinking on); the session gives
- * that token the answer role because thinking was not open yet. It belongs to thinking. */
-static void relabel_opener(struct run *r, const char *open)
-{
-    for (size_t i = 0; open && i < r->n; i++) {
-        if (r->toks[i].role == PD_ROLE_THINK) {
-            return;
-        }
-        if (r->toks[i].role == PD_ROLE_ANSWER && r->toks[i].text &&
-            strstr(r->toks[i].text, open)) {
-            r->toks[i].role = PD_ROLE_THINK;
-            return;
-        }
-    }
-}
-
 /* Runs a live session: from the question (rendered by the chat template in mode m) or,
  * when ids is not NULL, from those tokens. */
 static enum pd_status run_session(struct eval *e, const struct mode_item *m,
@@ -594,6 +578,30 @@ static enum pd_status run_answer_now(struct eval *e, struct setting *set, size_t
     return st;
 }
 
+/* The think markers belong to no step: a step that starts with the opener or ends with the
+ * close marker is shrunk to exclude it, so pruning a step (the last one is often the
+ * self-check) never removes the end of thinking. */
+static void trim_markers(const struct eval *e, const struct run *base, struct pd_steps_list *l)
+{
+    for (size_t k = 0; k < l->n; k++) {
+        struct pd_step_rec *sp = &l->items[k];
+        for (size_t i = 0; i < base->n; i++) {
+            const struct pd_token_rec *t = &base->toks[i];
+            if (!t->text) {
+                continue;
+            }
+            if (t->pos == sp->pos_begin && e->think_open && strstr(t->text, e->think_open) &&
+                sp->pos_end > sp->pos_begin + 1) {
+                sp->pos_begin++;
+            }
+            if (t->pos == sp->pos_end - 1 && e->think_close && strstr(t->text, e->think_close) &&
+                sp->pos_end > sp->pos_begin + 1) {
+                sp->pos_end--;
+            }
+        }
+    }
+}
+
 static enum pd_status run_prune(struct eval *e, struct setting *set, size_t pi,
                                 const struct run *base, struct pd_err *err)
 {
@@ -623,6 +631,7 @@ static enum pd_status run_prune(struct eval *e, struct setting *set, size_t pi,
         (st = pd_metrics_steps(base->toks, base->n, l.items, l.n, NULL, err))) {
         goto done;
     }
+    trim_markers(e, base, &l);
     struct pd_prune_params pp = pd_prune_default_params(set->prune);
     pp.keep = e->o.keep;
     struct pd_prune_result res;
@@ -704,7 +713,6 @@ static enum pd_status run_base(struct eval *e, struct setting *set, size_t pi, s
     enum pd_status st = run_session(e, &e->o.modes[set->mode], set->kv_spec,
                                     e->probs[pi].question, NULL, 0, r, err);
     if (st == PD_OK) {
-        relabel_opener(r, e->think_open);
         size_t np = n_prompt(r);
         tally(e, set, pi, r, np, (double)n_think(r), (double)r->kv_peak, (double)r->n);
     }
@@ -771,7 +779,6 @@ static int evaluate(struct eval *e)
                     run_free(&r);
                     goto fail;
                 }
-                relabel_opener(&r, e->think_open);
                 tally(e, x, pi, &r, n_prompt(&r), (double)n_think(&r), (double)r.kv_peak,
                       (double)r.n);
                 run_free(&r);

@@ -173,6 +173,36 @@ static const char *answer_of(const struct trace *tr)
 
 /* ---- the tests ------------------------------------------------------------------------- */
 
+/* The model writes <think> itself (thinking on): that token is the first of the thinking
+ * span, the close marker its last, then the answer. */
+static void test_roles(void **state)
+{
+    (void)state;
+    struct rz_problem *p = malloc(sizeof *p);
+    heldout(0, p);
+    struct trace tr;
+    run(p->question, PD_MODE_LONG, 0, &tr);
+    size_t i = 0;
+    while (i < tr.n && tr.t[i].role == PD_ROLE_PROMPT) {
+        i++;
+    }
+    assert_true(i < tr.n);
+    assert_string_equal(tr.t[i].text, "<think>");
+    assert_int_equal(tr.t[i].role, PD_ROLE_THINK);
+    size_t close = tr.n;
+    for (size_t k = i; k < tr.n; k++) {
+        if (strcmp(tr.t[k].text, "</think>") == 0) {
+            close = k;
+        }
+    }
+    assert_true(close < tr.n);
+    for (size_t k = i; k < tr.n; k++) {
+        assert_int_equal(tr.t[k].role, k <= close ? PD_ROLE_THINK : PD_ROLE_ANSWER);
+    }
+    trace_free(&tr);
+    free(p);
+}
+
 static void test_qwen3_format(void **state)
 {
     (void)state;
@@ -393,13 +423,6 @@ static void test_prune_check_keeps_answer(void **state)
         heldout(i, p);
         struct trace tr;
         run(p->question, PD_MODE_LONG, 0, &tr);
-        /* the model writes <think> itself: that token opens the thinking span */
-        for (size_t k = 0; k < tr.n; k++) {
-            if (tr.t[k].role == PD_ROLE_ANSWER && strstr(tr.t[k].text, "<think>")) {
-                tr.t[k].role = PD_ROLE_THINK;
-                break;
-            }
-        }
         struct pd_steps_params stp = pd_steps_default_params();
         struct pd_steps_list l;
         pd_steps_list_init(&l);
@@ -409,6 +432,14 @@ static void test_prune_check_keeps_answer(void **state)
         for (size_t k = 0; k < l.n; k++) {
             if (l.items[k].kind == PD_STEP_CHECK) {
                 check = k;
+            }
+        }
+        /* the close marker ends the last step's span; it is not part of the check */
+        assert_true(check < l.n);
+        struct pd_step_rec *cs = &l.items[check];
+        for (size_t k = 0; k < tr.n; k++) {
+            if (tr.t[k].pos == cs->pos_end - 1 && strstr(tr.t[k].text, "</think>")) {
+                cs->pos_end--;
             }
         }
         assert_true(check < l.n); /* every long trace has its self-check */
@@ -447,6 +478,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_format),
+        cmocka_unit_test(test_roles),
         cmocka_unit_test(test_trainer_equals_engine),
         cmocka_unit_test(test_llama_cpp_golden),
         cmocka_unit_test(test_answer_now),

@@ -653,8 +653,18 @@ static enum pd_status run_prune(struct eval *e, struct setting *set, size_t pi,
               (double)base->n);
         goto done;
     }
+    /* the new answer gets what the context leaves after the kept tokens before it, at most
+     * PD_SCORE_GREEDY_MAX (a strategy that drops little leaves the trace near its length) */
+    size_t before = 0;
+    for (size_t i = 0; i < base->n && !(base->toks[i].role == PD_ROLE_ANSWER && !drop[i]); i++) {
+        before += !drop[i];
+    }
+    uint32_t n_greedy = PD_SCORE_GREEDY_MAX;
+    if (before + n_greedy > e->n_ctx) {
+        n_greedy = before < e->n_ctx ? (uint32_t)(e->n_ctx - before) : 0;
+    }
     double t0 = now_s();
-    st = pd_score_answer(e->scorer, base->toks, base->n, drop, PD_SCORE_GREEDY_MAX, ans, err);
+    st = pd_score_answer(e->scorer, base->toks, base->n, drop, n_greedy, ans, err);
     double dt = now_s() - t0;
     if (st) {
         goto done;

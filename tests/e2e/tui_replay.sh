@@ -10,7 +10,7 @@ cp "$PONDER_SOURCE_ROOT/samples/sample-session.jsonl" "$TMPD/samples/"
 start sample 120 40 env -u PONDER_MODEL PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" \
     PONDER_SAMPLES="$TMPD/samples" "$PONDER_BIN"
 wait_for sample 'replay #1' 10
-wait_for sample 'Once upon a time' 5
+wait_for sample 'What is 47' 5
 keys sample Space
 wait_for sample '\| paused ' 5
 keys sample ':seek 10' Enter
@@ -21,11 +21,11 @@ keys sample ,
 wait_for sample ' 10/[0-9]+ tok' 5
 keys sample '+'
 wait_for sample 'replay speed 40.0' 5
-keys sample ':seek 362' Enter
-keys sample '/' 'sky' Enter
-wait_for sample '/sky: match 1 of [0-9]+' 5
+keys sample ':seek 524' Enter
+keys sample '/' 'carry' Enter
+wait_for sample '/carry: match 1 of [0-9]+' 5
 keys sample n
-wait_for sample '/sky: match 2 of [0-9]+' 5
+wait_for sample '/carry: match 2 of [0-9]+' 5
 keys sample a
 wait_for sample 'needs a live model' 5
 keys sample q

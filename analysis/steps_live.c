@@ -7,18 +7,17 @@
 #include "log.h"
 #include "mem.h"
 
-struct fed {
-    int64_t pos;
-    enum pd_role role;
-    char *text;
-    size_t text_len;
-};
-
+/* Everything fed, for rewinds, packed: one text buffer and per token its position, role
+ * and where its text starts (about 17 bytes a token plus its text: a long live session
+ * keeps this for every token it generated). */
 struct pd_steps_live {
     struct pd_steps_params params;
     struct pd_steps_seg *seg;
     struct pd_steps_list closed; /* scratch for feed output */
-    struct fed *toks;            /* everything fed, for rewinds */
+    int64_t *pos;                /* [cap] */
+    uint8_t *role;               /* [cap] */
+    size_t *off;                 /* [cap + 1]: token i's text is text[off[i], off[i + 1]) */
+    struct pd_buf text;
     size_t n, cap;
     bool announced_first;        /* the first step's begin was reported */
 };
@@ -33,6 +32,7 @@ enum pd_status pd_steps_live_open(const struct pd_steps_params *params,
     }
     o->params = params ? *params : pd_steps_default_params();
     pd_steps_list_init(&o->closed);
+    pd_buf_init(&o->text);
     enum pd_status st = pd_steps_seg_open(&o->params, &o->seg, err);
     if (st) {
         free(o);
@@ -48,10 +48,10 @@ void pd_steps_live_close(struct pd_steps_live **op)
         return;
     }
     struct pd_steps_live *o = *op;
-    for (size_t i = 0; i < o->n; i++) {
-        free(o->toks[i].text);
-    }
-    free(o->toks);
+    free(o->pos);
+    free(o->role);
+    free(o->off);
+    pd_buf_deinit(&o->text);
     pd_steps_seg_close(&o->seg);
     pd_steps_list_deinit(&o->closed);
     free(o);
@@ -60,16 +60,36 @@ void pd_steps_live_close(struct pd_steps_live **op)
 
 static bool remember(struct pd_steps_live *o, const struct pd_token_rec *t)
 {
-    struct fed *n = pd_grow_array(o->toks, &o->cap, o->n + 1, sizeof *n);
-    if (!n) {
+    if (o->n + 1 >= o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 1024;
+        int64_t *p = pd_realloc_array(o->pos, cap, sizeof *p);
+        if (p) {
+            o->pos = p;
+        }
+        uint8_t *r = pd_realloc_array(o->role, cap, sizeof *r);
+        if (r) {
+            o->role = r;
+        }
+        size_t *f = pd_realloc_array(o->off, cap + 1, sizeof *f);
+        if (f) {
+            o->off = f;
+        }
+        if (!p || !r || !f) {
+            return false;
+        }
+        o->cap = cap;
+    }
+    if (o->n == 0) {
+        o->off[0] = 0;
+    }
+    size_t len = t->text ? t->text_len : 0;
+    if (len && !pd_buf_append(&o->text, t->text, len)) {
         return false;
     }
-    o->toks = n;
-    char *copy = pd_strndup(t->text ? t->text : "", t->text ? t->text_len : 0);
-    if (!copy) {
-        return false;
-    }
-    o->toks[o->n++] = (struct fed){t->pos, t->role, copy, t->text ? t->text_len : 0};
+    o->pos[o->n] = t->pos;
+    o->role[o->n] = (uint8_t)t->role;
+    o->off[o->n + 1] = o->text.len;
+    o->n++;
     return true;
 }
 
@@ -109,31 +129,41 @@ static void reset(void *ud, int64_t pos)
         return;
     }
     o->announced_first = false;
+    /* keep the tokens before pos, then feed them again (remember appends them anew:
+     * move the kept ones aside first) */
     size_t keep = 0;
-    int64_t dummy;
-    for (size_t i = 0; i < o->n; i++) {
-        if (o->toks[i].pos >= pos) {
-            free(o->toks[i].text);
-            continue;
-        }
-        o->toks[keep++] = o->toks[i];
+    while (keep < o->n && o->pos[keep] < pos) {
+        keep++;
     }
-    size_t n = keep;
+    size_t n_bytes = keep ? o->off[keep] : 0;
+    char *text = n_bytes ? pd_strndup(o->text.data, n_bytes) : NULL;
+    int64_t *kpos = keep ? pd_malloc_array(keep, sizeof *kpos) : NULL;
+    uint8_t *krole = keep ? pd_malloc_array(keep, sizeof *krole) : NULL;
+    size_t *koff = keep ? pd_malloc_array(keep + 1, sizeof *koff) : NULL;
+    if (keep && (!kpos || !krole || !koff || (n_bytes && !text))) {
+        pd_log(PD_LOG_WARN, "step segmentation: out of memory");
+        keep = 0;
+    } else if (keep) {
+        memcpy(kpos, o->pos, keep * sizeof *kpos);
+        memcpy(krole, o->role, keep * sizeof *krole);
+        memcpy(koff, o->off, (keep + 1) * sizeof *koff);
+    }
     o->n = 0;
-    struct fed *old = o->toks;
-    o->toks = NULL;
-    o->cap = 0;
-    for (size_t i = 0; i < n; i++) {
+    o->text.len = 0;
+    int64_t dummy;
+    for (size_t i = 0; i < keep; i++) {
         struct pd_token_rec t;
         memset(&t, 0, sizeof t);
-        t.pos = old[i].pos;
-        t.role = old[i].role;
-        t.text = old[i].text;
-        t.text_len = old[i].text_len;
+        t.pos = kpos[i];
+        t.role = (enum pd_role)krole[i];
+        t.text = text ? text + koff[i] : NULL;
+        t.text_len = koff[i + 1] - koff[i];
         feed(o, &t, &dummy);
-        free(old[i].text);
     }
-    free(old);
+    free(text);
+    free(kpos);
+    free(krole);
+    free(koff);
 }
 
 struct pd_step_observer pd_steps_live_iface(struct pd_steps_live *o)

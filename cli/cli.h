@@ -47,6 +47,11 @@ bool pd_cli_score_batch_wanted(int argc, char **argv);
 /* Accuracy against cost on a problem set under a grid of settings (cli_eval.c). */
 int pd_cli_eval(int argc, char **argv);
 
+/* `generate --in PROMPTS --samples K` (cli_samples.c): recorded samples per prompt;
+ * pd_cli_generate calls it when pd_cli_generate_in_wanted(argc, argv) (--in is given). */
+int pd_cli_generate_in(int argc, char **argv);
+bool pd_cli_generate_in_wanted(int argc, char **argv);
+
 /* An SVG figure of a saved session (cli_plot.c). */
 int pd_cli_plot(int argc, char **argv);
 

@@ -6,12 +6,13 @@
  *           [--markers] [--min-chars N] [--resegment] [--save] [--json]
  *       steps with kinds and metrics per trace; text table or one JSON object per line.
  *   prune --strategy manual|asap|redundant|budget [--keep R | --budget N]
- *         [--threshold T] [--steps I,J,...] [--verify] [-m MODEL] [--greedy N]
- *         (--session ID... | --all | --in FILE) [--out FILE] [--format F] [--db F]
- *         [--markers] [--resegment] [--dry-run] [--json]
+ *         [--threshold T] [--steps I,J,...] [--verify [--verify-steps]] [-m MODEL]
+ *         [--greedy N] (--session ID... | --all | --in FILE) [--out FILE] [--format F]
+ *         [--db F] [--markers] [--resegment] [--dry-run] [--json]
  *       selects steps, records them as prunes (replacing the session's earlier ones),
- *       optionally verifies with the model, and with --out exports the pruned traces
- *       (format messages by default). --in needs --out.
+ *       optionally verifies with the model and stores the check (store_labels.h; with
+ *       --verify-steps also each pruned step removed alone), and with --out exports the
+ *       pruned traces (format messages by default). --in needs --out.
  *   score -m MODEL (--in FILE | --session ID... | --all) [--db F] [--force] [--topk K]
  *         [--no-attn] [--chat FAMILY] [--markers] [--json]
  *       --in imports FILE into the database first; each trace is rebuilt with the model's
@@ -35,12 +36,14 @@
 #include "cli.h"
 #include "metrics.h"
 #include "lm.h"
+#include "pairs.h"
 #include "prune.h"
 #include "score.h"
 #include "steps.h"
 #include "store.h"
 #include "model_id.h"
 #include "store_jsonl.h"
+#include "store_labels.h"
 #include "store_replay.h"
 #include "tokenizer.h"
 
@@ -134,7 +137,7 @@ static bool import_file(struct pd_store *st, const char *file, int64_t **ids, si
         struct pd_err e2;
         if (pd_store_session_get(st, id, &info, &e2) == PD_OK) {
             (*ids)[(*n_ids)++] = id;
-            pd_session_info_free(&info);
+            pd_store_session_info_free(&info);
         }
     }
     return true;
@@ -159,7 +162,7 @@ static bool all_sessions(struct pd_store *st, int64_t **ids, size_t *n_ids)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&list[i]);
+        pd_store_session_info_free(&list[i]);
     }
     free(list);
     if (!grown) {
@@ -569,6 +572,9 @@ static void analyze_usage(FILE *f)
             "  --resegment     segment again even when steps are stored\n"
             "  --save          store the steps and metrics (replaces stored steps and prunes\n"
             "                  when segmenting again)\n"
+            "  --pass-rate     instead: group the sessions by question, grade each final\n"
+            "                  answer against the reference answer, store each question's\n"
+            "                  pass rate (difficulty = 1 - pass rate; for export filters)\n"
             "  --chat F        chat family for scoring (default: from the model)\n"
             "  -t, --threads N, -c, --ctx N   as for score\n"
             "  --json          one JSON object per trace and line\n");
@@ -779,13 +785,196 @@ static bool print_analysis(const struct trace *t, const struct pd_step_rec *step
     return ok;
 }
 
+/* ---- analyze --pass-rate --------------------------------------------------------------- */
+
+struct graded {
+    char *key;                  /* owned: the prompt key (question) */
+    int64_t id;
+    char *reference;            /* owned, NULL when none */
+    char title[PREVIEW_CHARS + 8]; /* the question, for the text output */
+    char answer[PD_ANSWER_MAX];
+    int correct;
+};
+
+static int cmp_graded(const void *a, const void *b)
+{
+    const struct graded *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+/* Grades one root session with a completion; *skip when it is a branch or has none. */
+static enum pd_status grade_session(struct pd_store *st, int64_t id, struct graded *g,
+                                    bool *skip, struct pd_err *err)
+{
+    memset(g, 0, sizeof *g);
+    g->id = id;
+    *skip = false;
+    struct pd_store_session_info info;
+    enum pd_status s = pd_store_session_get(st, id, &info, err);
+    if (s != PD_OK) {
+        return s;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (info.parent_id != 0) {
+        *skip = true; /* a branch is not an independent sample */
+    } else {
+        s = pd_jsonl_session_final(st, id, true, &text, &len, NULL, NULL, err);
+        *skip = s == PD_OK && !text;
+    }
+    if (s == PD_OK && !*skip) {
+        s = pd_store_prompt_key(st, id, &g->key, err);
+        preview(info.title, strlen(info.title), g->title, sizeof g->title);
+    }
+    if (s == PD_OK && !*skip && info.reference) {
+        g->reference = pd_strdup(info.reference);
+        if (!g->reference) {
+            s = pd_err_set(err, PD_ENOMEM, "out of memory");
+        }
+    }
+    pd_store_session_info_free(&info);
+    free(text);
+    return s;
+}
+
+/* One question: samples g[0..n) share a key. The question's reference is the first
+ * sample's that has one; a sample without its own is graded against it. */
+static enum pd_status store_question(struct pd_store *st, struct graded *g, size_t n,
+                                     int64_t *qid, const char **ref_out, struct pd_err *err)
+{
+    const char *ref = NULL;
+    for (size_t i = 0; i < n && !ref; i++) {
+        ref = g[i].reference;
+    }
+    *ref_out = ref;
+    struct pd_sample_grade *sg = pd_calloc(n, sizeof *sg);
+    if (!sg) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory");
+    }
+    enum pd_status s = PD_OK;
+    for (size_t i = 0; s == PD_OK && i < n; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        s = pd_jsonl_session_final(st, g[i].id, true, &text, &len, NULL, NULL, err);
+        if (s == PD_OK) {
+            g[i].correct = pd_pairs_grade(text ? text : "", len,
+                                          g[i].reference ? g[i].reference : ref, g[i].answer);
+            sg[i] = (struct pd_sample_grade){g[i].id, g[i].answer[0] ? g[i].answer : NULL,
+                                             g[i].correct};
+        }
+        free(text);
+    }
+    if (s == PD_OK) {
+        s = pd_store_question_put(st, g[0].key, ref, sg, n, qid, err);
+    }
+    free(sg);
+    return s;
+}
+
+static bool print_question(int64_t qid, const struct graded *g, size_t n, const char *ref,
+                           bool json, struct pd_buf *b)
+{
+    size_t graded = 0, correct = 0;
+    for (size_t i = 0; i < n; i++) {
+        graded += g[i].correct >= 0;
+        correct += g[i].correct == 1;
+    }
+    double rate = graded ? (double)correct / (double)graded : NAN;
+    b->len = 0;
+    if (!json) {
+        bool ok = pd_buf_printf(b, "question %lld: %zu samples, %zu graded, %zu correct",
+                                (long long)qid, n, graded, correct);
+        if (ok && graded) {
+            ok = pd_buf_printf(b, ", pass rate %.3f, difficulty %.3f", rate, 1.0 - rate);
+        }
+        return ok && pd_buf_printf(b, "  %s\n", g[0].title);
+    }
+    bool ok = pd_buf_printf(b, "{\"question\":%lld", (long long)qid) &&
+              json_ki(b, "samples", (long long)n) && json_ki(b, "graded", (long long)graded) &&
+              json_ki(b, "correct", (long long)correct) && json_kn(b, "pass_rate", rate) &&
+              json_kn(b, "difficulty", 1.0 - rate) && json_key(b, "reference") &&
+              (ref ? pd_json_str(b, ref, strlen(ref)) : pd_buf_puts(b, "null")) &&
+              json_ks(b, "prompt", g[0].key) && pd_buf_puts(b, ",\"sessions\":[");
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = pd_buf_printf(b, "%s{\"session\":%lld", i ? "," : "", (long long)g[i].id) &&
+             json_key(b, "answer") &&
+             (g[i].answer[0] ? pd_json_str(b, g[i].answer, strlen(g[i].answer))
+                             : pd_buf_puts(b, "null")) &&
+             json_key(b, "correct") &&
+             pd_buf_puts(b, g[i].correct < 0 ? "null" : g[i].correct ? "true" : "false") &&
+             pd_buf_puts(b, "}");
+    }
+    return ok && pd_buf_puts(b, "]}\n");
+}
+
+/* analyze --pass-rate: groups the selected root sessions by question, grades each one's
+ * final answer against the reference answer and stores every question's pass rate. */
+static int pass_rate_run(struct pd_store *st, const struct common_opts *o)
+{
+    struct graded *g = pd_calloc(o->n_ids ? o->n_ids : 1, sizeof *g);
+    if (!g) {
+        return pd_cli_fail(1, "analyze: out of memory");
+    }
+    int rc = 0;
+    size_t n = 0;
+    for (size_t k = 0; k < o->n_ids; k++) {
+        struct pd_err err;
+        pd_err_clear(&err);
+        bool skip = false;
+        if (grade_session(st, o->ids[k], &g[n], &skip, &err) != PD_OK) {
+            pd_err_prefix(&err, "session %lld", (long long)o->ids[k]);
+            pd_cli_print_err(&err);
+            rc = 1;
+            free(g[n].key);
+            free(g[n].reference);
+        } else if (skip) {
+            free(g[n].key);
+            free(g[n].reference);
+        } else {
+            n++;
+        }
+    }
+    qsort(g, n, sizeof *g, cmp_graded);
+    struct pd_buf out;
+    pd_buf_init(&out);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(g[j].key, g[i].key) == 0) {
+            j++;
+        }
+        struct pd_err err;
+        pd_err_clear(&err);
+        int64_t qid = 0;
+        const char *ref = NULL;
+        if (store_question(st, g + i, j - i, &qid, &ref, &err) != PD_OK) {
+            pd_err_prefix(&err, "session %lld", (long long)g[i].id);
+            pd_cli_print_err(&err);
+            rc = 1;
+        } else if (print_question(qid, g + i, j - i, ref, o->json, &out)) {
+            pd_cli_put(out.data, out.len, o->json);
+        } else {
+            rc = pd_cli_fail(1, "analyze: out of memory");
+        }
+        i = j;
+    }
+    fflush(stdout);
+    pd_buf_deinit(&out);
+    for (size_t i = 0; i < n; i++) {
+        free(g[i].key);
+        free(g[i].reference);
+    }
+    free(g);
+    return rc;
+}
+
 int pd_cli_analyze(int argc, char **argv)
 {
     struct common_opts o;
     if (!common_init(&o, argc)) {
         return pd_cli_fail(1, "analyze: out of memory");
     }
-    bool sensitivity = false, save = false, bad = false;
+    bool sensitivity = false, save = false, pass_rate = false, bad = false;
     struct pd_argv a = {argc, argv, 1, "analyze"};
     while (a.i < argc && !bad) {
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
@@ -801,6 +990,8 @@ int pd_cli_analyze(int argc, char **argv)
                 sensitivity = true;
             } else if (pd_arg_match(&a, "--save", NULL, NULL, &bad)) {
                 save = true;
+            } else if (pd_arg_match(&a, "--pass-rate", NULL, NULL, &bad)) {
+                pass_rate = true;
             } else {
                 pd_cli_fail(2, "analyze: unexpected argument '%s'", argv[a.i]);
                 bad = true;
@@ -818,6 +1009,12 @@ int pd_cli_analyze(int argc, char **argv)
         pd_cli_fail(2, "analyze: --save does not apply to --in (use 'ponder score --in')");
         bad = true;
     }
+    if (!bad && pass_rate && (o.in || sensitivity || save || o.mo.path)) {
+        pd_cli_fail(2, "analyze: --pass-rate grades stored sessions (--all or --session; "
+                       "'ponder import' the file first) and takes no -m, --sensitivity or "
+                       "--save");
+        bad = true;
+    }
     if (bad) {
         free(o.ids);
         return 2;
@@ -827,6 +1024,10 @@ int pd_cli_analyze(int argc, char **argv)
     struct model_ctx mc = {0};
     struct pd_store *st = common_open(&o, &tmp, false, &rc);
     if (!st) {
+        goto out;
+    }
+    if (pass_rate) {
+        rc = pass_rate_run(st, &o);
         goto out;
     }
     if (o.mo.path && !model_open(&o.mo, &mc)) {
@@ -899,7 +1100,8 @@ static void prune_usage(FILE *f)
 {
     fprintf(f,
             "usage: ponder prune --strategy S [--keep R | --budget N] [--threshold T]\n"
-            "                    [--steps I,J,...] [--verify] [-m MODEL] [--greedy N]\n"
+            "                    [--steps I,J,...] [--verify [--verify-steps]] [-m MODEL]\n"
+            "                    [--greedy N]\n"
             "                    (--session ID... | --all | --in FILE) [--out FILE]\n"
             "                    [--format F] [--db F] [--markers] [--resegment] [--dry-run]\n"
             "                    [--json]\n"
@@ -918,7 +1120,10 @@ static void prune_usage(FILE *f)
             "  --threshold T   redundant: Jaccard threshold in (0, 1] (default 0.6)\n"
             "  --steps LIST    manual: step indices, comma-separated\n"
             "  --verify        re-score the answer under the pruned reasoning and compare\n"
-            "                  greedy answers (needs -m)\n"
+            "                  greedy answers (needs -m); the result is stored for\n"
+            "                  'export --format dpo/kto'\n"
+            "  --verify-steps  with --verify: also check each pruned step removed alone from\n"
+            "                  the full trace (for 'export --format step-dpo')\n"
             "  -m, --model F   model for --verify; unscored traces are scored first and the\n"
             "                  scores stored\n"
             "  --greedy N      answer tokens compared by --verify (default 16, at most %d)\n"
@@ -984,9 +1189,55 @@ static enum pd_status record_prunes(struct pd_store *st, int64_t id,
     return s;
 }
 
+/* For each pruned step, the verification of removing that step alone from the full trace
+ * (store_labels.h step checks). *out owned (free()), one entry per pruned step. */
+static enum pd_status verify_each_step(const struct model_ctx *mc, const struct trace *t,
+                                       const struct pd_step_rec *steps, size_t n_steps,
+                                       uint32_t n_greedy, struct pd_step_check_rec **out,
+                                       size_t *n_out, struct pd_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct pd_step_rec *one = pd_malloc_array(n_steps ? n_steps : 1, sizeof *one);
+    struct pd_step_check_rec *sc = pd_calloc(n_steps ? n_steps : 1, sizeof *sc);
+    if (!one || !sc) {
+        free(one);
+        free(sc);
+        return pd_err_set(err, PD_ENOMEM, "out of memory");
+    }
+    enum pd_status s = PD_OK;
+    size_t n = 0;
+    for (size_t j = 0; s == PD_OK && j < n_steps; j++) {
+        if (!steps[j].pruned) {
+            continue;
+        }
+        memcpy(one, steps, n_steps * sizeof *one);
+        for (size_t i = 0; i < n_steps; i++) {
+            one[i].pruned = i == j;
+        }
+        struct pd_prune_check chk;
+        s = pd_prune_verify(mc->sc, t->toks, t->n, one, n_steps, n_greedy, &chk, err);
+        if (s == PD_OK) {
+            sc[n++] = (struct pd_step_check_rec){
+                .step_index = steps[j].index, .logprob_full = chk.logprob_full,
+                .logprob_without = chk.logprob_pruned, .greedy_compared = (int64_t)chk.n_compare,
+                .greedy_same = chk.greedy_same};
+        }
+    }
+    free(one);
+    if (s != PD_OK) {
+        free(sc);
+        return s;
+    }
+    *out = sc;
+    *n_out = n;
+    return PD_OK;
+}
+
 static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                         size_t n_steps, const struct pd_prune_result *r,
-                        const struct pd_prune_check *chk, bool json, struct pd_buf *b)
+                        const struct pd_prune_check *chk, const struct pd_step_check_rec *sc,
+                        size_t n_sc, bool json, struct pd_buf *b)
 {
     b->len = 0;
     bool ok;
@@ -1016,6 +1267,15 @@ static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                  json_kb(b, "greedy_pruned_matches", chk->greedy_pruned_matches) &&
                  pd_buf_puts(b, "}");
         }
+        if (ok && sc) {
+            ok = pd_buf_puts(b, ",\"step_checks\":[");
+            for (size_t i = 0; ok && i < n_sc; i++) {
+                ok = pd_buf_printf(b, "%s{\"step\":%d", i ? "," : "", (int)sc[i].step_index) &&
+                     json_kn(b, "delta", sc[i].logprob_without - sc[i].logprob_full) &&
+                     json_kb(b, "greedy_same", sc[i].greedy_same) && pd_buf_puts(b, "}");
+            }
+            ok = ok && pd_buf_puts(b, "]");
+        }
         return ok && pd_buf_puts(b, "}\n");
     }
     ok = pd_buf_printf(b, "session %lld: %s: pruned %zu of %zu steps, %llu -> %llu step tokens",
@@ -1032,6 +1292,12 @@ static bool print_prune(const struct trace *t, const struct pd_step_rec *steps,
                            chk->logprob_full, chk->logprob_pruned, chk->delta, chk->n_answer,
                            chk->greedy_same ? "unchanged" : "CHANGED", chk->n_compare);
     }
+    for (size_t i = 0; ok && sc && i < n_sc; i++) {
+        ok = pd_buf_printf(b, "\n  step %d alone: answer logprob delta %+.4f nats, greedy "
+                           "answer %s",
+                           (int)sc[i].step_index, sc[i].logprob_without - sc[i].logprob_full,
+                           sc[i].greedy_same ? "unchanged" : "CHANGED");
+    }
     return ok && pd_buf_puts(b, "\n");
 }
 
@@ -1043,7 +1309,7 @@ int pd_cli_prune(int argc, char **argv)
     }
     const char *strategy = NULL, *out_path = NULL, *fmt = "messages", *v = NULL;
     const char *keep_s = NULL, *budget_s = NULL, *thr_s = NULL, *steps_s = NULL;
-    bool verify = false, dry = false, bad = false;
+    bool verify = false, verify_steps = false, dry = false, bad = false;
     long long n_greedy = 16;
     struct pd_argv a = {argc, argv, 1, "prune"};
     while (a.i < argc && !bad) {
@@ -1067,6 +1333,8 @@ int pd_cli_prune(int argc, char **argv)
             continue;
         } else if (pd_arg_match(&a, "--verify", NULL, NULL, &bad)) {
             verify = true;
+        } else if (pd_arg_match(&a, "--verify-steps", NULL, NULL, &bad)) {
+            verify_steps = true;
         } else if (pd_arg_match(&a, "--dry-run", NULL, NULL, &bad)) {
             dry = true;
         } else if (pd_arg_match(&a, "--greedy", NULL, &v, &bad)) {
@@ -1136,6 +1404,9 @@ int pd_cli_prune(int argc, char **argv)
     pp.manual = manual;
     if (!bad && verify && !o.mo.path) {
         bad = pd_cli_fail(2, "prune: --verify needs -m MODEL") != 0;
+    }
+    if (!bad && verify_steps && !verify) {
+        bad = pd_cli_fail(2, "prune: --verify-steps goes with --verify") != 0;
     }
     if (!bad && format == PD_JSONL_FORMAT_COUNT) {
         bad = pd_cli_fail(2, "prune: unknown format '%s' (messages, sharegpt, "
@@ -1212,9 +1483,25 @@ int pd_cli_prune(int argc, char **argv)
                                     &chk, &err);
             }
         }
+        if (s == PD_OK && verify && !dry) {
+            struct pd_prune_check_rec rec = {
+                .strategy = res.spec, .answer_tokens = (int64_t)chk.n_answer,
+                .logprob_full = chk.logprob_full, .logprob_pruned = chk.logprob_pruned,
+                .greedy_compared = (int64_t)chk.n_compare, .greedy_same = chk.greedy_same};
+            s = pd_store_prune_check_put(st, t.id, &rec, &err);
+        }
+        struct pd_step_check_rec *sc = NULL;
+        size_t n_sc = 0;
+        if (s == PD_OK && verify_steps) {
+            s = verify_each_step(&mc, &t, steps, n_steps, (uint32_t)n_greedy, &sc, &n_sc, &err);
+        }
+        if (s == PD_OK && verify_steps && !dry) {
+            s = pd_store_step_checks_put(st, t.id, sc, n_sc, &err);
+        }
         pd_cli_progress_clear(&bar);
         if (s == PD_OK) {
-            if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, o.json, &out)) {
+            if (print_prune(&t, steps, n_steps, &res, verify ? &chk : NULL, sc, n_sc, o.json,
+                            &out)) {
                 pd_cli_put(out.data, out.len, o.json);
                 fflush(stdout);
                 done[n_done++] = t.id;
@@ -1227,6 +1514,7 @@ int pd_cli_prune(int argc, char **argv)
             pd_cli_print_err(&err);
             rc = 1;
         }
+        free(sc);
         free(steps);
         trace_free(&t);
     }

@@ -699,6 +699,9 @@ int pd_cli_generate(int argc, char **argv)
         "  --kv SPEC          KV retention policy (docs/kv-policies.md), e.g. window:64,\n"
         "                     h2o:0.5,shadow\n"
         "  --capture full:L,..  also print every head's attention row of the chosen layers\n";
+    if (pd_cli_generate_in_wanted(argc, argv)) {
+        return pd_cli_generate_in(argc, argv); /* samples per prompt of a file */
+    }
     if (want_help(argc, argv, usage)) {
         return 0;
     }

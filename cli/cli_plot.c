@@ -256,12 +256,13 @@ int pd_cli_plot(int argc, char **argv)
     }
     size_t got;
     do {
-        if (pd_replay_read(r, p.toks + p.n, (size_t)len - p.n, &got, &err)) {
+        enum pd_status rs = pd_replay_read(r, p.toks + p.n, (size_t)len - p.n, &got, &err);
+        p.n += got; /* filled also on error: freed at done */
+        if (rs != PD_OK) {
             pd_cli_print_err(&err);
             rc = 1;
             goto done;
         }
-        p.n += got;
     } while (got > 0 && p.n < (size_t)len);
     p.steps = pd_replay_steps(r, &p.n_steps);
     if (pd_replay_kv_events(r, 0, len + 1, &p.kv, &p.n_kv, &err)) {

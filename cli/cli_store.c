@@ -6,14 +6,20 @@
  *       file failed (the good records of a non-strict import are kept).
  *       --json: {"imported":N,"rejected":K,"files":[{"file","lines","imported","rejected",
  *                "first_id","last_id"}],"errors":["FILE:LINE: reason",...]}
- *   export --format messages|sharegpt|prompt-completion|ponder [--tag T] [--session ID]...
- *          [--pruned] [--out FILE] [--db F] [--json]
+ *   export --format messages|sharegpt|prompt-completion|ponder|dpo|step-dpo|kto [--tag T]
+ *          [--session ID]... [--pruned] [--min-difficulty D] [--max-difficulty D]
+ *          [--conversational] [--sources LIST] [--pairs correctness|length|both]
+ *          [--min-saving F] [--verify-rule greedy|logprob:D] [--card]
+ *          [--out FILE] [--db F] [--json]
  *       JSONL to FILE (written to a temporary and renamed) or stdout; --json (with --out)
- *       prints {"written":N,"skipped":K,"out":FILE} on stdout.
+ *       prints {"written":N,"skipped":K,"out":FILE} on stdout. The preference formats
+ *       (dpo, step-dpo, kto) are chosen by cli_dataset.c; --card writes README.md beside
+ *       FILE.
  *   ls [--json] [--db F]          one line per session / a JSON array
  *   show SESSION [--json] [--db F] the session as text / its ponder record
  * The database is --db or the default ($XDG_DATA_HOME/ponder/ponder.db). A progress bar
  * goes to stderr when stderr is a terminal. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +31,12 @@
 #include "mem.h"
 #include "utf8.h"
 #include "cli.h"
+#include "cli_dataset.h"
+#include "config.h"
 #include "termsafe.h"
 #include "store.h"
 #include "store_jsonl.h"
+#include "store_labels.h"
 #include "store_replay.h"
 
 /* ---- import ----------------------------------------------------------------------- */
@@ -188,20 +197,40 @@ static void export_usage(FILE *f)
 {
     fprintf(f,
             "usage: ponder export --format F [--tag T] [--session ID]... [--pruned]\n"
+            "                     [--min-difficulty D] [--max-difficulty D]\n"
+            "                     [--conversational] [--sources LIST] [--pairs P]\n"
+            "                     [--min-saving F] [--verify-rule R] [--card]\n"
             "                     [--out FILE] [--db F] [--json]\n"
             "\n"
-            "Writes sessions as JSONL, pruned steps left out. Formats: messages, sharegpt,\n"
-            "prompt-completion, ponder (everything: tokens with metrics, steps, prunes,\n"
-            "annotations). The final assistant message is\n"
+            "Writes sessions as JSONL. Supervised formats (one line per session, pruned steps\n"
+            "left out): messages, sharegpt, prompt-completion, ponder (everything: tokens\n"
+            "with metrics, steps, prunes, annotations). The final assistant message is\n"
             "\"<think>\\n{thinking}\\n</think>\\n\\n{answer}\".\n"
+            "Preference formats (docs/export.md):\n"
+            "  dpo       TRL preference pairs: prompt, chosen, rejected\n"
+            "  step-dpo  Step-DPO: prompt, initial_reason_steps, chosen and rejected next step\n"
+            "  kto       TRL unpaired: prompt, completion, label\n"
             "\n"
-            "  --format F      output format (required)\n"
-            "  --tag T         only sessions tagged T\n"
-            "  --session ID    only this session (repeatable)\n"
-            "  --pruned        only sessions with pruned steps\n"
-            "  --out FILE      write FILE through a temporary file (default: stdout)\n"
-            "  --db F          database file\n"
-            "  --json          print a JSON summary on stdout (needs --out)\n");
+            "  --format F          output format (required)\n"
+            "  --tag T             only sessions tagged T\n"
+            "  --session ID        only this session (repeatable)\n"
+            "  --pruned            only sessions with pruned steps\n"
+            "  --min-difficulty D, --max-difficulty D\n"
+            "                      only sessions whose question's difficulty (1 - pass rate,\n"
+            "                      from 'ponder analyze --pass-rate') is in [D, D']\n"
+            "  --conversational    dpo, kto: prompt and completions as message lists\n"
+            "  --sources LIST      where records come from (default all): marked, pruned,\n"
+            "                      samples (dpo); marked, pruned (step-dpo); reference,\n"
+            "                      verified (kto)\n"
+            "  --pairs P           dpo samples: correctness, length or both (default)\n"
+            "  --min-saving F      dpo pruned and length pairs: the chosen completion is at\n"
+            "                      least F shorter (0 <= F < 1, default 0)\n"
+            "  --verify-rule R     pruned sources: greedy (default: greedy answers agree) or\n"
+            "                      logprob:D (the answer's logprob drops by at most D nats)\n"
+            "  --card              also write a dataset card, README.md beside FILE\n"
+            "  --out FILE          write FILE through a temporary file (default: stdout)\n"
+            "  --db F              database file\n"
+            "  --json              print a JSON summary on stdout (needs --out)\n");
 }
 
 static void export_on_progress(void *ud, uint64_t done, uint64_t total)
@@ -209,10 +238,115 @@ static void export_on_progress(void *ud, uint64_t done, uint64_t total)
     pd_cli_progress_draw(ud, done, total);
 }
 
+/* The command line as one string for the dataset card ("ponder export ..."). */
+static bool command_text(int argc, char **argv, struct pd_buf *b)
+{
+    bool ok = pd_buf_puts(b, "ponder");
+    for (int i = 0; ok && i < argc; i++) {
+        bool quote = strpbrk(argv[i], " \t\"'$\\") != NULL || !argv[i][0];
+        ok = pd_buf_puts(b, " ") && (!quote || pd_buf_puts(b, "'")) && pd_buf_puts(b, argv[i]) &&
+             (!quote || pd_buf_puts(b, "'"));
+    }
+    return ok;
+}
+
+/* Options of the preference formats, parsed by pd_cli_export. */
+struct dataset_flags {
+    bool conversational, card;
+    const char *sources, *pairs, *min_saving, *rule;
+};
+
+/* Checks and converts the preference-format options into o. Prints usage errors. */
+static bool dataset_opts(enum pd_dataset_format df, const struct dataset_flags *fl,
+                         struct pd_cli_dataset_opts *o)
+{
+    o->dp.format = df;
+    o->dp.conversational = fl->conversational;
+    o->dp.card = fl->card;
+    o->sources = pd_cli_dataset_sources_all(df);
+    o->pair_modes = PD_PAIRS_BOTH;
+    if (fl->conversational && df == PD_DATASET_STEP_DPO) {
+        pd_cli_fail(2, "export: step-dpo has no conversational variant (Step-DPO's records "
+                       "are strings)");
+        return false;
+    }
+    if (fl->sources && !pd_cli_dataset_sources_parse(df, fl->sources, &o->sources)) {
+        return false;
+    }
+    if (fl->pairs && (df != PD_DATASET_DPO || !pd_pairs_mode_parse(fl->pairs, &o->pair_modes))) {
+        pd_cli_fail(2, "export: --pairs: expected correctness, length or both (dpo only), "
+                       "got '%s'", fl->pairs);
+        return false;
+    }
+    if (fl->min_saving) {
+        if (df != PD_DATASET_DPO) {
+            pd_cli_fail(2, "export: --min-saving applies to dpo");
+            return false;
+        }
+        if (!pd_arg_double("export", "--min-saving", fl->min_saving, &o->min_saving)) {
+            return false;
+        }
+        if (!(o->min_saving >= 0 && o->min_saving < 1)) {
+            pd_cli_fail(2, "export: --min-saving: expected a fraction in [0, 1), got '%s'",
+                        fl->min_saving);
+            return false;
+        }
+    }
+    struct pd_err err;
+    if (pd_verify_rule_parse(fl->rule ? fl->rule : "greedy", &o->rule, &err) != PD_OK) {
+        pd_cli_fail(2, "export: --verify-rule: %s", err.msg);
+        return false;
+    }
+    return true;
+}
+
+/* "name: value" lines describing the dataset selection, for the card. */
+static bool settings_text(const struct pd_cli_dataset_opts *o, const struct dataset_flags *fl,
+                          struct pd_buf *b)
+{
+    bool ok = pd_buf_printf(b, "format: %s (%s)\n", pd_dataset_format_name(o->dp.format),
+                            o->dp.conversational ? "conversational" : "standard") &&
+              pd_buf_puts(b, "sources:");
+    static const char *const names[] = {"marked", "pruned", "samples", "reference", "verified"};
+    for (unsigned i = 0, k = 0; ok && i < 5; i++) {
+        if (o->sources & (1u << i)) {
+            ok = pd_buf_printf(b, "%s %s", k++ ? "," : "", names[i]);
+        }
+    }
+    ok = ok && pd_buf_puts(b, "\n");
+    if (ok && o->dp.format == PD_DATASET_DPO) {
+        ok = pd_buf_printf(b, "sample pairs: %s\nminimum saving: %g\n",
+                           fl->pairs ? fl->pairs : "both", o->min_saving);
+    }
+    if (ok && (o->sources & (PD_CLI_SRC_PRUNED | PD_CLI_SRC_VERIFIED))) {
+        ok = o->rule.kind == PD_VERIFY_GREEDY
+                 ? pd_buf_puts(b, "verification rule: greedy answers agree\n")
+                 : pd_buf_printf(b, "verification rule: answer logprob drops by at most %g "
+                                    "nats\n", o->rule.max_drop);
+    }
+    if (ok && o->dp.difficulty_filter) {
+        ok = pd_buf_printf(b, "difficulty: %g to %g\n", o->dp.difficulty_min,
+                           o->dp.difficulty_max);
+    }
+    if (ok && o->dp.tag) {
+        ok = pd_buf_printf(b, "sessions tagged: %s\n", o->dp.tag);
+    }
+    if (ok && o->dp.pruned_only) {
+        ok = pd_buf_puts(b, "sessions with pruned steps only\n");
+    }
+    for (size_t i = 0; ok && i < o->dp.n_session_ids; i++) {
+        ok = pd_buf_printf(b, "%s%lld%s", i ? "," : "sessions: ", (long long)o->dp.session_ids[i],
+                           i + 1 == o->dp.n_session_ids ? "\n" : "");
+    }
+    return ok;
+}
+
 int pd_cli_export(int argc, char **argv)
 {
     struct pd_argv a = {argc, argv, 1, "export"};
     const char *db = NULL, *fmt = NULL, *tag = NULL, *out = NULL;
+    const char *dmin_s = NULL, *dmax_s = NULL;
+    struct dataset_flags fl = {0};
     bool pruned = false, json = false, bad = false;
     int64_t *ids = pd_calloc((size_t)argc, sizeof *ids);
     size_t n_ids = 0;
@@ -245,23 +379,70 @@ int pd_cli_export(int argc, char **argv)
             pruned = true;
         } else if (pd_arg_match(&a, "--json", NULL, NULL, &bad)) {
             json = true;
+        } else if (pd_arg_match(&a, "--min-difficulty", NULL, &dmin_s, &bad) ||
+                   pd_arg_match(&a, "--max-difficulty", NULL, &dmax_s, &bad) ||
+                   pd_arg_match(&a, "--sources", NULL, &fl.sources, &bad) ||
+                   pd_arg_match(&a, "--pairs", NULL, &fl.pairs, &bad) ||
+                   pd_arg_match(&a, "--min-saving", NULL, &fl.min_saving, &bad) ||
+                   pd_arg_match(&a, "--verify-rule", NULL, &fl.rule, &bad)) {
+            continue;
+        } else if (pd_arg_match(&a, "--conversational", NULL, NULL, &bad)) {
+            fl.conversational = true;
+        } else if (pd_arg_match(&a, "--card", NULL, NULL, &bad)) {
+            fl.card = true;
         } else {
             pd_cli_fail(2, "export: unexpected argument '%s'", argv[a.i]);
             bad = true;
         }
     }
     enum pd_jsonl_format format = PD_JSONL_FORMAT_COUNT;
+    enum pd_dataset_format df = PD_DATASET_FORMAT_COUNT;
+    static const char formats[] = "messages, sharegpt, prompt-completion, ponder, dpo, step-dpo, "
+                                  "kto";
     if (!bad && !fmt) {
-        pd_cli_fail(2, "export: --format is required (messages, sharegpt, prompt-completion, "
-                       "ponder)");
+        pd_cli_fail(2, "export: --format is required (%s)", formats);
         bad = true;
-    } else if (!bad && (format = pd_jsonl_format_parse(fmt)) == PD_JSONL_FORMAT_COUNT) {
-        pd_cli_fail(2, "export: unknown format '%s' (messages, sharegpt, prompt-completion, "
-                       "ponder)", fmt);
+    } else if (!bad && (format = pd_jsonl_format_parse(fmt)) == PD_JSONL_FORMAT_COUNT &&
+               (df = pd_dataset_format_parse(fmt)) == PD_DATASET_FORMAT_COUNT) {
+        pd_cli_fail(2, "export: unknown format '%s' (%s)", fmt, formats);
+        bad = true;
+    }
+    bool dataset = df != PD_DATASET_FORMAT_COUNT;
+    if (!bad && !dataset &&
+        (fl.conversational || fl.card || fl.sources || fl.pairs || fl.min_saving || fl.rule)) {
+        pd_cli_fail(2, "export: --conversational, --card, --sources, --pairs, --min-saving and "
+                       "--verify-rule apply to dpo, step-dpo and kto");
         bad = true;
     }
     if (!bad && json && !out) {
         pd_cli_fail(2, "export: --json needs --out (stdout carries the data)");
+        bad = true;
+    }
+    if (!bad && fl.card && !out) {
+        pd_cli_fail(2, "export: --card needs --out (the card goes beside the file)");
+        bad = true;
+    }
+    double dmin = 0, dmax = 1;
+    if (!bad && dmin_s && (!pd_arg_double("export", "--min-difficulty", dmin_s, &dmin) ||
+                           dmin < 0 || dmin > 1)) {
+        bad = true;
+        if (dmin < 0 || dmin > 1) {
+            pd_cli_fail(2, "export: --min-difficulty: expected a number in [0, 1]");
+        }
+    }
+    if (!bad && dmax_s && (!pd_arg_double("export", "--max-difficulty", dmax_s, &dmax) ||
+                           dmax < 0 || dmax > 1)) {
+        bad = true;
+        if (dmax < 0 || dmax > 1) {
+            pd_cli_fail(2, "export: --max-difficulty: expected a number in [0, 1]");
+        }
+    }
+    if (!bad && dmin > dmax) {
+        pd_cli_fail(2, "export: --min-difficulty %g is above --max-difficulty %g", dmin, dmax);
+        bad = true;
+    }
+    struct pd_cli_dataset_opts dopt = {0};
+    if (!bad && dataset && !dataset_opts(df, &fl, &dopt)) {
         bad = true;
     }
     if (bad) {
@@ -273,6 +454,35 @@ int pd_cli_export(int argc, char **argv)
         free(ids);
         return 1;
     }
+    bool dfilter = dmin_s || dmax_s;
+    if (dataset) {
+        struct pd_buf cmd, set;
+        pd_buf_init(&cmd);
+        pd_buf_init(&set);
+        dopt.dp.tag = tag;
+        dopt.dp.session_ids = n_ids ? ids : NULL;
+        dopt.dp.n_session_ids = n_ids;
+        dopt.dp.pruned_only = pruned;
+        dopt.dp.difficulty_filter = dfilter;
+        dopt.dp.difficulty_min = dmin;
+        dopt.dp.difficulty_max = dmax;
+        dopt.dp.generator = "ponder " PONDER_VERSION;
+        dopt.out = out;
+        dopt.json = json;
+        int rc;
+        if (!command_text(argc, argv, &cmd) || !settings_text(&dopt, &fl, &set)) {
+            rc = pd_cli_fail(1, "export: out of memory");
+        } else {
+            dopt.dp.command = cmd.data;
+            dopt.dp.settings = set.data;
+            rc = pd_cli_dataset_export(st, &dopt);
+        }
+        pd_buf_deinit(&cmd);
+        pd_buf_deinit(&set);
+        pd_store_close(&st);
+        free(ids);
+        return rc;
+    }
     struct pd_cli_progress bar;
     pd_cli_progress_init(&bar, out ? out : "export");
     if (!out && isatty(STDOUT_FILENO)) {
@@ -280,6 +490,8 @@ int pd_cli_export(int argc, char **argv)
     }
     struct pd_export_params p = {.format = format, .tag = tag, .session_ids = n_ids ? ids : NULL,
                                  .n_session_ids = n_ids, .pruned_only = pruned,
+                                 .difficulty_filter = dfilter, .difficulty_min = dmin,
+                                 .difficulty_max = dmax,
                                  .on_progress = export_on_progress, .ud = &bar};
     struct pd_export_result r;
     struct pd_err err;
@@ -294,9 +506,11 @@ int pd_cli_export(int argc, char **argv)
     } else if (json) {
         struct pd_buf b;
         pd_buf_init(&b);
-        bool ok = pd_buf_printf(&b, "{\"written\":%llu,\"skipped\":%llu,\"out\":",
+        bool ok = pd_buf_printf(&b, "{\"written\":%llu,\"skipped\":%llu,\"filtered\":%llu,"
+                                    "\"out\":",
                                 (unsigned long long)r.n_written,
-                                (unsigned long long)r.n_skipped) &&
+                                (unsigned long long)r.n_skipped,
+                                (unsigned long long)r.n_filtered) &&
                   pd_json_str(&b, out, strlen(out)) && pd_buf_puts(&b, ",\"skip_reason\":") &&
                   pd_json_str(&b, r.skip_reason, strlen(r.skip_reason)) && pd_buf_puts(&b, "}");
         if (ok) {
@@ -311,6 +525,10 @@ int pd_cli_export(int argc, char **argv)
         if (r.n_skipped) {
             fprintf(stderr, " (%llu skipped, e.g. %s)", (unsigned long long)r.n_skipped,
                     r.skip_reason);
+        }
+        if (r.n_filtered) {
+            fprintf(stderr, " (%llu outside the difficulty range)",
+                    (unsigned long long)r.n_filtered);
         }
         fputc('\n', stderr);
     }
@@ -470,7 +688,7 @@ int pd_cli_ls(int argc, char **argv)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&all[i]);
+        pd_store_session_info_free(&all[i]);
     }
     free(all);
     pd_store_close(&st);
@@ -483,6 +701,67 @@ int pd_cli_ls(int argc, char **argv)
 static void print_clean(const char *s, size_t n)
 {
     pd_termsafe_write(stdout, s, n, PD_TERMSAFE_KEEP_LINES);
+}
+
+/* The dataset labels of a session: preferences, reference answer and grade, prune check.
+ * False after printing an error. */
+static bool show_labels(struct pd_store *st, const struct pd_store_session_info *s)
+{
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_pref *p = NULL;
+    size_t n = 0;
+    struct pd_session_grade g;
+    struct pd_prune_check_rec chk;
+    bool found = false;
+    if (pd_store_prefs_get(st, s->id, &p, &n, &err) != PD_OK ||
+        pd_store_session_grade(st, s->id, &g, &err) != PD_OK) {
+        pd_store_prefs_free(p, n);
+        pd_cli_print_err(&err);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool chosen = p[i].chosen_id == s->id;
+        printf("prefer   %s session %lld%s", chosen ? "chosen over" : "rejected for",
+               (long long)(chosen ? p[i].rejected_id : p[i].chosen_id), *p[i].note ? ": " : "");
+        print_clean(p[i].note, strlen(p[i].note));
+        fputc('\n', stdout);
+    }
+    pd_store_prefs_free(p, n);
+    if (s->reference || g.question_id) {
+        fputs("answer   ", stdout);
+        if (s->reference) {
+            fputs("reference ", stdout);
+            print_clean(s->reference, strlen(s->reference) > 80 ? 80 : strlen(s->reference));
+        }
+        if (g.question_id) {
+            printf("%sgraded %s (answer ", s->reference ? ", " : "",
+                   g.correct < 0 ? "-" : g.correct ? "correct" : "wrong");
+            print_clean(g.answer ? g.answer : "-", strlen(g.answer ? g.answer : "-"));
+            printf("), question %lld pass rate ", (long long)g.question_id);
+            if (isnan(g.pass_rate)) {
+                fputs("-", stdout);
+            } else {
+                printf("%.3f", g.pass_rate);
+            }
+        }
+        fputc('\n', stdout);
+    }
+    pd_store_session_grade_free(&g);
+    if (pd_store_prune_check_get(st, s->id, &chk, &found, &err) != PD_OK) {
+        pd_cli_print_err(&err);
+        return false;
+    }
+    if (found) {
+        fputs("verified ", stdout);
+        print_clean(chk.strategy, strlen(chk.strategy));
+        printf(": answer logprob %.4f -> %.4f nats, greedy answer %s over %lld "
+               "tokens%s\n", chk.logprob_full, chk.logprob_pruned,
+               chk.greedy_same ? "unchanged" : "changed", (long long)chk.greedy_compared,
+               chk.current ? "" : " (stale: the prunes changed since)");
+        pd_store_prune_check_free(&chk);
+    }
+    return true;
 }
 
 static int show_text(struct pd_store *st, int64_t id)
@@ -528,9 +807,9 @@ static int show_text(struct pd_store *st, int64_t id)
     printf("tokens   %lld  steps %lld (%lld pruned)%s%s\n", (long long)pd_replay_length(r),
            (long long)s->n_steps, (long long)s->n_pruned, *s->tags ? "  tags " : "",
            pd_termsafe_str(s->tags, t1, sizeof t1));
+    int rc = show_labels(st, s) ? 0 : 1;
     struct pd_message *msgs = NULL;
     size_t n_msgs = 0;
-    int rc = 0;
     if (pd_store_messages_get(st, id, &msgs, &n_msgs, &err) != PD_OK) {
         pd_cli_print_err(&err);
         pd_replay_close(&r);

@@ -162,6 +162,7 @@ struct pd_modes_state pd_modes_state_init(enum pd_think_mode m, uint32_t min_thi
     s.min_think = min_think;
     s.max_waits = max_waits;
     s.think_budget = think_budget;
+    s.none_closes = m == PD_MODE_NONE;
     return s;
 }
 
@@ -184,7 +185,7 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
         st->closed = true;
         return d;
     }
-    if (st->mode == PD_MODE_NONE ||
+    if ((st->mode == PD_MODE_NONE && st->none_closes) ||
         (st->mode == PD_MODE_SHORT && n_think >= st->think_budget)) {
         st->closed = true;
         d.action = PD_MODES_ACT_CLOSE;
@@ -193,9 +194,10 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
     return d;
 }
 
-void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param)
+void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param, bool close)
 {
     st->mode = m;
+    st->none_closes = m == PD_MODE_NONE && close;
     if (m == PD_MODE_SHORT) {
         st->think_budget = param ? param : SHORT_BUDGET_DEFAULT;
     } else if (m == PD_MODE_LONG) {

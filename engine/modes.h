@@ -136,6 +136,8 @@ struct pd_modes_state {
     uint32_t n_waits;       /* replacements made so far */
     bool closed;            /* thinking has ended (the caller clears it when thinking opens
                              * again, e.g. after a branch back into it) */
+    bool none_closes;       /* mode none ends an open thinking span (set by pd_modes_set
+                             * when asked; a mode none chosen by cycling leaves it open) */
 };
 
 /* A state for mode m with its parameters (min_think / think_budget; unused ones 0). */
@@ -160,7 +162,7 @@ struct pd_modes_decision {
  *   already closed                                  -> NONE
  *   model_closed, long, n_think < min_think, waits left -> REPLACE_CLOSE "Wait" (n_waits++)
  *   model_closed                                    -> NONE, state closed
- *   none (switched mid-stream)                      -> CLOSE end_think, closed
+ *   none (switched mid-stream, closing asked)       -> CLOSE end_think, closed
  *   short and n_think >= think_budget               -> CLOSE end_think, closed
  *   otherwise                                       -> NONE
  * A mode change mid-stream goes through pd_modes_set; the next call applies it. */
@@ -169,8 +171,10 @@ struct pd_modes_decision pd_modes_on_think_token(struct pd_modes_state *st,
                                                  uint32_t n_think, bool model_closed);
 
 /* Changes the mode mid-stream: m with its parameter (long: the minimum thinking, 0 for
- * none; short: the budget, 0 for the default 512; none: ignored). */
-void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param);
+ * none; short: the budget, 0 for the default 512; none: ignored). For none, close says
+ * whether an open thinking span is to end (true: the next thinking token closes it;
+ * false: the mode is noted and thinking goes on). */
+void pd_modes_set(struct pd_modes_state *st, enum pd_think_mode m, uint32_t param, bool close);
 
 /* The text that ends thinking at once on the user's "answer now": the hard-interrupt
  * text (force: the force-answer variant). */

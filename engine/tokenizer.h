@@ -104,7 +104,8 @@ enum pd_status pd_tok_encode(const struct pd_tok *t, const char *text, size_t le
 const char *pd_tok_piece(const struct pd_tok *t, int32_t id, size_t *len);
 
 /* Appends the pieces of ids[0..n) to out: decode(encode(x)) == x byte for byte for
- * valid UTF-8 x (SPM: after the added leading space). PD_EINVAL (naming the position)
+ * valid UTF-8 x (SPM: after the added leading space, and with U+2581, SentencePiece's
+ * own space mark, reading back as a space, as in llama.cpp). PD_EINVAL (naming the position)
  * for an id out of range, PD_ENOMEM; on error out keeps what was appended before. */
 enum pd_status pd_tok_decode(const struct pd_tok *t, const int32_t *ids, size_t n,
                              struct pd_buf *out, struct pd_err *err);

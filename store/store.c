@@ -44,8 +44,9 @@ static const char *const stmt_sql[PD_STMT_COUNT] = {
         " mean_entropy = excluded.mean_entropy, attn_received = excluded.attn_received",
     [PD_STMT_SESSION_INSERT] =
         "INSERT INTO sessions (model_id, parent_id, fork_pos, source, meta, chat_template, mode,"
-        " kv_policy, temperature, top_p, top_k, min_p, seed, n_tokens, created_ms, updated_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+        " kv_policy, temperature, top_p, top_k, min_p, seed, n_tokens, created_ms, updated_ms,"
+        " reference)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
     [PD_STMT_MESSAGE_INSERT] =
         "INSERT INTO messages (session_id, idx, role, content) VALUES (?1, ?2, ?3, ?4)",
     [PD_STMT_MESSAGES_GET] =

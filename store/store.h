@@ -29,7 +29,7 @@
 #include "trace.h"
 
 /* Newest schema version this build creates and reads (PRAGMA user_version). */
-#define PD_STORE_SCHEMA_VERSION 3
+#define PD_STORE_SCHEMA_VERSION 4
 /* PRAGMA application_id of a ponder database: "pndr". */
 #define PD_STORE_APPLICATION_ID 0x706e6472
 /* How long a connection waits for another one's lock before failing. */
@@ -144,13 +144,15 @@ struct pd_session_new {
     const char *meta;       /* a JSON object text of extra fields, or NULL */
     int64_t parent_id;      /* 0: not a branch */
     int64_t fork_pos;       /* branch only: tokens [0, fork_pos) are the parent's */
+    const char *reference;  /* the reference answer (non-empty UTF-8), or NULL */
 };
 
 /* Creates a session (and its messages) in one transaction; *id receives its id.
  * A branch (parent_id != 0) needs an existing parent and 0 <= fork_pos <= the parent's
  * n_tokens; its own tokens start at fork_pos; given no messages, it gets a copy of the
  * parent's. PD_EINVAL for bad ids/positions, meta that
- * is not a JSON object, or messages with an out-of-range role. */
+ * is not a JSON object, messages with an out-of-range role, or a reference that is empty,
+ * not UTF-8 or longer than PD_REFERENCE_MAX (store_labels.h). */
 enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_session_new *p,
                                        int64_t *id, struct pd_err *err);
 
@@ -175,16 +177,17 @@ struct pd_store_session_info {
     int64_t n_steps;
     int64_t n_pruned;           /* pruned steps */
     char *tags;                 /* owned: distinct annotation tags joined by ",", or "" */
+    char *reference;            /* owned: the reference answer, or NULL (schema v4) */
 };
 
-void pd_session_info_free(struct pd_store_session_info *s);
+void pd_store_session_info_free(struct pd_store_session_info *s);
 
 /* Reads one session. PD_EINVAL when no session has this id. */
 enum pd_status pd_store_session_get(struct pd_store *st, int64_t id,
                                     struct pd_store_session_info *out, struct pd_err *err);
 
 /* Reads all sessions, oldest first. *out is an owned array of *n entries; free each entry
- * with pd_session_info_free and the array with free(). */
+ * with pd_store_session_info_free and the array with free(). */
 enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_session_info **out,
                                      size_t *n, struct pd_err *err);
 

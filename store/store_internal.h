@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mem.h"
 #include "status.h"
 #include "store.h"
 
@@ -24,7 +25,8 @@
     " (SELECT count(*) FROM steps WHERE session_id = s.id)," \
     " (SELECT count(*) FROM prunes WHERE session_id = s.id)," \
     " (SELECT group_concat(tag, ',') FROM" \
-    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))" \
+    "   (SELECT DISTINCT tag FROM annotations WHERE session_id = s.id ORDER BY tag))," \
+    " s.reference" \
     " FROM sessions s LEFT JOIN models m ON m.id = s.model_id"
 
 /* Statements prepared once per connection (the hot and the frequent ones). */
@@ -125,6 +127,34 @@ struct json_t;
  * one savepoint. PD_EFORMAT naming "where: field: reason" for bad records. */
 enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
                                       const char *where, int64_t *id, struct pd_err *err);
+
+struct pd_replay;
+
+/* A session's final assistant message as every export writes it (store_jsonl_export.c):
+ * "<think>\n{T}\n</think>\n\n{A}" or "{A}", UTF-8 cleaned. */
+struct pd_final {
+    struct pd_buf text;     /* owned (pd_buf_deinit) */
+    bool has;               /* the session has think or answer tokens */
+    bool has_think;
+    size_t n_tokens;        /* think, answer and injected tokens included */
+    bool scored;            /* every one of them has a token id (counts are model tokens) */
+};
+
+/* Builds it from the reader's tokens (the reader is rewound); keep_pruned includes the
+ * tokens of pruned steps (the original trace), otherwise they are left out. */
+enum pd_status pd_jsonl_final(struct pd_replay *r, bool keep_pruned, struct pd_final *out,
+                              struct pd_err *err);
+
+struct pd_export_params;
+
+/* The session ids export params select (tag, ids, pruned only; not the difficulty),
+ * ascending; PD_EINVAL for an unknown id in p->session_ids. *ids owned (free()). */
+enum pd_status pd_jsonl_select_ids(struct pd_store *st, const struct pd_export_params *p,
+                                   int64_t **ids, size_t *n, struct pd_err *err);
+
+/* *keep: the session passes p's difficulty filter (always true without one). */
+enum pd_status pd_jsonl_difficulty_ok(struct pd_store *st, const struct pd_export_params *p,
+                                      int64_t sid, bool *keep, struct pd_err *err);
 
 /* Copies a column as an owned NUL-terminated string (NULL column -> NULL, *ok stays
  * true); *ok becomes false on allocation failure. */

@@ -98,6 +98,11 @@ struct pd_export_params {
     const int64_t *session_ids;     /* only these sessions (borrowed); NULL: all */
     size_t n_session_ids;
     bool pruned_only;               /* only sessions with at least one pruned step */
+    /* only sessions whose difficulty (store_labels.h: 1 - the pass rate of their question)
+     * is known and inside [difficulty_min, difficulty_max] */
+    bool difficulty_filter;
+    double difficulty_min;
+    double difficulty_max;
     /* Called after each session with (done, total). Optional. */
     void (*on_progress)(void *ud, uint64_t done, uint64_t total);
     void *ud;               /* borrowed: passed to the callbacks */
@@ -106,12 +111,15 @@ struct pd_export_params {
 struct pd_export_result {
     uint64_t n_written;             /* lines written */
     uint64_t n_skipped;             /* sessions the format cannot express (see skip_reason) */
+    uint64_t n_filtered;            /* sessions left out by the difficulty filter */
     char skip_reason[160];          /* why the first skipped session was skipped */
 };
 
 /* Writes the selected sessions to out, oldest first. Sessions the format cannot
  * express (nothing to export; prompt-completion with more than one user turn) are
- * counted in res->n_skipped. PD_EINVAL for an unknown session id. */
+ * counted in res->n_skipped. In the chat and prompt-completion formats a session whose
+ * difficulty is known gets a last member "metadata":{"session","difficulty","pass_rate",
+ * "graded"} (docs/export.md). PD_EINVAL for an unknown session id. */
 enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
                                const struct pd_export_params *params,
                                struct pd_export_result *res, struct pd_err *err);
@@ -122,6 +130,15 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
 enum pd_status pd_jsonl_export_file(struct pd_store *st, const char *path,
                                     const struct pd_export_params *params,
                                     struct pd_export_result *res, struct pd_err *err);
+
+/* A session's final assistant message as the exports write it, UTF-8 cleaned: the whole
+ * trace with keep_pruned, otherwise with its pruned steps left out. *text owned (free()),
+ * NULL (and *len 0) when the session has no think or answer tokens; *n_tokens counts the
+ * think, answer and injected tokens it was made from; *scored says they all have token ids.
+ * Any of len, n_tokens, scored may be NULL. */
+enum pd_status pd_jsonl_session_final(struct pd_store *st, int64_t session_id, bool keep_pruned,
+                                      char **text, size_t *len, size_t *n_tokens, bool *scored,
+                                      struct pd_err *err);
 
 /* One session written to out as one JSON text in the given format, without a newline;
  * the ponder record streams (memory independent of the session's length).

@@ -23,6 +23,7 @@
 #include "mem.h"
 #include "utf8.h"
 #include "store_internal.h"
+#include "store_labels.h"
 #include "store_replay.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
@@ -93,9 +94,13 @@ static void final_turn_free(struct final_turn *ft)
     pd_buf_deinit(&ft->answer);
 }
 
-static enum pd_status collect_final(struct pd_replay *r, struct final_turn *ft,
-                                    struct pd_err *err)
+/* Collects T and A from the session's tokens; pruned steps are skipped unless
+ * keep_pruned. *n_tokens counts the tokens collected; *scored says every one has an id. */
+static enum pd_status collect_final(struct pd_replay *r, bool keep_pruned, struct final_turn *ft,
+                                    size_t *n_tokens, bool *scored, struct pd_err *err)
 {
+    *n_tokens = 0;
+    *scored = true;
     enum { CH = 512 };
     struct pd_token_rec *tok = pd_calloc(CH, sizeof *tok);
     if (!tok) {
@@ -118,9 +123,11 @@ static enum pd_status collect_final(struct pd_replay *r, struct final_turn *ft,
             } else if (to_answer) {
                 ft->has_answer = true;
             }
-            if ((t->flags & PD_TOKF_PRUNED) && (to_think || to_answer)) {
+            if (!keep_pruned && (t->flags & PD_TOKF_PRUNED) && (to_think || to_answer)) {
                 ft->pruned_think = ft->pruned_think || to_think;
             } else if (rc == PD_OK && (to_think || to_answer)) {
+                (*n_tokens)++;
+                *scored = *scored && t->id >= 0;
                 struct pd_buf *b = to_think ? &ft->think : &ft->answer;
                 if (!pd_buf_append(b, t->text, t->text_len)) {
                     rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
@@ -236,6 +243,33 @@ static void session_data_free(struct session_data *d)
     pd_buf_deinit(&d->final);
 }
 
+enum pd_status pd_jsonl_final(struct pd_replay *r, bool keep_pruned, struct pd_final *out,
+                              struct pd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    pd_buf_init(&out->text);
+    struct final_turn ft;
+    memset(&ft, 0, sizeof ft);
+    bool scored = true;
+    enum pd_status rc = collect_final(r, keep_pruned, &ft, &out->n_tokens, &scored, err);
+    if (rc == PD_OK && (ft.has_think || ft.has_answer)) {
+        out->has = true;
+        out->scored = scored;
+        out->has_think = ft.has_think;
+        struct pd_buf raw;
+        pd_buf_init(&raw);
+        if (!compose_final(&ft, &raw) || !clean_utf8(raw.data, raw.len, &out->text)) {
+            rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
+        }
+        pd_buf_deinit(&raw);
+    }
+    final_turn_free(&ft);
+    if (rc != PD_OK) {
+        pd_buf_deinit(&out->text);
+    }
+    return rc;
+}
+
 static enum pd_status load_session_data(struct pd_store *st, struct pd_replay *r,
                                         struct session_data *d, struct pd_err *err)
 {
@@ -250,19 +284,13 @@ static enum pd_status load_session_data(struct pd_store *st, struct pd_replay *r
                               (long long)sid, i);
         }
     }
-    struct final_turn ft;
-    memset(&ft, 0, sizeof ft);
-    rc = collect_final(r, &ft, err);
-    if (rc == PD_OK && (ft.has_think || ft.has_answer)) {
-        d->has_final = true;
-        struct pd_buf raw;
-        pd_buf_init(&raw);
-        if (!compose_final(&ft, &raw) || !clean_utf8(raw.data, raw.len, &d->final)) {
-            rc = pd_err_set(err, PD_ENOMEM, "export: out of memory");
-        }
-        pd_buf_deinit(&raw);
+    struct pd_final fin;
+    rc = pd_jsonl_final(r, false, &fin, err);
+    if (rc == PD_OK) {
+        d->has_final = fin.has;
+        pd_buf_deinit(&d->final);
+        d->final = fin.text; /* moved */
     }
-    final_turn_free(&ft);
     return rc;
 }
 
@@ -369,6 +397,7 @@ static json_t *ponder_session(const struct pd_store_session_info *in, struct jb 
         meta = json_loads(in->meta, 0, NULL);
     }
     jset(b, s, "meta", meta ? meta : json_null());
+    jset(b, s, "reference", jstr_or_null(in->reference));
     if (in->model_id) {
         json_t *m = json_object();
         jset(b, m, "file_name", jstr_or_null(in->model_name));
@@ -581,6 +610,21 @@ static enum pd_status write_record(struct pd_store *st, int64_t sid, enum pd_jso
             break;
         }
     }
+    double diff = NAN, pass = NAN;
+    int64_t graded = 0;
+    if (rc == PD_OK && root) {
+        rc = pd_store_difficulty(st, sid, &diff, &pass, &graded, err);
+    }
+    if (rc == PD_OK && root && isfinite(diff)) {
+        /* only sessions graded by analyze --pass-rate carry it, so the canonical forms of
+         * ungraded data stay as they were (the ponder record, a full dump, has none) */
+        json_t *m = json_object();
+        jset(&b, m, "session", json_integer(sid));
+        jset(&b, m, "difficulty", json_real(diff));
+        jset(&b, m, "pass_rate", json_real(pass));
+        jset(&b, m, "graded", json_integer(graded));
+        jset(&b, root, "metadata", m);
+    }
     if (rc == PD_OK && root) {
         put_json(f, root, &b);
         root = NULL;
@@ -600,6 +644,33 @@ enum pd_status pd_jsonl_session_write(struct pd_store *st, int64_t session_id,
                                       struct pd_err *err)
 {
     return write_record(st, session_id, format, out, err);
+}
+
+enum pd_status pd_jsonl_session_final(struct pd_store *st, int64_t session_id, bool keep_pruned,
+                                      char **text, size_t *len, size_t *n_tokens, bool *scored,
+                                      struct pd_err *err)
+{
+    *text = NULL;
+    struct pd_replay *r = NULL;
+    enum pd_status rc = pd_replay_open(st, session_id, &r, err);
+    struct pd_final fin;
+    if (rc == PD_OK && (rc = pd_jsonl_final(r, keep_pruned, &fin, err)) == PD_OK) {
+        if (len) {
+            *len = fin.has ? fin.text.len : 0;
+        }
+        if (n_tokens) {
+            *n_tokens = fin.n_tokens;
+        }
+        if (scored) {
+            *scored = fin.has && fin.scored;
+        }
+        if (fin.has) {
+            *text = pd_buf_take(&fin.text);
+        }
+        pd_buf_deinit(&fin.text);
+    }
+    pd_replay_close(&r);
+    return rc;
 }
 
 enum pd_status pd_jsonl_session_record(struct pd_store *st, int64_t session_id,
@@ -631,9 +702,8 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The ids selected by params, ascending. *ids owned. */
-static enum pd_status select_ids(struct pd_store *st, const struct pd_export_params *p,
-                                 int64_t **ids, size_t *n, struct pd_err *err)
+enum pd_status pd_jsonl_select_ids(struct pd_store *st, const struct pd_export_params *p,
+                                   int64_t **ids, size_t *n, struct pd_err *err)
 {
     *ids = NULL;
     *n = 0;
@@ -697,6 +767,19 @@ static enum pd_status select_ids(struct pd_store *st, const struct pd_export_par
     return PD_OK;
 }
 
+enum pd_status pd_jsonl_difficulty_ok(struct pd_store *st, const struct pd_export_params *p,
+                                      int64_t sid, bool *keep, struct pd_err *err)
+{
+    *keep = true;
+    if (!p->difficulty_filter) {
+        return PD_OK;
+    }
+    double d = NAN;
+    enum pd_status rc = pd_store_difficulty(st, sid, &d, NULL, NULL, err);
+    *keep = rc == PD_OK && isfinite(d) && d >= p->difficulty_min && d <= p->difficulty_max;
+    return rc;
+}
+
 enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
                                const struct pd_export_params *p, struct pd_export_result *res,
                                struct pd_err *err)
@@ -708,7 +791,7 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
     }
     int64_t *ids;
     size_t n;
-    enum pd_status rc = select_ids(st, p, &ids, &n, err);
+    enum pd_status rc = pd_jsonl_select_ids(st, p, &ids, &n, err);
     /* one read transaction: a consistent snapshot, and much faster than one per query */
     bool own_txn = rc == PD_OK && !st->in_txn && st->op_depth == 0 &&
                    sqlite3_get_autocommit(st->db);
@@ -717,8 +800,14 @@ enum pd_status pd_jsonl_export(struct pd_store *st, FILE *out,
     }
     for (size_t i = 0; rc == PD_OK && i < n; i++) {
         struct pd_err e2;
-        enum pd_status brc = write_record(st, ids[i], p->format, out, &e2);
-        if (brc == PD_EUNSUPPORTED) {
+        bool keep = true;
+        enum pd_status brc = pd_jsonl_difficulty_ok(st, p, ids[i], &keep, &e2);
+        if (brc == PD_OK && keep) {
+            brc = write_record(st, ids[i], p->format, out, &e2);
+        }
+        if (brc == PD_OK && !keep) {
+            r.n_filtered++; /* nothing was written: no line end */
+        } else if (brc == PD_EUNSUPPORTED) {
             if (r.n_skipped++ == 0) {
                 snprintf(r.skip_reason, sizeof r.skip_reason, "%s", e2.msg);
             }

@@ -26,6 +26,7 @@
 #include "mem.h"
 #include "utf8.h"
 #include "store_internal.h"
+#include "store_labels.h"
 
 #define WHERE_MAX 600
 #define PATH_SHOWN_MAX 160 /* bytes of a path kept in messages (its end) */
@@ -361,7 +362,10 @@ static enum pd_status parse_prompt_style(json_t *root, struct parsed *p, const c
                        i < sizeof completion_keys / sizeof completion_keys[0];
          i++) {
         json_t *v = json_object_get(root, completion_keys[i]);
-        if (v && !json_is_null(v)) {
+        /* a number under answer or solution is a reference answer, never a completion */
+        bool ref_number = json_is_number(v) && (strcmp(completion_keys[i], "answer") == 0 ||
+                                                strcmp(completion_keys[i], "solution") == 0);
+        if (v && !json_is_null(v) && !ref_number) {
             rc = get_str(root, completion_keys[i], &completion, &completion_n, where,
                          completion_keys[i], err);
             use_key(p, completion_keys[i]);
@@ -452,6 +456,40 @@ static enum pd_status meta_of(json_t *root, const struct parsed *p, char **out,
     return PD_OK;
 }
 
+/* The reference answer: the first of answer, solution, gold that the record did not use
+ * as its completion and that is a non-empty string or a number (kept as its JSON text).
+ * The field also stays in meta. *out owned, NULL when none. */
+static enum pd_status reference_of(json_t *root, const struct parsed *p, char **out,
+                                   const char *where, struct pd_err *err)
+{
+    static const char *const keys[] = {"answer", "solution", "gold"};
+    *out = NULL;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        bool used = false;
+        for (size_t i = 0; i < p->n_used && !used; i++) {
+            used = strcmp(p->used[i], keys[k]) == 0;
+        }
+        json_t *v = json_object_get(root, keys[k]);
+        if (used || !v || !(json_is_string(v) || json_is_number(v)) ||
+            (json_is_string(v) && json_string_length(v) == 0)) {
+            continue;
+        }
+        if (json_is_string(v)) {
+            if (json_string_length(v) > PD_REFERENCE_MAX ||
+                memchr(json_string_value(v), 0, json_string_length(v))) {
+                return pd_err_set(err, PD_EFORMAT,
+                                  "%s: %s: a reference answer is at most %d bytes without NUL",
+                                  where, keys[k], PD_REFERENCE_MAX);
+            }
+            *out = pd_strdup(json_string_value(v));
+        } else {
+            *out = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        }
+        return *out ? PD_OK : pd_err_set(err, PD_ENOMEM, "%s: out of memory", where);
+    }
+    return PD_OK;
+}
+
 /* ---- storage ---------------------------------------------------------------------- */
 
 /* Rows of an imported trace go to the database in chunks of this many, so a record of
@@ -527,8 +565,8 @@ static enum pd_status add_segments(struct row_sink *k, struct slice s, enum pd_r
 }
 
 static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
-                                   const char *meta, const char *where, int64_t *id,
-                                   struct pd_err *err)
+                                   const char *meta, const char *reference, const char *where,
+                                   int64_t *id, struct pd_err *err)
 {
     char source[WHERE_MAX + 16];
     snprintf(source, sizeof source, "import:%s", where);
@@ -542,7 +580,8 @@ static enum pd_status store_parsed(struct pd_store *st, const struct parsed *p,
     enum pd_status rc = pd_store_op_begin(st, err);
     if (rc == PD_OK) {
         struct pd_session_new sn = {
-            .messages = p->ctx, .n_messages = p->n_ctx, .source = source, .meta = meta};
+            .messages = p->ctx, .n_messages = p->n_ctx, .source = source, .meta = meta,
+            .reference = reference};
         rc = pd_store_session_create(st, &sn, &k->sid, err);
         for (size_t i = 0; rc == PD_OK && i < p->n_ctx; i++) {
             rc = sink_row(k, p->ctx[i].content, strlen(p->ctx[i].content), PD_ROLE_PROMPT);
@@ -638,14 +677,18 @@ enum pd_status pd_jsonl_import_record(struct pd_store *st, const char *line, siz
     }
     struct parsed p;
     memset(&p, 0, sizeof p);
-    char *meta = NULL;
+    char *meta = NULL, *reference = NULL;
     enum pd_status rc = parse_record(root, &p, where, err);
     if (rc == PD_OK) {
         rc = meta_of(root, &p, &meta, where, err);
     }
     if (rc == PD_OK) {
-        rc = store_parsed(st, &p, meta, where, id, err);
+        rc = reference_of(root, &p, &reference, where, err);
     }
+    if (rc == PD_OK) {
+        rc = store_parsed(st, &p, meta, reference, where, id, err);
+    }
+    free(reference);
     free(meta);
     parsed_free(&p);
     json_decref(root);

@@ -544,6 +544,11 @@ enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
             rc = pd_err_set(err, PD_ENOMEM, "%s: out of memory", where);
         }
     }
+    json_t *jref = member(sess, "reference");
+    if (rc == PD_OK && jref && (!json_is_string(jref) || json_string_length(jref) == 0)) {
+        snprintf(c.field, sizeof c.field, "session.reference");
+        rc = bad(&c, "expected a non-empty string or null");
+    }
     json_t *fin = json_object_get(sess, "finished");
     if (rc == PD_OK && fin && !json_is_boolean(fin)) {
         snprintf(c.field, sizeof c.field, "session.finished");
@@ -562,7 +567,8 @@ enum pd_status pd_jsonl_import_ponder(struct pd_store *st, struct json_t *root,
             }
             struct pd_session_new sn = {.model_id = model_id, .settings = js ? &rs : NULL,
                                         .messages = msgs, .n_messages = n_msgs,
-                                        .source = source, .meta = meta};
+                                        .source = source, .meta = meta,
+                                        .reference = jref ? json_string_value(jref) : NULL};
             struct pd_err e2;
             if (rc == PD_OK && pd_store_session_create(st, &sn, &sid, &e2) != PD_OK) {
                 rc = pd_err_set(err, e2.status == PD_EINVAL ? PD_EFORMAT : e2.status,

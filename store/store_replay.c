@@ -226,7 +226,7 @@ void pd_replay_close(struct pd_replay **rp)
     free(r->tokbuf);
     sqlite3_finalize(r->tok_stmt);
     sqlite3_finalize(r->kv_stmt);
-    pd_session_info_free(&r->info);
+    pd_store_session_info_free(&r->info);
     free(r->seg);
     free(r->steps);
     pd_store_annotations_free(r->ann, r->n_ann);

@@ -8,7 +8,9 @@
  * enums in base/trace.h and must never be renumbered.
  *
  * History: 1 = models, sessions, messages, tokens; 2 = steps, prunes, KV events;
- * 3 = annotations, exports, session meta and finished flag. */
+ * 3 = annotations, exports, session meta and finished flag; 4 = what distillation datasets
+ * are drawn from: preferences, reference answers, questions with pass rates, sample
+ * grades, and stored prune verifications. */
 #include "store_internal.h"
 
 static const char schema_v1[] =
@@ -120,10 +122,73 @@ static const char schema_v3[] =
     "ALTER TABLE sessions ADD COLUMN finished INTEGER NOT NULL DEFAULT 0\n"
     "    CHECK (finished IN (0, 1));\n";
 
+/* Version 4. A question is the conversation before a trace (its canonical JSON, the same
+ * for every sample of it); sessions point at their question once graded. Prune checks are
+ * tied to the prunes they verified through `pruned` (the pruned steps and their spans at
+ * the time), so a later edit of the prunes makes the check stale rather than wrong. */
+static const char schema_v4[] =
+    "CREATE TABLE questions (\n"
+    "    id         INTEGER PRIMARY KEY,\n"
+    "    prompt     TEXT NOT NULL UNIQUE,\n"
+    "    reference  TEXT,\n"
+    "    n_samples  INTEGER NOT NULL CHECK (n_samples >= 0),\n"
+    "    n_graded   INTEGER NOT NULL CHECK (n_graded BETWEEN 0 AND n_samples),\n"
+    "    n_correct  INTEGER NOT NULL CHECK (n_correct BETWEEN 0 AND n_graded),\n"
+    "    updated_ms INTEGER NOT NULL\n"
+    ");\n"
+    "ALTER TABLE sessions ADD COLUMN reference TEXT;\n"
+    "ALTER TABLE sessions ADD COLUMN question_id INTEGER\n"
+    "    REFERENCES questions(id) ON DELETE SET NULL;\n"
+    "ALTER TABLE sessions ADD COLUMN answer TEXT;\n"
+    "ALTER TABLE sessions ADD COLUMN correct INTEGER CHECK (correct IN (0, 1));\n"
+    "CREATE INDEX sessions_question ON sessions(question_id);\n"
+    "CREATE TABLE preferences (\n"
+    "    id          INTEGER PRIMARY KEY,\n"
+    "    chosen_id   INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,\n"
+    "    rejected_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,\n"
+    "    note        TEXT NOT NULL DEFAULT '',\n"
+    "    created_ms  INTEGER NOT NULL,\n"
+    "    UNIQUE (chosen_id, rejected_id),\n"
+    "    CHECK (chosen_id <> rejected_id)\n"
+    ");\n"
+    "CREATE INDEX preferences_rejected ON preferences(rejected_id);\n"
+    "CREATE TABLE prune_checks (\n"
+    "    session_id      INTEGER PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,\n"
+    "    pruned          TEXT NOT NULL,\n"
+    "    strategy        TEXT NOT NULL,\n"
+    "    answer_tokens   INTEGER NOT NULL CHECK (answer_tokens >= 0),\n"
+    "    logprob_full    REAL,\n"
+    "    logprob_pruned  REAL,\n"
+    "    greedy_compared INTEGER NOT NULL CHECK (greedy_compared >= 0),\n"
+    "    greedy_same     INTEGER NOT NULL CHECK (greedy_same IN (0, 1)),\n"
+    "    created_ms      INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE step_checks (\n"
+    "    session_id      INTEGER NOT NULL,\n"
+    "    step_idx        INTEGER NOT NULL,\n"
+    "    logprob_full    REAL,\n"
+    "    logprob_without REAL,\n"
+    "    greedy_compared INTEGER NOT NULL CHECK (greedy_compared >= 0),\n"
+    "    greedy_same     INTEGER NOT NULL CHECK (greedy_same IN (0, 1)),\n"
+    "    created_ms      INTEGER NOT NULL,\n"
+    "    PRIMARY KEY (session_id, step_idx),\n"
+    "    FOREIGN KEY (session_id, step_idx) REFERENCES steps(session_id, idx)\n"
+    "        ON DELETE CASCADE\n"
+    ") WITHOUT ROWID;\n"
+    /* references of records imported before version 4 are in their meta */
+    "UPDATE sessions SET reference = (\n"
+    "    SELECT CAST(json_extract(sessions.meta, '$.' || k.name) AS TEXT)\n"
+    "      FROM (SELECT 'answer' AS name, 1 AS o UNION ALL SELECT 'solution', 2\n"
+    "            UNION ALL SELECT 'gold', 3) k\n"
+    "     WHERE json_type(sessions.meta, '$.' || k.name) IN ('text', 'integer', 'real')\n"
+    "     ORDER BY k.o LIMIT 1)\n"
+    "  WHERE meta IS NOT NULL AND json_valid(meta);\n";
+
 const struct pd_store_migration pd_store_migrations[PD_STORE_SCHEMA_VERSION] = {
     {1, "models, sessions, messages, tokens", schema_v1},
     {2, "steps, prunes, KV events", schema_v2},
     {3, "annotations, exports, session meta and finished flag", schema_v3},
+    {4, "preferences, reference answers, questions and pass rates, prune checks", schema_v4},
 };
 _Static_assert(sizeof pd_store_migrations / sizeof pd_store_migrations[0] ==
                    PD_STORE_SCHEMA_VERSION,

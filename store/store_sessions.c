@@ -13,6 +13,7 @@
 
 #include "mem.h"
 #include "utf8.h"
+#include "store_labels.h"
 
 static const char *const msg_role_names[PD_STORE_MSG_ROLE_COUNT] = {"system", "user", "assistant"};
 _Static_assert(sizeof msg_role_names / sizeof msg_role_names[0] == PD_STORE_MSG_ROLE_COUNT,
@@ -174,6 +175,11 @@ static enum pd_status check_new_session(struct pd_store *st, const struct pd_ses
             return pd_err_set(err, PD_EINVAL, "session: meta is not a JSON object");
         }
     }
+    if (p->reference && (!*p->reference || strlen(p->reference) > PD_REFERENCE_MAX ||
+                         !pd_utf8_valid(p->reference, strlen(p->reference)))) {
+        return pd_err_set(err, PD_EINVAL, "session: a reference answer is 1..%d bytes of UTF-8",
+                          PD_REFERENCE_MAX);
+    }
     if (p->parent_id == 0) {
         if (p->fork_pos != 0) {
             return pd_err_set(err, PD_EINVAL, "session: fork_pos %lld without a parent",
@@ -187,7 +193,7 @@ static enum pd_status check_new_session(struct pd_store *st, const struct pd_ses
         return rc;
     }
     int64_t n_parent = parent.n_tokens;
-    pd_session_info_free(&parent);
+    pd_store_session_info_free(&parent);
     if (p->fork_pos < 0 || p->fork_pos > n_parent) {
         return pd_err_set(err, PD_EINVAL,
                           "session: fork position %lld outside parent %lld's 0..%lld",
@@ -234,6 +240,7 @@ enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_sess
     }
     sqlite3_bind_int64(s, 14, p->fork_pos);
     sqlite3_bind_int64(s, 15, pd_store_now_ms());
+    bind_text_or_null(s, 16, p->reference);
     if (sqlite3_step(s) != SQLITE_DONE) {
         rc = pd_store_dberr(st, err, "session insert");
     }
@@ -277,7 +284,7 @@ enum pd_status pd_store_session_create(struct pd_store *st, const struct pd_sess
     return rc;
 }
 
-void pd_session_info_free(struct pd_store_session_info *s)
+void pd_store_session_info_free(struct pd_store_session_info *s)
 {
     if (!s) {
         return;
@@ -290,6 +297,7 @@ void pd_session_info_free(struct pd_store_session_info *s)
     free(s->meta);
     free(s->title);
     free(s->tags);
+    free(s->reference);
     memset(s, 0, sizeof *s);
 }
 
@@ -327,6 +335,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
     o->n_steps = sqlite3_column_int64(s, 23);
     o->n_pruned = sqlite3_column_int64(s, 24);
     o->tags = pd_store_col_strdup(s, 25, &ok);
+    o->reference = pd_store_col_strdup(s, 26, &ok);
     if (ok && !o->source) {
         ok = (o->source = pd_strdup("")) != NULL;
     }
@@ -337,7 +346,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
         ok = (o->tags = pd_strdup("")) != NULL;
     }
     if (!ok) {
-        pd_session_info_free(o);
+        pd_store_session_info_free(o);
         return pd_err_set(err, PD_ENOMEM, "%s: out of memory reading session", st->path);
     }
     if (o->n_tokens < o->fork_pos || o->fork_pos < 0) {
@@ -345,7 +354,7 @@ static enum pd_status read_session_row(struct pd_store *st, sqlite3_stmt *s,
                                        "%s: session %lld: n_tokens %lld below fork_pos %lld",
                                        st->path, (long long)o->id, (long long)o->n_tokens,
                                        (long long)o->fork_pos);
-        pd_session_info_free(o);
+        pd_store_session_info_free(o);
         return rc;
     }
     return PD_OK;
@@ -404,7 +413,7 @@ enum pd_status pd_store_session_list(struct pd_store *st, struct pd_store_sessio
     sqlite3_finalize(s);
     if (rc != PD_OK) {
         for (size_t i = 0; i < len; i++) {
-            pd_session_info_free(&arr[i]);
+            pd_store_session_info_free(&arr[i]);
         }
         free(arr);
         return rc;

@@ -258,16 +258,21 @@ static void test_controller_short_and_switch(void **state)
     /* long -> short mid-stream with a budget already exceeded: closes at the next token */
     s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
     assert_int_equal(pd_modes_on_think_token(&s, t, 300, false).action, PD_MODES_ACT_NONE);
-    pd_modes_set(&s, PD_MODE_SHORT, 100);
+    pd_modes_set(&s, PD_MODE_SHORT, 100, false);
     d = pd_modes_on_think_token(&s, t, 301, false);
     assert_int_equal(d.action, PD_MODES_ACT_CLOSE);
     assert_string_equal(d.text, k_end);
     /* switching to none closes at once */
     s = pd_modes_state_init(PD_MODE_LONG, 50, 0, 0);
-    pd_modes_set(&s, PD_MODE_NONE, 0);
+    pd_modes_set(&s, PD_MODE_NONE, 0, true);
     d = pd_modes_on_think_token(&s, t, 2, false);
     assert_int_equal(d.action, PD_MODES_ACT_CLOSE);
     assert_string_equal(d.text, k_end);
+    /* none without closing asked (cycling through it): thinking goes on */
+    s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
+    pd_modes_set(&s, PD_MODE_NONE, 0, false);
+    assert_int_equal(pd_modes_on_think_token(&s, t, 2, false).action, PD_MODES_ACT_NONE);
+    assert_false(s.closed);
 }
 
 static void test_text_closes(void **state)
@@ -324,16 +329,16 @@ static void test_modes_set(void **state)
 {
     (void)state;
     struct pd_modes_state s = pd_modes_state_init(PD_MODE_LONG, 0, 0, 0);
-    pd_modes_set(&s, PD_MODE_SHORT, 0);
+    pd_modes_set(&s, PD_MODE_SHORT, 0, false);
     assert_int_equal(s.mode, PD_MODE_SHORT);
     assert_int_equal(s.think_budget, 512);
-    pd_modes_set(&s, PD_MODE_SHORT, 64);
+    pd_modes_set(&s, PD_MODE_SHORT, 64, false);
     assert_int_equal(s.think_budget, 64);
-    pd_modes_set(&s, PD_MODE_LONG, 30);
+    pd_modes_set(&s, PD_MODE_LONG, 30, false);
     assert_int_equal(s.mode, PD_MODE_LONG);
     assert_int_equal(s.min_think, 30);
     assert_int_equal(s.think_budget, 64);
-    pd_modes_set(&s, PD_MODE_NONE, 7);
+    pd_modes_set(&s, PD_MODE_NONE, 7, false);
     assert_int_equal(s.mode, PD_MODE_NONE);
     assert_int_equal(s.min_think, 30);
     assert_int_equal(s.think_budget, 64);

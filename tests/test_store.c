@@ -210,7 +210,9 @@ static void test_open_refuses_foreign_files(void **state)
     assert_int_equal(pd_store_open("", NULL, &st, &err), PD_EINVAL);
     /* restore the fixture's store for teardown */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL);
+    char restore[64];
+    snprintf(restore, sizeof restore, "PRAGMA user_version = %d", PD_STORE_SCHEMA_VERSION);
+    sqlite3_exec(db, restore, NULL, NULL, NULL);
     sqlite3_close(db);
     assert_int_equal(pd_store_open(f->path, NULL, &f->st, &err), PD_OK);
 }
@@ -287,7 +289,7 @@ static void test_models(void **state)
     assert_string_equal(in.model_sha256, sha);
     assert_true(in.model_size == 639447424);
     assert_false(in.has_settings);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     /* A session without a model gets one later (an imported trace, scored). */
     struct pd_session_new imp = {.model_id = 0, .source = "import"};
@@ -296,7 +298,7 @@ static void test_models(void **state)
     assert_int_equal(pd_store_session_set_model(f->st, sid2, a, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, sid2, &in, &err), PD_OK);
     assert_int_equal(in.model_id, a);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     assert_int_equal(pd_store_session_set_model(f->st, sid2, a + 1000, &err), PD_EINVAL);
     assert_non_null(strstr(err.msg, "no model"));
     assert_int_equal(pd_store_session_set_model(f->st, sid2 + 1000, a, &err), PD_EINVAL);
@@ -304,7 +306,7 @@ static void test_models(void **state)
     assert_int_equal(pd_store_session_set_model(f->st, sid2, 0, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, sid2, &in, &err), PD_OK);
     assert_int_equal(in.model_id, 0);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 }
 
 static void test_sessions_and_messages(void **state)
@@ -329,7 +331,7 @@ static void test_sessions_and_messages(void **state)
     assert_int_equal(in.n_tokens, 0);
     assert_false(in.finished);
     assert_true(in.created_ms > 1600000000000LL);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     struct pd_message *msgs;
     size_t n;
@@ -343,7 +345,7 @@ static void test_sessions_and_messages(void **state)
     assert_int_equal(pd_store_session_finish(f->st, sid, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_true(in.finished);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     /* bad inputs */
     struct pd_run_settings bad = {.temperature = -1};
@@ -368,7 +370,7 @@ static void test_sessions_and_messages(void **state)
     assert_int_equal(all[0].id, sid);
     assert_string_equal(all[1].meta, "{\"id\":7}");
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&all[i]);
+        pd_store_session_info_free(&all[i]);
     }
     free(all);
 
@@ -506,13 +508,13 @@ static void test_tokens_replace(void **state)
     assert_int_equal(in.n_tokens, 3);
     assert_int_equal(in.n_steps, 0);
     assert_string_equal(in.tags, "keep");
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     /* a failing replacement keeps the old rows */
     t[1].pos = 5;
     assert_int_equal(pd_store_tokens_replace(f->st, sid, t, 3, &err), PD_EINVAL);
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, 3);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     /* sessions with branches cannot be rewritten */
     struct pd_session_new b = {.parent_id = sid, .fork_pos = 2};
     int64_t bid;
@@ -660,7 +662,7 @@ static void test_steps_and_prunes(void **state)
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_int_equal(in.n_steps, 3);
     assert_int_equal(in.n_pruned, 1);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     assert_int_equal(pd_store_unprune(f->st, sid, 1, &err), PD_OK);
     assert_int_equal(pd_store_prunes_get(f->st, sid, &pr, &n, &err), PD_OK);
@@ -841,7 +843,7 @@ static void test_annotations(void **state)
     struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, sid, &in, &err), PD_OK);
     assert_string_equal(in.tags, "good-example,loop");
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     assert_int_equal(pd_store_annotation_delete(f->st, sid, id1, &err), PD_OK);
     assert_int_equal(pd_store_annotation_delete(f->st, sid, id1, &err), PD_EINVAL);
@@ -909,7 +911,7 @@ static void test_branches(void **state)
     assert_int_equal(in.fork_pos, 30);
     assert_int_equal(in.n_tokens, 40);
     assert_string_equal(in.title, "q"); /* the parent's conversation was copied */
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     /* parents with branches cannot be deleted; leaves can */
     assert_int_equal(pd_store_session_delete(f->st, root, &err), PD_EINVAL);
     assert_non_null(strstr(err.msg, "branches"));
@@ -943,7 +945,7 @@ static void test_transactions(void **state)
     assert_int_equal(pd_store_commit(f->st, &err), PD_OK);
     assert_int_equal(pd_store_session_get(f->st, a, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, 3);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 }
 
 /* Rewrites one column of one token row behind the store's back. */

@@ -113,7 +113,7 @@ static size_t count_sessions(struct pd_store *st)
     struct pd_err err;
     assert_int_equal(pd_store_session_list(st, &all, &n, &err), PD_OK);
     for (size_t i = 0; i < n; i++) {
-        pd_session_info_free(&all[i]);
+        pd_store_session_info_free(&all[i]);
     }
     free(all);
     return n;
@@ -260,7 +260,7 @@ static void test_import_shapes(void **state)
     assert_string_equal(info.meta, "{\"id\":\"r1-0001\",\"source\":\"synthetic\"}");
     assert_non_null(strstr(info.source, "mixed.jsonl:1"));
     assert_string_equal(info.title, "Solve x+1=3.");
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
 
     /* question + response, markers without newlines: normalised */
     expect_record(f->st, s + 1, PD_JSONL_MESSAGES,
@@ -284,7 +284,7 @@ static void test_import_shapes(void **state)
     assert_string_equal(rows_of(f->st, s + 4), "prompt:Solve|answer:worked solution");
     assert_int_equal(pd_store_session_get(f->st, s + 4, &info, &err), PD_OK);
     assert_string_equal(info.meta, "{\"answer\":\"42\"}");
-    pd_session_info_free(&info);
+    pd_store_session_info_free(&info);
 
     /* a prompt alone is a session waiting for a generation */
     assert_string_equal(rows_of(f->st, s + 5), "prompt:only a prompt, to be generated later");
@@ -315,7 +315,7 @@ static void test_thinking_segments(void **state)
     assert_int_equal(pd_store_session_get(f->st, id, &in, &err), PD_OK);
     assert_string_equal(in.source, "import:mem:1");
     assert_int_equal(in.n_tokens, 6);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     /* text before <think> that is not whitespace: no split */
     line = "{\"prompt\":\"p\",\"response\":\"Sure. <think>x</think> y\"}";
     assert_int_equal(pd_jsonl_import_record(f->st, line, strlen(line), "mem:2", &id, &err), PD_OK);
@@ -465,7 +465,7 @@ static void test_ten_megabyte_line(void **state)
     struct pd_store_session_info in;
     assert_int_equal(pd_store_session_get(f->st, res.first_id, &in, &err), PD_OK);
     assert_true(in.n_tokens > 40000); /* one row per paragraph */
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     /* over a 1 MiB bound: reported, skipped without being held, the next line imports */
     prm.line_max = 1u << 20;
     assert_int_equal(pd_jsonl_import_file(f->st, p, &prm, &res, &err), PD_OK);
@@ -847,7 +847,7 @@ static void test_ponder_record_roundtrip(void **state)
     assert_int_equal(pd_store_session_get(st2, id2, &in, &err), PD_OK);
     assert_int_equal(in.n_tokens, 7);
     assert_int_equal(in.n_steps, 1);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     struct pd_step_rec *steps;
     size_t n;
     assert_int_equal(pd_store_steps_get(st2, id2, &steps, &n, &err), PD_OK);

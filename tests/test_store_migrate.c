@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_labels.h"
 #include "store_replay.h"
 
 static char dir[64];
@@ -82,7 +83,8 @@ static void fill_at_version(const char *path, int v)
     }
     if (v >= 3) {
         exec_ok(db, "INSERT INTO annotations (session_id, tag, created_ms) VALUES (1, 'seen', 1);"
-                    "UPDATE sessions SET finished = 1, meta = '{\"k\":1}' WHERE id = 1;");
+                    "UPDATE sessions SET finished = 1,"
+                    " meta = '{\"k\":1,\"answer\":16,\"gold\":\"x\"}' WHERE id = 1;");
     }
     sqlite3_close(db);
 }
@@ -115,12 +117,15 @@ static void check_upgraded(const char *path, int from)
     assert_int_equal(all[0].n_steps, from >= 2 ? 2 : 0);
     assert_int_equal(all[0].n_pruned, from >= 2 ? 1 : 0);
     if (from >= 3) {
-        assert_string_equal(all[0].meta, "{\"k\":1}");
+        assert_string_equal(all[0].meta, "{\"k\":1,\"answer\":16,\"gold\":\"x\"}");
         assert_string_equal(all[0].tags, "seen");
+        /* version 4 takes the reference answer out of the meta of older imports */
+        assert_string_equal(all[0].reference, "16");
     } else {
         assert_null(all[0].meta);
+        assert_null(all[0].reference);
     }
-    pd_session_info_free(&all[0]);
+    pd_store_session_info_free(&all[0]);
     free(all);
     struct pd_replay *r;
     assert_int_equal(pd_replay_open(st, 1, &r, &err), PD_OK);
@@ -143,6 +148,15 @@ static void check_upgraded(const char *path, int from)
     struct pd_step_rec s = {.index = 5, .pos_begin = 0, .pos_end = 1};
     assert_int_equal(pd_store_steps_put(st, 1, &s, 1, &err), PD_OK);
     assert_int_equal(pd_store_session_finish(st, 1, &err), PD_OK);
+    /* and the version 4 labels */
+    struct pd_session_new sn = {.source = "after", .parent_id = 1, .fork_pos = 1};
+    int64_t b = 0;
+    assert_int_equal(pd_store_session_create(st, &sn, &b, &err), PD_OK);
+    assert_int_equal(pd_store_prefer(st, b, 1, "better", NULL, &err), PD_OK);
+    struct pd_sample_grade g = {1, "7", 1};
+    assert_int_equal(pd_store_question_put(st, "[]", "7", &g, 1, NULL, &err), PD_OK);
+    struct pd_prune_check_rec c = {.strategy = "manual", .greedy_same = true};
+    assert_int_equal(pd_store_prune_check_put(st, 1, &c, &err), PD_OK);
     pd_store_close(&st);
 }
 

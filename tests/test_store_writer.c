@@ -194,7 +194,7 @@ static void test_writer_streams_in_batches(void **state)
     assert_int_equal(in.n_tokens, N + 1);
     assert_true(in.finished);
     assert_int_equal(in.n_steps, 4);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
     struct pd_replay *r;
     assert_int_equal(pd_replay_open(f->st, f->sid, &r, &err), PD_OK);
     struct pd_kv_event_rec *kv;
@@ -246,7 +246,7 @@ static void test_writer_errors_keep_records(void **state)
     assert_int_equal(pd_store_session_get(f->st, f->sid, &in, &err), PD_OK);
     assert_false(in.finished);
     assert_true(in.n_tokens == 0 || in.n_tokens == 1);
-    pd_session_info_free(&in);
+    pd_store_session_info_free(&in);
 
     /* a full queue is an error, not a wait */
     struct pd_store_writer_params p = pd_store_writer_default_params();
@@ -475,7 +475,7 @@ static void test_kill9_mid_stream(void **state)
         assert_int_equal(pd_store_session_get(st, f->sid, &in, &err), PD_OK);
         assert_int_equal(in.n_tokens, have); /* committed with the rows */
         assert_false(in.finished);
-        pd_session_info_free(&in);
+        pd_store_session_info_free(&in);
         fprintf(stderr, "kill -9 round %d: child reported %lld committed, database has %lld\n",
                 round, (long long)reported, (long long)have);
         assert_true(have >= reported);

@@ -28,6 +28,7 @@
 #include "layout.h"
 #include "sha256.h"
 #include "store_io.h"
+#include "store_labels.h"
 #include "term.h"
 #include "wrap.h"
 
@@ -471,10 +472,40 @@ static void test_app_live_actions(void **state)
     assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
     pd_app_do(&a, PD_ACT_ANSWER_NOW);
     assert_true(pop_cmd(&a, PD_CMD_ANSWER_NOW, &fx));
+    /* m only stages the mode; it reaches the session once the keys settle. */
     pd_app_do(&a, PD_ACT_MODE_CYCLE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 0.1);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_tick(&a, 1.0);
     assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
     assert_int_equal(fx.cmd.mode, PD_MODE_SHORT);
     assert_int_equal(fx.cmd.budget, 256);
+    assert_false(fx.cmd.close_thinking);
+    pd_app_tick(&a, 1.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* sent once */
+    /* Cycling while paused: only the final choice goes, on resume, and passing through
+     * none closes nothing. */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_PAUSE, &fx));
+    ev_simple(&a, PD_EV_PAUSED, 28, NULL);
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* short -> none */
+    pd_app_do(&a, PD_ACT_MODE_CYCLE); /* none -> long */
+    pd_app_tick(&a, 5.0);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* nothing while paused */
+    pd_app_do(&a, PD_ACT_PAUSE);
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_LONG);
+    assert_false(fx.cmd.close_thinking);
+    assert_true(pop_cmd(&a, PD_CMD_RESUME, &fx));
+    /* :mode none is explicit: it ends thinking at once. */
+    pd_app_command(&a, "mode none");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_int_equal(fx.cmd.mode, PD_MODE_NONE);
+    assert_true(fx.cmd.close_thinking);
+    pd_app_command(&a, "mode short");
+    assert_true(pop_cmd(&a, PD_CMD_SET_MODE, &fx));
+    assert_false(fx.cmd.close_thinking);
     /* :policy checks the spec and queues it for the engine side to build. */
     pd_app_command(&a, "policy h2o:16,shadow");
     assert_true(pop_cmd(&a, PD_CMD_SET_POLICY, &fx));
@@ -551,9 +582,25 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "frobnicate now");
     assert_true(a.msg_error);
     assert_non_null(strstr(a.msg, "frobnicate"));
-    /* After the end, session commands are refused. */
+    /* After an end the session waits: pause says c continues; c asks for -n more tokens
+     * and the continue event re-opens the trace. */
+    assert_false(pd_app_fx_pop(&a, &fx));
+    a.continue_n = 40;
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* still generating: nothing to continue */
     ev_simple(&a, PD_EV_FINISHED, 27, "length");
+    assert_non_null(strstr(a.msg, "c continues"));
     pd_app_do(&a, PD_ACT_PAUSE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "c continues"));
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_true(pop_cmd(&a, PD_CMD_CONTINUE, &fx));
+    assert_int_equal(fx.cmd.budget, 40);
+    ev_simple(&a, PD_EV_RESUMED, 27, "continue");
+    assert_false(a.finished);
+    /* A stopped or failed generation takes no more commands. */
+    ev_simple(&a, PD_EV_FINISHED, 27, "stopped");
+    pd_app_do(&a, PD_ACT_CONTINUE);
     assert_false(pd_app_fx_pop(&a, &fx));
     assert_true(a.msg_error);
     pd_app_deinit(&a);
@@ -716,6 +763,30 @@ static void test_app_branch_and_events(void **state)
     ev_simple(&a, PD_EV_MODE, 11, "short:100");
     assert_int_equal(a.mode, PD_MODE_SHORT);
     assert_int_equal(a.short_budget, 100);
+    /* Prune-and-continue drops a span from the cache: the map shows it pruned, not
+     * evicted, and a branch before its end cuts it there. */
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_PRUNED;
+    ev.pos = 2;
+    ev.pos_end = 5;
+    snprintf(ev.text, sizeof ev.text, "cache");
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 2), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 1, 4), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 5), PD_KV_CELL_KEPT);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 1), PD_KV_CELL_KEPT);
+    ev_simple(&a, PD_EV_BRANCHED, 4, "resample");
+    assert_int_equal(a.n_drops, 1);
+    assert_int_equal(a.drops[0].end, 4);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 3), PD_KV_CELL_PRUNED);
+    ev_simple(&a, PD_EV_BRANCHED, 2, "resample");
+    assert_int_equal(a.n_drops, 0);
+    /* A new budget (K, :budget) reaches the policy text the KV pane's title shows. */
+    assert_int_equal(pd_app_set_policy(&a, "h2o:16,recent=4", &err), PD_OK);
+    ev_simple(&a, PD_EV_MODE, 2, "kv budget 8");
+    assert_int_equal(a.kv_budget, 8);
+    assert_non_null(strstr(a.kv_policy, "h2o:8"));
+    assert_null(strstr(a.kv_policy, "16"));
     ev_simple(&a, PD_EV_ERROR, 11, "boom");
     assert_true(a.finished);
     assert_string_equal(a.error, "boom");
@@ -1055,6 +1126,80 @@ static void test_store_io_round_trip(void **state)
     unlink(side);
 }
 
+/* :prefer and y: kept until a save like prunes and tags, written as a preference, loaded
+ * back with the session. */
+static void test_store_io_prefer(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ponder-test-pref-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    struct pd_err err;
+    pd_err_clear(&err);
+    struct pd_store *st = NULL;
+    assert_int_equal(pd_store_open(path, NULL, &st, &err), PD_OK);
+    struct pd_message msg = {PD_STORE_MSG_USER, "Q"};
+    struct pd_session_new sn = {.messages = &msg, .n_messages = 1, .source = "test"};
+    int64_t root = 0, br = 0, other = 0;
+    assert_int_equal(pd_store_session_create(st, &sn, &root, &err), PD_OK);
+    assert_int_equal(pd_store_session_create(st, &sn, &other, &err), PD_OK);
+    struct pd_token_rec t = {.pos = 0, .id = 1, .role = PD_ROLE_PROMPT, .text = "Q",
+                             .text_len = 1, .logprob = NAN, .entropy = NAN};
+    assert_int_equal(pd_store_tokens_append(st, root, &t, 1, &err), PD_OK);
+    struct pd_session_new bn = {.source = "test", .parent_id = root, .fork_pos = 1};
+    assert_int_equal(pd_store_session_create(st, &bn, &br, &err), PD_OK);
+
+    struct pd_app a;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, root, &a, &err), PD_OK);
+    pd_app_do(&a, PD_ACT_PREFER); /* a root has no parent to beat */
+    assert_true(a.msg_error);
+    assert_non_null(strstr(a.msg, "not a branch"));
+    assert_int_equal(a.pref_over, 0);
+    pd_app_command(&a, "prefer x");
+    assert_true(a.msg_error);
+    pd_app_command(&a, "prefer 1");
+    assert_non_null(strstr(a.msg, "itself"));
+    pd_app_deinit(&a);
+
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, br, &a, &err), PD_OK);
+    assert_int_equal(a.parent_id, root);
+    pd_app_do(&a, PD_ACT_PREFER);
+    assert_false(a.msg_error);
+    assert_int_equal(a.pref_over, root);
+    assert_true(pd_app_unsaved(&a));
+    assert_int_equal(pd_io_save(st, br, &a, &err), PD_OK);
+    assert_false(pd_app_unsaved(&a));
+    struct pd_pref *p = NULL;
+    size_t n = 0;
+    assert_int_equal(pd_store_prefs_get(st, 0, &p, &n, &err), PD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(p[0].chosen_id, br);
+    assert_int_equal(p[0].rejected_id, root);
+    pd_store_prefs_free(p, n);
+    /* over a named session instead; the store refuses nothing here (same conversation) */
+    pd_app_command(&a, "prefer 2");
+    assert_int_equal(a.pref_over, other);
+    assert_int_equal(pd_io_save(st, br, &a, &err), PD_OK);
+    pd_app_deinit(&a);
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    assert_int_equal(pd_io_load(st, br, &a, &err), PD_OK);
+    assert_int_equal(a.pref_over, root); /* the first of its marks, by session */
+    assert_true(a.pref_saved);
+    assert_false(pd_app_unsaved(&a));
+    pd_app_deinit(&a);
+    pd_store_close(&st);
+    char side[64];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 /* ---- command line (readline glue, no terminal) ------------------------------------------- */
 
 static void type(const char *s)
@@ -1162,6 +1307,7 @@ int main(void)
         cmocka_unit_test(test_term_tiers_and_heat),
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_store_io_round_trip),
+        cmocka_unit_test(test_store_io_prefer),
         cmocka_unit_test(test_cmdline_readline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -196,19 +196,17 @@ static void cmd_mode(struct pd_app *a, const char *arg)
         pd_app_msg(a, true, "mode: %s", e2.msg);
         return;
     }
-    struct pd_cmd *c = pd_app_session_live(a) ? pd_app_fx_cmd(a, PD_CMD_SET_MODE) : NULL;
-    if (c) {
-        c->mode = m;
-        if (m == PD_MODE_SHORT) {
-            if (budget) {
-                a->short_budget = budget;
-            }
-            budget = a->short_budget;
-        }
-        c->budget = budget;
-        a->mode = m;
-        a->dirty |= PD_DIRTY_STATUS;
+    if (!pd_app_session_live(a)) {
+        return;
     }
+    if (m == PD_MODE_SHORT && budget) {
+        a->short_budget = budget;
+    }
+    a->mode = m;
+    /* an explicit :mode goes at once (queued commands run in order, also while paused);
+     * :mode none ends an open thinking span */
+    pd_app_send_mode(a, m == PD_MODE_NONE);
+    a->dirty |= PD_DIRTY_STATUS;
 }
 
 static void cmd_goto(struct pd_app *a, const char *arg)
@@ -304,6 +302,35 @@ static void cmd_divergence(struct pd_app *a, const char *arg)
     }
 }
 
+/* prefer [ID]: this session is chosen over session ID (default: its parent). Kept here
+ * until a save writes it (store_io.c), like prunes and tags. */
+static void cmd_prefer(struct pd_app *a, const char *arg)
+{
+    int64_t over = a->parent_id;
+    if (*arg && !parse_i64(arg, 1, INT64_MAX, &over)) {
+        pd_app_msg(a, true, "prefer: expected a session id, got '%.40s'", arg);
+        return;
+    }
+    if (a->session_id == 0) {
+        pd_app_msg(a, true, "prefer: this session is not recorded");
+        return;
+    }
+    if (over == 0) {
+        pd_app_msg(a, true, "prefer: session %lld is not a branch; name the session it beats: "
+                   ":prefer ID", (long long)a->session_id);
+        return;
+    }
+    if (over == a->session_id) {
+        pd_app_msg(a, true, "prefer: a session cannot be preferred over itself");
+        return;
+    }
+    a->pref_over = over;
+    a->pref_saved = false;
+    a->dirty |= PD_DIRTY_STATUS;
+    pd_app_msg(a, false, "session %lld chosen over %lld (s saves)", (long long)a->session_id,
+               (long long)over);
+}
+
 static void cmd_stats(struct pd_app *a, const char *arg)
 {
     (void)arg;
@@ -337,6 +364,7 @@ static const struct command_info commands[] = {
     {"quit", cmd_quit},         {"q", cmd_quit},          {"q!", cmd_quit_force},
     {"wq", cmd_wq},             {"prune", cmd_prune},     {"branch", cmd_branch},
     {"divergence", cmd_divergence}, {"stats", cmd_stats}, {"help", cmd_help},
+    {"prefer", cmd_prefer},
     {NULL, NULL},
 };
 
@@ -364,7 +392,7 @@ void pd_app_command(struct pd_app *a, const char *line)
 
 static const char *const command_names[] = {
     "inject", "tag", "budget", "policy", "mode", "goto", "seek", "speed", "save", "quit", "q!",
-    "wq", "prune", "branch", "divergence", "stats", "help", NULL,
+    "wq", "prune", "branch", "divergence", "stats", "help", "prefer", NULL,
 };
 
 const char *const *pd_app_command_names(void)

@@ -103,5 +103,17 @@ for bad in 'LP=1e300 EN=1.0 not a finite number' 'LP=0.5 EN=1.0 outside' 'LP=-1.
     check "import refuses logprob $lp entropy $en" grep -q "tokens\[1\]\.\(logprob\|entropy\): .*$3" "$tmp/err"
 done
 
+# A corrupt row stops plot, show and export with a message naming it (and, in the
+# sanitiser builds, without leaking what was read before it).
+"$ponder" import --db "$tmp/c.db" "$tmp/huge.jsonl" >/dev/null 2>&1
+sqlite3 "$tmp/c.db" "UPDATE tokens SET topk = x'0102' WHERE pos = 1" 2>/dev/null ||
+    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE tokens SET topk = x'0102' WHERE pos = 1\"); c.commit()" "$tmp/c.db"
+for cmd in "plot 1 --out $tmp/out/c.svg" "show 1" "export --format ponder --out $tmp/out/c.jsonl"; do
+    "$ponder" $cmd --db "$tmp/c.db" >/dev/null 2>"$tmp/err"
+    rc=$?
+    check "corrupt row: ${cmd%% *} exits 1" test $rc -eq 1
+    check "corrupt row: ${cmd%% *} names it" grep -q 'pos 1: top-k blob' "$tmp/err"
+done
+
 echo "$fails failures"
 [ $fails -eq 0 ]

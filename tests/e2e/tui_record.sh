@@ -12,14 +12,16 @@ DB="$TMPD/r.db"
 # lock_db SECONDS: holds the write lock in the background (a FIFO keeps sqlite3 waiting)
 lock_db() {
     mkfifo "$TMPD/lock.fifo"
-    (sqlite3 "$DB" <"$TMPD/lock.fifo" >/dev/null 2>&1 &)
+    (sqlite3 -cmd ".timeout 5000" "$DB" <"$TMPD/lock.fifo" >/dev/null 2>&1 &) # waits out a commit
     exec 7>"$TMPD/lock.fifo"
     echo "BEGIN IMMEDIATE;" >&7
     echo "SELECT 1;" >&7
-    sleep 0.3 # sqlite3 has read both lines once the lock is taken (checked below)
-    if sqlite3 -cmd ".timeout 100" "$DB" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null; then
-        fail "the lock was not taken"
-    fi
+    # the lock is taken once sqlite3 has read both lines: wait until a writer is refused
+    for ((i = 0; i < 100; i++)); do
+        sqlite3 -cmd ".timeout 50" "$DB" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    fail "the lock was not taken"
 }
 unlock_db() {
     echo "COMMIT;" >&7

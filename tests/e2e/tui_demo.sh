@@ -5,8 +5,8 @@
 # the status bar appear; q quits cleanly. Needs tmux and the committed model.
 source "$(dirname "$0")/tui_lib.sh"
 if [ ! -f "$PONDER_SOURCE_ROOT/samples/models/reasoner.gguf" ]; then
-    echo "SKIP: samples/models/reasoner.gguf not found" >&2
-    exit 77
+    echo "FAIL: samples/models/reasoner.gguf not found (it is committed)" >&2
+    exit 1
 fi
 mkdir -p "$TMPD/nomodels"
 start demo 120 40 env -u PONDER_MODEL PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" \

@@ -64,6 +64,9 @@ int pd_cli_prune(int argc, char **argv);
 int pd_cli_score_in(int argc, char **argv);
 bool pd_cli_score_batch_wanted(int argc, char **argv);
 
+/* Accuracy against cost on a problem set under a grid of settings (cli_eval.c). */
+int pd_cli_eval(int argc, char **argv);
+
 /* `generate --in PROMPTS --samples K` (cli_samples.c): recorded samples per prompt;
  * pd_cli_generate calls it when pd_cli_generate_in_wanted(argc, argv) (--in is given). */
 int pd_cli_generate_in(int argc, char **argv);

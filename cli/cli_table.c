@@ -35,6 +35,8 @@ const struct pd_subcmd pd_subcmds[] = {
     {"rm", "delete saved sessions", pd_cli_rm},
     {"analyze", "reasoning steps and their metrics for stored or JSONL traces", pd_cli_analyze},
     {"prune", "prune reasoning steps by a strategy, verify, export", pd_cli_prune},
+    {"eval", "accuracy, thinking, KV slots and speed on a problem set under a grid of "
+             "settings", pd_cli_eval},
     {"plot", "write an SVG of a session: surprisal, entropy, steps, prunes, evictions",
      pd_cli_plot},
     {NULL, NULL, NULL},

@@ -1286,6 +1286,11 @@ static void *worker_main(void *arg)
         if (was_thinking && r.role != PD_ROLE_INJECTED) {
             s->n_think++;
         }
+        if (!was_thinking && s->think_open && r.role == PD_ROLE_ANSWER) {
+            /* the model opened thinking itself (Qwen3 with thinking on): its opener starts
+             * the thinking span, as the close marker ends it */
+            r.role = PD_ROLE_THINK;
+        }
         bool eog = !forced_pending && pd_tok_is_eog(s->tok, id);
         if ((st = eval_one(s, id, &err))) {
             pd_token_rec_free(&r);

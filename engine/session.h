@@ -18,7 +18,9 @@
  *   thinking span is open (the chat template opened it, or the model emitted the family's
  *   open marker, or the family has no markers: then the whole completion counts as
  *   thinking until the close marker text is produced or injected) and PD_ROLE_ANSWER after
- *   it closes. Tokens a command or mode controller inserts are PD_ROLE_INJECTED.
+ *   it closes; the token that carries a generated open marker and the one that carries the
+ *   close marker are PD_ROLE_THINK (the markers bound the span). Tokens a command or mode
+ *   controller inserts are PD_ROLE_INJECTED.
  * Positions.  Every token has a position; positions only grow, except after a branch
  *   (which rewinds to the fork position) and a re-encoding prune (which renumbers the
  *   pruned sequence). Evicted or pruned slots keep the original positions of the rest.

@@ -1,7 +1,9 @@
 /* run.c - the interactive subcommands: `run` (live workbench on a model), `replay`
  * (a saved session), `keys` (the key reference), and what `ponder` does with no
- * arguments (the workbench on a configured or found model, else the recorded sample
- * session from samples/, loaded into a temporary database).
+ * arguments (the workbench on $PONDER_MODEL, else on the reasoner shipped in
+ * samples/models thinking about a sample question, else on the first model of the test
+ * models folder, else the recorded sample session from samples/, loaded into a temporary
+ * database).
  *
  * Contracts:
  *   run -m MODEL (-p PROMPT | -f FILE | --from SESSION[@POS]) [--system TEXT]
@@ -42,6 +44,9 @@
 
 #define PROMPT_FILE_MAX ((size_t)1 << 20)
 #define DEFAULT_PROMPT "Once upon a time, there was a girl who asked why the sky is blue."
+/* The model ponder ships (samples/models, docs/reasoner.md) and the question its demo asks. */
+#define REASONER_MODEL "models/reasoner.gguf"
+#define REASONER_QUESTION "What is 47 * 36?"
 
 static void print_stats(const struct pd_app *a)
 {
@@ -585,24 +590,25 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ of the
- * source tree this binary was built in (<exe>/../samples for build/ponder, one level more
- * for a nested build folder), or where meson
- * installs it (<exe>/../share/ponder/samples). On failure *tried lists the paths looked at. */
-static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
+/* A file of samples/ (name relative to it): under $PONDER_SAMPLES when that is set (and
+ * only there), else under $PONDER_SOURCE_ROOT/samples, samples/ next to the source tree of
+ * this binary (<exe>/../samples or <exe>/../../samples in a build folder), or where meson
+ * installs the samples (<exe>/../share/ponder/samples). On failure *tried lists the paths
+ * looked at. */
+static bool find_sample_file(const char *name, char *out, size_t n, char *tried,
+                             size_t tried_n)
 {
-    const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
     const char *env;
     char cand[5][PATH_MAX];
     int k = 0;
-    if ((env = getenv("PONDER_SAMPLES")) && *env) {
+    bool only_env = (env = getenv("PONDER_SAMPLES")) && *env;
+    if (only_env) {
         snprintf(cand[k++], PATH_MAX, "%s/%s", env, name);
-    }
-    if ((env = getenv("PONDER_SOURCE_ROOT")) && *env) {
+    } else if ((env = getenv("PONDER_SOURCE_ROOT")) && *env) {
         snprintf(cand[k++], PATH_MAX, "%s/samples/%s", env, name);
     }
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t l = only_env ? -1 : readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (l > 0) {
         exe[l] = '\0';
         char *slash = strrchr(exe, '/');
@@ -631,7 +637,8 @@ static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
     char tried[5 * 256];
-    if (!find_sample(sample, sizeof sample, tried, sizeof tried)) {
+    if (!find_sample_file("sample-session.jsonl", sample, sizeof sample, tried,
+                          sizeof tried)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
                               "(looked for %s); see 'ponder --help'",
                            pd_cli_models_dir(), tried);
@@ -674,12 +681,14 @@ int pd_cli_default(int argc, char **argv)
     if (argc > 0) {
         return pd_cli_fail(2, "unexpected arguments (see 'ponder --help')");
     }
-    char model[PATH_MAX];
+    char model[PATH_MAX], tried[5 * 256];
     const char *env = getenv("PONDER_MODEL");
-    bool have = false;
+    bool have = false, reasoner = false;
     if (env && *env) {
         snprintf(model, sizeof model, "%s", env);
         have = true;
+    } else if (find_sample_file(REASONER_MODEL, model, sizeof model, tried, sizeof tried)) {
+        have = reasoner = true;
     } else {
         have = find_model(pd_cli_models_dir(), model, sizeof model);
     }
@@ -690,6 +699,7 @@ int pd_cli_default(int argc, char **argv)
     pd_live_opts_default(&o);
     o.model_path = model;
     o.prompt = getenv("PONDER_PROMPT") && *getenv("PONDER_PROMPT") ? getenv("PONDER_PROMPT")
+               : reasoner                                          ? REASONER_QUESTION
                                                                    : DEFAULT_PROMPT;
     /* The no-argument demo streams at a pace one can watch (~30 tokens/s) and stops after
      * 400 tokens; `ponder run` runs at full speed until the model ends. */

@@ -1,13 +1,16 @@
 #!/bin/bash
-# tui_replay.sh - `ponder` with no arguments and no model replays the recorded sample
-# session (samples/sample-session.jsonl) from a temporary database: play/pause, seek,
-# step, speed, search, and live-only keys refused. Needs no model.
+# tui_replay.sh - `ponder` with no arguments and no model (not even the shipped reasoner)
+# replays the recorded sample session (samples/sample-session.jsonl) from a temporary
+# database: play/pause, seek, step, speed, search, and live-only keys refused. Needs no
+# model.
 source "$(dirname "$0")/tui_lib.sh"
-mkdir -p "$TMPD/nomodels"
+mkdir -p "$TMPD/nomodels" "$TMPD/only-sample"
+# samples/ without its model (samples/models/reasoner.gguf would be run live instead)
+cp "$PONDER_SOURCE_ROOT/samples/sample-session.jsonl" "$TMPD/only-sample/"
 start sample 120 40 env -u PONDER_MODEL PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" \
-    "$PONDER_BIN"
+    PONDER_SAMPLES="$TMPD/only-sample" "$PONDER_BIN"
 wait_for sample 'replay #1' 10
-wait_for sample 'Once upon a time' 5
+wait_for sample 'What is 47' 5
 keys sample Space
 wait_for sample '\| paused ' 5
 keys sample ':seek 10' Enter
@@ -18,11 +21,11 @@ keys sample ,
 wait_for sample ' 10/[0-9]+ tok' 5
 keys sample '+'
 wait_for sample 'replay speed 40.0' 5
-keys sample ':seek 362' Enter
-keys sample '/' 'sky' Enter
-wait_for sample '/sky: match 1 of [0-9]+' 5
+keys sample ':seek 524' Enter
+keys sample '/' 'carry' Enter
+wait_for sample '/carry: match 1 of [0-9]+' 5
 keys sample n
-wait_for sample '/sky: match 2 of [0-9]+' 5
+wait_for sample '/carry: match 2 of [0-9]+' 5
 keys sample a
 wait_for sample 'needs a live model' 5
 keys sample q
@@ -56,6 +59,12 @@ if [ -n "${PONDER_BUILD_ROOT:-}" ] && command -v meson >/dev/null 2>&1; then
     case "$dest" in
     */share/ponder/samples/sample-session.jsonl) ;;
     *) fail "meson does not install the sample where ponder looks (got '$dest')" ;;
+    esac
+    dest=$(meson introspect "$PONDER_BUILD_ROOT" --installed | tr ',' '\n' |
+           grep -o '"[^"]*reasoner.gguf"' | tail -1 | tr -d '"')
+    case "$dest" in
+    */share/ponder/samples/models/reasoner.gguf) ;;
+    *) fail "meson does not install the reasoner where ponder looks (got '$dest')" ;;
     esac
 fi
 mkdir -p "$inst/share/ponder/samples"

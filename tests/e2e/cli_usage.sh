@@ -82,6 +82,13 @@ bad[serve]='-m nope.gguf --port x
 -m nope.gguf --chat bogus'
 bad[search]='
 --limit x hello'
+bad[eval]='--in x.jsonl
+-m nope.gguf --in x.jsonl --kv bogus
+-m nope.gguf --in x.jsonl --mode bogus
+-m nope.gguf --in x.jsonl --answer-now-at 2
+-m nope.gguf --in x.jsonl --prune bogus
+-m nope.gguf --in x.jsonl --keep x
+-m nope.gguf --in x.jsonl --limit x'
 
 cmds=$("$ponder" --help | sed -n '/^commands:/,/^$/p' | awk 'NF >= 2 {print $1}')
 check "the command list is read from ponder --help" test -n "$cmds"

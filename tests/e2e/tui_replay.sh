@@ -34,11 +34,11 @@ ls "$TMPD"/ponder-sample-* >/dev/null 2>&1 && fail "the temporary database was l
 echo "ok: sample replay"
 
 # A ponder built in a folder of the source tree (build/ponder) finds samples/ beside it
-# without any environment.
+# without any environment (there it opens the shipped reasoner).
 if [ "$(dirname "$(dirname "$PONDER_BIN")")" -ef "$PONDER_SOURCE_ROOT" ]; then
     start tree 100 30 env -u PONDER_MODEL -u PONDER_SOURCE_ROOT -u PONDER_SAMPLES \
-        PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" "$PONDER_BIN"
-    wait_for tree 'replay #1' 10
+        PONDER_TEST_MODELS="$TMPD/nomodels" TMPDIR="$TMPD" XDG_DATA_HOME="$TMPD/xdg" "$PONDER_BIN"
+    wait_for tree 'reasoner' 20
     keys tree q
     [ "$(wait_exit tree 10)" = 0 ] || fail "build-tree sample: exit status"
     echo "ok: the sample found from the build folder"

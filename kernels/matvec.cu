@@ -1,0 +1,222 @@
+// matvec.cu - decode matrix-vector products reading GGUF blocks directly (K4).
+//
+// DESIGN
+// One block of 128 threads per output row (for SwiGLU: per row of the gate/up pair). A
+// quantised row is covered by groups of PD_DEV_LANES_* lanes, one weight block per group
+// per step; each lane forms exact integer partial sums with dp4a (pd_quant_dev.h), the
+// group adds them with shuffles (exact), and the group's first lane applies the block's
+// float combine in the CPU's order, so every block's contribution is bit-identical to
+// engine/quant.c's vec_dot; the float block results are then summed by a fixed tree.
+// Float weights (F32/F16/BF16) are dotted with the activation in the same format, 8
+// elements per lane per step. The loop runs the same number of steps in every lane of a
+// warp (lanes past the row's end contribute zero), so the shuffles always see full warps.
+// Epilogues: bias, the residual add (y += W x, one thread reads and writes y[r]) and
+// SwiGLU of the gate/up pair, written as forward.c writes them.
+#include "pd_kint.h"
+
+namespace PD_KNS {
+
+#define MV_THREADS 128
+
+template <int TYPE> struct mv_block;
+template <> struct mv_block<PD_K_Q8_0> {
+    enum { W = PD_DEV_Q8_0_BYTES, X = PD_DEV_Q8_0_BYTES, N = PD_DEV_QK, L = PD_DEV_LANES_Q8_0 };
+};
+template <> struct mv_block<PD_K_Q4_0> {
+    enum { W = PD_DEV_Q4_0_BYTES, X = PD_DEV_Q8_0_BYTES, N = PD_DEV_QK, L = PD_DEV_LANES_Q4_0 };
+};
+template <> struct mv_block<PD_K_Q4_K> {
+    enum { W = PD_DEV_Q4_K_BYTES, X = PD_DEV_Q8_K_BYTES, N = PD_DEV_QKK, L = PD_DEV_LANES_KQ };
+};
+template <> struct mv_block<PD_K_Q5_K> {
+    enum { W = PD_DEV_Q5_K_BYTES, X = PD_DEV_Q8_K_BYTES, N = PD_DEV_QKK, L = PD_DEV_LANES_KQ };
+};
+template <> struct mv_block<PD_K_Q6_K> {
+    enum { W = PD_DEV_Q6_K_BYTES, X = PD_DEV_Q8_K_BYTES, N = PD_DEV_QKK, L = PD_DEV_LANES_KQ };
+};
+
+// Lane t's integer partial sums of block (w, x).
+template <int TYPE>
+__device__ __forceinline__ void mv_lane(const uint8_t *w, const uint8_t *x, int t, int32_t *is,
+                                        int32_t *ms)
+{
+    if constexpr (TYPE == PD_K_Q8_0) {
+        *is += pd_dev_q8_0_lane(w, x, t);
+    } else if constexpr (TYPE == PD_K_Q4_0) {
+        *is += pd_dev_q4_0_lane(w, x, t);
+    } else if constexpr (TYPE == PD_K_Q4_K) {
+        pd_dev_q4_k_lane(w, x, t, is, ms);
+    } else if constexpr (TYPE == PD_K_Q5_K) {
+        pd_dev_q5_k_lane(w, x, t, is, ms);
+    } else {
+        *is += pd_dev_q6_k_lane(w, x, t);
+    }
+}
+
+template <int TYPE>
+__device__ __forceinline__ float mv_combine(const uint8_t *w, const uint8_t *x, int32_t is,
+                                            int32_t ms)
+{
+    if constexpr (TYPE == PD_K_Q8_0 || TYPE == PD_K_Q4_0) {
+        return pd_dev_q8_0_combine(w, x, is);
+    } else if constexpr (TYPE == PD_K_Q4_K || TYPE == PD_K_Q5_K) {
+        return pd_dev_q4_k_combine(w, x, is, ms);
+    } else {
+        return pd_dev_q6_k_combine(w, x, is);
+    }
+}
+
+// Quantised row dot(s): one or two weight rows against the same activation.
+template <int TYPE>
+__device__ __forceinline__ void mv_quant_rows(const uint8_t *w0, const uint8_t *w1,
+                                              const uint8_t *xq, int cols, float *acc0,
+                                              float *acc1)
+{
+    typedef mv_block<TYPE> B;
+    int nb = cols / B::N;
+    int t = threadIdx.x % B::L, g = threadIdx.x / B::L;
+    const int n_groups = MV_THREADS / B::L;
+    for (int b0 = 0; b0 < nb; b0 += n_groups) {
+        int b = b0 + g;
+        bool live = b < nb;
+        const uint8_t *x = xq + (size_t)b * B::X;
+        int32_t is0 = 0, ms0 = 0, is1 = 0, ms1 = 0;
+        if (live) {
+            mv_lane<TYPE>(w0 + (size_t)b * B::W, x, t, &is0, &ms0);
+            if (w1) {
+                mv_lane<TYPE>(w1 + (size_t)b * B::W, x, t, &is1, &ms1);
+            }
+        }
+        for (int off = B::L / 2; off > 0; off /= 2) {
+            is0 += __shfl_xor_sync(PD_FULL_MASK, is0, off);
+            ms0 += __shfl_xor_sync(PD_FULL_MASK, ms0, off);
+            is1 += __shfl_xor_sync(PD_FULL_MASK, is1, off);
+            ms1 += __shfl_xor_sync(PD_FULL_MASK, ms1, off);
+        }
+        if (live && t == 0) {
+            *acc0 += mv_combine<TYPE>(w0 + (size_t)b * B::W, x, is0, ms0);
+            if (w1) {
+                *acc1 += mv_combine<TYPE>(w1 + (size_t)b * B::W, x, is1, ms1);
+            }
+        }
+    }
+}
+
+template <int TYPE>
+__device__ __forceinline__ float mv_float_elem(const uint8_t *p, int i)
+{
+    if constexpr (TYPE == PD_K_F32) {
+        return pd_dev_ld_f32(p + 4 * (size_t)i);
+    } else if constexpr (TYPE == PD_K_F16) {
+        return pd_dev_ld_f16(p + 2 * (size_t)i);
+    } else {
+        return pd_dev_bf16_to_f32((uint16_t)pd_dev_ld_u16(p + 2 * (size_t)i));
+    }
+}
+
+// Float row dot(s): lanes take 8 consecutive elements per step.
+template <int TYPE>
+__device__ __forceinline__ void mv_float_rows(const uint8_t *w0, const uint8_t *w1,
+                                              const uint8_t *xq, int cols, float *acc0,
+                                              float *acc1)
+{
+    for (int base = 8 * (int)threadIdx.x; base < cols; base += 8 * MV_THREADS) {
+        int end = base + 8 < cols ? base + 8 : cols;
+        for (int i = base; i < end; i++) {
+            float x = mv_float_elem<TYPE>(xq, i);
+            *acc0 += mv_float_elem<TYPE>(w0, i) * x;
+            if (w1) {
+                *acc1 += mv_float_elem<TYPE>(w1, i) * x;
+            }
+        }
+    }
+}
+
+template <int TYPE> __global__ void __launch_bounds__(MV_THREADS) k_matvec(pd_k_matvec mv)
+{
+    int r = blockIdx.x;
+    int mi = 0;
+    if (mv.mode != PD_K_MV_SWIGLU) {
+        while (mi < mv.n_mat - 1 && r >= mv.m[mi].rows) {
+            r -= mv.m[mi].rows;
+            mi++;
+        }
+    }
+    const pd_k_mat &M = mv.m[mi];
+    const uint8_t *w0 = (const uint8_t *)M.w + (size_t)r * M.row_bytes;
+    const uint8_t *w1 = mv.mode == PD_K_MV_SWIGLU
+                            ? (const uint8_t *)mv.m[1].w + (size_t)r * mv.m[1].row_bytes
+                            : nullptr;
+    const uint8_t *xq = (const uint8_t *)mv.xq;
+    float acc0 = 0.0f, acc1 = 0.0f;
+    if constexpr (TYPE == PD_K_F32 || TYPE == PD_K_F16 || TYPE == PD_K_BF16) {
+        mv_float_rows<TYPE>(w0, w1, xq, mv.cols, &acc0, &acc1);
+    } else {
+        mv_quant_rows<TYPE>(w0, w1, xq, mv.cols, &acc0, &acc1);
+    }
+    acc0 = pd_block_sum(acc0);
+    if (w1) {
+        acc1 = pd_block_sum(acc1);
+    }
+    if (threadIdx.x == 0) {
+        if (mv.mode == PD_K_MV_SWIGLU) {
+            M.y[r] = acc0 / (1.0f + expf(-acc0)) * acc1;
+        } else if (mv.mode == PD_K_MV_ADD) {
+            M.y[r] = M.y[r] + acc0;
+        } else {
+            M.y[r] = M.bias ? acc0 + M.bias[r] : acc0;
+        }
+    }
+}
+
+int api_matvec(const struct pd_k_matvec *mv)
+{
+    if (mv->n_mat < 1 || mv->n_mat > 3 || (mv->mode == PD_K_MV_SWIGLU && mv->n_mat != 2)) {
+        return pd_kfail(cudaErrorInvalidValue, "matvec: bad matrix count");
+    }
+    unsigned rows = 0;
+    if (mv->mode == PD_K_MV_SWIGLU) {
+        rows = (unsigned)mv->m[0].rows;
+    } else {
+        for (int i = 0; i < mv->n_mat; i++) {
+            rows += (unsigned)mv->m[i].rows;
+        }
+    }
+    if (rows == 0) {
+        return 0;
+    }
+    dim3 g(rows), b(MV_THREADS);
+    cudaStream_t s = pd_kstream();
+    cudaError_t e;
+    switch (mv->type) {
+    case PD_K_F32:
+        e = pd_launch(k_matvec<PD_K_F32>, g, b, 0, s, *mv);
+        break;
+    case PD_K_F16:
+        e = pd_launch(k_matvec<PD_K_F16>, g, b, 0, s, *mv);
+        break;
+    case PD_K_BF16:
+        e = pd_launch(k_matvec<PD_K_BF16>, g, b, 0, s, *mv);
+        break;
+    case PD_K_Q8_0:
+        e = pd_launch(k_matvec<PD_K_Q8_0>, g, b, 0, s, *mv);
+        break;
+    case PD_K_Q4_0:
+        e = pd_launch(k_matvec<PD_K_Q4_0>, g, b, 0, s, *mv);
+        break;
+    case PD_K_Q4_K:
+        e = pd_launch(k_matvec<PD_K_Q4_K>, g, b, 0, s, *mv);
+        break;
+    case PD_K_Q5_K:
+        e = pd_launch(k_matvec<PD_K_Q5_K>, g, b, 0, s, *mv);
+        break;
+    case PD_K_Q6_K:
+        e = pd_launch(k_matvec<PD_K_Q6_K>, g, b, 0, s, *mv);
+        break;
+    default:
+        e = cudaErrorInvalidValue;
+    }
+    return pd_kcheck(e, "matvec");
+}
+
+} // namespace PD_KNS

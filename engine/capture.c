@@ -55,8 +55,8 @@ static bool full_wanted(const struct pd_capture_state *cs, uint32_t il)
            (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1));
 }
 
-static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
-                 uint32_t n_slots, const int64_t *slot_pos)
+void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
+                     uint32_t n_slots, const int64_t *slot_pos)
 {
     struct pd_capture_state *cs = ud;
     if (cs->observer) {
@@ -181,7 +181,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
             return pd_err_set(err, PD_ENOMEM, "out of memory (full capture)");
         }
     }
-    ctx->attn_hook = hook;
+    ctx->attn_hook = pd_capture_hook;
     ctx->attn_hook_ud = cs;
     return PD_OK;
 }

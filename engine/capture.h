@@ -95,6 +95,12 @@ enum pd_status pd_capture_recompute(const struct pd_model *m, const int32_t *tok
                                     int n_threads, uint64_t layers, struct pd_attn_rows **out,
                                     struct pd_err *err);
 
+/* The attention hook pd_capture_init installs (ud = the capture state): exported so a
+ * backend that computes capture on its own device can recognise the state it feeds, and
+ * so tests can feed it rows directly. */
+void pd_capture_hook(void *ud, uint32_t layer, int64_t pos, const float *probs,
+                     uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
+
 /* Sets up a capture state for ctx's model and context size and installs the hook on ctx.
  * level OFF still installs the hook when an observer is set (policies need the rows). */
 enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,

@@ -203,7 +203,7 @@ static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, 
 
 /* ---- elementwise pieces ---------------------------------------------------------------- */
 
-static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
     /* Squares in float, sum in double, mean rounded to float: the GGUF reference order. */
     double sum = 0.0;
@@ -221,8 +221,8 @@ static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, floa
  * convention: theta_i = pos * base^(-2i/n_rot) / freq_div[i] * freq_scale, the power
  * computed by repeated multiplication in float, freq_div from rope_freqs.weight (1 when
  * absent). */
-static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
-                      const float *freq_div)
+void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                  const float *freq_div)
 {
     float theta_scale = powf(hp->rope_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
@@ -357,7 +357,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             return pd_err_set(err, PD_ECANCELLED, "cancelled");
         }
         for (uint32_t t = 0; t < n_tok; t++) {
-            rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
+            pd_rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
                     hp->norm_eps);
         }
         matmul(c, &L->wq, c->xn, wide, c->q, q_dim, n_tok);
@@ -381,16 +381,16 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             for (uint32_t h = 0; h < hp->n_head; h++) {
                 float *qh = q + (size_t)h * hp->head_dim;
                 if (L->q_norm.data) {
-                    rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
+                    pd_rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
+                pd_rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             for (uint32_t h = 0; h < hp->n_head_kv; h++) {
                 float *kh = k + (size_t)h * hp->head_dim;
                 if (L->k_norm.data) {
-                    rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
+                    pd_rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
+                pd_rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             if ((st = pd_kvcache_append(c->kv, il, pos0 + t, k, v, err))) {
                 return st;
@@ -415,7 +415,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             for (uint32_t i = 0; i < E; i++) {
                 x[i] += o[i];
             }
-            rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
+            pd_rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
         }
         matmul(c, &L->w_gate, c->xn, wide, c->gate, hp->n_ff, n_tok);
         matmul(c, &L->w_up, c->xn, wide, c->up, hp->n_ff, n_tok);
@@ -444,7 +444,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
     }
     if (n_out > 0) {
         for (uint32_t t = first; t < n_tok; t++) {
-            rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
+            pd_rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
                     wf32(&m->output_norm), E, hp->norm_eps);
         }
         matmul(c, &m->output, c->xn, wide, c->out, hp->n_vocab, n_out);

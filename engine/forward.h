@@ -99,4 +99,14 @@ enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
 /* Free KV slots left in the fullest layer. */
 uint32_t pd_ctx_kv_free(const struct pd_ctx *c);
 
+/* The CPU reference's RMSNorm and RoPE, exposed so the GPU kernels' shared helpers can be
+ * checked bit-exact against them (tests/gpu/test_gpu_host.c).
+ * pd_rmsnorm: out[i] = x[i] * (1/sqrtf(mean(x^2) + eps)) * w[i], squares in float summed in
+ * double; out may equal x. pd_rope_head: rotates the first n_rot dims of one head x for
+ * position pos with the model's pairing and frequencies (freq_div: rope_freqs or NULL).
+ * Pure, thread-safe. */
+void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
+void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                  const float *freq_div);
+
 #endif

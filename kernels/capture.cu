@@ -93,6 +93,14 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
         if (n_steps > 0) {
             int k = valid ? cap_step_of(cp.steps, n_steps, ps) : -1;
             float v = k >= 0 ? mean * per_layer : 0.0f;
+            // Evicted slots (k = -1, v = 0) take the step of the slot before them, so the
+            // keys ascend along the warp and each step is one run.
+            for (int off = 1; off < PD_WARP; off *= 2) {
+                int ku = __shfl_up_sync(PD_FULL_MASK, k, off);
+                if (lane >= off && ku > k) {
+                    k = ku;
+                }
+            }
             for (int off = 1; off < PD_WARP; off *= 2) {
                 float vu = __shfl_up_sync(PD_FULL_MASK, v, off);
                 int ku = __shfl_up_sync(PD_FULL_MASK, k, off);

@@ -176,7 +176,8 @@ int api_sync(void)
 
 // ---- graphs ---------------------------------------------------------------------------------
 
-struct pd_cuda_graph {
+// The C ABI's opaque struct pd_cuda_graph is this provider's graph_impl.
+struct graph_impl {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     size_t nodes;
@@ -193,7 +194,7 @@ int api_graph_end(struct pd_cuda_graph **out)
     *out = nullptr;
     cudaGraph_t g = nullptr;
     CU(cudaStreamEndCapture(g_stream, &g), "graph capture end");
-    pd_cuda_graph *pg = new pd_cuda_graph();
+    graph_impl *pg = new graph_impl();
     pg->graph = g;
     cudaError_t e = cudaGraphInstantiate(&pg->exec, g, 0);
     if (e != cudaSuccess) {
@@ -202,27 +203,28 @@ int api_graph_end(struct pd_cuda_graph **out)
         return pd_kfail(e, "graph instantiate");
     }
     cudaGraphGetNodes(g, nullptr, &pg->nodes);
-    *out = pg;
+    *out = reinterpret_cast<pd_cuda_graph *>(pg);
     return 0;
 }
 
 int api_graph_launch(struct pd_cuda_graph *g)
 {
-    CU(cudaGraphLaunch(g->exec, g_stream), "graph launch");
+    CU(cudaGraphLaunch(reinterpret_cast<graph_impl *>(g)->exec, g_stream), "graph launch");
     return 0;
 }
 
 size_t api_graph_nodes(const struct pd_cuda_graph *g)
 {
-    return g ? g->nodes : 0;
+    return g ? reinterpret_cast<const graph_impl *>(g)->nodes : 0;
 }
 
 void api_graph_free(struct pd_cuda_graph **g)
 {
     if (g && *g) {
-        cudaGraphExecDestroy((*g)->exec);
-        cudaGraphDestroy((*g)->graph);
-        delete *g;
+        graph_impl *pg = reinterpret_cast<graph_impl *>(*g);
+        cudaGraphExecDestroy(pg->exec);
+        cudaGraphDestroy(pg->graph);
+        delete pg;
         *g = nullptr;
     }
 }

@@ -167,6 +167,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     cs->n_ctx = ctx->params.n_ctx;
     cs->blob_len = pd_attn_blob_size(hp->n_layer, top_n, 0);
     cs->full_token_pos = -1;
+    cs->cum_forgot = INT64_MAX;
     cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
     if (!cs->mean_row || !grow_cum(cs, 0)) {
         pd_capture_deinit(cs);
@@ -249,6 +250,10 @@ const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i)
 
 float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos)
 {
+    if (cs->cum_sync) {
+        /* cum is a cache of the device's array: filling it does not change the state */
+        cs->cum_sync(cs->cum_sync_ud, (struct pd_capture_state *)cs);
+    }
     if (il >= cs->n_layer || pos < 0 || pos >= cs->cum_cap) {
         return 0.0f;
     }
@@ -289,6 +294,9 @@ void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
 {
     if (pos < 0) {
         pos = 0;
+    }
+    if (pos < cs->cum_forgot) {
+        cs->cum_forgot = pos;
     }
     while (cs->n_steps > 0 && cs->steps[cs->n_steps - 1] >= pos) {
         cs->n_steps--;

@@ -1,5 +1,6 @@
 /* forward.c - CPU forward pass: embeddings, attention with the KV cache, SwiGLU FFN,
- * output logits; batched over tokens, parallel over weight rows and attention heads. */
+ * output logits; batched over tokens, parallel over weight rows and attention heads. The
+ * reference: a context with a device backend (backend.h) hands every eval to it. */
 #include "forward.h"
 
 #include <math.h>
@@ -9,6 +10,8 @@
 #include "log.h"
 #include "mem.h"
 #include "dtype.h"
+#include "probe.h"
+#include "sampler.h"
 #include "simd.h"
 #include "threadpool.h"
 
@@ -18,7 +21,10 @@
 
 struct pd_ctx_params pd_ctx_default_params(void)
 {
-    struct pd_ctx_params p = {0, 0, 0, PD_KV_F16, PD_BACKEND_CPU};
+    struct pd_ctx_params p;
+    memset(&p, 0, sizeof p);
+    p.kv_type = PD_KV_F16;
+    p.backend = PD_BACKEND_CPU;
     return p;
 }
 
@@ -59,18 +65,33 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
     if (!c) {
         return pd_err_set(err, PD_ENOMEM, "out of memory (context)");
     }
+    if (p.backend == PD_BACKEND_AUTO) {
+        p.backend = pd_backend_cuda_available() ? PD_BACKEND_CUDA : PD_BACKEND_CPU;
+    }
     c->model = m;
     c->params = p;
     enum pd_status st;
     if ((st = pd_pool_open(p.n_threads, &c->pool, err))) {
         goto fail;
     }
-    if (p.backend == PD_BACKEND_CUDA && (st = pd_backend_cuda_open(m, &c->backend, err))) {
-        goto fail;
-    }
     if (p.backend >= PD_BACKEND_KIND_COUNT) {
         st = pd_err_set(err, PD_EINVAL, "context: unknown backend %d", (int)p.backend);
         goto fail;
+    }
+    if (p.backend == PD_BACKEND_CUDA) {
+        /* The device holds K/V; the context keeps the positions (kvcache.h, mirror). */
+        if ((st = pd_kvcache_open_mirror(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
+                                         hp->n_head_kv * hp->head_dim_v, &c->kv, err)) ||
+            (st = pd_backend_cuda_open(m, &p, c->kv, &c->backend, err))) {
+            goto fail;
+        }
+        c->logits = pd_malloc_array(hp->n_vocab, sizeof(float));
+        if (!c->logits) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (context buffers)");
+            goto fail;
+        }
+        *out = c;
+        return PD_OK;
     }
     if ((st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
                               hp->n_head_kv * hp->head_dim_v, p.kv_type, &c->kv, err))) {
@@ -112,8 +133,8 @@ void pd_ctx_close(struct pd_ctx **cp)
     }
     struct pd_ctx *c = *cp;
     pd_pool_close(&c->pool);
+    pd_backend_close(&c->backend); /* before the mirror it listens to */
     pd_kvcache_close(&c->kv);
-    pd_backend_close(&c->backend);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -146,6 +167,54 @@ uint32_t pd_ctx_kv_free(const struct pd_ctx *c)
     return c->kv->cap - most;
 }
 
+const float *pd_ctx_logits(struct pd_ctx *c)
+{
+    if (!c->has_logits) {
+        return NULL;
+    }
+    if (c->backend) {
+        struct pd_err err;
+        if (c->backend->ops->logits(c->backend, c, &err)) {
+            pd_log(PD_LOG_ERROR, "%s", err.msg);
+            return NULL;
+        }
+    }
+    return c->logits;
+}
+
+int32_t pd_ctx_argmax(struct pd_ctx *c)
+{
+    if (!c->has_logits) {
+        return -1;
+    }
+    if (c->backend) {
+        return c->backend->ops->argmax(c->backend);
+    }
+    return pd_argmax(c->logits, c->model->hp.n_vocab);
+}
+
+enum pd_status pd_ctx_probe(struct pd_ctx *c, int32_t id, size_t k, struct pd_token_rec *rec,
+                            struct pd_err *err)
+{
+    if (!c->has_logits) {
+        return pd_err_set(err, PD_EINVAL, "probe: no token evaluated yet");
+    }
+    if (c->backend) {
+        return c->backend->ops->probe(c->backend, c, id, k, rec, err);
+    }
+    pd_probe_fill(c->logits, c->model->hp.n_vocab, id, k, rec);
+    return PD_OK;
+}
+
+int32_t pd_ctx_sample(struct pd_ctx *c, struct pd_sampler *s)
+{
+    if (c->backend && pd_sampler_greedy(s)) {
+        return pd_ctx_argmax(c);
+    }
+    const float *lg = pd_ctx_logits(c);
+    return lg ? pd_sampler_sample(s, lg) : -1;
+}
+
 /* ---- matmul: Y[t][r] = W[r] . X[t] ---------------------------------------------------- */
 
 struct matmul_job {
@@ -173,20 +242,6 @@ static void matmul_rows(void *ctx, size_t r0, size_t r1)
 static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, size_t x_stride,
                    float *y, size_t y_stride, uint32_t n_tok)
 {
-    if (c->backend) {
-        struct pd_err err;
-        enum pd_status st = c->backend->ops->matmul(c->backend, w, x, x_stride, y, y_stride,
-                                                    n_tok, &err);
-        if (st == PD_OK) {
-            return;
-        }
-        if (st != PD_EUNSUPPORTED) {
-            /* A device failure: say so once and finish on the CPU, which gives the same
-             * results within tolerance. */
-            pd_log(PD_LOG_ERROR, "%s; continuing on the CPU", err.msg);
-            pd_backend_close(&c->backend);
-        }
-    }
     const struct pd_dtype_traits *tr = pd_simd_traits(w->type);
     const struct pd_dtype_traits *xt = pd_simd_traits(tr->vec_dot_type);
     uint8_t *xq = c->xq;
@@ -490,6 +545,9 @@ enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
         return pd_err_set(err, PD_EINVAL,
                           "context full: %zu more tokens do not fit (%u slots free of %u)", n,
                           pd_ctx_kv_free(c), c->kv->cap);
+    }
+    if (c->backend) {
+        return n ? c->backend->ops->eval(c->backend, c, tokens, n, logits_fn, ud, err) : PD_OK;
     }
     size_t done = 0;
     while (done < n) {

@@ -43,7 +43,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
     __syncthreads();
     int l8 = threadIdx.x % 8, ks = threadIdx.x / 8;
     const int per_pass = ATTN_THREADS / 8;
-    for (int pass = 0; pass < PART / per_pass; pass++) {
+    int n_loc = n - s0 < PART ? n - s0 : PART;
+    for (int pass = 0; pass < (n_loc + per_pass - 1) / per_pass; pass++) {
         int sl = pass * per_pass + ks;
         int s = s0 + sl;
         bool valid = false;
@@ -72,12 +73,12 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
     for (int j = wid; j < G; j += ATTN_THREADS / PD_WARP) {
         int h = g * G + j;
         float m = -INFINITY;
-        for (int sl = lane; sl < PART; sl += PD_WARP) {
+        for (int sl = lane; sl < n_loc; sl += PD_WARP) {
             m = fmaxf(m, w_s[j * PART + sl]);
         }
         m = pd_warp_max(m);
         double l = 0.0;
-        for (int sl = lane; sl < PART; sl += PD_WARP) {
+        for (int sl = lane; sl < n_loc; sl += PD_WARP) {
             float e = m == -INFINITY ? 0.0f : expf(w_s[j * PART + sl] - m);
             w_s[j * PART + sl] = e;
             l += e;
@@ -92,7 +93,6 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
         }
     }
     __syncthreads();
-    int n_loc = n - s0 < PART ? n - s0 : PART;
     for (int d = threadIdx.x; d < hd_v; d += blockDim.x) {
         float acc[ATTN_GMAX];
         for (int j = 0; j < G; j++) {

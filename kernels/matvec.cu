@@ -1,7 +1,8 @@
 // matvec.cu - decode matrix-vector products reading GGUF blocks directly (K4).
 //
 // DESIGN
-// One block of 128 threads per output row (for SwiGLU: per row of the gate/up pair). A
+// One block of 32..128 threads (enough to cover the row in one step) per output row (for
+// SwiGLU: per row of the gate/up pair). A
 // quantised row is covered by groups of PD_DEV_LANES_* lanes, one weight block per group
 // per step; each lane forms exact integer partial sums with dp4a (pd_quant_dev.h), the
 // group adds them with shuffles (exact), and the group's first lane applies the block's
@@ -75,7 +76,7 @@ __device__ __forceinline__ void mv_quant_rows(const uint8_t *w0, const uint8_t *
     typedef mv_block<TYPE> B;
     int nb = cols / B::N;
     int t = threadIdx.x % B::L, g = threadIdx.x / B::L;
-    const int n_groups = MV_THREADS / B::L;
+    const int n_groups = (int)blockDim.x / B::L;
     for (int b0 = 0; b0 < nb; b0 += n_groups) {
         int b = b0 + g;
         bool live = b < nb;
@@ -120,7 +121,7 @@ __device__ __forceinline__ void mv_float_rows(const uint8_t *w0, const uint8_t *
                                               const uint8_t *xq, int cols, float *acc0,
                                               float *acc1)
 {
-    for (int base = 8 * (int)threadIdx.x; base < cols; base += 8 * MV_THREADS) {
+    for (int base = 8 * (int)threadIdx.x; base < cols; base += 8 * (int)blockDim.x) {
         int end = base + 8 < cols ? base + 8 : cols;
         for (int i = base; i < end; i++) {
             float x = mv_float_elem<TYPE>(xq, i);
@@ -185,7 +186,16 @@ int api_matvec(const struct pd_k_matvec *mv)
     if (rows == 0) {
         return 0;
     }
-    dim3 g(rows), b(MV_THREADS);
+    // Threads: enough lanes to cover the row in one step, 32..128.
+    int bs = mv->type == PD_K_Q8_0 || mv->type == PD_K_Q4_0 ? PD_DEV_QK
+             : mv->type >= PD_K_Q4_K                         ? PD_DEV_QKK
+                                                             : 8;
+    int lanes = mv->type == PD_K_Q8_0 || mv->type == PD_K_Q4_0 ? PD_DEV_LANES_Q8_0
+                : mv->type >= PD_K_Q4_K                         ? PD_DEV_LANES_KQ
+                                                                : 1;
+    int need = (mv->cols + bs - 1) / bs * lanes;
+    int threads = need <= 32 ? 32 : need <= 64 ? 64 : MV_THREADS;
+    dim3 g(rows), b((unsigned)threads);
     cudaStream_t s = pd_kstream();
     cudaError_t e;
     switch (mv->type) {

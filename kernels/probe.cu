@@ -3,7 +3,8 @@
 // on ties, and the logit of a given target id. Same quantities as engine/probe.c.
 //
 // DESIGN
-// Two launches of PD_K_PROBE_BLOCKS blocks per row. Pass A: each block takes a slice of
+// Two launches of up to PD_K_PROBE_BLOCKS blocks per row (about 2048 logits per block).
+// Pass A: each block takes a slice of
 // the vocabulary; every thread keeps a sorted register list of its k best (ascending ids
 // within the thread, so an equal logit never displaces a lower id), the block merges them
 // by k rounds of block argmax, and also records the slice's max. Pass B: each block reads
@@ -38,9 +39,10 @@ size_t api_probe_scratch_bytes(int n_rows)
     return probe_slices_bytes(n_rows) + (((size_t)n_rows * sizeof(unsigned) + 255) & ~(size_t)255);
 }
 
+// Slices: one per block (gridDim.x of them, at most PD_K_PROBE_BLOCKS), ascending in id.
 __device__ __forceinline__ void probe_slice_range(int n_vocab, int b, int *lo, int *hi)
 {
-    int chunk = (n_vocab + PD_K_PROBE_BLOCKS - 1) / PD_K_PROBE_BLOCKS;
+    int chunk = (n_vocab + (int)gridDim.x - 1) / (int)gridDim.x;
     *lo = b * chunk < n_vocab ? b * chunk : n_vocab;
     *hi = *lo + chunk < n_vocab ? *lo + chunk : n_vocab;
 }
@@ -106,8 +108,9 @@ __global__ void __launch_bounds__(PROBE_THREADS)
     int row = blockIdx.y, b = blockIdx.x;
     const float *x = logits + (size_t)row * n_vocab;
     probe_slice *sl = slices + (size_t)row * PD_K_PROBE_BLOCKS;
+    int n_sl = (int)gridDim.x;
     float M = -INFINITY;
-    for (int k = 0; k < PD_K_PROBE_BLOCKS; k++) {
+    for (int k = 0; k < n_sl; k++) {
         M = fmaxf(M, sl[k].max);
     }
     int lo, hi;
@@ -126,7 +129,7 @@ __global__ void __launch_bounds__(PROBE_THREADS)
         sl[b].wsum = ws;
         __threadfence();
         unsigned t = atomicAdd(&tickets[row], 1u);
-        last_s[0] = t == PD_K_PROBE_BLOCKS - 1;
+        last_s[0] = t == (unsigned)n_sl - 1;
     }
     __syncthreads();
     if (!last_s[0]) {
@@ -137,7 +140,7 @@ __global__ void __launch_bounds__(PROBE_THREADS)
     if (threadIdx.x == 0) {
         double S = 0.0, W = 0.0;
         int32_t am = -1;
-        for (int k = 0; k < PD_K_PROBE_BLOCKS; k++) {
+        for (int k = 0; k < n_sl; k++) {
             S += pd_ld_cg(&sl[k].sum);
             W += pd_ld_cg(&sl[k].wsum);
             if (am < 0 && sl[k].n_top > 0 && sl[k].max == M) {
@@ -154,7 +157,7 @@ __global__ void __launch_bounds__(PROBE_THREADS)
         out->target_logit = t >= 0 && t < n_vocab ? x[t] : NAN;
         tickets[row] = 0; // ready for the next launch or replay
     }
-    for (int k = threadIdx.x; k < PD_K_PROBE_BLOCKS; k += blockDim.x) {
+    for (int k = threadIdx.x; k < n_sl; k += blockDim.x) {
         cur_s[k] = 0;
     }
     __syncthreads();
@@ -162,11 +165,11 @@ __global__ void __launch_bounds__(PROBE_THREADS)
     for (int r = 0; r < rounds; r++) {
         pd_kbest mine = {0.0f, -1};
         int k = threadIdx.x;
-        if (k < PD_K_PROBE_BLOCKS && cur_s[k] < sl[k].n_top) {
+        if (k < n_sl && cur_s[k] < sl[k].n_top) {
             mine = pd_kbest{sl[k].top_v[cur_s[k]], sl[k].top_i[cur_s[k]]};
         }
         pd_kbest w = pd_block_best(mine, pd_kbetter_probe());
-        if (k < PD_K_PROBE_BLOCKS && mine.id >= 0 && mine.id == w.id) {
+        if (k < n_sl && mine.id >= 0 && mine.id == w.id) {
             cur_s[k]++;
         }
         if (threadIdx.x == 0) {
@@ -191,7 +194,10 @@ int api_probe(const float *d_logits, int n_vocab, int n_rows, int top_k,
     }
     probe_slice *slices = (probe_slice *)d_scratch;
     unsigned *tickets = (unsigned *)((uint8_t *)d_scratch + probe_slices_bytes(n_rows));
-    dim3 g(PD_K_PROBE_BLOCKS, (unsigned)n_rows);
+    // About 2048 logits per slice (8 per thread), at most PD_K_PROBE_BLOCKS slices.
+    unsigned n_sl = pd_kdiv_up((size_t)n_vocab, 2048);
+    n_sl = n_sl > PD_K_PROBE_BLOCKS ? PD_K_PROBE_BLOCKS : n_sl;
+    dim3 g(n_sl, (unsigned)n_rows);
     cudaStream_t s = pd_kstream();
     if (pd_kcheck(pd_launch(k_probe_a, g, dim3(PROBE_THREADS), 0, s, d_logits, n_vocab, top_k,
                             slices),

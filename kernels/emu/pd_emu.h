@@ -62,6 +62,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -303,14 +304,18 @@ struct Block {
     const void *sched_bottom = nullptr;
     size_t sched_size = 0;
     void *sched_tsan = nullptr;
+    unsigned warp_waiting[32] = {0}; // lanes of each warp at a warp operation
     char tsan_bar = 0;
     char tsan_warp[32] = {0};
     char tsan_end = 0;
 };
 
-inline thread_local Fiber *t_cur = nullptr;
-inline thread_local Block *t_blk = nullptr;
-inline thread_local cudaError_t t_last_error = cudaSuccess;
+// Initial-exec TLS: the emulator is linked into executables, and the fiber switch reads
+// these on every warp operation and barrier.
+#define PD_EMU_TLS __attribute__((tls_model("initial-exec")))
+inline thread_local Fiber *t_cur PD_EMU_TLS = nullptr;
+inline thread_local Block *t_blk PD_EMU_TLS = nullptr;
+inline thread_local cudaError_t t_last_error PD_EMU_TLS = cudaSuccess;
 
 [[noreturn]] inline void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 [[noreturn]] inline void die(const char *fmt, ...)
@@ -379,7 +384,8 @@ inline char *new_stack()
 
 #if defined(__x86_64__)
 // pd_emu_swap(save, next): saves the callee-saved registers on the current stack, stores
-// the stack pointer in *save and resumes the context whose stack pointer is next.
+// the stack pointer in *save and resumes the context whose stack pointer is next (with an
+// indirect jump rather than ret, which the return predictor would always get wrong).
 // pd_emu_tramp: the first "return address" of a new fiber; calls r13(r12).
 extern "C" void pd_emu_swap(void **save, void *next);
 extern "C" void pd_emu_tramp(void);
@@ -402,7 +408,8 @@ pd_emu_swap:
     popq %r12
     popq %rbx
     popq %rbp
-    ret
+    popq %r8
+    jmpq *%r8
     .size pd_emu_swap,.-pd_emu_swap
     .popsection
     .pushsection .text.pd_emu_tramp,"axG",@progbits,pd_emu_tramp,comdat
@@ -561,6 +568,9 @@ PD_EMU_INTERNAL inline void try_release_warp(Block &b, Fiber *f)
     unsigned warp = f->lin / 32, lane = f->lin % 32;
     unsigned n_lanes = warp_lanes(b, warp);
     unsigned mask = f->wmask;
+    if (b.warp_waiting[warp] < (unsigned)__builtin_popcount(mask) && (mask >> lane & 1u)) {
+        return; // not everyone named can be here yet
+    }
     if (!(mask >> lane & 1u)) {
         die("%s:%d: %s: the calling lane %u is not in mask 0x%08x", f->file, f->line,
             wop_names[(int)f->wop], lane, mask);
@@ -656,6 +666,7 @@ PD_EMU_INTERNAL inline void try_release_warp(Block &b, Fiber *f)
             w[l].st = St::Ready;
         }
     }
+    b.warp_waiting[warp] -= (unsigned)__builtin_popcount(mask);
 }
 
 PD_EMU_INTERNAL inline uint64_t warp_op(WOp op, unsigned mask, uint64_t val, int arg, int width,
@@ -667,6 +678,7 @@ PD_EMU_INTERNAL inline uint64_t warp_op(WOp op, unsigned mask, uint64_t val, int
             wop_names[(int)op], width);
     }
     f->st = St::Warp;
+    f->blk->warp_waiting[f->lin / 32]++;
     f->wop = op;
     f->wmask = mask;
     f->wval = val;
@@ -736,7 +748,7 @@ PD_EMU_INTERNAL inline void run_block(const std::function<void()> &body, dim3 bi
         }
         wk.smem_cap = need;
     }
-    memset(wk.smem, 0xFF, need);
+    memset(wk.smem + kStaticSmemMax, 0xFF, dyn_bytes); // static arrays: at first use
     if (wk.fibers.size() < n) {
         wk.fibers.resize(n);
     }
@@ -927,6 +939,65 @@ inline void run_grid(const std::function<void()> &body, dim3 g, dim3 b, size_t d
     }
 }
 
+// PD_EMU_PROFILE=1: time per kernel (by launch site), printed at exit.
+struct Profile {
+    std::mutex mu;
+    std::map<std::string, std::pair<double, long>> t;
+    ~Profile()
+    {
+        std::vector<std::pair<double, std::string>> v;
+        for (auto &e : t) {
+            v.emplace_back(e.second.first, e.first + " x" + std::to_string(e.second.second));
+        }
+        std::sort(v.rbegin(), v.rend());
+        for (auto &e : v) {
+            fprintf(stderr, "pd_emu profile: %9.3f s  %s\n", e.first, e.second.c_str());
+        }
+    }
+};
+inline Profile *&profile_ptr()
+{
+    static Profile *p = nullptr;
+    return p;
+}
+inline void profile_flush()
+{
+    delete profile_ptr();
+    profile_ptr() = nullptr;
+}
+inline Profile *profile()
+{
+    static bool on = [] {
+        if (getenv("PD_EMU_PROFILE")) {
+            profile_ptr() = new Profile;
+            atexit(profile_flush);
+        }
+        return true;
+    }();
+    (void)on;
+    return profile_ptr();
+}
+
+inline void run_grid_timed(const char *name, const std::function<void()> &body, dim3 g, dim3 b,
+                           size_t dyn)
+{
+    Profile *p = profile();
+    if (!p) {
+        run_grid(body, g, b, dyn);
+        return;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    run_grid(body, g, b, dyn);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::string key(name);
+    size_t k = key.find("[with P = ");
+    key = key.substr(k == std::string::npos ? 0 : k, 90);
+    std::lock_guard<std::mutex> lk(p->mu);
+    auto &e = p->t[key];
+    e.first += s;
+    e.second++;
+}
+
 // ---- shared memory ------------------------------------------------------------------------------
 
 PD_EMU_INTERNAL inline void *shared_array(const void *tag, size_t bytes)
@@ -943,6 +1014,7 @@ PD_EMU_INTERNAL inline void *shared_array(const void *tag, size_t bytes)
     }
     b->static_used = off + bytes;
     void *p = b->static_smem + off;
+    memset(p, 0xFF, bytes); // poison: nobody has written it in this block
     b->tag_key[b->n_tags] = tag;
     b->tag_ptr[b->n_tags++] = p;
     return p;
@@ -1545,11 +1617,12 @@ static inline cudaError_t pd_launch(void (*k)(P...), dim3 g, dim3 b, size_t smem
                                           static_cast<std::decay_t<P>>(args)...)]() {
         std::apply(k, tup);
     };
+    const char *name = __PRETTY_FUNCTION__;
     if (pd_emu::capturing()) {
         pd_emu::t_capture->nodes.push_back(
-            [body, g, b, smem] { pd_emu::run_grid(body, g, b, smem); });
+            [body, g, b, smem, name] { pd_emu::run_grid_timed(name, body, g, b, smem); });
     } else {
-        pd_emu::run_grid(body, g, b, smem);
+        pd_emu::run_grid_timed(name, body, g, b, smem);
     }
     return cudaSuccess;
 }

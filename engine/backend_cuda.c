@@ -27,7 +27,8 @@
  *   outside the graph) when its allocation index reaches cap, when holes exceed 1/8 of it,
  *   or when more evictions are pending than the parameters carry.
  * Capture.  When the context's hook is capture.c's (pd_capture_hook), the device computes
- *   the summary blobs, step mass and cumulative attention (held on the device, pulled into
+ *   the summary entries (written into the blobs through the codec, attn_blob.h), step mass
+ *   and cumulative attention (held on the device, pulled into
  *   the state when read), the full rows of the selected layers for the call's last token,
  *   and the policy observer's rows for the positions it asked for (head mean or per head),
  *   all from the attention kernel's own weights. Any other hook gets every head's rows, as
@@ -46,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_blob.h"
 #include "log.h"
 #include "mem.h"
 #include "capture.h"
@@ -127,7 +129,7 @@ struct cuda_backend {
     struct pd_k_probe_out *probe_out;
     /* capture (allocated on first use) */
     float *e;                        /* [n_layer][n_head][cap] */
-    uint8_t *blob;                   /* [n_layer][64][8] */
+    struct pd_k_top *top;            /* [n_layer][64] summary entries */
     float *cum;                      /* [n_layer][cum_cap] */
     size_t cum_cap;
     int32_t *steps;                  /* [steps_cap] */
@@ -143,7 +145,7 @@ struct cuda_backend {
     int p_token, p_pos, p_target, p_nsteps, p_slot, p_nslots, p_evict;
     /* pinned outputs */
     struct pd_k_probe_out *h_probe;
-    uint8_t *h_blob;
+    struct pd_k_top *h_top;
     float *h_smass;
     float *h_rows;                   /* [h_rows_cap] rows handed to hooks */
     size_t h_rows_cap;
@@ -588,7 +590,7 @@ static int run_token(struct cuda_backend *b, uint32_t n_part, unsigned flags, in
     if (capture) {
         struct pd_k_capture cp = {b->e, b->c, b->cap, (int)n_part, b->pos, b->cap, b->d_par,
                                   b->p_nslots, b->p_nsteps, (int)b->n_layer, (int)b->n_head,
-                                  (flags & F_BLOB) ? b->blob : NULL, top_n,
+                                  (flags & F_BLOB) ? b->top : NULL, top_n,
                                   (flags & F_BLOB) ? b->cum : NULL, b->cum_cap, b->steps,
                                   (flags & F_BLOB) ? b->smass : NULL, b->steps_cap,
                                   (flags & F_MEAN) ? b->rows_mean : NULL,
@@ -605,7 +607,7 @@ static int run_token(struct cuda_backend *b, uint32_t n_part, unsigned flags, in
     }
     if (flags & F_BLOB) {
         b->launches += 2;
-        if (K->download(b->h_blob, b->blob, (size_t)b->n_layer * (size_t)top_n * 8) ||
+        if (K->download(b->h_top, b->top, (size_t)b->n_layer * (size_t)top_n * sizeof *b->top) ||
             K->download(b->h_smass, b->smass, (size_t)b->n_layer * b->steps_cap * 4)) {
             return -1;
         }
@@ -701,12 +703,13 @@ static enum pd_status ensure_capture(struct cuda_backend *b, unsigned flags, str
             st = dev_fail(b, err, "host memory");
         }
     }
-    if (!st && (flags & F_BLOB) && !b->blob) {
+    if (!st && (flags & F_BLOB) && !b->top) {
         graphs_clear(b);
-        if ((st = dalloc(b, (void **)&b->blob, (size_t)b->n_layer * 64 * 8, err))) {
+        size_t bytes = (size_t)b->n_layer * 64 * sizeof *b->top;
+        if ((st = dalloc(b, (void **)&b->top, bytes, err))) {
             return st;
         }
-        if (b->K->host_alloc((void **)&b->h_blob, (size_t)b->n_layer * 64 * 8)) {
+        if (b->K->host_alloc((void **)&b->h_top, bytes)) {
             return dev_fail(b, err, "host memory");
         }
     }
@@ -1064,8 +1067,15 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
         if (cs) {
             size_t ti = (size_t)(pos - cs->pos0);
             if ((flags & F_BLOB) && pos >= cs->pos0 && ti < cs->n_tok) {
-                memcpy(cs->blobs + ti * cs->blob_len + 4, b->h_blob,
-                       (size_t)b->n_layer * (size_t)top_n * 8);
+                uint8_t *blob = cs->blobs + ti * cs->blob_len;
+                for (uint32_t il = 0; il < b->n_layer; il++) {
+                    for (int k = 0; k < top_n; k++) {
+                        const struct pd_k_top *e = b->h_top + (size_t)il * (size_t)top_n + k;
+                        if (e->pos != PD_ATTN_POS_PAD) { /* begin() wrote the padding */
+                            pd_attn_blob_set(blob, il, (uint32_t)k, e->pos, e->weight);
+                        }
+                    }
+                }
                 for (uint32_t k = 0; k < cs->smass_stride; k++) {
                     float acc = 0.0f;
                     for (uint32_t il = 0; il < b->n_layer; il++) {
@@ -1207,7 +1217,7 @@ static void cuda_destroy(struct pd_backend *bb)
         b->K->host_free(b->stage[1]);
         b->K->host_free(b->h_par);
         b->K->host_free(b->h_probe);
-        b->K->host_free(b->h_blob);
+        b->K->host_free(b->h_top);
         b->K->host_free(b->h_smass);
         b->K->host_free(b->h_rows);
         b->K->host_free(b->h_hide);

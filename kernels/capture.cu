@@ -1,5 +1,5 @@
 // capture.cu - attention capture from the decode attention's weights (K9 + K10 in one
-// kernel): per layer the head-mean row's top-N entries in trace.h's blob layout, the
+// kernel): per layer the head-mean row's top-N entries (for the summary blob), the
 // cumulative attention received by position, the mass on each reasoning step, policy rows
 // (head mean or per head) and full rows for the selected layers.
 //
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
                 }
             }
         }
-        if (cp.blob) {
+        if (cp.top) {
             bool cand = valid && mean > 0.0f;
             bool taken = false;
             for (int r = 0; r < top_n; r++) {
@@ -163,19 +163,19 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
         }
         __syncthreads(); // seg_* and the list are reused by the next chunk
     }
-    if (cp.blob) {
+    if (cp.top) {
         int have = have_s[0];
         for (int k = tid; k < top_n; k += blockDim.x) {
-            uint32_t *ent = (uint32_t *)(cp.blob + ((size_t)l * top_n + k) * 8);
-            ent[0] = k < have ? (uint32_t)top_p[k] : 0xFFFFFFFFu;
-            ent[1] = k < have ? pd_dev_f32_bits(top_w[k]) : 0u;
+            pd_k_top *ent = cp.top + (size_t)l * top_n + k;
+            ent->pos = k < have ? (uint32_t)top_p[k] : 0xFFFFFFFFu;
+            ent->weight = k < have ? top_w[k] : 0.0f;
         }
     }
 }
 
 int api_capture(const struct pd_k_capture *cp)
 {
-    if (cp->blob && (cp->top_n < 1 || cp->top_n > CAP_TOPN_MAX)) {
+    if (cp->top && (cp->top_n < 1 || cp->top_n > CAP_TOPN_MAX)) {
         return pd_kfail(cudaErrorInvalidValue, "capture: top-N out of range");
     }
     if (cp->n_layer <= 0) {

@@ -124,11 +124,18 @@ struct pd_k_attn {
     float scale;
 };
 
+/* One summary entry: a position and its head-mean attention weight. */
+struct pd_k_top {
+    uint32_t pos;
+    float weight;
+};
+
 /* Per layer l < n_layer, from the decode attention's e/c of that layer (probabilities
  * prob(h, s) = e[h][s] * c[h][s / PART] over slots s < n_l = d_par[nslots_index + l]):
  *   mean(s) = (sum over h ascending of prob) * (1/n_head)   (capture.c's head-mean row)
- *   blob:  the top_n (mean, position) pairs, weight > 0, weight descending then position
- *          ascending, as trace.h's entries (u32 position, f32 bits; padding 0xFFFFFFFF/0)
+ *   top:   the top_n (position, mean) pairs, weight > 0, weight descending then position
+ *          ascending (capture.c's order); unused entries are (0xFFFFFFFF, 0). The host
+ *          writes them into the summary blob through the blob codec (attn_blob.h).
  *   cum:   cum[l][pos(s)] += mean(s) (positions < cum_cap)
  *   smass: smass[l][k] = sum of mean(s) * (1/n_layer) over the slots of step k (steps[k] <=
  *          pos < steps[k+1]; n_steps = d_par[nsteps_index])
@@ -146,7 +153,7 @@ struct pd_k_capture {
     const int32_t *d_par;
     int nslots_index, nsteps_index;
     int n_layer, n_head;
-    uint8_t *blob;                /* [n_layer][top_n][8] */
+    struct pd_k_top *top;         /* [n_layer][top_n] */
     int top_n;                    /* 1..64 */
     float *cum;                   /* [n_layer][cum_cap] */
     size_t cum_cap;
@@ -218,7 +225,8 @@ struct pd_kernels {
     int (*rmsnorm)(const float *d_x, size_t x_stride, const float *d_w, float *d_out,
                    size_t out_stride, int n, int n_rows, float eps);
     /* Converts rows of n floats to a dot format (F32, F16, BF16, Q8_0, Q8_K)
-     * byte-identical to pd_quant_row_for_dot; n is a multiple of the format's block. */
+     * byte-identical to the CPU's
+     * quantiser (dtype.h from_f32); n is a multiple of the format's block. */
     int (*quant)(int dot_type, const float *d_x, size_t x_stride, void *d_q, size_t q_stride,
                  int n, int n_rows);
     /* x[t][0..n_embd) = row d_par[id_index + t] of the embedding table (any weight type)

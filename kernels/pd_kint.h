@@ -21,7 +21,7 @@
 
 namespace PD_KNS {
 
-// The provider's stream (pd_cuda.cu).
+// The provider's stream (runtime.cu).
 cudaStream_t pd_kstream(void);
 // Records "what: <CUDA message>" as the last error and returns -1.
 int pd_kfail(cudaError_t e, const char *what);

@@ -1,5 +1,5 @@
 // quant.cu - conversions: activation rows to the CPU engine's dot formats (byte-identical
-// to pd_quant_row_for_dot), embedding rows, f16 operands for the prefill GEMMs, and the
+// to the CPU's from_f32), embedding rows, f16 operands for the prefill GEMMs, and the
 // small elementwise kernels (SwiGLU, adds).
 #include "pd_kint.h"
 

@@ -4,7 +4,7 @@
 // with g++ for the CPU: the same source, so tests on machines without a GPU exercise the
 // kernels' indexing, shared memory, barriers, warp operations, atomics, reductions and
 // tie-breaks against the CPU engine. It also provides the subset of the CUDA runtime API
-// that kernels/pd_cuda.cu uses (memory, streams, events, graphs), so the kernel library's
+// that kernels/runtime.cu uses (memory, streams, events, graphs), so the kernel library's
 // C ABI (pd_cuda.h) is the same in both builds.
 //
 // DESIGN

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "dtype.h"
+#include "half.h"
 #include "forward.h"
 #include "pd_quant_dev.h"
 #include "probe.h"

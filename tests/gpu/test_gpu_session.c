@@ -27,7 +27,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "analysis/kvpolicy.h"
+#include "policies.h"
+#include "attn_blob.h"
 #include "backend.h"
 #include "capture.h"
 #include "engine_common.h"
@@ -115,7 +116,7 @@ static void run_session(bool device, const char *policy, uint32_t n_predict, str
     p.steps.reset = reset;
     p.steps.ud = sc;
     struct pd_err err;
-    if (policy && pd_kvpolicy_create_str(policy, (int32_t)g_model->hp.n_layer, 0, &p.policy, &err)) {
+    if (policy && pd_policy_create_str(policy, (int32_t)g_model->hp.n_layer, 0, &p.policy, &err)) {
         fail_msg("%s", err.msg);
     }
     struct pd_session *s = NULL;
@@ -185,27 +186,37 @@ static void compare_blobs(const struct ev_rec *a, const struct ev_rec *b, const 
     if (!a->attn) {
         return;
     }
-    uint32_t n_layer = a->attn[1], top = a->attn[2];
-    assert_memory_equal(a->attn, b->attn, 4);
-    for (uint32_t il = 0; il < n_layer; il++) {
+    struct pd_attn_view va, vb;
+    assert_true(pd_attn_blob_layout(a->attn, a->attn_len, &va));
+    assert_true(pd_attn_blob_layout(b->attn, b->attn_len, &vb));
+    assert_int_equal(va.n_layer, vb.n_layer);
+    assert_int_equal(va.n_top, vb.n_top);
+    assert_int_equal(va.n_steps, vb.n_steps);
+    uint32_t top = va.n_top;
+    for (uint32_t il = 0; il < va.n_layer; il++) {
         for (uint32_t k = 0; k < top; k++) {
             uint32_t pa, pb;
-            float wa = 0, wb = 0;
-            bool ha = pd_capture_blob_entry(a->attn, a->attn_len, il, k, &pa, &wa);
-            bool hb = pd_capture_blob_entry(b->attn, b->attn_len, il, k, &pb, &wb);
-            if (ha != hb || fabsf(wa - wb) > W_TOL) {
+            float wa, wb;
+            pd_attn_view_get(&va, il, k, &pa, &wa);
+            pd_attn_view_get(&vb, il, k, &pb, &wb);
+            if ((pa == PD_ATTN_POS_PAD) != (pb == PD_ATTN_POS_PAD) || fabsf(wa - wb) > W_TOL) {
                 fail_msg("%s: token %lld layer %u entry %u: weight %g vs %g", what,
                          (long long)a->pos, il, k, wa, wb);
             }
-            if (ha && pa != pb) {
-                /* a legitimate swap only between near-equal weights */
-                float wn = 0;
+            if (pa != pb) {
+                /* a legitimate swap only between near-equal weights, or at the last entry
+                 * (its partner is the (N+1)-th, not listed) */
                 uint32_t pn;
-                bool near = k + 1 == top || /* the partner is the (N+1)-th, not listed */
-                            (k + 1 < top && pd_capture_blob_entry(a->attn, a->attn_len, il, k + 1, &pn, &wn) &&
-                             fabsf(wn - wa) <= 2 * W_TOL) ||
-                            (k > 0 && pd_capture_blob_entry(a->attn, a->attn_len, il, k - 1, &pn, &wn) &&
-                             fabsf(wn - wa) <= 2 * W_TOL);
+                float wn;
+                bool near = k + 1 == top;
+                if (!near && k + 1 < top) {
+                    pd_attn_view_get(&va, il, k + 1, &pn, &wn);
+                    near = fabsf(wn - wa) <= 2 * W_TOL;
+                }
+                if (!near && k > 0) {
+                    pd_attn_view_get(&va, il, k - 1, &pn, &wn);
+                    near = fabsf(wn - wa) <= 2 * W_TOL;
+                }
                 if (!near) {
                     fail_msg("%s: token %lld layer %u entry %u: position %u vs %u", what,
                              (long long)a->pos, il, k, pa, pb);
@@ -213,20 +224,11 @@ static void compare_blobs(const struct ev_rec *a, const struct ev_rec *b, const 
             }
         }
     }
-    /* step section (version 2) */
-    if (a->attn[0] == 2) {
-        size_t base = 4 + (size_t)n_layer * top * 8;
-        uint32_t ns;
-        memcpy(&ns, a->attn + base, 4);
-        for (uint32_t j = 0; j < ns; j++) {
-            float ma, mb;
-            memcpy(&ma, a->attn + base + 8 + 8 * j, 4);
-            memcpy(&mb, b->attn + base + 8 + 8 * j, 4);
-            assert_memory_equal(a->attn + base + 4 + 8 * j, b->attn + base + 4 + 8 * j, 4);
-            if (fabsf(ma - mb) > W_TOL) {
-                fail_msg("%s: token %lld step %u mass %g vs %g", what, (long long)a->pos, j, ma,
-                         mb);
-            }
+    for (uint32_t j = 0; j < va.n_steps; j++) {
+        assert_int_equal(pd_attn_view_step_begin(&va, j), pd_attn_view_step_begin(&vb, j));
+        float ma = pd_attn_view_step_mass(&va, j), mb = pd_attn_view_step_mass(&vb, j);
+        if (fabsf(ma - mb) > W_TOL) {
+            fail_msg("%s: token %lld step %u mass %g vs %g", what, (long long)a->pos, j, ma, mb);
         }
     }
 }

@@ -1,4 +1,4 @@
-// pd_cuda.cu - the runtime side of the kernel library: device queries, the stream, memory,
+// runtime.cu - the runtime side of the kernel library: device queries, the stream, memory,
 // graphs, timing, the bandwidth probe, and the error message. Compiled by nvcc for the GPU
 // and by g++ against the emulator (pd_emu.h provides the runtime calls used here).
 #include "pd_kint.h"

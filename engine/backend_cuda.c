@@ -60,6 +60,10 @@
 #define GRAPH_MAX 48
 #define STAGE_BYTES (64u << 20) /* one pinned staging buffer */
 #define TOPK_DEV PD_K_TOPK_MAX
+#define PREFILL_MIN 16          /* shorter batches run token by token */
+#define PREFILL_CHUNK 256       /* tokens per prefill chunk at most */
+#define PREFILL_SCRATCH (256u << 20) /* bound on each per-chunk attention scratch */
+#define W_ROWS 4096             /* weight rows dequantised at a time (prefill scratch) */
 #define PART PD_K_ATTN_PART
 
 _Static_assert(PD_K_F32 == (int)PD_DTYPE_F32 && PD_K_Q6_K == (int)PD_DTYPE_Q6_K &&
@@ -163,6 +167,9 @@ struct cuda_backend {
     struct graph_ent graphs[GRAPH_MAX];
     size_t n_graphs;
     bool use_graphs;
+    bool use_prefill;                /* GEMM prefill for batches (PONDER_CUDA_PREFILL=0: off) */
+    bool prefill_fast;               /* PONDER_CUDA_PREFILL=fast: quantised weights by f16
+                                      * GEMMs (else the multi-column matvec) */
     uint64_t nodes_last, graphs_made, compactions, launches;
     double bandwidth;
     /* the last evaluated token */
@@ -170,6 +177,20 @@ struct cuda_backend {
     bool last_valid, logits_valid;
     bool cum_dirty;
     struct pd_capture_state *cum_cs;
+    /* prefill (allocated on the first batch of PREFILL_MIN tokens or more) */
+    uint32_t pf_cap;                 /* tokens per chunk */
+    float *pf_x, *pf_xn, *pf_q, *pf_k, *pf_v, *pf_o, *pf_g, *pf_u, *pf_h;
+    uint16_t *pf_a16;                /* [pf_cap][wide] activation operand */
+    uint16_t *pf_w16;                /* fast mode: dequantised weights [W_ROWS][max cols] */
+    uint8_t *pf_xq;                  /* [PD_K_MV_COLS][dot row] activations, CPU's format */
+    float *pf_opart, *pf_mpart, *pf_c, *pf_e;
+    double *pf_lpart;
+    struct pd_k_top *pf_top, *h_pf_top; /* [pf_cap][n_layer][64] */
+    float *pf_smass, *h_pf_smass;    /* [pf_cap][n_layer][steps_cap] */
+    size_t pf_smass_cap;             /* steps_cap they were sized for */
+    int32_t *pf_tok, *h_pf_tok;      /* [pf_cap] token ids */
+    float *pf_logits;                /* [pf_cap][n_vocab] */
+    uint64_t prefill_tokens;
     /* the activation currently quantised in xq */
     const float *xq_src;
     int xq_fmt;
@@ -990,6 +1011,322 @@ static enum pd_status upload_hide(struct cuda_backend *b, const struct pd_ctx *c
     return PD_OK;
 }
 
+/* ---- prefill: GEMMs over a chunk of tokens ---------------------------------------------- */
+
+/* Allocates the prefill buffers (once; the capture ones when first needed). */
+static enum pd_status ensure_prefill(struct cuda_backend *b, bool capture, struct pd_err *err)
+{
+    enum pd_status st;
+    if (!b->pf_x) {
+        uint32_t wide = b->n_embd > b->n_ff ? b->n_embd : b->n_ff;
+        wide = wide > b->o_dim ? wide : b->o_dim;
+        size_t per_q = (size_t)b->n_head * b->n_part_max;
+        /* chunk: at most PREFILL_CHUNK, and attention scratch under PREFILL_SCRATCH each */
+        size_t t = PREFILL_CHUNK;
+        while (t > 16 && (t * per_q * b->hd_v * 4 > PREFILL_SCRATCH ||
+                          t * b->n_head * b->cap * 4 > PREFILL_SCRATCH ||
+                          t * b->n_vocab * 4 > PREFILL_SCRATCH)) {
+            t /= 2;
+        }
+        b->pf_cap = (uint32_t)t;
+        size_t w16 = (size_t)W_ROWS * wide; /* a slice of any matrix (cols <= wide) */
+        if ((st = dalloc(b, (void **)&b->pf_x, t * b->n_embd * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_xn, t * wide * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_q, t * b->q_dim * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_k, t * b->dim_k * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_v, t * b->dim_v * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_o, t * b->o_dim * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_g, t * b->n_ff * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_u, t * b->n_ff * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_h, t * b->n_ff * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_a16, t * wide * 2, err)) ||
+            (b->prefill_fast && (st = dalloc(b, (void **)&b->pf_w16, w16 * 2, err))) ||
+            (st = dalloc(b, (void **)&b->pf_xq, PD_K_MV_COLS * ((size_t)wide * 4 + 512), err)) ||
+            (st = dalloc(b, (void **)&b->pf_opart, t * per_q * b->hd_v * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_mpart, t * per_q * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_lpart, t * per_q * 8, err)) ||
+            (st = dalloc(b, (void **)&b->pf_c, t * per_q * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_tok, t * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_logits, t * b->n_vocab * 4, err))) {
+            return st;
+        }
+        if (b->K->host_alloc((void **)&b->h_pf_tok, t * 4)) {
+            return dev_fail(b, err, "host memory");
+        }
+    }
+    if (capture && !b->pf_e) {
+        size_t t = b->pf_cap;
+        if ((st = dalloc(b, (void **)&b->pf_e, t * b->n_head * b->cap * 4, err)) ||
+            (st = dalloc(b, (void **)&b->pf_top, t * b->n_layer * 64 * sizeof *b->pf_top, err))) {
+            return st;
+        }
+        if (b->K->host_alloc((void **)&b->h_pf_top, t * b->n_layer * 64 * sizeof *b->pf_top)) {
+            return dev_fail(b, err, "host memory");
+        }
+    }
+    if (capture && b->pf_smass_cap != b->steps_cap) {
+        dfree(b, b->pf_smass);
+        b->K->host_free(b->h_pf_smass);
+        b->h_pf_smass = NULL;
+        size_t bytes = (size_t)b->pf_cap * b->n_layer * b->steps_cap * 4;
+        if ((st = dalloc(b, (void **)&b->pf_smass, bytes, err))) {
+            return st;
+        }
+        if (b->K->host_alloc((void **)&b->h_pf_smass, bytes)) {
+            return dev_fail(b, err, "host memory");
+        }
+        b->pf_smass_cap = b->steps_cap;
+    }
+    return PD_OK;
+}
+
+/* y[t][r0..r0+rows) (= or += with beta 1) W x[t] for t < T: the weight products of a
+ * chunk. F32 weights: SGEMM on f32 activations. F16/BF16: GemmEx on the weights as stored
+ * and the activations rounded to the same format (the CPU's dot format: exact products).
+ * Quantised (default): the decode matvec over up to PD_K_MV_COLS tokens per launch, on
+ * activations quantised to the CPU's dot format: every output bit-identical to evaluating
+ * the tokens one at a time (the weights are read T / PD_K_MV_COLS times). Quantised, fast
+ * (PONDER_CUDA_PREFILL=fast): the weights dequantised to f16 in slices of W_ROWS rows and
+ * f16 activations, GemmEx on tensor cores (llama.cpp's choice; it differs from the CPU by the
+ * CPU's q8 rounding of the activations, ~0.1 logprob on ponder's random test models). */
+static int gemm_w(struct cuda_backend *b, const struct dw *w, int r0, int rows, const float *x,
+                  size_t ldx, int T, float *y, size_t ldy, float beta)
+{
+    const struct pd_kernels *K = b->K;
+    int cols = w->cols;
+    if (w->type == PD_K_F32) {
+        return K->gemm_f32((const float *)w->d + (size_t)r0 * cols, (size_t)cols, x, ldx, y, ldy,
+                           rows, T, cols, beta);
+    }
+    int bf16 = w->type == PD_K_BF16;
+    if (w->type == PD_K_F16 || bf16) {
+        return K->round_f16(x, ldx, b->pf_a16, (size_t)cols, cols, T, bf16) ||
+               K->gemm_f16((const uint16_t *)w->d + (size_t)r0 * cols, (size_t)cols, b->pf_a16,
+                           (size_t)cols, y, ldy, rows, T, cols, beta, bf16);
+    }
+    if (!b->prefill_fast) {
+        int fmt = dot_fmt(w->type);
+        size_t rb = (size_t)pd_dtype_row_size((enum pd_dtype)fmt, (uint64_t)cols);
+        for (int c0 = 0; c0 < T; c0 += PD_K_MV_COLS) {
+            int nc = T - c0 < PD_K_MV_COLS ? T - c0 : PD_K_MV_COLS;
+            struct pd_k_matvec mv;
+            memset(&mv, 0, sizeof mv);
+            mv.type = w->type;
+            mv.cols = cols;
+            mv.xq = b->pf_xq;
+            mv.n_mat = 1;
+            mv.mode = beta != 0.0f ? PD_K_MV_ADD : PD_K_MV_SET;
+            mv.m[0] = (struct pd_k_mat){(const uint8_t *)w->d + (size_t)r0 * w->row_bytes,
+                                        w->row_bytes, rows, y + (size_t)c0 * ldy, NULL};
+            mv.n_col = nc;
+            mv.xq_stride = rb;
+            mv.y_stride = ldy;
+            if (K->quant(fmt, x + (size_t)c0 * ldx, ldx, b->pf_xq, rb, cols, nc) ||
+                K->matvec(&mv)) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (K->round_f16(x, ldx, b->pf_a16, (size_t)cols, cols, T, 0)) {
+        return -1;
+    }
+    for (int s0 = 0; s0 < rows; s0 += W_ROWS) {
+        int n = rows - s0 < W_ROWS ? rows - s0 : W_ROWS;
+        const uint8_t *src = (const uint8_t *)w->d + (size_t)(r0 + s0) * w->row_bytes;
+        if (K->dequant_f16(w->type, src, w->row_bytes, n, cols, b->pf_w16, (size_t)cols) ||
+            K->gemm_f16(b->pf_w16, (size_t)cols, b->pf_a16, (size_t)cols, y + s0, ldy, n, T, cols,
+                        beta, 0)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int gemm_bias(struct cuda_backend *b, const struct dw *w, const float *bias,
+                     const float *x, size_t ldx, int T, float *y)
+{
+    if (gemm_w(b, w, 0, w->rows, x, ldx, T, y, (size_t)w->rows, 0.0f)) {
+        return -1;
+    }
+    return bias ? b->K->add(y, (size_t)w->rows, NULL, 0, bias, w->rows, T) : 0;
+}
+
+/* Runs tokens[0..T) (T <= pf_cap) through every layer with GEMMs; their K/V join the cache,
+ * capture entries go to pf_top/pf_smass, and with want_logits every token's logits to
+ * pf_logits. The parameters (slots, evictions, position) are already in h_par. */
+static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capture, int top_n,
+                       bool want_logits)
+{
+    const struct pd_kernels *K = b->K;
+    size_t E = b->n_embd;
+    uint32_t wide = b->n_embd > b->n_ff ? b->n_embd : b->n_ff;
+    wide = wide > b->o_dim ? wide : b->o_dim;
+    if (K->upload(b->d_par, b->h_par, b->n_par * sizeof(int32_t)) ||
+        K->upload(b->pf_tok, b->h_pf_tok, (size_t)T * 4) ||
+        K->kv_invalidate(b->pos, b->cap, (int)b->n_layer, b->d_par, b->p_evict, 1 + EVICT_MAX) ||
+        K->embed(b->tok_embd.type, b->tok_embd.d, b->tok_embd.row_bytes, (int)E, b->pf_tok, 0, T,
+                 b->pf_x, E)) {
+        return -1;
+    }
+    for (uint32_t il = 0; il < b->n_layer; il++) {
+        const struct dlayer *D = &b->L[il];
+        if (K->rmsnorm(b->pf_x, E, D->attn_norm, b->pf_xn, wide, (int)E, T, b->eps) ||
+            gemm_bias(b, &D->wq, D->bq, b->pf_xn, wide, T, b->pf_q) ||
+            gemm_bias(b, &D->wk, D->bk, b->pf_xn, wide, T, b->pf_k) ||
+            gemm_bias(b, &D->wv, D->bv, b->pf_xn, wide, T, b->pf_v)) {
+            return -1;
+        }
+        struct pd_k_rope r = {b->pf_q, b->pf_k, b->pf_v, D->q_norm, D->k_norm, b->rope_freqs,
+                              b->k + (size_t)il * b->cap * b->dim_k,
+                              b->v + (size_t)il * b->cap * b->dim_v,
+                              b->pos + (size_t)il * b->cap, b->d_par, b->p_slot + (int)il,
+                              b->p_pos, (int)b->n_head, (int)b->n_kv, (int)b->hd, (int)b->hd_v,
+                              (int)b->m->hp.n_rot, b->m->hp.rope_type == PD_ROPE_NEOX,
+                              b->theta_scale, b->m->hp.rope_freq_scale, b->eps, T, b->q_dim,
+                              b->dim_k, b->dim_v};
+        size_t c_t = (size_t)b->n_head * n_part;
+        struct pd_k_attn a = {b->pf_q, r.k_cache, r.v_cache, r.pos_cache, NULL, b->d_par,
+                              b->p_nslots + (int)il, b->p_pos, b->pf_o,
+                              capture ? b->pf_e : NULL, b->cap, b->pf_c, b->pf_opart,
+                              b->pf_mpart, b->pf_lpart, (int)b->n_head, (int)b->n_kv,
+                              (int)b->hd, (int)b->hd_v, (int)n_part,
+                              1.0f / sqrtf((float)b->hd), T, b->q_dim, b->o_dim,
+                              (size_t)b->n_head * b->cap, c_t};
+        if (K->rope_store(&r) || K->attn_decode(&a)) {
+            return -1;
+        }
+        if (capture) {
+            struct pd_k_capture cp = {b->pf_e, b->pf_c, b->cap, (int)n_part,
+                                      b->pos + (size_t)il * b->cap, b->cap, b->d_par,
+                                      b->p_nslots + (int)il, b->p_nsteps, 1, (int)b->n_head,
+                                      b->pf_top + (size_t)il * (size_t)top_n, top_n,
+                                      b->cum + (size_t)il * b->cum_cap, b->cum_cap, b->steps,
+                                      b->pf_smass + (size_t)il * b->steps_cap, b->steps_cap,
+                                      NULL, NULL, NULL, 0, T, (size_t)b->n_head * b->cap, c_t,
+                                      (size_t)b->n_layer * (size_t)top_n,
+                                      (size_t)b->n_layer * b->steps_cap, (int)b->n_layer};
+            if (K->capture(&cp)) {
+                return -1;
+            }
+        }
+        if (gemm_w(b, &D->wo, 0, D->wo.rows, b->pf_o, b->o_dim, T, b->pf_x, E, 1.0f) ||
+            K->rmsnorm(b->pf_x, E, D->ffn_norm, b->pf_xn, wide, (int)E, T, b->eps) ||
+            gemm_w(b, &D->gate, 0, D->gate.rows, b->pf_xn, wide, T, b->pf_g, b->n_ff, 0.0f) ||
+            gemm_w(b, &D->up, 0, D->up.rows, b->pf_xn, wide, T, b->pf_u, b->n_ff, 0.0f) ||
+            K->swiglu(b->pf_g, b->pf_u, b->n_ff, b->pf_h, b->n_ff, (int)b->n_ff, T) ||
+            gemm_w(b, &D->down, 0, D->down.rows, b->pf_h, b->n_ff, T, b->pf_x, E, 1.0f)) {
+            return -1;
+        }
+    }
+    if (!want_logits) {
+        return 0;
+    }
+    if (K->rmsnorm(b->pf_x, E, b->output_norm, b->pf_xn, wide, (int)E, T, b->eps)) {
+        return -1;
+    }
+    return gemm_w(b, &b->output, 0, b->output.rows, b->pf_xn, wide, T, b->pf_logits,
+                  b->n_vocab, 0.0f);
+}
+
+/* Evaluates tokens[0..n) (n <= pf_cap) as one prefill chunk at the context's position and
+ * feeds the capture state and the logits callback as a token-by-token run would (policy
+ * rows and full rows are never asked of a chunk: the caller runs those tokens one by one). */
+static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
+                                    struct pd_capture_state *cs, const int32_t *tokens, size_t n,
+                                    size_t i0, void (*logits_fn)(void *, size_t, int64_t,
+                                                                 const float *),
+                                    void *ud, int top_n, struct pd_err *err)
+{
+    bool capture = cs && cs->level != PD_CAPTURE_LEVEL_OFF;
+    enum pd_status st = ensure_prefill(b, capture, err);
+    if (st) {
+        return st;
+    }
+    int64_t pos0 = c->n_past;
+    if (capture && (st = grow_cum(b, (size_t)pos0 + n + 1, err))) {
+        return st;
+    }
+    /* room for n slots in every layer, then the chunk's parameters */
+    uint32_t max_slots = 1;
+    for (uint32_t il = 0; il < b->n_layer; il++) {
+        uint32_t holes = b->n_alloc[il] - b->kv->layers[il].n;
+        if (b->must_compact[il] || b->n_alloc[il] + n > b->cap ||
+            (holes >= 32 && holes * 8 > b->n_alloc[il])) {
+            if ((st = compact_layer(b, il, err))) {
+                return st;
+            }
+        }
+        uint32_t slot0 = b->n_alloc[il];
+        b->h_par[b->p_slot + (int)il] = (int32_t)slot0;
+        b->h_par[b->p_nslots + (int)il] = (int32_t)slot0 + 1;
+        int32_t *list = b->h_par + b->p_evict + (size_t)il * (1 + EVICT_MAX);
+        list[0] = (int32_t)b->n_evict[il];
+        memcpy(list + 1, b->evict + (size_t)il * EVICT_MAX, b->n_evict[il] * sizeof(int32_t));
+        max_slots = slot0 + (uint32_t)n > max_slots ? slot0 + (uint32_t)n : max_slots;
+    }
+    b->h_par[b->p_pos] = (int32_t)pos0;
+    b->h_par[b->p_nsteps] = capture ? (int32_t)cs->smass_stride : 0;
+    memcpy(b->h_pf_tok, tokens, n * sizeof *tokens);
+    uint32_t n_part = bucket_parts(b, max_slots);
+    if (run_prefill(b, (int)n, n_part, capture, top_n, logits_fn != NULL)) {
+        return dev_fail(b, err, "prefill");
+    }
+    if (capture &&
+        (b->K->download(b->h_pf_top, b->pf_top, n * b->n_layer * (size_t)top_n * sizeof *b->pf_top) ||
+         b->K->download(b->h_pf_smass, b->pf_smass, n * b->n_layer * b->steps_cap * 4))) {
+        return dev_fail(b, err, "prefill capture");
+    }
+    if (b->K->sync()) {
+        return dev_fail(b, err, "prefill");
+    }
+    for (size_t t = 0; t < n; t++) {
+        if ((st = commit_token(b, pos0 + (int64_t)t, err))) {
+            return st;
+        }
+    }
+    b->prefill_tokens += n;
+    if (capture) {
+        b->cum_dirty = true;
+        for (size_t t = 0; t < n; t++) {
+            int64_t pos = pos0 + (int64_t)t;
+            size_t ti = (size_t)(pos - cs->pos0);
+            if (pos < cs->pos0 || ti >= cs->n_tok) {
+                continue;
+            }
+            uint8_t *blob = cs->blobs + ti * cs->blob_len;
+            const struct pd_k_top *tt = b->h_pf_top + t * b->n_layer * (size_t)top_n;
+            for (uint32_t il = 0; il < b->n_layer; il++) {
+                for (int k = 0; k < top_n; k++) {
+                    const struct pd_k_top *e = tt + (size_t)il * (size_t)top_n + k;
+                    if (e->pos != PD_ATTN_POS_PAD) {
+                        pd_attn_blob_set(blob, il, (uint32_t)k, e->pos, e->weight);
+                    }
+                }
+            }
+            const float *sm = b->h_pf_smass + t * b->n_layer * b->steps_cap;
+            for (uint32_t k = 0; k < cs->smass_stride; k++) {
+                float acc = 0.0f;
+                for (uint32_t il = 0; il < b->n_layer; il++) {
+                    acc += sm[(size_t)il * b->steps_cap + k];
+                }
+                cs->smass[ti * cs->smass_stride + k] = acc;
+            }
+        }
+    }
+    if (logits_fn) {
+        for (size_t t = 0; t < n; t++) {
+            if (b->K->download(c->logits, b->pf_logits + t * b->n_vocab, (size_t)b->n_vocab * 4) ||
+                b->K->sync()) {
+                return dev_fail(b, err, "logits");
+            }
+            logits_fn(ud, i0 + t, pos0 + (int64_t)t, c->logits);
+        }
+    }
+    c->n_past += (int64_t)n;
+    return PD_OK;
+}
+
 static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const int32_t *tokens,
                                 size_t n,
                                 void (*logits_fn)(void *, size_t, int64_t, const float *),
@@ -1031,7 +1368,39 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
         return st;
     }
     b->logits_valid = false;
-    for (size_t i = 0; i < n; i++) {
+    /* Batches: GEMM chunks for every token but the last, and those whose policy rows are
+     * wanted (they, and the last one, take the decode path, which hands over rows,
+     * full rows, the probe and the logits). Other hooks and hidden slots: token by token. */
+    size_t n_gemm = 0;
+    if (n >= PREFILL_MIN && !other_hook && !c->hide && b->use_prefill) {
+        n_gemm = n - 1;
+        if (cs && cs->observer && cs->observer_from < c->n_past + (int64_t)n_gemm) {
+            int64_t k = cs->observer_from - c->n_past;
+            n_gemm = k > 0 ? (size_t)k : 0;
+        }
+        if (n_gemm < PREFILL_MIN) {
+            n_gemm = 0;
+        }
+    }
+    size_t i = 0;
+    while (i < n_gemm) {
+        if (c->cancel && atomic_load(c->cancel)) {
+            return pd_err_set(err, PD_ECANCELLED, "cancelled");
+        }
+        if ((st = ensure_prefill(b, base_flags & F_BLOB, err))) {
+            return st;
+        }
+        size_t m = n_gemm - i < b->pf_cap ? n_gemm - i : b->pf_cap;
+        if ((st = prefill_chunk(b, c, (base_flags & F_BLOB) ? cs : NULL, tokens + i, m, i,
+                                logits_fn, ud, top_n, err))) {
+            return st;
+        }
+        c->has_logits = logits_fn != NULL;
+        b->logits_valid = false;
+        b->last_valid = false;
+        i += m;
+    }
+    for (; i < n; i++) {
         if (c->cancel && atomic_load(c->cancel)) {
             return pd_err_set(err, PD_ECANCELLED, "cancelled");
         }
@@ -1222,6 +1591,9 @@ static void cuda_destroy(struct pd_backend *bb)
         b->K->host_free(b->h_rows);
         b->K->host_free(b->h_hide);
         b->K->host_free(b->h_mv);
+        b->K->host_free(b->h_pf_tok);
+        b->K->host_free(b->h_pf_top);
+        b->K->host_free(b->h_pf_smass);
     }
     free(b->allocs);
     free(b->L);
@@ -1381,6 +1753,9 @@ enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ct
     b->eps = hp->norm_eps;
     const char *g = getenv("PONDER_CUDA_GRAPHS");
     b->use_graphs = !(g && strcmp(g, "0") == 0);
+    g = getenv("PONDER_CUDA_PREFILL");
+    b->use_prefill = !(g && strcmp(g, "0") == 0);
+    b->prefill_fast = g && strcmp(g, "fast") == 0;
     b->L = pd_calloc(hp->n_layer, sizeof *b->L);
     if (!b->L) {
         st = pd_err_set(err, PD_ENOMEM, "out of memory (cuda backend)");

@@ -2,7 +2,7 @@
 // cache (K7) and the partition combine (K8).
 //
 // DESIGN
-// Grid (partition p of PD_K_ATTN_PART slots, KV head g); the block handles all G query
+// Grid (partition p of PD_K_ATTN_PART slots, KV head g, query t); the block handles all G query
 // heads of the group, so each K/V row is read once for the group. Logits: 8 lanes per
 // slot, each lane a strided share of the head dims, reduced by shuffles; s = dot * scale
 // as forward.c. Per head (one warp each): m_p = max, e = expf(s - m_p) (0 for hidden
@@ -28,17 +28,20 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
     PD_SHARED(float, m_s, ATTN_GMAX);
     PD_SHARED(double, l_s, ATTN_GMAX);
     const int PART = PD_K_ATTN_PART;
-    int p = blockIdx.x, g = blockIdx.y;
+    int p = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
     int G = a.n_head / a.n_head_kv, hd = a.hd, hd_v = a.hd_v;
-    int n = a.d_par[a.nslots_index];
+    int n = a.d_par[a.nslots_index] + t;
     int s0 = p * PART;
     if (s0 >= n) {
         return; // the whole block: this partition holds no live slot
     }
-    int32_t pos_q = a.d_par[a.pos_index];
+    int32_t pos_q = a.d_par[a.pos_index] + t;
+    const float *qt = a.q + (size_t)t * a.q_stride;
+    float *et = a.e ? a.e + (size_t)t * a.e_tstride : nullptr;
+    size_t part0 = (size_t)t * a.n_head * a.n_part; // this query's scratch
     size_t dim_k = (size_t)a.n_head_kv * hd, dim_v = (size_t)a.n_head_kv * hd_v;
     for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
-        q_s[i] = a.q[(size_t)g * G * hd + i];
+        q_s[i] = qt[(size_t)g * G * hd + i];
     }
     __syncthreads();
     int l8 = threadIdx.x % 8, ks = threadIdx.x / 8;
@@ -82,8 +85,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
             float e = m == -INFINITY ? 0.0f : expf(w_s[j * PART + sl] - m);
             w_s[j * PART + sl] = e;
             l += e;
-            if (a.e && s0 + sl < n) {
-                a.e[(size_t)h * a.e_stride + s0 + sl] = e;
+            if (et && s0 + sl < n) {
+                et[(size_t)h * a.e_stride + s0 + sl] = e;
             }
         }
         l = pd_warp_sum(l);
@@ -109,24 +112,27 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(pd_k_attn a)
             }
         }
         for (int j = 0; j < G; j++) {
-            a.opart[((size_t)(g * G + j) * a.n_part + p) * hd_v + d] = acc[j];
+            a.opart[(part0 + (size_t)(g * G + j) * a.n_part + p) * hd_v + d] = acc[j];
         }
     }
     if ((int)threadIdx.x < G) {
         int h = g * G + threadIdx.x;
-        a.mpart[(size_t)h * a.n_part + p] = m_s[threadIdx.x];
-        a.lpart[(size_t)h * a.n_part + p] = l_s[threadIdx.x];
+        a.mpart[part0 + (size_t)h * a.n_part + p] = m_s[threadIdx.x];
+        a.lpart[part0 + (size_t)h * a.n_part + p] = l_s[threadIdx.x];
     }
 }
 
 __global__ void __launch_bounds__(ATTN_THREADS) k_attn_combine(pd_k_attn a)
 {
     const int PART = PD_K_ATTN_PART;
-    int h = blockIdx.x;
-    int n = a.d_par[a.nslots_index];
+    int h = blockIdx.x, t = blockIdx.y;
+    int n = a.d_par[a.nslots_index] + t;
     int np = (n + PART - 1) / PART;
-    const float *mp = a.mpart + (size_t)h * a.n_part;
-    const double *lp = a.lpart + (size_t)h * a.n_part;
+    size_t part0 = (size_t)t * a.n_head * a.n_part;
+    const float *mp = a.mpart + part0 + (size_t)h * a.n_part;
+    const double *lp = a.lpart + part0 + (size_t)h * a.n_part;
+    float *o_t = a.o + (size_t)t * a.o_stride;
+    float *c_t = a.c + (size_t)t * a.c_tstride;
     float M = -INFINITY;
     for (int p = 0; p < np; p++) {
         M = fmaxf(M, mp[p]);
@@ -142,14 +148,14 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_combine(pd_k_attn a)
         float o = 0.0f;
         for (int p = 0; p < np; p++) {
             if (mp[p] != -INFINITY) {
-                o += a.opart[((size_t)h * a.n_part + p) * a.hd_v + d] * expf(mp[p] - M);
+                o += a.opart[(part0 + (size_t)h * a.n_part + p) * a.hd_v + d] * expf(mp[p] - M);
             }
         }
-        a.o[(size_t)h * a.hd_v + d] = o * inv;
+        o_t[(size_t)h * a.hd_v + d] = o * inv;
     }
     for (int p = threadIdx.x; p < np; p += blockDim.x) {
         float f = mp[p] == -INFINITY ? 0.0f : expf(mp[p] - M);
-        a.c[(size_t)h * a.n_part + p] = f * inv;
+        c_t[(size_t)h * a.n_part + p] = f * inv;
     }
 }
 
@@ -161,13 +167,15 @@ int api_attn_decode(const struct pd_k_attn *a)
         return pd_kfail(cudaErrorInvalidValue, "attention: unsupported head shape");
     }
     cudaStream_t s = pd_kstream();
-    if (pd_kcheck(pd_launch(k_attn_split, dim3((unsigned)a->n_part, (unsigned)a->n_head_kv),
+    unsigned n_tok = a->n_tok > 1 ? (unsigned)a->n_tok : 1u;
+    if (pd_kcheck(pd_launch(k_attn_split,
+                            dim3((unsigned)a->n_part, (unsigned)a->n_head_kv, n_tok),
                             dim3(ATTN_THREADS), 0, s, *a),
                   "attention")) {
         return -1;
     }
-    return pd_kcheck(pd_launch(k_attn_combine, dim3((unsigned)a->n_head), dim3(ATTN_THREADS), 0, s,
-                               *a),
+    return pd_kcheck(pd_launch(k_attn_combine, dim3((unsigned)a->n_head, n_tok),
+                               dim3(ATTN_THREADS), 0, s, *a),
                      "attention combine");
 }
 

@@ -4,7 +4,8 @@
 // (head mean or per head) and full rows for the selected layers.
 //
 // DESIGN
-// One block per layer walks the layer's slots in chunks of 256 (one slot per thread), so
+// One block per (layer, query) walks the layer's slots in chunks of 256 (one slot per
+// thread), so
 // every merge happens inside one block and needs no second kernel. prob(h, s) =
 // e[h][s] * c[h][s / PART] (attn.cu); the head mean is summed over heads in ascending
 // order in float and multiplied by 1/n_head, as capture.c does; the policy's mean divides
@@ -46,18 +47,23 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
     PD_SHARED(int, seg_k, CAP_THREADS);
     PD_SHARED(float, seg_v, CAP_THREADS);
     const int PART = PD_K_ATTN_PART;
-    int l = blockIdx.x;
+    int l = blockIdx.x, t = blockIdx.y;
     int tid = threadIdx.x, lane = tid % PD_WARP, wid = tid / PD_WARP;
-    int n = cp.d_par[cp.nslots_index + l];
+    int n = cp.d_par[cp.nslots_index + l] + t;
     int n_steps = cp.smass ? cp.d_par[cp.nsteps_index] : 0;
     const int32_t *pos = cp.pos_cache + (size_t)l * cp.cap;
+    const float *e = cp.e + (size_t)t * cp.e_tstride;
+    const float *c = cp.c + (size_t)t * cp.c_tstride;
+    pd_k_top *top_out = cp.top ? cp.top + (size_t)t * cp.top_tstride : nullptr;
+    float *smass = cp.smass ? cp.smass + (size_t)t * cp.smass_tstride : nullptr;
+    bool shared_cum = gridDim.y > 1; // several queries add to the same positions
     int nh = cp.n_head;
     float inv_nh = 1.0f / (float)nh;
-    float per_layer = 1.0f / (float)cp.n_layer;
+    float per_layer = 1.0f / (float)(cp.n_layer_total > 0 ? cp.n_layer_total : cp.n_layer);
     bool full_l = cp.full && (cp.full_mask == ~(uint64_t)0 || (l < 64 && ((cp.full_mask >> l) & 1)));
     int top_n = cp.top_n;
     for (int k = tid; k < n_steps; k += blockDim.x) {
-        cp.smass[(size_t)l * cp.steps_cap + k] = 0.0f;
+        smass[(size_t)l * cp.steps_cap + k] = 0.0f;
     }
     if (tid == 0) {
         have_s[0] = 0;
@@ -73,7 +79,7 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
             float prob = 0.0f;
             if (valid) {
                 size_t lh = (size_t)l * nh + h;
-                prob = cp.e[lh * cp.e_stride + s] * cp.c[lh * cp.n_part + s / PART];
+                prob = e[lh * cp.e_stride + s] * c[lh * cp.n_part + s / PART];
             }
             sum += prob;
             if (live && cp.rows_head) {
@@ -88,7 +94,11 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
             cp.rows_mean[(size_t)l * cp.cap + s] = sum / (float)nh;
         }
         if (valid && cp.cum && (size_t)ps < cp.cum_cap) {
-            cp.cum[(size_t)l * cp.cum_cap + ps] += mean;
+            if (shared_cum) {
+                atomicAdd(&cp.cum[(size_t)l * cp.cum_cap + ps], mean);
+            } else {
+                cp.cum[(size_t)l * cp.cum_cap + ps] += mean;
+            }
         }
         if (n_steps > 0) {
             int k = valid ? cap_step_of(cp.steps, n_steps, ps) : -1;
@@ -123,13 +133,13 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
                     while (m) {
                         int b = __ffs((int)m) - 1;
                         m &= m - 1;
-                        int t = w * PD_WARP + b;
-                        cp.smass[(size_t)l * cp.steps_cap + seg_k[t]] += seg_v[t];
+                        int tt = w * PD_WARP + b;
+                        smass[(size_t)l * cp.steps_cap + seg_k[tt]] += seg_v[tt];
                     }
                 }
             }
         }
-        if (cp.top) {
+        if (top_out) {
             bool cand = valid && mean > 0.0f;
             bool taken = false;
             for (int r = 0; r < top_n; r++) {
@@ -163,10 +173,10 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
         }
         __syncthreads(); // seg_* and the list are reused by the next chunk
     }
-    if (cp.top) {
+    if (top_out) {
         int have = have_s[0];
         for (int k = tid; k < top_n; k += blockDim.x) {
-            pd_k_top *ent = cp.top + (size_t)l * top_n + k;
+            pd_k_top *ent = top_out + (size_t)l * top_n + k;
             ent->pos = k < have ? (uint32_t)top_p[k] : 0xFFFFFFFFu;
             ent->weight = k < have ? top_w[k] : 0.0f;
         }
@@ -181,7 +191,11 @@ int api_capture(const struct pd_k_capture *cp)
     if (cp->n_layer <= 0) {
         return 0;
     }
-    return pd_kcheck(pd_launch(k_capture, dim3((unsigned)cp->n_layer), dim3(CAP_THREADS), 0,
+    unsigned n_tok = cp->n_tok > 1 ? (unsigned)cp->n_tok : 1u;
+    if (n_tok > 1 && (cp->rows_mean || cp->rows_head || cp->full)) {
+        return pd_kfail(cudaErrorInvalidValue, "capture: rows for several queries");
+    }
+    return pd_kcheck(pd_launch(k_capture, dim3((unsigned)cp->n_layer, n_tok), dim3(CAP_THREADS), 0,
                                pd_kstream(), *cp),
                      "capture");
 }

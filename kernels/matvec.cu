@@ -67,11 +67,12 @@ __device__ __forceinline__ float mv_combine(const uint8_t *w, const uint8_t *x, 
     }
 }
 
-// Quantised row dot(s): one or two weight rows against the same activation.
+// Quantised row dot(s): one or two weight rows against nc activation columns. Column c's
+// arithmetic is the same whatever nc is (its own integer sums, combines and sums).
 template <int TYPE>
 __device__ __forceinline__ void mv_quant_rows(const uint8_t *w0, const uint8_t *w1,
-                                              const uint8_t *xq, int cols, float *acc0,
-                                              float *acc1)
+                                              const uint8_t *xq, size_t xq_stride, int nc,
+                                              int cols, float *acc0, float *acc1)
 {
     typedef mv_block<TYPE> B;
     int nb = cols / B::N;
@@ -80,24 +81,26 @@ __device__ __forceinline__ void mv_quant_rows(const uint8_t *w0, const uint8_t *
     for (int b0 = 0; b0 < nb; b0 += n_groups) {
         int b = b0 + g;
         bool live = b < nb;
-        const uint8_t *x = xq + (size_t)b * B::X;
-        int32_t is0 = 0, ms0 = 0, is1 = 0, ms1 = 0;
-        if (live) {
-            mv_lane<TYPE>(w0 + (size_t)b * B::W, x, t, &is0, &ms0);
-            if (w1) {
-                mv_lane<TYPE>(w1 + (size_t)b * B::W, x, t, &is1, &ms1);
+        for (int c = 0; c < nc; c++) {
+            const uint8_t *x = xq + (size_t)c * xq_stride + (size_t)b * B::X;
+            int32_t is0 = 0, ms0 = 0, is1 = 0, ms1 = 0;
+            if (live) {
+                mv_lane<TYPE>(w0 + (size_t)b * B::W, x, t, &is0, &ms0);
+                if (w1) {
+                    mv_lane<TYPE>(w1 + (size_t)b * B::W, x, t, &is1, &ms1);
+                }
             }
-        }
-        for (int off = B::L / 2; off > 0; off /= 2) {
-            is0 += __shfl_xor_sync(PD_FULL_MASK, is0, off);
-            ms0 += __shfl_xor_sync(PD_FULL_MASK, ms0, off);
-            is1 += __shfl_xor_sync(PD_FULL_MASK, is1, off);
-            ms1 += __shfl_xor_sync(PD_FULL_MASK, ms1, off);
-        }
-        if (live && t == 0) {
-            *acc0 += mv_combine<TYPE>(w0 + (size_t)b * B::W, x, is0, ms0);
-            if (w1) {
-                *acc1 += mv_combine<TYPE>(w1 + (size_t)b * B::W, x, is1, ms1);
+            for (int off = B::L / 2; off > 0; off /= 2) {
+                is0 += __shfl_xor_sync(PD_FULL_MASK, is0, off);
+                ms0 += __shfl_xor_sync(PD_FULL_MASK, ms0, off);
+                is1 += __shfl_xor_sync(PD_FULL_MASK, is1, off);
+                ms1 += __shfl_xor_sync(PD_FULL_MASK, ms1, off);
+            }
+            if (live && t == 0) {
+                acc0[c] += mv_combine<TYPE>(w0 + (size_t)b * B::W, x, is0, ms0);
+                if (w1) {
+                    acc1[c] += mv_combine<TYPE>(w1 + (size_t)b * B::W, x, is1, ms1);
+                }
             }
         }
     }
@@ -118,16 +121,19 @@ __device__ __forceinline__ float mv_float_elem(const uint8_t *p, int i)
 // Float row dot(s): lanes take 8 consecutive elements per step.
 template <int TYPE>
 __device__ __forceinline__ void mv_float_rows(const uint8_t *w0, const uint8_t *w1,
-                                              const uint8_t *xq, int cols, float *acc0,
-                                              float *acc1)
+                                              const uint8_t *xq, size_t xq_stride, int nc,
+                                              int cols, float *acc0, float *acc1)
 {
     for (int base = 8 * (int)threadIdx.x; base < cols; base += 8 * (int)blockDim.x) {
         int end = base + 8 < cols ? base + 8 : cols;
-        for (int i = base; i < end; i++) {
-            float x = mv_float_elem<TYPE>(xq, i);
-            *acc0 += mv_float_elem<TYPE>(w0, i) * x;
-            if (w1) {
-                *acc1 += mv_float_elem<TYPE>(w1, i) * x;
+        for (int c = 0; c < nc; c++) {
+            const uint8_t *x = xq + (size_t)c * xq_stride;
+            for (int i = base; i < end; i++) {
+                float xv = mv_float_elem<TYPE>(x, i);
+                acc0[c] += mv_float_elem<TYPE>(w0, i) * xv;
+                if (w1) {
+                    acc1[c] += mv_float_elem<TYPE>(w1, i) * xv;
+                }
             }
         }
     }
@@ -149,30 +155,37 @@ template <int TYPE> __global__ void __launch_bounds__(MV_THREADS) k_matvec(pd_k_
                             ? (const uint8_t *)mv.m[1].w + (size_t)r * mv.m[1].row_bytes
                             : nullptr;
     const uint8_t *xq = (const uint8_t *)mv.xq;
-    float acc0 = 0.0f, acc1 = 0.0f;
+    int nc = mv.n_col > 1 ? mv.n_col : 1;
+    float acc0[PD_K_MV_COLS], acc1[PD_K_MV_COLS];
+    for (int c = 0; c < PD_K_MV_COLS; c++) {
+        acc0[c] = 0.0f;
+        acc1[c] = 0.0f;
+    }
     if constexpr (TYPE == PD_K_F32 || TYPE == PD_K_F16 || TYPE == PD_K_BF16) {
-        mv_float_rows<TYPE>(w0, w1, xq, mv.cols, &acc0, &acc1);
+        mv_float_rows<TYPE>(w0, w1, xq, mv.xq_stride, nc, mv.cols, acc0, acc1);
     } else {
-        mv_quant_rows<TYPE>(w0, w1, xq, mv.cols, &acc0, &acc1);
+        mv_quant_rows<TYPE>(w0, w1, xq, mv.xq_stride, nc, mv.cols, acc0, acc1);
     }
-    acc0 = pd_block_sum(acc0);
-    if (w1) {
-        acc1 = pd_block_sum(acc1);
-    }
-    if (threadIdx.x == 0) {
-        if (mv.mode == PD_K_MV_SWIGLU) {
-            M.y[r] = acc0 / (1.0f + expf(-acc0)) * acc1;
-        } else if (mv.mode == PD_K_MV_ADD) {
-            M.y[r] = M.y[r] + acc0;
-        } else {
-            M.y[r] = M.bias ? acc0 + M.bias[r] : acc0;
+    for (int c = 0; c < nc; c++) {
+        float a0 = pd_block_sum(acc0[c]);
+        float a1 = w1 ? pd_block_sum(acc1[c]) : 0.0f;
+        if (threadIdx.x == 0) {
+            float *y = M.y + (size_t)c * mv.y_stride;
+            if (mv.mode == PD_K_MV_SWIGLU) {
+                y[r] = a0 / (1.0f + expf(-a0)) * a1;
+            } else if (mv.mode == PD_K_MV_ADD) {
+                y[r] = y[r] + a0;
+            } else {
+                y[r] = M.bias ? a0 + M.bias[r] : a0;
+            }
         }
     }
 }
 
 int api_matvec(const struct pd_k_matvec *mv)
 {
-    if (mv->n_mat < 1 || mv->n_mat > 3 || (mv->mode == PD_K_MV_SWIGLU && mv->n_mat != 2)) {
+    if (mv->n_mat < 1 || mv->n_mat > 3 || (mv->mode == PD_K_MV_SWIGLU && mv->n_mat != 2) ||
+        mv->n_col > PD_K_MV_COLS) {
         return pd_kfail(cudaErrorInvalidValue, "matvec: bad matrix count");
     }
     unsigned rows = 0;

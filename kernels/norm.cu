@@ -40,15 +40,19 @@ int api_rmsnorm(const float *d_x, size_t x_stride, const float *d_w, float *d_ou
 #define ROPE_THREADS 128
 #define ROPE_HD_MAX 512
 
-// Block h < n_head: query head h (in place). Block n_head + g: key/value head g, stored.
+// Block (h, t): token t's query head h (in place) for h < n_head, its key/value head
+// g = h - n_head (stored) otherwise.
 __global__ void __launch_bounds__(ROPE_THREADS) k_rope_store(pd_k_rope r)
 {
     PD_SHARED(float, v, ROPE_HD_MAX);
-    int h = blockIdx.x;
+    int h = blockIdx.x, t = blockIdx.y;
     bool is_q = h < r.n_head;
     int g = h - r.n_head;
     int hd = r.hd;
-    const float *src = is_q ? r.q + (size_t)h * hd : r.k + (size_t)g * hd;
+    float *q = r.q + (size_t)t * r.q_stride;
+    const float *k = r.k + (size_t)t * r.k_stride;
+    const float *vin = r.v + (size_t)t * r.v_stride;
+    const float *src = is_q ? q + (size_t)h * hd : k + (size_t)g * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         v[d] = src[d];
     }
@@ -67,7 +71,7 @@ __global__ void __launch_bounds__(ROPE_THREADS) k_rope_store(pd_k_rope r)
         }
         __syncthreads();
     }
-    int32_t pos = r.d_par[r.pos_index];
+    int32_t pos = r.d_par[r.pos_index] + t;
     int half = r.n_rot / 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float th = pd_dev_rope_theta(pos, i, r.theta_scale, r.freq_div ? r.freq_div[i] : 0.0f,
@@ -79,18 +83,18 @@ __global__ void __launch_bounds__(ROPE_THREADS) k_rope_store(pd_k_rope r)
     __syncthreads();
     if (is_q) {
         for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-            r.q[(size_t)h * hd + d] = v[d];
+            q[(size_t)h * hd + d] = v[d];
         }
         return;
     }
-    int32_t slot = r.d_par[r.slot_index];
+    int32_t slot = r.d_par[r.slot_index] + t;
     size_t dim_k = (size_t)r.n_head_kv * hd, dim_v = (size_t)r.n_head_kv * r.hd_v;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         r.k_cache[(size_t)slot * dim_k + (size_t)g * hd + d] = pd_dev_f32_to_f16(v[d]);
     }
     for (int d = threadIdx.x; d < r.hd_v; d += blockDim.x) {
         r.v_cache[(size_t)slot * dim_v + (size_t)g * r.hd_v + d] =
-            pd_dev_f32_to_f16(r.v[(size_t)g * r.hd_v + d]);
+            pd_dev_f32_to_f16(vin[(size_t)g * r.hd_v + d]);
     }
     if (g == 0 && threadIdx.x == 0) {
         r.pos_cache[slot] = pos;
@@ -102,7 +106,8 @@ int api_rope_store(const struct pd_k_rope *r)
     if (r->hd > ROPE_HD_MAX || r->hd_v > ROPE_HD_MAX || r->n_rot > r->hd || (r->n_rot & 1)) {
         return pd_kfail(cudaErrorInvalidValue, "rope_store: head size");
     }
-    return pd_kcheck(pd_launch(k_rope_store, dim3((unsigned)(r->n_head + r->n_head_kv)),
+    unsigned n_tok = r->n_tok > 1 ? (unsigned)r->n_tok : 1u;
+    return pd_kcheck(pd_launch(k_rope_store, dim3((unsigned)(r->n_head + r->n_head_kv), n_tok),
                                dim3(ROPE_THREADS), 0, pd_kstream(), *r),
                      "rope_store");
 }

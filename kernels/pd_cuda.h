@@ -66,9 +66,13 @@ enum pd_k_mv_mode {
     PD_K_MV_SWIGLU,   /* m[0] gate, m[1] up (same rows): m[0].y = g / (1 + expf(-g)) * u */
 };
 
-/* Up to 3 matrices of the same type and width sharing one activation row xq (already in
- * the type's dot format), one launch; each output element is one block's dot products
- * summed by a tree, every block's contribution bit-identical to the CPU's vec_dot. */
+/* Up to 3 matrices of the same type and width sharing activation rows xq (already in the
+ * type's dot format), one launch; each output element is one block's dot products summed
+ * by a tree, every block's contribution bit-identical to the CPU's vec_dot. n_col token
+ * columns (0 counts as 1, at most PD_K_MV_COLS): column c reads xq + c * xq_stride bytes
+ * and writes y + c * y_stride floats of each matrix, with exactly the arithmetic of a
+ * one-column launch, so a batch equals its tokens one at a time bit for bit. */
+#define PD_K_MV_COLS 8
 struct pd_k_matvec {
     int type;          /* weight type (enum pd_k_type, not Q8_K) */
     int cols;
@@ -76,12 +80,15 @@ struct pd_k_matvec {
     struct pd_k_mat m[3];
     int n_mat;
     int mode;          /* enum pd_k_mv_mode */
+    int n_col;
+    size_t xq_stride, y_stride;
 };
 
-/* Per-head RMSNorm (Qwen3, when q_norm/k_norm), RoPE and the KV store for one token:
- * q [n_head][hd] is rotated in place; k [n_head_kv][hd] is rotated and written with v
- * [n_head_kv][hd_v] as f16 into slot s = d_par[slot_index] of the layer's cache, and
- * pos_cache[s] = d_par[pos_index]. */
+/* Per-head RMSNorm (Qwen3, when q_norm/k_norm), RoPE and the KV store for n_tok tokens
+ * (0 counts as 1): token t's q [n_head][hd] (row t of q, stride q_stride floats) is rotated
+ * in place; its k [n_head_kv][hd] is rotated and written with its v [n_head_kv][hd_v] as f16
+ * into slot s = d_par[slot_index] + t of the layer's cache, and pos_cache[s] =
+ * d_par[pos_index] + t. */
 struct pd_k_rope {
     float *q;
     const float *k, *v;
@@ -95,17 +102,22 @@ struct pd_k_rope {
     int neox;                     /* 1: pairs (i, i + n_rot/2); 0: (2i, 2i+1) */
     float theta_scale;            /* powf(base, -2/n_rot) computed on the host */
     float freq_scale, eps;
+    int n_tok;
+    size_t q_stride, k_stride, v_stride; /* floats between tokens' rows (n_tok > 1) */
 };
 
 #define PD_K_ATTN_PART 256 /* slots per split-KV partition */
 
-/* Split-KV decode attention for one query token over physical slots [0, n) of a layer,
- * n = d_par[nslots_index]; slots with pos < 0 (evicted), pos > the query's position
- * d_par[pos_index], or hide[s] != 0 (other than the query's own) get no weight. Writes
- * o [n_head][hd_v]; when e is set also e[h][s] = expf(s_hs - m_hp) (the partition's
- * unnormalised weights) and always c[h][p] such that prob(h, s) = e[h][s] * c[h][s / PART].
- * n_part partitions are launched (the graph bucket); those past n exit at once.
- * Limits: n_head / n_head_kv <= 16, (n_head / n_head_kv) * hd <= 4096. */
+/* Split-KV attention for n_tok query tokens (0 counts as 1) over physical slots of a
+ * layer: query t sees slots [0, n_t), n_t = d_par[nslots_index] + t, at position pos_t =
+ * d_par[pos_index] + t; slots with pos < 0 (evicted), pos > pos_t, or hide[s] != 0 (other
+ * than the query's own) get no weight. Writes o [n_head][hd_v] per query (row t at
+ * t * o_stride); when e is set also e[h][s] = expf(s_hs - m_hp) (the partition's
+ * unnormalised weights) and always c[h][p] such that prob(h, s) = e[h][s] * c[h][s / PART]
+ * (query t's e and c at t * e_tstride and t * c_tstride floats). The scratch holds
+ * n_tok * n_head * n_part entries. n_part partitions are launched (the graph bucket);
+ * those past n_t exit at once. Limits: n_head / n_head_kv <= 16, (n_head / n_head_kv) *
+ * hd <= 4096. */
 struct pd_k_attn {
     const float *q;               /* [n_head][hd] */
     const uint16_t *k_cache, *v_cache;
@@ -122,6 +134,9 @@ struct pd_k_attn {
     double *lpart;                /* scratch [n_head][n_part] */
     int n_head, n_head_kv, hd, hd_v, n_part;
     float scale;
+    int n_tok;
+    size_t q_stride, o_stride;    /* floats between queries' rows */
+    size_t e_tstride, c_tstride;  /* floats between queries' e and c */
 };
 
 /* One summary entry: a position and its head-mean attention weight. */
@@ -164,6 +179,15 @@ struct pd_k_capture {
     float *rows_head;             /* [n_layer][n_head][cap] */
     float *full;                  /* [n_layer][n_head][cap] */
     uint64_t full_mask;
+    /* Several queries per launch (prefill; n_tok 0 counts as 1): query t uses e and c at
+     * t * e_tstride / c_tstride, sees n_l + t slots, writes top and smass at t * top_tstride
+     * / smass_tstride, and adds to cum with atomics (the queries share positions);
+     * rows and full are not supported then. n_layer_total: the model's layers when a
+     * launch covers fewer (its pointers and nslots_index already offset to the first one);
+     * the step mass divides by it (0: n_layer). */
+    int n_tok;
+    size_t e_tstride, c_tstride, top_tstride, smass_tstride;
+    int n_layer_total;
 };
 
 #define PD_K_TOPK_MAX 20
@@ -236,6 +260,10 @@ struct pd_kernels {
     /* Dequantises rows [0, rows) of a weight matrix to f16 (prefill GEMM operand). */
     int (*dequant_f16)(int type, const void *d_w, size_t row_bytes, int rows, int cols,
                        uint16_t *d_out, size_t out_stride);
+    /* The same to f32 (the CPU's values exactly); type may also be a dot format (Q8_0,
+     * Q8_K: activations the CPU would have used, turned back into floats). */
+    int (*dequant_f32)(int type, const void *d_w, size_t row_bytes, int rows, int cols,
+                       float *d_out, size_t out_stride);
     /* f16 (or bf16) rounding of f32 rows of n (GEMM operand). */
     int (*round_f16)(const float *d_x, size_t x_stride, uint16_t *d_out, size_t out_stride,
                      int n, int n_rows, int bf16);

@@ -64,6 +64,8 @@ int api_embed(int type, const void *d_table, size_t row_bytes, int n_embd, const
               int id_index, int n_tok, float *d_x, size_t x_stride);
 int api_dequant_f16(int type, const void *d_w, size_t row_bytes, int rows, int cols,
                     uint16_t *d_out, size_t out_stride);
+int api_dequant_f32(int type, const void *d_w, size_t row_bytes, int rows, int cols,
+                    float *d_out, size_t out_stride);
 int api_round_f16(const float *d_x, size_t x_stride, uint16_t *d_out, size_t out_stride, int n,
                   int n_rows, int bf16);
 int api_swiglu(const float *d_g, const float *d_u, size_t in_stride, float *d_h, size_t h_stride,

@@ -156,6 +156,10 @@ __device__ __forceinline__ float pd_kdequant(int type, const uint8_t *row, int i
         return pd_dev_q5_k_value(row + (size_t)(i / 256) * PD_DEV_Q5_K_BYTES, i % 256);
     case PD_K_Q6_K:
         return pd_dev_q6_k_value(row + (size_t)(i / 256) * PD_DEV_Q6_K_BYTES, i % 256);
+    case PD_K_Q8_K: {
+        const uint8_t *b = row + (size_t)(i / 256) * PD_DEV_Q8_K_BYTES;
+        return pd_dev_ld_f32(b) * (float)(int8_t)b[PD_DEV_Q8_K_QS + i % 256];
+    }
     default:
         return NAN;
     }
@@ -207,6 +211,29 @@ int api_dequant_f16(int type, const void *d_w, size_t row_bytes, int rows, int c
                                pd_kstream(), type, (const uint8_t *)d_w, row_bytes, cols, d_out,
                                out_stride),
                      "dequant_f16");
+}
+
+__global__ void k_dequant_f32(int type, const uint8_t *w, size_t row_bytes, int cols, float *out,
+                              size_t out_stride)
+{
+    int r = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
+        out[(size_t)r * out_stride + i] = pd_kdequant(type, w + (size_t)r * row_bytes, i);
+    }
+}
+
+int api_dequant_f32(int type, const void *d_w, size_t row_bytes, int rows, int cols, float *d_out,
+                    size_t out_stride)
+{
+    if (rows <= 0) {
+        return 0;
+    }
+    unsigned gx = pd_kdiv_up((size_t)cols, 256);
+    gx = gx > 16 ? 16 : gx;
+    return pd_kcheck(pd_launch(k_dequant_f32, dim3(gx, (unsigned)rows), dim3(256), 0,
+                               pd_kstream(), type, (const uint8_t *)d_w, row_bytes, cols, d_out,
+                               out_stride),
+                     "dequant_f32");
 }
 
 // ---- elementwise ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ static const struct pd_kernels table = {
     api_quant,
     api_embed,
     api_dequant_f16,
+    api_dequant_f32,
     api_round_f16,
     api_swiglu,
     api_add,

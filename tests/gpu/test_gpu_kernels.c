@@ -300,6 +300,37 @@ static void test_embed(void)
     }
 }
 
+/* Weight rows dequantised to f16 for the prefill GEMMs: the CPU's values, rounded. */
+static void test_dequant_f16(void)
+{
+    for (size_t ti = 0; ti < 8; ti++) {
+        int t = wtypes[ti], rows = 37, cols = 768;
+        size_t rb;
+        uint8_t *m = make_matrix(t, rows, cols, &rb);
+        struct pd_weight w = {(enum pd_dtype)t, (uint64_t)cols, (uint64_t)rows, rb, m};
+        uint8_t *dm = dalloc((size_t)rows * rb);
+        up(dm, m, (size_t)rows * rb);
+        size_t stride = (size_t)cols + 5;
+        uint16_t *dout = dalloc((size_t)rows * stride * 2);
+        kcheck(K->dequant_f16(t, dm, rb, rows, cols, dout, stride), "dequant_f16");
+        uint16_t *got = malloc((size_t)rows * stride * 2);
+        float *row = malloc((size_t)cols * 4);
+        down(got, dout, (size_t)rows * stride * 2);
+        size_t diff = 0;
+        for (int r = 0; r < rows; r++) {
+            pd_weight_row_f32(&w, (uint64_t)r, row);
+            for (int c = 0; c < cols; c++) {
+                diff += got[(size_t)r * stride + c] != pd_f32_to_f16(row[c]);
+            }
+        }
+        report("dequant_f16", pd_dtype_traits(t)->name, "elems_diff", (double)diff, 0, diff == 0);
+        release("dequant_f16");
+        free(m);
+        free(got);
+        free(row);
+    }
+}
+
 /* ---- matvec -------------------------------------------------------------------------------- */
 
 /* Exact reference and error bound of row r of m (type t) dotted with xq. */
@@ -464,6 +495,49 @@ static void test_matvec(void)
             snprintf(shape, sizeof shape, "%s swiglu cols=%d rows=%d", pd_dtype_traits(t)->name,
                      cols, rr[0]);
             report("matvec", shape, "err/bound", worst, 1, ok);
+            /* several token columns in one launch equal one launch per column, bit for
+             * bit (the prefill relies on it) */
+            {
+                enum { NC = 5 };
+                size_t cstride = xb + 64;
+                uint8_t *xqs = calloc(NC, cstride);
+                float *xs = malloc((size_t)cols * 4);
+                for (int c = 0; c < NC; c++) {
+                    fill_adversarial(xs, cols, 32, c + 3);
+                    pd_dtype_traits(vdt)->from_f32(xs, xqs + (size_t)c * cstride, (size_t)cols);
+                }
+                uint8_t *dxqs = dalloc(NC * cstride);
+                up(dxqs, xqs, NC * cstride);
+                size_t ys = (size_t)rr[0] + 3;
+                float *dys = dalloc(NC * ys * 4);
+                float *one = malloc((size_t)rr[0] * 4), *many = malloc(NC * ys * 4);
+                mv.n_mat = 1;
+                mv.mode = PD_K_MV_SET;
+                mv.m[0] = (struct pd_k_mat){dm[0], rb, rr[0], dys, dbias};
+                mv.xq = dxqs;
+                mv.n_col = NC;
+                mv.xq_stride = cstride;
+                mv.y_stride = ys;
+                kcheck(K->matvec(&mv), "matvec columns");
+                down(many, dys, NC * ys * 4);
+                mv.n_col = 1;
+                bool same = true;
+                for (int c = 0; c < NC; c++) {
+                    mv.xq = dxqs + (size_t)c * cstride;
+                    mv.m[0].y = dy[0];
+                    kcheck(K->matvec(&mv), "matvec column");
+                    down(one, dy[0], (size_t)rr[0] * 4);
+                    same = same && memcmp(one, many + (size_t)c * ys, (size_t)rr[0] * 4) == 0;
+                }
+                mv.xq = dxq;
+                snprintf(shape, sizeof shape, "%s %d columns cols=%d rows=%d",
+                         pd_dtype_traits(t)->name, NC, cols, rr[0]);
+                report("matvec", shape, "bit_equal", same, 1, same);
+                free(xqs);
+                free(xs);
+                free(one);
+                free(many);
+            }
             release("matvec");
             for (int k = 0; k < 3; k++) {
                 free(m[k]);
@@ -1234,6 +1308,7 @@ int main(int argc, char **argv)
     test_quant();
     test_rmsnorm();
     test_embed();
+    test_dequant_f16();
     test_matvec();
     test_rope_store();
     test_attention();

@@ -68,7 +68,9 @@ struct pd_backend_info {
     int cc_major, cc_minor;
     double bandwidth;        /* bytes/s from a device copy kernel (0 until measured) */
     struct pd_gpu_plan plan;
+    double gemm_flops;       /* f16 GemmEx FLOP/s on the model's shapes (0: not measured) */
     uint64_t kernels_per_token; /* nodes of the last decode graph (0 before one ran) */
+    uint64_t prefill_tokens; /* tokens evaluated as prefill chunks so far */
     uint64_t graphs;         /* decode graphs instantiated so far */
     uint64_t compactions;    /* KV layer compactions so far */
 };
@@ -114,6 +116,15 @@ bool pd_backend_cuda_available(void);
  * not fit (the message names the largest context that would), PD_ECUDA on a device error. */
 enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ctx_params *p,
                                     struct pd_kvcache *kv, struct pd_backend **out,
+                                    struct pd_err *err);
+
+/* The device and memory plan the CUDA engine would use for m with parameters p (the same
+ * provider choice, checks and plan as pd_backend_cuda_open), without uploading anything;
+ * measures the device bandwidth and the f16 GEMM throughput on m's shapes when measure is
+ * set. *out is filled even when the plan does not fit (plan.fits false). Errors as
+ * pd_backend_cuda_open's, except that a plan that does not fit is not one. */
+enum pd_status pd_backend_cuda_info(const struct pd_model *m, const struct pd_ctx_params *p,
+                                    bool measure, struct pd_backend_info *out,
                                     struct pd_err *err);
 
 /* Frees *b (NULL accepted) and sets it to NULL. */

@@ -171,7 +171,7 @@ struct cuda_backend {
     bool prefill_fast;               /* PONDER_CUDA_PREFILL=fast: quantised weights by f16
                                       * GEMMs (else the multi-column matvec) */
     uint64_t nodes_last, graphs_made, compactions, launches;
-    double bandwidth;
+    double bandwidth, gemm_flops;
     /* the last evaluated token */
     struct pd_k_probe_out last;
     bool last_valid, logits_valid;
@@ -1544,6 +1544,37 @@ static enum pd_status cuda_probe(struct pd_backend *bb, struct pd_ctx *c, int32_
 
 /* ---- info, close, open ----------------------------------------------------------------------- */
 
+/* f16 GemmEx throughput on the model's largest layer shape (gate/up: n_ff x n_embd) over
+ * 512 tokens: the reference for the prefill target. 0 when the device memory is short. */
+static double measure_gemm(const struct pd_kernels *K, const struct pd_model *m)
+{
+    int M = (int)m->hp.n_ff, N = 512, Kd = (int)m->hp.n_embd;
+    void *a = NULL, *bm = NULL, *c = NULL;
+    double best = 0.0;
+    if (K->dev_alloc(&a, (size_t)M * Kd * 2) || K->dev_alloc(&bm, (size_t)N * Kd * 2) ||
+        K->dev_alloc(&c, (size_t)N * M * 4) || K->memset(a, 0, (size_t)M * Kd * 2) ||
+        K->memset(bm, 0, (size_t)N * Kd * 2)) {
+        goto done;
+    }
+    for (int r = 0; r < 4; r++) { /* the first run warms up */
+        float ms = 0.0f;
+        if (K->timer_start() ||
+            K->gemm_f16(a, (size_t)Kd, bm, (size_t)Kd, c, (size_t)M, M, N, Kd, 0.0f, 0) ||
+            K->timer_stop(&ms)) {
+            break;
+        }
+        double f = ms > 0.0f ? 2.0 * M * N * (double)Kd / (ms * 1e-3) : 0.0;
+        if (r > 0 && f > best) {
+            best = f;
+        }
+    }
+done:
+    K->dev_free(a);
+    K->dev_free(bm);
+    K->dev_free(c);
+    return best;
+}
+
 static void cuda_info(struct pd_backend *bb, struct pd_backend_info *out)
 {
     struct cuda_backend *b = (struct cuda_backend *)bb;
@@ -1560,6 +1591,11 @@ static void cuda_info(struct pd_backend *bb, struct pd_backend_info *out)
         }
     }
     out->bandwidth = b->bandwidth;
+    if (b->gemm_flops == 0.0) {
+        b->gemm_flops = measure_gemm(b->K, b->m);
+    }
+    out->gemm_flops = b->gemm_flops;
+    out->prefill_tokens = b->prefill_tokens;
     out->plan = b->plan;
     out->kernels_per_token = b->nodes_last;
     out->graphs = b->graphs_made;
@@ -1704,12 +1740,12 @@ static enum pd_status alloc_state(struct cuda_backend *b, struct pd_err *err)
     return PD_OK;
 }
 
-enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ctx_params *p,
-                                    struct pd_kvcache *kv, struct pd_backend **out,
-                                    struct pd_err *err)
+/* The provider for p, after the checks every open makes. */
+static enum pd_status pick_provider(const struct pd_model *m, const struct pd_ctx_params *p,
+                                    const struct pd_kernels **out, struct pd_err *err)
 {
-    *out = NULL;
     const struct pd_kernels *K = want_emulator(p) ? pd_kernels_emu() : pd_kernels_cuda();
+    *out = K;
     if (!K) {
         return pd_err_set(err, PD_EUNSUPPORTED,
                           "cuda backend: this ponder was built without CUDA (-Dcuda=disabled or "
@@ -1722,7 +1758,61 @@ enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ct
         return pd_err_set(err, PD_EUNSUPPORTED,
                           "cuda backend: the device KV cache is f16 (--kv-type f16)");
     }
-    enum pd_status st = check_shape(m, err);
+    return check_shape(m, err);
+}
+
+/* The plan of m at p->n_ctx on the initialised provider's device 0. */
+static enum pd_status make_plan(const struct pd_kernels *K, const struct pd_model *m,
+                                uint32_t n_ctx, struct pd_cuda_device *dev,
+                                struct pd_gpu_plan *plan, struct pd_err *err)
+{
+    size_t free_b = 0, total_b = 0;
+    if (K->init(0) || K->device_query(0, dev) || K->mem_info(&free_b, &total_b)) {
+        return pd_err_set(err, PD_ECUDA, "cuda backend (%s): init: %s", K->build,
+                          K->last_error());
+    }
+    /* On a device: the runtime's workspaces and 1 GiB of headroom (docs/gpu.md). */
+    uint64_t fixed = dev->emulated ? 0 : (96ull << 20);
+    uint64_t margin = dev->emulated ? 0 : (1ull << 30);
+    pd_gpu_plan_make(m, n_ctx, free_b, fixed, margin, plan);
+    return PD_OK;
+}
+
+enum pd_status pd_backend_cuda_info(const struct pd_model *m, const struct pd_ctx_params *p,
+                                    bool measure, struct pd_backend_info *out,
+                                    struct pd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const struct pd_kernels *K;
+    struct pd_cuda_device dev;
+    enum pd_status st = pick_provider(m, p, &K, err);
+    if (!st) {
+        st = make_plan(K, m, p->n_ctx, &dev, &out->plan, err);
+    }
+    if (st) {
+        return st;
+    }
+    snprintf(out->device, sizeof out->device, "%s", dev.name);
+    snprintf(out->provider, sizeof out->provider, "%s", K->build);
+    out->cc_major = dev.cc_major;
+    out->cc_minor = dev.cc_minor;
+    if (measure) {
+        size_t bytes = dev.emulated ? (16u << 20) : (512u << 20);
+        if (K->bandwidth(bytes, dev.emulated ? 2 : 5, &out->bandwidth)) {
+            out->bandwidth = 0.0;
+        }
+        out->gemm_flops = measure_gemm(K, m);
+    }
+    return PD_OK;
+}
+
+enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ctx_params *p,
+                                    struct pd_kvcache *kv, struct pd_backend **out,
+                                    struct pd_err *err)
+{
+    *out = NULL;
+    const struct pd_kernels *K;
+    enum pd_status st = pick_provider(m, p, &K, err);
     if (st) {
         return st;
     }
@@ -1761,20 +1851,11 @@ enum pd_status pd_backend_cuda_open(const struct pd_model *m, const struct pd_ct
         st = pd_err_set(err, PD_ENOMEM, "out of memory (cuda backend)");
         goto fail;
     }
-    if (K->init(0) || K->device_query(0, &b->dev)) {
-        st = dev_fail(b, err, "init");
+    if ((st = make_plan(K, m, b->cap, &b->dev, &b->plan, err))) {
         goto fail;
     }
     b->ready = true;
-    size_t free_b = 0, total_b = 0;
-    if (K->mem_info(&free_b, &total_b)) {
-        st = dev_fail(b, err, "memory info");
-        goto fail;
-    }
-    /* On a device: the runtime's workspaces and 1 GiB of headroom (docs/gpu.md). */
-    uint64_t fixed = b->dev.emulated ? 0 : (96ull << 20);
-    uint64_t margin = b->dev.emulated ? 0 : (1ull << 30);
-    pd_gpu_plan_make(m, b->cap, free_b, fixed, margin, &b->plan);
+    size_t free_b = b->plan.device_free;
     if (!b->plan.fits) {
         st = pd_err_set(err, PD_ENOMEM,
                         "cuda backend: %s has %.2f GiB free; the model at %u context slots "

@@ -1,6 +1,7 @@
 /* test_cuda.c - the device engine (engine/backend_cuda.c) against the CPU reference.
  *
- *   test_cuda              backend names, `auto`, and the clear refusals (always runs)
+ *   test_cuda              backend names, `auto`, the clear refusals, and the memory plan
+ *                          against hand-computed cases (always runs)
  *   test_cuda emu parity   the engine on the CPU emulator (every CI run, small shapes)
  *   test_cuda cuda parity  the engine on the device; exits 77 (SKIP) without one
  *
@@ -114,6 +115,105 @@ static void test_names_and_refusal(void **state)
     assert_true(info.plan.fits && info.plan.weights > 0);
     pd_ctx_close(&c);
     pd_model_close(&m);
+}
+
+/* ---- memory plan ------------------------------------------------------------------------------ */
+
+static uint8_t g_dummy[64];
+static int g_next;
+
+/* A weight of that shape; data is a distinct dummy address (the plan reads sizes only and
+ * recognises a tied output by its address). */
+static struct pd_weight weight(enum pd_dtype t, uint64_t rows, uint64_t cols)
+{
+    struct pd_weight w = {t, cols, rows, pd_dtype_row_size(t, cols), g_dummy + g_next++ % 64};
+    return w;
+}
+
+/* A hand-computed plan: 2 layers of a 64-wide f32 model (4 heads of 16, 2 KV heads, ffn 128,
+ * vocabulary 100, tied output), then a q4_K model with its own output, biases and
+ * rope_freqs; the largest context is the boundary of what fits. */
+static void test_plan(void **state)
+{
+    (void)state;
+    struct pd_layer layers[2];
+    struct pd_model m;
+    memset(&m, 0, sizeof m);
+    memset(layers, 0, sizeof layers);
+    m.hp.n_layer = 2;
+    m.hp.n_embd = 64;
+    m.hp.n_head = 4;
+    m.hp.n_head_kv = 2;
+    m.hp.head_dim = m.hp.head_dim_v = 16;
+    m.hp.n_ff = 128;
+    m.hp.n_vocab = 100;
+    m.layers = layers;
+    m.tok_embd = weight(PD_DTYPE_F32, 100, 64);            /* 25600 */
+    m.output = m.tok_embd;                                  /* tied: counted once */
+    m.output_norm = weight(PD_DTYPE_F32, 1, 64);            /* 256 */
+    for (int il = 0; il < 2; il++) {
+        struct pd_layer *L = &layers[il];
+        L->attn_norm = L->ffn_norm = weight(PD_DTYPE_F32, 1, 64); /* 256 each */
+        L->wq = weight(PD_DTYPE_F32, 64, 64);               /* 16384 */
+        L->wk = L->wv = weight(PD_DTYPE_F32, 32, 64);       /* 8192 each */
+        L->wo = weight(PD_DTYPE_F32, 64, 64);               /* 16384 */
+        L->w_gate = L->w_up = weight(PD_DTYPE_F32, 128, 64); /* 32768 each */
+        L->w_down = weight(PD_DTYPE_F32, 64, 128);          /* 32768 */
+    }
+    struct pd_gpu_plan p;
+    pd_gpu_plan_make(&m, 100, UINT64_MAX / 4, 0, 0, &p);
+    assert_int_equal(p.weights, 25600 + 256 + 2 * 147968);
+    /* K and V: 2 layers x 100 slots x (32 + 32) halves; positions 2 x 100 x 4 -> 1024 */
+    assert_int_equal(p.kv, 25600 + 1024);
+    assert_int_equal(p.token_bytes_weights, 25600 + 256 + 2 * 147968); /* tied: the table */
+    assert_int_equal(p.token_bytes_per_slot, 2 * 2 * (16 + 16) * 2);
+    assert_true(p.fits);
+    assert_int_equal(p.total, p.weights + p.kv + p.activations + p.capture + p.fixed);
+    /* the boundary: one byte short does not fit and names a smaller context that does */
+    uint64_t free_b = p.total - 1;
+    struct pd_gpu_plan q, at, above;
+    pd_gpu_plan_make(&m, 100, free_b, 0, 0, &q);
+    assert_false(q.fits);
+    assert_true(q.n_ctx_max < 100 && q.n_ctx_max > 0);
+    pd_gpu_plan_make(&m, q.n_ctx_max, free_b, 0, 0, &at);
+    pd_gpu_plan_make(&m, q.n_ctx_max + 1, free_b, 0, 0, &above);
+    assert_true(at.fits);
+    assert_false(above.fits);
+    /* fixed bytes and margin count */
+    pd_gpu_plan_make(&m, 100, UINT64_MAX / 4, 1000, 24, &q);
+    assert_int_equal(q.total, p.total + 1024);
+    /* not even the weights */
+    pd_gpu_plan_make(&m, 100, 1000, 0, 0, &q);
+    assert_false(q.fits);
+    assert_int_equal(q.n_ctx_max, 0);
+
+    /* q4_K, own output, qwen2 biases, rope_freqs: 256-wide so the blocks fit */
+    m.hp.n_embd = 256;
+    m.hp.n_head = 4;
+    m.hp.head_dim = m.hp.head_dim_v = 64;
+    m.hp.n_ff = 512;
+    m.tok_embd = weight(PD_DTYPE_Q4_K, 100, 256);      /* 100 x 144 = 14400 -> 14592 */
+    m.output = weight(PD_DTYPE_Q6_K, 100, 256);        /* 100 x 210 = 21000 -> 21248 */
+    m.output_norm = weight(PD_DTYPE_F32, 1, 256);      /* 1024 */
+    m.rope_freqs = weight(PD_DTYPE_F32, 1, 32);        /* 128 -> 256 */
+    uint64_t per_layer = 0;
+    for (int il = 0; il < 2; il++) {
+        struct pd_layer *L = &layers[il];
+        L->attn_norm = L->ffn_norm = weight(PD_DTYPE_F32, 1, 256);  /* 1024 each */
+        L->wq = weight(PD_DTYPE_Q4_K, 256, 256);                    /* 36864 */
+        L->wk = L->wv = weight(PD_DTYPE_Q4_K, 128, 256);            /* 18432 each */
+        L->bq = weight(PD_DTYPE_F32, 1, 256);                       /* 1024 */
+        L->bk = L->bv = weight(PD_DTYPE_F32, 1, 128);               /* 512 each */
+        L->wo = weight(PD_DTYPE_Q4_K, 256, 256);                    /* 36864 */
+        L->w_gate = L->w_up = weight(PD_DTYPE_Q4_K, 512, 256);      /* 73728 each */
+        L->w_down = weight(PD_DTYPE_Q6_K, 256, 512);                /* 256 x 420 = 107520 */
+        per_layer = 2 * 1024 + 36864 + 2 * 18432 + 1024 + 2 * 512 + 36864 + 2 * 73728 + 107520;
+    }
+    pd_gpu_plan_make(&m, 256, UINT64_MAX / 4, 0, 0, &p);
+    assert_int_equal(p.weights, 14592 + 21248 + 1024 + 256 + 2 * per_layer);
+    /* a token reads one embedding row (144 bytes) instead of the table */
+    assert_int_equal(p.token_bytes_weights, 21248 + 1024 + 256 + 2 * per_layer + 144);
+    assert_int_equal(p.kv, 2 * 256 * (128 + 128) * 2 + 2 * 256 * 4);
 }
 
 /* ---- logits parity ------------------------------------------------------------------------- */
@@ -545,6 +645,7 @@ int main(int argc, char **argv)
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
     }
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_names_and_refusal)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_names_and_refusal),
+                                       cmocka_unit_test(test_plan)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

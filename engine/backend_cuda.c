@@ -63,6 +63,7 @@
 #define PREFILL_MIN 16          /* shorter batches run token by token */
 #define PREFILL_CHUNK 256       /* tokens per prefill chunk at most */
 #define PREFILL_SCRATCH (256u << 20) /* bound on each per-chunk attention scratch */
+#define PREFILL_ROWS (64u << 20)     /* bound on a chunk's policy rows (device and pinned) */
 #define W_ROWS 4096             /* weight rows dequantised at a time (prefill scratch) */
 #define PART PD_K_ATTN_PART
 
@@ -190,6 +191,10 @@ struct cuda_backend {
     size_t pf_smass_cap;             /* steps_cap they were sized for */
     int32_t *pf_tok, *h_pf_tok;      /* [pf_cap] token ids */
     float *pf_logits;                /* [pf_cap][n_vocab] */
+    float *pf_rows, *h_pf_rows;      /* [pf_obs][n_layer][cap] head-mean policy rows */
+    uint32_t pf_obs;                 /* tokens per chunk when policy rows are wanted (0:
+                                      * none fit PREFILL_ROWS; those batches go token by
+                                      * token) */
     uint64_t prefill_tokens;
     /* the activation currently quantised in xq */
     const float *xq_src;
@@ -1013,8 +1018,10 @@ static enum pd_status upload_hide(struct cuda_backend *b, const struct pd_ctx *c
 
 /* ---- prefill: GEMMs over a chunk of tokens ---------------------------------------------- */
 
-/* Allocates the prefill buffers (once; the capture ones when first needed). */
-static enum pd_status ensure_prefill(struct cuda_backend *b, bool capture, struct pd_err *err)
+/* Allocates the prefill buffers (once; those of capture and of policy rows when first
+ * needed). */
+static enum pd_status ensure_prefill(struct cuda_backend *b, bool capture, bool rows,
+                                     struct pd_err *err)
 {
     enum pd_status st;
     if (!b->pf_x) {
@@ -1029,6 +1036,12 @@ static enum pd_status ensure_prefill(struct cuda_backend *b, bool capture, struc
             t /= 2;
         }
         b->pf_cap = (uint32_t)t;
+        size_t per_row = (size_t)b->n_layer * b->cap * 4;
+        while (t >= PREFILL_MIN && t * per_row > PREFILL_ROWS) {
+            t /= 2;
+        }
+        b->pf_obs = t >= PREFILL_MIN ? (uint32_t)t : 0;
+        t = b->pf_cap;
         size_t w16 = (size_t)W_ROWS * wide; /* a slice of any matrix (cols <= wide) */
         if ((st = dalloc(b, (void **)&b->pf_x, t * b->n_embd * 4, err)) ||
             (st = dalloc(b, (void **)&b->pf_xn, t * wide * 4, err)) ||
@@ -1054,10 +1067,22 @@ static enum pd_status ensure_prefill(struct cuda_backend *b, bool capture, struc
             return dev_fail(b, err, "host memory");
         }
     }
-    if (capture && !b->pf_e) {
+    if ((capture || rows) && !b->pf_e &&
+        (st = dalloc(b, (void **)&b->pf_e, (size_t)b->pf_cap * b->n_head * b->cap * 4, err))) {
+        return st;
+    }
+    if (rows && b->pf_obs && !b->pf_rows) {
+        size_t bytes = (size_t)b->pf_obs * b->n_layer * b->cap * 4;
+        if ((st = dalloc(b, (void **)&b->pf_rows, bytes, err))) {
+            return st;
+        }
+        if (b->K->host_alloc((void **)&b->h_pf_rows, bytes)) {
+            return dev_fail(b, err, "host memory");
+        }
+    }
+    if (capture && !b->pf_top) {
         size_t t = b->pf_cap;
-        if ((st = dalloc(b, (void **)&b->pf_e, t * b->n_head * b->cap * 4, err)) ||
-            (st = dalloc(b, (void **)&b->pf_top, t * b->n_layer * 64 * sizeof *b->pf_top, err))) {
+        if ((st = dalloc(b, (void **)&b->pf_top, t * b->n_layer * 64 * sizeof *b->pf_top, err))) {
             return st;
         }
         if (b->K->host_alloc((void **)&b->h_pf_top, t * b->n_layer * 64 * sizeof *b->pf_top)) {
@@ -1153,10 +1178,11 @@ static int gemm_bias(struct cuda_backend *b, const struct dw *w, const float *bi
 }
 
 /* Runs tokens[0..T) (T <= pf_cap) through every layer with GEMMs; their K/V join the cache,
- * capture entries go to pf_top/pf_smass, and with want_logits every token's logits to
- * pf_logits. The parameters (slots, evictions, position) are already in h_par. */
-static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capture, int top_n,
-                       bool want_logits)
+ * capture entries go to pf_top/pf_smass, with rows (T <= pf_obs) every token's head-mean
+ * policy rows to pf_rows, and with want_logits every token's logits to pf_logits. The
+ * parameters (slots, evictions, position) are already in h_par. */
+static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capture, bool rows,
+                       int top_n, bool want_logits)
 {
     const struct pd_kernels *K = b->K;
     size_t E = b->n_embd;
@@ -1188,7 +1214,7 @@ static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capt
         size_t c_t = (size_t)b->n_head * n_part;
         struct pd_k_attn a = {b->pf_q, r.k_cache, r.v_cache, r.pos_cache, NULL, b->d_par,
                               b->p_nslots + (int)il, b->p_pos, b->pf_o,
-                              capture ? b->pf_e : NULL, b->cap, b->pf_c, b->pf_opart,
+                              capture || rows ? b->pf_e : NULL, b->cap, b->pf_c, b->pf_opart,
                               b->pf_mpart, b->pf_lpart, (int)b->n_head, (int)b->n_kv,
                               (int)b->hd, (int)b->hd_v, (int)n_part,
                               1.0f / sqrtf((float)b->hd), T, b->q_dim, b->o_dim,
@@ -1196,16 +1222,24 @@ static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capt
         if (K->rope_store(&r) || K->attn_decode(&a)) {
             return -1;
         }
-        if (capture) {
+        if (capture || rows) {
             struct pd_k_capture cp = {b->pf_e, b->pf_c, b->cap, (int)n_part,
                                       b->pos + (size_t)il * b->cap, b->cap, b->d_par,
                                       b->p_nslots + (int)il, b->p_nsteps, 1, (int)b->n_head,
-                                      b->pf_top + (size_t)il * (size_t)top_n, top_n,
-                                      b->cum + (size_t)il * b->cum_cap, b->cum_cap, b->steps,
-                                      b->pf_smass + (size_t)il * b->steps_cap, b->steps_cap,
-                                      NULL, NULL, NULL, 0, T, (size_t)b->n_head * b->cap, c_t,
+                                      NULL, top_n, NULL, b->cum_cap, b->steps, NULL,
+                                      b->steps_cap, NULL, NULL, NULL, 0, T,
+                                      (size_t)b->n_head * b->cap, c_t,
                                       (size_t)b->n_layer * (size_t)top_n,
-                                      (size_t)b->n_layer * b->steps_cap, (int)b->n_layer};
+                                      (size_t)b->n_layer * b->steps_cap, (int)b->n_layer, 0};
+            if (capture) {
+                cp.top = b->pf_top + (size_t)il * (size_t)top_n;
+                cp.cum = b->cum + (size_t)il * b->cum_cap;
+                cp.smass = b->pf_smass + (size_t)il * b->steps_cap;
+            }
+            if (rows) {
+                cp.rows_mean = b->pf_rows + (size_t)il * b->cap;
+                cp.rows_tstride = (size_t)b->n_layer * b->cap;
+            }
             if (K->capture(&cp)) {
                 return -1;
             }
@@ -1230,16 +1264,20 @@ static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capt
 }
 
 /* Evaluates tokens[0..n) (n <= pf_cap) as one prefill chunk at the context's position and
- * feeds the capture state and the logits callback as a token-by-token run would (policy
- * rows and full rows are never asked of a chunk: the caller runs those tokens one by one). */
+ * feeds the capture state and the logits callback as a token-by-token run would. With
+ * `observe` (n <= pf_obs, head-mean rows wanted) the policy observer receives the rows of
+ * the chunk's positions >= cs->observer_from, layer by layer and in position order, each
+ * over the slots its query sees (those before it and its own), as the token path hands
+ * them over. Per-head rows and full rows are never asked of a chunk: the caller runs
+ * those tokens one by one. */
 static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
-                                    struct pd_capture_state *cs, const int32_t *tokens, size_t n,
-                                    size_t i0, void (*logits_fn)(void *, size_t, int64_t,
-                                                                 const float *),
+                                    struct pd_capture_state *cs, bool observe,
+                                    const int32_t *tokens, size_t n, size_t i0,
+                                    void (*logits_fn)(void *, size_t, int64_t, const float *),
                                     void *ud, int top_n, struct pd_err *err)
 {
     bool capture = cs && cs->level != PD_CAPTURE_LEVEL_OFF;
-    enum pd_status st = ensure_prefill(b, capture, err);
+    enum pd_status st = ensure_prefill(b, capture, observe, err);
     if (st) {
         return st;
     }
@@ -1269,8 +1307,11 @@ static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
     b->h_par[b->p_nsteps] = capture ? (int32_t)cs->smass_stride : 0;
     memcpy(b->h_pf_tok, tokens, n * sizeof *tokens);
     uint32_t n_part = bucket_parts(b, max_slots);
-    if (run_prefill(b, (int)n, n_part, capture, top_n, logits_fn != NULL)) {
+    if (run_prefill(b, (int)n, n_part, capture, observe, top_n, logits_fn != NULL)) {
         return dev_fail(b, err, "prefill");
+    }
+    if (observe && b->K->download(b->h_pf_rows, b->pf_rows, n * b->n_layer * b->cap * 4)) {
+        return dev_fail(b, err, "prefill rows");
     }
     if (capture &&
         (b->K->download(b->h_pf_top, b->pf_top, n * b->n_layer * (size_t)top_n * sizeof *b->pf_top) ||
@@ -1286,6 +1327,25 @@ static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
         }
     }
     b->prefill_tokens += n;
+    if (observe) {
+        for (uint32_t il = 0; il < b->n_layer; il++) {
+            const struct pd_kv_layer *L = &b->kv->layers[il];
+            const uint32_t *ph = phys_of(b, il);
+            uint32_t n_before = L->n - (uint32_t)n; /* the chunk's slots are the last n */
+            for (size_t t = 0; t < n; t++) {
+                int64_t pos = pos0 + (int64_t)t;
+                if (pos < cs->observer_from) {
+                    continue;
+                }
+                const float *src = b->h_pf_rows + (t * b->n_layer + il) * b->cap;
+                uint32_t nv = n_before + (uint32_t)t + 1;
+                for (uint32_t v = 0; v < nv; v++) {
+                    b->hrows[v] = src[ph[v]];
+                }
+                cs->observer(cs->observer_ud, il, pos, b->hrows, 1, nv, L->pos);
+            }
+        }
+    }
     if (capture) {
         b->cum_dirty = true;
         for (size_t t = 0; t < n; t++) {
@@ -1368,15 +1428,24 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
         return st;
     }
     b->logits_valid = false;
-    /* Batches: GEMM chunks for every token but the last, and those whose policy rows are
-     * wanted (they, and the last one, take the decode path, which hands over rows,
-     * full rows, the probe and the logits). Other hooks and hidden slots: token by token. */
+    /* Batches: GEMM chunks for every token but the last (which takes the decode path: it
+     * hands over full rows, the probe and the logits). Policy rows come from the chunks
+     * when the policy takes head means and a chunk's rows fit PREFILL_ROWS; otherwise the
+     * tokens whose rows are wanted go token by token too. Other hooks and hidden slots:
+     * token by token. */
     size_t n_gemm = 0;
+    bool chunk_rows = false;
     if (n >= PREFILL_MIN && !other_hook && !c->hide && b->use_prefill) {
+        if ((st = ensure_prefill(b, false, false, err))) {
+            return st;
+        }
         n_gemm = n - 1;
         if (cs && cs->observer && cs->observer_from < c->n_past + (int64_t)n_gemm) {
-            int64_t k = cs->observer_from - c->n_past;
-            n_gemm = k > 0 ? (size_t)k : 0;
+            chunk_rows = cs->observer_mean && b->pf_obs > 0;
+            if (!chunk_rows) {
+                int64_t k = cs->observer_from - c->n_past;
+                n_gemm = k > 0 ? (size_t)k : 0;
+            }
         }
         if (n_gemm < PREFILL_MIN) {
             n_gemm = 0;
@@ -1387,12 +1456,11 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
         if (c->cancel && atomic_load(c->cancel)) {
             return pd_err_set(err, PD_ECANCELLED, "cancelled");
         }
-        if ((st = ensure_prefill(b, base_flags & F_BLOB, err))) {
-            return st;
-        }
-        size_t m = n_gemm - i < b->pf_cap ? n_gemm - i : b->pf_cap;
-        if ((st = prefill_chunk(b, c, (base_flags & F_BLOB) ? cs : NULL, tokens + i, m, i,
-                                logits_fn, ud, top_n, err))) {
+        size_t cap = chunk_rows ? b->pf_obs : b->pf_cap;
+        size_t m = n_gemm - i < cap ? n_gemm - i : cap;
+        bool observe = chunk_rows && cs->observer_from < c->n_past + (int64_t)m;
+        if ((st = prefill_chunk(b, c, cs, observe, tokens + i, m, i, logits_fn, ud, top_n,
+                                err))) {
             return st;
         }
         c->has_logits = logits_fn != NULL;
@@ -1630,6 +1698,7 @@ static void cuda_destroy(struct pd_backend *bb)
         b->K->host_free(b->h_pf_tok);
         b->K->host_free(b->h_pf_top);
         b->K->host_free(b->h_pf_smass);
+        b->K->host_free(b->h_pf_rows);
     }
     free(b->allocs);
     free(b->L);

@@ -56,6 +56,7 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
     const float *c = cp.c + (size_t)t * cp.c_tstride;
     pd_k_top *top_out = cp.top ? cp.top + (size_t)t * cp.top_tstride : nullptr;
     float *smass = cp.smass ? cp.smass + (size_t)t * cp.smass_tstride : nullptr;
+    float *rows_mean = cp.rows_mean ? cp.rows_mean + (size_t)t * cp.rows_tstride : nullptr;
     bool shared_cum = gridDim.y > 1; // several queries add to the same positions
     int nh = cp.n_head;
     float inv_nh = 1.0f / (float)nh;
@@ -90,8 +91,8 @@ __global__ void __launch_bounds__(CAP_THREADS) k_capture(pd_k_capture cp)
             }
         }
         float mean = sum * inv_nh;
-        if (live && cp.rows_mean) {
-            cp.rows_mean[(size_t)l * cp.cap + s] = sum / (float)nh;
+        if (live && rows_mean) {
+            rows_mean[(size_t)l * cp.cap + s] = sum / (float)nh;
         }
         if (valid && cp.cum && (size_t)ps < cp.cum_cap) {
             if (shared_cum) {
@@ -192,7 +193,7 @@ int api_capture(const struct pd_k_capture *cp)
         return 0;
     }
     unsigned n_tok = cp->n_tok > 1 ? (unsigned)cp->n_tok : 1u;
-    if (n_tok > 1 && (cp->rows_mean || cp->rows_head || cp->full)) {
+    if (n_tok > 1 && ((cp->rows_mean && cp->rows_tstride == 0) || cp->rows_head || cp->full)) {
         return pd_kfail(cudaErrorInvalidValue, "capture: rows for several queries");
     }
     return pd_kcheck(pd_launch(k_capture, dim3((unsigned)cp->n_layer, n_tok), dim3(CAP_THREADS), 0,

@@ -181,13 +181,15 @@ struct pd_k_capture {
     uint64_t full_mask;
     /* Several queries per launch (prefill; n_tok 0 counts as 1): query t uses e and c at
      * t * e_tstride / c_tstride, sees n_l + t slots, writes top and smass at t * top_tstride
-     * / smass_tstride, and adds to cum with atomics (the queries share positions);
-     * rows and full are not supported then. n_layer_total: the model's layers when a
-     * launch covers fewer (its pointers and nslots_index already offset to the first one);
-     * the step mass divides by it (0: n_layer). */
+     * / smass_tstride, head-mean rows at t * rows_tstride (required then), and adds to cum
+     * with atomics (the queries share positions); per-head rows and full rows are not
+     * supported then. n_layer_total: the model's layers when a launch covers fewer (its
+     * pointers and nslots_index already offset to the first one); the step mass divides by
+     * it (0: n_layer). */
     int n_tok;
     size_t e_tstride, c_tstride, top_tstride, smass_tstride;
     int n_layer_total;
+    size_t rows_tstride;
 };
 
 #define PD_K_TOPK_MAX 20

@@ -12,7 +12,8 @@
  * with the argmax kept, positions over the issue's 1e-3 / 2e-2 reported; the first 8
  * positions within 1e-3, 5e-3 for f16); stories260K's greedy text
  * identical; batches equal to the same tokens one at a time; capture blobs, step mass and
- * cumulative attention as capture.c computes them on the CPU; KV eviction, truncation and
+ * cumulative attention as capture.c computes them on the CPU; a KV policy's head-mean rows
+ * from prefill chunks equal to the token path's; KV eviction, truncation and
  * dropped ranges mirrored exactly (the device's view equals pd_kvcache's). */
 #include "config.h"
 
@@ -553,6 +554,162 @@ static void test_capture_batch(void **state)
     pd_model_close(&m);
 }
 
+/* Policy rows over a prefill batch: a head-mean observer (what h2o, tova and snapkv with
+ * mean aggregation take) wanting positions >= 7 of a 30-token batch receives from the GEMM
+ * chunks exactly the rows the token path hands over (bit for bit, every (position, layer)
+ * once, positions ascending within a layer), with capture off (rows alone) and on, and
+ * the CPU's head means within the capture bar (5e-3). The policies see no difference in
+ * the CPU's longer rows: their extra slots (later in the batch) carry weight 0. */
+enum { ROWS_T = 30, ROWS_FROM = 7, ROWS_CTX = 64, ROWS_LAYERS = 64 };
+
+struct rows_rec {
+    uint32_t n_ctx;
+    float *w;          /* [ROWS_T][ROWS_LAYERS][ROWS_CTX] head means */
+    int64_t *pos;      /* [ROWS_T][ROWS_LAYERS][ROWS_CTX] slot positions */
+    uint32_t *n;       /* [ROWS_T][ROWS_LAYERS] slots seen */
+    int *calls;        /* [ROWS_T][ROWS_LAYERS] */
+    int64_t last[ROWS_LAYERS];
+    bool ordered;
+};
+
+static void rows_observer(void *ud, uint32_t il, int64_t pos, const float *probs,
+                          uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos)
+{
+    struct rows_rec *r = ud;
+    if (pos < 0 || pos >= ROWS_T || il >= ROWS_LAYERS || n_slots > ROWS_CTX) {
+        r->ordered = false;
+        return;
+    }
+    size_t at = (size_t)pos * ROWS_LAYERS + il;
+    r->ordered = r->ordered && pos > r->last[il];
+    r->last[il] = pos;
+    r->calls[at]++;
+    r->n[at] = n_slots;
+    for (uint32_t k = 0; k < n_slots; k++) {
+        float acc = 0.0f; /* session.c's head mean */
+        for (uint32_t h = 0; h < n_head; h++) {
+            acc += probs[(size_t)h * r->n_ctx + k];
+        }
+        r->w[at * ROWS_CTX + k] = acc / (float)n_head;
+        r->pos[at * ROWS_CTX + k] = slot_pos[k];
+    }
+}
+
+static void rows_run(const struct pd_model *m, enum pd_backend_kind kind, bool batch,
+                     enum pd_capture_level level, struct rows_rec *r, uint64_t *chunked)
+{
+    struct pd_ctx *c = ctx_for(m, kind, ROWS_CTX);
+    struct pd_capture_state cs;
+    struct pd_err err;
+    assert_int_equal(pd_capture_init(&cs, c, level, 6, 0, &err), PD_OK);
+    size_t nw = (size_t)ROWS_T * ROWS_LAYERS;
+    r->n_ctx = ROWS_CTX;
+    r->w = calloc(nw * ROWS_CTX, sizeof *r->w);
+    r->pos = calloc(nw * ROWS_CTX, sizeof *r->pos);
+    r->n = calloc(nw, sizeof *r->n);
+    r->calls = calloc(nw, sizeof *r->calls);
+    assert_non_null(r->w);
+    assert_non_null(r->pos);
+    assert_non_null(r->n);
+    assert_non_null(r->calls);
+    for (int il = 0; il < ROWS_LAYERS; il++) {
+        r->last[il] = -1;
+    }
+    r->ordered = true;
+    cs.observer = rows_observer;
+    cs.observer_ud = r;
+    cs.observer_mean = true;
+    int32_t toks[ROWS_T];
+    for (int i = 0; i < ROWS_T; i++) {
+        toks[i] = (int32_t)((i * 29 + 3) % m->hp.n_vocab);
+    }
+    if (batch) {
+        cs.observer_from = ROWS_FROM;
+        assert_int_equal(pd_capture_begin(&cs, 0, ROWS_T, &err), PD_OK);
+        assert_int_equal(pd_ctx_eval(c, toks, ROWS_T, NULL, NULL, &err), PD_OK);
+    } else {
+        for (int i = 0; i < ROWS_T; i++) {
+            cs.observer_from = i >= ROWS_FROM ? 0 : INT64_MAX;
+            assert_int_equal(pd_capture_begin(&cs, i, 1, &err), PD_OK);
+            assert_int_equal(pd_ctx_eval(c, &toks[i], 1, NULL, NULL, &err), PD_OK);
+        }
+    }
+    *chunked = 0;
+    if (kind == PD_BACKEND_CUDA) {
+        struct pd_backend_info info;
+        c->backend->ops->info(c->backend, &info);
+        *chunked = info.prefill_tokens;
+    }
+    pd_capture_deinit(&cs);
+    pd_ctx_close(&c);
+}
+
+static void rows_free(struct rows_rec *r)
+{
+    free(r->w);
+    free(r->pos);
+    free(r->n);
+    free(r->calls);
+}
+
+static void test_rows_batch(void **state)
+{
+    (void)state;
+    struct pd_model *m = make_model("llama", "q8_0", NULL);
+    uint32_t NL = m->hp.n_layer;
+    assert_true(NL <= ROWS_LAYERS);
+    struct rows_rec off, on, step, cpu;
+    uint64_t ch_off, ch_on, ch_step, ch_cpu;
+    rows_run(m, PD_BACKEND_CUDA, true, PD_CAPTURE_LEVEL_OFF, &off, &ch_off);
+    rows_run(m, PD_BACKEND_CUDA, true, PD_CAPTURE_LEVEL_SUMMARY, &on, &ch_on);
+    rows_run(m, PD_BACKEND_CUDA, false, PD_CAPTURE_LEVEL_OFF, &step, &ch_step);
+    rows_run(m, PD_BACKEND_CPU, true, PD_CAPTURE_LEVEL_OFF, &cpu, &ch_cpu);
+    /* the batches ran as chunks (all but the last token), the steps did not */
+    assert_int_equal(ch_off, ROWS_T - 1);
+    assert_int_equal(ch_on, ROWS_T - 1);
+    assert_int_equal(ch_step, 0);
+    assert_true(off.ordered && on.ordered && step.ordered && cpu.ordered);
+    double dcpu = 0;
+    for (int p = 0; p < ROWS_T; p++) {
+        for (uint32_t il = 0; il < NL; il++) {
+            size_t at = (size_t)p * ROWS_LAYERS + il;
+            int want = p >= ROWS_FROM ? 1 : 0;
+            assert_int_equal(off.calls[at], want);
+            assert_int_equal(on.calls[at], want);
+            assert_int_equal(step.calls[at], want);
+            if (!want) {
+                continue;
+            }
+            uint32_t n = step.n[at];
+            assert_int_equal(n, (uint32_t)p + 1);
+            assert_int_equal(off.n[at], n);
+            assert_int_equal(on.n[at], n);
+            assert_memory_equal(off.w + at * ROWS_CTX, step.w + at * ROWS_CTX, n * sizeof(float));
+            assert_memory_equal(on.w + at * ROWS_CTX, step.w + at * ROWS_CTX, n * sizeof(float));
+            assert_memory_equal(off.pos + at * ROWS_CTX, step.pos + at * ROWS_CTX,
+                                n * sizeof(int64_t));
+            /* the CPU hands every query of its batch all of the batch's slots, those after
+             * the query at weight 0; the device the slots the query sees */
+            assert_true(cpu.n[at] >= n);
+            assert_memory_equal(cpu.pos + at * ROWS_CTX, step.pos + at * ROWS_CTX,
+                                n * sizeof(int64_t));
+            for (uint32_t k = n; k < cpu.n[at]; k++) {
+                assert_true(cpu.w[at * ROWS_CTX + k] == 0.0f);
+            }
+            for (uint32_t k = 0; k < n; k++) {
+                dcpu = fmax(dcpu, fabs(off.w[at * ROWS_CTX + k] - cpu.w[at * ROWS_CTX + k]));
+            }
+        }
+    }
+    printf("policy rows over a batch: equal to one at a time; CPU %.2e\n", dcpu);
+    assert_true(dcpu <= 5e-3);
+    rows_free(&off);
+    rows_free(&on);
+    rows_free(&step);
+    rows_free(&cpu);
+    pd_model_close(&m);
+}
+
 /* ---- KV operations --------------------------------------------------------------------------- */
 
 /* Evictions, dropped ranges, truncation and clears applied to both caches keep the device's
@@ -641,6 +798,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_stories_greedy),
             cmocka_unit_test(test_batch_equals_steps),
             cmocka_unit_test(test_capture_batch),
+            cmocka_unit_test(test_rows_batch),
             cmocka_unit_test(test_kv_ops),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,9 +14,17 @@
  *   adding into the residual], output norm, logits, probe, optional capture, D2H of the
  *   probe record and capture outputs. Every per-token value is read by the kernels from
  *   the parameter array, so the sequence is captured once as a CUDA graph per (attention
- *   partition bucket, capture outputs) and replayed. Batches (prompts, teacher forcing)
- *   run the same sequence token by token, which makes a batch bit-identical to the same
- *   tokens one at a time.
+ *   partition bucket, capture outputs) and replayed.
+ * Prefill.  Batches of PREFILL_MIN tokens and more (prompts, re-encoding, teacher forcing)
+ *   run as chunks of up to PREFILL_CHUNK tokens, but for their last token, which takes the
+ *   decode sequence (full rows, the probe, the logits): f32 weights by SGEMM, f16/bf16 by
+ *   GemmEx on the CPU's rounded activations, quantised weights by the decode matvec over
+ *   8 token columns on the CPU's q8 activations, rope/attention/capture with a query
+ *   dimension. A batch is therefore bit-identical to the same tokens one at a time.
+ *   Summary capture and a head-mean policy's rows come from the chunks; per-head policy
+ *   rows, other hooks and hidden slots send those tokens through the decode sequence.
+ *   PONDER_CUDA_PREFILL=fast dequantises quantised weights to f16 for GemmEx (faster,
+ *   not bit-identical); =0 turns chunks off.
  * KV cache.  Per layer [cap][n_kv_head * head_dim] f16 rows, post-RoPE, with a position
  *   per physical slot (-1: evicted). New tokens append at the layer's allocation index, so
  *   physical order stays position order. The context's struct pd_kvcache is a positions-

@@ -93,7 +93,12 @@ struct pd_session {
     bool think_open;
     bool think_closed_once;
     uint32_t n_think;
-    uint32_t n_generated;
+    uint32_t n_generated;         /* in this leg (since the start, a branch or a continue) */
+    uint32_t leg_predict;         /* this leg's n_predict (0: until the end) */
+    bool done;                    /* keep_alive: parked after an end, waiting for a command */
+    uint8_t *hist_roles;          /* pd_session_start_history: roles of the prompt tokens */
+    double prefill_t0;            /* progress events of the current prefill */
+    double prefill_shown;
     struct pd_modes_state modes;   /* the thinking controller (modes.h) */
     const struct pd_modes_texts *texts; /* static: the chat family's mode texts */
     char tail[TAIL_MAX];
@@ -586,14 +591,39 @@ struct prefill_cb {
     size_t n;
 };
 
+#define PROGRESS_MIN_TOKENS 64   /* shorter prompts encode without progress events */
+#define PROGRESS_EVERY_S 0.1
+
+/* Prompt-encoding progress: done of total tokens, at most every PROGRESS_EVERY_S, and
+ * once at the end. */
+static void prefill_progress(struct pd_session *s, size_t done, size_t total)
+{
+    if (total < PROGRESS_MIN_TOKENS) {
+        return;
+    }
+    double t = now_s();
+    if (done < total && t - s->prefill_shown < PROGRESS_EVERY_S) {
+        return;
+    }
+    s->prefill_shown = t;
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_PROGRESS;
+    ev.pos = (int64_t)done;
+    ev.pos_end = (int64_t)total;
+    ev.rate = t > s->prefill_t0 ? (double)done / (t - s->prefill_t0) : 0;
+    push_event(s, &ev);
+}
+
 static void prefill_logits(void *ud, size_t i, int64_t pos, const float *logits)
 {
     (void)pos;
     struct prefill_cb *cb = ud;
-    if (i + 1 < cb->n) {
+    if (i + 1 < cb->n && cb->s->recs) {
         pd_probe_fill(logits, cb->s->model->hp.n_vocab, cb->tokens[i + 1], cb->s->p.topk,
                       &cb->s->recs[i + 1]);
     }
+    prefill_progress(cb->s, i + 1, cb->n);
 }
 
 static void fill_text(struct pd_session *s, struct pd_token_rec *r)
@@ -693,6 +723,8 @@ static enum pd_status prefill(struct pd_session *s, const int32_t *tokens, size_
     if (s->cap_ready) {
         observer_need(s, pos0);
     }
+    s->prefill_t0 = now_s();
+    s->prefill_shown = s->prefill_t0;
     if (!st) {
         st = pd_ctx_eval(s->ctx, tokens, n, prefill_logits, &cb, err);
     }
@@ -752,6 +784,32 @@ static enum pd_status reencode(struct pd_session *s, const int32_t *tokens, size
     return prefill(s, tokens, n, PD_ROLE_PROMPT, false, err);
 }
 
+/* ---- the end of a leg (keep_alive) ---------------------------------------------------- */
+
+/* The generation reached an end: parked until a command starts a new leg. The parked time
+ * does not count as decoding time. */
+static void park(struct pd_session *s, const char *reason)
+{
+    s->done = true;
+    s->paused_at = now_s();
+    push_simple(s, PD_EV_FINISHED, s->ctx->n_past, s->ctx->n_past, reason);
+}
+
+/* A command that generates again after an end: a new leg of budget tokens (0: the
+ * session's n_predict). */
+static void unpark(struct pd_session *s, uint32_t budget)
+{
+    if (!s->done) {
+        return;
+    }
+    s->done = false;
+    s->paused_s += now_s() - s->paused_at;
+    s->paused_at = 0;
+    s->n_generated = 0;
+    s->leg_predict = budget ? budget : s->p.n_predict;
+    push_simple(s, PD_EV_RESUMED, s->ctx->n_past, s->ctx->n_past, "continue");
+}
+
 /* ---- commands ------------------------------------------------------------------------- */
 
 static void answer_now(struct pd_session *s, const char *text)
@@ -780,6 +838,9 @@ static enum pd_status apply_branch(struct pd_session *s, const struct pd_cmd *c,
         return pd_err_set(err, PD_EINVAL, "branch: token %d out of range", c->token);
     }
     s->n_forced = s->i_forced = 0;
+    unpark(s, 0);
+    s->n_generated = 0; /* each branch generates its own n_predict tokens */
+    s->leg_predict = s->p.n_predict;
     uint32_t think = s->seq_think[pos - 1]; /* as it was after the token before the fork */
     if (s->min_evicted_pos < pos || (size_t)s->ctx->n_past != s->n_seq) {
         /* Evicted slots before the fork: rebuild the state the fork point had. */
@@ -992,6 +1053,28 @@ static enum pd_status set_policy(struct pd_session *s, struct pd_kv_policy *np,
     return PD_OK;
 }
 
+static enum pd_status set_sampling(struct pd_session *s, const struct pd_sampler_params *sp,
+                                   struct pd_err *err)
+{
+    struct pd_sampler *ns = NULL;
+    enum pd_status st = pd_sampler_open(sp, s->model->hp.n_vocab, &ns, err);
+    if (st) {
+        return st;
+    }
+    pd_sampler_close(&s->sampler);
+    s->sampler = ns;
+    char msg[160];
+    if (sp->temperature <= 0) {
+        snprintf(msg, sizeof msg, "sampling: greedy");
+    } else {
+        snprintf(msg, sizeof msg, "sampling: temp %g top-k %d top-p %g min-p %g seed %llu",
+                 (double)sp->temperature, (int)sp->top_k, (double)sp->top_p,
+                 (double)sp->min_p, (unsigned long long)sp->seed);
+    }
+    push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, msg);
+    return PD_OK;
+}
+
 static void set_mode(struct pd_session *s, enum pd_think_mode m, uint32_t budget, bool close)
 {
     pd_modes_set(&s->modes, m, budget, close);
@@ -1016,7 +1099,7 @@ static bool drain_commands(struct pd_session *s)
         enum pd_status st = PD_OK;
         switch (c.kind) {
         case PD_CMD_PAUSE:
-            if (!s->paused) {
+            if (!s->paused && !s->done) {
                 s->paused = true;
                 s->paused_at = now_s();
                 push_simple(s, PD_EV_PAUSED, s->ctx->n_past, s->ctx->n_past, NULL);
@@ -1032,12 +1115,27 @@ static bool drain_commands(struct pd_session *s)
             break;
         case PD_CMD_STOP:
             return false;
+        case PD_CMD_CONTINUE:
+            if (s->done) {
+                unpark(s, c.budget);
+            } else if (s->paused) {
+                s->paused = false;
+                s->paused_s += now_s() - s->paused_at;
+                s->paused_at = 0;
+                push_simple(s, PD_EV_RESUMED, s->ctx->n_past, s->ctx->n_past, NULL);
+            }
+            break;
+        case PD_CMD_SET_SAMPLING:
+            st = set_sampling(s, &c.sampling, &err);
+            break;
         case PD_CMD_INJECT:
             c.text[sizeof c.text - 1] = '\0';
+            unpark(s, 0);
             st = force_text(s, c.text, &err);
             break;
         case PD_CMD_ANSWER_NOW:
             c.text[sizeof c.text - 1] = '\0';
+            unpark(s, 0);
             answer_now(s, c.text);
             break;
         case PD_CMD_SET_MODE:
@@ -1102,21 +1200,59 @@ static void update_think_state(struct pd_session *s, const struct pd_token_rec *
     }
 }
 
+/* The thinking state after each re-encoded token, from the roles the tokens were saved
+ * with: thinking is open after token i when the next generated token (think or answer)
+ * is a thinking token, and after the last generated token as that token was; it has
+ * closed once when an answer token came at or before i. */
+static void history_think(struct pd_session *s, const uint8_t *roles, size_t n)
+{
+    size_t m = n < s->n_seq ? n : s->n_seq;
+    uint32_t n_think = 0;
+    bool closed_once = false;
+    for (size_t i = 0; i < m; i++) {
+        n_think += roles[i] == PD_ROLE_THINK;
+        closed_once |= roles[i] == PD_ROLE_ANSWER;
+        s->seq_think[i] = (closed_once ? 1u << 30 : 0) | (n_think & 0x3FFFFFFF);
+    }
+    bool open = s->think_open; /* nothing generated: as the prompt left it */
+    for (size_t i = m; i-- > 0;) {
+        if (roles[i] == PD_ROLE_THINK || roles[i] == PD_ROLE_ANSWER) {
+            open = roles[i] == PD_ROLE_THINK;
+            break;
+        }
+    }
+    for (size_t i = m; i-- > 0;) {
+        s->seq_think[i] |= open ? 1u << 31 : 0;
+        if (roles[i] == PD_ROLE_THINK || roles[i] == PD_ROLE_ANSWER) {
+            open = roles[i] == PD_ROLE_THINK; /* the next generated token of token i - 1 */
+        }
+    }
+    if (m > 0) {
+        think_state_set(s, s->seq_think[m - 1]);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct pd_session *s = arg;
     struct pd_err err;
     pd_err_clear(&err);
     const char *finish = "length";
-    enum pd_status st = prefill(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, true, &err);
+    bool history = s->hist_roles != NULL;
+    enum pd_status st = prefill(s, s->prompt, s->n_prompt, PD_ROLE_PROMPT, !history, &err);
     s->t_decode0 = now_s();
     s->paused_s = 0;
+    s->leg_predict = s->p.n_predict;
+    if (!st && history) {
+        history_think(s, s->hist_roles, s->n_prompt);
+        park(s, "loaded");
+    }
     while (!st) {
         if (!drain_commands(s)) {
             finish = "stopped";
             break;
         }
-        if (s->paused) {
+        if (s->paused || s->done) {
             pthread_mutex_lock(&s->lock);
             while (s->cmd_len == 0 && !atomic_load(&s->stop)) {
                 pthread_cond_wait(&s->cond, &s->lock);
@@ -1124,12 +1260,20 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&s->lock);
             continue;
         }
-        if (s->p.n_predict && s->n_generated >= s->p.n_predict) {
+        if (s->leg_predict && s->n_generated >= s->leg_predict) {
             finish = "length";
+            if (s->p.keep_alive) {
+                park(s, finish);
+                continue;
+            }
             break;
         }
         if (pd_ctx_kv_free(s->ctx) == 0) {
             finish = "context";
+            if (s->p.keep_alive) {
+                park(s, finish);
+                continue;
+            }
             break;
         }
         bool forced_pending = s->i_forced < s->n_forced;
@@ -1184,6 +1328,10 @@ static void *worker_main(void *arg)
         emit_token(s, &r, true);
         if (eog) {
             finish = "eog";
+            if (s->p.keep_alive) {
+                park(s, finish);
+                continue;
+            }
             break;
         }
         if (d.action == PD_MODES_ACT_CLOSE) {
@@ -1206,7 +1354,7 @@ static void *worker_main(void *arg)
     }
     if (st) {
         push_simple(s, PD_EV_ERROR, s->ctx->n_past, s->ctx->n_past, err.msg);
-    } else {
+    } else if (!s->done) { /* a parked session has announced its end */
         push_simple(s, PD_EV_FINISHED, s->ctx->n_past, s->ctx->n_past, finish);
     }
     atomic_store(&s->running, false);
@@ -1346,6 +1494,38 @@ static enum pd_status start_with(struct pd_session *s, const int32_t *tokens, si
     return start_worker(s, err);
 }
 
+enum pd_status pd_session_start_history(struct pd_session *s, const int32_t *ids,
+                                        const uint8_t *roles, size_t n, struct pd_err *err)
+{
+    if (!s->p.keep_alive) {
+        return pd_err_set(err, PD_EINVAL, "session: re-opening a trace needs keep_alive");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (roles[i] >= PD_ROLE_COUNT) {
+            return pd_err_set(err, PD_EINVAL, "session: token %zu has role %u", i,
+                              (unsigned)roles[i]);
+        }
+    }
+    free(s->hist_roles);
+    s->hist_roles = pd_malloc_array(n ? n : 1, 1);
+    if (!s->hist_roles) {
+        return pd_err_set(err, PD_ENOMEM, "out of memory (history)");
+    }
+    memcpy(s->hist_roles, roles, n);
+    /* before the first generated token: open as the raw family counts a completion */
+    bool think_open = s->p.chat.family == PD_CHAT_FAMILY_RAW && s->modes.mode != PD_MODE_NONE;
+    for (size_t i = 0; i < n; i++) {
+        if (roles[i] == PD_ROLE_THINK) {
+            think_open = true; /* the template opened it (or the model did) */
+            break;
+        }
+        if (roles[i] == PD_ROLE_ANSWER) {
+            break;
+        }
+    }
+    return start_with(s, ids, n, think_open, err);
+}
+
 enum pd_status pd_session_start_tokens(struct pd_session *s, const int32_t *tokens, size_t n,
                                        struct pd_err *err)
 {
@@ -1453,6 +1633,7 @@ void pd_session_close(struct pd_session **sp)
     free(s->maskbuf2);
     free(s->seq);
     free(s->seq_think);
+    free(s->hist_roles);
     free(s->prompt);
     free(s->forced);
     if (s->pipe_fd[0] >= 0) {

@@ -71,6 +71,11 @@ struct pd_session_params {
     struct pd_kv_policy *policy; /* owned (taken); NULL = full cache */
     struct pd_step_observer steps; /* feed == NULL: none */
     double throttle_ms;          /* sleep between tokens (demos, tests); default 0 */
+    bool keep_alive;             /* the end of a generation (eog, length, context) parks
+                                  * the worker instead of ending it: PD_EV_FINISHED comes
+                                  * as usual, then PD_CMD_CONTINUE, an injection, a branch
+                                  * or answer-now start a new leg (PD_EV_RESUMED "continue")
+                                  * with its own n_predict; only stop ends the worker */
 };
 
 struct pd_session_params pd_session_default_params(void);
@@ -86,8 +91,10 @@ enum pd_event_kind {
     PD_EV_PRUNED,     /* pos..pos_end dropped (text: "cache" or "reencode") */
     PD_EV_DIVERGENCE, /* shadow divergence: kl_bits, top1_agree */
     PD_EV_ATTN,       /* recomputed full attention rows of the token at pos (rows) */
-    PD_EV_FINISHED,   /* text: "eog", "length", "stopped", "context" */
+    PD_EV_FINISHED,   /* text: "eog", "length", "stopped", "context"; with keep_alive
+                       * also "loaded" (pd_session_start_history re-encoded the trace) */
     PD_EV_ERROR,      /* text: the message; the worker has stopped */
+    PD_EV_PROGRESS,   /* prompt encoding: pos of pos_end tokens done, at rate tok/s */
     PD_EV_KIND_COUNT
 };
 
@@ -101,6 +108,7 @@ struct pd_event {
     double kl_bits;               /* PD_EV_DIVERGENCE */
     bool top1_agree;
     double tok_per_s;             /* decode speed so far */
+    double rate;                  /* PD_EV_PROGRESS: prompt tokens per second */
     uint32_t kv_used;             /* slots in the fullest layer */
     uint32_t kv_cap;
     char text[256];
@@ -127,6 +135,9 @@ enum pd_cmd_kind {
     PD_CMD_DIVERGENCE,    /* measure shadow divergence at the current step */
     PD_CMD_ATTN,          /* recompute all heads' attention rows of the token at pos, by
                            * re-running its prefix with a full cache (PD_EV_ATTN) */
+    PD_CMD_CONTINUE,      /* keep_alive, after the end: generate budget more tokens (0: the
+                           * session's n_predict); while paused: resume */
+    PD_CMD_SET_SAMPLING,  /* sampling: what is sampled from now on (also in branches) */
     PD_CMD_KIND_COUNT
 };
 
@@ -142,6 +153,7 @@ struct pd_cmd {
                                   * explicit choice; cycling through none does not) */
     struct pd_kv_policy *policy; /* PD_CMD_SET_POLICY: ownership passes to the session when
                                   * pd_session_send returns PD_OK */
+    struct pd_sampler_params sampling; /* PD_CMD_SET_SAMPLING */
     char text[1024];
 };
 
@@ -153,6 +165,13 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
                                const struct pd_session_params *params,
                                struct pd_session **out, struct pd_err *err);
 
+/* Re-opens a saved trace: the worker encodes ids[0..n) without emitting their tokens (a
+ * PD_EV_PROGRESS stream instead), restores the thinking state each token had from roles
+ * (enum pd_role per token), and parks as after an end (PD_EV_FINISHED "loaded"; the
+ * session must have keep_alive). Branching at any position, continuing and every other
+ * command then work as in a session that generated the trace. */
+enum pd_status pd_session_start_history(struct pd_session *s, const int32_t *ids,
+                                        const uint8_t *roles, size_t n, struct pd_err *err);
 /* Renders the user prompt with the chat template (family RAW: used as is) and starts the
  * worker. system may be NULL. */
 enum pd_status pd_session_start(struct pd_session *s, const char *system, const char *prompt,

@@ -1416,6 +1416,182 @@ static void test_close_while_running(void **state)
     }
 }
 
+static struct pd_session *open_keep_alive(uint32_t n_predict)
+{
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = 512;
+    p.ctx.n_threads = 2;
+    p.ctx.kv_type = PD_KV_F32;
+    p.n_predict = n_predict;
+    p.keep_alive = true;
+    struct pd_err err;
+    struct pd_session *s = NULL;
+    if (pd_session_open(g_model, g_tok, &p, &s, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    return s;
+}
+
+/* Events until the next end (FINISHED), recorded; returns the reason in r->finish. */
+static void leg_to_end(struct pd_session *s, struct run *r)
+{
+    r->finish[0] = '\0';
+    run_to_end(s, r);
+}
+
+/* keep_alive: an end parks the worker; continue runs a new leg of its own length, a
+ * branch after the end generates its own n_predict tokens (not what the run had left),
+ * pause after the end does nothing, sampling changes take effect, and a trace re-opened
+ * with pd_session_start_history continues exactly like the session that made it. */
+static void test_keep_alive_continue_branch_history(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_session *s = open_keep_alive(70);
+    start(s, "the time");
+    leg_to_end(s, r);
+    assert_string_equal(r->finish, "length");
+    size_t n_prompt = r->n - count_generated(r);
+    assert_int_equal(count_generated(r), 70);
+    assert_true(pd_session_running(s));
+    /* Pause after the end: nothing happens (no PAUSED), the session still takes commands. */
+    send(s, cmd(PD_CMD_PAUSE));
+    struct pd_cmd c = cmd(PD_CMD_CONTINUE);
+    c.budget = 5;
+    send(s, c);
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_RESUMED, &ev);
+    assert_string_equal(ev.text, "continue");
+    pd_event_free(&ev);
+    size_t before = r->n;
+    leg_to_end(s, r);
+    assert_string_equal(r->finish, "length");
+    assert_int_equal(r->n - before, 5);
+    size_t n_all = r->n;
+    assert_int_equal(r->pos[n_all - 1], (int64_t)n_all - 1);
+    /* The same 75 tokens as one uninterrupted greedy run. */
+    struct run *one = calloc(1, sizeof *one);
+    struct pd_session *s1 = open_session(g_model, g_tok, NULL, 75, 0, 8);
+    start(s1, "the time");
+    run_to_end(s1, one);
+    pd_session_close(&s1);
+    assert_int_equal(one->n, n_all);
+    for (size_t i = 0; i < n_all; i++) {
+        assert_int_equal(one->id[i], r->id[i]);
+    }
+    /* A branch after the end: n_predict (70) new tokens from the fork, not 0 or 5. */
+    c = cmd(PD_CMD_BRANCH);
+    c.pos = (int64_t)n_prompt + 3;
+    send(s, c);
+    wait_for(s, r, PD_EV_BRANCHED, NULL);
+    before = r->n;
+    leg_to_end(s, r);
+    assert_string_equal(r->finish, "length");
+    assert_int_equal(r->n - before, 70);
+    assert_int_equal(r->pos[before], (int64_t)n_prompt + 3);
+    /* Sampling changes are accepted and reported. */
+    c = cmd(PD_CMD_SET_SAMPLING);
+    c.sampling = pd_sampler_default_params();
+    c.sampling.temperature = 1.0f;
+    c.sampling.seed = 7;
+    send(s, c);
+    wait_for(s, r, PD_EV_MODE, &ev);
+    assert_non_null(strstr(ev.text, "temp 1"));
+    pd_event_free(&ev);
+    pd_session_close(&s);
+
+    /* Re-open the first 70 generated tokens' trace and continue: the same 5 tokens. */
+    size_t n_hist = n_prompt + 70;
+    uint8_t roles[MAX_TOK];
+    for (size_t i = 0; i < n_hist; i++) {
+        roles[i] = (uint8_t)one->role[i];
+    }
+    s = open_keep_alive(70);
+    struct pd_err err;
+    if (pd_session_start_history(s, one->id, roles, n_hist, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    struct run *h = calloc(1, sizeof *h);
+    wait_for(s, h, PD_EV_FINISHED, &ev);
+    assert_string_equal(ev.text, "loaded");
+    assert_int_equal(ev.pos, (int64_t)n_hist);
+    pd_event_free(&ev);
+    assert_int_equal(h->n, 0); /* no token events for the re-encoded trace */
+    c = cmd(PD_CMD_CONTINUE);
+    c.budget = 5;
+    send(s, c);
+    leg_to_end(s, h);
+    assert_int_equal(h->n, 5);
+    for (size_t k = 0; k < 5; k++) {
+        assert_int_equal(h->pos[k], (int64_t)(n_hist + k));
+        assert_int_equal(h->id[k], one->id[n_hist + k]);
+        assert_int_equal(h->role[k], one->role[n_hist + k]);
+    }
+    /* Steer at a middle position of the re-opened trace. */
+    c = cmd(PD_CMD_BRANCH);
+    c.pos = (int64_t)n_prompt + 10;
+    c.token = (one->id[c.pos] + 1) % (int32_t)g_model->hp.n_vocab;
+    send(s, c);
+    wait_for(s, h, PD_EV_BRANCHED, NULL);
+    wait_for(s, h, PD_EV_TOKEN, NULL);
+    assert_int_equal(h->pos[h->n - 1], c.pos);
+    assert_int_equal(h->id[h->n - 1], c.token);
+    pd_session_close(&s);
+    /* Without keep_alive a history start is refused. */
+    s = open_session(g_model, g_tok, NULL, 5, 0, 8);
+    assert_int_not_equal(pd_session_start_history(s, one->id, roles, n_hist, &err), PD_OK);
+    assert_non_null(strstr(err.msg, "keep_alive"));
+    pd_session_close(&s);
+    free(h);
+    free(one);
+    free(r);
+}
+
+/* A long prompt reports its encoding: PD_EV_PROGRESS events with growing counts, the last
+ * one complete, all before the first generated token. */
+static void test_prefill_progress(void **state)
+{
+    (void)state;
+    struct pd_session *s = open_session(g_model, g_tok, NULL, 2, 0, 8);
+    char prompt[4096];
+    size_t n = 0;
+    for (int k = 0; k < 40; k++) { /* ~360 tokens of the random model's vocabulary */
+        n += (size_t)snprintf(prompt + n, sizeof prompt - n, "the time ");
+    }
+    start(s, prompt);
+    struct pd_event ev;
+    int64_t last = -1, total = -1;
+    size_t n_progress = 0;
+    bool generated = false;
+    double t0 = now_ms();
+    for (;;) {
+        assert_true(now_ms() - t0 < 60000);
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        if (ev.kind == PD_EV_PROGRESS) {
+            assert_false(generated);
+            assert_true(ev.pos > last);
+            assert_true(ev.pos <= ev.pos_end);
+            assert_true(ev.rate > 0);
+            last = ev.pos;
+            total = ev.pos_end;
+            n_progress++;
+        } else if (ev.kind == PD_EV_TOKEN && ev.tok.role != PD_ROLE_PROMPT) {
+            generated = true;
+        }
+        bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        pd_event_free(&ev);
+        if (end) {
+            break;
+        }
+    }
+    pd_session_close(&s);
+    assert_true(n_progress >= 1);
+    assert_true(total >= 100);
+    assert_int_equal(last, total);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1480,6 +1656,8 @@ int main(void)
         cmocka_unit_test(test_kvsim),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_close_while_running),
+        cmocka_unit_test(test_keep_alive_continue_branch_history),
+        cmocka_unit_test(test_prefill_progress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -582,9 +582,25 @@ static void test_app_live_actions(void **state)
     pd_app_command(&a, "frobnicate now");
     assert_true(a.msg_error);
     assert_non_null(strstr(a.msg, "frobnicate"));
-    /* After the end, session commands are refused. */
+    /* After an end the session waits: pause says c continues; c asks for -n more tokens
+     * and the continue event re-opens the trace. */
+    assert_false(pd_app_fx_pop(&a, &fx));
+    a.continue_n = 40;
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* still generating: nothing to continue */
     ev_simple(&a, PD_EV_FINISHED, 27, "length");
+    assert_non_null(strstr(a.msg, "c continues"));
     pd_app_do(&a, PD_ACT_PAUSE);
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_non_null(strstr(a.msg, "c continues"));
+    pd_app_do(&a, PD_ACT_CONTINUE);
+    assert_true(pop_cmd(&a, PD_CMD_CONTINUE, &fx));
+    assert_int_equal(fx.cmd.budget, 40);
+    ev_simple(&a, PD_EV_RESUMED, 27, "continue");
+    assert_false(a.finished);
+    /* A stopped or failed generation takes no more commands. */
+    ev_simple(&a, PD_EV_FINISHED, 27, "stopped");
+    pd_app_do(&a, PD_ACT_CONTINUE);
     assert_false(pd_app_fx_pop(&a, &fx));
     assert_true(a.msg_error);
     pd_app_deinit(&a);
@@ -747,6 +763,30 @@ static void test_app_branch_and_events(void **state)
     ev_simple(&a, PD_EV_MODE, 11, "short:100");
     assert_int_equal(a.mode, PD_MODE_SHORT);
     assert_int_equal(a.short_budget, 100);
+    /* Prune-and-continue drops a span from the cache: the map shows it pruned, not
+     * evicted, and a branch before its end cuts it there. */
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_PRUNED;
+    ev.pos = 2;
+    ev.pos_end = 5;
+    snprintf(ev.text, sizeof ev.text, "cache");
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 2), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 1, 4), PD_KV_CELL_PRUNED);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 5), PD_KV_CELL_KEPT);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 1), PD_KV_CELL_KEPT);
+    ev_simple(&a, PD_EV_BRANCHED, 4, "resample");
+    assert_int_equal(a.n_drops, 1);
+    assert_int_equal(a.drops[0].end, 4);
+    assert_int_equal(pd_app_kv_cell(&a, 0, 3), PD_KV_CELL_PRUNED);
+    ev_simple(&a, PD_EV_BRANCHED, 2, "resample");
+    assert_int_equal(a.n_drops, 0);
+    /* A new budget (K, :budget) reaches the policy text the KV pane's title shows. */
+    assert_int_equal(pd_app_set_policy(&a, "h2o:16,recent=4", &err), PD_OK);
+    ev_simple(&a, PD_EV_MODE, 2, "kv budget 8");
+    assert_int_equal(a.kv_budget, 8);
+    assert_non_null(strstr(a.kv_policy, "h2o:8"));
+    assert_null(strstr(a.kv_policy, "16"));
     ev_simple(&a, PD_EV_ERROR, 11, "boom");
     assert_true(a.finished);
     assert_string_equal(a.error, "boom");

@@ -117,6 +117,7 @@ void pd_app_deinit(struct pd_app *a)
     free(a->tags);
     free(a->kv);
     free(a->kv_map);
+    free(a->drops);
     free(a->matches);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
@@ -145,6 +146,32 @@ const char *pd_app_piece(const struct pd_app *a, int32_t id, size_t *len)
         return NULL;
     }
     return a->piece(a->piece_ud, id, len);
+}
+
+void pd_app_new_session(struct pd_app *a)
+{
+    for (size_t k = 0; k < a->n_steps; k++) {
+        a->steps[k].in_db = false;
+        a->steps[k].pruned_saved = false;
+        a->steps[k].rec.pruned = false;
+    }
+    a->n_tags = 0;
+    pd_app_count_step_tags(a);
+    a->quit_armed = false;
+    a->dirty |= PD_DIRTY_TRACE | PD_DIRTY_STEPS | PD_DIRTY_STATUS;
+}
+
+void pd_app_unsaved_counts(const struct pd_app *a, size_t *prunes, size_t *tags,
+                           size_t *prefs)
+{
+    *prunes = *tags = 0;
+    for (size_t i = 0; i < a->n_steps; i++) {
+        *prunes += a->steps[i].rec.pruned != a->steps[i].pruned_saved;
+    }
+    for (size_t i = 0; i < a->n_tags; i++) {
+        *tags += !a->tags[i].saved;
+    }
+    *prefs = a->pref_over && !a->pref_saved;
 }
 
 bool pd_app_unsaved(const struct pd_app *a)
@@ -688,6 +715,12 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
     if (pos < 0 || pos >= (int64_t)a->n_visible) {
         return PD_KV_CELL_NONE;
     }
+    for (size_t i = 0; i < a->n_drops; i++) {
+        const struct pd_app_drop *d = &a->drops[i];
+        if (pos >= d->begin && pos < d->end && d->at_pos <= (int64_t)a->n_visible) {
+            return PD_KV_CELL_PRUNED;
+        }
+    }
     if ((uint64_t)pos < a->kv_map_cap && layer >= 0 && layer < a->kv_map_layers &&
         a->kv_map[(size_t)pos * (size_t)a->kv_map_layers + (size_t)layer]) {
         return PD_KV_CELL_EVICTED;
@@ -699,6 +732,21 @@ enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t po
         return PD_KV_CELL_PROTECTED;
     }
     return PD_KV_CELL_KEPT;
+}
+
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err)
+{
+    struct pd_policy_spec sp;
+    enum pd_status st = pd_policy_parse(a->kv_policy, &sp, err);
+    if (st) {
+        return st;
+    }
+    sp.has_budget = true;
+    sp.budget.is_ratio = false;
+    sp.budget.slots = slots;
+    char text[sizeof a->kv_policy];
+    st = pd_policy_format(&sp, text, sizeof text, err);
+    return st ? st : pd_app_set_policy(a, text, err);
 }
 
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err)
@@ -827,6 +875,67 @@ enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err)
     return PD_OK;
 }
 
+/* Rebuilds the live segmenter over the tokens held, so its open step matches them (after
+ * a branch rewound the trace, or a continue reopened a finished one). Steps that begin
+ * where they began before keep their prune state, database state and text. */
+static void resegment(struct pd_app *a)
+{
+    if (!a->seg) {
+        return;
+    }
+    size_t n_old = a->n_steps;
+    struct pd_app_step *old = n_old ? pd_malloc_array(n_old, sizeof *old) : NULL;
+    if (old) {
+        memcpy(old, a->steps, n_old * sizeof *old);
+    }
+    pd_steps_seg_close(&a->seg);
+    struct pd_err e2;
+    a->n_steps = 0;
+    if (pd_steps_seg_open(NULL, &a->seg, &e2) == PD_OK) {
+        a->seg_failed = false;
+        size_t n = a->n_toks;
+        a->n_toks = 0;
+        for (size_t i = 0; i < n && !a->seg_failed; i++) {
+            a->n_toks = i + 1;
+            if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
+                pd_app_seg_apply(a, &e2)) {
+                a->seg_failed = true;
+            }
+        }
+        a->n_toks = n;
+        if (a->n_steps > 0 && a->steps[a->n_steps - 1].open) {
+            a->steps[a->n_steps - 1].rec.pos_end = (int64_t)n;
+        }
+    } else {
+        a->seg_failed = true;
+    }
+    for (size_t k = 0, j = 0; old && k < a->n_steps; k++) {
+        while (j < n_old && old[j].rec.pos_begin < a->steps[k].rec.pos_begin) {
+            j++;
+        }
+        if (j < n_old && old[j].rec.pos_begin == a->steps[k].rec.pos_begin) {
+            a->steps[k].rec.pruned = old[j].rec.pruned;
+            a->steps[k].pruned_saved = old[j].pruned_saved;
+            a->steps[k].in_db = old[j].in_db && old[j].rec.pos_end == a->steps[k].rec.pos_end;
+        }
+    }
+    free(old);
+}
+
+void pd_app_reopen(struct pd_app *a)
+{
+    a->finished = false;
+    a->finish_reason[0] = '\0';
+    a->paused = false;
+    resegment(a);
+    if (a->n_toks > 0) {
+        assign_tok_steps(a, 0);
+    }
+    pd_app_recompute_importance(a);
+    a->follow = true;
+    a->dirty = PD_DIRTY_ALL;
+}
+
 /* Drops tokens at positions >= pos (a branch rewinds the trace). */
 void pd_app_truncate_to(struct pd_app *a, size_t pos)
 {
@@ -843,29 +952,8 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
     while (a->n_steps > 0 && a->steps[a->n_steps - 1].rec.pos_begin >= (int64_t)pos) {
         a->n_steps--;
     }
-    /* Re-segment the kept tokens so the open step matches what the segmenter knows. */
     if (a->seg) {
-        pd_steps_seg_close(&a->seg);
-        struct pd_err e2;
-        a->n_steps = 0;
-        if (pd_steps_seg_open(NULL, &a->seg, &e2) == PD_OK) {
-            a->seg_failed = false;
-            size_t n = a->n_toks;
-            a->n_toks = 0;
-            for (size_t i = 0; i < n && !a->seg_failed; i++) {
-                a->n_toks = i + 1;
-                if (pd_steps_seg_feed(a->seg, &a->toks[i], &a->seg_out, &e2) ||
-                    pd_app_seg_apply(a, &e2)) {
-                    a->seg_failed = true;
-                }
-            }
-            a->n_toks = n;
-            if (a->n_steps > 0 && a->steps[a->n_steps - 1].open) {
-                a->steps[a->n_steps - 1].rec.pos_end = (int64_t)n;
-            }
-        } else {
-            a->seg_failed = true;
-        }
+        resegment(a);
     } else if (a->n_steps > 0 && a->steps[a->n_steps - 1].rec.pos_end > (int64_t)pos) {
         a->steps[a->n_steps - 1].rec.pos_end = (int64_t)pos;
     }
@@ -880,6 +968,17 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
         }
     }
     a->n_kv = k;
+    k = 0;
+    for (size_t j = 0; j < a->n_drops; j++) {
+        /* a span dropped before the fork stays dropped in the branch's cache */
+        struct pd_app_drop d = a->drops[j];
+        if (d.begin < (int64_t)pos) {
+            d.end = d.end < (int64_t)pos ? d.end : (int64_t)pos;
+            d.at_pos = d.at_pos < (int64_t)pos ? d.at_pos : (int64_t)pos;
+            a->drops[k++] = d;
+        }
+    }
+    a->n_drops = k;
     a->n_visible = a->n_toks;
     a->kv_map_visible = SIZE_MAX;
     pd_app_kv_sync(a);

@@ -75,6 +75,7 @@ enum pd_action {
     PD_ACT_NONE,
     PD_ACT_PAUSE,          /* live: pause/resume generation; replay: play/pause */
     PD_ACT_ANSWER_NOW,     /* live: close the thinking span now */
+    PD_ACT_CONTINUE,       /* live, after the end: generate more (continue_n tokens) */
     PD_ACT_MODE_CYCLE,     /* live: long -> short -> none -> long */
     PD_ACT_INJECT,         /* live: open ":inject " */
     PD_ACT_BRANCH,         /* live: branch after the cursor token */
@@ -108,6 +109,7 @@ enum pd_action {
     PD_ACT_HELP,           /* toggle the help overlay */
     PD_ACT_CANCEL,         /* close the overlay / clear the message */
     PD_ACT_QUIT,           /* asks when unsaved: a second q quits */
+    PD_ACT_INTERRUPT,      /* Ctrl-C: as q; quitting unsaved exits 130 */
     PD_ACT_REDRAW,         /* repaint everything (Ctrl-L, resize) */
     PD_ACT_COUNT
 };
@@ -211,6 +213,12 @@ struct pd_app {
     int32_t kv_map_layers;
     size_t kv_map_applied;       /* events applied to the map */
     size_t kv_map_visible;       /* playhead the map was built for */
+    struct pd_app_drop {         /* a span P dropped from the model's cache */
+        int64_t begin, end;      /* positions [begin, end) */
+        int64_t at_pos;          /* sequence length when it was dropped */
+    } *drops;                    /* owned [n_drops] */
+    size_t n_drops;
+    size_t cap_drops;
     bool has_div;
     double div_kl_bits;
     bool div_top1;
@@ -225,6 +233,10 @@ struct pd_app {
     double mode_chosen_at;       /* clock of the last m */
     double clock;                /* seconds, advanced by pd_app_tick */
     double tok_per_s;
+    uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
+    int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
+    int64_t prefill_total;       /* (0: none shown) */
+    double prefill_rate;
     bool paused;
     bool pause_pending;          /* sent, not yet confirmed by the session */
     bool finished;
@@ -277,6 +289,8 @@ struct pd_app {
     /* ---- quitting ---- */
     bool quit_armed;             /* one q pressed with unsaved work */
     bool quit;                   /* the loop ends */
+    bool quit_discarded;         /* it ended with unsaved edits (they are lost) */
+    bool interrupted;            /* it ended by Ctrl-C */
 
     /* ---- outbox ---- */
     struct pd_app_fx fx[PD_APP_FX_MAX];
@@ -317,6 +331,9 @@ enum pd_status pd_app_finish_load(struct pd_app *a, struct pd_err *err);
 /* Sets the KV policy shown (spec as for --kv): canonical text, shadow mode, budget, the
  * protected sink and recent sets. PD_EINVAL with the parser's message. */
 enum pd_status pd_app_set_policy(struct pd_app *a, const char *spec, struct pd_err *err);
+/* The session took a new budget (K or :budget): the policy text and the protected windows
+ * follow it. */
+enum pd_status pd_app_set_policy_budget(struct pd_app *a, int64_t slots, struct pd_err *err);
 
 /* Handles one session event (live). Takes ownership of ev->tok's text and blob. */
 enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_err *err);
@@ -359,6 +376,10 @@ void pd_app_msg(struct pd_app *a, bool error, const char *fmt, ...)
 /* Takes the oldest queued effect; false when none. */
 bool pd_app_fx_pop(struct pd_app *a, struct pd_app_fx *out);
 
+/* The trace now records into a new session (a branch): its steps are not in the
+ * database, and prune marks and tags start empty (the parent keeps its own). */
+void pd_app_new_session(struct pd_app *a);
+
 /* The loop saved successfully: marks steps and tags saved. */
 void pd_app_mark_saved(struct pd_app *a);
 
@@ -367,6 +388,9 @@ void pd_app_mark_saved(struct pd_app *a);
 /* True when prunes or tags differ from the database (the streamed recording is committed
  * on exit in any case, so its lag does not count). */
 bool pd_app_unsaved(const struct pd_app *a);
+/* What is unsaved: steps whose prune mark differs, tags, and a preference mark (0/1). */
+void pd_app_unsaved_counts(const struct pd_app *a, size_t *prunes, size_t *tags,
+                           size_t *prefs);
 
 /* The step holding token index i, or -1. */
 int32_t pd_app_step_of(const struct pd_app *a, size_t i);
@@ -388,6 +412,7 @@ enum pd_kv_cell {
     PD_KV_CELL_EVICTED,
     PD_KV_CELL_SINK,      /* protected at the start */
     PD_KV_CELL_PROTECTED, /* protected recent window */
+    PD_KV_CELL_PRUNED,    /* dropped with its step by prune-and-continue, not evicted */
     PD_KV_CELL_COUNT
 };
 enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t pos);

@@ -8,11 +8,31 @@
 
 bool pd_app_session_live(struct pd_app *a)
 {
-    if (a->finished) {
-        pd_app_msg(a, true, "the generation has ended (%s)", a->finish_reason);
+    if (a->finished && (a->error[0] || strcmp(a->finish_reason, "stopped") == 0)) {
+        pd_app_msg(a, true, "the generation has ended (%s)", a->error[0] ? a->error : "stopped");
         return false;
     }
-    return true;
+    return true; /* after an end the session waits: actions start a new leg */
+}
+
+static void act_continue(struct pd_app *a)
+{
+    if (!pd_app_session_live(a)) {
+        return;
+    }
+    if (!a->finished) {
+        pd_app_msg(a, false, "still generating%s", a->paused ? " (paused: space resumes)" : "");
+        return;
+    }
+    struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_CONTINUE);
+    if (c) {
+        c->budget = a->continue_n;
+        if (a->continue_n) {
+            pd_app_msg(a, false, "continuing for %u more tokens", a->continue_n);
+        } else {
+            pd_app_msg(a, false, "continuing until the end of generation");
+        }
+    }
 }
 
 static void act_pause(struct pd_app *a)
@@ -32,6 +52,10 @@ static void act_pause(struct pd_app *a)
         return;
     }
     if (!pd_app_session_live(a)) {
+        return;
+    }
+    if (a->finished) {
+        pd_app_msg(a, false, "the generation has ended (%s): c continues", a->finish_reason);
         return;
     }
     bool want_pause = !(a->paused || a->pause_pending);
@@ -389,7 +413,8 @@ static void act_select(struct pd_app *a)
     }
     if (a->kind != PD_APP_LIVE || !pd_app_session_live(a)) {
         if (a->kind != PD_APP_LIVE) {
-            pd_app_msg(a, true, "steering needs a live model (this is a replay)");
+            pd_app_msg(a, true, "steering needs a live model: ponder replay %lld -m MODEL",
+                       (long long)a->session_id);
         }
         return;
     }
@@ -474,18 +499,35 @@ static void act_cancel(struct pd_app *a)
     a->dirty |= PD_DIRTY_CMDLINE | PD_DIRTY_INSPECT;
 }
 
+/* q and Ctrl-C: with unsaved edits the first asks, the second quits without them. */
+static void quit_or_ask(struct pd_app *a, const char *key)
+{
+    if (pd_app_unsaved(a) && !a->quit_armed) {
+        a->quit_armed = true;
+        size_t prunes, tags, prefs;
+        pd_app_unsaved_counts(a, &prunes, &tags, &prefs);
+        pd_app_msg(a, true, "unsaved changes (%zu prune%s, %zu tag%s%s): %s again quits "
+                   "without saving, s saves", prunes, prunes == 1 ? "" : "s", tags,
+                   tags == 1 ? "" : "s", prefs ? ", a preference" : "", key);
+        return;
+    }
+    a->quit_discarded = pd_app_unsaved(a);
+    pd_app_fx_push(a, PD_FX_QUIT);
+}
+
 static void act_quit(struct pd_app *a)
 {
     if (a->help) {
         act_help(a);
         return;
     }
-    if (pd_app_unsaved(a) && !a->quit_armed) {
-        a->quit_armed = true;
-        pd_app_msg(a, true, "unsaved changes: q again to quit without saving, s to save");
-        return;
-    }
-    pd_app_fx_push(a, PD_FX_QUIT);
+    quit_or_ask(a, "q");
+}
+
+static void act_interrupt(struct pd_app *a)
+{
+    a->interrupted = true;
+    quit_or_ask(a, "Ctrl-C");
 }
 
 static void act_redraw(struct pd_app *a)
@@ -505,6 +547,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_NONE] = {"none", NULL, WHERE_BOTH},
     [PD_ACT_PAUSE] = {"pause", act_pause, WHERE_BOTH},
     [PD_ACT_ANSWER_NOW] = {"answer-now", act_answer_now, WHERE_LIVE},
+    [PD_ACT_CONTINUE] = {"continue", act_continue, WHERE_LIVE},
     [PD_ACT_MODE_CYCLE] = {"mode-cycle", act_mode_cycle, WHERE_LIVE},
     [PD_ACT_INJECT] = {"inject", act_inject, WHERE_LIVE},
     [PD_ACT_BRANCH] = {"branch", act_branch, WHERE_LIVE},
@@ -538,6 +581,7 @@ static const struct action_info actions[PD_ACT_COUNT] = {
     [PD_ACT_HELP] = {"help", act_help, WHERE_BOTH},
     [PD_ACT_CANCEL] = {"cancel", act_cancel, WHERE_BOTH},
     [PD_ACT_QUIT] = {"quit", act_quit, WHERE_BOTH},
+    [PD_ACT_INTERRUPT] = {"interrupt", act_interrupt, WHERE_BOTH},
     [PD_ACT_REDRAW] = {"redraw", act_redraw, WHERE_BOTH},
 };
 _Static_assert(sizeof actions / sizeof actions[0] == PD_ACT_COUNT, "action table");
@@ -560,10 +604,11 @@ void pd_app_do(struct pd_app *a, enum pd_action act)
     if ((unsigned)act >= PD_ACT_COUNT || !actions[act].fn) {
         return;
     }
-    if (act != PD_ACT_QUIT && act != PD_ACT_CANCEL) {
+    if (act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT && act != PD_ACT_CANCEL) {
         a->quit_armed = false;
     }
-    if (a->help && act != PD_ACT_HELP && act != PD_ACT_QUIT && act != PD_ACT_CANCEL &&
+    if (a->help && act != PD_ACT_HELP && act != PD_ACT_QUIT && act != PD_ACT_INTERRUPT &&
+        act != PD_ACT_CANCEL &&
         act != PD_ACT_REDRAW) {
         /* In the help overlay, movement keys scroll it; everything else closes it. */
         if (act == PD_ACT_DOWN || act == PD_ACT_PAGE_DOWN) {

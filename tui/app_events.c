@@ -58,7 +58,10 @@ static enum pd_status ev_mode(struct pd_app *a, struct pd_event *ev, const char 
     }
     unsigned long long kb;
     if (sscanf(text, "kv budget %llu", &kb) == 1) {
-        a->kv_budget = (int64_t)kb;
+        struct pd_err e2;
+        if (pd_app_set_policy_budget(a, (int64_t)kb, &e2)) {
+            a->kv_budget = (int64_t)kb; /* the text could not follow; the number does */
+        }
     }
     pd_app_msg(a, false, "%s", text);
     return PD_OK;
@@ -77,10 +80,29 @@ static enum pd_status ev_paused(struct pd_app *a, struct pd_event *ev, const cha
 static enum pd_status ev_resumed(struct pd_app *a, struct pd_event *ev, const char *text,
                                  struct pd_err *err)
 {
-    (void)ev, (void)text, (void)err;
+    (void)ev, (void)err;
     a->paused = false;
     a->pause_pending = false;
+    if (strcmp(text, "continue") == 0) {
+        pd_app_reopen(a); /* a new leg after an end */
+        pd_app_msg(a, false, "continuing");
+        return PD_OK;
+    }
     pd_app_msg(a, false, "resumed");
+    return PD_OK;
+}
+
+static enum pd_status ev_progress(struct pd_app *a, struct pd_event *ev, const char *text,
+                                  struct pd_err *err)
+{
+    (void)text, (void)err;
+    a->prefill_done = ev->pos;
+    a->prefill_total = ev->pos_end;
+    a->prefill_rate = ev->rate;
+    if (ev->pos >= ev->pos_end) {
+        a->prefill_total = 0; /* done: the status bar shows the generation again */
+    }
+    a->dirty |= PD_DIRTY_STATUS | PD_DIRTY_TRACE;
     return PD_OK;
 }
 
@@ -100,7 +122,18 @@ static enum pd_status ev_branched(struct pd_app *a, struct pd_event *ev, const c
 static enum pd_status ev_pruned(struct pd_app *a, struct pd_event *ev, const char *text,
                                 struct pd_err *err)
 {
-    (void)err;
+    if (a->n_drops == a->cap_drops) {
+        size_t nc = a->cap_drops ? a->cap_drops * 2 : 8;
+        struct pd_app_drop *d = pd_realloc_array(a->drops, nc, sizeof *d);
+        if (!d) {
+            return pd_err_set(err, PD_ENOMEM, "out of memory (pruned spans)");
+        }
+        a->drops = d;
+        a->cap_drops = nc;
+    }
+    a->drops[a->n_drops++] =
+        (struct pd_app_drop){.begin = ev->pos, .end = ev->pos_end, .at_pos = (int64_t)a->n_toks};
+    a->dirty |= PD_DIRTY_KV;
     pd_app_msg(a, false, "pruned [%lld, %lld) from the model's %s", (long long)ev->pos,
                (long long)ev->pos_end, strcmp(text, "cache") == 0 ? "cache" : "sequence");
     return PD_OK;
@@ -121,13 +154,21 @@ static enum pd_status ev_divergence(struct pd_app *a, struct pd_event *ev, const
 static enum pd_status ev_finished(struct pd_app *a, struct pd_event *ev, const char *text,
                                   struct pd_err *err)
 {
-    (void)ev, (void)err;
+    (void)err;
     a->finished = true;
     a->paused = false;
+    a->pause_pending = false;
     snprintf(a->finish_reason, sizeof a->finish_reason, "%s", text);
     finish_segmentation(a);
     pd_app_recompute_importance(a);
-    pd_app_msg(a, false, "generation finished (%s)", text);
+    if (strcmp(text, "loaded") == 0) {
+        pd_app_msg(a, false, "re-encoded %lld tokens: c continues; b or Enter on an "
+                   "alternative branches at the cursor", (long long)ev->pos);
+    } else if (strcmp(text, "stopped") == 0) {
+        pd_app_msg(a, false, "generation stopped");
+    } else {
+        pd_app_msg(a, false, "generation finished (%s): c continues", text);
+    }
     return PD_OK;
 }
 
@@ -149,7 +190,7 @@ static const event_fn event_handlers[PD_EV_KIND_COUNT] = {
     [PD_EV_PAUSED] = ev_paused,       [PD_EV_RESUMED] = ev_resumed,
     [PD_EV_BRANCHED] = ev_branched,   [PD_EV_PRUNED] = ev_pruned,
     [PD_EV_DIVERGENCE] = ev_divergence, [PD_EV_FINISHED] = ev_finished,
-    [PD_EV_ERROR] = ev_error,
+    [PD_EV_ERROR] = ev_error,         [PD_EV_PROGRESS] = ev_progress,
 };
 _Static_assert(sizeof event_handlers / sizeof event_handlers[0] == PD_EV_KIND_COUNT,
                "event table");

@@ -32,6 +32,9 @@ void pd_app_set_cursor(struct pd_app *a, size_t i);
 void pd_app_set_visible(struct pd_app *a, size_t n);
 /* Tells the session the mode shown (a->mode): close_thinking for an explicit none. */
 void pd_app_send_mode(struct pd_app *a, bool close_thinking);
+/* A finished generation goes on (continue, or an action after the end): re-opens the
+ * last step and follows new tokens. */
+void pd_app_reopen(struct pd_app *a);
 /* Drops tokens from position pos on (a branch rewinds), with their steps and events. */
 void pd_app_truncate_to(struct pd_app *a, size_t pos);
 

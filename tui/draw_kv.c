@@ -1,7 +1,9 @@
 /* draw_kv.c - the KV pane: a layers x positions retention map (kept / evicted / sink /
  * protected recent window) as of the playhead, step boundaries and the cursor marked on a
- * ruler, policy and budget, shadow divergence, and a legend. Positions (and layers, when
- * there are more than rows) are binned; a bin shows the share of evicted entries. */
+ * ruler, policy and budget, shadow divergence on its own line, and a legend. Positions (and
+ * layers, when there are more than rows) are binned; a bin shows the share of evicted
+ * entries. Spans that prune-and-continue dropped from the cache show as pruned, apart from
+ * evictions. A replay has no cache to ask, so its header counts what the map keeps. */
 #include <curses.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,21 +21,42 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
     int y = r->y + 1, end = r->y + r->h, x = r->x + 1, w = r->w - 2;
     if (y < end) {
         char info[160];
-        int o = snprintf(info, sizeof info, "used %u/%u", a->kv_used, a->kv_cap);
+        int o;
+        if (a->kv_cap > 0) {
+            o = snprintf(info, sizeof info, "used %u/%u", a->kv_used, a->kv_cap);
+        } else {
+            /* A replay has no cache to ask: count what the map keeps at the playhead. */
+            size_t kept = 0, cells = 0;
+            int nl = a->n_layer > 0 ? a->n_layer : 1;
+            for (int l = 0; l < nl; l++) {
+                for (size_t p = 0; p < a->n_visible; p++) {
+                    enum pd_kv_cell c = pd_app_kv_cell(a, l, (int64_t)p);
+                    cells++;
+                    kept += c != PD_KV_CELL_EVICTED && c != PD_KV_CELL_PRUNED;
+                }
+            }
+            o = snprintf(info, sizeof info, "kept %zu/%zu per layer", kept / (size_t)nl,
+                         cells / (size_t)nl);
+        }
         if (a->kv_shadow) {
             o += snprintf(info + o, sizeof info - (size_t)o, " (shadow: full cache)");
         }
         if (a->kv_budget) {
-            o += snprintf(info + o, sizeof info - (size_t)o, "  budget %lld",
-                          (long long)a->kv_budget);
-        }
-        if (a->has_div) {
-            snprintf(info + o, sizeof info - (size_t)o, "  KL %.3fb top1 %s", a->div_kl_bits,
-                     a->div_top1 ? "same" : "DIFF");
-        } else if (a->kv_shadow) {
-            snprintf(info + o, sizeof info - (size_t)o, "  div: press d");
+            snprintf(info + o, sizeof info - (size_t)o, "  budget %lld", (long long)a->kv_budget);
         }
         pd_draw_text(y++, x, w, info, strlen(info), A_NORMAL);
+    }
+    /* Shadow divergence has a line of its own, so it always fits. */
+    if (y < end && a->kv_shadow && (a->has_div || a->kv_cap > 0)) {
+        char div[96];
+        if (a->has_div) {
+            snprintf(div, sizeof div, "divergence KL %.3f bits, top-1 %s", a->div_kl_bits,
+                     a->div_top1 ? "same" : "DIFF");
+        } else {
+            snprintf(div, sizeof div, "divergence: press d");
+        }
+        pd_draw_text(y++, x, w, div, strlen(div),
+                     a->has_div && !a->div_top1 ? pd_term_style(PD_STYLE_STATUS_HOT) : A_NORMAL);
     }
     if (y < end) {
         int lx = x;
@@ -46,7 +69,8 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
             {0x2591, PD_STYLE_KV_EVICTED, "evicted "},
             {0x2592, PD_STYLE_KV_EVICTED, "part "},
             {0x25B2, PD_STYLE_KV_SINK, "sink "},
-            {0x2593, PD_STYLE_KV_PROTECTED, "recent"},
+            {0x2593, PD_STYLE_KV_PROTECTED, "recent "},
+            {'x', PD_STYLE_PRUNED, "pruned"},
         };
         for (size_t i = 0; i < sizeof legend / sizeof legend[0] && lx + 8 < x + w; i++) {
             pd_draw_cp(y, lx++, legend[i].cp, pd_term_style(legend[i].st));
@@ -90,10 +114,14 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
         pd_draw_printf(y, x, label_w, pd_term_style(PD_STYLE_DIM), "L%-2d", l0);
         for (int c = 0; c < cols; c++) {
             size_t p0 = (size_t)c * ppc, p1 = p0 + ppc < n ? p0 + ppc : n;
-            size_t tot = 0, ev = 0, sink = 0, prot = 0;
+            size_t tot = 0, ev = 0, sink = 0, prot = 0, pruned = 0;
             for (int l = l0; l < l1; l++) {
                 for (size_t p = p0; p < p1; p++) {
                     enum pd_kv_cell cell = pd_app_kv_cell(a, l, (int64_t)p);
+                    if (cell == PD_KV_CELL_PRUNED) {
+                        pruned++; /* dropped by P: neither kept nor evicted */
+                        continue;
+                    }
                     tot++;
                     ev += cell == PD_KV_CELL_EVICTED;
                     sink += cell == PD_KV_CELL_SINK;
@@ -102,7 +130,10 @@ void pd_draw_kv(const struct pd_app *a, const struct pd_rect *r, bool focus)
             }
             uint32_t cp;
             enum pd_style st;
-            if (ev == tot) {
+            if (tot == 0) {
+                cp = pruned ? 'x' : ' ';
+                st = PD_STYLE_PRUNED;
+            } else if (ev == tot) {
                 cp = 0x2591;
                 st = PD_STYLE_KV_EVICTED;
             } else if (ev > 0) {

@@ -97,14 +97,18 @@ void pd_draw_trace(const struct pd_app *a, const struct pd_rect *r, bool focus)
         struct pd_wrap_iter it;
         struct pd_wrap_cell c;
         pd_wrap_iter_line(&a->wrap, &src, line, &it);
-        int x = 0;
-        while (pd_wrap_iter_next(&it, &c) && x < r->w) {
+        int x = 0, last_w = 0;
+        while (pd_wrap_iter_next(&it, &c) && x <= r->w) {
             if (c.width == 0) {
+                if (x > 0 && !c.newline) {
+                    pd_draw_attach(y, r->x + x - last_w, c.cp); /* a mark: onto its base */
+                }
                 continue;
             }
             if (x + c.width > r->w) {
                 break;
             }
+            last_w = c.width;
             unsigned long at;
             if (c.in_prefix) {
                 at = tok_pruned(a, c.item) ? pd_term_style(PD_STYLE_PRUNED) : marker;

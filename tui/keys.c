@@ -10,6 +10,7 @@
 static const struct pd_key_binding bindings[] = {
     {' ', "space", PD_ACT_PAUSE},
     {'a', "a", PD_ACT_ANSWER_NOW},
+    {'c', "c", PD_ACT_CONTINUE},
     {'m', "m", PD_ACT_MODE_CYCLE},
     {'i', "i", PD_ACT_INJECT},
     {'b', "b", PD_ACT_BRANCH},
@@ -50,6 +51,7 @@ static const struct pd_key_binding bindings[] = {
     {'?', "?", PD_ACT_HELP},
     {27, "Esc", PD_ACT_CANCEL},
     {'q', "q", PD_ACT_QUIT},
+    {CTRL('c'), "Ctrl-C", PD_ACT_INTERRUPT},
     {CTRL('l'), "Ctrl-L", PD_ACT_REDRAW},
 };
 
@@ -57,6 +59,7 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_NONE] = "",
     [PD_ACT_PAUSE] = "pause / resume the generation; in replay, play / pause",
     [PD_ACT_ANSWER_NOW] = "answer now: close the thinking span, let the model answer",
+    [PD_ACT_CONTINUE] = "continue after the end (eog, length, context): -n more tokens",
     [PD_ACT_MODE_CYCLE] = "cycle the thinking mode: long, short, none",
     [PD_ACT_INJECT] = "inject text into the reasoning (:inject TEXT)",
     [PD_ACT_BRANCH] = "branch here: regenerate after the cursor token (parent kept)",
@@ -90,6 +93,7 @@ static const char *const action_help[PD_ACT_COUNT] = {
     [PD_ACT_HELP] = "this help",
     [PD_ACT_CANCEL] = "close help, clear the message",
     [PD_ACT_QUIT] = "quit (asks again when there is unsaved work)",
+    [PD_ACT_INTERRUPT] = "as q; quitting with unsaved work exits 130",
     [PD_ACT_REDRAW] = "redraw the screen",
 };
 _Static_assert(sizeof action_help / sizeof action_help[0] == PD_ACT_COUNT, "help table");

@@ -30,7 +30,9 @@ struct pd_live {
     struct pd_session *sess;       /* owned */
     struct pd_steps_live *steps; /* owned: step boundaries inside the session, so each
                                       * token's summary carries its mass per step */
-    struct pd_store *st;           /* owned; NULL without recording */
+    struct pd_store *st;           /* owned; NULL without recording or re-opening */
+    bool record;                   /* st takes recordings (not --no-record) */
+    bool record_pending;           /* re-opened: the first generated token starts one */
     struct pd_store_writer *w;     /* owned; NULL when not recording */
     bool rec_failed_shown;         /* the current failure was announced */
     int64_t last_saved;            /* committed length of the last closed recording */
@@ -56,7 +58,7 @@ void pd_live_opts_default(struct pd_live_opts *o)
 
 const char *pd_live_db_path(const struct pd_live *l)
 {
-    return l->st ? l->db : "";
+    return l->st && l->record ? l->db : "";
 }
 
 static const char *piece(void *ud, int32_t id, size_t *len)
@@ -108,6 +110,41 @@ static enum pd_status start_recording(struct pd_live *l, const struct pd_live_op
     return pd_store_writer_open(l->st, l->sid, NULL, &l->w, err);
 }
 
+/* Loads the saved trace into the app and has the engine re-encode it. The model must
+ * have the vocabulary the trace was made with: every token's text is compared. */
+static enum pd_status reopen(struct pd_live *l, const struct pd_live_opts *o, struct pd_app *a,
+                             struct pd_err *err)
+{
+    int32_t *ids = NULL;
+    uint8_t *roles = NULL;
+    size_t n = 0;
+    enum pd_status rc = pd_io_load_prefix(l->st, o->from_session, o->from_pos, a, &ids,
+                                          &roles, &n, err);
+    for (size_t i = 0; rc == PD_OK && i < n; i++) {
+        size_t len = 0;
+        const char *p = piece(l->lm.tok, ids[i], &len);
+        const struct pd_token_rec *t = &a->toks[i];
+        if (!p || len != t->text_len || (len && memcmp(p, t->text, len) != 0)) {
+            rc = pd_err_set(err, PD_EINVAL,
+                            "%s: the vocabulary differs from session %lld's at position %zu "
+                            "(token %d): re-open it with the model it was made with",
+                            o->model_path, (long long)o->from_session, i, ids[i]);
+        }
+    }
+    if (rc == PD_OK) {
+        rc = pd_session_start_history(l->sess, ids, roles, n, err);
+    }
+    if (rc == PD_OK) {
+        a->session_id = o->from_session;
+        a->follow = true;
+        a->cursor = n - 1;
+        a->prefill_total = (int64_t)n; /* encoding: the status bar shows it until done */
+    }
+    free(ids);
+    free(roles);
+    return rc;
+}
+
 enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
                             struct pd_live **out, struct pd_err *err)
 {
@@ -135,6 +172,8 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     p.topk = o->topk;
     p.capture = o->capture;
     p.throttle_ms = o->throttle_ms;
+    p.keep_alive = true; /* after an end, c continues and every action still works */
+    a->continue_n = o->n_predict;
     p.chat = l->lm.chat;
     snprintf(l->chat_name, sizeof l->chat_name, "%s", pd_chat_family_name(p.chat.family));
     l->texts = pd_modes_texts(p.chat.family);
@@ -174,7 +213,8 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     if (rc) {
         goto fail;
     }
-    if (!o->no_record) {
+    l->record = !o->no_record;
+    if (!o->no_record || o->from_session) {
         struct pd_store_params sp = pd_store_default_params();
         if (o->db_path) {
             snprintf(l->db, sizeof l->db, "%s", o->db_path);
@@ -182,10 +222,19 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
             if ((rc = pd_store_default_path(l->db, sizeof l->db, err))) {
                 goto fail;
             }
-            sp.create_parent_dirs = true;
+            sp.create_parent_dirs = !o->from_session;
         }
-        if ((rc = pd_store_open(l->db, &sp, &l->st, err)) ||
-            (rc = start_recording(l, o, 0, 0, err))) {
+        if (o->from_session) {
+            sp.create = false; /* re-opening reads an existing database */
+        }
+        if ((rc = pd_store_open(l->db, &sp, &l->st, err))) {
+            goto fail;
+        }
+        if (o->from_session) {
+            l->sid = o->from_session;
+            l->record_pending = l->record;
+            a->parent_id = 0;
+        } else if ((rc = start_recording(l, o, 0, 0, err))) {
             goto fail;
         }
     }
@@ -196,7 +245,11 @@ enum pd_status pd_live_open(const struct pd_live_opts *o, struct pd_app *a,
     a->recording = l->w != NULL;
     a->piece = piece;
     a->piece_ud = l->lm.tok;
-    rc = pd_session_start(l->sess, o->system, o->prompt, err);
+    if (o->from_session) {
+        rc = reopen(l, o, a, err);
+    } else {
+        rc = pd_session_start(l->sess, o->system, o->prompt, err);
+    }
     if (rc) {
         goto fail;
     }
@@ -305,23 +358,35 @@ static void stop_recording(struct pd_live *l, struct pd_app *a, bool finished)
     }
 }
 
-static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
+/* The session that holds position pos of the trace recorded as sid: sid itself, or the
+ * ancestor whose sequence the position belongs to (a branch of sid before sid's own fork
+ * point hangs off sid's parent). */
+static int64_t owner_of(struct pd_live *l, int64_t sid, int64_t pos)
 {
-    if (!l->st) {
-        return;
+    for (int k = 0; k < 256 && sid; k++) {
+        struct pd_store_session_info info;
+        if (pd_store_session_get(l->st, sid, &info, NULL) != PD_OK) {
+            break;
+        }
+        int64_t fork = info.fork_pos, parent = info.parent_id;
+        pd_store_session_info_free(&info);
+        if (pos >= fork || parent == 0) {
+            break;
+        }
+        sid = parent;
     }
-    stop_recording(l, a, false);
+    return sid;
+}
+
+/* Starts recording a new session that shares the trace's first pos tokens with the
+ * session holding them (a branch, or the continuation of a re-opened session). */
+static bool record_new(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
     struct pd_err e2;
-    int64_t parent = l->sid;
-    if (a->pref_over && !a->pref_saved &&
-        pd_store_prefer(l->st, parent, a->pref_over, NULL, NULL, &e2) != PD_OK) {
-        pd_app_msg(a, true, "prefer: %s", e2.msg); /* the mark belonged to the parent */
-    }
-    a->pref_over = 0;
-    a->pref_saved = false;
+    int64_t parent = owner_of(l, l->sid, pos);
     struct pd_live_opts o;
     pd_live_opts_default(&o);
-    /* The conversation is the parent's; read it back for the branch row. */
+    /* The conversation is the parent's; read it back for the new row. */
     struct pd_message *msgs = NULL;
     size_t n = 0;
     if (pd_store_messages_get(l->st, parent, &msgs, &n, &e2) == PD_OK) {
@@ -334,19 +399,60 @@ static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
         }
     }
     o.model_path = a->model;
-    if (!o.prompt || start_recording(l, &o, parent, pos, &e2)) {
-        pd_app_msg(a, true, "branch not recorded: %s", o.prompt ? e2.msg : "no prompt");
+    bool ok = o.prompt && start_recording(l, &o, parent, pos, &e2) == PD_OK;
+    if (!ok) {
+        pd_app_msg(a, true, "not recorded: %s", o.prompt ? e2.msg : "the session has no prompt");
         l->w = NULL;
     } else {
         a->session_id = l->sid;
         a->parent_id = parent;
         a->recording = true;
-        for (size_t k = 0; k < a->n_steps; k++) {
-            a->steps[k].in_db = false;
-            a->steps[k].pruned_saved = false;
-        }
     }
+    l->record_pending = false;
     pd_store_messages_free(msgs, n);
+    return ok;
+}
+
+/* A re-opened session records nothing until it changes: then (a new token, a save, a
+ * branch) a new session starts at the trace's current end. */
+static void record_if_pending(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
+    if (l->record_pending && !l->w) {
+        record_new(l, a, pos);
+    }
+}
+
+/* Before a branch rewinds the trace: the parent's unsaved prunes, tags and preference
+ * are saved to the parent (they belong to the session they were made on). */
+static void save_before_branch(struct pd_live *l, struct pd_app *a)
+{
+    if (!l->st || !l->record || !pd_app_unsaved(a)) {
+        return;
+    }
+    record_if_pending(l, a, (int64_t)a->n_toks);
+    struct pd_err e2;
+    push_steps(l, a);
+    if ((l->w && pd_store_writer_flush(l->w, &e2)) || pd_io_save(l->st, l->sid, a, &e2)) {
+        pd_app_msg(a, true, "branch: the parent's edits were not saved: %s", e2.msg);
+    }
+}
+
+static void on_branch(struct pd_live *l, struct pd_app *a, int64_t pos)
+{
+    if (!l->st || !l->record) {
+        return;
+    }
+    stop_recording(l, a, false);
+    struct pd_err e2;
+    if (a->pref_over && !a->pref_saved &&
+        pd_store_prefer(l->st, l->sid, a->pref_over, NULL, NULL, &e2) != PD_OK) {
+        pd_app_msg(a, true, "prefer: %s", e2.msg); /* the mark belonged to the parent */
+    }
+    a->pref_over = 0;
+    a->pref_saved = false;
+    if (record_new(l, a, pos)) {
+        pd_app_new_session(a);
+    }
 }
 
 int pd_live_fd(void *ud)
@@ -359,6 +465,9 @@ int pd_live_fd(void *ud)
 static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *ev)
 {
     struct pd_err e2;
+    if (ev->kind == PD_EV_TOKEN) {
+        record_if_pending(l, a, ev->tok.pos);
+    }
     if (l->w && ev->kind == PD_EV_TOKEN && pd_store_writer_push_token(l->w, &ev->tok, &e2)) {
         pd_app_msg(a, true, "recording: %s", e2.msg);
     }
@@ -367,12 +476,19 @@ static void handle_event(struct pd_live *l, struct pd_app *a, struct pd_event *e
     }
     enum pd_event_kind kind = ev->kind;
     int64_t pos = ev->pos;
+    bool leg = kind == PD_EV_RESUMED && strcmp(ev->text, "continue") == 0;
+    if (kind == PD_EV_BRANCHED) {
+        save_before_branch(l, a);
+    }
     if (pd_app_on_event(a, ev, &e2)) {
         pd_app_msg(a, true, "%s", e2.msg);
     }
     pd_event_free(ev);
     if (kind == PD_EV_BRANCHED) {
         on_branch(l, a, pos);
+    }
+    if (leg && l->steps_pushed > 0 && l->steps_pushed >= a->n_steps) {
+        l->steps_pushed = a->n_steps - 1; /* the reopened last step is pushed again */
     }
     if (kind == PD_EV_FINISHED || kind == PD_EV_ERROR) {
         /* The writer keeps committing in its thread; it is closed (and the session marked
@@ -440,10 +556,11 @@ void pd_live_exec(void *ud, struct pd_app *a, const struct pd_app_fx *fx)
         return;
     }
     if (fx->kind == PD_FX_SAVE) {
-        if (!l->st) {
+        if (!l->st || !l->record) {
             pd_app_msg(a, true, "save: not recording (started with --no-record)");
             return;
         }
+        record_if_pending(l, a, (int64_t)a->n_toks);
         rec_retry(l, a);
         if (l->w && pd_store_writer_flush(l->w, &e2)) {
             rec_status(l, a);

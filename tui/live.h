@@ -11,6 +11,11 @@
  * whose fork position is the branch point. When the generation ends, the writer commits
  * the rest and marks the session finished. A save flushes the writer and writes steps,
  * prunes and tags through the UI thread's own store connection.
+ * Re-opening. With from_session the saved trace (up to from_pos) is loaded into the app
+ * and re-encoded by the engine (pd_session_start_history); nothing is recorded until
+ * the model generates: continuing records a branch of the saved session at its end, a
+ * branch at the cursor records a branch there (parent: the session that holds the
+ * position).
  * Failed recording. When a commit fails (the database locked past its busy timeout, the
  * disk full), the writer keeps the tokens in memory; the pump shows the failure at once
  * (message + status bar), `s` and resuming from pause retry, and closing retries once
@@ -47,6 +52,8 @@ struct pd_live_opts {
     enum pd_backend_kind backend;/* where weight products run (default cpu) */
     double throttle_ms;
     struct pd_sampler_params sampling;
+    int64_t from_session;        /* re-open this saved session (prompt unused), 0: none */
+    int64_t from_pos;            /* ... up to this position (0: all of it) */
 };
 
 void pd_live_opts_default(struct pd_live_opts *o);

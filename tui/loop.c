@@ -118,6 +118,13 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
         if (pd_term_signalled()) {
             break;
         }
+        if (pd_term_take_interrupt()) {
+            pd_app_do(a, PD_ACT_INTERRUPT);
+            run_effects(a, src);
+            if (a->quit) {
+                break;
+            }
+        }
         double now = pd_loop_now();
         int timeout = -1;
         if (a->dirty) {

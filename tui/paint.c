@@ -20,9 +20,42 @@ void pd_draw_cp(int y, int x, uint32_t cp, unsigned long attr)
     }
 }
 
+bool pd_draw_is_mark(uint32_t cp)
+{
+    /* zero-width format characters (spaces, joiners, direction marks, BOM) stand alone */
+    return cp >= 0x300 && !(cp >= 0x200B && cp <= 0x200F) && !(cp >= 0x2028 && cp <= 0x202E) &&
+           !(cp >= 0x2060 && cp <= 0x206F) && cp != 0xFEFF && cp != 0x180E;
+}
+
+void pd_draw_attach(int y, int x, uint32_t cp)
+{
+    if (x < 0 || !pd_draw_is_mark(cp)) {
+        return;
+    }
+    cchar_t cc;
+    if (mvin_wch(y, x, &cc) == ERR) {
+        return;
+    }
+    wchar_t wc[CCHARW_MAX + 1];
+    attr_t at;
+    short pair;
+    if (getcchar(&cc, wc, &at, &pair, NULL) == ERR) {
+        return;
+    }
+    size_t n = wcslen(wc);
+    if (n == 0 || n >= CCHARW_MAX) {
+        return; /* no base, or no room for another mark */
+    }
+    wc[n] = (wchar_t)cp;
+    wc[n + 1] = 0;
+    if (setcchar(&cc, wc, at, pair, NULL) == OK) {
+        mvadd_wch(y, x, &cc);
+    }
+}
+
 int pd_draw_text(int y, int x, int w, const char *s, size_t n, unsigned long attr)
 {
-    int col = 0;
+    int col = 0, last_w = 0;
     size_t i = 0;
     while (i < n && col < w) {
         uint32_t cp;
@@ -38,11 +71,15 @@ int pd_draw_text(int y, int x, int w, const char *s, size_t n, unsigned long att
             cw = 1;
         }
         if (cw == 0) {
+            if (col > 0) {
+                pd_draw_attach(y, x + col - last_w, cp); /* onto its base character */
+            }
             continue;
         }
         if (col + cw > w) {
             break;
         }
+        last_w = cw;
         if (g == ' ' && cw > 1) {
             pd_draw_fill(y, x + col, cw, attr);
         } else {

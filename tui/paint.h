@@ -1,8 +1,9 @@
 /* paint.h - the helpers every pane draws with.
  *
  * Text from tokens and users is untrusted: pd_draw_text decodes UTF-8, shows invalid
- * bytes as U+FFFD and control characters as Control Pictures, never writes a wide
- * character across the right edge, and clips to the given width.
+ * bytes as U+FFFD and control characters as Control Pictures, draws combining marks with
+ * their base character, never writes a wide character across the right edge, and clips
+ * to the given width.
  * Thread-safety: UI thread only (curses). */
 #ifndef PD_PAINT_H
 #define PD_PAINT_H
@@ -25,5 +26,11 @@ void pd_draw_fill(int y, int x, int w, unsigned long attr);
 void pd_draw_title(const struct pd_rect *r, const char *title, bool focus);
 /* Draws one code point (width already known from pd_wrap_glyph) at (y, x). */
 void pd_draw_cp(int y, int x, uint32_t cp, unsigned long attr);
+/* Combining marks (zero-width code points other than format characters) belong to the
+ * character before them: pd_draw_attach adds cp to the cell at (y, x), which holds that
+ * base character (at most CCHARW_MAX - 1 marks a cell; more are dropped). Zero-width
+ * format characters never take a column and are not drawn. */
+bool pd_draw_is_mark(uint32_t cp);
+void pd_draw_attach(int y, int x, uint32_t cp);
 
 #endif

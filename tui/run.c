@@ -4,14 +4,19 @@
  * session from samples/, loaded into a temporary database).
  *
  * Contracts:
- *   run -m MODEL (-p PROMPT | -f FILE) [--system TEXT] [--mode long|short[:N]|none]
+ *   run -m MODEL (-p PROMPT | -f FILE | --from SESSION[@POS]) [--system TEXT]
+ *       [--mode long|short[:N]|none]
  *       [--kv SPEC] [--capture off|summary|full] [--db FILE | --no-record] [-n N]
  *       [--topk K] [--ctx N] [-t N] [--greedy | --temp T --top-k K --top-p P --min-p P
  *       --seed S] [--chat FAMILY] [--throttle MS] [--stats]
  *   replay [SESSION] [--db FILE] [--speed TOK/S] [--play] [--stats]
- *       SESSION defaults to the newest session.
+ *          [-m MODEL [-n N] [--ctx N] [-t N] [--no-record]]
+ *       SESSION defaults to the newest session. With -m the session is re-opened live
+ *       (as run --from SESSION). --from re-encodes the saved trace (up to POS) with the
+ *       model; what is generated from it records as a branch of that session.
  *   keys [--markdown]
- * Exit status: 0 ok, 1 runtime failure, 2 usage. On exit the live workbench prints which
+ * Exit status: 0 ok, 1 runtime failure, 2 usage, 130 quit by Ctrl-C with unsaved edits
+ * (they are listed on stderr). On exit the live workbench prints which
  * session it recorded to stderr; --stats prints frame and key-latency numbers there. */
 #include <errno.h>
 #include <limits.h>
@@ -60,6 +65,14 @@ static int workbench(struct pd_app *a, const struct pd_loop_source *src)
     }
     pd_loop_run(a, src);
     pd_term_close();
+    if (a->quit_discarded) {
+        size_t prunes, tags, prefs;
+        pd_app_unsaved_counts(a, &prunes, &tags, &prefs);
+        fprintf(stderr, "ponder: quit without saving: %zu prune%s, %zu tag%s%s discarded\n",
+                prunes, prunes == 1 ? "" : "s", tags, tags == 1 ? "" : "s",
+                prefs ? " and a preference" : "");
+        return a->interrupted ? 130 : 0; /* Ctrl-C that dropped edits: as an interrupt */
+    }
     return 0;
 }
 
@@ -70,6 +83,8 @@ static const char run_usage[] =
     "  -m, --model FILE      GGUF model\n"
     "  -p, --prompt TEXT     the user's question\n"
     "  -f, --file FILE       read the prompt from a file (UTF-8, at most 1 MiB)\n"
+    "  --from SESSION[@POS]  re-open a saved session (up to position POS) with the model:\n"
+    "                        continue, branch or steer it; new tokens record as a branch\n"
     "  --system TEXT         system message\n"
     "  --mode M              long | long:MIN | short | short:BUDGET | none\n"
     "  --kv SPEC             KV policy, e.g. h2o:64 or window:128,shadow\n"
@@ -141,7 +156,7 @@ static int run_live(struct pd_live_opts *o, bool stats)
                     (long long)rep.session_id, db, (long long)rep.n_saved,
                     (unsigned long long)rep.n_lost, rep.why);
         rc = rc ? rc : 1;
-    } else if (rc == 0 && db[0]) {
+    } else if ((rc == 0 || rc == 130) && db[0]) {
         fprintf(stderr, "ponder: session %lld recorded in %s (%lld tokens)\n",
                 (long long)rep.session_id, db, (long long)rep.n_saved);
     }
@@ -152,11 +167,30 @@ static int run_live(struct pd_live_opts *o, bool stats)
     return rc;
 }
 
+/* SESSION or SESSION@POS (POS >= 1: the tokens kept). */
+static bool parse_from(const char *s, int64_t *id, int64_t *pos)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *at = strchr(buf, '@');
+    long long v = 0, p = 0;
+    if (at) {
+        *at = '\0';
+    }
+    if (!pd_arg_long("run", "--from", buf, 1, INT64_MAX, &v) ||
+        (at && !pd_arg_long("run", "--from (@POS)", at + 1, 1, INT64_MAX, &p))) {
+        return false;
+    }
+    *id = v;
+    *pos = p;
+    return true;
+}
+
 int pd_cli_run(int argc, char **argv)
 {
     struct pd_live_opts o;
     pd_live_opts_default(&o);
-    const char *file = NULL, *v = NULL, *cap = NULL;
+    const char *file = NULL, *v = NULL, *cap = NULL, *from = NULL;
     bool bad = false, stats = false;
     long long ll;
     double d;
@@ -169,6 +203,7 @@ int pd_cli_run(int argc, char **argv)
         if (pd_arg_match(&a, "--model", "-m", &o.model_path, &bad) ||
             pd_arg_match(&a, "--prompt", "-p", &o.prompt, &bad) ||
             pd_arg_match(&a, "--file", "-f", &file, &bad) ||
+            pd_arg_match(&a, "--from", NULL, &from, &bad) ||
             pd_arg_match(&a, "--system", NULL, &o.system, &bad) ||
             pd_arg_match(&a, "--mode", NULL, &o.mode_spec, &bad) ||
             pd_arg_match(&a, "--kv", NULL, &o.kv_spec, &bad) ||
@@ -246,13 +281,16 @@ int pd_cli_run(int argc, char **argv)
     if (!o.model_path) {
         return pd_cli_fail(2, "run: -m MODEL is required (see 'ponder run --help')");
     }
-    if (!o.prompt == !file) {
-        return pd_cli_fail(2, "run: give exactly one of -p PROMPT or -f FILE");
+    if ((o.prompt != NULL) + (file != NULL) + (from != NULL) != 1) {
+        return pd_cli_fail(2, "run: give exactly one of -p PROMPT, -f FILE or --from SESSION");
+    }
+    if (from && !parse_from(from, &o.from_session, &o.from_pos)) {
+        return 2;
     }
     if (cap && (o.capture = pd_capture_level_parse(cap)) == PD_CAPTURE_LEVEL_COUNT) {
         return pd_cli_fail(2, "run: --capture: expected off, summary or full, got '%s'", cap);
     }
-    if (o.no_record && o.db_path) {
+    if (o.no_record && o.db_path && !from) {
         return pd_cli_fail(2, "run: --db and --no-record exclude each other");
     }
     char *text = NULL;
@@ -261,7 +299,7 @@ int pd_cli_run(int argc, char **argv)
             return 1;
         }
         o.prompt = text;
-    } else if (!pd_utf8_valid(o.prompt, strlen(o.prompt))) {
+    } else if (o.prompt && !pd_utf8_valid(o.prompt, strlen(o.prompt))) {
         return pd_cli_fail(2, "run: -p: the prompt is not UTF-8 text");
     }
     int rc = run_live(&o, stats);
@@ -346,17 +384,40 @@ int pd_cli_replay(int argc, char **argv)
         "  SESSION      session id (default: the newest)\n"
         "  --db FILE    database (default: the user database)\n"
         "  --speed X    replay speed in tokens per second (default 20)\n"
-        "  --play       start playing from the beginning\n";
+        "  --play       start playing from the beginning\n"
+        "  -m MODEL     re-open the session live with this model (as run --from SESSION):\n"
+        "               continue, branch or steer it; with -n N, --ctx N, -t N, --no-record\n";
     const char *db = NULL, *v = NULL, *sess = NULL;
     double speed = 0;
     bool bad = false, play = false, stats = false;
+    struct pd_live_opts lo;
+    pd_live_opts_default(&lo);
+    long long ll;
     struct pd_argv a = {argc, argv, 1, "replay"};
     while (a.i < argc) {
         if (strcmp(argv[a.i], "--help") == 0 || strcmp(argv[a.i], "-h") == 0) {
             fputs(usage, stdout);
             return 0;
         }
-        if (pd_arg_match(&a, "--db", NULL, &db, &bad)) {
+        if (pd_arg_match(&a, "--db", NULL, &db, &bad) ||
+            pd_arg_match(&a, "--model", "-m", &lo.model_path, &bad)) {
+        } else if (pd_arg_match(&a, "--n-predict", "-n", &v, &bad)) {
+            if (!bad && !pd_arg_long("replay", "-n", v, 0, 1 << 22, &ll)) {
+                return 2;
+            }
+            lo.n_predict = (uint32_t)ll;
+        } else if (pd_arg_match(&a, "--ctx", "-c", &v, &bad)) {
+            if (!bad && !pd_arg_long("replay", "--ctx", v, 16, 1 << 22, &ll)) {
+                return 2;
+            }
+            lo.n_ctx = (uint32_t)ll;
+        } else if (pd_arg_match(&a, "--threads", "-t", &v, &bad)) {
+            if (!bad && !pd_arg_long("replay", "--threads", v, 1, 1024, &ll)) {
+                return 2;
+            }
+            lo.n_threads = (int)ll;
+        } else if (pd_arg_match(&a, "--no-record", NULL, NULL, &bad)) {
+            lo.no_record = true;
         } else if (pd_arg_match(&a, "--speed", NULL, &v, &bad)) {
             if (!bad && (!pd_arg_double("replay", "--speed", v, &speed) || speed < 0.25 ||
                          speed > 10000)) {
@@ -379,6 +440,9 @@ int pd_cli_replay(int argc, char **argv)
     if (sess && !pd_arg_long("replay", "SESSION", sess, 1, INT64_MAX, &id)) {
         return 2;
     }
+    if (!lo.model_path && (lo.n_predict || lo.n_ctx || lo.n_threads || lo.no_record)) {
+        return pd_cli_fail(2, "replay: -n, --ctx, -t and --no-record need -m MODEL");
+    }
     /* writable where it can be (edits are saved), read-only otherwise */
     struct pd_store *st = pd_cli_open_db(db, PD_CLI_DB_BROWSE);
     if (!st) {
@@ -386,6 +450,17 @@ int pd_cli_replay(int argc, char **argv)
     }
     int64_t sid = id;
     int rc = 1;
+    if (lo.model_path) {
+        /* live: the session is re-opened with the model (the live side opens the store) */
+        bool found = sid || newest_session(st, &sid);
+        pd_store_close(&st);
+        if (!found) {
+            return 1;
+        }
+        lo.from_session = sid;
+        lo.db_path = db;
+        return run_live(&lo, stats);
+    }
     if (sid || newest_session(st, &sid)) {
         rc = replay_session(st, sid, speed, play, stats);
     }
@@ -454,9 +529,10 @@ static bool find_model(const char *dir, char *out, size_t n)
     return true;
 }
 
-/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, or samples/ next to
- * the source tree of this binary (<exe>/../../samples in a build folder). */
-static bool find_sample(char *out, size_t n)
+/* The recorded sample: $PONDER_SAMPLES, $PONDER_SOURCE_ROOT/samples, samples/ next to
+ * the source tree of this binary (<exe>/../../samples in a build folder), or where meson
+ * installs it (<exe>/../share/ponder/samples). On failure *tried lists the paths looked at. */
+static bool find_sample(char *out, size_t n, char *tried, size_t tried_n)
 {
     const char *name = "sample-session.jsonl";
     char exe[PATH_MAX];
@@ -479,10 +555,15 @@ static bool find_sample(char *out, size_t n)
             snprintf(cand[k++], PATH_MAX, "%.3800s/../share/ponder/samples/%s", exe, name);
         }
     }
+    size_t o = 0;
+    tried[0] = '\0';
     for (int i = 0; i < k; i++) {
         if (access(cand[i], R_OK) == 0) {
             snprintf(out, n, "%s", cand[i]);
             return true;
+        }
+        if (o < tried_n) {
+            o += (size_t)snprintf(tried + o, tried_n - o, "%s%s", i ? ", " : "", cand[i]);
         }
     }
     return false;
@@ -491,10 +572,11 @@ static bool find_sample(char *out, size_t n)
 static int replay_sample(bool stats)
 {
     char sample[PATH_MAX];
-    if (!find_sample(sample, sizeof sample)) {
+    char tried[4 * 256];
+    if (!find_sample(sample, sizeof sample, tried, sizeof tried)) {
         return pd_cli_fail(1, "no model found ($PONDER_MODEL, %s) and no sample session "
-                              "(samples/sample-session.jsonl); see 'ponder --help'",
-                           pd_cli_models_dir());
+                              "(looked for %s); see 'ponder --help'",
+                           pd_cli_models_dir(), tried);
     }
     const char *tmp = getenv("TMPDIR");
     char db[PATH_MAX];

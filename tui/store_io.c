@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
 #include "store_labels.h"
 #include "store_replay.h"
 
@@ -105,6 +106,64 @@ enum pd_status pd_io_load(struct pd_store *st, int64_t id, struct pd_app *a,
         pd_err_prefix(err, "%s: session %lld", pd_store_path(st), (long long)id);
     }
     return rc;
+}
+
+enum pd_status pd_io_load_prefix(struct pd_store *st, int64_t id, int64_t upto,
+                                 struct pd_app *a, int32_t **ids, uint8_t **roles, size_t *n,
+                                 struct pd_err *err)
+{
+    *ids = NULL;
+    *roles = NULL;
+    *n = 0;
+    struct pd_replay *r = NULL;
+    enum pd_status rc = pd_replay_open(st, id, &r, err); /* its errors name the database */
+    if (rc) {
+        return rc;
+    }
+    int64_t len = pd_replay_length(r);
+    size_t want = (size_t)(upto > 0 && upto < len ? upto : len);
+    if (want == 0) {
+        pd_replay_close(&r);
+        return pd_err_set(err, PD_EINVAL, "%s: session %lld has no tokens", pd_store_path(st),
+                          (long long)id);
+    }
+    int32_t *iv = pd_malloc_array(want, sizeof *iv);
+    uint8_t *rv = pd_malloc_array(want, 1);
+    if (!iv || !rv) {
+        rc = pd_err_set(err, PD_ENOMEM, "out of memory (%zu tokens)", want);
+    }
+    struct pd_token_rec buf[READ_CHUNK];
+    size_t have = 0;
+    while (rc == PD_OK && have < want) {
+        size_t got = 0;
+        size_t ask = want - have < READ_CHUNK ? want - have : READ_CHUNK;
+        memset(buf, 0, sizeof buf);
+        rc = pd_replay_read(r, buf, ask, &got, err);
+        for (size_t i = 0; i < got; i++) {
+            if (rc == PD_OK) {
+                iv[have] = buf[i].id;
+                rv[have] = (uint8_t)buf[i].role;
+                buf[i].flags &= ~(uint32_t)PD_TOKF_PRUNED; /* marks stay with the session */
+                rc = pd_app_push_token_take(a, &buf[i], err);
+                have++;
+            }
+            pd_token_rec_free(&buf[i]);
+        }
+        if (rc == PD_OK && got == 0) {
+            rc = pd_err_set(err, PD_EFORMAT, "ends at %zu of %zu tokens", have, want);
+        }
+    }
+    pd_replay_close(&r);
+    if (rc) {
+        free(iv);
+        free(rv);
+        pd_err_prefix(err, "%s: session %lld", pd_store_path(st), (long long)id);
+        return rc;
+    }
+    *ids = iv;
+    *roles = rv;
+    *n = want;
+    return PD_OK;
 }
 
 enum pd_status pd_io_save(struct pd_store *st, int64_t id, struct pd_app *a,

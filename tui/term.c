@@ -108,6 +108,7 @@ static struct {
     attr_t heat[PD_HEAT_LEVELS];
     short next_pair;
     volatile sig_atomic_t signalled;
+    volatile sig_atomic_t interrupts;
 } T;
 
 /* Basic-colour fallbacks for each style: fg, bg (-1 = default), extra attributes. */
@@ -228,6 +229,12 @@ static void on_quit_signal(int sig)
     T.signalled = 1;
 }
 
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    T.interrupts = 1;
+}
+
 static void on_crash(int sig)
 {
     if (T.open) {
@@ -246,6 +253,15 @@ static void at_exit(void)
 bool pd_term_signalled(void)
 {
     return T.signalled != 0;
+}
+
+bool pd_term_take_interrupt(void)
+{
+    if (!T.interrupts) {
+        return false;
+    }
+    T.interrupts = 0;
+    return true;
 }
 
 enum pd_status pd_term_open(struct pd_err *err)
@@ -288,6 +304,7 @@ enum pd_status pd_term_open(struct pd_err *err)
     sa.sa_handler = on_quit_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_interrupt;
     sigaction(SIGINT, &sa, NULL);
     sa.sa_handler = on_crash;
     sigaction(SIGSEGV, &sa, NULL);

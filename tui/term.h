@@ -14,9 +14,10 @@
  * pd_style), never for raw colours, so every tier degrades the same way.
  *
  * Exit paths: pd_term_open installs handlers so the terminal is restored on normal exit
- * (atexit), SIGTERM/SIGHUP/SIGINT (a flag the loop reads: pd_term_signalled) and on
+ * (atexit), SIGTERM/SIGHUP (a flag the loop reads: pd_term_signalled) and on
  * crashes (SIGSEGV, SIGBUS, SIGFPE, SIGABRT: endwin, then the default action). While
  * curses owns the screen, log lines stop going to stderr (they stay in the log ring).
+ * SIGINT (Ctrl-C) is a key like q, not an exit path: pd_term_take_interrupt.
  * Thread-safety: UI thread only (curses is global). */
 #ifndef PD_TERM_H
 #define PD_TERM_H
@@ -84,7 +85,10 @@ enum pd_color_tier pd_term_tier(void);
 /* A curses attribute (with colour pair) for a style / a heat level. */
 unsigned long pd_term_style(enum pd_style s);
 unsigned long pd_term_heat(int level);
-/* Set by SIGINT/SIGTERM/SIGHUP; the loop ends (asking nothing) when it reads it. */
+/* Set by SIGTERM/SIGHUP; the loop ends (asking nothing) when it reads it. */
 bool pd_term_signalled(void);
+/* True once for each Ctrl-C (SIGINT) since the last call: the loop treats it like q
+ * (asks when there are unsaved edits; a second one quits). */
+bool pd_term_take_interrupt(void);
 
 #endif

@@ -60,15 +60,32 @@ check "60 levels import" test $? -eq 0
 "$ponder" import --db "$tmp/n2.db" "$tmp/n.jsonl" >/dev/null 2>"$tmp/err"
 check "its export imports again" test $? -eq 0
 
+# The bound is on what the data costs: each peak is measured against the peak of a command
+# that opens the same kind of database and reads nothing (a build linked with the CUDA
+# libraries maps ~200 MB of them before main runs). Under AddressSanitizer the allocator's
+# quarantine and shadow memory make RSS meaningless, so there the figures are printed and
+# not checked.
+sanitized=0
+ldd "$ponder" 2>/dev/null | grep -Eq 'lib(a|t)san' && sanitized=1
+bounded() { # NAME KIB BASE
+    local delta=$(( $2 - $3 ))
+    if [ "$sanitized" = 1 ]; then
+        echo "SKIP $1: peak $2 KiB (base $3 KiB) not checked in a sanitizer build"
+    else
+        check "$1: peak $2 KiB, $delta KiB over the base $3 KiB, < 64 MiB" test "$delta" -lt 65536
+    fi
+}
 if [ -x /usr/bin/time ]; then
+    "$ponder" import --db "$tmp/base.db" "$tmp/nested_ok.jsonl" >/dev/null 2>&1
+    base=$(peak_kib "$ponder" ls --db "$tmp/base.db")
     kib=$(peak_kib "$ponder" import --db "$tmp/m.db" "$tmp/many.jsonl")
-    check "import of 99000 paragraphs: peak $kib KiB < 64 MiB" test "$kib" -lt 65536
+    bounded "import of 99000 paragraphs" "$kib" "$base"
     kib=$(peak_kib "$ponder" show 1 --db "$tmp/m.db" --json)
-    check "show --json: peak $kib KiB < 64 MiB" test "$kib" -lt 65536
+    bounded "show --json" "$kib" "$base"
     kib=$(peak_kib "$ponder" show 1 --db "$tmp/m.db")
-    check "show: peak $kib KiB < 64 MiB" test "$kib" -lt 65536
+    bounded "show" "$kib" "$base"
     kib=$(peak_kib "$ponder" export --db "$tmp/m.db" --format ponder --out "$tmp/m.jsonl")
-    check "export --format ponder: peak $kib KiB < 64 MiB" test "$kib" -lt 65536
+    bounded "export --format ponder" "$kib" "$base"
     "$ponder" import --db "$tmp/m2.db" "$tmp/m.jsonl" >/dev/null 2>&1
     check "the export imports again" test $? -eq 0
 else

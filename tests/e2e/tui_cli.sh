@@ -20,7 +20,10 @@ expect() {
 }
 
 expect 2 '-m MODEL is required' "$PONDER_BIN" run -p hello
-expect 2 'exactly one of -p PROMPT or -f FILE' "$PONDER_BIN" run -m x.gguf
+expect 2 'exactly one of -p PROMPT, -f FILE or --from SESSION' "$PONDER_BIN" run -m x.gguf
+expect 2 'exactly one of' "$PONDER_BIN" run -m x.gguf -p hi --from 1
+expect 2 'run: --from' "$PONDER_BIN" run -m x.gguf --from 1@zero
+expect 2 'need -m MODEL' "$PONDER_BIN" replay 1 -n 5
 expect 2 'unknown option' "$PONDER_BIN" run -m x.gguf -p hi --frobnicate
 expect 2 '--capture' "$PONDER_BIN" run -m x.gguf -p hi --capture most
 expect 2 'exclude each other' "$PONDER_BIN" run -m x.gguf -p hi --db a.db --no-record

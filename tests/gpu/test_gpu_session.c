@@ -11,7 +11,9 @@
  * compute K in different f32 orders, and a flipped f16 rounding of one K entry moves a
  * logit by up to 2^-11 |q.k|, |q.k| up to ~10 on stories260K); and
  * scripted commands (inject, answer now, branch, prune from the cache and by re-encoding,
- * a policy change, shadow divergence) produce the same event streams. Commands are sent
+ * a policy change, shadow divergence) produce the same event streams, as do parked
+ * (keep_alive) sessions continued with a new sampler and a trace re-opened with
+ * pd_session_start_history. Commands are sent
  * from the session's step observer, which runs on the worker between tokens, so they
  * land at the same positions in both runs. "cuda" exits 77 without a device; the model
  * missing is a SKIP too. */
@@ -58,6 +60,8 @@ struct ev_rec {
 struct run {
     struct ev_rec ev[MAX_EV];
     size_t n;
+    size_t n_progress;             /* PD_EV_PROGRESS events (not in ev) */
+    int64_t progress_last, progress_total;
 };
 
 /* Commands sent when the token at `at` is fed to the step observer. */
@@ -101,8 +105,8 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void run_session(bool device, const char *policy, uint32_t n_predict, struct script *sc,
-                        struct run *r)
+static struct pd_session *open_run(bool device, const char *policy, uint32_t n_predict,
+                                   bool keep_alive, struct script *sc)
 {
     struct pd_session_params p = pd_session_default_params();
     p.ctx.n_ctx = 256;
@@ -111,6 +115,7 @@ static void run_session(bool device, const char *policy, uint32_t n_predict, str
     p.ctx.backend = device ? PD_BACKEND_CUDA : PD_BACKEND_CPU;
     p.ctx.cuda_emulate = g_emulate;
     p.n_predict = n_predict;
+    p.keep_alive = keep_alive;
     p.summary_top_n = 8;
     p.steps.feed = feed;
     p.steps.reset = reset;
@@ -124,11 +129,14 @@ static void run_session(bool device, const char *policy, uint32_t n_predict, str
         fail_msg("%s", err.msg);
     }
     sc->s = s;
-    if (pd_session_start(s, NULL, "Once upon a time", &err)) {
-        fail_msg("%s", err.msg);
-    }
+    return s;
+}
+
+/* Records events up to the next end (PD_EV_FINISHED; an error fails the test). Progress
+ * events depend on the clock: they are counted, not recorded. */
+static void record_leg(struct pd_session *s, struct run *r)
+{
     double t0 = now_ms();
-    r->n = 0;
     for (;;) {
         assert_true(now_ms() - t0 < 300000);
         struct pd_event ev;
@@ -136,7 +144,11 @@ static void run_session(bool device, const char *policy, uint32_t n_predict, str
             continue;
         }
         bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
-        if (r->n < MAX_EV && ev.kind != PD_EV_ATTN) {
+        if (ev.kind == PD_EV_PROGRESS) {
+            r->n_progress++;
+            r->progress_last = ev.pos;
+            r->progress_total = ev.pos_end;
+        } else if (r->n < MAX_EV && ev.kind != PD_EV_ATTN) {
             struct ev_rec *e = &r->ev[r->n++];
             memset(e, 0, sizeof *e);
             e->kind = ev.kind;
@@ -166,6 +178,18 @@ static void run_session(bool device, const char *policy, uint32_t n_predict, str
             break;
         }
     }
+}
+
+static void run_session(bool device, const char *policy, uint32_t n_predict, struct script *sc,
+                        struct run *r)
+{
+    struct pd_session *s = open_run(device, policy, n_predict, false, sc);
+    struct pd_err err;
+    if (pd_session_start(s, NULL, "Once upon a time", &err)) {
+        fail_msg("%s", err.msg);
+    }
+    r->n = 0;
+    record_leg(s, r);
     sc->s = NULL;
     pd_session_close(&s);
 }
@@ -351,6 +375,97 @@ static void test_commands(void **state)
     free_run(&g_b);
 }
 
+/* keep_alive (GPU.md 9.3's session level, for the parked sessions): a first leg of 72
+ * greedy tokens under h2o:24 parks, a sampling change (temperature 0.8, top-k 20, seed 7)
+ * and a continue of 8 tokens run a second leg; then the first leg's trace (77 tokens) is
+ * re-opened with pd_session_start_history: one prefill with policy rows and per-token
+ * logits (GEMM chunks on the device), progress events up to the whole trace, the
+ * evictions the policy makes of it, "loaded", and a continue of 8. The device's event
+ * streams equal the CPU's. */
+static struct run g_h[2];
+
+static void keep_alive_run(bool device, struct run *r, struct run *h, const int32_t *ids,
+                           const uint8_t *roles, size_t n_hist)
+{
+    struct script sc;
+    memset(&sc, 0, sizeof sc);
+    struct pd_session *s = open_run(device, "h2o:24", 72, true, &sc);
+    struct pd_err err;
+    if (pd_session_start(s, NULL, "Once upon a time", &err)) {
+        fail_msg("%s", err.msg);
+    }
+    record_leg(s, r);
+    assert_string_equal(r->ev[r->n - 1].text, "length");
+    struct pd_cmd c;
+    memset(&c, 0, sizeof c);
+    c.token = -1;
+    c.kind = PD_CMD_SET_SAMPLING;
+    c.sampling = pd_sampler_default_params();
+    c.sampling.temperature = 0.8f;
+    c.sampling.top_k = 20;
+    c.sampling.seed = 7;
+    assert_int_equal(pd_session_send(s, &c, &err), PD_OK);
+    c.kind = PD_CMD_CONTINUE;
+    c.budget = 8;
+    assert_int_equal(pd_session_send(s, &c, &err), PD_OK);
+    record_leg(s, r);
+    assert_string_equal(r->ev[r->n - 1].text, "length");
+    sc.s = NULL;
+    pd_session_close(&s);
+    if (!ids) {
+        return;
+    }
+    memset(&sc, 0, sizeof sc);
+    s = open_run(device, "h2o:24", 72, true, &sc);
+    if (pd_session_start_history(s, ids, roles, n_hist, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    record_leg(s, h);
+    assert_string_equal(h->ev[h->n - 1].text, "loaded");
+    assert_true(h->n_progress >= 1);
+    assert_int_equal(h->progress_last, (int64_t)n_hist);
+    assert_int_equal(h->progress_total, (int64_t)n_hist);
+    c.kind = PD_CMD_CONTINUE;
+    c.budget = 8;
+    assert_int_equal(pd_session_send(s, &c, &err), PD_OK);
+    record_leg(s, h);
+    assert_string_equal(h->ev[h->n - 1].text, "length");
+    sc.s = NULL;
+    pd_session_close(&s);
+}
+
+static void test_keep_alive_history(void **state)
+{
+    (void)state;
+    memset(&g_a, 0, sizeof g_a);
+    memset(&g_b, 0, sizeof g_b);
+    memset(g_h, 0, sizeof g_h);
+    keep_alive_run(false, &g_a, NULL, NULL, NULL, 0);
+    /* the first leg's trace: its tokens in position order, up to the first end */
+    int32_t ids[256];
+    uint8_t roles[256];
+    size_t n_hist = 0;
+    for (size_t i = 0; i < g_a.n && g_a.ev[i].kind != PD_EV_FINISHED; i++) {
+        const struct ev_rec *e = &g_a.ev[i];
+        if (e->kind == PD_EV_TOKEN) {
+            assert_int_equal(e->pos, (int64_t)n_hist);
+            ids[n_hist] = e->id;
+            roles[n_hist++] = (uint8_t)e->role;
+        }
+    }
+    assert_true(n_hist >= 64); /* long enough for progress events */
+    free_run(&g_a);
+    memset(&g_a, 0, sizeof g_a);
+    keep_alive_run(false, &g_a, &g_h[0], ids, roles, n_hist);
+    keep_alive_run(true, &g_b, &g_h[1], ids, roles, n_hist);
+    compare_runs(&g_a, &g_b, "keep_alive legs (h2o)");
+    compare_runs(&g_h[0], &g_h[1], "history re-opened (h2o)");
+    free_run(&g_a);
+    free_run(&g_b);
+    free_run(&g_h[0]);
+    free_run(&g_h[1]);
+}
+
 int main(int argc, char **argv)
 {
     const char *provider = argc > 1 ? argv[1] : "emu";
@@ -376,6 +491,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_keep_alive_history),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pd_tok_close(&g_tok);

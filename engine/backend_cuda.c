@@ -573,7 +573,8 @@ static int run_token(struct cuda_backend *b, uint32_t n_part, unsigned flags, in
     for (uint32_t il = 0; il < b->n_layer; il++) {
         const struct dlayer *D = &b->L[il];
         b->launches++;
-        if (K->rmsnorm(b->x, b->n_embd, D->attn_norm, b->xn, b->n_embd, (int)b->n_embd, 1, b->eps)) {
+        if (K->rmsnorm(b->x, b->n_embd, D->attn_norm, b->xn, b->n_embd, (int)b->n_embd, 1,
+                       b->eps)) {
             return -1;
         }
         b->xq_src = NULL;
@@ -945,7 +946,7 @@ static enum pd_status deliver_full(struct cuda_backend *b, struct pd_capture_sta
     return PD_OK;
 }
 
-/* ---- eval ------------------------------------------------------------------------------------- */
+/* ---- eval ---------------------------------------------------------------------------------- */
 
 static uint32_t bucket_parts(const struct cuda_backend *b, uint32_t max_slots)
 {
@@ -1322,7 +1323,8 @@ static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
         return dev_fail(b, err, "prefill rows");
     }
     if (capture &&
-        (b->K->download(b->h_pf_top, b->pf_top, n * b->n_layer * (size_t)top_n * sizeof *b->pf_top) ||
+        (b->K->download(b->h_pf_top, b->pf_top,
+                        n * b->n_layer * (size_t)top_n * sizeof *b->pf_top) ||
          b->K->download(b->h_pf_smass, b->pf_smass, n * b->n_layer * b->steps_cap * 4))) {
         return dev_fail(b, err, "prefill capture");
     }
@@ -1775,7 +1777,8 @@ static enum pd_status alloc_state(struct cuda_backend *b, struct pd_err *err)
         (st = dalloc(b, (void **)&b->h, b->n_ff * 4, err)) ||
         (st = dalloc(b, (void **)&b->logits, b->n_vocab * 4, err)) ||
         (st = dalloc(b, &b->xq, (size_t)wide * 4 + 512, err)) ||
-        (st = dalloc(b, (void **)&b->opart, (size_t)b->n_head * b->n_part_max * b->hd_v * 4, err)) ||
+        (st = dalloc(b, (void **)&b->opart, (size_t)b->n_head * b->n_part_max * b->hd_v * 4,
+                     err)) ||
         (st = dalloc(b, (void **)&b->mpart, (size_t)b->n_head * b->n_part_max * 4, err)) ||
         (st = dalloc(b, (void **)&b->lpart, (size_t)b->n_head * b->n_part_max * 8, err)) ||
         (st = dalloc(b, (void **)&b->c, L * b->n_head * b->n_part_max * 4, err)) ||

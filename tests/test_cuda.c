@@ -118,7 +118,7 @@ static void test_names_and_refusal(void **state)
     pd_model_close(&m);
 }
 
-/* ---- memory plan ------------------------------------------------------------------------------ */
+/* ---- memory plan ---------------------------------------------------------------------------- */
 
 static uint8_t g_dummy[64];
 static int g_next;

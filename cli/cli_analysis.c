@@ -40,6 +40,7 @@
 
 #include "jsonw.h"
 #include "mem.h"
+#include "backend.h"
 #include "chat.h"
 #include "cli.h"
 #include "cli_progress.h"
@@ -283,6 +284,7 @@ struct model_opts {
     uint32_t retries;       /* with eng.url: extra attempts for transient failures */
     int n_threads;
     uint32_t n_ctx;
+    enum pd_backend_kind backend; /* where the scorer's forward pass runs */
     uint32_t topk;
     bool attn;
 };
@@ -325,6 +327,7 @@ static bool model_open(const struct model_opts *o, struct model_ctx *mc)
     struct pd_score_params sp = pd_score_default_params();
     sp.ctx.n_threads = o->n_threads;
     sp.ctx.n_ctx = o->n_ctx;
+    sp.ctx.backend = o->backend;
     sp.topk = o->topk;
     sp.capture_attn = o->attn;
     if (o->eng.url) {
@@ -686,7 +689,7 @@ static void analyze_usage(FILE *f)
             "                  answer against the reference answer, store each question's\n"
             "                  pass rate (difficulty = 1 - pass rate; for export filters)\n"
             "  --chat F        chat family for scoring (default: from the model)\n"
-            "  -t, --threads N, -c, --ctx N   as for score\n"
+            "  -t, --threads N, -c, --ctx N, --backend B   as for score\n"
             "  --engine URL    score on a remote engine (-m: its vocabulary and template)\n"
             "  --json          one JSON object per trace and line\n",
             PD_SCORE_GREEDY_MAX);
@@ -744,6 +747,11 @@ static int parse_common(struct pd_argv *a, struct common_opts *o)
             return -1;
         }
         o->mo.n_ctx = (uint32_t)n;
+    } else if (pd_arg_match(a, "--backend", NULL, &v, &bad)) {
+        if (!bad && (o->mo.backend = pd_backend_parse(v)) == PD_BACKEND_KIND_COUNT) {
+            pd_cli_fail(2, "%s: --backend: expected cpu, cuda or auto, got '%s'", a->cmd, v);
+            return -1;
+        }
     } else if (pd_arg_match(a, "--markers", NULL, NULL, &bad)) {
         o->so.markers = true;
     } else if (pd_arg_match(a, "--min-chars", NULL, &v, &bad)) {
@@ -1944,7 +1952,7 @@ static void score_usage(FILE *f)
             "usage: ponder score -m MODEL (--in FILE | --session ID... | --all) [--db F]\n"
             "                    [--engine URL [--jobs N] [--retries N]]\n"
             "                    [--force] [--topk K] [--no-attn] [--chat FAMILY] [--markers]\n"
-            "                    [--min-chars N] [-t N] [-c N] [--json]\n"
+            "                    [--min-chars N] [-t N] [-c N] [--backend B] [--json]\n"
             "\n"
             "Scores stored reasoning traces with a model: each trace is rebuilt with the\n"
             "model's chat template (prompt, <think> thinking </think>, answer), teacher-forced,\n"
@@ -1962,6 +1970,8 @@ static void score_usage(FILE *f)
             "  --chat F        chat family (default: detected from the model)\n"
             "  --markers, --min-chars N   step segmentation as for analyze\n"
             "  -t, --threads N CPU threads;  -c, --ctx N  context slots (the longest trace)\n"
+            "  --backend B     where the forward pass runs: cpu (default), cuda (the device\n"
+            "                  engine) or auto (cuda when a GPU is present)\n"
             "  --jobs N        with --engine: N requests in flight at once (default 1)\n"
             "  --retries N     with --engine: attempts after a transient failure (default 8:\n"
             "                  backoff from 0.5 s, doubling up to 30 s, about 90 s in all)\n"

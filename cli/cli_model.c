@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attn_blob.h"
 #include "jsonw.h"
@@ -69,6 +70,25 @@ static void loaded_close(struct loaded *l)
     pd_lm_close(&l->lm);
 }
 
+/* Weight upload of a device backend, on a terminal: a one-line progress bar on stderr. */
+static void upload_progress(void *ud, uint64_t done, uint64_t total)
+{
+    (void)ud;
+    int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
+    pct = pct > 100 ? 100 : pct;
+    char bar[41];
+    int fill = pct * 40 / 100;
+    for (int i = 0; i < 40; i++) {
+        bar[i] = i < fill ? '#' : '.';
+    }
+    bar[40] = '\0';
+    fprintf(stderr, "\ruploading weights [%s] %3d%% (%.2f GiB)", bar, pct,
+            (double)done / (double)(1u << 30));
+    if (done >= total) {
+        fputc('\n', stderr);
+    }
+}
+
 /* Opens the model, its tokenizer and (when want_ctx) an evaluation context. Prints the
  * error and returns false on failure. */
 static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
@@ -86,6 +106,7 @@ static bool load(const struct model_opts *o, bool want_ctx, struct loaded *l)
         p.kv_type = o->kv_type;
         p.n_ctx = o->n_ctx;
         p.backend = o->backend;
+        p.progress = isatty(STDERR_FILENO) ? upload_progress : NULL;
         if (pd_ctx_open(l->lm.model, &p, &l->ctx, &err)) {
             pd_cli_print_err(&err);
             loaded_close(l);
@@ -121,7 +142,7 @@ static int parse_model_opt(struct pd_argv *a, struct model_opts *o)
         o->n_ctx = (uint32_t)n;
     } else if (pd_arg_match(a, "--backend", NULL, &v, &bad)) {
         if (!bad && (o->backend = pd_backend_parse(v)) == PD_BACKEND_KIND_COUNT) {
-            pd_cli_fail(2, "%s: --backend: expected cpu or cuda, got '%s'", a->cmd, v);
+            pd_cli_fail(2, "%s: --backend: expected cpu, cuda or auto, got '%s'", a->cmd, v);
             return -1;
         }
     } else if (pd_arg_match(a, "--json", NULL, NULL, &bad)) {
@@ -143,8 +164,9 @@ static const char model_opts_help[] =
     "  -t, --threads N    CPU threads (default: all)\n"
     "  -c, --ctx N        KV cache slots (default: min(4096, trained context))\n"
     "  --kv-type T        KV cache storage: f16 (default) or f32\n"
-    "  --backend B        weight products on cpu (default) or cuda (a CUDA build and a\n"
-    "                     GPU; attention and everything else stays on the CPU)\n"
+    "  --backend B        where the forward pass runs: cpu (default), cuda (the device\n"
+    "                     engine: a CUDA build and a GPU) or auto (cuda when a GPU is\n"
+    "                     present)\n"
     "  --json             machine-readable output on stdout\n";
 
 static bool want_help(int argc, char **argv, const char *usage)
@@ -182,7 +204,10 @@ static void put_buf(struct pd_buf *b, bool json)
 
 int pd_cli_info(int argc, char **argv)
 {
-    static const char usage[] = "usage: ponder info -m MODEL [--json]\n";
+    static const char usage[] =
+        "usage: ponder info -m MODEL [--backend cuda|auto [--ctx N]] [--json]\n"
+        "With a GPU backend, also the device, its measured bandwidth and f16 GEMM throughput,\n"
+        "and the engine's memory plan at --ctx slots (nothing is uploaded).\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
@@ -215,6 +240,21 @@ int pd_cli_info(int argc, char **argv)
     pd_gguf_get_str(g, "general.name", &name, NULL);
     const char *tmpl = pd_chat_family_traits(l.lm.chat.family)->name;
     bool has_tmpl = pd_gguf_find(g, "tokenizer.chat_template") != NULL;
+    /* the device engine's plan, when a GPU backend is asked for */
+    struct pd_backend_info gi;
+    bool gpu = o.backend == PD_BACKEND_CUDA ||
+               (o.backend == PD_BACKEND_AUTO && pd_backend_cuda_available());
+    struct pd_ctx_params gp = pd_ctx_default_params();
+    gp.kv_type = o.kv_type;
+    gp.n_ctx = o.n_ctx ? o.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    if (gpu) {
+        struct pd_err err;
+        if (pd_backend_cuda_info(l.lm.model, &gp, true, &gi, &err)) {
+            pd_cli_print_err(&err);
+            loaded_close(&l);
+            return 1;
+        }
+    }
     struct pd_buf b;
     pd_buf_init(&b);
     if (o.json) {
@@ -246,11 +286,31 @@ int pd_cli_info(int argc, char **argv)
         }
         pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
                           "\"eos\":%d,\"add_bos\":%s},\"chat_template\":{\"family\":\"%s\","
-                          "\"in_file\":%s},\"cpu_kernels\":\"%s\"}\n",
+                          "\"in_file\":%s},\"cpu_kernels\":\"%s\"",
                       pd_tok_model_name(pd_tok_model(l.lm.tok)), pd_tok_pre_name(pd_tok_pre(l.lm.tok)),
                       pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
                       pd_tok_add_bos(l.lm.tok) ? "true" : "false", tmpl,
                       has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()));
+        if (gpu) {
+            const struct pd_gpu_plan *pl = &gi.plan;
+            pd_buf_printf(&b, ",\"gpu\":{\"device\":");
+            pd_json_str(&b, gi.device, strlen(gi.device));
+            pd_buf_printf(&b, ",\"provider\":\"%s\",\"cc\":\"%d.%d\",\"bandwidth_gbs\":%.1f,"
+                              "\"gemm_f16_tflops\":%.2f,\"plan\":{\"n_ctx\":%u,\"weights\":%llu,"
+                              "\"kv\":%llu,\"activations\":%llu,\"capture\":%llu,\"fixed\":%llu,"
+                              "\"total\":%llu,\"device_free\":%llu,\"fits\":%s,"
+                              "\"n_ctx_max\":%u,\"token_bytes_weights\":%llu,"
+                              "\"token_bytes_per_slot\":%llu}}",
+                          gi.provider, gi.cc_major, gi.cc_minor, gi.bandwidth / 1e9,
+                          gi.gemm_flops / 1e12, pl->n_ctx, (unsigned long long)pl->weights,
+                          (unsigned long long)pl->kv, (unsigned long long)pl->activations,
+                          (unsigned long long)pl->capture, (unsigned long long)pl->fixed,
+                          (unsigned long long)pl->total, (unsigned long long)pl->device_free,
+                          pl->fits ? "true" : "false", pl->n_ctx_max,
+                          (unsigned long long)pl->token_bytes_weights,
+                          (unsigned long long)pl->token_bytes_per_slot);
+        }
+        pd_buf_puts(&b, "}\n");
     } else {
         pd_buf_printf(&b, "file          %s\n", o.model);
         pd_buf_printf(&b, "name          %.*s\n", (int)name.n, name.s);
@@ -285,6 +345,27 @@ int pd_cli_info(int argc, char **argv)
         pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
                       has_tmpl ? "detected from tokenizer.chat_template"
                                : "no tokenizer.chat_template; from the architecture");
+        if (gpu) {
+            const struct pd_gpu_plan *pl = &gi.plan;
+            double gib = 1024.0 * 1024.0 * 1024.0;
+            pd_buf_printf(&b, "gpu           %s (%s, compute %d.%d), %.1f GB/s measured, f16 GEMM "
+                              "%.1f TFLOP/s\n",
+                          gi.device, gi.provider, gi.cc_major, gi.cc_minor, gi.bandwidth / 1e9,
+                          gi.gemm_flops / 1e12);
+            pd_buf_printf(&b, "gpu plan      %u slots: weights %.2f + KV %.2f + activations %.2f + "
+                              "capture %.2f + fixed %.2f = %.2f GiB of %.2f GiB free: %s "
+                              "(up to %u slots)\n",
+                          pl->n_ctx, pl->weights / gib, pl->kv / gib, pl->activations / gib,
+                          pl->capture / gib, pl->fixed / gib, pl->total / gib,
+                          pl->device_free / gib, pl->fits ? "fits" : "does not fit",
+                          pl->n_ctx_max);
+            double bytes = (double)pl->token_bytes_weights +
+                           (double)pl->token_bytes_per_slot * pl->n_ctx;
+            pd_buf_printf(&b, "gpu per token %.3f GB of weights + %.1f KiB per cached slot "
+                              "(roofline %.0f tok/s with %u slots)\n",
+                          pl->token_bytes_weights / 1e9, pl->token_bytes_per_slot / 1024.0,
+                          gi.bandwidth > 0 ? gi.bandwidth / bytes : 0.0, pl->n_ctx);
+        }
     }
     put_buf(&b, o.json);
     pd_buf_deinit(&b);
@@ -1315,6 +1396,71 @@ done:
 
 /* ---- bench --------------------------------------------------------------------------- */
 
+/* Decode tokens per second of a live session (greedy, capture off) over the prompt ids with
+ * the KV policy spec (NULL: full cache): generated tokens after the first, over the time
+ * from the first to the last. 0 with a message on failure. */
+static double session_decode_rate(const struct loaded *l, const struct model_opts *o,
+                                  const int32_t *ids, size_t n_prompt, long long n_gen,
+                                  const char *spec, long long *n_out, struct pd_err *err)
+{
+    struct pd_session_params sp = pd_session_default_params();
+    sp.ctx.n_threads = o->n_threads;
+    sp.ctx.kv_type = o->kv_type;
+    sp.ctx.n_ctx = o->n_ctx;
+    sp.ctx.backend = o->backend;
+    sp.capture = PD_CAPTURE_LEVEL_OFF;
+    sp.n_predict = (uint32_t)n_gen;
+    sp.sampling.temperature = 0.0f;
+    if (spec && pd_policy_create_str(spec, (int32_t)l->lm.model->hp.n_layer, o->n_ctx,
+                                     &sp.policy, err)) {
+        return 0.0;
+    }
+    struct pd_session *s = NULL;
+    if (pd_session_open(l->lm.model, l->lm.tok, &sp, &s, err) ||
+        pd_session_start_tokens(s, ids, n_prompt, err)) {
+        pd_session_close(&s);
+        return 0.0;
+    }
+    double t_first = 0, t_last = 0;
+    long long n = 0;
+    for (;;) {
+        struct pd_event ev;
+        if (!pd_session_wait(s, &ev, 1000)) {
+            continue;
+        }
+        bool end = ev.kind == PD_EV_FINISHED || ev.kind == PD_EV_ERROR;
+        if (ev.kind == PD_EV_TOKEN && ev.tok.role != PD_ROLE_PROMPT) {
+            t_last = now_s();
+            t_first = n++ == 0 ? t_last : t_first;
+        } else if (ev.kind == PD_EV_ERROR) {
+            pd_err_set(err, PD_EINVAL, "bench: %s", ev.text);
+            n = 0;
+        }
+        pd_event_free(&ev);
+        if (end) {
+            break;
+        }
+    }
+    pd_session_close(&s);
+    *n_out = n;
+    return n > 1 && t_last > t_first ? (double)(n - 1) / (t_last - t_first) : 0.0;
+}
+
+/* Sum of the weight matrices' elements (FLOPs per token / 2 of a dense pass). */
+static double matmul_params(const struct pd_model *m)
+{
+    double n = (double)m->output.rows * (double)m->output.cols;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const struct pd_layer *L = &m->layers[il];
+        const struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                        &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7; k++) {
+            n += (double)ws[k]->rows * (double)ws[k]->cols;
+        }
+    }
+    return n;
+}
+
 int pd_cli_bench(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -1324,16 +1470,21 @@ int pd_cli_bench(int argc, char **argv)
     }
     static const char usage[] =
         "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS]\n"
-        "                    [--capture off,summary,full] [--json]\n"
+        "                    [--capture off,summary,full] [--policy SPEC] [--json]\n"
         "Measures prefill and decode speed, and the decode cost of each attention capture\n"
-        "level; levels are interleaved within each repeat and the best run of each is kept.\n";
+        "level; levels are interleaved within each repeat and the best run of each is kept.\n"
+        "--policy also times live sessions (greedy, capture off) with and without that KV\n"
+        "policy. With --backend cuda: the device, its measured bandwidth and f16 GEMM\n"
+        "throughput, bytes read per decode token, the fraction of the bandwidth roofline\n"
+        "reached, graph nodes (kernels and copies) per token, and prefill FLOP/s against the\n"
+        "GEMM's.\n";
     if (want_help(argc, argv, usage)) {
         return 0;
     }
     struct model_opts o;
     model_opts_init(&o);
     long long n_prompt = 128, n_gen = 64, reps = 3;
-    const char *v = NULL, *levels_arg = "off,summary,full";
+    const char *v = NULL, *levels_arg = "off,summary,full", *policy = NULL;
     bool bad = false;
     struct pd_argv a = {argc, argv, 1, "bench"};
     while (a.i < argc) {
@@ -1357,6 +1508,10 @@ int pd_cli_bench(int argc, char **argv)
                 return 2;
             }
         } else if (pd_arg_match(&a, "--capture", NULL, &levels_arg, &bad)) {
+            if (bad) {
+                return 2;
+            }
+        } else if (pd_arg_match(&a, "--policy", NULL, &policy, &bad)) {
             if (bad) {
                 return 2;
             }
@@ -1403,6 +1558,7 @@ int pd_cli_bench(int argc, char **argv)
     struct pd_err err;
     double best_pp = 0, best_tg[PD_CAPTURE_LEVEL_COUNT] = {0};
     int rc = 0;
+    l.ctx->logits_lazy = true; /* greedy through pd_ctx_argmax: a device keeps its logits */
     for (long long rep = 0; rep < reps && rc == 0; rep++) {
         for (int li = 0; li < n_levels && rc == 0; li++) {
             struct pd_capture_state cs;
@@ -1422,7 +1578,7 @@ int pd_cli_bench(int argc, char **argv)
             }
             double t1 = now_s();
             for (long long k = 0; k < n_gen && rc == 0; k++) {
-                int32_t id = pd_argmax(l.ctx->logits, l.lm.model->hp.n_vocab);
+                int32_t id = pd_ctx_argmax(l.ctx);
                 if ((cap && pd_capture_begin(&cs, l.ctx->n_past, 1, &err)) ||
                     pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err)) {
                     pd_cli_print_err(&err);
@@ -1438,6 +1594,35 @@ int pd_cli_bench(int argc, char **argv)
             best_pp = pp > best_pp ? pp : best_pp;
             best_tg[li] = tg > best_tg[li] ? tg : best_tg[li];
         }
+    }
+    /* the device: roofline and GEMM reference */
+    struct pd_backend_info gi;
+    double bytes_tok = 0, roof = 0, pf_flops = 0;
+    if (rc == 0 && l.ctx->backend) {
+        l.ctx->backend->ops->info(l.ctx->backend, &gi);
+        double slots = (double)n_prompt + (double)n_gen / 2.0;
+        bytes_tok = (double)gi.plan.token_bytes_weights +
+                    (double)gi.plan.token_bytes_per_slot * slots;
+        roof = gi.bandwidth > 0 ? gi.bandwidth / bytes_tok : 0;
+        pf_flops = 2.0 * matmul_params(l.lm.model) * best_pp;
+    }
+    /* live sessions with and without the policy */
+    double pol_none = 0, pol_with = 0;
+    long long pol_n = 0;
+    for (long long rep = 0; policy && rep < reps && rc == 0; rep++) {
+        long long n1 = 0, n2 = 0;
+        double r1 = session_decode_rate(&l, &o, ids, (size_t)n_prompt, n_gen, NULL, &n1, &err);
+        double r2 = r1 > 0 ? session_decode_rate(&l, &o, ids, (size_t)n_prompt, n_gen, policy, &n2,
+                                                 &err)
+                           : 0;
+        if (r1 <= 0 || r2 <= 0) {
+            pd_cli_print_err(&err);
+            rc = 1;
+            break;
+        }
+        pol_none = r1 > pol_none ? r1 : pol_none;
+        pol_with = r2 > pol_with ? r2 : pol_with;
+        pol_n = n2;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -1459,7 +1644,32 @@ int pd_cli_bench(int argc, char **argv)
                 pd_buf_printf(&b, "%s\"%s\":%.2f", li ? "," : "",
                               pd_capture_level_name(levels[li]), best_tg[li]);
             }
-            pd_buf_printf(&b, "},\"peak_rss_kib\":%ld}\n", ru.ru_maxrss);
+            pd_buf_puts(&b, "}");
+            if (l.ctx->backend) {
+                pd_buf_printf(&b, ",\"gpu\":{\"device\":");
+                pd_json_str(&b, gi.device, strlen(gi.device));
+                pd_buf_printf(&b, ",\"provider\":\"%s\",\"cc\":\"%d.%d\",\"bandwidth_gbs\":%.1f,"
+                                  "\"bytes_per_token\":%.0f,\"roofline_tok_s\":%.2f,"
+                                  "\"roofline_fraction\":%.4f,\"graph_nodes_per_token\":%llu,"
+                                  "\"gemm_f16_tflops\":%.3f,\"prefill_tflops\":%.3f,"
+                                  "\"prefill_fraction_of_gemm\":%.4f,\"prefill_chunk_tokens\":%llu,"
+                                  "\"compactions\":%llu}",
+                              gi.provider, gi.cc_major, gi.cc_minor, gi.bandwidth / 1e9, bytes_tok,
+                              roof, roof > 0 ? best_tg[0] / roof : 0.0,
+                              (unsigned long long)gi.kernels_per_token, gi.gemm_flops / 1e12,
+                              pf_flops / 1e12, gi.gemm_flops > 0 ? pf_flops / gi.gemm_flops : 0.0,
+                              (unsigned long long)gi.prefill_tokens,
+                              (unsigned long long)gi.compactions);
+            }
+            if (policy) {
+                pd_buf_printf(&b, ",\"policy\":{\"spec\":");
+                pd_json_str(&b, policy, strlen(policy));
+                pd_buf_printf(&b, ",\"session_decode_tok_s_full\":%.2f,"
+                                  "\"session_decode_tok_s\":%.2f,\"time_overhead_pct\":%.2f,"
+                                  "\"tokens\":%lld}",
+                              pol_none, pol_with, (pol_none / pol_with - 1.0) * 100.0, pol_n);
+            }
+            pd_buf_printf(&b, ",\"peak_rss_kib\":%ld}\n", ru.ru_maxrss);
         } else {
             pd_buf_printf(&b, "model        %s\n", o.model);
             pd_buf_printf(&b, "threads      %d, %s kernels, %s backend, kv cache %s, best of "
@@ -1475,6 +1685,29 @@ int pd_cli_bench(int argc, char **argv)
                                   (best_tg[0] / best_tg[li] - 1.0) * 100.0);
                 }
                 pd_buf_puts(&b, "\n");
+            }
+            if (l.ctx->backend) {
+                pd_buf_printf(&b, "device       %s (%s, compute %d.%d), %.1f GB/s measured\n",
+                              gi.device, gi.provider, gi.cc_major, gi.cc_minor,
+                              gi.bandwidth / 1e9);
+                pd_buf_printf(&b, "roofline     %.3f GB per decode token (%.0f cached slots on "
+                                  "average): %.1f tok/s; capture %s reaches %.1f%%, %llu graph "
+                                  "nodes per token\n",
+                              bytes_tok / 1e9, (double)n_prompt + (double)n_gen / 2.0, roof,
+                              pd_capture_level_name(levels[0]),
+                              roof > 0 ? 100.0 * best_tg[0] / roof : 0.0,
+                              (unsigned long long)gi.kernels_per_token);
+                pd_buf_printf(&b, "prefill      %.2f TFLOP/s = %.1f%% of f16 GEMM on the model's "
+                                  "shapes (%.2f TFLOP/s)\n",
+                              pf_flops / 1e12,
+                              gi.gemm_flops > 0 ? 100.0 * pf_flops / gi.gemm_flops : 0.0,
+                              gi.gemm_flops / 1e12);
+            }
+            if (policy) {
+                pd_buf_printf(&b, "policy       %s: live decode %.1f tok/s vs %.1f with the full "
+                                  "cache (%+.1f%% time, %lld tokens)\n",
+                              policy, pol_with, pol_none, (pol_none / pol_with - 1.0) * 100.0,
+                              pol_n);
             }
             pd_buf_printf(&b, "peak RSS     %.1f MiB\n", ru.ru_maxrss / 1024.0);
         }

@@ -55,8 +55,8 @@ static bool full_wanted(const struct pd_capture_state *cs, uint32_t il)
            (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1));
 }
 
-static void hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
-                 uint32_t n_slots, const int64_t *slot_pos)
+void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
+                     uint32_t n_slots, const int64_t *slot_pos)
 {
     struct pd_capture_state *cs = ud;
     if (cs->observer) {
@@ -167,6 +167,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     cs->n_ctx = ctx->params.n_ctx;
     cs->blob_len = pd_attn_blob_size(hp->n_layer, top_n, 0);
     cs->full_token_pos = -1;
+    cs->cum_forgot = INT64_MAX;
     cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
     if (!cs->mean_row || !grow_cum(cs, 0)) {
         pd_capture_deinit(cs);
@@ -181,7 +182,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
             return pd_err_set(err, PD_ENOMEM, "out of memory (full capture)");
         }
     }
-    ctx->attn_hook = hook;
+    ctx->attn_hook = pd_capture_hook;
     ctx->attn_hook_ud = cs;
     return PD_OK;
 }
@@ -249,6 +250,10 @@ const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i)
 
 float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos)
 {
+    if (cs->cum_sync) {
+        /* cum is a cache of the device's array: filling it does not change the state */
+        cs->cum_sync(cs->cum_sync_ud, (struct pd_capture_state *)cs);
+    }
     if (il >= cs->n_layer || pos < 0 || pos >= cs->cum_cap) {
         return 0.0f;
     }
@@ -289,6 +294,9 @@ void pd_capture_rewind(struct pd_capture_state *cs, int64_t pos)
 {
     if (pos < 0) {
         pos = 0;
+    }
+    if (pos < cs->cum_forgot) {
+        cs->cum_forgot = pos;
     }
     while (cs->n_steps > 0 && cs->steps[cs->n_steps - 1] >= pos) {
         cs->n_steps--;

@@ -70,6 +70,21 @@ struct pd_capture_state {
     float *smass;            /* [cap_smass] = [n_tok][smass_stride] */
     size_t cap_smass;
     uint32_t smass_stride;   /* n_steps when the call began */
+    /* For a backend that computes attention on its own device (engine/backend_cuda.c) and
+     * cannot hand over every row cheaply: the observer wants the rows of positions >=
+     * observer_from of an eval call (INT64_MAX: none; 0, the default: all, as the CPU
+     * delivers them) and, when observer_mean is set, accepts the head-mean row (n_head = 1,
+     * the sum over heads divided by n_head) instead of every head. Set by the observer's
+     * owner before each eval. */
+    int64_t observer_from;
+    bool observer_mean;
+    /* Cumulative attention held on such a device: cum_sync, when set, brings cum up to date
+     * before pd_capture_received reads it (cum_sync_ud is valid while the context that set
+     * it lives); cum_forgot is the lowest position pd_capture_rewind forgot since the
+     * backend last looked (INT64_MAX: none). */
+    void (*cum_sync)(void *ud, struct pd_capture_state *cs);
+    void *cum_sync_ud;
+    int64_t cum_forgot;
 };
 
 /* All heads' attention rows of one token for a set of layers. */
@@ -94,6 +109,12 @@ struct pd_attn_rows *pd_capture_copy_rows(const struct pd_capture_state *cs);
 enum pd_status pd_capture_recompute(const struct pd_model *m, const int32_t *tokens, size_t n,
                                     int n_threads, uint64_t layers, struct pd_attn_rows **out,
                                     struct pd_err *err);
+
+/* The attention hook pd_capture_init installs (ud = the capture state): exported so a
+ * backend that computes capture on its own device can recognise the state it feeds, and
+ * so tests can feed it rows directly. */
+void pd_capture_hook(void *ud, uint32_t layer, int64_t pos, const float *probs,
+                     uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
 
 /* Sets up a capture state for ctx's model and context size and installs the hook on ctx.
  * level OFF still installs the hook when an observer is set (policies need the rows). */

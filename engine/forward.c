@@ -1,5 +1,6 @@
 /* forward.c - CPU forward pass: embeddings, attention with the KV cache, SwiGLU FFN,
- * output logits; batched over tokens, parallel over weight rows and attention heads. */
+ * output logits; batched over tokens, parallel over weight rows and attention heads. The
+ * reference: a context with a device backend (backend.h) hands every eval to it. */
 #include "forward.h"
 
 #include <math.h>
@@ -9,6 +10,8 @@
 #include "log.h"
 #include "mem.h"
 #include "dtype.h"
+#include "probe.h"
+#include "sampler.h"
 #include "simd.h"
 #include "threadpool.h"
 
@@ -18,7 +21,10 @@
 
 struct pd_ctx_params pd_ctx_default_params(void)
 {
-    struct pd_ctx_params p = {0, 0, 0, PD_KV_F16, PD_BACKEND_CPU};
+    struct pd_ctx_params p;
+    memset(&p, 0, sizeof p);
+    p.kv_type = PD_KV_F16;
+    p.backend = PD_BACKEND_CPU;
     return p;
 }
 
@@ -59,18 +65,33 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
     if (!c) {
         return pd_err_set(err, PD_ENOMEM, "out of memory (context)");
     }
+    if (p.backend == PD_BACKEND_AUTO) {
+        p.backend = pd_backend_cuda_available() ? PD_BACKEND_CUDA : PD_BACKEND_CPU;
+    }
     c->model = m;
     c->params = p;
     enum pd_status st;
     if ((st = pd_pool_open(p.n_threads, &c->pool, err))) {
         goto fail;
     }
-    if (p.backend == PD_BACKEND_CUDA && (st = pd_backend_cuda_open(m, &c->backend, err))) {
-        goto fail;
-    }
     if (p.backend >= PD_BACKEND_KIND_COUNT) {
         st = pd_err_set(err, PD_EINVAL, "context: unknown backend %d", (int)p.backend);
         goto fail;
+    }
+    if (p.backend == PD_BACKEND_CUDA) {
+        /* The device holds K/V; the context keeps the positions (kvcache.h, mirror). */
+        if ((st = pd_kvcache_open_mirror(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
+                                         hp->n_head_kv * hp->head_dim_v, &c->kv, err)) ||
+            (st = pd_backend_cuda_open(m, &p, c->kv, &c->backend, err))) {
+            goto fail;
+        }
+        c->logits = pd_malloc_array(hp->n_vocab, sizeof(float));
+        if (!c->logits) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (context buffers)");
+            goto fail;
+        }
+        *out = c;
+        return PD_OK;
     }
     if ((st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
                               hp->n_head_kv * hp->head_dim_v, p.kv_type, &c->kv, err))) {
@@ -112,8 +133,8 @@ void pd_ctx_close(struct pd_ctx **cp)
     }
     struct pd_ctx *c = *cp;
     pd_pool_close(&c->pool);
+    pd_backend_close(&c->backend); /* before the mirror it listens to */
     pd_kvcache_close(&c->kv);
-    pd_backend_close(&c->backend);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -144,6 +165,54 @@ uint32_t pd_ctx_kv_free(const struct pd_ctx *c)
         most = max_u32(most, c->kv->layers[il].n);
     }
     return c->kv->cap - most;
+}
+
+const float *pd_ctx_logits(struct pd_ctx *c)
+{
+    if (!c->has_logits) {
+        return NULL;
+    }
+    if (c->backend) {
+        struct pd_err err;
+        if (c->backend->ops->logits(c->backend, c, &err)) {
+            pd_log(PD_LOG_ERROR, "%s", err.msg);
+            return NULL;
+        }
+    }
+    return c->logits;
+}
+
+int32_t pd_ctx_argmax(struct pd_ctx *c)
+{
+    if (!c->has_logits) {
+        return -1;
+    }
+    if (c->backend) {
+        return c->backend->ops->argmax(c->backend);
+    }
+    return pd_argmax(c->logits, c->model->hp.n_vocab);
+}
+
+enum pd_status pd_ctx_probe(struct pd_ctx *c, int32_t id, size_t k, struct pd_token_rec *rec,
+                            struct pd_err *err)
+{
+    if (!c->has_logits) {
+        return pd_err_set(err, PD_EINVAL, "probe: no token evaluated yet");
+    }
+    if (c->backend) {
+        return c->backend->ops->probe(c->backend, c, id, k, rec, err);
+    }
+    pd_probe_fill(c->logits, c->model->hp.n_vocab, id, k, rec);
+    return PD_OK;
+}
+
+int32_t pd_ctx_sample(struct pd_ctx *c, struct pd_sampler *s)
+{
+    if (c->backend && pd_sampler_greedy(s)) {
+        return pd_ctx_argmax(c);
+    }
+    const float *lg = pd_ctx_logits(c);
+    return lg ? pd_sampler_sample(s, lg) : -1;
 }
 
 /* ---- matmul: Y[t][r] = W[r] . X[t] ---------------------------------------------------- */
@@ -225,32 +294,6 @@ static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
                      float *const *y, const size_t *y_stride, const float *x,
                      size_t x_stride, uint32_t n_tok)
 {
-    if (c->backend) {
-        int done = 0;
-        for (int i = 0; i < n; i++) {
-            struct pd_err err;
-            enum pd_status st = c->backend->ops->matmul(c->backend, w[i], x, x_stride, y[i],
-                                                        y_stride[i], n_tok, &err);
-            if (st == PD_OK) {
-                done++;
-                continue;
-            }
-            if (st != PD_EUNSUPPORTED) {
-                /* A device failure: say so once and finish on the CPU, which gives the
-                 * same results within tolerance. */
-                pd_log(PD_LOG_ERROR, "%s; continuing on the CPU", err.msg);
-                pd_backend_close(&c->backend);
-            }
-            break;
-        }
-        if (done == n) {
-            return;
-        }
-        w += done;
-        y += done;
-        y_stride += done;
-        n -= done;
-    }
     enum pd_dtype fmt = pd_simd_traits(w[0]->type)->vec_dot_type;
     for (int i = 1; i < n; i++) {
         if (pd_simd_traits(w[i]->type)->vec_dot_type != fmt) {
@@ -284,7 +327,7 @@ static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, 
 
 /* ---- elementwise pieces ---------------------------------------------------------------- */
 
-static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
     /* Squares in float, sum in double, mean rounded to float: the GGUF reference order. */
     double sum = 0.0;
@@ -302,8 +345,8 @@ static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, floa
  * convention: theta_i = pos * base^(-2i/n_rot) / freq_div[i] * freq_scale, the power
  * computed by repeated multiplication in float, freq_div from rope_freqs.weight (1 when
  * absent). */
-static void rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
-                      const float *freq_div)
+void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                  const float *freq_div)
 {
     float theta_scale = powf(hp->rope_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
@@ -531,7 +574,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             return pd_err_set(err, PD_ECANCELLED, "cancelled");
         }
         for (uint32_t t = 0; t < n_tok; t++) {
-            rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
+            pd_rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
                     hp->norm_eps);
         }
         {
@@ -558,16 +601,16 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             for (uint32_t h = 0; h < hp->n_head; h++) {
                 float *qh = q + (size_t)h * hp->head_dim;
                 if (L->q_norm.data) {
-                    rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
+                    pd_rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
+                pd_rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             for (uint32_t h = 0; h < hp->n_head_kv; h++) {
                 float *kh = k + (size_t)h * hp->head_dim;
                 if (L->k_norm.data) {
-                    rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
+                    pd_rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
                 }
-                rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
+                pd_rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
             }
             if ((st = pd_kvcache_append(c->kv, il, pos0 + t, k, v, err))) {
                 return st;
@@ -589,7 +632,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             for (uint32_t i = 0; i < E; i++) {
                 x[i] += o[i];
             }
-            rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
+            pd_rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
         }
         {
             const struct pd_weight *w[2] = {&L->w_gate, &L->w_up};
@@ -622,7 +665,7 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
     }
     if (n_out > 0) {
         for (uint32_t t = first; t < n_tok; t++) {
-            rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
+            pd_rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
                     wf32(&m->output_norm), E, hp->norm_eps);
         }
         matmul(c, &m->output, c->xn, wide, c->out, hp->n_vocab, n_out);
@@ -668,6 +711,9 @@ enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
         return pd_err_set(err, PD_EINVAL,
                           "context full: %zu more tokens do not fit (%u slots free of %u)", n,
                           pd_ctx_kv_free(c), c->kv->cap);
+    }
+    if (c->backend) {
+        return n ? c->backend->ops->eval(c->backend, c, tokens, n, logits_fn, ud, err) : PD_OK;
     }
     size_t done = 0;
     while (done < n) {

@@ -33,8 +33,13 @@ struct pd_ctx_params {
     uint32_t n_ctx;         /* KV slots per layer (0 = min(4096, n_ctx_train)) */
     uint32_t n_batch;       /* tokens per forward batch (0 = 32) */
     enum pd_kv_type kv_type;/* default f16 */
-    enum pd_backend_kind backend; /* where weight products run (default cpu); cuda needs a
-                                   * CUDA build and a device, else pd_ctx_open fails */
+    enum pd_backend_kind backend; /* cpu (default), cuda (the device engine, backend.h:
+                                   * needs a CUDA build and a device, else pd_ctx_open
+                                   * fails), or auto (cuda when a device is present) */
+    bool cuda_emulate;      /* cuda on the CPU emulator (tests; PONDER_CUDA_EMULATE=1) */
+    /* optional: weight upload progress of a device backend (bytes done of total) */
+    void (*progress)(void *ud, uint64_t done, uint64_t total);
+    void *progress_ud;
 };
 
 struct pd_ctx_params pd_ctx_default_params(void);
@@ -75,11 +80,16 @@ struct pd_ctx {
     void *xq;        /* [n_batch][row bytes of the widest input in any dot format] */
     size_t xq_row_bytes;
     float *probs;    /* [n_batch][n_head][n_ctx] */
-    float *logits;   /* [n_vocab] logits of the last evaluated token */
+    float *logits;   /* [n_vocab] logits of the last evaluated token (with a device
+                      * backend and logits_lazy: valid after pd_ctx_logits) */
     bool has_logits;
+    bool logits_lazy;/* set by callers that use pd_ctx_logits/_sample/_probe: a device
+                      * backend then leaves the logits on the device */
 };
 
-/* Creates a context for m. On failure *out is NULL. */
+/* Creates a context for m. On failure *out is NULL. With a device backend the context's
+ * KV cache is a positions-only mirror (kvcache.h) and the forward pass runs on the device
+ * (backend.h); everything else behaves as on the CPU. */
 enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params *p,
                            struct pd_ctx **out, struct pd_err *err);
 void pd_ctx_close(struct pd_ctx **c);
@@ -98,5 +108,33 @@ enum pd_status pd_ctx_eval(struct pd_ctx *c, const int32_t *tokens, size_t n,
 
 /* Free KV slots left in the fullest layer. */
 uint32_t pd_ctx_kv_free(const struct pd_ctx *c);
+
+/* The last evaluated token's logits (c->logits), fetched from the device backend when they
+ * were left there; NULL before any eval or on a device error (logged). */
+const float *pd_ctx_logits(struct pd_ctx *c);
+
+/* The argmax of the last evaluated token's logits (lowest id on ties); -1 before any eval
+ * or on a device error. */
+int32_t pd_ctx_argmax(struct pd_ctx *c);
+
+/* pd_probe_fill of the last evaluated token's distribution (logprob of id, entropy, top-k)
+ * without fetching the logits when a device backend computed the probe. */
+enum pd_status pd_ctx_probe(struct pd_ctx *c, int32_t id, size_t k, struct pd_token_rec *rec,
+                            struct pd_err *err);
+
+struct pd_sampler;
+/* pd_sampler_sample over the last evaluated token's logits; a greedy sampler takes the
+ * device's argmax without fetching them. -1 on a device error. */
+int32_t pd_ctx_sample(struct pd_ctx *c, struct pd_sampler *s);
+
+/* The CPU reference's RMSNorm and RoPE, exposed so the GPU kernels' shared helpers can be
+ * checked bit-exact against them (tests/gpu/test_gpu_host.c).
+ * pd_rmsnorm: out[i] = x[i] * (1/sqrtf(mean(x^2) + eps)) * w[i], squares in float summed in
+ * double; out may equal x. pd_rope_head: rotates the first n_rot dims of one head x for
+ * position pos with the model's pairing and frequencies (freq_div: rope_freqs or NULL).
+ * Pure, thread-safe. */
+void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
+void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                  const float *freq_div);
 
 #endif

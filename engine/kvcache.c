@@ -26,9 +26,9 @@ const char *pd_kv_type_name(enum pd_kv_type t)
     return (unsigned)t < PD_KV_TYPE_COUNT ? kv_type_names[t] : "?";
 }
 
-enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
-                               enum pd_kv_type type, struct pd_kvcache **out,
-                               struct pd_err *err)
+static enum pd_status kv_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
+                              enum pd_kv_type type, bool mirror, struct pd_kvcache **out,
+                              struct pd_err *err)
 {
     *out = NULL;
     if (n_layer == 0 || cap == 0 || dim_k == 0 || dim_v == 0 || type >= PD_KV_TYPE_COUNT) {
@@ -44,6 +44,7 @@ enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, u
     c->dim_k = dim_k;
     c->dim_v = dim_v;
     c->type = type;
+    c->mirror = mirror;
     c->layers = pd_calloc(n_layer, sizeof *c->layers);
     if (!c->layers) {
         goto nomem;
@@ -52,9 +53,11 @@ enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, u
     for (uint32_t il = 0; il < n_layer; il++) {
         struct pd_kv_layer *L = &c->layers[il];
         L->pos = pd_malloc_array(cap, sizeof *L->pos);
-        L->k = pd_malloc_array((size_t)cap * dim_k, es);
-        L->v = pd_malloc_array((size_t)cap * dim_v, es);
-        if (!L->pos || !L->k || !L->v) {
+        if (!mirror) {
+            L->k = pd_malloc_array((size_t)cap * dim_k, es);
+            L->v = pd_malloc_array((size_t)cap * dim_v, es);
+        }
+        if (!L->pos || (!mirror && (!L->k || !L->v))) {
             goto nomem;
         }
     }
@@ -64,6 +67,20 @@ nomem:
     pd_kvcache_close(&c);
     return pd_err_set(err, PD_ENOMEM, "out of memory (kv cache: %u layers x %u slots)", n_layer,
                       cap);
+}
+
+enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
+                               enum pd_kv_type type, struct pd_kvcache **out,
+                               struct pd_err *err)
+{
+    return kv_open(n_layer, cap, dim_k, dim_v, type, false, out, err);
+}
+
+enum pd_status pd_kvcache_open_mirror(uint32_t n_layer, uint32_t cap, uint32_t dim_k,
+                                      uint32_t dim_v, struct pd_kvcache **out,
+                                      struct pd_err *err)
+{
+    return kv_open(n_layer, cap, dim_k, dim_v, PD_KV_F16, true, out, err);
 }
 
 void pd_kvcache_close(struct pd_kvcache **cp)
@@ -86,6 +103,9 @@ void pd_kvcache_close(struct pd_kvcache **cp)
 
 void pd_kvcache_clear(struct pd_kvcache *c)
 {
+    if (c->listener.clear) {
+        c->listener.clear(c->listener.ud);
+    }
     for (uint32_t il = 0; il < c->n_layer; il++) {
         c->layers[il].n = 0;
     }
@@ -114,9 +134,11 @@ enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
         return pd_err_set(err, PD_EINVAL, "kv cache: position %lld not after %lld",
                           (long long)pos, (long long)L->pos[L->n - 1]);
     }
-    size_t es = kv_type_size[c->type];
-    store_row(c->type, (char *)L->k + (size_t)L->n * c->dim_k * es, k, c->dim_k);
-    store_row(c->type, (char *)L->v + (size_t)L->n * c->dim_v * es, v, c->dim_v);
+    if (!c->mirror) {
+        size_t es = kv_type_size[c->type];
+        store_row(c->type, (char *)L->k + (size_t)L->n * c->dim_k * es, k, c->dim_k);
+        store_row(c->type, (char *)L->v + (size_t)L->n * c->dim_v * es, v, c->dim_v);
+    }
     L->pos[L->n++] = pos;
     return PD_OK;
 }
@@ -124,6 +146,9 @@ enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
 uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evict)
 {
     struct pd_kv_layer *L = &c->layers[il];
+    if (c->listener.evict) {
+        c->listener.evict(c->listener.ud, il, evict, L->n);
+    }
     size_t es = kv_type_size[c->type];
     size_t kb = c->dim_k * es, vb = c->dim_v * es;
     uint32_t w = 0;
@@ -133,8 +158,10 @@ uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evic
         }
         if (w != s) {
             L->pos[w] = L->pos[s];
-            memcpy((char *)L->k + w * kb, (char *)L->k + s * kb, kb);
-            memcpy((char *)L->v + w * vb, (char *)L->v + s * vb, vb);
+            if (!c->mirror) {
+                memcpy((char *)L->k + w * kb, (char *)L->k + s * kb, kb);
+                memcpy((char *)L->v + w * vb, (char *)L->v + s * vb, vb);
+            }
         }
         w++;
     }
@@ -145,6 +172,9 @@ uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evic
 
 void pd_kvcache_truncate(struct pd_kvcache *c, int64_t pos)
 {
+    if (c->listener.truncate) {
+        c->listener.truncate(c->listener.ud, pos);
+    }
     for (uint32_t il = 0; il < c->n_layer; il++) {
         struct pd_kv_layer *L = &c->layers[il];
         while (L->n > 0 && L->pos[L->n - 1] >= pos) {

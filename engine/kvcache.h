@@ -7,6 +7,12 @@
  *
  * Storage type is f16 (default, half the memory) or f32.
  *
+ * Mirror mode (pd_kvcache_open_mirror): the K/V rows live elsewhere (the device engine,
+ * engine/backend_cuda.c); the cache keeps only the positions, in the same order and under
+ * the same operations, so everything that reads `n` and `pos` (sessions, policies,
+ * scoring) works unchanged. A listener, when set, hears every removal before it happens
+ * and mirrors it in the real storage.
+ *
  * Ownership: the cache owns its arrays. Thread-safety: owned by the engine worker; the
  * forward pass reads slots from its pool threads while nothing mutates the cache. */
 #ifndef PD_KVCACHE_H
@@ -37,6 +43,17 @@ struct pd_kv_layer {
     void *v;         /* [cap][dim_v] in `type` */
 };
 
+/* Told about removals before the cache applies them (all callbacks required). */
+struct pd_kv_listener {
+    /* Slots s < n of layer il with mask[s] != 0 are about to be removed (view order). */
+    void (*evict)(void *ud, uint32_t il, const uint8_t *mask, uint32_t n);
+    /* Every slot with position >= pos is about to be removed from every layer. */
+    void (*truncate)(void *ud, int64_t pos);
+    /* Every layer is about to be emptied. */
+    void (*clear)(void *ud);
+    void *ud; /* borrowed */
+};
+
 struct pd_kvcache {
     uint32_t n_layer;
     uint32_t cap;
@@ -44,12 +61,19 @@ struct pd_kvcache {
     uint32_t dim_v;  /* n_head_kv * head_dim_v */
     enum pd_kv_type type;
     struct pd_kv_layer *layers; /* [n_layer] */
+    bool mirror;     /* positions only: k and v are NULL */
+    struct pd_kv_listener listener; /* optional (evict == NULL: none) */
 };
 
 enum pd_status pd_kvcache_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, uint32_t dim_v,
                                enum pd_kv_type type, struct pd_kvcache **out,
                                struct pd_err *err);
 void pd_kvcache_close(struct pd_kvcache **c);
+
+/* A positions-only cache (see mirror mode above); pd_kvcache_append takes NULL rows. */
+enum pd_status pd_kvcache_open_mirror(uint32_t n_layer, uint32_t cap, uint32_t dim_k,
+                                      uint32_t dim_v, struct pd_kvcache **out,
+                                      struct pd_err *err);
 
 /* Empties every layer. */
 void pd_kvcache_clear(struct pd_kvcache *c);

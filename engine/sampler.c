@@ -158,6 +158,11 @@ static size_t select_top_k(struct pd_sampler *s, const float *logits, size_t k)
     return n;
 }
 
+bool pd_sampler_greedy(const struct pd_sampler *s)
+{
+    return s->p.temperature <= 0;
+}
+
 int32_t pd_sampler_sample(struct pd_sampler *s, const float *logits)
 {
     if (s->p.temperature <= 0) {

@@ -13,6 +13,7 @@
 #ifndef PD_SAMPLER_H
 #define PD_SAMPLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,10 @@ void pd_sampler_close(struct pd_sampler **s);
 
 /* Picks a token from logits[n_vocab] (not modified). */
 int32_t pd_sampler_sample(struct pd_sampler *s, const float *logits);
+
+/* True when s always picks the argmax (temperature <= 0): no draw, no randomness, so a
+ * backend that knows the argmax need not hand over the logits. */
+bool pd_sampler_greedy(const struct pd_sampler *s);
 
 /* Index of the largest logit (lowest index on ties). */
 int32_t pd_argmax(const float *logits, size_t n);

@@ -490,6 +490,25 @@ static void remove_slots(struct pd_session *s, uint32_t il, const uint8_t *mask)
     pd_kvcache_evict(s->ctx->kv, il, mask);
 }
 
+/* Tells a backend that computes attention on its own device which rows the policy
+ * observer will want in the next eval call starting at pos0 (capture.h). */
+static void observer_need(struct pd_session *s, int64_t pos0)
+{
+    struct pd_kv_policy *p = s->policy;
+    int64_t from = INT64_MAX;
+    if (p && s->in_prefill) {
+        if (p->n_prefill_rows == PD_KV_ROWS_ALL) {
+            from = pos0;
+        } else if (p->n_prefill_rows > 0) {
+            from = s->prefill_end - p->n_prefill_rows;
+        }
+    } else if (p && p->needs_decode_attn) {
+        from = pos0;
+    }
+    s->cap.observer_from = from;
+    s->cap.observer_mean = p && p->agg == PD_KV_AGG_MEAN;
+}
+
 /* Asks the policy which slots to evict after an eval and applies the answer. */
 static void policy_step(struct pd_session *s)
 {
@@ -688,7 +707,10 @@ static enum pd_status prefill(struct pd_session *s, const int32_t *tokens, size_
     }
     /* The first token is predicted by the logits left by the previous eval, if any. */
     if (pos0 > 0 && s->ctx->has_logits) {
-        pd_probe_fill(s->ctx->logits, s->model->hp.n_vocab, tokens[0], s->p.topk, &recs[0]);
+        struct pd_err perr;
+        if (pd_ctx_probe(s->ctx, tokens[0], s->p.topk, &recs[0], &perr)) {
+            pd_log(PD_LOG_WARN, "%s", perr.msg);
+        }
     }
     s->recs = recs;
     struct prefill_cb cb = {s, tokens, n};
@@ -698,6 +720,9 @@ static enum pd_status prefill(struct pd_session *s, const int32_t *tokens, size_
     }
     s->in_prefill = true;
     s->prefill_end = pos0 + (int64_t)n;
+    if (s->cap_ready) {
+        observer_need(s, pos0);
+    }
     s->prefill_t0 = now_s();
     s->prefill_shown = s->prefill_t0;
     if (!st) {
@@ -731,6 +756,7 @@ static enum pd_status eval_one(struct pd_session *s, int32_t id, struct pd_err *
     enum pd_status st = PD_OK;
     if (s->cap_ready) {
         st = pd_capture_begin(&s->cap, s->ctx->n_past, 1, err);
+        observer_need(s, s->ctx->n_past);
     }
     if (!st) {
         st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
@@ -920,15 +946,23 @@ static enum pd_status divergence(struct pd_session *s, struct pd_err *err)
     s->ctx->hide = (const uint8_t *const *)s->shadow;
     st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
     s->ctx->hide = NULL;
+    const float *lg = st ? NULL : pd_ctx_logits(s->ctx);
+    if (!st && !lg) {
+        st = pd_err_set(err, PD_ECUDA, "divergence: the logits are unavailable");
+    }
     if (!st) {
-        memcpy(masked, s->ctx->logits, nv * sizeof *masked);
+        memcpy(masked, lg, nv * sizeof *masked);
         pd_kvcache_truncate(s->ctx->kv, p);
         s->ctx->n_past = p;
         st = pd_ctx_eval(s->ctx, &id, 1, NULL, NULL, err);
     }
     s->ctx->attn_hook = hook;
+    lg = st ? NULL : pd_ctx_logits(s->ctx);
+    if (!st && !lg) {
+        st = pd_err_set(err, PD_ECUDA, "divergence: the logits are unavailable");
+    }
     if (!st) {
-        memcpy(full, s->ctx->logits, nv * sizeof *full);
+        memcpy(full, lg, nv * sizeof *full);
         struct pd_dist_stats a = pd_probe_stats(full, nv), b = pd_probe_stats(masked, nv);
         double kl = 0.0;
         for (uint32_t i = 0; i < nv; i++) {
@@ -1260,11 +1294,17 @@ static void *worker_main(void *arg)
             r.role = PD_ROLE_INJECTED;
             r.flags = PD_TOKF_FORCED;
         } else {
-            id = pd_sampler_sample(s->sampler, s->ctx->logits);
+            id = pd_ctx_sample(s->ctx, s->sampler);
+            if (id < 0) {
+                st = pd_err_set(&err, PD_ECUDA, "sampling: the logits are unavailable");
+                break;
+            }
             r.role = s->think_open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
         }
         r.pos = s->ctx->n_past;
-        pd_probe_fill(s->ctx->logits, s->model->hp.n_vocab, id, s->p.topk, &r);
+        if ((st = pd_ctx_probe(s->ctx, id, s->p.topk, &r, &err))) {
+            break;
+        }
         fill_text(s, &r);
         /* The thinking controller (modes.h) sees every token the model chose while
          * thinking: an early end becomes "Wait", a spent budget or mode none ends it. */
@@ -1386,6 +1426,7 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
         goto fail;
     }
     s->ctx->cancel = &s->stop;
+    s->ctx->logits_lazy = true; /* sampling and probes go through pd_ctx_sample/_probe */
     uint32_t n_ctx = s->ctx->params.n_ctx;
     s->rowbuf = pd_malloc_array((size_t)m->hp.n_head * n_ctx, sizeof(float));
     s->posbuf = pd_malloc_array(n_ctx, sizeof(int64_t));

@@ -81,7 +81,14 @@ for k in 1 2 3; do
     "$ponder" generate -m "$model" --in "$tmp/prompts.jsonl" --samples 2 --temp 1 -n 200 \
         --db "$tmp/g.db" >/dev/null 2>&1 &
     pid=$!
-    sleep "1.$((RANDOM % 9))"
+    # kill once it records (a cuBLAS-linked ponder spends ~1.8 s starting), at a random point
+    for ((w = 0; w < 300; w++)); do
+        [ "$(q "$tmp/g.db" 'SELECT count(*) FROM sessions' 2>/dev/null)" -gt 100 ] 2>/dev/null &&
+            break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "0.$((RANDOM % 9))"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     check "recording kill -9 #$k: integrity_check" integrity "$tmp/g.db"

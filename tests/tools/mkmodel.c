@@ -1,7 +1,7 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
  *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
- *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench|1b] [--vocab-from GGUF]
+ *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench|1b|8b|1.5b] [--vocab-from GGUF]
  *           [--chat-template deepseek-r1|qwen3|chatml] [--rope-freqs 1] --out FILE
  *
  * The same arguments always give the same bytes. Shapes are small but exercise every
@@ -20,6 +20,13 @@
  * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`; --shape 1b one of Llama-3.2-1B's
  * layer shapes (n_embd 2048, 32 heads of 64, 8 KV heads, ffn 8192, 16 layers; ~0.55 GB in
  * q4_k) for the memory-bound decode figures. Both declare a 4096-token context (tiny: 512).
+ * --shape 8b and --shape 1.5b make models of real sizes for the GPU benchmarks
+ * (tests/gpu/check.sh): Llama-3-8B's shapes (4096 wide, 32 layers of 32 query and 8 KV
+ * heads of 128, ffn 14336, vocabulary 128256) and Qwen2-1.5B's (1536 wide, 28 layers of 12
+ * and 2 heads of 128, ffn 8960, vocabulary 151936), with a 32768-token context. They are
+ * written fast: random blocks straight in the type's layout (scales chosen for the usual
+ * 1/sqrt(width) magnitudes) instead of quantising random floats, and the vocabulary padded
+ * with synthetic tokens. Only their speed matters, not their text.
  * --name TEXT sets general.name (any bytes, for tests of how ponder prints it).
  * --constant PIECE (llama only) makes a model whose greedy choice is always the token
  * PIECE, whatever the context: every token has the same embedding u, the attention and
@@ -33,6 +40,7 @@
 
 #include "mem.h"
 #include "dtype.h"
+#include "half.h"
 #include "gguf_writer.h"
 
 struct rng {
@@ -65,6 +73,9 @@ struct spec {
     int bpe;
     uint32_t n_embd, n_ff, n_head, n_head_kv, head_dim, n_layer;
     uint32_t n_ctx_train;
+    int big;              /* real-size shape: fast random blocks */
+    uint64_t n_vocab_pad; /* pad the vocabulary to this many tokens (0: none) */
+    float rope_base;      /* 0: the architecture's usual */
 };
 
 /* ---- vocabularies -------------------------------------------------------------------- */
@@ -213,11 +224,131 @@ static size_t vocab_find(const struct vocab *v, const char *s)
     return (size_t)-1;
 }
 
+/* Appends synthetic tokens "<|pNNNNNNN|>" (all distinct, so no duplicate scan) until the
+ * vocabulary holds n tokens. */
+static void vocab_pad(struct vocab *v, uint64_t n)
+{
+    if (v->n >= n) {
+        return;
+    }
+    char **tok = realloc(v->tok, n * sizeof *tok);
+    float *score = realloc(v->score, n * sizeof *score);
+    int32_t *type = realloc(v->type, n * sizeof *type);
+    if (tok) {
+        v->tok = tok;
+    }
+    if (score) {
+        v->score = score;
+    }
+    if (type) {
+        v->type = type;
+    }
+    if (!tok || !score || !type) {
+        return;
+    }
+    v->cap = n;
+    while (v->n < n) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "<|p%07zu|>", v->n);
+        v->tok[v->n] = pd_strdup(buf);
+        v->score[v->n] = -1000.0f;
+        v->type[v->n] = 1;
+        v->n++;
+    }
+}
+
 /* ---- tensors ------------------------------------------------------------------------- */
+
+static uint16_t rnd_f16(float v)
+{
+    return pd_f32_to_f16(v);
+}
+
+/* n elements of type t as random valid blocks whose values have magnitude about scale,
+ * written straight in the type's layout (the real-size shapes: no quantiser search). */
+static void fill_fast(struct rng *r, enum pd_dtype t, uint8_t *dst, uint64_t n, float scale)
+{
+    const struct pd_dtype_traits *tr = pd_dtype_traits(t);
+    uint64_t nb = n / tr->block_size;
+    for (uint64_t b = 0; b < nb; b++) {
+        uint8_t *p = dst + b * tr->type_size;
+        uint64_t bits = 0;
+        for (uint32_t i = 0; i < tr->type_size; i++) {
+            if (i % 8 == 0) {
+                bits = rng_next(r);
+            }
+            p[i] = (uint8_t)(bits >> (8 * (i % 8)));
+        }
+        uint16_t h;
+        switch (t) {
+        case PD_DTYPE_F32: {
+            float f = rng_uniform(r, scale);
+            memcpy(p, &f, 4);
+            break;
+        }
+        case PD_DTYPE_F16:
+            h = rnd_f16(rng_uniform(r, scale));
+            memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_BF16:
+            h = pd_f32_to_bf16(rng_uniform(r, scale));
+            memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_Q8_0:
+            h = rnd_f16(scale / 127.0f);
+            memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_Q4_0:
+            h = rnd_f16(scale / 8.0f);
+            memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_Q4_K: /* d*sc*q - dmin*m, q 0..15, sc and m 0..63: centred on 0 */
+        case PD_DTYPE_Q5_K: /* q 0..31 */
+            h = rnd_f16(scale / (t == PD_DTYPE_Q4_K ? 472.0f : 976.0f));
+            memcpy(p, &h, 2);
+            h = rnd_f16(scale / 63.0f);
+            memcpy(p + 2, &h, 2);
+            break;
+        case PD_DTYPE_Q6_K: /* d*sc*(q-32), sc -128..127 */
+            h = rnd_f16(scale / 2048.0f);
+            memcpy(p + 208, &h, 2);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int add_matrix_fast(struct pd_gguf_writer *w, struct rng *r, const char *name,
+                           uint64_t cols, uint64_t rows, enum pd_dtype type, float scale)
+{
+    uint64_t rb = pd_dtype_row_size(type, cols);
+    uint8_t *d = malloc(rb * rows);
+    if (!d) {
+        fprintf(stderr, "mkmodel: out of memory (%s)\n", name);
+        return -1;
+    }
+    fill_fast(r, type, d, cols * rows, scale);
+    uint64_t ne[2] = {cols, rows};
+    struct pd_err err;
+    enum pd_status st = pd_gguf_writer_add_tensor(w, name, rows > 1 ? 2 : 1, ne, type, d,
+                                                  rb * rows, &err);
+    free(d);
+    if (st) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int g_big; /* the real-size shapes (fast random blocks) */
 
 static int add_matrix(struct pd_gguf_writer *w, struct rng *r, const char *name, uint64_t cols,
                       uint64_t rows, enum pd_dtype type, float scale)
 {
+    if (g_big) {
+        return add_matrix_fast(w, r, name, cols, rows, type, scale);
+    }
     float *d = malloc(cols * rows * sizeof *d);
     for (uint64_t i = 0; i < cols * rows; i++) {
         d[i] = rng_uniform(r, scale);
@@ -394,6 +525,8 @@ static int build(const struct spec *sp, const char *out)
     } else {
         build_spm(&v);
     }
+    vocab_pad(&v, sp->n_vocab_pad);
+    g_big = sp->big;
     const char *a = sp->arch;
     char key[128];
 #define KU32(suffix, val)                                                         \
@@ -415,7 +548,9 @@ static int build(const struct spec *sp, const char *out)
     KU32("attention.head_count", sp->n_head);
     KU32("attention.head_count_kv", sp->n_head_kv);
     KF32("attention.layer_norm_rms_epsilon", 1e-6f);
-    KF32("rope.freq_base", strcmp(a, "llama") == 0 ? 10000.0f : 1000000.0f);
+    KF32("rope.freq_base", sp->rope_base > 0   ? sp->rope_base
+                           : strcmp(a, "llama") == 0 ? 10000.0f
+                                                     : 1000000.0f);
     if (strcmp(a, "qwen3") == 0) {
         KU32("attention.key_length", sp->head_dim);
         KU32("attention.value_length", sp->head_dim);
@@ -595,9 +730,10 @@ done:
 int main(int argc, char **argv)
 {
     struct spec sp = {NULL, NULL, 0, NULL, NULL, "llama", PD_DTYPE_F32, 1, -1, 64, 128, 4, 2, 16,
-                      2, 512};
+                      2, 512, 0, 0, 0.0f};
     const char *out = NULL;
     int bench = 0; /* 1 bench, 2 1b */
+    const char *big = NULL;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -633,8 +769,11 @@ int main(int argc, char **argv)
                 bench = 1;
             } else if (strcmp(val, "1b") == 0) {
                 bench = 2;
+            } else if (strcmp(val, "8b") == 0 || strcmp(val, "1.5b") == 0) {
+                big = val;
             } else if (strcmp(val, "tiny") != 0) {
-                fprintf(stderr, "mkmodel: --shape: expected tiny, bench or 1b, got '%s'\n",
+                fprintf(stderr, "mkmodel: --shape: expected tiny, bench, 1b, 8b or 1.5b, got "
+                                "'%s'\n",
                         val);
                 return 2;
             }
@@ -665,6 +804,31 @@ int main(int argc, char **argv)
         return 2;
     }
     uint32_t blk = pd_dtype_traits(sp.type)->block_size;
+    if (big && strcmp(big, "8b") == 0) { /* Llama-3-8B */
+        sp.n_embd = 4096;
+        sp.n_ff = 14336;
+        sp.n_head = 32;
+        sp.n_head_kv = 8;
+        sp.head_dim = 128;
+        sp.n_layer = 32;
+        sp.n_vocab_pad = 128256;
+        sp.rope_base = 500000.0f;
+        sp.n_ctx_train = 32768;
+        sp.big = 1;
+        return build(&sp, out);
+    }
+    if (big) { /* Qwen2-1.5B */
+        sp.n_embd = 1536;
+        sp.n_ff = 8960;
+        sp.n_head = 12;
+        sp.n_head_kv = 2;
+        sp.head_dim = 128;
+        sp.n_layer = 28;
+        sp.n_vocab_pad = 151936;
+        sp.n_ctx_train = 32768;
+        sp.big = 1;
+        return build(&sp, out);
+    }
     if (bench == 1) {
         sp.n_embd = 512;
         sp.n_ff = 1536;

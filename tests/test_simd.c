@@ -578,7 +578,9 @@ static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t ro
     const struct pd_dtype_traits *tr = pd_dtype_traits(t);
     enum pd_dtype vt = tr->vec_dot_type;
     size_t wrow = (size_t)pd_dtype_row_size(t, n), xrow = (size_t)pd_dtype_row_size(vt, n);
-    size_t w_stride = wrow + 6, x_stride = xrow + 10, y_stride = rows + 3;
+    /* rows wider than their data, as in a strided view, kept 4-byte aligned as GGUF
+     * tensors are (a float row at an odd address would be undefined behaviour) */
+    size_t w_stride = wrow + 8, x_stride = xrow + 12, y_stride = rows + 3;
     uint8_t *w = xmalloc(rows * w_stride);
     uint8_t *x = xmalloc(n_tok * x_stride);
     float *y = xmalloc(n_tok * y_stride * sizeof(float));

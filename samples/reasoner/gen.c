@@ -293,7 +293,7 @@ static int cmd_stats(const struct opts *o, bool show)
     size_t cnt[RZ_KIND_COUNT][RZ_STYLE_COUNT] = {{0}}, mx[RZ_KIND_COUNT][RZ_STYLE_COUNT] = {{0}};
     size_t total = 0, shown = 0;
     for (long long i = 0; p && i < o->count; i++) {
-        enum rz_style st;
+        enum rz_style st = RZ_STYLE_COUNT; /* set by draw_sample on success */
         if (draw_sample(&r, p, &st, &x, &err) || rz_encode(tok, &x, &smp, &err)) {
             rc = fail_err(&err);
             break;

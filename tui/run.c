@@ -42,7 +42,6 @@
 #include "store_jsonl.h"
 #include "term.h"
 
-#define PROMPT_FILE_MAX ((size_t)1 << 20)
 #define DEFAULT_PROMPT "Once upon a time, there was a girl who asked why the sky is blue."
 /* The model ponder ships (samples/models, docs/reasoner.md) and the question its demo asks. */
 #define REASONER_MODEL "models/reasoner.gguf"
@@ -110,35 +109,6 @@ static const char run_usage[] =
     "                        engine's top-k, the KV and attention views need ponder serve\n"
     "  --api-key K, --remote-model N, --server KIND, --timeout S   as for generate\n";
 
-static char *read_prompt_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        pd_cli_fail(1, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(PROMPT_FILE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, PROMPT_FILE_MAX + 1, f) : 0;
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        pd_cli_fail(1, "%s: cannot read", path);
-        return NULL;
-    }
-    if (n > PROMPT_FILE_MAX) {
-        free(buf);
-        pd_cli_fail(1, "%s: prompt longer than 1 MiB", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    if (memchr(buf, '\0', n) || !pd_utf8_valid(buf, n)) {
-        free(buf);
-        pd_cli_fail(1, "%s: the prompt is not UTF-8 text", path);
-        return NULL;
-    }
-    return buf;
-}
 
 static int run_live(struct pd_live_opts *o, bool stats)
 {
@@ -317,7 +287,7 @@ int pd_cli_run(int argc, char **argv)
     }
     char *text = NULL;
     if (file) {
-        if (!(text = read_prompt_file(file))) {
+        if (!(text = pd_cli_read_prompt(file))) {
             return 1;
         }
         o.prompt = text;

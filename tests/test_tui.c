@@ -784,6 +784,78 @@ static void test_app_prune_tag_quit(void **state)
     pd_app_deinit(&a);
 }
 
+/* :question and :system: no text opens the command line with the current text (escaped);
+ * TEXT queues a save of unsaved edits (when recording) and the rerun with the other half
+ * kept; :system - drops the system message; a replay, an empty question and an unknown
+ * question (a re-opened session) are refused. */
+static void test_app_rerun_commands(void **state)
+{
+    (void)state;
+    struct pd_app a;
+    struct pd_app_fx fx;
+    live_app(&a);
+    assert_int_equal(pd_app_set_question(&a, "Why is\nthe sky blue?", "Be brief.", NULL), PD_OK);
+    pd_app_command(&a, "question");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_int_equal(fx.kind, PD_FX_CMDLINE);
+    assert_string_equal(fx.text, "question Why is\\nthe sky blue?");
+    pd_app_command(&a, "system");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_string_equal(fx.text, "system Be brief.");
+    /* with unsaved edits and a recording: save first, then rerun */
+    a.recording = true;
+    pd_app_command(&a, "goto 9");
+    pd_app_do(&a, PD_ACT_PRUNE);
+    assert_true(pd_app_unsaved(&a));
+    pd_app_command(&a, "question A\\tB\\\\C");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_int_equal(fx.kind, PD_FX_SAVE);
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_int_equal(fx.kind, PD_FX_RERUN);
+    assert_string_equal(a.rerun_question, "A\tB\\C");
+    assert_string_equal(a.rerun_system, "Be brief.");
+    pd_app_mark_saved(&a);
+    pd_app_command(&a, "system -");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_int_equal(fx.kind, PD_FX_RERUN);
+    assert_string_equal(a.rerun_question, "Why is\nthe sky blue?");
+    assert_null(a.rerun_system);
+    pd_app_command(&a, "system Answer in French.");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_string_equal(a.rerun_system, "Answer in French.");
+    /* a question too long for the command line is not cut */
+    char big[700];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(pd_app_set_question(&a, big, NULL, NULL), PD_OK);
+    a.msg_error = false;
+    pd_app_command(&a, "question");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_true(a.msg_error);
+    /* a re-opened session's question is not known: edit refused, TEXT still works */
+    assert_int_equal(pd_app_set_question(&a, NULL, NULL, NULL), PD_OK);
+    a.msg_error = false;
+    pd_app_command(&a, "question");
+    assert_true(a.msg_error);
+    pd_app_command(&a, "system Be brief.");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    pd_app_command(&a, "question New one");
+    assert_true(pd_app_fx_pop(&a, &fx));
+    assert_int_equal(fx.kind, PD_FX_RERUN);
+    a.msg_error = false;
+    pd_app_command(&a, "question \\");
+    pd_app_command(&a, "question  ");
+    pd_app_deinit(&a);
+    /* replay: no model */
+    struct pd_err err;
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    pd_app_command(&a, "question Why?");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_true(a.msg_error);
+    assert_non_null(strstr(a.msg, "needs the model"));
+    pd_app_deinit(&a);
+}
+
 static void test_app_search_and_moves(void **state)
 {
     (void)state;
@@ -1479,6 +1551,7 @@ int main(void)
         cmocka_unit_test(test_app_finish_single_step_keeps_text),
         cmocka_unit_test(test_app_live_actions),
         cmocka_unit_test(test_app_prune_tag_quit),
+        cmocka_unit_test(test_app_rerun_commands),
         cmocka_unit_test(test_app_search_and_moves),
         cmocka_unit_test(test_app_branch_and_events),
         cmocka_unit_test(test_app_corrupt_records),

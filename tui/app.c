@@ -130,6 +130,10 @@ void pd_app_deinit(struct pd_app *a)
     free(a->diff_text[1]);
     free(a->recv_recs);
     free(a->matches);
+    free(a->question);
+    free(a->system);
+    free(a->rerun_question);
+    free(a->rerun_system);
     pd_steps_seg_close(&a->seg);
     pd_steps_list_deinit(&a->seg_out);
     pd_wrap_deinit(&a->wrap);
@@ -1182,6 +1186,23 @@ void pd_app_mark_saved(struct pd_app *a)
 }
 
 /* ---- branch tree and diff overlays ---------------------------------------------------- */
+
+enum pd_status pd_app_set_question(struct pd_app *a, const char *question, const char *system,
+                                   struct pd_err *err)
+{
+    char *q = question ? strdup(question) : NULL;
+    char *sy = system ? strdup(system) : NULL;
+    if ((question && !q) || (system && !sy)) {
+        free(q);
+        free(sy);
+        return pd_err_set(err, PD_ENOMEM, "out of memory (the question)");
+    }
+    free(a->question);
+    free(a->system);
+    a->question = q;
+    a->system = sy;
+    return PD_OK;
+}
 
 void pd_app_set_tree(struct pd_app *a, struct pd_app_branch *tree, size_t n)
 {

@@ -132,6 +132,8 @@ enum pd_fx_kind {
     PD_FX_BRANCHES,  /* load the session's branch tree (pd_app_set_tree) */
     PD_FX_DIFF,      /* load session id against its parent from the fork (pd_app_set_diff) */
     PD_FX_OPEN,      /* show session id instead (replay) */
+    PD_FX_RERUN,     /* end this run and start rerun_question / rerun_system as a new
+                      * session with the same model and settings (live) */
     PD_FX_KIND_COUNT
 };
 
@@ -139,7 +141,7 @@ struct pd_app_fx {
     enum pd_fx_kind kind;
     struct pd_cmd cmd;       /* PD_FX_SESSION */
     char cmdline_kind;       /* PD_FX_CMDLINE */
-    char text[256];          /* PD_FX_CMDLINE: initial text */
+    char text[512];          /* PD_FX_CMDLINE: initial text */
     int64_t id;              /* PD_FX_DIFF, PD_FX_OPEN: the session */
 };
 
@@ -284,6 +286,12 @@ struct pd_app {
     double tok_per_s;
     uint32_t continue_n;         /* tokens c asks for (the run's -n; 0: until the end) */
     struct pd_sampler_params sampling; /* what the session samples with (:temp, ...) */
+    char *question;              /* owned: the user's question this run asked, NULL when
+                                  * not known (a re-opened session); :question edits it */
+    char *system;                /* owned: its system message, NULL: none */
+    bool rerun;                  /* the loop ended to run rerun_question as a new session */
+    char *rerun_question;        /* owned, set by :question / :system */
+    char *rerun_system;          /* owned, NULL: none */
 
     /* ---- trace colour (colour.c) ---- */
     enum pd_colour colour;
@@ -453,6 +461,11 @@ bool pd_app_fx_pop(struct pd_app *a, struct pd_app_fx *out);
 /* The trace now records into a new session (a branch): its steps are not in the
  * database, and prune marks and tags start empty (the parent keeps its own). */
 void pd_app_new_session(struct pd_app *a);
+
+/* The question and system message this live run asked (copied; system NULL: none;
+ * question NULL: not known). PD_ENOMEM on failure. */
+enum pd_status pd_app_set_question(struct pd_app *a, const char *question, const char *system,
+                                   struct pd_err *err);
 
 /* The loop saved successfully: marks steps and tags saved. */
 void pd_app_mark_saved(struct pd_app *a);

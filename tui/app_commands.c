@@ -29,6 +29,45 @@ static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
     return true;
 }
 
+/* The command line is one line: \n, \t and \\ stand for a line break, a tab and a
+ * backslash in text typed into it (inject, question, system). unescape writes at most n
+ * bytes with the terminator and returns the length; escape returns false when the text
+ * does not fit. */
+static size_t unescape(const char *s, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = s; *p && o + 1 < n; p++) {
+        if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+            out[o++] = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
+            p++;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static bool escape(const char *s, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = s; *p; p++) {
+        const char *e = *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : *p == '\\' ? "\\\\" : NULL;
+        size_t k = e ? 2 : 1;
+        if (o + k + 1 > n) {
+            return false;
+        }
+        if (e) {
+            memcpy(out + o, e, 2);
+        } else {
+            out[o] = *p;
+        }
+        o += k;
+    }
+    out[o] = '\0';
+    return true;
+}
+
 static void cmd_inject(struct pd_app *a, const char *arg)
 {
     if (a->kind != PD_APP_LIVE || !pd_app_session_live(a)) {
@@ -43,17 +82,7 @@ static void cmd_inject(struct pd_app *a, const char *arg)
     }
     struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_INJECT);
     if (c) {
-        /* \n, \t and \\ are unescaped so a line can inject paragraph breaks. */
-        size_t o = 0;
-        for (const char *p = arg; *p && o + 1 < sizeof c->text; p++) {
-            if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
-                c->text[o++] = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
-                p++;
-            } else {
-                c->text[o++] = *p;
-            }
-        }
-        c->text[o] = '\0';
+        size_t o = unescape(arg, c->text, sizeof c->text);
         pd_app_msg(a, false, "injecting %zu bytes", o);
     }
 }
@@ -81,6 +110,83 @@ static void cmd_ask(struct pd_app *a, const char *arg)
         snprintf(c->text, sizeof c->text, "%s", arg);
         pd_app_msg(a, false, "asking: %s", arg);
     }
+}
+
+/* question [TEXT] / system [TEXT|-]: ask again as a new session with the same model and
+ * settings. Without TEXT the command line opens with the current text to edit. Unsaved
+ * prunes and tags are saved to this session first (with --no-record there is nowhere to
+ * keep them, and they go with the run). */
+static void rerun(struct pd_app *a, const char *name, const char *arg)
+{
+    bool sys = strcmp(name, "system") == 0;
+    if (a->kind != PD_APP_LIVE) {
+        pd_app_msg(a, true, "%s: needs the model (ponder replay ID -m MODEL re-opens this "
+                            "session with one)", name);
+        return;
+    }
+    if (!*arg) {
+        const char *cur = sys ? a->system : a->question;
+        if (!sys && !cur) {
+            pd_app_msg(a, true, "question: this re-opened session's question is not loaded; "
+                                ":question TEXT asks a new one");
+            return;
+        }
+        char line[sizeof a->fx[0].text];
+        int k = snprintf(line, sizeof line, "%s ", name);
+        if (!escape(cur ? cur : "", line + k, sizeof line - (size_t)k)) {
+            pd_app_msg(a, true, "%s: the text (%zu bytes) is longer than the command line; "
+                                ":%s TEXT replaces it", name, strlen(cur), name);
+            return;
+        }
+        pd_app_open_cmdline(a, ':', line);
+        return;
+    }
+    size_t n = strlen(arg) + 1;
+    char *text = malloc(n);
+    if (!text) {
+        pd_app_msg(a, true, "%s: out of memory", name);
+        return;
+    }
+    unescape(arg, text, n);
+    if (sys && strcmp(text, "-") == 0) {
+        text[0] = '\0';
+    }
+    const char *q = sys ? a->question : text;
+    const char *sy = sys ? (text[0] ? text : NULL) : a->system;
+    if (!q || !q[0]) {
+        pd_app_msg(a, true, q ? "question: the question is empty"
+                              : "system: this re-opened session's question is not loaded; "
+                                ":question TEXT asks a new one");
+        free(text);
+        return;
+    }
+    char *nq = strdup(q);
+    char *ns = sy ? strdup(sy) : NULL;
+    free(text);
+    if (!nq || (sy && !ns)) {
+        free(nq);
+        free(ns);
+        pd_app_msg(a, true, "%s: out of memory", name);
+        return;
+    }
+    free(a->rerun_question);
+    free(a->rerun_system);
+    a->rerun_question = nq;
+    a->rerun_system = ns;
+    if (a->recording && pd_app_unsaved(a)) {
+        pd_app_fx_push(a, PD_FX_SAVE);
+    }
+    pd_app_fx_push(a, PD_FX_RERUN);
+}
+
+static void cmd_question(struct pd_app *a, const char *arg)
+{
+    rerun(a, "question", arg);
+}
+
+static void cmd_system(struct pd_app *a, const char *arg)
+{
+    rerun(a, "system", arg);
 }
 
 static bool tag_valid(const char *t)
@@ -510,6 +616,10 @@ static const struct pd_app_command_info commands[] = {
     {"inject", cmd_inject, "inject TEXT", "insert TEXT into the reasoning (live)"},
     {"ask", cmd_ask, "ask TEXT",
      "after the answer: another user turn, in the model's chat template (live)"},
+    {"question", cmd_question, "question [TEXT]",
+     "ask TEXT as a new session (same model, settings); no TEXT: edit the question (live)"},
+    {"system", cmd_system, "system [TEXT|-]",
+     "run the question again with system message TEXT (- none); no TEXT: edit it (live)"},
     {"tag", cmd_tag, "tag NAME [NOTE]", "tag the cursor's step"},
     {"prune", cmd_prune, "prune", "prune / unprune the cursor's step (as p)"},
     {"branch", cmd_branch, "branch", "branch after the cursor token (as b; live)"},

@@ -490,12 +490,13 @@ static void rec_status(struct pd_live *l, struct pd_app *a)
     if (!failed) {
         l->rec_failed_shown = false;
     }
-    if (failed != a->rec_failed || unsaved != a->rec_unsaved) {
-        a->dirty |= PD_DIRTY_STATUS;
+    int64_t committed = pd_store_writer_committed(l->w);
+    if (failed != a->rec_failed || unsaved != a->rec_unsaved || committed != a->n_committed) {
+        a->dirty |= PD_DIRTY_STATUS; /* the status bar shows all three */
     }
     a->rec_failed = failed;
     a->rec_unsaved = unsaved;
-    a->n_committed = pd_store_writer_committed(l->w);
+    a->n_committed = committed;
 }
 
 /* A failed recording tries again (on `s` and on resume). */

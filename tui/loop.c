@@ -93,6 +93,16 @@ static void run_effects(struct pd_app *a, const struct pd_loop_source *src)
         case PD_FX_QUIT:
             a->quit = true;
             break;
+        case PD_FX_RERUN:
+            if (a->recording && pd_app_unsaved(a)) {
+                pd_app_msg(a, true, "not run again: this session's edits did not save (s "
+                                    "retries; :q! quits without them)");
+                break;
+            }
+            a->quit_discarded = pd_app_unsaved(a); /* --no-record: nowhere to keep them */
+            a->rerun = true;
+            a->quit = true;
+            break;
         case PD_FX_SESSION:
         case PD_FX_SAVE:
         case PD_FX_BRANCHES:
@@ -161,8 +171,11 @@ int pd_loop_run(struct pd_app *a, const struct pd_loop_source *src)
         if (a->playing) {
             timeout = timeout < 0 || timeout > 33 ? 33 : timeout;
         }
-        if (a->kind == PD_APP_LIVE && !a->finished && (timeout < 0 || timeout > 500)) {
-            timeout = 500; /* tok/s and recording state refresh */
+        bool lagging = a->recording && a->n_committed < (int64_t)a->n_toks;
+        if (a->kind == PD_APP_LIVE && (!a->finished || lagging) &&
+            (timeout < 0 || timeout > 500)) {
+            timeout = 500; /* tok/s and recording state refresh (also while the recording
+                            * commits the end of a finished generation) */
         }
         struct pollfd fds[2];
         int nfds = 0;

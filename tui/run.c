@@ -110,13 +110,18 @@ static const char run_usage[] =
     "  --api-key K, --remote-model N, --server KIND, --timeout S   as for generate\n";
 
 
-static int run_live(struct pd_live_opts *o, bool stats)
+/* One live run in the workbench; *rerun gets the question (and system message) to ask
+ * next when the user ended it with :question or :system (owned by the caller). */
+static int run_live_once(const struct pd_live_opts *o, bool stats, char **rerun_q,
+                         char **rerun_sys)
 {
     struct pd_app app;
     struct pd_err err;
     pd_err_clear(&err);
-    if (pd_app_init(&app, PD_APP_LIVE, &err)) {
+    if (pd_app_init(&app, PD_APP_LIVE, &err) ||
+        pd_app_set_question(&app, o->from_session ? NULL : o->prompt, o->system, &err)) {
         pd_cli_print_err(&err);
+        pd_app_deinit(&app);
         return 1;
     }
     struct pd_live *live = NULL;
@@ -143,7 +148,39 @@ static int run_live(struct pd_live_opts *o, bool stats)
     if (stats) {
         print_stats(&app);
     }
+    if (rc == 0 && app.rerun) {
+        *rerun_q = app.rerun_question;
+        *rerun_sys = app.rerun_system;
+        app.rerun_question = app.rerun_system = NULL;
+    }
     pd_app_deinit(&app);
+    return rc;
+}
+
+/* Runs the workbench until it ends without asking again (:question / :system start the
+ * next run as a new root session with the same model, database and settings). */
+static int run_live(struct pd_live_opts *o, bool stats)
+{
+    char *q = NULL, *sys = NULL;
+    int rc;
+    for (;;) {
+        char *nq = NULL, *nsys = NULL;
+        rc = run_live_once(o, stats, &nq, &nsys);
+        if (!nq) {
+            break;
+        }
+        free(q);
+        free(sys);
+        q = nq;
+        sys = nsys;
+        o->prompt = q;
+        o->system = sys;
+        o->from_session = 0;
+        o->from_pos = 0;
+        fprintf(stderr, "ponder: asking again as a new session\n");
+    }
+    free(q);
+    free(sys);
     return rc;
 }
 

@@ -1090,6 +1090,56 @@ static void test_attention_recompute(void **state)
     }
     pd_event_free(&ev);
     pd_session_close(&s);
+    /* With a full cache the recomputed rows are the ones the live token attended with: their
+     * head mean equals the token's summary, which holds whole rows here (top_n 64 > the
+     * 11 slots) and was captured while it was decoded one token at a time. */
+    memset(r, 0, sizeof *r);
+    s = open_session(g_model, g_tok, NULL, 0, 1, 64);
+    start(s, "the time");
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    while (!blob) {
+        wait_for(s, r, PD_EV_TOKEN, &ev);
+        if (ev.tok.pos == 10) {
+            assert_int_equal(ev.tok.role, PD_ROLE_THINK); /* generated, not the prompt */
+            blob = ev.tok.attn;
+            blob_len = ev.tok.attn_len;
+            ev.tok.attn = NULL;
+        }
+        pd_event_free(&ev);
+    }
+    assert_non_null(blob);
+    send(s, cmd(PD_CMD_PAUSE));
+    wait_for(s, r, PD_EV_PAUSED, NULL);
+    c = cmd(PD_CMD_ATTN);
+    c.pos = 10;
+    send(s, c);
+    wait_for(s, r, PD_EV_ATTN, &ev);
+    struct pd_attn_view v;
+    assert_true(pd_attn_blob_layout(blob, blob_len, &v));
+    assert_int_equal(v.n_layer, ev.rows->n_layer);
+    uint32_t checked = 0;
+    for (uint32_t l = 0; l < v.n_layer; l++) {
+        for (uint32_t k = 0; k < v.n_top; k++) {
+            uint32_t pos;
+            float w;
+            if (!pd_attn_view_entry(&v, l, k, &pos, &w)) {
+                continue;
+            }
+            assert_true(pos <= 10);
+            double mean = 0;
+            for (uint32_t h = 0; h < ev.rows->n_head; h++) {
+                mean += ev.rows->w[l][h * 11 + pos];
+            }
+            mean /= ev.rows->n_head;
+            assert_float_equal(mean, w, 1e-4);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, v.n_layer * 11);
+    free(blob);
+    pd_event_free(&ev);
+    pd_session_close(&s);
     free(r);
 }
 

@@ -856,6 +856,121 @@ static void test_app_rerun_commands(void **state)
     pd_app_deinit(&a);
 }
 
+/* Rows for a token at pos: layers {0, 1} (of n_layer 2), 2 heads, slots at positions
+ * 0..pos; head h of layer l puts weight w(l, h) on position focus[h] and the rest evenly. */
+static struct pd_attn_rows *make_rows(int64_t pos, const int64_t focus[2])
+{
+    struct pd_attn_rows *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->n_layer = 2;
+    r->n_head = 2;
+    r->layers = calloc(2, sizeof *r->layers);
+    r->n_slots = calloc(2, sizeof *r->n_slots);
+    r->slot_pos = calloc(2, sizeof *r->slot_pos);
+    r->w = calloc(2, sizeof *r->w);
+    uint32_t n = (uint32_t)pos + 1;
+    for (uint32_t l = 0; l < 2; l++) {
+        r->layers[l] = l;
+        r->n_slots[l] = n;
+        r->slot_pos[l] = calloc(n, sizeof **r->slot_pos);
+        r->w[l] = calloc(2 * (size_t)n, sizeof **r->w);
+        for (uint32_t k = 0; k < n; k++) {
+            r->slot_pos[l][k] = k;
+        }
+        for (uint32_t h = 0; h < 2; h++) {
+            float peak = l == 0 ? 0.9f : 0.5f;
+            for (uint32_t k = 0; k < n; k++) {
+                r->w[l][h * n + k] = (1.0f - peak) / (float)(n - 1);
+            }
+            r->w[l][h * n + (uint32_t)focus[h]] = peak;
+        }
+    }
+    return r;
+}
+
+/* :head N: asks the session for the cursor token's rows (not while following a running
+ * generation; once at a time), colours by that head (mean over layers, or :layer's),
+ * drops rows of positions a branch rewinds, refuses a head the model lacks, and a replay
+ * says the rows need the model. */
+static void test_app_heads(void **state)
+{
+    (void)state;
+    struct pd_app a;
+    struct pd_app_fx fx;
+    live_app(&a); /* following, running */
+    pd_app_command(&a, "head 1");
+    assert_int_equal(a.colour, PD_COLOUR_ATTN_FROM);
+    assert_int_equal(a.colour_head, 1);
+    assert_false(pd_app_fx_pop(&a, &fx)); /* following a running generation: no request */
+    pd_app_command(&a, "goto 20");
+    assert_true(pop_cmd(&a, PD_CMD_ATTN, &fx));
+    assert_int_equal(fx.cmd.pos, a.toks[20].pos);
+    assert_true(a.heads_pending);
+    pd_app_command(&a, "goto 19");
+    assert_false(pd_app_fx_pop(&a, &fx)); /* one request at a time */
+    char title[64];
+    const char *labels[PD_APP_LEVELS];
+    pd_app_colour_legend(&a, title, sizeof title, labels);
+    assert_non_null(strstr(title, "H1 (computing)"));
+    /* the answer for 20 arrives while the cursor is at 19: taken, and 19 is asked next */
+    const int64_t focus20[2] = {3, 11};
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_ATTN;
+    ev.pos = a.toks[20].pos;
+    ev.rows = make_rows(ev.pos, focus20);
+    struct pd_err err;
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_null(ev.rows);
+    assert_true(pop_cmd(&a, PD_CMD_ATTN, &fx));
+    assert_int_equal(fx.cmd.pos, a.toks[19].pos);
+    assert_false(pd_app_heads_ready(&a));
+    pd_app_command(&a, "goto 20");
+    assert_true(pd_app_heads_ready(&a));
+    pd_app_colour_prepare(&a);
+    /* head 1 puts (0.9 + 0.5) / 2 = 0.7 on position 11; head 0 the same on 3 */
+    assert_int_equal(pd_app_colour_level(&a, 11), 7);
+    assert_int_equal(pd_app_colour_level(&a, 3), 1); /* the even rest: ~0.01-0.03 */
+    pd_app_command(&a, "head 0");
+    pd_app_colour_prepare(&a);
+    assert_int_equal(pd_app_colour_level(&a, 3), 7);
+    assert_true(pd_app_colour_level(&a, 11) < 3);
+    pd_app_command(&a, "layer 1"); /* 0.5 on 3 in layer 1 alone */
+    pd_app_colour_prepare(&a);
+    assert_int_equal(pd_app_colour_level(&a, 3), 6);
+    pd_app_colour_legend(&a, title, sizeof title, labels);
+    assert_string_equal(title, "attn from 20 L1 H0");
+    /* later positions than the cursor are not coloured */
+    assert_int_equal(pd_app_colour_level(&a, 21), 0);
+    /* a head the model does not have */
+    pd_app_command(&a, "head 2");
+    assert_true(a.msg_error);
+    assert_int_equal(a.colour_head, 0);
+    /* the head mean again: from the summaries, no rows needed */
+    pd_app_command(&a, "head mean");
+    assert_int_equal(a.colour_head, -1);
+    /* a branch that rewinds before the rows' position drops them */
+    pd_app_command(&a, "head 0");
+    ev_simple(&a, PD_EV_BRANCHED, 15, "resample");
+    assert_null(a.heads);
+    pd_app_deinit(&a);
+    /* replay: the database keeps the head mean only */
+    assert_int_equal(pd_app_init(&a, PD_APP_REPLAY, &err), PD_OK);
+    struct pd_token_rec t;
+    memset(&t, 0, sizeof t);
+    t.pos = 0;
+    t.id = 1;
+    t.logprob = NAN;
+    t.entropy = NAN;
+    assert_int_equal(pd_app_push_token_take(&a, &t, &err), PD_OK);
+    pd_app_seek(&a, 1);
+    pd_app_command(&a, "head 0");
+    assert_false(pd_app_fx_pop(&a, &fx));
+    assert_true(a.msg_error);
+    assert_non_null(strstr(a.msg, "-m MODEL"));
+    pd_app_deinit(&a);
+}
+
 static void test_app_search_and_moves(void **state)
 {
     (void)state;
@@ -1552,6 +1667,7 @@ int main(void)
         cmocka_unit_test(test_app_live_actions),
         cmocka_unit_test(test_app_prune_tag_quit),
         cmocka_unit_test(test_app_rerun_commands),
+        cmocka_unit_test(test_app_heads),
         cmocka_unit_test(test_app_search_and_moves),
         cmocka_unit_test(test_app_branch_and_events),
         cmocka_unit_test(test_app_corrupt_records),

@@ -97,6 +97,8 @@ enum pd_status pd_app_init(struct pd_app *a, enum pd_app_kind kind, struct pd_er
     a->mode = PD_MODE_LONG;
     a->sampling = pd_sampler_default_params();
     a->colour_layer = -1;
+    a->colour_head = -1;
+    a->heads_pos = -1;
     a->tok_recv_for = SIZE_MAX;
     snprintf(a->kv_policy, sizeof a->kv_policy, "full");
     snprintf(a->backend, sizeof a->backend, "cpu");
@@ -130,6 +132,8 @@ void pd_app_deinit(struct pd_app *a)
     free(a->diff_text[1]);
     free(a->recv_recs);
     free(a->matches);
+    pd_attn_rows_free(a->heads);
+    free(a->head_w);
     free(a->question);
     free(a->system);
     free(a->rerun_question);
@@ -352,6 +356,7 @@ void pd_app_set_cursor(struct pd_app *a, size_t i)
     }
     scroll_to_cursor(a);
     steps_scroll(a);
+    pd_app_heads_want(a);
 }
 
 void pd_app_resize(struct pd_app *a, int trace_rows, int trace_cols, int steps_rows,
@@ -979,6 +984,12 @@ void pd_app_truncate_to(struct pd_app *a, size_t pos)
     if (pos >= a->n_toks) {
         return;
     }
+    if (a->heads && a->heads_pos >= (int64_t)pos) { /* another token will hold that position */
+        pd_attn_rows_free(a->heads);
+        a->heads = NULL;
+        a->heads_pos = -1;
+        a->heads_gen++;
+    }
     for (size_t i = pos; i < a->n_toks; i++) {
         pd_token_rec_free(&a->toks[i]);
     }
@@ -1197,6 +1208,8 @@ enum pd_status pd_app_set_question(struct pd_app *a, const char *question, const
         free(sy);
         return pd_err_set(err, PD_ENOMEM, "out of memory (the question)");
     }
+    pd_attn_rows_free(a->heads);
+    free(a->head_w);
     free(a->question);
     free(a->system);
     a->question = q;

@@ -300,6 +300,18 @@ struct pd_app {
     size_t tok_recv_cap;
     size_t tok_recv_for;         /* tokens [0, tok_recv_for) are summed; SIZE_MAX: stale */
     int32_t tok_recv_layer;      /* the layer they were summed for */
+    int32_t colour_head;         /* attention from the cursor: one head (:head), -1 the mean */
+    struct pd_attn_rows *heads;  /* owned: every head's attention rows of one token (PD_EV_ATTN
+                                  * on request, or a token event under --capture full) */
+    int64_t heads_pos;           /* the position they belong to */
+    uint64_t heads_gen;          /* counts rows taken */
+    bool heads_pending;          /* a PD_CMD_ATTN is out (one at a time) */
+    bool heads_refused;          /* said why rows cannot come (once per :head) */
+    float *head_w;               /* owned [head_w_cap]: the selected head's weight by position,
+                                  * [0, head_w_n) valid; built by pd_app_colour_prepare */
+    size_t head_w_cap, head_w_n;
+    uint64_t head_w_gen;         /* heads_gen, head and layer it was built for */
+    int32_t head_w_head, head_w_layer;
     int64_t prefill_done;        /* prompt encoding progress: tokens done of total, rate */
     int64_t prefill_total;       /* (0: none shown) */
     double prefill_rate;
@@ -522,6 +534,15 @@ enum pd_kv_cell {
     PD_KV_CELL_COUNT
 };
 enum pd_kv_cell pd_app_kv_cell(const struct pd_app *a, int32_t layer, int64_t pos);
+
+/* Per-head attention (colour.c). pd_app_heads_want asks the session for the cursor
+ * token's rows when the head view needs them and they are not here (one request at a
+ * time; not while following a running generation, whose newest rows come with its tokens
+ * under --capture full); pd_app_heads_take takes rows for position pos. */
+void pd_app_heads_want(struct pd_app *a);
+void pd_app_heads_take(struct pd_app *a, struct pd_attn_rows *rows, int64_t pos);
+/* Whether the rows held belong to the cursor token. */
+bool pd_app_heads_ready(const struct pd_app *a);
 
 /* Mode name for the status bar ("long", "short:256", "none"). */
 void pd_app_mode_text(const struct pd_app *a, char *buf, size_t n);

@@ -567,6 +567,24 @@ static void cmd_layer(struct pd_app *a, const char *arg)
     pd_app_set_colour(a, a->colour);
 }
 
+/* head N|mean: attention from the cursor by one head (every head's rows of the cursor
+ * token, recomputed by the model), or the head mean from the summaries. */
+static void cmd_head(struct pd_app *a, const char *arg)
+{
+    int64_t v;
+    int64_t hi = a->heads && a->heads->n_head ? (int64_t)a->heads->n_head - 1 : 4095;
+    if (strcmp(arg, "mean") == 0) {
+        v = -1;
+    } else if (!parse_i64(arg, 0, hi, &v)) {
+        pd_app_msg(a, true, "head: expected mean or a head in [0, %lld], got '%s'",
+                   (long long)hi, arg);
+        return;
+    }
+    a->colour_head = (int32_t)v;
+    a->heads_refused = false;
+    pd_app_set_colour(a, PD_COLOUR_ATTN_FROM);
+}
+
 static void cmd_branches(struct pd_app *a, const char *arg)
 {
     (void)arg;
@@ -639,6 +657,8 @@ static const struct pd_app_command_info commands[] = {
     {"branches", cmd_branches, "branches", "the branch tree (as B)"},
     {"diff", cmd_diff, "diff [ID]", "session ID (default: this one) against its parent"},
     {"layer", cmd_layer, "layer N|all", "attention colours: one layer, or the mean over all"},
+    {"head", cmd_head, "head N|mean",
+     "attention from the cursor by one head (recomputed by the model), or the head mean"},
     {"prefer", cmd_prefer, "prefer [ID]", "prefer this session over ID (default: its parent)"},
     {"goto", cmd_goto, "goto POS", "move the cursor to token POS"},
     {"seek", cmd_seek, "seek N", "replay: show the first N tokens"},

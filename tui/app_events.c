@@ -27,7 +27,25 @@ static enum pd_status ev_token(struct pd_app *a, struct pd_event *ev, const char
                                struct pd_err *err)
 {
     (void)text;
+    if (ev->rows) { /* --capture full: every head's rows of this token */
+        if (a->follow || !pd_app_heads_ready(a)) {
+            pd_app_heads_take(a, ev->rows, ev->tok.pos);
+        } else {
+            pd_attn_rows_free(ev->rows); /* the cursor's own rows stay */
+        }
+        ev->rows = NULL;
+    }
     return pd_app_push_token_take(a, &ev->tok, err);
+}
+
+static enum pd_status ev_attn(struct pd_app *a, struct pd_event *ev, const char *text,
+                              struct pd_err *err)
+{
+    (void)text, (void)err;
+    a->heads_pending = false;
+    pd_app_heads_take(a, ev->rows, ev->pos);
+    ev->rows = NULL;
+    return PD_OK;
 }
 
 static enum pd_status ev_step(struct pd_app *a, struct pd_event *ev, const char *text,
@@ -48,6 +66,12 @@ static enum pd_status ev_mode(struct pd_app *a, struct pd_event *ev, const char 
                               struct pd_err *err)
 {
     (void)ev, (void)err;
+    if (strncmp(text, "attention", 9) == 0) { /* a refused PD_CMD_ATTN */
+        a->heads_pending = false;
+        a->heads_refused = true;
+        pd_app_msg(a, true, "%s", text);
+        return PD_OK;
+    }
     enum pd_think_mode m;
     uint32_t budget = 0;
     if (pd_think_mode_parse(text, &m, &budget, NULL) == PD_OK) {
@@ -191,6 +215,7 @@ static const event_fn event_handlers[PD_EV_KIND_COUNT] = {
     [PD_EV_BRANCHED] = ev_branched,   [PD_EV_PRUNED] = ev_pruned,
     [PD_EV_DIVERGENCE] = ev_divergence, [PD_EV_FINISHED] = ev_finished,
     [PD_EV_ERROR] = ev_error,         [PD_EV_PROGRESS] = ev_progress,
+    [PD_EV_ATTN] = ev_attn,
 };
 _Static_assert(sizeof event_handlers / sizeof event_handlers[0] == PD_EV_KIND_COUNT,
                "event table");
@@ -211,6 +236,8 @@ enum pd_status pd_app_on_event(struct pd_app *a, struct pd_event *ev, struct pd_
     if ((unsigned)ev->kind >= PD_EV_KIND_COUNT || !event_handlers[ev->kind]) {
         return pd_err_set(err, PD_EFORMAT, "unknown session event %d", (int)ev->kind);
     }
-    return event_handlers[ev->kind](a, ev, text, err);
+    enum pd_status st = event_handlers[ev->kind](a, ev, text, err);
+    pd_app_heads_want(a); /* a pause or an end lets the head view ask for rows */
+    return st;
 }
 

@@ -1,5 +1,6 @@
 /* colour.c - what the trace is coloured by: surprisal (the default), entropy, attention
- * from the cursor token (one layer or the mean over layers), attention received by each
+ * from the cursor token (one layer or the mean over layers; one head or the head mean),
+ * attention received by each
  * token from all later ones, or the kind of the step a token belongs to. Each mode maps a
  * token to one of PD_APP_LEVELS levels (0: no colour) and names its levels for the legend
  * in the trace's title. View model only: the colours themselves are term.c's. */
@@ -86,8 +87,108 @@ static void add_received(struct pd_app *a, size_t j)
     }
 }
 
+/* ---- one head (:head) ---- */
+
+bool pd_app_heads_ready(const struct pd_app *a)
+{
+    return a->heads && a->n_visible > 0 && a->heads_pos == a->toks[a->cursor].pos;
+}
+
+void pd_app_heads_take(struct pd_app *a, struct pd_attn_rows *rows, int64_t pos)
+{
+    pd_attn_rows_free(a->heads);
+    a->heads = rows;
+    a->heads_pos = rows ? pos : -1;
+    a->heads_gen++;
+    a->dirty |= PD_DIRTY_TRACE | PD_DIRTY_INSPECT;
+    if (rows && a->colour_head >= 0 && (uint32_t)a->colour_head >= rows->n_head) {
+        pd_app_msg(a, true, "head %d: the model has %u heads (0-%u); back to the head mean",
+                   (int)a->colour_head, rows->n_head, rows->n_head - 1);
+        a->colour_head = -1;
+    }
+}
+
+void pd_app_heads_want(struct pd_app *a)
+{
+    if (a->colour != PD_COLOUR_ATTN_FROM || a->colour_head < 0 || a->n_visible == 0 ||
+        pd_app_heads_ready(a) || a->heads_pending) {
+        return;
+    }
+    if (a->kind != PD_APP_LIVE || a->remote) {
+        if (!a->heads_refused) {
+            pd_app_msg(a, true, "head: every head's attention is recomputed by the model in "
+                                "this process (%s)", a->remote ? "a remote engine has none"
+                                : "ponder replay ID -m MODEL; the database keeps the head mean");
+            a->heads_refused = true;
+        }
+        return;
+    }
+    if (a->follow && !a->paused && !a->finished) {
+        return; /* the newest token's rows come with it under --capture full; recomputing
+                 * them for every token would slow the generation down */
+    }
+    struct pd_cmd *c = pd_app_fx_cmd(a, PD_CMD_ATTN);
+    if (c) {
+        c->pos = a->toks[a->cursor].pos;
+        a->heads_pending = true;
+        a->dirty |= PD_DIRTY_TRACE;
+    }
+}
+
+/* The selected head's weight to every position (mean over the captured layers, or the
+ * one layer of :layer), from the cursor token's rows. */
+static void build_head_w(struct pd_app *a)
+{
+    if (!pd_app_heads_ready(a)) {
+        a->head_w_n = 0;
+        return;
+    }
+    if (a->head_w_gen == a->heads_gen && a->head_w_head == a->colour_head &&
+        a->head_w_layer == a->colour_layer) {
+        return;
+    }
+    const struct pd_attn_rows *r = a->heads;
+    size_t n = (size_t)a->heads_pos + 1;
+    if (a->head_w_cap < n) {
+        float *w = pd_realloc_array(a->head_w, n, sizeof *w);
+        if (!w) {
+            pd_app_msg(a, true, "out of memory (head attention)");
+            a->head_w_n = 0;
+            return;
+        }
+        a->head_w = w;
+        a->head_w_cap = n;
+    }
+    memset(a->head_w, 0, n * sizeof *a->head_w);
+    uint32_t used = 0, h = (uint32_t)a->colour_head;
+    for (uint32_t li = 0; li < r->n_layer && h < r->n_head; li++) {
+        if (a->colour_layer >= 0 && r->layers[li] != (uint32_t)a->colour_layer) {
+            continue;
+        }
+        used++;
+        const float *row = r->w[li] + (size_t)h * r->n_slots[li];
+        for (uint32_t k = 0; k < r->n_slots[li]; k++) {
+            int64_t p = r->slot_pos[li][k];
+            if (p >= 0 && (size_t)p < n && isfinite(row[k])) {
+                a->head_w[p] += row[k];
+            }
+        }
+    }
+    for (size_t p = 0; p < n && used > 1; p++) {
+        a->head_w[p] /= (float)used;
+    }
+    a->head_w_n = used ? n : 0; /* 0: :layer names a layer the rows do not hold */
+    a->head_w_gen = a->heads_gen;
+    a->head_w_head = a->colour_head;
+    a->head_w_layer = a->colour_layer;
+}
+
 void pd_app_colour_prepare(struct pd_app *a)
 {
+    if (a->colour == PD_COLOUR_ATTN_FROM && a->colour_head >= 0) {
+        build_head_w(a);
+        return;
+    }
     if (a->colour != PD_COLOUR_ATTN_RECV) {
         return;
     }
@@ -121,6 +222,10 @@ static float attn_from_cursor(const struct pd_app *a, size_t i)
 {
     if (a->n_visible == 0 || i >= a->cursor) {
         return NAN;
+    }
+    if (a->colour_head >= 0) {
+        int64_t p = a->toks[i].pos;
+        return pd_app_heads_ready(a) && p >= 0 && (size_t)p < a->head_w_n ? a->head_w[p] : NAN;
     }
     struct pd_attn_view v;
     const struct pd_token_rec *t = &a->toks[a->cursor];
@@ -186,11 +291,18 @@ void pd_app_colour_legend(const struct pd_app *a, char *title, size_t n,
         snprintf(title, n, "%s bits", mode_names[a->colour]);
         memcpy(labels, bits_labels, sizeof bits_labels);
         break;
-    case PD_COLOUR_ATTN_FROM:
-        snprintf(title, n, "attn from %lld%s",
-                 a->n_visible ? (long long)a->toks[a->cursor].pos : 0LL, layer);
+    case PD_COLOUR_ATTN_FROM: {
+        char head[40] = "";
+        if (a->colour_head >= 0) {
+            snprintf(head, sizeof head, " H%d%s", (int)a->colour_head,
+                     pd_app_heads_ready(a) ? (a->head_w_n ? "" : " (layer not captured)")
+                     : a->heads_pending ? " (computing)" : " (no rows)");
+        }
+        snprintf(title, n, "attn from %lld%s%s",
+                 a->n_visible ? (long long)a->toks[a->cursor].pos : 0LL, layer, head);
         memcpy(labels, weight_labels, sizeof weight_labels);
         break;
+    }
     case PD_COLOUR_ATTN_RECV:
         snprintf(title, n, "attn received%s", layer);
         memcpy(labels, mass_labels, sizeof mass_labels);
@@ -209,9 +321,13 @@ void pd_app_set_colour(struct pd_app *a, enum pd_colour c)
 {
     a->colour = c;
     a->tok_recv_for = SIZE_MAX;
-    a->dirty |= PD_DIRTY_TRACE;
+    a->dirty |= PD_DIRTY_TRACE | PD_DIRTY_INSPECT;
+    if (a->colour_head >= 0) {
+        build_head_w(a); /* the legend says whether the rows hold the layer */
+    }
     char title[64];
     const char *labels[PD_APP_LEVELS];
     pd_app_colour_legend(a, title, sizeof title, labels);
     pd_app_msg(a, false, "colour: %s", title);
+    pd_app_heads_want(a); /* after the message: a refusal replaces it */
 }

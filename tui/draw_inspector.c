@@ -1,7 +1,8 @@
 /* draw_inspector.c - the inspector: the cursor token's text, logprob, probability,
  * surprisal and entropy; the top-k alternatives as a bar chart (the produced token marked,
  * the selected one highlighted for steering); the per-layer attention strip and the
- * most-attended earlier tokens from the attention summary blob. */
+ * most-attended earlier tokens from the attention summary blob; with every head's rows of
+ * the cursor token (:head), a layers x heads grid and the selected head's most attended. */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -79,6 +80,110 @@ struct attn_item {
     uint32_t pos;
     float w;
 };
+
+static const uint32_t shade[PD_HEAT_LEVELS] = {0x00B7, 0x2581, 0x2582, 0x2583,
+                                               0x2584, 0x2585, 0x2586, 0x2588};
+
+static int weight_level(float v)
+{
+    int level = !(v > 0) ? 0 : 1 + (int)(v * (PD_HEAT_LEVELS - 1) * 0.999f);
+    return level >= PD_HEAT_LEVELS ? PD_HEAT_LEVELS - 1 : level;
+}
+
+/* The token at position pos (tokens are in position order; a pruned span leaves gaps). */
+static const struct pd_token_rec *find_pos(const struct pd_app *a, uint32_t pos)
+{
+    size_t lo = 0, hi = a->n_visible;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->toks[mid].pos < (int64_t)pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < a->n_visible && a->toks[lo].pos == (int64_t)pos ? &a->toks[lo] : NULL;
+}
+
+/* Layers x heads: each cell the strongest weight of that head's row (how focused it is);
+ * the selected head's column is marked in the header. Returns the next free line. */
+static int draw_heads(const struct pd_app *a, int y, int end, int x, int w)
+{
+    const struct pd_attn_rows *r = a->heads;
+    if (y >= end || r->n_layer == 0) {
+        return y;
+    }
+    int label = 5, cols = w - label;
+    uint32_t nh = r->n_head < (uint32_t)(cols > 0 ? cols : 0) ? r->n_head : (uint32_t)cols;
+    int used = pd_draw_printf(y, x, w, pd_term_style(PD_STYLE_DIM), "heads H0-%u, max weight",
+                              r->n_head - 1);
+    if (a->colour_head >= 0 && used + 8 < w) {
+        pd_draw_printf(y, x + used, w - used, A_BOLD, "  H%d", (int)a->colour_head);
+    }
+    y++;
+    /* Rows that fit, leaving the selected head's list two lines at least; when not every layer
+     * fits, the rows start at the :layer one. */
+    int rows = end - y - (a->colour_head >= 0 ? 2 : 0);
+    rows = rows < 1 ? 1 : rows;
+    uint32_t first = 0;
+    if ((uint32_t)rows < r->n_layer && a->colour_layer >= 0) {
+        while (first < r->n_layer && r->layers[first] < (uint32_t)a->colour_layer) {
+            first++;
+        }
+        first = first + (uint32_t)rows > r->n_layer ? r->n_layer - (uint32_t)rows : first;
+    }
+    for (uint32_t li = first; li < r->n_layer && li < first + (uint32_t)rows && y < end; li++) {
+        bool sel = a->colour_layer >= 0 && r->layers[li] == (uint32_t)a->colour_layer;
+        pd_draw_printf(y, x, label, sel ? A_BOLD : A_NORMAL, "L%-3u", r->layers[li]);
+        for (uint32_t h = 0; h < nh; h++) {
+            const float *row = r->w[li] + (size_t)h * r->n_slots[li];
+            float best = 0;
+            for (uint32_t k = 0; k < r->n_slots[li]; k++) {
+                best = row[k] > best ? row[k] : best;
+            }
+            int level = weight_level(best);
+            unsigned long at = level ? pd_term_heat(level) : A_NORMAL;
+            if ((int32_t)h == a->colour_head) {
+                at |= A_REVERSE;
+            }
+            pd_draw_cp(y, x + label + (int)h, shade[level], at);
+        }
+        y++;
+    }
+    return y;
+}
+
+/* The selected head's strongest earlier positions, by weight. */
+static int head_items(const struct pd_app *a, struct attn_item *items)
+{
+    int n = 0;
+    size_t lim = (size_t)a->heads_pos < a->head_w_n ? (size_t)a->heads_pos : a->head_w_n;
+    for (size_t p = 0; p < lim; p++) {
+        float v = a->head_w[p];
+        if (!(v > 0)) {
+            continue;
+        }
+        if (n < ATTN_LIST_MAX) {
+            items[n++] = (struct attn_item){(uint32_t)p, v};
+        } else {
+            int lo = 0;
+            for (int m = 1; m < n; m++) {
+                lo = items[m].w < items[lo].w ? m : lo;
+            }
+            if (items[lo].w < v) {
+                items[lo] = (struct attn_item){(uint32_t)p, v};
+            }
+        }
+    }
+    for (int i = 1; i < n; i++) {
+        for (int j = i; j > 0 && items[j].w > items[j - 1].w; j--) {
+            struct attn_item tmp = items[j];
+            items[j] = items[j - 1];
+            items[j - 1] = tmp;
+        }
+    }
+    return n;
+}
 
 void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool focus)
 {
@@ -161,18 +266,36 @@ void pd_draw_inspector(const struct pd_app *a, const struct pd_rect *r, bool foc
                 best = wt;
             }
         }
-        int level = best <= 0 ? 0 : 1 + (int)(best * (PD_HEAT_LEVELS - 1) * 0.999f);
-        if (level >= PD_HEAT_LEVELS) {
-            level = PD_HEAT_LEVELS - 1;
-        }
-        static const uint32_t shade[PD_HEAT_LEVELS] = {0x00B7, 0x2581, 0x2582, 0x2583,
-                                                       0x2584, 0x2585, 0x2586, 0x2588};
+        int level = weight_level(best);
         pd_draw_cp(y, lx++, shade[level], level ? pd_term_heat(level) : A_NORMAL);
     }
     y++;
-    /* Aggregate over layers: mean weight per earlier position. */
+    if (pd_app_heads_ready(a)) {
+        y = draw_heads(a, y, end, x, w);
+    }
     struct attn_item items[ATTN_LIST_MAX];
     int n_items = 0;
+    if (a->colour_head >= 0 && pd_app_heads_ready(a) && a->head_w_n > 0) {
+        n_items = head_items(a, items);
+        if (y < end && n_items) {
+            char what[48];
+            if (a->colour_layer >= 0) {
+                snprintf(what, sizeof what, "head %d, layer %d", (int)a->colour_head,
+                         (int)a->colour_layer);
+            } else {
+                snprintf(what, sizeof what, "head %d, mean over layers", (int)a->colour_head);
+            }
+            pd_draw_printf(y++, x, w, pd_term_style(PD_STYLE_DIM), "most attended (%s)", what);
+        }
+        for (int i = 0; i < n_items && y < end; i++) {
+            const struct pd_token_rec *q = find_pos(a, items[i].pos);
+            char qt[64];
+            escape(q && q->text ? q->text : "", q ? q->text_len : 0, qt, sizeof qt);
+            pd_draw_printf(y++, x, w, A_NORMAL, "%6u %5.3f \"%s\"", items[i].pos, items[i].w, qt);
+        }
+        return;
+    }
+    /* Aggregate over layers: mean weight per earlier position. */
     for (int l = 0; l < nl; l++) {
         for (int k = 0; k < nt; k++) {
             uint32_t pos;

@@ -20,7 +20,13 @@ struct pd_steps_live {
     struct pd_buf text;
     size_t n, cap;
     bool announced_first;        /* the first step's begin was reported */
+    bool no_rewind;              /* keep no copy: nothing rewinds */
 };
+
+void pd_steps_live_no_rewind(struct pd_steps_live *o)
+{
+    o->no_rewind = true;
+}
 
 enum pd_status pd_steps_live_open(const struct pd_steps_params *params,
                                       struct pd_steps_live **out, struct pd_err *err)
@@ -60,6 +66,9 @@ void pd_steps_live_close(struct pd_steps_live **op)
 
 static bool remember(struct pd_steps_live *o, const struct pd_token_rec *t)
 {
+    if (o->no_rewind) {
+        return true;
+    }
     if (o->n + 1 >= o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 1024;
         int64_t *p = pd_realloc_array(o->pos, cap, sizeof *p);

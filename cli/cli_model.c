@@ -1222,8 +1222,12 @@ static int generate_run(const struct model_opts *opts, const struct gen_opts *gp
             rc = 1;
             goto done;
         }
+        pd_steps_live_no_rewind(steps);
         sp.steps = pd_steps_live_iface(steps);
     }
+    /* A headless generation never branches or prunes: it keeps no token history, so its
+     * memory stays flat however long it runs (scripts/soak). */
+    sp.no_history = true;
     if (eng.url) {
 #if HAVE_REMOTE
         struct pd_remote *r = NULL;

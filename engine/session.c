@@ -81,10 +81,11 @@ struct pd_session {
     size_t cmd_head, cmd_len;
 
     /* ---- worker-only state ---- */
-    int32_t *seq;                 /* [seq_cap] token ids by position */
+    int32_t *seq;                 /* [seq_cap] token ids by position - seq_base */
     uint32_t *seq_think;          /* [seq_cap] thinking state after each token: bit 31 open,
                                    * bit 30 closed once, low bits thinking tokens so far */
     size_t n_seq, seq_cap;
+    size_t seq_base;              /* positions before it are forgotten (no_history) */
     int32_t *prompt;              /* initial prompt tokens (owned) */
     size_t n_prompt;
     int32_t *forced;              /* pending forced tokens */
@@ -288,9 +289,19 @@ static bool take_cmd(struct pd_session *s, struct pd_cmd *out)
 
 /* ---- sequence bookkeeping ------------------------------------------------------------ */
 
+/* Without history the arrays hold at most NO_HISTORY_KEEP positions: when full, the
+ * older half is dropped. */
+#define NO_HISTORY_KEEP 4096
+
 static bool seq_push(struct pd_session *s, int32_t id)
 {
-    if (s->n_seq == s->seq_cap) {
+    if (s->p.no_history && s->n_seq - s->seq_base == NO_HISTORY_KEEP) {
+        size_t half = NO_HISTORY_KEEP / 2;
+        memmove(s->seq, s->seq + half, half * sizeof *s->seq);
+        memmove(s->seq_think, s->seq_think + half, half * sizeof *s->seq_think);
+        s->seq_base += half;
+    }
+    if (s->n_seq - s->seq_base == s->seq_cap) {
         size_t cap = s->seq_cap ? s->seq_cap * 2 : 1024;
         int32_t *n = pd_realloc_array(s->seq, cap, sizeof *n);
         if (!n) {
@@ -304,10 +315,21 @@ static bool seq_push(struct pd_session *s, int32_t id)
         s->seq_think = t;
         s->seq_cap = cap;
     }
-    s->seq_think[s->n_seq] = (s->think_open ? 1u << 31 : 0) |
-                             (s->think_closed_once ? 1u << 30 : 0) | (s->n_think & 0x3FFFFFFF);
-    s->seq[s->n_seq++] = id;
+    size_t i = s->n_seq++ - s->seq_base;
+    s->seq_think[i] = (s->think_open ? 1u << 31 : 0) | (s->think_closed_once ? 1u << 30 : 0) |
+                      (s->n_think & 0x3FFFFFFF);
+    s->seq[i] = id;
     return true;
+}
+
+/* Commands that need every position's token refuse a session without history. */
+static enum pd_status need_history(const struct pd_session *s, const char *what,
+                                   struct pd_err *err)
+{
+    if (s->p.no_history) {
+        return pd_err_set(err, PD_EINVAL, "%s: this session keeps no token history", what);
+    }
+    return PD_OK;
 }
 
 /* Restores a thinking state recorded by seq_push. */
@@ -780,6 +802,7 @@ static enum pd_status reencode(struct pd_session *s, const int32_t *tokens, size
         pd_capture_rewind(&s->cap, 0);
     }
     s->n_seq = 0;
+    s->seq_base = 0;
     s->min_evicted_pos = INT64_MAX;
     return prefill(s, tokens, n, PD_ROLE_PROMPT, false, err);
 }
@@ -830,6 +853,10 @@ static enum pd_status apply_branch(struct pd_session *s, const struct pd_cmd *c,
                                    struct pd_err *err)
 {
     int64_t pos = c->pos;
+    enum pd_status hs = need_history(s, "branch", err);
+    if (hs) {
+        return hs;
+    }
     if (pos < 1 || (size_t)pos > s->n_seq) {
         return pd_err_set(err, PD_EINVAL, "branch: position %lld outside [1, %zu]",
                           (long long)pos, s->n_seq);
@@ -886,6 +913,10 @@ static enum pd_status apply_prune(struct pd_session *s, const struct pd_cmd *c,
 {
     int64_t b = c->pos, e = c->pos_end;
     int64_t last = s->ctx->n_past - 1;
+    enum pd_status hs = need_history(s, "prune", err);
+    if (hs) {
+        return hs;
+    }
     if (b < 0 || e <= b || e > last) {
         return pd_err_set(err, PD_EINVAL,
                           "prune: span [%lld, %lld) must lie before the newest token %lld",
@@ -929,7 +960,7 @@ static enum pd_status divergence(struct pd_session *s, struct pd_err *err)
     if (p < 1) {
         return pd_err_set(err, PD_EINVAL, "divergence: nothing generated yet");
     }
-    int32_t id = s->seq[s->n_seq - 1];
+    int32_t id = s->seq[s->n_seq - 1 - s->seq_base];
     uint32_t nv = s->model->hp.n_vocab;
     float *masked = pd_malloc_array(nv, sizeof *masked);
     float *full = pd_malloc_array(nv, sizeof *full);
@@ -984,6 +1015,10 @@ static enum pd_status divergence(struct pd_session *s, struct pd_err *err)
 
 static enum pd_status recompute_attn(struct pd_session *s, int64_t pos, struct pd_err *err)
 {
+    enum pd_status hs = need_history(s, "attention", err);
+    if (hs) {
+        return hs;
+    }
     if (pos < 0 || (size_t)pos >= s->n_seq || (size_t)s->ctx->n_past != s->n_seq) {
         return pd_err_set(err, PD_EINVAL, "attention: position %lld is not in the sequence",
                           (long long)pos);
@@ -1511,8 +1546,9 @@ static enum pd_status start_with(struct pd_session *s, const int32_t *tokens, si
 enum pd_status pd_session_start_history(struct pd_session *s, const int32_t *ids,
                                         const uint8_t *roles, size_t n, struct pd_err *err)
 {
-    if (!s->p.keep_alive) {
-        return pd_err_set(err, PD_EINVAL, "session: re-opening a trace needs keep_alive");
+    if (!s->p.keep_alive || s->p.no_history) {
+        return pd_err_set(err, PD_EINVAL, "session: re-opening a trace needs keep_alive and "
+                                          "the token history");
     }
     for (size_t i = 0; i < n; i++) {
         if (roles[i] >= PD_ROLE_COUNT) {

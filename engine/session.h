@@ -79,6 +79,10 @@ struct pd_session_params {
                                   * as usual, then PD_CMD_CONTINUE, an injection, a branch
                                   * or answer-now start a new leg (PD_EV_RESUMED "continue")
                                   * with its own n_predict; only stop ends the worker */
+    bool no_history;             /* keep only the newest token ids and thinking states, not
+                                  * every position's: memory stays flat however long the
+                                  * generation runs (headless), and branch, prune,
+                                  * attention recompute and re-opening a trace are refused */
 };
 
 struct pd_session_params pd_session_default_params(void);

@@ -1143,6 +1143,142 @@ static void test_attention_recompute(void **state)
     free(r);
 }
 
+/* Runs a keep_alive session of model m with a window policy and live steps to the end of
+ * its first leg (at most n tokens), collecting the generated ids and step starts (up to
+ * cap each). */
+static struct pd_session *run_history(struct pd_model *m, struct pd_tok *tok, bool no_history,
+                                      uint32_t n, int32_t *ids,
+                                      int64_t *steps, size_t cap, size_t *n_ids,
+                                      size_t *n_steps, struct pd_steps_live **obs)
+{
+    struct pd_err err;
+    assert_int_equal(pd_steps_live_open(NULL, obs, &err), PD_OK);
+    if (no_history) {
+        pd_steps_live_no_rewind(*obs);
+    }
+    struct pd_session_params p = pd_session_default_params();
+    p.ctx.n_ctx = n + 64; /* the shadow policy evicts nothing: room for every token */
+    p.ctx.n_threads = 2;
+    p.ctx.kv_type = PD_KV_F32;
+    p.n_predict = n;
+    p.keep_alive = true;
+    p.no_history = no_history;
+    p.sampling.seed = 7;
+    p.steps = pd_steps_live_iface(*obs);
+    if (pd_policy_create_str("window:128,shadow", (int32_t)m->hp.n_layer, 0, &p.policy, &err)) {
+        fail_msg("%s", err.msg);
+    }
+    struct pd_session *s = NULL;
+    assert_int_equal(pd_session_open(m, tok, &p, &s, &err), PD_OK);
+    start(s, "the time");
+    *n_ids = *n_steps = 0;
+    double t0 = now_ms();
+    for (;;) {
+        struct pd_event ev;
+        assert_true(now_ms() - t0 < 120000);
+        if (!pd_session_wait(s, &ev, 200)) {
+            continue;
+        }
+        enum pd_event_kind k = ev.kind;
+        if (k == PD_EV_TOKEN && ev.tok.role != PD_ROLE_PROMPT && *n_ids < cap) {
+            ids[(*n_ids)++] = ev.tok.id;
+        }
+        if (k == PD_EV_STEP && *n_steps < cap) {
+            steps[(*n_steps)++] = ev.pos;
+        }
+        assert_true(k != PD_EV_ERROR);
+        pd_event_free(&ev);
+        if (k == PD_EV_FINISHED) {
+            return s;
+        }
+    }
+}
+
+/* Waits for the next PD_EV_MODE (a refused command's message) and checks its text. */
+static void expect_refusal(struct pd_session *s, const char *want)
+{
+    struct run *r = calloc(1, sizeof *r);
+    struct pd_event ev;
+    wait_for(s, r, PD_EV_MODE, &ev);
+    assert_string_equal(ev.text, want);
+    pd_event_free(&ev);
+    free(r);
+}
+
+/* no_history: the same tokens and step starts as a session with history; on a model that
+ * never ends its text, a generation longer than the ids it keeps (4096) runs on, shadow
+ * divergence still works on the newest token, and branch, prune and attention recompute
+ * are refused with the reason. */
+static void test_no_history(void **state)
+{
+    (void)state;
+    enum { N = 6000 };
+    int32_t *ids[2];
+    int64_t *steps[2];
+    size_t n_ids[2], n_steps[2];
+    struct pd_steps_live *obs[2];
+    struct pd_session *s[2];
+    for (int k = 0; k < 2; k++) {
+        ids[k] = calloc(N, sizeof *ids[k]);
+        steps[k] = calloc(N, sizeof *steps[k]);
+        s[k] = run_history(g_model, g_tok, k == 1, 300, ids[k], steps[k], N, &n_ids[k],
+                           &n_steps[k], &obs[k]);
+    }
+    assert_int_equal(n_ids[0], n_ids[1]);
+    assert_true(n_ids[0] > 100);
+    assert_memory_equal(ids[0], ids[1], n_ids[0] * sizeof *ids[0]);
+    assert_int_equal(n_steps[0], n_steps[1]);
+    assert_memory_equal(steps[0], steps[1], n_steps[0] * sizeof *steps[0]);
+    for (int k = 0; k < 2; k++) {
+        pd_session_close(&s[k]);
+        pd_steps_live_close(&obs[k]);
+    }
+    /* past the kept window */
+    char path[512];
+    snprintf(path, sizeof path, "%s/session-constant.gguf", g_tmp);
+    const char *args[] = {"--arch", "llama", "--vocab", "bpe", "--constant", "\xc4\xa0the", NULL};
+    assert_int_equal(test_mkmodel(args, path), 0);
+    struct pd_model *m = NULL;
+    struct pd_tok *tok = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_model_open(path, &m, &err), PD_OK);
+    assert_int_equal(pd_tok_open_gguf(m->gguf, &tok, &err), PD_OK);
+    struct pd_session *c1 = run_history(m, tok, true, N, ids[1], steps[1], N, &n_ids[1],
+                                        &n_steps[1], &obs[1]);
+    assert_int_equal(n_ids[1], N);
+    struct pd_event ev;
+    struct run *r = calloc(1, sizeof *r);
+    send(c1, cmd(PD_CMD_DIVERGENCE));
+    wait_for(c1, r, PD_EV_DIVERGENCE, &ev);
+    assert_true(ev.kl_bits >= 0);
+    pd_event_free(&ev);
+    struct pd_cmd c = cmd(PD_CMD_BRANCH);
+    c.pos = 100;
+    send(c1, c);
+    expect_refusal(c1, "branch: this session keeps no token history");
+    c = cmd(PD_CMD_PRUNE);
+    c.pos = 5000;
+    c.pos_end = 5010;
+    send(c1, c);
+    expect_refusal(c1, "prune: this session keeps no token history");
+    c = cmd(PD_CMD_ATTN);
+    c.pos = 5000;
+    send(c1, c);
+    expect_refusal(c1, "attention: this session keeps no token history");
+    c = cmd(PD_CMD_CONTINUE); /* and it goes on */
+    send(c1, c);
+    wait_for(c1, r, PD_EV_TOKEN, NULL);
+    pd_session_close(&c1);
+    pd_steps_live_close(&obs[1]);
+    pd_tok_close(&tok);
+    pd_model_close(&m);
+    for (int k = 0; k < 2; k++) {
+        free(ids[k]);
+        free(steps[k]);
+    }
+    free(r);
+}
+
 static void test_step_events(void **state)
 {
     (void)state;
@@ -1701,6 +1837,7 @@ int main(void)
         cmocka_unit_test(test_mode_switch_midstream),
         cmocka_unit_test(test_kv_budget_command),
         cmocka_unit_test(test_attention_recompute),
+        cmocka_unit_test(test_no_history),
         cmocka_unit_test(test_step_events),
         cmocka_unit_test(test_set_policy),
         cmocka_unit_test(test_kvsim),

@@ -34,9 +34,14 @@
  *   once.
  * - Attention (avx512_attn): 16 K rows at a time are widened and transposed into a stack
  *   tile that serves every query of the call (the query heads of one KV head, for a block
- *   of tokens), 8 queries' scores per pass; softmax with a vector exp (exp512) and a float
- *   sum; V rows are read once for up to 4 queries over the prefix they all see. Agrees
- *   with the reference loop within float rounding (simd.h).
+ *   of tokens), 4 queries' scores per pass; V rows are read once for up to 4 queries over
+ *   the prefix they all see. Every result is bit-identical to the level's per-query loop
+ *   (pd_simd_attn without .attn, over the AVX2 kv_dot/kv_axpy this level inherits): each
+ *   lane's dot product repeats kv_dot's FMA chains and horizontal-add tree, the softmax
+ *   calls expf and sums in double in slot order, and V is added as rounded products. A
+ *   result one float step away is not harmless: it can move the f16 scale of a q8_0 block
+ *   of the next layer's input across a rounding midpoint (test_simd's test_attn). The
+ *   order is tied to quant_x86.c's kernels; test_simd compares the two bit for bit.
  * All functions are pure and thread-safe. */
 #include "simd.h"
 
@@ -460,31 +465,6 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
 
 /* ---- attention ------------------------------------------------------------------------ */
 
-/* e^x per lane, within 2 ulp of expf for x in [-87.3, 88.7] (Cody-Waite reduction by
- * ln 2 in two parts, a degree-6 polynomial on [-ln2/2, ln2/2], the exponent added as
- * bits); 0 below -87.3 (where expf is at most 1.2e-38), NaN stays NaN. */
-INLINE512 __m512 exp512(__m512 x)
-{
-    const __m512 hi = _mm512_set1_ps(88.7f), lo = _mm512_set1_ps(-87.3f);
-    __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    __m512 xc = _mm512_min_ps(hi, x); /* NaN stays NaN (minps returns its second operand) */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    /* 2^n: n is in [-126, 128] after the clamps; 2^128 (x near 88.7) as 2 * 2^127 */
-    __m512 e = _mm512_scalef_ps(p, n);
-    return _mm512_maskz_mov_ps((__mmask16)~tiny, e);
-}
-
 /* Transposes the 16 x 16 floats in r[] (row i = r[i]) in place: 64 shuffles. */
 INLINE512 void transpose16(__m512 *r)
 {
@@ -530,63 +510,127 @@ INLINE512 __m512 kv_load16(const void *p, bool f16)
 /* Largest head sizes the blocked kernel takes (its stack tile is head_dim x 16 floats). */
 #define ATT_DIM_MAX 256
 
-/* Scores of queries [q0, q0 + nq) (nq <= 8) against the transposed K block kt (head_dim x
- * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes. */
-INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
-                           uint32_t q0, const int nq)
+/* acc[i] += q_i[d] * K[d] (one FMA each, in this order) for d = d0, d0 + step, ..., count
+ * terms, queries [q0, q0 + nq), K the transposed block kt (lane = slot). */
+INLINE512 void attn_chain(const struct pd_attn_args *a, const float *kt, uint32_t q0,
+                          const int nq, uint32_t d0, uint32_t step, uint32_t count, __m512 *acc)
 {
-    __m512 acc[8];
-    const float *q[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < nq; i++) {
-        acc[i] = _mm512_setzero_ps();
-        q[i] = a->q[q0 + i];
-    }
-    for (uint32_t d = 0; d < a->head_dim; d++) {
+    for (uint32_t t = 0, d = d0; t < count; t++, d += step) {
         __m512 k = _mm512_load_ps(kt + 16 * d);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k, acc[i]);
-        }
-    }
-    __m512 sc = _mm512_set1_ps(a->scale);
-#pragma GCC unroll 8
-    for (int i = 0; i < nq; i++) {
-        uint32_t n = a->n_vis[q0 + i];
-        if (n > s0) {
-            uint32_t m = n - s0 < 16 ? n - s0 : 16;
-            _mm512_mask_storeu_ps(a->p[q0 + i] + s0, (__mmask16)((1u << m) - 1u),
-                                  _mm512_mul_ps(acc[i], sc));
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a->q[q0 + i][d]), k, acc[i]);
         }
     }
 }
 
-/* Softmax of p[0 .. n) in place. */
+/* u[i] = lane j of the level's kv_dot accumulators after its loop, summed as it sums them
+ * before the horizontal add: for f16 rows (avx2_kv_dot_f16) acc0 + acc1, acc0 lane j
+ * holding the FMA chain over d = 16 b + j and acc1 over d = 16 b + 8 + j; for f32 rows
+ * (avx2_f32_vec_dot) (acc0 + acc1) + (acc2 + acc3), acc c over d = 32 b + 8 c + j, acc0
+ * then taking d = 32 m + j and 32 m + 8 + j when head_dim = 32 m + 16. */
+INLINE512 void attn_lane(const struct pd_attn_args *a, const float *kt, uint32_t q0,
+                         const int nq, uint32_t j, __m512 *u)
+{
+    __m512 c0[4], c1[4];
+    uint32_t hd = a->head_dim;
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        c0[i] = _mm512_setzero_ps();
+        c1[i] = _mm512_setzero_ps();
+    }
+    if (a->f16) {
+        attn_chain(a, kt, q0, nq, j, 16, hd / 16, c0);
+        attn_chain(a, kt, q0, nq, 8 + j, 16, hd / 16, c1);
+#pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            u[i] = _mm512_add_ps(c0[i], c1[i]);
+        }
+        return;
+    }
+    __m512 c2[4], c3[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        c2[i] = _mm512_setzero_ps();
+        c3[i] = _mm512_setzero_ps();
+    }
+    uint32_t m = hd / 32;
+    attn_chain(a, kt, q0, nq, j, 32, m, c0);
+    attn_chain(a, kt, q0, nq, 32 * m + j, 8, (hd % 32) / 8, c0);
+    attn_chain(a, kt, q0, nq, 8 + j, 32, m, c1);
+    attn_chain(a, kt, q0, nq, 16 + j, 32, m, c2);
+    attn_chain(a, kt, q0, nq, 24 + j, 32, m, c3);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        u[i] = _mm512_add_ps(_mm512_add_ps(c0[i], c1[i]), _mm512_add_ps(c2[i], c3[i]));
+    }
+}
+
+/* Scores of queries [q0, q0 + nq) (nq <= 4) against the transposed K block kt (head_dim x
+ * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes.
+ * Each lane's dot product is the level's kv_dot bit for bit: the accumulator lanes of
+ * attn_lane, then hsum_f32x8's tree ((u0 + u4) + (u2 + u6)) + ((u1 + u5) + (u3 + u7)). */
+INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
+                           uint32_t q0, const int nq)
+{
+    __m512 u0[4], u1[4], w0[4], w1[4], x0[4], x1[4];
+    attn_lane(a, kt, q0, nq, 0, u0);
+    attn_lane(a, kt, q0, nq, 4, u1);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        w0[i] = _mm512_add_ps(u0[i], u1[i]);
+    }
+    attn_lane(a, kt, q0, nq, 2, u0);
+    attn_lane(a, kt, q0, nq, 6, u1);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        w1[i] = _mm512_add_ps(u0[i], u1[i]);
+        x0[i] = _mm512_add_ps(w0[i], w1[i]);
+    }
+    attn_lane(a, kt, q0, nq, 1, u0);
+    attn_lane(a, kt, q0, nq, 5, u1);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        w0[i] = _mm512_add_ps(u0[i], u1[i]);
+    }
+    attn_lane(a, kt, q0, nq, 3, u0);
+    attn_lane(a, kt, q0, nq, 7, u1);
+    __m512 sc = _mm512_set1_ps(a->scale);
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        w1[i] = _mm512_add_ps(u0[i], u1[i]);
+        x1[i] = _mm512_add_ps(w0[i], w1[i]);
+        __m512 dot = _mm512_add_ps(x0[i], x1[i]);
+        uint32_t n = a->n_vis[q0 + i];
+        if (n > s0) {
+            uint32_t nm = n - s0 < 16 ? n - s0 : 16;
+            _mm512_mask_storeu_ps(a->p[q0 + i] + s0, (__mmask16)((1u << nm) - 1u),
+                                  _mm512_mul_ps(dot, sc));
+        }
+    }
+}
+
+/* Softmax of p[0 .. n) in place, as the per-query loop computes it: the largest score
+ * (NaN scores ignored, as `p > mx` ignores them), expf of each difference summed in
+ * double in slot order, then one multiply by the float reciprocal. */
 INLINE512 void attn_softmax(float *p, uint32_t n)
 {
     __m512 mx = _mm512_set1_ps(-INFINITY);
     uint32_t s = 0;
     for (; s + 16 <= n; s += 16) {
-        mx = _mm512_max_ps(mx, _mm512_loadu_ps(p + s));
+        mx = _mm512_max_ps(_mm512_loadu_ps(p + s), mx); /* maxps returns mx for a NaN */
     }
     __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
     if (n > s) {
-        mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, p + s));
+        mx = _mm512_mask_max_ps(mx, tail, _mm512_maskz_loadu_ps(tail, p + s), mx);
     }
-    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    __m512 sum = _mm512_setzero_ps();
-    for (s = 0; s + 16 <= n; s += 16) {
-        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p + s), m));
-        _mm512_storeu_ps(p + s, e);
-        sum = _mm512_add_ps(sum, e);
+    float m = _mm512_reduce_max_ps(mx);
+    double sum = 0.0;
+    for (s = 0; s < n; s++) {
+        p[s] = expf(p[s] - m);
+        sum += p[s];
     }
-    if (n > s) {
-        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m));
-        e = _mm512_maskz_mov_ps(tail, e);
-        _mm512_mask_storeu_ps(p + s, tail, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
     for (s = 0; s + 16 <= n; s += 16) {
         _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
     }
@@ -595,8 +639,8 @@ INLINE512 void attn_softmax(float *p, uint32_t n)
     }
 }
 
-/* o[i] = sum over slots [s0, s1) of p[i][s] * V[s], added to the accumulators (DV
- * registers per query, nq queries, nq * DV <= 16). */
+/* o[i] += p[i][s] * V[s] over slots [s0, s1), the product rounded before the add (as the
+ * level's kv_axpy), in slot order; DV registers per query, nq queries, nq * DV <= 16. */
 INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s0, uint32_t s1,
                            __m512 *acc, const int nq, const int DV)
 {
@@ -614,7 +658,8 @@ INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s
             __m512 w = _mm512_set1_ps(a->p[q0 + i][s]);
 #pragma GCC unroll 4
             for (int c = 0; c < DV; c++) {
-                acc[i * DV + c] = _mm512_fmadd_ps(w, vv[c], acc[i * DV + c]);
+                __m512 pv = _mm512_mul_ps(w, vv[c]);
+                acc[i * DV + c] = _mm512_add_ps(acc[i * DV + c], pv);
             }
         }
     }
@@ -647,7 +692,7 @@ INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int
     }
 }
 
-/* CALL(N) with the constant N equal to nq, for nq in 1..4 (ATT_FOR_NQ4) or 1..8. */
+/* CALL(N) with the constant N equal to nq, for nq in 1..4. */
 #define ATT_FOR_NQ4(nq, CALL)                                                            \
     do {                                                                                 \
         switch (nq) {                                                                    \
@@ -658,22 +703,8 @@ INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int
         default: break;                                                                  \
         }                                                                                \
     } while (0)
-#define ATT_FOR_NQ8(nq, CALL)                                                            \
-    do {                                                                                 \
-        switch (nq) {                                                                    \
-        case 1: CALL(1); break;                                                          \
-        case 2: CALL(2); break;                                                          \
-        case 3: CALL(3); break;                                                          \
-        case 4: CALL(4); break;                                                          \
-        case 5: CALL(5); break;                                                          \
-        case 6: CALL(6); break;                                                          \
-        case 7: CALL(7); break;                                                          \
-        case 8: CALL(8); break;                                                          \
-        default: break;                                                                  \
-        }                                                                                \
-    } while (0)
 
-static AVX512_FN __attribute__((unused)) bool avx512_attn(const struct pd_attn_args *a)
+static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
 {
     uint32_t hd = a->head_dim, hdv = a->head_dim_v;
     if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > 64 || a->n_q == 0) {
@@ -703,10 +734,10 @@ static AVX512_FN __attribute__((unused)) bool avx512_attn(const struct pd_attn_a
                 _mm512_store_ps(kt + 16 * (d0 + (uint32_t)i), r[i]);
             }
         }
-        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 8) {
-            uint32_t nq = a->n_q - q0 < 8 ? a->n_q - q0 : 8;
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
+            uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4;
 #define SCORES(N) attn_scores(a, kt, s0, q0, N)
-            ATT_FOR_NQ8(nq, SCORES);
+            ATT_FOR_NQ4(nq, SCORES);
 #undef SCORES
         }
     }
@@ -743,7 +774,6 @@ static AVX512_FN __attribute__((unused)) bool avx512_attn(const struct pd_attn_a
 #undef OUT3
 #undef OUT4
 #undef ATT_FOR_NQ4
-#undef ATT_FOR_NQ8
 
 /* ---- tiling over the whole product ------------------------------------------------------ */
 
@@ -809,11 +839,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
     },
-    /* The blocked attention kernel is off: on a Llama 3.1-style model (rope_freqs) it
-     * gives log-probabilities 5e-2 away from the per-query loop at an early position
-     * (test_cuda's llama-ropefreqs parity case catches it); until that is found, the
-     * level runs attention through the per-query loop over its dot kernels. */
-    .attn = NULL,
+    .attn = avx512_attn,
 };
 
 #endif /* __x86_64__ */

@@ -117,9 +117,11 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
 
 /* Runs a with the kernels of `ops`: its blocked attention where it has one for the shape,
  * else, per query, one kv_dot per slot, expf in float with the sum in double, and one
- * kv_axpy per slot (the reference). Blocked kernels agree with the reference within
- * float rounding: probabilities relative to their size, outputs relative to
- * sum(p * |v|). Thread-safe for disjoint outputs. */
+ * kv_axpy per slot (the reference). A blocked kernel gives bit for bit the results of
+ * that per-query loop over its own table's kernels, so switching it on or off changes no
+ * output; against the scalar table both agree within float rounding (probabilities
+ * relative to their size, outputs relative to sum(p * |v|)). Thread-safe for disjoint
+ * outputs. */
 void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */

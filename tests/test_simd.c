@@ -968,10 +968,16 @@ static void test_kv_kernels(void **state)
 
 /* Blocked attention against the reference loop (pd_simd_attn with the scalar table):
  * query groups of 1..40 with their own visible prefixes (1..70 slots, not multiples of
- * the kernels' blocks), both cache types, head sizes 16..128. Probabilities must agree
+ * the kernels' blocks), both cache types, head sizes 16..208. Probabilities must agree
  * within their size times the scores' rounding bound (E: the dot products' summation
  * bound, through exp and the normalisation), outputs within that plus the summation bound
- * of n_vis products, relative to sum(p * |v|). */
+ * of n_vis products, relative to sum(p * |v|).
+ * Against the per-query loop of its own level (the same table without .attn) a blocked
+ * kernel must agree bit for bit: switching it on must not change a model's output. A
+ * difference of one float step is enough to move the f16 scale of a q8_0 block of the
+ * next layer's input across a rounding midpoint; with the earlier kernel (its own
+ * summation order, a vector exp, a float sum) that moved a log-probability of the q8_0
+ * llama model with rope_freqs by 5e-2 at position 7 (test_cuda's llama-ropefreqs case). */
 static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uint32_t hdv,
                        uint32_t n_q, uint32_t n_slots)
 {
@@ -990,8 +996,9 @@ static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uin
     float *qbuf = xmalloc(n_q * hd * sizeof(float));
     float *pa = xmalloc(n_q * n_slots * sizeof(float)), *pb = xmalloc(n_q * n_slots * sizeof(float));
     float *oa = xmalloc(n_q * hdv * sizeof(float)), *ob = xmalloc(n_q * hdv * sizeof(float));
+    float *pc = xmalloc(n_q * n_slots * sizeof(float)), *oc = xmalloc(n_q * hdv * sizeof(float));
     const float *qp[40];
-    float *ppa[40], *ppb[40], *opa[40], *opb[40];
+    float *ppa[40], *ppb[40], *ppc[40], *opa[40], *opb[40], *opc[40];
     uint32_t nv[40];
     for (uint32_t i = 0; i < n_q; i++) {
         for (uint32_t d = 0; d < hd; d++) {
@@ -1000,8 +1007,10 @@ static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uin
         qp[i] = qbuf + i * hd;
         ppa[i] = pa + i * n_slots;
         ppb[i] = pb + i * n_slots;
+        ppc[i] = pc + i * n_slots;
         opa[i] = oa + i * hdv;
         opb[i] = ob + i * hdv;
+        opc[i] = oc + i * hdv;
         /* groups of 4 queries share a prefix, as the heads of one token do */
         nv[i] = i / 4 == 0 ? n_slots : (uint32_t)rng_int(1, (int)n_slots);
     }
@@ -1015,6 +1024,27 @@ static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uin
     a.p = ppb;
     a.o = opb;
     pd_simd_attn(ops, &a);
+    struct pd_simd_ops loop = *ops;
+    loop.attn = NULL;
+    a.p = ppc;
+    a.o = opc;
+    pd_simd_attn(&loop, &a);
+    for (uint32_t i = 0; i < n_q; i++) {
+        for (uint32_t s = 0; s < nv[i]; s++) {
+            if (f32_bits(ppb[i][s]) != f32_bits(ppc[i][s])) {
+                fail_msg("%s attn %s hd %u: query %u slot %u of %u: p %a, the level's loop %a",
+                         pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32", hd, i, s, nv[i],
+                         (double)ppb[i][s], (double)ppc[i][s]);
+            }
+        }
+        for (uint32_t d = 0; d < hdv; d++) {
+            if (f32_bits(opb[i][d]) != f32_bits(opc[i][d])) {
+                fail_msg("%s attn %s hd %u/%u: query %u (%u slots) output %u: %a, the level's "
+                         "loop %a", pd_cpu_simd_name(ops->level), f16 ? "f16" : "f32", hd, hdv,
+                         i, nv[i], d, (double)opb[i][d], (double)opc[i][d]);
+            }
+        }
+    }
     for (uint32_t i = 0; i < n_q; i++) {
         double e = 0.0; /* the largest score's rounding bound */
         for (uint32_t s = 0; s < nv[i]; s++) {
@@ -1063,12 +1093,16 @@ static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uin
     free(pb);
     free(oa);
     free(ob);
+    free(pc);
+    free(oc);
 }
 
 static void test_attn(void **state)
 {
     (void)state;
-    static const uint32_t dims[][2] = {{64, 64}, {128, 64}, {32, 32}, {16, 48}, {40, 40}};
+    /* head sizes 32 m + 16 take the remainder steps of the f32 dot (m = 0, 1, 6) */
+    static const uint32_t dims[][2] = {{64, 64}, {128, 64}, {32, 32}, {16, 48},
+                                       {48, 64}, {208, 32}, {40, 40}};
     static const uint32_t queries[] = {1, 3, 4, 8, 9, 32, 40};
     static const uint32_t slots[] = {1, 15, 16, 17, 70};
     for (int l = 0; l < n_fast_levels; l++) {

@@ -366,8 +366,8 @@ enum pd_status pd_remote_score(struct pd_remote *r, const int32_t *ids, size_t n
                                uint32_t topk, bool attn, struct pd_token_rec *out,
                                struct pd_err *err)
 {
-    if (n == 0) {
-        return PD_OK;
+    if (n == 0 || (n == 1 && r->info.server == PD_REMOTE_LLAMACPP)) {
+        return PD_OK; /* nothing to score (llama-server has no attention to report) */
     }
     struct pd_buf body;
     pd_buf_init(&body);

@@ -106,7 +106,8 @@ enum pd_status pd_remote_generate(struct pd_remote *r, const struct pd_remote_ge
 /* Teacher-forces ids[0..n) (n >= 1) and fills out[1..n) with logprob, top-k (topk),
  * entropy (estimated, or exact from a ponder server) and, with attn on a ponder server,
  * attention blobs (out[0] keeps NAN). out[i].id must equal ids[i]; other fields are
- * kept. PD_EUNSUPPORTED for llama-server (no prompt log-probabilities). */
+ * kept. llama-server has no prompt log-probabilities: it generates ids[1..n) forced by a
+ * grammar of token ids, one decoding step per token (pd_rproto_score_request). */
 enum pd_status pd_remote_score(struct pd_remote *r, const int32_t *ids, size_t n,
                                uint32_t topk, bool attn, struct pd_token_rec *out,
                                struct pd_err *err);

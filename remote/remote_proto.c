@@ -244,10 +244,34 @@ enum pd_status pd_rproto_score_request(enum pd_remote_server s, const char *mode
     bool ok;
     topk = topk > PD_TOPK_MAX ? PD_TOPK_MAX : topk;
     if (s == PD_REMOTE_LLAMACPP) {
-        return pd_err_set(err, PD_EUNSUPPORTED,
-                          "llama-server returns no log-probabilities for prompt tokens (its "
-                          "/v1/completions refuses echo), so it cannot score traces; use "
-                          "vLLM, SGLang or ponder serve for scoring");
+        /* llama-server returns no prompt log-probabilities (its /v1/completions refuses
+         * echo), so ids[1..n) are generated instead, forced one by one by a grammar of
+         * token ids (grammars/README.md, "<[id]>"); n_probs reports the probabilities
+         * before sampling (post_sampling_probs false), which the grammar does not touch,
+         * and the chosen token's even when it is outside the top n_probs. The grammar
+         * accepts an end-of-generation token only where it is complete, so the last token
+         * is optional in it and a logit bias picks it: that way a sequence may end with
+         * one (EOS, <|im_end|>); the bias acts in the sampler, not on the reported values.
+         * One before the last cannot be forced: the server answers an error. */
+        if (n < 2) {
+            return pd_err_set(err, PD_EINVAL, "llama-server scoring needs at least 2 tokens");
+        }
+        *path = "/completion";
+        ok = pd_buf_printf(out, "{\"prompt\":[%d],\"n_predict\":%zu", ids[0], n - 1) &&
+             pd_buf_puts(out, ",\"temperature\":0,\"top_k\":0,\"top_p\":1.0,\"min_p\":0.0"
+                              ",\"repeat_penalty\":1.0,\"presence_penalty\":0.0,"
+                              "\"frequency_penalty\":0.0,\"dry_multiplier\":0.0,"
+                              "\"xtc_probability\":0.0,\"typical_p\":1.0,"
+                              "\"cache_prompt\":true,\"return_tokens\":true,"
+                              "\"post_sampling_probs\":false") &&
+             pd_buf_printf(out, ",\"n_probs\":%u,\"logit_bias\":[[%d,100]]", topk ? topk : 1,
+                           ids[n - 1]) &&
+             pd_buf_puts(out, ",\"grammar\":\"root ::=");
+        for (size_t i = 1; ok && i < n; i++) {
+            ok = pd_buf_printf(out, i + 1 < n ? " <[%d]>" : " <[%d]>?", ids[i]);
+        }
+        ok = ok && pd_buf_puts(out, "\",\"stream\":false}");
+        return ok ? PD_OK : pd_err_set(err, PD_ENOMEM, "request: out of memory");
     }
     if (s == PD_REMOTE_SGLANG) {
         *path = "/generate";
@@ -1062,6 +1086,17 @@ enum pd_status pd_rproto_score_response(enum pd_remote_server s, const char *bod
     struct score_fill f = {ids, n, 0, out};
     if (error_object(root, msg, sizeof msg)) {
         st = pd_err_set(err, PD_EIO, "server error: %s", msg);
+    } else if (s == PD_REMOTE_LLAMACPP) {
+        /* the generated tokens are ids[1..n) (see pd_rproto_score_request) */
+        size_t got = 0;
+        f.i = 1;
+        st = llama_tokens(root, topk, score_token, &f, &got, err);
+        if (st == PD_OK && f.i != n) {
+            const char *why = json_string_value(json_object_get(root, "stop_type"));
+            st = pd_err_set(err, PD_EFORMAT, "scoring response: %zu of the %zu tokens after the "
+                            "first came back (the server stopped: %s)", f.i - 1, n - 1,
+                            why ? why : "no stop_type");
+        }
     } else if (s == PD_REMOTE_SGLANG) {
         json_t *meta = json_object_get(root, "meta_info");
         json_t *lps = json_object_get(meta, "input_token_logprobs");

@@ -10,7 +10,9 @@
  *             adds a `ponder` object per choice (exact entropy, attention summary, KV
  *             events). Used for vLLM, ponder and other OpenAI-compatible servers.
  *   llamacpp  POST /completion (llama-server's own endpoint): `n_probs` returns every
- *             token with its id, bytes and top alternatives; no prompt log-probabilities.
+ *             token with its id, bytes and top alternatives. It has no prompt
+ *             log-probabilities, so scoring generates the tokens after the first, forced
+ *             by a grammar of token ids (`root ::= <[id]> <[id]> ...`).
  *   sglang    POST /generate (SGLang's native endpoint): `return_logprob`,
  *             `top_logprobs_num`, `logprob_start_len` (0: the prompt too),
  *             `return_text_in_logprobs`; log-probabilities come as [logprob, id, text]
@@ -84,8 +86,8 @@ enum pd_status pd_rproto_gen_request(enum pd_remote_server s, const struct pd_rp
 
 /* Appends the body of a teacher-forced scoring request over ids[0..n): the prompt's
  * log-probabilities with topk alternatives each and nothing generated (sglang: one token
- * generated and ignored). PD_EUNSUPPORTED for llama.cpp (llama-server returns no prompt
- * log-probabilities). */
+ * generated and ignored; llama.cpp: prompt ids[0] and ids[1..n) generated under a grammar
+ * that allows only them, so n must be >= 2, else PD_EINVAL). PD_ENOMEM. */
 enum pd_status pd_rproto_score_request(enum pd_remote_server s, const char *model,
                                        const int32_t *ids, size_t n, uint32_t topk,
                                        bool ponder_attn, struct pd_buf *out, const char **path,
@@ -126,7 +128,8 @@ enum pd_status pd_rproto_stream_data(struct pd_rproto_stream *st, const char *da
  * (the server saw the same tokens), logprob / top-k / entropy (estimated, or exact from
  * a ponder server) / attention blob of positions 1..n-1 are filled; out[0] keeps NAN.
  * out[] must be zeroed or hold records whose text/attn it may replace (attn is freed
- * first). PD_EFORMAT on a malformed body or a token mismatch (naming the position). */
+ * first). PD_EFORMAT on a malformed body or a token mismatch (naming the position), and
+ * for llama.cpp when other than n-1 generated tokens came back. */
 enum pd_status pd_rproto_score_response(enum pd_remote_server s, const char *body, size_t len,
                                         const int32_t *ids, size_t n, uint32_t topk,
                                         struct pd_token_rec *out, struct pd_err *err);

@@ -506,7 +506,8 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
         }
     } else if (!s->warned_no_score && s->p.score_prompt) {
         s->warned_no_score = true;
-        pd_log(PD_LOG_INFO, "%s cannot score prompt tokens: they have no log-probabilities",
+        pd_log(PD_LOG_INFO, "%s scores only by decoding one token at a time: prompt and "
+               "injected tokens have no log-probabilities in a live session",
                pd_remote_server_name(pd_remote_info(s->r)->server));
     }
     for (size_t i = 0; st == PD_OK && i < n; i++) {

@@ -10,8 +10,9 @@
  *   request in flight so a command takes effect at once, not at the next token. Signals
  *   are blocked in the worker.
  * Requests.  The worker keeps the whole token sequence. The prompt is scored teacher-forced
- *   first (its tokens get log-probabilities and top-k like a local prefill; llama-server
- *   cannot, so there they have none), then a streaming request generates from the
+ *   first (its tokens get log-probabilities and top-k like a local prefill; not on
+ *   llama-server, whose scoring re-decodes the whole sequence one token at a time after
+ *   every edit, so there they have none), then a streaming request generates from the
  *   sequence. Pause cancels the stream; resume, inject, answer-now, a branch (steer by
  *   alternative), a re-encoding prune and the thinking controller's injections each end
  *   the stream and send a new request whose prompt is the edited sequence (servers cache

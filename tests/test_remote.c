@@ -343,29 +343,243 @@ static void test_sglang(void **state)
     free(body);
 }
 
-static void test_llamacpp(void **state)
+/* The completion_probabilities of a recorded llama-server body, read here with jansson
+ * independently of the client's parser: ids[k], logprob[k] and the first top entry. */
+struct llama_ref {
+    int32_t id[16];
+    double lp[16];
+    int32_t top0[16];
+    size_t n;
+};
+
+static void llama_ref_load(const char *rel, struct llama_ref *ref)
+{
+    size_t len;
+    char *body = slurp(rel, &len);
+    json_error_t je;
+    json_t *o = json_loadb(body, len, 0, &je);
+    assert_non_null(o);
+    json_t *cp = json_object_get(o, "completion_probabilities");
+    assert_true(json_is_array(cp) && json_array_size(cp) <= 16);
+    ref->n = json_array_size(cp);
+    for (size_t k = 0; k < ref->n; k++) {
+        json_t *e = json_array_get(cp, k);
+        ref->id[k] = (int32_t)json_integer_value(json_object_get(e, "id"));
+        ref->lp[k] = json_real_value(json_object_get(e, "logprob"));
+        json_t *t0 = json_array_get(json_object_get(e, "top_logprobs"), 0);
+        ref->top0[k] = (int32_t)json_integer_value(json_object_get(t0, "id"));
+    }
+    json_decref(o);
+    free(body);
+}
+
+/* Recorded llama-server responses (tests/fixtures/remote/llamacpp/, stories260K): the
+ * stream and the whole response of the same greedy request agree token by token. */
+static void test_llamacpp_generate(void **state)
 {
     (void)state;
-    struct toks k = {.n = 0};
+    struct llama_ref ref;
+    llama_ref_load("llamacpp/completion.json", &ref);
+    assert_int_equal(ref.n, 8);
+    size_t len;
+    char *whole = slurp("llamacpp/completion.json", &len);
+    struct toks w = {.n = 0};
     struct pd_rproto_stream ps;
-    parse_stream("llamacpp/completion_stream.sse", PD_REMOTE_LLAMACPP, 2, 5, &k, &ps);
-    assert_int_equal(k.n, 3);
+    struct pd_err err;
+    pd_rproto_stream_init(&ps, PD_REMOTE_LLAMACPP, 3, keep_token, NULL, &w);
+    assert_int_equal(pd_rproto_stream_data(&ps, whole, len, &err), PD_OK);
     assert_true(ps.done);
     assert_string_equal(ps.finish, "limit");
-    assert_int_equal(k.t[0].id, 3681);
-    assert_string_equal(k.t[0].text, " Paris"); /* from "bytes" */
-    expect_top(&k.t[2], 2, (int32_t[]){450, 2}, (float[]){-0.6f, -1.2f});
+    assert_int_equal(w.n, 8);
+    free(whole);
+    static const size_t pieces[] = {1, 7, 100000};
+    for (size_t pi = 0; pi < 3; pi++) {
+        struct toks k = {.n = 0};
+        parse_stream("llamacpp/completion_stream.sse", PD_REMOTE_LLAMACPP, 3, pieces[pi], &k,
+                     &ps);
+        assert_int_equal(k.n, 8);
+        assert_true(ps.done);
+        assert_string_equal(ps.finish, "limit"); /* n_predict reached */
+        for (size_t i = 0; i < 8; i++) {
+            assert_int_equal(k.t[i].id, ref.id[i]);
+            assert_int_equal(w.t[i].id, ref.id[i]);
+            assert_float_equal(k.t[i].logprob, (float)ref.lp[i], 1e-7);
+            assert_float_equal(w.t[i].logprob, k.t[i].logprob, 0);
+            assert_int_equal(k.t[i].n_top, 3);
+            assert_int_equal(k.t[i].top[0].id, ref.top0[i]);
+            assert_true(k.t[i].top[0].logprob >= k.t[i].top[1].logprob &&
+                        k.t[i].top[1].logprob >= k.t[i].top[2].logprob);
+            assert_true(k.t[i].flags & PD_TOKF_ENTROPY_EST);
+            assert_float_equal(k.t[i].entropy, w.t[i].entropy, 0);
+        }
+        /* texts from "bytes": " a little girl named Lily." */
+        assert_string_equal(k.t[0].text, " a");
+        assert_string_equal(k.t[3].text, "ir");
+        assert_string_equal(k.t[7].text, ".");
+        toks_free(&k);
+    }
+    toks_free(&w);
+    /* sampled with a seed: the same shape */
+    struct toks k = {.n = 0};
+    parse_stream("llamacpp/completion_seed_stream.sse", PD_REMOTE_LLAMACPP, 3, 64, &k, &ps);
+    assert_int_equal(k.n, 6);
+    assert_string_equal(ps.finish, "limit");
     toks_free(&k);
+    /* ending with </s>: its event has "token": "" and "bytes": [] (the server renders no
+     * special tokens), then a final event with stop_type eos */
+    parse_stream("llamacpp/completion_eos_stream.sse", PD_REMOTE_LLAMACPP, 2, 13, &k, &ps);
+    assert_int_equal(k.n, 2);
+    assert_true(ps.done);
+    assert_string_equal(ps.finish, "eos");
+    assert_int_equal(k.t[1].id, 2);
+    assert_int_equal(k.t[1].text_len, 0);
+    assert_true(k.t[1].logprob < -20); /* forced by a logit bias; the value is the model's */
+    assert_int_not_equal(k.t[1].top[0].id, 2);
+    toks_free(&k);
+    /* an error event inside the 200 stream, after one token */
+    size_t elen;
+    char *sse = slurp("llamacpp/error_in_stream.sse", &elen);
+    pd_rproto_stream_init(&ps, PD_REMOTE_LLAMACPP, 2, keep_token, NULL, &k);
+    struct pd_sse p;
+    pd_sse_init(&p, 0);
+    assert_int_equal(pd_sse_feed(&p, sse, elen, feed_event, &ps, &err), PD_EIO);
+    assert_non_null(strstr(err.msg, "server error: got exception"));
+    assert_int_equal(k.n, 1);
+    assert_false(ps.done);
+    pd_sse_deinit(&p);
+    toks_free(&k);
+    free(sse);
+}
+
+/* Scoring on llama-server: the request forces ids[1..n) by a token grammar, the recorded
+ * answers to exactly that request fill out[1..n). */
+static void test_llamacpp_score(void **state)
+{
+    (void)state;
+    static const int32_t ids[] = {1, 403, 407, 261, 378, 432, 383, 286};
     struct pd_buf b;
     pd_buf_init(&b);
     const char *path;
     struct pd_err err;
-    int32_t ids[] = {1, 2};
-    assert_int_equal(pd_rproto_score_request(PD_REMOTE_LLAMACPP, NULL, ids, 2, 2, false, &b,
+    assert_int_equal(pd_rproto_score_request(PD_REMOTE_LLAMACPP, "m", ids, 8, 3, false, &b,
                                              &path, &err),
-                     PD_EUNSUPPORTED);
-    assert_non_null(strstr(err.msg, "llama-server"));
+                     PD_OK);
+    assert_string_equal(path, "/completion");
+    json_error_t je;
+    json_t *o = json_loadb(b.data, b.len, 0, &je);
+    assert_non_null(o);
+    /* the fields scripts/record-llama-server sent for score.json */
+    assert_string_equal(json_string_value(json_object_get(o, "grammar")),
+                        "root ::= <[403]> <[407]> <[261]> <[378]> <[432]> <[383]> <[286]>?");
+    assert_int_equal(json_integer_value(json_object_get(o, "n_predict")), 7);
+    assert_int_equal(json_array_size(json_object_get(o, "prompt")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "n_probs")), 3);
+    json_t *bias = json_array_get(json_object_get(o, "logit_bias"), 0);
+    assert_int_equal(json_integer_value(json_array_get(bias, 0)), 286);
+    assert_false(json_is_true(json_object_get(o, "post_sampling_probs")));
+    assert_false(json_is_true(json_object_get(o, "stream")));
+    json_decref(o);
     pd_buf_deinit(&b);
+    assert_int_equal(pd_rproto_score_request(PD_REMOTE_LLAMACPP, NULL, ids, 1, 3, false, &b,
+                                             &path, &err),
+                     PD_EINVAL);
+    pd_buf_deinit(&b);
+    static const struct {
+        const char *file;
+        int32_t last;
+    } cases[] = {{"llamacpp/score.json", 286}, {"llamacpp/score_eos.json", 2}};
+    for (size_t c = 0; c < 2; c++) {
+        int32_t want[8];
+        memcpy(want, ids, sizeof want);
+        size_t n = c == 0 ? 8 : 7;
+        want[n - 1] = cases[c].last;
+        struct llama_ref ref;
+        llama_ref_load(cases[c].file, &ref);
+        assert_int_equal(ref.n, n - 1);
+        size_t len;
+        char *body = slurp(cases[c].file, &len);
+        struct pd_token_rec out[8];
+        memset(out, 0, sizeof out);
+        for (size_t i = 0; i < n; i++) {
+            out[i].id = want[i];
+        }
+        if (pd_rproto_score_response(PD_REMOTE_LLAMACPP, body, len, want, n, 3, out, &err)) {
+            fail_msg("%s: %s", cases[c].file, err.msg);
+        }
+        assert_true(isnan(out[0].logprob));
+        for (size_t i = 1; i < n; i++) {
+            assert_float_equal(out[i].logprob, (float)ref.lp[i - 1], 1e-7);
+            assert_int_equal(out[i].n_top, 3);
+            assert_int_equal(out[i].top[0].id, ref.top0[i - 1]);
+            assert_true(out[i].flags & PD_TOKF_ENTROPY_EST);
+        }
+        /* the prompt of the generate fixtures, scored: " Once" after <s> */
+        assert_float_equal(out[1].logprob, -0.2437879f, 1e-6);
+        /* a server that forced other tokens is caught */
+        want[3] = 99;
+        assert_int_equal(pd_rproto_score_response(PD_REMOTE_LLAMACPP, body, len, want, n, 3,
+                                                  out, &err),
+                         PD_EFORMAT);
+        assert_non_null(strstr(err.msg, "token 3"));
+        want[3] = ids[3];
+        /* fewer tokens came back than were sent */
+        int32_t more[9];
+        memcpy(more, want, n * sizeof *more);
+        more[n] = 5;
+        struct pd_token_rec out9[9];
+        memset(out9, 0, sizeof out9);
+        assert_int_equal(pd_rproto_score_response(PD_REMOTE_LLAMACPP, body, len, more, n + 1, 3,
+                                                  out9, &err),
+                         PD_EFORMAT);
+        assert_non_null(strstr(err.msg, "came back"));
+        for (size_t i = 0; i < 9; i++) {
+            pd_token_rec_free(&out9[i]);
+            if (i < 8) {
+                pd_token_rec_free(&out[i]);
+            }
+        }
+        free(body);
+    }
+    /* /v1/completions ignores echo and generates: read as an OpenAI server's scoring
+     * answer, the missing prompt values are an error, not misread values */
+    size_t len;
+    char *body = slurp("llamacpp/v1_completions_echo.json", &len);
+    struct pd_token_rec out[8];
+    memset(out, 0, sizeof out);
+    assert_int_equal(pd_rproto_score_response(PD_REMOTE_OPENAI, body, len, ids, 8, 2, out, &err),
+                     PD_EFORMAT);
+    free(body);
+}
+
+/* The other recorded llama-server endpoints ponder reads. */
+static void test_llamacpp_endpoints(void **state)
+{
+    (void)state;
+    size_t len;
+    struct pd_err err;
+    char *body = slurp("llamacpp/models.json", &len);
+    struct pd_rproto_models m;
+    assert_int_equal(pd_rproto_models_parse(body, len, NULL, &m, &err), PD_OK);
+    assert_true(m.found);
+    assert_string_equal(m.owned_by, "llamacpp");
+    assert_int_equal(pd_remote_server_from_owner(m.owned_by), PD_REMOTE_LLAMACPP);
+    assert_non_null(strstr(m.model, "stories260K.gguf"));
+    free(body);
+    body = slurp("llamacpp/tokenize.json", &len);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(pd_rproto_tokens_parse(body, len, &ids, &n, &err), PD_OK);
+    static const int32_t want[] = {403, 407, 261, 378, 432, 383, 286};
+    assert_int_equal(n, 7);
+    assert_memory_equal(ids, want, sizeof want);
+    free(ids);
+    free(body);
+    body = slurp("llamacpp/detokenize.json", &len);
+    char *text;
+    assert_int_equal(pd_rproto_text_parse(body, len, &text, &err), PD_OK);
+    assert_string_equal(text, " Once upon a time, there was");
+    free(text);
+    free(body);
 }
 
 static void test_error_bodies(void **state)
@@ -379,7 +593,12 @@ static void test_error_bodies(void **state)
         {"vllm/error_400_legacy.json", "`logprobs` must be a positive value"},
         {"vllm/error_422_fastapi.json", "max_tokens: Input should be a valid integer"},
         {"sglang/error_400.json", "longer than the model's context length"},
-        {"llamacpp/error_400.json", "exceeds the available context size"},
+        {"llamacpp/error_context.json", "exceeds the available context size (256 tokens)"},
+        {"llamacpp/error_bad_token.json", "Prompt contains invalid tokens"},
+        {"llamacpp/error_bad_token_stream.json", "Prompt contains invalid tokens"},
+        {"llamacpp/error_bad_grammar.json", "failed to parse grammar"},
+        {"llamacpp/error_malformed.json", "parse error at line 1"},
+        {"llamacpp/error_404.json", "File Not Found"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len;
@@ -1628,7 +1847,9 @@ int main(void)
         cmocka_unit_test(test_vllm_stream),
         cmocka_unit_test(test_vllm_score),
         cmocka_unit_test(test_sglang),
-        cmocka_unit_test(test_llamacpp),
+        cmocka_unit_test(test_llamacpp_generate),
+        cmocka_unit_test(test_llamacpp_score),
+        cmocka_unit_test(test_llamacpp_endpoints),
         cmocka_unit_test(test_error_bodies),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_requests_and_helpers),

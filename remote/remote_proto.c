@@ -244,7 +244,7 @@ enum pd_status pd_rproto_score_request(enum pd_remote_server s, const char *mode
     bool ok;
     topk = topk > PD_TOPK_MAX ? PD_TOPK_MAX : topk;
     if (s == PD_REMOTE_LLAMACPP) {
-        /* llama-server returns no prompt log-probabilities (its /v1/completions refuses
+        /* llama-server returns no prompt log-probabilities (its /v1/completions ignores
          * echo), so ids[1..n) are generated instead, forced one by one by a grammar of
          * token ids (grammars/README.md, "<[id]>"); n_probs reports the probabilities
          * before sampling (post_sampling_probs false), which the grammar does not touch,

@@ -20,6 +20,7 @@
 #include "store.h"
 #include "store_blob.h"
 #include "store_replay.h"
+#include "store_fixture.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -32,46 +33,7 @@
 #define SANITIZED 0
 #endif
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct pd_store *st;
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/pd_store_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    struct pd_err err;
-    if (pd_store_open(f->path, NULL, &f->st, &err) != PD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static void rm_dir(const char *dir)
-{
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "cannot remove %s\n", dir);
-    }
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    pd_store_close(&f->st);
-    rm_dir(f->dir);
-    free(f);
-    return 0;
-}
+STORE_FX("store")
 
 static int64_t new_session(struct pd_store *st, const char *user)
 {
@@ -145,7 +107,7 @@ static void append_tokens(struct pd_store *st, int64_t sid, int64_t from, int64_
 
 static void test_open_creates_schema(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     assert_int_equal(pd_store_schema_version(f->st), PD_STORE_SCHEMA_VERSION);
     struct pd_err err;
     assert_int_equal(pd_store_check(f->st, &err), PD_OK);
@@ -173,7 +135,7 @@ static void test_open_creates_schema(void **state)
 
 static void test_open_refuses_foreign_files(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     struct pd_store *st = NULL;
     char p[200];
@@ -219,7 +181,7 @@ static void test_open_refuses_foreign_files(void **state)
 
 static void test_default_path_and_parent_dirs(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char buf[256], old_xdg[256] = "", old_home[256] = "";
     struct pd_err err;
     const char *x = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
@@ -261,7 +223,7 @@ static void test_default_path_and_parent_dirs(void **state)
 
 static void test_models(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     struct pd_model_ident m = {"qwen3-0.6b-q8_0.gguf", 639447424, sha, "qwen3"};
@@ -311,7 +273,7 @@ static void test_models(void **state)
 
 static void test_sessions_and_messages(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "What is 2+2?");
     struct pd_store_session_info in;
@@ -393,7 +355,7 @@ static void test_msg_role_names(void **state)
 
 static void test_tokens_roundtrip_and_order(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 10, true);
@@ -484,7 +446,7 @@ static void test_tokens_roundtrip_and_order(void **state)
 
 static void test_tokens_replace(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 6, false);
@@ -579,7 +541,7 @@ static void test_topk_blob(void **state)
 
 static void test_steps_and_prunes(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 20, false);
@@ -682,7 +644,7 @@ static void test_steps_and_prunes(void **state)
 /* Pruned flags with steps whose index order differs from position order, overlapping. */
 static void test_pruned_flags_unsorted_spans(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 30, false);
@@ -714,7 +676,7 @@ static void test_pruned_flags_unsorted_spans(void **state)
 
 static void test_kv_events_and_iterator(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 600, false);
@@ -800,7 +762,7 @@ static void test_kv_events_and_iterator(void **state)
 
 static void test_annotations(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 10, false);
@@ -854,7 +816,7 @@ static void test_annotations(void **state)
 
 static void test_branches(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t root = new_session(f->st, "q");
     append_tokens(f->st, root, 0, 50, false);
@@ -923,7 +885,7 @@ static void test_branches(void **state)
 
 static void test_transactions(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     assert_int_equal(pd_store_begin(f->st, &err), PD_OK);
     assert_int_equal(pd_store_begin(f->st, &err), PD_EINVAL);
@@ -984,7 +946,7 @@ static void expect_read_fails(struct pd_store *st, int64_t sid, const char *what
 
 static void test_corrupt_rows(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     int64_t sid = new_session(f->st, "q");
     append_tokens(f->st, sid, 0, 8, true);
     char sql[256];
@@ -1048,7 +1010,7 @@ static double now_ms(void)
  * index is used, the cost does not grow with the session. */
 static void test_replay_long_session_fast(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     /* other sessions before and after, so the index has to do the work */
     int64_t other = new_session(f->st, "noise");

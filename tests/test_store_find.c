@@ -18,40 +18,9 @@
 #include "store.h"
 #include "store_find.h"
 #include "store_jsonl.h"
+#include "store_fixture.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct pd_store *st;
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/pd_find_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/f.db", f->dir);
-    struct pd_err err;
-    if (pd_store_open(f->path, NULL, &f->st, &err) != PD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    pd_store_close(&f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
+STORE_FX("find")
 
 static int64_t import_line(struct pd_store *st, const char *line, const char *where)
 {
@@ -91,7 +60,7 @@ static void snip_free(char **s, size_t n)
 
 static void test_filters(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = import_line(f->st, "{\"question\":\"alpha\",\"answer\":\"1\"}", "x.jsonl:1");
     int64_t b = import_line(f->st, "{\"question\":\"beta\",\"answer\":\"2\"}", "y.jsonl:1");
@@ -154,7 +123,7 @@ static void test_filters(void **state)
 
 static void test_search(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = import_line(f->st,
                             "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 7 times 6?\"},"
@@ -255,7 +224,7 @@ static void test_search(void **state)
 
 static void test_content_hash(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     /* one trace in three shapes */
     int64_t a = import_line(f->st,
@@ -326,7 +295,7 @@ static void on_dup(void *ud, const char *where, int64_t id)
 
 static void test_import_duplicates(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     /* a live-made session, finished: hashed by the first import that comes */
     struct pd_message m = {PD_STORE_MSG_USER, "live question"};

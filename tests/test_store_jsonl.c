@@ -23,44 +23,11 @@
 #include "store.h"
 #include "store_jsonl.h"
 #include "store_replay.h"
-
-struct fx {
-    char dir[64];
-    char path[128];
-    struct pd_store *st;
-};
+#include "store_fixture.h"
 
 static char fixtures[512];
 
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/pd_jsonl_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/j.db", f->dir);
-    struct pd_err err;
-    if (pd_store_open(f->path, NULL, &f->st, &err) != PD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    pd_store_close(&f->st);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "cannot remove %s\n", f->dir);
-    }
-    free(f);
-    return 0;
-}
+STORE_FX("jsonl")
 
 static char *read_all(const char *path, size_t *n)
 {
@@ -131,7 +98,7 @@ static void import_ok(struct pd_store *st, const char *path, struct pd_import_re
 }
 
 /* Exports everything in `format` to a file and compares it with `want_path`. */
-static void expect_export_equals(struct fx *f, enum pd_jsonl_format format,
+static void expect_export_equals(struct store_fx *f, enum pd_jsonl_format format,
                                  const char *want_path)
 {
     char out[160];
@@ -153,7 +120,7 @@ static void expect_export_equals(struct fx *f, enum pd_jsonl_format format,
 
 static void test_roundtrip_messages(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char in[600];
     fixture(in, sizeof in, "messages_canonical.jsonl");
     struct pd_import_result res;
@@ -167,7 +134,7 @@ static void test_roundtrip_messages(void **state)
 
 static void test_roundtrip_sharegpt_and_prompt_completion(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char in[600];
     fixture(in, sizeof in, "sharegpt_canonical.jsonl");
     struct pd_import_result res;
@@ -239,7 +206,7 @@ static void expect_record(struct pd_store *st, int64_t sid, enum pd_jsonl_format
 
 static void test_import_shapes(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char in[600];
     fixture(in, sizeof in, "mixed.jsonl");
     struct pd_import_result res;
@@ -299,7 +266,7 @@ static void test_import_shapes(void **state)
 
 static void test_thinking_segments(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t id;
     const char *line =
@@ -328,7 +295,7 @@ static void test_thinking_segments(void **state)
 
 static void test_malformed_lines(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char in[600];
     fixture(in, sizeof in, "malformed.jsonl");
     struct errs e = {0};
@@ -387,7 +354,7 @@ static void test_malformed_lines(void **state)
 
 static void test_binary_and_empty_files(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     struct pd_import_result res;
     char p[160];
@@ -437,7 +404,7 @@ static void test_binary_and_empty_files(void **state)
 
 static void test_ten_megabyte_line(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     size_t big = 10u << 20;
     char *line = malloc(big + 256);
     size_t o = (size_t)sprintf(line, "{\"prompt\":\"long\",\"generation\":\"<think>\\n");
@@ -479,7 +446,7 @@ static void test_ten_megabyte_line(void **state)
 /* Marks steps on an imported session and prunes one. */
 static void test_export_pruned_and_filters(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     char in[600];
     fixture(in, sizeof in, "messages_canonical.jsonl");
@@ -541,7 +508,7 @@ static void test_export_pruned_and_filters(void **state)
 
 static void test_export_file_is_atomic(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     char in[600], out[160];
     fixture(in, sizeof in, "sharegpt_canonical.jsonl");
@@ -587,7 +554,7 @@ static void test_export_file_is_atomic(void **state)
 /* A live session: real tokens that carry the think markers themselves. */
 static void test_export_live_tokens(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     struct pd_message m = {PD_STORE_MSG_USER, "Is 9 odd?"};
     struct pd_run_settings rs = {.temperature = 0.6f, .top_p = 0.95f, .top_k = 20,
@@ -691,7 +658,7 @@ static void test_export_live_tokens(void **state)
  * bytes become U+FFFD, so chat exports stay valid JSON. */
 static void test_export_cleans_utf8(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     struct pd_message m = {PD_STORE_MSG_USER, "q"};
     struct pd_session_new sn = {.messages = &m, .n_messages = 1};
@@ -796,7 +763,7 @@ static int64_t make_rich_session(struct pd_store *st)
 
 static void test_ponder_record_roundtrip(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t sid = make_rich_session(f->st);
     char *line = record(f->st, sid, PD_JSONL_PONDER);
@@ -876,7 +843,7 @@ static void test_ponder_record_roundtrip(void **state)
 
 static void test_ponder_record_malformed(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     static const struct {
         const char *line;
@@ -980,7 +947,7 @@ static void test_ponder_record_malformed(void **state)
  * clean import or a FILE:LINE error; never a crash, never a half-stored session. */
 static void test_mutated_records(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t rich = make_rich_session(f->st);
     char *seeds[3];
@@ -1050,7 +1017,7 @@ static double now_s(void)
 
 static void test_roundtrip_10k(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char in[160], out[160];
     snprintf(in, sizeof in, "%s/10k.jsonl", f->dir);
     snprintf(out, sizeof out, "%s/10k.out.jsonl", f->dir);

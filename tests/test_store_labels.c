@@ -17,40 +17,9 @@
 #include "store.h"
 #include "store_jsonl.h"
 #include "store_labels.h"
+#include "store_fixture.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct pd_store *st;
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/pd_labels_XXXXXX");
-    if (!f || !mkdtemp(f->dir)) {
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    struct pd_err err;
-    if (pd_store_open(f->path, NULL, &f->st, &err) != PD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    pd_store_close(&f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
+STORE_FX("labels")
 
 /* A root session asking `user`, with n_tok think tokens "t0 " "t1 " ... */
 static int64_t root(struct pd_store *st, const char *user, int n_tok)
@@ -81,7 +50,7 @@ static int64_t branch(struct pd_store *st, int64_t parent, int64_t fork)
 
 static void test_preferences(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = root(f->st, "q", 4), b = branch(f->st, a, 2), c = branch(f->st, a, 2);
     int64_t other = root(f->st, "another question", 2);
@@ -128,7 +97,7 @@ static void test_preferences(void **state)
 
 static void test_references(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = root(f->st, "q", 1);
     assert_int_equal(pd_store_reference_set(f->st, a, "42", &err), PD_OK);
@@ -182,7 +151,7 @@ static void assert_reference(struct pd_store *st, int64_t id, const char *want)
 
 static void test_import_reference(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     /* answer next to a generation: the reference, and kept in meta */
     int64_t a = import_line(f->st, "{\"problem\":\"p\",\"generation\":\"g 16\",\"answer\":\"16\"}",
                             PD_OK);
@@ -227,7 +196,7 @@ static void test_import_reference(void **state)
 
 static void test_questions(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = root(f->st, "2+2?", 1), b = root(f->st, "2+2?", 1), c = root(f->st, "2+2?", 1);
     int64_t br = branch(f->st, a, 1);
@@ -295,7 +264,7 @@ static void test_questions(void **state)
 
 static void test_prune_checks(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t a = root(f->st, "q", 6);
     struct pd_step_rec steps[3] = {{.index = 0, .pos_begin = 0, .pos_end = 2},

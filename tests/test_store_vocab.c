@@ -18,40 +18,9 @@
 #include "store.h"
 #include "store_jsonl.h"
 #include "store_vocab.h"
+#include "store_fixture.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct pd_store *st;
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/pd_vocab_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    struct pd_err err;
-    if (pd_store_open(f->path, NULL, &f->st, &err) != PD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    pd_store_close(&f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
+STORE_FX("vocab")
 
 /* A five-piece vocabulary: a word, an empty piece, half of a character, a NUL, "x". */
 static const char *const k_pieces[] = {" the", "", "\xe2", "\0", "x"};
@@ -162,7 +131,7 @@ static void test_vocab_blob_layout_and_corruption(void **state)
 
 static void test_vocab_and_pieces(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     int64_t m = model(f->st, 'a');
     bool has = true;
@@ -244,7 +213,7 @@ static void test_vocab_and_pieces(void **state)
 /* A ponder record's pieces are kept when the database cannot read its ids otherwise. */
 static void test_ponder_record_pieces(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct pd_err err;
     static const char rec[] =
         "{\"ponder\":1,\"session\":{\"model\":%s},\"tokens\":["

@@ -185,6 +185,7 @@ struct cuda_backend {
     struct pd_k_probe_out last;
     bool last_valid, logits_valid;
     bool cum_dirty;
+    bool cum_off;                    /* this eval's capture keeps no cum (keep_received) */
     struct pd_capture_state *cum_cs;
     /* prefill (allocated on the first batch of PREFILL_MIN tokens or more) */
     uint32_t pf_cap;                 /* tokens per chunk */
@@ -626,7 +627,8 @@ static int run_token(struct cuda_backend *b, uint32_t n_part, unsigned flags, in
         struct pd_k_capture cp = {b->e, b->c, b->cap, (int)n_part, b->pos, b->cap, b->d_par,
                                   b->p_nslots, b->p_nsteps, (int)b->n_layer, (int)b->n_head,
                                   (flags & F_BLOB) ? b->top : NULL, top_n,
-                                  (flags & F_BLOB) ? b->cum : NULL, b->cum_cap, b->steps,
+                                  (flags & F_BLOB) && !b->cum_off ? b->cum : NULL,
+                                  b->cum_cap, b->steps,
                                   (flags & F_BLOB) ? b->smass : NULL, b->steps_cap,
                                   (flags & F_MEAN) ? b->rows_mean : NULL,
                                   (flags & F_HEAD) ? b->rows_head : NULL,
@@ -1242,7 +1244,7 @@ static int run_prefill(struct cuda_backend *b, int T, uint32_t n_part, bool capt
                                       (size_t)b->n_layer * b->steps_cap, (int)b->n_layer, 0};
             if (capture) {
                 cp.top = b->pf_top + (size_t)il * (size_t)top_n;
-                cp.cum = b->cum + (size_t)il * b->cum_cap;
+                cp.cum = b->cum_off ? NULL : b->cum + (size_t)il * b->cum_cap;
                 cp.smass = b->pf_smass + (size_t)il * b->steps_cap;
             }
             if (rows) {
@@ -1291,7 +1293,7 @@ static enum pd_status prefill_chunk(struct cuda_backend *b, struct pd_ctx *c,
         return st;
     }
     int64_t pos0 = c->n_past;
-    if (capture && (st = grow_cum(b, (size_t)pos0 + n + 1, err))) {
+    if (capture && !b->cum_off && (st = grow_cum(b, (size_t)pos0 + n + 1, err))) {
         return st;
     }
     /* room for n slots in every layer, then the chunk's parameters */
@@ -1429,8 +1431,9 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
     if ((st = ensure_capture(b, want, err))) {
         return st;
     }
+    b->cum_off = cs && !cs->keep_received;
     if (base_flags & F_BLOB) {
-        if ((st = attach_cum(b, cs, err)) || (st = sync_steps(b, cs, err))) {
+        if ((!b->cum_off && (st = attach_cum(b, cs, err))) || (st = sync_steps(b, cs, err))) {
             return st;
         }
     }
@@ -1492,7 +1495,7 @@ static enum pd_status cuda_eval(struct pd_backend *bb, struct pd_ctx *c, const i
         if (observe) {
             flags |= cs->observer_mean ? F_MEAN : F_HEAD;
         }
-        if ((flags & F_BLOB) && (st = grow_cum(b, (size_t)pos + 1, err))) {
+        if ((flags & F_BLOB) && !b->cum_off && (st = grow_cum(b, (size_t)pos + 1, err))) {
             return st;
         }
         uint32_t n_part;

@@ -81,7 +81,7 @@ void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uin
     /* cumulative attention received, by position (a contiguous run of positions, the
      * common case without eviction, is a plain vector add) */
     int64_t max_pos = n_slots ? slot_pos[n_slots - 1] : 0;
-    if (n_slots && grow_cum(cs, max_pos)) {
+    if (cs->keep_received && n_slots && grow_cum(cs, max_pos)) {
         float *cum = cs->cum + (size_t)il * cs->cum_cap;
         if (max_pos - slot_pos[0] == (int64_t)n_slots - 1) {
             float *c0 = cum + slot_pos[0];
@@ -168,6 +168,7 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     cs->blob_len = pd_attn_blob_size(hp->n_layer, top_n, 0);
     cs->full_token_pos = -1;
     cs->cum_forgot = INT64_MAX;
+    cs->keep_received = true;
     cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
     if (!cs->mean_row || !grow_cum(cs, 0)) {
         pd_capture_deinit(cs);
@@ -253,6 +254,9 @@ float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_
     if (cs->cum_sync) {
         /* cum is a cache of the device's array: filling it does not change the state */
         cs->cum_sync(cs->cum_sync_ud, (struct pd_capture_state *)cs);
+    }
+    if (!cs->keep_received) {
+        return NAN;
     }
     if (il >= cs->n_layer || pos < 0 || pos >= cs->cum_cap) {
         return 0.0f;

@@ -55,6 +55,9 @@ struct pd_capture_state {
     float *mean_row;         /* [n_ctx] scratch */
     float *cum;              /* [n_layer][cum_cap] attention received by position */
     int64_t cum_cap;
+    bool keep_received;      /* maintain cum (pd_capture_init: true); cleared by a session
+                              * without history, where it would grow with every position
+                              * and nothing reads it */
     /* full rows of the last token: [n_layer][n_head][n_ctx], valid for layers in the mask */
     float *full;
     int64_t *full_pos;       /* [n_layer][n_ctx] slot positions */
@@ -130,7 +133,8 @@ enum pd_status pd_capture_begin(struct pd_capture_state *cs, int64_t pos0, size_
 /* The summary blob of token i of the current call (NULL when level is OFF). */
 const uint8_t *pd_capture_blob(const struct pd_capture_state *cs, size_t i);
 
-/* Attention received by position pos in layer il so far (head-mean, summed over queries). */
+/* Attention received by position pos in layer il so far (head-mean, summed over queries);
+ * NAN when keep_received is off. */
 float pd_capture_received(const struct pd_capture_state *cs, uint32_t il, int64_t pos);
 
 /* Forgets cumulative attention and steps for positions >= pos (branch / rewind). */

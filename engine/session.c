@@ -1490,6 +1490,7 @@ enum pd_status pd_session_open(const struct pd_model *m, const struct pd_tok *to
             goto fail;
         }
         s->cap_ready = true;
+        s->cap.keep_received = !p.no_history; /* nothing reads it; it grows by position */
         if (s->policy) {
             s->cap.observer = policy_observer;
             s->cap.observer_ud = s;

@@ -461,12 +461,13 @@ static void test_batch_equals_steps(void **state)
  * within 1e-6 per token: the batch adds its queries' rows with atomics), and the CPU's
  * within the session bars (5e-3, docs/gpu.md). */
 static void capture_run(const struct pd_model *m, enum pd_backend_kind kind, bool batch,
-                        uint8_t *blobs, float *cum, size_t *blob_len)
+                        bool keep_received, uint8_t *blobs, float *cum, size_t *blob_len)
 {
     struct pd_ctx *c = ctx_for(m, kind, 64);
     struct pd_capture_state cs;
     struct pd_err err;
     assert_int_equal(pd_capture_init(&cs, c, PD_CAPTURE_LEVEL_SUMMARY, 6, 0, &err), PD_OK);
+    cs.keep_received = keep_received;
     assert_int_equal(pd_capture_add_step(&cs, 0, &err), PD_OK);
     assert_int_equal(pd_capture_add_step(&cs, 11, &err), PD_OK);
     int32_t toks[30];
@@ -510,10 +511,27 @@ static void test_capture_batch(void **state)
     size_t len = 0;
     uint8_t *bb = malloc(60 * 4096), *bs = malloc(60 * 4096), *bc = malloc(60 * 4096);
     float *cb = malloc(64 * 30 * 4), *cs = malloc(64 * 30 * 4), *cc = malloc(64 * 30 * 4);
-    capture_run(m, PD_BACKEND_CUDA, true, bb, cb, &len);
-    capture_run(m, PD_BACKEND_CUDA, false, bs, cs, &len);
-    capture_run(m, PD_BACKEND_CPU, true, bc, cc, &len);
+    capture_run(m, PD_BACKEND_CUDA, true, true, bb, cb, &len);
+    capture_run(m, PD_BACKEND_CUDA, false, true, bs, cs, &len);
+    capture_run(m, PD_BACKEND_CPU, true, true, bc, cc, &len);
     assert_memory_equal(bb, bs, 30 * len);
+    /* without cumulative attention (a session without history): the same summaries and
+     * step masses, batch and one at a time, and no received attention to read */
+    uint8_t *bn = malloc(60 * 4096);
+    float *cn = malloc(64 * 30 * 4);
+    for (int batch = 0; batch < 2; batch++) {
+        capture_run(m, PD_BACKEND_CUDA, batch, false, bn, cn, &len);
+        const uint8_t *want = batch ? bb : bs;
+        assert_memory_equal(want, bn, 30 * len);
+        for (size_t i = 30; i < 60; i++) { /* the two step masses of each token */
+            assert_memory_equal(want + i * len, bn + i * len, 2 * sizeof(float));
+        }
+        for (uint32_t i = 0; i < m->hp.n_layer * 30; i++) {
+            assert_true(isnan(cn[i]));
+        }
+    }
+    free(bn);
+    free(cn);
     double dsm = 0, dcum = 0, dcpu = 0;
     for (int i = 0; i < 30; i++) {
         const float *a = (const float *)(bb + (size_t)(30 + i) * len);

@@ -353,6 +353,57 @@ static void test_capture_tie_order(void **state)
     pd_model_close(&m);
 }
 
+/* keep_received off (a session without history): the summary is the same, the cumulative
+ * attention by position is neither kept nor grown (it would grow with every position),
+ * and pd_capture_received says NAN. */
+static void test_capture_keep_received(void **state)
+{
+    (void)state;
+    struct pd_model *m = make_model("llama", "f32", "capture-received");
+    struct pd_ctx *c = make_ctx(m, PD_KV_F32, 64);
+    uint32_t H = m->hp.n_head, N = c->params.n_ctx;
+    float *probs = calloc((size_t)H * N, sizeof *probs);
+    int64_t slot_pos[4] = {0, 1, 4000, 4999}; /* a sink and recent slots far along */
+    for (uint32_t h = 0; h < H; h++) {
+        for (uint32_t k = 0; k < 4; k++) {
+            probs[(size_t)h * N + k] = 0.1f * (float)(k + 1);
+        }
+    }
+    uint8_t *blob[2];
+    struct pd_err err;
+    for (int keep = 0; keep < 2; keep++) {
+        struct pd_capture_state cs;
+        assert_int_equal(pd_capture_init(&cs, c, PD_CAPTURE_LEVEL_SUMMARY, 4, 0, &err), PD_OK);
+        assert_true(cs.keep_received);
+        cs.keep_received = keep;
+        int64_t cap0 = cs.cum_cap;
+        assert_int_equal(pd_capture_begin(&cs, 5000, 1, &err), PD_OK);
+        for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+            c->attn_hook(c->attn_hook_ud, il, 5000, probs, H, 4, slot_pos);
+        }
+        blob[keep] = malloc(cs.blob_len);
+        memcpy(blob[keep], pd_capture_blob(&cs, 0), cs.blob_len);
+        if (keep) {
+            assert_true(cs.cum_cap > 4999);
+            assert_float_equal(pd_capture_received(&cs, 0, 4999), 0.4f, 1e-6);
+        } else {
+            assert_int_equal(cs.cum_cap, cap0);
+            assert_true(isnan(pd_capture_received(&cs, 0, 4999)));
+        }
+        assert_memory_equal(blob[keep], pd_capture_blob(&cs, 0), cs.blob_len);
+        if (keep) {
+            assert_memory_equal(blob[0], blob[1], cs.blob_len);
+        }
+        pd_capture_deinit(&cs);
+        c->attn_hook = NULL;
+    }
+    free(blob[0]);
+    free(blob[1]);
+    free(probs);
+    pd_ctx_close(&c);
+    pd_model_close(&m);
+}
+
 /* ---- KV cache ------------------------------------------------------------------------- */
 
 static void test_kvcache_ops(void **state)
@@ -1096,6 +1147,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_model_rejects),
         cmocka_unit_test(test_lm_open),
         cmocka_unit_test(test_capture_tie_order),
+        cmocka_unit_test(test_capture_keep_received),
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),

@@ -494,10 +494,15 @@ static enum pd_status batch_run(const struct pd_token_rec *toks, const size_t *i
             cand[n_cand++] = tok;
         }
     }
-    size_t begin = 0;
-    for (size_t i = 0; i < n_cand && st == PD_OK; i++) {
-        size_t b = cand[i];
-        if (b <= begin ||
+    /* Boundaries are tried in token order: the candidates, and every token at which the
+     * open step holds PD_STEPS_MAX_TOKENS tokens or more (the length limit). */
+    size_t begin = 0, ci = 0;
+    for (size_t b = 1; b < n_run && st == PD_OK; b++) {
+        while (ci < n_cand && cand[ci] < b) {
+            ci++;
+        }
+        bool natural = ci < n_cand && cand[ci] == b;
+        if ((!natural && b - begin < PD_STEPS_MAX_TOKENS) ||
             trimmed_chars(text + off[begin], off[b] - off[begin]) < (size_t)p->min_chars) {
             continue;
         }
@@ -653,6 +658,8 @@ struct pd_steps_seg {
     size_t *tok_off;   /* owned: [cap_tok] run offsets */
     size_t step_off;
     struct pd_buf text; /* the open step's bytes */
+    bool force_pending;  /* the length limit waits for an undecided marker match */
+    size_t force_from;   /* ... from this run token on */
     int32_t next_index;
 };
 
@@ -772,6 +779,35 @@ static enum pd_status seg_candidate(struct pd_steps_seg *s, size_t b,
     return PD_OK;
 }
 
+/* The length limit at run tokens from..to (the first that closes the open step, which
+ * must hold at least PD_STEPS_MAX_TOKENS tokens before it; min_chars still applies). */
+static enum pd_status seg_force(struct pd_steps_seg *s, size_t from, size_t to,
+                                struct pd_steps_list *out, struct pd_err *err)
+{
+    for (size_t b = from; b <= to; b++) {
+        if (b <= s->tok_base || b - s->tok_base < PD_STEPS_MAX_TOKENS) {
+            continue;
+        }
+        size_t base = s->tok_base;
+        enum pd_status st = seg_candidate(s, b, out, err);
+        if (st != PD_OK || s->tok_base != base) {
+            return st;
+        }
+    }
+    return PD_OK;
+}
+
+/* A marker match was decided: a length limit that waited for it applies now. */
+static enum pd_status seg_force_pending(struct pd_steps_seg *s, size_t tok,
+                                        struct pd_steps_list *out, struct pd_err *err)
+{
+    if (!s->force_pending || s->m_active) {
+        return PD_OK;
+    }
+    s->force_pending = false;
+    return seg_force(s, s->force_from, tok, out, err);
+}
+
 /* One byte of the run, inside run token `tok`. */
 static enum pd_status seg_byte(struct pd_steps_seg *s, unsigned char c, size_t tok,
                                struct pd_steps_list *out, struct pd_err *err)
@@ -789,6 +825,9 @@ static enum pd_status seg_byte(struct pd_steps_seg *s, unsigned char c, size_t t
         if (matched) {
             s->m_active = false;
             st = seg_candidate(s, s->m_tok, out, err);
+            if (st == PD_OK) {
+                st = seg_force_pending(s, tok, out, err);
+            }
             if (st != PD_OK) {
                 return st;
             }
@@ -804,6 +843,10 @@ static enum pd_status seg_byte(struct pd_steps_seg *s, unsigned char c, size_t t
             }
             s->m_k++;
             s->m_active = s->m_alive != 0;
+            st = seg_force_pending(s, tok, out, err);
+            if (st != PD_OK) {
+                return st;
+            }
         }
     }
     bool ws = is_ws(c);
@@ -865,6 +908,7 @@ static enum pd_status seg_run_token(struct pd_steps_seg *s, int64_t pos, const c
         s->n_tok = 0;
         s->step_off = 0;
         s->text.len = 0;
+        s->force_pending = false;
     }
     if (s->n_tok == s->cap_tok) {
         size_t cap = s->cap_tok ? s->cap_tok * 2 : 64;
@@ -887,6 +931,21 @@ static enum pd_status seg_run_token(struct pd_steps_seg *s, int64_t pos, const c
     s->tok_off[s->n_tok] = s->run_off;
     s->n_tok++;
     size_t tok = s->n_run_tok++;
+    if (s->n_tok > PD_STEPS_MAX_TOKENS) {
+        /* length limit: the open step ends before this token (docs/analysis.md); while a
+         * marker match is undecided it may split earlier, so the limit waits for it */
+        if (s->m_active) {
+            if (!s->force_pending) {
+                s->force_pending = true;
+                s->force_from = tok;
+            }
+        } else {
+            enum pd_status st = seg_force(s, tok, tok, out, err);
+            if (st != PD_OK) {
+                return st;
+            }
+        }
+    }
     for (size_t i = 0; i < len; i++) {
         enum pd_status st = seg_byte(s, (unsigned char)text[i], tok, out, err);
         if (st != PD_OK) {
@@ -916,7 +975,11 @@ static enum pd_status seg_end_run(struct pd_steps_seg *s, struct pd_steps_list *
         if (matched) {
             st = seg_candidate(s, s->m_tok, out, err);
         }
+        if (st == PD_OK && s->n_run_tok > 0) {
+            st = seg_force_pending(s, s->n_run_tok - 1, out, err);
+        }
     }
+    s->force_pending = false;
     if (st == PD_OK && s->n_tok > 0) {
         enum pd_step_kind kind = pd_steps_classify(s->text.data, s->text.len, &s->params);
         st = push_step(out, s->next_index, s->tok_pos[0], s->tok_pos[s->n_tok - 1] + 1, kind,

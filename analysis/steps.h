@@ -29,6 +29,9 @@
 
 #define PD_STEPS_MARKERS_MAX 32   /* markers in a custom list */
 #define PD_STEPS_MARKER_LEN_MAX 31 /* bytes per marker */
+#define PD_STEPS_MAX_TOKENS 2048   /* a step that reaches this many tokens closes before
+                                    * the next one (a wall of text still gives steps, and
+                                    * the open step's memory is bounded) */
 
 enum pd_steps_span {
     PD_STEPS_SPAN_AUTO,       /* decided by the first non-prompt, non-injected token */

@@ -16,7 +16,7 @@
 
 #include "steps.h"
 
-#define TMAX 2048
+#define TMAX 4608
 
 /* A trace under construction. Texts point at string literals or at the arena. */
 struct trace {
@@ -621,6 +621,50 @@ static void test_kind_rules(void **state)
 
 static uint64_t g_rng;
 
+/* The length limit: a run without any split point closes a step every
+ * PD_STEPS_MAX_TOKENS tokens (batch and incremental alike); a blank line still splits
+ * where it is, and the count starts again from there. */
+static void test_length_limit(void **state)
+{
+    (void)state;
+    struct trace *t = &g_tr;
+    tr_reset(t);
+    for (int i = 0; i < 4500; i++) {
+        tr_add(t, PD_ROLE_THINK, " the");
+    }
+    struct pd_steps_params p = pd_steps_default_params();
+    struct pd_steps_list l;
+    segment_both(t, &p, &l);
+    const int64_t want[][2] = {{0, PD_STEPS_MAX_TOKENS},
+                               {PD_STEPS_MAX_TOKENS, 2 * PD_STEPS_MAX_TOKENS},
+                               {2 * PD_STEPS_MAX_TOKENS, 4500}};
+    expect_spans(&l, want, 3);
+    pd_steps_list_deinit(&l);
+    tr_reset(t);
+    for (int i = 0; i < 4500; i++) {
+        tr_add(t, PD_ROLE_THINK, i == 100 ? ".\n\n" : " the");
+    }
+    segment_both(t, &p, &l);
+    const int64_t want2[][2] = {{0, 101},
+                                {101, 101 + PD_STEPS_MAX_TOKENS},
+                                {101 + PD_STEPS_MAX_TOKENS, 101 + 2 * PD_STEPS_MAX_TOKENS},
+                                {101 + 2 * PD_STEPS_MAX_TOKENS, 4500}};
+    expect_spans(&l, want2, 4);
+    pd_steps_list_deinit(&l);
+    /* a marker in the last token before the limit is decided by the next token's first
+     * byte: it splits there, before the limit would */
+    tr_reset(t);
+    for (int i = 0; i < 3000; i++) {
+        tr_add(t, PD_ROLE_THINK, i == PD_STEPS_MAX_TOKENS - 2 ? "." : i == PD_STEPS_MAX_TOKENS - 1
+                                                                    ? " Wait" : " the");
+    }
+    p.split_markers = true;
+    segment_both(t, &p, &l);
+    const int64_t want3[][2] = {{0, PD_STEPS_MAX_TOKENS - 1}, {PD_STEPS_MAX_TOKENS - 1, 3000}};
+    expect_spans(&l, want3, 2);
+    pd_steps_list_deinit(&l);
+}
+
 static uint32_t rnd(void)
 {
     g_rng ^= g_rng << 13;
@@ -709,6 +753,42 @@ static void test_incremental_equals_batch(void **state)
     }
 }
 
+/* The length limit among random split points (markers on and off, tokens that hold
+ * markers undecided across the limit): incremental and batch agree on runs of 4,500
+ * tokens. */
+static void test_length_limit_random(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {
+        " the", " so", " Wait", " wait", ". So", ". Wait", " but", ", but", " x", " 42",
+        ".", " ", "", "\n", "\n\n", " Let me", " let", " me", " Hmm", "Hm", "m",
+    };
+    const size_t n_pieces = sizeof(pieces) / sizeof(pieces[0]);
+    struct trace *t = &g_tr;
+    g_rng = 0x2545F4914F6CDD1Dull;
+    for (int iter = 0; iter < 40; iter++) {
+        tr_reset(t);
+        /* mostly words; blank lines rare or absent so that the limit matters */
+        uint32_t blank_every = iter % 2 ? 0 : 1500;
+        for (int i = 0; i < 4500; i++) {
+            const char *pc = pieces[rnd() % n_pieces];
+            if (strcmp(pc, "\n\n") == 0 && (blank_every == 0 || rnd() % blank_every != 0)) {
+                pc = " the";
+            }
+            tr_add(t, PD_ROLE_THINK, pc);
+        }
+        struct pd_steps_params p = pd_steps_default_params();
+        p.split_markers = iter % 4 < 2;
+        struct pd_steps_list l;
+        segment_both(t, &p, &l);
+        assert_true(l.n >= 3);
+        for (size_t i = 0; i < l.n; i++) {
+            assert_true(l.items[i].pos_end - l.items[i].pos_begin <= PD_STEPS_MAX_TOKENS);
+        }
+        pd_steps_list_deinit(&l);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -721,6 +801,8 @@ int main(void)
         cmocka_unit_test(test_corrupt_tokens_and_params),
         cmocka_unit_test(test_kind_rules),
         cmocka_unit_test(test_incremental_equals_batch),
+        cmocka_unit_test(test_length_limit),
+        cmocka_unit_test(test_length_limit_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

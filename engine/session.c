@@ -289,14 +289,15 @@ static bool take_cmd(struct pd_session *s, struct pd_cmd *out)
 
 /* ---- sequence bookkeeping ------------------------------------------------------------ */
 
-/* Without history the arrays hold at most NO_HISTORY_KEEP positions: when full, the
- * older half is dropped. */
+/* Without history the arrays hold at most no_history_keep positions (default
+ * NO_HISTORY_KEEP): when full, the older half is dropped. */
 #define NO_HISTORY_KEEP 4096
 
 static bool seq_push(struct pd_session *s, int32_t id)
 {
-    if (s->p.no_history && s->n_seq - s->seq_base == NO_HISTORY_KEEP) {
-        size_t half = NO_HISTORY_KEEP / 2;
+    size_t keep = s->p.no_history_keep >= 2 ? s->p.no_history_keep : NO_HISTORY_KEEP;
+    if (s->p.no_history && s->n_seq - s->seq_base == keep) {
+        size_t half = keep / 2;
         memmove(s->seq, s->seq + half, half * sizeof *s->seq);
         memmove(s->seq_think, s->seq_think + half, half * sizeof *s->seq_think);
         s->seq_base += half;

@@ -83,6 +83,8 @@ struct pd_session_params {
                                   * every position's: memory stays flat however long the
                                   * generation runs (headless), and branch, prune,
                                   * attention recompute and re-opening a trace are refused */
+    uint32_t no_history_keep;    /* with no_history: ids kept before the older half is
+                                  * dropped (0: 4096; tests use a few) */
 };
 
 struct pd_session_params pd_session_default_params(void);

@@ -1163,6 +1163,7 @@ static struct pd_session *run_history(struct pd_model *m, struct pd_tok *tok, bo
     p.n_predict = n;
     p.keep_alive = true;
     p.no_history = no_history;
+    p.no_history_keep = 64; /* so that a few hundred tokens slide the kept ids */
     p.sampling.seed = 7;
     p.steps = pd_steps_live_iface(*obs);
     if (pd_policy_create_str("window:128,shadow", (int32_t)m->hp.n_layer, 0, &p.policy, &err)) {
@@ -1206,13 +1207,13 @@ static void expect_refusal(struct pd_session *s, const char *want)
 }
 
 /* no_history: the same tokens and step starts as a session with history; on a model that
- * never ends its text, a generation longer than the ids it keeps (4096) runs on, shadow
- * divergence still works on the newest token, and branch, prune and attention recompute
- * are refused with the reason. */
+ * never ends its text, a generation several times longer than the ids it keeps (64 here)
+ * runs on, shadow divergence still works on the newest token, and branch, prune and
+ * attention recompute are refused with the reason. */
 static void test_no_history(void **state)
 {
     (void)state;
-    enum { N = 6000 };
+    enum { N = 600 };
     int32_t *ids[2];
     int64_t *steps[2];
     size_t n_ids[2], n_steps[2];
@@ -1257,12 +1258,12 @@ static void test_no_history(void **state)
     send(c1, c);
     expect_refusal(c1, "branch: this session keeps no token history");
     c = cmd(PD_CMD_PRUNE);
-    c.pos = 5000;
-    c.pos_end = 5010;
+    c.pos = 500;
+    c.pos_end = 510;
     send(c1, c);
     expect_refusal(c1, "prune: this session keeps no token history");
     c = cmd(PD_CMD_ATTN);
-    c.pos = 5000;
+    c.pos = 500;
     send(c1, c);
     expect_refusal(c1, "attention: this session keeps no token history");
     c = cmd(PD_CMD_CONTINUE); /* and it goes on */
@@ -1551,7 +1552,7 @@ static void test_backpressure(void **state)
     size_t n = 0, bytes = 0, most = 0, most_bytes = 0;
     /* Nobody reads until the queue is full (or a generous time has passed). */
     double t0 = now_ms();
-    while (now_ms() - t0 < 20000) {
+    while (now_ms() - t0 < 90000) { /* sanitizer builds on a loaded machine are slow */
         pd_session_queued(s, &n, &bytes);
         assert_true(n <= 1024);
         assert_true(bytes <= (32u << 20) + (1u << 20)); /* one event may top it up */

@@ -22,29 +22,8 @@ if [ ! -x "$server" ]; then
 fi
 ponder=${PONDER_BIN:?}
 root=${PONDER_SOURCE_ROOT:?}
-models=${PONDER_TEST_MODELS:-$root/../shared/models}
-M=$models/stories260K.gguf
-if [ ! -r "$M" ]; then
-    echo "SKIP: $M not found (set PONDER_TEST_MODELS)"
-    exit 77
-fi
+source "$(dirname "$0")/server_lib.sh"
 compare="python3 $root/tests/e2e/remote_compare.py"
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
 
 "$server" --version 2>&1 | grep -E '^version:' | sed 's/^/llama-server /'
 # --port 0: the server binds a free port and logs "listening on http://127.0.0.1:PORT"

@@ -10,27 +10,9 @@
 set -u
 ponder=${PONDER_BIN:?}
 root=${PONDER_SOURCE_ROOT:?}
-models=${PONDER_TEST_MODELS:-$root/../shared/models}
-M=$models/stories260K.gguf
-[ -r "$M" ] || { echo "SKIP: $M not found (set PONDER_TEST_MODELS)"; exit 77; }
+source "$(dirname "$0")/server_lib.sh"
 command -v curl >/dev/null || { echo "SKIP: no curl"; exit 77; }
 rec=$root/scripts/record-remote-fixtures
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
 
 "$ponder" serve -m "$M" --port 0 --port-file "$tmp/port" -t 1 >"$tmp/serve.log" 2>&1 &
 pid=$!

@@ -124,25 +124,47 @@ static size_t step_of_pos(const struct pd_step_rec *steps, size_t n_steps, int64
     return n_steps;
 }
 
-/* A version-2 summary carries the token's attention mass per step. When its steps are
- * these steps (the same first positions for steps 0..k, k the token's own step), the
- * masses are exact and credit steps 0..k-1 directly; returns false (use the top-N
- * entries) otherwise, e.g. for a trace segmented with other parameters. */
+/* A summary with steps carries the token's attention mass on each step it attends to
+ * (attn_blob.h: a step left out has mass 0). When its steps are these steps, the masses
+ * are exact and credit steps 0..k-1 directly: the first step begins at the same
+ * position, and every listed step before step k's first position is one of steps[0..k)
+ * with the same extent (it ends where the next of these steps begins), so the steps left
+ * out cover exactly what the summary's left-out steps covered and have mass 0. Returns
+ * false (use the top-N entries) otherwise, e.g. for a trace segmented with other
+ * parameters. */
+static bool walk_step_mass(const struct pd_attn_view *v, const struct pd_step_rec *steps,
+                           size_t k, double *attn)
+{
+    size_t j = 0;
+    uint32_t e = 0;
+    for (; e < v->n_steps; e++) {
+        int64_t b = pd_attn_view_step_begin(v, e);
+        if (b >= steps[k].pos_begin) {
+            break;
+        }
+        while (j < k && steps[j].pos_begin < b) {
+            j++;
+        }
+        if (j == k || steps[j].pos_begin != b ||
+            pd_attn_view_step_end(v, e) != steps[j + 1].pos_begin) {
+            return false;
+        }
+        if (attn) {
+            attn[j] += pd_attn_view_step_mass(v, e);
+        }
+    }
+    /* the token's own step is always listed: it must be step k */
+    return e < v->n_steps && pd_attn_view_step_begin(v, e) == steps[k].pos_begin;
+}
+
 static bool exact_step_mass(const struct pd_attn_view *v, const struct pd_step_rec *steps,
                             size_t k, double *attn)
 {
-    if (v->n_steps < k + 1) {
+    if (v->n_steps == 0 || pd_attn_view_first_step(v) != steps[0].pos_begin ||
+        !walk_step_mass(v, steps, k, NULL)) {
         return false;
     }
-    for (size_t j = 0; j <= k; j++) {
-        if (pd_attn_view_step_begin(v, (uint32_t)j) != steps[j].pos_begin) {
-            return false;
-        }
-    }
-    for (size_t j = 0; j < k; j++) {
-        attn[j] += pd_attn_view_step_mass(v, (uint32_t)j);
-    }
-    return true;
+    return walk_step_mass(v, steps, k, attn);
 }
 
 /* Credits to attn[0..k) what one token of step k pays to earlier steps. */

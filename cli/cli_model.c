@@ -474,12 +474,12 @@ static void append_attn(struct pd_buf *b, const struct pd_token_rec *r)
     }
     pd_buf_puts(b, "]");
     if (v.n_steps > 0) {
+        /* the steps the token attends to, by first position (attn_blob.h) */
         pd_buf_puts(b, ",\"step_mass\":[");
         for (uint32_t k = 0; k < v.n_steps; k++) {
-            if (k) {
-                pd_buf_puts(b, ",");
-            }
+            pd_buf_printf(b, "%s[%lld,", k ? "," : "", (long long)pd_attn_view_step_begin(&v, k));
             pd_json_num(b, pd_attn_view_step_mass(&v, k));
+            pd_buf_puts(b, "]");
         }
         pd_buf_puts(b, "]");
     }

@@ -657,23 +657,28 @@ static void fill_text(struct pd_session *s, struct pd_token_rec *r)
     r->text_len = r->text ? len : 0;
 }
 
-/* Copies token i's summary out of the capture: version 1, or version 2 with the mass on
- * each reasoning step known so far (attn_blob.h). */
+/* Copies token i's summary out of the capture: version 1, or version 3 with the mass on
+ * each reasoning step it attends to (attn_blob.h: the steps whose slots were all evicted
+ * are left out, so the summary is bounded by the cache, not by the number of steps). */
 static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
 {
     const uint8_t *b = s->cap_ready ? pd_capture_blob(&s->cap, i) : NULL;
     if (!b) {
         return;
     }
-    uint32_t n_steps = 0;
-    const float *mass = pd_capture_step_mass(&s->cap, i, &n_steps);
-    size_t len = pd_attn_blob_size(s->cap.n_layer, s->cap.top_n, n_steps);
+    uint32_t n_known = 0;
+    const float *mass = pd_capture_step_mass(&s->cap, i, &n_known);
+    uint32_t n_listed =
+        n_known ? pd_attn_blob_steps_listed(n_known, s->cap.steps, mass, r->pos) : 0;
+    size_t len = pd_attn_blob_size(s->cap.n_layer, s->cap.top_n, n_listed);
     r->attn = len ? malloc(len) : NULL;
     if (!r->attn) {
         return;
     }
     memcpy(r->attn, b, s->cap.blob_len);
-    pd_attn_blob_put_steps(r->attn, n_steps, s->cap.steps, mass);
+    if (n_listed) {
+        pd_attn_blob_put_steps(r->attn, n_known, s->cap.steps, mass, r->pos);
+    }
     r->attn_len = len;
 }
 

@@ -190,8 +190,10 @@ static void test_blob_corrupt(void **state)
     pd_attn_blob_init(b, 2, 2);
     expect_bad_blob(b, 3, "3 bytes, need at least 4");
     expect_bad_blob(NULL, 0, "0 bytes");
-    b[0] = 3;
-    expect_bad_blob(b, sizeof b, "version 3");
+    b[0] = 4;
+    expect_bad_blob(b, sizeof b, "version 4");
+    b[0] = 3; /* version 3 without its step section */
+    expect_bad_blob(b, sizeof b, "step section");
     b[0] = 2; /* version 2 without its step section */
     expect_bad_blob(b, sizeof b, "step section");
     /* A well-formed version 2 blob: the entries plus two step masses. */
@@ -209,6 +211,11 @@ static void test_blob_corrupt(void **state)
     assert_int_equal(v2.n_layer, 2);
     assert_true(pd_attn_view_step_mass(&v2, 1) == 0.5f);
     assert_int_equal(pd_attn_view_step_begin(&v2, 1), 9);
+    assert_int_equal(v2.version, 2);
+    assert_int_equal(v2.n_known, 2);
+    assert_int_equal(pd_attn_view_first_step(&v2), 3);
+    assert_int_equal(pd_attn_view_step_end(&v2, 0), 9);
+    assert_int_equal(pd_attn_view_step_end(&v2, 1), -1); /* up to the token */
     expect_bad_blob(b2, sizeof b2 - 1, "step section");
     b[0] = 1;
     b[3] = 7;
@@ -262,35 +269,63 @@ static void test_attn_blob_check(void **state)
     assert_int_equal(pd_attn_blob_check(b, sizeof b, NULL, &err), PD_EFORMAT);
 }
 
-/* Steps appended through the codec read back through a view; a mass rounded above 1 is
- * stored as 1; a blob without steps stays version 1. */
+/* Steps appended through the codec read back through a view: only the steps the token
+ * attends to and its own one are listed, each with its extent; a mass rounded above 1 is
+ * stored as 1; a blob without steps, or of a token before every step, stays version 1;
+ * listed steps out of order are refused. */
 static void test_blob_steps(void **state)
 {
     (void)state;
     size_t len = pd_attn_blob_size(2, 3, 2);
-    assert_int_equal(len, 4 + 2 * 3 * 8 + 4 + 2 * 8);
+    assert_int_equal(len, 4 + 2 * 3 * 8 + 12 + 2 * 12);
     assert_int_equal(pd_attn_blob_size(2, 3, PD_ATTN_STEPS_MAX + 1), 0);
-    uint8_t b[4 + 2 * 3 * 8 + 4 + 2 * 8];
+    uint8_t b[4 + 2 * 3 * 8 + 12 + 2 * 12];
     pd_attn_blob_init(b, 2, 3);
     pd_attn_blob_set(b, 1, 2, 7, 0.125f);
-    pd_attn_blob_put_steps(b, 0, NULL, NULL);
+    pd_attn_blob_put_steps(b, 0, NULL, NULL, 5);
     assert_int_equal(b[0], 1);
     struct pd_attn_view v;
     assert_true(pd_attn_blob_layout(b, pd_attn_blob_size(2, 3, 0), &v));
     assert_int_equal(v.n_steps, 0);
-    const int64_t begin[2] = {3, 70000};
-    const float mass[2] = {0.25f, 1.0004f};
-    pd_attn_blob_put_steps(b, 2, begin, mass);
-    assert_int_equal(b[0], 2);
+    assert_int_equal(pd_attn_view_first_step(&v), -1);
+    /* four steps known; the token (position 30) is in the third, the second has no mass
+     * (all its slots evicted), the fourth begins after the token */
+    const int64_t begin[4] = {3, 10, 20, 70000};
+    const float mass[4] = {0.25f, 0.0f, 1.0004f, 0.0f};
+    assert_int_equal(pd_attn_blob_steps_listed(4, begin, mass, 2), 0);
+    pd_attn_blob_put_steps(b, 4, begin, mass, 2); /* before every step: nothing */
+    assert_int_equal(b[0], 1);
+    assert_int_equal(pd_attn_blob_steps_listed(4, begin, mass, 30), 2);
+    pd_attn_blob_put_steps(b, 4, begin, mass, 30);
+    assert_int_equal(b[0], 3);
     assert_false(pd_attn_blob_layout(b, len - 1, &v));
     assert_int_equal(pd_attn_blob_check(b, len, &v, NULL), PD_OK);
     assert_int_equal(v.n_layer, 2);
     assert_int_equal(v.n_top, 3);
+    assert_int_equal(v.version, 3);
+    assert_int_equal(v.n_known, 4);
     assert_int_equal(v.n_steps, 2);
+    assert_int_equal(pd_attn_view_first_step(&v), 3);
     assert_int_equal(pd_attn_view_step_begin(&v, 0), 3);
-    assert_int_equal(pd_attn_view_step_begin(&v, 1), 70000);
+    assert_int_equal(pd_attn_view_step_end(&v, 0), 10);
     assert_true(pd_attn_view_step_mass(&v, 0) == 0.25f);
+    assert_int_equal(pd_attn_view_step_begin(&v, 1), 20);
+    assert_int_equal(pd_attn_view_step_end(&v, 1), 31);
     assert_true(pd_attn_view_step_mass(&v, 1) == 1.0f);
+    /* the token's own step is listed even with no mass */
+    const float none[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    assert_int_equal(pd_attn_blob_steps_listed(4, begin, none, 12), 1);
+    /* listed steps that overlap are refused */
+    uint8_t bad[sizeof b];
+    memcpy(bad, b, sizeof b);
+    size_t sec = 4 + 2 * 3 * 8 + 12;
+    bad[sec + 4] = 25; /* step 0 now ends at 25, past step 1's begin (20) */
+    struct pd_err err;
+    assert_int_equal(pd_attn_blob_check(bad, sizeof bad, NULL, &err), PD_EFORMAT);
+    assert_non_null(strstr(err.msg, "out of order"));
+    memcpy(bad, b, sizeof b);
+    bad[sec] = 2; /* step 0 begins before the first step (3) */
+    assert_int_equal(pd_attn_blob_check(bad, sizeof bad, NULL, &err), PD_EFORMAT);
     uint32_t pos;
     float w;
     assert_true(pd_attn_view_entry(&v, 1, 2, &pos, &w));

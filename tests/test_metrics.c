@@ -216,7 +216,7 @@ static void test_attn_received(void **state)
     free_blobs(&t);
 }
 
-/* Turns token i's blob into version 2 with the given step begins and masses. */
+/* Turns token i's blob into version 2 (older databases) with the given step begins and masses. */
 static void add_step_masses(struct trace *t, size_t i, const int64_t *begin, const float *mass,
                             uint32_t n)
 {
@@ -232,6 +232,69 @@ static void add_step_masses(struct trace *t, size_t i, const int64_t *begin, con
     }
     t->tok[i].attn = b;
     t->tok[i].attn_len = old + 4 + 8 * (size_t)n;
+}
+
+/* Gives token i's blob the version-3 step section the engine writes for n known steps. */
+static void add_steps_v3(struct trace *t, size_t i, const int64_t *begin, const float *mass,
+                         uint32_t n)
+{
+    struct pd_attn_view v;
+    assert_true(pd_attn_blob_layout(t->tok[i].attn, t->tok[i].attn_len, &v));
+    uint32_t listed = pd_attn_blob_steps_listed(n, begin, mass, (int64_t)i);
+    size_t len = pd_attn_blob_size(v.n_layer, v.n_top, listed);
+    uint8_t *b = realloc(t->tok[i].attn, len);
+    assert_non_null(b);
+    pd_attn_blob_put_steps(b, n, begin, mass, (int64_t)i);
+    t->tok[i].attn = b;
+    t->tok[i].attn_len = len;
+}
+
+/* The engine's summaries list only the steps a token attends to: a step left out has
+ * mass 0, exactly, when the listed steps fit these steps (same first position, same
+ * extents up to the token's own step), even where the recording knew more boundaries;
+ * otherwise the top-N entries are used. */
+static void test_attn_received_sparse_steps(void **state)
+{
+    (void)state;
+    struct trace t;
+    build_basic(&t);
+    add(&t, 9, PD_ROLE_THINK, "So", 1.0, 1.0);
+    struct pd_step_rec s[3] = {step(0, 2, 5, PD_STEP_PLAN), step(1, 5, 8, PD_STEP_CHECK),
+                               step(2, 9, 10, PD_STEP_CONCLUDE)};
+    /* top-N: A 0.2, B (0.4 + 0.6) / 2; the step section: A 0.3, B evicted (left out) */
+    const int64_t begins[3] = {2, 5, 9};
+    const float masses[3] = {0.3f, 0.0f, 0.1f};
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    add_steps_v3(&t, 9, begins, masses, 3);
+    struct pd_attn_view v;
+    assert_true(pd_attn_blob_layout(t.tok[9].attn, t.tok[9].attn_len, &v));
+    assert_int_equal(v.n_steps, 2);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.3, 1e-6);
+    assert_float_equal(s[1].attn_received, 0.0, 1e-9);
+    /* the recording split B in two (both without mass): still exact */
+    const int64_t split[4] = {2, 5, 7, 9};
+    const float m4[4] = {0.3f, 0.0f, 0.0f, 0.1f};
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    add_steps_v3(&t, 9, split, m4, 4);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.3, 1e-6);
+    assert_float_equal(s[1].attn_received, 0.0, 1e-9);
+    /* A ended elsewhere (at 6): the listed extent does not fit, top-N entries */
+    const int64_t other[3] = {2, 6, 9};
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    add_steps_v3(&t, 9, other, masses, 3);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.2 / 2.0, 1e-6);
+    assert_float_equal(s[1].attn_received, (0.4 + 0.6) / 2.0, 1e-6);
+    /* the first step began elsewhere (at 1, left out): top-N entries */
+    const int64_t early[3] = {1, 5, 9};
+    const float m3[3] = {0.0f, 0.5f, 0.1f};
+    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    add_steps_v3(&t, 9, early, m3, 3);
+    assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
+    assert_float_equal(s[0].attn_received, 0.2 / 2.0, 1e-6);
+    free_blobs(&t);
 }
 
 /* Summaries that carry per-step masses for these very steps are used exactly; steps the
@@ -841,6 +904,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_step_metrics_gaps),
         cmocka_unit_test(test_attn_received),
         cmocka_unit_test(test_attn_received_step_mass),
+        cmocka_unit_test(test_attn_received_sparse_steps),
         cmocka_unit_test(test_metrics_corrupt),
         cmocka_unit_test(test_trace_stats),
         cmocka_unit_test(test_segment_then_metrics),

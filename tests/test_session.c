@@ -1334,15 +1334,16 @@ static void test_step_events(void **state)
     int64_t second = ev.pos;
     pd_event_free(&ev);
     free(ids);
-    /* Later tokens' summaries carry their attention mass on both steps (version 2); with
-     * every slot in the summary, the masses equal the entries summed per step. */
+    /* Later tokens' summaries carry their attention mass on both steps (version 3, full
+     * cache: both listed, with their extents); with every slot in the summary, the masses
+     * equal the entries summed per step. */
     int checked = 0;
     double t0 = now_ms();
     while (checked < 5 && now_ms() - t0 < 20000) {
         if (!pd_session_wait(s, &ev, 200)) {
             continue;
         }
-        if (ev.kind == PD_EV_TOKEN && ev.tok.attn && ev.tok.attn[0] == 2) {
+        if (ev.kind == PD_EV_TOKEN && ev.tok.attn && ev.tok.attn[0] == 3) {
             struct pd_attn_view v;
             assert_true(pd_attn_blob_layout(ev.tok.attn, ev.tok.attn_len, &v));
             uint32_t nl = v.n_layer;
@@ -1362,6 +1363,12 @@ static void test_step_events(void **state)
                     }
                 }
             }
+            assert_int_equal(v.n_known, 2);
+            assert_int_equal(pd_attn_view_first_step(&v), first);
+            assert_int_equal(pd_attn_view_step_begin(&v, 0), first);
+            assert_int_equal(pd_attn_view_step_end(&v, 0), second);
+            assert_int_equal(pd_attn_view_step_begin(&v, 1), second);
+            assert_int_equal(pd_attn_view_step_end(&v, 1), ev.pos + 1);
             for (uint32_t k2 = 0; k2 < 2; k2++) {
                 assert_float_equal(pd_attn_view_step_mass(&v, k2), want[k2], 1e-5);
             }

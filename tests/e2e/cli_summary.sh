@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# cli_summary.sh - a token's attention summary is bounded by the cache, not by the number
+# of reasoning steps: on a model that writes " the" forever (steps end at 2048 tokens),
+# under an enforced window policy every later token lists only the steps it still
+# attends to (the first, kept by the window's sink slots, and its own), while with the
+# full cache it lists every step known; step boundaries and listed steps agree.
+set -u
+ponder=${PONDER_BIN:?}
+mkmodel=${PONDER_BUILD_ROOT:?}/tests/mkmodel
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() {
+    local name=$1
+    shift
+    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+"$mkmodel" --arch llama --vocab bpe --constant $'\xc4\xa0the' --out "$tmp/m.gguf" >/dev/null ||
+    { echo "mkmodel failed"; exit 1; }
+gen() { "$ponder" generate -m "$tmp/m.gguf" -p hi -n 7000 --capture summary --json -t 1 \
+    --no-record "$@"; }
+gen --ctx 512 --kv window:128 >"$tmp/window.jsonl" 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
+gen --ctx 8192 >"$tmp/full.jsonl" 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
+# summary FILE: prints "steps max_listed_late listed_last" (late: positions >= 6400, past the window after the last boundary)
+summary() {
+    python3 - "$1" <<'PY'
+import json, sys
+steps, late, last = [], 0, None
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("event") == "step":
+        steps.append(e["pos"])
+    elif "token" in e and "step_mass" in e:
+        listed = [b for b, _ in e["step_mass"]]
+        assert all(b in steps for b in listed), (e["pos"], listed, steps)
+        assert listed == sorted(listed) and listed[-1] <= e["pos"]
+        if e["pos"] >= 6400:
+            late = max(late, len(listed))
+        last = len(listed)
+print(len(steps), late, last)
+PY
+}
+read -r wsteps wlate wlast < <(summary "$tmp/window.jsonl")
+read -r fsteps flate flast < <(summary "$tmp/full.jsonl")
+echo "window:128: $wsteps steps, late tokens list at most $wlate; full cache: $fsteps steps," \
+     "the last token lists $flast"
+check "four steps in 7000 tokens (both runs)" test "$wsteps" = 4 -a "$fsteps" = 4
+check "window: a late token lists at most 2 steps" test "$wlate" -le 2 -a "$wlate" -ge 1
+check "full cache: the last token lists every step" test "$flast" = 4
+[ "$fails" = 0 ]

@@ -1226,8 +1226,15 @@ static bool drain_commands(struct pd_session *s)
             return false;
         }
         if (st) {
-            /* A rejected command is reported; the session goes on. */
-            push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, err.msg);
+            /* A rejected command is reported, saying which; the session goes on. */
+            struct pd_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.kind = PD_EV_MODE;
+            ev.pos = ev.pos_end = s->ctx->n_past;
+            ev.refused = true;
+            ev.refused_cmd = c.kind;
+            snprintf(ev.text, sizeof ev.text, "%s", err.msg);
+            push_event(s, &ev);
         }
     }
     return !atomic_load(&s->stop);

@@ -107,26 +107,6 @@ enum pd_event_kind {
     PD_EV_KIND_COUNT
 };
 
-struct pd_event {
-    enum pd_event_kind kind;
-    int64_t pos;
-    int64_t pos_end;
-    struct pd_token_rec tok;      /* PD_EV_TOKEN: owned text/attn */
-    struct pd_kv_event_rec kv;    /* PD_EV_EVICT */
-    struct pd_attn_rows *rows;    /* PD_EV_TOKEN with capture full, PD_EV_ATTN: owned */
-    double kl_bits;               /* PD_EV_DIVERGENCE */
-    bool top1_agree;
-    double tok_per_s;             /* decode speed so far */
-    double rate;                  /* PD_EV_PROGRESS: prompt tokens per second */
-    uint32_t kv_used;             /* slots in the fullest layer */
-    uint32_t kv_cap;
-    char text[256];
-};
-
-/* Frees the event's owned parts (token text, blob, rows); the struct itself is the
- * caller's. */
-void pd_event_free(struct pd_event *ev);
-
 enum pd_cmd_kind {
     PD_CMD_PAUSE,
     PD_CMD_RESUME,
@@ -151,6 +131,29 @@ enum pd_cmd_kind {
                            * pd_chat_render_turn; thinking may open again after it */
     PD_CMD_KIND_COUNT
 };
+
+struct pd_event {
+    enum pd_event_kind kind;
+    int64_t pos;
+    int64_t pos_end;
+    struct pd_token_rec tok;      /* PD_EV_TOKEN: owned text/attn */
+    struct pd_kv_event_rec kv;    /* PD_EV_EVICT */
+    struct pd_attn_rows *rows;    /* PD_EV_TOKEN with capture full, PD_EV_ATTN: owned */
+    double kl_bits;               /* PD_EV_DIVERGENCE */
+    bool top1_agree;
+    double tok_per_s;             /* decode speed so far */
+    double rate;                  /* PD_EV_PROGRESS: prompt tokens per second */
+    uint32_t kv_used;             /* slots in the fullest layer */
+    uint32_t kv_cap;
+    bool refused;                 /* PD_EV_MODE: a command was refused; text says why */
+    enum pd_cmd_kind refused_cmd; /* which kind of command (when refused) */
+    char text[256];
+};
+
+/* Frees the event's owned parts (token text, blob, rows); the struct itself is the
+ * caller's. */
+void pd_event_free(struct pd_event *ev);
+
 
 struct pd_cmd {
     enum pd_cmd_kind kind;

@@ -578,12 +578,18 @@ static void unpark(struct pd_rsession *s, uint32_t budget)
 
 /* ---- commands --------------------------------------------------------------------------------- */
 
-static void refuse(struct pd_rsession *s, const char *what)
+/* Reports a command the remote engine cannot carry out, saying which (pd_event.refused). */
+static void refuse(struct pd_rsession *s, enum pd_cmd_kind kind, const char *what)
 {
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s: a remote engine does not expose its KV cache or attention",
-             what);
-    push_simple(s, PD_EV_MODE, msg);
+    struct pd_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_MODE;
+    ev.pos = ev.pos_end = (int64_t)s->n_seq;
+    ev.refused = true;
+    ev.refused_cmd = kind;
+    snprintf(ev.text, sizeof ev.text, "%s: a remote engine does not expose its KV cache or "
+             "attention", what);
+    push_event(s, &ev);
 }
 
 static void answer_now(struct pd_rsession *s, const char *text)
@@ -737,16 +743,16 @@ static bool drain_commands(struct pd_rsession *s)
             set_mode(s, c.mode, c.budget, c.close_thinking);
             break;
         case PD_CMD_SET_BUDGET:
-            refuse(s, "kv budget");
+            refuse(s, PD_CMD_SET_BUDGET, "kv budget");
             break;
         case PD_CMD_SET_POLICY:
-            refuse(s, "kv policy");
+            refuse(s, PD_CMD_SET_POLICY, "kv policy");
             break;
         case PD_CMD_DIVERGENCE:
-            refuse(s, "shadow divergence");
+            refuse(s, PD_CMD_DIVERGENCE, "shadow divergence");
             break;
         case PD_CMD_ATTN:
-            refuse(s, "attention rows");
+            refuse(s, PD_CMD_ATTN, "attention rows");
             break;
         case PD_CMD_BRANCH:
             st = apply_branch(s, &c, &err);

@@ -946,6 +946,24 @@ static void test_app_heads(void **state)
     pd_app_command(&a, "head 2");
     assert_true(a.msg_error);
     assert_int_equal(a.colour_head, 0);
+    /* the session refuses the recompute: the event says which command it refused, the
+     * request is over and the message shown; a refusal of another command whose text
+     * reads like a mode changes no mode */
+    assert_true(a.heads_pending); /* the request for 19 is still out */
+    memset(&ev, 0, sizeof ev);
+    ev.kind = PD_EV_MODE;
+    ev.refused = true;
+    ev.refused_cmd = PD_CMD_ATTN;
+    snprintf(ev.text, sizeof ev.text, "this session keeps no token history");
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_false(a.heads_pending);
+    assert_true(a.heads_refused);
+    assert_true(a.msg_error);
+    enum pd_think_mode mode = a.mode;
+    ev.refused_cmd = PD_CMD_SET_MODE;
+    snprintf(ev.text, sizeof ev.text, "short:100");
+    assert_int_equal(pd_app_on_event(&a, &ev, &err), PD_OK);
+    assert_int_equal(a.mode, mode);
     /* the head mean again: from the summaries, no rows needed */
     pd_app_command(&a, "head mean");
     assert_int_equal(a.colour_head, -1);

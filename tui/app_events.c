@@ -65,10 +65,12 @@ static enum pd_status ev_evict(struct pd_app *a, struct pd_event *ev, const char
 static enum pd_status ev_mode(struct pd_app *a, struct pd_event *ev, const char *text,
                               struct pd_err *err)
 {
-    (void)ev, (void)err;
-    if (strncmp(text, "attention", 9) == 0) { /* a refused PD_CMD_ATTN */
-        a->heads_pending = false;
-        a->heads_refused = true;
+    (void)err;
+    if (ev->refused) { /* the session refused a command: say why, change nothing */
+        if (ev->refused_cmd == PD_CMD_ATTN) {
+            a->heads_pending = false;
+            a->heads_refused = true;
+        }
         pd_app_msg(a, true, "%s", text);
         return PD_OK;
     }

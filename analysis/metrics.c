@@ -53,6 +53,25 @@ static size_t lower_bound(const struct pd_token_rec *toks, size_t lo, size_t n, 
     return lo;
 }
 
+/* Steps in order: non-negative, non-empty-or-empty spans, not overlapping. */
+static enum pd_status check_steps(const struct pd_step_rec *steps, size_t n_steps,
+                                  struct pd_err *err)
+{
+    for (size_t j = 0; j < n_steps; j++) {
+        const struct pd_step_rec *s = &steps[j];
+        if (s->pos_begin < 0 || s->pos_end < s->pos_begin) {
+            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: bad span [%lld, %lld)", j,
+                              (long long)s->pos_begin, (long long)s->pos_end);
+        }
+        if (j > 0 && s->pos_begin < steps[j - 1].pos_end) {
+            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: span [%lld, %lld) overlaps "
+                              "or precedes step %zu", j, (long long)s->pos_begin,
+                              (long long)s->pos_end, j - 1);
+        }
+    }
+    return PD_OK;
+}
+
 enum pd_status pd_metrics_spans(const struct pd_token_rec *toks, size_t n_tok,
                                 const struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err)
@@ -67,18 +86,13 @@ enum pd_status pd_metrics_spans(const struct pd_token_rec *toks, size_t n_tok,
                               "the previous one", i, (long long)toks[i].pos);
         }
     }
+    enum pd_status st = check_steps(steps, n_steps, err);
+    if (st != PD_OK) {
+        return st;
+    }
     size_t lo = 0;
     for (size_t j = 0; j < n_steps; j++) {
         const struct pd_step_rec *s = &steps[j];
-        if (s->pos_begin < 0 || s->pos_end < s->pos_begin) {
-            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: bad span [%lld, %lld)", j,
-                              (long long)s->pos_begin, (long long)s->pos_end);
-        }
-        if (j > 0 && s->pos_begin < steps[j - 1].pos_end) {
-            return pd_err_set(err, PD_EINVAL, "metrics: step %zu: span [%lld, %lld) overlaps "
-                              "or precedes step %zu", j, (long long)s->pos_begin,
-                              (long long)s->pos_end, j - 1);
-        }
         size_t b = lower_bound(toks, lo, n_tok, s->pos_begin);
         size_t e = lower_bound(toks, b, n_tok, s->pos_end);
         size_t scored = 0;
@@ -200,12 +214,128 @@ bool pd_metrics_credit(const uint8_t *blob, size_t len, const struct pd_step_rec
     return true;
 }
 
+/* ---- the accumulator: a trace in pieces ---------------------------------------------- */
+
+/* Per-step running sums. */
+struct acc_step {
+    struct sums m;
+    float first_surprisal;
+};
+
+struct pd_metrics_acc {
+    const struct pd_step_rec *steps; /* borrowed: [n_steps] */
+    size_t n_steps;
+    struct acc_step *per;            /* owned: [n_steps] */
+    double *attn;                    /* owned: [n_steps] */
+    size_t k;                        /* the first step not yet ended before the last token */
+    size_t k_last_blob;              /* latest step with a blob-carrying token, or SIZE_MAX */
+    size_t n_seen;                   /* tokens added */
+    int64_t last_pos;
+};
+
+enum pd_status pd_metrics_acc_open(const struct pd_step_rec *steps, size_t n_steps,
+                                   struct pd_metrics_acc **out, struct pd_err *err)
+{
+    *out = NULL;
+    if (steps == NULL && n_steps > 0) {
+        return pd_err_set(err, PD_EINVAL, "metrics: NULL steps");
+    }
+    enum pd_status st = check_steps(steps, n_steps, err);
+    if (st != PD_OK) {
+        return st;
+    }
+    struct pd_metrics_acc *a = pd_calloc(1, sizeof *a);
+    size_t n = n_steps ? n_steps : 1;
+    if (a == NULL || (a->per = pd_calloc(n, sizeof *a->per)) == NULL ||
+        (a->attn = pd_calloc(n, sizeof *a->attn)) == NULL) {
+        pd_metrics_acc_close(&a);
+        return pd_err_set(err, PD_ENOMEM, "metrics: out of memory");
+    }
+    for (size_t j = 0; j < n_steps; j++) {
+        a->per[j].first_surprisal = NAN;
+    }
+    a->steps = steps;
+    a->n_steps = n_steps;
+    a->k_last_blob = SIZE_MAX;
+    a->last_pos = -1;
+    *out = a;
+    return PD_OK;
+}
+
+void pd_metrics_acc_close(struct pd_metrics_acc **ap)
+{
+    struct pd_metrics_acc *a = ap ? *ap : NULL;
+    if (a == NULL) {
+        return;
+    }
+    free(a->per);
+    free(a->attn);
+    free(a);
+    *ap = NULL;
+}
+
+enum pd_status pd_metrics_acc_add(struct pd_metrics_acc *a, const struct pd_token_rec *toks,
+                                  size_t n_tok, struct pd_err *err)
+{
+    if (toks == NULL && n_tok > 0) {
+        return pd_err_set(err, PD_EINVAL, "metrics: NULL tokens");
+    }
+    for (size_t i = 0; i < n_tok; i++, a->n_seen++) {
+        const struct pd_token_rec *t = &toks[i];
+        if (t->pos < 0 || t->pos <= a->last_pos) {
+            return pd_err_set(err, PD_EINVAL, "metrics: token %zu: position %lld is not above "
+                              "the previous one", a->n_seen, (long long)t->pos);
+        }
+        a->last_pos = t->pos;
+        while (a->k < a->n_steps && a->steps[a->k].pos_end <= t->pos) {
+            a->k++;
+        }
+        size_t k = a->k;
+        if (k == a->n_steps || t->pos < a->steps[k].pos_begin) {
+            continue; /* outside every step */
+        }
+        enum pd_status st = check_token(t, err);
+        if (st != PD_OK) {
+            return st;
+        }
+        struct acc_step *ps = &a->per[k];
+        add_tokens(&ps->m, t, 0, 1);
+        if (t->pos == a->steps[k].pos_begin && !isnan(t->logprob)) {
+            ps->first_surprisal = (float)pd_metrics_bits(t->logprob);
+        }
+        if (t->attn == NULL || t->attn_len == 0) {
+            continue;
+        }
+        struct pd_attn_view v;
+        if ((st = pd_attn_blob_check(t->attn, t->attn_len, &v, err)) != PD_OK) {
+            pd_err_prefix(err, "token at position %lld", (long long)t->pos);
+            return st;
+        }
+        a->k_last_blob = k;
+        credit(&v, a->steps, k, a->attn);
+    }
+    return PD_OK;
+}
+
+void pd_metrics_acc_finish(const struct pd_metrics_acc *a, struct pd_step_rec *steps)
+{
+    for (size_t j = 0; j < a->n_steps; j++) {
+        struct pd_step_rec *s = &steps[j];
+        const struct acc_step *ps = &a->per[j];
+        s->mean_surprisal = (float)mean(ps->m.surprisal, ps->m.n_surprisal);
+        s->mean_entropy = (float)mean(ps->m.entropy, ps->m.n_entropy);
+        s->first_surprisal = ps->first_surprisal;
+        s->attn_received =
+            (a->k_last_blob != SIZE_MAX && j < a->k_last_blob) ? (float)a->attn[j] : NAN;
+    }
+}
+
 enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                                 struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err)
 {
     struct pd_step_span *own = NULL;
-    double *attn = NULL;
+    struct pd_metrics_acc *a = NULL;
     enum pd_status st = PD_OK;
     if (spans == NULL && n_steps > 0) {
         own = pd_calloc(n_steps, sizeof *own);
@@ -214,52 +344,12 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
         }
         spans = own;
     }
-    if ((st = pd_metrics_spans(toks, n_tok, steps, n_steps, spans, err)) != PD_OK) {
-        goto done;
+    if ((st = pd_metrics_spans(toks, n_tok, steps, n_steps, spans, err)) == PD_OK &&
+        (st = pd_metrics_acc_open(steps, n_steps, &a, err)) == PD_OK &&
+        (st = pd_metrics_acc_add(a, toks, n_tok, err)) == PD_OK) {
+        pd_metrics_acc_finish(a, steps);
     }
-    attn = pd_calloc(n_steps ? n_steps : 1, sizeof *attn);
-    if (attn == NULL) {
-        st = pd_err_set(err, PD_ENOMEM, "metrics: out of memory");
-        goto done;
-    }
-    /* Attention received: walk the tokens of each step k and credit earlier steps. The
-     * latest step with a blob-carrying token bounds which steps get a defined value. */
-    size_t k_last_blob = SIZE_MAX;
-    for (size_t k = 0; k < n_steps; k++) {
-        for (size_t i = spans[k].i_begin; i < spans[k].i_end; i++) {
-            const struct pd_token_rec *t = &toks[i];
-            if ((st = check_token(t, err)) != PD_OK) {
-                goto done;
-            }
-            if (t->attn == NULL || t->attn_len == 0) {
-                continue;
-            }
-            struct pd_attn_view v;
-            if ((st = pd_attn_blob_check(t->attn, t->attn_len, &v, err)) != PD_OK) {
-                pd_err_prefix(err, "token at position %lld", (long long)t->pos);
-                goto done;
-            }
-            k_last_blob = k;
-            credit(&v, steps, k, attn);
-        }
-    }
-    for (size_t j = 0; j < n_steps; j++) {
-        struct pd_step_rec *s = &steps[j];
-        struct sums m = {0};
-        add_tokens(&m, toks, spans[j].i_begin, spans[j].i_end);
-        s->mean_surprisal = (float)mean(m.surprisal, m.n_surprisal);
-        s->mean_entropy = (float)mean(m.entropy, m.n_entropy);
-        s->first_surprisal = NAN;
-        if (spans[j].i_end > spans[j].i_begin) {
-            const struct pd_token_rec *t0 = &toks[spans[j].i_begin];
-            if (t0->pos == s->pos_begin && !isnan(t0->logprob)) {
-                s->first_surprisal = (float)pd_metrics_bits(t0->logprob);
-            }
-        }
-        s->attn_received = (k_last_blob != SIZE_MAX && j < k_last_blob) ? (float)attn[j] : NAN;
-    }
-done:
-    free(attn);
+    pd_metrics_acc_close(&a);
     free(own);
     return st;
 }

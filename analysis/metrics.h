@@ -57,6 +57,23 @@ enum pd_status pd_metrics_steps(const struct pd_token_rec *toks, size_t n_tok,
                                 struct pd_step_rec *steps, size_t n_steps,
                                 struct pd_step_span *spans, struct pd_err *err);
 
+/* The same metrics over a trace read in pieces (closing a long recording reads it from
+ * the database a chunk at a time): memory O(steps), whatever the trace's length.
+ *   open   checks the steps as pd_metrics_spans does; steps is borrowed until close
+ *   add    the next tokens, positions strictly increasing across calls; validates what it
+ *          reads as pd_metrics_steps does (same errors; a token's index counts from the
+ *          first token added); tokens are borrowed for the call
+ *   finish fills the metric fields of steps[0..n_steps) (the same values as
+ *          pd_metrics_steps over all the tokens added)
+ * *out is owned by the caller: pd_metrics_acc_close (NULL accepted) frees it. */
+struct pd_metrics_acc;
+enum pd_status pd_metrics_acc_open(const struct pd_step_rec *steps, size_t n_steps,
+                                   struct pd_metrics_acc **out, struct pd_err *err);
+enum pd_status pd_metrics_acc_add(struct pd_metrics_acc *a, const struct pd_token_rec *toks,
+                                  size_t n_tok, struct pd_err *err);
+void pd_metrics_acc_finish(const struct pd_metrics_acc *a, struct pd_step_rec *steps);
+void pd_metrics_acc_close(struct pd_metrics_acc **a);
+
 /* The attn_received definition for one token, for callers that accumulate it as tokens
  * arrive (the workbench): adds to attn[0..k) what a token of step k, whose summary is
  * blob[0..len), pays to steps 0..k-1 (exact per-step masses when the summary carries

@@ -54,7 +54,38 @@ enum pd_status pd_cli_rec_push(struct pd_cli_rec *r, const struct pd_event *ev,
     return PD_OK;
 }
 
-/* Segments a recorded session's tokens and stores its steps with their metrics. */
+/* Tokens read from the database at a time when the steps are stored. */
+#define REC_CHUNK 1024
+
+/* Reads the session's tokens in chunks: each chunk goes to the segmenter (pass 0) or the
+ * metrics accumulator (pass 1), then is freed. */
+static enum pd_status read_pass(struct pd_replay *r, int pass, struct pd_token_rec *buf,
+                                struct pd_steps_seg *seg, struct pd_steps_list *l,
+                                struct pd_metrics_acc *acc, struct pd_err *err)
+{
+    enum pd_status rc = pd_replay_seek(r, 0, err);
+    while (rc == PD_OK) {
+        size_t got = 0;
+        rc = pd_replay_read(r, buf, REC_CHUNK, &got, err);
+        for (size_t i = 0; rc == PD_OK && i < got; i++) {
+            rc = pass == 0 ? pd_steps_seg_feed(seg, &buf[i], l, err) : PD_OK;
+        }
+        if (rc == PD_OK && pass == 1) {
+            rc = pd_metrics_acc_add(acc, buf, got, err);
+        }
+        for (size_t i = 0; i < got; i++) {
+            pd_token_rec_free(&buf[i]);
+        }
+        if (got == 0) {
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Segments a recorded session's tokens and stores its steps with their metrics. The
+ * trace is read twice, a chunk at a time (segmentation, then metrics), so closing a long
+ * recording holds its steps, not its tokens. */
 static enum pd_status store_steps(struct pd_store *st, int64_t sid, struct pd_err *err)
 {
     struct pd_replay *r = NULL;
@@ -62,36 +93,34 @@ static enum pd_status store_steps(struct pd_store *st, int64_t sid, struct pd_er
     if (rc != PD_OK) {
         return rc;
     }
-    int64_t len = pd_replay_length(r);
-    struct pd_token_rec *t = pd_calloc(len > 0 ? (size_t)len : 1, sizeof *t);
-    size_t n = 0;
-    rc = t ? PD_OK : pd_err_set(err, PD_ENOMEM, "out of memory");
-    while (rc == PD_OK && n < (size_t)len) {
-        size_t got = 0;
-        rc = pd_replay_read(r, t + n, (size_t)len - n, &got, err);
-        n += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    pd_replay_close(&r);
+    struct pd_token_rec *buf = pd_calloc(REC_CHUNK, sizeof *buf);
+    struct pd_steps_params sp = pd_steps_default_params();
+    struct pd_steps_seg *seg = NULL;
+    struct pd_metrics_acc *acc = NULL;
     struct pd_steps_list l;
     pd_steps_list_init(&l);
-    struct pd_steps_params sp = pd_steps_default_params();
+    rc = buf ? pd_steps_seg_open(&sp, &seg, err) : pd_err_set(err, PD_ENOMEM, "out of memory");
     if (rc == PD_OK) {
-        rc = pd_steps_segment(t, n, &sp, &l, err);
+        rc = read_pass(r, 0, buf, seg, &l, NULL, err);
     }
     if (rc == PD_OK) {
-        rc = pd_metrics_steps(t, n, l.items, l.n, NULL, err);
+        rc = pd_steps_seg_finish(seg, &l, err);
     }
     if (rc == PD_OK) {
+        rc = pd_metrics_acc_open(l.items, l.n, &acc, err);
+    }
+    if (rc == PD_OK) {
+        rc = read_pass(r, 1, buf, NULL, NULL, acc, err);
+    }
+    if (rc == PD_OK) {
+        pd_metrics_acc_finish(acc, l.items);
         rc = pd_store_steps_replace(st, sid, l.items, l.n, err);
     }
+    pd_metrics_acc_close(&acc);
+    pd_steps_seg_close(&seg);
     pd_steps_list_deinit(&l);
-    for (size_t i = 0; i < n; i++) {
-        pd_token_rec_free(&t[i]);
-    }
-    free(t);
+    pd_replay_close(&r);
+    free(buf);
     return rc;
 }
 

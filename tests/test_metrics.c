@@ -325,6 +325,111 @@ static void test_attn_received_step_mass(void **state)
     free_blobs(&t);
 }
 
+static uint32_t rnd32(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*s >> 33);
+}
+
+/* The accumulator fed a trace in pieces of any size gives pd_metrics_steps' values bit
+ * for bit: random traces of 400 tokens with gaps, unscored tokens, version-1 summaries
+ * and version-3 ones with step masses (some fitting the steps, some not), cut at random
+ * points; and it refuses positions that do not increase across pieces. */
+static void test_metrics_acc_pieces(void **state)
+{
+    (void)state;
+    enum { N = 400, NS = 12 };
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int trial = 0; trial < 20; trial++) {
+        struct pd_token_rec *tok = calloc(N, sizeof *tok);
+        assert_non_null(tok);
+        int64_t pos = 0;
+        for (size_t i = 0; i < N; i++) {
+            pos += 1 + (rnd32(&rng) % 5 == 0);
+            tok[i].pos = pos;
+            tok[i].role = PD_ROLE_THINK;
+            tok[i].logprob = rnd32(&rng) % 7 == 0 ? NAN : -(float)(rnd32(&rng) % 1000) / 100.0f;
+            tok[i].entropy = rnd32(&rng) % 9 == 0 ? NAN : (float)(rnd32(&rng) % 500) / 100.0f;
+        }
+        /* steps: NS spans with gaps between some of them */
+        struct pd_step_rec st[NS], whole[NS], piece[NS];
+        int64_t b = tok[5].pos;
+        int64_t begins[NS];
+        for (int j = 0; j < NS; j++) {
+            int64_t e = b + 20 + rnd32(&rng) % 30;
+            st[j] = step(j, b, e, PD_STEP_PLAN);
+            begins[j] = b;
+            b = e + (rnd32(&rng) % 3 == 0 ? 2 : 0);
+        }
+        for (size_t i = 0; i < N; i++) {
+            if (rnd32(&rng) % 3 == 0) {
+                continue;
+            }
+            size_t len = pd_attn_blob_size(2, 2, 0);
+            uint8_t *blob = malloc(len);
+            assert_non_null(blob);
+            pd_attn_blob_init(blob, 2, 2);
+            for (uint32_t e = 0; e < 4; e++) {
+                uint32_t p = (uint32_t)(tok[i].pos * (rnd32(&rng) % 100) / 100);
+                pd_attn_blob_set(blob, e / 2, e % 2, p, (float)(rnd32(&rng) % 100) / 400.0f);
+            }
+            tok[i].attn = blob;
+            tok[i].attn_len = len;
+            if (rnd32(&rng) % 2 == 0) { /* a version-3 section over the steps known so far */
+                float mass[NS];
+                uint32_t known = 0;
+                int64_t own_b[NS];
+                for (int j = 0; j < NS && begins[j] <= tok[i].pos; j++) {
+                    own_b[j] = begins[j] + (rnd32(&rng) % 8 == 0); /* some do not fit */
+                    mass[j] = rnd32(&rng) % 3 == 0 ? 0.0f : (float)(rnd32(&rng) % 100) / 1000.0f;
+                    known++;
+                }
+                uint32_t listed =
+                    known ? pd_attn_blob_steps_listed(known, own_b, mass, tok[i].pos) : 0;
+                if (listed) {
+                    size_t l3 = pd_attn_blob_size(2, 2, listed);
+                    uint8_t *b3 = realloc(blob, l3);
+                    assert_non_null(b3);
+                    pd_attn_blob_put_steps(b3, known, own_b, mass, tok[i].pos);
+                    tok[i].attn = b3;
+                    tok[i].attn_len = l3;
+                }
+            }
+        }
+        memcpy(whole, st, sizeof st);
+        memcpy(piece, st, sizeof st);
+        struct pd_err err;
+        assert_int_equal(pd_metrics_steps(tok, N, whole, NS, NULL, &err), PD_OK);
+        struct pd_metrics_acc *a = NULL;
+        assert_int_equal(pd_metrics_acc_open(piece, NS, &a, &err), PD_OK);
+        for (size_t i = 0; i < N;) {
+            size_t n = 1 + rnd32(&rng) % 60;
+            n = n > N - i ? N - i : n;
+            assert_int_equal(pd_metrics_acc_add(a, tok + i, n, &err), PD_OK);
+            i += n;
+        }
+        pd_metrics_acc_finish(a, piece);
+        pd_metrics_acc_close(&a);
+        assert_null(a);
+        assert_memory_equal(whole, piece, sizeof whole);
+        int defined = 0;
+        for (int j = 0; j < NS; j++) {
+            defined += !isnan(whole[j].attn_received) && whole[j].attn_received > 0.0f;
+        }
+        assert_true(defined > 0);
+        /* a piece that goes back */
+        assert_int_equal(pd_metrics_acc_open(piece, NS, &a, &err), PD_OK);
+        assert_int_equal(pd_metrics_acc_add(a, tok, 10, &err), PD_OK);
+        assert_int_equal(pd_metrics_acc_add(a, tok + 5, 3, &err), PD_EINVAL);
+        assert_non_null(strstr(err.msg, "token 10: position"));
+        pd_metrics_acc_close(&a);
+        for (size_t i = 0; i < N; i++) {
+            free(tok[i].attn);
+        }
+        free(tok);
+    }
+}
+
 static void expect_err(struct trace *t, struct pd_step_rec *s, size_t n_steps,
                        enum pd_status want, const char *msg)
 {
@@ -905,6 +1010,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_attn_received),
         cmocka_unit_test(test_attn_received_step_mass),
         cmocka_unit_test(test_attn_received_sparse_steps),
+        cmocka_unit_test(test_metrics_acc_pieces),
         cmocka_unit_test(test_metrics_corrupt),
         cmocka_unit_test(test_trace_stats),
         cmocka_unit_test(test_segment_then_metrics),

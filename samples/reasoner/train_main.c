@@ -51,21 +51,21 @@ static void opts_default(struct opts *o)
     o->eval_seed = 2;
     o->exclude_seed = 2;
     o->exclude_count = 2000;
-    o->steps = 2000;
+    o->steps = 3600;
     o->batch_tokens = 4096;
-    o->warmup = 100;
+    o->warmup = 200;
     o->log_every = 10;
     o->eval_every = 200;
     o->eval_count = 200;
     o->ckpt_every = 200;
     o->threads = 2;
-    o->lr = 3e-3;
-    o->min_lr = 3e-4;
+    o->lr = 2e-3;
+    o->min_lr = 2e-4;
     o->wd = 0.1;
     o->clip = 1.0;
     o->beta1 = 0.9;
     o->beta2 = 0.99;
-    o->cfg = (struct tr_config){0, 128, 4, 4, 4, 384, 640, 1e-5f, 10000.0f};
+    o->cfg = (struct tr_config){0, 192, 6, 6, 6, 576, 640, 1e-5f, 10000.0f};
 }
 
 static int usage(void)

@@ -101,7 +101,17 @@ void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uin
         /* mass per step: slots and step starts are both ascending, one merge pass */
         float *sm = cs->smass + ti * cs->smass_stride;
         float per_layer = 1.0f / (float)cs->n_layer;
-        uint32_t k = 0;
+        /* start at the step of the oldest slot (binary search: a long run knows thousands
+         * of steps, and the slots an eviction policy keeps may all be recent) */
+        uint32_t k = 0, hi = cs->smass_stride;
+        while (n_slots > 0 && k + 1 < hi) {
+            uint32_t mid = k + (hi - k) / 2;
+            if (cs->steps[mid] <= slot_pos[0]) {
+                k = mid;
+            } else {
+                hi = mid;
+            }
+        }
         for (uint32_t s = 0; s < n_slots; s++) {
             while (k + 1 < cs->smass_stride && slot_pos[s] >= cs->steps[k + 1]) {
                 k++;

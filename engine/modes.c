@@ -223,3 +223,44 @@ bool pd_modes_text_closes(const struct pd_modes_texts *t, const char *text, size
     }
     return false;
 }
+
+/* ---- the thinking state of a token stream ------------------------------------------- */
+
+static bool tail_ends_with(const struct pd_think_state *t, const char *m)
+{
+    size_t n = m ? strlen(m) : 0;
+    return n > 0 && t->tail_len >= n && memcmp(t->tail + t->tail_len - n, m, n) == 0;
+}
+
+bool pd_think_feed(struct pd_think_state *t, const struct pd_modes_texts *x, const char *text,
+                   size_t len)
+{
+    if (text && len >= PD_THINK_TAIL) {
+        memcpy(t->tail, text + len - PD_THINK_TAIL, PD_THINK_TAIL);
+        t->tail_len = PD_THINK_TAIL;
+    } else if (text && len > 0) {
+        if (t->tail_len + len > PD_THINK_TAIL) {
+            size_t drop = t->tail_len + len - PD_THINK_TAIL;
+            memmove(t->tail, t->tail + drop, t->tail_len - drop);
+            t->tail_len -= drop;
+        }
+        memcpy(t->tail + t->tail_len, text, len);
+        t->tail_len += len;
+    }
+    if (t->open && tail_ends_with(t, x->think_close)) {
+        t->open = false;
+        t->closed_once = true;
+    } else if (!t->open && !t->closed_once && tail_ends_with(t, x->think_open)) {
+        t->open = true;
+        return true;
+    }
+    return false;
+}
+
+void pd_think_unpack(struct pd_think_state *t, uint32_t v)
+{
+    t->open = (v >> 31) & 1;
+    t->closed_once = (v >> 30) & 1;
+    t->n_think = v & 0x3FFFFFFFu;
+    t->tail_len = 0;
+}

@@ -185,4 +185,39 @@ const char *pd_modes_answer_now(const struct pd_modes_texts *t, bool force);
  * marker's length plus the token), so a marker split over several tokens is found. */
 bool pd_modes_text_closes(const struct pd_modes_texts *t, const char *text, size_t len);
 
+/* ---- the thinking state of a token stream ------------------------------------------- */
+
+#define PD_THINK_TAIL 64
+
+/* Whether thinking is open after the latest token, whether it has closed once, how many
+ * thinking tokens came, and the stream's last bytes (so a marker split over tokens is
+ * found). The live session and the remote session each keep one; plain data, zeroed to
+ * start, caller-owned. */
+struct pd_think_state {
+    bool open;
+    bool closed_once;
+    uint32_t n_think;
+    char tail[PD_THINK_TAIL];
+    size_t tail_len;
+};
+
+/* Adds a token's text (NULL with len 0 accepted): x's close marker ends open thinking
+ * (closed_once), its open marker opens thinking that never closed. Returns true when this
+ * text opened it. n_think is the caller's to count. */
+bool pd_think_feed(struct pd_think_state *t, const struct pd_modes_texts *x, const char *text,
+                   size_t len);
+
+/* A thinking state in 32 bits (bit 31 open, bit 30 closed once, 30 bits of n_think), the
+ * form sessions keep per position to restore on a branch or prune; and back (the tail
+ * starts empty). */
+static inline uint32_t pd_think_word(bool open, bool closed_once, uint32_t n_think)
+{
+    return (open ? 1u << 31 : 0) | (closed_once ? 1u << 30 : 0) | (n_think & 0x3FFFFFFFu);
+}
+static inline uint32_t pd_think_pack(const struct pd_think_state *t)
+{
+    return pd_think_word(t->open, t->closed_once, t->n_think);
+}
+void pd_think_unpack(struct pd_think_state *t, uint32_t v);
+
 #endif

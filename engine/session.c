@@ -24,7 +24,6 @@
 #define CMD_QUEUE_MAX 256
 #define EV_MAX 1024
 #define EV_BYTES_MAX (32u << 20)
-#define TAIL_MAX 64
 
 struct pd_session_params pd_session_default_params(void)
 {
@@ -91,9 +90,7 @@ struct pd_session {
     int32_t *forced;              /* pending forced tokens */
     size_t n_forced, i_forced, forced_cap;
     bool paused;
-    bool think_open;
-    bool think_closed_once;
-    uint32_t n_think;
+    struct pd_think_state th;     /* thinking state after the latest token (modes.h) */
     uint32_t n_generated;         /* in this leg (since the start, a branch or a continue) */
     uint32_t leg_predict;         /* this leg's n_predict (0: until the end) */
     bool done;                    /* keep_alive: parked after an end, waiting for a command */
@@ -102,8 +99,6 @@ struct pd_session {
     double prefill_shown;
     struct pd_modes_state modes;   /* the thinking controller (modes.h) */
     const struct pd_modes_texts *texts; /* static: the chat family's mode texts */
-    char tail[TAIL_MAX];
-    size_t tail_len;
     bool in_prefill;
     int64_t prefill_end;
     int64_t min_evicted_pos;      /* smallest position ever evicted (INT64_MAX: none) */
@@ -317,8 +312,7 @@ static bool seq_push(struct pd_session *s, int32_t id)
         s->seq_cap = cap;
     }
     size_t i = s->n_seq++ - s->seq_base;
-    s->seq_think[i] = (s->think_open ? 1u << 31 : 0) | (s->think_closed_once ? 1u << 30 : 0) |
-                      (s->n_think & 0x3FFFFFFF);
+    s->seq_think[i] = pd_think_pack(&s->th);
     s->seq[i] = id;
     return true;
 }
@@ -336,11 +330,8 @@ static enum pd_status need_history(const struct pd_session *s, const char *what,
 /* Restores a thinking state recorded by seq_push. */
 static void think_state_set(struct pd_session *s, uint32_t v)
 {
-    s->think_open = (v >> 31) & 1;
-    s->modes.closed = !s->think_open;
-    s->think_closed_once = (v >> 30) & 1;
-    s->n_think = v & 0x3FFFFFFF;
-    s->tail_len = 0;
+    pd_think_unpack(&s->th, v);
+    s->modes.closed = !s->th.open;
 }
 
 /* Queues ids[0..n) to be fed before anything is sampled again. */
@@ -381,29 +372,6 @@ static enum pd_status force_text(struct pd_session *s, const char *text, struct 
     }
     free(ids);
     return st;
-}
-
-/* Tracks the last bytes of the text so markers split over tokens are found. */
-static void tail_add(struct pd_session *s, const char *p, size_t n)
-{
-    if (n >= TAIL_MAX) {
-        memcpy(s->tail, p + n - TAIL_MAX, TAIL_MAX);
-        s->tail_len = TAIL_MAX;
-        return;
-    }
-    if (s->tail_len + n > TAIL_MAX) {
-        size_t drop = s->tail_len + n - TAIL_MAX;
-        memmove(s->tail, s->tail + drop, s->tail_len - drop);
-        s->tail_len -= drop;
-    }
-    memcpy(s->tail + s->tail_len, p, n);
-    s->tail_len += n;
-}
-
-static bool tail_ends_with(const struct pd_session *s, const char *m)
-{
-    size_t n = m ? strlen(m) : 0;
-    return n > 0 && s->tail_len >= n && memcmp(s->tail + s->tail_len - n, m, n) == 0;
 }
 
 /* ---- KV policy plumbing -------------------------------------------------------------- */
@@ -844,7 +812,7 @@ static void unpark(struct pd_session *s, uint32_t budget)
 static void answer_now(struct pd_session *s, const char *text)
 {
     struct pd_err err;
-    if (!s->think_open) {
+    if (!s->th.open) {
         push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "already answering");
         return;
     }
@@ -1244,15 +1212,7 @@ static bool drain_commands(struct pd_session *s)
 
 static void update_think_state(struct pd_session *s, const struct pd_token_rec *r)
 {
-    if (r->text) {
-        tail_add(s, r->text, r->text_len);
-    }
-    if (s->think_open && tail_ends_with(s, s->texts->think_close)) {
-        s->think_open = false;
-        s->think_closed_once = true;
-    } else if (!s->think_open && !s->think_closed_once &&
-               tail_ends_with(s, s->texts->think_open)) {
-        s->think_open = true;
+    if (pd_think_feed(&s->th, s->texts, r->text, r->text ? r->text_len : 0)) {
         s->modes.closed = false;
     }
 }
@@ -1269,9 +1229,9 @@ static void history_think(struct pd_session *s, const uint8_t *roles, size_t n)
     for (size_t i = 0; i < m; i++) {
         n_think += roles[i] == PD_ROLE_THINK;
         closed_once |= roles[i] == PD_ROLE_ANSWER;
-        s->seq_think[i] = (closed_once ? 1u << 30 : 0) | (n_think & 0x3FFFFFFF);
+        s->seq_think[i] = pd_think_word(false, closed_once, n_think);
     }
-    bool open = s->think_open; /* nothing generated: as the prompt left it */
+    bool open = s->th.open; /* nothing generated: as the prompt left it */
     for (size_t i = m; i-- > 0;) {
         if (roles[i] == PD_ROLE_THINK || roles[i] == PD_ROLE_ANSWER) {
             open = roles[i] == PD_ROLE_THINK;
@@ -1279,7 +1239,7 @@ static void history_think(struct pd_session *s, const uint8_t *roles, size_t n)
         }
     }
     for (size_t i = m; i-- > 0;) {
-        s->seq_think[i] |= open ? 1u << 31 : 0;
+        s->seq_think[i] |= pd_think_word(open, false, 0);
         if (roles[i] == PD_ROLE_THINK || roles[i] == PD_ROLE_ANSWER) {
             open = roles[i] == PD_ROLE_THINK; /* the next generated token of token i - 1 */
         }
@@ -1347,7 +1307,7 @@ static void *worker_main(void *arg)
                 st = pd_err_set(&err, PD_ECUDA, "sampling: the logits are unavailable");
                 break;
             }
-            r.role = s->think_open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
+            r.role = s->th.open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
         }
         r.pos = s->ctx->n_past;
         if ((st = pd_ctx_probe(s->ctx, id, s->p.topk, &r, &err))) {
@@ -1357,9 +1317,9 @@ static void *worker_main(void *arg)
         /* The thinking controller (modes.h) sees every token the model chose while
          * thinking: an early end becomes "Wait", a spent budget or mode none ends it. */
         struct pd_modes_decision d = {PD_MODES_ACT_NONE, NULL};
-        if (!forced_pending && s->think_open) {
+        if (!forced_pending && s->th.open) {
             bool closes = pd_modes_text_closes(s->texts, r.text, r.text_len);
-            d = pd_modes_on_think_token(&s->modes, s->texts, s->n_think + 1, closes);
+            d = pd_modes_on_think_token(&s->modes, s->texts, s->th.n_think + 1, closes);
         }
         if (d.action == PD_MODES_ACT_REPLACE_CLOSE) {
             pd_token_rec_free(&r);
@@ -1369,12 +1329,12 @@ static void *worker_main(void *arg)
             push_simple(s, PD_EV_MODE, s->ctx->n_past, s->ctx->n_past, "minimum thinking: Wait");
             continue;
         }
-        bool was_thinking = s->think_open;
+        bool was_thinking = s->th.open;
         update_think_state(s, &r);
         if (was_thinking && r.role != PD_ROLE_INJECTED) {
-            s->n_think++;
+            s->th.n_think++;
         }
-        if (!was_thinking && s->think_open && r.role == PD_ROLE_ANSWER) {
+        if (!was_thinking && s->th.open && r.role == PD_ROLE_ANSWER) {
             /* the model opened thinking itself (Qwen3 with thinking on): its opener starts
              * the thinking span, as the close marker ends it */
             r.role = PD_ROLE_THINK;
@@ -1552,7 +1512,7 @@ static enum pd_status start_with(struct pd_session *s, const int32_t *tokens, si
     }
     memcpy(s->prompt, tokens, n * sizeof *tokens);
     s->n_prompt = n;
-    s->think_open = think_open;
+    s->th.open = think_open;
     s->modes.closed = !think_open;
     return start_worker(s, err);
 }

@@ -21,7 +21,6 @@
 #define CMD_QUEUE_MAX 256
 #define EV_MAX 1024             /* as a local session: a bounded event queue */
 #define EV_BYTES_MAX (32u << 20)
-#define TAIL_MAX 64
 
 enum flow {
     FLOW_GO,       /* the stream goes on */
@@ -72,13 +71,9 @@ struct pd_rsession {
     double parked_at;             /* when it parked or paused (now_s; 0: neither) */
     double idle_s;                /* parked and paused time, left out of tokens/s */
     uint32_t leg_predict;         /* this leg's n_predict (0: until the end) */
-    bool think_open;
-    bool think_closed_once;
-    uint32_t n_think;
+    struct pd_think_state th;     /* thinking state after the latest token (modes.h) */
     uint32_t n_generated;         /* in this leg (since the start, a branch or a continue) */
     uint32_t n_requests;
-    char tail[TAIL_MAX];
-    size_t tail_len;
     double t0;
     uint32_t n_decode;
     enum flow flow;
@@ -330,54 +325,20 @@ static bool seq_push(struct pd_rsession *s, int32_t id)
         s->seq_think = t;
         s->seq_cap = cap;
     }
-    s->seq_think[s->n_seq] = (s->think_open ? 1u << 31 : 0) |
-                             (s->think_closed_once ? 1u << 30 : 0) | (s->n_think & 0x3FFFFFFF);
+    s->seq_think[s->n_seq] = pd_think_pack(&s->th);
     s->seq[s->n_seq++] = id;
     return true;
 }
 
 static void think_state_set(struct pd_rsession *s, uint32_t v)
 {
-    s->think_open = (v >> 31) & 1;
-    s->modes.closed = !s->think_open;
-    s->think_closed_once = (v >> 30) & 1;
-    s->n_think = v & 0x3FFFFFFF;
-    s->tail_len = 0;
-}
-
-static void tail_add(struct pd_rsession *s, const char *p, size_t n)
-{
-    if (n >= TAIL_MAX) {
-        memcpy(s->tail, p + n - TAIL_MAX, TAIL_MAX);
-        s->tail_len = TAIL_MAX;
-        return;
-    }
-    if (s->tail_len + n > TAIL_MAX) {
-        size_t drop = s->tail_len + n - TAIL_MAX;
-        memmove(s->tail, s->tail + drop, s->tail_len - drop);
-        s->tail_len -= drop;
-    }
-    memcpy(s->tail + s->tail_len, p, n);
-    s->tail_len += n;
-}
-
-static bool tail_ends_with(const struct pd_rsession *s, const char *m)
-{
-    size_t n = m ? strlen(m) : 0;
-    return n > 0 && s->tail_len >= n && memcmp(s->tail + s->tail_len - n, m, n) == 0;
+    pd_think_unpack(&s->th, v);
+    s->modes.closed = !s->th.open;
 }
 
 static void update_think_state(struct pd_rsession *s, const struct pd_token_rec *r)
 {
-    if (r->text) {
-        tail_add(s, r->text, r->text_len);
-    }
-    if (s->think_open && tail_ends_with(s, s->texts->think_close)) {
-        s->think_open = false;
-        s->think_closed_once = true;
-    } else if (!s->think_open && !s->think_closed_once &&
-               tail_ends_with(s, s->texts->think_open)) {
-        s->think_open = true;
+    if (pd_think_feed(&s->th, s->texts, r->text, r->text ? r->text_len : 0)) {
         s->modes.closed = false;
     }
 }
@@ -523,9 +484,7 @@ static enum pd_status add_forced(struct pd_rsession *s, const int32_t *ids, size
         fill_text(s, r);
         if (role != PD_ROLE_PROMPT) {
             update_think_state(s, r);
-            s->seq_think[i] = (s->think_open ? 1u << 31 : 0) |
-                              (s->think_closed_once ? 1u << 30 : 0) |
-                              (s->n_think & 0x3FFFFFFF);
+            s->seq_think[i] = pd_think_pack(&s->th);
         }
         emit_token(s, r);
     }
@@ -595,7 +554,7 @@ static void refuse(struct pd_rsession *s, enum pd_cmd_kind kind, const char *wha
 static void answer_now(struct pd_rsession *s, const char *text)
 {
     struct pd_err err;
-    if (!s->think_open) {
+    if (!s->th.open) {
         push_simple(s, PD_EV_MODE, "already answering");
         return;
     }
@@ -798,13 +757,13 @@ static enum pd_status on_token(void *ud, struct pd_token_rec *tok, struct pd_err
     tok->text = NULL;
     tok->attn = NULL;
     r.pos = (int64_t)s->n_seq;
-    r.role = s->think_open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
+    r.role = s->th.open ? PD_ROLE_THINK : PD_ROLE_ANSWER;
     r.flags &= PD_TOKF_ENTROPY_EST;
     fill_text(s, &r);
     struct pd_modes_decision d = {PD_MODES_ACT_NONE, NULL};
-    if (s->think_open) {
+    if (s->th.open) {
         bool closes = pd_modes_text_closes(s->texts, r.text, r.text_len);
-        d = pd_modes_on_think_token(&s->modes, s->texts, s->n_think + 1, closes);
+        d = pd_modes_on_think_token(&s->modes, s->texts, s->th.n_think + 1, closes);
     }
     if (d.action == PD_MODES_ACT_REPLACE_CLOSE) {
         pd_token_rec_free(&r);
@@ -815,10 +774,10 @@ static enum pd_status on_token(void *ud, struct pd_token_rec *tok, struct pd_err
         s->flow = FLOW_RESTART;
         return pd_err_set(err, PD_ECANCELLED, "thinking controller");
     }
-    bool was_thinking = s->think_open;
+    bool was_thinking = s->th.open;
     update_think_state(s, &r);
     if (was_thinking) {
-        s->n_think++;
+        s->th.n_think++;
     }
     if (!seq_push(s, r.id)) {
         pd_token_rec_free(&r);
@@ -1065,7 +1024,7 @@ static enum pd_status start_with(struct pd_rsession *s, const int32_t *tokens, s
     }
     memcpy(s->prompt, tokens, n * sizeof *tokens);
     s->n_prompt = n;
-    s->think_open = think_open;
+    s->th.open = think_open;
     s->modes.closed = !think_open;
     atomic_store(&s->running, true);
     sigset_t all, old;

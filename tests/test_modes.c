@@ -344,6 +344,53 @@ static void test_modes_set(void **state)
     assert_int_equal(s.think_budget, 64);
 }
 
+/* The thinking state of a stream: markers found across token boundaries, thinking opens
+ * only when it never closed, closes only when open; the 32-bit form round-trips (the tail
+ * starts empty). */
+static void test_think_state(void **state)
+{
+    (void)state;
+    const struct pd_modes_texts *x = pd_modes_texts(PD_CHAT_FAMILY_QWEN3);
+    struct pd_think_state t;
+    memset(&t, 0, sizeof t);
+    assert_false(pd_think_feed(&t, x, "<th", 3));
+    assert_false(t.open);
+    assert_true(pd_think_feed(&t, x, "ink>", 4)); /* split over two tokens */
+    assert_true(t.open);
+    t.n_think = 5;
+    assert_false(pd_think_feed(&t, x, NULL, 0));
+    assert_false(pd_think_feed(&t, x, "so</", 4));
+    assert_true(t.open);
+    assert_false(pd_think_feed(&t, x, "think>", 6));
+    assert_false(t.open);
+    assert_true(t.closed_once);
+    assert_false(pd_think_feed(&t, x, "<think>", 7)); /* once closed, it stays closed */
+    assert_false(t.open);
+    /* a text longer than the tail keeps its last bytes */
+    char big[200];
+    memset(big, 'a', sizeof big);
+    memcpy(big + sizeof big - 8, "</think>", 8);
+    struct pd_think_state u;
+    memset(&u, 0, sizeof u);
+    u.open = true;
+    pd_think_feed(&u, x, big, sizeof big);
+    assert_false(u.open);
+    assert_int_equal(u.tail_len, PD_THINK_TAIL);
+    uint32_t w = pd_think_pack(&t);
+    assert_int_equal(w, pd_think_word(false, true, 5));
+    struct pd_think_state r;
+    memset(&r, 0x5a, sizeof r);
+    pd_think_unpack(&r, w);
+    assert_false(r.open);
+    assert_true(r.closed_once);
+    assert_int_equal(r.n_think, 5);
+    assert_int_equal(r.tail_len, 0);
+    pd_think_unpack(&r, pd_think_word(true, false, 0x3FFFFFFFu));
+    assert_true(r.open);
+    assert_false(r.closed_once);
+    assert_int_equal(r.n_think, 0x3FFFFFFFu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_text_closes),
         cmocka_unit_test(test_mode_parse),
         cmocka_unit_test(test_modes_set),
+        cmocka_unit_test(test_think_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

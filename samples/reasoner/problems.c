@@ -564,12 +564,18 @@ static void gen_cmp(struct rz_rng *r, struct rz_problem *p, struct texts *x)
     tb_printf(&x->q, "Which is %s, %u or %u?", word, a, b);
     tb_printf(&x->a, "%u", want);
     tb_printf(&x->at, "The %s number is %u.", word, want);
-    tb_printf(&x->lg, "I compare %u and %u.\n\n", a, b);
+    /* The operands are named A and B, so the conclusion copies a number from right after
+     * its name ("B = 316") instead of finding which operand began with the deciding
+     * digit; the remaining digits keep their leading zeros ("704" -> "04"). */
+    const char *hi_name = hi == a ? "A" : "B", *want_name = want == a ? "A" : "B";
+    const char *lo_name = hi == a ? "B" : "A";
+    tb_printf(&x->lg, "I compare A = %u and B = %u.\n\n", a, b);
     int na = n_digits(a), nb = n_digits(b);
     if (na != nb) {
         tb_printf(&x->lg, "%u has %d digits and %u has %d digits. More digits means larger, "
-                  "so %u is larger.\n\n", a, na, b, nb, hi);
-        tb_printf(&x->lg, "So the %s number is %u.\n\n", word, want);
+                  "so %s is larger.\n\n", a, na, b, nb, hi_name);
+        tb_printf(&x->lg, "So %s is larger and %s is smaller: the %s number is %s = %u.\n\n",
+                  hi_name, lo_name, word, want_name, want);
         tb_printf(&x->lg, "Wait, let me check: %d digits against %d digits. Good.",
                   n_digits(hi), n_digits(lo));
         tb_printf(&x->sh, "%u vs %u: %d digits against %d digits. So %u.", a, b, na, nb, want);
@@ -579,14 +585,15 @@ static void gen_cmp(struct rz_rng *r, struct rz_problem *p, struct texts *x)
               "\n\n", na);
     int i = na - 1;
     for (; i >= 0 && digit(a, i) == digit(b, i); i--) {
-        tb_printf(&x->lg, "%s: %u and %u: %u and %u are equal.\n\n", k_col[i],
-                  a % pow10u(i + 1), b % pow10u(i + 1), digit(a, i), digit(b, i));
+        tb_printf(&x->lg, "%s: %0*u and %0*u: %u and %u are equal.\n\n", k_col[i], i + 1,
+                  a % pow10u(i + 1), i + 1, b % pow10u(i + 1), digit(a, i), digit(b, i));
     }
     uint32_t da = digit(a, i), db = digit(b, i);
-    tb_printf(&x->lg, "%s: %u and %u: %u and %u. %u is larger, so %u is larger.\n\n",
-              k_col[i], a % pow10u(i + 1), b % pow10u(i + 1), da, db,
-              da > db ? da : db, hi);
-    tb_printf(&x->lg, "So the %s number is %u.\n\n", word, want);
+    tb_printf(&x->lg, "%s: %0*u and %0*u: %u and %u. %u>%u, so %s is larger.\n\n", k_col[i],
+              i + 1, a % pow10u(i + 1), i + 1, b % pow10u(i + 1), da, db, da > db ? da : db,
+              da > db ? db : da, hi_name);
+    tb_printf(&x->lg, "So %s is larger and %s is smaller: the %s number is %s = %u.\n\n",
+              hi_name, lo_name, word, want_name, want);
     tb_printf(&x->lg, "Wait, let me check: the first digits that differ are %u and %u, and "
               "%u>%u. Good.", digit(hi, i), digit(lo, i), digit(hi, i), digit(lo, i));
     tb_printf(&x->sh, "%u vs %u: first difference %u>%u. So %u.", a, b, digit(hi, i),

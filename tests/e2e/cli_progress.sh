@@ -26,7 +26,7 @@ done >"$tmp/t.jsonl"
 "$ponder" import --db "$db" "$tmp/t.jsonl" >"$tmp/out" 2>"$tmp/err"
 check "import: exit 0" test $? -eq 0
 check "import (no terminal): no progress line" bash -c "! grep -q \$'\\r' '$tmp/err'"
-check "import: summary line" grep -Eq "^import: 300 traces from 1 file, 0 lines rejected, 0 duplicates skipped in [0-9.]+ s \([0-9.]+ traces/s\)$" "$tmp/err"
+check "import: summary line" grep -Eq "^import: 300 traces from 1 file, 0 lines rejected, 0 duplicates skipped in ([0-9.]+ s|[0-9][0-9hms]*) \([0-9.]+ traces/s\)$" "$tmp/err"
 
 # a real terminal (script gives ponder a pty for stdin/stdout/stderr)
 if command -v script >/dev/null; then

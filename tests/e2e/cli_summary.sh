@@ -6,7 +6,9 @@
 # full cache it lists every step known; step boundaries and listed steps agree. And a
 # recorded generation's memory does not grow with its length when it closes (its steps
 # are stored from the database a chunk at a time): peak RSS of 20,000 and 100,000
-# recorded tokens within 4 MiB of each other.
+# recorded tokens within 16 MiB of each other (reading the whole trace back at the end took
+# 40 MB more at 100,000; what the store writer has queued while it lags behind a loaded
+# machine's generation shows as a few MB).
 set -u
 ponder=${PONDER_BIN:?}
 mkmodel=${PONDER_BUILD_ROOT:?}/tests/mkmodel
@@ -64,7 +66,7 @@ check "both recordings ran" test "$small" -gt 0 -a "$large" -gt 0
 if ldd "$ponder" 2>/dev/null | grep -Eq 'lib(a|t)san'; then
     echo "SKIP closing a long recording: peak not checked in a sanitizer build"
 else
-    check "closing a long recording: peak within 4 MiB of a short one" \
-        test $((large - small)) -lt 4096
+    check "closing a long recording: peak within 16 MiB of a short one" \
+        test $((large - small)) -lt 16384
 fi
 [ "$fails" = 0 ]

@@ -199,7 +199,7 @@ printf '%s\n' '{"question":"A box holds 6 eggs. How many eggs are in 4 boxes?","
 expect 0 "$BIN" generate -m "$MODEL" --in "$DIR/prompts.jsonl" --samples 2 --temp 0.9 \
     --seed 7 -n 12 --db "$DIR/g.db" --json
 [ "$(grep -c '"session":' "$DIR/out")" = 4 ] || fail "generate --in: $(cat "$DIR/out")"
-grep -Eq "^generate: 4 samples of 2 prompts recorded, 0 failed in [0-9.]+ s" "$DIR/err" ||
+grep -Eq "^generate: 4 samples of 2 prompts recorded, 0 failed in ([0-9.]+ s|[0-9][0-9hms]*)" "$DIR/err" ||
     fail "generate --in: summary line: $(cat "$DIR/err")"
 expect 0 "$BIN" export --format messages --db "$DIR/g.db" --out "$DIR/g1.jsonl"
 expect 0 "$BIN" analyze --pass-rate --all --db "$DIR/g.db" --json

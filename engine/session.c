@@ -636,8 +636,7 @@ static void attach_blob(struct pd_session *s, struct pd_token_rec *r, size_t i)
     }
     uint32_t n_known = 0;
     const float *mass = pd_capture_step_mass(&s->cap, i, &n_known);
-    uint32_t n_listed =
-        n_known ? pd_attn_blob_steps_listed(n_known, s->cap.steps, mass, r->pos) : 0;
+    uint32_t n_listed = pd_attn_blob_steps_listed(n_known, s->cap.steps, mass, r->pos);
     size_t len = pd_attn_blob_size(s->cap.n_layer, s->cap.top_n, n_listed);
     r->attn = len ? malloc(len) : NULL;
     if (!r->attn) {

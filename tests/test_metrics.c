@@ -114,6 +114,22 @@ static void build_basic(struct trace *t)
     add(t, 8, PD_ROLE_ANSWER, "A", 0.5, 0.25);
 }
 
+/* The basic trace plus token 9 ("So"), with steps A = 2..4, B = 5..7, C = 9. */
+static void three_steps(struct trace *t, struct pd_step_rec s[3])
+{
+    build_basic(t);
+    add(t, 9, PD_ROLE_THINK, "So", 1.0, 1.0);
+    s[0] = step(0, 2, 5, PD_STEP_PLAN);
+    s[1] = step(1, 5, 8, PD_STEP_CHECK);
+    s[2] = step(2, 9, 10, PD_STEP_CONCLUDE);
+}
+
+/* Token 9's top-N summary: A gets 0.2, B 0.4 + 0.6 (layer 0: 2, 5; layer 1: 7, 1). */
+static void topn_blob(struct trace *t)
+{
+    set_blob(t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+}
+
 static void test_step_metrics(void **state)
 {
     (void)state;
@@ -189,7 +205,7 @@ static void test_attn_received(void **state)
     set_blob(&t, 5, 2, 0.5f, 0, 0.5f, 3, 0.25f, 5, 0.75f);  /* A gets 0.5 + 0.25 */
     set_blob(&t, 6, 4, 0.1f, -1, 0, 4, 0.3f, 6, 0.2f);       /* A gets 0.1 + 0.3 */
     /* step C token (idx 9) looks at A and B */
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);     /* A 0.2, B 0.4 + 0.6 */
+    topn_blob(&t);     /* A 0.2, B 0.4 + 0.6 */
     /* the answer token (idx 8) attends to A but is not in a later step: ignored */
     set_blob(&t, 8, 2, 1.0f, -1, 0, 2, 1.0f, -1, 0);
     /* a step-A token attends to itself: never counted */
@@ -257,14 +273,12 @@ static void test_attn_received_sparse_steps(void **state)
 {
     (void)state;
     struct trace t;
-    build_basic(&t);
-    add(&t, 9, PD_ROLE_THINK, "So", 1.0, 1.0);
-    struct pd_step_rec s[3] = {step(0, 2, 5, PD_STEP_PLAN), step(1, 5, 8, PD_STEP_CHECK),
-                               step(2, 9, 10, PD_STEP_CONCLUDE)};
+    struct pd_step_rec s[3];
+    three_steps(&t, s);
     /* top-N: A 0.2, B (0.4 + 0.6) / 2; the step section: A 0.3, B evicted (left out) */
     const int64_t begins[3] = {2, 5, 9};
     const float masses[3] = {0.3f, 0.0f, 0.1f};
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     add_steps_v3(&t, 9, begins, masses, 3);
     struct pd_attn_view v;
     assert_true(pd_attn_blob_layout(t.tok[9].attn, t.tok[9].attn_len, &v));
@@ -275,14 +289,14 @@ static void test_attn_received_sparse_steps(void **state)
     /* the recording split B in two (both without mass): still exact */
     const int64_t split[4] = {2, 5, 7, 9};
     const float m4[4] = {0.3f, 0.0f, 0.0f, 0.1f};
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     add_steps_v3(&t, 9, split, m4, 4);
     assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
     assert_float_equal(s[0].attn_received, 0.3, 1e-6);
     assert_float_equal(s[1].attn_received, 0.0, 1e-9);
     /* A ended elsewhere (at 6): the listed extent does not fit, top-N entries */
     const int64_t other[3] = {2, 6, 9};
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     add_steps_v3(&t, 9, other, masses, 3);
     assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
     assert_float_equal(s[0].attn_received, 0.2 / 2.0, 1e-6);
@@ -290,7 +304,7 @@ static void test_attn_received_sparse_steps(void **state)
     /* the first step began elsewhere (at 1, left out): top-N entries */
     const int64_t early[3] = {1, 5, 9};
     const float m3[3] = {0.0f, 0.5f, 0.1f};
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     add_steps_v3(&t, 9, early, m3, 3);
     assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);
     assert_float_equal(s[0].attn_received, 0.2 / 2.0, 1e-6);
@@ -303,12 +317,10 @@ static void test_attn_received_step_mass(void **state)
 {
     (void)state;
     struct trace t;
-    build_basic(&t);
-    add(&t, 9, PD_ROLE_THINK, "So", 1.0, 1.0);
-    struct pd_step_rec s[3] = {step(0, 2, 5, PD_STEP_PLAN), step(1, 5, 8, PD_STEP_CHECK),
-                               step(2, 9, 10, PD_STEP_CONCLUDE)};
+    struct pd_step_rec s[3];
+    three_steps(&t, s);
     /* token 9 (step C): top-N says A 0.2, B 0.4 + 0.6; its step masses say A 0.3, B 0.5 */
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     const int64_t begins[3] = {2, 5, 9};
     const float masses[3] = {0.3f, 0.5f, 0.1f};
     add_step_masses(&t, 9, begins, masses, 3);
@@ -316,7 +328,7 @@ static void test_attn_received_step_mass(void **state)
     assert_float_equal(s[0].attn_received, 0.3, 1e-6);
     assert_float_equal(s[1].attn_received, 0.5, 1e-6);
     /* the recording's second step began elsewhere: the masses do not fit these steps */
-    set_blob(&t, 9, 2, 0.2f, 5, 0.4f, 7, 0.6f, 1, 0.4f);
+    topn_blob(&t);
     const int64_t other[3] = {2, 6, 9};
     add_step_masses(&t, 9, other, masses, 3);
     assert_int_equal(pd_metrics_steps(t.tok, t.n, s, 3, NULL, NULL), PD_OK);

@@ -6,14 +6,7 @@
 # with nothing left behind, and bad --out values are named.
 set -u
 ponder=${PONDER_BIN:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/check_lib.sh"
 no_temp() { ! ls -A "$1" | grep -q '\.tmp'; }
 
 # A database big enough that an export takes a while (20000 short traces).

@@ -7,14 +7,7 @@
 # within the limit exports to something that imports again.
 set -u
 ponder=${PONDER_BIN:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/check_lib.sh"
 # peak_kib CMD...: runs CMD, prints its peak RSS in KiB (GNU time), returns its status
 peak_kib() { /usr/bin/time -f '%M' -o "$tmp/peak" "$@" >/dev/null 2>"$tmp/err"; local rc=$?; cat "$tmp/peak"; return $rc; }
 

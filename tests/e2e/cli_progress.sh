@@ -7,14 +7,7 @@
 set -u
 ponder=${PONDER_BIN:?}
 root=${PONDER_SOURCE_ROOT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/check_lib.sh"
 db=$tmp/p.db
 # 300 traces, enough for the line to be redrawn a few times
 for i in $(seq 1 300); do

@@ -12,14 +12,7 @@
 set -u
 ponder=${PONDER_BIN:?}
 mkmodel=${PONDER_BUILD_ROOT:?}/tests/mkmodel
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/check_lib.sh"
 "$mkmodel" --arch llama --vocab bpe --constant $'\xc4\xa0the' --out "$tmp/m.gguf" >/dev/null ||
     { echo "mkmodel failed"; exit 1; }
 gen() { "$ponder" generate -m "$tmp/m.gguf" -p hi -n 7000 --capture summary --json -t 1 \

@@ -7,14 +7,7 @@
 # The commands come from `ponder --help`, so a new command without a row here fails.
 set -u
 ponder=${PONDER_BIN:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/check_lib.sh"
 work=$tmp/work
 mkdir "$work"
 export XDG_DATA_HOME=$tmp/xdg # the default database: never created by a usage error

@@ -19,7 +19,7 @@ root=${PONDER_SOURCE_ROOT:?}
 models=${PONDER_TEST_MODELS:-$root/../shared/models}
 compare="python3 $root/tests/e2e/remote_compare.py"
 fix="$root/tests/fixtures/remote"
-tmp=$(mktemp -d)
+. "$(dirname "$0")/check_lib.sh"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do
@@ -29,12 +29,6 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-fails=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
 
 # start_serve NAME ARGS...: starts `ponder serve` on a free port; sets $url
 start_serve() {

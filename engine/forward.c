@@ -113,9 +113,10 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
     c->xq_row_bytes = (size_t)wide * 4 + 512; /* f32 is the widest dot format */
     c->xq = pd_malloc_array(nb, c->xq_row_bytes);
     c->probs = pd_malloc_array((size_t)nb * per_tok, sizeof(float));
+    c->rope = pd_malloc_array((size_t)nb * hp->n_rot, sizeof(float));
     c->logits = pd_malloc_array(hp->n_vocab, sizeof(float));
     if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
-        !c->out || !c->xq || !c->probs || !c->logits) {
+        !c->out || !c->xq || !c->probs || !c->rope || !c->logits) {
         st = pd_err_set(err, PD_ENOMEM, "out of memory (context buffers)");
         goto fail;
     }
@@ -146,6 +147,7 @@ void pd_ctx_close(struct pd_ctx **cp)
     free(c->out);
     free(c->xq);
     free(c->probs);
+    free(c->rope);
     free(c->logits);
     free(c);
     *cp = NULL;
@@ -277,34 +279,48 @@ static void quant_rows(void *ctx, size_t t0, size_t t1)
     }
 }
 
-/* Converts the input rows to the weights' dot format into c->xq (the rows in parallel
- * when there are enough of them). */
-static void quantize_input(struct pd_ctx *c, enum pd_dtype fmt, const float *x,
-                           size_t x_stride, uint64_t cols, uint32_t n_tok)
+/* Tokens per share of a per-token loop over rows of `cols` elements: a share of at least
+ * STAGE_GRAIN elements is worth waking another thread for (a stage costs a few
+ * nanoseconds per element; one token always stays on the caller). */
+#define STAGE_GRAIN 4096u
+
+static size_t stage_grain(uint64_t cols)
 {
-    struct quant_job q = {pd_simd_traits(fmt), x, x_stride, c->xq, c->xq_row_bytes, cols};
-    size_t per_row = (size_t)cols * 4;
-    size_t grain = per_row >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / per_row;
-    pd_pool_run(c->pool, n_tok, grain, quant_rows, &q);
+    return cols >= STAGE_GRAIN ? 1 : STAGE_GRAIN / cols;
 }
 
-/* y_i[t][0..rows_i) = W_i x[t] for t < n_tok and each of the n weights w[i] (1..3, all
- * with the same columns and dot format); x rows have stride x_stride floats. */
-static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
-                     float *const *y, const size_t *y_stride, const float *x,
-                     size_t x_stride, uint32_t n_tok)
+/* The dot format shared by the n weights w[] (PD_DTYPE_COUNT when they differ). */
+static enum pd_dtype dot_format(int n, const struct pd_weight *const *w)
 {
     enum pd_dtype fmt = pd_simd_traits(w[0]->type)->vec_dot_type;
     for (int i = 1; i < n; i++) {
         if (pd_simd_traits(w[i]->type)->vec_dot_type != fmt) {
-            /* mixed dot formats (rare files): one product at a time */
-            for (int k = 0; k < n; k++) {
-                matmul_n(c, 1, &w[k], &y[k], &y_stride[k], x, x_stride, n_tok);
-            }
-            return;
+            return PD_DTYPE_COUNT;
         }
     }
-    quantize_input(c, fmt, x, x_stride, w[0]->cols, n_tok);
+    return fmt;
+}
+
+/* y_i[t][0..rows_i) = W_i x[t] for t < n_tok and each of the n weights w[i] (1..3, all
+ * with the same columns). When `ready`, c->xq already holds x's rows in the weights' one
+ * dot format (a stage converted them); otherwise the rows x (stride x_stride floats) are
+ * converted here, per weight when their formats differ (rare files). */
+static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
+                     float *const *y, const size_t *y_stride, const float *x,
+                     size_t x_stride, uint32_t n_tok, bool ready)
+{
+    enum pd_dtype fmt = dot_format(n, w);
+    if (fmt == PD_DTYPE_COUNT) {
+        for (int k = 0; k < n; k++) {
+            matmul_n(c, 1, &w[k], &y[k], &y_stride[k], x, x_stride, n_tok, false);
+        }
+        return;
+    }
+    if (!ready) {
+        struct quant_job q = {pd_simd_traits(fmt), x, x_stride, c->xq, c->xq_row_bytes,
+                              w[0]->cols};
+        pd_pool_run(c->pool, n_tok, stage_grain(w[0]->cols), quant_rows, &q);
+    }
     struct matmul_job j = {pd_simd_ops(), c->xq, c->xq_row_bytes, n_tok, n, {{0}}};
     size_t items = 0;
     for (int i = 0; i < n; i++) {
@@ -316,13 +332,6 @@ static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
     size_t work_per_item = (size_t)w[0]->cols * n_tok * MM_ROWS;
     size_t grain = work_per_item >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work_per_item;
     pd_pool_run(c->pool, items, grain, matmul_items, &j);
-}
-
-/* y[t][0..rows) = W x[t] for t < n_tok; x rows have stride x_stride floats. */
-static void matmul(struct pd_ctx *c, const struct pd_weight *w, const float *x, size_t x_stride,
-                   float *y, size_t y_stride, uint32_t n_tok)
-{
-    matmul_n(c, 1, &w, &y, &y_stride, x, x_stride, n_tok);
 }
 
 /* ---- elementwise pieces ---------------------------------------------------------------- */
@@ -341,21 +350,34 @@ void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float ep
     }
 }
 
-/* Rotates one head of x (n_rot dims) for position pos. Angles follow the GGUF/GGML
- * convention: theta_i = pos * base^(-2i/n_rot) / freq_div[i] * freq_scale, the power
- * computed by repeated multiplication in float, freq_div from rope_freqs.weight (1 when
- * absent). */
-void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
-                  const float *freq_div)
+/* The rotation of position pos: cs_sn[2 i], cs_sn[2 i + 1] = cos, sin of theta_i for
+ * i < n_rot / 2. Angles follow the GGUF/GGML convention: theta_i = pos * base^(-2i/n_rot)
+ * / freq_div[i] * freq_scale, the power computed by repeated multiplication in float,
+ * freq_div from rope_freqs.weight (1 when absent). */
+/* Largest rotated dimension count (rope.dimension_count <= key_length <= 4096, model.c). */
+#define PD_ROT_MAX 4096
+
+static void rope_angles(float *cs_sn, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                        const float *freq_div)
 {
     float theta_scale = powf(hp->rope_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
+    for (uint32_t i = 0; i < n_rot / 2; i++) {
+        float th = (freq_div ? theta / freq_div[i] : theta) * hp->rope_freq_scale;
+        cs_sn[2 * i] = cosf(th);
+        cs_sn[2 * i + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+/* Rotates the first n_rot dims of one head x by the angles of rope_angles. */
+static void rope_apply(float *x, uint32_t n_rot, const float *cs_sn, enum pd_rope_type type)
+{
     uint32_t half = n_rot / 2;
     for (uint32_t i = 0; i < half; i++) {
-        float th = (freq_div ? theta / freq_div[i] : theta) * hp->rope_freq_scale;
-        float cs = cosf(th), sn = sinf(th);
+        float cs = cs_sn[2 * i], sn = cs_sn[2 * i + 1];
         float *a, *b;
-        if (hp->rope_type == PD_ROPE_NORM) {
+        if (type == PD_ROPE_NORM) {
             a = &x[2 * i];
             b = &x[2 * i + 1];
         } else {
@@ -365,8 +387,15 @@ void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams
         float x0 = *a, x1 = *b;
         *a = x0 * cs - x1 * sn;
         *b = x0 * sn + x1 * cs;
-        theta *= theta_scale;
     }
+}
+
+void pd_rope_head(float *x, uint32_t n_rot, int64_t pos, const struct pd_hparams *hp,
+                  const float *freq_div)
+{
+    float cs_sn[PD_ROT_MAX];
+    rope_angles(cs_sn, n_rot, pos, hp, freq_div);
+    rope_apply(x, n_rot, cs_sn, hp->rope_type);
 }
 
 static const float *wf32(const struct pd_weight *w)
@@ -547,7 +576,151 @@ static void attention(struct pd_ctx *c, uint32_t il, uint32_t n_tok, int64_t pos
     pd_pool_run(c->pool, (size_t)n_tb * hp->n_head_kv, grain, attn_blocks, &j);
 }
 
+/* ---- per-token stages ------------------------------------------------------------------ */
+
+/* The work between two weight products is per token: a stage runs it over the batch's
+ * tokens in parallel and leaves each token's next matrix input in the dot format in c->xq,
+ * so no thread waits on a serial loop between the products. */
+enum stage_kind {
+    STAGE_NORM,     /* xn[i] = rmsnorm(x[t]) */
+    STAGE_ADD_NORM, /* x[t] += out[t]; xn[i] = rmsnorm(x[t]) */
+    STAGE_SWIGLU,   /* xn[i] = silu(gate[t]) * up[t] */
+    STAGE_ATT,      /* the input is att[t] as it is */
+};
+
+struct stage_job {
+    struct pd_ctx *c;
+    enum stage_kind kind;
+    const float *norm_w;                /* STAGE_NORM, STAGE_ADD_NORM */
+    uint32_t t_first;                   /* token of row 0 (the output stage skips some) */
+    const struct pd_dtype_traits *xt;   /* the input's dot format; NULL: leave it in f32 */
+};
+
+static void stage_rows(void *ctx, size_t i0, size_t i1)
+{
+    const struct stage_job *j = ctx;
+    struct pd_ctx *c = j->c;
+    const struct pd_hparams *hp = &c->model->hp;
+    uint32_t E = hp->n_embd;
+    uint32_t o_dim = hp->n_head * hp->head_dim_v;
+    size_t wide = max_u32(max_u32(E, hp->n_ff), o_dim);
+    for (size_t i = i0; i < i1; i++) {
+        size_t t = j->t_first + i;
+        float *x = c->x + t * E;
+        float *xn = c->xn + i * wide;
+        const float *in = xn;
+        uint32_t cols = E;
+        switch (j->kind) {
+        case STAGE_ADD_NORM: {
+            const float *o = c->out + t * E;
+            for (uint32_t e = 0; e < E; e++) {
+                x[e] += o[e];
+            }
+        }
+            /* fall through */
+        case STAGE_NORM:
+            pd_rmsnorm(xn, x, j->norm_w, E, hp->norm_eps);
+            break;
+        case STAGE_SWIGLU: {
+            const float *g = c->gate + t * hp->n_ff;
+            const float *u = c->up + t * hp->n_ff;
+            for (uint32_t e = 0; e < hp->n_ff; e++) {
+                xn[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
+            }
+            cols = hp->n_ff;
+            break;
+        }
+        case STAGE_ATT:
+            in = c->att + t * o_dim;
+            cols = o_dim;
+            break;
+        }
+        if (j->xt) {
+            j->xt->from_f32(in, (uint8_t *)c->xq + i * c->xq_row_bytes, cols);
+        }
+    }
+}
+
+/* Runs a stage over n rows; fmt is the dot format of the weights that read them next
+ * (PD_DTYPE_COUNT: several, the product converts them itself). */
+static void stage(struct pd_ctx *c, enum stage_kind kind, const float *norm_w,
+                  uint32_t t_first, uint32_t n, enum pd_dtype fmt)
+{
+    const struct pd_hparams *hp = &c->model->hp;
+    struct stage_job j = {c, kind, norm_w, t_first,
+                          fmt == PD_DTYPE_COUNT ? NULL : pd_simd_traits(fmt)};
+    uint32_t cols = kind == STAGE_SWIGLU ? hp->n_ff : hp->n_embd;
+    pd_pool_run(c->pool, n, stage_grain(cols), stage_rows, &j);
+}
+
+/* Per token: the q/k/v biases, the q/k norms and the rotation of every head, then K and V
+ * stored in the cache slots the batch reserved (slot0 + t). Token t's angles are computed
+ * in layer 0 and read again by the later layers (c->rope). */
+struct qkv_job {
+    struct pd_ctx *c;
+    const struct pd_layer *L;
+    uint32_t il;
+    int64_t pos0;
+    uint32_t slot0;
+};
+
+static void qkv_rows(void *ctx, size_t t0, size_t t1)
+{
+    const struct qkv_job *j = ctx;
+    struct pd_ctx *c = j->c;
+    const struct pd_model *m = c->model;
+    const struct pd_hparams *hp = &m->hp;
+    const struct pd_layer *L = j->L;
+    uint32_t q_dim = hp->n_head * hp->head_dim;
+    uint32_t k_dim = hp->n_head_kv * hp->head_dim;
+    uint32_t v_dim = hp->n_head_kv * hp->head_dim_v;
+    for (size_t t = t0; t < t1; t++) {
+        float *q = c->q + t * q_dim;
+        float *k = c->k + t * k_dim;
+        float *v = c->v + t * v_dim;
+        float *rot = c->rope + t * hp->n_rot;
+        if (j->il == 0) {
+            rope_angles(rot, hp->n_rot, j->pos0 + (int64_t)t, hp, wf32_or_null(&m->rope_freqs));
+        }
+        if (L->bq.data) {
+            for (uint32_t i = 0; i < q_dim; i++) {
+                q[i] += wf32(&L->bq)[i];
+            }
+            for (uint32_t i = 0; i < k_dim; i++) {
+                k[i] += wf32(&L->bk)[i];
+            }
+            for (uint32_t i = 0; i < v_dim; i++) {
+                v[i] += wf32(&L->bv)[i];
+            }
+        }
+        for (uint32_t h = 0; h < hp->n_head; h++) {
+            float *qh = q + (size_t)h * hp->head_dim;
+            if (L->q_norm.data) {
+                pd_rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
+            }
+            rope_apply(qh, hp->n_rot, rot, hp->rope_type);
+        }
+        for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+            float *kh = k + (size_t)h * hp->head_dim;
+            if (L->k_norm.data) {
+                pd_rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
+            }
+            rope_apply(kh, hp->n_rot, rot, hp->rope_type);
+        }
+        pd_kvcache_put(c->kv, j->il, j->slot0 + (uint32_t)t, k, v);
+    }
+}
+
 /* ---- the batch forward ----------------------------------------------------------------- */
+
+/* y = W x for the tokens whose rows a stage left in c->xq (or, for mixed dot formats,
+ * whose f32 rows are x, stride x_stride). */
+static void product(struct pd_ctx *c, int n, const struct pd_weight *const *w,
+                    float *const *y, const size_t *ys, const float *x, size_t x_stride,
+                    uint32_t n_tok)
+{
+    matmul_n(c, n, w, y, ys, x, x_stride, n_tok, dot_format(n, w) != PD_DTYPE_COUNT);
+}
 
 static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32_t n_tok,
                                  pd_logits_fn logits_fn, void *ud, bool last_batch,
@@ -573,49 +746,23 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
             pd_kvcache_truncate(c->kv, pos0);
             return pd_err_set(err, PD_ECANCELLED, "cancelled");
         }
-        for (uint32_t t = 0; t < n_tok; t++) {
-            pd_rmsnorm(c->xn + (size_t)t * wide, c->x + (size_t)t * E, wf32(&L->attn_norm), E,
-                    hp->norm_eps);
+        const struct pd_weight *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        const struct pd_weight *wo[1] = {&L->wo};
+        const struct pd_weight *wgu[2] = {&L->w_gate, &L->w_up};
+        const struct pd_weight *wdown[1] = {&L->w_down};
+        /* the previous layer's FFN output joins the residual here */
+        stage(c, il == 0 ? STAGE_NORM : STAGE_ADD_NORM, wf32(&L->attn_norm), 0, n_tok,
+              dot_format(3, wqkv));
+        float *y_qkv[3] = {c->q, c->k, c->v};
+        size_t ys_qkv[3] = {q_dim, k_dim, v_dim};
+        product(c, 3, wqkv, y_qkv, ys_qkv, c->xn, wide, n_tok);
+        uint32_t slot0;
+        if ((st = pd_kvcache_reserve(c->kv, il, pos0, n_tok, &slot0, err))) {
+            pd_kvcache_truncate(c->kv, pos0);
+            return st;
         }
-        {
-            const struct pd_weight *w[3] = {&L->wq, &L->wk, &L->wv};
-            float *y[3] = {c->q, c->k, c->v};
-            size_t ys[3] = {q_dim, k_dim, v_dim};
-            matmul_n(c, 3, w, y, ys, c->xn, wide, n_tok);
-        }
-        for (uint32_t t = 0; t < n_tok; t++) {
-            float *q = c->q + (size_t)t * q_dim;
-            float *k = c->k + (size_t)t * k_dim;
-            float *v = c->v + (size_t)t * v_dim;
-            if (L->bq.data) {
-                for (uint32_t i = 0; i < q_dim; i++) {
-                    q[i] += wf32(&L->bq)[i];
-                }
-                for (uint32_t i = 0; i < k_dim; i++) {
-                    k[i] += wf32(&L->bk)[i];
-                }
-                for (uint32_t i = 0; i < v_dim; i++) {
-                    v[i] += wf32(&L->bv)[i];
-                }
-            }
-            for (uint32_t h = 0; h < hp->n_head; h++) {
-                float *qh = q + (size_t)h * hp->head_dim;
-                if (L->q_norm.data) {
-                    pd_rmsnorm(qh, qh, wf32(&L->q_norm), hp->head_dim, hp->norm_eps);
-                }
-                pd_rope_head(qh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
-            }
-            for (uint32_t h = 0; h < hp->n_head_kv; h++) {
-                float *kh = k + (size_t)h * hp->head_dim;
-                if (L->k_norm.data) {
-                    pd_rmsnorm(kh, kh, wf32(&L->k_norm), hp->head_dim, hp->norm_eps);
-                }
-                pd_rope_head(kh, hp->n_rot, pos0 + t, hp, wf32_or_null(&m->rope_freqs));
-            }
-            if ((st = pd_kvcache_append(c->kv, il, pos0 + t, k, v, err))) {
-                return st;
-            }
-        }
+        struct qkv_job qj = {c, L, il, pos0, slot0};
+        pd_pool_run(c->pool, n_tok, stage_grain(q_dim + k_dim), qkv_rows, &qj);
         attention(c, il, n_tok, pos0);
         if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];
@@ -625,50 +772,30 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
                              KL->n, KL->pos);
             }
         }
-        matmul(c, &L->wo, c->att, o_dim, c->out, E, n_tok);
-        for (uint32_t t = 0; t < n_tok; t++) {
-            float *x = c->x + (size_t)t * E;
-            const float *o = c->out + (size_t)t * E;
-            for (uint32_t i = 0; i < E; i++) {
-                x[i] += o[i];
-            }
-            pd_rmsnorm(c->xn + (size_t)t * wide, x, wf32(&L->ffn_norm), E, hp->norm_eps);
-        }
-        {
-            const struct pd_weight *w[2] = {&L->w_gate, &L->w_up};
-            float *y[2] = {c->gate, c->up};
-            size_t ys[2] = {hp->n_ff, hp->n_ff};
-            matmul_n(c, 2, w, y, ys, c->xn, wide, n_tok);
-        }
-        for (uint32_t t = 0; t < n_tok; t++) {
-            float *g = c->gate + (size_t)t * hp->n_ff;
-            const float *u = c->up + (size_t)t * hp->n_ff;
-            float *h = c->xn + (size_t)t * wide;
-            for (uint32_t i = 0; i < hp->n_ff; i++) {
-                h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-            }
-        }
-        matmul(c, &L->w_down, c->xn, wide, c->out, E, n_tok);
-        for (uint32_t t = 0; t < n_tok; t++) {
-            float *x = c->x + (size_t)t * E;
-            const float *o = c->out + (size_t)t * E;
-            for (uint32_t i = 0; i < E; i++) {
-                x[i] += o[i];
-            }
-        }
+        stage(c, STAGE_ATT, NULL, 0, n_tok, dot_format(1, wo));
+        float *y_o[1] = {c->out};
+        size_t ys_e[1] = {E};
+        product(c, 1, wo, y_o, ys_e, c->att, o_dim, n_tok);
+        stage(c, STAGE_ADD_NORM, wf32(&L->ffn_norm), 0, n_tok, dot_format(2, wgu));
+        float *y_gu[2] = {c->gate, c->up};
+        size_t ys_gu[2] = {hp->n_ff, hp->n_ff};
+        product(c, 2, wgu, y_gu, ys_gu, c->xn, wide, n_tok);
+        stage(c, STAGE_SWIGLU, NULL, 0, n_tok, dot_format(1, wdown));
+        product(c, 1, wdown, y_o, ys_e, c->xn, wide, n_tok);
     }
-    /* Output: logits for every token when asked, else only for the batch's last token. */
+    /* Output: logits for every token when asked, else only for the batch's last token
+     * (the last layer's FFN output joins the residual of those tokens only). */
     uint32_t first = logits_fn ? 0 : n_tok - 1;
     uint32_t n_out = n_tok - first;
     if (!logits_fn && !last_batch) {
         n_out = 0;
     }
     if (n_out > 0) {
-        for (uint32_t t = first; t < n_tok; t++) {
-            pd_rmsnorm(c->xn + (size_t)(t - first) * wide, c->x + (size_t)t * E,
-                    wf32(&m->output_norm), E, hp->norm_eps);
-        }
-        matmul(c, &m->output, c->xn, wide, c->out, hp->n_vocab, n_out);
+        const struct pd_weight *wout[1] = {&m->output};
+        stage(c, STAGE_ADD_NORM, wf32(&m->output_norm), first, n_out, dot_format(1, wout));
+        float *y[1] = {c->out};
+        size_t ys[1] = {hp->n_vocab};
+        product(c, 1, wout, y, ys, c->xn, wide, n_out);
         for (uint32_t t = 0; t < n_out; t++) {
             const float *lg = c->out + (size_t)t * hp->n_vocab;
             if (logits_fn) {

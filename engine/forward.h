@@ -80,6 +80,8 @@ struct pd_ctx {
     void *xq;        /* [n_batch][row bytes of the widest input in any dot format] */
     size_t xq_row_bytes;
     float *probs;    /* [n_batch][n_head][n_ctx] */
+    float *rope;     /* [n_batch][n_rot]: cos, sin of each rotation pair of the batch's
+                      * tokens (computed in layer 0, read by every layer) */
     float *logits;   /* [n_vocab] logits of the last evaluated token (with a device
                       * backend and logits_lazy: valid after pd_ctx_logits) */
     bool has_logits;

@@ -123,24 +123,45 @@ static void store_row(enum pd_kv_type t, void *dst, const float *src, uint32_t n
     }
 }
 
+enum pd_status pd_kvcache_reserve(struct pd_kvcache *c, uint32_t il, int64_t pos0, uint32_t n,
+                                  uint32_t *slot0, struct pd_err *err)
+{
+    struct pd_kv_layer *L = &c->layers[il];
+    if (n > c->cap - L->n) {
+        return pd_err_set(err, PD_EINVAL, "kv cache: layer %u is full (%u slots)", il, c->cap);
+    }
+    if (L->n > 0 && L->pos[L->n - 1] >= pos0) {
+        return pd_err_set(err, PD_EINVAL, "kv cache: position %lld not after %lld",
+                          (long long)pos0, (long long)L->pos[L->n - 1]);
+    }
+    *slot0 = L->n;
+    for (uint32_t i = 0; i < n; i++) {
+        L->pos[L->n++] = pos0 + i;
+    }
+    return PD_OK;
+}
+
+void pd_kvcache_put(struct pd_kvcache *c, uint32_t il, uint32_t slot, const float *k,
+                    const float *v)
+{
+    if (c->mirror) {
+        return;
+    }
+    struct pd_kv_layer *L = &c->layers[il];
+    size_t es = kv_type_size[c->type];
+    store_row(c->type, (char *)L->k + (size_t)slot * c->dim_k * es, k, c->dim_k);
+    store_row(c->type, (char *)L->v + (size_t)slot * c->dim_v * es, v, c->dim_v);
+}
+
 enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
                                  const float *k, const float *v, struct pd_err *err)
 {
-    struct pd_kv_layer *L = &c->layers[il];
-    if (L->n >= c->cap) {
-        return pd_err_set(err, PD_EINVAL, "kv cache: layer %u is full (%u slots)", il, c->cap);
+    uint32_t slot;
+    enum pd_status st = pd_kvcache_reserve(c, il, pos, 1, &slot, err);
+    if (!st) {
+        pd_kvcache_put(c, il, slot, k, v);
     }
-    if (L->n > 0 && L->pos[L->n - 1] >= pos) {
-        return pd_err_set(err, PD_EINVAL, "kv cache: position %lld not after %lld",
-                          (long long)pos, (long long)L->pos[L->n - 1]);
-    }
-    if (!c->mirror) {
-        size_t es = kv_type_size[c->type];
-        store_row(c->type, (char *)L->k + (size_t)L->n * c->dim_k * es, k, c->dim_k);
-        store_row(c->type, (char *)L->v + (size_t)L->n * c->dim_v * es, v, c->dim_v);
-    }
-    L->pos[L->n++] = pos;
-    return PD_OK;
+    return st;
 }
 
 uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evict)

@@ -83,6 +83,18 @@ void pd_kvcache_clear(struct pd_kvcache *c);
 enum pd_status pd_kvcache_append(struct pd_kvcache *c, uint32_t il, int64_t pos,
                                  const float *k, const float *v, struct pd_err *err);
 
+/* Appends n slots at positions pos0 .. pos0 + n - 1 to layer il and sets *slot0 to the
+ * first; their rows are stored afterwards with pd_kvcache_put (the forward pass fills them
+ * from its pool threads, one slot each). Errors as pd_kvcache_append; nothing changes on
+ * error. */
+enum pd_status pd_kvcache_reserve(struct pd_kvcache *c, uint32_t il, int64_t pos0, uint32_t n,
+                                  uint32_t *slot0, struct pd_err *err);
+
+/* Stores the K and V rows of a reserved slot (nothing in mirror mode). Calls for distinct
+ * slots may run concurrently. */
+void pd_kvcache_put(struct pd_kvcache *c, uint32_t il, uint32_t slot, const float *k,
+                    const float *v);
+
 /* Removes the slots of layer il whose evict[s] is non-zero, compacting the rest in order.
  * Returns the number removed. */
 uint32_t pd_kvcache_evict(struct pd_kvcache *c, uint32_t il, const uint8_t *evict);

@@ -21,6 +21,10 @@
 /* Idle polls before a thread sleeps (each a pause instruction, roughly 10-50 ns). */
 #define SPIN_MAX 20000
 
+/* Chunks per thread a job is cut into: enough that a thread slowed by the machine's other
+ * work hands its share to the others, few enough that taking one stays negligible. */
+#define CHUNKS_PER_THREAD 8
+
 struct pd_pool {
     int n_threads;
     pthread_t *threads;      /* [n_threads - 1] */
@@ -35,7 +39,8 @@ struct pd_pool {
     pd_pool_fn fn;
     void *ctx;
     size_t n;
-    int n_chunks;
+    size_t chunk;            /* items per grab */
+    atomic_size_t next;      /* first item not yet taken */
 };
 
 struct worker_arg {
@@ -50,12 +55,17 @@ static void cpu_relax(void)
 #endif
 }
 
-static void chunk_range(size_t n, int n_chunks, int i, size_t *b, size_t *e)
+/* Takes chunks of the current job until none is left (every thread, the caller too):
+ * a thread that runs slower, or is preempted, simply takes fewer chunks. */
+static void run_chunks(struct pd_pool *p)
 {
-    size_t base = n / (size_t)n_chunks, rem = n % (size_t)n_chunks;
-    size_t ii = (size_t)i;
-    *b = ii * base + (ii < rem ? ii : rem);
-    *e = *b + base + (ii < rem ? 1 : 0);
+    for (;;) {
+        size_t b = atomic_fetch_add(&p->next, p->chunk);
+        if (b >= p->n) {
+            return;
+        }
+        p->fn(p->ctx, b, b + p->chunk < p->n ? b + p->chunk : p->n);
+    }
 }
 
 /* Waits until the generation differs from seen (or quit); returns the new generation. */
@@ -90,13 +100,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->quit)) {
             break;
         }
-        if (wa.index < p->n_chunks) {
-            size_t b, e;
-            chunk_range(p->n, p->n_chunks, wa.index, &b, &e);
-            if (b < e) {
-                p->fn(p->ctx, b, e);
-            }
-        }
+        run_chunks(p);
         if (atomic_fetch_sub(&p->pending, 1) == 1) {
             pthread_mutex_lock(&p->lock);
             pthread_cond_signal(&p->done);
@@ -208,7 +212,11 @@ void pd_pool_run(struct pd_pool *p, size_t n, size_t grain, pd_pool_fn fn, void 
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->n_chunks = n_chunks;
+    /* about CHUNKS_PER_THREAD grabs per thread, none smaller than the grain */
+    size_t per = (n + (size_t)n_chunks * CHUNKS_PER_THREAD - 1) /
+                 ((size_t)n_chunks * CHUNKS_PER_THREAD);
+    p->chunk = per > grain ? per : grain;
+    atomic_store(&p->next, 0);
     atomic_store(&p->pending, p->n_threads - 1);
     atomic_fetch_add(&p->gen, 1); /* publishes the job fields */
     if (atomic_load(&p->sleepers) > 0) {
@@ -216,9 +224,7 @@ void pd_pool_run(struct pd_pool *p, size_t n, size_t grain, pd_pool_fn fn, void 
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->lock);
     }
-    size_t b, e;
-    chunk_range(n, n_chunks, 0, &b, &e);
-    fn(ctx, b, e);
+    run_chunks(p);
     for (int spins = 0; spins < SPIN_MAX && atomic_load(&p->pending) > 0; spins++) {
         cpu_relax();
     }

@@ -1,8 +1,11 @@
 /* threadpool.h - a fixed pool of worker threads for data-parallel loops.
  *
- * DESIGN: pd_pool_run splits [0, n) into one contiguous chunk per thread (the caller's
- * thread takes chunk 0) and returns when all chunks are done. Workers sleep on a condition
- * variable between runs; a generation counter tells them a new job is posted. One caller
+ * DESIGN: pd_pool_run cuts [0, n) into contiguous chunks (about 8 per thread, none
+ * smaller than the grain) that the threads, the caller's included, take in turn from an
+ * atomic counter, and returns when all are done: a thread slowed by other work on the
+ * machine takes fewer. Which thread runs an item is not fixed, so items must not depend on
+ * it. Workers sleep on a condition variable between runs; a generation counter tells them
+ * a new job is posted. One caller
  * at a time (the engine worker owns the pool). Workers block all signals.
  *
  * Ownership: the pool owns its threads; pd_pool_close joins them. */

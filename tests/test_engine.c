@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "probe.h"
 #include "ref_forward.h"
 #include "sampler.h"
+#include "threadpool.h"
 
 static char *g_tmp;
 
@@ -449,6 +451,92 @@ static void test_kvcache_ops(void **state)
         assert_int_equal(c->layers[0].pos[0], 0);
         pd_kvcache_close(&c);
         assert_null(c);
+    }
+}
+
+/* Reserved slots take consecutive positions and are filled afterwards, in any order;
+ * a reservation that does not fit, or does not follow the last position, changes
+ * nothing. */
+static void test_kvcache_reserve(void **state)
+{
+    (void)state;
+    struct pd_kvcache *c = NULL;
+    struct pd_err err;
+    assert_int_equal(pd_kvcache_open(1, 6, 2, 2, PD_KV_F32, &c, &err), PD_OK);
+    float k[2] = {1, 2}, v[2] = {3, 4};
+    assert_int_equal(pd_kvcache_append(c, 0, 3, k, v, &err), PD_OK);
+    uint32_t slot0 = 99;
+    assert_int_equal(pd_kvcache_reserve(c, 0, 3, 2, &slot0, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "position 3 not after 3"));
+    assert_int_equal(pd_kvcache_reserve(c, 0, 10, 6, &slot0, &err), PD_EINVAL);
+    assert_non_null(strstr(err.msg, "full"));
+    assert_int_equal(c->layers[0].n, 1);
+    assert_int_equal(slot0, 99);
+    assert_int_equal(pd_kvcache_reserve(c, 0, 10, 5, &slot0, &err), PD_OK);
+    assert_int_equal(slot0, 1);
+    assert_int_equal(c->layers[0].n, 6);
+    for (uint32_t s = 5; s >= 1; s--) {
+        float ks[2] = {(float)s, 0}, vs[2] = {0, (float)s};
+        pd_kvcache_put(c, 0, s, ks, vs);
+        assert_int_equal(c->layers[0].pos[s], 9 + (int64_t)s);
+    }
+    const float *K = c->layers[0].k, *V = c->layers[0].v;
+    assert_true(K[0] == 1 && K[1] == 2 && V[0] == 3 && V[1] == 4);
+    for (uint32_t s = 1; s < 6; s++) {
+        assert_true(K[2 * s] == (float)s && V[2 * s + 1] == (float)s);
+    }
+    pd_kvcache_close(&c);
+}
+
+/* ---- thread pool ---------------------------------------------------------------------- */
+
+struct pool_count {
+    atomic_int *hits;
+    atomic_int calls;
+};
+
+static void pool_count_items(void *ctx, size_t b, size_t e)
+{
+    struct pool_count *pc = ctx;
+    atomic_fetch_add(&pc->calls, 1);
+    for (size_t i = b; i < e; i++) {
+        atomic_fetch_add(&pc->hits[i], 1);
+    }
+}
+
+/* Every item of every job runs exactly once, whatever the item count, grain and thread
+ * count, over many jobs back to back (workers spin, sleep and wake between them); a job
+ * below its grain runs as one call. */
+static void test_pool_items(void **state)
+{
+    (void)state;
+    static const size_t ns[] = {1, 2, 3, 7, 16, 31, 48, 100, 1000};
+    static const size_t grains[] = {1, 2, 5, 64, 5000};
+    atomic_int hits[1000];
+    for (int threads = 1; threads <= 4; threads++) {
+        struct pd_pool *p = NULL;
+        struct pd_err err;
+        assert_int_equal(pd_pool_open(threads, &p, &err), PD_OK);
+        for (int rep = 0; rep < 50; rep++) {
+            for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+                for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                    size_t n = ns[a];
+                    struct pool_count pc = {hits, 0};
+                    for (size_t i = 0; i < n; i++) {
+                        atomic_init(&hits[i], 0);
+                    }
+                    pd_pool_run(p, n, grains[g], pool_count_items, &pc);
+                    for (size_t i = 0; i < n; i++) {
+                        assert_int_equal(atomic_load(&hits[i]), 1);
+                    }
+                    if (n <= grains[g] || threads == 1) {
+                        assert_int_equal(atomic_load(&pc.calls), 1);
+                    }
+                }
+            }
+        }
+        pd_pool_close(&p);
+        assert_null(p);
     }
 }
 
@@ -1149,6 +1237,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_capture_tie_order),
         cmocka_unit_test(test_capture_keep_received),
         cmocka_unit_test(test_kvcache_ops),
+        cmocka_unit_test(test_kvcache_reserve),
+        cmocka_unit_test(test_pool_items),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_sampler_matches_reference),

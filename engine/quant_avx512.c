@@ -781,14 +781,9 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
  * a block's weights stay in the near caches while every token passes over them): 4 x 4
  * tiles over groups of 4 tokens, the token remainder as 16 x 1, 8 x 2 or 4 x 3 tiles;
  * rows past the last whole block in 4-row, then 1-row tiles. */
-#define GEMM_ROWS(g, TILE, r, RM, nt)                                                     \
+#define GEMM_TAIL(g, TILE, r, RM, nt)                                                     \
     do {                                                                                 \
-        size_t t_ = 0;                                                                   \
-        for (; t_ + 4 <= (nt); t_ += 4) {                                                \
-            for (size_t q_ = 0; q_ < (RM); q_ += 4) {                                    \
-                TILE(g, (r) + q_, t_, (RM) < 4 ? (RM) : 4, 4);                           \
-            }                                                                            \
-        }                                                                                \
+        size_t t_ = (nt) / 4 * 4;                                                        \
         switch ((nt) - t_) {                                                             \
         case 1:                                                                          \
             TILE(g, r, t_, RM, 1);                                                       \
@@ -808,12 +803,47 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
         }                                                                                \
     } while (0)
 
+#define GEMM_ROWS(g, TILE, r, RM, nt)                                                     \
+    do {                                                                                 \
+        for (size_t t_ = 0; t_ + 4 <= (nt); t_ += 4) {                                   \
+            for (size_t q_ = 0; q_ < (RM); q_ += 4) {                                    \
+                TILE(g, (r) + q_, t_, (RM) < 4 ? (RM) : 4, 4);                           \
+            }                                                                            \
+        }                                                                                \
+        GEMM_TAIL(g, TILE, r, RM, nt);                                                   \
+    } while (0)
+
+/* Prefetches part `part` of `parts` of the bytes [p, p + n) into the near caches. */
+INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t parts)
+{
+    size_t lines = (n + 63) / 64;
+    size_t a = lines * part / parts, b = lines * (part + 1) / parts;
+    for (size_t l = a; l < b; l++) {
+        _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
+    }
+}
+
+/* Each 16-row block fetches the next block's weights while its token groups run (a
+ * block's rows are contiguous and short: the hardware prefetcher alone leaves the tiles
+ * waiting on the shared cache). */
 #define GEMM_DRIVER(name, TILE)                                                           \
     static AVX512_FN void name(const struct pd_gemm_args *g, size_t r0, size_t r1)       \
     {                                                                                    \
         size_t nt = g->n_tok, r = r0;                                                    \
+        size_t groups = nt / 4 > 0 ? nt / 4 : 1;                                         \
         for (; r + 16 <= r1; r += 16) {                                                  \
-            GEMM_ROWS(g, TILE, r, 16, nt);                                               \
+            size_t next = r + 32 <= r1 ? 16 : r1 - (r + 16);                             \
+            const uint8_t *nw = g->w + (r + 16) * g->w_stride;                           \
+            size_t t_ = 0;                                                               \
+            for (size_t grp = 0; grp < groups; grp++, t_ += 4) {                         \
+                prefetch_part(nw, next * g->w_stride, grp, groups);                      \
+                if (t_ + 4 <= nt) {                                                      \
+                    for (size_t q_ = 0; q_ < 16; q_ += 4) {                              \
+                        TILE(g, r + q_, t_, 4, 4);                                       \
+                    }                                                                    \
+                }                                                                        \
+            }                                                                            \
+            GEMM_TAIL(g, TILE, r, 16, nt);                                               \
         }                                                                                \
         for (; r + 4 <= r1; r += 4) {                                                    \
             GEMM_ROWS(g, TILE, r, 4, nt);                                                \

@@ -464,11 +464,7 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
                 mx = p[s];
             }
         }
-        double sum = 0.0;
-        for (uint32_t s = 0; s < n_vis; s++) {
-            p[s] = expf(p[s] - mx); /* exp(-inf) = 0 for hidden slots */
-            sum += p[s];
-        }
+        double sum = pd_simd_exp_sum(ops, p, n_vis, mx); /* hidden slots: exp(-inf) = 0 */
         float inv = (float)(1.0 / sum);
         memset(o, 0, hp->head_dim_v * sizeof(float));
         for (uint32_t s = 0; s < n_vis; s++) {
@@ -624,9 +620,7 @@ static void stage_rows(void *ctx, size_t i0, size_t i1)
         case STAGE_SWIGLU: {
             const float *g = c->gate + t * hp->n_ff;
             const float *u = c->up + t * hp->n_ff;
-            for (uint32_t e = 0; e < hp->n_ff; e++) {
-                xn[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
-            }
+            pd_simd_swiglu(pd_simd_ops(), xn, g, u, hp->n_ff);
             cols = hp->n_ff;
             break;
         }

@@ -463,6 +463,119 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
 
+/* ---- exp ------------------------------------------------------------------------------ */
+
+/* exp2(i / 32) for i < 32 as IEEE doubles, minus i << 47 (the bits the exponent field
+ * gains from k below are added back per lane). */
+static const uint64_t exp_tab[32] = {
+    0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
+    0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
+    0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
+    0x3feebfdad5362a27ULL, 0x3feeb42b569d4f82ULL, 0x3feeab07dd485429ULL, 0x3feea47eb03a5585ULL,
+    0x3feea09e667f3bcdULL, 0x3fee9f75e8ec5f74ULL, 0x3feea11473eb0187ULL, 0x3feea589994cce13ULL,
+    0x3feeace5422aa0dbULL, 0x3feeb737b0cdc5e5ULL, 0x3feec49182a3f090ULL, 0x3feed503b23e255dULL,
+    0x3feee89f995ad3adULL, 0x3feeff76f2fb5e47ULL, 0x3fef199bdd85529cULL, 0x3fef3720dcef9069ULL,
+    0x3fef5818dcfba487ULL, 0x3fef7c97337b9b5fULL, 0x3fefa4afa2a490daULL, 0x3fefd0765b6e4540ULL,
+};
+
+/* expf of 8 floats, widened: x / ln2 * 32 = k + r with k the nearest integer and |r| <=
+ * 1/2, then exp(x) = 2^(k/32) * 2^(r/32), 2^(k/32) from the table and the exponent bits,
+ * 2^(r/32) ~ 1 + C2 r + C1 r^2 + C0 r^3 in double (three fused multiply-adds), rounded
+ * once to float. These are the operations, constants and rounding steps of the C
+ * library's expf on FMA machines (glibc 2.27 and later), so each lane equals what expf
+ * returns; test_simd checks that against the library itself. Lanes outside the main
+ * range are replaced by exp16. */
+INLINE512 __m256 exp8_main(__m256 x)
+{
+    const __m512d inv = _mm512_set1_pd(0x1.71547652b82fep+5); /* 32 / ln 2 */
+    const __m512d shift = _mm512_set1_pd(0x1.8p52);
+    const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-20);
+    const __m512d c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-13);
+    const __m512d c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-6);
+    const __m512i t0 = _mm512_loadu_si512(exp_tab), t1 = _mm512_loadu_si512(exp_tab + 8);
+    const __m512i t2 = _mm512_loadu_si512(exp_tab + 16), t3 = _mm512_loadu_si512(exp_tab + 24);
+    __m512d xd = _mm512_cvtps_pd(x);
+    __m512d kds = _mm512_fmadd_pd(inv, xd, shift); /* k + shift, rounded once */
+    __m512i ki = _mm512_castpd_si512(kds);
+    __m512d kd = _mm512_sub_pd(kds, shift);
+    __m512d r = _mm512_fmsub_pd(inv, xd, kd);
+    /* table entry k mod 32: bits 0..3 pick within a pair of registers, bit 4 the pair */
+    __m512i lo = _mm512_permutex2var_epi64(t0, ki, t1);
+    __m512i hi = _mm512_permutex2var_epi64(t2, ki, t3);
+    __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+    __m512i t = _mm512_mask_mov_epi64(lo, upper, hi);
+    __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64(ki, 47)));
+    __m512d z = _mm512_fmadd_pd(r, c0, c1);
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(z, r2, y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
+}
+
+/* expf of 16 floats, lane by lane what the C library returns (see exp8_main), the edges
+ * included: +inf above log(FLT_MAX), 0 below log(2^-150) (and for -inf), the smallest
+ * subnormal just above that, NaN for NaN. */
+INLINE512 __m512 exp16(__m512 x)
+{
+    __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(exp8_main(_mm512_castps512_ps256(x))),
+                                  exp8_main(_mm512_extractf32x8_ps(x, 1)), 1);
+    const __m512 big = _mm512_set1_ps(0x1.62e42ep6f);     /* exp overflows above */
+    const __m512 zero_below = _mm512_set1_ps(-0x1.9fe368p6f);
+    const __m512 tiny_below = _mm512_set1_ps(-0x1.9d1d9ep6f);
+    __mmask16 over = _mm512_cmp_ps_mask(x, big, _CMP_GT_OQ);
+    __mmask16 zero = _mm512_cmp_ps_mask(x, zero_below, _CMP_LT_OQ);
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, tiny_below, _CMP_LT_OQ) & (__mmask16)~zero;
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(INFINITY));
+    y = _mm512_mask_mov_ps(y, zero, _mm512_setzero_ps());
+    y = _mm512_mask_mov_ps(y, tiny, _mm512_set1_ps(0x1p-149f));
+    return _mm512_mask_add_ps(y, nan, x, x);
+}
+
+/* p[s] = expf(p[s] - mx) for s < n, summed in double in slot order (the reference's
+ * result, 16 exponentials at a time). */
+static AVX512_FN double avx512_exp_sum(float *p, uint32_t n, float mx)
+{
+    const __m512 m = _mm512_set1_ps(mx);
+    double sum = 0.0;
+    uint32_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
+        for (uint32_t j = s; j < s + 16; j++) {
+            sum += p[j];
+        }
+    }
+    if (s < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m));
+        _mm512_mask_storeu_ps(p + s, tail, e);
+        for (uint32_t j = s; j < n; j++) {
+            sum += p[j];
+        }
+    }
+    return sum;
+}
+
+/* h[i] = g[i] / (1 + expf(-g[i])) * u[i], the reference's expression per lane. */
+static AVX512_FN void avx512_swiglu(float *h, const float *g, const float *u, size_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 gv = _mm512_loadu_ps(g + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 sg = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(h + i, _mm512_mul_ps(sg, _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 gv = _mm512_maskz_loadu_ps(tail, g + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 sg = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(h + i, tail, _mm512_mul_ps(sg, _mm512_maskz_loadu_ps(tail, u + i)));
+    }
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 /* Transposes the 16 x 16 floats in r[] (row i = r[i]) in place: 64 shuffles. */
@@ -625,11 +738,7 @@ INLINE512 void attn_softmax(float *p, uint32_t n)
         mx = _mm512_mask_max_ps(mx, tail, _mm512_maskz_loadu_ps(tail, p + s), mx);
     }
     float m = _mm512_reduce_max_ps(mx);
-    double sum = 0.0;
-    for (s = 0; s < n; s++) {
-        p[s] = expf(p[s] - m);
-        sum += p[s];
-    }
+    double sum = avx512_exp_sum(p, n, m);
     __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
     for (s = 0; s + 16 <= n; s += 16) {
         _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
@@ -870,6 +979,8 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
     },
     .attn = avx512_attn,
+    .exp_sum = avx512_exp_sum,
+    .swiglu = avx512_swiglu,
 };
 
 #endif /* __x86_64__ */

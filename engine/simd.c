@@ -118,6 +118,31 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
     }
 }
 
+double pd_simd_exp_sum(const struct pd_simd_ops *ops, float *p, uint32_t n, float mx)
+{
+    if (ops->exp_sum) {
+        return ops->exp_sum(p, n, mx);
+    }
+    double sum = 0.0;
+    for (uint32_t s = 0; s < n; s++) {
+        p[s] = expf(p[s] - mx);
+        sum += p[s];
+    }
+    return sum;
+}
+
+void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, const float *u,
+                    size_t n)
+{
+    if (ops->swiglu) {
+        ops->swiglu(h, g, u, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
 void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
 {
     if (ops->attn && ops->attn(a)) {
@@ -139,11 +164,7 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
                 mx = p[s];
             }
         }
-        double sum = 0.0;
-        for (uint32_t s = 0; s < n; s++) {
-            p[s] = expf(p[s] - mx);
-            sum += p[s];
-        }
+        double sum = pd_simd_exp_sum(ops, p, n, mx);
         float inv = (float)(1.0 / sum);
         memset(o, 0, a->head_dim_v * sizeof(float));
         for (uint32_t s = 0; s < n; s++) {

@@ -43,6 +43,12 @@ typedef void (*pd_simd_axpy_f32_fn)(float w, const float *v, float *acc, size_t 
 /* As above with v stored as IEEE halves. */
 typedef void (*pd_simd_axpy_f16_fn)(float w, const uint16_t *v, float *acc, size_t n);
 
+/* p[s] = expf(p[s] - mx) for s < n (a slot holding -inf becomes 0); returns the sum of
+ * the new p[s] in double, added in slot order. p borrowed for the call. */
+typedef double (*pd_simd_exp_sum_fn)(float *p, uint32_t n, float mx);
+/* h[i] = g[i] / (1 + expf(-g[i])) * u[i] for i < n (SwiGLU). Pointers borrowed. */
+typedef void (*pd_simd_swiglu_fn)(float *h, const float *g, const float *u, size_t n);
+
 /* One weight matrix times a batch of activation rows: y[t * y_stride + r] = dot(row r of w,
  * row t of x). Pointers are borrowed for the call. */
 struct pd_gemm_args {
@@ -103,6 +109,13 @@ struct pd_simd_ops {
     /* Blocked attention for a query group; NULL: pd_simd_attn's per-query loop over the
      * kernels above. */
     pd_simd_attn_fn attn;
+    /* The softmax's exponentials and the SwiGLU, vectorised; NULL: expf per element
+     * (pd_simd_exp_sum, pd_simd_swiglu). A level's version returns what the C library's
+     * expf gives, element by element, so both are bit-identical to the reference where
+     * the library is the one they follow (glibc on FMA machines; test_simd) and within
+     * an ulp of expf elsewhere. */
+    pd_simd_exp_sum_fn exp_sum;
+    pd_simd_swiglu_fn swiglu;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
@@ -116,13 +129,18 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
                   size_t r0, size_t r1);
 
 /* Runs a with the kernels of `ops`: its blocked attention where it has one for the shape,
- * else, per query, one kv_dot per slot, expf in float with the sum in double, and one
- * kv_axpy per slot (the reference). A blocked kernel gives bit for bit the results of
+ * else, per query, one kv_dot per slot, the level's exp_sum (expf in float, the sum in
+ * double), and one kv_axpy per slot (the reference). A blocked kernel gives bit for bit the results of
  * that per-query loop over its own table's kernels, so switching it on or off changes no
  * output; against the scalar table both agree within float rounding (probabilities
  * relative to their size, outputs relative to sum(p * |v|)). Thread-safe for disjoint
  * outputs. */
 void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
+
+/* The softmax exponentials and SwiGLU of `ops` (see its exp_sum and swiglu). */
+double pd_simd_exp_sum(const struct pd_simd_ops *ops, float *p, uint32_t n, float mx);
+void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, const float *u,
+                    size_t n);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

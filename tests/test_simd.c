@@ -1119,6 +1119,110 @@ static void test_attn(void **state)
     }
 }
 
+/* Units in the last place between two floats of the same sign (0 when equal). */
+static uint32_t ulp_diff(float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, 4);
+    memcpy(&ub, &b, 4);
+    return ua > ub ? ua - ub : ub - ua;
+}
+
+/* True where the C library's expf is the algorithm the vector versions follow (glibc
+ * 2.27+ picks it on FMA machines, which every level with exp_sum has). */
+static bool expf_is_glibc(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 27))
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* A level's exp_sum and swiglu against expf: every float bit pattern with a stride of
+ * 1021 (over 4 million values, all signs and exponents, NaNs and infinities), the range
+ * edges and their neighbours, and odd lengths for the tails. With glibc each result
+ * equals expf's bit for bit (a 1-ulp difference moved a q8_0 scale of the next layer's
+ * input once, see test_attn); elsewhere within 1 ulp. The sum must be the slot-order
+ * double sum of the results. PONDER_EXP_STRIDE=1 checks all 2^32 floats. */
+static void test_exp(void **state)
+{
+    (void)state;
+    const char *env = getenv("PONDER_EXP_STRIDE");
+    uint64_t stride = env ? strtoull(env, NULL, 10) : 1021;
+    if (stride == 0) {
+        stride = 1;
+    }
+    bool exact = expf_is_glibc();
+    enum { CHUNK = 4093 }; /* odd: every call has a tail */
+    static float in[CHUNK], out[CHUNK], g[CHUNK], u[CHUNK], h[CHUNK];
+    static const float edges[] = {0x1.62e42ep6f,  0x1.62e430p6f, -0x1.9fe368p6f,
+                                  -0x1.9fe366p6f, -0x1.9d1d9ep6f, -0x1.9d1da0p6f,
+                                  -0x1.9d1d9cp6f, 88.0f,          -88.0f,
+                                  -104.0f,        0.0f,           -0.0f,
+                                  INFINITY,       -INFINITY,      NAN,
+                                  0x1p-149f,      -0x1p-149f,     1e-30f};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        if (!ops->exp_sum && !ops->swiglu) {
+            continue;
+        }
+        uint64_t bits = 0, mismatches = 0;
+        bool done = false;
+        size_t n_edges = sizeof edges / sizeof edges[0];
+        while (!done) {
+            size_t n = 0;
+            if (bits == 0) {
+                for (; n < n_edges; n++) {
+                    in[n] = edges[n];
+                }
+            }
+            for (; n < CHUNK && !done; n++) {
+                uint32_t b = (uint32_t)bits;
+                memcpy(&in[n], &b, 4);
+                bits += stride;
+                done = bits > UINT32_MAX;
+            }
+            memcpy(out, in, n * sizeof(float));
+            double sum = pd_simd_exp_sum(ops, out, (uint32_t)n, 0.0f);
+            double want_sum = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                float want = expf(in[i] - 0.0f);
+                want_sum += want;
+                bool same = isnan(want) ? isnan(out[i]) : out[i] == want;
+                if (!same && (exact || ulp_diff(out[i], want) > 1)) {
+                    if (mismatches++ < 5) {
+                        print_error("%s exp_sum: expf(%a) = %a, kernel %a\n",
+                                    pd_cpu_simd_name(ops->level), (double)in[i], (double)want,
+                                    (double)out[i]);
+                    }
+                }
+                g[i] = in[i];
+                u[i] = (float)(i % 7) - 3.0f;
+            }
+            if (exact && !(isnan(want_sum) ? isnan(sum) : sum == want_sum)) {
+                if (mismatches++ < 5) {
+                    print_error("%s exp_sum: sum %a, want %a\n", pd_cpu_simd_name(ops->level),
+                                sum, want_sum);
+                }
+            }
+            pd_simd_swiglu(ops, h, g, u, n);
+            for (size_t i = 0; i < n; i++) {
+                float want = g[i] / (1.0f + expf(-g[i])) * u[i];
+                bool same = isnan(want) ? isnan(h[i]) : h[i] == want;
+                if (!same && (exact || ulp_diff(h[i], want) > 2)) {
+                    if (mismatches++ < 5) {
+                        print_error("%s swiglu: g %a u %a: %a, kernel %a\n",
+                                    pd_cpu_simd_name(ops->level), (double)g[i], (double)u[i],
+                                    (double)want, (double)h[i]);
+                    }
+                }
+            }
+        }
+        assert_int_equal(mismatches, 0);
+    }
+}
+
 /* Every replaced function of every accelerated table is one that the tests above cover. */
 static void test_coverage(void **state)
 {
@@ -1162,6 +1266,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_f16_rows),
         cmocka_unit_test(test_kv_kernels),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_exp),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

@@ -884,6 +884,186 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
 #undef OUT4
 #undef ATT_FOR_NQ4
 
+/* Prefetches part `part` of `parts` of the bytes [p, p + n) into the near caches. */
+INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t parts)
+{
+    size_t lines = (n + 63) / 64;
+    size_t a = lines * part / parts, b = lines * (part + 1) / parts;
+    for (size_t l = a; l < b; l++) {
+        _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
+    }
+}
+
+/* ---- q4_K, rows in lanes (prefill) ------------------------------------------------------ */
+
+/* Tokens from which a batch takes the rows-in-lanes kernel (below, the tiles above). */
+#define Q4K_LANES_MIN_TOK 8
+/* Most tokens the rows-in-lanes kernel keeps sums for at once. */
+#define Q4K_LANES_TOK 64
+
+/* One super-block of 16 weight rows laid out for rows-in-lanes products: lane r of
+ * lo[w] holds the low nibbles of the 4 code bytes at qs + 4 w of row r (elements
+ * 64 (w / 8) + 4 (w % 8) .. + 3 as unsigned bytes), hi[w] the high nibbles (the same
+ * elements + 32); sc[j] and m[j] the 6-bit scale and min of sub-block j per row; d and
+ * dmin the rows' f16 scales as floats. */
+struct q4k_lanes {
+    __m512i lo[32], hi[32];
+    __m512i sc[8], m[8];
+    __m512 d, dmin;
+};
+
+/* Transposes the 16 x 16 dwords in r[] (row i = r[i]) in place. */
+INLINE512 void transpose16_epi32(__m512i *r)
+{
+    __m512 f[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        f[i] = _mm512_castsi512_ps(r[i]);
+    }
+    transpose16(f);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        r[i] = _mm512_castps_si512(f[i]);
+    }
+}
+
+/* Lays out super-block i of rows [r0, r0 + 16). */
+INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
+                              struct q4k_lanes *L)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    int32_t sc[8][16], mn[8][16];
+    float d[16], dmin[16];
+    __m512i w[2][16];
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *b = g->w + (r0 + (size_t)r) * g->w_stride + i * Q4_K_BYTES;
+        __m128i u = q4_k_unpack(b + KQ_SCALES);
+        uint8_t s8[16];
+        _mm_storeu_si128((__m128i *)s8, u);
+        for (int j = 0; j < 8; j++) {
+            sc[j][r] = s8[j];
+            mn[j][r] = s8[8 + j];
+        }
+        __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(uint32_t)(load_u16(b) |
+                                                   (uint32_t)load_u16(b + 2) << 16)));
+        d[r] = _mm_cvtss_f32(dd);
+        dmin[r] = _mm_cvtss_f32(_mm_shuffle_ps(dd, dd, 1));
+        w[0][r] = load512(b + Q4_K_QS);
+        w[1][r] = load512(b + Q4_K_QS + 64);
+    }
+    transpose16_epi32(w[0]);
+    transpose16_epi32(w[1]);
+#pragma GCC unroll 32
+    for (int k = 0; k < 32; k++) {
+        __m512i v = w[k / 16][k % 16];
+        L->lo[k] = _mm512_and_si512(v, m4);
+        L->hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    for (int j = 0; j < 8; j++) {
+        L->sc[j] = _mm512_loadu_si512(sc[j]);
+        L->m[j] = _mm512_loadu_si512(mn[j]);
+    }
+    L->d = _mm512_loadu_ps(d);
+    L->dmin = _mm512_loadu_ps(dmin);
+}
+
+/* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
+ * added to sum[]: exactly pd_q4_k_vec_dot's integers and float operations, one row per
+ * lane; each code register serves both tokens. */
+INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const *y,
+                                __m512 *sum, const int RN)
+{
+    __m512i isum[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < RN; t++) {
+        isum[t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 4
+    for (int grp = 0; grp < 4; grp++) {
+        __m512i s1[2], s2[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < RN; t++) {
+            s1[t] = _mm512_setzero_si512();
+            s2[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m512i lo = L->lo[8 * grp + k], hi = L->hi[8 * grp + k];
+#pragma GCC unroll 2
+            for (int t = 0; t < RN; t++) {
+                const uint8_t *q8 = y[t] + Q8_K_QS + 64 * grp + 4 * k;
+                int32_t xl, xh;
+                memcpy(&xl, q8, 4);
+                memcpy(&xh, q8 + 32, 4);
+                s1[t] = _mm512_dpbusd_epi32(s1[t], lo, _mm512_set1_epi32(xl));
+                s2[t] = _mm512_dpbusd_epi32(s2[t], hi, _mm512_set1_epi32(xh));
+            }
+        }
+#pragma GCC unroll 2
+        for (int t = 0; t < RN; t++) {
+            isum[t] = _mm512_add_epi32(
+                isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s1[t], L->sc[2 * grp]),
+                                          _mm512_mullo_epi32(s2[t], L->sc[2 * grp + 1])));
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < RN; t++) {
+        int16_t bs[PD_QK_K / 16];
+        memcpy(bs, y[t] + Q8_K_BSUMS, sizeof bs);
+        __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i b = _mm512_set1_epi32((int32_t)bs[2 * j] + (int32_t)bs[2 * j + 1]);
+            msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(b, L->m[j]));
+        }
+        float dyf;
+        memcpy(&dyf, y[t], 4);
+        __m512 dy = _mm512_set1_ps(dyf);
+        __m512 a = _mm512_mul_ps(_mm512_mul_ps(L->d, dy), _mm512_cvtepi32_ps(isum[t]));
+        __m512 c = _mm512_mul_ps(_mm512_mul_ps(L->dmin, dy), _mm512_cvtepi32_ps(msum));
+        sum[t] = _mm512_add_ps(sum[t], _mm512_sub_ps(a, c));
+    }
+}
+
+/* Rows [r0, r0 + 16) for every token: super-block by super-block, each laid out once
+ * for up to Q4K_LANES_TOK tokens, so one instruction multiplies 4 codes of each of the
+ * 16 rows (vpdpbusd with the token's 4 activation bytes broadcast) and no horizontal
+ * sums remain. Bit-identical to pd_q4_k_vec_dot per (row, token), like the tiles. */
+static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    struct q4k_lanes L;
+    __m512 sum[Q4K_LANES_TOK];
+    size_t nsb = g->n / PD_QK_K;
+    /* the next block's rows, fetched while this one runs (as in the tiled products) */
+    size_t next = r0 + 32 <= r1 ? 16 : r1 - (r0 + 16 < r1 ? r0 + 16 : r1);
+    const uint8_t *nw = g->w + (r0 + 16) * g->w_stride;
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K_LANES_TOK) {
+        size_t nt = g->n_tok - t0 < Q4K_LANES_TOK ? g->n_tok - t0 : Q4K_LANES_TOK;
+        for (size_t t = 0; t < nt; t++) {
+            sum[t] = _mm512_setzero_ps();
+        }
+        for (size_t i = 0; i < nsb; i++) {
+            if (t0 == 0) {
+                prefetch_part(nw, next * g->w_stride, i, nsb);
+            }
+            q4k_lanes_load(g, r0, i, &L);
+            const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
+            size_t t = 0;
+            for (; t + 2 <= nt; t += 2) {
+                const uint8_t *y[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
+                q4k_lanes_tokens(&L, y, sum + t, 2);
+            }
+            if (t < nt) {
+                const uint8_t *y[1] = {xb + t * g->x_stride};
+                q4k_lanes_tokens(&L, y, sum + t, 1);
+            }
+        }
+        for (size_t t = 0; t < nt; t++) {
+            _mm512_storeu_ps(g->y + (t0 + t) * g->y_stride + r0, sum[t]);
+        }
+    }
+}
+
 /* ---- tiling over the whole product ------------------------------------------------------ */
 
 /* Runs TILE(g, r, t, RM, RN) over rows [r0, r1) x all tokens, in blocks of 16 rows (so
@@ -922,16 +1102,6 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
         GEMM_TAIL(g, TILE, r, RM, nt);                                                   \
     } while (0)
 
-/* Prefetches part `part` of `parts` of the bytes [p, p + n) into the near caches. */
-INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t parts)
-{
-    size_t lines = (n + 63) / 64;
-    size_t a = lines * part / parts, b = lines * (part + 1) / parts;
-    for (size_t l = a; l < b; l++) {
-        _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
-    }
-}
-
 /* Each 16-row block fetches the next block's weights while its token groups run (a
  * block's rows are contiguous and short: the hardware prefetcher alone leaves the tiles
  * waiting on the shared cache). */
@@ -966,7 +1136,22 @@ INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t par
 #define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
 
 GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
-GEMM_DRIVER(avx512_q4_k_gemm, q4_k_tile)
+GEMM_DRIVER(q4_k_tiles, q4_k_tile)
+
+/* q4_K: rows in lanes for batches (prefill), the tiles for a few tokens (decode) and for
+ * the rows past the last whole block of 16. */
+static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    size_t r = r0;
+    if (g->n_tok >= Q4K_LANES_MIN_TOK) {
+        for (; r + 16 <= r1; r += 16) {
+            q4k_lanes_rows(g, r, r1);
+        }
+    }
+    if (r < r1) {
+        q4_k_tiles(g, r, r1);
+    }
+}
 GEMM_DRIVER(avx512_f16_gemm, F16_TILE)
 GEMM_DRIVER(avx512_bf16_gemm, BF16_TILE)
 

@@ -640,7 +640,7 @@ static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t ro
 }
 
 /* Every tile shape and remainder: token counts 1..9 (4-token tiles and the 1-3 token
- * remainders), row counts around the tile heights, row ranges that start inside the
+ * remainders) and prefill batches, row counts around the tile heights, row ranges that start inside the
  * matrix, block counts odd and even (q8_0 pairs blocks), float lengths with tails. */
 static void test_gemm(void **state)
 {
@@ -660,6 +660,13 @@ static void test_gemm(void **state)
                     check_gemm(ops, t, rows, nt, n, rows / 3, rows - rows / 4, false);
                     check_gemm(ops, t, rows, nt, n, 0, rows, true);
                 }
+            }
+            /* batches as prefill makes them: past 8 tokens q4_K takes rows in lanes,
+             * past 64 it keeps sums for 64 tokens at a time */
+            static const size_t batch_tok[] = {16, 70};
+            for (size_t bi = 0; bi < 2; bi++) {
+                check_gemm(ops, t, 33, batch_tok[bi], lens[bi + 1], 0, 33, false);
+                check_gemm(ops, t, 48, batch_tok[bi], lens[bi], 16, 48, true);
             }
         }
     }

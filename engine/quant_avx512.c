@@ -29,6 +29,17 @@
  *   clang contracts only within one expression).
  * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
  *   the order differs from the portable one by rounding only.
+ * - q4_K batches of 8 tokens or more (prefill) put rows in lanes instead: a block of 16
+ *   rows is transposed once per super-block (one register per 4 codes of each row) and
+ *   serves every token of the batch, one vpdpbusd per 4 codes against the token's
+ *   broadcast activation bytes, the sub-block scales, mins and the float combination per
+ *   lane: no horizontal sums, and still bit-identical to the portable dot. (The same
+ *   layout for f16, one FMA per element against a broadcast activation, was measured
+ *   20-30% slower in the model than the tiles at 32-token batches: the transposition
+ *   and the broadcasts cost more than the tiles' conversions.)
+ * - Each 16-row block prefetches the next block's weights while it runs.
+ * - exp16: the C library's expf on 16 lanes, its algorithm step for step (test_simd
+ *   compares every float), for the softmax and SwiGLU (ops exp_sum, swiglu).
  * - Row remainders run as single-row tiles; token remainders as tiles of 1-3 tokens with
  *   more rows (16 x 1, 8 x 2, 4 x 3) so that decode (one token) still reduces 16 rows at
  *   once.

@@ -54,7 +54,7 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
         return pd_err_set(err, PD_EINVAL, "context size %u too large", p.n_ctx);
     }
     if (p.n_batch == 0) {
-        p.n_batch = 32;
+        p.n_batch = 64; /* prefill: each weight block loaded serves 64 tokens */
     }
     /* Keep the attention probability buffer under ~64M floats. */
     uint64_t per_tok = (uint64_t)hp->n_head * p.n_ctx;

@@ -31,7 +31,7 @@
 struct pd_ctx_params {
     int n_threads;          /* 0 = number of CPUs */
     uint32_t n_ctx;         /* KV slots per layer (0 = min(4096, n_ctx_train)) */
-    uint32_t n_batch;       /* tokens per forward batch (0 = 32) */
+    uint32_t n_batch;       /* tokens per forward batch (0 = 64) */
     enum pd_kv_type kv_type;/* default f16 */
     enum pd_backend_kind backend; /* cpu (default), cuda (the device engine, backend.h:
                                    * needs a CUDA build and a device, else pd_ctx_open

@@ -7,6 +7,7 @@
 
 #include "attn_blob.h"
 #include "mem.h"
+#include "simd.h"
 #include "trace.h"
 
 static const char *const level_names[PD_CAPTURE_LEVEL_COUNT] = {"off", "summary", "full"};
@@ -65,19 +66,8 @@ void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uin
     if (cs->level == PD_CAPTURE_LEVEL_OFF) {
         return;
     }
-    /* head-mean row: straight loops the compiler vectorises */
     float *m = cs->mean_row;
-    memcpy(m, probs, n_slots * sizeof(float));
-    for (uint32_t h = 1; h < n_head; h++) {
-        const float *row = probs + (size_t)h * cs->n_ctx;
-        for (uint32_t s = 0; s < n_slots; s++) {
-            m[s] += row[s];
-        }
-    }
-    float inv = 1.0f / (float)n_head;
-    for (uint32_t s = 0; s < n_slots; s++) {
-        m[s] *= inv;
-    }
+    pd_simd_head_mean(pd_simd_ops(), m, probs, cs->n_ctx, n_head, n_slots);
     /* cumulative attention received, by position (a contiguous run of positions, the
      * common case without eviction, is a plain vector add) */
     int64_t max_pos = n_slots ? slot_pos[n_slots - 1] : 0;

@@ -587,6 +587,23 @@ static AVX512_FN void avx512_swiglu(float *h, const float *g, const float *u, si
     }
 }
 
+/* ---- capture ------------------------------------------------------------------------- */
+
+/* The head-mean row, 16 slots at a time, the heads added in order (pd_simd_head_mean). */
+static AVX512_FN void avx512_head_mean(float *m, const float *rows, size_t stride,
+                                       uint32_t n_head, uint32_t n)
+{
+    const __m512 inv = _mm512_set1_ps(1.0f / (float)n_head);
+    for (uint32_t s = 0; s < n; s += 16) {
+        __mmask16 k = n - s >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - s)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(k, rows + s);
+        for (uint32_t h = 1; h < n_head; h++) {
+            a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(k, rows + (size_t)h * stride + s));
+        }
+        _mm512_mask_storeu_ps(m + s, k, _mm512_mul_ps(a, inv));
+    }
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 /* Transposes the 16 x 16 floats in r[] (row i = r[i]) in place: 64 shuffles. */
@@ -1177,6 +1194,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
     .attn = avx512_attn,
     .exp_sum = avx512_exp_sum,
     .swiglu = avx512_swiglu,
+    .head_mean = avx512_head_mean,
 };
 
 #endif /* __x86_64__ */

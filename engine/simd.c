@@ -143,6 +143,26 @@ void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, con
     }
 }
 
+void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *rows,
+                       size_t stride, uint32_t n_head, uint32_t n)
+{
+    if (ops->head_mean) {
+        ops->head_mean(m, rows, stride, n_head, n);
+        return;
+    }
+    memcpy(m, rows, n * sizeof(float));
+    for (uint32_t h = 1; h < n_head; h++) {
+        const float *row = rows + (size_t)h * stride;
+        for (uint32_t s = 0; s < n; s++) {
+            m[s] += row[s];
+        }
+    }
+    float inv = 1.0f / (float)n_head;
+    for (uint32_t s = 0; s < n; s++) {
+        m[s] *= inv;
+    }
+}
+
 void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
 {
     if (ops->attn && ops->attn(a)) {

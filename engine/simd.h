@@ -49,6 +49,12 @@ typedef double (*pd_simd_exp_sum_fn)(float *p, uint32_t n, float mx);
 /* h[i] = g[i] / (1 + expf(-g[i])) * u[i] for i < n (SwiGLU). Pointers borrowed. */
 typedef void (*pd_simd_swiglu_fn)(float *h, const float *g, const float *u, size_t n);
 
+/* m[s] = (rows[s] + rows[stride + s] + ... over n_head rows, added in row order) times
+ * (1 / n_head) for s < n: the head-mean attention row of the capture. Pointers borrowed;
+ * m must not overlap rows. */
+typedef void (*pd_simd_head_mean_fn)(float *m, const float *rows, size_t stride,
+                                     uint32_t n_head, uint32_t n);
+
 /* One weight matrix times a batch of activation rows: y[t * y_stride + r] = dot(row r of w,
  * row t of x). Pointers are borrowed for the call. */
 struct pd_gemm_args {
@@ -116,6 +122,9 @@ struct pd_simd_ops {
      * an ulp of expf elsewhere. */
     pd_simd_exp_sum_fn exp_sum;
     pd_simd_swiglu_fn swiglu;
+    /* The capture's head-mean row, vectorised (the same adds per slot, so bit-identical);
+     * NULL: pd_simd_head_mean's loop. */
+    pd_simd_head_mean_fn head_mean;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
@@ -141,6 +150,9 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
 double pd_simd_exp_sum(const struct pd_simd_ops *ops, float *p, uint32_t n, float mx);
 void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, const float *u,
                     size_t n);
+
+void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *rows,
+                       size_t stride, uint32_t n_head, uint32_t n);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

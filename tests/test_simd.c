@@ -1230,6 +1230,36 @@ static void test_exp(void **state)
     }
 }
 
+/* A level's head-mean row equals the scalar table's bit for bit (the same adds per slot)
+ * for head counts 1..9 and row lengths around the vector width, rows strided apart. */
+static void test_head_mean(void **state)
+{
+    (void)state;
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    enum { STRIDE = 80 };
+    static float rows[9 * STRIDE], want[STRIDE + 1], got[STRIDE + 1];
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        rows[i] = rng_gauss() * rng_gauss();
+    }
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (uint32_t heads = 1; heads <= 9; heads++) {
+            for (uint32_t n = 0; n <= 70; n++) {
+                want[n] = got[n] = 42.0f; /* past the row: untouched */
+                pd_simd_head_mean(ref, want, rows, STRIDE, heads, n);
+                pd_simd_head_mean(ops, got, rows, STRIDE, heads, n);
+                for (uint32_t s = 0; s <= n; s++) {
+                    if (!same_float(got[s], want[s])) {
+                        fail_msg("%s head_mean %u heads, %u slots: slot %u %a, want %a",
+                                 pd_cpu_simd_name(ops->level), heads, n, s, (double)got[s],
+                                 (double)want[s]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Every replaced function of every accelerated table is one that the tests above cover. */
 static void test_coverage(void **state)
 {
@@ -1274,6 +1304,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kv_kernels),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_head_mean),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

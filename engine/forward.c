@@ -256,7 +256,7 @@ static void matmul_items(void *ctx, size_t i0, size_t i1)
             r1 = mp->w->rows;
         }
         struct pd_gemm_args g = {mp->w->data, mp->w->row_bytes, j->xq, j->xq_stride, mp->y,
-                                 mp->y_stride, mp->w->cols, j->n_tok};
+                                 mp->y_stride, mp->w->cols, j->n_tok, mp->w->rows};
         pd_simd_gemm(j->ops, mp->w->type, &g, r0, r1);
         i0 = i1 < end ? i1 : end;
     }

@@ -157,6 +157,23 @@ INLINE512 void store_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, __
     }
 }
 
+/* Single-token tiles (decode) fetch the next 16-row block as they go: bytes [off, off +
+ * len) of each of its rows, when the matrix has them (g->w_rows). */
+INLINE512 void prefetch_next_rows(const struct pd_gemm_args *g, size_t r0, size_t off,
+                                  size_t len)
+{
+    if (r0 + 32 > g->w_rows) {
+        return;
+    }
+    const uint8_t *p = g->w + (r0 + 16) * g->w_stride + off;
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) {
+        for (size_t b = 0; b < len; b += 64) {
+            _mm_prefetch((const char *)p + (size_t)r * g->w_stride + b, _MM_HINT_T0);
+        }
+    }
+}
+
 /* ---- q8_0 (and its use as q4_0's activation format) ------------------------------------ */
 
 /* Two q8_0 scales at p and p + 34 as [d0 x 8 | d1 x 8] (d1 = 0 when `one`). */
@@ -235,6 +252,9 @@ INLINE512 void q8_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, con
     }
     size_t nb = g->n / PD_QK8_0, b = 0;
     for (; b + 2 <= nb; b += 2) {
+        if (RM == 16 && RN == 1) {
+            prefetch_next_rows(g, r0, b * Q8_0_BYTES, 2 * Q8_0_BYTES);
+        }
         q8_0_step(g, r0, t0, b, false, acc, RM, RN);
     }
     if (b < nb) {
@@ -392,6 +412,9 @@ INLINE512 void q4_k_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, con
 {
     __m512 sum = _mm512_setzero_ps();
     for (size_t i = 0; i < g->n / PD_QK_K; i++) {
+        if (RM == 16 && RN == 1) {
+            prefetch_next_rows(g, r0, i * Q4_K_BYTES, Q4_K_BYTES);
+        }
         q4_k_step(g, r0, t0, i, &sum, RM, RN);
     }
     store_tile(g, r0, t0, sum, RM, RN);
@@ -466,6 +489,9 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     }
     size_t k = 0;
     for (; k + 16 <= g->n; k += 16) {
+        if (RM == 16 && RN == 1 && k % 32 == 0) {
+            prefetch_next_rows(g, r0, 2 * k, 64);
+        }
         half_step(wr, xr, k, 16, true, bf16, acc, RM, RN);
     }
     if (k < g->n) {
@@ -1132,7 +1158,8 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
 
 /* Each 16-row block fetches the next block's weights while its token groups run (a
  * block's rows are contiguous and short: the hardware prefetcher alone leaves the tiles
- * waiting on the shared cache). */
+ * waiting on the shared cache); a single token's 16 x 1 tiles fetch them step by step
+ * instead (prefetch_next_rows: a burst of a whole block stalled decode). */
 #define GEMM_DRIVER(name, TILE)                                                           \
     static AVX512_FN void name(const struct pd_gemm_args *g, size_t r0, size_t r1)       \
     {                                                                                    \
@@ -1143,7 +1170,9 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
             const uint8_t *nw = g->w + (r + 16) * g->w_stride;                           \
             size_t t_ = 0;                                                               \
             for (size_t grp = 0; grp < groups; grp++, t_ += 4) {                         \
-                prefetch_part(nw, next * g->w_stride, grp, groups);                      \
+                if (nt >= 4) {                                                           \
+                    prefetch_part(nw, next * g->w_stride, grp, groups);                  \
+                }                                                                        \
                 if (t_ + 4 <= nt) {                                                      \
                     for (size_t q_ = 0; q_ < 16; q_ += 4) {                              \
                         TILE(g, r + q_, t_, 4, 4);                                       \

@@ -66,6 +66,8 @@ struct pd_gemm_args {
     size_t y_stride;   /* floats between the outputs of consecutive tokens */
     size_t n;          /* elements per row (a multiple of the type's block size) */
     size_t n_tok;
+    size_t w_rows;     /* rows of the whole weight matrix, for fetching ahead (0: unknown,
+                        * nothing past the computed rows is fetched) */
 };
 
 /* Attention of a few queries that read the same KV head (the query heads of a GQA group,

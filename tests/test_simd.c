@@ -601,7 +601,7 @@ static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t ro
     for (size_t k = 0; k < n_tok * y_stride; k++) {
         y[k] = -12345.0f;
     }
-    struct pd_gemm_args g = {w, w_stride, x, x_stride, y, y_stride, n, n_tok};
+    struct pd_gemm_args g = {w, w_stride, x, x_stride, y, y_stride, n, n_tok, rows};
     pd_simd_gemm(ops, t, &g, r0, r1);
     for (size_t i = 0; i < n_tok; i++) {
         for (size_t r = 0; r < y_stride; r++) {
@@ -717,7 +717,7 @@ static void test_gemm_extremes(void **state)
                             put_f16(xb, 1.0f);
                         }
                     }
-                    struct pd_gemm_args g = {w, wrow, x, xrow, y, ROWS, n, TOK};
+                    struct pd_gemm_args g = {w, wrow, x, xrow, y, ROWS, n, TOK, ROWS};
                     pd_simd_gemm(ops, t, &g, 0, ROWS);
                     for (size_t i = 0; i < TOK * ROWS; i++) {
                         float want = ref_vec_dot[t](w + (i % ROWS) * wrow, x + (i / ROWS) * xrow,

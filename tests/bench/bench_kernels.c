@@ -63,7 +63,7 @@ static int run(enum pd_dtype t, size_t rows, size_t cols, size_t n_tok, int leve
         }
         pd_dtype_traits(vt)->from_f32(f, x + i * xrow, cols);
     }
-    struct pd_gemm_args g = {w, wrow, x, xrow, y, rows, cols, n_tok};
+    struct pd_gemm_args g = {w, wrow, x, xrow, y, rows, cols, n_tok, rows};
     for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
         const struct pd_simd_ops *ops = pd_simd_ops_for((enum pd_simd_level)l);
         if (!ops || l > (int)pd_cpu_simd_best() || (level_only >= 0 && l != level_only)) {

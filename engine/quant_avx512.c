@@ -777,28 +777,66 @@ INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32
     }
 }
 
-/* Softmax of p[0 .. n) in place, as the per-query loop computes it: the largest score
- * (NaN scores ignored, as `p > mx` ignores them), expf of each difference summed in
- * double in slot order, then one multiply by the float reciprocal. */
-INLINE512 void attn_softmax(float *p, uint32_t n)
+/* p[s] = expf(p[s] - mx) for s < n, 16 at a time (avx512_exp_sum without the sum). */
+INLINE512 void attn_exp(float *p, uint32_t n, float mx)
 {
-    __m512 mx = _mm512_set1_ps(-INFINITY);
+    const __m512 m = _mm512_set1_ps(mx);
     uint32_t s = 0;
     for (; s + 16 <= n; s += 16) {
-        mx = _mm512_max_ps(_mm512_loadu_ps(p + s), mx); /* maxps returns mx for a NaN */
+        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
     }
-    __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
-    if (n > s) {
-        mx = _mm512_mask_max_ps(mx, tail, _mm512_maskz_loadu_ps(tail, p + s), mx);
+    if (s < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+        _mm512_mask_storeu_ps(p + s, tail,
+                              exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m)));
     }
-    float m = _mm512_reduce_max_ps(mx);
-    double sum = avx512_exp_sum(p, n, m);
-    __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-    for (s = 0; s + 16 <= n; s += 16) {
-        _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
+}
+
+/* Softmax of the rows p[i][0 .. n[i]) of nq <= 4 queries in place, as the per-query loop
+ * computes each: the largest score (NaN scores ignored, as `p > mx` ignores them), expf
+ * of each difference summed in double in slot order, then one multiply by the float
+ * reciprocal. The queries' sums are the same chains of double adds, interleaved so that
+ * one's add latency hides behind the others'. */
+INLINE512 void attn_softmax(float *const *p, const uint32_t *n, uint32_t nq)
+{
+    double sum[4] = {0, 0, 0, 0};
+    uint32_t common = n[0];
+    for (uint32_t i = 0; i < nq; i++) {
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        uint32_t s = 0;
+        for (; s + 16 <= n[i]; s += 16) {
+            mx = _mm512_max_ps(_mm512_loadu_ps(p[i] + s), mx); /* maxps keeps mx for NaN */
+        }
+        if (n[i] > s) {
+            __mmask16 tail = (__mmask16)((1u << (n[i] - s)) - 1u);
+            mx = _mm512_mask_max_ps(mx, tail, _mm512_maskz_loadu_ps(tail, p[i] + s), mx);
+        }
+        attn_exp(p[i], n[i], _mm512_reduce_max_ps(mx));
+        common = n[i] < common ? n[i] : common;
     }
-    if (n > s) {
-        _mm512_mask_storeu_ps(p + s, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + s), inv));
+    uint32_t s = 0;
+    if (nq == 4) {
+        for (; s < common; s++) {
+            sum[0] += p[0][s];
+            sum[1] += p[1][s];
+            sum[2] += p[2][s];
+            sum[3] += p[3][s];
+        }
+    }
+    for (uint32_t i = 0; i < nq; i++) {
+        for (uint32_t t = s; t < n[i]; t++) {
+            sum[i] += p[i][t];
+        }
+        __m512 inv = _mm512_set1_ps((float)(1.0 / sum[i]));
+        uint32_t k = 0;
+        for (; k + 16 <= n[i]; k += 16) {
+            _mm512_storeu_ps(p[i] + k, _mm512_mul_ps(_mm512_loadu_ps(p[i] + k), inv));
+        }
+        if (n[i] > k) {
+            __mmask16 tail = (__mmask16)((1u << (n[i] - k)) - 1u);
+            _mm512_mask_storeu_ps(p[i] + k, tail,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p[i] + k), inv));
+        }
     }
 }
 
@@ -904,8 +942,8 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
 #undef SCORES
         }
     }
-    for (uint32_t i = 0; i < a->n_q; i++) {
-        attn_softmax(a->p[i], a->n_vis[i]);
+    for (uint32_t i = 0; i < a->n_q; i += 4) {
+        attn_softmax(a->p + i, a->n_vis + i, a->n_q - i < 4 ? a->n_q - i : 4);
     }
     /* outputs: as many queries at once as 16 accumulators hold */
     int dv = (int)(hdv / 16), per = 4;

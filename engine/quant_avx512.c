@@ -29,11 +29,13 @@
  *   clang contracts only within one expression).
  * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
  *   the order differs from the portable one by rounding only.
- * - q4_K batches of 8 tokens or more (prefill) put rows in lanes instead: a block of 16
- *   rows is transposed once per super-block (one register per 4 codes of each row) and
- *   serves every token of the batch, one vpdpbusd per 4 codes against the token's
- *   broadcast activation bytes, the sub-block scales, mins and the float combination per
- *   lane: no horizontal sums, and still bit-identical to the portable dot. (The same
+ * - q4_K puts rows in lanes instead (prefill and decode alike; the tiles above keep the
+ *   rows past the last block of 16): a block of 16 rows is transposed once per
+ *   super-block (one register per 4 codes of each row, the rows' headers gathered and
+ *   unpacked one row per lane) and serves every token of the batch, one vpdpbusd per 4
+ *   codes against the token's broadcast activation bytes, the sub-block scales, mins and
+ *   the float combination per lane: no horizontal sums, and still bit-identical to the
+ *   portable dot. (The same
  *   layout for f16, one FMA per element against a broadcast activation, was measured
  *   20-30% slower in the model than the tiles at 32-token batches: the transposition
  *   and the broadcasts cost more than the tiles' conversions.)
@@ -986,10 +988,12 @@ INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t par
     }
 }
 
-/* ---- q4_K, rows in lanes (prefill) ------------------------------------------------------ */
+/* ---- q4_K, rows in lanes ---------------------------------------------------------------- */
 
-/* Tokens from which a batch takes the rows-in-lanes kernel (below, the tiles above). */
-#define Q4K_LANES_MIN_TOK 8
+/* Tokens from which a product takes the rows-in-lanes kernel: every batch, decode
+ * included (with the 16 rows' headers unpacked in lanes it beat the 16 x 1 tile on a
+ * single token too); the tiles keep the rows past the last whole block of 16. */
+#define Q4K_LANES_MIN_TOK 1
 /* Most tokens the rows-in-lanes kernel keeps sums for at once. */
 #define Q4K_LANES_TOK 64
 
@@ -1024,24 +1028,41 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
                               struct q4k_lanes *L)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    int32_t sc[8][16], mn[8][16];
-    float d[16], dmin[16];
+    const uint8_t *b0 = g->w + r0 * g->w_stride + i * Q4_K_BYTES;
+    /* the 16 rows' headers, one row per lane: (d, dmin) and the 12 scale bytes, unpacked
+     * as q4_k_unpack does, lane by lane */
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)g->w_stride));
+    __m512i hd = _mm512_i32gather_epi32(rows, (const void *)b0, 1);
+    __m512i w0 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES), 1);
+    __m512i w1 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES + 4), 1);
+    __m512i w2 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES + 8), 1);
+    const __m512i low6 = _mm512_set1_epi32(0x3F3F3F3F), low4 = _mm512_set1_epi32(0x0F0F0F0F);
+    const __m512i low2 = _mm512_set1_epi32(0x03030303), byte = _mm512_set1_epi32(0xFF);
+    __m512i sc_lo = _mm512_and_si512(w0, low6);
+    __m512i m_lo = _mm512_and_si512(w1, low6);
+    __m512i sc_hi = _mm512_or_si512(
+        _mm512_and_si512(w2, low4),
+        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 6), low2), 4));
+    __m512i m_hi = _mm512_or_si512(
+        _mm512_and_si512(_mm512_srli_epi32(w2, 4), low4),
+        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 6), low2), 4));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        L->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), byte);
+        L->sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), byte);
+        L->m[j] = _mm512_and_si512(_mm512_srli_epi32(m_lo, 8 * j), byte);
+        L->m[4 + j] = _mm512_and_si512(_mm512_srli_epi32(m_hi, 8 * j), byte);
+    }
+    L->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
+    L->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hd, 16)));
     __m512i w[2][16];
+#pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
-        const uint8_t *b = g->w + (r0 + (size_t)r) * g->w_stride + i * Q4_K_BYTES;
-        __m128i u = q4_k_unpack(b + KQ_SCALES);
-        uint8_t s8[16];
-        _mm_storeu_si128((__m128i *)s8, u);
-        for (int j = 0; j < 8; j++) {
-            sc[j][r] = s8[j];
-            mn[j][r] = s8[8 + j];
-        }
-        __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(uint32_t)(load_u16(b) |
-                                                   (uint32_t)load_u16(b + 2) << 16)));
-        d[r] = _mm_cvtss_f32(dd);
-        dmin[r] = _mm_cvtss_f32(_mm_shuffle_ps(dd, dd, 1));
-        w[0][r] = load512(b + Q4_K_QS);
-        w[1][r] = load512(b + Q4_K_QS + 64);
+        const uint8_t *qs = b0 + (size_t)r * g->w_stride + Q4_K_QS;
+        w[0][r] = load512(qs);
+        w[1][r] = load512(qs + 64);
     }
     transpose16_epi32(w[0]);
     transpose16_epi32(w[1]);
@@ -1051,12 +1072,6 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
         L->lo[k] = _mm512_and_si512(v, m4);
         L->hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
-    for (int j = 0; j < 8; j++) {
-        L->sc[j] = _mm512_loadu_si512(sc[j]);
-        L->m[j] = _mm512_loadu_si512(mn[j]);
-    }
-    L->d = _mm512_loadu_ps(d);
-    L->dmin = _mm512_loadu_ps(dmin);
 }
 
 /* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
@@ -1233,8 +1248,8 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
 GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
 GEMM_DRIVER(q4_k_tiles, q4_k_tile)
 
-/* q4_K: rows in lanes for batches (prefill), the tiles for a few tokens (decode) and for
- * the rows past the last whole block of 16. */
+/* q4_K: rows in lanes in blocks of 16 rows, the tiles for the rows past the last whole
+ * block (and below Q4K_LANES_MIN_TOK tokens). */
 static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     size_t r = r0;

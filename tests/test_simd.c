@@ -661,8 +661,8 @@ static void test_gemm(void **state)
                     check_gemm(ops, t, rows, nt, n, 0, rows, true);
                 }
             }
-            /* batches as prefill makes them: past 8 tokens q4_K takes rows in lanes,
-             * past 64 it keeps sums for 64 tokens at a time */
+            /* batches as prefill makes them (q4_K in lanes keeps sums for 64 tokens at
+             * a time) */
             static const size_t batch_tok[] = {16, 70};
             for (size_t bi = 0; bi < 2; bi++) {
                 check_gemm(ops, t, 33, batch_tok[bi], lens[bi + 1], 0, 33, false);

@@ -1465,6 +1465,22 @@ static double matmul_params(const struct pd_model *m)
     return n;
 }
 
+/* One line per capture level: its rate and, when the first level is off, its time
+ * cost against it. */
+static void put_level_rates(struct pd_buf *b, const char *what, long long n,
+                            const enum pd_capture_level *levels, int n_levels,
+                            const double *rate)
+{
+    for (int li = 0; li < n_levels; li++) {
+        pd_buf_printf(b, "%-12s %lld tokens, capture %-7s: %.1f tok/s", what, n,
+                      pd_capture_level_name(levels[li]), rate[li]);
+        if (li > 0 && levels[0] == PD_CAPTURE_LEVEL_OFF && rate[li] > 0) {
+            pd_buf_printf(b, " (%+.1f%% time vs off)", (rate[0] / rate[li] - 1.0) * 100.0);
+        }
+        pd_buf_puts(b, "\n");
+    }
+}
+
 int pd_cli_bench(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -1686,24 +1702,8 @@ int pd_cli_bench(int argc, char **argv)
                               "%lld runs\n",
                           pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
                           l.ctx->backend ? "cuda" : "cpu", pd_kv_type_name(o.kv_type), reps);
-            for (int li = 0; li < n_levels; li++) {
-                pd_buf_printf(&b, "prefill      %lld tokens, capture %-7s: %.1f tok/s", n_prompt,
-                              pd_capture_level_name(levels[li]), best_pp[li]);
-                if (li > 0 && levels[0] == PD_CAPTURE_LEVEL_OFF && best_pp[li] > 0) {
-                    pd_buf_printf(&b, " (%+.1f%% time vs off)",
-                                  (best_pp[0] / best_pp[li] - 1.0) * 100.0);
-                }
-                pd_buf_puts(&b, "\n");
-            }
-            for (int li = 0; li < n_levels; li++) {
-                pd_buf_printf(&b, "decode       %lld tokens, capture %-7s: %.1f tok/s", n_gen,
-                              pd_capture_level_name(levels[li]), best_tg[li]);
-                if (li > 0 && levels[0] == PD_CAPTURE_LEVEL_OFF && best_tg[li] > 0) {
-                    pd_buf_printf(&b, " (%+.1f%% time vs off)",
-                                  (best_tg[0] / best_tg[li] - 1.0) * 100.0);
-                }
-                pd_buf_puts(&b, "\n");
-            }
+            put_level_rates(&b, "prefill", n_prompt, levels, n_levels, best_pp);
+            put_level_rates(&b, "decode", n_gen, levels, n_levels, best_tg);
             if (l.ctx->backend) {
                 pd_buf_printf(&b, "device       %s (%s, compute %d.%d), %.1f GB/s measured\n",
                               gi.device, gi.provider, gi.cc_major, gi.cc_minor,

@@ -571,26 +571,29 @@ INLINE512 __m512 exp16(__m512 x)
     return _mm512_mask_add_ps(y, nan, x, x);
 }
 
+/* p[s] = expf(p[s] - mx) for s < n, 16 at a time. */
+INLINE512 void attn_exp(float *p, uint32_t n, float mx)
+{
+    const __m512 m = _mm512_set1_ps(mx);
+    uint32_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
+    }
+    if (s < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+        _mm512_mask_storeu_ps(p + s, tail,
+                              exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m)));
+    }
+}
+
 /* p[s] = expf(p[s] - mx) for s < n, summed in double in slot order (the reference's
  * result, 16 exponentials at a time). */
 static AVX512_FN double avx512_exp_sum(float *p, uint32_t n, float mx)
 {
-    const __m512 m = _mm512_set1_ps(mx);
+    attn_exp(p, n, mx);
     double sum = 0.0;
-    uint32_t s = 0;
-    for (; s + 16 <= n; s += 16) {
-        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
-        for (uint32_t j = s; j < s + 16; j++) {
-            sum += p[j];
-        }
-    }
-    if (s < n) {
-        __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m));
-        _mm512_mask_storeu_ps(p + s, tail, e);
-        for (uint32_t j = s; j < n; j++) {
-            sum += p[j];
-        }
+    for (uint32_t s = 0; s < n; s++) {
+        sum += p[s];
     }
     return sum;
 }
@@ -776,21 +779,6 @@ INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32
             _mm512_mask_storeu_ps(a->p[q0 + i] + s0, (__mmask16)((1u << nm) - 1u),
                                   _mm512_mul_ps(dot, sc));
         }
-    }
-}
-
-/* p[s] = expf(p[s] - mx) for s < n, 16 at a time (avx512_exp_sum without the sum). */
-INLINE512 void attn_exp(float *p, uint32_t n, float mx)
-{
-    const __m512 m = _mm512_set1_ps(mx);
-    uint32_t s = 0;
-    for (; s + 16 <= n; s += 16) {
-        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
-    }
-    if (s < n) {
-        __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
-        _mm512_mask_storeu_ps(p + s, tail,
-                              exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m)));
     }
 }
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1465,6 +1466,64 @@ static double matmul_params(const struct pd_model *m)
     return n;
 }
 
+/* Bytes a CPU decode token reads: every weight matrix once, and the key and value rows of
+ * `slots` cached positions in every layer. */
+static double cpu_token_bytes(const struct pd_model *m, enum pd_kv_type kv, double slots)
+{
+    double n = (double)m->output.rows * (double)m->output.row_bytes;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const struct pd_layer *L = &m->layers[il];
+        const struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                        &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7; k++) {
+            n += (double)ws[k]->rows * (double)ws[k]->row_bytes;
+        }
+    }
+    const struct pd_hparams *hp = &m->hp;
+    double slot = (double)hp->n_layer * hp->n_head_kv * (hp->head_dim + hp->head_dim_v) *
+                  (kv == PD_KV_F32 ? 4.0 : 2.0);
+    return n + slot * slots;
+}
+
+/* ---- read bandwidth: the pool's threads summing a buffer far larger than the caches */
+
+#define BW_BYTES ((size_t)512 << 20)
+#define BW_BLOCK ((size_t)64 << 10)
+
+struct bw_job {
+    const uint8_t *buf;
+    _Atomic size_t found; /* keeps the scans from being optimised away */
+};
+
+/* The C library's memchr streams at the full width of the machine's vector loads; the
+ * buffer holds no 0xFF byte, so every block is read to its end. */
+static void bw_blocks(void *ctx, size_t b0, size_t b1)
+{
+    struct bw_job *j = ctx;
+    const void *hit = memchr(j->buf + b0 * BW_BLOCK, 0xFF, (b1 - b0) * BW_BLOCK);
+    atomic_fetch_add(&j->found, hit != NULL);
+}
+
+/* The best of 5 passes over a 512 MiB buffer, in bytes per second, with the pool's
+ * threads; 0 when the buffer cannot be allocated. */
+static double cpu_read_bandwidth(struct pd_pool *pool)
+{
+    struct bw_job j = {pd_malloc_array(BW_BYTES, 1), 0};
+    if (!j.buf) {
+        return 0.0;
+    }
+    memset((void *)j.buf, 1, BW_BYTES);
+    double best = 0.0;
+    for (int pass = 0; pass < 5; pass++) {
+        double t0 = now_s();
+        pd_pool_run(pool, BW_BYTES / BW_BLOCK, 1, bw_blocks, &j);
+        double r = (double)BW_BYTES / (now_s() - t0);
+        best = r > best ? r : best;
+    }
+    free((void *)j.buf);
+    return best;
+}
+
 /* One line per capture level: its rate and, when the first level is off, its time
  * cost against it. */
 static void put_level_rates(struct pd_buf *b, const char *what, long long n,
@@ -1490,10 +1549,14 @@ int pd_cli_bench(int argc, char **argv)
     }
     static const char usage[] =
         "usage: ponder bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPEATS]\n"
-        "                    [--capture off,summary,full] [--policy SPEC] [--json]\n"
+        "                    [--capture off,summary,full] [--policy SPEC] [--bandwidth]\n"
+        "                    [--json]\n"
         "Measures prefill and decode speed under each attention capture level (the levels\n"
         "are interleaved within each repeat and the best run of each is kept) and their\n"
-        "cost against the first level.\n"
+        "cost against the first level. An untimed pass (the prompt and one token) runs\n"
+        "first.\n"
+        "--bandwidth (CPU) also measures the memory read bandwidth with the same threads\n"
+        "(a 512 MiB buffer, after the runs) and the fraction of it the decode reaches.\n"
         "--policy also times live sessions (greedy, capture off) with and without that KV\n"
         "policy. With --backend cuda: the device, its measured bandwidth and f16 GEMM\n"
         "throughput, bytes read per decode token, the fraction of the bandwidth roofline\n"
@@ -1506,7 +1569,7 @@ int pd_cli_bench(int argc, char **argv)
     model_opts_init(&o);
     long long n_prompt = 128, n_gen = 64, reps = 3;
     const char *v = NULL, *levels_arg = "off,summary,full", *policy = NULL;
-    bool bad = false;
+    bool bad = false, bandwidth = false;
     struct pd_argv a = {argc, argv, 1, "bench"};
     while (a.i < argc) {
         int r = parse_model_opt(&a, &o);
@@ -1536,6 +1599,9 @@ int pd_cli_bench(int argc, char **argv)
             if (bad) {
                 return 2;
             }
+        } else if (strcmp(argv[a.i], "--bandwidth") == 0) {
+            bandwidth = true;
+            a.i++;
         } else {
             return pd_cli_fail(2, "bench: unknown option '%s'", argv[a.i]);
         }
@@ -1580,6 +1646,22 @@ int pd_cli_bench(int argc, char **argv)
     double best_pp[PD_CAPTURE_LEVEL_COUNT] = {0}, best_tg[PD_CAPTURE_LEVEL_COUNT] = {0};
     int rc = 0;
     l.ctx->logits_lazy = true; /* greedy through pd_ctx_argmax: a device keeps its logits */
+    /* one untimed pass first (the prompt and one decode token, capture off), as llama-bench
+     * warms up: the first pass pays the page faults of the mapped weights and of the cache
+     * and scratch buffers, which no later pass repeats */
+    {
+        pd_ctx_reset(l.ctx);
+        l.ctx->attn_hook = NULL;
+        enum pd_status st = pd_ctx_eval(l.ctx, ids, (size_t)n_prompt, NULL, NULL, &err);
+        if (st == PD_OK) {
+            int32_t id = pd_ctx_argmax(l.ctx);
+            st = pd_ctx_eval(l.ctx, &id, 1, NULL, NULL, &err);
+        }
+        if (st != PD_OK) {
+            pd_cli_print_err(&err);
+            rc = 1;
+        }
+    }
     for (long long rep = 0; rep < reps && rc == 0; rep++) {
         for (int li = 0; li < n_levels && rc == 0; li++) {
             struct pd_capture_state cs;
@@ -1646,7 +1728,18 @@ int pd_cli_bench(int argc, char **argv)
         pol_n = n2;
     }
     struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    getrusage(RUSAGE_SELF, &ru); /* before the bandwidth buffer */
+    /* the CPU decode's memory roofline */
+    double cpu_bw = 0, cpu_bytes = 0, cpu_roof = 0;
+    if (rc == 0 && bandwidth && !l.ctx->backend) {
+        cpu_bw = cpu_read_bandwidth(l.ctx->pool);
+        if (cpu_bw <= 0) {
+            rc = pd_cli_fail(1, "bench: --bandwidth: out of memory for the 512 MiB buffer");
+        }
+        cpu_bytes = cpu_token_bytes(l.lm.model, o.kv_type,
+                                    (double)n_prompt + (double)n_gen / 2.0);
+        cpu_roof = cpu_bw / cpu_bytes;
+    }
     if (rc == 0) {
         struct pd_buf b;
         pd_buf_init(&b);
@@ -1687,6 +1780,11 @@ int pd_cli_bench(int argc, char **argv)
                               (unsigned long long)gi.prefill_tokens,
                               (unsigned long long)gi.compactions);
             }
+            if (cpu_bw > 0) {
+                pd_buf_printf(&b, ",\"cpu_memory\":{\"read_gbs\":%.2f,\"bytes_per_token\":%.0f,"
+                                  "\"roofline_tok_s\":%.2f,\"roofline_fraction\":%.4f}",
+                              cpu_bw / 1e9, cpu_bytes, cpu_roof, best_tg[0] / cpu_roof);
+            }
             if (policy) {
                 pd_buf_printf(&b, ",\"policy\":{\"spec\":");
                 pd_json_str(&b, policy, strlen(policy));
@@ -1720,6 +1818,14 @@ int pd_cli_bench(int argc, char **argv)
                               pf_flops / 1e12,
                               gi.gemm_flops > 0 ? 100.0 * pf_flops / gi.gemm_flops : 0.0,
                               gi.gemm_flops / 1e12);
+            }
+            if (cpu_bw > 0) {
+                pd_buf_printf(&b, "memory       %.1f GB/s read with %d threads; %.3f GB per "
+                                  "decode token (%.0f cached slots on average): %.1f tok/s; "
+                                  "capture %s reaches %.1f%%\n",
+                              cpu_bw / 1e9, pd_pool_threads(l.ctx->pool), cpu_bytes / 1e9,
+                              (double)n_prompt + (double)n_gen / 2.0, cpu_roof,
+                              pd_capture_level_name(levels[0]), 100.0 * best_tg[0] / cpu_roof);
             }
             if (policy) {
                 pd_buf_printf(&b, "policy       %s: live decode %.1f tok/s vs %.1f with the full "

@@ -207,6 +207,11 @@ check "generate --ctx 16 stops at the context" grep -q '"stop":"context"' "$tmp/
 check "extreme sampling values run" grep -q '"n_gen":3' "$tmp/ext"
 "$ponder" bench -m "$model" -p 16 -n 16 -r 1 --json >"$tmp/bench"
 check "bench reports capture levels" grep -q '"decode_tok_s":{"off":' "$tmp/bench"
+"$ponder" bench -m "$model" -p 4 -n 4 -r 1 --capture off --bandwidth --json >"$tmp/bw"
+check "bench --bandwidth reports the memory roofline" \
+    grep -Eq '"cpu_memory":\{"read_gbs":[0-9.]*[1-9][0-9.]*,"bytes_per_token":[1-9][0-9]*,' "$tmp/bw"
+check "bench --bandwidth: a fraction above zero" \
+    grep -Eq '"roofline_fraction":0\.[0-9]*[1-9]' "$tmp/bw"
 
 echo "$fails failures"
 [ $fails -eq 0 ]

@@ -51,7 +51,7 @@
  *   the prefix they all see. Every result is bit-identical to the level's per-query loop
  *   (pd_simd_attn without .attn, over the AVX2 kv_dot/kv_axpy this level inherits): each
  *   lane's dot product repeats kv_dot's FMA chains and horizontal-add tree, the softmax
- *   calls expf and sums in double in slot order, and V is added as rounded products. A
+ *   calls expf and sums in double in slot order, and V is added with one FMA per element. A
  *   result one float step away is not harmless: it can move the f16 scale of a q8_0 block
  *   of the next layer's input across a rounding midpoint (test_simd's test_attn). The
  *   order is tied to quant_x86.c's kernels; test_simd compares the two bit for bit.
@@ -830,8 +830,8 @@ INLINE512 void attn_softmax(float *const *p, const uint32_t *n, uint32_t nq)
     }
 }
 
-/* o[i] += p[i][s] * V[s] over slots [s0, s1), the product rounded before the add (as the
- * level's kv_axpy), in slot order; DV registers per query, nq queries, nq * DV <= 16. */
+/* o[i] = fma(p[i][s], V[s], o[i]) over slots [s0, s1) (as the level's kv_axpy), in slot
+ * order; DV registers per query, nq queries, nq * DV <= 16. */
 INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s0, uint32_t s1,
                            __m512 *acc, const int nq, const int DV)
 {
@@ -849,8 +849,7 @@ INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s
             __m512 w = _mm512_set1_ps(a->p[q0 + i][s]);
 #pragma GCC unroll 4
             for (int c = 0; c < DV; c++) {
-                __m512 pv = _mm512_mul_ps(w, vv[c]);
-                acc[i * DV + c] = _mm512_add_ps(acc[i * DV + c], pv);
+                acc[i * DV + c] = _mm512_fmadd_ps(w, vv[c], acc[i * DV + c]);
             }
         }
     }

@@ -573,18 +573,17 @@ static AVX2_FN float avx2_kv_dot_f16(const float *q, const uint16_t *k, size_t n
     return sum;
 }
 
-/* acc += w * v with the product rounded first, like the portable loop (no FMA). */
+/* acc = fma(w, v, acc), one rounding per element like the portable loop's fmaf. */
 static AVX2_FN void avx2_kv_axpy_f32(float w, const float *v, float *acc, size_t n)
 {
     __m256 vw = _mm256_set1_ps(w);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 p = _mm256_mul_ps(vw, _mm256_loadu_ps(v + i));
-        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), p));
+        _mm256_storeu_ps(acc + i,
+                         _mm256_fmadd_ps(vw, _mm256_loadu_ps(v + i), _mm256_loadu_ps(acc + i)));
     }
     for (; i < n; i++) {
-        float p = w * v[i];
-        acc[i] += p;
+        acc[i] = fmaf(w, v[i], acc[i]);
     }
 }
 
@@ -593,12 +592,11 @@ static AVX2_FN void avx2_kv_axpy_f16(float w, const uint16_t *v, float *acc, siz
     __m256 vw = _mm256_set1_ps(w);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 p = _mm256_mul_ps(vw, load_f16x8(v + i));
-        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), p));
+        _mm256_storeu_ps(acc + i,
+                         _mm256_fmadd_ps(vw, load_f16x8(v + i), _mm256_loadu_ps(acc + i)));
     }
     for (; i < n; i++) {
-        float p = w * _cvtsh_ss(v[i]);
-        acc[i] += p;
+        acc[i] = fmaf(w, _cvtsh_ss(v[i]), acc[i]);
     }
 }
 

@@ -32,7 +32,7 @@ static float scalar_kv_dot_f16(const float *q, const uint16_t *k, size_t n)
 static void scalar_kv_axpy_f32(float w, const float *v, float *acc, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        acc[i] += w * v[i];
+        acc[i] = fmaf(w, v[i], acc[i]);
     }
 }
 
@@ -40,7 +40,7 @@ static void scalar_kv_axpy_f16(float w, const uint16_t *v, float *acc, size_t n)
 {
     const float *tab = pd_f16_table();
     for (size_t i = 0; i < n; i++) {
-        acc[i] += w * tab[v[i]];
+        acc[i] = fmaf(w, tab[v[i]], acc[i]);
     }
 }
 

@@ -38,7 +38,7 @@
 typedef float (*pd_simd_dot_f32_fn)(const float *q, const float *k, size_t n);
 /* As above with k stored as IEEE halves. */
 typedef float (*pd_simd_dot_f16_fn)(const float *q, const uint16_t *k, size_t n);
-/* acc[i] += w * v[i] for i < n, product rounded before the sum at every level. */
+/* acc[i] = fmaf(w, v[i], acc[i]) for i < n: one rounding per element, at every level. */
 typedef void (*pd_simd_axpy_f32_fn)(float w, const float *v, float *acc, size_t n);
 /* As above with v stored as IEEE halves. */
 typedef void (*pd_simd_axpy_f16_fn)(float w, const uint16_t *v, float *acc, size_t n);

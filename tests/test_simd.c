@@ -954,7 +954,7 @@ static void test_kv_kernels(void **state)
                              (double)want);
                 }
             }
-            /* axpy: identical bits (the product rounds before the sum at every level). */
+            /* axpy: identical bits (one fused multiply-add per element at every level). */
             float w = rng_gauss();
             for (size_t i = 0; i < N; i++) {
                 acc_a[i] = acc_b[i] = rng_gauss();

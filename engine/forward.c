@@ -338,12 +338,13 @@ static void matmul_n(struct pd_ctx *c, int n, const struct pd_weight *const *w,
 
 void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
-    /* Squares in float, sum in double, mean rounded to float: the GGUF reference order. */
-    double sum = 0.0;
+    /* Squares in float summed in double (in pd_sum16_tree's order), the mean rounded to
+     * float. */
+    double part[16] = {0};
     for (uint32_t i = 0; i < n; i++) {
-        sum += (double)(x[i] * x[i]);
+        part[i % 16] += (double)(x[i] * x[i]);
     }
-    float mean = (float)(sum / n);
+    float mean = (float)(pd_sum16_tree(part) / n);
     float scale = 1.0f / sqrtf(mean + eps);
     for (uint32_t i = 0; i < n; i++) {
         out[i] = x[i] * scale * w[i];

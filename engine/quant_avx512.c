@@ -51,7 +51,8 @@
  *   the prefix they all see. Every result is bit-identical to the level's per-query loop
  *   (pd_simd_attn without .attn, over the AVX2 kv_dot/kv_axpy this level inherits): each
  *   lane's dot product repeats kv_dot's FMA chains and horizontal-add tree, the softmax
- *   calls expf and sums in double in slot order, and V is added with one FMA per element. A
+ *   calls expf and sums in double in the reference's order (pd_sum16_tree), and V is added
+ *   with one FMA per element. A
  *   result one float step away is not harmless: it can move the f16 scale of a q8_0 block
  *   of the next layer's input across a rounding midpoint (test_simd's test_attn). The
  *   order is tied to quant_x86.c's kernels; test_simd compares the two bit for bit.
@@ -572,30 +573,49 @@ INLINE512 __m512 exp16(__m512 x)
 }
 
 /* p[s] = expf(p[s] - mx) for s < n, 16 at a time. */
-INLINE512 void attn_exp(float *p, uint32_t n, float mx)
+/* Adds the 16 floats e to the parts lo (slots 0..7 of 16) and hi (8..15) in double. */
+INLINE512 void sum16_add(__m512 e, __m512d *lo, __m512d *hi)
+{
+    *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm256_castpd_ps(
+                                 _mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+}
+
+/* pd_sum16_tree of the parts lo, hi: lanes i and i + 8, then the halves. */
+INLINE512 double sum16_tree(__m512d lo, __m512d hi)
+{
+    __m512d q8 = _mm512_add_pd(lo, hi);
+    __m256d q4 = _mm256_add_pd(_mm512_castpd512_pd256(q8), _mm512_extractf64x4_pd(q8, 1));
+    __m128d q2 = _mm_add_pd(_mm256_castpd256_pd128(q4), _mm256_extractf128_pd(q4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q2, _mm_unpackhi_pd(q2, q2)));
+}
+
+/* p[s] = expf(p[s] - mx) for s < n, and their sum in double in pd_sum16_tree's order
+ * (the masked tail adds +0.0, which changes no part). */
+INLINE512 double attn_exp(float *p, uint32_t n, float mx)
 {
     const __m512 m = _mm512_set1_ps(mx);
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     uint32_t s = 0;
     for (; s + 16 <= n; s += 16) {
-        _mm512_storeu_ps(p + s, exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m)));
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p + s), m));
+        _mm512_storeu_ps(p + s, e);
+        sum16_add(e, &lo, &hi);
     }
     if (s < n) {
         __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
-        _mm512_mask_storeu_ps(p + s, tail,
-                              exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m)));
+        __m512 e = _mm512_maskz_mov_ps(
+            tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + s), m)));
+        _mm512_mask_storeu_ps(p + s, tail, e);
+        sum16_add(e, &lo, &hi);
     }
+    return sum16_tree(lo, hi);
 }
 
-/* p[s] = expf(p[s] - mx) for s < n, summed in double in slot order (the reference's
- * result, 16 exponentials at a time). */
+/* The reference's exp_sum, 16 exponentials at a time. */
 static AVX512_FN double avx512_exp_sum(float *p, uint32_t n, float mx)
 {
-    attn_exp(p, n, mx);
-    double sum = 0.0;
-    for (uint32_t s = 0; s < n; s++) {
-        sum += p[s];
-    }
-    return sum;
+    return attn_exp(p, n, mx);
 }
 
 /* h[i] = g[i] / (1 + expf(-g[i])) * u[i], the reference's expression per lane. */
@@ -784,13 +804,11 @@ INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32
 
 /* Softmax of the rows p[i][0 .. n[i]) of nq <= 4 queries in place, as the per-query loop
  * computes each: the largest score (NaN scores ignored, as `p > mx` ignores them), expf
- * of each difference summed in double in slot order, then one multiply by the float
- * reciprocal. The queries' sums are the same chains of double adds, interleaved so that
- * one's add latency hides behind the others'. */
+ * of each difference summed in double (pd_sum16_tree's order), then one multiply by the
+ * float reciprocal. */
 INLINE512 void attn_softmax(float *const *p, const uint32_t *n, uint32_t nq)
 {
     double sum[4] = {0, 0, 0, 0};
-    uint32_t common = n[0];
     for (uint32_t i = 0; i < nq; i++) {
         __m512 mx = _mm512_set1_ps(-INFINITY);
         uint32_t s = 0;
@@ -801,22 +819,9 @@ INLINE512 void attn_softmax(float *const *p, const uint32_t *n, uint32_t nq)
             __mmask16 tail = (__mmask16)((1u << (n[i] - s)) - 1u);
             mx = _mm512_mask_max_ps(mx, tail, _mm512_maskz_loadu_ps(tail, p[i] + s), mx);
         }
-        attn_exp(p[i], n[i], _mm512_reduce_max_ps(mx));
-        common = n[i] < common ? n[i] : common;
-    }
-    uint32_t s = 0;
-    if (nq == 4) {
-        for (; s < common; s++) {
-            sum[0] += p[0][s];
-            sum[1] += p[1][s];
-            sum[2] += p[2][s];
-            sum[3] += p[3][s];
-        }
+        sum[i] = attn_exp(p[i], n[i], _mm512_reduce_max_ps(mx));
     }
     for (uint32_t i = 0; i < nq; i++) {
-        for (uint32_t t = s; t < n[i]; t++) {
-            sum[i] += p[i][t];
-        }
         __m512 inv = _mm512_set1_ps((float)(1.0 / sum[i]));
         uint32_t k = 0;
         for (; k + 16 <= n[i]; k += 16) {

@@ -123,12 +123,12 @@ double pd_simd_exp_sum(const struct pd_simd_ops *ops, float *p, uint32_t n, floa
     if (ops->exp_sum) {
         return ops->exp_sum(p, n, mx);
     }
-    double sum = 0.0;
+    double part[16] = {0};
     for (uint32_t s = 0; s < n; s++) {
         p[s] = expf(p[s] - mx);
-        sum += p[s];
+        part[s % 16] += p[s];
     }
-    return sum;
+    return pd_sum16_tree(part);
 }
 
 void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, const float *u,

@@ -141,12 +141,28 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
 
 /* Runs a with the kernels of `ops`: its blocked attention where it has one for the shape,
  * else, per query, one kv_dot per slot, the level's exp_sum (expf in float, the sum in
- * double), and one kv_axpy per slot (the reference). A blocked kernel gives bit for bit the results of
+ * double in pd_sum16_tree's order), and one kv_axpy per slot (the reference). A blocked kernel gives bit for bit the results of
  * that per-query loop over its own table's kernels, so switching it on or off changes no
  * output; against the scalar table both agree within float rounding (probabilities
  * relative to their size, outputs relative to sum(p * |v|)). Thread-safe for disjoint
  * outputs. */
 void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a);
+
+/* The order in which every level sums a row in double (the softmax's denominator, the
+ * RMS norm's squares): element i is added to part[i % 16] (all 16 start at +0.0), then
+ * part[i] += part[i + w] for i < w, w = 8, 4, 2, 1, and part[0] is the sum. An AVX-512
+ * level holds the parts in two registers of 8 doubles and halves them the same way; 16
+ * independent chains also keep the portable loop from waiting on one add after another.
+ * Consumes part. */
+static inline double pd_sum16_tree(double part[16])
+{
+    for (int w = 8; w >= 1; w /= 2) {
+        for (int i = 0; i < w; i++) {
+            part[i] += part[i + w];
+        }
+    }
+    return part[0];
+}
 
 /* The softmax exponentials and SwiGLU of `ops` (see its exp_sum and swiglu). */
 double pd_simd_exp_sum(const struct pd_simd_ops *ops, float *p, uint32_t n, float mx);

@@ -210,8 +210,10 @@ check "bench reports capture levels" grep -q '"decode_tok_s":{"off":' "$tmp/benc
 "$ponder" bench -m "$model" -p 4 -n 4 -r 1 --capture off --bandwidth --json >"$tmp/bw"
 check "bench --bandwidth reports the memory roofline" \
     grep -Eq '"cpu_memory":\{"read_gbs":[0-9.]*[1-9][0-9.]*,"bytes_per_token":[1-9][0-9]*,' "$tmp/bw"
+# (above 1 where the model fits in the caches and the buffer's scan is slowed by
+# the tests running beside it)
 check "bench --bandwidth: a fraction above zero" \
-    grep -Eq '"roofline_fraction":0\.[0-9]*[1-9]' "$tmp/bw"
+    grep -Eq '"roofline_fraction":[0-9]*\.[0-9]*[1-9]' "$tmp/bw"
 
 echo "$fails failures"
 [ $fails -eq 0 ]

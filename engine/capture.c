@@ -8,6 +8,7 @@
 #include "attn_blob.h"
 #include "mem.h"
 #include "simd.h"
+#include "threadpool.h"
 #include "trace.h"
 
 static const char *const level_names[PD_CAPTURE_LEVEL_COUNT] = {"off", "summary", "full"};
@@ -56,18 +57,12 @@ static bool full_wanted(const struct pd_capture_state *cs, uint32_t il)
            (cs->full_layers == 0 || (il < 64 && (cs->full_layers >> il) & 1));
 }
 
-void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
-                     uint32_t n_slots, const int64_t *slot_pos)
+/* The shared part of a token's capture, in token order: the cumulative attention
+ * received (head-mean row m) and the full rows. */
+static void token_shared(struct pd_capture_state *cs, uint32_t il, int64_t pos,
+                         const float *probs, const float *m, uint32_t n_head, uint32_t n_slots,
+                         const int64_t *slot_pos)
 {
-    struct pd_capture_state *cs = ud;
-    if (cs->observer) {
-        cs->observer(cs->observer_ud, il, pos, probs, n_head, n_slots, slot_pos);
-    }
-    if (cs->level == PD_CAPTURE_LEVEL_OFF) {
-        return;
-    }
-    float *m = cs->mean_row;
-    pd_simd_head_mean(pd_simd_ops(), m, probs, cs->n_ctx, n_head, n_slots);
     /* cumulative attention received, by position (a contiguous run of positions, the
      * common case without eviction, is a plain vector add) */
     int64_t max_pos = n_slots ? slot_pos[n_slots - 1] : 0;
@@ -84,6 +79,22 @@ void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uin
             }
         }
     }
+    if (full_wanted(cs, il)) {
+        for (uint32_t h = 0; h < n_head; h++) {
+            memcpy(cs->full + ((size_t)il * n_head + h) * cs->n_ctx,
+                   probs + (size_t)h * cs->n_ctx, n_slots * sizeof(float));
+        }
+        memcpy(cs->full_pos + (size_t)il * cs->n_ctx, slot_pos, n_slots * sizeof(int64_t));
+        cs->full_slots[il] = n_slots;
+        cs->full_token_pos = pos;
+    }
+}
+
+/* The token's own part (its row of step masses and its summary blob, from its head-mean
+ * row m): writes only that token's outputs, so tokens may run on different threads. */
+static void token_summary(struct pd_capture_state *cs, uint32_t il, int64_t pos,
+                          const float *m, uint32_t n_slots, const int64_t *slot_pos)
+{
     /* top-N of the head-mean row into the token's blob (insertion into a short sorted
      * list; an entry must beat the current N-th to get in) */
     size_t ti = (size_t)(pos - cs->pos0);
@@ -139,14 +150,76 @@ void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uin
             pd_attn_blob_set(blob, il, k, (uint32_t)slot_pos[best_s[k]], m[best_s[k]]);
         }
     }
-    if (full_wanted(cs, il)) {
-        for (uint32_t h = 0; h < n_head; h++) {
-            memcpy(cs->full + ((size_t)il * n_head + h) * cs->n_ctx,
-                   probs + (size_t)h * cs->n_ctx, n_slots * sizeof(float));
+}
+
+void pd_capture_hook(void *ud, uint32_t il, int64_t pos, const float *probs, uint32_t n_head,
+                     uint32_t n_slots, const int64_t *slot_pos)
+{
+    struct pd_capture_state *cs = ud;
+    if (cs->observer) {
+        cs->observer(cs->observer_ud, il, pos, probs, n_head, n_slots, slot_pos);
+    }
+    if (cs->level == PD_CAPTURE_LEVEL_OFF) {
+        return;
+    }
+    float *m = cs->mean_row;
+    pd_simd_head_mean(pd_simd_ops(), m, probs, cs->n_ctx, n_head, n_slots);
+    token_shared(cs, il, pos, probs, m, n_head, n_slots, slot_pos);
+    token_summary(cs, il, pos, m, n_slots, slot_pos);
+}
+
+struct batch_job {
+    struct pd_capture_state *cs;
+    uint32_t il;
+    int64_t pos0;
+    const float *probs;
+    size_t tok_stride;
+    uint32_t n_head, n_slots;
+    const int64_t *slot_pos;
+};
+
+/* Tokens [t0, t1) of a batch chunk (t relative to the chunk): head-mean rows into
+ * mean_rows and each token's own summary. */
+static void batch_tokens(void *ctx, size_t t0, size_t t1)
+{
+    const struct batch_job *j = ctx;
+    struct pd_capture_state *cs = j->cs;
+    for (size_t t = t0; t < t1; t++) {
+        float *m = cs->mean_rows + t * cs->n_ctx;
+        pd_simd_head_mean(pd_simd_ops(), m, j->probs + t * j->tok_stride, cs->n_ctx,
+                          j->n_head, j->n_slots);
+        token_summary(cs, j->il, j->pos0 + (int64_t)t, m, j->n_slots, j->slot_pos);
+    }
+}
+
+void pd_capture_hook_batch(void *ud, struct pd_pool *pool, uint32_t il, int64_t pos0,
+                           uint32_t n_tok, const float *probs, size_t tok_stride,
+                           uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos)
+{
+    struct pd_capture_state *cs = ud;
+    if (cs->level == PD_CAPTURE_LEVEL_OFF || !cs->mean_rows || !pool) {
+        for (uint32_t t = 0; t < n_tok; t++) {
+            pd_capture_hook(ud, il, pos0 + t, probs + t * tok_stride, n_head, n_slots,
+                            slot_pos);
         }
-        memcpy(cs->full_pos + (size_t)il * cs->n_ctx, slot_pos, n_slots * sizeof(int64_t));
-        cs->full_slots[il] = n_slots;
-        cs->full_token_pos = pos;
+        return;
+    }
+    /* per chunk of mean_rows tokens: the tokens' own work in parallel, then the shared
+     * part and the observer in token order */
+    for (uint32_t c0 = 0; c0 < n_tok; c0 += cs->n_mean_rows) {
+        uint32_t nc = n_tok - c0 < cs->n_mean_rows ? n_tok - c0 : cs->n_mean_rows;
+        const float *pc = probs + (size_t)c0 * tok_stride;
+        struct batch_job j = {cs, il, pos0 + c0, pc, tok_stride, n_head, n_slots, slot_pos};
+        size_t work = (size_t)n_head * n_slots + 1;
+        pd_pool_run(pool, nc, work >= 16384 ? 1 : 16384 / work, batch_tokens, &j);
+        for (uint32_t t = 0; t < nc; t++) {
+            const float *pt = pc + (size_t)t * tok_stride;
+            if (cs->observer) {
+                cs->observer(cs->observer_ud, il, pos0 + c0 + t, pt, n_head, n_slots, slot_pos);
+            }
+            token_shared(cs, il, pos0 + c0 + t, pt, cs->mean_rows + (size_t)t * cs->n_ctx,
+                         n_head, n_slots, slot_pos);
+        }
     }
 }
 
@@ -170,7 +243,10 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     cs->cum_forgot = INT64_MAX;
     cs->keep_received = true;
     cs->mean_row = pd_malloc_array(cs->n_ctx, sizeof(float));
-    if (!cs->mean_row || !grow_cum(cs, 0)) {
+    /* a batch's head-mean rows, for the batch hook (tokens in chunks of this many) */
+    cs->n_mean_rows = ctx->params.n_batch ? ctx->params.n_batch : 64;
+    cs->mean_rows = pd_malloc_array((size_t)cs->n_mean_rows * cs->n_ctx, sizeof(float));
+    if (!cs->mean_row || !cs->mean_rows || !grow_cum(cs, 0)) {
         pd_capture_deinit(cs);
         return pd_err_set(err, PD_ENOMEM, "out of memory (capture)");
     }
@@ -185,6 +261,8 @@ enum pd_status pd_capture_init(struct pd_capture_state *cs, struct pd_ctx *ctx,
     }
     ctx->attn_hook = pd_capture_hook;
     ctx->attn_hook_ud = cs;
+    ctx->attn_batch = pd_capture_hook_batch;
+    ctx->attn_batch_of = pd_capture_hook;
     return PD_OK;
 }
 
@@ -192,6 +270,7 @@ void pd_capture_deinit(struct pd_capture_state *cs)
 {
     free(cs->blobs);
     free(cs->mean_row);
+    free(cs->mean_rows);
     free(cs->cum);
     free(cs->full);
     free(cs->full_pos);

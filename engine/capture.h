@@ -13,7 +13,8 @@
  * for the next one (indexed by the token's index in the call).
  *
  * Ownership: the state owns its buffers. Thread-safety: used on the thread that drives
- * the context (the hook runs there). */
+ * the context (the hook runs there; the batch hook hands per-token work to the context's
+ * pool and returns when it is done). */
 #ifndef PD_CAPTURE_H
 #define PD_CAPTURE_H
 
@@ -53,6 +54,8 @@ struct pd_capture_state {
     uint8_t *blobs;          /* [cap_tok][blob_len] */
     size_t blob_len;         /* pd_attn_blob_size(n_layer, top_n, 0) */
     float *mean_row;         /* [n_ctx] scratch */
+    float *mean_rows;        /* [n_mean_rows][n_ctx] scratch of the batch hook */
+    uint32_t n_mean_rows;
     float *cum;              /* [n_layer][cum_cap] attention received by position */
     int64_t cum_cap;
     bool keep_received;      /* maintain cum (pd_capture_init: true); cleared by a session
@@ -118,6 +121,13 @@ enum pd_status pd_capture_recompute(const struct pd_model *m, const int32_t *tok
  * so tests can feed it rows directly. */
 void pd_capture_hook(void *ud, uint32_t layer, int64_t pos, const float *probs,
                      uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
+
+/* The batch form of pd_capture_hook, which pd_capture_init installs beside it: the
+ * tokens' head-mean rows, step masses and summaries run on the pool, the cumulative
+ * attention, full rows and the observer in token order on the calling thread. */
+void pd_capture_hook_batch(void *ud, struct pd_pool *pool, uint32_t layer, int64_t pos0,
+                           uint32_t n_tok, const float *probs, size_t tok_stride,
+                           uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
 
 /* Sets up a capture state for ctx's model and context size and installs the hook on ctx.
  * level OFF still installs the hook when an observer is set (policies need the rows). */

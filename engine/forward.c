@@ -759,7 +759,11 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
         struct qkv_job qj = {c, L, il, pos0, slot0};
         pd_pool_run(c->pool, n_tok, stage_grain(q_dim + k_dim), qkv_rows, &qj);
         attention(c, il, n_tok, pos0);
-        if (c->attn_hook) {
+        if (c->attn_hook && c->attn_batch && c->attn_batch_of == c->attn_hook) {
+            const struct pd_kv_layer *KL = &c->kv->layers[il];
+            c->attn_batch(c->attn_hook_ud, c->pool, il, pos0, n_tok, c->probs,
+                          (size_t)hp->n_head * c->params.n_ctx, hp->n_head, KL->n, KL->pos);
+        } else if (c->attn_hook) {
             const struct pd_kv_layer *KL = &c->kv->layers[il];
             for (uint32_t t = 0; t < n_tok; t++) {
                 c->attn_hook(c->attn_hook_ud, il, pos0 + t,

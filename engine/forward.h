@@ -52,6 +52,17 @@ struct pd_ctx_params pd_ctx_default_params(void);
 typedef void (*pd_attn_hook_fn)(void *ud, uint32_t layer, int64_t pos, const float *probs,
                                 uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos);
 
+struct pd_pool;
+
+/* The batch form of a pd_attn_hook_fn: one call per layer for the batch's n_tok tokens
+ * (positions pos0 + t), token t's rows at probs + t * tok_stride, the rest as for the
+ * per-token hook. It must have the effect of the per-token hook called for each token in
+ * order; it may run per-token work on `pool` (idle during the call). */
+typedef void (*pd_attn_batch_fn)(void *ud, struct pd_pool *pool, uint32_t layer,
+                                 int64_t pos0, uint32_t n_tok, const float *probs,
+                                 size_t tok_stride, uint32_t n_head, uint32_t n_slots,
+                                 const int64_t *slot_pos);
+
 /* Called with the logits of token i of an eval call (when requested). */
 typedef void (*pd_logits_fn)(void *ud, size_t i, int64_t pos, const float *logits);
 
@@ -64,6 +75,11 @@ struct pd_ctx {
     int64_t n_past;                /* position of the next token */
     pd_attn_hook_fn attn_hook;     /* optional */
     void *attn_hook_ud;
+    /* optional: the batch form of the hook attn_batch_of; the CPU pass calls it instead
+     * of attn_hook while attn_hook == attn_batch_of (so code that swaps or clears
+     * attn_hook needs not know of it) */
+    pd_attn_batch_fn attn_batch;
+    pd_attn_hook_fn attn_batch_of;
     const atomic_bool *cancel;     /* optional, borrowed: checked between layers */
     const uint8_t *const *hide;    /* optional, borrowed: hide[il][s] != 0 excludes slot s
                                     * of layer il from attention (shadow divergence) */

@@ -355,6 +355,102 @@ static void test_capture_tie_order(void **state)
     pd_model_close(&m);
 }
 
+/* The batch hook (head-mean rows, step masses and summaries on the pool; cumulative
+ * attention, full rows and the observer in token order) leaves exactly what the
+ * per-token hook leaves, over two calls of several batches with steps known. */
+struct obs_log {
+    size_t n;
+    int64_t pos[256];
+    uint32_t layer[256];
+    float first[256];
+};
+
+static void obs_record(void *ud, uint32_t layer, int64_t pos, const float *probs,
+                       uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos)
+{
+    (void)n_head;
+    (void)slot_pos;
+    struct obs_log *o = ud;
+    if (o->n < 256) {
+        o->pos[o->n] = pos;
+        o->layer[o->n] = layer;
+        o->first[o->n] = n_slots ? probs[n_slots - 1] : -1.0f;
+    }
+    o->n++;
+}
+
+static void test_capture_batch_hook(void **state)
+{
+    (void)state;
+    struct pd_model *m = make_model("llama", "f32", "capture-batch");
+    uint32_t L = m->hp.n_layer, V = m->hp.n_vocab;
+    int32_t toks[42];
+    for (size_t i = 0; i < 42; i++) {
+        toks[i] = (int32_t)((i * 29 + 5) % V);
+    }
+    size_t nb = 0;
+    uint8_t *blobs[2] = {NULL, NULL};
+    float *mass[2] = {NULL, NULL}, *recv[2] = {NULL, NULL}, *full[2] = {NULL, NULL};
+    struct obs_log *log[2] = {calloc(1, sizeof(struct obs_log)), calloc(1, sizeof(struct obs_log))};
+    for (int batch = 0; batch < 2; batch++) {
+        struct pd_ctx *c = make_ctx(m, PD_KV_F32, 64);
+        struct pd_capture_state cs;
+        struct pd_err err;
+        assert_int_equal(pd_capture_init(&cs, c, PD_CAPTURE_LEVEL_FULL, 4, 0, &err), PD_OK);
+        assert_true(c->attn_batch != NULL);
+        if (!batch) {
+            c->attn_batch = NULL; /* the per-token hook */
+        }
+        cs.observer = obs_record;
+        cs.observer_ud = log[batch];
+        assert_int_equal(pd_capture_add_step(&cs, 0, &err), PD_OK);
+        assert_int_equal(pd_capture_add_step(&cs, 3, &err), PD_OK);
+        assert_int_equal(pd_capture_begin(&cs, 0, 12, &err), PD_OK);
+        assert_int_equal(pd_ctx_eval(c, toks, 12, NULL, NULL, &err), PD_OK);
+        assert_int_equal(pd_capture_add_step(&cs, 12, &err), PD_OK);
+        assert_int_equal(pd_capture_begin(&cs, 12, 30, &err), PD_OK);
+        assert_int_equal(pd_ctx_eval(c, toks + 12, 30, NULL, NULL, &err), PD_OK);
+        nb = cs.blob_len;
+        blobs[batch] = malloc(30 * nb);
+        mass[batch] = calloc(30 * 3, sizeof(float));
+        for (size_t i = 0; i < 30; i++) {
+            memcpy(blobs[batch] + i * nb, pd_capture_blob(&cs, i), nb);
+            uint32_t ns = 0;
+            const float *sm = pd_capture_step_mass(&cs, i, &ns);
+            assert_int_equal(ns, 3);
+            memcpy(mass[batch] + i * 3, sm, 3 * sizeof(float));
+        }
+        recv[batch] = malloc((size_t)L * 42 * sizeof(float));
+        for (uint32_t il = 0; il < L; il++) {
+            for (int64_t p = 0; p < 42; p++) {
+                recv[batch][il * 42 + (size_t)p] = pd_capture_received(&cs, il, p);
+            }
+        }
+        size_t nf = (size_t)L * m->hp.n_head * cs.n_ctx;
+        full[batch] = malloc(nf * sizeof(float));
+        memcpy(full[batch], cs.full, nf * sizeof(float));
+        assert_int_equal(cs.full_token_pos, 41);
+        pd_capture_deinit(&cs);
+        pd_ctx_close(&c);
+    }
+    assert_memory_equal(blobs[0], blobs[1], 30 * nb);
+    assert_memory_equal(mass[0], mass[1], 30 * 3 * sizeof(float));
+    assert_memory_equal(recv[0], recv[1], (size_t)L * 42 * sizeof(float));
+    assert_memory_equal(full[0], full[1], (size_t)L * m->hp.n_head * 64 * sizeof(float));
+    /* the observer saw every (layer, token) in the same order with the same rows */
+    assert_int_equal(log[0]->n, (size_t)42 * L);
+    assert_int_equal(log[1]->n, log[0]->n);
+    assert_memory_equal(log[0], log[1], sizeof(struct obs_log));
+    for (int b = 0; b < 2; b++) {
+        free(blobs[b]);
+        free(mass[b]);
+        free(recv[b]);
+        free(full[b]);
+        free(log[b]);
+    }
+    pd_model_close(&m);
+}
+
 /* keep_received off (a session without history): the summary is the same, the cumulative
  * attention by position is neither kept nor grown (it would grow with every position),
  * and pd_capture_received says NAN. */
@@ -1236,6 +1332,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lm_open),
         cmocka_unit_test(test_capture_tie_order),
         cmocka_unit_test(test_capture_keep_received),
+        cmocka_unit_test(test_capture_batch_hook),
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_kvcache_reserve),
         cmocka_unit_test(test_pool_items),

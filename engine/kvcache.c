@@ -6,7 +6,7 @@
 
 #include "mem.h"
 #include "dtype.h"
-#include "half.h"
+#include "simd.h"
 
 static const char *const kv_type_names[PD_KV_TYPE_COUNT] = {"f16", "f32"};
 static const size_t kv_type_size[PD_KV_TYPE_COUNT] = {2, 4};
@@ -116,10 +116,8 @@ static void store_row(enum pd_kv_type t, void *dst, const float *src, uint32_t n
     if (t == PD_KV_F32) {
         memcpy(dst, src, n * sizeof(float));
     } else {
-        uint16_t *d = dst;
-        for (uint32_t i = 0; i < n; i++) {
-            d[i] = pd_f32_to_f16(src[i]);
-        }
+        /* the level's f16 conversion: the same bits as pd_f32_to_f16 (simd.h) */
+        pd_simd_traits(PD_DTYPE_F16)->from_f32(src, dst, n);
     }
 }
 

@@ -31,14 +31,14 @@
  *   the order differs from the portable one by rounding only.
  * - q4_K puts rows in lanes instead (prefill and decode alike; the tiles above keep the
  *   rows past the last block of 16): a block of 16 rows is transposed once per
- *   super-block (one register per 4 codes of each row, the rows' headers gathered and
- *   unpacked one row per lane) and serves every token of the batch, one vpdpbusd per 4
- *   codes against the token's broadcast activation bytes, the sub-block scales, mins and
- *   the float combination per lane: no horizontal sums, and still bit-identical to the
- *   portable dot. (The same
- *   layout for f16, one FMA per element against a broadcast activation, was measured
- *   20-30% slower in the model than the tiles at 32-token batches: the transposition
- *   and the broadcasts cost more than the tiles' conversions.)
+ *   super-block (one register per 4 codes of each row, the rows' 16-byte headers
+ *   transposed and unpacked one row per lane) and serves every token of the batch, one
+ *   vpdpbusd per 4 codes against the token's broadcast activation bytes, the sub-block
+ *   scales, mins and the float combination per lane: no horizontal sums, and still
+ *   bit-identical to the portable dot. (The same layout for f16, one FMA per element
+ *   against a broadcast activation, was measured 20-30% slower in the model than the
+ *   tiles at 32-token batches: the transposition and the broadcasts cost more than the
+ *   tiles' conversions.)
  * - Each 16-row block prefetches the next block's weights while it runs.
  * - exp16: the C library's expf on 16 lanes, its algorithm step for step (test_simd
  *   compares every float), for the softmax and SwiGLU (ops exp_sum, swiglu).
@@ -1021,15 +1021,32 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const uint8_t *b0 = g->w + r0 * g->w_stride + i * Q4_K_BYTES;
-    /* the 16 rows' headers, one row per lane: (d, dmin) and the 12 scale bytes, unpacked
-     * as q4_k_unpack does, lane by lane */
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)g->w_stride));
-    __m512i hd = _mm512_i32gather_epi32(rows, (const void *)b0, 1);
-    __m512i w0 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES), 1);
-    __m512i w1 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES + 4), 1);
-    __m512i w2 = _mm512_i32gather_epi32(rows, (const void *)(b0 + KQ_SCALES + 8), 1);
+    /* the 16 rows' headers, one row per lane: (d, dmin) and the 12 scale bytes (16 bytes
+     * per row, 4 rows per register, then dword k of every row into h[k]: a 16 x 4
+     * transpose, cheaper than 4 gathers), unpacked as q4_k_unpack does, lane by lane */
+    _Static_assert(KQ_SCALES == 4 && Q4_K_QS == KQ_SCALES + 12,
+                   "q4_K header: d, dmin, then 12 scale bytes");
+    __m512i z[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        const uint8_t *p = b0 + (size_t)(4 * q) * g->w_stride;
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + g->w_stride)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * g->w_stride)), 2);
+        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * g->w_stride)),
+                                  3);
+    }
+    __m512i h[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        /* dword k of rows 0..7 (from z[0], z[1]) and of rows 8..15 (z[2], z[3]) */
+        const __m512i idx = _mm512_setr_epi32(k, 4 + k, 8 + k, 12 + k, 16 + k, 20 + k, 24 + k,
+                                              28 + k, 0, 0, 0, 0, 0, 0, 0, 0);
+        __m512i a = _mm512_permutex2var_epi32(z[0], idx, z[1]);
+        __m512i b = _mm512_permutex2var_epi32(z[2], idx, z[3]);
+        h[k] = _mm512_shuffle_i64x2(a, b, 0x44);
+    }
+    __m512i hd = h[0], w0 = h[1], w1 = h[2], w2 = h[3];
     const __m512i low6 = _mm512_set1_epi32(0x3F3F3F3F), low4 = _mm512_set1_epi32(0x0F0F0F0F);
     const __m512i low2 = _mm512_set1_epi32(0x03030303), byte = _mm512_set1_epi32(0xFF);
     __m512i sc_lo = _mm512_and_si512(w0, low6);

@@ -1451,34 +1451,34 @@ static double session_decode_rate(const struct loaded *l, const struct model_opt
     return n > 1 && t_last > t_first ? (double)(n - 1) / (t_last - t_first) : 0.0;
 }
 
-/* Sum of the weight matrices' elements (FLOPs per token / 2 of a dense pass). */
-static double matmul_params(const struct pd_model *m)
+/* Sum over the weight matrices (the output and each layer's seven) of rows times their
+ * elements (`bytes` false) or their bytes (true). */
+static double weights_sum(const struct pd_model *m, bool bytes)
 {
-    double n = (double)m->output.rows * (double)m->output.cols;
+    const struct pd_weight *o = &m->output;
+    double n = (double)o->rows * (double)(bytes ? o->row_bytes : o->cols);
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         const struct pd_layer *L = &m->layers[il];
         const struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
                                         &L->w_gate, &L->w_up, &L->w_down};
         for (int k = 0; k < 7; k++) {
-            n += (double)ws[k]->rows * (double)ws[k]->cols;
+            n += (double)ws[k]->rows * (double)(bytes ? ws[k]->row_bytes : ws[k]->cols);
         }
     }
     return n;
+}
+
+/* Sum of the weight matrices' elements (FLOPs per token / 2 of a dense pass). */
+static double matmul_params(const struct pd_model *m)
+{
+    return weights_sum(m, false);
 }
 
 /* Bytes a CPU decode token reads: every weight matrix once, and the key and value rows of
  * `slots` cached positions in every layer. */
 static double cpu_token_bytes(const struct pd_model *m, enum pd_kv_type kv, double slots)
 {
-    double n = (double)m->output.rows * (double)m->output.row_bytes;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-        const struct pd_layer *L = &m->layers[il];
-        const struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
-                                        &L->w_gate, &L->w_up, &L->w_down};
-        for (int k = 0; k < 7; k++) {
-            n += (double)ws[k]->rows * (double)ws[k]->row_bytes;
-        }
-    }
+    double n = weights_sum(m, true);
     const struct pd_hparams *hp = &m->hp;
     double slot = (double)hp->n_layer * hp->n_head_kv * (hp->head_dim + hp->head_dim_v) *
                   (kv == PD_KV_F32 ? 4.0 : 2.0);

@@ -93,7 +93,8 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
         *out = c;
         return PD_OK;
     }
-    if ((st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
+    if ((st = pd_model_pack_cpu(m, err)) ||
+        (st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
                               hp->n_head_kv * hp->head_dim_v, p.kv_type, &c->kv, err))) {
         goto fail;
     }
@@ -255,8 +256,10 @@ static void matmul_items(void *ctx, size_t i0, size_t i1)
         if (r1 > mp->w->rows) {
             r1 = mp->w->rows;
         }
-        struct pd_gemm_args g = {mp->w->data, mp->w->row_bytes, j->xq, j->xq_stride, mp->y,
-                                 mp->y_stride, mp->w->cols, j->n_tok, mp->w->rows};
+        const struct pd_weight *w = mp->w;
+        struct pd_gemm_args g = {w->packed ? w->packed : w->data, w->row_bytes, j->xq,
+                                 j->xq_stride, mp->y, mp->y_stride, w->cols, j->n_tok,
+                                 w->rows, w->packed != NULL};
         pd_simd_gemm(j->ops, mp->w->type, &g, r0, r1);
         i0 = i1 < end ? i1 : end;
     }

@@ -807,6 +807,21 @@ void pd_gguf_close(struct pd_gguf **g)
     }
 }
 
+void pd_gguf_release(const struct pd_gguf *g, const void *p, uint64_t n)
+{
+    if (!g->owns_map || n == 0) {
+        return;
+    }
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096u;
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)p + n) / page * page;
+    if (b > a) {
+        /* a private read-only file mapping: the pages come back from the file */
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
 /* ---- lookups and typed getters ---- */
 
 bool pd_gguf_str_eq(struct pd_gguf_str a, const char *s)

@@ -98,6 +98,11 @@ enum pd_status pd_gguf_open(const char *path, struct pd_gguf **out, struct pd_er
 enum pd_status pd_gguf_open_mem(const void *buf, size_t len, const char *name,
                                 struct pd_gguf **out, struct pd_err *err);
 
+/* Tells the system that the mapping's whole pages inside [p, p + n) will not be read
+ * soon: they leave this process's memory and are read again from the file if touched.
+ * Nothing for a caller's buffer (pd_gguf_open_mem). p must lie inside g's data. */
+void pd_gguf_release(const struct pd_gguf *g, const void *p, uint64_t n);
+
 /* Unmaps and frees; accepts NULL and *g == NULL; sets *g to NULL. */
 void pd_gguf_close(struct pd_gguf **g);
 

@@ -2,9 +2,11 @@
 #include "model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mem.h"
 #include "simd.h"
@@ -22,6 +24,15 @@ static const struct arch_info archs[PD_ARCH_COUNT] = {
     [PD_ARCH_QWEN3] = {"qwen3", PD_ROPE_NEOX, false, true},
 };
 _Static_assert(sizeof archs / sizeof archs[0] == PD_ARCH_COUNT, "arch table");
+
+/* The packed copies of the weights: one anonymous mapping, written once. */
+struct pd_model_pack {
+    pthread_mutex_t lock;
+    bool lock_ok;        /* lock initialised */
+    bool done;           /* pd_model_pack_cpu has run (packed or not) */
+    void *map;           /* NULL when nothing was packed */
+    size_t map_bytes;
+};
 
 /* Hard limits that keep arithmetic on hyperparameters far from overflow. */
 #define MAX_DIM (1u << 20)
@@ -259,6 +270,14 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
         return pd_err_set(err, PD_ENOMEM, "out of memory");
     }
     m->gguf = g;
+    m->pack = calloc(1, sizeof *m->pack);
+    if (!m->pack || pthread_mutex_init(&m->pack->lock, NULL) != 0) {
+        free(m->pack);
+        m->pack = NULL;
+        st = pd_err_set(err, PD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    m->pack->lock_ok = true;
     struct pd_hparams *hp = &m->hp;
     if ((st = read_hparams(g, hp, err))) {
         goto fail;
@@ -347,10 +366,113 @@ void pd_model_close(struct pd_model **mp)
         return;
     }
     struct pd_model *m = *mp;
+    if (m->pack) {
+        if (m->pack->map) {
+            munmap(m->pack->map, m->pack->map_bytes);
+        }
+        if (m->pack->lock_ok) {
+            pthread_mutex_destroy(&m->pack->lock);
+        }
+        free(m->pack);
+    }
     free(m->layers);
     pd_gguf_close(&m->gguf);
     free(m);
     *mp = NULL;
+}
+
+/* The weight matrices a CPU context multiplies by (the embedding is read by rows). */
+static size_t matmul_weights(struct pd_model *m, struct pd_weight **out)
+{
+    size_t n = 0;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        struct pd_layer *L = &m->layers[il];
+        struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                  &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
+            if (out) {
+                out[n] = ws[k];
+            }
+            n++;
+        }
+    }
+    if (out) {
+        out[n] = &m->output;
+    }
+    return n + 1;
+}
+
+/* Bytes of w's packed copy in the shared buffer (64-byte aligned starts). */
+static uint64_t packed_bytes(const struct pd_weight *w)
+{
+    return (w->rows * w->row_bytes + 63) / 64 * 64;
+}
+
+enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_err *err)
+{
+    /* The packed pointers are the one thing written after open, once, under the lock,
+     * before any CPU context can read them; the model itself was allocated writable. */
+    struct pd_model *m = (struct pd_model *)cm;
+    struct pd_model_pack *pk = m->pack;
+    enum pd_status st = PD_OK;
+    if (!pk) { /* not from pd_model_open: the file's layout */
+        return PD_OK;
+    }
+    pthread_mutex_lock(&pk->lock);
+    if (pk->done) {
+        pthread_mutex_unlock(&pk->lock);
+        return PD_OK;
+    }
+    const struct pd_simd_ops *ops = pd_simd_ops();
+    const char *env = getenv("PONDER_PACK");
+    size_t n = matmul_weights(m, NULL);
+    struct pd_weight **ws = pd_malloc_array(n, sizeof *ws);
+    if (!ws) {
+        st = pd_err_set(err, PD_ENOMEM, "out of memory (packing the weights)");
+        goto out;
+    }
+    matmul_weights(m, ws);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops->pack[ws[i]->type] && ws[i]->rows >= 16 && !(env && !strcmp(env, "0"))) {
+            total += packed_bytes(ws[i]);
+        } else {
+            ws[i] = NULL;
+        }
+    }
+    if (total > 0) {
+        void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+        if (map == MAP_FAILED) {
+            st = pd_err_set(err, PD_ENOMEM, "out of memory (%.1f MB of packed weights)",
+                            (double)total / 1e6);
+            goto out;
+        }
+#ifdef MADV_HUGEPAGE
+        (void)madvise(map, total, MADV_HUGEPAGE); /* a stream of TLB misses otherwise */
+#endif
+        uint8_t *at = map;
+        for (size_t i = 0; i < n; i++) {
+            struct pd_weight *w = ws[i];
+            if (!w) {
+                continue;
+            }
+            ops->pack[w->type](w->data, w->rows, w->row_bytes, at);
+            w->packed = at;
+            at += packed_bytes(w);
+            if (w->data != m->tok_embd.data) { /* the embedding's rows are still read */
+                pd_gguf_release(m->gguf, w->data, w->rows * w->row_bytes);
+            }
+        }
+        (void)mprotect(map, total, PROT_READ); /* read-only from here, like the file */
+        pk->map = map;
+        pk->map_bytes = total;
+    }
+    pk->done = true;
+out:
+    free(ws);
+    pthread_mutex_unlock(&pk->lock);
+    return st;
 }
 
 void pd_weight_row_f32(const struct pd_weight *w, uint64_t r, float *out)

@@ -10,9 +10,18 @@
  *   qwen3  - as qwen2 without biases, plus per-head RMSNorm on q and k, and an explicit
  *            key/value head size that may differ from n_embd / n_head
  *
- * Ownership: struct pd_model owns its struct pd_gguf (and so the mapping); weight data
- * pointers are borrowed from the mapping and valid until pd_model_close.
- * Thread-safety: read-only after open. */
+ * Packing: the CPU level's kernels may read a weight type faster in a layout of their own
+ * (simd.h, pack). The first CPU context of a model (pd_model_pack_cpu) writes that copy of
+ * each weight matrix once, and the file's pages of a copied matrix are handed back to the
+ * system (read again from the file if anything touches them). The file's layout stays
+ * where it was for everything else: the embedding rows, a device backend's upload.
+ *
+ * Ownership: struct pd_model owns its struct pd_gguf (and so the mapping) and the packed
+ * copies; weight data pointers are borrowed from the mapping and valid until
+ * pd_model_close.
+ * Thread-safety: read-only after open, except that pd_model_pack_cpu fills the packed
+ * copies once under the model's lock (calls from several threads are safe; contexts
+ * already running never read them). */
 #ifndef PD_MODEL_H
 #define PD_MODEL_H
 
@@ -66,6 +75,8 @@ struct pd_weight {
     uint64_t rows;
     uint64_t row_bytes;
     const uint8_t *data; /* borrowed from the mapping */
+    const uint8_t *packed; /* owned: data in the CPU level's layout (pd_model_pack_cpu),
+                            * or NULL */
 };
 
 struct pd_layer {
@@ -83,6 +94,8 @@ struct pd_layer {
     struct pd_weight w_down;    /* [n_embd][n_ff] */
 };
 
+struct pd_model_pack;
+
 struct pd_model {
     struct pd_gguf *gguf;       /* owned */
     struct pd_hparams hp;
@@ -95,6 +108,7 @@ struct pd_model {
     struct pd_layer *layers;    /* owned [n_layer] */
     uint64_t n_params;
     uint64_t weight_bytes;
+    struct pd_model_pack *pack; /* owned: the packed copies (pd_model_pack_cpu) */
 };
 
 /* Opens path, validates it and binds the weights. On failure *out is NULL and err says
@@ -107,6 +121,12 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
 
 /* Frees; accepts NULL; sets *m to NULL. */
 void pd_model_close(struct pd_model **m);
+
+/* Writes the packed copies of the weight matrices whose type the CPU level packs
+ * (pd_simd_ops()->pack), once per model; later calls return at once. PONDER_PACK=0 in the
+ * environment keeps the file's layout (for comparing the two). Fails only for want of
+ * memory, leaving the model as it was. */
+enum pd_status pd_model_pack_cpu(const struct pd_model *m, struct pd_err *err);
 
 /* Converts row r of w (r < rows) to floats in out[cols]. */
 void pd_weight_row_f32(const struct pd_weight *w, uint64_t r, float *out);

@@ -1015,37 +1015,14 @@ INLINE512 void transpose16_epi32(__m512i *r)
     }
 }
 
-/* Lays out super-block i of rows [r0, r0 + 16). */
-INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
-                              struct q4k_lanes *L)
+/* Unpacks super-block i of 16 rows into L, from h[k] (lane r: bytes 4 k .. 4 k + 3 of
+ * row r's 16-byte header) and c[k] (lane r: code bytes qs[4 k .. 4 k + 3] of row r). The
+ * header as q4_k_unpack reads it, lane by lane. */
+INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_lanes *L)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const uint8_t *b0 = g->w + r0 * g->w_stride + i * Q4_K_BYTES;
-    /* the 16 rows' headers, one row per lane: (d, dmin) and the 12 scale bytes (16 bytes
-     * per row, 4 rows per register, then dword k of every row into h[k]: a 16 x 4
-     * transpose, cheaper than 4 gathers), unpacked as q4_k_unpack does, lane by lane */
     _Static_assert(KQ_SCALES == 4 && Q4_K_QS == KQ_SCALES + 12,
                    "q4_K header: d, dmin, then 12 scale bytes");
-    __m512i z[4];
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
-        const uint8_t *p = b0 + (size_t)(4 * q) * g->w_stride;
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + g->w_stride)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * g->w_stride)), 2);
-        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * g->w_stride)),
-                                  3);
-    }
-    __m512i h[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        /* dword k of rows 0..7 (from z[0], z[1]) and of rows 8..15 (z[2], z[3]) */
-        const __m512i idx = _mm512_setr_epi32(k, 4 + k, 8 + k, 12 + k, 16 + k, 20 + k, 24 + k,
-                                              28 + k, 0, 0, 0, 0, 0, 0, 0, 0);
-        __m512i a = _mm512_permutex2var_epi32(z[0], idx, z[1]);
-        __m512i b = _mm512_permutex2var_epi32(z[2], idx, z[3]);
-        h[k] = _mm512_shuffle_i64x2(a, b, 0x44);
-    }
     __m512i hd = h[0], w0 = h[1], w1 = h[2], w2 = h[3];
     const __m512i low6 = _mm512_set1_epi32(0x3F3F3F3F), low4 = _mm512_set1_epi32(0x0F0F0F0F);
     const __m512i low2 = _mm512_set1_epi32(0x03030303), byte = _mm512_set1_epi32(0xFF);
@@ -1066,21 +1043,93 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
     }
     L->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
     L->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hd, 16)));
-    __m512i w[2][16];
+#pragma GCC unroll 32
+    for (int k = 0; k < 32; k++) {
+        L->lo[k] = _mm512_and_si512(c[k], m4);
+        L->hi[k] = _mm512_and_si512(_mm512_srli_epi16(c[k], 4), m4);
+    }
+}
+
+/* Lays out super-block i of rows [r0, r0 + 16) from the file's layout. */
+INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
+                              struct q4k_lanes *L)
+{
+    const uint8_t *b0 = g->w + r0 * g->w_stride + i * Q4_K_BYTES;
+    /* the 16 rows' headers, one row per lane: 16 bytes per row, 4 rows per register,
+     * then dword k of every row into h[k] (a 16 x 4 transpose, cheaper than 4 gathers) */
+    __m512i z[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        const uint8_t *p = b0 + (size_t)(4 * q) * g->w_stride;
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + g->w_stride)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * g->w_stride)), 2);
+        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * g->w_stride)),
+                                  3);
+    }
+    __m512i h[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        /* dword k of rows 0..7 (from z[0], z[1]) and of rows 8..15 (z[2], z[3]) */
+        const __m512i idx = _mm512_setr_epi32(k, 4 + k, 8 + k, 12 + k, 16 + k, 20 + k, 24 + k,
+                                              28 + k, 0, 0, 0, 0, 0, 0, 0, 0);
+        __m512i a = _mm512_permutex2var_epi32(z[0], idx, z[1]);
+        __m512i b = _mm512_permutex2var_epi32(z[2], idx, z[3]);
+        h[k] = _mm512_shuffle_i64x2(a, b, 0x44);
+    }
+    __m512i w[32];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
         const uint8_t *qs = b0 + (size_t)r * g->w_stride + Q4_K_QS;
-        w[0][r] = load512(qs);
-        w[1][r] = load512(qs + 64);
+        w[r] = load512(qs);
+        w[16 + r] = load512(qs + 64);
     }
-    transpose16_epi32(w[0]);
-    transpose16_epi32(w[1]);
+    transpose16_epi32(w);
+    transpose16_epi32(w + 16);
+    q4k_lanes_unpack(h, w, L);
+}
+
+/* The packed layout (avx512_q4_k_pack): each block of 16 rows is Q4K_PACKED bytes per
+ * super-block, super-blocks in order, blocks in order: the 4 header registers h[k], then
+ * the 32 code registers c[k] of q4k_lanes_unpack, 64 bytes each. The same bytes as the 16
+ * rows, in the same place as a whole; rows past the last whole block stay as they were. */
+#define Q4K_PACKED (16 * Q4_K_BYTES)
+_Static_assert(Q4K_PACKED == 64 * (4 + 32), "q4_K packed block: 36 registers");
+
+static void avx512_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    size_t nsb = row_bytes / Q4_K_BYTES;
+    size_t whole = rows / 16 * 16;
+    for (size_t r0 = 0; r0 < whole; r0 += 16) {
+        for (size_t i = 0; i < nsb; i++) {
+            uint8_t *o = out + r0 * row_bytes + i * Q4K_PACKED;
+            for (size_t r = 0; r < 16; r++) {
+                const uint8_t *b = w + (r0 + r) * row_bytes + i * Q4_K_BYTES;
+                for (size_t k = 0; k < 4; k++) {
+                    memcpy(o + 64 * k + 4 * r, b + 4 * k, 4);
+                }
+                for (size_t k = 0; k < 32; k++) {
+                    memcpy(o + 64 * (4 + k) + 4 * r, b + Q4_K_QS + 4 * k, 4);
+                }
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* Lays out the packed super-block at blk. */
+INLINE512 void q4k_lanes_load_packed(const uint8_t *blk, struct q4k_lanes *L)
+{
+    __m512i h[4], c[32];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        h[k] = load512(blk + 64 * k);
+    }
 #pragma GCC unroll 32
     for (int k = 0; k < 32; k++) {
-        __m512i v = w[k / 16][k % 16];
-        L->lo[k] = _mm512_and_si512(v, m4);
-        L->hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        c[k] = load512(blk + 64 * (4 + k));
     }
+    q4k_lanes_unpack(h, c, L);
 }
 
 /* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
@@ -1141,41 +1190,87 @@ INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const 
     }
 }
 
-/* Rows [r0, r0 + 16) for every token: super-block by super-block, each laid out once
- * for up to Q4K_LANES_TOK tokens, so one instruction multiplies 4 codes of each of the
- * 16 rows (vpdpbusd with the token's 4 activation bytes broadcast) and no horizontal
- * sums remain. Bit-identical to pd_q4_k_vec_dot per (row, token), like the tiles. */
-static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, size_t r1)
+/* Rows [r0, r0 + 16) for every token, written to y[t * y_stride + r - r0]: super-block
+ * by super-block, each laid out once for up to Q4K_LANES_TOK tokens, so one instruction
+ * multiplies 4 codes of each of the 16 rows (vpdpbusd with the token's 4 activation bytes
+ * broadcast) and no horizontal sums remain. Bit-identical to pd_q4_k_vec_dot per (row,
+ * token), like the tiles. From the packed layout when `packed`, which is one stream: the
+ * next super-block is fetched while this one runs; from the file's layout the next
+ * block's 16 rows are (r1 bounds them). */
+INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r1, float *y,
+                               size_t y_stride, const bool packed)
 {
     struct q4k_lanes L;
     __m512 sum[Q4K_LANES_TOK];
     size_t nsb = g->n / PD_QK_K;
-    /* the next block's rows, fetched while this one runs (as in the tiled products) */
     size_t next = r0 + 32 <= r1 ? 16 : r1 - (r0 + 16 < r1 ? r0 + 16 : r1);
     const uint8_t *nw = g->w + (r0 + 16) * g->w_stride;
+    const uint8_t *blk = g->w + r0 * g->w_stride;
+    /* the end of the packed rows, past which nothing is fetched */
+    const uint8_t *pend = g->w + g->w_rows / 16 * 16 * g->w_stride;
     for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K_LANES_TOK) {
         size_t nt = g->n_tok - t0 < Q4K_LANES_TOK ? g->n_tok - t0 : Q4K_LANES_TOK;
         for (size_t t = 0; t < nt; t++) {
             sum[t] = _mm512_setzero_ps();
         }
         for (size_t i = 0; i < nsb; i++) {
-            if (t0 == 0) {
-                prefetch_part(nw, next * g->w_stride, i, nsb);
+            if (packed) {
+                const uint8_t *b = blk + i * Q4K_PACKED;
+                if (t0 == 0 && b + 2 * Q4K_PACKED <= pend) {
+#pragma GCC unroll 36
+                    for (int l = 0; l < Q4K_PACKED / 64; l++) {
+                        _mm_prefetch((const char *)b + Q4K_PACKED + 64 * l, _MM_HINT_T0);
+                    }
+                }
+                q4k_lanes_load_packed(b, &L);
+            } else {
+                if (t0 == 0) {
+                    prefetch_part(nw, next * g->w_stride, i, nsb);
+                }
+                q4k_lanes_load(g, r0, i, &L);
             }
-            q4k_lanes_load(g, r0, i, &L);
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
             size_t t = 0;
             for (; t + 2 <= nt; t += 2) {
-                const uint8_t *y[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
-                q4k_lanes_tokens(&L, y, sum + t, 2);
+                const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
+                q4k_lanes_tokens(&L, yq, sum + t, 2);
             }
             if (t < nt) {
-                const uint8_t *y[1] = {xb + t * g->x_stride};
-                q4k_lanes_tokens(&L, y, sum + t, 1);
+                const uint8_t *yq[1] = {xb + t * g->x_stride};
+                q4k_lanes_tokens(&L, yq, sum + t, 1);
             }
         }
         for (size_t t = 0; t < nt; t++) {
-            _mm512_storeu_ps(g->y + (t0 + t) * g->y_stride + r0, sum[t]);
+            _mm512_storeu_ps(y + (t0 + t) * y_stride, sum[t]);
+        }
+    }
+}
+
+static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    q4k_lanes_block(g, r0, r1, g->y + r0, g->y_stride, false);
+}
+
+static AVX512_FN void q4k_packed_rows(const struct pd_gemm_args *g, size_t r0, float *y,
+                                      size_t y_stride)
+{
+    q4k_lanes_block(g, r0, r0 + 16, y, y_stride, true);
+}
+
+/* Rows [r0, r1) of packed weights, all inside the block of 16 that starts at b: the
+ * whole block is computed into a scratch row per token and the asked rows copied. */
+static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, size_t r0,
+                                      size_t r1)
+{
+    float tmp[Q4K_LANES_TOK * 16];
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K_LANES_TOK) {
+        struct pd_gemm_args part = *g;
+        part.x = g->x + t0 * g->x_stride;
+        part.n_tok = g->n_tok - t0 < Q4K_LANES_TOK ? g->n_tok - t0 : Q4K_LANES_TOK;
+        q4k_packed_rows(&part, b, tmp, 16);
+        for (size_t t = 0; t < part.n_tok; t++) {
+            memcpy(g->y + (t0 + t) * g->y_stride + r0, tmp + t * 16 + (r0 - b),
+                   (r1 - r0) * sizeof(float));
         }
     }
 }
@@ -1258,11 +1353,22 @@ GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
 GEMM_DRIVER(q4_k_tiles, q4_k_tile)
 
 /* q4_K: rows in lanes in blocks of 16 rows, the tiles for the rows past the last whole
- * block (and below Q4K_LANES_MIN_TOK tokens). */
+ * block (and below Q4K_LANES_MIN_TOK tokens); packed weights always in lanes. */
 static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     size_t r = r0;
-    if (g->n_tok >= Q4K_LANES_MIN_TOK) {
+    if (g->packed) {
+        size_t whole = g->w_rows / 16 * 16;
+        while (r < r1 && r < whole) {
+            size_t b = r / 16 * 16, e = b + 16 < r1 ? b + 16 : r1;
+            if (r == b && e == b + 16) {
+                q4k_packed_rows(g, b, g->y + b, g->y_stride);
+            } else {
+                q4k_packed_part(g, b, r, e);
+            }
+            r = e;
+        }
+    } else if (g->n_tok >= Q4K_LANES_MIN_TOK) {
         for (; r + 16 <= r1; r += 16) {
             q4k_lanes_rows(g, r, r1);
         }
@@ -1281,6 +1387,9 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_BF16] = avx512_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
+    },
+    .pack = {
+        [PD_DTYPE_Q4_K] = avx512_q4_k_pack,
     },
     .attn = avx512_attn,
     .exp_sum = avx512_exp_sum,

@@ -2,6 +2,7 @@
  * functions stay the reference ones of quant.c) and the choice of table (see simd.h). */
 #include "simd.h"
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -109,6 +110,7 @@ void pd_simd_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, const struct p
         ops->gemm[t](g, r0, r1);
         return;
     }
+    assert(!g->packed);
     pd_vec_dot_fn dot = ops->vec_dot[t] ? ops->vec_dot[t] : pd_dtype_traits(t)->vec_dot;
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *w = g->w + r * g->w_stride;

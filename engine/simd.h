@@ -68,6 +68,8 @@ struct pd_gemm_args {
     size_t n_tok;
     size_t w_rows;     /* rows of the whole weight matrix, for fetching ahead (0: unknown,
                         * nothing past the computed rows is fetched) */
+    bool packed;       /* w is in the level's packed layout of the type (pack below), made
+                        * by pack(w_rows rows); row ranges then need not be whole blocks */
 };
 
 /* Attention of a few queries that read the same KV head (the query heads of a GQA group,
@@ -99,6 +101,11 @@ typedef bool (*pd_simd_attn_fn)(const struct pd_attn_args *a);
  * writes to those outputs, so threads may run disjoint row ranges at once. */
 typedef void (*pd_gemm_fn)(const struct pd_gemm_args *g, size_t r0, size_t r1);
 
+/* Rewrites `rows` weight rows of row_bytes bytes each (the file's layout, at w) into the
+ * level's packed layout at out: the same number of bytes, which its gemm reads in one
+ * stream instead of one stream per row (pd_gemm_args.packed). */
+typedef void (*pd_pack_fn)(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out);
+
 struct pd_simd_ops {
     enum pd_simd_level level;
     /* Per tensor type, replacements for the reference functions of the dtype traits;
@@ -109,6 +116,9 @@ struct pd_simd_ops {
     /* Per weight type, a register-tiled matrix product; NULL: one vec_dot per (row, token)
      * (pd_simd_gemm supplies that loop). */
     pd_gemm_fn gemm[PD_DTYPE_COUNT];
+    /* Per weight type, a packed layout for gemm (NULL: gemm reads the file's layout; a
+     * type with a pack has a gemm). */
+    pd_pack_fn pack[PD_DTYPE_COUNT];
     /* Attention over the KV cache (kvcache.h); never NULL. */
     pd_simd_dot_f32_fn kv_dot_f32;
     pd_simd_dot_f16_fn kv_dot_f16;

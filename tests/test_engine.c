@@ -30,6 +30,7 @@
 #include "probe.h"
 #include "ref_forward.h"
 #include "sampler.h"
+#include "simd.h"
 #include "threadpool.h"
 
 static char *g_tmp;
@@ -1028,6 +1029,53 @@ static void test_forward_vs_ref_qwen3(void **state)
 }
 
 /* Batching, threads and the cache type do not change results beyond rounding. */
+/* A CPU context packs the weights its level has a layout for (simd.h pack) once per
+ * model, and the packed products give exactly the logits of the file's layout
+ * (PONDER_PACK=0), batches of 8 and single tokens alike. */
+static void test_weight_packing(void **state)
+{
+    (void)state;
+    setenv("PONDER_PACK", "0", 1);
+    struct pd_model *plain = make_model("llama", "q4_k", "pack-plain");
+    struct pd_ctx *a = make_ctx(plain, PD_KV_F16, 64);
+    unsetenv("PONDER_PACK");
+    struct pd_model *m = make_model("llama", "q4_k", "pack-packed");
+    struct pd_ctx *b = make_ctx(m, PD_KV_F16, 64);
+    struct pd_ctx *b2 = make_ctx(m, PD_KV_F16, 64); /* packs nothing more */
+    bool packs = pd_simd_ops()->pack[PD_DTYPE_Q4_K] != NULL;
+    const struct pd_layer *L = &plain->layers[0], *P = &m->layers[0];
+    assert_true(L->wq.packed == NULL && L->w_down.packed == NULL);
+    assert_int_equal(P->wq.packed != NULL, packs);
+    assert_int_equal(P->w_down.packed != NULL, packs);
+    assert_true(P->wq.data != NULL && P->wq.packed != P->wq.data);
+    if (!packs) {
+        print_message("test_weight_packing: this CPU's level packs no q4_K weights; the "
+                      "packed path is not exercised here\n");
+    }
+    size_t n = 21, V = m->hp.n_vocab;
+    int32_t toks[21];
+    for (size_t i = 0; i < n; i++) {
+        toks[i] = (int32_t)((i * 7 + 3) % V);
+    }
+    struct pd_err err;
+    struct logit_sink sa = {malloc(n * V * sizeof(float)), V};
+    struct logit_sink sb = {malloc(n * V * sizeof(float)), V};
+    assert_int_equal(pd_ctx_eval(a, toks, n, sink_logits, &sa, &err), PD_OK);
+    assert_int_equal(pd_ctx_eval(b, toks, n, sink_logits, &sb, &err), PD_OK);
+    assert_memory_equal(sa.all, sb.all, n * V * sizeof(float));
+    for (size_t i = 0; i < n; i++) { /* one token at a time, as decode runs */
+        assert_int_equal(pd_ctx_eval(b2, &toks[i], 1, NULL, NULL, &err), PD_OK);
+        assert_memory_equal(b2->logits, sa.all + i * V, V * sizeof(float));
+    }
+    free(sa.all);
+    free(sb.all);
+    pd_ctx_close(&a);
+    pd_ctx_close(&b);
+    pd_ctx_close(&b2);
+    pd_model_close(&plain);
+    pd_model_close(&m);
+}
+
 static void test_forward_batching(void **state)
 {
     (void)state;
@@ -1344,6 +1392,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_forward_vs_ref_qwen2),
         cmocka_unit_test(test_forward_vs_ref_qwen3),
         cmocka_unit_test(test_forward_batching),
+        cmocka_unit_test(test_weight_packing),
         cmocka_unit_test(test_goldens_random_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,9 @@
  * - quantisers (f32 -> q8_0, q8_K, f16), f16 -> f32 and the attention axpy: identical
  *   bytes, including ties, NaN, infinities, subnormals and zero blocks;
  * - the tiled matrix products (gemm) against the portable dot of every (row, token), for
- *   every tile shape and remainder: K-quants bit-identical, the rest within the bound.
+ *   every tile shape and remainder: K-quants bit-identical, the rest within the bound;
+ *   the same from a level's packed layout of the weights (pack), row ranges that cut
+ *   its blocks included.
  * Without an accelerated level (another CPU or architecture) the comparisons cannot run:
  * the dispatch tests still do, and the program exits 77 (SKIP) saying so. */
 #include <setjmp.h>
@@ -598,41 +600,50 @@ static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t ro
             ref_from_f32[vt](xf, x + i * x_stride, n);
         }
     }
-    for (size_t k = 0; k < n_tok * y_stride; k++) {
-        y[k] = -12345.0f;
+    /* and again from the level's packed layout of the same weights, where it has one */
+    uint8_t *wp = ops->pack[t] ? xmalloc(rows * w_stride) : NULL;
+    if (wp) {
+        ops->pack[t](w, rows, w_stride, wp);
     }
-    struct pd_gemm_args g = {w, w_stride, x, x_stride, y, y_stride, n, n_tok, rows};
-    pd_simd_gemm(ops, t, &g, r0, r1);
-    for (size_t i = 0; i < n_tok; i++) {
-        for (size_t r = 0; r < y_stride; r++) {
-            float got = y[i * y_stride + r];
-            if (r < r0 || r >= r1) {
-                if (got != -12345.0f) {
-                    fail_msg("%s %s gemm: output (%zu, %zu) outside rows [%zu, %zu) written",
-                             pd_cpu_simd_name(ops->level), tr->name, r, i, r0, r1);
+    for (int pk = 0; pk < (wp ? 2 : 1); pk++) {
+        for (size_t k = 0; k < n_tok * y_stride; k++) {
+            y[k] = -12345.0f;
+        }
+        struct pd_gemm_args g = {pk ? wp : w, w_stride, x, x_stride, y, y_stride, n, n_tok, rows,
+                                 pk == 1};
+        pd_simd_gemm(ops, t, &g, r0, r1);
+        for (size_t i = 0; i < n_tok; i++) {
+            for (size_t r = 0; r < y_stride; r++) {
+                float got = y[i * y_stride + r];
+                if (r < r0 || r >= r1) {
+                    if (got != -12345.0f) {
+                        fail_msg("%s %s gemm: output (%zu, %zu) outside rows [%zu, %zu) written",
+                                 pd_cpu_simd_name(ops->level), tr->name, r, i, r0, r1);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            const uint8_t *wr = w + r * w_stride, *xr = x + i * x_stride;
-            float want = ref_vec_dot[t](wr, xr, n);
-            if (exact || is_k_quant(t)) {
-                if (!same_float(got, want)) {
-                    fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu)%s: %.9g, portable "
-                             "%.9g (must be identical)", pd_cpu_simd_name(ops->level), tr->name,
-                             rows, n_tok, n, r, i, exact ? " exact" : "", (double)got,
-                             (double)want);
-                }
-            } else {
-                size_t chain = tr->block_size == 1 ? n / 8 + 16 : n / tr->block_size + 16;
-                double bound = (double)chain * 0x1p-23 * abs_dot(t, wr, xr, n);
-                if (!(fabs((double)got - (double)want) <= bound)) {
-                    fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu): %.9g, portable "
-                             "%.9g (bound %.3g)", pd_cpu_simd_name(ops->level), tr->name, rows,
-                             n_tok, n, r, i, (double)got, (double)want, bound);
+                const uint8_t *wr = w + r * w_stride, *xr = x + i * x_stride;
+                float want = ref_vec_dot[t](wr, xr, n);
+                if (exact || is_k_quant(t)) {
+                    if (!same_float(got, want)) {
+                        fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu)%s%s: %.9g, "
+                                 "portable %.9g (must be identical)", pd_cpu_simd_name(ops->level),
+                                 tr->name, rows, n_tok, n, r, i, exact ? " exact" : "",
+                                 pk ? " packed" : "", (double)got, (double)want);
+                    }
+                } else {
+                    size_t chain = tr->block_size == 1 ? n / 8 + 16 : n / tr->block_size + 16;
+                    double bound = (double)chain * 0x1p-23 * abs_dot(t, wr, xr, n);
+                    if (!(fabs((double)got - (double)want) <= bound)) {
+                        fail_msg("%s %s gemm %zux%zu n=%zu (row %zu, token %zu): %.9g, portable "
+                                 "%.9g (bound %.3g)", pd_cpu_simd_name(ops->level), tr->name, rows,
+                                 n_tok, n, r, i, (double)got, (double)want, bound);
+                    }
                 }
             }
         }
     }
+    free(wp);
     free(w);
     free(x);
     free(y);
@@ -690,7 +701,7 @@ static void test_gemm_extremes(void **state)
             }
             size_t n = 3 * (size_t)tr->block_size;
             size_t wrow = 3 * tr->type_size, xrow = 3 * vt->type_size;
-            uint8_t *w = xmalloc(ROWS * wrow);
+            uint8_t *w = xmalloc(ROWS * wrow), *wp = xmalloc(ROWS * wrow);
             uint8_t *x = xmalloc(TOK * xrow);
             float y[TOK * ROWS];
             for (size_t fw = 0; fw < sizeof fills; fw++) {
@@ -717,20 +728,28 @@ static void test_gemm_extremes(void **state)
                             put_f16(xb, 1.0f);
                         }
                     }
-                    struct pd_gemm_args g = {w, wrow, x, xrow, y, ROWS, n, TOK, ROWS};
-                    pd_simd_gemm(ops, t, &g, 0, ROWS);
-                    for (size_t i = 0; i < TOK * ROWS; i++) {
-                        float want = ref_vec_dot[t](w + (i % ROWS) * wrow, x + (i / ROWS) * xrow,
-                                                    n);
-                        if (!same_float(y[i], want)) {
-                            fail_msg("%s %s gemm bytes %02x x %02x: %.9g, portable %.9g",
-                                     pd_cpu_simd_name(ops->level), tr->name, fills[fw],
-                                     fills[fx], (double)y[i], (double)want);
+                    for (int pk = 0; pk < (ops->pack[t] ? 2 : 1); pk++) {
+                        if (pk) {
+                            ops->pack[t](w, ROWS, wrow, wp);
+                        }
+                        struct pd_gemm_args g = {pk ? wp : w, wrow, x, xrow, y, ROWS, n, TOK,
+                                                 ROWS, pk == 1};
+                        pd_simd_gemm(ops, t, &g, 0, ROWS);
+                        for (size_t i = 0; i < TOK * ROWS; i++) {
+                            float want = ref_vec_dot[t](w + (i % ROWS) * wrow,
+                                                        x + (i / ROWS) * xrow, n);
+                            if (!same_float(y[i], want)) {
+                                fail_msg("%s %s gemm%s bytes %02x x %02x: %.9g, portable %.9g",
+                                         pd_cpu_simd_name(ops->level), tr->name,
+                                         pk ? " packed" : "", fills[fw], fills[fx],
+                                         (double)y[i], (double)want);
+                            }
                         }
                     }
                 }
             }
             free(w);
+            free(wp);
             free(x);
         }
     }
@@ -1274,6 +1293,7 @@ static void test_coverage(void **state)
             }
             assert_true(!ops->vec_dot[t] || dot_covered);
             assert_true(!ops->gemm[t] || dot_covered);
+            assert_true(!ops->pack[t] || ops->gemm[t]); /* check_gemm runs packed too */
             /* from_f32 is compared for any type; to_f32 only for f16 (test_f16_rows). */
             assert_true(!ops->to_f32[t] || t == PD_DTYPE_F16);
             assert_true(!ops->from_f32[t] || t == PD_DTYPE_F16 || t == PD_DTYPE_Q8_0 ||

@@ -1018,9 +1018,8 @@ INLINE512 void transpose16_epi32(__m512i *r)
 /* Unpacks super-block i of 16 rows into L, from h[k] (lane r: bytes 4 k .. 4 k + 3 of
  * row r's 16-byte header) and c[k] (lane r: code bytes qs[4 k .. 4 k + 3] of row r). The
  * header as q4_k_unpack reads it, lane by lane. */
-INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_lanes *L)
+INLINE512 void q4k_lanes_header(const __m512i *h, struct q4k_lanes *L)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     _Static_assert(KQ_SCALES == 4 && Q4_K_QS == KQ_SCALES + 12,
                    "q4_K header: d, dmin, then 12 scale bytes");
     __m512i hd = h[0], w0 = h[1], w1 = h[2], w2 = h[3];
@@ -1043,6 +1042,12 @@ INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_l
     }
     L->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
     L->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hd, 16)));
+}
+
+INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_lanes *L)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    q4k_lanes_header(h, L);
 #pragma GCC unroll 32
     for (int k = 0; k < 32; k++) {
         L->lo[k] = _mm512_and_si512(c[k], m4);
@@ -1132,6 +1137,28 @@ INLINE512 void q4k_lanes_load_packed(const uint8_t *blk, struct q4k_lanes *L)
     q4k_lanes_unpack(h, c, L);
 }
 
+/* sum + the 16 rows' term of super-block L for the q8_K block y whose code products
+ * with the sub-block scales are isum: the mins' term sum(bsums * m) per lane and the
+ * float combination (d * dy) * isum - (dmin * dy) * msum, as pd_q4_k_vec_dot does. */
+INLINE512 __m512 q4k_lanes_finish(const struct q4k_lanes *L, const uint8_t *y, __m512i isum,
+                                  __m512 sum)
+{
+    int16_t bs[PD_QK_K / 16];
+    memcpy(bs, y + Q8_K_BSUMS, sizeof bs);
+    __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m512i b = _mm512_set1_epi32((int32_t)bs[2 * j] + (int32_t)bs[2 * j + 1]);
+        msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(b, L->m[j]));
+    }
+    float dyf;
+    memcpy(&dyf, y, 4);
+    __m512 dy = _mm512_set1_ps(dyf);
+    __m512 a = _mm512_mul_ps(_mm512_mul_ps(L->d, dy), _mm512_cvtepi32_ps(isum));
+    __m512 c = _mm512_mul_ps(_mm512_mul_ps(L->dmin, dy), _mm512_cvtepi32_ps(msum));
+    return _mm512_add_ps(sum, _mm512_sub_ps(a, c));
+}
+
 /* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
  * added to sum[]: exactly pd_q4_k_vec_dot's integers and float operations, one row per
  * lane; each code register serves both tokens. */
@@ -1173,20 +1200,7 @@ INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const 
     }
 #pragma GCC unroll 2
     for (int t = 0; t < RN; t++) {
-        int16_t bs[PD_QK_K / 16];
-        memcpy(bs, y[t] + Q8_K_BSUMS, sizeof bs);
-        __m512i msum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m512i b = _mm512_set1_epi32((int32_t)bs[2 * j] + (int32_t)bs[2 * j + 1]);
-            msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(b, L->m[j]));
-        }
-        float dyf;
-        memcpy(&dyf, y[t], 4);
-        __m512 dy = _mm512_set1_ps(dyf);
-        __m512 a = _mm512_mul_ps(_mm512_mul_ps(L->d, dy), _mm512_cvtepi32_ps(isum[t]));
-        __m512 c = _mm512_mul_ps(_mm512_mul_ps(L->dmin, dy), _mm512_cvtepi32_ps(msum));
-        sum[t] = _mm512_add_ps(sum[t], _mm512_sub_ps(a, c));
+        sum[t] = q4k_lanes_finish(L, y[t], isum[t], sum[t]);
     }
 }
 
@@ -1251,10 +1265,67 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
     q4k_lanes_block(g, r0, r1, g->y + r0, g->y_stride, false);
 }
 
+/* One token (decode) from the packed layout, each code register used as it is loaded
+ * (q4k_lanes_block lays a super-block out in memory for its token loop: 64 stores and
+ * 64 loads more per super-block): the integers and float operations of
+ * q4k_lanes_tokens, so bit-identical to it. The super-block Q4K_PF_AHEAD ahead is
+ * fetched (1 ahead was slower in the model's decode, 4 and 8 no faster than 2). */
+#define Q4K_PF_AHEAD 2
+INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 sum = _mm512_setzero_ps();
+    size_t nsb = g->n / PD_QK_K;
+    const uint8_t *blk = g->w + r0 * g->w_stride;
+    const uint8_t *pend = g->w + g->w_rows / 16 * 16 * g->w_stride;
+    for (size_t i = 0; i < nsb; i++) {
+        const uint8_t *b = blk + i * Q4K_PACKED;
+        const uint8_t *pf = b + Q4K_PF_AHEAD * Q4K_PACKED;
+        if (pf + Q4K_PACKED <= pend) {
+#pragma GCC unroll 36
+            for (int l = 0; l < Q4K_PACKED / 64; l++) {
+                _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
+            }
+        }
+        const uint8_t *q8 = g->x + i * Q8_K_BYTES;
+        struct q4k_lanes L; /* only its header fields are used */
+        __m512i h[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            h[k] = load512(b + 64 * k);
+        }
+        q4k_lanes_header(h, &L);
+        __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int grp = 0; grp < 4; grp++) {
+            __m512i s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m512i c = load512(b + 64 * (4 + 8 * grp + k));
+                int32_t xl, xh;
+                memcpy(&xl, q8 + Q8_K_QS + 64 * grp + 4 * k, 4);
+                memcpy(&xh, q8 + Q8_K_QS + 64 * grp + 4 * k + 32, 4);
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(c, m4), _mm512_set1_epi32(xl));
+                s2 = _mm512_dpbusd_epi32(s2, _mm512_and_si512(_mm512_srli_epi16(c, 4), m4),
+                                         _mm512_set1_epi32(xh));
+            }
+            isum = _mm512_add_epi32(isum,
+                                    _mm512_add_epi32(_mm512_mullo_epi32(s1, L.sc[2 * grp]),
+                                                     _mm512_mullo_epi32(s2, L.sc[2 * grp + 1])));
+        }
+        sum = q4k_lanes_finish(&L, q8, isum, sum);
+    }
+    _mm512_storeu_ps(y, sum);
+}
+
 static AVX512_FN void q4k_packed_rows(const struct pd_gemm_args *g, size_t r0, float *y,
                                       size_t y_stride)
 {
-    q4k_lanes_block(g, r0, r0 + 16, y, y_stride, true);
+    if (g->n_tok == 1) {
+        q4k_packed_one(g, r0, y);
+    } else {
+        q4k_lanes_block(g, r0, r0 + 16, y, y_stride, true);
+    }
 }
 
 /* Rows [r0, r1) of packed weights, all inside the block of 16 that starts at b: the

@@ -93,7 +93,7 @@ enum pd_status pd_ctx_open(const struct pd_model *m, const struct pd_ctx_params 
         *out = c;
         return PD_OK;
     }
-    if ((st = pd_model_pack_cpu(m, err)) ||
+    if ((st = pd_model_pack_cpu(m, c->pool, err)) ||
         (st = pd_kvcache_open(hp->n_layer, p.n_ctx, hp->n_head_kv * hp->head_dim,
                               hp->n_head_kv * hp->head_dim_v, p.kv_type, &c->kv, err))) {
         goto fail;

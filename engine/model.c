@@ -10,6 +10,7 @@
 
 #include "mem.h"
 #include "simd.h"
+#include "threadpool.h"
 
 struct arch_info {
     const char *name;
@@ -408,7 +409,28 @@ static uint64_t packed_bytes(const struct pd_weight *w)
     return (w->rows * w->row_bytes + 63) / 64 * 64;
 }
 
-enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_err *err)
+struct pack_job {
+    const struct pd_model *m;
+    const struct pd_simd_ops *ops;
+    struct pd_weight **ws; /* the matrices to pack */
+    uint8_t **at;          /* where each one's copy goes */
+};
+
+static void pack_items(void *ctx, size_t i0, size_t i1)
+{
+    const struct pack_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        struct pd_weight *w = j->ws[i];
+        j->ops->pack[w->type](w->data, w->rows, w->row_bytes, j->at[i]);
+        w->packed = j->at[i];
+        if (w->data != j->m->tok_embd.data) { /* the embedding's rows are still read */
+            pd_gguf_release(j->m->gguf, w->data, w->rows * w->row_bytes);
+        }
+    }
+}
+
+enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool,
+                                 struct pd_err *err)
 {
     /* The packed pointers are the one thing written after open, once, under the lock,
      * before any CPU context can read them; the model itself was allocated writable. */
@@ -427,17 +449,18 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_err *err)
     const char *env = getenv("PONDER_PACK");
     size_t n = matmul_weights(m, NULL);
     struct pd_weight **ws = pd_malloc_array(n, sizeof *ws);
-    if (!ws) {
+    uint8_t **at = pd_malloc_array(n, sizeof *at);
+    if (!ws || !at) {
         st = pd_err_set(err, PD_ENOMEM, "out of memory (packing the weights)");
         goto out;
     }
     matmul_weights(m, ws);
     uint64_t total = 0;
+    size_t n_pack = 0;
     for (size_t i = 0; i < n; i++) {
         if (ops->pack[ws[i]->type] && ws[i]->rows >= 16 && !(env && !strcmp(env, "0"))) {
+            ws[n_pack++] = ws[i];
             total += packed_bytes(ws[i]);
-        } else {
-            ws[i] = NULL;
         }
     }
     if (total > 0) {
@@ -449,21 +472,17 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_err *err)
             goto out;
         }
 #ifdef MADV_HUGEPAGE
-        (void)madvise(map, total, MADV_HUGEPAGE); /* a stream of TLB misses otherwise */
+        (void)madvise(map, total, MADV_HUGEPAGE); /* fewer faults and TLB misses */
 #endif
-        uint8_t *at = map;
-        for (size_t i = 0; i < n; i++) {
-            struct pd_weight *w = ws[i];
-            if (!w) {
-                continue;
-            }
-            ops->pack[w->type](w->data, w->rows, w->row_bytes, at);
-            w->packed = at;
-            at += packed_bytes(w);
-            if (w->data != m->tok_embd.data) { /* the embedding's rows are still read */
-                pd_gguf_release(m->gguf, w->data, w->rows * w->row_bytes);
-            }
+        uint8_t *next = map;
+        for (size_t i = 0; i < n_pack; i++) {
+            at[i] = next;
+            next += packed_bytes(ws[i]);
         }
+        /* on the context's threads: the first touch of new pages dominates on some
+         * machines (virtual ones above all) */
+        struct pack_job j = {m, ops, ws, at};
+        pd_pool_run(pool, n_pack, 1, pack_items, &j);
         (void)mprotect(map, total, PROT_READ); /* read-only from here, like the file */
         pk->map = map;
         pk->map_bytes = total;
@@ -471,6 +490,7 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_err *err)
     pk->done = true;
 out:
     free(ws);
+    free(at);
     pthread_mutex_unlock(&pk->lock);
     return st;
 }

@@ -95,6 +95,7 @@ struct pd_layer {
 };
 
 struct pd_model_pack;
+struct pd_pool;
 
 struct pd_model {
     struct pd_gguf *gguf;       /* owned */
@@ -123,10 +124,11 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
 void pd_model_close(struct pd_model **m);
 
 /* Writes the packed copies of the weight matrices whose type the CPU level packs
- * (pd_simd_ops()->pack), once per model; later calls return at once. PONDER_PACK=0 in the
+ * (pd_simd_ops()->pack), once per model, on pool's threads; later calls return at once. PONDER_PACK=0 in the
  * environment keeps the file's layout (for comparing the two). Fails only for want of
  * memory, leaving the model as it was. */
-enum pd_status pd_model_pack_cpu(const struct pd_model *m, struct pd_err *err);
+enum pd_status pd_model_pack_cpu(const struct pd_model *m, struct pd_pool *pool,
+                                 struct pd_err *err);
 
 /* Converts row r of w (r < rows) to floats in out[cols]. */
 void pd_weight_row_f32(const struct pd_weight *w, uint64_t r, float *out);

@@ -39,6 +39,11 @@
  *   against a broadcast activation, was measured 20-30% slower in the model than the
  *   tiles at 32-token batches: the transposition and the broadcasts cost more than the
  *   tiles' conversions.)
+ * - q4_K weights are packed at load (avx512_q4_k_pack, through pd_model_pack_cpu) into
+ *   that transposed layout, so a 16-row block is one stream of 2304 bytes per super-block
+ *   that needs no transposes: decode reads each code register straight into its two
+ *   vpdpbusd and fetches two super-blocks ahead. The file's layout keeps its kernel (for
+ *   PONDER_PACK=0 and row ranges a caller passes in that layout).
  * - Each 16-row block prefetches the next block's weights while it runs.
  * - exp16: the C library's expf on 16 lanes, its algorithm step for step (test_simd
  *   compares every float), for the softmax and SwiGLU (ops exp_sum, swiglu).
@@ -1055,24 +1060,21 @@ INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_l
     }
 }
 
-/* Lays out super-block i of rows [r0, r0 + 16) from the file's layout. */
-INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
-                              struct q4k_lanes *L)
+/* The header registers h[4] and code registers c[32] of q4k_lanes_unpack for the
+ * super-block at b0 of 16 rows `stride` bytes apart, in the file's layout. */
+INLINE512 void q4k_lanes_gather(const uint8_t *b0, size_t stride, __m512i *h, __m512i *c)
 {
-    const uint8_t *b0 = g->w + r0 * g->w_stride + i * Q4_K_BYTES;
     /* the 16 rows' headers, one row per lane: 16 bytes per row, 4 rows per register,
      * then dword k of every row into h[k] (a 16 x 4 transpose, cheaper than 4 gathers) */
     __m512i z[4];
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
-        const uint8_t *p = b0 + (size_t)(4 * q) * g->w_stride;
+        const uint8_t *p = b0 + (size_t)(4 * q) * stride;
         __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + g->w_stride)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * g->w_stride)), 2);
-        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * g->w_stride)),
-                                  3);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + stride)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * stride)), 2);
+        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * stride)), 3);
     }
-    __m512i h[4];
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         /* dword k of rows 0..7 (from z[0], z[1]) and of rows 8..15 (z[2], z[3]) */
@@ -1082,16 +1084,23 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
         __m512i b = _mm512_permutex2var_epi32(z[2], idx, z[3]);
         h[k] = _mm512_shuffle_i64x2(a, b, 0x44);
     }
-    __m512i w[32];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
-        const uint8_t *qs = b0 + (size_t)r * g->w_stride + Q4_K_QS;
-        w[r] = load512(qs);
-        w[16 + r] = load512(qs + 64);
+        const uint8_t *qs = b0 + (size_t)r * stride + Q4_K_QS;
+        c[r] = load512(qs);
+        c[16 + r] = load512(qs + 64);
     }
-    transpose16_epi32(w);
-    transpose16_epi32(w + 16);
-    q4k_lanes_unpack(h, w, L);
+    transpose16_epi32(c);
+    transpose16_epi32(c + 16);
+}
+
+/* Lays out super-block i of rows [r0, r0 + 16) from the file's layout. */
+INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
+                              struct q4k_lanes *L)
+{
+    __m512i h[4], c[32];
+    q4k_lanes_gather(g->w + r0 * g->w_stride + i * Q4_K_BYTES, g->w_stride, h, c);
+    q4k_lanes_unpack(h, c, L);
 }
 
 /* The packed layout (avx512_q4_k_pack): each block of 16 rows is Q4K_PACKED bytes per
@@ -1101,21 +1110,19 @@ INLINE512 void q4k_lanes_load(const struct pd_gemm_args *g, size_t r0, size_t i,
 #define Q4K_PACKED (16 * Q4_K_BYTES)
 _Static_assert(Q4K_PACKED == 64 * (4 + 32), "q4_K packed block: 36 registers");
 
-static void avx512_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+static AVX512_FN void avx512_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                       uint8_t *out)
 {
     size_t nsb = row_bytes / Q4_K_BYTES;
     size_t whole = rows / 16 * 16;
     for (size_t r0 = 0; r0 < whole; r0 += 16) {
         for (size_t i = 0; i < nsb; i++) {
+            __m512i regs[36];
+            q4k_lanes_gather(w + r0 * row_bytes + i * Q4_K_BYTES, row_bytes, regs, regs + 4);
             uint8_t *o = out + r0 * row_bytes + i * Q4K_PACKED;
-            for (size_t r = 0; r < 16; r++) {
-                const uint8_t *b = w + (r0 + r) * row_bytes + i * Q4_K_BYTES;
-                for (size_t k = 0; k < 4; k++) {
-                    memcpy(o + 64 * k + 4 * r, b + 4 * k, 4);
-                }
-                for (size_t k = 0; k < 32; k++) {
-                    memcpy(o + 64 * (4 + k) + 4 * r, b + Q4_K_QS + 4 * k, 4);
-                }
+#pragma GCC unroll 36
+            for (int k = 0; k < 36; k++) {
+                _mm512_storeu_si512(o + 64 * k, regs[k]);
             }
         }
     }

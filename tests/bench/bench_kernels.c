@@ -6,7 +6,8 @@
  * q4_k and f16) against N activation rows in the type's dot format, at every SIMD level
  * this CPU runs (or only L), and prints multiply-adds per second and weight bytes read
  * per second. Each figure is the best of several runs of about S seconds / 5 (default
- * S = 1). A number for comparing kernels on one machine, not a model speed. */
+ * S = 1); a level that packs the type (simd.h pack) is timed on its packed layout too.
+ * A number for comparing kernels on one machine, not a model speed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,29 +64,43 @@ static int run(enum pd_dtype t, size_t rows, size_t cols, size_t n_tok, int leve
         }
         pd_dtype_traits(vt)->from_f32(f, x + i * xrow, cols);
     }
-    struct pd_gemm_args g = {w, wrow, x, xrow, y, rows, cols, n_tok, rows};
+    uint8_t *wp = malloc(rows * wrow);
+    if (!wp) {
+        fprintf(stderr, "bench-kernels: out of memory\n");
+        return 1;
+    }
     for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
         const struct pd_simd_ops *ops = pd_simd_ops_for((enum pd_simd_level)l);
         if (!ops || l > (int)pd_cpu_simd_best() || (level_only >= 0 && l != level_only)) {
             continue;
         }
-        double best = 1e30;
-        for (int rep = 0; rep < 5; rep++) {
-            int calls = 0;
-            double t0 = now_s(), t1 = t0;
-            while (t1 - t0 < secs / 5 || calls < 2) {
-                pd_simd_gemm(ops, t, &g, 0, rows);
-                calls++;
-                t1 = now_s();
+        /* the file's layout, then the level's packed one where it has one */
+        for (int pk = 0; pk < (ops->pack[t] ? 2 : 1); pk++) {
+            if (pk) {
+                ops->pack[t](w, rows, wrow, wp);
             }
-            double per = (t1 - t0) / calls;
-            best = per < best ? per : best;
+            struct pd_gemm_args g = {pk ? wp : w, wrow, x, xrow, y, rows, cols, n_tok, rows,
+                                     pk == 1};
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                int calls = 0;
+                double t0 = now_s(), t1 = t0;
+                while (t1 - t0 < secs / 5 || calls < 2) {
+                    pd_simd_gemm(ops, t, &g, 0, rows);
+                    calls++;
+                    t1 = now_s();
+                }
+                double per = (t1 - t0) / calls;
+                best = per < best ? per : best;
+            }
+            double macs = (double)rows * cols * n_tok;
+            printf("%-5s %-10s%s %6zu x %6zu x %4zu tokens: %7.2f GMAC/s  %6.2f GB/s of "
+                   "weights  %8.1f us\n", tr->name, pd_cpu_simd_name((enum pd_simd_level)l),
+                   pk ? " packed" : "", rows, cols, n_tok, macs / best / 1e9,
+                   (double)rows * wrow / best / 1e9, best * 1e6);
         }
-        double macs = (double)rows * cols * n_tok;
-        printf("%-5s %-10s %6zu x %6zu x %4zu tokens: %7.2f GMAC/s  %6.2f GB/s of weights  "
-               "%8.1f us\n", tr->name, pd_cpu_simd_name((enum pd_simd_level)l), rows, cols,
-               n_tok, macs / best / 1e9, (double)rows * wrow / best / 1e9, best * 1e6);
     }
+    free(wp);
     free(f);
     free(w);
     free(x);

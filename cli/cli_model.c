@@ -292,6 +292,15 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
                       pd_tok_add_bos(l.lm.tok) ? "true" : "false", tmpl,
                       has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()));
+        pd_buf_printf(&b, ",\"cpu_packed\":[");
+        first = true;
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            if (hist[t] && pd_model_packs_type((enum pd_dtype)t)) {
+                pd_buf_printf(&b, "%s\"%s\"", first ? "" : ",", pd_dtype_traits(t)->name);
+                first = false;
+            }
+        }
+        pd_buf_printf(&b, "]");
         if (gpu) {
             const struct pd_gpu_plan *pl = &gi.plan;
             pd_buf_printf(&b, ",\"gpu\":{\"device\":");
@@ -343,6 +352,18 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_add_bos(l.lm.tok) ? ", adds bos" : "");
         pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|avx512vnni|auto)\n",
                       pd_cpu_simd_name(pd_cpu_simd_level()));
+        bool packs = false;
+        for (int t = 0; t < PD_DTYPE_COUNT; t++) {
+            if (hist[t] && pd_model_packs_type((enum pd_dtype)t)) {
+                pd_buf_printf(&b, "%s%s", packs ? ", " : "cpu layout    packs ",
+                              pd_dtype_traits(t)->name);
+                packs = true;
+            }
+        }
+        if (packs) {
+            pd_buf_printf(&b, " matrices for the kernels at load (PONDER_PACK=0 keeps the "
+                              "file's layout)\n");
+        }
         pd_buf_printf(&b, "template      %s (%s)\n", tmpl,
                       has_tmpl ? "detected from tokenizer.chat_template"
                                : "no tokenizer.chat_template; from the architecture");

@@ -409,6 +409,12 @@ static uint64_t packed_bytes(const struct pd_weight *w)
     return (w->rows * w->row_bytes + 63) / 64 * 64;
 }
 
+bool pd_model_packs_type(enum pd_dtype t)
+{
+    const char *env = getenv("PONDER_PACK");
+    return (unsigned)t < PD_DTYPE_COUNT && pd_simd_ops()->pack[t] && !(env && !strcmp(env, "0"));
+}
+
 struct pack_job {
     const struct pd_model *m;
     const struct pd_simd_ops *ops;
@@ -446,7 +452,6 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool
         return PD_OK;
     }
     const struct pd_simd_ops *ops = pd_simd_ops();
-    const char *env = getenv("PONDER_PACK");
     size_t n = matmul_weights(m, NULL);
     struct pd_weight **ws = pd_malloc_array(n, sizeof *ws);
     uint8_t **at = pd_malloc_array(n, sizeof *at);
@@ -458,7 +463,7 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool
     uint64_t total = 0;
     size_t n_pack = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ops->pack[ws[i]->type] && ws[i]->rows >= 16 && !(env && !strcmp(env, "0"))) {
+        if (pd_model_packs_type(ws[i]->type) && ws[i]->rows >= 16) {
             ws[n_pack++] = ws[i];
             total += packed_bytes(ws[i]);
         }

@@ -75,8 +75,8 @@ struct pd_weight {
     uint64_t rows;
     uint64_t row_bytes;
     const uint8_t *data; /* borrowed from the mapping */
-    const uint8_t *packed; /* owned: data in the CPU level's layout (pd_model_pack_cpu),
-                            * or NULL */
+    const uint8_t *packed; /* data in the CPU level's layout, in the model's packed
+                            * mapping (pd_model_pack_cpu), or NULL */
 };
 
 struct pd_layer {
@@ -124,11 +124,15 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
 void pd_model_close(struct pd_model **m);
 
 /* Writes the packed copies of the weight matrices whose type the CPU level packs
- * (pd_simd_ops()->pack), once per model, on pool's threads; later calls return at once. PONDER_PACK=0 in the
- * environment keeps the file's layout (for comparing the two). Fails only for want of
- * memory, leaving the model as it was. */
+ * (pd_simd_ops()->pack), once per model, on pool's threads; later calls return at once.
+ * PONDER_PACK=0 in the environment keeps the file's layout (for comparing the two).
+ * Fails only for want of memory, leaving the model as it was. */
 enum pd_status pd_model_pack_cpu(const struct pd_model *m, struct pd_pool *pool,
                                  struct pd_err *err);
+
+/* Whether pd_model_pack_cpu packs weight matrices of type t in this process (the CPU
+ * level has a layout for it and PONDER_PACK is not 0). */
+bool pd_model_packs_type(enum pd_dtype t);
 
 /* Converts row r of w (r < rows) to floats in out[cols]. */
 void pd_weight_row_f32(const struct pd_weight *w, uint64_t r, float *out);

@@ -1020,9 +1020,9 @@ INLINE512 void transpose16_epi32(__m512i *r)
     }
 }
 
-/* Unpacks super-block i of 16 rows into L, from h[k] (lane r: bytes 4 k .. 4 k + 3 of
- * row r's 16-byte header) and c[k] (lane r: code bytes qs[4 k .. 4 k + 3] of row r). The
- * header as q4_k_unpack reads it, lane by lane. */
+/* The header fields of L (sc, m, d, dmin) for a super-block of 16 rows from h[k] (lane
+ * r: bytes 4 k .. 4 k + 3 of row r's 16-byte header), unpacked as q4_k_unpack reads a
+ * header, lane by lane. */
 INLINE512 void q4k_lanes_header(const __m512i *h, struct q4k_lanes *L)
 {
     _Static_assert(KQ_SCALES == 4 && Q4_K_QS == KQ_SCALES + 12,
@@ -1049,6 +1049,8 @@ INLINE512 void q4k_lanes_header(const __m512i *h, struct q4k_lanes *L)
     L->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hd, 16)));
 }
 
+/* All of L from the header registers h[4] (q4k_lanes_header) and the code registers
+ * c[k] (lane r: code bytes qs[4 k .. 4 k + 3] of row r), k < 32. */
 INLINE512 void q4k_lanes_unpack(const __m512i *h, const __m512i *c, struct q4k_lanes *L)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);

@@ -54,6 +54,26 @@ for arch in llama qwen2 qwen3; do
     check "generate $arch: 8 tokens and a summary" grep -q '"n_gen":8' "$tmp/gen"
 done
 
+# --- q4_K packed at load on the avx512vnni level: reported by info, the same text ---
+"$PONDER_MKMODEL" --arch llama --type q4_k --out "$tmp/q4k.gguf"
+"$ponder" info -m "$tmp/q4k.gguf" --json >"$tmp/info" 2>&1
+if grep -q '"cpu_kernels":"avx512vnni"' "$tmp/info"; then
+    check "info: q4_k packed on avx512vnni" grep -q '"cpu_packed":\["q4_k"\]' "$tmp/info"
+else
+    check "info: nothing packed below avx512vnni" grep -q '"cpu_packed":\[\]' "$tmp/info"
+fi
+check "info: a q8_0 model packs nothing" grep -q '"cpu_packed":\[\]' <("$ponder" info \
+    -m "$tmp/llama.gguf" --json 2>&1)
+PONDER_PACK=0 "$ponder" info -m "$tmp/q4k.gguf" --json >"$tmp/info" 2>&1
+check "info: PONDER_PACK=0 packs nothing" grep -q '"cpu_packed":\[\]' "$tmp/info"
+"$ponder" generate -m "$tmp/q4k.gguf" -p "the time" -n 24 -t 2 --no-record --json \
+    >"$tmp/gen_packed" 2>&1
+PONDER_PACK=0 "$ponder" generate -m "$tmp/q4k.gguf" -p "the time" -n 24 -t 2 --no-record --json \
+    >"$tmp/gen_file" 2>&1
+check "generate: packed and file layouts give the same tokens and metrics" cmp -s \
+    <(grep -v '"summary"' "$tmp/gen_packed") <(grep -v '"summary"' "$tmp/gen_file")
+check "generate: 24 tokens streamed" grep -q '"n_gen":24' "$tmp/gen_packed"
+
 # --- generate records like run: -f FILE, --chat (= --template), --db, --no-record ---
 m=$tmp/llama.gguf
 printf 'the time of the\nfile prompt' >"$tmp/prompt.txt"

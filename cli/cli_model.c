@@ -1472,21 +1472,16 @@ static double session_decode_rate(const struct loaded *l, const struct model_opt
     return n > 1 && t_last > t_first ? (double)(n - 1) / (t_last - t_first) : 0.0;
 }
 
-/* Sum over the weight matrices (the output and each layer's seven) of rows times their
- * elements (`bytes` false) or their bytes (true). */
+/* Sum over the weight matrices (pd_model_matmul) of rows times their elements (`bytes`
+ * false) or their bytes (true). */
 static double weights_sum(const struct pd_model *m, bool bytes)
 {
-    const struct pd_weight *o = &m->output;
-    double n = (double)o->rows * (double)(bytes ? o->row_bytes : o->cols);
-    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-        const struct pd_layer *L = &m->layers[il];
-        const struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
-                                        &L->w_gate, &L->w_up, &L->w_down};
-        for (int k = 0; k < 7; k++) {
-            n += (double)ws[k]->rows * (double)(bytes ? ws[k]->row_bytes : ws[k]->cols);
-        }
+    double sum = 0.0;
+    for (size_t i = 0; i < pd_model_n_matmul(m); i++) {
+        const struct pd_weight *w = pd_model_matmul(m, i);
+        sum += (double)w->rows * (double)(bytes ? w->row_bytes : w->cols);
     }
-    return n;
+    return sum;
 }
 
 /* Sum of the weight matrices' elements (FLOPs per token / 2 of a dense pass). */

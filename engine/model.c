@@ -29,7 +29,6 @@ _Static_assert(sizeof archs / sizeof archs[0] == PD_ARCH_COUNT, "arch table");
 /* The packed copies of the weights: one anonymous mapping, written once. */
 struct pd_model_pack {
     pthread_mutex_t lock;
-    bool lock_ok;        /* lock initialised */
     bool done;           /* pd_model_pack_cpu has run (packed or not) */
     void *map;           /* NULL when nothing was packed */
     size_t map_bytes;
@@ -278,7 +277,6 @@ enum pd_status pd_model_open_gguf_take(struct pd_gguf *g, struct pd_model **out,
         st = pd_err_set(err, PD_ENOMEM, "out of memory");
         goto fail;
     }
-    m->pack->lock_ok = true;
     struct pd_hparams *hp = &m->hp;
     if ((st = read_hparams(g, hp, err))) {
         goto fail;
@@ -371,9 +369,7 @@ void pd_model_close(struct pd_model **mp)
         if (m->pack->map) {
             munmap(m->pack->map, m->pack->map_bytes);
         }
-        if (m->pack->lock_ok) {
-            pthread_mutex_destroy(&m->pack->lock);
-        }
+        pthread_mutex_destroy(&m->pack->lock);
         free(m->pack);
     }
     free(m->layers);
@@ -382,25 +378,20 @@ void pd_model_close(struct pd_model **mp)
     *mp = NULL;
 }
 
-/* The weight matrices a CPU context multiplies by (the embedding is read by rows). */
-static size_t matmul_weights(struct pd_model *m, struct pd_weight **out)
+size_t pd_model_n_matmul(const struct pd_model *m)
 {
-    size_t n = 0;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-        struct pd_layer *L = &m->layers[il];
-        struct pd_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
-                                  &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
-            if (out) {
-                out[n] = ws[k];
-            }
-            n++;
-        }
+    return 1 + 7 * (size_t)m->hp.n_layer;
+}
+
+const struct pd_weight *pd_model_matmul(const struct pd_model *m, size_t i)
+{
+    if (i == 0) {
+        return &m->output;
     }
-    if (out) {
-        out[n] = &m->output;
-    }
-    return n + 1;
+    const struct pd_layer *L = &m->layers[(i - 1) / 7];
+    const struct pd_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                     &L->w_gate, &L->w_up, &L->w_down};
+    return ws[(i - 1) % 7];
 }
 
 /* Bytes of w's packed copy in the shared buffer (64-byte aligned starts). */
@@ -418,7 +409,7 @@ bool pd_model_packs_type(enum pd_dtype t)
 struct pack_job {
     const struct pd_model *m;
     const struct pd_simd_ops *ops;
-    struct pd_weight **ws; /* the matrices to pack */
+    const struct pd_weight **ws; /* the matrices to pack */
     uint8_t **at;          /* where each one's copy goes */
 };
 
@@ -426,7 +417,8 @@ static void pack_items(void *ctx, size_t i0, size_t i1)
 {
     const struct pack_job *j = ctx;
     for (size_t i = i0; i < i1; i++) {
-        struct pd_weight *w = j->ws[i];
+        /* the model was allocated writable; see pd_model_pack_cpu */
+        struct pd_weight *w = (struct pd_weight *)j->ws[i];
         j->ops->pack[w->type](w->data, w->rows, w->row_bytes, j->at[i]);
         w->packed = j->at[i];
         if (w->data != j->m->tok_embd.data) { /* the embedding's rows are still read */
@@ -438,9 +430,9 @@ static void pack_items(void *ctx, size_t i0, size_t i1)
 enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool,
                                  struct pd_err *err)
 {
-    /* The packed pointers are the one thing written after open, once, under the lock,
-     * before any CPU context can read them; the model itself was allocated writable. */
-    struct pd_model *m = (struct pd_model *)cm;
+    /* The packed pointers are the one thing written after open (pack_items), once, under
+     * the lock, before any CPU context can read them; the model was allocated writable. */
+    const struct pd_model *m = cm;
     struct pd_model_pack *pk = m->pack;
     enum pd_status st = PD_OK;
     if (!pk) { /* not from pd_model_open: the file's layout */
@@ -452,20 +444,20 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool
         return PD_OK;
     }
     const struct pd_simd_ops *ops = pd_simd_ops();
-    size_t n = matmul_weights(m, NULL);
-    struct pd_weight **ws = pd_malloc_array(n, sizeof *ws);
+    size_t n = pd_model_n_matmul(m);
+    const struct pd_weight **ws = pd_malloc_array(n, sizeof *ws);
     uint8_t **at = pd_malloc_array(n, sizeof *at);
     if (!ws || !at) {
         st = pd_err_set(err, PD_ENOMEM, "out of memory (packing the weights)");
         goto out;
     }
-    matmul_weights(m, ws);
     uint64_t total = 0;
     size_t n_pack = 0;
     for (size_t i = 0; i < n; i++) {
-        if (pd_model_packs_type(ws[i]->type) && ws[i]->rows >= 16) {
-            ws[n_pack++] = ws[i];
-            total += packed_bytes(ws[i]);
+        const struct pd_weight *w = pd_model_matmul(m, i);
+        if (pd_model_packs_type(w->type) && w->rows >= 16) {
+            ws[n_pack++] = w;
+            total += packed_bytes(w);
         }
     }
     if (total > 0) {

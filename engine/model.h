@@ -130,6 +130,11 @@ void pd_model_close(struct pd_model **m);
 enum pd_status pd_model_pack_cpu(const struct pd_model *m, struct pd_pool *pool,
                                  struct pd_err *err);
 
+/* The weight matrices a CPU context multiplies by: pd_model_n_matmul of them, number 0
+ * the output, then each layer's q, k, v, output, gate, up and down (i < the count). */
+size_t pd_model_n_matmul(const struct pd_model *m);
+const struct pd_weight *pd_model_matmul(const struct pd_model *m, size_t i);
+
 /* Whether pd_model_pack_cpu packs weight matrices of type t in this process (the CPU
  * level has a layout for it and PONDER_PACK is not 0). */
 bool pd_model_packs_type(enum pd_dtype t);

@@ -1131,6 +1131,17 @@ static AVX512_FN void avx512_q4_k_pack(const uint8_t *w, size_t rows, size_t row
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
+/* Fetches the packed super-block at address pf into the near caches, also past the end
+ * of its matrix: the packed matrices lie one after another, so the next one's first
+ * super-blocks arrive in time (a prefetch never faults; the address stays an integer). */
+INLINE512 void q4k_prefetch_packed(uintptr_t pf)
+{
+#pragma GCC unroll 36
+    for (int l = 0; l < Q4K_PACKED / 64; l++) {
+        _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+    }
+}
+
 /* Lays out the packed super-block at blk. */
 INLINE512 void q4k_lanes_load_packed(const uint8_t *blk, struct q4k_lanes *L)
 {
@@ -1229,8 +1240,6 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
     size_t next = r0 + 32 <= r1 ? 16 : r1 - (r0 + 16 < r1 ? r0 + 16 : r1);
     const uint8_t *nw = g->w + (r0 + 16) * g->w_stride;
     const uint8_t *blk = g->w + r0 * g->w_stride;
-    /* the end of the packed rows, past which nothing is fetched */
-    const uint8_t *pend = g->w + g->w_rows / 16 * 16 * g->w_stride;
     for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K_LANES_TOK) {
         size_t nt = g->n_tok - t0 < Q4K_LANES_TOK ? g->n_tok - t0 : Q4K_LANES_TOK;
         for (size_t t = 0; t < nt; t++) {
@@ -1239,11 +1248,8 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
         for (size_t i = 0; i < nsb; i++) {
             if (packed) {
                 const uint8_t *b = blk + i * Q4K_PACKED;
-                if (t0 == 0 && b + 2 * Q4K_PACKED <= pend) {
-#pragma GCC unroll 36
-                    for (int l = 0; l < Q4K_PACKED / 64; l++) {
-                        _mm_prefetch((const char *)b + Q4K_PACKED + 64 * l, _MM_HINT_T0);
-                    }
+                if (t0 == 0) { /* the next super-block, past the matrix too (as decode) */
+                    q4k_prefetch_packed((uintptr_t)b + Q4K_PACKED);
                 }
                 q4k_lanes_load_packed(b, &L);
             } else {
@@ -1289,13 +1295,7 @@ INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y)
     const uint8_t *blk = g->w + r0 * g->w_stride;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * Q4K_PACKED;
-        /* past the matrix's end too: the packed matrices lie one after another, so the
-         * next one's first super-blocks arrive in time (a prefetch never faults) */
-        uintptr_t pf = (uintptr_t)b + Q4K_PF_AHEAD * Q4K_PACKED;
-#pragma GCC unroll 36
-        for (int l = 0; l < Q4K_PACKED / 64; l++) {
-            _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
-        }
+        q4k_prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q4K_PACKED);
         const uint8_t *q8 = g->x + i * Q8_K_BYTES;
         struct q4k_lanes L; /* only its header fields are used */
         __m512i h[4];

@@ -21,9 +21,15 @@
 /* Idle polls before a thread sleeps (each a pause instruction, roughly 10-50 ns). */
 #define SPIN_MAX 20000
 
-/* Chunks per thread a job is cut into: enough that a thread slowed by the machine's other
- * work hands its share to the others, few enough that taking one stays negligible. */
-#define CHUNKS_PER_THREAD 8
+/* Grabs are guided: each takes the remaining items divided by GUIDED_DIV times the thread
+ * count, so a job starts with long contiguous runs (a thread streams its weights in few
+ * pieces: fewer restarts of the prefetchers) and ends with small grabs, so the threads
+ * finish together even when the machine slows one of them. No grab is smaller than the
+ * job's grain or 1/TAIL_PER_THREAD of a thread's share. Against fixed
+ * grabs of 1/8 of a share: 0.55 GB q4_K decode, 2 threads, +1-20% in 6 alternating runs
+ * (docs/performance.md). */
+#define GUIDED_DIV 2
+#define TAIL_PER_THREAD 32
 
 struct pd_pool {
     int n_threads;
@@ -39,7 +45,7 @@ struct pd_pool {
     pd_pool_fn fn;
     void *ctx;
     size_t n;
-    size_t chunk;            /* items per grab */
+    size_t min_grab;         /* fewest items per grab (the last grab may be shorter) */
     atomic_size_t next;      /* first item not yet taken */
 };
 
@@ -59,12 +65,16 @@ static void cpu_relax(void)
  * a thread that runs slower, or is preempted, simply takes fewer chunks. */
 static void run_chunks(struct pd_pool *p)
 {
-    for (;;) {
-        size_t b = atomic_fetch_add(&p->next, p->chunk);
-        if (b >= p->n) {
-            return;
-        }
-        p->fn(p->ctx, b, b + p->chunk < p->n ? b + p->chunk : p->n);
+    size_t b = atomic_load(&p->next);
+    while (b < p->n) {
+        size_t left = p->n - b;
+        size_t c = left / (GUIDED_DIV * (size_t)p->n_threads);
+        c = c > p->min_grab ? c : p->min_grab;
+        c = c < left ? c : left;
+        if (atomic_compare_exchange_weak(&p->next, &b, b + c)) {
+            p->fn(p->ctx, b, b + c);
+            b = atomic_load(&p->next);
+        } /* else b now holds the counter's current value */
     }
 }
 
@@ -212,10 +222,9 @@ void pd_pool_run(struct pd_pool *p, size_t n, size_t grain, pd_pool_fn fn, void 
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    /* about CHUNKS_PER_THREAD grabs per thread, none smaller than the grain */
-    size_t per = (n + (size_t)n_chunks * CHUNKS_PER_THREAD - 1) /
-                 ((size_t)n_chunks * CHUNKS_PER_THREAD);
-    p->chunk = per > grain ? per : grain;
+    size_t tail = (n + (size_t)n_chunks * TAIL_PER_THREAD - 1) /
+                  ((size_t)n_chunks * TAIL_PER_THREAD);
+    p->min_grab = tail > grain ? tail : grain;
     atomic_store(&p->next, 0);
     atomic_store(&p->pending, p->n_threads - 1);
     atomic_fetch_add(&p->gen, 1); /* publishes the job fields */

@@ -590,12 +590,17 @@ static void test_kvcache_reserve(void **state)
 struct pool_count {
     atomic_int *hits;
     atomic_int calls;
+    size_t n, grain;
+    atomic_int short_runs; /* runs under the grain that do not end the job */
 };
 
 static void pool_count_items(void *ctx, size_t b, size_t e)
 {
     struct pool_count *pc = ctx;
     atomic_fetch_add(&pc->calls, 1);
+    if (e - b < pc->grain && e != pc->n) {
+        atomic_fetch_add(&pc->short_runs, 1);
+    }
     for (size_t i = b; i < e; i++) {
         atomic_fetch_add(&pc->hits[i], 1);
     }
@@ -603,7 +608,7 @@ static void pool_count_items(void *ctx, size_t b, size_t e)
 
 /* Every item of every job runs exactly once, whatever the item count, grain and thread
  * count, over many jobs back to back (workers spin, sleep and wake between them); a job
- * below its grain runs as one call. */
+ * below its grain runs as one call, and no run but a job's last is under the grain. */
 static void test_pool_items(void **state)
 {
     (void)state;
@@ -618,7 +623,7 @@ static void test_pool_items(void **state)
             for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
                 for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
                     size_t n = ns[a];
-                    struct pool_count pc = {hits, 0};
+                    struct pool_count pc = {hits, 0, n, grains[g], 0};
                     for (size_t i = 0; i < n; i++) {
                         atomic_init(&hits[i], 0);
                     }
@@ -629,6 +634,7 @@ static void test_pool_items(void **state)
                     if (n <= grains[g] || threads == 1) {
                         assert_int_equal(atomic_load(&pc.calls), 1);
                     }
+                    assert_int_equal(atomic_load(&pc.short_runs), 0);
                 }
             }
         }

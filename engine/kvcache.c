@@ -50,14 +50,26 @@ static enum pd_status kv_open(uint32_t n_layer, uint32_t cap, uint32_t dim_k, ui
         goto nomem;
     }
     size_t es = kv_type_size[type];
+    uint64_t k_bytes = 0, v_bytes = 0, all = 0;
+    if (!mirror) {
+        /* one mapping with huge pages: decode reads one head's slice of every slot, a
+         * strided walk that would miss the TLB every few slots on 4 KiB pages */
+        if (!pd_mul((uint64_t)cap * es, dim_k, &k_bytes) ||
+            !pd_mul((uint64_t)cap * es, dim_v, &v_bytes) ||
+            !pd_mul(k_bytes + v_bytes, n_layer, &all) || all > SIZE_MAX ||
+            !(c->rows = pd_big_alloc((size_t)all))) {
+            goto nomem;
+        }
+        c->rows_bytes = (size_t)all;
+    }
     for (uint32_t il = 0; il < n_layer; il++) {
         struct pd_kv_layer *L = &c->layers[il];
         L->pos = pd_malloc_array(cap, sizeof *L->pos);
         if (!mirror) {
-            L->k = pd_malloc_array((size_t)cap * dim_k, es);
-            L->v = pd_malloc_array((size_t)cap * dim_v, es);
+            L->k = (char *)c->rows + (size_t)k_bytes * il;
+            L->v = (char *)c->rows + (size_t)k_bytes * n_layer + (size_t)v_bytes * il;
         }
-        if (!L->pos || (!mirror && (!L->k || !L->v))) {
+        if (!L->pos) {
             goto nomem;
         }
     }
@@ -92,10 +104,9 @@ void pd_kvcache_close(struct pd_kvcache **cp)
     if (c->layers) {
         for (uint32_t il = 0; il < c->n_layer; il++) {
             free(c->layers[il].pos);
-            free(c->layers[il].k);
-            free(c->layers[il].v);
         }
     }
+    pd_big_free(c->rows, c->rows_bytes);
     free(c->layers);
     free(c);
     *cp = NULL;

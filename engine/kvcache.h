@@ -62,6 +62,8 @@ struct pd_kvcache {
     enum pd_kv_type type;
     struct pd_kv_layer *layers; /* [n_layer] */
     bool mirror;     /* positions only: k and v are NULL */
+    void *rows;      /* every layer's K then V rows, one pd_big_alloc mapping */
+    size_t rows_bytes;
     struct pd_kv_listener listener; /* optional (evict == NULL: none) */
 };
 

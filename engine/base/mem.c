@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void *pd_calloc(size_t n, size_t size)
 {
@@ -22,6 +23,28 @@ void *pd_malloc_array(size_t n, size_t size)
         return NULL;
     }
     return malloc(total ? (size_t)total : 1);
+}
+
+void *pd_big_alloc(size_t bytes)
+{
+    if (bytes == 0) {
+        return NULL;
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: ignored where unsupported */
+#endif
+    return p;
+}
+
+void pd_big_free(void *p, size_t bytes)
+{
+    if (p) {
+        (void)munmap(p, bytes);
+    }
 }
 
 void *pd_realloc_array(void *p, size_t n, size_t size)

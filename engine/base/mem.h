@@ -38,6 +38,13 @@ void *pd_realloc_array(void *p, size_t n, size_t size);
  * if (!na) fail; a = na;` */
 void *pd_grow_array(void *p, size_t *cap, size_t need, size_t elem);
 
+/* `bytes` of zeroed memory in an anonymous mapping of its own, advised for transparent
+ * huge pages where the system has them: for large arrays read in strides (the KV cache,
+ * packed weights), where 4 KiB pages cost a TLB miss every few rows. NULL on failure or
+ * for 0 bytes. Release with pd_big_free and the same size. */
+void *pd_big_alloc(size_t bytes);
+void pd_big_free(void *p, size_t bytes);
+
 /* malloc'd copy of s[0..n) plus a NUL; NULL on failure. Owned by the caller. */
 char *pd_strndup(const char *s, size_t n);
 

@@ -367,7 +367,7 @@ void pd_model_close(struct pd_model **mp)
     struct pd_model *m = *mp;
     if (m->pack) {
         if (m->pack->map) {
-            munmap(m->pack->map, m->pack->map_bytes);
+            pd_big_free(m->pack->map, m->pack->map_bytes);
         }
         pthread_mutex_destroy(&m->pack->lock);
         free(m->pack);
@@ -461,16 +461,12 @@ enum pd_status pd_model_pack_cpu(const struct pd_model *cm, struct pd_pool *pool
         }
     }
     if (total > 0) {
-        void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
-        if (map == MAP_FAILED) {
+        void *map = pd_big_alloc(total); /* huge pages: fewer faults and TLB misses */
+        if (!map) {
             st = pd_err_set(err, PD_ENOMEM, "out of memory (%.1f MB of packed weights)",
                             (double)total / 1e6);
             goto out;
         }
-#ifdef MADV_HUGEPAGE
-        (void)madvise(map, total, MADV_HUGEPAGE); /* fewer faults and TLB misses */
-#endif
         uint8_t *next = map;
         for (size_t i = 0; i < n_pack; i++) {
             at[i] = next;

@@ -5,6 +5,9 @@
 #   prefill: `ponder bench -p PP -n 1`  against `llama-bench -p PP` (ppPP)
 #   decode:  `ponder bench -p 1 -n TG --capture off` against `llama-bench -n TG` (tgTG,
 #            which starts from an empty cache: ponder's decode starts after one token)
+# DEPTH=D decodes after a D-token prompt instead: `ponder bench -p D -n TG` against
+# `llama-bench -p 0 -n TG -d D` (tgTG @ dD; not with CPUTIME=1), where the KV cache's
+# reads count, as in a long reasoning trace.
 # Prints per model the best figure of each program over the rounds, the ratio of the bests
 # and the median of the per-round ratios. Environment: THREADS (default 2), PP (default
 # 512), TG (default 64), ROUNDS (default 3), PONDER (default build/ponder).
@@ -27,6 +30,10 @@ ponder=${PONDER:-build/ponder}
 [ -x "$ponder" ] || { echo "$ponder: build first (ninja -C build)" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is required" >&2; exit 2; }
 cputime=${CPUTIME:-0}
+depth=${DEPTH:-0}
+[ "$depth" = 0 ] || [ "$cputime" != 1 ] || { echo "DEPTH needs CPUTIME=0" >&2; exit 2; }
+tg_name="tg$tg"
+[ "$depth" = 0 ] || tg_name="tg$tg @ d$depth"
 reps=${REPS:-6}
 if [ "$cputime" = 1 ]; then
     command -v perf >/dev/null || { echo "CPUTIME=1 needs perf" >&2; exit 2; }
@@ -58,7 +65,7 @@ echo "ponder $(git rev-parse --short HEAD 2>/dev/null || echo '?'), kernels" \
 echo "threads $threads, $rounds rounds, $([ "$cputime" = 1 ] && echo 'tokens per CPU second' ||
     echo 'tokens per wall second'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| %-24s | %-34s | %-34s |\n' model "pp$pp ponder / llama (best; median ratio)" \
-    "tg$tg ponder / llama (best; median ratio)"
+    "$tg_name ponder / llama (best; median ratio)"
 printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..36})" \
     "$(printf -- '-%.0s' {1..36})"
 for model in "$@"; do
@@ -74,9 +81,14 @@ for model in "$@"; do
                    --capture off --json | jq .prefill_tok_s)")
         lj=$("$llama" -m "$model" -t "$threads" -p "$pp" -n "$tg" -r 1 -o json 2>/dev/null)
         l_pp+=("$(jq '.[] | select(.n_gen == 0) | .avg_ts' <<<"$lj")")
-        l_tg+=("$(jq '.[] | select(.n_prompt == 0) | .avg_ts' <<<"$lj")")
-        p_tg+=("$("$ponder" bench -m "$model" -t "$threads" -p 1 -n "$tg" -r 1 \
-                   --capture off --json | jq .decode_tok_s.off)")
+        if [ "$depth" = 0 ]; then
+            l_tg+=("$(jq '.[] | select(.n_prompt == 0) | .avg_ts' <<<"$lj")")
+        else
+            l_tg+=("$("$llama" -m "$model" -t "$threads" -p 0 -n "$tg" -d "$depth" -r 1 \
+                       -o json 2>/dev/null | jq '.[0].avg_ts')")
+        fi
+        p_tg+=("$("$ponder" bench -m "$model" -t "$threads" -p $((depth > 0 ? depth : 1)) \
+                   -n "$tg" -r 1 --capture off --json | jq .decode_tok_s.off)")
     done
     cell() { # ponder figures, llama figures (space-separated)
         awk -v p="$1" -v l="$2" 'BEGIN {

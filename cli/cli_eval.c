@@ -362,7 +362,9 @@ static enum pd_status run_session(struct eval *e, const struct mode_item *m,
     sp.ctx.n_threads = (int)e->o.threads;
     sp.ctx.n_ctx = e->n_ctx;
     sp.sampling.temperature = 0;
-    sp.n_predict = (uint32_t)e->o.n_predict;
+    /* without -n, at most a context's worth of new tokens: under a KV policy the cache
+     * never fills, and a model that never ends its answer would run forever */
+    sp.n_predict = e->o.n_predict ? (uint32_t)e->o.n_predict : e->n_ctx;
     sp.capture = PD_CAPTURE_LEVEL_OFF;
     sp.chat = e->lm.chat;
     sp.mode = m->mode;

@@ -457,6 +457,11 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
          * per-slot loop is a plain call through a hoisted pointer. */
         size_t k_off = (size_t)kvh * hp->head_dim, v_off = (size_t)kvh * hp->head_dim_v;
         for (uint32_t s = 0; s < n_vis; s++) {
+            if (s + PD_ATTN_PF_SLOTS < n_vis) {
+                pd_prefetch((const char *)L->k + ((s + PD_ATTN_PF_SLOTS) * dim_k + k_off) *
+                                                     (f16 ? 2 : 4),
+                            hp->head_dim * (f16 ? 2 : 4));
+            }
             if (hide && hide[s] && L->pos[s] != pos) {
                 p[s] = -INFINITY;
                 continue;
@@ -472,6 +477,11 @@ static void attn_tasks(void *ctx, size_t i0, size_t i1)
         float inv = (float)(1.0 / sum);
         memset(o, 0, hp->head_dim_v * sizeof(float));
         for (uint32_t s = 0; s < n_vis; s++) {
+            if (s + PD_ATTN_PF_SLOTS < n_vis) {
+                pd_prefetch((const char *)L->v + ((s + PD_ATTN_PF_SLOTS) * dim_v + v_off) *
+                                                     (f16 ? 2 : 4),
+                            hp->head_dim_v * (f16 ? 2 : 4));
+            }
             p[s] *= inv;
             if (f16) {
                 ops->kv_axpy_f16(p[s], v16 + (size_t)s * dim_v + v_off, o, hp->head_dim_v);

@@ -698,19 +698,6 @@ INLINE512 void transpose16(__m512 *r)
     }
 }
 
-/* Slots ahead of the one being read whose K and V rows the blocked attention prefetches
- * (16 and 64 were no faster). */
-#define ATT_PF_SLOTS 32
-
-/* Prefetches the n bytes at p (a K or V row of one head) into the near caches. */
-INLINE512 void prefetch_row(const uint8_t *p, size_t n)
-{
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, e = (uintptr_t)p + n;
-    for (; a < e; a += 64) {
-        _mm_prefetch((const char *)a, _MM_HINT_T0);
-    }
-}
-
 /* 16 consecutive K or V elements at p as floats. */
 INLINE512 __m512 kv_load16(const void *p, bool f16)
 {
@@ -864,8 +851,8 @@ INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s
     for (uint32_t s = s0; s < s1; s++) {
         __m512 vv[4];
         const uint8_t *row = v + s * vb;
-        if (s + ATT_PF_SLOTS < s1) {
-            prefetch_row(row + ATT_PF_SLOTS * vb, vrow);
+        if (s + PD_ATTN_PF_SLOTS < s1) {
+            pd_prefetch(row + PD_ATTN_PF_SLOTS * vb, vrow);
         }
 #pragma GCC unroll 4
         for (int c = 0; c < DV; c++) {
@@ -938,10 +925,10 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
      * serve every query that sees any of them */
     for (uint32_t s0 = 0; s0 < most; s0 += 16) {
         uint32_t ns = most - s0 < 16 ? most - s0 : 16;
-        /* the K rows ATT_PF_SLOTS on (the cache is read once per token in decode: its
-         * rows are a strided stream the hardware fetches too late) */
-        for (uint32_t i = s0 + ATT_PF_SLOTS; i < s0 + ATT_PF_SLOTS + 16 && i < most; i++) {
-            prefetch_row(k + (size_t)i * kb, eb * hd);
+        /* the K rows PD_ATTN_PF_SLOTS on (simd.h) */
+        for (uint32_t i = s0 + PD_ATTN_PF_SLOTS; i < s0 + PD_ATTN_PF_SLOTS + 16 && i < most;
+             i++) {
+            pd_prefetch(k + (size_t)i * kb, eb * hd);
         }
         for (uint32_t d0 = 0; d0 < hd; d0 += 16) {
             __m512 r[16];

@@ -172,6 +172,8 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
     }
     const uint16_t *k16 = a->k, *v16 = a->v;
     const float *k32 = a->k, *v32 = a->v;
+    size_t es = a->f16 ? 2 : 4;
+    const char *kb = a->k, *vb = a->v;
     for (uint32_t i = 0; i < a->n_q; i++) {
         const float *q = a->q[i];
         float *p = a->p[i];
@@ -179,6 +181,9 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
         uint32_t n = a->n_vis[i];
         float mx = -INFINITY;
         for (uint32_t s = 0; s < n; s++) {
+            if (s + PD_ATTN_PF_SLOTS < n) {
+                pd_prefetch(kb + (s + PD_ATTN_PF_SLOTS) * a->k_stride * es, a->head_dim * es);
+            }
             float d = a->f16 ? ops->kv_dot_f16(q, k16 + s * a->k_stride, a->head_dim)
                              : ops->kv_dot_f32(q, k32 + s * a->k_stride, a->head_dim);
             p[s] = d * a->scale;
@@ -190,6 +195,9 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
         float inv = (float)(1.0 / sum);
         memset(o, 0, a->head_dim_v * sizeof(float));
         for (uint32_t s = 0; s < n; s++) {
+            if (s + PD_ATTN_PF_SLOTS < n) {
+                pd_prefetch(vb + (s + PD_ATTN_PF_SLOTS) * a->v_stride * es, a->head_dim_v * es);
+            }
             p[s] *= inv;
             if (a->f16) {
                 ops->kv_axpy_f16(p[s], v16 + s * a->v_stride, o, a->head_dim_v);

@@ -78,6 +78,20 @@ struct pd_gemm_args {
  * softmax of scale * (q . k_s) over its visible slots to p[i][0 .. n_vis[i]) and the
  * probability-weighted sum of the V rows to o[i][0 .. head_dim_v). Pointers are borrowed
  * for the call; rows of different queries never overlap. */
+/* Slots ahead of the one being read whose K and V rows every attention loop prefetches:
+ * decode reads one KV head's slice of every slot, a strided walk the hardware fetches too
+ * late (16 and 64 were no faster than 32 on the development machine). */
+#define PD_ATTN_PF_SLOTS 32
+
+/* Prefetches the n bytes at p (a K or V row of one head) into the near caches. */
+static inline void pd_prefetch(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, e = (uintptr_t)p + n;
+    for (; a < e; a += 64) {
+        __builtin_prefetch((const void *)a, 0, 3);
+    }
+}
+
 struct pd_attn_args {
     uint32_t n_q;
     const float *const *q;   /* [n_q] query rows of head_dim floats */

@@ -25,9 +25,8 @@
  * count, so a job starts with long contiguous runs (a thread streams its weights in few
  * pieces: fewer restarts of the prefetchers) and ends with small grabs, so the threads
  * finish together even when the machine slows one of them. No grab is smaller than the
- * job's grain or 1/TAIL_PER_THREAD of a thread's share. Against fixed
- * grabs of 1/8 of a share: 0.55 GB q4_K decode, 2 threads, +1-20% in 6 alternating runs
- * (docs/performance.md). */
+ * job's grain or 1/TAIL_PER_THREAD of a thread's share. Against fixed grabs of 1/8 of a
+ * share: 0.55 GB q4_K decode, 2 threads, +1-4% in 5 alternating runs (docs/performance.md). */
 #define GUIDED_DIV 2
 #define TAIL_PER_THREAD 32
 

@@ -1034,7 +1034,6 @@ static void test_forward_vs_ref_qwen3(void **state)
     check_against_ref("qwen3");
 }
 
-/* Batching, threads and the cache type do not change results beyond rounding. */
 /* A CPU context packs the weights its level has a layout for (simd.h pack) once per
  * model, and the packed products give exactly the logits of the file's layout
  * (PONDER_PACK=0), batches of 8 and single tokens alike. */
@@ -1054,9 +1053,14 @@ static void test_weight_packing(void **state)
     assert_int_equal(P->wq.packed != NULL, packs);
     assert_int_equal(P->w_down.packed != NULL, packs);
     assert_true(P->wq.data != NULL && P->wq.packed != P->wq.data);
-    if (!packs) {
-        print_message("test_weight_packing: this CPU's level packs no q4_K weights; the "
-                      "packed path is not exercised here\n");
+    if (!packs) { /* the comparison below would be of the file's layout with itself */
+        pd_ctx_close(&a);
+        pd_ctx_close(&b);
+        pd_ctx_close(&b2);
+        pd_model_close(&plain);
+        pd_model_close(&m);
+        print_message("test_weight_packing: this CPU's level packs no q4_K weights\n");
+        skip();
     }
     size_t n = 21, V = m->hp.n_vocab;
     int32_t toks[21];
@@ -1082,6 +1086,7 @@ static void test_weight_packing(void **state)
     pd_model_close(&m);
 }
 
+/* Batching, threads and the cache type do not change results beyond rounding. */
 static void test_forward_batching(void **state)
 {
     (void)state;

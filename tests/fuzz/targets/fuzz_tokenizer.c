@@ -43,13 +43,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         snprintf(dir, sizeof dir, "%s/../shared/models", root ? root : ".");
     }
     snprintf(path, sizeof path, "%s/stories260K.gguf", dir);
-    if (access(path, R_OK) != 0) {
-        fprintf(stderr, "fuzz_tokenizer: %s not found (set PONDER_TEST_MODELS)\n", path);
-        exit(1);
-    }
-    open_tok(path, &g_spm_g, &g_spm);
     char qdir[4200], out[64];
     snprintf(qdir, sizeof qdir, "%s/../tokenizers/qwen", dir);
+    /* the test data is absent: a skip (77 passes through run.sh to meson), not a failure */
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "SKIP: fuzz_tokenizer: %s not found (set PONDER_TEST_MODELS)\n", path);
+        exit(77);
+    }
+    if (access(qdir, R_OK) != 0) {
+        fprintf(stderr, "SKIP: fuzz_tokenizer: %s not found (the tokenizer data)\n", qdir);
+        exit(77);
+    }
+    open_tok(path, &g_spm_g, &g_spm);
     snprintf(out, sizeof out, "/tmp/pd-fuzz-qwen-%ld.gguf", (long)getpid());
     struct pd_err err;
     if (pd_qwen_vocab_write(qdir, "qwen2", out, &err) != PD_OK) {

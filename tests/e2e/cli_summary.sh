@@ -11,10 +11,8 @@
 # machine's generation shows as a few MB).
 set -u
 ponder=${PONDER_BIN:?}
-mkmodel=${PONDER_BUILD_ROOT:?}/tests/mkmodel
 . "$(dirname "$0")/check_lib.sh"
-"$mkmodel" --arch llama --vocab bpe --constant $'\xc4\xa0the' --out "$tmp/m.gguf" >/dev/null ||
-    { echo "mkmodel failed"; exit 1; }
+the_model "$tmp/m.gguf"
 gen() { "$ponder" generate -m "$tmp/m.gguf" -p hi -n 7000 --capture summary --json -t 1 \
     --no-record "$@"; }
 gen --ctx 512 --kv window:128 >"$tmp/window.jsonl" 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }

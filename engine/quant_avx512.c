@@ -708,15 +708,16 @@ INLINE512 __m512 kv_load16(const void *p, bool f16)
 #define ATT_DIM_MAX 256
 
 /* acc[i] += q_i[d] * K[d] (one FMA each, in this order) for d = d0, d0 + step, ..., count
- * terms, queries [q0, q0 + nq), K the transposed block kt (lane = slot). */
-INLINE512 void attn_chain(const struct pd_attn_args *a, const float *kt, uint32_t q0,
-                          const int nq, uint32_t d0, uint32_t step, uint32_t count, __m512 *acc)
+ * terms, nq queries q[], K the transposed block kt (lane = slot). */
+INLINE512 void attn_chain(const float *const *q, const float *kt, const int nq, uint32_t d0,
+                          uint32_t step, uint32_t count, __m512 *acc)
 {
-    for (uint32_t t = 0, d = d0; t < count; t++, d += step) {
+    for (uint32_t t = 0; t < count; t++) {
+        uint32_t d = d0 + t * step;
         __m512 k = _mm512_load_ps(kt + 16 * d);
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a->q[q0 + i][d]), k, acc[i]);
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k, acc[i]);
         }
     }
 }
@@ -726,19 +727,18 @@ INLINE512 void attn_chain(const struct pd_attn_args *a, const float *kt, uint32_
  * holding the FMA chain over d = 16 b + j and acc1 over d = 16 b + 8 + j; for f32 rows
  * (avx2_f32_vec_dot) (acc0 + acc1) + (acc2 + acc3), acc c over d = 32 b + 8 c + j, acc0
  * then taking d = 32 m + j and 32 m + 8 + j when head_dim = 32 m + 16. */
-INLINE512 void attn_lane(const struct pd_attn_args *a, const float *kt, uint32_t q0,
-                         const int nq, uint32_t j, __m512 *u)
+INLINE512 void attn_lane(const float *const *q, const float *kt, const int nq, uint32_t hd,
+                         bool f16, uint32_t j, __m512 *u)
 {
     __m512 c0[4], c1[4];
-    uint32_t hd = a->head_dim;
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         c0[i] = _mm512_setzero_ps();
         c1[i] = _mm512_setzero_ps();
     }
-    if (a->f16) {
-        attn_chain(a, kt, q0, nq, j, 16, hd / 16, c0);
-        attn_chain(a, kt, q0, nq, 8 + j, 16, hd / 16, c1);
+    if (f16) {
+        attn_chain(q, kt, nq, j, 16, hd / 16, c0);
+        attn_chain(q, kt, nq, 8 + j, 16, hd / 16, c1);
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
             u[i] = _mm512_add_ps(c0[i], c1[i]);
@@ -752,11 +752,11 @@ INLINE512 void attn_lane(const struct pd_attn_args *a, const float *kt, uint32_t
         c3[i] = _mm512_setzero_ps();
     }
     uint32_t m = hd / 32;
-    attn_chain(a, kt, q0, nq, j, 32, m, c0);
-    attn_chain(a, kt, q0, nq, 32 * m + j, 8, (hd % 32) / 8, c0);
-    attn_chain(a, kt, q0, nq, 8 + j, 32, m, c1);
-    attn_chain(a, kt, q0, nq, 16 + j, 32, m, c2);
-    attn_chain(a, kt, q0, nq, 24 + j, 32, m, c3);
+    attn_chain(q, kt, nq, j, 32, m, c0);
+    attn_chain(q, kt, nq, 32 * m + j, 8, (hd % 32) / 8, c0);
+    attn_chain(q, kt, nq, 8 + j, 32, m, c1);
+    attn_chain(q, kt, nq, 16 + j, 32, m, c2);
+    attn_chain(q, kt, nq, 24 + j, 32, m, c3);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         u[i] = _mm512_add_ps(_mm512_add_ps(c0[i], c1[i]), _mm512_add_ps(c2[i], c3[i]));
@@ -765,33 +765,41 @@ INLINE512 void attn_lane(const struct pd_attn_args *a, const float *kt, uint32_t
 
 /* Scores of queries [q0, q0 + nq) (nq <= 4) against the transposed K block kt (head_dim x
  * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes.
+ * HD: the head size as a constant (the loops unroll), or 0 to take it from a; F16 says how
+ * K is stored (as the KV cache has it).
  * Each lane's dot product is the level's kv_dot bit for bit: the accumulator lanes of
  * attn_lane, then hsum_f32x8's tree ((u0 + u4) + (u2 + u6)) + ((u1 + u5) + (u3 + u7)). */
 INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
-                           uint32_t q0, const int nq)
+                           uint32_t q0, const int nq, const uint32_t HD, const bool F16)
 {
     __m512 u0[4], u1[4], w0[4], w1[4], x0[4], x1[4];
-    attn_lane(a, kt, q0, nq, 0, u0);
-    attn_lane(a, kt, q0, nq, 4, u1);
+    const float *q[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        q[i] = a->q[q0 + i];
+    }
+    uint32_t hd = HD ? HD : a->head_dim;
+    attn_lane(q, kt, nq, hd, F16, 0, u0);
+    attn_lane(q, kt, nq, hd, F16, 4, u1);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         w0[i] = _mm512_add_ps(u0[i], u1[i]);
     }
-    attn_lane(a, kt, q0, nq, 2, u0);
-    attn_lane(a, kt, q0, nq, 6, u1);
+    attn_lane(q, kt, nq, hd, F16, 2, u0);
+    attn_lane(q, kt, nq, hd, F16, 6, u1);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         w1[i] = _mm512_add_ps(u0[i], u1[i]);
         x0[i] = _mm512_add_ps(w0[i], w1[i]);
     }
-    attn_lane(a, kt, q0, nq, 1, u0);
-    attn_lane(a, kt, q0, nq, 5, u1);
+    attn_lane(q, kt, nq, hd, F16, 1, u0);
+    attn_lane(q, kt, nq, hd, F16, 5, u1);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         w0[i] = _mm512_add_ps(u0[i], u1[i]);
     }
-    attn_lane(a, kt, q0, nq, 3, u0);
-    attn_lane(a, kt, q0, nq, 7, u1);
+    attn_lane(q, kt, nq, hd, F16, 3, u0);
+    attn_lane(q, kt, nq, hd, F16, 7, u1);
     __m512 sc = _mm512_set1_ps(a->scale);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
@@ -840,27 +848,32 @@ INLINE512 void attn_softmax(float *const *p, const uint32_t *n, uint32_t nq)
     }
 }
 
-/* o[i] = fma(p[i][s], V[s], o[i]) over slots [s0, s1) (as the level's kv_axpy), in slot
- * order; DV registers per query, nq queries, nq * DV <= 16. */
-INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s0, uint32_t s1,
-                           __m512 *acc, const int nq, const int DV)
+/* o[i][col ..] = fma(p[i][s], V[s][col ..], o[i][col ..]) over slots [s0, s1) (as the
+ * level's kv_axpy), in slot order; DV registers (16 columns each) per query, nq queries,
+ * nq * DV <= 16; F16 (a constant, so each instance loads one way) says how V is stored. */
+INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                           uint32_t s0, uint32_t s1, __m512 *acc, const int nq, const int DV,
+                           const bool F16)
 {
-    const uint8_t *v = a->v;
-    size_t vb = (a->f16 ? 2 : 4) * a->v_stride;
-    size_t vrow = (size_t)DV * 16 * (a->f16 ? 2 : 4);
-    for (uint32_t s = s0; s < s1; s++) {
-        __m512 vv[4];
-        const uint8_t *row = v + s * vb;
+    const size_t eb = F16 ? 2 : 4, vb = eb * a->v_stride;
+    const float *pr[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        pr[i] = a->p[q0 + i];
+    }
+    const uint8_t *row = (const uint8_t *)a->v + (size_t)s0 * vb + col * eb;
+    for (uint32_t s = s0; s < s1; s++, row += vb) {
         if (s + PD_ATTN_PF_SLOTS < s1) {
-            pd_prefetch(row + PD_ATTN_PF_SLOTS * vb, vrow);
+            pd_prefetch(row + PD_ATTN_PF_SLOTS * vb, (size_t)DV * 16 * eb);
         }
+        __m512 vv[4];
 #pragma GCC unroll 4
         for (int c = 0; c < DV; c++) {
-            vv[c] = kv_load16(row + (size_t)c * 16 * (a->f16 ? 2 : 4), a->f16);
+            vv[c] = kv_load16(row + (size_t)c * 16 * eb, F16);
         }
 #pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
-            __m512 w = _mm512_set1_ps(a->p[q0 + i][s]);
+            __m512 w = _mm512_set1_ps(pr[i][s]);
 #pragma GCC unroll 4
             for (int c = 0; c < DV; c++) {
                 acc[i * DV + c] = _mm512_fmadd_ps(w, vv[c], acc[i * DV + c]);
@@ -869,10 +882,10 @@ INLINE512 void attn_values(const struct pd_attn_args *a, uint32_t q0, uint32_t s
     }
 }
 
-/* The outputs of queries [q0, q0 + nq): the common visible slots together, then each
- * query's own remainder. */
-INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int nq,
-                            const int DV)
+/* Columns [col, col + 16 DV) of the outputs of queries [q0, q0 + nq): the common visible
+ * slots together, then each query's own remainder. */
+INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                            const int nq, const int DV, const bool F16)
 {
     __m512 acc[16];
 #pragma GCC unroll 16
@@ -883,15 +896,15 @@ INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int
     for (int i = 1; i < nq; i++) {
         common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
     }
-    attn_values(a, q0, 0, common, acc, nq, DV);
+    attn_values(a, q0, col, 0, common, acc, nq, DV, F16);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         if (a->n_vis[q0 + i] > common) {
-            attn_values(a, q0 + i, common, a->n_vis[q0 + i], acc + i * DV, 1, DV);
+            attn_values(a, q0 + i, col, common, a->n_vis[q0 + i], acc + i * DV, 1, DV, F16);
         }
 #pragma GCC unroll 4
         for (int c = 0; c < DV; c++) {
-            _mm512_storeu_ps(a->o[q0 + i] + 16 * c, acc[i * DV + c]);
+            _mm512_storeu_ps(a->o[q0 + i] + col + 16 * c, acc[i * DV + c]);
         }
     }
 }
@@ -908,10 +921,34 @@ INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, const int
         }                                                                                \
     } while (0)
 
+/* attn_outputs with constant nq (1..4) and DV (1..4). */
+INLINE512 void attn_outputs_dv(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                               uint32_t nq, int dv, const bool F16)
+{
+    switch (dv) {
+    case 1:
+#define OUT1(N) attn_outputs(a, q0, col, N, 1, F16)
+        ATT_FOR_NQ4(nq, OUT1);
+        break;
+    case 2:
+#define OUT2(N) attn_outputs(a, q0, col, N, 2, F16)
+        ATT_FOR_NQ4(nq, OUT2);
+        break;
+    case 3:
+#define OUT3(N) attn_outputs(a, q0, col, N, 3, F16)
+        ATT_FOR_NQ4(nq, OUT3);
+        break;
+    default:
+#define OUT4(N) attn_outputs(a, q0, col, N, 4, F16)
+        ATT_FOR_NQ4(nq, OUT4);
+        break;
+    }
+}
+
 static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
 {
     uint32_t hd = a->head_dim, hdv = a->head_dim_v;
-    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > 64 || a->n_q == 0) {
+    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > ATT_DIM_MAX || a->n_q == 0) {
         return false;
     }
     uint32_t most = 0;
@@ -945,35 +982,35 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
         }
         for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
             uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4;
-#define SCORES(N) attn_scores(a, kt, s0, q0, N)
-            ATT_FOR_NQ4(nq, SCORES);
+            if (a->f16 && hd == 64) {
+#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, true)
+                ATT_FOR_NQ4(nq, SCORES);
 #undef SCORES
+            } else if (a->f16 && hd == 128) {
+#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, true)
+                ATT_FOR_NQ4(nq, SCORES);
+#undef SCORES
+            } else {
+#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, a->f16)
+                ATT_FOR_NQ4(nq, SCORES);
+#undef SCORES
+            }
         }
     }
     for (uint32_t i = 0; i < a->n_q; i += 4) {
         attn_softmax(a->p + i, a->n_vis + i, a->n_q - i < 4 ? a->n_q - i : 4);
     }
-    /* outputs: as many queries at once as 16 accumulators hold */
-    int dv = (int)(hdv / 16), per = 4;
-    for (uint32_t q0 = 0; q0 < a->n_q; q0 += (uint32_t)per) {
-        uint32_t nq = a->n_q - q0 < (uint32_t)per ? a->n_q - q0 : (uint32_t)per;
-        switch (dv) {
-        case 1:
-#define OUT1(N) attn_outputs(a, q0, N, 1)
-            ATT_FOR_NQ4(nq, OUT1);
-            break;
-        case 2:
-#define OUT2(N) attn_outputs(a, q0, N, 2)
-            ATT_FOR_NQ4(nq, OUT2);
-            break;
-        case 3:
-#define OUT3(N) attn_outputs(a, q0, N, 3)
-            ATT_FOR_NQ4(nq, OUT3);
-            break;
-        default:
-#define OUT4(N) attn_outputs(a, q0, N, 4)
-            ATT_FOR_NQ4(nq, OUT4);
-            break;
+    /* outputs: as many queries at once as 16 accumulators hold, 64 columns at a time (each
+     * column is its own chain over the slots, so the split changes no result) */
+    for (uint32_t col = 0; col < hdv; col += 64) {
+        int dv = (int)((hdv - col < 64 ? hdv - col : 64) / 16);
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
+            uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4;
+            if (a->f16) {
+                attn_outputs_dv(a, q0, col, nq, dv, true);
+            } else {
+                attn_outputs_dv(a, q0, col, nq, dv, false);
+            }
         }
     }
     return true;

@@ -1,12 +1,17 @@
 /* bench_kernels.c - `bench-kernels`: the speed of the weight-product kernels alone.
  *
  *   bench-kernels [--type T] [--rows R] [--cols K] [--tokens N] [--level L] [--secs S]
+ *   bench-kernels --attn SLOTS [--queries Q] [--head-dim D] [--level L] [--secs S]
  *
  * Times pd_simd_gemm (one thread, rows 0..R) on random weights of type T (default: q8_0,
  * q4_k and f16) against N activation rows in the type's dot format, at every SIMD level
  * this CPU runs (or only L), and prints multiply-adds per second and weight bytes read
  * per second. Each figure is the best of several runs of about S seconds / 5 (default
  * S = 1); a level that packs the type (simd.h pack) is timed on its packed layout too.
+ * With --attn, times pd_simd_attn instead: Q queries (default 32: 8 tokens of a 4-head
+ * group, as the forward pass hands a prefill block to it) over SLOTS slots of an f16 KV
+ * head of D (default 64) dimensions, every query seeing them all; it prints the score and
+ * value multiply-adds per second (2 x Q x SLOTS x D per call).
  * A number for comparing kernels on one machine, not a model speed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +113,72 @@ static int run(enum pd_dtype t, size_t rows, size_t cols, size_t n_tok, int leve
     return 0;
 }
 
+static int run_attn(size_t slots, size_t n_q, size_t hd, int level_only, double secs)
+{
+    float *q = malloc(n_q * hd * sizeof *q), *p = malloc(n_q * slots * sizeof *p);
+    float *o = malloc(n_q * hd * sizeof *o), *f = malloc(hd * sizeof *f);
+    uint16_t *kv = malloc(2 * slots * hd * sizeof *kv);
+    const float **qp = malloc(n_q * sizeof *qp);
+    float **pp = malloc(n_q * sizeof *pp), **op = malloc(n_q * sizeof *op);
+    uint32_t *nv = malloc(n_q * sizeof *nv);
+    if (!q || !p || !o || !f || !kv || !qp || !pp || !op || !nv) {
+        fprintf(stderr, "bench-kernels: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n_q * hd; i++) {
+        q[i] = rnd();
+    }
+    for (size_t s = 0; s < 2 * slots; s++) {
+        for (size_t d = 0; d < hd; d++) {
+            f[d] = rnd();
+        }
+        pd_dtype_traits(PD_DTYPE_F16)->from_f32(f, kv + s * hd, hd);
+    }
+    for (size_t i = 0; i < n_q; i++) {
+        qp[i] = q + i * hd;
+        pp[i] = p + i * slots;
+        op[i] = o + i * hd;
+        nv[i] = (uint32_t)slots;
+    }
+    struct pd_attn_args a = {(uint32_t)n_q, qp, pp, op, nv, kv, kv + slots * hd, hd, hd,
+                             (uint32_t)hd, (uint32_t)hd, 0.125f, true};
+    for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for((enum pd_simd_level)l);
+        if (!ops || l > (int)pd_cpu_simd_best() || (level_only >= 0 && l != level_only)) {
+            continue;
+        }
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            int calls = 0;
+            double t0 = now_s(), t1 = t0;
+            while (t1 - t0 < secs / 5 || calls < 2) {
+                pd_simd_attn(ops, &a);
+                calls++;
+                t1 = now_s();
+            }
+            double per = (t1 - t0) / calls;
+            best = per < best ? per : best;
+        }
+        double macs = 2.0 * (double)n_q * (double)slots * (double)hd;
+        printf("attn  %-10s %4zu queries x %6zu slots x %3zu dims (f16 KV): %7.2f GMAC/s  "
+               "%8.1f us\n", pd_cpu_simd_name((enum pd_simd_level)l), n_q, slots, hd,
+               macs / best / 1e9, best * 1e6);
+    }
+    free(q);
+    free(p);
+    free(o);
+    free(f);
+    free(kv);
+    free(qp);
+    free(pp);
+    free(op);
+    free(nv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    size_t attn_slots = 0, n_q = 32, head_dim = 64;
     const char *type = NULL;
     size_t rows = 1536, cols = 512, n_tok = 32;
     int level = -1;
@@ -123,6 +192,12 @@ int main(int argc, char **argv)
             cols = strtoul(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "--tokens") == 0) {
             n_tok = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--attn") == 0) {
+            attn_slots = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--queries") == 0) {
+            n_q = strtoul(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--head-dim") == 0) {
+            head_dim = strtoul(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "--secs") == 0) {
             secs = atof(argv[i + 1]);
         } else if (strcmp(argv[i], "--level") == 0) {
@@ -137,13 +212,23 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench-kernels [--type T] [--rows R] [--cols K] "
-                            "[--tokens N] [--level L] [--secs S]\n");
+                            "[--tokens N] [--level L] [--secs S]\n"
+                            "       bench-kernels --attn SLOTS [--queries Q] [--head-dim D] "
+                            "[--level L] [--secs S]\n");
             return 2;
         }
     }
     if (rows == 0 || cols == 0 || n_tok == 0 || !(secs > 0)) {
         fprintf(stderr, "bench-kernels: rows, cols, tokens and secs must be positive\n");
         return 2;
+    }
+    if (attn_slots > 0) {
+        if (n_q == 0 || head_dim == 0 || head_dim % 16 || !(secs > 0)) {
+            fprintf(stderr, "bench-kernels: queries must be positive and the head size a "
+                            "positive multiple of 16\n");
+            return 2;
+        }
+        return run_attn(attn_slots, n_q, head_dim, level, secs);
     }
     static const char *const all[] = {"q8_0", "q4_k", "f16"};
     for (size_t i = 0; i < 3; i++) {

@@ -71,6 +71,7 @@
 #include <string.h>
 
 #include "quant_blocks.h"
+#include "simd_exp.h"
 
 #define AVX512_FN                                                                         \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
@@ -510,35 +511,18 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
 
 /* ---- exp ------------------------------------------------------------------------------ */
 
-/* exp2(i / 32) for i < 32 as IEEE doubles, minus i << 47 (the bits the exponent field
- * gains from k below are added back per lane). */
-static const uint64_t exp_tab[32] = {
-    0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
-    0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
-    0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
-    0x3feebfdad5362a27ULL, 0x3feeb42b569d4f82ULL, 0x3feeab07dd485429ULL, 0x3feea47eb03a5585ULL,
-    0x3feea09e667f3bcdULL, 0x3fee9f75e8ec5f74ULL, 0x3feea11473eb0187ULL, 0x3feea589994cce13ULL,
-    0x3feeace5422aa0dbULL, 0x3feeb737b0cdc5e5ULL, 0x3feec49182a3f090ULL, 0x3feed503b23e255dULL,
-    0x3feee89f995ad3adULL, 0x3feeff76f2fb5e47ULL, 0x3fef199bdd85529cULL, 0x3fef3720dcef9069ULL,
-    0x3fef5818dcfba487ULL, 0x3fef7c97337b9b5fULL, 0x3fefa4afa2a490daULL, 0x3fefd0765b6e4540ULL,
-};
-
-/* expf of 8 floats, widened: x / ln2 * 32 = k + r with k the nearest integer and |r| <=
- * 1/2, then exp(x) = 2^(k/32) * 2^(r/32), 2^(k/32) from the table and the exponent bits,
- * 2^(r/32) ~ 1 + C2 r + C1 r^2 + C0 r^3 in double (three fused multiply-adds), rounded
- * once to float. These are the operations, constants and rounding steps of the C
- * library's expf on FMA machines (glibc 2.27 and later), so each lane equals what expf
- * returns; test_simd checks that against the library itself. Lanes outside the main
- * range are replaced by exp16. */
+/* expf of 8 floats, widened to double: simd_exp.h's algorithm, the C library's steps and
+ * constants on FMA machines, so each lane equals what expf returns (test_simd checks that
+ * against the library itself). Lanes outside the main range are replaced by exp16. */
 INLINE512 __m256 exp8_main(__m256 x)
 {
-    const __m512d inv = _mm512_set1_pd(0x1.71547652b82fep+5); /* 32 / ln 2 */
-    const __m512d shift = _mm512_set1_pd(0x1.8p52);
-    const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-20);
-    const __m512d c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-13);
-    const __m512d c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-6);
-    const __m512i t0 = _mm512_loadu_si512(exp_tab), t1 = _mm512_loadu_si512(exp_tab + 8);
-    const __m512i t2 = _mm512_loadu_si512(exp_tab + 16), t3 = _mm512_loadu_si512(exp_tab + 24);
+    const __m512d inv = _mm512_set1_pd(PD_EXP_INV_LN2_32);
+    const __m512d shift = _mm512_set1_pd(PD_EXP_SHIFT);
+    const __m512d c0 = _mm512_set1_pd(PD_EXP_C0);
+    const __m512d c1 = _mm512_set1_pd(PD_EXP_C1);
+    const __m512d c2 = _mm512_set1_pd(PD_EXP_C2);
+    const __m512i t0 = _mm512_loadu_si512(pd_exp_tab), t1 = _mm512_loadu_si512(pd_exp_tab + 8);
+    const __m512i t2 = _mm512_loadu_si512(pd_exp_tab + 16), t3 = _mm512_loadu_si512(pd_exp_tab + 24);
     __m512d xd = _mm512_cvtps_pd(x);
     __m512d kds = _mm512_fmadd_pd(inv, xd, shift); /* k + shift, rounded once */
     __m512i ki = _mm512_castpd_si512(kds);
@@ -564,9 +548,9 @@ INLINE512 __m512 exp16(__m512 x)
 {
     __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(exp8_main(_mm512_castps512_ps256(x))),
                                   exp8_main(_mm512_extractf32x8_ps(x, 1)), 1);
-    const __m512 big = _mm512_set1_ps(0x1.62e42ep6f);     /* exp overflows above */
-    const __m512 zero_below = _mm512_set1_ps(-0x1.9fe368p6f);
-    const __m512 tiny_below = _mm512_set1_ps(-0x1.9d1d9ep6f);
+    const __m512 big = _mm512_set1_ps(PD_EXP_OVER);
+    const __m512 zero_below = _mm512_set1_ps(PD_EXP_ZERO_BELOW);
+    const __m512 tiny_below = _mm512_set1_ps(PD_EXP_TINY_BELOW);
     __mmask16 over = _mm512_cmp_ps_mask(x, big, _CMP_GT_OQ);
     __mmask16 zero = _mm512_cmp_ps_mask(x, zero_below, _CMP_LT_OQ);
     __mmask16 tiny = _mm512_cmp_ps_mask(x, tiny_below, _CMP_LT_OQ) & (__mmask16)~zero;

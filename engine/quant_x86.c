@@ -35,6 +35,7 @@
 
 #include "half.h"
 #include "quant.h"
+#include "simd_exp.h"
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 
@@ -600,6 +601,303 @@ static AVX2_FN void avx2_kv_axpy_f16(float w, const uint16_t *v, float *acc, siz
     }
 }
 
+/* ---- exp ------------------------------------------------------------------------------ */
+
+/* expf of 4 floats in double, simd_exp.h's algorithm step for step (the C library's on FMA
+ * machines); lanes outside the main range are replaced by exp8. */
+static inline AVX2_FN __m128 exp4_main(__m128 x)
+{
+    const __m256d inv = _mm256_set1_pd(PD_EXP_INV_LN2_32);
+    const __m256d shift = _mm256_set1_pd(PD_EXP_SHIFT);
+    __m256d xd = _mm256_cvtps_pd(x);
+    __m256d kds = _mm256_fmadd_pd(inv, xd, shift); /* k + shift, rounded once */
+    __m256i ki = _mm256_castpd_si256(kds);
+    __m256d kd = _mm256_sub_pd(kds, shift);
+    __m256d r = _mm256_fmsub_pd(inv, xd, kd);
+    __m256i t = _mm256_i64gather_epi64((const long long *)pd_exp_tab,
+                                       _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    __m256d sc = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64(ki, 47)));
+    __m256d z = _mm256_fmadd_pd(r, _mm256_set1_pd(PD_EXP_C0), _mm256_set1_pd(PD_EXP_C1));
+    __m256d r2 = _mm256_mul_pd(r, r);
+    __m256d y = _mm256_fmadd_pd(r, _mm256_set1_pd(PD_EXP_C2), _mm256_set1_pd(1.0));
+    y = _mm256_fmadd_pd(z, r2, y);
+    return _mm256_cvtpd_ps(_mm256_mul_pd(y, sc));
+}
+
+/* expf of 8 floats, lane by lane what the C library returns, the edges included: +inf
+ * above log(FLT_MAX), 0 below log(2^-150) (and for -inf), the smallest subnormal just
+ * above that, NaN for NaN. */
+static inline AVX2_FN __m256 exp8(__m256 x)
+{
+    __m256 y = _mm256_set_m128(exp4_main(_mm256_extractf128_ps(x, 1)),
+                               exp4_main(_mm256_castps256_ps128(x)));
+    __m256 over = _mm256_cmp_ps(x, _mm256_set1_ps(PD_EXP_OVER), _CMP_GT_OQ);
+    __m256 zero = _mm256_cmp_ps(x, _mm256_set1_ps(PD_EXP_ZERO_BELOW), _CMP_LT_OQ);
+    __m256 tiny = _mm256_andnot_ps(
+        zero, _mm256_cmp_ps(x, _mm256_set1_ps(PD_EXP_TINY_BELOW), _CMP_LT_OQ));
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), over);
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), zero);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(0x1p-149f), tiny);
+    return _mm256_blendv_ps(y, _mm256_add_ps(x, x), nan);
+}
+
+/* p[s] = expf(p[s] - mx) for s < n, and their sum in double in pd_sum16_tree's order:
+ * slots 16 b + 4 c .. 16 b + 4 c + 3 go to the parts in sum[c], the last n % 16 one by
+ * one through expf (the same values). */
+static AVX2_FN double avx2_exp_sum(float *p, uint32_t n, float mx)
+{
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256d sum[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                      _mm256_setzero_pd()};
+    uint32_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s), m));
+        __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s + 8), m));
+        _mm256_storeu_ps(p + s, e0);
+        _mm256_storeu_ps(p + s + 8, e1);
+        sum[0] = _mm256_add_pd(sum[0], _mm256_cvtps_pd(_mm256_castps256_ps128(e0)));
+        sum[1] = _mm256_add_pd(sum[1], _mm256_cvtps_pd(_mm256_extractf128_ps(e0, 1)));
+        sum[2] = _mm256_add_pd(sum[2], _mm256_cvtps_pd(_mm256_castps256_ps128(e1)));
+        sum[3] = _mm256_add_pd(sum[3], _mm256_cvtps_pd(_mm256_extractf128_ps(e1, 1)));
+    }
+    double part[16];
+    for (int c = 0; c < 4; c++) {
+        _mm256_storeu_pd(part + 4 * c, sum[c]);
+    }
+    for (; s < n; s++) {
+        p[s] = expf(p[s] - mx);
+        part[s % 16] += p[s];
+    }
+    return pd_sum16_tree(part);
+}
+
+/* h[i] = g[i] / (1 + expf(-g[i])) * u[i], the reference's expression per lane. */
+static AVX2_FN void avx2_swiglu(float *h, const float *g, const float *u, size_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        __m256 sg = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(sg, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+/* ---- blocked attention ------------------------------------------------------------------ */
+
+/* The AVX2 level's attention for a query group (ops.attn), bit for bit the per-query loop
+ * over this level's kernels (pd_simd_attn without .attn): the same kv_dot per (query,
+ * slot), written as one pass over each f16 K row for up to 4 queries when the head size
+ * is a multiple of 16 (the FMA chains and horizontal sums of avx2_kv_dot_f16, lane by
+ * lane); the same exp_sum; and the V sums in registers, one fused multiply-add per element
+ * in slot order as kv_axpy gives, up to 3 queries and 32 columns per pass so each V row
+ * loaded serves several queries. */
+
+/* Inlined into avx2_attn, so nq, DV and F16 are constants in each copy. */
+#define ATTN_INLINE static inline AVX2_FN __attribute__((always_inline))
+
+/* 8 consecutive K or V elements at p as floats. */
+ATTN_INLINE __m256 kv_load8(const uint8_t *p, bool f16)
+{
+    return f16 ? load_f16x8(p) : _mm256_loadu_ps((const float *)p);
+}
+
+/* p[i][s] = kv_dot(q_i, K[s]) * scale for nq <= 4 queries over slots [s0, s1), f16 rows,
+ * head size hd a multiple of 16: avx2_kv_dot_f16's two chains and hsum_f32x8 per query. */
+ATTN_INLINE void attn_scores_f16(const struct pd_attn_args *a, uint32_t q0,
+                                           const int nq, uint32_t s0, uint32_t s1)
+{
+    const uint8_t *kb = a->k;
+    size_t krow = 2 * a->k_stride;
+    const float *q[4];
+    float *pr[4];
+    #pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        q[i] = a->q[q0 + i];
+        pr[i] = a->p[q0 + i];
+    }
+    for (uint32_t s = s0; s < s1; s++) {
+        const uint8_t *k = kb + s * krow;
+        if (s + PD_ATTN_PF_SLOTS < s1) {
+            pd_prefetch(k + PD_ATTN_PF_SLOTS * krow, 2 * (size_t)a->head_dim);
+        }
+        __m256 acc0[4], acc1[4];
+        #pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            acc0[i] = _mm256_setzero_ps();
+            acc1[i] = _mm256_setzero_ps();
+        }
+        for (uint32_t d = 0; d < a->head_dim; d += 16) {
+            __m256 k0 = load_f16x8(k + 2 * d), k1 = load_f16x8(k + 2 * (d + 8));
+            #pragma GCC unroll 4
+            for (int i = 0; i < nq; i++) {
+                acc0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + d), k0, acc0[i]);
+                acc1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + d + 8), k1, acc1[i]);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            pr[i][s] = hsum_f32x8(_mm256_add_ps(acc0[i], acc1[i])) * a->scale;
+        }
+    }
+}
+
+/* o[i][col ..] = fma(p[i][s], V[s][col ..], o[i][col ..]) over slots [s0, s1) in slot
+ * order, DV registers (8 columns each) per query, nq queries, nq * DV <= 12. */
+ATTN_INLINE void attn_values8(const struct pd_attn_args *a, uint32_t q0,
+                                        uint32_t col, uint32_t s0, uint32_t s1, __m256 *acc,
+                                        const int nq, const int DV, const bool F16)
+{
+    const size_t eb = F16 ? 2 : 4, vrow = eb * a->v_stride;
+    const float *pr[3];
+    #pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        pr[i] = a->p[q0 + i];
+    }
+    const uint8_t *row = (const uint8_t *)a->v + (size_t)s0 * vrow + col * eb;
+    for (uint32_t s = s0; s < s1; s++, row += vrow) {
+        if (s + PD_ATTN_PF_SLOTS < s1) {
+            pd_prefetch(row + PD_ATTN_PF_SLOTS * vrow, (size_t)DV * 8 * eb);
+        }
+        __m256 vv[4];
+        #pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            vv[c] = kv_load8(row + (size_t)c * 8 * eb, F16);
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < nq; i++) {
+            __m256 w = _mm256_set1_ps(pr[i][s]);
+            #pragma GCC unroll 4
+            for (int c = 0; c < DV; c++) {
+                acc[i * DV + c] = _mm256_fmadd_ps(w, vv[c], acc[i * DV + c]);
+            }
+        }
+    }
+}
+
+/* Columns [col, col + 8 DV) of the outputs of queries [q0, q0 + nq): the slots all of
+ * them see together, then each query's own remainder. */
+ATTN_INLINE void attn_outputs8(const struct pd_attn_args *a, uint32_t q0,
+                                         uint32_t col, const int nq, const int DV,
+                                         const bool F16)
+{
+    __m256 acc[12];
+    #pragma GCC unroll 12
+    for (int i = 0; i < nq * DV; i++) {
+        acc[i] = _mm256_setzero_ps();
+    }
+    uint32_t common = a->n_vis[q0];
+    for (int i = 1; i < nq; i++) {
+        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
+    }
+    attn_values8(a, q0, col, 0, common, acc, nq, DV, F16);
+    #pragma GCC unroll 4
+    for (int i = 0; i < nq; i++) {
+        if (a->n_vis[q0 + i] > common) {
+            attn_values8(a, q0 + i, col, common, a->n_vis[q0 + i], acc + i * DV, 1, DV, F16);
+        }
+        #pragma GCC unroll 4
+        for (int c = 0; c < DV; c++) {
+            _mm256_storeu_ps(a->o[q0 + i] + col + 8 * c, acc[i * DV + c]);
+        }
+    }
+}
+
+/* attn_outputs8 with constant nq (1..3) and DV (1..4). */
+ATTN_INLINE void attn_outputs8_dv(const struct pd_attn_args *a, uint32_t q0,
+                                            uint32_t col, uint32_t nq, int dv, const bool F16)
+{
+#define AVX2_OUT(NQ, DV)                                                                  \
+    case (NQ) * 4 + (DV) - 1: attn_outputs8(a, q0, col, NQ, DV, F16); break
+    switch (nq * 4 + (uint32_t)dv - 1) {
+    AVX2_OUT(1, 1); AVX2_OUT(1, 2); AVX2_OUT(1, 3); AVX2_OUT(1, 4);
+    AVX2_OUT(2, 1); AVX2_OUT(2, 2); AVX2_OUT(2, 3); AVX2_OUT(2, 4);
+    AVX2_OUT(3, 1); AVX2_OUT(3, 2); AVX2_OUT(3, 3); AVX2_OUT(3, 4);
+    default: break;
+    }
+#undef AVX2_OUT
+}
+
+static AVX2_FN bool avx2_attn(const struct pd_attn_args *a)
+{
+    uint32_t hd = a->head_dim, hdv = a->head_dim_v;
+    if (hdv % 8 || a->n_q == 0) {
+        return false;
+    }
+    /* scores: 4 queries per pass over the K rows where the rows are f16 of whole 16s */
+    if (a->f16 && hd % 16 == 0) {
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
+            uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4, common = a->n_vis[q0];
+            for (uint32_t i = 1; i < nq; i++) {
+                common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
+            }
+            switch (nq) {
+            case 1: attn_scores_f16(a, q0, 1, 0, common); break;
+            case 2: attn_scores_f16(a, q0, 2, 0, common); break;
+            case 3: attn_scores_f16(a, q0, 3, 0, common); break;
+            default: attn_scores_f16(a, q0, 4, 0, common); break;
+            }
+            for (uint32_t i = 0; i < nq; i++) {
+                attn_scores_f16(a, q0 + i, 1, common, a->n_vis[q0 + i]);
+            }
+        }
+    } else {
+        size_t krow = (a->f16 ? 2 : 4) * a->k_stride;
+        for (uint32_t i = 0; i < a->n_q; i++) {
+            for (uint32_t s = 0; s < a->n_vis[i]; s++) {
+                const uint8_t *k = (const uint8_t *)a->k + s * krow;
+                if (s + PD_ATTN_PF_SLOTS < a->n_vis[i]) {
+                    pd_prefetch(k + PD_ATTN_PF_SLOTS * krow, krow);
+                }
+                float d = a->f16 ? avx2_kv_dot_f16(a->q[i], (const uint16_t *)k, hd)
+                                 : avx2_kv_dot_f32(a->q[i], (const float *)k, hd);
+                a->p[i][s] = d * a->scale;
+            }
+        }
+    }
+    /* softmax per query: the largest score (NaN ignored, as `p > mx` ignores it), expf of
+     * the differences summed in double, one multiply by the float reciprocal */
+    for (uint32_t i = 0; i < a->n_q; i++) {
+        float *p = a->p[i], mx = -INFINITY;
+        uint32_t n = a->n_vis[i], s = 0;
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; s + 8 <= n; s += 8) {
+            m8 = _mm256_max_ps(_mm256_loadu_ps(p + s), m8); /* maxps keeps m8 for NaN */
+        }
+        mx = hmax_f32x8(m8);
+        for (; s < n; s++) {
+            mx = p[s] > mx ? p[s] : mx;
+        }
+        float inv = (float)(1.0 / avx2_exp_sum(p, n, mx));
+        __m256 inv8 = _mm256_set1_ps(inv);
+        for (s = 0; s + 8 <= n; s += 8) {
+            _mm256_storeu_ps(p + s, _mm256_mul_ps(_mm256_loadu_ps(p + s), inv8));
+        }
+        for (; s < n; s++) {
+            p[s] *= inv;
+        }
+    }
+    /* outputs: 3 queries and 32 columns per pass (12 accumulators) */
+    for (uint32_t col = 0; col < hdv; col += 32) {
+        int dv = (int)((hdv - col < 32 ? hdv - col : 32) / 8);
+        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 3) {
+            uint32_t nq = a->n_q - q0 < 3 ? a->n_q - q0 : 3;
+            if (a->f16) {
+                attn_outputs8_dv(a, q0, col, nq, dv, true);
+            } else {
+                attn_outputs8_dv(a, q0, col, nq, dv, false);
+            }
+        }
+    }
+    return true;
+}
+#undef ATTN_INLINE
+
 const struct pd_simd_ops pd_simd_ops_avx2 = {
     .level = PD_SIMD_AVX2,
     .vec_dot = {
@@ -624,6 +922,9 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
     .kv_dot_f16 = avx2_kv_dot_f16,
     .kv_axpy_f32 = avx2_kv_axpy_f32,
     .kv_axpy_f16 = avx2_kv_axpy_f16,
+    .attn = avx2_attn,
+    .exp_sum = avx2_exp_sum,
+    .swiglu = avx2_swiglu,
 };
 
 #endif /* __x86_64__ */

@@ -414,91 +414,10 @@ static const float *wf32_or_null(const struct pd_weight *w)
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-struct attn_job {
-    struct pd_ctx *c;
-    uint32_t il;
-    uint32_t n_tok;
-    int64_t pos0;
-};
-
-/* The per-(token, head) loop: the path for hidden slots (shadow divergence), where a
- * slot's visibility is not a prefix. */
-static void attn_tasks(void *ctx, size_t i0, size_t i1)
-{
-    const struct attn_job *j = ctx;
-    struct pd_ctx *c = j->c;
-    const struct pd_hparams *hp = &c->model->hp;
-    const struct pd_kv_layer *L = &c->kv->layers[j->il];
-    uint32_t group = hp->n_head / hp->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hp->head_dim);
-    uint32_t q_dim = hp->n_head * hp->head_dim;
-    uint32_t o_dim = hp->n_head * hp->head_dim_v;
-    const struct pd_simd_ops *ops = pd_simd_ops();
-    bool f16 = c->kv->type == PD_KV_F16;
-    size_t dim_k = c->kv->dim_k, dim_v = c->kv->dim_v;
-    const uint16_t *k16 = L->k, *v16 = L->v;
-    const float *k32 = L->k, *v32 = L->v;
-    for (size_t task = i0; task < i1; task++) {
-        uint32_t t = (uint32_t)(task / hp->n_head);
-        uint32_t h = (uint32_t)(task % hp->n_head);
-        uint32_t kvh = h / group;
-        int64_t pos = j->pos0 + t;
-        const float *q = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
-        float *p = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
-        float *o = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
-        /* Slots are sorted by position: the visible ones are a prefix. */
-        uint32_t n_vis = 0;
-        while (n_vis < L->n && L->pos[n_vis] <= pos) {
-            n_vis++;
-        }
-        const uint8_t *hide = c->hide ? c->hide[j->il] : NULL;
-        float mx = -INFINITY;
-        /* K/V rows of this head: the kernels and row pointers are fixed per task, so the
-         * per-slot loop is a plain call through a hoisted pointer. */
-        size_t k_off = (size_t)kvh * hp->head_dim, v_off = (size_t)kvh * hp->head_dim_v;
-        for (uint32_t s = 0; s < n_vis; s++) {
-            if (s + PD_ATTN_PF_SLOTS < n_vis) {
-                pd_prefetch((const char *)L->k + ((s + PD_ATTN_PF_SLOTS) * dim_k + k_off) *
-                                                     (f16 ? 2 : 4),
-                            hp->head_dim * (f16 ? 2 : 4));
-            }
-            if (hide && hide[s] && L->pos[s] != pos) {
-                p[s] = -INFINITY;
-                continue;
-            }
-            float d = f16 ? ops->kv_dot_f16(q, k16 + (size_t)s * dim_k + k_off, hp->head_dim)
-                          : ops->kv_dot_f32(q, k32 + (size_t)s * dim_k + k_off, hp->head_dim);
-            p[s] = d * scale;
-            if (p[s] > mx) {
-                mx = p[s];
-            }
-        }
-        double sum = pd_simd_exp_sum(ops, p, n_vis, mx); /* hidden slots: exp(-inf) = 0 */
-        float inv = (float)(1.0 / sum);
-        memset(o, 0, hp->head_dim_v * sizeof(float));
-        for (uint32_t s = 0; s < n_vis; s++) {
-            if (s + PD_ATTN_PF_SLOTS < n_vis) {
-                pd_prefetch((const char *)L->v + ((s + PD_ATTN_PF_SLOTS) * dim_v + v_off) *
-                                                     (f16 ? 2 : 4),
-                            hp->head_dim_v * (f16 ? 2 : 4));
-            }
-            p[s] *= inv;
-            if (f16) {
-                ops->kv_axpy_f16(p[s], v16 + (size_t)s * dim_v + v_off, o, hp->head_dim_v);
-            } else {
-                ops->kv_axpy_f32(p[s], v32 + (size_t)s * dim_v + v_off, o, hp->head_dim_v);
-            }
-        }
-        for (uint32_t s = n_vis; s < L->n; s++) {
-            p[s] = 0.0f;
-        }
-    }
-}
-
 /* Query tokens per attention work item: with the query heads of one KV head, about 32
  * queries share each block of K rows the kernel widens. */
 #define ATT_QUERIES 32
-/* Most queries in one item (a GQA group larger than this takes the per-head path). */
+/* Most queries in one call of the kernel (a GQA group larger than this is split). */
 #define ATT_QUERIES_MAX 256
 
 struct attn_block_job {
@@ -525,42 +444,53 @@ static void attn_blocks(void *ctx, size_t i0, size_t i1)
     uint32_t o_dim = hp->n_head * hp->head_dim_v;
     bool f16 = c->kv->type == PD_KV_F16;
     size_t esz = f16 ? 2 : 4;
+    /* heads per call: the whole group, or parts of it small enough for the arrays (a
+     * group over ATT_QUERIES has one token per item) */
+    _Static_assert(ATT_QUERIES <= ATT_QUERIES_MAX, "an item's tokens fit the arrays");
+    uint32_t hc = group * j->tok_per_item <= ATT_QUERIES_MAX ? group
+                                                              : ATT_QUERIES_MAX / j->tok_per_item;
     const float *qp[ATT_QUERIES_MAX];
     float *pp[ATT_QUERIES_MAX];
     float *op[ATT_QUERIES_MAX];
     uint32_t nv[ATT_QUERIES_MAX];
+    int64_t qpos[ATT_QUERIES_MAX];
     for (size_t item = i0; item < i1; item++) {
         uint32_t kvh = (uint32_t)(item % hp->n_head_kv);
         uint32_t zz = (uint32_t)(item / hp->n_head_kv);
         uint32_t blk = zz % 2 == 0 ? zz / 2 : j->n_tblocks - 1 - zz / 2;
         uint32_t t0 = blk * j->tok_per_item;
         uint32_t t1 = t0 + j->tok_per_item < j->n_tok ? t0 + j->tok_per_item : j->n_tok;
-        uint32_t nq = 0, n_vis = 0;
-        for (uint32_t t = t0; t < t1; t++) {
-            int64_t pos = j->pos0 + t;
-            /* slots are sorted by position: the visible ones are a prefix */
-            while (n_vis < L->n && L->pos[n_vis] <= pos) {
-                n_vis++;
+        for (uint32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += hc) {
+            uint32_t h1 = h0 + hc < (kvh + 1) * group ? h0 + hc : (kvh + 1) * group;
+            uint32_t nq = 0, n_vis = 0;
+            for (uint32_t t = t0; t < t1; t++) {
+                int64_t pos = j->pos0 + t;
+                /* slots are sorted by position: the visible ones are a prefix */
+                while (n_vis < L->n && L->pos[n_vis] <= pos) {
+                    n_vis++;
+                }
+                for (uint32_t h = h0; h < h1; h++) {
+                    qp[nq] = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
+                    pp[nq] = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
+                    op[nq] = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
+                    nv[nq] = n_vis;
+                    qpos[nq] = pos;
+                    nq++;
+                }
             }
-            for (uint32_t h = kvh * group; h < (kvh + 1) * group; h++) {
-                qp[nq] = c->q + (size_t)t * q_dim + (size_t)h * hp->head_dim;
-                pp[nq] = c->probs + ((size_t)t * hp->n_head + h) * c->params.n_ctx;
-                op[nq] = c->att + (size_t)t * o_dim + (size_t)h * hp->head_dim_v;
-                nv[nq] = n_vis;
-                nq++;
+            struct pd_attn_args a = {
+                nq, qp, pp, op, nv,
+                (const uint8_t *)L->k + (size_t)kvh * hp->head_dim * esz,
+                (const uint8_t *)L->v + (size_t)kvh * hp->head_dim_v * esz,
+                c->kv->dim_k, c->kv->dim_v, hp->head_dim, hp->head_dim_v,
+                1.0f / sqrtf((float)hp->head_dim), f16,
+                c->hide ? c->hide[j->il] : NULL, L->pos, qpos,
+            };
+            pd_simd_attn(j->ops, &a);
+            for (uint32_t i = 0; i < nq; i++) {
+                /* the hook's rows are 0 past the token's position */
+                memset(pp[i] + nv[i], 0, (L->n - nv[i]) * sizeof(float));
             }
-        }
-        struct pd_attn_args a = {
-            nq, qp, pp, op, nv,
-            (const uint8_t *)L->k + (size_t)kvh * hp->head_dim * esz,
-            (const uint8_t *)L->v + (size_t)kvh * hp->head_dim_v * esz,
-            c->kv->dim_k, c->kv->dim_v, hp->head_dim, hp->head_dim_v,
-            1.0f / sqrtf((float)hp->head_dim), f16,
-        };
-        pd_simd_attn(j->ops, &a);
-        for (uint32_t i = 0; i < nq; i++) {
-            /* the hook's rows are 0 past the token's position */
-            memset(pp[i] + nv[i], 0, (L->n - nv[i]) * sizeof(float));
         }
     }
 }
@@ -571,13 +501,6 @@ static void attention(struct pd_ctx *c, uint32_t il, uint32_t n_tok, int64_t pos
     const struct pd_hparams *hp = &c->model->hp;
     size_t n_slots = c->kv->layers[il].n;
     uint32_t group = hp->n_head / hp->n_head_kv;
-    if (c->hide || group > ATT_QUERIES_MAX) {
-        struct attn_job aj = {c, il, n_tok, pos0};
-        size_t work = (n_slots + 1) * (hp->head_dim + hp->head_dim_v);
-        size_t grain = work >= PD_POOL_GRAIN ? 1 : PD_POOL_GRAIN / work;
-        pd_pool_run(c->pool, (size_t)n_tok * hp->n_head, grain, attn_tasks, &aj);
-        return;
-    }
     uint32_t per = ATT_QUERIES / group > 0 ? ATT_QUERIES / group : 1;
     uint32_t n_tb = (n_tok + per - 1) / per;
     struct attn_block_job j = {c, il, n_tok, pos0, per, n_tb, pd_simd_ops()};

@@ -932,7 +932,7 @@ INLINE512 void attn_outputs_dv(const struct pd_attn_args *a, uint32_t q0, uint32
 static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
 {
     uint32_t hd = a->head_dim, hdv = a->head_dim_v;
-    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > ATT_DIM_MAX || a->n_q == 0) {
+    if (hd % 16 || hdv % 16 || hd > ATT_DIM_MAX || hdv > ATT_DIM_MAX || a->n_q == 0 || a->hide) {
         return false;
     }
     uint32_t most = 0;

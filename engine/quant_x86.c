@@ -826,7 +826,7 @@ ATTN_INLINE void attn_outputs8_dv(const struct pd_attn_args *a, uint32_t q0,
 static AVX2_FN bool avx2_attn(const struct pd_attn_args *a)
 {
     uint32_t hd = a->head_dim, hdv = a->head_dim_v;
-    if (hdv % 8 || a->n_q == 0) {
+    if (hdv % 8 || a->n_q == 0 || a->hide) {
         return false;
     }
     /* scores: 4 queries per pass over the K rows where the rows are f16 of whole 16s */

@@ -184,6 +184,10 @@ void pd_simd_attn(const struct pd_simd_ops *ops, const struct pd_attn_args *a)
             if (s + PD_ATTN_PF_SLOTS < n) {
                 pd_prefetch(kb + (s + PD_ATTN_PF_SLOTS) * a->k_stride * es, a->head_dim * es);
             }
+            if (a->hide && a->hide[s] && a->slot_pos[s] != a->q_pos[i]) {
+                p[s] = -INFINITY; /* exp(-inf) = 0 below */
+                continue;
+            }
             float d = a->f16 ? ops->kv_dot_f16(q, k16 + s * a->k_stride, a->head_dim)
                              : ops->kv_dot_f32(q, k32 + s * a->k_stride, a->head_dim);
             p[s] = d * a->scale;

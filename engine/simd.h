@@ -106,6 +106,13 @@ struct pd_attn_args {
     uint32_t head_dim_v;
     float scale;
     bool f16;                /* K/V stored as IEEE halves, else floats */
+    /* Slots hidden from the queries (a shadow policy's divergence): NULL, or per slot
+     * nonzero where slot s is hidden from every query at another position (slot_pos[s] !=
+     * q_pos[i]); a hidden slot's probability is 0. The blocked kernels decline such
+     * calls. */
+    const uint8_t *hide;
+    const int64_t *slot_pos; /* [slots] with hide */
+    const int64_t *q_pos;    /* [n_q] with hide */
 };
 
 /* Returns false, having written nothing, for a shape it does not handle. */

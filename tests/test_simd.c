@@ -1154,6 +1154,93 @@ static void test_attn(void **state)
     }
 }
 
+/* Hidden slots (a shadow policy's divergence, pd_attn_args.hide): at every level, each
+ * query's probabilities are 0 on the slots hidden from it (every hidden slot but the one at
+ * the query's own position) and, with its outputs, agree within float rounding with the
+ * same query over a cache holding only the slots it sees; the blocked kernels must leave
+ * such calls to the per-query loop. */
+static void test_attn_hide(void **state)
+{
+    (void)state;
+    enum { HD = 64, NS = 70, NQ = 8 };
+    uint16_t *k = xmalloc(NS * HD * 2), *v = xmalloc(NS * HD * 2);
+    uint16_t *kc = xmalloc(NS * HD * 2), *vc = xmalloc(NS * HD * 2);
+    for (size_t i = 0; i < NS * HD; i++) {
+        k[i] = pd_f32_to_f16(rng_gauss());
+        v[i] = pd_f32_to_f16(rng_gauss());
+    }
+    float q[NQ][HD], p[NQ][NS], o[NQ][HD], pc[NS], oc[HD];
+    const float *qp[NQ];
+    float *pp[NQ], *op[NQ];
+    uint32_t nv[NQ];
+    int64_t slot_pos[NS], q_pos[NQ];
+    uint8_t hide[NS];
+    for (uint32_t s = 0; s < NS; s++) {
+        slot_pos[s] = 3 * (int64_t)s; /* positions need not be slot indices */
+        hide[s] = (uint8_t)(rng_int(0, 2) == 0);
+    }
+    for (uint32_t i = 0; i < NQ; i++) {
+        for (uint32_t d = 0; d < HD; d++) {
+            q[i][d] = rng_gauss() * 0.5f;
+        }
+        qp[i] = q[i];
+        pp[i] = p[i];
+        op[i] = o[i];
+        nv[i] = i < 4 ? NS : (uint32_t)rng_int(1, NS);
+        q_pos[i] = slot_pos[nv[i] - 1]; /* the query's own slot is its last visible one */
+        hide[nv[i] - 1] = 1;            /* hidden from the others, never from itself */
+    }
+    for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for((enum pd_simd_level)l);
+        if (!ops || l > (int)pd_cpu_simd_best()) {
+            continue;
+        }
+        struct pd_attn_args a = {NQ, qp, pp, op, nv, k, v, HD, HD, HD, HD, 0.125f, true,
+                                 hide, slot_pos, q_pos};
+        pd_simd_attn(ops, &a);
+        for (uint32_t i = 0; i < NQ; i++) {
+            uint32_t n = 0;
+            int32_t at[NS];
+            for (uint32_t s = 0; s < nv[i]; s++) {
+                if (hide[s] && slot_pos[s] != q_pos[i]) {
+                    if (p[i][s] != 0.0f) {
+                        fail_msg("%s: query %u sees hidden slot %u (p %g)",
+                                 pd_cpu_simd_name(ops->level), i, s, (double)p[i][s]);
+                    }
+                    continue;
+                }
+                memcpy(kc + n * HD, k + s * HD, HD * 2);
+                memcpy(vc + n * HD, v + s * HD, HD * 2);
+                at[n++] = (int32_t)s;
+            }
+            const float *q1 = q[i];
+            float *pc1 = pc, *oc1 = oc;
+            struct pd_attn_args b = {1, &q1, &pc1, &oc1, &n, kc, vc, HD, HD, HD, HD, 0.125f,
+                                     true};
+            pd_simd_attn(ops, &b);
+            float onorm = 0;
+            for (uint32_t s = 0; s < n; s++) {
+                if (fabsf(pc[s] - p[i][at[s]]) > 1e-6f * fabsf(pc[s]) + 1e-30f) {
+                    fail_msg("%s: query %u slot %d: p %a, over the visible slots alone %a",
+                             pd_cpu_simd_name(ops->level), i, at[s], (double)p[i][at[s]],
+                             (double)pc[s]);
+                }
+                onorm += pc[s] * 4.0f; /* |v| of a gaussian f16 row stays well under 4 */
+            }
+            for (uint32_t d = 0; d < HD; d++) {
+                if (fabsf(oc[d] - o[i][d]) > 1e-5f * onorm) {
+                    fail_msg("%s: query %u output %u: %a, over the visible slots alone %a",
+                             pd_cpu_simd_name(ops->level), i, d, (double)o[i][d], (double)oc[d]);
+                }
+            }
+        }
+    }
+    free(k);
+    free(v);
+    free(kc);
+    free(vc);
+}
+
 /* Units in the last place between two floats of the same sign (0 when equal). */
 static uint32_t ulp_diff(float a, float b)
 {
@@ -1333,6 +1420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_f16_rows),
         cmocka_unit_test(test_kv_kernels),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_attn_hide),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_head_mean),
     };

@@ -749,12 +749,11 @@ INLINE512 void attn_lane(const float *const *q, const float *kt, const int nq, u
 
 /* Scores of queries [q0, q0 + nq) (nq <= 4) against the transposed K block kt (head_dim x
  * 16 floats, slots s0 ..), written scaled to p[i][s0 ..] for the query's visible lanes.
- * HD: the head size as a constant (the loops unroll), or 0 to take it from a; F16 says how
- * K is stored (as the KV cache has it).
+ * F16 (a constant in each copy) says how K is stored.
  * Each lane's dot product is the level's kv_dot bit for bit: the accumulator lanes of
  * attn_lane, then hsum_f32x8's tree ((u0 + u4) + (u2 + u6)) + ((u1 + u5) + (u3 + u7)). */
 INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32_t s0,
-                           uint32_t q0, const int nq, const uint32_t HD, const bool F16)
+                           uint32_t q0, const int nq, const bool F16)
 {
     __m512 u0[4], u1[4], w0[4], w1[4], x0[4], x1[4];
     const float *q[4];
@@ -762,7 +761,7 @@ INLINE512 void attn_scores(const struct pd_attn_args *a, const float *kt, uint32
     for (int i = 0; i < nq; i++) {
         q[i] = a->q[q0 + i];
     }
-    uint32_t hd = HD ? HD : a->head_dim;
+    uint32_t hd = a->head_dim;
     attn_lane(q, kt, nq, hd, F16, 0, u0);
     attn_lane(q, kt, nq, hd, F16, 4, u1);
 #pragma GCC unroll 4
@@ -876,10 +875,7 @@ INLINE512 void attn_outputs(const struct pd_attn_args *a, uint32_t q0, uint32_t 
     for (int i = 0; i < nq * DV; i++) {
         acc[i] = _mm512_setzero_ps();
     }
-    uint32_t common = a->n_vis[q0];
-    for (int i = 1; i < nq; i++) {
-        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
-    }
+    uint32_t common = pd_attn_common(a, q0, (uint32_t)nq);
     attn_values(a, q0, col, 0, common, acc, nq, DV, F16);
 #pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
@@ -966,16 +962,12 @@ static AVX512_FN bool avx512_attn(const struct pd_attn_args *a)
         }
         for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
             uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4;
-            if (a->f16 && hd == 64) {
-#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, true)
-                ATT_FOR_NQ4(nq, SCORES);
-#undef SCORES
-            } else if (a->f16 && hd == 128) {
-#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, true)
+            if (a->f16) {
+#define SCORES(N) attn_scores(a, kt, s0, q0, N, true)
                 ATT_FOR_NQ4(nq, SCORES);
 #undef SCORES
             } else {
-#define SCORES(N) attn_scores(a, kt, s0, q0, N, 0, a->f16)
+#define SCORES(N) attn_scores(a, kt, s0, q0, N, false)
                 ATT_FOR_NQ4(nq, SCORES);
 #undef SCORES
             }

@@ -690,33 +690,28 @@ static AVX2_FN void avx2_swiglu(float *h, const float *g, const float *u, size_t
 
 /* ---- blocked attention ------------------------------------------------------------------ */
 
-/* The AVX2 level's attention for a query group (ops.attn), bit for bit the per-query loop
- * over this level's kernels (pd_simd_attn without .attn): the same kv_dot per (query,
- * slot), written as one pass over each f16 K row for up to 4 queries when the head size
- * is a multiple of 16 (the FMA chains and horizontal sums of avx2_kv_dot_f16, lane by
- * lane); the same exp_sum; and the V sums in registers, one fused multiply-add per element
- * in slot order as kv_axpy gives, up to 3 queries and 32 columns per pass so each V row
- * loaded serves several queries. */
+/* The AVX2 level's attention for a query group (ops.attn) over an f16 cache with head
+ * sizes of whole 16s (the default cache; f32 rows take the per-query loop), bit for bit
+ * that per-query loop over this level's kernels (pd_simd_attn without .attn): the same
+ * kv_dot per (query, slot), written as one pass over each K row for up to 4 queries (the
+ * FMA chains and horizontal sums of avx2_kv_dot_f16, lane by lane); the same exp_sum; and
+ * the V sums in registers, one fused multiply-add per element in slot order as kv_axpy
+ * gives, up to 3 queries and 32 columns per pass so each V row loaded serves several
+ * queries. */
 
-/* Inlined into avx2_attn, so nq, DV and F16 are constants in each copy. */
+/* Inlined into avx2_attn, so nq and DV are constants in each copy. */
 #define ATTN_INLINE static inline AVX2_FN __attribute__((always_inline))
 
-/* 8 consecutive K or V elements at p as floats. */
-ATTN_INLINE __m256 kv_load8(const uint8_t *p, bool f16)
-{
-    return f16 ? load_f16x8(p) : _mm256_loadu_ps((const float *)p);
-}
-
-/* p[i][s] = kv_dot(q_i, K[s]) * scale for nq <= 4 queries over slots [s0, s1), f16 rows,
- * head size hd a multiple of 16: avx2_kv_dot_f16's two chains and hsum_f32x8 per query. */
-ATTN_INLINE void attn_scores_f16(const struct pd_attn_args *a, uint32_t q0,
-                                           const int nq, uint32_t s0, uint32_t s1)
+/* p[i][s] = kv_dot(q_i, K[s]) * scale for nq <= 4 queries over slots [s0, s1), head size
+ * a multiple of 16: avx2_kv_dot_f16's two chains and hsum_f32x8 per query. */
+ATTN_INLINE void attn_scores_f16(const struct pd_attn_args *a, uint32_t q0, const int nq,
+                                 uint32_t s0, uint32_t s1)
 {
     const uint8_t *kb = a->k;
     size_t krow = 2 * a->k_stride;
     const float *q[4];
     float *pr[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         q[i] = a->q[q0 + i];
         pr[i] = a->p[q0 + i];
@@ -727,20 +722,20 @@ ATTN_INLINE void attn_scores_f16(const struct pd_attn_args *a, uint32_t q0,
             pd_prefetch(k + PD_ATTN_PF_SLOTS * krow, 2 * (size_t)a->head_dim);
         }
         __m256 acc0[4], acc1[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
             acc0[i] = _mm256_setzero_ps();
             acc1[i] = _mm256_setzero_ps();
         }
         for (uint32_t d = 0; d < a->head_dim; d += 16) {
             __m256 k0 = load_f16x8(k + 2 * d), k1 = load_f16x8(k + 2 * (d + 8));
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int i = 0; i < nq; i++) {
                 acc0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + d), k0, acc0[i]);
                 acc1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + d + 8), k1, acc1[i]);
             }
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
             pr[i][s] = hsum_f32x8(_mm256_add_ps(acc0[i], acc1[i])) * a->scale;
         }
@@ -749,30 +744,30 @@ ATTN_INLINE void attn_scores_f16(const struct pd_attn_args *a, uint32_t q0,
 
 /* o[i][col ..] = fma(p[i][s], V[s][col ..], o[i][col ..]) over slots [s0, s1) in slot
  * order, DV registers (8 columns each) per query, nq queries, nq * DV <= 12. */
-ATTN_INLINE void attn_values8(const struct pd_attn_args *a, uint32_t q0,
-                                        uint32_t col, uint32_t s0, uint32_t s1, __m256 *acc,
-                                        const int nq, const int DV, const bool F16)
+ATTN_INLINE void attn_values8(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                              uint32_t s0, uint32_t s1, __m256 *acc, const int nq,
+                              const int DV)
 {
-    const size_t eb = F16 ? 2 : 4, vrow = eb * a->v_stride;
+    const size_t vrow = 2 * a->v_stride;
     const float *pr[3];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         pr[i] = a->p[q0 + i];
     }
-    const uint8_t *row = (const uint8_t *)a->v + (size_t)s0 * vrow + col * eb;
+    const uint8_t *row = (const uint8_t *)a->v + (size_t)s0 * vrow + 2 * (size_t)col;
     for (uint32_t s = s0; s < s1; s++, row += vrow) {
         if (s + PD_ATTN_PF_SLOTS < s1) {
-            pd_prefetch(row + PD_ATTN_PF_SLOTS * vrow, (size_t)DV * 8 * eb);
+            pd_prefetch(row + PD_ATTN_PF_SLOTS * vrow, (size_t)DV * 16);
         }
         __m256 vv[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < DV; c++) {
-            vv[c] = kv_load8(row + (size_t)c * 8 * eb, F16);
+            vv[c] = load_f16x8(row + (size_t)c * 16);
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int i = 0; i < nq; i++) {
             __m256 w = _mm256_set1_ps(pr[i][s]);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int c = 0; c < DV; c++) {
                 acc[i * DV + c] = _mm256_fmadd_ps(w, vv[c], acc[i * DV + c]);
             }
@@ -782,26 +777,22 @@ ATTN_INLINE void attn_values8(const struct pd_attn_args *a, uint32_t q0,
 
 /* Columns [col, col + 8 DV) of the outputs of queries [q0, q0 + nq): the slots all of
  * them see together, then each query's own remainder. */
-ATTN_INLINE void attn_outputs8(const struct pd_attn_args *a, uint32_t q0,
-                                         uint32_t col, const int nq, const int DV,
-                                         const bool F16)
+ATTN_INLINE void attn_outputs8(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                               const int nq, const int DV)
 {
     __m256 acc[12];
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int i = 0; i < nq * DV; i++) {
         acc[i] = _mm256_setzero_ps();
     }
-    uint32_t common = a->n_vis[q0];
-    for (int i = 1; i < nq; i++) {
-        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
-    }
-    attn_values8(a, q0, col, 0, common, acc, nq, DV, F16);
-    #pragma GCC unroll 4
+    uint32_t common = pd_attn_common(a, q0, (uint32_t)nq);
+    attn_values8(a, q0, col, 0, common, acc, nq, DV);
+#pragma GCC unroll 4
     for (int i = 0; i < nq; i++) {
         if (a->n_vis[q0 + i] > common) {
-            attn_values8(a, q0 + i, col, common, a->n_vis[q0 + i], acc + i * DV, 1, DV, F16);
+            attn_values8(a, q0 + i, col, common, a->n_vis[q0 + i], acc + i * DV, 1, DV);
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < DV; c++) {
             _mm256_storeu_ps(a->o[q0 + i] + col + 8 * c, acc[i * DV + c]);
         }
@@ -809,11 +800,11 @@ ATTN_INLINE void attn_outputs8(const struct pd_attn_args *a, uint32_t q0,
 }
 
 /* attn_outputs8 with constant nq (1..3) and DV (1..4). */
-ATTN_INLINE void attn_outputs8_dv(const struct pd_attn_args *a, uint32_t q0,
-                                            uint32_t col, uint32_t nq, int dv, const bool F16)
+ATTN_INLINE void attn_outputs8_dv(const struct pd_attn_args *a, uint32_t q0, uint32_t col,
+                                  uint32_t nq, int dv)
 {
 #define AVX2_OUT(NQ, DV)                                                                  \
-    case (NQ) * 4 + (DV) - 1: attn_outputs8(a, q0, col, NQ, DV, F16); break
+    case (NQ) * 4 + (DV) - 1: attn_outputs8(a, q0, col, NQ, DV); break
     switch (nq * 4 + (uint32_t)dv - 1) {
     AVX2_OUT(1, 1); AVX2_OUT(1, 2); AVX2_OUT(1, 3); AVX2_OUT(1, 4);
     AVX2_OUT(2, 1); AVX2_OUT(2, 2); AVX2_OUT(2, 3); AVX2_OUT(2, 4);
@@ -825,39 +816,21 @@ ATTN_INLINE void attn_outputs8_dv(const struct pd_attn_args *a, uint32_t q0,
 
 static AVX2_FN bool avx2_attn(const struct pd_attn_args *a)
 {
-    uint32_t hd = a->head_dim, hdv = a->head_dim_v;
-    if (hdv % 8 || a->n_q == 0 || a->hide) {
+    /* f32 rows and head sizes not of whole 16s stay with the per-query loop */
+    if (!a->f16 || a->head_dim % 16 || a->head_dim_v % 8 || a->n_q == 0 || a->hide) {
         return false;
     }
-    /* scores: 4 queries per pass over the K rows where the rows are f16 of whole 16s */
-    if (a->f16 && hd % 16 == 0) {
-        for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
-            uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4, common = a->n_vis[q0];
-            for (uint32_t i = 1; i < nq; i++) {
-                common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
-            }
-            switch (nq) {
-            case 1: attn_scores_f16(a, q0, 1, 0, common); break;
-            case 2: attn_scores_f16(a, q0, 2, 0, common); break;
-            case 3: attn_scores_f16(a, q0, 3, 0, common); break;
-            default: attn_scores_f16(a, q0, 4, 0, common); break;
-            }
-            for (uint32_t i = 0; i < nq; i++) {
-                attn_scores_f16(a, q0 + i, 1, common, a->n_vis[q0 + i]);
-            }
+    /* scores: 4 queries per pass over the K rows they all see, then each one's remainder */
+    for (uint32_t q0 = 0; q0 < a->n_q; q0 += 4) {
+        uint32_t nq = a->n_q - q0 < 4 ? a->n_q - q0 : 4, common = pd_attn_common(a, q0, nq);
+        switch (nq) {
+        case 1: attn_scores_f16(a, q0, 1, 0, common); break;
+        case 2: attn_scores_f16(a, q0, 2, 0, common); break;
+        case 3: attn_scores_f16(a, q0, 3, 0, common); break;
+        default: attn_scores_f16(a, q0, 4, 0, common); break;
         }
-    } else {
-        size_t krow = (a->f16 ? 2 : 4) * a->k_stride;
-        for (uint32_t i = 0; i < a->n_q; i++) {
-            for (uint32_t s = 0; s < a->n_vis[i]; s++) {
-                const uint8_t *k = (const uint8_t *)a->k + s * krow;
-                if (s + PD_ATTN_PF_SLOTS < a->n_vis[i]) {
-                    pd_prefetch(k + PD_ATTN_PF_SLOTS * krow, krow);
-                }
-                float d = a->f16 ? avx2_kv_dot_f16(a->q[i], (const uint16_t *)k, hd)
-                                 : avx2_kv_dot_f32(a->q[i], (const float *)k, hd);
-                a->p[i][s] = d * a->scale;
-            }
+        for (uint32_t i = 0; i < nq; i++) {
+            attn_scores_f16(a, q0 + i, 1, common, a->n_vis[q0 + i]);
         }
     }
     /* softmax per query: the largest score (NaN ignored, as `p > mx` ignores it), expf of
@@ -883,15 +856,12 @@ static AVX2_FN bool avx2_attn(const struct pd_attn_args *a)
         }
     }
     /* outputs: 3 queries and 32 columns per pass (12 accumulators) */
+    uint32_t hdv = a->head_dim_v;
     for (uint32_t col = 0; col < hdv; col += 32) {
         int dv = (int)((hdv - col < 32 ? hdv - col : 32) / 8);
         for (uint32_t q0 = 0; q0 < a->n_q; q0 += 3) {
             uint32_t nq = a->n_q - q0 < 3 ? a->n_q - q0 : 3;
-            if (a->f16) {
-                attn_outputs8_dv(a, q0, col, nq, dv, true);
-            } else {
-                attn_outputs8_dv(a, q0, col, nq, dv, false);
-            }
+            attn_outputs8_dv(a, q0, col, nq, dv);
         }
     }
     return true;

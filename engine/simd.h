@@ -118,6 +118,17 @@ struct pd_attn_args {
 /* Returns false, having written nothing, for a shape it does not handle. */
 typedef bool (*pd_simd_attn_fn)(const struct pd_attn_args *a);
 
+/* The slots every one of queries [q0, q0 + nq) sees (nq >= 1): the blocked kernels sum
+ * that prefix for the queries together and each query's remainder alone. */
+static inline uint32_t pd_attn_common(const struct pd_attn_args *a, uint32_t q0, uint32_t nq)
+{
+    uint32_t common = a->n_vis[q0];
+    for (uint32_t i = 1; i < nq; i++) {
+        common = a->n_vis[q0 + i] < common ? a->n_vis[q0 + i] : common;
+    }
+    return common;
+}
+
 /* Computes the outputs of weight rows [r0, r1) for every token of g. Pure apart from the
  * writes to those outputs, so threads may run disjoint row ranges at once. */
 typedef void (*pd_gemm_fn)(const struct pd_gemm_args *g, size_t r0, size_t r1);

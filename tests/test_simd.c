@@ -1049,8 +1049,10 @@ static void check_attn(const struct pd_simd_ops *ops, bool f16, uint32_t hd, uin
     pd_simd_attn(ref, &a);
     a.p = ppb;
     a.o = opb;
-    if (ops->attn && hd % 16 == 0 && hdv % 16 == 0) {
-        /* the blocked kernel takes every head size of whole registers up to 256 */
+    if (ops->attn && hd % 16 == 0 && hdv % 16 == 0 &&
+        (f16 || ops->level == PD_SIMD_AVX512)) {
+        /* the blocked kernels take every head size of whole 16s up to 256: AVX-512 for f16
+         * and f32 rows, AVX2 for f16 (f32 takes its per-query loop) */
         if (!ops->attn(&a)) {
             fail_msg("%s attn: the blocked kernel refused head sizes %u/%u",
                      pd_cpu_simd_name(ops->level), hd, hdv);

@@ -1116,6 +1116,98 @@ TILE8 void q4_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     store_tile8(g, r0, t0, sum, RM, RN);
 }
 
+/* q6_K: RM rows x RN tokens, the same scheme as q4_K: per super-block the portable
+ * kernel's integers for every (row, token) (6-bit codes x q8 with vpmaddubsw, pair sums
+ * <= 2 * 63 * 128; signed 8-bit scales with vpmaddwd; the bias sum(bsums[j] * sc[j])),
+ * then its float expression sum + (d * dy) * isum on the 8 lanes: bit-identical to
+ * pd_q6_k_vec_dot. */
+TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                      const int RN)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(0x30);
+    __m256 sum = _mm256_setzero_ps();
+    float d[8] = {0}, dy[8] = {0};
+    for (size_t i = 0; i < g->n / PD_QK_K; i++) {
+        if (RM == 8) {
+            prefetch_rows8(g, r0, i * Q6_K_BYTES, Q6_K_BYTES);
+        }
+        const uint8_t *wb[8], *yb[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < RM; r++) {
+            wb[r] = g->w + (r0 + (size_t)r) * g->w_stride + i * Q6_K_BYTES;
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) {
+            yb[t] = g->x + (t0 + (size_t)t) * g->x_stride + i * Q8_K_BYTES;
+        }
+        __m256i acc[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            acc[k] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 8
+            for (int r = 0; r < RM; r++) {
+                const uint8_t *b = wb[r];
+                /* sc[8h .. 8h + 7] as 16-bit lanes in both halves; lanes 0..7 of scale k
+                 * take sc[8h + 2k], lanes 8..15 sc[8h + 2k + 1] */
+                __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(
+                    _mm_loadl_epi64((const __m128i *)(b + Q6_K_SCALES + 8 * h))));
+                __m256i l0 = load256(b + Q6_K_QL + 64 * h);
+                __m256i l1 = load256(b + Q6_K_QL + 64 * h + 32);
+                __m256i hb = load256(b + Q6_K_QH + 32 * h);
+                __m256i q[4] = {
+                    _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
+                    _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                    _mm256_and_si256(hb, m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2)),
+                };
+                __m256i scale[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256i ctrl = _mm256_setr_m128i(
+                        _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))),
+                        _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))));
+                    scale[k] = _mm256_shuffle_epi8(sc16, ctrl);
+                }
+#pragma GCC unroll 8
+                for (int t = 0; t < RN; t++) {
+                    const uint8_t *q8 = yb[t] + Q8_K_QS + 128 * h;
+                    __m256i s01 = _mm256_add_epi32(dot_u8i8_scaled(q[0], q8, scale[0]),
+                                                   dot_u8i8_scaled(q[1], q8 + 32, scale[1]));
+                    __m256i s23 = _mm256_add_epi32(dot_u8i8_scaled(q[2], q8 + 64, scale[2]),
+                                                   dot_u8i8_scaled(q[3], q8 + 96, scale[3]));
+                    acc[t * RM + r] = _mm256_add_epi32(acc[t * RM + r], _mm256_add_epi32(s01, s23));
+                }
+            }
+        }
+        __m256i isum = hsum8x8_epi32(acc);
+#pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) {
+            __m256i bs = load256(yb[t] + Q8_K_BSUMS);
+#pragma GCC unroll 8
+            for (int r = 0; r < RM; r++) {
+                __m256i sc_all = _mm256_cvtepi8_epi16(load128(wb[r] + Q6_K_SCALES));
+                acc[t * RM + r] = _mm256_madd_epi16(bs, sc_all);
+                d[t * RM + r] = f16_load(wb[r] + Q6_K_D);
+                dy[t * RM + r] = f32_load(yb[t]);
+            }
+        }
+        __m256i bias = hsum8x8_epi32(acc);
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 5)); /* isum - 32 * bias */
+        __m256 dd = _mm256_mul_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(dy));
+        __m256 tt = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum));
+        sum = _mm256_add_ps(sum, tt);
+    }
+    store_tile8(g, r0, t0, sum, RM, RN);
+}
+
 /* Rows [r0, r1) of every token: RM x RN tiles with 1-token and 1-row remainders; a single
  * token (decode) takes 8 x 1 tiles. */
 #define GEMM8_DRIVER(name, TILE, RM, RN)                                                  \
@@ -1154,6 +1246,7 @@ TILE8 void q4_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
 GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
 /* q4_K: each row's scale unpacking serves 4 tokens (53 against 42 GMAC/s at 4 x 2) */
 GEMM8_DRIVER(avx2_q4_k_gemm, q4_k_tile8, 2, 4)
+GEMM8_DRIVER(avx2_q6_k_gemm, q6_k_tile8, 2, 4)
 GEMM8_DRIVER(avx2_f16_gemm, F16_TILE8, 4, 2)
 GEMM8_DRIVER(avx2_bf16_gemm, BF16_TILE8, 4, 2)
 
@@ -1174,6 +1267,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_BF16] = avx2_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx2_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx2_q4_k_gemm,
+        [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,
     },
     .from_f32 = {
         [PD_DTYPE_F16] = avx2_f16_row_from_f32,

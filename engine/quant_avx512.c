@@ -429,6 +429,109 @@ INLINE512 void q4_k_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, con
     store_tile(g, r0, t0, sum, RM, RN);
 }
 
+/* ---- q6_K ---------------------------------------------------------------------------- */
+
+/* Super-block i of a q6_K tile: accumulates into *sum (lane t * RM + r) exactly what the
+ * portable kernel adds for each (row, token). Per half h of the super-block, the 128
+ * six-bit codes are rebuilt in two registers (ql's 64 bytes hold elements 0..63 in their
+ * low nibbles and 64..127 in their high ones; qh's 32 bytes, repeated in both halves and
+ * shifted per half, supply bits 4-5), multiplied with the token's q8 bytes by vpmaddubsw
+ * (pair sums <= 2 * 63 * 128) and weighted by the signed sub-block scales with vpdpwssd;
+ * the bias sum(bsums[j] * sc[j]) comes from one vpmaddwd per pair; then the portable
+ * float expression sum + (d * dy) * isum per lane. */
+INLINE512 void q6_k_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t i,
+                         __m512 *sum, const int RM, const int RN)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m2 = _mm512_set1_epi8(0x30);
+    /* qh's bits for elements 0..31 | 32..63 sit at bits 0-1 | 2-3, for 64..95 | 96..127
+     * at bits 4-5 | 6-7: shifted per 256-bit half to bits 4-5 */
+    const __m512i sh_lo = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
+    const __m512i sh_hi = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const uint8_t *wb[16];
+    const uint8_t *yb[4];
+    float dtab[16], ytab[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; r++) {
+        wb[r] = g->w + (r0 + (size_t)r) * g->w_stride + i * Q6_K_BYTES;
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        yb[t] = g->x + (t0 + (size_t)t) * g->x_stride + i * Q8_K_BYTES;
+    }
+    __m512i acc[16];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k++) {
+        acc[k] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        /* int16 lane l of the scale register for codes 64 p .. 64 p + 63 of this half:
+         * sc[8 h + 4 p + l / 8] */
+        const __m512i sel0 = _mm512_add_epi16(
+            _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002,
+                              0x20002, 0x20002, 0x30003, 0x30003, 0x30003, 0x30003),
+            _mm512_set1_epi16((short)(8 * h)));
+        const __m512i sel1 = _mm512_add_epi16(sel0, _mm512_set1_epi16(4));
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; r++) {
+            const uint8_t *b = wb[r];
+            __m512i sc16 = _mm512_zextsi256_si512(
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + Q6_K_SCALES))));
+            __m512i l = load512(b + Q6_K_QL + 64 * h);
+            __m512i hb = _mm512_broadcast_i64x4(load256(b + Q6_K_QH + 32 * h));
+            __m512i c0 = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                         _mm512_and_si512(_mm512_sllv_epi64(hb, sh_lo), m2));
+            __m512i c1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                         _mm512_and_si512(_mm512_srlv_epi64(hb, sh_hi), m2));
+            __m512i s0 = _mm512_permutexvar_epi16(sel0, sc16);
+            __m512i s1 = _mm512_permutexvar_epi16(sel1, sc16);
+#pragma GCC unroll 4
+            for (int t = 0; t < RN; t++) {
+                const uint8_t *q8 = yb[t] + Q8_K_QS + 128 * h;
+                __m512i p0 = _mm512_maddubs_epi16(c0, load512(q8));
+                __m512i p1 = _mm512_maddubs_epi16(c1, load512(q8 + 64));
+                acc[t * RM + r] = _mm512_dpwssd_epi32(acc[t * RM + r], p0, s0);
+                acc[t * RM + r] = _mm512_dpwssd_epi32(acc[t * RM + r], p1, s1);
+            }
+        }
+    }
+    __m512i isum = hsum16_epi32(acc);
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        __m256i bs = load256(yb[t] + Q8_K_BSUMS);
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; r++) {
+            __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb[r] + Q6_K_SCALES)));
+            acc[t * RM + r] = _mm512_zextsi256_si512(_mm256_madd_epi16(bs, sc));
+            dtab[t * RM + r] = _cvtsh_ss(load_u16(wb[r] + Q6_K_D));
+            memcpy(&ytab[t * RM + r], yb[t], 4);
+        }
+    }
+    for (int k = RM * RN; k < 16; k++) {
+        dtab[k] = 0.0f;
+        ytab[k] = 0.0f;
+    }
+    __m512i bias = hsum16_epi32(acc);
+    isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(bias, 5)); /* isum - 32 * bias */
+    __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(dtab), _mm512_loadu_ps(ytab));
+    __m512 t = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(isum));
+    *sum = _mm512_add_ps(*sum, t);
+}
+
+INLINE512 void q6_k_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                         const int RN)
+{
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t i = 0; i < g->n / PD_QK_K; i++) {
+        if (RM == 16 && RN == 1) {
+            prefetch_next_rows(g, r0, i * Q6_K_BYTES, Q6_K_BYTES);
+        }
+        q6_k_step(g, r0, t0, i, &sum, RM, RN);
+    }
+    store_tile(g, r0, t0, sum, RM, RN);
+}
+
 /* ---- f16 / bf16 ----------------------------------------------------------------------- */
 
 INLINE512 __m512 half16(const uint8_t *p, bool bf16)
@@ -1453,6 +1556,7 @@ static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, si
 
 GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
 GEMM_DRIVER(q4_k_tiles, q4_k_tile)
+GEMM_DRIVER(avx512_q6_k_gemm, q6_k_tile)
 
 /* q4_K: rows in lanes in blocks of 16 rows, the tiles for the rows past the last whole
  * block (and below Q4K_LANES_MIN_TOK tokens); packed weights always in lanes. */
@@ -1489,6 +1593,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_BF16] = avx512_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
+        [PD_DTYPE_Q6_K] = avx512_q6_k_gemm,
     },
     .pack = {
         [PD_DTYPE_Q4_K] = avx512_q4_k_pack,

@@ -1,5 +1,5 @@
 /* quant_avx512.c - the AVX-512 (F, BW, VL, DQ) + VNNI kernels: register-tiled weight
- * products for q8_0, q4_K and f16/bf16 weights and blocked attention (the table
+ * products for q8_0, q4_K, q6_K and f16/bf16 weights and blocked attention (the table
  * pd_simd_ops_avx512_own; simd.c completes the level with the AVX2 kernels this file does
  * not replace).
  *
@@ -27,6 +27,8 @@
  *   combination sum += (d * dy) * isum - (dmin * dy) * msum runs on the 16 lanes in the
  *   portable order (separate multiplies; ISO C mode keeps GCC from contracting them and
  *   clang contracts only within one expression).
+ * - q6_K: the q4_K tile's scheme (exact integers per super-block, the portable float
+ *   expression on the 16 lanes), its codes rebuilt 64 to a register from ql and qh.
  * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
  *   the order differs from the portable one by rounding only.
  * - q4_K puts rows in lanes instead (prefill and decode alike; the tiles above keep the

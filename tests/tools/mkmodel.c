@@ -1,6 +1,6 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
- *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k
+ *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m
  *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench|1b|8b|1.5b] [--vocab-from GGUF]
  *           [--chat-template deepseek-r1|qwen3|chatml] [--rope-freqs 1] --out FILE
  *
@@ -15,6 +15,7 @@
  * written by mkqwenvocab) instead. --chat-template stores a short template text carrying
  * the markers ponder's detector keys on (engine/chat.h), so templated generation paths
  * can be exercised end to end.
+ * --type q4_k_m mixes q4_K and q6_K matrices as llama.cpp's Q4_K_M files do (matrix_type).
  * --rope-freqs 1 adds a rope_freqs.weight tensor (llama only, as in Llama 3.1 files).
  * --shape bench makes a larger model with a realistic head size (n_embd 512, 8 heads of
  * 64, 2 KV heads, ffn 1536, 8 layers) for `ponder bench`; --shape 1b one of Llama-3.2-1B's
@@ -76,7 +77,25 @@ struct spec {
     int big;              /* real-size shape: fast random blocks */
     uint64_t n_vocab_pad; /* pad the vocabulary to this many tokens (0: none) */
     float rope_base;      /* 0: the architecture's usual */
+    int q4_k_m;           /* --type q4_k_m: q4_K with llama.cpp's Q4_K_M choice of q6_K */
 };
+
+/* The type of a weight matrix: sp->type, except in a q4_k_m model, which keeps (as
+ * llama.cpp's Q4_K_M files do) the output matrix (or the embedding it is tied to) in
+ * q6_K, and attn_v and ffn_down in q6_K in the first and last eighth of the layers and in
+ * every third layer between. role: "output", "attn_v", "ffn_down" or NULL. */
+static enum pd_dtype matrix_type(const struct spec *sp, const char *role, uint32_t il)
+{
+    if (!sp->q4_k_m || !role) {
+        return sp->type;
+    }
+    if (strcmp(role, "output") == 0) {
+        return PD_DTYPE_Q6_K;
+    }
+    uint32_t n = sp->n_layer;
+    bool more = il < n / 8 || il >= 7 * n / 8 || (il - n / 8) % 3 == 2;
+    return more ? PD_DTYPE_Q6_K : sp->type;
+}
 
 /* ---- vocabularies -------------------------------------------------------------------- */
 
@@ -610,10 +629,13 @@ tensors:;
     }
     /* Embeddings stay in the requested type too (scaled so tied logits stay moderate);
      * llama gets an untied output. */
-    CHECK(add_matrix(w, &r, "token_embd.weight", E, n_vocab, sp->type, ws * 4));
+    bool tied = strcmp(a, "llama") != 0;
+    CHECK(add_matrix(w, &r, "token_embd.weight", E, n_vocab,
+                     matrix_type(sp, tied ? "output" : NULL, 0), ws * 4));
     CHECK(add_vector(w, &r, "output_norm.weight", E, 1.0f, 0.2f));
-    if (strcmp(a, "llama") == 0) {
-        CHECK(add_matrix(w, &r, "output.weight", E, n_vocab, sp->type, ws * 4));
+    if (!tied) {
+        CHECK(add_matrix(w, &r, "output.weight", E, n_vocab, matrix_type(sp, "output", 0),
+                         ws * 4));
     }
     if (sp->rope_freqs) {
         /* Llama 3.1-style divisors: 1 for the fast pairs, growing for the slow ones. */
@@ -633,7 +655,7 @@ tensors:;
         CHECK(add_vector(w, &r, NAME("attn_norm.weight"), E, 1.0f, 0.2f));
         CHECK(add_matrix(w, &r, NAME("attn_q.weight"), E, qd, sp->type, ws * 2));
         CHECK(add_matrix(w, &r, NAME("attn_k.weight"), E, kd, sp->type, ws * 2));
-        CHECK(add_matrix(w, &r, NAME("attn_v.weight"), E, kd, sp->type, ws));
+        CHECK(add_matrix(w, &r, NAME("attn_v.weight"), E, kd, matrix_type(sp, "attn_v", il), ws));
         CHECK(add_matrix(w, &r, NAME("attn_output.weight"), qd, E, sp->type, ws));
         if (strcmp(a, "qwen2") == 0) {
             CHECK(add_vector(w, &r, NAME("attn_q.bias"), qd, 0.0f, 0.1f));
@@ -647,7 +669,8 @@ tensors:;
         CHECK(add_vector(w, &r, NAME("ffn_norm.weight"), E, 1.0f, 0.2f));
         CHECK(add_matrix(w, &r, NAME("ffn_gate.weight"), E, F, sp->type, ws * 2));
         CHECK(add_matrix(w, &r, NAME("ffn_up.weight"), E, F, sp->type, ws * 2));
-        CHECK(add_matrix(w, &r, NAME("ffn_down.weight"), F, E, sp->type, 1.0f / sqrtf((float)F)));
+        CHECK(add_matrix(w, &r, NAME("ffn_down.weight"), F, E, matrix_type(sp, "ffn_down", il),
+                         1.0f / sqrtf((float)F)));
 #undef NAME
     }
 write:
@@ -744,7 +767,8 @@ int main(int argc, char **argv)
         if (strcmp(a, "--arch") == 0) {
             sp.arch = val;
         } else if (strcmp(a, "--type") == 0) {
-            sp.type = pd_dtype_parse(val);
+            sp.q4_k_m = strcmp(val, "q4_k_m") == 0;
+            sp.type = pd_dtype_parse(sp.q4_k_m ? "q4_k" : val);
             if (sp.type == PD_DTYPE_COUNT || sp.type == PD_DTYPE_Q8_K) {
                 fprintf(stderr, "mkmodel: --type: unknown type '%s'\n", val);
                 return 2;

@@ -23,10 +23,11 @@
  *   one 8-lane accumulator per pair, reduced together at the end by one transposing add
  *   tree): each weight block is loaded and widened once for RN tokens, each activation
  *   block once for RM rows. q8_0 and f16/bf16 tiles sum in another order than the
- *   portable dot (float rounding only); the q4_K tile forms each pair's exact super-block
- *   integers and evaluates kq_combine's float expression on the 8 lanes at once, so it is
- *   bit-identical to the portable dot. A single token (decode) takes 8 x 1 tiles that
- *   fetch the next 8 rows ahead. The file's layout is read as it is (no packing).
+ *   portable dot (float rounding only); the q4_K, q5_K and q6_K tiles form each pair's
+ *   exact super-block integers and evaluate the portable float expression on the 8 lanes
+ *   at once, so they are bit-identical to the portable dot. A single token (decode) takes
+ *   8 x 1 tiles that fetch the next 8 rows ahead (q5_K: one dot product per row, which
+ *   was faster). The file's layout is read as it is (no packing).
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as
@@ -1033,16 +1034,19 @@ TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool b
     store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
 }
 
-/* q4_K: RM rows x RN tokens. Per super-block every (row, token) gets exactly the
- * portable kernel's integers: the codes times q8 with vpmaddubsw (unsigned nibbles, pair
- * sums <= 2 * 15 * 128), weighted by the sub-block scales with vpmaddwd into int32
+/* q4_K and (five) q5_K: RM rows x RN tokens. Per super-block every (row, token) gets
+ * exactly the portable kernel's integers: the codes times q8 with vpmaddubsw (unsigned
+ * nibbles, with q5_K's fifth bit from qh as in its vec_dot; pair sums <= 2 * 31 * 128), weighted by the sub-block scales with vpmaddwd into int32
  * lanes, the 8 pairs' lanes reduced together (hsum8x8_epi32), the min term
  * sum(bsums[j] * m[j / 2]) likewise from one vpmaddwd per pair; then the portable float
  * combination (kq_combine) on the 8 lanes at once, each product its own statement, so
- * every output is bit-identical to pd_q4_k_vec_dot. */
-TILE8 void q4_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
-                      const int RN)
+ * every output is bit-identical to pd_q4_k_vec_dot (pd_q5_k_vec_dot). */
+TILE8 void kq45_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool five,
+                      const int RM, const int RN)
 {
+    const size_t bytes = five ? Q5_K_BYTES : Q4_K_BYTES;
+    const size_t qs = five ? Q5_K_QS : Q4_K_QS;
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     /* int16 lane l of a min register pairs with bsums[l]: m[l / 2] */
     const __m256i mdup = _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1,
@@ -1052,13 +1056,13 @@ TILE8 void q4_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     float d[8] = {0}, dmin[8] = {0}, dy[8] = {0};
     for (size_t i = 0; i < g->n / PD_QK_K; i++) {
         if (RM == 8) {
-            prefetch_rows8(g, r0, i * Q4_K_BYTES, Q4_K_BYTES);
+            prefetch_rows8(g, r0, i * bytes, bytes);
         }
         const uint8_t *wb[8], *yb[8];
         __m256i sc16[8], mins[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RM; r++) {
-            wb[r] = g->w + (r0 + (size_t)r) * g->w_stride + i * Q4_K_BYTES;
+            wb[r] = g->w + (r0 + (size_t)r) * g->w_stride + i * bytes;
             __m128i scm = kq_unpack_scales(wb[r] + KQ_SCALES);
             /* the 8 scales as int16 in both halves; the mins (bytes 8..15) widened to 16
              * bits and each repeated for its two bsums */
@@ -1078,9 +1082,16 @@ TILE8 void q4_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
         for (int grp = 0; grp < 4; grp++) {
 #pragma GCC unroll 8
             for (int r = 0; r < RM; r++) {
-                __m256i q4 = load256(wb[r] + Q4_K_QS + 32 * grp);
+                __m256i q4 = load256(wb[r] + qs + 32 * grp);
                 __m256i lo = _mm256_and_si256(q4, m4);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                if (five) {
+                    /* the group's two bits of qh brought to bits 0 and 1 (the 16-bit
+                     * shift moves bits across bytes only into bits never read) */
+                    __m256i qh = _mm256_srli_epi16(load256(wb[r] + Q5_K_QH), 2 * grp);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                }
                 __m256i s1 = _mm256_shuffle_epi8(sc16[r], bcast16_ctrl(2 * grp));
                 __m256i s2 = _mm256_shuffle_epi8(sc16[r], bcast16_ctrl(2 * grp + 1));
 #pragma GCC unroll 8
@@ -1244,8 +1255,25 @@ TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
 #define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
 
 GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
-/* q4_K: each row's scale unpacking serves 4 tokens (53 against 42 GMAC/s at 4 x 2) */
-GEMM8_DRIVER(avx2_q4_k_gemm, q4_k_tile8, 2, 4)
+/* q4_K, q5_K: each row's scale unpacking serves 4 tokens (q4_K: 53 against 42 GMAC/s at
+ * 4 x 2) */
+#define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
+#define Q5_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, true, RM, RN)
+GEMM8_DRIVER(avx2_q4_k_gemm, Q4_K_TILE8, 2, 4)
+GEMM8_DRIVER(q5_k_tiles, Q5_K_TILE8, 2, 4)
+
+/* q5_K: a single token keeps one dot product per row (the 8 x 1 tile ran 25% slower on an
+ * 8192 x 4096 matrix, the 4 x 1 tile 10%). */
+static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    if (g->n_tok == 1) {
+        for (size_t r = r0; r < r1; r++) {
+            g->y[r] = avx2_q5_k_vec_dot(g->w + r * g->w_stride, g->x, g->n);
+        }
+        return;
+    }
+    q5_k_tiles(g, r0, r1);
+}
 GEMM8_DRIVER(avx2_q6_k_gemm, q6_k_tile8, 2, 4)
 GEMM8_DRIVER(avx2_f16_gemm, F16_TILE8, 4, 2)
 GEMM8_DRIVER(avx2_bf16_gemm, BF16_TILE8, 4, 2)
@@ -1267,6 +1295,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_BF16] = avx2_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx2_q8_0_gemm,
         [PD_DTYPE_Q4_K] = avx2_q4_k_gemm,
+        [PD_DTYPE_Q5_K] = avx2_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,
     },
     .from_f32 = {

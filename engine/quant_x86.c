@@ -27,7 +27,12 @@
  *   exact super-block integers and evaluate the portable float expression on the 8 lanes
  *   at once, so they are bit-identical to the portable dot. A single token (decode) takes
  *   8 x 1 tiles that fetch the next 8 rows ahead (q5_K: one dot product per row, which
- *   was faster). The file's layout is read as it is (no packing).
+ *   was faster).
+ * - q4_K weights are packed at load (avx2_q4_k_pack) into blocks of 8 rows whose
+ *   super-blocks are transposed 4 bytes at a time, so one register holds 4 codes of each
+ *   of 8 rows: the product then puts rows in lanes (q4k8_block: no horizontal sums, the
+ *   headers unpacked for 8 rows at once, one stream per block) and stays bit-identical.
+ *   The tiles keep the file's layout (PONDER_PACK=0) and the rows past the last block.
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as
@@ -1219,6 +1224,183 @@ TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     store_tile8(g, r0, t0, sum, RM, RN);
 }
 
+/* ---- q4_K packed, rows in lanes ------------------------------------------------------ */
+
+/* The packed layout (avx2_q4_k_pack): each block of 8 rows holds, per super-block, 36
+ * registers of 32 bytes, register k holding in dword lane r the bytes 4k .. 4k + 3 of row
+ * r's super-block: registers 0..3 the 16-byte headers (d and dmin, the 12 scale bytes),
+ * registers 4..35 the 128 code bytes. The same bytes as the 8 rows (8 * Q4_K_BYTES per
+ * super-block), so rows past the last whole block keep the file's layout in place. */
+#define Q4K8_PACKED (8 * Q4_K_BYTES)
+/* Tokens one pass over a block's weights serves (2: 70-72 GMAC/s in bench-kernels at 32
+ * tokens, 3: 68, 4: 65-66; more sums than registers). */
+#define Q4K8_TOK 2
+
+static AVX2_FN void avx2_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                   uint8_t *out)
+{
+    size_t nsb = row_bytes / Q4_K_BYTES;
+    size_t whole = rows / 8 * 8;
+    for (size_t r0 = 0; r0 < whole; r0 += 8) {
+        for (size_t i = 0; i < nsb; i++) {
+            uint8_t *o = out + r0 * row_bytes + i * Q4K8_PACKED;
+            const uint8_t *src = w + r0 * row_bytes + i * Q4_K_BYTES;
+            for (size_t k = 0; k < Q4_K_BYTES / 4; k++) {
+                for (size_t r = 0; r < 8; r++) {
+                    memcpy(o + 32 * k + 4 * r, src + r * row_bytes + 4 * k, 4);
+                }
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* A packed super-block's headers, unpacked per lane (row): sc[j] and mn[j] hold sub-block
+ * j's 6-bit scale and min in both 16-bit halves of the row's dword (for vpmaddwd against
+ * pairs of 16-bit sums); d and dmin as floats. */
+struct q4k8_head {
+    __m256i sc[8], mn[8];
+    __m256 d, dmin;
+};
+
+TILE8 void q4k8_head_unpack(const uint8_t *h, struct q4k8_head *H)
+{
+    const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i low2 = _mm256_set1_epi32(0x03030303);
+    __m256i dm = load256(h), w0 = load256(h + 32), w1 = load256(h + 64), w2 = load256(h + 96);
+    /* kq_unpack_scales per lane: sc[0..3] | sc[4..7] | m[0..3] | m[4..7] as bytes */
+    __m256i part[4] = {
+        _mm256_and_si256(w0, low6),
+        _mm256_or_si256(_mm256_and_si256(w2, low4),
+                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w0, 6), low2), 4)),
+        _mm256_and_si256(w1, low6),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), low4),
+                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(w1, 6), low2), 4)),
+    };
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        /* byte j % 4 of each dword into both of its 16-bit halves */
+        const __m256i ctrl = _mm256_setr_epi8(
+            (char)(j % 4), -1, (char)(j % 4), -1, (char)(4 + j % 4), -1, (char)(4 + j % 4), -1,
+            (char)(8 + j % 4), -1, (char)(8 + j % 4), -1, (char)(12 + j % 4), -1,
+            (char)(12 + j % 4), -1, (char)(j % 4), -1, (char)(j % 4), -1, (char)(4 + j % 4), -1,
+            (char)(4 + j % 4), -1, (char)(8 + j % 4), -1, (char)(8 + j % 4), -1,
+            (char)(12 + j % 4), -1, (char)(12 + j % 4), -1);
+        H->sc[j] = _mm256_shuffle_epi8(part[j / 4], ctrl);
+        H->mn[j] = _mm256_shuffle_epi8(part[2 + j / 4], ctrl);
+    }
+    /* d (low half of each dword) and dmin (high half): the 8 halves gathered, widened */
+    const __m256i lo = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    __m256i g = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dm, lo), 0xD8); /* q0 q2 q1 q3 */
+    H->d = _mm256_cvtph_ps(_mm256_castsi256_si128(g));
+    H->dmin = _mm256_cvtph_ps(_mm256_extracti128_si256(g, 1));
+}
+
+/* Rows [b, b + 8) (a packed block) for tokens [t0, t0 + T): y[t * y_stride + r] for
+ * r < 8. Per super-block, each code register serves the T tokens: its nibbles times the
+ * token's 4 broadcast activation bytes with vpmaddubsw, summed in 16 bits over a
+ * sub-block's 8 registers (8 * 2 * 15 * 128 < 2^15: exact), then weighted by the lane's
+ * sub-block scale with vpmaddwd into int32; the min term likewise from the bsums; then
+ * the portable float expression per lane. Bit-identical to pd_q4_k_vec_dot. */
+TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *y,
+                      size_t y_stride, const int T)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const uint8_t *blk = g->w + b * g->w_stride;
+    const uint8_t *xr[Q4K8_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        xr[t] = g->x + (t0 + (size_t)t) * g->x_stride;
+    }
+    __m256 sum[Q4K8_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        sum[t] = _mm256_setzero_ps();
+    }
+    size_t nsb = g->n / PD_QK_K;
+    for (size_t i = 0; i < nsb; i++) {
+        const uint8_t *h = blk + i * Q4K8_PACKED;
+        if (i + 2 < nsb) {
+            for (size_t l = 0; l < Q4K8_PACKED; l += 64) {
+                _mm_prefetch((const char *)h + 2 * Q4K8_PACKED + l, _MM_HINT_T0);
+            }
+        }
+        struct q4k8_head H;
+        q4k8_head_unpack(h, &H);
+        const uint8_t *codes = h + 128;
+        __m256i isum[Q4K8_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (int grp = 0; grp < 4; grp++) {
+            __m256i al[Q4K8_TOK], ah[Q4K8_TOK];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                al[t] = _mm256_setzero_si256();
+                ah[t] = _mm256_setzero_si256();
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m256i c = load256(codes + 32 * (8 * grp + k));
+                __m256i lo = _mm256_and_si256(c, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *q8 = xr[t] + i * Q8_K_BYTES + Q8_K_QS + 64 * grp + 4 * k;
+                    int32_t xl, xh;
+                    memcpy(&xl, q8, 4);
+                    memcpy(&xh, q8 + 32, 4);
+                    al[t] = _mm256_add_epi16(al[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+                    ah[t] = _mm256_add_epi16(ah[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                isum[t] = _mm256_add_epi32(
+                    isum[t], _mm256_add_epi32(_mm256_madd_epi16(al[t], H.sc[2 * grp]),
+                                              _mm256_madd_epi16(ah[t], H.sc[2 * grp + 1])));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const uint8_t *yb = xr[t] + i * Q8_K_BYTES;
+            __m256i msum = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                int32_t pair; /* bsums[2j], bsums[2j + 1] */
+                memcpy(&pair, yb + Q8_K_BSUMS + 4 * j, 4);
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(H.mn[j], _mm256_set1_epi32(pair)));
+            }
+            __m256 dy = _mm256_set1_ps(f32_load(yb));
+            /* kq_combine per lane */
+            __m256 dd = _mm256_mul_ps(H.d, dy);
+            __m256 dm = _mm256_mul_ps(H.dmin, dy);
+            __m256 a = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum[t]));
+            __m256 c = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
+            __m256 tt = _mm256_sub_ps(a, c);
+            sum[t] = _mm256_add_ps(sum[t], tt);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(y + (size_t)t * y_stride, sum[t]);
+    }
+}
+
+/* Every token of g for the packed block at row b, into y (rows b .. b + 7 at y[0..8)). */
+static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride)
+{
+    size_t t = 0;
+    for (; t + Q4K8_TOK <= g->n_tok; t += Q4K8_TOK) {
+        q4k8_block(g, b, t, y + t * y_stride, y_stride, Q4K8_TOK);
+    }
+    for (; t < g->n_tok; t++) {
+        q4k8_block(g, b, t, y + t * y_stride, y_stride, 1);
+    }
+}
+
 /* Rows [r0, r1) of every token: RM x RN tiles with 1-token and 1-row remainders; a single
  * token (decode) takes 8 x 1 tiles. */
 #define GEMM8_DRIVER(name, TILE, RM, RN)                                                  \
@@ -1259,7 +1441,39 @@ GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
  * 4 x 2) */
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
 #define Q5_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, true, RM, RN)
-GEMM8_DRIVER(avx2_q4_k_gemm, Q4_K_TILE8, 2, 4)
+GEMM8_DRIVER(q4_k_tiles, Q4_K_TILE8, 2, 4)
+/* q4_K: packed weights in lanes, 8 rows at a time (a block only partly in [r0, r1)
+ * computed whole into a scratch row and copied); rows past the last whole block, and
+ * weights in the file's layout, in tiles. */
+static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    size_t r = r0;
+    if (g->packed) {
+        size_t whole = g->w_rows / 8 * 8;
+        while (r < r1 && r < whole) {
+            size_t b = r / 8 * 8, e = b + 8 < r1 ? b + 8 : r1;
+            if (r == b && e == b + 8) {
+                q4k8_rows(g, b, g->y + b, g->y_stride);
+            } else {
+                float tmp[8 * Q4K8_TOK];
+                for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K8_TOK) {
+                    struct pd_gemm_args part = *g;
+                    part.x = g->x + t0 * g->x_stride;
+                    part.n_tok = g->n_tok - t0 < Q4K8_TOK ? g->n_tok - t0 : Q4K8_TOK;
+                    q4k8_rows(&part, b, tmp, 8);
+                    for (size_t t = 0; t < part.n_tok; t++) {
+                        memcpy(g->y + (t0 + t) * g->y_stride + r, tmp + t * 8 + (r - b),
+                               (e - r) * sizeof(float));
+                    }
+                }
+            }
+            r = e;
+        }
+    }
+    if (r < r1) {
+        q4_k_tiles(g, r, r1);
+    }
+}
 GEMM8_DRIVER(q5_k_tiles, Q5_K_TILE8, 2, 4)
 
 /* q5_K: a single token keeps one dot product per row (the 8 x 1 tile ran 25% slower on an
@@ -1297,6 +1511,9 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_Q4_K] = avx2_q4_k_gemm,
         [PD_DTYPE_Q5_K] = avx2_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,
+    },
+    .pack = {
+        [PD_DTYPE_Q4_K] = avx2_q4_k_pack,
     },
     .from_f32 = {
         [PD_DTYPE_F16] = avx2_f16_row_from_f32,

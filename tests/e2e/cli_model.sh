@@ -74,6 +74,17 @@ PONDER_PACK=0 "$ponder" generate -m "$tmp/q4k.gguf" -p "the time" -n 24 -t 2 --n
 check "generate: packed and file layouts give the same tokens and metrics" cmp -s \
     <(grep -v '"summary"' "$tmp/gen_packed") <(grep -v '"summary"' "$tmp/gen_file")
 check "generate: 24 tokens streamed" grep -q '"n_gen":24' "$tmp/gen_packed"
+# a Q4_K_M-style mixture: q6_K for the tied output and one layer's attn_v and ffn_down
+"$PONDER_MKMODEL" --arch qwen2 --type q4_k_m --out "$tmp/q4km.gguf"
+check "mkmodel q4_k_m: q4_K and q6_K matrices" grep -q '"tensor_types":{"f32":11,"q4_k":12,"q6_k":3}' \
+    <("$ponder" info -m "$tmp/q4km.gguf" --json 2>&1)
+"$ponder" generate -m "$tmp/q4km.gguf" -p "the time" -n 16 -t 2 --no-record --json \
+    >"$tmp/gen_km" 2>&1
+PONDER_PACK=0 "$ponder" generate -m "$tmp/q4km.gguf" -p "the time" -n 16 -t 2 --no-record \
+    --json >"$tmp/gen_km_file" 2>&1
+check "generate q4_k_m: 16 tokens, packed and file layouts alike" cmp -s \
+    <(grep -v '"summary"' "$tmp/gen_km") <(grep -v '"summary"' "$tmp/gen_km_file")
+check "generate q4_k_m: 16 tokens streamed" grep -q '"n_gen":16' "$tmp/gen_km"
 
 # --- generate records like run: -f FILE, --chat (= --template), --db, --no-record ---
 m=$tmp/llama.gguf

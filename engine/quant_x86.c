@@ -464,43 +464,52 @@ static AVX2_FN float avx2_q5_k_vec_dot(const void *w, const void *x, size_t n)
  * high 2 bits from bits 2k, 2k+1 of qh[l]; its two 16-element sub-blocks have signed
  * scales sc[8h + 2k] and sc[8h + 2k + 1]. As in the portable kernel the codes are used
  * unsigned and 32 * sum(sc * bsum) is subtracted once. */
+/* Half h of the q6_K super-block at b: its 128 six-bit codes, 32 per register (q[k]:
+ * elements 128 h + 32 k ..), and each register's two sub-block scales as 16-bit lanes
+ * (scale[k]: lanes 0..7 sc[8 h + 2 k], lanes 8..15 sc[8 h + 2 k + 1]). The 16-bit shifts
+ * carry bits across bytes only outside the 0x30 mask. */
+static inline AVX2_FN __attribute__((always_inline)) void
+q6_k_half(const uint8_t *b, int h, __m256i q[4], __m256i scale[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(0x30);
+    __m256i sc16 = _mm256_broadcastsi128_si256(
+        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(b + Q6_K_SCALES + 8 * h))));
+    __m256i l0 = load256(b + Q6_K_QL + 64 * h);
+    __m256i l1 = load256(b + Q6_K_QL + 64 * h + 32);
+    __m256i hb = load256(b + Q6_K_QH + 32 * h);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_and_si256(hb, m2));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i ctrl = _mm256_setr_m128i(
+            _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))),
+            _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))));
+        scale[k] = _mm256_shuffle_epi8(sc16, ctrl);
+    }
+}
+
 static AVX2_FN float avx2_q6_k_vec_dot(const void *w, const void *x, size_t n)
 {
     assert(n % PD_QK_K == 0);
     const uint8_t *b = w;
     const uint8_t *y = x;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m2 = _mm256_set1_epi8(0x30);
     float sum = 0.0f;
     for (size_t i = 0; i < n / PD_QK_K; i++, b += Q6_K_BYTES, y += Q8_K_BYTES) {
         const int8_t *sc = (const int8_t *)(b + Q6_K_SCALES);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            /* sc[8h .. 8h + 7] as 16-bit lanes, in both 128-bit halves. */
-            __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(
-                _mm_loadl_epi64((const __m128i *)(sc + 8 * h))));
-            __m256i l0 = load256(b + Q6_K_QL + 64 * h);
-            __m256i l1 = load256(b + Q6_K_QL + 64 * h + 32);
-            __m256i hb = load256(b + Q6_K_QH + 32 * h);
-            /* The 16-bit shifts carry bits across bytes only outside the 0x30 mask. */
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_and_si256(hb, m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2)),
-            };
+            __m256i q[4], scale[4];
+            q6_k_half(b, h, q, scale);
             for (int k = 0; k < 4; k++) {
-                /* Lanes 0..7 get scale 2k, lanes 8..15 scale 2k + 1 (of this half). */
-                __m256i ctrl = _mm256_setr_m128i(
-                    _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))),
-                    _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))));
-                __m256i scale = _mm256_shuffle_epi8(sc16, ctrl);
                 acc = _mm256_add_epi32(
-                    acc, dot_u8i8_scaled(q[k], y + Q8_K_QS + 128 * h + 32 * k, scale));
+                    acc, dot_u8i8_scaled(q[k], y + Q8_K_QS + 128 * h + 32 * k, scale[k]));
             }
         }
         __m256i sc_all = _mm256_cvtepi8_epi16(load128(sc));
@@ -1140,8 +1149,6 @@ TILE8 void kq45_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool f
 TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
                       const int RN)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m2 = _mm256_set1_epi8(0x30);
     __m256 sum = _mm256_setzero_ps();
     float d[8] = {0}, dy[8] = {0};
     for (size_t i = 0; i < g->n / PD_QK_K; i++) {
@@ -1166,32 +1173,8 @@ TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
         for (int h = 0; h < 2; h++) {
 #pragma GCC unroll 8
             for (int r = 0; r < RM; r++) {
-                const uint8_t *b = wb[r];
-                /* sc[8h .. 8h + 7] as 16-bit lanes in both halves; lanes 0..7 of scale k
-                 * take sc[8h + 2k], lanes 8..15 sc[8h + 2k + 1] */
-                __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(
-                    _mm_loadl_epi64((const __m128i *)(b + Q6_K_SCALES + 8 * h))));
-                __m256i l0 = load256(b + Q6_K_QL + 64 * h);
-                __m256i l1 = load256(b + Q6_K_QL + 64 * h + 32);
-                __m256i hb = load256(b + Q6_K_QH + 32 * h);
-                __m256i q[4] = {
-                    _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
-                    _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                    _mm256_and_si256(hb, m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2)),
-                };
-                __m256i scale[4];
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) {
-                    __m256i ctrl = _mm256_setr_m128i(
-                        _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))),
-                        _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))));
-                    scale[k] = _mm256_shuffle_epi8(sc16, ctrl);
-                }
+                __m256i q[4], scale[4];
+                q6_k_half(wb[r], h, q, scale);
 #pragma GCC unroll 8
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *q8 = yb[t] + Q8_K_QS + 128 * h;
@@ -1442,9 +1425,26 @@ GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
 #define Q5_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, true, RM, RN)
 GEMM8_DRIVER(q4_k_tiles, Q4_K_TILE8, 2, 4)
+/* Rows [r0, r1) of the packed block at row b, r0 > b or r1 < b + 8: the block computed
+ * whole for Q4K8_TOK tokens at a time into a scratch row, the wanted rows copied out. */
+static AVX2_FN void q4k8_part(const struct pd_gemm_args *g, size_t b, size_t r0, size_t r1)
+{
+    float tmp[8 * Q4K8_TOK];
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K8_TOK) {
+        struct pd_gemm_args part = *g;
+        part.x = g->x + t0 * g->x_stride;
+        part.n_tok = g->n_tok - t0 < Q4K8_TOK ? g->n_tok - t0 : Q4K8_TOK;
+        q4k8_rows(&part, b, tmp, 8);
+        for (size_t t = 0; t < part.n_tok; t++) {
+            memcpy(g->y + (t0 + t) * g->y_stride + r0, tmp + t * 8 + (r0 - b),
+                   (r1 - r0) * sizeof(float));
+        }
+    }
+}
+
 /* q4_K: packed weights in lanes, 8 rows at a time (a block only partly in [r0, r1)
- * computed whole into a scratch row and copied); rows past the last whole block, and
- * weights in the file's layout, in tiles. */
+ * through q4k8_part); rows past the last whole block, and weights in the file's layout,
+ * in tiles. */
 static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     size_t r = r0;
@@ -1455,17 +1455,7 @@ static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size
             if (r == b && e == b + 8) {
                 q4k8_rows(g, b, g->y + b, g->y_stride);
             } else {
-                float tmp[8 * Q4K8_TOK];
-                for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K8_TOK) {
-                    struct pd_gemm_args part = *g;
-                    part.x = g->x + t0 * g->x_stride;
-                    part.n_tok = g->n_tok - t0 < Q4K8_TOK ? g->n_tok - t0 : Q4K8_TOK;
-                    q4k8_rows(&part, b, tmp, 8);
-                    for (size_t t = 0; t < part.n_tok; t++) {
-                        memcpy(g->y + (t0 + t) * g->y_stride + r, tmp + t * 8 + (r - b),
-                               (e - r) * sizeof(float));
-                    }
-                }
+                q4k8_part(g, b, r, e);
             }
             r = e;
         }

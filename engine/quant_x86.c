@@ -9,8 +9,10 @@
  * - Block layouts are those of quant.h, read through byte offsets and unaligned loads
  *   (GGUF rows are only 2-byte aligned).
  * - Integer sums are exact for any block contents. Signed-by-signed q8_0 products are
- *   widened to 16 bits (the sign trick for _mm256_maddubs_epi16 overflows on -128 *
- *   -128). Unsigned-code-by-signed products use maddubs only where each pair sum stays
+ *   widened to 16 bits in the dot product (the sign trick for _mm256_maddubs_epi16
+ *   overflows on -128 * -128); the batched q8_0 tile uses the sign trick with the weight's
+ *   sign, exact while the activation has no -128 (the quantiser gives one only for
+ *   inputs past the half range, or NaN), and widens the blocks where it has. Unsigned-code-by-signed products use maddubs only where each pair sum stays
  *   below 2^15 (codes <= 63 times |q8| <= 128: 16128), and q4_0's offset of 8 is
  *   subtracted as a second maddubs so no product is ever signed-by-signed.
  * - K-quant dot products reduce each super-block's integer sums horizontally and then
@@ -949,10 +951,36 @@ TILE8 void prefetch_rows8(const struct pd_gemm_args *g, size_t r0, size_t off, s
     }
 }
 
-/* q8_0: a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator per pair. Each
- * block's codes are widened to 16 bits once per row and once per token (exact for any
- * bytes, -128 included: see the DESIGN note) and multiplied with vpmaddwd; the int32
- * lanes are scaled by d_x, then added with an FMA by d_w. */
+/* The half scales at byte 0 of the RM (<= 8) blocks p, p + stride, ... as floats in
+ * lanes 0 .. RM - 1 (the rest 0): the halves gathered into two 64-bit words on the
+ * integer side, one conversion for all of them. */
+TILE8 __m256 block_scales8(const uint8_t *p, size_t stride, const int RM)
+{
+    uint64_t lo = 0, hi = 0;
+#pragma GCC unroll 8
+    for (int r = 0; r < RM; r++) {
+        uint16_t h;
+        memcpy(&h, p + (size_t)r * stride, 2);
+        if (r < 4) {
+            lo |= (uint64_t)h << (16 * r);
+        } else {
+            hi |= (uint64_t)h << (16 * (r - 4));
+        }
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
+/* q8_0: a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator per pair. The 32
+ * products of a block pair come from the sign trick: maddubs(|w|, sign(x, w)) then a
+ * vpmaddwd by ones, exact while no activation byte is -128 (each pair of products is at
+ * most 2 * 128 * 127 in size); a block where some token's activation has a -128 takes the
+ * widened 16-bit products instead (dot_i8x32, exact for any bytes), so the tile is exact
+ * for every input. Each pair's int32 lanes are converted and added with one FMA by
+ * d_w * d_x. In a batch tile the row scales are converted together, multiplied by each
+ * token's scale and read back one broadcast load per pair from a stack copy (no register
+ * held per pair: with them in registers the accumulators spilled); a single token
+ * (decode) multiplies each row's scale on its own (the shared conversion was 3-5% slower
+ * there in the bench model's decode). */
 TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
                       const int RN)
 {
@@ -961,33 +989,45 @@ TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     for (int i = 0; i < 8; i++) {
         acc[i] = _mm256_setzero_ps();
     }
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(-128);
     const uint8_t *wrow = g->w + r0 * g->w_stride;
     const uint8_t *xrow = g->x + t0 * g->x_stride;
+    __attribute__((aligned(32))) float dm[8 * 8];
     for (size_t b = 0; b < g->n / PD_QK8_0; b++) {
         if (RM == 8 && b % 2 == 0) {
             prefetch_rows8(g, r0, b * Q8_0_BYTES, 2 * Q8_0_BYTES);
         }
-        __m256i xa[8], xb[8];
-        __m256 xd[8];
+        const uint8_t *wb = wrow + b * Q8_0_BYTES, *xb = xrow + b * Q8_0_BYTES;
+        __m256 wd = RN > 1 ? block_scales8(wb, g->w_stride, RM) : _mm256_setzero_ps();
+        __m256i xv[8];
+        float xd1 = 0.0f;
+        int extreme = 0;
 #pragma GCC unroll 8
         for (int t = 0; t < RN; t++) {
-            const uint8_t *p = xrow + (size_t)t * g->x_stride + b * Q8_0_BYTES;
-            xa[t] = _mm256_cvtepi8_epi16(load128(p + 2));
-            xb[t] = _mm256_cvtepi8_epi16(load128(p + 18));
-            xd[t] = _mm256_set1_ps(f16_load(p));
+            const uint8_t *p = xb + (size_t)t * g->x_stride;
+            xv[t] = load256(p + 2);
+            extreme |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(xv[t], low));
+            if (RN > 1) {
+                _mm256_store_ps(dm + 8 * t, _mm256_mul_ps(wd, _mm256_set1_ps(f16_load(p))));
+            } else {
+                xd1 = f16_load(p);
+            }
         }
 #pragma GCC unroll 8
         for (int r = 0; r < RM; r++) {
-            const uint8_t *p = wrow + (size_t)r * g->w_stride + b * Q8_0_BYTES;
-            __m256i wa = _mm256_cvtepi8_epi16(load128(p + 2));
-            __m256i wb = _mm256_cvtepi8_epi16(load128(p + 18));
-            __m256 wd = _mm256_set1_ps(f16_load(p));
+            const uint8_t *wp = wb + (size_t)r * g->w_stride + 2;
+            __m256i w = load256(wp);
+            __m256i wabs = _mm256_sign_epi8(w, w);
 #pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
-                __m256i s = _mm256_add_epi32(_mm256_madd_epi16(wa, xa[t]),
-                                             _mm256_madd_epi16(wb, xb[t]));
-                __m256 q = _mm256_mul_ps(_mm256_cvtepi32_ps(s), xd[t]);
-                acc[t * RM + r] = _mm256_fmadd_ps(q, wd, acc[t * RM + r]);
+                __m256i s = __builtin_expect(extreme != 0, 0)
+                                ? dot_i8x32(wp, xb + (size_t)t * g->x_stride + 2)
+                                : _mm256_madd_epi16(
+                                      _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], w)),
+                                      ones);
+                __m256 d = RN > 1 ? _mm256_broadcast_ss(dm + 8 * t + r)
+                                  : _mm256_set1_ps(f16_load(wp - 2) * xd1);
+                acc[t * RM + r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t * RM + r]);
             }
         }
     }

@@ -12,9 +12,10 @@
  *   widened to 16 bits in the dot product (the sign trick for _mm256_maddubs_epi16
  *   overflows on -128 * -128); the batched q8_0 tile uses the sign trick with the weight's
  *   sign, exact while the activation has no -128 (the quantiser gives one only for
- *   inputs past the half range, or NaN), and widens the blocks where it has. Unsigned-code-by-signed products use maddubs only where each pair sum stays
- *   below 2^15 (codes <= 63 times |q8| <= 128: 16128), and q4_0's offset of 8 is
- *   subtracted as a second maddubs so no product is ever signed-by-signed.
+ *   inputs past the half range, or NaN), and widens the blocks where it has.
+ *   Unsigned-code-by-signed products use maddubs only where each pair sum stays below
+ *   2^15 (codes <= 63 times |q8| <= 128: 16128), and q4_0's offset of 8 is subtracted as
+ *   a second maddubs so no product is ever signed-by-signed.
  * - K-quant dot products reduce each super-block's integer sums horizontally and then
  *   evaluate the portable kernel's float expression, operation by operation, so they are
  *   bit-identical to it. Products that must round on their own are written as separate

@@ -1065,13 +1065,16 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
     }
 }
 
-/* f16/bf16: RM rows x RN tokens, 8 elements per step, one FMA per (row, token). */
+/* f16/bf16: RM rows x RN tokens (RM * RN <= 12), 8 elements per step, one FMA per (row,
+ * token): each step converts RM + RN vectors for RM * RN FMAs, so the 4 x 3 tile of
+ * batches (12 accumulators, the 3 tokens' vectors and one row's: all 16 registers)
+ * converts 0.58 vectors per FMA against 4 x 2's 0.75. */
 TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
                       const int RM, const int RN)
 {
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
+    __m256 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
         acc[i] = _mm256_setzero_ps();
     }
     const uint8_t *wrow = g->w + r0 * g->w_stride;
@@ -1086,7 +1089,21 @@ TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool b
     if (k < g->n) {
         half_step8(g, wrow, xrow, 2 * k, g->n - k, bf16, acc, RM, RN);
     }
-    store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
+    if (RM * RN <= 8) {
+        store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
+        return;
+    }
+    /* pairs 0..7, then 8.. (the unused accumulators are zero) */
+    float o[16];
+    _mm256_storeu_ps(o, hsum8x8_ps(acc));
+    _mm256_storeu_ps(o + 8, hsum8x8_ps(acc + 8));
+#pragma GCC unroll 8
+    for (int t = 0; t < RN; t++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RM; r++) {
+            g->y[(t0 + (size_t)t) * g->y_stride + r0 + (size_t)r] = o[t * RM + r];
+        }
+    }
 }
 
 /* q4_K and (five) q5_K: RM rows x RN tokens. Per super-block every (row, token) gets
@@ -1427,10 +1444,13 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
 
 /* Rows [r0, r1) of every token: RM x RN tiles with 1-token and 1-row remainders; a single
  * token (decode) takes 8 x 1 tiles. */
-#define GEMM8_DRIVER(name, TILE, RM, RN)                                                  \
+#define GEMM8_DRIVER(name, TILE, RM, RN) GEMM_DRIVER_N(name, TILE, RM, RN, 8)
+/* The driver for tiles of up to MAXP accumulators; token remainders of a tile wider than
+ * 2 take a 2-token tile first. */
+#define GEMM_DRIVER_N(name, TILE, RM, RN, MAXP)                                           \
     static AVX2_FN void name(const struct pd_gemm_args *g, size_t r0, size_t r1)         \
     {                                                                                    \
-        _Static_assert((RM) * (RN) <= 8, "a tile has at most 8 accumulators");          \
+        _Static_assert((RM) * (RN) <= (MAXP), "the tile's accumulators fit");           \
         size_t nt = g->n_tok, r = r0;                                                    \
         if (nt == 1) {                                                                   \
             for (; r + 8 <= r1; r += 8) {                                                \
@@ -1441,6 +1461,10 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
             size_t t = 0;                                                                \
             for (; t + (RN) <= nt; t += (RN)) {                                          \
                 TILE(g, r, t, RM, RN);                                                   \
+            }                                                                            \
+            if ((RN) > 2 && t + 2 <= nt) {                                               \
+                TILE(g, r, t, RM, 2);                                                    \
+                t += 2;                                                                  \
             }                                                                            \
             for (; t < nt; t++) {                                                        \
                 TILE(g, r, t, RM, 1);                                                    \
@@ -1520,8 +1544,8 @@ static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size
     q5_k_tiles(g, r0, r1);
 }
 GEMM8_DRIVER(avx2_q6_k_gemm, q6_k_tile8, 2, 4)
-GEMM8_DRIVER(avx2_f16_gemm, F16_TILE8, 4, 2)
-GEMM8_DRIVER(avx2_bf16_gemm, BF16_TILE8, 4, 2)
+GEMM_DRIVER_N(avx2_f16_gemm, F16_TILE8, 4, 3, 12)
+GEMM_DRIVER_N(avx2_bf16_gemm, BF16_TILE8, 4, 3, 12)
 
 const struct pd_simd_ops pd_simd_ops_avx2 = {
     .level = PD_SIMD_AVX2,

@@ -189,13 +189,20 @@ INLINE512 void prefetch_next_rows(const struct pd_gemm_args *g, size_t r0, size_
 
 /* ---- q8_0 (and its use as q4_0's activation format) ------------------------------------ */
 
-/* Two q8_0 scales at p and p + 34 as [d0 x 8 | d1 x 8] (d1 = 0 when `one`). */
-INLINE512 __m512 q8_0_scales2(const uint8_t *p, bool one)
+/* Two half scales at p and p + bytes (the blocks' first bytes) as [d0 x 8 | d1 x 8] (d1 =
+ * 0 when `one`). */
+INLINE512 __m512 block_scales2(const uint8_t *p, size_t bytes, bool one)
 {
-    uint32_t h = (uint32_t)load_u16(p) | (one ? 0u : (uint32_t)load_u16(p + Q8_0_BYTES) << 16);
+    uint32_t h = (uint32_t)load_u16(p) | (one ? 0u : (uint32_t)load_u16(p + bytes) << 16);
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+/* Two q8_0 scales at p and p + 34. */
+INLINE512 __m512 q8_0_scales2(const uint8_t *p, bool one)
+{
+    return block_scales2(p, Q8_0_BYTES, one);
 }
 
 /* The codes of two q8_0 blocks starting at p (only the first, high half zero, when
@@ -272,6 +279,90 @@ INLINE512 void q8_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, con
     }
     if (b < nb) {
         q8_0_step(g, r0, t0, b, true, acc, RM, RN);
+    }
+    store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
+}
+
+/* ---- q4_0 ------------------------------------------------------------------------------ */
+
+/* The codes (0..15) of two q4_0 blocks at p, in element order as q8_0_codes2 gives the
+ * activations: [low nibbles | high nibbles] per block (byte l holds elements l and l + 16);
+ * only the first block, the high half zero, when `one`. */
+INLINE512 __m512i q4_0_codes2(const uint8_t *p, bool one)
+{
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)));
+    __m256i b = one ? _mm256_setzero_si256()
+                    : _mm256_broadcastsi128_si256(
+                          _mm_loadu_si128((const __m128i *)(p + Q4_0_BYTES + 2)));
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    /* lanes 1 and 3 (each block's second 16 bytes) take the high nibbles */
+    const __m512i shift = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+    return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0F));
+}
+
+/* q4_0 weights x q8_0 activations: each lane the exact sum of 4 products (c - 8) * x,
+ * vpdpbusd of the unsigned codes from an accumulator at -8 * (the activation's 4-byte
+ * group sums), then as q8_0_step (one FMA by d_w * d_x per lane; the float order differs
+ * from the portable dot by rounding only). */
+INLINE512 void q4_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
+                         bool one, __m512 *acc, const int RM, const int RN)
+{
+    const bool tall = RM > 4;
+    __m512i wq[4];
+    __m512 wd[4];
+    const uint8_t *wrow = g->w + r0 * g->w_stride + b * Q4_0_BYTES;
+    if (!tall) {
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            const uint8_t *wb = wrow + (size_t)r * g->w_stride;
+            wq[r] = q4_0_codes2(wb, one);
+            wd[r] = block_scales2(wb, Q4_0_BYTES, one);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * Q8_0_BYTES;
+        __m512i xq = q8_0_codes2(xb, one);
+        __m512i nc = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xq));
+        __m512 xd = q8_0_scales2(xb, one);
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; r++) {
+            __m512i wqr;
+            __m512 wdr;
+            if (tall) {
+                const uint8_t *wb = wrow + (size_t)r * g->w_stride;
+                wqr = q4_0_codes2(wb, one);
+                wdr = block_scales2(wb, Q4_0_BYTES, one);
+            } else {
+                wqr = wq[r];
+                wdr = wd[r];
+            }
+            __m512i s = _mm512_dpbusd_epi32(nc, wqr, xq);
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(s), xd);
+            acc[t * RM + r] = _mm512_fmadd_ps(p, wdr, acc[t * RM + r]);
+        }
+    }
+}
+
+INLINE512 void q4_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                         const int RN)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        acc[i] = _mm512_setzero_ps();
+    }
+    size_t nb = g->n / PD_QK4_0, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        if (RM == 16 && RN == 1) {
+            prefetch_next_rows(g, r0, b * Q4_0_BYTES, 2 * Q4_0_BYTES);
+        }
+        q4_0_step(g, r0, t0, b, false, acc, RM, RN);
+    }
+    if (b < nb) {
+        q4_0_step(g, r0, t0, b, true, acc, RM, RN);
     }
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
@@ -1580,6 +1671,7 @@ static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, si
 #define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
 
 GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
+GEMM_DRIVER(avx512_q4_0_gemm, q4_0_tile)
 #define Q4_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, false, RM, RN)
 #define Q5_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, true, RM, RN)
 GEMM_DRIVER(q4_k_tiles, Q4_K_TILE)
@@ -1634,6 +1726,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_F16] = avx512_f16_gemm,
         [PD_DTYPE_BF16] = avx512_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
+        [PD_DTYPE_Q4_0] = avx512_q4_0_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
         [PD_DTYPE_Q5_K] = avx512_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx512_q6_k_gemm,

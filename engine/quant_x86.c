@@ -1039,6 +1039,61 @@ TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
 }
 
+/* q4_0: a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator per pair, as
+ * q8_0_tile8: each pair's 32 products c * x from maddubs of the unsigned codes (pair sums
+ * <= 2 * 15 * 128), less the token's maddubs of 8 * x (<= 2 * 8 * 128), both exact in 16
+ * bits, added to int32 lanes by one vpmaddwd, then one FMA by d_w * d_x. */
+TILE8 void q4_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
+                      const int RN)
+{
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        acc[i] = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const uint8_t *wrow = g->w + r0 * g->w_stride;
+    const uint8_t *xrow = g->x + t0 * g->x_stride;
+    __attribute__((aligned(32))) float dm[8 * 8];
+    for (size_t b = 0; b < g->n / PD_QK4_0; b++) {
+        if (RM == 8 && b % 4 == 0) {
+            prefetch_rows8(g, r0, b * Q4_0_BYTES, 4 * Q4_0_BYTES);
+        }
+        const uint8_t *wb = wrow + b * Q4_0_BYTES, *xb = xrow + b * Q8_0_BYTES;
+        __m256 wd = RN > 1 ? block_scales8(wb, g->w_stride, RM) : _mm256_setzero_ps();
+        __m256i xv[8], x8[8];
+        float xd1 = 0.0f;
+#pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) {
+            const uint8_t *p = xb + (size_t)t * g->x_stride;
+            xv[t] = load256(p + 2);
+            x8[t] = _mm256_maddubs_epi16(eight, xv[t]);
+            if (RN > 1) {
+                _mm256_store_ps(dm + 8 * t, _mm256_mul_ps(wd, _mm256_set1_ps(f16_load(p))));
+            } else {
+                xd1 = f16_load(p);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < RM; r++) {
+            const uint8_t *wp = wb + (size_t)r * g->w_stride;
+            __m128i q = load128(wp + 2);
+            __m256i c = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
+                                         _mm_and_si128(q, m4));
+#pragma GCC unroll 8
+            for (int t = 0; t < RN; t++) {
+                __m256i s = _mm256_madd_epi16(
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(c, xv[t]), x8[t]), ones);
+                __m256 d = RN > 1 ? _mm256_broadcast_ss(dm + 8 * t + r)
+                                  : _mm256_set1_ps(f16_load(wp) * xd1);
+                acc[t * RM + r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t * RM + r]);
+            }
+        }
+    }
+    store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
+}
+
 /* The last n < 8 halves at p, zero-extended (no 16-bit masked load below AVX-512). */
 TILE8 __m256 half_tail8(const uint8_t *p, size_t n, bool bf16)
 {
@@ -1489,6 +1544,7 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
 #define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
 
 GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
+GEMM8_DRIVER(avx2_q4_0_gemm, q4_0_tile8, 4, 2)
 /* q4_K, q5_K: each row's scale unpacking serves 4 tokens (q4_K: 53 against 42 GMAC/s at
  * 4 x 2) */
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
@@ -1567,6 +1623,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_F16] = avx2_f16_gemm,
         [PD_DTYPE_BF16] = avx2_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx2_q8_0_gemm,
+        [PD_DTYPE_Q4_0] = avx2_q4_0_gemm,
         [PD_DTYPE_Q4_K] = avx2_q4_k_gemm,
         [PD_DTYPE_Q5_K] = avx2_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,

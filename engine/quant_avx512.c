@@ -1596,6 +1596,130 @@ static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, si
     }
 }
 
+/* ---- q4_0, rows in lanes ------------------------------------------------------------------ */
+
+/* The packed layout (avx512_q4_0_pack): each block of 16 rows is laid out group by group,
+ * a group being 2 q4_0 blocks of the 16 rows (576 bytes, the last group of an odd block
+ * count 1 block, 288): the 16 rows' half scales of the first block, then of the second
+ * (64 bytes), then one register per 4 code bytes of each row, lane r holding row r's
+ * bytes 4 j .. 4 j + 3 of block k in register 4 k + j (each byte: element l in its low
+ * nibble, l + 16 in its high one). The same bytes as the 16 rows, in the same place as a
+ * whole; rows past the last whole block stay as they were. */
+#define Q40_GROUP (32 * Q4_0_BYTES)
+_Static_assert(Q40_GROUP == 64 * 9, "q4_0 packed group: 9 registers");
+
+static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                       uint8_t *out)
+{
+    size_t nb = row_bytes / Q4_0_BYTES;
+    size_t whole = rows / 16 * 16;
+    for (size_t r0 = 0; r0 < whole; r0 += 16) {
+        for (size_t b = 0; b < nb; b += 2) {
+            size_t nk = b + 1 < nb ? 2 : 1;
+            uint8_t *o = out + r0 * row_bytes + b / 2 * Q40_GROUP;
+            uint8_t *codes = o + 32 * nk;
+            for (size_t k = 0; k < nk; k++) {
+                for (size_t r = 0; r < 16; r++) {
+                    const uint8_t *src = w + (r0 + r) * row_bytes + (b + k) * Q4_0_BYTES;
+                    memcpy(o + 32 * k + 2 * r, src, 2);
+                    for (size_t j = 0; j < 4; j++) {
+                        memcpy(codes + 64 * (4 * k + j) + 4 * r, src + 2 + 4 * j, 4);
+                    }
+                }
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* The activation sums the packed q4_0 product keeps on the stack (64 KiB): a pass takes
+ * as many tokens as fit, at most Q40_TOK. */
+#define Q40_SX 16384
+#define Q40_TOK 64
+
+/* sx[t * nb + i] = the sum of the 32 activation codes of block i of token t0 + t. */
+INLINE512 void q40_sums(const struct pd_gemm_args *g, size_t t0, size_t nt, size_t nb,
+                        int32_t *sx)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (size_t t = 0; t < nt; t++) {
+        const uint8_t *x = g->x + (t0 + t) * g->x_stride + 2;
+        for (size_t i = 0; i < nb; i++, x += Q8_0_BYTES) {
+            /* x + 128 as unsigned bytes, summed 8 at a time, less 32 * 128 */
+            __m256i s = _mm256_sad_epu8(_mm256_xor_si256(load256(x), flip),
+                                        _mm256_setzero_si256());
+            __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
+            sx[t * nb + i] = (int32_t)_mm_cvtsi128_si32(h) - 32 * 128;
+        }
+    }
+}
+
+/* One q4_0 block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt):
+ * each lane the exact sum of (c - 8) * x over the block, vpdpbusd of the unsigned codes
+ * against the token's broadcast activation bytes from an accumulator at -8 * sum(x), then
+ * one FMA by d_w * d_x per lane (the float order differs from the portable dot by
+ * rounding only). */
+INLINE512 void q40_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
+                                const __m512i *hi, __m512 d, size_t t0, size_t nt, size_t blk,
+                                const int32_t *sx, size_t nb, __m512 *sum)
+{
+    for (size_t t = 0; t < nt; t++) {
+        const uint8_t *x = g->x + (t0 + t) * g->x_stride + blk * Q8_0_BYTES;
+        __m512i s0 = _mm512_set1_epi32(-8 * sx[t * nb + blk]), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            int32_t xl, xh;
+            memcpy(&xl, x + 2 + 4 * j, 4);
+            memcpy(&xh, x + 18 + 4 * j, 4);
+            s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
+            s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
+        }
+        __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
+                                 _mm512_set1_ps(_cvtsh_ss(load_u16(x))));
+        sum[t] = _mm512_fmadd_ps(p, d, sum[t]);
+    }
+}
+
+/* Rows [b, b + 16) of packed q4_0 weights for tokens [t0, t0 + nt) (nt <= Q40_TOK, sx
+ * their activation sums), to y[t * y_stride + r - b]: group by group, each group's codes
+ * unpacked once for all the tokens, one vpdpbusd per 4 codes of all 16 rows, no
+ * horizontal sums. The group two ahead is fetched. */
+static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0,
+                                      size_t nt, const int32_t *sx, float *y, size_t y_stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    size_t nb = g->n / PD_QK4_0;
+    const uint8_t *blk16 = g->w + b * g->w_stride;
+    __m512 sum[Q40_TOK];
+    for (size_t t = 0; t < nt; t++) {
+        sum[t] = _mm512_setzero_ps();
+    }
+    for (size_t blk = 0; blk < nb; blk += 2) {
+        const uint8_t *gp = blk16 + blk / 2 * Q40_GROUP;
+        const uint8_t *pf = gp + 2 * Q40_GROUP;
+        for (int l = 0; l < 9; l++) {
+            _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
+        }
+        int nk = blk + 1 < nb ? 2 : 1;
+        for (int k = 0; k < nk; k++) {
+            const uint8_t *c = gp + 32 * (size_t)nk + 256 * (size_t)k;
+            __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512i v = load512(c + 64 * j);
+                lo[j] = _mm512_and_si512(v, m4);
+                hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            __m512 d = _mm512_cvtph_ps(load256(gp + 32 * (size_t)k));
+            q40_block_tokens(g, lo, hi, d, t0, nt, blk + (size_t)k, sx, nb, sum);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) {
+        _mm512_storeu_ps(y + t * y_stride, sum[t]);
+    }
+}
+
 /* ---- tiling over the whole product ------------------------------------------------------ */
 
 /* Runs TILE(g, r, t, RM, RN) over rows [r0, r1) x all tokens, in blocks of 16 rows (so
@@ -1671,7 +1795,7 @@ static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, si
 #define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
 
 GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
-GEMM_DRIVER(avx512_q4_0_gemm, q4_0_tile)
+GEMM_DRIVER(q4_0_tiles, q4_0_tile)
 #define Q4_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, false, RM, RN)
 #define Q5_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, true, RM, RN)
 GEMM_DRIVER(q4_k_tiles, Q4_K_TILE)
@@ -1717,6 +1841,43 @@ static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, 
         q4_k_tiles(g, r, r1);
     }
 }
+
+/* q4_0: packed weights in lanes, 16 rows at a time, the tokens in passes that share one
+ * computation of their activation sums (a block only partly in [r0, r1) computed whole
+ * into a scratch row per token, the asked rows copied); rows past the last whole block,
+ * weights in the file's layout and rows too long for the sums' stack room, in tiles. */
+static AVX512_FN void avx512_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 16 * 16;
+    if (g->packed && nb <= Q40_SX && r0 < whole) {
+        int32_t sx[Q40_SX];
+        float tmp[Q40_TOK * 16];
+        size_t pass = Q40_SX / nb < Q40_TOK ? Q40_SX / nb : Q40_TOK;
+        size_t end = r1 < whole ? r1 : whole;
+        for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
+            size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
+            q40_sums(g, t0, nt, nb, sx);
+            for (size_t r = r0; r < end;) {
+                size_t b = r / 16 * 16, e = b + 16 < end ? b + 16 : end;
+                float *y = g->y + t0 * g->y_stride;
+                if (r == b && e == b + 16) {
+                    q40_packed_rows(g, b, t0, nt, sx, y + b, g->y_stride);
+                } else {
+                    q40_packed_rows(g, b, t0, nt, sx, tmp, 16);
+                    for (size_t t = 0; t < nt; t++) {
+                        memcpy(y + t * g->y_stride + r, tmp + t * 16 + (r - b),
+                               (e - r) * sizeof(float));
+                    }
+                }
+                r = e;
+            }
+        }
+        r0 = end;
+    }
+    if (r0 < r1) {
+        q4_0_tiles(g, r0, r1);
+    }
+}
 GEMM_DRIVER(avx512_f16_gemm, F16_TILE)
 GEMM_DRIVER(avx512_bf16_gemm, BF16_TILE)
 
@@ -1732,6 +1893,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_Q6_K] = avx512_q6_k_gemm,
     },
     .pack = {
+        [PD_DTYPE_Q4_0] = avx512_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx512_q4_k_pack,
     },
     .attn = avx512_attn,

@@ -672,6 +672,8 @@ static void test_gemm(void **state)
                     check_gemm(ops, t, rows, nt, n, 0, rows, true);
                 }
             }
+            /* rows longer than one pass of the packed q4_0 kernel (256 blocks) */
+            check_gemm(ops, t, 17, 3, bs == 1 ? 8200 : 33 * 256, 0, 17, false);
             /* batches as prefill makes them (q4_K in lanes keeps sums for 64 tokens at
              * a time) */
             static const size_t batch_tok[] = {16, 70};

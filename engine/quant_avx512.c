@@ -1637,24 +1637,6 @@ static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row
 #define Q40_SX 16384
 #define Q40_TOK 64
 
-/* sx[t * nb + i] = the sum of the 32 activation codes of block i of token t0 + t. */
-INLINE512 void q40_sums(const struct pd_gemm_args *g, size_t t0, size_t nt, size_t nb,
-                        int32_t *sx)
-{
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (size_t t = 0; t < nt; t++) {
-        const uint8_t *x = g->x + (t0 + t) * g->x_stride + 2;
-        for (size_t i = 0; i < nb; i++, x += Q8_0_BYTES) {
-            /* x + 128 as unsigned bytes, summed 8 at a time, less 32 * 128 */
-            __m256i s = _mm256_sad_epu8(_mm256_xor_si256(load256(x), flip),
-                                        _mm256_setzero_si256());
-            __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
-            sx[t * nb + i] = (int32_t)_mm_cvtsi128_si32(h) - 32 * 128;
-        }
-    }
-}
-
 /* One q4_0 block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt):
  * each lane the exact sum of (c - 8) * x over the block, vpdpbusd of the unsigned codes
  * against the token's broadcast activation bytes from an accumulator at -8 * sum(x), then
@@ -1856,7 +1838,7 @@ static AVX512_FN void avx512_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, 
         size_t end = r1 < whole ? r1 : whole;
         for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
             size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
-            q40_sums(g, t0, nt, nb, sx);
+            pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
             for (size_t r = r0; r < end;) {
                 size_t b = r / 16 * 16, e = b + 16 < end ? b + 16 : end;
                 float *y = g->y + t0 * g->y_stride;

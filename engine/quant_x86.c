@@ -1501,6 +1501,126 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
     }
 }
 
+/* ---- q4_0 packed, rows in lanes --------------------------------------------------------- */
+
+/* The packed layout (avx2_q4_0_pack): each block of 8 rows holds, per q4_0 block, the 8
+ * rows' half scales (16 bytes) and 4 registers of 32 bytes, register j holding in dword
+ * lane r row r's code bytes 4 j .. 4 j + 3 (each byte: element l in its low nibble, l +
+ * 16 in its high one). The same bytes as the 8 rows, in the same place as a whole; rows
+ * past the last whole block keep the file's layout. */
+#define Q40X8_PACKED (8 * Q4_0_BYTES)
+_Static_assert(Q40X8_PACKED == 16 + 4 * 32, "q4_0 packed block: scales and 4 registers");
+/* The activation sums a product keeps on the stack (64 KiB): a pass takes as many tokens
+ * as fit, at most Q40X8_PASS; tokens go over a block's weights Q40X8_TOK at a time. */
+#define Q40X8_SX 16384
+#define Q40X8_PASS 64
+#define Q40X8_TOK 2
+
+static AVX2_FN void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                   uint8_t *out)
+{
+    size_t nb = row_bytes / Q4_0_BYTES;
+    size_t whole = rows / 8 * 8;
+    for (size_t r0 = 0; r0 < whole; r0 += 8) {
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = out + r0 * row_bytes + b * Q40X8_PACKED;
+            for (size_t r = 0; r < 8; r++) {
+                const uint8_t *src = w + (r0 + r) * row_bytes + b * Q4_0_BYTES;
+                memcpy(o + 2 * r, src, 2);
+                for (size_t j = 0; j < 4; j++) {
+                    memcpy(o + 16 + 32 * j + 4 * r, src + 2 + 4 * j, 4);
+                }
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+AVX2_FN void pd_avx2_q8_0_sums(const uint8_t *x, size_t x_stride, size_t nt, size_t nb,
+                               int32_t *sx)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (size_t t = 0; t < nt; t++) {
+        const uint8_t *b = x + t * x_stride + 2;
+        for (size_t i = 0; i < nb; i++, b += Q8_0_BYTES) {
+            /* x + 128 as unsigned bytes, summed 8 at a time, less 32 * 128 */
+            __m256i s = _mm256_sad_epu8(_mm256_xor_si256(load256(b), flip),
+                                        _mm256_setzero_si256());
+            __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
+            sx[t * nb + i] = (int32_t)_mm_cvtsi128_si32(h) - 32 * 128;
+        }
+    }
+}
+
+/* Rows [b, b + 8) (a packed block) for tokens [t0, t0 + T) (sx: their activation sums, nb
+ * per token), to y[t * y_stride + r]. Per q4_0 block each code register serves the T
+ * tokens: its nibbles times the token's 4 broadcast activation bytes with vpmaddubsw,
+ * summed in 16 bits over the block's 8 products (8 * 2 * 15 * 128 < 2^15: exact), added
+ * to int32 lanes by one vpmaddwd, less 8 * sum(x); then one FMA by d_w * d_x per lane
+ * (the float order differs from the portable dot by rounding only). */
+TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const int32_t *sx,
+                       float *y, size_t y_stride, const int T)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const uint8_t *blk = g->w + b * g->w_stride;
+    size_t nb = g->n / PD_QK4_0;
+    __m256 sum[Q40X8_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        sum[t] = _mm256_setzero_ps();
+    }
+    for (size_t i = 0; i < nb; i++) {
+        const uint8_t *h = blk + i * Q40X8_PACKED;
+        for (size_t l = 0; l < Q40X8_PACKED; l += 64) {
+            _mm_prefetch((const char *)h + 4 * Q40X8_PACKED + l, _MM_HINT_T0);
+        }
+        __m256 d = _mm256_cvtph_ps(load128(h));
+        __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256i c = load256(h + 16 + 32 * j);
+            lo[j] = _mm256_and_si256(c, m4);
+            hi[j] = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const uint8_t *x = g->x + (t0 + (size_t)t) * g->x_stride + i * Q8_0_BYTES;
+            __m256i a = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                int32_t xl, xh;
+                memcpy(&xl, x + 2 + 4 * j, 4);
+                memcpy(&xh, x + 18 + 4 * j, 4);
+                a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[j], _mm256_set1_epi32(xl)));
+                a = _mm256_add_epi16(a, _mm256_maddubs_epi16(hi[j], _mm256_set1_epi32(xh)));
+            }
+            __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(a, ones),
+                                         _mm256_set1_epi32(8 * sx[(size_t)t * nb + i]));
+            __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16_load(x)));
+            sum[t] = _mm256_fmadd_ps(p, d, sum[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(y + (size_t)t * y_stride, sum[t]);
+    }
+}
+
+/* Tokens [t0, t0 + nt) for the packed block at row b, into y (rows b .. b + 7 at
+ * y[0..8), token t0 + t at row t of y). */
+static AVX2_FN void q40x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt,
+                               const int32_t *sx, float *y, size_t y_stride)
+{
+    size_t nb = g->n / PD_QK4_0, t = 0;
+    for (; t + Q40X8_TOK <= nt; t += Q40X8_TOK) {
+        q40x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, Q40X8_TOK);
+    }
+    for (; t < nt; t++) {
+        q40x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, 1);
+    }
+}
+
 /* Rows [r0, r1) of every token: RM x RN tiles with 1-token and 1-row remainders; a single
  * token (decode) takes 8 x 1 tiles. */
 #define GEMM8_DRIVER(name, TILE, RM, RN) GEMM_DRIVER_N(name, TILE, RM, RN, 8)
@@ -1544,7 +1664,44 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
 #define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
 
 GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
-GEMM8_DRIVER(avx2_q4_0_gemm, q4_0_tile8, 4, 2)
+GEMM8_DRIVER(q4_0_tiles, q4_0_tile8, 4, 2)
+
+/* q4_0: packed weights in lanes, 8 rows at a time, the tokens in passes that share one
+ * computation of their activation sums (a block only partly in [r0, r1) computed whole
+ * into a scratch row per token, the asked rows copied); rows past the last whole block,
+ * weights in the file's layout and rows too long for the sums' stack room, in tiles. */
+static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 8 * 8;
+    if (g->packed && nb <= Q40X8_SX && r0 < whole) {
+        int32_t sx[Q40X8_SX];
+        float tmp[Q40X8_PASS * 8];
+        size_t pass = Q40X8_SX / nb < Q40X8_PASS ? Q40X8_SX / nb : Q40X8_PASS;
+        size_t end = r1 < whole ? r1 : whole;
+        for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
+            size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
+            pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+            for (size_t r = r0; r < end;) {
+                size_t b = r / 8 * 8, e = b + 8 < end ? b + 8 : end;
+                float *y = g->y + t0 * g->y_stride;
+                if (r == b && e == b + 8) {
+                    q40x8_rows(g, b, t0, nt, sx, y + b, g->y_stride);
+                } else {
+                    q40x8_rows(g, b, t0, nt, sx, tmp, 8);
+                    for (size_t t = 0; t < nt; t++) {
+                        memcpy(y + t * g->y_stride + r, tmp + t * 8 + (r - b),
+                               (e - r) * sizeof(float));
+                    }
+                }
+                r = e;
+            }
+        }
+        r0 = end;
+    }
+    if (r0 < r1) {
+        q4_0_tiles(g, r0, r1);
+    }
+}
 /* q4_K, q5_K: each row's scale unpacking serves 4 tokens (q4_K: 53 against 42 GMAC/s at
  * 4 x 2) */
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
@@ -1629,6 +1786,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,
     },
     .pack = {
+        [PD_DTYPE_Q4_0] = avx2_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx2_q4_k_pack,
     },
     .from_f32 = {

@@ -228,6 +228,10 @@ extern const struct pd_simd_ops pd_simd_ops_avx2;
  * from the AVX2 table when simd.c builds the level's table (reach it through
  * pd_simd_ops_for). */
 extern const struct pd_simd_ops pd_simd_ops_avx512_own;
+/* sx[t * nb + i] = the sum of the 32 codes of q8_0 block i of activation row t, for nt
+ * rows of nb blocks (stride x_stride bytes) at x: the activation sums of the packed q4_0
+ * products of both x86 levels (an AVX2 function: call it only where that level runs). */
+void pd_avx2_q8_0_sums(const uint8_t *x, size_t x_stride, size_t nt, size_t nb, int32_t *sx);
 #endif
 
 #endif

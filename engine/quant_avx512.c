@@ -1,7 +1,7 @@
 /* quant_avx512.c - the AVX-512 (F, BW, VL, DQ) + VNNI kernels: register-tiled weight
- * products for q8_0, q4_K, q5_K, q6_K and f16/bf16 weights and blocked attention (the table
- * pd_simd_ops_avx512_own; simd.c completes the level with the AVX2 kernels this file does
- * not replace).
+ * products for q8_0, q4_0, q4_K, q5_K, q6_K and f16/bf16 weights and blocked attention
+ * (the table pd_simd_ops_avx512_own; simd.c completes the level with the AVX2 kernels
+ * this file does not replace).
  *
  * DESIGN
  * - Every function carries a target attribute (AVX512_FN) instead of the file being built
@@ -27,6 +27,9 @@
  *   combination sum += (d * dy) * isum - (dmin * dy) * msum runs on the 16 lanes in the
  *   portable order (separate multiplies; ISO C mode keeps GCC from contracting them and
  *   clang contracts only within one expression).
+ * - q4_0: the q8_0 tile's scheme with the unsigned codes (nibbles unpacked two blocks to
+ *   a register) and an accumulator at -8 * the activation's group sums; packed at load
+ *   (avx512_q4_0_pack) into 16-row blocks for a rows-in-lanes product (q40_packed_rows).
  * - q5_K: the q4_K tile with the fifth bit from qh (kq45_codes); a single token keeps the
  *   per-row dot product, which was faster than the 16 x 1 tile.
  * - q6_K: the q4_K tile's scheme (exact integers per super-block, the portable float

@@ -23,19 +23,21 @@
  * - q8_0/q4_0 and the float dot products accumulate in 8-lane FMA registers: equal to
  *   the portable order up to float rounding.
  * - Weight products over a batch (gemm) run in tiles of RM rows x RN tokens (RM * RN <= 8,
- *   one 8-lane accumulator per pair, reduced together at the end by one transposing add
- *   tree): each weight block is loaded and widened once for RN tokens, each activation
- *   block once for RM rows. q8_0 and f16/bf16 tiles sum in another order than the
- *   portable dot (float rounding only); the q4_K, q5_K and q6_K tiles form each pair's
- *   exact super-block integers and evaluate the portable float expression on the 8 lanes
- *   at once, so they are bit-identical to the portable dot. A single token (decode) takes
- *   8 x 1 tiles that fetch the next 8 rows ahead (q5_K: one dot product per row, which
- *   was faster).
+ *   f16/bf16 4 x 3; one 8-lane accumulator per pair, reduced together at the end by
+ *   transposing add trees): each weight block is loaded and widened once for RN tokens,
+ *   each activation block once for RM rows. q8_0, q4_0 and f16/bf16 tiles sum in another
+ *   order than the portable dot (float rounding only); the q4_K, q5_K and q6_K tiles form
+ *   each pair's exact super-block integers and evaluate the portable float expression on
+ *   the 8 lanes at once, so they are bit-identical to the portable dot. A single token
+ *   (decode) takes 8 x 1 tiles that fetch the next 8 rows ahead (q5_K: one dot product
+ *   per row, which was faster).
  * - q4_K weights are packed at load (avx2_q4_k_pack) into blocks of 8 rows whose
  *   super-blocks are transposed 4 bytes at a time, so one register holds 4 codes of each
  *   of 8 rows: the product then puts rows in lanes (q4k8_block: no horizontal sums, the
  *   headers unpacked for 8 rows at once, one stream per block) and stays bit-identical.
  *   The tiles keep the file's layout (PONDER_PACK=0) and the rows past the last block.
+ *   q4_0 is packed too (avx2_q4_0_pack: 8-row blocks, per q4_0 block the rows' scales and
+ *   one register per 4 code bytes of each row), its product likewise in lanes.
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as

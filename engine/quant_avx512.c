@@ -1639,6 +1639,8 @@ static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row
  * as many tokens as fit, at most Q40_TOK. */
 #define Q40_SX 16384
 #define Q40_TOK 64
+/* Groups ahead a single token's product fetches. */
+#define Q40_PF_AHEAD 16
 
 /* One q4_0 block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt):
  * each lane the exact sum of (c - 8) * x over the block, vpdpbusd of the unsigned codes
@@ -1670,9 +1672,56 @@ INLINE512 void q40_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
  * their activation sums), to y[t * y_stride + r - b]: group by group, each group's codes
  * unpacked once for all the tokens, one vpdpbusd per 4 codes of all 16 rows, no
  * horizontal sums. The group two ahead is fetched. */
+/* One token (decode): q40_packed_rows with the sum in a register and each block's products
+ * in four independent chains of two vpdpbusd (the integers are the same: exact). */
+INLINE512 void q40_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
+                              const int32_t *sx, float *y)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    size_t nb = g->n / PD_QK4_0;
+    const uint8_t *blk16 = g->w + b * g->w_stride;
+    const uint8_t *x = g->x + t0 * g->x_stride;
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t blk = 0; blk < nb; blk += 2) {
+        const uint8_t *gp = blk16 + blk / 2 * Q40_GROUP;
+        const uint8_t *pf = gp + Q40_PF_AHEAD * Q40_GROUP;
+        for (int l = 0; l < 9; l++) {
+            _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
+        }
+        int nk = blk + 1 < nb ? 2 : 1;
+        for (int k = 0; k < nk; k++) {
+            const uint8_t *c = gp + 32 * (size_t)nk + 256 * (size_t)k;
+            const uint8_t *xb = x + (blk + (size_t)k) * Q8_0_BYTES;
+            __m512i s[4] = {_mm512_set1_epi32(-8 * sx[blk + (size_t)k]), _mm512_setzero_si512(),
+                            _mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512i v = load512(c + 64 * j);
+                int32_t xl, xh;
+                memcpy(&xl, xb + 2 + 4 * j, 4);
+                memcpy(&xh, xb + 18 + 4 * j, 4);
+                s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], _mm512_and_si512(v, m4),
+                                               _mm512_set1_epi32(xl));
+                s[2 + j % 2] = _mm512_dpbusd_epi32(
+                    s[2 + j % 2], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                    _mm512_set1_epi32(xh));
+            }
+            __m512i t = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
+                                         _mm512_add_epi32(s[2], s[3]));
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(_cvtsh_ss(load_u16(xb))));
+            sum = _mm512_fmadd_ps(p, _mm512_cvtph_ps(load256(gp + 32 * (size_t)k)), sum);
+        }
+    }
+    _mm512_storeu_ps(y, sum);
+}
+
 static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0,
                                       size_t nt, const int32_t *sx, float *y, size_t y_stride)
 {
+    if (nt == 1) {
+        q40_packed_one(g, b, t0, sx, y);
+        return;
+    }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     size_t nb = g->n / PD_QK4_0;
     const uint8_t *blk16 = g->w + b * g->w_stride;

@@ -1574,8 +1574,11 @@ TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const 
     }
     for (size_t i = 0; i < nb; i++) {
         const uint8_t *h = blk + i * Q40X8_PACKED;
+        /* 64 blocks (9 KiB) ahead, past the block's and the matrix's end too (a prefetch
+         * never faults): 4 ahead left a single token's stream waiting on memory (one
+         * token of 16384 x 8192, packed: 33 -> 51-58 GMAC/s; 32 ahead 51) */
         for (size_t l = 0; l < Q40X8_PACKED; l += 64) {
-            _mm_prefetch((const char *)h + 4 * Q40X8_PACKED + l, _MM_HINT_T0);
+            _mm_prefetch((const char *)h + 64 * Q40X8_PACKED + l, _MM_HINT_T0);
         }
         __m256 d = _mm256_cvtph_ps(load128(h));
         __m256i lo[4], hi[4];

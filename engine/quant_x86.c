@@ -1423,10 +1423,12 @@ TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
     size_t nsb = g->n / PD_QK_K;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *h = blk + i * Q4K8_PACKED;
-        if (i + 2 < nsb) {
-            for (size_t l = 0; l < Q4K8_PACKED; l += 64) {
-                _mm_prefetch((const char *)h + 2 * Q4K8_PACKED + l, _MM_HINT_T0);
-            }
+        /* 8 super-blocks (9 KiB) ahead, past the block's and the matrix's end too (a
+         * prefetch never faults): 2 ahead, stopping at the block's end, left a single
+         * token's stream waiting on memory (one token of 16384 x 8192: 43-44 -> 49 GMAC/s;
+         * 0.55 GB decode 67 -> 74 tok/s) */
+        for (size_t l = 0; l < Q4K8_PACKED; l += 64) {
+            _mm_prefetch((const char *)h + 8 * Q4K8_PACKED + l, _MM_HINT_T0);
         }
         struct q4k8_head H;
         q4k8_head_unpack(h, &H);

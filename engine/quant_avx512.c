@@ -190,7 +190,7 @@ INLINE512 void prefetch_next_rows(const struct pd_gemm_args *g, size_t r0, size_
     }
 }
 
-/* ---- q8_0 (and its use as q4_0's activation format) ------------------------------------ */
+/* ---- q8_0 and q4_0 (q8_0 activations) ------------------------------------------------- */
 
 /* Two half scales at p and p + bytes (the blocks' first bytes) as [d0 x 8 | d1 x 8] (d1 =
  * 0 when `one`). */
@@ -218,76 +218,6 @@ INLINE512 __m512i q8_0_codes2(const uint8_t *p, bool one)
     return load_2x256(p + 2, p + 2 + Q8_0_BYTES);
 }
 
-/* Accumulates block pair (or last single block) b of the tile into acc. Tiles taller
- * than 4 rows (one or two tokens) load each row's blocks where they are used instead of
- * holding all rows in registers. */
-INLINE512 void q8_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
-                         bool one, __m512 *acc, const int RM, const int RN)
-{
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const bool tall = RM > 4;
-    __m512i wq[4];
-    __m512 wd[4];
-    const uint8_t *wrow = g->w + r0 * g->w_stride + b * Q8_0_BYTES;
-    if (!tall) {
-#pragma GCC unroll 4
-        for (int r = 0; r < RM; r++) {
-            const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-            /* w + 128 as unsigned bytes (an unused high half stays 0x80 against x = 0) */
-            wq[r] = _mm512_xor_si512(q8_0_codes2(wb, one), flip);
-            wd[r] = q8_0_scales2(wb, one);
-        }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < RN; t++) {
-        const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * Q8_0_BYTES;
-        __m512i xq = q8_0_codes2(xb, one);
-        /* -128 * (sum of each 4 activation bytes): the offset the +128 adds */
-        __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xq));
-        __m512 xd = q8_0_scales2(xb, one);
-#pragma GCC unroll 16
-        for (int r = 0; r < RM; r++) {
-            __m512i wqr;
-            __m512 wdr;
-            if (tall) {
-                const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-                wqr = _mm512_xor_si512(q8_0_codes2(wb, one), flip);
-                wdr = q8_0_scales2(wb, one);
-            } else {
-                wqr = wq[r];
-                wdr = wd[r];
-            }
-            __m512i s = _mm512_dpbusd_epi32(nc, wqr, xq);
-            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(s), xd);
-            acc[t * RM + r] = _mm512_fmadd_ps(p, wdr, acc[t * RM + r]);
-        }
-    }
-}
-
-INLINE512 void q8_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
-                         const int RN)
-{
-    __m512 acc[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) {
-        acc[i] = _mm512_setzero_ps();
-    }
-    size_t nb = g->n / PD_QK8_0, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        if (RM == 16 && RN == 1) {
-            prefetch_next_rows(g, r0, b * Q8_0_BYTES, 2 * Q8_0_BYTES);
-        }
-        q8_0_step(g, r0, t0, b, false, acc, RM, RN);
-    }
-    if (b < nb) {
-        q8_0_step(g, r0, t0, b, true, acc, RM, RN);
-    }
-    store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
-}
-
-/* ---- q4_0 ------------------------------------------------------------------------------ */
-
 /* The codes (0..15) of two q4_0 blocks at p, in element order as q8_0_codes2 gives the
  * activations: [low nibbles | high nibbles] per block (byte l holds elements l and l + 16);
  * only the first block, the high half zero, when `one`. */
@@ -303,32 +233,44 @@ INLINE512 __m512i q4_0_codes2(const uint8_t *p, bool one)
     return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0F));
 }
 
-/* q4_0 weights x q8_0 activations: each lane the exact sum of 4 products (c - 8) * x,
- * vpdpbusd of the unsigned codes from an accumulator at -8 * (the activation's 4-byte
- * group sums), then as q8_0_step (one FMA by d_w * d_x per lane; the float order differs
- * from the portable dot by rounding only). */
-INLINE512 void q4_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
-                         bool one, __m512 *acc, const int RM, const int RN)
+/* The weight operand of two blocks at p for vpdpbusd, unsigned bytes: q8_0's codes + 128
+ * (w ^ 0x80; an unused high half stays 0x80 against x = 0), q4_0's codes 0..15 (Q4). */
+INLINE512 __m512i w_codes2(const uint8_t *p, bool one, const bool Q4)
 {
+    return Q4 ? q4_0_codes2(p, one)
+              : _mm512_xor_si512(q8_0_codes2(p, one), _mm512_set1_epi8((char)0x80));
+}
+
+/* Accumulates block pair (or last single block) b of the tile into acc: q8_0 weights, or
+ * q4_0 (Q4, a constant in each copy), against q8_0 activations. Each lane is the exact
+ * sum of 4 products, vpdpbusd of the unsigned weight bytes from an accumulator at -128
+ * (q8_0: the offset the +128 adds) or -8 (q4_0: the codes' offset) times the
+ * activation's 4-byte group sums; then one FMA by d_w * d_x (the float order differs
+ * from the portable dot by rounding only). Tiles taller than 4 rows (one or two tokens)
+ * load each row's blocks where they are used instead of holding all rows in registers. */
+INLINE512 void q_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
+                        bool one, __m512 *acc, const int RM, const int RN, const bool Q4)
+{
+    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
+    const __m512i offset = _mm512_set1_epi8(Q4 ? 8 : (char)0x80);
     const bool tall = RM > 4;
     __m512i wq[4];
     __m512 wd[4];
-    const uint8_t *wrow = g->w + r0 * g->w_stride + b * Q4_0_BYTES;
+    const uint8_t *wrow = g->w + r0 * g->w_stride + b * wbytes;
     if (!tall) {
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-            wq[r] = q4_0_codes2(wb, one);
-            wd[r] = block_scales2(wb, Q4_0_BYTES, one);
+            wq[r] = w_codes2(wb, one, Q4);
+            wd[r] = block_scales2(wb, wbytes, one);
         }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
         const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * Q8_0_BYTES;
         __m512i xq = q8_0_codes2(xb, one);
-        __m512i nc = _mm512_sub_epi32(
-            _mm512_setzero_si512(),
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xq));
+        __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xq));
         __m512 xd = q8_0_scales2(xb, one);
 #pragma GCC unroll 16
         for (int r = 0; r < RM; r++) {
@@ -336,8 +278,8 @@ INLINE512 void q4_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, siz
             __m512 wdr;
             if (tall) {
                 const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-                wqr = q4_0_codes2(wb, one);
-                wdr = block_scales2(wb, Q4_0_BYTES, one);
+                wqr = w_codes2(wb, one, Q4);
+                wdr = block_scales2(wb, wbytes, one);
             } else {
                 wqr = wq[r];
                 wdr = wd[r];
@@ -349,23 +291,24 @@ INLINE512 void q4_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, siz
     }
 }
 
-INLINE512 void q4_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
-                         const int RN)
+INLINE512 void q_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const bool Q4,
+                        const int RM, const int RN)
 {
+    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
         acc[i] = _mm512_setzero_ps();
     }
-    size_t nb = g->n / PD_QK4_0, b = 0;
+    size_t nb = g->n / PD_QK8_0, b = 0;
     for (; b + 2 <= nb; b += 2) {
         if (RM == 16 && RN == 1) {
-            prefetch_next_rows(g, r0, b * Q4_0_BYTES, 2 * Q4_0_BYTES);
+            prefetch_next_rows(g, r0, b * wbytes, 2 * wbytes);
         }
-        q4_0_step(g, r0, t0, b, false, acc, RM, RN);
+        q_0_step(g, r0, t0, b, false, acc, RM, RN, Q4);
     }
     if (b < nb) {
-        q4_0_step(g, r0, t0, b, true, acc, RM, RN);
+        q_0_step(g, r0, t0, b, true, acc, RM, RN, Q4);
     }
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
@@ -1710,7 +1653,8 @@ INLINE512 void q40_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
             }
             __m512i t = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
                                          _mm512_add_epi32(s[2], s[3]));
-            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(_cvtsh_ss(load_u16(xb))));
+            __m512 dx = _mm512_set1_ps(_cvtsh_ss(load_u16(xb)));
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(t), dx);
             sum = _mm512_fmadd_ps(p, _mm512_cvtph_ps(load256(gp + 32 * (size_t)k)), sum);
         }
     }
@@ -1830,8 +1774,10 @@ static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, si
 #define F16_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN)
 #define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
 
-GEMM_DRIVER(avx512_q8_0_gemm, q8_0_tile)
-GEMM_DRIVER(q4_0_tiles, q4_0_tile)
+#define Q8_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, false, RM, RN)
+#define Q4_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, true, RM, RN)
+GEMM_DRIVER(avx512_q8_0_gemm, Q8_0_TILE)
+GEMM_DRIVER(q4_0_tiles, Q4_0_TILE)
 #define Q4_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, false, RM, RN)
 #define Q5_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, true, RM, RN)
 GEMM_DRIVER(q4_k_tiles, Q4_K_TILE)

@@ -1831,8 +1831,8 @@ static enum pd_status pick_provider(const struct pd_model *m, const struct pd_ct
     *out = K;
     if (!K) {
         return pd_err_set(err, PD_EUNSUPPORTED,
-                          "cuda backend: this ponder was built without CUDA (-Dcuda=disabled or "
-                          "no toolkit found); PONDER_CUDA_EMULATE=1 runs the kernels on the CPU");
+                          "cuda backend: %s; PONDER_CUDA_EMULATE=1 runs the kernels on the CPU",
+                          pd_kernels_cuda_why());
     }
     if (K->device_count() <= 0) {
         return pd_err_set(err, PD_EUNSUPPORTED, "cuda backend: no CUDA device");

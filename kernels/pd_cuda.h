@@ -2,8 +2,10 @@
  * memory, stream, graphs, and one entry per kernel over raw device pointers.
  *
  * Two providers fill the table from the same kernel sources (docs/gpu.md):
- *   pd_kernels_cuda()  the kernels/ .cu sources built by nvcc, cuBLAS for the GEMMs; NULL when ponder
- *                      was built without CUDA (kernels/pd_kernels_none.c);
+ *   pd_kernels_cuda()  the kernels/ .cu sources built by nvcc, cuBLAS for the GEMMs, in the
+ *                      module ponder-cuda.so opened on the first call
+ *                      (kernels/pd_kernels_load.c); NULL when ponder was built without CUDA
+ *                      or the module does not load (pd_kernels_cuda_why() says which);
  *   pd_kernels_emu()   the same sources built by g++ against kernels/emu/pd_emu.h and run
  *                      on the CPU (a CPU stand-in replaces cuBLAS): tests, CI, and
  *                      `--backend cuda` with PONDER_CUDA_EMULATE=1 on machines without a GPU.
@@ -312,9 +314,13 @@ struct pd_kernels {
                     size_t ldc, int m, int n, int k, float beta);
 };
 
-/* The providers (static tables; NULL when that provider was not built). */
+/* The providers (static tables; NULL when that provider was not built or not loaded). */
 const struct pd_kernels *pd_kernels_cuda(void);
 const struct pd_kernels *pd_kernels_emu(void);
+/* Why pd_kernels_cuda() returned NULL ("" when it did not). */
+const char *pd_kernels_cuda_why(void);
+/* The CUDA module's one entry (table.cu in the nvcc build), found by pd_kernels_cuda(). */
+const struct pd_kernels *pd_kernels_cuda_module(void);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,9 @@
-// table.cu - the provider's struct pd_kernels: pd_kernels_cuda() in the nvcc build,
+// table.cu - the provider's struct pd_kernels: pd_kernels_cuda_module() in the nvcc build,
 // pd_kernels_emu() in the emulator build (same source).
 #include "pd_kint.h"
 
 #if defined(__CUDACC__)
-#define PD_KTABLE pd_kernels_cuda
+#define PD_KTABLE pd_kernels_cuda_module
 #else
 #define PD_KTABLE pd_kernels_emu
 #endif

@@ -79,7 +79,7 @@ static inline const struct pd_kernels *gpu_test_provider(int argc, char **argv)
     if (strcmp(which, "cuda") == 0) {
         const struct pd_kernels *k = pd_kernels_cuda();
         if (!k) {
-            fprintf(stderr, "SKIP: ponder was built without CUDA\n");
+            fprintf(stderr, "SKIP: %s\n", pd_kernels_cuda_why());
             return NULL;
         }
         if (k->device_count() <= 0) {

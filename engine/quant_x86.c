@@ -977,19 +977,23 @@ TILE8 __m256 block_scales8(const uint8_t *p, size_t stride, const int RM)
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
-/* q8_0: a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator per pair. The 32
- * products of a block pair come from the sign trick: maddubs(|w|, sign(x, w)) then a
- * vpmaddwd by ones, exact while no activation byte is -128 (each pair of products is at
- * most 2 * 128 * 127 in size); a block where some token's activation has a -128 takes the
- * widened 16-bit products instead (dot_i8x32, exact for any bytes), so the tile is exact
- * for every input. Each pair's int32 lanes are converted and added with one FMA by
- * d_w * d_x. In a batch tile the row scales are converted together, multiplied by each
- * token's scale and read back one broadcast load per pair from a stack copy (no register
- * held per pair: with them in registers the accumulators spilled); a single token
- * (decode) multiplies each row's scale on its own (the shared conversion was 3-5% slower
- * there in the bench model's decode). */
-TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
-                      const int RN)
+/* q8_0 and q4_0 (Q4 set): a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator
+ * per pair, the weight type a constant of each copy. The 32 products of a block pair:
+ * - q8_0 from the sign trick: maddubs(|w|, sign(x, w)) then a vpmaddwd by ones, exact
+ *   while no activation byte is -128 (each pair of products is at most 2 * 128 * 127 in
+ *   size); a block where some token's activation has a -128 takes the widened 16-bit
+ *   products instead (dot_i8x32, exact for any bytes), so the tile is exact for every
+ *   input;
+ * - q4_0 from maddubs of the unsigned codes (pair sums <= 2 * 15 * 128) less the token's
+ *   maddubs of 8 * x (<= 2 * 8 * 128), both exact in 16 bits, then the vpmaddwd by ones.
+ * Each pair's int32 lanes are converted and added with one FMA by d_w * d_x. In a batch
+ * tile the row scales are converted together, multiplied by each token's scale and read
+ * back one broadcast load per pair from a stack copy (no register held per pair: with them
+ * in registers the accumulators spilled); a single token (decode) multiplies each row's
+ * scale on its own (the shared conversion was 3-5% slower there in the bench model's
+ * decode). */
+TILE8 void q_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const bool Q4,
+                     const int RM, const int RN)
 {
     __m256 acc[8];
 #pragma GCC unroll 8
@@ -997,23 +1001,31 @@ TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
         acc[i] = _mm256_setzero_ps();
     }
     const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(-128);
+    const __m256i eight = _mm256_set1_epi8(8);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
+    const int per_line = Q4 ? 4 : 2; /* blocks of a row per prefetched stretch */
     const uint8_t *wrow = g->w + r0 * g->w_stride;
     const uint8_t *xrow = g->x + t0 * g->x_stride;
     __attribute__((aligned(32))) float dm[8 * 8];
     for (size_t b = 0; b < g->n / PD_QK8_0; b++) {
-        if (RM == 8 && b % 2 == 0) {
-            prefetch_rows8(g, r0, b * Q8_0_BYTES, 2 * Q8_0_BYTES);
+        if (RM == 8 && b % per_line == 0) {
+            prefetch_rows8(g, r0, b * wbytes, per_line * wbytes);
         }
-        const uint8_t *wb = wrow + b * Q8_0_BYTES, *xb = xrow + b * Q8_0_BYTES;
+        const uint8_t *wb = wrow + b * wbytes, *xb = xrow + b * Q8_0_BYTES;
         __m256 wd = RN > 1 ? block_scales8(wb, g->w_stride, RM) : _mm256_setzero_ps();
-        __m256i xv[8];
+        __m256i xv[8], x8[8];
         float xd1 = 0.0f;
         int extreme = 0;
 #pragma GCC unroll 8
         for (int t = 0; t < RN; t++) {
             const uint8_t *p = xb + (size_t)t * g->x_stride;
             xv[t] = load256(p + 2);
-            extreme |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(xv[t], low));
+            if (Q4) {
+                x8[t] = _mm256_maddubs_epi16(eight, xv[t]);
+            } else {
+                extreme |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(xv[t], low));
+            }
             if (RN > 1) {
                 _mm256_store_ps(dm + 8 * t, _mm256_mul_ps(wd, _mm256_set1_ps(f16_load(p))));
             } else {
@@ -1023,72 +1035,31 @@ TILE8 void q8_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
 #pragma GCC unroll 8
         for (int r = 0; r < RM; r++) {
             const uint8_t *wp = wb + (size_t)r * g->w_stride + 2;
-            __m256i w = load256(wp);
-            __m256i wabs = _mm256_sign_epi8(w, w);
+            __m256i w, wabs;
+            if (Q4) {
+                __m128i q = load128(wp);
+                w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
+                                     _mm_and_si128(q, m4));
+                wabs = w;
+            } else {
+                w = load256(wp);
+                wabs = _mm256_sign_epi8(w, w);
+            }
 #pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
-                __m256i s = __builtin_expect(extreme != 0, 0)
-                                ? dot_i8x32(wp, xb + (size_t)t * g->x_stride + 2)
-                                : _mm256_madd_epi16(
-                                      _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], w)),
-                                      ones);
+                __m256i s;
+                if (Q4) {
+                    s = _mm256_sub_epi16(_mm256_maddubs_epi16(w, xv[t]), x8[t]);
+                } else if (__builtin_expect(extreme != 0, 0)) {
+                    s = dot_i8x32(wp, xb + (size_t)t * g->x_stride + 2);
+                } else {
+                    s = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], w));
+                }
+                if (Q4 || !extreme) {
+                    s = _mm256_madd_epi16(s, ones);
+                }
                 __m256 d = RN > 1 ? _mm256_broadcast_ss(dm + 8 * t + r)
                                   : _mm256_set1_ps(f16_load(wp - 2) * xd1);
-                acc[t * RM + r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t * RM + r]);
-            }
-        }
-    }
-    store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
-}
-
-/* q4_0: a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator per pair, as
- * q8_0_tile8: each pair's 32 products c * x from maddubs of the unsigned codes (pair sums
- * <= 2 * 15 * 128), less the token's maddubs of 8 * x (<= 2 * 8 * 128), both exact in 16
- * bits, added to int32 lanes by one vpmaddwd, then one FMA by d_w * d_x. */
-TILE8 void q4_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const int RM,
-                      const int RN)
-{
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        acc[i] = _mm256_setzero_ps();
-    }
-    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const uint8_t *wrow = g->w + r0 * g->w_stride;
-    const uint8_t *xrow = g->x + t0 * g->x_stride;
-    __attribute__((aligned(32))) float dm[8 * 8];
-    for (size_t b = 0; b < g->n / PD_QK4_0; b++) {
-        if (RM == 8 && b % 4 == 0) {
-            prefetch_rows8(g, r0, b * Q4_0_BYTES, 4 * Q4_0_BYTES);
-        }
-        const uint8_t *wb = wrow + b * Q4_0_BYTES, *xb = xrow + b * Q8_0_BYTES;
-        __m256 wd = RN > 1 ? block_scales8(wb, g->w_stride, RM) : _mm256_setzero_ps();
-        __m256i xv[8], x8[8];
-        float xd1 = 0.0f;
-#pragma GCC unroll 8
-        for (int t = 0; t < RN; t++) {
-            const uint8_t *p = xb + (size_t)t * g->x_stride;
-            xv[t] = load256(p + 2);
-            x8[t] = _mm256_maddubs_epi16(eight, xv[t]);
-            if (RN > 1) {
-                _mm256_store_ps(dm + 8 * t, _mm256_mul_ps(wd, _mm256_set1_ps(f16_load(p))));
-            } else {
-                xd1 = f16_load(p);
-            }
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < RM; r++) {
-            const uint8_t *wp = wb + (size_t)r * g->w_stride;
-            __m128i q = load128(wp + 2);
-            __m256i c = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
-                                         _mm_and_si128(q, m4));
-#pragma GCC unroll 8
-            for (int t = 0; t < RN; t++) {
-                __m256i s = _mm256_madd_epi16(
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(c, xv[t]), x8[t]), ones);
-                __m256 d = RN > 1 ? _mm256_broadcast_ss(dm + 8 * t + r)
-                                  : _mm256_set1_ps(f16_load(wp) * xd1);
                 acc[t * RM + r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t * RM + r]);
             }
         }
@@ -1670,8 +1641,10 @@ static AVX2_FN void q40x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0
 #define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN)
 #define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
 
-GEMM8_DRIVER(avx2_q8_0_gemm, q8_0_tile8, 4, 2)
-GEMM8_DRIVER(q4_0_tiles, q4_0_tile8, 4, 2)
+#define Q8_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, false, RM, RN)
+#define Q4_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, true, RM, RN)
+GEMM8_DRIVER(avx2_q8_0_gemm, Q8_0_TILE8, 4, 2)
+GEMM8_DRIVER(q4_0_tiles, Q4_0_TILE8, 4, 2)
 
 /* q4_0: packed weights in lanes, 8 rows at a time, the tokens in passes that share one
  * computation of their activation sums (a block only partly in [r0, r1) computed whole

@@ -1755,6 +1755,48 @@ static enum pd_status check_shape(const struct pd_model *m, struct pd_err *err)
     return PD_OK;
 }
 
+/* The kernels read the types of pd_cuda.h up to q8_K; q5_0, q4_1 and q5_1 run on the CPU
+ * only. */
+static enum pd_status check_type(const struct pd_weight *w, const char *what, uint32_t il,
+                                 struct pd_err *err)
+{
+    if (!w->data || (int)w->type <= PD_K_Q8_K) {
+        return PD_OK;
+    }
+    char name[64];
+    if (il == UINT32_MAX) {
+        snprintf(name, sizeof name, "%s", what);
+    } else {
+        snprintf(name, sizeof name, "blk.%u.%s", il, what);
+    }
+    return pd_err_set(err, PD_EUNSUPPORTED,
+                      "cuda backend: %s weights are not read on the device (%s.weight); the "
+                      "CPU engine runs this model (--backend cpu)",
+                      pd_dtype_traits(w->type)->name, name);
+}
+
+static enum pd_status check_types(const struct pd_model *m, struct pd_err *err)
+{
+    enum pd_status st;
+    if ((st = check_type(&m->tok_embd, "token_embd", UINT32_MAX, err)) ||
+        (st = check_type(&m->output, "output", UINT32_MAX, err))) {
+        return st;
+    }
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const struct pd_layer *L = &m->layers[il];
+        if ((st = check_type(&L->wq, "attn_q", il, err)) ||
+            (st = check_type(&L->wk, "attn_k", il, err)) ||
+            (st = check_type(&L->wv, "attn_v", il, err)) ||
+            (st = check_type(&L->wo, "attn_output", il, err)) ||
+            (st = check_type(&L->w_gate, "ffn_gate", il, err)) ||
+            (st = check_type(&L->w_up, "ffn_up", il, err)) ||
+            (st = check_type(&L->w_down, "ffn_down", il, err))) {
+            return st;
+        }
+    }
+    return PD_OK;
+}
+
 static enum pd_status alloc_state(struct cuda_backend *b, struct pd_err *err)
 {
     const struct pd_kernels *K = b->K;
@@ -1841,7 +1883,8 @@ static enum pd_status pick_provider(const struct pd_model *m, const struct pd_ct
         return pd_err_set(err, PD_EUNSUPPORTED,
                           "cuda backend: the device KV cache is f16 (--kv-type f16)");
     }
-    return check_shape(m, err);
+    enum pd_status st = check_shape(m, err);
+    return st ? st : check_types(m, err);
 }
 
 /* The plan of m at p->n_ctx on the initialised provider's device 0. */

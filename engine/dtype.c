@@ -28,6 +28,14 @@ static const struct pd_dtype_traits traits[PD_DTYPE_COUNT] = {
                        pd_q6_k_from_f32, pd_q6_k_vec_dot},
     [PD_DTYPE_Q8_K] = {"q8_k", 15, PD_QK_K, 292, PD_DTYPE_Q8_K, pd_q8_k_to_f32,
                        pd_q8_k_from_f32, NULL},
+    [PD_DTYPE_Q5_0] = {"q5_0", 6, PD_QK4_0, Q5_0_BYTES, PD_DTYPE_Q8_0, pd_q5_0_to_f32,
+                       pd_q5_0_from_f32, pd_q5_0_vec_dot},
+    [PD_DTYPE_Q4_1] = {"q4_1", 3, PD_QK4_0, Q4_1_BYTES, PD_DTYPE_Q8_1, pd_q4_1_to_f32,
+                       pd_q4_1_from_f32, pd_q4_1_vec_dot},
+    [PD_DTYPE_Q5_1] = {"q5_1", 7, PD_QK4_0, Q5_1_BYTES, PD_DTYPE_Q8_1, pd_q5_1_to_f32,
+                       pd_q5_1_from_f32, pd_q5_1_vec_dot},
+    [PD_DTYPE_Q8_1] = {"q8_1", 9, PD_QK8_0, Q8_1_BYTES, PD_DTYPE_Q8_1, pd_q8_1_to_f32,
+                       pd_q8_1_from_f32, NULL},
 };
 _Static_assert(sizeof traits / sizeof traits[0] == PD_DTYPE_COUNT, "dtype traits table");
 
@@ -39,8 +47,8 @@ const struct pd_dtype_traits *pd_dtype_traits(enum pd_dtype t)
 int pd_dtype_from_ggml(uint32_t ggml_id, enum pd_dtype *out)
 {
     for (int i = 0; i < PD_DTYPE_COUNT; i++) {
-        /* Q8_K is an activation format, never a stored tensor type. */
-        if (traits[i].ggml_id == ggml_id && i != PD_DTYPE_Q8_K) {
+        /* Q8_K and Q8_1 are activation formats, never stored tensor types here. */
+        if (traits[i].ggml_id == ggml_id && !pd_dtype_activation_only((enum pd_dtype)i)) {
             *out = (enum pd_dtype)i;
             return 0;
         }

@@ -5,8 +5,9 @@
  * are stored in blocks of `block_size` elements taking `type_size` bytes.
  *
  * Matrix-vector products follow GGUF's CPU convention: the activation row is first
- * converted to the weight type's `vec_dot_type` (F16 for F16 weights, Q8_0 for Q4_0/Q8_0,
- * Q8_K for the K-quants, F32 for F32) and then dotted block by block, so results agree
+ * converted to the weight type's `vec_dot_type` (F16 for F16 weights, Q8_0 for Q8_0, Q4_0
+ * and Q5_0, Q8_1 for Q4_1 and Q5_1, Q8_K for the K-quants, F32 for F32) and then dotted
+ * block by block, so results agree
  * with llama.cpp's CPU kernels to rounding.
  *
  * All functions are pure and thread-safe. */
@@ -26,6 +27,10 @@ enum pd_dtype {
     PD_DTYPE_Q5_K,
     PD_DTYPE_Q6_K,
     PD_DTYPE_Q8_K,   /* activation-only type (vec_dot_type of the K-quants) */
+    PD_DTYPE_Q5_0,
+    PD_DTYPE_Q4_1,
+    PD_DTYPE_Q5_1,
+    PD_DTYPE_Q8_1,   /* activation-only type (vec_dot_type of q4_1 and q5_1) */
     PD_DTYPE_COUNT
 };
 
@@ -51,6 +56,12 @@ struct pd_dtype_traits {
  * reference kernels; hot loops take the run-time SIMD level's through pd_simd_traits
  * (simd.h), which has the same names and geometry. */
 const struct pd_dtype_traits *pd_dtype_traits(enum pd_dtype t);
+
+/* Q8_K and Q8_1: formats of activations only (a weight is never read in them). */
+static inline int pd_dtype_activation_only(enum pd_dtype t)
+{
+    return t == PD_DTYPE_Q8_K || t == PD_DTYPE_Q8_1;
+}
 
 /* Maps a GGUF type id to ponder's enum. Returns 0 on success, -1 if ponder does not
  * support that id (the caller reports the id). */

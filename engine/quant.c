@@ -14,7 +14,7 @@
  *   Float dot products (f32, f16, bf16) accumulate in float over 16 independent lanes
  *   (the same association as an 8- or 16-wide SIMD kernel), which lets the compiler
  *   vectorise them without -ffast-math.
- * - Quantisers: q8_0 and q4_0 follow the reference absmax rules exactly. The K-quant
+ * - Quantisers: q8_0, q4_0, q5_0, q4_1 and q5_1 follow the reference rules exactly. The K-quant
  *   quantisers are ponder's own: per sub-block a least-squares fit over a small set of
  *   candidate scales, then the sub-block scales are quantised to 6 (q4_K/q5_K) or 8
  *   (q6_K) bits and the values are re-quantised against the scales as stored. They need
@@ -347,6 +347,236 @@ float pd_q4_0_vec_dot(const void *w, const void *x, size_t n)
         sum += (float)isum * (load_f16(a) * load_f16(b));
     }
     return sum;
+}
+
+/* ---- q5_0, q4_1, q5_1 ------------------------------------------------------------ */
+
+/* The 5-bit codes of a q5_0/q5_1 block: element l (< 16) takes the low nibble of qs[l] and
+ * bit l of qh (little-endian u32), element l + 16 the high nibble and bit l + 16. */
+static void q5_codes(const uint8_t *qh4, const uint8_t *qs, uint8_t *c)
+{
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    for (int l = 0; l < 16; l++) {
+        c[l] = (uint8_t)((qs[l] & 0x0F) | ((qh >> l) & 1) << 4);
+        c[l + 16] = (uint8_t)((qs[l] >> 4) | ((qh >> (l + 16)) & 1) << 4);
+    }
+}
+
+/* Nibble codes of a q4_1 block in element order. */
+static void q4_codes(const uint8_t *qs, uint8_t *c)
+{
+    for (int l = 0; l < 16; l++) {
+        c[l] = qs[l] & 0x0F;
+        c[l + 16] = qs[l] >> 4;
+    }
+}
+
+/* Packs 32 codes (< 32) into qs (low 4 bits) and, when qh4, the fifth bits into qh. */
+static void pack_codes(const int *q, uint8_t *qs, uint8_t *qh4)
+{
+    uint32_t qh = 0;
+    for (int l = 0; l < 16; l++) {
+        qs[l] = (uint8_t)((q[l] & 0x0F) | (q[l + 16] & 0x0F) << 4);
+        qh |= (uint32_t)(q[l] >> 4 & 1) << l | (uint32_t)(q[l + 16] >> 4 & 1) << (l + 16);
+    }
+    if (qh4) {
+        memcpy(qh4, &qh, 4);
+    }
+}
+
+void pd_q5_0_to_f32(const void *src, float *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_0_BYTES) {
+        float d = load_f16(b);
+        uint8_t c[32];
+        q5_codes(b + 2, b + 6, c);
+        for (int l = 0; l < 32; l++) {
+            dst[i * 32 + (size_t)l] = (float)(c[l] - 16) * d;
+        }
+    }
+}
+
+/* Reference rule: d = max / -16 (max the signed value of largest magnitude), q = min(31,
+ * trunc(x / d + 16.5)). */
+void pd_q5_0_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_0_BYTES) {
+        const float *x = src + i * PD_QK4_0;
+        float amax = 0.0f, max = 0.0f;
+        for (int l = 0; l < 32; l++) {
+            if (fabsf(x[l]) > amax) {
+                amax = fabsf(x[l]);
+                max = x[l];
+            }
+        }
+        float d = clamp_scale(max / -16.0f);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_f16(b, d);
+        int q[32];
+        for (int l = 0; l < 32; l++) {
+            q[l] = clamp_to_int(floorf(x[l] * id + 16.5f), 0, 31);
+        }
+        pack_codes(q, b + 6, b + 2);
+    }
+}
+
+/* Reference rule of q4_1 (bits 4) and q5_1 (bits 5): d = (max - min) / (2^bits - 1), m =
+ * min, q = min(2^bits - 1, trunc((x - min) / d + 0.5)). */
+static void q_1_from_f32(const float *src, uint8_t *b, size_t n, int bits)
+{
+    size_t bytes = bits == 4 ? Q4_1_BYTES : Q5_1_BYTES;
+    int top = (1 << bits) - 1;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += bytes) {
+        const float *x = src + i * PD_QK4_0;
+        float min = x[0], max = x[0];
+        for (int l = 1; l < 32; l++) {
+            min = x[l] < min ? x[l] : min;
+            max = x[l] > max ? x[l] : max;
+        }
+        float d = clamp_scale((max - min) / (float)top);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_f16(b, d);
+        store_f16(b + 2, clamp_scale(min));
+        int q[32];
+        for (int l = 0; l < 32; l++) {
+            q[l] = clamp_to_int(floorf((x[l] - min) * id + 0.5f), 0, top);
+        }
+        pack_codes(q, b + (bits == 4 ? 4 : 8), bits == 4 ? NULL : b + 4);
+    }
+}
+
+void pd_q4_1_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    q_1_from_f32(src, dst, n, 4);
+}
+
+void pd_q5_1_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    q_1_from_f32(src, dst, n, 5);
+}
+
+void pd_q4_1_to_f32(const void *src, float *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q4_1_BYTES) {
+        float d = load_f16(b), m = load_f16(b + 2);
+        uint8_t c[32];
+        q4_codes(b + 4, c);
+        for (int l = 0; l < 32; l++) {
+            dst[i * 32 + (size_t)l] = (float)c[l] * d + m;
+        }
+    }
+}
+
+void pd_q5_1_to_f32(const void *src, float *dst, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_1_BYTES) {
+        float d = load_f16(b), m = load_f16(b + 2);
+        uint8_t c[32];
+        q5_codes(b + 4, b + 8, c);
+        for (int l = 0; l < 32; l++) {
+            dst[i * 32 + (size_t)l] = (float)c[l] * d + m;
+        }
+    }
+}
+
+void pd_q8_1_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_1_BYTES) {
+        const float *x = src + i * PD_QK8_0;
+        float amax = 0.0f;
+        for (int l = 0; l < PD_QK8_0; l++) {
+            amax = fmaxf(amax, fabsf(x[l]));
+        }
+        float d = clamp_scale(amax / 127.0f);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_f16(b, d);
+        int8_t *qs = (int8_t *)(b + 4);
+        int32_t sum = 0;
+        for (int l = 0; l < PD_QK8_0; l++) {
+            qs[l] = (int8_t)round_away_clamp(x[l] * id, -128, 127);
+            sum += qs[l];
+        }
+        store_f16(b + 2, clamp_scale((float)sum * d));
+    }
+}
+
+void pd_q8_1_to_f32(const void *src, float *dst, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_1_BYTES) {
+        float d = load_f16(b);
+        const int8_t *qs = (const int8_t *)(b + 4);
+        for (int l = 0; l < PD_QK8_0; l++) {
+            dst[i * PD_QK8_0 + (size_t)l] = (float)qs[l] * d;
+        }
+    }
+}
+
+float pd_q5_0_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, a += Q5_0_BYTES, b += Q8_0_BYTES) {
+        uint8_t c[32];
+        q5_codes(a + 2, a + 6, c);
+        const int8_t *qb = (const int8_t *)(b + 2);
+        int32_t isum = 0;
+        for (int l = 0; l < 32; l++) {
+            isum += (c[l] - 16) * qb[l];
+        }
+        sum += (float)isum * (load_f16(a) * load_f16(b));
+    }
+    return sum;
+}
+
+/* q4_1 and q5_1 against q8_1: per block (d_w * d_x) * sum(code * q) + m_w * s_x. */
+static float q_1_vec_dot(const uint8_t *a, const uint8_t *b, size_t n, int bits)
+{
+    size_t bytes = bits == 4 ? Q4_1_BYTES : Q5_1_BYTES;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, a += bytes, b += Q8_1_BYTES) {
+        uint8_t c[32];
+        if (bits == 4) {
+            q4_codes(a + 4, c);
+        } else {
+            q5_codes(a + 4, a + 8, c);
+        }
+        const int8_t *qb = (const int8_t *)(b + 4);
+        int32_t isum = 0;
+        for (int l = 0; l < 32; l++) {
+            isum += c[l] * qb[l];
+        }
+        sum += (load_f16(a) * load_f16(b)) * (float)isum + load_f16(a + 2) * load_f16(b + 2);
+    }
+    return sum;
+}
+
+float pd_q4_1_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    return q_1_vec_dot(w, x, n, 4);
+}
+
+float pd_q5_1_vec_dot(const void *w, const void *x, size_t n)
+{
+    assert(n % PD_QK4_0 == 0);
+    return q_1_vec_dot(w, x, n, 5);
 }
 
 /* ---- K-quant shared helpers ------------------------------------------------------ */

@@ -14,10 +14,14 @@
 enum {
     Q8_0_BYTES = 34,
     Q4_0_BYTES = 18,
+    Q5_0_BYTES = 22,  /* d, qh[4], qs[16] */
+    Q4_1_BYTES = 20,  /* d, m, qs[16] */
+    Q5_1_BYTES = 24,  /* d, m, qh[4], qs[16] */
     Q4_K_BYTES = 144,
     Q5_K_BYTES = 176,
     Q6_K_BYTES = 210,
     Q8_K_BYTES = 292,
+    Q8_1_BYTES = 36,  /* d, s, qs[32] */
 
     KQ_SCALES = 4,    /* q4_K/q5_K: after d and dmin */
     Q4_K_QS = 16,
@@ -32,6 +36,10 @@ enum {
 };
 _Static_assert(Q8_0_BYTES == 2 + PD_QK8_0, "q8_0 block size");
 _Static_assert(Q4_0_BYTES == 2 + PD_QK4_0 / 2, "q4_0 block size");
+_Static_assert(Q5_0_BYTES == 2 + 4 + PD_QK4_0 / 2, "q5_0 block size");
+_Static_assert(Q4_1_BYTES == 4 + PD_QK4_0 / 2, "q4_1 block size");
+_Static_assert(Q5_1_BYTES == 4 + 4 + PD_QK4_0 / 2, "q5_1 block size");
+_Static_assert(Q8_1_BYTES == 4 + PD_QK8_0, "q8_1 block size");
 _Static_assert(Q4_K_BYTES == Q4_K_QS + PD_QK_K / 2, "q4_K block size");
 _Static_assert(Q5_K_BYTES == Q5_K_QS + PD_QK_K / 2, "q5_K block size");
 _Static_assert(Q5_K_QS == Q5_K_QH + PD_QK_K / 8, "q5_K qh size");

@@ -51,6 +51,10 @@ enum pd_k_type {
     PD_K_Q5_K,
     PD_K_Q6_K,
     PD_K_Q8_K,
+    PD_K_Q5_0, /* not read on the device: the engine refuses these three */
+    PD_K_Q4_1,
+    PD_K_Q5_1,
+    PD_K_Q8_1,
     PD_K_TYPE_COUNT
 };
 

@@ -1319,7 +1319,7 @@ static void test_goldens_random_models(void **state)
         json_decref(g);
     }
     closedir(d);
-    assert_int_equal(checked, 25); /* 3 architectures x 8 tensor types, and rope_freqs */
+    assert_int_equal(checked, 34); /* 3 architectures x 11 tensor types, and rope_freqs */
 }
 
 /* ---- stories260K ---------------------------------------------------------------------- */

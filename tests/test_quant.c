@@ -117,6 +117,10 @@ static void test_traits_table(void **state)
         {PD_DTYPE_Q5_K, "q5_k", 13, 256, 176, PD_DTYPE_Q8_K},
         {PD_DTYPE_Q6_K, "q6_k", 14, 256, 210, PD_DTYPE_Q8_K},
         {PD_DTYPE_Q8_K, "q8_k", 15, 256, 292, PD_DTYPE_Q8_K},
+        {PD_DTYPE_Q5_0, "q5_0", 6, 32, 22, PD_DTYPE_Q8_0},
+        {PD_DTYPE_Q4_1, "q4_1", 3, 32, 20, PD_DTYPE_Q8_1},
+        {PD_DTYPE_Q5_1, "q5_1", 7, 32, 24, PD_DTYPE_Q8_1},
+        {PD_DTYPE_Q8_1, "q8_1", 9, 32, 36, PD_DTYPE_Q8_1},
     };
     _Static_assert(sizeof want / sizeof want[0] == PD_DTYPE_COUNT, "all types listed");
     for (size_t i = 0; i < PD_DTYPE_COUNT; i++) {
@@ -128,10 +132,10 @@ static void test_traits_table(void **state)
         assert_int_equal(tr->vec_dot_type, want[i].vdt);
         assert_non_null(tr->to_f32);
         assert_non_null(tr->from_f32);
-        assert_true((tr->vec_dot == NULL) == (want[i].t == PD_DTYPE_Q8_K));
+        assert_true((tr->vec_dot == NULL) == pd_dtype_activation_only(want[i].t));
         assert_int_equal(pd_dtype_parse(want[i].name), want[i].t);
         enum pd_dtype got;
-        if (want[i].t == PD_DTYPE_Q8_K) {
+        if (pd_dtype_activation_only(want[i].t)) {
             assert_int_equal(pd_dtype_from_ggml(want[i].ggml_id, &got), -1);
         } else {
             assert_int_equal(pd_dtype_from_ggml(want[i].ggml_id, &got), 0);
@@ -141,7 +145,7 @@ static void test_traits_table(void **state)
     assert_int_equal(pd_dtype_parse("Q4_K"), PD_DTYPE_Q4_K);
     assert_int_equal(pd_dtype_parse("q3_k"), PD_DTYPE_COUNT);
     enum pd_dtype got;
-    assert_int_equal(pd_dtype_from_ggml(3, &got), -1);    /* q4_1: unsupported */
+    assert_int_equal(pd_dtype_from_ggml(10, &got), -1);   /* q2_K: unsupported */
     assert_int_equal(pd_dtype_from_ggml(9999, &got), -1);
     assert_true(pd_dtype_row_size(PD_DTYPE_Q4_K, 4096) == 16 * 144);
     assert_true(pd_dtype_row_size(PD_DTYPE_Q8_0, 64) == 68);
@@ -522,7 +526,11 @@ static const struct err_case err_cases[] = {
     {PD_DTYPE_BF16, 0.004, 0.004},
     {PD_DTYPE_Q8_0, 0.006, 0.0042},
     {PD_DTYPE_Q8_K, 0.0075, 0.0044},
+    {PD_DTYPE_Q8_1, 0.006, 0.0042},
     {PD_DTYPE_Q4_0, 0.09, 0.068},
+    {PD_DTYPE_Q5_0, 0.045, 0.034},
+    {PD_DTYPE_Q4_1, 0.082, 0.063},
+    {PD_DTYPE_Q5_1, 0.040, 0.031},
     {PD_DTYPE_Q4_K, 0.074, 0.058},
     {PD_DTYPE_Q5_K, 0.0375, 0.029},
     {PD_DTYPE_Q6_K, 0.018, 0.014},
@@ -559,8 +567,9 @@ static void test_round_trip_error(void **state)
 
 /* Types with blocks (all but f32, which is exact). */
 static const enum pd_dtype quant_types[] = {
-    PD_DTYPE_F16, PD_DTYPE_BF16, PD_DTYPE_Q8_0, PD_DTYPE_Q4_0,
-    PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K, PD_DTYPE_Q8_K,
+    PD_DTYPE_F16, PD_DTYPE_BF16, PD_DTYPE_Q8_0, PD_DTYPE_Q4_0, PD_DTYPE_Q5_0,
+    PD_DTYPE_Q4_1, PD_DTYPE_Q5_1, PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K, PD_DTYPE_Q8_K,
+    PD_DTYPE_Q8_1,
 };
 #define N_QUANT_TYPES (sizeof quant_types / sizeof quant_types[0])
 
@@ -637,9 +646,10 @@ static void test_edge_shapes(void **state)
                     assert_true(y[i] <= 0.0f);
                 }
             }
-            /* q4_0 cannot hold +amax when the largest magnitude is negative (its grid
-             * is -8..7 steps), so two symmetric levels are not exact there */
-            if (shape == 2 || (shape == 6 && t != PD_DTYPE_Q4_0)) {
+            /* q4_0 and q5_0 cannot hold +amax when the largest magnitude is negative
+             * (their grids are -8..7 and -16..15 steps), so two symmetric levels are not
+             * exact there */
+            if (shape == 2 || (shape == 6 && t != PD_DTYPE_Q4_0 && t != PD_DTYPE_Q5_0)) {
                 /* a couple of levels are represented exactly (or nearly) by every type */
                 assert_true(rel_rms(x, y, n) < 0.01);
             }
@@ -649,7 +659,8 @@ static void test_edge_shapes(void **state)
     for (size_t i = 0; i < n; i++) {
         x[i] = (i % 2 ? 1.0f : -1.0f) * 1e30f;
     }
-    static const enum pd_dtype sat[] = {PD_DTYPE_Q8_0, PD_DTYPE_Q4_0, PD_DTYPE_Q4_K,
+    static const enum pd_dtype sat[] = {PD_DTYPE_Q8_0, PD_DTYPE_Q4_0, PD_DTYPE_Q5_0,
+                                        PD_DTYPE_Q4_1, PD_DTYPE_Q5_1, PD_DTYPE_Q4_K,
                                         PD_DTYPE_Q5_K, PD_DTYPE_Q6_K};
     for (size_t c = 0; c < sizeof sat / sizeof sat[0]; c++) {
         round_trip(sat[c], x, y, n);
@@ -698,7 +709,21 @@ static void check_vec_dot(enum pd_dtype t, size_t n, int data)
         raw += (double)w[i] * (double)a[i];
     }
     double got = (double)tr->vec_dot(wq, aq, n);
-    if (!(fabs(got - ref) <= 5e-7 * mag + 1e-30)) {
+    /* q4_1/q5_1: the offset term takes q8_1's s, a half of d * sum(qs) from the float d,
+     * within 2^-10 of sum(deq(x)) relative (the half d and the half s) */
+    double slack = 0.0;
+    if (t == PD_DTYPE_Q4_1 || t == PD_DTYPE_Q5_1) {
+        for (size_t b = 0; b < n / 32; b++) {
+            double xs = 0.0;
+            for (size_t l = 0; l < 32; l++) {
+                xs += ad[b * 32 + l];
+            }
+            uint16_t mh;
+            memcpy(&mh, (const uint8_t *)wq + b * tr->type_size + 2, 2);
+            slack += 0x1p-10 * fabs((double)pd_f16_to_f32(mh) * xs);
+        }
+    }
+    if (!(fabs(got - ref) <= 5e-7 * mag + slack + 1e-30)) {
         fail_msg("%s n=%zu: vec_dot %.9g, dequantised dot %.9g (|.| sum %.6g)", tr->name, n,
                  got, ref, mag);
     }

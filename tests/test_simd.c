@@ -104,20 +104,26 @@ static const pd_vec_dot_fn ref_vec_dot[PD_DTYPE_COUNT] = {
     [PD_DTYPE_BF16] = pd_bf16_vec_dot, [PD_DTYPE_Q8_0] = pd_q8_0_vec_dot,
     [PD_DTYPE_Q4_0] = pd_q4_0_vec_dot, [PD_DTYPE_Q4_K] = pd_q4_k_vec_dot,
     [PD_DTYPE_Q5_K] = pd_q5_k_vec_dot, [PD_DTYPE_Q6_K] = pd_q6_k_vec_dot,
+    [PD_DTYPE_Q5_0] = pd_q5_0_vec_dot, [PD_DTYPE_Q4_1] = pd_q4_1_vec_dot,
+    [PD_DTYPE_Q5_1] = pd_q5_1_vec_dot,
 };
 static const pd_from_f32_fn ref_from_f32[PD_DTYPE_COUNT] = {
     [PD_DTYPE_F32] = pd_f32_from_f32,      [PD_DTYPE_F16] = pd_f16_row_from_f32,
     [PD_DTYPE_BF16] = pd_bf16_row_from_f32, [PD_DTYPE_Q8_0] = pd_q8_0_from_f32,
     [PD_DTYPE_Q4_0] = pd_q4_0_from_f32,    [PD_DTYPE_Q4_K] = pd_q4_k_from_f32,
     [PD_DTYPE_Q5_K] = pd_q5_k_from_f32,    [PD_DTYPE_Q6_K] = pd_q6_k_from_f32,
-    [PD_DTYPE_Q8_K] = pd_q8_k_from_f32,
+    [PD_DTYPE_Q8_K] = pd_q8_k_from_f32,    [PD_DTYPE_Q5_0] = pd_q5_0_from_f32,
+    [PD_DTYPE_Q4_1] = pd_q4_1_from_f32,    [PD_DTYPE_Q5_1] = pd_q5_1_from_f32,
+    [PD_DTYPE_Q8_1] = pd_q8_1_from_f32,
 };
 static const pd_to_f32_fn ref_to_f32[PD_DTYPE_COUNT] = {
     [PD_DTYPE_F32] = pd_f32_to_f32,      [PD_DTYPE_F16] = pd_f16_row_to_f32,
     [PD_DTYPE_BF16] = pd_bf16_row_to_f32, [PD_DTYPE_Q8_0] = pd_q8_0_to_f32,
     [PD_DTYPE_Q4_0] = pd_q4_0_to_f32,    [PD_DTYPE_Q4_K] = pd_q4_k_to_f32,
     [PD_DTYPE_Q5_K] = pd_q5_k_to_f32,    [PD_DTYPE_Q6_K] = pd_q6_k_to_f32,
-    [PD_DTYPE_Q8_K] = pd_q8_k_to_f32,
+    [PD_DTYPE_Q8_K] = pd_q8_k_to_f32,    [PD_DTYPE_Q5_0] = pd_q5_0_to_f32,
+    [PD_DTYPE_Q4_1] = pd_q4_1_to_f32,    [PD_DTYPE_Q5_1] = pd_q5_1_to_f32,
+    [PD_DTYPE_Q8_1] = pd_q8_1_to_f32,
 };
 
 /* The accelerated levels this CPU can run (each test loops over them). */
@@ -188,7 +194,13 @@ static void fill_random(enum pd_dtype t, uint8_t *p, size_t n, bool exact, bool 
         }
         case PD_DTYPE_Q8_0:
         case PD_DTYPE_Q4_0:
+        case PD_DTYPE_Q5_0:
             put_f16(b, rand_scale(exact, act));
+            break;
+        case PD_DTYPE_Q4_1:
+        case PD_DTYPE_Q5_1:
+            put_f16(b, rand_scale(exact, act));
+            put_f16(b + 2, rand_scale(exact, act));
             break;
         case PD_DTYPE_Q4_K:
         case PD_DTYPE_Q5_K:
@@ -198,6 +210,16 @@ static void fill_random(enum pd_dtype t, uint8_t *p, size_t n, bool exact, bool 
         case PD_DTYPE_Q6_K:
             put_f16(b + 208, rand_scale(exact, act));
             break;
+        case PD_DTYPE_Q8_1: { /* s = d * sum(qs) as the quantiser writes it */
+            float d = rand_scale(exact, act);
+            put_f16(b, d);
+            int sum = 0;
+            for (int l = 0; l < 32; l++) {
+                sum += (int8_t)b[4 + l];
+            }
+            put_f16(b + 2, d * (float)sum);
+            break;
+        }
         case PD_DTYPE_Q8_K: {
             float d = rand_scale(exact, act);
             memcpy(b, &d, 4);
@@ -426,7 +448,8 @@ static void test_override_in_process(void **state)
 
 static const enum pd_dtype dot_types[] = {
     PD_DTYPE_F32, PD_DTYPE_F16, PD_DTYPE_BF16, PD_DTYPE_Q8_0,
-    PD_DTYPE_Q4_0, PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K,
+    PD_DTYPE_Q4_0, PD_DTYPE_Q4_K, PD_DTYPE_Q5_K, PD_DTYPE_Q6_K, PD_DTYPE_Q5_0,
+    PD_DTYPE_Q4_1, PD_DTYPE_Q5_1,
 };
 #define N_DOT_TYPES (sizeof dot_types / sizeof dot_types[0])
 

@@ -236,7 +236,7 @@ int main(int argc, char **argv)
             break;
         }
         enum pd_dtype t = pd_dtype_parse(type ? type : all[i]);
-        if (t == PD_DTYPE_COUNT || t == PD_DTYPE_Q8_K) {
+        if (t == PD_DTYPE_COUNT || pd_dtype_activation_only(t)) {
             fprintf(stderr, "bench-kernels: unknown weight type '%s'\n", type);
             return 2;
         }

@@ -155,7 +155,7 @@ static uint64_t walk(const struct pd_gguf *g, const uint8_t *buf, size_t len)
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const struct pd_gguf_tensor *t = &g->tensors[i];
         assert_true(t->n_dims >= 1 && t->n_dims <= PD_GGUF_MAX_DIMS);
-        assert_true(t->type < PD_DTYPE_COUNT && t->type != PD_DTYPE_Q8_K);
+        assert_true(t->type < PD_DTYPE_COUNT && !pd_dtype_activation_only(t->type));
         assert_int_equal(t->offset % g->alignment, 0);
         uint64_t size = pd_dtype_row_size(t->type, t->ne[0]);
         for (uint32_t d = 0; d < PD_GGUF_MAX_DIMS; d++) {

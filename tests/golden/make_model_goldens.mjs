@@ -64,9 +64,12 @@ function write(name, obj) {
     console.log("wrote", name);
 }
 
-// Random-weight models: every architecture x tensor type.
+// Random-weight models: every architecture x tensor type (TYPES=a,b,... writes only those
+// types' files and nothing else).
 const archs = ["llama", "qwen2", "qwen3"];
-const types = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"];
+const only = process.env.TYPES ? process.env.TYPES.split(",") : null;
+const types = only || ["f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_1", "q5_1", "q4_k",
+                       "q5_k", "q6_k"];
 for (const arch of archs) {
     for (const type of types) {
         const args = ["--arch", arch, "--type", type, "--seed", "1"];
@@ -88,7 +91,7 @@ for (const arch of archs) {
 }
 
 // Llama 3.1-style rotation-frequency divisors (rope_freqs.weight).
-{
+if (!only) {
     const args = ["--arch", "llama", "--type", "f32", "--seed", "1", "--rope-freqs", "1"];
     const file = path.join(tmp, "llama-f32-ropefreqs.gguf");
     execFileSync(mkmodel, [...args, "--out", file]);
@@ -105,7 +108,7 @@ for (const arch of archs) {
 // The shared stories260K model: "Once upon a time" and a 200-token greedy continuation.
 const models = process.env.PONDER_TEST_MODELS || path.join(root, "..", "shared", "models");
 const stories = path.join(models, "stories260K.gguf");
-if (fs.existsSync(stories)) {
+if (!only && fs.existsSync(stories)) {
     const model = await llama.loadModel({modelPath: stories});
     const prompt = "Once upon a time";
     let tokens = [...model.tokenize(prompt, true)];

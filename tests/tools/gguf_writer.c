@@ -480,7 +480,7 @@ static enum pd_status check_tensor(struct pd_gguf_writer *w, const char *name, u
                               name);
         }
     }
-    if ((unsigned)dtype >= PD_DTYPE_COUNT || dtype == PD_DTYPE_Q8_K) {
+    if ((unsigned)dtype >= PD_DTYPE_COUNT || pd_dtype_activation_only(dtype)) {
         return pd_err_set(err, PD_EINVAL, "gguf writer: tensor '%s': dtype %d cannot be stored",
                           name, (int)dtype);
     }

@@ -1,6 +1,7 @@
 /* mkmodel.c - writes tiny random-weight GGUF models for tests and golden files.
  *
- *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m
+ *   mkmodel --arch llama|qwen2|qwen3 --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_1|q5_1|q4_k|q5_k|
+ *                                          q6_k|q4_k_m
  *           [--seed N] [--vocab spm|bpe] [--shape tiny|bench|1b|8b|1.5b] [--vocab-from GGUF]
  *           [--chat-template deepseek-r1|qwen3|chatml] [--rope-freqs 1] --out FILE
  *
@@ -320,6 +321,17 @@ static void fill_fast(struct rng *r, enum pd_dtype t, uint8_t *dst, uint64_t n, 
         case PD_DTYPE_Q4_0:
             h = rnd_f16(scale / 8.0f);
             memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_Q5_0:
+            h = rnd_f16(scale / 16.0f);
+            memcpy(p, &h, 2);
+            break;
+        case PD_DTYPE_Q4_1: /* c * d + m, c 0..15 (0..31): centred on 0 */
+        case PD_DTYPE_Q5_1:
+            h = rnd_f16(scale / (t == PD_DTYPE_Q4_1 ? 7.5f : 15.5f));
+            memcpy(p, &h, 2);
+            h = rnd_f16(-scale);
+            memcpy(p + 2, &h, 2);
             break;
         case PD_DTYPE_Q4_K: /* d*sc*q - dmin*m, q 0..15, sc and m 0..63: centred on 0 */
         case PD_DTYPE_Q5_K: /* q 0..31 */
@@ -769,7 +781,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--type") == 0) {
             sp.q4_k_m = strcmp(val, "q4_k_m") == 0;
             sp.type = pd_dtype_parse(sp.q4_k_m ? "q4_k" : val);
-            if (sp.type == PD_DTYPE_COUNT || sp.type == PD_DTYPE_Q8_K) {
+            if (sp.type == PD_DTYPE_COUNT || pd_dtype_activation_only(sp.type)) {
                 fprintf(stderr, "mkmodel: --type: unknown type '%s'\n", val);
                 return 2;
             }

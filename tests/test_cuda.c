@@ -119,6 +119,18 @@ static void test_names_and_refusal(void **state)
     assert_true(info.plan.fits && info.plan.weights > 0);
     pd_ctx_close(&c);
     pd_model_close(&m);
+    /* Weight types the kernels do not read are refused by name, before any device work. */
+    static const char *const cpu_only[] = {"q5_0", "q4_1", "q5_1"};
+    for (size_t i = 0; i < 3; i++) {
+        m = make_model("llama", cpu_only[i], NULL);
+        assert_int_equal(pd_ctx_open(m, &p, &c, &err), PD_EUNSUPPORTED);
+        assert_null(c);
+        printf("refusal: %s\n", err.msg);
+        char want[64];
+        snprintf(want, sizeof want, "%s weights are not read on the device (", cpu_only[i]);
+        assert_non_null(strstr(err.msg, want));
+        pd_model_close(&m);
+    }
 }
 
 /* ---- memory plan ---------------------------------------------------------------------------- */

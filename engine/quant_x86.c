@@ -977,54 +977,88 @@ TILE8 __m256 block_scales8(const uint8_t *p, size_t stride, const int RM)
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
-/* q8_0 and q4_0 (Q4 set): a tile of RM rows x RN tokens (RM * RN <= 8), one accumulator
- * per pair, the weight type a constant of each copy. The 32 products of a block pair:
+/* The 32 fifth bits of a q5_0/q5_1 block (qh, little-endian) as 0x10 in byte j where bit
+ * j is set: each byte of qh spread over 8 lanes, then one bit per lane tested. */
+TILE8 __m256i q5_high_bits(const uint8_t *qh4)
+{
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                             0x0101010101010101, 0x0000000000000000);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8(0x10));
+}
+
+/* The 32-element types (T a constant of each copy: q8_0, q4_0, q5_0, q4_1, q5_1): a tile of
+ * RM rows x RN tokens (RM * RN <= 8), one accumulator per pair. The 32 products of a block
+ * pair:
  * - q8_0 from the sign trick: maddubs(|w|, sign(x, w)) then a vpmaddwd by ones, exact
  *   while no activation byte is -128 (each pair of products is at most 2 * 128 * 127 in
  *   size); a block where some token's activation has a -128 takes the widened 16-bit
  *   products instead (dot_i8x32, exact for any bytes), so the tile is exact for every
  *   input;
- * - q4_0 from maddubs of the unsigned codes (pair sums <= 2 * 15 * 128) less the token's
- *   maddubs of 8 * x (<= 2 * 8 * 128), both exact in 16 bits, then the vpmaddwd by ones.
- * Each pair's int32 lanes are converted and added with one FMA by d_w * d_x. In a batch
- * tile the row scales are converted together, multiplied by each token's scale and read
- * back one broadcast load per pair from a stack copy (no register held per pair: with them
- * in registers the accumulators spilled); a single token (decode) multiplies each row's
- * scale on its own (the shared conversion was 3-5% slower there in the bench model's
- * decode). */
-TILE8 void q_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const bool Q4,
+ * - the others from maddubs of the unsigned codes (nibbles, or nibbles and fifth bits:
+ *   pair sums <= 2 * 31 * 128), for q4_0 and q5_0 less the token's maddubs of 8 * x or
+ *   16 * x (<= 2 * 16 * 128), all exact in 16 bits, then the vpmaddwd by ones.
+ * Each pair's int32 lanes are converted and added with one FMA by d_w * d_x. q4_1 and q5_1
+ * add m_w * s_x per block (q8_1 activations: s = d * sum(q)) in a float per pair, added to
+ * the pair's sum at the end (the reference adds both terms block by block: the same
+ * products in another order). In a batch tile the row scales are converted together,
+ * multiplied by each token's scale and read back one broadcast load per pair from a stack
+ * copy (no register held per pair: with them in registers the accumulators spilled); a
+ * single token (decode) multiplies each row's scale on its own (the shared conversion was
+ * 3-5% slower there in the bench model's decode). */
+TILE8 void q_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const enum pd_dtype T,
                      const int RM, const int RN)
 {
+    const bool Q8 = T == PD_DTYPE_Q8_0, MIN = T == PD_DTYPE_Q4_1 || T == PD_DTYPE_Q5_1;
+    const bool FIVE = T == PD_DTYPE_Q5_0 || T == PD_DTYPE_Q5_1;
+    const size_t wbytes = Q8 ? Q8_0_BYTES : T == PD_DTYPE_Q4_0 ? Q4_0_BYTES
+                          : T == PD_DTYPE_Q5_0 ? Q5_0_BYTES : T == PD_DTYPE_Q4_1 ? Q4_1_BYTES
+                                                                                : Q5_1_BYTES;
+    const size_t qs = Q8 || T == PD_DTYPE_Q4_0 ? 2 : T == PD_DTYPE_Q4_1 ? 4 : FIVE && !MIN ? 6 : 8;
+    const size_t qh = MIN ? 4 : 2;                   /* q5_0 / q5_1 fifth bits */
+    const size_t xbytes = MIN ? Q8_1_BYTES : Q8_0_BYTES, xq = MIN ? 4 : 2;
+    const int offset = T == PD_DTYPE_Q4_0 ? 8 : T == PD_DTYPE_Q5_0 ? 16 : 0;
+    const int per_line = (int)(64 / wbytes) + 1; /* blocks of a row per prefetched stretch */
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         acc[i] = _mm256_setzero_ps();
     }
+    float mterm[8] = {0};
     const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(-128);
-    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i off8 = _mm256_set1_epi8((char)offset);
     const __m128i m4 = _mm_set1_epi8(0x0F);
-    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
-    const int per_line = Q4 ? 4 : 2; /* blocks of a row per prefetched stretch */
     const uint8_t *wrow = g->w + r0 * g->w_stride;
     const uint8_t *xrow = g->x + t0 * g->x_stride;
     __attribute__((aligned(32))) float dm[8 * 8];
+    __attribute__((aligned(32))) float mw[8];
     for (size_t b = 0; b < g->n / PD_QK8_0; b++) {
-        if (RM == 8 && b % per_line == 0) {
-            prefetch_rows8(g, r0, b * wbytes, per_line * wbytes);
+        if (RM == 8 && b % (size_t)per_line == 0) {
+            prefetch_rows8(g, r0, b * wbytes, (size_t)per_line * wbytes);
         }
-        const uint8_t *wb = wrow + b * wbytes, *xb = xrow + b * Q8_0_BYTES;
+        const uint8_t *wb = wrow + b * wbytes, *xb = xrow + b * xbytes;
         __m256 wd = RN > 1 ? block_scales8(wb, g->w_stride, RM) : _mm256_setzero_ps();
+        if (MIN) {
+            _mm256_store_ps(mw, block_scales8(wb + 2, g->w_stride, RM));
+        }
         __m256i xv[8], x8[8];
-        float xd1 = 0.0f;
+        float xd1 = 0.0f, sx[8];
         int extreme = 0;
 #pragma GCC unroll 8
         for (int t = 0; t < RN; t++) {
             const uint8_t *p = xb + (size_t)t * g->x_stride;
-            xv[t] = load256(p + 2);
-            if (Q4) {
-                x8[t] = _mm256_maddubs_epi16(eight, xv[t]);
-            } else {
+            xv[t] = load256(p + xq);
+            if (offset) {
+                x8[t] = _mm256_maddubs_epi16(off8, xv[t]);
+            }
+            if (Q8) {
                 extreme |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(xv[t], low));
+            }
+            if (MIN) {
+                sx[t] = f16_load(p + 2);
             }
             if (RN > 1) {
                 _mm256_store_ps(dm + 8 * t, _mm256_mul_ps(wd, _mm256_set1_ps(f16_load(p))));
@@ -1034,37 +1068,50 @@ TILE8 void q_0_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const b
         }
 #pragma GCC unroll 8
         for (int r = 0; r < RM; r++) {
-            const uint8_t *wp = wb + (size_t)r * g->w_stride + 2;
+            const uint8_t *wr = wb + (size_t)r * g->w_stride;
             __m256i w, wabs;
-            if (Q4) {
-                __m128i q = load128(wp);
+            if (Q8) {
+                w = load256(wr + 2);
+                wabs = _mm256_sign_epi8(w, w);
+            } else {
+                __m128i q = load128(wr + qs);
                 w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
                                      _mm_and_si128(q, m4));
+                if (FIVE) {
+                    w = _mm256_or_si256(w, q5_high_bits(wr + qh));
+                }
                 wabs = w;
-            } else {
-                w = load256(wp);
-                wabs = _mm256_sign_epi8(w, w);
             }
 #pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
                 __m256i s;
-                if (Q4) {
-                    s = _mm256_sub_epi16(_mm256_maddubs_epi16(w, xv[t]), x8[t]);
+                if (!Q8) {
+                    s = _mm256_maddubs_epi16(w, xv[t]);
+                    if (offset) {
+                        s = _mm256_sub_epi16(s, x8[t]);
+                    }
                 } else if (__builtin_expect(extreme != 0, 0)) {
-                    s = dot_i8x32(wp, xb + (size_t)t * g->x_stride + 2);
+                    s = dot_i8x32(wr + 2, xb + (size_t)t * g->x_stride + 2);
                 } else {
                     s = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], w));
                 }
-                if (Q4 || !extreme) {
+                if (!Q8 || !extreme) {
                     s = _mm256_madd_epi16(s, ones);
                 }
                 __m256 d = RN > 1 ? _mm256_broadcast_ss(dm + 8 * t + r)
-                                  : _mm256_set1_ps(f16_load(wp - 2) * xd1);
+                                  : _mm256_set1_ps(f16_load(wr) * xd1);
                 acc[t * RM + r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t * RM + r]);
+                if (MIN) {
+                    mterm[t * RM + r] += mw[r] * sx[t];
+                }
             }
         }
     }
-    store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
+    __m256 out = hsum8x8_ps(acc);
+    if (MIN) {
+        out = _mm256_add_ps(out, _mm256_loadu_ps(mterm));
+    }
+    store_tile8(g, r0, t0, out, RM, RN);
 }
 
 /* The last n < 8 halves at p, zero-extended (no 16-bit masked load below AVX-512). */
@@ -1641,10 +1688,16 @@ static AVX2_FN void q40x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0
 #define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN)
 #define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
 
-#define Q8_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, false, RM, RN)
-#define Q4_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, true, RM, RN)
+#define Q8_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q8_0, RM, RN)
+#define Q4_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q4_0, RM, RN)
+#define Q5_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q5_0, RM, RN)
+#define Q4_1_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q4_1, RM, RN)
+#define Q5_1_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q5_1, RM, RN)
 GEMM8_DRIVER(avx2_q8_0_gemm, Q8_0_TILE8, 4, 2)
 GEMM8_DRIVER(q4_0_tiles, Q4_0_TILE8, 4, 2)
+GEMM8_DRIVER(avx2_q5_0_gemm, Q5_0_TILE8, 4, 2)
+GEMM8_DRIVER(avx2_q4_1_gemm, Q4_1_TILE8, 4, 2)
+GEMM8_DRIVER(avx2_q5_1_gemm, Q5_1_TILE8, 4, 2)
 
 /* q4_0: packed weights in lanes, 8 rows at a time, the tokens in passes that share one
  * computation of their activation sums (a block only partly in [r0, r1) computed whole
@@ -1761,6 +1814,9 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_BF16] = avx2_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx2_q8_0_gemm,
         [PD_DTYPE_Q4_0] = avx2_q4_0_gemm,
+        [PD_DTYPE_Q5_0] = avx2_q5_0_gemm,
+        [PD_DTYPE_Q4_1] = avx2_q4_1_gemm,
+        [PD_DTYPE_Q5_1] = avx2_q5_1_gemm,
         [PD_DTYPE_Q4_K] = avx2_q4_k_gemm,
         [PD_DTYPE_Q5_K] = avx2_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,

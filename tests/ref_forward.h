@@ -12,25 +12,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "model.h"
 
 typedef bool (*ref_hide_fn)(void *ud, size_t q, size_t k);
 
 /* When set, every matrix product first rounds its input row the way the weight type's dot
- * format stores it (f16, bf16, q8_0, q8_K), as the file format prescribes for CPU
- * inference; the products themselves stay exact. */
+ * format stores it (f16, bf16, q8_0, q8_1, q8_K), as the file format prescribes for CPU
+ * inference; the products themselves stay exact. Against q8_1 (q4_1 and q5_1 weights) each
+ * block's offset m multiplies the block's stored s (the half of d * sum(qs)), as the format's
+ * dot product does, instead of the sum of the rounded inputs. */
 static bool ref_round_activations;
+
+static float ref_half(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return pd_f16_to_f32(h);
+}
 
 static void ref_matvec(const struct pd_weight *w, const double *x_in, double *y, float *rowbuf)
 {
     const double *x = x_in;
     double *xr = NULL;
+    uint8_t *q = NULL;
+    bool q8_1 = false;
     if (ref_round_activations) {
-        const struct pd_dtype_traits *vt =
-            pd_dtype_traits(pd_dtype_traits(w->type)->vec_dot_type);
+        enum pd_dtype vdt = pd_dtype_traits(w->type)->vec_dot_type;
+        const struct pd_dtype_traits *vt = pd_dtype_traits(vdt);
         size_t n = (size_t)w->cols;
         float *f = malloc(n * sizeof *f);
-        void *q = malloc(n * 4 + 1024);
+        q = malloc(n * 4 + 1024);
         xr = malloc(n * sizeof *xr);
         for (size_t i = 0; i < n; i++) {
             f[i] = (float)x_in[i];
@@ -41,17 +53,27 @@ static void ref_matvec(const struct pd_weight *w, const double *x_in, double *y,
             xr[i] = f[i];
         }
         free(f);
-        free(q);
         x = xr;
+        q8_1 = vdt == PD_DTYPE_Q8_1;
     }
+    size_t wbytes = pd_dtype_traits(w->type)->type_size;
     for (uint64_t r = 0; r < w->rows; r++) {
         pd_weight_row_f32(w, r, rowbuf);
         double s = 0.0;
         for (uint64_t c = 0; c < w->cols; c++) {
             s += (double)rowbuf[c] * x[c];
         }
+        for (uint64_t b = 0; q8_1 && b < w->cols / 32; b++) {
+            double xs = 0.0;
+            for (uint64_t l = 0; l < 32; l++) {
+                xs += x[32 * b + l];
+            }
+            double m = ref_half(w->data + r * w->row_bytes + b * wbytes + 2);
+            s += m * ((double)ref_half(q + 36 * b + 2) - xs);
+        }
         y[r] = s;
     }
+    free(q);
     free(xr);
 }
 

@@ -202,99 +202,139 @@ INLINE512 __m512 block_scales2(const uint8_t *p, size_t bytes, bool one)
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
-/* Two q8_0 scales at p and p + 34. */
-INLINE512 __m512 q8_0_scales2(const uint8_t *p, bool one)
-{
-    return block_scales2(p, Q8_0_BYTES, one);
-}
-
-/* The codes of two q8_0 blocks starting at p (only the first, high half zero, when
- * `one`). */
-INLINE512 __m512i q8_0_codes2(const uint8_t *p, bool one)
+/* The codes of two 32-byte activation blocks of `bytes` bytes, their codes at byte q (only
+ * the first, high half zero, when `one`). */
+INLINE512 __m512i act_codes2(const uint8_t *p, size_t bytes, size_t q, bool one)
 {
     if (one) {
-        return _mm512_zextsi256_si512(load256(p + 2));
+        return _mm512_zextsi256_si512(load256(p + q));
     }
-    return load_2x256(p + 2, p + 2 + Q8_0_BYTES);
+    return load_2x256(p + q, p + q + bytes);
 }
 
-/* The codes (0..15) of two q4_0 blocks at p, in element order as q8_0_codes2 gives the
- * activations: [low nibbles | high nibbles] per block (byte l holds elements l and l + 16);
- * only the first block, the high half zero, when `one`. */
-INLINE512 __m512i q4_0_codes2(const uint8_t *p, bool one)
+/* The nibble codes (0..15) of two blocks of `bytes` bytes whose 16 code bytes start at qs,
+ * in element order as act_codes2 gives the activations: [low nibbles | high nibbles] per
+ * block (byte l holds elements l and l + 16); only the first block, the high half zero,
+ * when `one`. */
+INLINE512 __m512i nibble_codes2(const uint8_t *qs, size_t bytes, bool one)
 {
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)));
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     __m256i b = one ? _mm256_setzero_si256()
-                    : _mm256_broadcastsi128_si256(
-                          _mm_loadu_si128((const __m128i *)(p + Q4_0_BYTES + 2)));
+                    : _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qs + bytes)));
     __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
     /* lanes 1 and 3 (each block's second 16 bytes) take the high nibbles */
     const __m512i shift = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
     return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0F));
 }
 
-/* The weight operand of two blocks at p for vpdpbusd, unsigned bytes: q8_0's codes + 128
- * (w ^ 0x80; an unused high half stays 0x80 against x = 0), q4_0's codes 0..15 (Q4). */
-INLINE512 __m512i w_codes2(const uint8_t *p, bool one, const bool Q4)
+/* The block geometry of the 32-element weight types (T a constant at every use). */
+INLINE512 size_t q_0_bytes(const enum pd_dtype T)
 {
-    return Q4 ? q4_0_codes2(p, one)
-              : _mm512_xor_si512(q8_0_codes2(p, one), _mm512_set1_epi8((char)0x80));
+    return T == PD_DTYPE_Q8_0 ? Q8_0_BYTES : T == PD_DTYPE_Q4_0 ? Q4_0_BYTES
+           : T == PD_DTYPE_Q5_0 ? Q5_0_BYTES : T == PD_DTYPE_Q4_1 ? Q4_1_BYTES : Q5_1_BYTES;
 }
 
-/* Accumulates block pair (or last single block) b of the tile into acc: q8_0 weights, or
- * q4_0 (Q4, a constant in each copy), against q8_0 activations. Each lane is the exact
- * sum of 4 products, vpdpbusd of the unsigned weight bytes from an accumulator at -128
- * (q8_0: the offset the +128 adds) or -8 (q4_0: the codes' offset) times the
- * activation's 4-byte group sums; then one FMA by d_w * d_x (the float order differs
+/* The weight operand of two blocks at p for vpdpbusd, unsigned bytes: q8_0's codes + 128
+ * (w ^ 0x80; an unused high half stays 0x80 against x = 0); q4_0's and q4_1's nibbles;
+ * q5_0's and q5_1's nibbles with their fifth bits (bit i of the block's qh, element i) as
+ * 16 by one masked move. */
+INLINE512 __m512i w_codes2(const uint8_t *p, bool one, const enum pd_dtype T)
+{
+    const size_t bytes = q_0_bytes(T);
+    switch (T) {
+    case PD_DTYPE_Q8_0:
+        return _mm512_xor_si512(act_codes2(p, Q8_0_BYTES, 2, one), _mm512_set1_epi8((char)0x80));
+    case PD_DTYPE_Q4_0:
+        return nibble_codes2(p + 2, bytes, one);
+    case PD_DTYPE_Q4_1:
+        return nibble_codes2(p + 4, bytes, one);
+    default: {
+        const size_t qh = T == PD_DTYPE_Q5_0 ? 2 : 4;
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, p + qh, 4);
+        if (!one) {
+            memcpy(&h1, p + bytes + qh, 4);
+        }
+        __mmask64 k = (__mmask64)h0 | (__mmask64)h1 << 32;
+        return _mm512_or_si512(nibble_codes2(p + qh + 4, bytes, one),
+                               _mm512_maskz_set1_epi8(k, 0x10));
+    }
+    }
+}
+
+/* Accumulates block pair (or last single block) b of the tile into acc: T (a constant in
+ * each copy) one of q8_0, q4_0, q5_0 (against q8_0 activations), q4_1, q5_1 (against
+ * q8_1). Each lane is the exact sum of 4 products, vpdpbusd of the unsigned weight bytes
+ * from an accumulator at -128 (q8_0: the offset the +128 adds), -8 (q4_0) or -16 (q5_0)
+ * times the activation's 4-byte group sums, or 0; then one FMA by d_w * d_x, and for q4_1
+ * and q5_1 one more of m_w * s_x into each block's first lane (the float order differs
  * from the portable dot by rounding only). Tiles taller than 4 rows (one or two tokens)
  * load each row's blocks where they are used instead of holding all rows in registers. */
 INLINE512 void q_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size_t b,
-                        bool one, __m512 *acc, const int RM, const int RN, const bool Q4)
+                        bool one, __m512 *acc, const int RM, const int RN, const enum pd_dtype T)
 {
-    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
-    const __m512i offset = _mm512_set1_epi8(Q4 ? 8 : (char)0x80);
+    const size_t wbytes = q_0_bytes(T);
+    const bool MIN = T == PD_DTYPE_Q4_1 || T == PD_DTYPE_Q5_1;
+    const size_t xbytes = MIN ? Q8_1_BYTES : Q8_0_BYTES, xq = MIN ? 4 : 2;
+    const int off = T == PD_DTYPE_Q8_0 ? 0x80 : T == PD_DTYPE_Q4_0 ? 8 : T == PD_DTYPE_Q5_0 ? 16 : 0;
+    const __m512i offset = _mm512_set1_epi8((char)off);
     const bool tall = RM > 4;
     __m512i wq[4];
-    __m512 wd[4];
+    __m512 wd[4], wm[4];
     const uint8_t *wrow = g->w + r0 * g->w_stride + b * wbytes;
     if (!tall) {
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-            wq[r] = w_codes2(wb, one, Q4);
+            wq[r] = w_codes2(wb, one, T);
             wd[r] = block_scales2(wb, wbytes, one);
+            if (MIN) {
+                wm[r] = _mm512_maskz_mov_ps(0x0101, block_scales2(wb + 2, wbytes, one));
+            }
         }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
-        const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * Q8_0_BYTES;
-        __m512i xq = q8_0_codes2(xb, one);
-        __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xq));
-        __m512 xd = q8_0_scales2(xb, one);
+        const uint8_t *xb = g->x + (t0 + (size_t)t) * g->x_stride + b * xbytes;
+        __m512i xq4 = act_codes2(xb, xbytes, xq, one);
+        __m512i nc = off ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset,
+                                                                xq4))
+                         : _mm512_setzero_si512();
+        __m512 xd = block_scales2(xb, xbytes, one);
+        __m512 xs = MIN ? block_scales2(xb + 2, xbytes, one) : _mm512_setzero_ps();
 #pragma GCC unroll 16
         for (int r = 0; r < RM; r++) {
             __m512i wqr;
-            __m512 wdr;
+            __m512 wdr, wmr = _mm512_setzero_ps();
             if (tall) {
                 const uint8_t *wb = wrow + (size_t)r * g->w_stride;
-                wqr = w_codes2(wb, one, Q4);
+                wqr = w_codes2(wb, one, T);
                 wdr = block_scales2(wb, wbytes, one);
+                if (MIN) {
+                    wmr = _mm512_maskz_mov_ps(0x0101, block_scales2(wb + 2, wbytes, one));
+                }
             } else {
                 wqr = wq[r];
                 wdr = wd[r];
+                if (MIN) {
+                    wmr = wm[r];
+                }
             }
-            __m512i s = _mm512_dpbusd_epi32(nc, wqr, xq);
+            __m512i s = _mm512_dpbusd_epi32(nc, wqr, xq4);
             __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(s), xd);
             acc[t * RM + r] = _mm512_fmadd_ps(p, wdr, acc[t * RM + r]);
+            if (MIN) {
+                acc[t * RM + r] = _mm512_fmadd_ps(wmr, xs, acc[t * RM + r]);
+            }
         }
     }
 }
 
-INLINE512 void q_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, const bool Q4,
-                        const int RM, const int RN)
+INLINE512 void q_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0,
+                        const enum pd_dtype T, const int RM, const int RN)
 {
-    const size_t wbytes = Q4 ? Q4_0_BYTES : Q8_0_BYTES;
+    const size_t wbytes = q_0_bytes(T);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
@@ -305,10 +345,10 @@ INLINE512 void q_0_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, cons
         if (RM == 16 && RN == 1) {
             prefetch_next_rows(g, r0, b * wbytes, 2 * wbytes);
         }
-        q_0_step(g, r0, t0, b, false, acc, RM, RN, Q4);
+        q_0_step(g, r0, t0, b, false, acc, RM, RN, T);
     }
     if (b < nb) {
-        q_0_step(g, r0, t0, b, true, acc, RM, RN, Q4);
+        q_0_step(g, r0, t0, b, true, acc, RM, RN, T);
     }
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
@@ -1774,10 +1814,16 @@ static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, si
 #define F16_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN)
 #define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN)
 
-#define Q8_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, false, RM, RN)
-#define Q4_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, true, RM, RN)
+#define Q8_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q8_0, RM, RN)
+#define Q4_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q4_0, RM, RN)
+#define Q5_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q5_0, RM, RN)
+#define Q4_1_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q4_1, RM, RN)
+#define Q5_1_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q5_1, RM, RN)
 GEMM_DRIVER(avx512_q8_0_gemm, Q8_0_TILE)
 GEMM_DRIVER(q4_0_tiles, Q4_0_TILE)
+GEMM_DRIVER(avx512_q5_0_gemm, Q5_0_TILE)
+GEMM_DRIVER(avx512_q4_1_gemm, Q4_1_TILE)
+GEMM_DRIVER(avx512_q5_1_gemm, Q5_1_TILE)
 #define Q4_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, false, RM, RN)
 #define Q5_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, true, RM, RN)
 GEMM_DRIVER(q4_k_tiles, Q4_K_TILE)
@@ -1870,6 +1916,9 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_BF16] = avx512_bf16_gemm,
         [PD_DTYPE_Q8_0] = avx512_q8_0_gemm,
         [PD_DTYPE_Q4_0] = avx512_q4_0_gemm,
+        [PD_DTYPE_Q5_0] = avx512_q5_0_gemm,
+        [PD_DTYPE_Q4_1] = avx512_q4_1_gemm,
+        [PD_DTYPE_Q5_1] = avx512_q5_1_gemm,
         [PD_DTYPE_Q4_K] = avx512_q4_k_gemm,
         [PD_DTYPE_Q5_K] = avx512_q5_k_gemm,
         [PD_DTYPE_Q6_K] = avx512_q6_k_gemm,

@@ -260,31 +260,59 @@ static inline AVX2_FN __m256 round_away_f32x8(__m256 v)
     return _mm256_add_ps(t, _mm256_and_ps(up, one));
 }
 
-/* The portable rule (quant.c): d = amax / 127 (clamped to the half range), stored as a
- * half; q = round-half-away(x * (1 / d)) with the unrounded d, clamped to [-128, 127]. */
+/* One block of the portable rule (quant.c): d = amax / 127 (clamped to the half range),
+ * stored as a half at b; q = round-half-away(x * (1 / d)) with the unrounded d, clamped
+ * to [-128, 127], stored at b + qs. Returns d; *sum (when set) gets sum(q). */
+static inline AVX2_FN float q8_block(const float *x, uint8_t *b, size_t qs, int32_t *sum)
+{
+    __m256 v[4];
+    __m256 vmax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        vmax = _mm256_max_ps(abs_f32x8(v[k]), vmax); /* a NaN lane keeps vmax */
+    }
+    float d = fminf(fmaxf(hmax_f32x8(vmax) / 127.0f, -F16_MAX), F16_MAX);
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    memcpy(b, &h, 2);
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) {
+        __m256 r = clamp_f32x8(round_away_f32x8(_mm256_mul_ps(v[k], vid)), -128.0f, 127.0f);
+        q[k] = _mm256_cvttps_epi32(r);
+    }
+    _mm256_storeu_si256((__m256i *)(b + qs), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+    if (sum) {
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+        *sum = _mm_cvtsi128_si32(u);
+    }
+    return d;
+}
+
 static AVX2_FN void avx2_q8_0_from_f32(const float *src, void *dst, size_t n)
 {
     assert(n % PD_QK8_0 == 0);
     uint8_t *b = dst;
     for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_0_BYTES) {
-        const float *x = src + i * PD_QK8_0;
-        __m256 v[4];
-        __m256 vmax = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(x + 8 * k);
-            vmax = _mm256_max_ps(abs_f32x8(v[k]), vmax); /* a NaN lane keeps vmax */
-        }
-        float d = fminf(fmaxf(hmax_f32x8(vmax) / 127.0f, -F16_MAX), F16_MAX);
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        memcpy(b, &h, 2);
-        __m256 vid = _mm256_set1_ps(id);
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) {
-            __m256 r = clamp_f32x8(round_away_f32x8(_mm256_mul_ps(v[k], vid)), -128.0f, 127.0f);
-            q[k] = _mm256_cvttps_epi32(r);
-        }
-        _mm256_storeu_si256((__m256i *)(b + 2), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+        q8_block(src + i * PD_QK8_0, b, 2, NULL);
+    }
+}
+
+/* q8_1: q8_0's rule with the codes at byte 4 and s = d * sum(q) from the float d, clamped
+ * to the half range, as a half at byte 2. */
+static AVX2_FN void avx2_q8_1_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_1_BYTES) {
+        int32_t sum;
+        float d = q8_block(src + i * PD_QK8_0, b, 4, &sum);
+        float sd = fminf(fmaxf((float)sum * d, -F16_MAX), F16_MAX);
+        uint16_t h = _cvtss_sh(sd, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(b + 2, &h, 2);
     }
 }
 
@@ -1828,6 +1856,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
     .from_f32 = {
         [PD_DTYPE_F16] = avx2_f16_row_from_f32,
         [PD_DTYPE_Q8_0] = avx2_q8_0_from_f32,
+        [PD_DTYPE_Q8_1] = avx2_q8_1_from_f32,
         [PD_DTYPE_Q8_K] = avx2_q8_k_from_f32,
     },
     .to_f32 = {

@@ -1420,7 +1420,7 @@ static void test_coverage(void **state)
             /* from_f32 is compared for any type; to_f32 only for f16 (test_f16_rows). */
             assert_true(!ops->to_f32[t] || t == PD_DTYPE_F16);
             assert_true(!ops->from_f32[t] || t == PD_DTYPE_F16 || t == PD_DTYPE_Q8_0 ||
-                        t == PD_DTYPE_Q8_K);
+                        t == PD_DTYPE_Q8_1 || t == PD_DTYPE_Q8_K);
         }
     }
 }

@@ -245,23 +245,33 @@ void pd_q8_0_to_f32(const void *src, float *dst, size_t n)
 
 /* Reference rule: d = amax / 127, q = round-half-away(x / d) computed with the unrounded
  * d; the stored d is its half rounding. */
+/* One q8_0-rule block: d = amax / 127 (clamped) stored as a half at b, q = round-half-
+ * away(x / d) with the unrounded d at b + qs. Returns d; *sum gets sum(q). */
+static float q8_block(const float *x, uint8_t *b, size_t qs, int32_t *sum)
+{
+    float amax = 0.0f;
+    for (int l = 0; l < PD_QK8_0; l++) {
+        amax = fmaxf(amax, fabsf(x[l]));
+    }
+    float d = clamp_scale(amax / 127.0f);
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_f16(b, d);
+    int8_t *q = (int8_t *)(b + qs);
+    *sum = 0;
+    for (int l = 0; l < PD_QK8_0; l++) {
+        q[l] = (int8_t)round_away_clamp(x[l] * id, -128, 127);
+        *sum += q[l];
+    }
+    return d;
+}
+
 void pd_q8_0_from_f32(const float *src, void *dst, size_t n)
 {
     assert(n % PD_QK8_0 == 0);
     uint8_t *b = dst;
+    int32_t sum;
     for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_0_BYTES) {
-        const float *x = src + i * PD_QK8_0;
-        float amax = 0.0f;
-        for (int l = 0; l < PD_QK8_0; l++) {
-            amax = fmaxf(amax, fabsf(x[l]));
-        }
-        float d = clamp_scale(amax / 127.0f);
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(b, d);
-        int8_t *qs = (int8_t *)(b + 2);
-        for (int l = 0; l < PD_QK8_0; l++) {
-            qs[l] = (int8_t)round_away_clamp(x[l] * id, -128, 127);
-        }
+        q8_block(src + i * PD_QK8_0, b, 2, &sum);
     }
 }
 
@@ -495,20 +505,8 @@ void pd_q8_1_from_f32(const float *src, void *dst, size_t n)
     assert(n % PD_QK8_0 == 0);
     uint8_t *b = dst;
     for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_1_BYTES) {
-        const float *x = src + i * PD_QK8_0;
-        float amax = 0.0f;
-        for (int l = 0; l < PD_QK8_0; l++) {
-            amax = fmaxf(amax, fabsf(x[l]));
-        }
-        float d = clamp_scale(amax / 127.0f);
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(b, d);
-        int8_t *qs = (int8_t *)(b + 4);
-        int32_t sum = 0;
-        for (int l = 0; l < PD_QK8_0; l++) {
-            qs[l] = (int8_t)round_away_clamp(x[l] * id, -128, 127);
-            sum += qs[l];
-        }
+        int32_t sum;
+        float d = q8_block(src + i * PD_QK8_0, b, 4, &sum);
         store_f16(b + 2, clamp_scale((float)sum * d));
     }
 }

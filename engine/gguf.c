@@ -515,7 +515,8 @@ static enum pd_status rd_tensor_info(struct rd *r, uint64_t index, struct pd_ggu
     if (pd_dtype_from_ggml(type_id, &t->type) != 0) {
         return fail(r, PD_EUNSUPPORTED,
                     "%s: type id %u (%s) is not supported (ponder reads f32, f16, bf16, q8_0, "
-                    "q4_0, q5_0, q4_1, q5_1, q4_K, q5_K, q6_K)", ff, type_id, ggml_type_name(type_id));
+                    "q4_0, q5_0, q4_1, q5_1, q4_K, q5_K, q6_K)", ff, type_id,
+                    ggml_type_name(type_id));
     }
     snprintf(ff, sizeof ff, "%s: offset", f);
     rc = rd_u64(r, &t->offset, ff);

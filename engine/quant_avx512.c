@@ -276,7 +276,10 @@ INLINE512 void q_0_step(const struct pd_gemm_args *g, size_t r0, size_t t0, size
     const size_t wbytes = q_0_bytes(T);
     const bool MIN = T == PD_DTYPE_Q4_1 || T == PD_DTYPE_Q5_1;
     const size_t xbytes = MIN ? Q8_1_BYTES : Q8_0_BYTES, xq = MIN ? 4 : 2;
-    const int off = T == PD_DTYPE_Q8_0 ? 0x80 : T == PD_DTYPE_Q4_0 ? 8 : T == PD_DTYPE_Q5_0 ? 16 : 0;
+    const int off = T == PD_DTYPE_Q8_0   ? 0x80
+                    : T == PD_DTYPE_Q4_0 ? 8
+                    : T == PD_DTYPE_Q5_0 ? 16
+                                         : 0;
     const __m512i offset = _mm512_set1_epi8((char)off);
     const bool tall = RM > 4;
     __m512i wq[4];

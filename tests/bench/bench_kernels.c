@@ -183,31 +183,44 @@ int main(int argc, char **argv)
     size_t rows = 1536, cols = 512, n_tok = 32;
     int level = -1;
     double secs = 1.0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--type") == 0) {
-            type = argv[i + 1];
-        } else if (strcmp(argv[i], "--rows") == 0) {
-            rows = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--cols") == 0) {
-            cols = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--tokens") == 0) {
-            n_tok = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--attn") == 0) {
-            attn_slots = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--queries") == 0) {
-            n_q = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--head-dim") == 0) {
-            head_dim = strtoul(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--secs") == 0) {
-            secs = atof(argv[i + 1]);
-        } else if (strcmp(argv[i], "--level") == 0) {
+    const struct {
+        const char *name;
+        size_t *v;
+    } counts[] = {{"--rows", &rows},        {"--cols", &cols},    {"--tokens", &n_tok},
+                  {"--attn", &attn_slots},  {"--queries", &n_q},  {"--head-dim", &head_dim}};
+    for (int i = 1; i < argc; i += 2) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        size_t k = 0;
+        while (k < sizeof counts / sizeof counts[0] && strcmp(opt, counts[k].name) != 0) {
+            k++;
+        }
+        char *end = NULL;
+        if (!val) {
+            fprintf(stderr, "bench-kernels: %s needs a value\n", opt);
+            return 2;
+        } else if (k < sizeof counts / sizeof counts[0]) {
+            unsigned long long n = strtoull(val, &end, 10);
+            if (end == val || *end || val[0] == '-') {
+                fprintf(stderr, "bench-kernels: %s: '%s' is not a count\n", opt, val);
+                return 2;
+            }
+            *counts[k].v = (size_t)n;
+        } else if (strcmp(opt, "--type") == 0) {
+            type = val;
+        } else if (strcmp(opt, "--secs") == 0) {
+            secs = strtod(val, &end);
+            if (end == val || *end) {
+                fprintf(stderr, "bench-kernels: --secs: '%s' is not a number\n", val);
+                return 2;
+            }
+        } else if (strcmp(opt, "--level") == 0) {
             for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
-                if (strcmp(argv[i + 1], pd_cpu_simd_name((enum pd_simd_level)l)) == 0) {
+                if (strcmp(val, pd_cpu_simd_name((enum pd_simd_level)l)) == 0) {
                     level = l;
                 }
             }
             if (level < 0) {
-                fprintf(stderr, "bench-kernels: unknown level '%s'\n", argv[i + 1]);
+                fprintf(stderr, "bench-kernels: unknown level '%s'\n", val);
                 return 2;
             }
         } else {

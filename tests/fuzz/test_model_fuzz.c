@@ -195,6 +195,13 @@ static void test_fuzz_qwen2_q4_0(void **state)
     fuzz_model("qwen2", "q4_0", 1500);
 }
 
+/* q5_1: the fifth bits and the q8_1 activations (offset term) of the 32-element types */
+static void test_fuzz_llama_q5_1(void **state)
+{
+    (void)state;
+    fuzz_model("llama", "q5_1", 800);
+}
+
 static void test_fuzz_qwen3_q4_k(void **state)
 {
     (void)state;
@@ -206,6 +213,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fuzz_llama_f32),
         cmocka_unit_test(test_fuzz_qwen2_q4_0),
+        cmocka_unit_test(test_fuzz_llama_q5_1),
         cmocka_unit_test(test_fuzz_qwen3_q4_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,8 +14,8 @@
  *   Float dot products (f32, f16, bf16) accumulate in float over 16 independent lanes
  *   (the same association as an 8- or 16-wide SIMD kernel), which lets the compiler
  *   vectorise them without -ffast-math.
- * - Quantisers: q8_0, q4_0, q5_0, q4_1 and q5_1 follow the reference rules exactly. The K-quant
- *   quantisers are ponder's own: per sub-block a least-squares fit over a small set of
+ * - Quantisers: q8_0, q4_0, q5_0, q4_1 and q5_1 follow the reference rules exactly. The
+ *   K-quant quantisers are ponder's own: per sub-block a least-squares fit over a small set of
  *   candidate scales, then the sub-block scales are quantised to 6 (q4_K/q5_K) or 8
  *   (q6_K) bits and the values are re-quantised against the scales as stored. They need
  *   not match other tools byte for byte; any valid block decodes identically everywhere.
@@ -26,6 +26,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "half.h"
@@ -293,212 +294,156 @@ float pd_q8_0_vec_dot(const void *w, const void *x, size_t n)
     return sum;
 }
 
-/* ---- q4_0 ------------------------------------------------------------------------ */
+/* ---- q4_0, q5_0, q4_1, q5_1 ---------------------------------------------------------- */
 
-/* Byte l of qs holds element l in its low nibble and element l + 16 in its high one. */
-void pd_q4_0_to_f32(const void *src, float *dst, size_t n)
+/* Blocks of 32 codes: a half scale d at byte 0; q4_1/q5_1 a half offset m at byte 2; q5_0/
+ * q5_1 the fifth bits in a little-endian u32 qh (bit l for element l); 16 code bytes qs,
+ * byte l holding element l in its low nibble and element l + 16 in its high one.
+ * x = (code - offset) * d, or code * d + m for the offset types. */
+struct q32_format {
+    size_t bytes, qs, qh; /* qh 0: no fifth bits */
+    int offset;           /* subtracted from the code (q4_0 8, q5_0 16) */
+    bool min;             /* q4_1/q5_1: m at byte 2, activations in q8_1 */
+};
+static const struct q32_format Q4_0 = {Q4_0_BYTES, 2, 0, 8, false};
+static const struct q32_format Q5_0 = {Q5_0_BYTES, 6, 2, 16, false};
+static const struct q32_format Q4_1 = {Q4_1_BYTES, 4, 0, 0, true};
+static const struct q32_format Q5_1 = {Q5_1_BYTES, 8, 4, 0, true};
+
+/* The 32 codes of block b in element order. */
+static void q32_codes(const struct q32_format *f, const uint8_t *b, uint8_t *c)
 {
-    assert(n % PD_QK4_0 == 0);
-    const uint8_t *b = src;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q4_0_BYTES) {
-        float d = load_f16(b);
-        const uint8_t *qs = b + 2;
-        float *y = dst + i * PD_QK4_0;
-        for (int l = 0; l < PD_QK4_0 / 2; l++) {
-            y[l] = (float)((qs[l] & 0x0F) - 8) * d;
-            y[l + PD_QK4_0 / 2] = (float)((qs[l] >> 4) - 8) * d;
-        }
+    uint32_t qh = 0;
+    if (f->qh) {
+        memcpy(&qh, b + f->qh, 4);
     }
-}
-
-/* Reference rule: d = max / -8 where max is the signed value of largest magnitude (it
- * maps to code 0, i.e. -8), q = min(15, trunc(x / d + 8.5)). */
-void pd_q4_0_from_f32(const float *src, void *dst, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    uint8_t *b = dst;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q4_0_BYTES) {
-        const float *x = src + i * PD_QK4_0;
-        float amax = 0.0f;
-        float max = 0.0f;
-        for (int l = 0; l < PD_QK4_0; l++) {
-            if (fabsf(x[l]) > amax) {
-                amax = fabsf(x[l]);
-                max = x[l];
-            }
-        }
-        float d = clamp_scale(max / -8.0f);
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(b, d);
-        uint8_t *qs = b + 2;
-        for (int l = 0; l < PD_QK4_0 / 2; l++) {
-            /* x*id + 8.5 >= 0.5 - rounding, so floor equals the reference truncation. */
-            int lo = clamp_to_int(floorf(x[l] * id + 8.5f), 0, 15);
-            int hi = clamp_to_int(floorf(x[l + PD_QK4_0 / 2] * id + 8.5f), 0, 15);
-            qs[l] = (uint8_t)(lo | (hi << 4));
-        }
-    }
-}
-
-float pd_q4_0_vec_dot(const void *w, const void *x, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    const uint8_t *a = w;
-    const uint8_t *b = x;
-    float sum = 0.0f;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, a += Q4_0_BYTES, b += Q8_0_BYTES) {
-        const uint8_t *qa = a + 2;
-        const int8_t *qb = (const int8_t *)(b + 2);
-        int32_t isum = 0;
-        for (int l = 0; l < PD_QK4_0 / 2; l++) {
-            isum += ((qa[l] & 0x0F) - 8) * qb[l];
-            isum += ((qa[l] >> 4) - 8) * qb[l + PD_QK4_0 / 2];
-        }
-        sum += (float)isum * (load_f16(a) * load_f16(b));
-    }
-    return sum;
-}
-
-/* ---- q5_0, q4_1, q5_1 ------------------------------------------------------------ */
-
-/* The 5-bit codes of a q5_0/q5_1 block: element l (< 16) takes the low nibble of qs[l] and
- * bit l of qh (little-endian u32), element l + 16 the high nibble and bit l + 16. */
-static void q5_codes(const uint8_t *qh4, const uint8_t *qs, uint8_t *c)
-{
-    uint32_t qh;
-    memcpy(&qh, qh4, 4);
+    const uint8_t *qs = b + f->qs;
     for (int l = 0; l < 16; l++) {
         c[l] = (uint8_t)((qs[l] & 0x0F) | ((qh >> l) & 1) << 4);
         c[l + 16] = (uint8_t)((qs[l] >> 4) | ((qh >> (l + 16)) & 1) << 4);
     }
 }
 
-/* Nibble codes of a q4_1 block in element order. */
-static void q4_codes(const uint8_t *qs, uint8_t *c)
-{
-    for (int l = 0; l < 16; l++) {
-        c[l] = qs[l] & 0x0F;
-        c[l + 16] = qs[l] >> 4;
-    }
-}
-
-/* Packs 32 codes (< 32) into qs (low 4 bits) and, when qh4, the fifth bits into qh. */
-static void pack_codes(const int *q, uint8_t *qs, uint8_t *qh4)
+/* Stores 32 codes (< 32, or < 16 without fifth bits) into block b. */
+static void q32_pack(const struct q32_format *f, const int *q, uint8_t *b)
 {
     uint32_t qh = 0;
+    uint8_t *qs = b + f->qs;
     for (int l = 0; l < 16; l++) {
         qs[l] = (uint8_t)((q[l] & 0x0F) | (q[l + 16] & 0x0F) << 4);
         qh |= (uint32_t)(q[l] >> 4 & 1) << l | (uint32_t)(q[l + 16] >> 4 & 1) << (l + 16);
     }
-    if (qh4) {
-        memcpy(qh4, &qh, 4);
+    if (f->qh) {
+        memcpy(b + f->qh, &qh, 4);
     }
 }
 
-void pd_q5_0_to_f32(const void *src, float *dst, size_t n)
+static void q32_to_f32(const struct q32_format *f, const void *src, float *dst, size_t n)
 {
     assert(n % PD_QK4_0 == 0);
     const uint8_t *b = src;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_0_BYTES) {
-        float d = load_f16(b);
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += f->bytes) {
+        float d = load_f16(b), m = f->min ? load_f16(b + 2) : 0.0f;
         uint8_t c[32];
-        q5_codes(b + 2, b + 6, c);
+        q32_codes(f, b, c);
+        float *y = dst + i * PD_QK4_0;
         for (int l = 0; l < 32; l++) {
-            dst[i * 32 + (size_t)l] = (float)(c[l] - 16) * d;
+            y[l] = f->min ? (float)c[l] * d + m : (float)(c[l] - f->offset) * d;
         }
     }
 }
 
-/* Reference rule: d = max / -16 (max the signed value of largest magnitude), q = min(31,
- * trunc(x / d + 16.5)). */
-void pd_q5_0_from_f32(const float *src, void *dst, size_t n)
+/* Reference rules. q4_0/q5_0: d = max / -offset where max is the signed value of largest
+ * magnitude (it maps to code 0), q = min(2 offset - 1, trunc(x / d + offset + 0.5)).
+ * q4_1/q5_1: d = (max - min) / top (top = 15 or 31), m = min, q = min(top, trunc((x -
+ * min) / d + 0.5)). x / d + offset + 0.5 >= 0.5 - rounding (and (x - min) / d + 0.5 >= 0),
+ * so floor equals the reference truncation. */
+static void q32_from_f32(const struct q32_format *f, const float *src, void *dst, size_t n)
 {
     assert(n % PD_QK4_0 == 0);
     uint8_t *b = dst;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_0_BYTES) {
+    int top = f->qh ? 31 : 15;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, b += f->bytes) {
         const float *x = src + i * PD_QK4_0;
-        float amax = 0.0f, max = 0.0f;
-        for (int l = 0; l < 32; l++) {
-            if (fabsf(x[l]) > amax) {
-                amax = fabsf(x[l]);
-                max = x[l];
+        float d, base, bias;
+        if (f->min) {
+            float min = x[0], max = x[0];
+            for (int l = 1; l < 32; l++) {
+                min = x[l] < min ? x[l] : min;
+                max = x[l] > max ? x[l] : max;
             }
+            d = clamp_scale((max - min) / (float)top);
+            store_f16(b + 2, clamp_scale(min));
+            base = min;
+            bias = 0.5f;
+        } else {
+            float amax = 0.0f, max = 0.0f;
+            for (int l = 0; l < 32; l++) {
+                if (fabsf(x[l]) > amax) {
+                    amax = fabsf(x[l]);
+                    max = x[l];
+                }
+            }
+            d = clamp_scale(max / (float)-f->offset);
+            base = 0.0f;
+            bias = (float)f->offset + 0.5f;
         }
-        float d = clamp_scale(max / -16.0f);
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         store_f16(b, d);
         int q[32];
         for (int l = 0; l < 32; l++) {
-            q[l] = clamp_to_int(floorf(x[l] * id + 16.5f), 0, 31);
+            q[l] = clamp_to_int(floorf((f->min ? x[l] - base : x[l]) * id + bias), 0, top);
         }
-        pack_codes(q, b + 6, b + 2);
+        q32_pack(f, q, b);
     }
 }
 
-/* Reference rule of q4_1 (bits 4) and q5_1 (bits 5): d = (max - min) / (2^bits - 1), m =
- * min, q = min(2^bits - 1, trunc((x - min) / d + 0.5)). */
-static void q_1_from_f32(const float *src, uint8_t *b, size_t n, int bits)
-{
-    size_t bytes = bits == 4 ? Q4_1_BYTES : Q5_1_BYTES;
-    int top = (1 << bits) - 1;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += bytes) {
-        const float *x = src + i * PD_QK4_0;
-        float min = x[0], max = x[0];
-        for (int l = 1; l < 32; l++) {
-            min = x[l] < min ? x[l] : min;
-            max = x[l] > max ? x[l] : max;
-        }
-        float d = clamp_scale((max - min) / (float)top);
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(b, d);
-        store_f16(b + 2, clamp_scale(min));
-        int q[32];
-        for (int l = 0; l < 32; l++) {
-            q[l] = clamp_to_int(floorf((x[l] - min) * id + 0.5f), 0, top);
-        }
-        pack_codes(q, b + (bits == 4 ? 4 : 8), bits == 4 ? NULL : b + 4);
-    }
-}
-
-void pd_q4_1_from_f32(const float *src, void *dst, size_t n)
+/* Against q8_0 (q4_0, q5_0): per block (float)sum((code - offset) * q) * (d_w * d_x).
+ * Against q8_1 (q4_1, q5_1): (d_w * d_x) * sum(code * q) + m_w * s_x. */
+static float q32_vec_dot(const struct q32_format *f, const void *w, const void *x, size_t n)
 {
     assert(n % PD_QK4_0 == 0);
-    q_1_from_f32(src, dst, n, 4);
-}
-
-void pd_q5_1_from_f32(const float *src, void *dst, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    q_1_from_f32(src, dst, n, 5);
-}
-
-void pd_q4_1_to_f32(const void *src, float *dst, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    const uint8_t *b = src;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q4_1_BYTES) {
-        float d = load_f16(b), m = load_f16(b + 2);
+    const uint8_t *a = w;
+    const uint8_t *b = x;
+    size_t xbytes = f->min ? Q8_1_BYTES : Q8_0_BYTES, xq = f->min ? 4 : 2;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n / PD_QK4_0; i++, a += f->bytes, b += xbytes) {
         uint8_t c[32];
-        q4_codes(b + 4, c);
+        q32_codes(f, a, c);
+        const int8_t *qb = (const int8_t *)(b + xq);
+        int32_t isum = 0;
         for (int l = 0; l < 32; l++) {
-            dst[i * 32 + (size_t)l] = (float)c[l] * d + m;
+            isum += (c[l] - f->offset) * qb[l];
+        }
+        if (f->min) {
+            sum += (load_f16(a) * load_f16(b)) * (float)isum + load_f16(a + 2) * load_f16(b + 2);
+        } else {
+            sum += (float)isum * (load_f16(a) * load_f16(b));
         }
     }
+    return sum;
 }
 
-void pd_q5_1_to_f32(const void *src, float *dst, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    const uint8_t *b = src;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, b += Q5_1_BYTES) {
-        float d = load_f16(b), m = load_f16(b + 2);
-        uint8_t c[32];
-        q5_codes(b + 4, b + 8, c);
-        for (int l = 0; l < 32; l++) {
-            dst[i * 32 + (size_t)l] = (float)c[l] * d + m;
-        }
+#define Q32_TYPE(name, F)                                                                 \
+    void pd_##name##_to_f32(const void *src, float *dst, size_t n)                        \
+    {                                                                                     \
+        q32_to_f32(&F, src, dst, n);                                                      \
+    }                                                                                     \
+    void pd_##name##_from_f32(const float *src, void *dst, size_t n)                      \
+    {                                                                                     \
+        q32_from_f32(&F, src, dst, n);                                                    \
+    }                                                                                     \
+    float pd_##name##_vec_dot(const void *w, const void *x, size_t n)                     \
+    {                                                                                     \
+        return q32_vec_dot(&F, w, x, n);                                                  \
     }
-}
+Q32_TYPE(q4_0, Q4_0)
+Q32_TYPE(q5_0, Q5_0)
+Q32_TYPE(q4_1, Q4_1)
+Q32_TYPE(q5_1, Q5_1)
+#undef Q32_TYPE
+
+/* ---- q8_1 (activations of q4_1 and q5_1) ------------------------------------------- */
 
 void pd_q8_1_from_f32(const float *src, void *dst, size_t n)
 {
@@ -522,59 +467,6 @@ void pd_q8_1_to_f32(const void *src, float *dst, size_t n)
             dst[i * PD_QK8_0 + (size_t)l] = (float)qs[l] * d;
         }
     }
-}
-
-float pd_q5_0_vec_dot(const void *w, const void *x, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    const uint8_t *a = w;
-    const uint8_t *b = x;
-    float sum = 0.0f;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, a += Q5_0_BYTES, b += Q8_0_BYTES) {
-        uint8_t c[32];
-        q5_codes(a + 2, a + 6, c);
-        const int8_t *qb = (const int8_t *)(b + 2);
-        int32_t isum = 0;
-        for (int l = 0; l < 32; l++) {
-            isum += (c[l] - 16) * qb[l];
-        }
-        sum += (float)isum * (load_f16(a) * load_f16(b));
-    }
-    return sum;
-}
-
-/* q4_1 and q5_1 against q8_1: per block (d_w * d_x) * sum(code * q) + m_w * s_x. */
-static float q_1_vec_dot(const uint8_t *a, const uint8_t *b, size_t n, int bits)
-{
-    size_t bytes = bits == 4 ? Q4_1_BYTES : Q5_1_BYTES;
-    float sum = 0.0f;
-    for (size_t i = 0; i < n / PD_QK4_0; i++, a += bytes, b += Q8_1_BYTES) {
-        uint8_t c[32];
-        if (bits == 4) {
-            q4_codes(a + 4, c);
-        } else {
-            q5_codes(a + 4, a + 8, c);
-        }
-        const int8_t *qb = (const int8_t *)(b + 4);
-        int32_t isum = 0;
-        for (int l = 0; l < 32; l++) {
-            isum += c[l] * qb[l];
-        }
-        sum += (load_f16(a) * load_f16(b)) * (float)isum + load_f16(a + 2) * load_f16(b + 2);
-    }
-    return sum;
-}
-
-float pd_q4_1_vec_dot(const void *w, const void *x, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    return q_1_vec_dot(w, x, n, 4);
-}
-
-float pd_q5_1_vec_dot(const void *w, const void *x, size_t n)
-{
-    assert(n % PD_QK4_0 == 0);
-    return q_1_vec_dot(w, x, n, 5);
 }
 
 /* ---- K-quant shared helpers ------------------------------------------------------ */

@@ -35,7 +35,8 @@ static void module_path(char *out, size_t n)
     }
     char exe[PATH_MAX];
     ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *slash = l > 0 ? (exe[l] = '\0', strrchr(exe, '/')) : NULL;
+    exe[l > 0 ? l : 0] = '\0';
+    char *slash = strrchr(exe, '/');
     if (slash) {
         *slash = '\0';
         static const char *const rel[] = {"/kernels/", "/../kernels/", "/../../kernels/",

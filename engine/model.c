@@ -421,9 +421,9 @@ static void pack_items(void *ctx, size_t i0, size_t i1)
         struct pd_weight *w = (struct pd_weight *)j->ws[i];
         j->ops->pack[w->type](w->data, w->rows, w->row_bytes, j->at[i]);
         w->packed = j->at[i];
-        if (w->data != j->m->tok_embd.data) { /* the embedding's rows are still read */
-            pd_gguf_release(j->m->gguf, w->data, w->rows * w->row_bytes);
-        }
+        /* the file's pages of the matrix leave the process; a tied embedding's rows,
+         * still read in the file's layout, come back from the file as they are read */
+        pd_gguf_release(j->m->gguf, w->data, w->rows * w->row_bytes);
     }
 }
 

@@ -32,8 +32,17 @@
  *   (avx512_q4_0_pack) into 16-row blocks for a rows-in-lanes product (q40_packed_rows).
  * - q5_K: the q4_K tile with the fifth bit from qh (kq45_codes); a single token keeps the
  *   per-row dot product, which was faster than the 16 x 1 tile.
- * - q6_K: the q4_K tile's scheme (exact integers per super-block, the portable float
- *   expression on the 16 lanes), its codes rebuilt 64 to a register from ql and qh.
+ * - q6_K: packed at load (avx512_q6_k_pack) into 16-row blocks for a rows-in-lanes
+ *   product like q4_K's: per 4 codes of the 16 rows one vpdpbusd against the token's
+ *   broadcast activation bytes, the codes rebuilt from three packed registers (ql's two
+ *   nibble sets, qh's bit pairs), the signed sub-block scales applied per lane, the codes'
+ *   offset of 32 as one vpdpwssd per pair of sub-blocks; exact integers per super-block and
+ *   the portable float expression, so bit-identical to pd_q6_k_vec_dot. Batches of 16
+ *   tokens and more lay each super-block out once for all of them (q6k_lanes_block);
+ *   fewer build the codes in registers for up to 3 tokens at a time (q6k_packed_few).
+ *   Against the tiles (bench-kernels, 8960 x 1536): 32 tokens 104 -> 139 GMAC/s, 1 token
+ *   30 -> 45; a weight matrix in the file's layout and the rows past the last whole block
+ *   keep the tiles (the q4_K tile's scheme, codes rebuilt 64 to a register).
  * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
  *   the order differs from the portable one by rounding only.
  * - q4_K puts rows in lanes instead (prefill and decode alike; the tiles above keep the
@@ -1568,20 +1577,358 @@ static AVX512_FN void q4k_packed_rows(const struct pd_gemm_args *g, size_t r0, f
 }
 
 /* Rows [r0, r1) of packed weights, all inside the block of 16 that starts at b: the
- * whole block is computed into a scratch row per token and the asked rows copied. */
-static AVX512_FN void q4k_packed_part(const struct pd_gemm_args *g, size_t b, size_t r0,
-                                      size_t r1)
+ * whole block is computed by `rows` into a scratch row per token and the asked rows
+ * copied. */
+typedef void (*packed_rows_fn)(const struct pd_gemm_args *g, size_t r0, float *y,
+                               size_t y_stride);
+static AVX512_FN void packed_part(const struct pd_gemm_args *g, size_t b, size_t r0, size_t r1,
+                                  packed_rows_fn rows)
 {
-    float tmp[Q4K_LANES_TOK * 16];
-    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K_LANES_TOK) {
+    enum { TOK = 64 };
+    float tmp[TOK * 16];
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += TOK) {
         struct pd_gemm_args part = *g;
         part.x = g->x + t0 * g->x_stride;
-        part.n_tok = g->n_tok - t0 < Q4K_LANES_TOK ? g->n_tok - t0 : Q4K_LANES_TOK;
-        q4k_packed_rows(&part, b, tmp, 16);
+        part.n_tok = g->n_tok - t0 < TOK ? g->n_tok - t0 : TOK;
+        rows(&part, b, tmp, 16);
         for (size_t t = 0; t < part.n_tok; t++) {
             memcpy(g->y + (t0 + t) * g->y_stride + r0, tmp + t * 16 + (r0 - b),
                    (r1 - r0) * sizeof(float));
         }
+    }
+}
+
+/* Rows [r0, r1) of a packed matrix: whole blocks of 16 by `rows`, a block cut by the range
+ * through packed_part; returns the first row past the last whole block it reached. */
+static AVX512_FN size_t packed_blocks(const struct pd_gemm_args *g, size_t r0, size_t r1,
+                                      packed_rows_fn rows)
+{
+    size_t r = r0, whole = g->w_rows / 16 * 16;
+    while (r < r1 && r < whole) {
+        size_t b = r / 16 * 16, e = b + 16 < r1 ? b + 16 : r1;
+        if (r == b && e == b + 16) {
+            rows(g, b, g->y + b, g->y_stride);
+        } else {
+            packed_part(g, b, r, e, rows);
+        }
+        r = e;
+    }
+    return r;
+}
+
+/* ---- q6_K, rows in lanes -------------------------------------------------------------- */
+
+/* The packed layout (avx512_q6_k_pack): each block of 16 rows is Q6K_PACKED bytes per
+ * super-block, super-blocks in order, blocks in order, each read front to back: 4 scale
+ * registers (lane r: scales[4 q .. 4 q + 3] of row r in register q); per half n of the
+ * super-block and k < 8, three code registers (lane r: 4 bytes of row r): A = ql[64 n +
+ * 4 k ..], B = ql[64 n + 32 + 4 k ..], H = qh[32 n + 4 k ..]; then the 16 rows' d. The
+ * same bytes as the 16 rows, in the same place as a whole; rows past the last whole block
+ * stay as they were. */
+#define Q6K_PACKED (16 * Q6_K_BYTES)
+#define Q6K_CODES_AT (64 * 4)
+#define Q6K_D_AT (Q6K_CODES_AT + 64 * 48)
+_Static_assert(Q6K_PACKED == Q6K_D_AT + 32, "q6_K packed block: 52 registers and the d");
+
+/* Most tokens the rows-in-lanes kernel keeps sums for at once. */
+#define Q6K_LANES_TOK 64
+
+static AVX512_FN void avx512_q6_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                       uint8_t *out)
+{
+    size_t nsb = row_bytes / Q6_K_BYTES;
+    size_t whole = rows / 16 * 16;
+    for (size_t r0 = 0; r0 < whole; r0 += 16) {
+        for (size_t i = 0; i < nsb; i++) {
+            uint8_t *o = out + r0 * row_bytes + i * Q6K_PACKED;
+            for (size_t r = 0; r < 16; r++) {
+                const uint8_t *b = w + (r0 + r) * row_bytes + i * Q6_K_BYTES;
+                for (int n = 0; n < 2; n++) {
+                    for (int k = 0; k < 8; k++) {
+                        uint8_t *reg = o + Q6K_CODES_AT + 64 * (24 * n + 3 * k) + 4 * r;
+                        memcpy(reg, b + Q6_K_QL + 64 * n + 4 * k, 4);
+                        memcpy(reg + 64, b + Q6_K_QL + 64 * n + 32 + 4 * k, 4);
+                        memcpy(reg + 128, b + Q6_K_QH + 32 * n + 4 * k, 4);
+                    }
+                }
+                for (int q = 0; q < 4; q++) {
+                    memcpy(o + 64 * q + 4 * r, b + Q6_K_SCALES + 4 * q, 4);
+                }
+                memcpy(o + Q6K_D_AT + 2 * r, b + Q6_K_D, 2);
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* The four code registers of packed registers A, B, H (lane r: codes 4 g .. 4 g + 3 of
+ * row r, g = 32 n + 8 Q + k for quarter Q of half n): the low nibbles of A, of B, the
+ * high nibbles of A, of B, each with bits 4-5 from H's bit pair 2 Q (as the portable dot
+ * builds (ql & 0x0F) | ((qh >> 2 Q) & 3) << 4). */
+INLINE512 void q6k_codes4(__m512i a, __m512i b, __m512i h, __m512i *c0, __m512i *c1,
+                          __m512i *c2, __m512i *c3)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+    /* (x & m4) | y as one ternary-logic operation: m4 ? x : y */
+    *c0 = _mm512_ternarylogic_epi32(m4, a, _mm512_and_si512(_mm512_slli_epi16(h, 4), m2), 0xCA);
+    *c1 = _mm512_ternarylogic_epi32(m4, b, _mm512_and_si512(_mm512_slli_epi16(h, 2), m2), 0xCA);
+    *c2 = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(a, 4), _mm512_and_si512(h, m2), 0xCA);
+    *c3 = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(b, 4),
+                                    _mm512_and_si512(_mm512_srli_epi16(h, 2), m2), 0xCA);
+}
+
+/* A packed super-block's scales: per sub-block j the 16 rows' signed scales as int32
+ * lanes, per pair m the scales 2 m and 2 m + 1 times 32 as the int16 halves of each lane
+ * (for the codes' offset: |32 sc| <= 4096). */
+struct q6k_head {
+    __m512i sc[16], sc32[8];
+};
+
+INLINE512 void q6k_header(const uint8_t *blk, struct q6k_head *H)
+{
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        __m512i s = load512(blk + 64 * q);
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) {
+            H->sc[4 * q + b] = _mm512_srai_epi32(_mm512_slli_epi32(s, 24 - 8 * b), 24);
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        H->sc32[m] = _mm512_or_si512(
+            _mm512_and_si512(_mm512_slli_epi32(H->sc[2 * m], 5), _mm512_set1_epi32(0xFFFF)),
+            _mm512_slli_epi32(H->sc[2 * m + 1], 21));
+    }
+}
+
+/* sum + the 16 rows' term of the packed super-block blk (scales H) for the q8_K block y
+ * whose code products with the sub-block scales are isum: minus 32 * sum(bsums[j] * sc[j])
+ * (one vpdpwssd per pair of sub-blocks), then (d * dy) * isum as pd_q6_k_vec_dot. */
+INLINE512 __m512 q6k_finish(const uint8_t *blk, const struct q6k_head *H, const uint8_t *y,
+                            __m512i isum, __m512 sum)
+{
+    __m512i bias = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        int32_t pair;
+        memcpy(&pair, y + Q8_K_BSUMS + 4 * m, 4);
+        bias = _mm512_dpwssd_epi32(bias, H->sc32[m], _mm512_set1_epi32(pair));
+    }
+    float dyf;
+    memcpy(&dyf, y, 4);
+    __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(load256(blk + Q6K_D_AT)), _mm512_set1_ps(dyf));
+    __m512 t = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, bias)));
+    return _mm512_add_ps(sum, t);
+}
+
+/* Fetches the packed q6_K super-block at address pf, also past the end of its matrix
+ * (as q4k_prefetch_packed). */
+INLINE512 void q6k_prefetch_packed(uintptr_t pf)
+{
+#pragma GCC unroll 53
+    for (int l = 0; l < (Q6K_PACKED + 63) / 64; l++) {
+        _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+    }
+}
+
+/* One packed super-block of 16 rows laid out for a batch of tokens: c[g] (lane r: codes
+ * 4 g .. 4 g + 3 of row r, g = 4 j + u for sub-block j) and the header. */
+struct q6k_lanes {
+    __m512i c[64];
+    struct q6k_head h;
+    const uint8_t *blk;
+};
+
+INLINE512 void q6k_lanes_load(const uint8_t *blk, struct q6k_lanes *L)
+{
+#pragma GCC unroll 2
+    for (int n = 0; n < 2; n++) {
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const uint8_t *p = blk + Q6K_CODES_AT + 64 * (24 * n + 3 * k);
+            q6k_codes4(load512(p), load512(p + 64), load512(p + 128), &L->c[32 * n + k],
+                       &L->c[32 * n + 8 + k], &L->c[32 * n + 16 + k], &L->c[32 * n + 24 + k]);
+        }
+    }
+    q6k_header(blk, &L->h);
+    L->blk = blk;
+}
+
+/* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
+ * added to sum[]: pd_q6_k_vec_dot's integers and float operations, one row per lane (each
+ * code register serves both tokens). */
+INLINE512 void q6k_lanes_tokens(const struct q6k_lanes *L, const uint8_t *const *y,
+                                __m512 *sum, const int RN)
+{
+    __m512i isum[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < RN; t++) {
+        isum[t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) {
+        __m512i s[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < RN; t++) {
+            s[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+#pragma GCC unroll 2
+            for (int t = 0; t < RN; t++) {
+                int32_t x;
+                memcpy(&x, y[t] + Q8_K_QS + 16 * j + 4 * u, 4);
+                s[t] = _mm512_dpbusd_epi32(s[t], L->c[4 * j + u], _mm512_set1_epi32(x));
+            }
+        }
+#pragma GCC unroll 2
+        for (int t = 0; t < RN; t++) {
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], L->h.sc[j]));
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < RN; t++) {
+        sum[t] = q6k_finish(L->blk, &L->h, y[t], isum[t], sum[t]);
+    }
+}
+
+/* Rows [r0, r0 + 16) of packed weights for every token, written to y[t * y_stride + r -
+ * r0]: super-block by super-block, each laid out once for up to Q6K_LANES_TOK tokens. */
+INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y,
+                               size_t y_stride)
+{
+    struct q6k_lanes L;
+    __m512 sum[Q6K_LANES_TOK];
+    size_t nsb = g->n / PD_QK_K;
+    const uint8_t *blk = g->w + r0 * g->w_stride;
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q6K_LANES_TOK) {
+        size_t nt = g->n_tok - t0 < Q6K_LANES_TOK ? g->n_tok - t0 : Q6K_LANES_TOK;
+        for (size_t t = 0; t < nt; t++) {
+            sum[t] = _mm512_setzero_ps();
+        }
+        for (size_t i = 0; i < nsb; i++) {
+            const uint8_t *b = blk + i * Q6K_PACKED;
+            if (t0 == 0) {
+                q6k_prefetch_packed((uintptr_t)b + Q6K_PACKED);
+            }
+            q6k_lanes_load(b, &L);
+            const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
+            size_t t = 0;
+            for (; t + 2 <= nt; t += 2) {
+                const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
+                q6k_lanes_tokens(&L, yq, sum + t, 2);
+            }
+            if (t < nt) {
+                const uint8_t *yq[1] = {xb + t * g->x_stride};
+                q6k_lanes_tokens(&L, yq, sum + t, 1);
+            }
+        }
+        for (size_t t = 0; t < nt; t++) {
+            _mm512_storeu_ps(y + (t0 + t) * y_stride, sum[t]);
+        }
+    }
+}
+
+/* Tokens [t0, t0 + RN) (RN <= 4; decode, small batches): the codes built in registers
+ * as the packed stream is read, each serving the RN tokens (q6k_lanes_tokens' integers and
+ * float operations, so bit-identical to it); the first pass fetches Q4K_PF_AHEAD
+ * super-blocks ahead. */
+INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0, float *y,
+                              size_t y_stride, const int RN)
+{
+    __m512 sum[4];
+    const uint8_t *yt[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        sum[t] = _mm512_setzero_ps();
+        yt[t] = g->x + (t0 + (size_t)t) * g->x_stride;
+    }
+    size_t nsb = g->n / PD_QK_K;
+    const uint8_t *blk = g->w + r0 * g->w_stride;
+    for (size_t i = 0; i < nsb; i++) {
+        const uint8_t *b = blk + i * Q6K_PACKED;
+        if (t0 == 0) {
+            q6k_prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q6K_PACKED);
+        }
+        struct q6k_head H;
+        q6k_header(b, &H);
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < RN; t++) {
+            isum[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++) {
+#pragma GCC unroll 2
+            for (int kk = 0; kk < 2; kk++) {
+                /* sub-blocks 8 n + 2 Q + kk of the four quarters Q */
+                __m512i s[4][4];
+#pragma GCC unroll 4
+                for (int Q = 0; Q < 4; Q++) {
+#pragma GCC unroll 4
+                    for (int t = 0; t < RN; t++) {
+                        s[Q][t] = _mm512_setzero_si512();
+                    }
+                }
+#pragma GCC unroll 4
+                for (int k = 4 * kk; k < 4 * kk + 4; k++) {
+                    const uint8_t *p = b + Q6K_CODES_AT + 64 * (24 * n + 3 * k);
+                    __m512i c[4];
+                    q6k_codes4(load512(p), load512(p + 64), load512(p + 128), &c[0], &c[1],
+                               &c[2], &c[3]);
+#pragma GCC unroll 4
+                    for (int Q = 0; Q < 4; Q++) {
+#pragma GCC unroll 4
+                        for (int t = 0; t < RN; t++) {
+                            int32_t x;
+                            memcpy(&x, yt[t] + i * Q8_K_BYTES + Q8_K_QS + 4 * (32 * n + 8 * Q + k),
+                                   4);
+                            s[Q][t] = _mm512_dpbusd_epi32(s[Q][t], c[Q], _mm512_set1_epi32(x));
+                        }
+                    }
+                }
+#pragma GCC unroll 4
+                for (int Q = 0; Q < 4; Q++) {
+#pragma GCC unroll 4
+                    for (int t = 0; t < RN; t++) {
+                        isum[t] = _mm512_add_epi32(
+                            isum[t], _mm512_mullo_epi32(s[Q][t], H.sc[8 * n + 2 * Q + kk]));
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < RN; t++) {
+            sum[t] = q6k_finish(b, &H, yt[t] + i * Q8_K_BYTES, isum[t], sum[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < RN; t++) {
+        _mm512_storeu_ps(y + (t0 + (size_t)t) * y_stride, sum[t]);
+    }
+}
+
+/* Fewer tokens than this take q6k_packed_few in passes of 4 (the lanes kernel's layout
+ * costs more than it saves below: 2 to 8 tokens of an 8960 x 1536 matrix ran at half
+ * the tiles' rate through it). */
+#define Q6K_LANES_MIN_TOK 16
+
+static AVX512_FN void q6k_packed_rows(const struct pd_gemm_args *g, size_t r0, float *y,
+                                      size_t y_stride)
+{
+    if (g->n_tok >= Q6K_LANES_MIN_TOK) {
+        q6k_lanes_block(g, r0, y, y_stride);
+        return;
+    }
+    size_t t0 = 0;
+    for (; t0 + 3 <= g->n_tok; t0 += 3) {
+        q6k_packed_few(g, r0, t0, y, y_stride, 3);
+    }
+    switch (g->n_tok - t0) {
+    case 1: q6k_packed_few(g, r0, t0, y, y_stride, 1); break;
+    case 2: q6k_packed_few(g, r0, t0, y, y_stride, 2); break;
+    default: break;
     }
 }
 
@@ -1845,7 +2192,17 @@ static AVX512_FN void avx512_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, 
     }
     q5_k_tiles(g, r0, r1);
 }
-GEMM_DRIVER(avx512_q6_k_gemm, q6_k_tile)
+GEMM_DRIVER(q6_k_tiles, q6_k_tile)
+
+/* q6_K: packed weights in lanes, 16 rows at a time; rows past the last whole block and
+ * weights in the file's layout in tiles. */
+static AVX512_FN void avx512_q6_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    size_t r = g->packed ? packed_blocks(g, r0, r1, q6k_packed_rows) : r0;
+    if (r < r1) {
+        q6_k_tiles(g, r, r1);
+    }
+}
 
 /* q4_K: rows in lanes in blocks of 16 rows, the tiles for the rows past the last whole
  * block (and below Q4K_LANES_MIN_TOK tokens); packed weights always in lanes. */
@@ -1853,16 +2210,7 @@ static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, 
 {
     size_t r = r0;
     if (g->packed) {
-        size_t whole = g->w_rows / 16 * 16;
-        while (r < r1 && r < whole) {
-            size_t b = r / 16 * 16, e = b + 16 < r1 ? b + 16 : r1;
-            if (r == b && e == b + 16) {
-                q4k_packed_rows(g, b, g->y + b, g->y_stride);
-            } else {
-                q4k_packed_part(g, b, r, e);
-            }
-            r = e;
-        }
+        r = packed_blocks(g, r0, r1, q4k_packed_rows);
     } else if (g->n_tok >= Q4K_LANES_MIN_TOK) {
         for (; r + 16 <= r1; r += 16) {
             q4k_lanes_rows(g, r, r1);
@@ -1929,6 +2277,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
     .pack = {
         [PD_DTYPE_Q4_0] = avx512_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx512_q4_k_pack,
+        [PD_DTYPE_Q6_K] = avx512_q6_k_pack,
     },
     .attn = avx512_attn,
     .exp_sum = avx512_exp_sum,

@@ -1638,24 +1638,35 @@ static AVX512_FN void avx512_q6_k_pack(const uint8_t *w, size_t rows, size_t row
 {
     size_t nsb = row_bytes / Q6_K_BYTES;
     size_t whole = rows / 16 * 16;
+    /* lane r of a register: 4 bytes of row r, one gather (rows shorter than 128 MiB) */
+    const __m512i row = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)row_bytes));
     for (size_t r0 = 0; r0 < whole; r0 += 16) {
         for (size_t i = 0; i < nsb; i++) {
+            const uint8_t *b = w + r0 * row_bytes + i * Q6_K_BYTES;
             uint8_t *o = out + r0 * row_bytes + i * Q6K_PACKED;
-            for (size_t r = 0; r < 16; r++) {
-                const uint8_t *b = w + (r0 + r) * row_bytes + i * Q6_K_BYTES;
-                for (int n = 0; n < 2; n++) {
-                    for (int k = 0; k < 8; k++) {
-                        uint8_t *reg = o + Q6K_CODES_AT + 64 * (24 * n + 3 * k) + 4 * r;
-                        memcpy(reg, b + Q6_K_QL + 64 * n + 4 * k, 4);
-                        memcpy(reg + 64, b + Q6_K_QL + 64 * n + 32 + 4 * k, 4);
-                        memcpy(reg + 128, b + Q6_K_QH + 32 * n + 4 * k, 4);
-                    }
-                }
-                for (int q = 0; q < 4; q++) {
-                    memcpy(o + 64 * q + 4 * r, b + Q6_K_SCALES + 4 * q, 4);
-                }
-                memcpy(o + Q6K_D_AT + 2 * r, b + Q6_K_D, 2);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                _mm512_storeu_si512(o + 64 * q,
+                                    _mm512_i32gather_epi32(row, b + Q6_K_SCALES + 4 * q, 1));
             }
+            for (int n = 0; n < 2; n++) {
+                for (int k = 0; k < 8; k++) {
+                    uint8_t *reg = o + Q6K_CODES_AT + 64 * (24 * n + 3 * k);
+                    _mm512_storeu_si512(
+                        reg, _mm512_i32gather_epi32(row, b + Q6_K_QL + 64 * n + 4 * k, 1));
+                    _mm512_storeu_si512(
+                        reg + 64,
+                        _mm512_i32gather_epi32(row, b + Q6_K_QL + 64 * n + 32 + 4 * k, 1));
+                    _mm512_storeu_si512(
+                        reg + 128, _mm512_i32gather_epi32(row, b + Q6_K_QH + 32 * n + 4 * k, 1));
+                }
+            }
+            /* the d halves: the low 16 bits of the dwords at Q6_K_D */
+            __m512i d = _mm512_i32gather_epi32(row, b + Q6_K_D - 2, 1);
+            _mm256_storeu_si256((__m256i *)(o + Q6K_D_AT),
+                                _mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16)));
         }
     }
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);

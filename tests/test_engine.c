@@ -51,19 +51,25 @@ static struct pd_model *make_model(const char *arch, const char *type, const cha
     return m;
 }
 
-static struct pd_ctx *make_ctx(const struct pd_model *m, enum pd_kv_type kv, uint32_t n_ctx)
+static struct pd_ctx *make_ctx_batch(const struct pd_model *m, enum pd_kv_type kv,
+                                     uint32_t n_ctx, uint32_t n_batch)
 {
     struct pd_ctx_params p = pd_ctx_default_params();
     p.kv_type = kv;
     p.n_ctx = n_ctx;
     p.n_threads = 2;
-    p.n_batch = 8; /* exercise several batches */
+    p.n_batch = n_batch;
     struct pd_ctx *c = NULL;
     struct pd_err err;
     if (pd_ctx_open(m, &p, &c, &err)) {
         fail_msg("%s", err.msg);
     }
     return c;
+}
+
+static struct pd_ctx *make_ctx(const struct pd_model *m, enum pd_kv_type kv, uint32_t n_ctx)
+{
+    return make_ctx_batch(m, kv, n_ctx, 8); /* exercise several batches */
 }
 
 struct logit_sink {
@@ -1036,54 +1042,72 @@ static void test_forward_vs_ref_qwen3(void **state)
 
 /* A CPU context packs the weights its level has a layout for (simd.h pack) once per
  * model, and the packed products give exactly the logits of the file's layout
- * (PONDER_PACK=0), batches of 8 and single tokens alike. */
-static void test_weight_packing(void **state)
+ * (PONDER_PACK=0), in batches of n_batch and single tokens alike; a tied output matrix is
+ * packed while the embedding's rows are still read from the file. Returns false when this
+ * CPU's level packs no weights of the type. */
+static bool check_packing(const char *arch, const char *type, enum pd_dtype t,
+                          uint32_t n_batch)
 {
-    (void)state;
+    char name[64];
+    snprintf(name, sizeof name, "pack-plain-%s-%s", arch, type);
     setenv("PONDER_PACK", "0", 1);
-    struct pd_model *plain = make_model("llama", "q4_k", "pack-plain");
-    struct pd_ctx *a = make_ctx(plain, PD_KV_F16, 64);
+    struct pd_model *plain = make_model(arch, type, name);
+    struct pd_ctx *a = make_ctx_batch(plain, PD_KV_F16, 64, n_batch);
     unsetenv("PONDER_PACK");
-    struct pd_model *m = make_model("llama", "q4_k", "pack-packed");
-    struct pd_ctx *b = make_ctx(m, PD_KV_F16, 64);
+    snprintf(name, sizeof name, "pack-packed-%s-%s", arch, type);
+    struct pd_model *m = make_model(arch, type, name);
+    struct pd_ctx *b = make_ctx_batch(m, PD_KV_F16, 64, n_batch);
     struct pd_ctx *b2 = make_ctx(m, PD_KV_F16, 64); /* packs nothing more */
-    bool packs = pd_simd_ops()->pack[PD_DTYPE_Q4_K] != NULL;
+    bool packs = pd_simd_ops()->pack[t] != NULL;
     const struct pd_layer *L = &plain->layers[0], *P = &m->layers[0];
+    assert_int_equal(P->wq.type, t);
     assert_true(L->wq.packed == NULL && L->w_down.packed == NULL);
     assert_int_equal(P->wq.packed != NULL, packs);
     assert_int_equal(P->w_down.packed != NULL, packs);
     assert_true(P->wq.data != NULL && P->wq.packed != P->wq.data);
-    if (!packs) { /* the comparison below would be of the file's layout with itself */
-        pd_ctx_close(&a);
-        pd_ctx_close(&b);
-        pd_ctx_close(&b2);
-        pd_model_close(&plain);
-        pd_model_close(&m);
-        print_message("test_weight_packing: this CPU's level packs no q4_K weights\n");
-        skip();
+    if (m->output.data == m->tok_embd.data && m->output.type == t) {
+        assert_int_equal(m->output.packed != NULL, packs);
     }
-    size_t n = 21, V = m->hp.n_vocab;
-    int32_t toks[21];
-    for (size_t i = 0; i < n; i++) {
-        toks[i] = (int32_t)((i * 7 + 3) % V);
+    if (packs) {
+        size_t n = 21, V = m->hp.n_vocab;
+        int32_t toks[21];
+        for (size_t i = 0; i < n; i++) {
+            toks[i] = (int32_t)((i * 7 + 3) % V);
+        }
+        struct pd_err err;
+        struct logit_sink sa = {malloc(n * V * sizeof(float)), V};
+        struct logit_sink sb = {malloc(n * V * sizeof(float)), V};
+        assert_int_equal(pd_ctx_eval(a, toks, n, sink_logits, &sa, &err), PD_OK);
+        assert_int_equal(pd_ctx_eval(b, toks, n, sink_logits, &sb, &err), PD_OK);
+        assert_memory_equal(sa.all, sb.all, n * V * sizeof(float));
+        for (size_t i = 0; i < n; i++) { /* one token at a time, as decode runs */
+            assert_int_equal(pd_ctx_eval(b2, &toks[i], 1, NULL, NULL, &err), PD_OK);
+            assert_memory_equal(b2->logits, sa.all + i * V, V * sizeof(float));
+        }
+        free(sa.all);
+        free(sb.all);
     }
-    struct pd_err err;
-    struct logit_sink sa = {malloc(n * V * sizeof(float)), V};
-    struct logit_sink sb = {malloc(n * V * sizeof(float)), V};
-    assert_int_equal(pd_ctx_eval(a, toks, n, sink_logits, &sa, &err), PD_OK);
-    assert_int_equal(pd_ctx_eval(b, toks, n, sink_logits, &sb, &err), PD_OK);
-    assert_memory_equal(sa.all, sb.all, n * V * sizeof(float));
-    for (size_t i = 0; i < n; i++) { /* one token at a time, as decode runs */
-        assert_int_equal(pd_ctx_eval(b2, &toks[i], 1, NULL, NULL, &err), PD_OK);
-        assert_memory_equal(b2->logits, sa.all + i * V, V * sizeof(float));
-    }
-    free(sa.all);
-    free(sb.all);
     pd_ctx_close(&a);
     pd_ctx_close(&b);
     pd_ctx_close(&b2);
     pd_model_close(&plain);
     pd_model_close(&m);
+    return packs;
+}
+
+static void test_weight_packing(void **state)
+{
+    (void)state;
+    bool q4k = check_packing("llama", "q4_k", PD_DTYPE_Q4_K, 8);
+    /* q6_K: batches of 8 (3 tokens at a time from registers) and of 32 (the layout for
+     * 16 tokens and more), a tied output matrix (qwen2) */
+    bool q6k = check_packing("qwen2", "q6_k", PD_DTYPE_Q6_K, 8);
+    check_packing("qwen2", "q6_k", PD_DTYPE_Q6_K, 32);
+    if (!q4k || !q6k) {
+        print_message("test_weight_packing: this CPU's level packs no %s weights\n",
+                      !q4k ? "q4_K" : "q6_K");
+        skip();
+    }
 }
 
 /* Batching, threads and the cache type do not change results beyond rounding. */

@@ -1633,38 +1633,43 @@ _Static_assert(Q6K_PACKED == Q6K_D_AT + 32, "q6_K packed block: 52 registers and
 /* Most tokens the rows-in-lanes kernel keeps sums for at once. */
 #define Q6K_LANES_TOK 64
 
+/* Dword r of the result: the 4 bytes at p + off[r / 8] lane r % 8 (two gathers of 8 with
+ * 64-bit offsets, so any row length). */
+INLINE512 __m512i gather16_dwords(const uint8_t *p, __m512i off_lo, __m512i off_hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_i64gather_epi32(off_lo, p, 1)),
+                              _mm512_i64gather_epi32(off_hi, p, 1), 1);
+}
+
 static AVX512_FN void avx512_q6_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
                                        uint8_t *out)
 {
     size_t nsb = row_bytes / Q6_K_BYTES;
     size_t whole = rows / 16 * 16;
-    /* lane r of a register: 4 bytes of row r, one gather (rows shorter than 128 MiB) */
-    const __m512i row = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)row_bytes));
+    /* lane r of a register: 4 bytes of row r */
+    const __m512i lo = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm512_set1_epi64((long long)row_bytes));
+    const __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64((long long)(8 * row_bytes)));
     for (size_t r0 = 0; r0 < whole; r0 += 16) {
         for (size_t i = 0; i < nsb; i++) {
             const uint8_t *b = w + r0 * row_bytes + i * Q6_K_BYTES;
             uint8_t *o = out + r0 * row_bytes + i * Q6K_PACKED;
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++) {
-                _mm512_storeu_si512(o + 64 * q,
-                                    _mm512_i32gather_epi32(row, b + Q6_K_SCALES + 4 * q, 1));
+                _mm512_storeu_si512(o + 64 * q, gather16_dwords(b + Q6_K_SCALES + 4 * q, lo, hi));
             }
             for (int n = 0; n < 2; n++) {
                 for (int k = 0; k < 8; k++) {
                     uint8_t *reg = o + Q6K_CODES_AT + 64 * (24 * n + 3 * k);
+                    _mm512_storeu_si512(reg, gather16_dwords(b + Q6_K_QL + 64 * n + 4 * k, lo, hi));
                     _mm512_storeu_si512(
-                        reg, _mm512_i32gather_epi32(row, b + Q6_K_QL + 64 * n + 4 * k, 1));
-                    _mm512_storeu_si512(
-                        reg + 64,
-                        _mm512_i32gather_epi32(row, b + Q6_K_QL + 64 * n + 32 + 4 * k, 1));
-                    _mm512_storeu_si512(
-                        reg + 128, _mm512_i32gather_epi32(row, b + Q6_K_QH + 32 * n + 4 * k, 1));
+                        reg + 64, gather16_dwords(b + Q6_K_QL + 64 * n + 32 + 4 * k, lo, hi));
+                    _mm512_storeu_si512(reg + 128,
+                                        gather16_dwords(b + Q6_K_QH + 32 * n + 4 * k, lo, hi));
                 }
             }
-            /* the d halves: the low 16 bits of the dwords at Q6_K_D */
-            __m512i d = _mm512_i32gather_epi32(row, b + Q6_K_D - 2, 1);
+            /* the d halves: the high 16 bits of the dwords ending at Q6_K_D + 2 */
+            __m512i d = gather16_dwords(b + Q6_K_D - 2, lo, hi);
             _mm256_storeu_si256((__m256i *)(o + Q6K_D_AT),
                                 _mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16)));
         }

@@ -1370,13 +1370,14 @@ static AVX512_FN void avx512_q4_k_pack(const uint8_t *w, size_t rows, size_t row
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
-/* Fetches the packed super-block at address pf into the near caches, also past the end
- * of its matrix: the packed matrices lie one after another, so the next one's first
- * super-blocks arrive in time (a prefetch never faults; the address stays an integer). */
-INLINE512 void q4k_prefetch_packed(uintptr_t pf)
+/* Fetches the packed super-block of `bytes` at address pf into the near caches, also
+ * past the end of its matrix: the packed matrices lie one after another, so the next
+ * one's first super-blocks arrive in time (a prefetch never faults; the address stays an
+ * integer). */
+INLINE512 void prefetch_packed(uintptr_t pf, const int bytes)
 {
-#pragma GCC unroll 36
-    for (int l = 0; l < Q4K_PACKED / 64; l++) {
+#pragma GCC unroll 53
+    for (int l = 0; l < (bytes + 63) / 64; l++) {
         _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
     }
 }
@@ -1488,7 +1489,7 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
             if (packed) {
                 const uint8_t *b = blk + i * Q4K_PACKED;
                 if (t0 == 0) { /* the next super-block, past the matrix too (as decode) */
-                    q4k_prefetch_packed((uintptr_t)b + Q4K_PACKED);
+                    prefetch_packed((uintptr_t)b + Q4K_PACKED, Q4K_PACKED);
                 }
                 q4k_lanes_load_packed(b, &L);
             } else {
@@ -1534,7 +1535,7 @@ INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y)
     const uint8_t *blk = g->w + r0 * g->w_stride;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * Q4K_PACKED;
-        q4k_prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q4K_PACKED);
+        prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q4K_PACKED, Q4K_PACKED);
         const uint8_t *q8 = g->x + i * Q8_K_BYTES;
         struct q4k_lanes L; /* only its header fields are used */
         __m512i h[4];
@@ -1718,10 +1719,16 @@ INLINE512 void q6k_header(const uint8_t *blk, struct q6k_head *H)
     }
 }
 
-/* sum + the 16 rows' term of the packed super-block blk (scales H) for the q8_K block y
- * whose code products with the sub-block scales are isum: minus 32 * sum(bsums[j] * sc[j])
- * (one vpdpwssd per pair of sub-blocks), then (d * dy) * isum as pd_q6_k_vec_dot. */
-INLINE512 __m512 q6k_finish(const uint8_t *blk, const struct q6k_head *H, const uint8_t *y,
+/* The 16 rows' d of the packed super-block blk (read last: it ends the block). */
+INLINE512 __m512 q6k_d(const uint8_t *blk)
+{
+    return _mm512_cvtph_ps(load256(blk + Q6K_D_AT));
+}
+
+/* sum + the 16 rows' term of a packed super-block (scales H, d) for the q8_K block y whose
+ * code products with the sub-block scales are isum: minus 32 * sum(bsums[j] * sc[j]) (one
+ * vpdpwssd per pair of sub-blocks), then (d * dy) * isum as pd_q6_k_vec_dot. */
+INLINE512 __m512 q6k_finish(const struct q6k_head *H, __m512 d, const uint8_t *y,
                             __m512i isum, __m512 sum)
 {
     __m512i bias = _mm512_setzero_si512();
@@ -1733,27 +1740,17 @@ INLINE512 __m512 q6k_finish(const uint8_t *blk, const struct q6k_head *H, const 
     }
     float dyf;
     memcpy(&dyf, y, 4);
-    __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(load256(blk + Q6K_D_AT)), _mm512_set1_ps(dyf));
+    __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(dyf));
     __m512 t = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, bias)));
     return _mm512_add_ps(sum, t);
 }
 
-/* Fetches the packed q6_K super-block at address pf, also past the end of its matrix
- * (as q4k_prefetch_packed). */
-INLINE512 void q6k_prefetch_packed(uintptr_t pf)
-{
-#pragma GCC unroll 53
-    for (int l = 0; l < (Q6K_PACKED + 63) / 64; l++) {
-        _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
-    }
-}
-
 /* One packed super-block of 16 rows laid out for a batch of tokens: c[g] (lane r: codes
- * 4 g .. 4 g + 3 of row r, g = 4 j + u for sub-block j) and the header. */
+ * 4 g .. 4 g + 3 of row r, g = 4 j + u for sub-block j), the scales and d. */
 struct q6k_lanes {
     __m512i c[64];
     struct q6k_head h;
-    const uint8_t *blk;
+    __m512 d;
 };
 
 INLINE512 void q6k_lanes_load(const uint8_t *blk, struct q6k_lanes *L)
@@ -1768,7 +1765,7 @@ INLINE512 void q6k_lanes_load(const uint8_t *blk, struct q6k_lanes *L)
         }
     }
     q6k_header(blk, &L->h);
-    L->blk = blk;
+    L->d = q6k_d(blk);
 }
 
 /* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
@@ -1805,7 +1802,7 @@ INLINE512 void q6k_lanes_tokens(const struct q6k_lanes *L, const uint8_t *const 
     }
 #pragma GCC unroll 2
     for (int t = 0; t < RN; t++) {
-        sum[t] = q6k_finish(L->blk, &L->h, y[t], isum[t], sum[t]);
+        sum[t] = q6k_finish(&L->h, L->d, y[t], isum[t], sum[t]);
     }
 }
 
@@ -1826,7 +1823,7 @@ INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y
         for (size_t i = 0; i < nsb; i++) {
             const uint8_t *b = blk + i * Q6K_PACKED;
             if (t0 == 0) {
-                q6k_prefetch_packed((uintptr_t)b + Q6K_PACKED);
+                prefetch_packed((uintptr_t)b + Q6K_PACKED, Q6K_PACKED);
             }
             q6k_lanes_load(b, &L);
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
@@ -1865,7 +1862,7 @@ INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * Q6K_PACKED;
         if (t0 == 0) {
-            q6k_prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q6K_PACKED);
+            prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q6K_PACKED, Q6K_PACKED);
         }
         struct q6k_head H;
         q6k_header(b, &H);
@@ -1914,9 +1911,10 @@ INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0
                 }
             }
         }
+        __m512 d = q6k_d(b);
 #pragma GCC unroll 4
         for (int t = 0; t < RN; t++) {
-            sum[t] = q6k_finish(b, &H, yt[t] + i * Q8_K_BYTES, isum[t], sum[t]);
+            sum[t] = q6k_finish(&H, d, yt[t] + i * Q8_K_BYTES, isum[t], sum[t]);
         }
     }
 #pragma GCC unroll 4

@@ -2,28 +2,31 @@
 #include "probe.h"
 
 #include <math.h>
+#include <stdbool.h>
+
+#include "simd.h"
 
 struct pd_dist_stats pd_probe_stats(const float *logits, size_t n)
 {
-    float mx = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        if (logits[i] > mx) {
-            mx = logits[i];
-        }
-    }
-    double sum = 0.0, wsum = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)logits[i] - mx;
-        double e = exp(d);
-        sum += e;
-        wsum += e * d;
-    }
+    double sum, wsum;
+    float mx = pd_simd_logit_sums(pd_simd_ops(), logits, n, &sum, &wsum);
     struct pd_dist_stats st;
     st.lse = mx + log(sum);
     /* H = lse - E[l] = log(sum) - wsum/sum (nats) */
     double h = log(sum) - wsum / sum;
     st.entropy = (h < 0 ? 0 : h) / M_LN2;
     return st;
+}
+
+/* Whether any of x[0..16) is above t: one fixed-length loop the compiler vectorises, so
+ * the scan past the bulk of the vocabulary costs a compare per element and no branch. */
+static inline bool any_above(const float *x, float t)
+{
+    int any = 0;
+    for (int j = 0; j < 16; j++) {
+        any |= x[j] > t;
+    }
+    return any != 0;
 }
 
 static int better(const float *logits, int32_t a, int32_t b)
@@ -44,11 +47,24 @@ size_t pd_probe_topk(const float *logits, size_t n, struct pd_dist_stats st, siz
         return 0; /* no alternatives asked for */
     }
     size_t have = 0;
+    /* once the list is full, only a logit above its last one enters: ids come in
+     * ascending order, so an equal logit loses the tie (NaN never enters) */
+    float last = -INFINITY;
     for (size_t i = 0; i < n; i++) {
-        int32_t id = (int32_t)i;
-        if (have == k && !better(logits, id, top[k - 1].id)) {
-            continue;
+        if (have == k) {
+            if (i % 16 == 0) {
+                while (i + 16 <= n && !any_above(logits + i, last)) {
+                    i += 16;
+                }
+                if (i == n) {
+                    break;
+                }
+            }
+            if (!(logits[i] > last)) {
+                continue;
+            }
         }
+        int32_t id = (int32_t)i;
         size_t j = have < k ? have++ : k - 1;
         /* insertion into the sorted list */
         while (j > 0 && better(logits, id, top[j - 1].id)) {
@@ -56,6 +72,9 @@ size_t pd_probe_topk(const float *logits, size_t n, struct pd_dist_stats st, siz
             j--;
         }
         top[j].id = id;
+        if (have == k) {
+            last = logits[top[k - 1].id];
+        }
     }
     for (size_t i = 0; i < k; i++) {
         top[i].logprob = pd_probe_logprob(logits, st, top[i].id);

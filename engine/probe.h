@@ -2,7 +2,8 @@
  *
  * From raw logits (temperature 1, before any sampling filter): the log-probability of a
  * token (natural log), the entropy of the distribution (bits), and the top-k alternatives.
- * Log-softmax is computed with a float64 accumulator.
+ * Log-softmax: each exp(logit - max) in float (expf, vectorised: simd.h's logit_sums),
+ * summed in float64.
  * Pure functions, no allocation (top-k uses the caller's array), thread-safe. */
 #ifndef PD_PROBE_H
 #define PD_PROBE_H

@@ -824,6 +824,56 @@ static AVX512_FN double avx512_exp_sum(float *p, uint32_t n, float mx)
     return attn_exp(p, n, mx);
 }
 
+/* Adds e * (x - mx) in double to the parts lo (lanes 0..7) and hi (8..15) where e > 0. */
+INLINE512 void wsum16_add(__m512 e, __m512 x, __m512d mx, __m512d *lo, __m512d *hi)
+{
+    const __m512d zero = _mm512_setzero_pd();
+    __m512d el = _mm512_cvtps_pd(_mm512_castps512_ps256(e));
+    __m512d eh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1));
+    __m512d dl = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), mx);
+    __m512d dh = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), mx);
+    __m512d tl = _mm512_maskz_mul_pd(_mm512_cmp_pd_mask(el, zero, _CMP_GT_OQ), el, dl);
+    __m512d th = _mm512_maskz_mul_pd(_mm512_cmp_pd_mask(eh, zero, _CMP_GT_OQ), eh, dh);
+    *lo = _mm512_add_pd(*lo, tl);
+    *hi = _mm512_add_pd(*hi, th);
+}
+
+/* pd_simd_logit_sums, 16 logits at a time (masked lanes of the tail add +0.0 to both
+ * sums, which changes no part). */
+static AVX512_FN float avx512_logit_sums(const float *x, size_t n, double *sum, double *wsum)
+{
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    size_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        mv = _mm512_max_ps(_mm512_loadu_ps(x + s), mv); /* maxps keeps mv for NaN */
+    }
+    __mmask16 tail = (__mmask16)((1u << (n - s)) - 1u);
+    if (s < n) {
+        mv = _mm512_mask_max_ps(mv, tail, _mm512_maskz_loadu_ps(tail, x + s), mv);
+    }
+    float mx = _mm512_reduce_max_ps(mv);
+    __m512d lo = _mm512_setzero_pd(), hi = lo, wlo = lo, whi = lo;
+    if (mx > -INFINITY) {
+        const __m512 m = _mm512_set1_ps(mx);
+        const __m512d md = _mm512_set1_pd(mx);
+        for (s = 0; s + 16 <= n; s += 16) {
+            __m512 xv = _mm512_loadu_ps(x + s);
+            __m512 e = exp16(_mm512_sub_ps(xv, m));
+            sum16_add(e, &lo, &hi);
+            wsum16_add(e, xv, md, &wlo, &whi);
+        }
+        if (s < n) {
+            __m512 xv = _mm512_maskz_loadu_ps(tail, x + s);
+            __m512 e = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(xv, m)));
+            sum16_add(e, &lo, &hi);
+            wsum16_add(e, xv, md, &wlo, &whi);
+        }
+    }
+    *sum = sum16_tree(lo, hi);
+    *wsum = sum16_tree(wlo, whi);
+    return mx;
+}
+
 /* h[i] = g[i] / (1 + expf(-g[i])) * u[i], the reference's expression per lane. */
 static AVX512_FN void avx512_swiglu(float *h, const float *g, const float *u, size_t n)
 {
@@ -2297,6 +2347,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
     .exp_sum = avx512_exp_sum,
     .swiglu = avx512_swiglu,
     .head_mean = avx512_head_mean,
+    .logit_sums = avx512_logit_sums,
 };
 
 #endif /* __x86_64__ */

@@ -729,6 +729,71 @@ static AVX2_FN double avx2_exp_sum(float *p, uint32_t n, float mx)
     return pd_sum16_tree(part);
 }
 
+/* Adds e (4 floats) to *sum and e * (x - mx) to *wsum where e > 0, in double. */
+static inline AVX2_FN void logit_sums4(__m128 e, __m128 x, __m256d mx, __m256d *sum,
+                                       __m256d *wsum)
+{
+    __m256d ed = _mm256_cvtps_pd(e);
+    __m256d t = _mm256_mul_pd(ed, _mm256_sub_pd(_mm256_cvtps_pd(x), mx));
+    *sum = _mm256_add_pd(*sum, ed);
+    *wsum = _mm256_add_pd(
+        *wsum, _mm256_and_pd(t, _mm256_cmp_pd(ed, _mm256_setzero_pd(), _CMP_GT_OQ)));
+}
+
+/* pd_simd_logit_sums, 16 logits at a time as avx2_exp_sum lays them out, the last n % 16
+ * one by one through expf (the same values). */
+static AVX2_FN float avx2_logit_sums(const float *x, size_t n, double *sum, double *wsum)
+{
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    size_t s = 0;
+    for (; s + 8 <= n; s += 8) {
+        mv = _mm256_max_ps(_mm256_loadu_ps(x + s), mv); /* maxps keeps mv for NaN */
+    }
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, mv);
+    for (int i = 0; i < 8; i++) {
+        mx = lanes[i] > mx ? lanes[i] : mx;
+    }
+    for (; s < n; s++) {
+        mx = x[s] > mx ? x[s] : mx;
+    }
+    double part[16] = {0}, wpart[16] = {0};
+    if (mx > -INFINITY) {
+        const __m256 m = _mm256_set1_ps(mx);
+        const __m256d md = _mm256_set1_pd(mx);
+        __m256d sv[4], wv[4];
+        for (int c = 0; c < 4; c++) {
+            sv[c] = wv[c] = _mm256_setzero_pd();
+        }
+        for (s = 0; s + 16 <= n; s += 16) {
+            __m256 x0 = _mm256_loadu_ps(x + s), x1 = _mm256_loadu_ps(x + s + 8);
+            __m256 e0 = exp8(_mm256_sub_ps(x0, m)), e1 = exp8(_mm256_sub_ps(x1, m));
+            logit_sums4(_mm256_castps256_ps128(e0), _mm256_castps256_ps128(x0), md, &sv[0],
+                        &wv[0]);
+            logit_sums4(_mm256_extractf128_ps(e0, 1), _mm256_extractf128_ps(x0, 1), md,
+                        &sv[1], &wv[1]);
+            logit_sums4(_mm256_castps256_ps128(e1), _mm256_castps256_ps128(x1), md, &sv[2],
+                        &wv[2]);
+            logit_sums4(_mm256_extractf128_ps(e1, 1), _mm256_extractf128_ps(x1, 1), md,
+                        &sv[3], &wv[3]);
+        }
+        for (int c = 0; c < 4; c++) {
+            _mm256_storeu_pd(part + 4 * c, sv[c]);
+            _mm256_storeu_pd(wpart + 4 * c, wv[c]);
+        }
+        for (; s < n; s++) {
+            float e = expf(x[s] - mx);
+            part[s % 16] += e;
+            if (e > 0) {
+                wpart[s % 16] += (double)e * ((double)x[s] - mx);
+            }
+        }
+    }
+    *sum = pd_sum16_tree(part);
+    *wsum = pd_sum16_tree(wpart);
+    return mx;
+}
+
 /* h[i] = g[i] / (1 + expf(-g[i])) * u[i], the reference's expression per lane. */
 static AVX2_FN void avx2_swiglu(float *h, const float *g, const float *u, size_t n)
 {
@@ -1888,6 +1953,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
     .attn = avx2_attn,
     .exp_sum = avx2_exp_sum,
     .swiglu = avx2_swiglu,
+    .logit_sums = avx2_logit_sums,
 };
 
 #endif /* __x86_64__ */

@@ -145,6 +145,33 @@ void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, con
     }
 }
 
+float pd_simd_logit_sums(const struct pd_simd_ops *ops, const float *x, size_t n, double *sum,
+                         double *wsum)
+{
+    if (ops->logit_sums) {
+        return ops->logit_sums(x, n, sum, wsum);
+    }
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (x[i] > mx) {
+            mx = x[i];
+        }
+    }
+    double part[16] = {0}, wpart[16] = {0};
+    if (mx > -INFINITY) {
+        for (size_t i = 0; i < n; i++) {
+            float e = expf(x[i] - mx);
+            part[i % 16] += e;
+            if (e > 0) {
+                wpart[i % 16] += (double)e * ((double)x[i] - mx);
+            }
+        }
+    }
+    *sum = pd_sum16_tree(part);
+    *wsum = pd_sum16_tree(wpart);
+    return mx;
+}
+
 void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *rows,
                        size_t stride, uint32_t n_head, uint32_t n)
 {

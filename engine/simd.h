@@ -49,6 +49,13 @@ typedef double (*pd_simd_exp_sum_fn)(float *p, uint32_t n, float mx);
 /* h[i] = g[i] / (1 + expf(-g[i])) * u[i] for i < n (SwiGLU). Pointers borrowed. */
 typedef void (*pd_simd_swiglu_fn)(float *h, const float *g, const float *u, size_t n);
 
+/* The sums of a log-softmax over the logits x[0..n): returns mx, the largest x (NaN
+ * ignored; -inf for n = 0 or no finite value, and then both sums are 0); with e_i =
+ * expf(x_i - mx) (the difference and the exponential in float) and d_i = (double)x_i - mx,
+ * *sum = sum(e_i) and *wsum = sum(e_i * d_i) over the terms with e_i > 0, each added in
+ * double in pd_sum16_tree's order (element i to part i % 16). x borrowed for the call. */
+typedef float (*pd_simd_logit_sums_fn)(const float *x, size_t n, double *sum, double *wsum);
+
 /* m[s] = (rows[s] + rows[stride + s] + ... over n_head rows, added in row order) times
  * (1 / n_head) for s < n: the head-mean attention row of the capture. Pointers borrowed;
  * m must not overlap rows. */
@@ -169,6 +176,10 @@ struct pd_simd_ops {
     /* The capture's head-mean row, vectorised (the same adds per slot, so bit-identical);
      * NULL: pd_simd_head_mean's loop. */
     pd_simd_head_mean_fn head_mean;
+    /* The probe's log-softmax sums over the vocabulary, vectorised (the same exponentials
+     * as the exp_sum above, the same double adds, so bit-identical); NULL:
+     * pd_simd_logit_sums' loop. */
+    pd_simd_logit_sums_fn logit_sums;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
@@ -213,6 +224,10 @@ void pd_simd_swiglu(const struct pd_simd_ops *ops, float *h, const float *g, con
 
 void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *rows,
                        size_t stride, uint32_t n_head, uint32_t n);
+
+/* The log-softmax sums of `ops` (see pd_simd_logit_sums_fn and its logit_sums). */
+float pd_simd_logit_sums(const struct pd_simd_ops *ops, const float *x, size_t n, double *sum,
+                         double *wsum);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

@@ -689,6 +689,58 @@ static void test_probe(void **state)
     assert_float_equal(pd_probe_stats(flat, 8).entropy, 3.0, 1e-9);
 }
 
+/* The probe on vocabulary-sized distributions: log-sum-exp and entropy against a plain
+ * double-precision computation (the probe's exponentials are floats: 1e-7 absolute), and
+ * the top-k against a full ranking (logit descending, lower id first on ties) with many
+ * ties (integer logits), every list length and vocabularies that are not whole 16s. */
+static void test_probe_vocab(void **state)
+{
+    (void)state;
+    enum { N = 5003 };
+    static float lg[N];
+    uint64_t r = 12345;
+    for (int kind = 0; kind < 3; kind++) {
+        for (size_t n = 1; n <= N; n += n < 40 ? 1 : 997) {
+            for (size_t i = 0; i < n; i++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                double u = (double)(r >> 11) * 0x1p-53;
+                lg[i] = kind == 0 ? (float)(int)(u * 9.0) - 4.0f      /* ties */
+                      : kind == 1 ? (float)(20.0 * u - 10.0)
+                                  : (float)i * 0.001f;                /* ascending */
+            }
+            double mx = -INFINITY, z = 0, wz = 0;
+            for (size_t i = 0; i < n; i++) {
+                mx = lg[i] > mx ? lg[i] : mx;
+            }
+            for (size_t i = 0; i < n; i++) {
+                z += exp(lg[i] - mx);
+                wz += exp(lg[i] - mx) * (lg[i] - mx);
+            }
+            struct pd_dist_stats st = pd_probe_stats(lg, n);
+            assert_float_equal(st.lse, mx + log(z), 1e-7);
+            double h = (log(z) - wz / z) / M_LN2;
+            assert_float_equal(st.entropy, h < 0 ? 0 : h, 1e-7);
+            for (size_t k = 1; k <= PD_TOPK_MAX; k += 3) {
+                struct pd_topk top[PD_TOPK_MAX];
+                size_t got = pd_probe_topk(lg, n, st, k, top);
+                assert_int_equal(got, k < n ? k : n);
+                for (size_t j = 0; j < got; j++) {
+                    /* ids ranked above top[j]: exactly j of them */
+                    size_t above = 0;
+                    int32_t id = top[j].id;
+                    for (size_t i = 0; i < n; i++) {
+                        above += lg[i] > lg[id] || (lg[i] == lg[id] && (int32_t)i < id);
+                    }
+                    if (above != j) {
+                        fail_msg("kind %d, %zu logits, top-%zu: entry %zu is id %d, ranked %zu",
+                                 kind, n, k, j, id, above);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void test_sampler(void **state)
 {
     (void)state;
@@ -1420,6 +1472,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kvcache_reserve),
         cmocka_unit_test(test_pool_items),
         cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_probe_vocab),
         cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_sampler_matches_reference),
         cmocka_unit_test(test_sampler_top_p_boundary),

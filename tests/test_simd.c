@@ -1403,6 +1403,74 @@ static void test_head_mean(void **state)
     }
 }
 
+/* The same double, bit for bit (any two NaNs count as the same). */
+static bool same_double(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* A level's log-softmax sums (the probe's) against the scalar table's: the largest logit
+ * equal, both sums bit for bit where the C library's expf is the one the kernels follow
+ * (else within 1e-6 relative), for lengths 0..70 (every tail) and vocabulary-sized ones,
+ * logits spread like a model's, with -inf entries (a masked token adds nothing), a NaN
+ * (the sum NaN), all -inf (mx -inf, sums 0) and a spread wide enough that some
+ * exponentials underflow to 0. */
+static void test_logit_sums(void **state)
+{
+    (void)state;
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    bool exact = expf_is_glibc();
+    enum { N_MAX = 4099 };
+    float *x = xmalloc(N_MAX * sizeof *x);
+    static const size_t big[] = {1000, 4096, 4099};
+    for (int l = 0; l < n_fast_levels; l++) {
+        const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+        for (int kind = 0; kind < 5; kind++) {
+            for (size_t c = 0; c < 71 + sizeof big / sizeof big[0]; c++) {
+                size_t n = c < 71 ? c : big[c - 71];
+                for (size_t i = 0; i < n; i++) {
+                    float g = rng_gauss();
+                    x[i] = kind == 4 ? 40.0f * g : 3.0f * g + 1.0f;
+                    if (kind == 1 && rng_int(0, 3) == 0) {
+                        x[i] = -INFINITY;
+                    } else if (kind == 3) {
+                        x[i] = -INFINITY;
+                    }
+                }
+                if (kind == 2 && n > 0) {
+                    x[rng_int(0, (int)n - 1)] = NAN;
+                }
+                double ws, ww, gs, gw;
+                float wm = pd_simd_logit_sums(ref, x, n, &ws, &ww);
+                float gm = pd_simd_logit_sums(ops, x, n, &gs, &gw);
+                bool ok = wm == gm || (isnan(wm) && isnan(gm));
+                if (exact) {
+                    ok = ok && same_double(gs, ws) && same_double(gw, ww);
+                } else {
+                    ok = ok && fabs(gs - ws) <= 1e-6 * fabs(ws) &&
+                         fabs(gw - ww) <= 1e-6 * fabs(ww);
+                }
+                if (!ok) {
+                    fail_msg("%s logit_sums, kind %d, %zu logits: mx %a sum %a wsum %a, want "
+                             "%a %a %a", pd_cpu_simd_name(ops->level), kind, n, (double)gm,
+                             gs, gw, (double)wm, ws, ww);
+                }
+                if (kind == 3 || n == 0) {
+                    assert_true(gm == -INFINITY);
+                }
+                if (gm == -INFINITY) { /* no finite logit (or a lone NaN): nothing summed */
+                    assert_true(gs == 0.0 && gw == 0.0);
+                } else if (kind == 2) {
+                    assert_true(isnan(gs));
+                } else {
+                    assert_true(gs >= 1.0 && gw <= 0.0);
+                }
+            }
+        }
+    }
+    free(x);
+}
+
 /* Every replaced function of every accelerated table is one that the tests above cover. */
 static void test_coverage(void **state)
 {
@@ -1450,6 +1518,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_attn_hide),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_head_mean),
+        cmocka_unit_test(test_logit_sums),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

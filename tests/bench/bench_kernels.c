@@ -2,6 +2,7 @@
  *
  *   bench-kernels [--type T] [--rows R] [--cols K] [--tokens N] [--level L] [--secs S]
  *   bench-kernels --attn SLOTS [--queries Q] [--head-dim D] [--level L] [--secs S]
+ *   bench-kernels --probe VOCAB [--level L] [--secs S]
  *
  * Times pd_simd_gemm (one thread, rows 0..R) on random weights of type T (default: q8_0,
  * q4_k and f16) against N activation rows in the type's dot format, at every SIMD level
@@ -11,7 +12,9 @@
  * With --attn, times pd_simd_attn instead: Q queries (default 32: 8 tokens of a 4-head
  * group, as the forward pass hands a prefill block to it) over SLOTS slots of an f16 KV
  * head of D (default 64) dimensions, every query seeing them all; it prints the score and
- * value multiply-adds per second (2 x Q x SLOTS x D per call).
+ * value multiply-adds per second (2 x Q x SLOTS x D per call). With --probe, times the
+ * per-token probe over VOCAB random logits: the log-softmax sums (pd_simd_logit_sums) at
+ * each level and the top-5 selection (pd_probe_topk).
  * A number for comparing kernels on one machine, not a model speed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 
 #include "cpu.h"
 #include "dtype.h"
+#include "probe.h"
 #include "simd.h"
 
 static double now_s(void)
@@ -176,9 +180,77 @@ static int run_attn(size_t slots, size_t n_q, size_t hd, int level_only, double 
     return 0;
 }
 
+/* Best time per call of fn(ud) over 5 runs of about secs / 5 each. */
+static double best_time(void (*fn)(void *), void *ud, double secs)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        int calls = 0;
+        double t0 = now_s(), t1 = t0;
+        while (t1 - t0 < secs / 5 || calls < 2) {
+            fn(ud);
+            calls++;
+            t1 = now_s();
+        }
+        double per = (t1 - t0) / calls;
+        best = per < best ? per : best;
+    }
+    return best;
+}
+
+struct probe_run {
+    const struct pd_simd_ops *ops;
+    const float *logits;
+    size_t n;
+    double sum, wsum;
+    struct pd_topk top[PD_TOPK_MAX];
+};
+
+static void probe_sums_once(void *ud)
+{
+    struct probe_run *r = ud;
+    pd_simd_logit_sums(r->ops, r->logits, r->n, &r->sum, &r->wsum);
+}
+
+static void probe_topk_once(void *ud)
+{
+    struct probe_run *r = ud;
+    struct pd_dist_stats st = {0, 0};
+    pd_probe_topk(r->logits, r->n, st, 5, r->top);
+}
+
+/* The probe over a vocabulary of n random logits: the log-softmax sums at each level and
+ * the top-5 selection (the same at every level). */
+static int run_probe(size_t n, int level_only, double secs)
+{
+    float *lg = malloc(n * sizeof *lg);
+    if (!lg) {
+        fprintf(stderr, "bench-kernels: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lg[i] = 4.0f * (rnd() + rnd() + rnd()); /* roughly bell-shaped, like logits */
+    }
+    struct probe_run r = {NULL, lg, n, 0, 0, {{0, 0}}};
+    for (int l = 0; l < PD_SIMD_LEVEL_COUNT; l++) {
+        r.ops = pd_simd_ops_for((enum pd_simd_level)l);
+        if (!r.ops || l > (int)pd_cpu_simd_best() || (level_only >= 0 && l != level_only)) {
+            continue;
+        }
+        double t = best_time(probe_sums_once, &r, secs);
+        printf("probe %-10s log-softmax sums over %7zu logits: %8.1f us  %6.2f ns/logit\n",
+               pd_cpu_simd_name((enum pd_simd_level)l), n, t * 1e6, t * 1e9 / (double)n);
+    }
+    double t = best_time(probe_topk_once, &r, secs);
+    printf("probe top-5 of %7zu logits: %8.1f us  %6.2f ns/logit\n", n, t * 1e6,
+           t * 1e9 / (double)n);
+    free(lg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    size_t attn_slots = 0, n_q = 32, head_dim = 64;
+    size_t attn_slots = 0, n_q = 32, head_dim = 64, probe = 0;
     const char *type = NULL;
     size_t rows = 1536, cols = 512, n_tok = 32;
     int level = -1;
@@ -187,7 +259,8 @@ int main(int argc, char **argv)
         const char *name;
         size_t *v;
     } counts[] = {{"--rows", &rows},        {"--cols", &cols},    {"--tokens", &n_tok},
-                  {"--attn", &attn_slots},  {"--queries", &n_q},  {"--head-dim", &head_dim}};
+                  {"--attn", &attn_slots},  {"--queries", &n_q},  {"--head-dim", &head_dim},
+                  {"--probe", &probe}};
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         size_t k = 0;
@@ -227,13 +300,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench-kernels [--type T] [--rows R] [--cols K] "
                             "[--tokens N] [--level L] [--secs S]\n"
                             "       bench-kernels --attn SLOTS [--queries Q] [--head-dim D] "
-                            "[--level L] [--secs S]\n");
+                            "[--level L] [--secs S]\n"
+                            "       bench-kernels --probe VOCAB [--level L] [--secs S]\n");
             return 2;
         }
     }
     if (rows == 0 || cols == 0 || n_tok == 0 || !(secs > 0)) {
         fprintf(stderr, "bench-kernels: rows, cols, tokens and secs must be positive\n");
         return 2;
+    }
+    if (probe > 0) {
+        return run_probe(probe, level, secs);
     }
     if (attn_slots > 0) {
         if (n_q == 0 || head_dim == 0 || head_dim % 16 || !(secs > 0)) {

@@ -37,7 +37,10 @@
  *   headers unpacked for 8 rows at once, one stream per block) and stays bit-identical.
  *   The tiles keep the file's layout (PONDER_PACK=0) and the rows past the last block.
  *   q4_0 is packed too (avx2_q4_0_pack: 8-row blocks, per q4_0 block the rows' scales and
- *   one register per 4 code bytes of each row), its product likewise in lanes.
+ *   one register per 4 code bytes of each row), its product likewise in lanes, and q6_K
+ *   (avx2_q6_k_pack: per super-block the scale registers, three registers per 4 codes of
+ *   each row (ql's two nibble sets and qh's bit pairs), the d halves; q6k8_block builds
+ *   each register of codes once for up to 4 tokens).
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as
@@ -1635,6 +1638,198 @@ static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, 
     }
 }
 
+/* ---- q6_K packed, rows in lanes ------------------------------------------------------ */
+
+/* The packed layout (avx2_q6_k_pack): each block of 8 rows holds, per super-block, 52
+ * registers of 32 bytes and the 8 rows' d halves, register k holding in dword lane r 4
+ * bytes of row r: registers 0..3 the 16 scale bytes (4 k .. 4 k + 3), then for half h
+ * and m < 8 three registers: A = ql[64 h + 4 m ..], B = ql[64 h + 32 + 4 m ..] and H =
+ * qh[32 h + 4 m ..], so that A's and B's nibbles with H's bit pairs give the codes of
+ * elements 128 h + 32 k + 4 m .. + 3 of each row (k < 4: A low, B low, A high, B high,
+ * with H's bits 2k, 2k + 1); then the 8 d halves. The same bytes as the 8 rows (8 *
+ * Q6_K_BYTES per super-block), so rows past the last whole block keep the file's layout
+ * in place. */
+#define Q6K8_PACKED (8 * Q6_K_BYTES)
+#define Q6K8_CODES 128
+#define Q6K8_D (Q6K8_CODES + 48 * 32)
+_Static_assert(Q6K8_D + 16 == Q6K8_PACKED, "q6_K packed block: scales, codes, d");
+/* Tokens one pass over a block's weights serves. */
+#define Q6K8_TOK 4
+
+static AVX2_FN void avx2_q6_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
+                                   uint8_t *out)
+{
+    size_t nsb = row_bytes / Q6_K_BYTES;
+    size_t whole = rows / 8 * 8;
+    for (size_t r0 = 0; r0 < whole; r0 += 8) {
+        for (size_t i = 0; i < nsb; i++) {
+            uint8_t *o = out + r0 * row_bytes + i * Q6K8_PACKED;
+            const uint8_t *src = w + r0 * row_bytes + i * Q6_K_BYTES;
+            for (size_t r = 0; r < 8; r++) {
+                const uint8_t *s = src + r * row_bytes;
+                for (size_t k = 0; k < 4; k++) {
+                    memcpy(o + 32 * k + 4 * r, s + Q6_K_SCALES + 4 * k, 4);
+                }
+                for (size_t h = 0; h < 2; h++) {
+                    for (size_t m = 0; m < 8; m++) {
+                        uint8_t *reg = o + Q6K8_CODES + 32 * 3 * (8 * h + m) + 4 * r;
+                        memcpy(reg, s + Q6_K_QL + 64 * h + 4 * m, 4);
+                        memcpy(reg + 32, s + Q6_K_QL + 64 * h + 32 + 4 * m, 4);
+                        memcpy(reg + 64, s + Q6_K_QH + 32 * h + 4 * m, 4);
+                    }
+                }
+                memcpy(o + Q6K8_D + 2 * r, s + Q6_K_D, 2);
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* Sub-block j's signed scale of each lane (row) in both 16-bit halves of its dword, from
+ * the packed scale registers s[4]. */
+TILE8 __m256i q6k8_scale(const __m256i *s, int j)
+{
+    /* dword q of each 128-bit half: byte 4 q + j % 4 into bytes 1 and 3, zeros below */
+    unsigned v[4];
+    for (unsigned q = 0; q < 4; q++) {
+        unsigned c = 4 * q + (unsigned)(j % 4);
+        v[q] = 0x80u | c << 8 | 0x80u << 16 | c << 24;
+    }
+    const __m256i ctrl = _mm256_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3],
+                                           (int)v[0], (int)v[1], (int)v[2], (int)v[3]);
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(s[j / 4], ctrl), 8);
+}
+
+/* Rows [b, b + 8) (a packed block) for tokens [t0, t0 + T): y[t * y_stride + r] for
+ * r < 8. Per super-block and quarter of a half (32 elements), each register of 4 codes
+ * per row serves the T tokens: the codes times the token's 4 broadcast activation bytes
+ * with vpmaddubsw, two registers summed in 16 bits (2 * 2 * 63 * 128 < 2^15: exact),
+ * then weighted by the lane's signed sub-block scale with vpmaddwd into int32; the offset
+ * of 32 as 32 * sum(sc * bsums) from scale pairs; then the portable float expression per
+ * lane. Bit-identical to pd_q6_k_vec_dot. */
+TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *y,
+                      size_t y_stride, const int T)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    /* bsums reordered per 128-bit half as pairs (0, 2) (1, 3) (4, 6) (5, 7) */
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15);
+    const uint8_t *blk = g->w + b * g->w_stride;
+    const uint8_t *xr[Q6K8_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        xr[t] = g->x + (t0 + (size_t)t) * g->x_stride;
+    }
+    __m256 sum[Q6K8_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        sum[t] = _mm256_setzero_ps();
+    }
+    size_t nsb = g->n / PD_QK_K;
+    for (size_t i = 0; i < nsb; i++) {
+        const uint8_t *p = blk + i * Q6K8_PACKED;
+        for (size_t l = 0; l < Q6K8_PACKED; l += 64) {
+            _mm_prefetch((const char *)p + 6 * Q6K8_PACKED + l, _MM_HINT_T0);
+        }
+        __m256i s[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            s[k] = load256(p + 32 * k);
+        }
+        __m256i isum[Q6K8_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                /* register A (k even) or B (k odd), nibble k / 2, H's bits 2k, 2k + 1 */
+                const uint8_t *reg = p + Q6K8_CODES + 32 * 3 * 8 * h + 32 * (k & 1);
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m256i sc = q6k8_scale(s, 8 * h + 2 * k + half);
+#pragma GCC unroll 2
+                    for (int mp = 0; mp < 2; mp++) {
+                        __m256i a16[Q6K8_TOK];
+#pragma GCC unroll 4
+                        for (int t = 0; t < T; t++) {
+                            a16[t] = _mm256_setzero_si256();
+                        }
+#pragma GCC unroll 2
+                        for (int mm = 0; mm < 2; mm++) {
+                            int m = 4 * half + 2 * mp + mm;
+                            __m256i lq = load256(reg + 32 * 3 * m);
+                            __m256i hq = load256(p + Q6K8_CODES + 32 * (3 * (8 * h + m) + 2));
+                            lq = k < 2 ? lq : _mm256_srli_epi16(lq, 4);
+                            hq = k == 0 ? _mm256_slli_epi16(hq, 4)
+                               : k == 1 ? _mm256_slli_epi16(hq, 2)
+                               : k == 2 ? hq
+                                        : _mm256_srli_epi16(hq, 2);
+                            __m256i q = _mm256_or_si256(_mm256_and_si256(lq, m4),
+                                                        _mm256_and_si256(hq, m2));
+#pragma GCC unroll 4
+                            for (int t = 0; t < T; t++) {
+                                int32_t xb;
+                                memcpy(&xb, xr[t] + i * Q8_K_BYTES + Q8_K_QS + 128 * h + 32 * k +
+                                                4 * m, 4);
+                                a16[t] = _mm256_add_epi16(
+                                    a16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(xb)));
+                            }
+                        }
+#pragma GCC unroll 4
+                        for (int t = 0; t < T; t++) {
+                            isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(a16[t], sc));
+                        }
+                    }
+                }
+            }
+        }
+        /* the scales as signed 16-bit pairs: even bytes (sc[4k], sc[4k + 2]), odd bytes
+         * (sc[4k + 1], sc[4k + 3]) */
+        __m256i se[4], so[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            se[k] = _mm256_srai_epi16(_mm256_slli_epi16(s[k], 8), 8);
+            so[k] = _mm256_srai_epi16(s[k], 8);
+        }
+        __m256 d = _mm256_cvtph_ps(load128(p + Q6K8_D));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const uint8_t *yb = xr[t] + i * Q8_K_BYTES;
+            int32_t bp[8]; /* (bsums[4k], [4k + 2]), (bsums[4k + 1], [4k + 3]) for k < 4 */
+            _mm256_storeu_si256((__m256i *)bp,
+                                _mm256_shuffle_epi8(load256(yb + Q8_K_BSUMS), pairs));
+            __m256i bias = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                bias = _mm256_add_epi32(bias, _mm256_madd_epi16(se[k], _mm256_set1_epi32(bp[2 * k])));
+                bias = _mm256_add_epi32(bias, _mm256_madd_epi16(so[k], _mm256_set1_epi32(bp[2 * k + 1])));
+            }
+            __m256i is = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(bias, 5));
+            __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(f32_load(yb)));
+            __m256 tt = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(is));
+            sum[t] = _mm256_add_ps(sum[t], tt);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(y + (size_t)t * y_stride, sum[t]);
+    }
+}
+
+/* Every token of g for the packed block at row b, into y (rows b .. b + 7 at y[0..8)). */
+static AVX2_FN void q6k8_rows(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride)
+{
+    size_t t = 0;
+    for (; t + Q6K8_TOK <= g->n_tok; t += Q6K8_TOK) {
+        q6k8_block(g, b, t, y + t * y_stride, y_stride, Q6K8_TOK);
+    }
+    for (; t < g->n_tok; t++) {
+        q6k8_block(g, b, t, y + t * y_stride, y_stride, 1);
+    }
+}
+
 /* ---- q4_0 packed, rows in lanes --------------------------------------------------------- */
 
 /* The packed layout (avx2_q4_0_pack): each block of 8 rows holds, per q4_0 block, the 8
@@ -1852,16 +2047,21 @@ static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
 #define Q5_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, true, RM, RN)
 GEMM8_DRIVER(q4_k_tiles, Q4_K_TILE8, 2, 4)
+/* The rows of one packed 8-row block for every token of g (q4k8_rows, q6k8_rows). */
+typedef void (*rows8_fn)(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride);
+
 /* Rows [r0, r1) of the packed block at row b, r0 > b or r1 < b + 8: the block computed
- * whole for Q4K8_TOK tokens at a time into a scratch row, the wanted rows copied out. */
-static AVX2_FN void q4k8_part(const struct pd_gemm_args *g, size_t b, size_t r0, size_t r1)
+ * whole for `pass` tokens at a time into a scratch row, the wanted rows copied out. */
+static AVX2_FN void rows8_part(const struct pd_gemm_args *g, size_t b, size_t r0, size_t r1,
+                               rows8_fn rows, size_t pass)
 {
-    float tmp[8 * Q4K8_TOK];
-    for (size_t t0 = 0; t0 < g->n_tok; t0 += Q4K8_TOK) {
+    float tmp[8 * 8];
+    assert(pass <= 8);
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
         struct pd_gemm_args part = *g;
         part.x = g->x + t0 * g->x_stride;
-        part.n_tok = g->n_tok - t0 < Q4K8_TOK ? g->n_tok - t0 : Q4K8_TOK;
-        q4k8_rows(&part, b, tmp, 8);
+        part.n_tok = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
+        rows(&part, b, tmp, 8);
         for (size_t t = 0; t < part.n_tok; t++) {
             memcpy(g->y + (t0 + t) * g->y_stride + r0, tmp + t * 8 + (r0 - b),
                    (r1 - r0) * sizeof(float));
@@ -1869,10 +2069,11 @@ static AVX2_FN void q4k8_part(const struct pd_gemm_args *g, size_t b, size_t r0,
     }
 }
 
-/* q4_K: packed weights in lanes, 8 rows at a time (a block only partly in [r0, r1)
- * through q4k8_part); rows past the last whole block, and weights in the file's layout,
- * in tiles. */
-static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+/* Rows [r0, r1) of a packed product: whole 8-row blocks in lanes through `rows` (a block
+ * only partly in [r0, r1) through rows8_part); rows past the last whole block, and
+ * weights in the file's layout, through `tiles`. */
+static AVX2_FN void rows8_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1,
+                               rows8_fn rows, size_t pass, pd_gemm_fn tiles)
 {
     size_t r = r0;
     if (g->packed) {
@@ -1880,16 +2081,22 @@ static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size
         while (r < r1 && r < whole) {
             size_t b = r / 8 * 8, e = b + 8 < r1 ? b + 8 : r1;
             if (r == b && e == b + 8) {
-                q4k8_rows(g, b, g->y + b, g->y_stride);
+                rows(g, b, g->y + b, g->y_stride);
             } else {
-                q4k8_part(g, b, r, e);
+                rows8_part(g, b, r, e, rows, pass);
             }
             r = e;
         }
     }
     if (r < r1) {
-        q4_k_tiles(g, r, r1);
+        tiles(g, r, r1);
     }
+}
+
+/* q4_K: packed weights in lanes, 8 rows at a time; the rest in tiles. */
+static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    rows8_gemm(g, r0, r1, q4k8_rows, Q4K8_TOK, q4_k_tiles);
 }
 GEMM8_DRIVER(q5_k_tiles, Q5_K_TILE8, 2, 4)
 
@@ -1905,7 +2112,13 @@ static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size
     }
     q5_k_tiles(g, r0, r1);
 }
-GEMM8_DRIVER(avx2_q6_k_gemm, q6_k_tile8, 2, 4)
+GEMM8_DRIVER(q6_k_tiles, q6_k_tile8, 2, 4)
+
+/* q6_K: packed weights in lanes, 8 rows at a time; the rest in tiles. */
+static AVX2_FN void avx2_q6_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    rows8_gemm(g, r0, r1, q6k8_rows, Q6K8_TOK, q6_k_tiles);
+}
 GEMM_DRIVER_N(avx2_f16_gemm, F16_TILE8, 4, 3, 12)
 GEMM_DRIVER_N(avx2_bf16_gemm, BF16_TILE8, 4, 3, 12)
 
@@ -1936,6 +2149,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
     .pack = {
         [PD_DTYPE_Q4_0] = avx2_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx2_q4_k_pack,
+        [PD_DTYPE_Q6_K] = avx2_q6_k_pack,
     },
     .from_f32 = {
         [PD_DTYPE_F16] = avx2_f16_row_from_f32,

@@ -1156,8 +1156,8 @@ static void test_weight_packing(void **state)
     bool q6k = check_packing("qwen2", "q6_k", PD_DTYPE_Q6_K, 8);
     check_packing("qwen2", "q6_k", PD_DTYPE_Q6_K, 32);
     if (!q4k || !q6k) {
-        print_message("test_weight_packing: this CPU's level packs no %s weights\n",
-                      !q4k ? "q4_K" : "q6_K");
+        print_message("test_weight_packing: the %s level packs no %s weights\n",
+                      pd_cpu_simd_name(pd_simd_ops()->level), !q4k ? "q4_K" : "q6_K");
         skip();
     }
 }
@@ -1459,6 +1459,16 @@ int main(int argc, char **argv)
         }
         free(p);
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_stories_golden)};
+        return cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    if (argc > 2 && strcmp(argv[1], "packing") == 0) { /* at the level argv[2] names */
+        setenv("PONDER_SIMD", argv[2], 1);
+        if (strcmp(pd_cpu_simd_name(pd_simd_ops()->level), argv[2]) != 0) {
+            fprintf(stderr, "SKIP: this CPU or build has no %s level (best: %s)\n", argv[2],
+                    pd_cpu_simd_name(pd_cpu_simd_best()));
+            return 77;
+        }
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_weight_packing)};
         return cmocka_run_group_tests(tests, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {

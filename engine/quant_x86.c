@@ -1626,17 +1626,21 @@ TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
     }
 }
 
-/* Every token of g for the packed block at row b, into y (rows b .. b + 7 at y[0..8)). */
-static AVX2_FN void q4k8_rows(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride)
-{
-    size_t t = 0;
-    for (; t + Q4K8_TOK <= g->n_tok; t += Q4K8_TOK) {
-        q4k8_block(g, b, t, y + t * y_stride, y_stride, Q4K8_TOK);
+/* name(g, b, y, y_stride): every token of g for the packed block at row b, into y (rows
+ * b .. b + 7 at y[0..8)), TOK tokens per call of BLOCK and the rest one at a time. */
+#define ROWS8(name, BLOCK, TOK)                                                          \
+    static AVX2_FN void name(const struct pd_gemm_args *g, size_t b, float *y,           \
+                             size_t y_stride)                                            \
+    {                                                                                    \
+        size_t t = 0;                                                                    \
+        for (; t + (TOK) <= g->n_tok; t += (TOK)) {                                      \
+            BLOCK(g, b, t, y + t * y_stride, y_stride, TOK);                             \
+        }                                                                                \
+        for (; t < g->n_tok; t++) {                                                      \
+            BLOCK(g, b, t, y + t * y_stride, y_stride, 1);                               \
+        }                                                                                \
     }
-    for (; t < g->n_tok; t++) {
-        q4k8_block(g, b, t, y + t * y_stride, y_stride, 1);
-    }
-}
+ROWS8(q4k8_rows, q4k8_block, Q4K8_TOK)
 
 /* ---- q6_K packed, rows in lanes ------------------------------------------------------ */
 
@@ -1803,8 +1807,9 @@ TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
             __m256i bias = _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                bias = _mm256_add_epi32(bias, _mm256_madd_epi16(se[k], _mm256_set1_epi32(bp[2 * k])));
-                bias = _mm256_add_epi32(bias, _mm256_madd_epi16(so[k], _mm256_set1_epi32(bp[2 * k + 1])));
+                __m256i ev = _mm256_madd_epi16(se[k], _mm256_set1_epi32(bp[2 * k]));
+                __m256i od = _mm256_madd_epi16(so[k], _mm256_set1_epi32(bp[2 * k + 1]));
+                bias = _mm256_add_epi32(bias, _mm256_add_epi32(ev, od));
             }
             __m256i is = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(bias, 5));
             __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(f32_load(yb)));
@@ -1818,17 +1823,7 @@ TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
     }
 }
 
-/* Every token of g for the packed block at row b, into y (rows b .. b + 7 at y[0..8)). */
-static AVX2_FN void q6k8_rows(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride)
-{
-    size_t t = 0;
-    for (; t + Q6K8_TOK <= g->n_tok; t += Q6K8_TOK) {
-        q6k8_block(g, b, t, y + t * y_stride, y_stride, Q6K8_TOK);
-    }
-    for (; t < g->n_tok; t++) {
-        q6k8_block(g, b, t, y + t * y_stride, y_stride, 1);
-    }
-}
+ROWS8(q6k8_rows, q6k8_block, Q6K8_TOK)
 
 /* ---- q4_0 packed, rows in lanes --------------------------------------------------------- */
 

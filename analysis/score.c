@@ -388,9 +388,7 @@ enum pd_status pd_score_trace(struct pd_scorer *s, struct pd_token_rec *toks, si
     }
     /* lo = 0: every token's attention and every next-token distribution are needed, so
      * the evaluation starts at position 0, which is where the capture call begins */
-    s->ctx->logits_pool = true; /* trace_logits fills token i + 1's record only */
     st = sync_eval(s, ids, n, 0, trace_logits, &cb, err);
-    s->ctx->logits_pool = false;
     s->ctx->attn_hook = NULL;
     s->ctx->attn_hook_ud = NULL;
     if (st == PD_OK && s->capture) {

@@ -653,23 +653,6 @@ static void product(struct pd_ctx *c, int n, const struct pd_weight *const *w,
     matmul_n(c, n, w, y, ys, x, x_stride, n_tok, dot_format(n, w) != PD_DTYPE_COUNT);
 }
 
-/* The logits callbacks of a batch's output rows [begin, end). */
-struct logits_job {
-    pd_logits_fn fn;
-    void *ud;
-    const float *out;   /* [n_out][n_vocab] */
-    uint32_t n_vocab;
-    int64_t pos;        /* position of row 0 */
-};
-
-static void logits_rows(void *ctx, size_t begin, size_t end)
-{
-    const struct logits_job *j = ctx;
-    for (size_t t = begin; t < end; t++) {
-        j->fn(j->ud, 0, j->pos + (int64_t)t, j->out + t * j->n_vocab);
-    }
-}
-
 static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32_t n_tok,
                                  pd_logits_fn logits_fn, void *ud, bool last_batch,
                                  struct pd_err *err)
@@ -748,12 +731,10 @@ static enum pd_status eval_batch(struct pd_ctx *c, const int32_t *tokens, uint32
         float *y[1] = {c->out};
         size_t ys[1] = {hp->n_vocab};
         product(c, 1, wout, y, ys, c->xn, wide, n_out);
-        if (logits_fn) {
-            struct logits_job j = {logits_fn, ud, c->out, hp->n_vocab, pos0 + first};
-            if (c->logits_pool) {
-                pd_pool_run(c->pool, n_out, 1, logits_rows, &j);
-            } else {
-                logits_rows(&j, 0, n_out);
+        for (uint32_t t = 0; t < n_out; t++) {
+            const float *lg = c->out + (size_t)t * hp->n_vocab;
+            if (logits_fn) {
+                logits_fn(ud, 0, pos0 + first + t, lg);
             }
         }
         memcpy(c->logits, c->out + (size_t)(n_out - 1) * hp->n_vocab,

@@ -103,9 +103,6 @@ struct pd_ctx {
     bool has_logits;
     bool logits_lazy;/* set by callers that use pd_ctx_logits/_sample/_probe: a device
                       * backend then leaves the logits on the device */
-    bool logits_pool;/* set by callers whose pd_logits_fn may run for different tokens at
-                      * once, in any order: the CPU pass then spreads a batch's calls over
-                      * the pool's threads (the probe over a large vocabulary) */
 };
 
 /* Creates a context for m. On failure *out is NULL. With a device backend the context's

@@ -1185,15 +1185,6 @@ static void test_forward_batching(void **state)
         }
     }
     assert_int_equal(b->n_past, (int64_t)n);
-    /* the logits callbacks spread over the pool (2 threads, batches of 8): each token's
-     * call once, with the same logits */
-    struct pd_ctx *pc = make_ctx(m, PD_KV_F32, 64);
-    pc->logits_pool = true;
-    struct logit_sink sp = {calloc(n * V, sizeof(float)), V};
-    assert_int_equal(pd_ctx_eval(pc, toks, n, sink_logits, &sp, &err), PD_OK);
-    assert_memory_equal(sp.all, sa.all, n * V * sizeof(float));
-    free(sp.all);
-    pd_ctx_close(&pc);
     /* f16 cache on an f32 model: close to the f32 cache, not identical */
     struct pd_model *mf = make_model("qwen2", "f32", "batch-qwen2-f32");
     struct pd_ctx *h = make_ctx(mf, PD_KV_F16, 64);

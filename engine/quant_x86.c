@@ -1040,6 +1040,15 @@ TILE8 void store_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, __m25
  * len) of each of its rows, when the matrix has them (g->w_rows). Without it the eight
  * short row streams of a tile wait on memory (f16 decode ran at 0.57x of one row at a
  * time). */
+/* Prefetches the `bytes` bytes at p (a packed block's weights further on; past the
+ * matrix's end too, as a prefetch never faults) into the near caches. */
+TILE8 void prefetch_block(const uint8_t *p, size_t bytes)
+{
+    for (size_t l = 0; l < bytes; l += 64) {
+        _mm_prefetch((const char *)p + l, _MM_HINT_T0);
+    }
+}
+
 TILE8 void prefetch_rows8(const struct pd_gemm_args *g, size_t r0, size_t off, size_t len)
 {
     if (r0 + 16 > g->w_rows) {
@@ -1560,9 +1569,7 @@ TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
          * prefetch never faults): 2 ahead, stopping at the block's end, left a single
          * token's stream waiting on memory (one token of 16384 x 8192: 43-44 -> 49 GMAC/s;
          * 0.55 GB decode 67 -> 74 tok/s) */
-        for (size_t l = 0; l < Q4K8_PACKED; l += 64) {
-            _mm_prefetch((const char *)h + 8 * Q4K8_PACKED + l, _MM_HINT_T0);
-        }
+        prefetch_block(h + 8 * Q4K8_PACKED, Q4K8_PACKED);
         struct q4k8_head H;
         q4k8_head_unpack(h, &H);
         const uint8_t *codes = h + 128;
@@ -1732,9 +1739,7 @@ TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
     size_t nsb = g->n / PD_QK_K;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *p = blk + i * Q6K8_PACKED;
-        for (size_t l = 0; l < Q6K8_PACKED; l += 64) {
-            _mm_prefetch((const char *)p + 6 * Q6K8_PACKED + l, _MM_HINT_T0);
-        }
+        prefetch_block(p + 6 * Q6K8_PACKED, Q6K8_PACKED);
         __m256i s[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -1899,9 +1904,7 @@ TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const 
         /* 64 blocks (9 KiB) ahead, past the block's and the matrix's end too (a prefetch
          * never faults): 4 ahead left a single token's stream waiting on memory (one
          * token of 16384 x 8192, packed: 33 -> 51-58 GMAC/s; 32 ahead 51) */
-        for (size_t l = 0; l < Q40X8_PACKED; l += 64) {
-            _mm_prefetch((const char *)h + 64 * Q40X8_PACKED + l, _MM_HINT_T0);
-        }
+        prefetch_block(h + 64 * Q40X8_PACKED, Q40X8_PACKED);
         __m256 d = _mm256_cvtph_ps(load128(h));
         __m256i lo[4], hi[4];
 #pragma GCC unroll 4

@@ -69,10 +69,7 @@ static void token_shared(struct pd_capture_state *cs, uint32_t il, int64_t pos,
     if (cs->keep_received && n_slots && grow_cum(cs, max_pos)) {
         float *cum = cs->cum + (size_t)il * cs->cum_cap;
         if (max_pos - slot_pos[0] == (int64_t)n_slots - 1) {
-            float *c0 = cum + slot_pos[0];
-            for (uint32_t s = 0; s < n_slots; s++) {
-                c0[s] += m[s];
-            }
+            pd_add_row(cum + slot_pos[0], m, n_slots);
         } else {
             for (uint32_t s = 0; s < n_slots; s++) {
                 cum[slot_pos[s]] += m[s];

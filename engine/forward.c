@@ -343,13 +343,19 @@ void pd_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float ep
 {
     /* Squares in float summed in double (in pd_sum16_tree's order), the mean rounded to
      * float. */
-    double part[16] = {0};
-    for (uint32_t i = 0; i < n; i++) {
-        part[i % 16] += (double)(x[i] * x[i]);
-    }
-    float mean = (float)(pd_sum16_tree(part) / n);
+    float mean = (float)(pd_simd_sum_sq(pd_simd_ops(), x, n) / n);
     float scale = 1.0f / sqrtf(mean + eps);
-    for (uint32_t i = 0; i < n; i++) {
+    /* out may be x (the q/k norms run in place): each block of 16 goes through a local,
+     * so the compiler vectorises the loop without proving the rows apart */
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float t[16];
+        for (int j = 0; j < 16; j++) {
+            t[j] = x[i + j] * scale * w[i + j];
+        }
+        memcpy(out + i, t, sizeof t);
+    }
+    for (; i < n; i++) {
         out[i] = x[i] * scale * w[i];
     }
 }
@@ -545,10 +551,7 @@ static void stage_rows(void *ctx, size_t i0, size_t i1)
         uint32_t cols = E;
         switch (j->kind) {
         case STAGE_ADD_NORM: {
-            const float *o = c->out + t * E;
-            for (uint32_t e = 0; e < E; e++) {
-                x[e] += o[e];
-            }
+            pd_add_row(x, c->out + t * E, E);
         }
             /* fall through */
         case STAGE_NORM:

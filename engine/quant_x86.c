@@ -274,7 +274,10 @@ static inline AVX2_FN float q8_block(const float *x, uint8_t *b, size_t qs, int3
         v[k] = _mm256_loadu_ps(x + 8 * k);
         vmax = _mm256_max_ps(abs_f32x8(v[k]), vmax); /* a NaN lane keeps vmax */
     }
-    float d = fminf(fmaxf(hmax_f32x8(vmax) / 127.0f, -F16_MAX), F16_MAX);
+    /* the portable fminf(fmaxf(amax / 127, -F16_MAX), F16_MAX): amax is never NaN (maxps
+     * skips NaN lanes) nor negative, so one compare gives it without two library calls */
+    float d = hmax_f32x8(vmax) / 127.0f;
+    d = d < F16_MAX ? d : F16_MAX;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
     uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
     memcpy(b, &h, 2);
@@ -730,6 +733,31 @@ static AVX2_FN double avx2_exp_sum(float *p, uint32_t n, float mx)
         part[s % 16] += p[s];
     }
     return pd_sum16_tree(part);
+}
+
+/* pd_simd_sum_sq: 16 squares per step, elements 16 b + 4 c .. + 3 into the parts in
+ * part[c] (as avx2_exp_sum lays them out), the last n % 16 one by one. */
+static AVX2_FN double avx2_sum_sq(const float *x, size_t n)
+{
+    __m256d part[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                       _mm256_setzero_pd()};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        __m256 s0 = _mm256_mul_ps(v0, v0), s1 = _mm256_mul_ps(v1, v1);
+        part[0] = _mm256_add_pd(part[0], _mm256_cvtps_pd(_mm256_castps256_ps128(s0)));
+        part[1] = _mm256_add_pd(part[1], _mm256_cvtps_pd(_mm256_extractf128_ps(s0, 1)));
+        part[2] = _mm256_add_pd(part[2], _mm256_cvtps_pd(_mm256_castps256_ps128(s1)));
+        part[3] = _mm256_add_pd(part[3], _mm256_cvtps_pd(_mm256_extractf128_ps(s1, 1)));
+    }
+    double p[16];
+    for (int c = 0; c < 4; c++) {
+        _mm256_storeu_pd(p + 4 * c, part[c]);
+    }
+    for (; i < n; i++) {
+        p[i % 16] += (double)(x[i] * x[i]);
+    }
+    return pd_sum16_tree(p);
 }
 
 /* Adds e (4 floats) to *sum and e * (x - mx) to *wsum where e > 0, in double. */
@@ -2166,6 +2194,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
     .exp_sum = avx2_exp_sum,
     .swiglu = avx2_swiglu,
     .logit_sums = avx2_logit_sums,
+    .sum_sq = avx2_sum_sq,
 };
 
 #endif /* __x86_64__ */

@@ -172,6 +172,18 @@ float pd_simd_logit_sums(const struct pd_simd_ops *ops, const float *x, size_t n
     return mx;
 }
 
+double pd_simd_sum_sq(const struct pd_simd_ops *ops, const float *x, size_t n)
+{
+    if (ops->sum_sq) {
+        return ops->sum_sq(x, n);
+    }
+    double part[16] = {0};
+    for (size_t i = 0; i < n; i++) {
+        part[i % 16] += (double)(x[i] * x[i]);
+    }
+    return pd_sum16_tree(part);
+}
+
 void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *rows,
                        size_t stride, uint32_t n_head, uint32_t n)
 {

@@ -56,6 +56,10 @@ typedef void (*pd_simd_swiglu_fn)(float *h, const float *g, const float *u, size
  * double in pd_sum16_tree's order (element i to part i % 16). x borrowed for the call. */
 typedef float (*pd_simd_logit_sums_fn)(const float *x, size_t n, double *sum, double *wsum);
 
+/* The sum of the squares x[i] * x[i] (each rounded to float) for i < n, added in double
+ * in pd_sum16_tree's order: the RMS norm's mean square. x borrowed for the call. */
+typedef double (*pd_simd_sum_sq_fn)(const float *x, size_t n);
+
 /* m[s] = (rows[s] + rows[stride + s] + ... over n_head rows, added in row order) times
  * (1 / n_head) for s < n: the head-mean attention row of the capture. Pointers borrowed;
  * m must not overlap rows. */
@@ -96,6 +100,21 @@ static inline void pd_prefetch(const void *p, size_t n)
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, e = (uintptr_t)p + n;
     for (; a < e; a += 64) {
         __builtin_prefetch((const void *)a, 0, 3);
+    }
+}
+
+/* x[i] += y[i] for i < n; the rows must not overlap. Blocks of 16 the compiler vectorises
+ * at -O2 (its cheapest cost model takes only loops with no remainder), then the rest. */
+static inline void pd_add_row(float *restrict x, const float *restrict y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int j = 0; j < 16; j++) {
+            x[i + j] += y[i + j];
+        }
+    }
+    for (; i < n; i++) {
+        x[i] += y[i];
     }
 }
 
@@ -180,6 +199,9 @@ struct pd_simd_ops {
      * as the exp_sum above, the same double adds, so bit-identical); NULL:
      * pd_simd_logit_sums' loop. */
     pd_simd_logit_sums_fn logit_sums;
+    /* The RMS norm's sum of squares, vectorised (the same double adds, so bit-identical);
+     * NULL: pd_simd_sum_sq's loop. */
+    pd_simd_sum_sq_fn sum_sq;
 };
 
 /* t's traits (dtype.h) with the kernels of pd_simd_ops() in place of the reference ones
@@ -228,6 +250,9 @@ void pd_simd_head_mean(const struct pd_simd_ops *ops, float *m, const float *row
 /* The log-softmax sums of `ops` (see pd_simd_logit_sums_fn and its logit_sums). */
 float pd_simd_logit_sums(const struct pd_simd_ops *ops, const float *x, size_t n, double *sum,
                          double *wsum);
+
+/* The sum of squares of `ops` (see pd_simd_sum_sq_fn and its sum_sq). */
+double pd_simd_sum_sq(const struct pd_simd_ops *ops, const float *x, size_t n);
 
 /* The table of pd_cpu_simd_level(); never NULL. Decided on the first call. */
 const struct pd_simd_ops *pd_simd_ops(void);

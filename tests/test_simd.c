@@ -1409,6 +1409,55 @@ static bool same_double(double a, double b)
     return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
 }
 
+/* A level's sum of squares (the RMS norm's) against the scalar table's, bit for bit, for
+ * lengths 0..70 (every tail) and model-row sizes; values spread over many magnitudes (so
+ * the order of the double adds shows in the last bits), with an infinity, a NaN and
+ * squares that overflow float. Also against an independent sum in pd_sum16_tree's order
+ * (element i into part i % 16). */
+static void test_sum_sq(void **state)
+{
+    (void)state;
+    const struct pd_simd_ops *ref = pd_simd_ops_for(PD_SIMD_SCALAR);
+    enum { N_MAX = 8960 };
+    float *x = xmalloc(N_MAX * sizeof *x);
+    static const size_t big[] = {512, 1536, 2048, 4099, 8960};
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t c = 0; c < 71 + sizeof big / sizeof big[0]; c++) {
+            size_t n = c < 71 ? c : big[c - 71];
+            for (size_t i = 0; i < n; i++) {
+                x[i] = rng_gauss() * ldexpf(1.0f, rng_int(-20, 20));
+            }
+            if (kind == 1 && n > 0) {
+                x[rng_int(0, (int)n - 1)] = -INFINITY;
+            } else if (kind == 2 && n > 0) {
+                x[rng_int(0, (int)n - 1)] = NAN;
+            } else if (kind == 3 && n > 0) {
+                x[rng_int(0, (int)n - 1)] = 3e20f; /* its square is +inf in float */
+            }
+            double part[16] = {0};
+            for (size_t i = 0; i < n; i++) {
+                part[i % 16] += (double)(x[i] * x[i]);
+            }
+            double want = pd_sum16_tree(part);
+            assert_true(same_double(pd_simd_sum_sq(ref, x, n), want));
+            if (kind == 0) {
+                assert_true(n == 0 ? want == 0.0 : want > 0.0 && isfinite(want));
+            } else if (n > 0) {
+                assert_true(kind == 2 ? isnan(want) : want == INFINITY);
+            }
+            for (int l = 0; l < n_fast_levels; l++) {
+                const struct pd_simd_ops *ops = pd_simd_ops_for(fast_levels[l]);
+                double got = pd_simd_sum_sq(ops, x, n);
+                if (!same_double(got, want)) {
+                    fail_msg("%s sum_sq, kind %d, %zu values: %a, want %a",
+                             pd_cpu_simd_name(ops->level), kind, n, got, want);
+                }
+            }
+        }
+    }
+    free(x);
+}
+
 /* A level's log-softmax sums (the probe's) against the scalar table's: the largest logit
  * equal, both sums bit for bit where the C library's expf is the one the kernels follow
  * (else within 1e-6 relative), for lengths 0..70 (every tail) and vocabulary-sized ones,
@@ -1519,6 +1568,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_head_mean),
         cmocka_unit_test(test_logit_sums),
+        cmocka_unit_test(test_sum_sq),
     };
     int failed = cmocka_run_group_tests_name("dispatch", dispatch_tests, NULL, NULL);
     if (n_fast_levels == 0) {

@@ -82,6 +82,7 @@
 
 #if defined(__x86_64__)
 
+#include <assert.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -925,6 +926,105 @@ static AVX512_FN void avx512_head_mean(float *m, const float *rows, size_t strid
             a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(k, rows + (size_t)h * stride + s));
         }
         _mm512_mask_storeu_ps(m + s, k, _mm512_mul_ps(a, inv));
+    }
+}
+
+/* ---- activation quantisers --------------------------------------------------------------- */
+
+/* |v| per lane. */
+INLINE512 __m512 abs16(__m512 v)
+{
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+}
+
+/* Clamps each lane to [lo, hi]; a NaN lane becomes lo (maxps returns its second operand
+ * when either is NaN, as fmaxf then fminf give). */
+INLINE512 __m512 clamp16(__m512 v, float lo, float hi)
+{
+    return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+}
+
+/* Round half away from zero, exactly: truncate, then step away where the dropped fraction
+ * is at least 1/2. */
+INLINE512 __m512 round_away16(__m512 v)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 frac = _mm512_andnot_ps(sign, _mm512_sub_ps(v, t));
+    __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __m512 one = _mm512_or_ps(_mm512_and_ps(v, sign), _mm512_set1_ps(1.0f)); /* +-1 */
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+/* q8_0, the portable rule (quant.c) two registers per block: d = amax / 127 (NaN lanes
+ * skipped, clamped to the half range) as a half, q = round-half-away(x / d) clamped to
+ * [-128, 127]. */
+static AVX512_FN void avx512_q8_0_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK8_0 == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_0_BYTES) {
+        const float *x = src + i * PD_QK8_0;
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        __m512 vmax = _mm512_max_ps(abs16(v1), _mm512_max_ps(abs16(v0), _mm512_setzero_ps()));
+        float d = _mm512_reduce_max_ps(vmax) / 127.0f; /* never NaN nor negative */
+        d = d < F16_MAX ? d : F16_MAX;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(b, &h, 2);
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvttps_epi32(clamp16(round_away16(_mm512_mul_ps(v0, vid)), -128.0f, 127.0f));
+        __m512i q1 = _mm512_cvttps_epi32(clamp16(round_away16(_mm512_mul_ps(v1, vid)), -128.0f, 127.0f));
+        _mm_storeu_si128((__m128i *)(b + 2), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(b + 18), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+/* q8_K, the portable rule: amax the largest magnitude (NaN skipped); if finite and not 0,
+ * iscale = -127 / (the first value of that magnitude), q = round-half-even(iscale * x)
+ * clamped to [-127, 127], d = 1 / iscale; else all 0. bsums[j] = sum of q[16 j .. + 15],
+ * one register of codes each. */
+static AVX512_FN void avx512_q8_k_from_f32(const float *src, void *dst, size_t n)
+{
+    assert(n % PD_QK_K == 0);
+    uint8_t *b = dst;
+    for (size_t i = 0; i < n / PD_QK_K; i++, b += Q8_K_BYTES) {
+        const float *x = src + i * PD_QK_K;
+        __m512 vmax = _mm512_setzero_ps();
+        for (int k = 0; k < PD_QK_K / 16; k++) {
+            vmax = _mm512_max_ps(abs16(_mm512_loadu_ps(x + 16 * k)), vmax);
+        }
+        float amax = _mm512_reduce_max_ps(vmax);
+        uint8_t *qs = b + Q8_K_QS;
+        int16_t bsums[PD_QK_K / 16] = {0};
+        float d = 0.0f;
+        if (amax > 0.0f && isfinite(amax)) {
+            int first = 0;
+            __m512 va = _mm512_set1_ps(amax);
+            for (int k = 0; k < PD_QK_K / 16; k++) {
+                __mmask16 eq = _mm512_cmp_ps_mask(abs16(_mm512_loadu_ps(x + 16 * k)), va,
+                                                  _CMP_EQ_OQ);
+                if (eq) {
+                    first = 16 * k + __builtin_ctz((unsigned)eq);
+                    break;
+                }
+            }
+            float iscale = -127.0f / x[first];
+            __m512 vis = _mm512_set1_ps(iscale);
+            for (int k = 0; k < PD_QK_K / 16; k++) {
+                __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(vis, _mm512_loadu_ps(x + 16 * k)),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                __m512i q = _mm512_cvttps_epi32(clamp16(r, -127.0f, 127.0f));
+                _mm_storeu_si128((__m128i *)(qs + 16 * k), _mm512_cvtepi32_epi8(q));
+                bsums[k] = (int16_t)_mm512_reduce_add_epi32(q);
+            }
+            d = 1.0f / iscale;
+        } else {
+            memset(qs, 0, PD_QK_K);
+        }
+        memcpy(b, &d, 4);
+        memcpy(b + Q8_K_BSUMS, bsums, sizeof bsums);
     }
 }
 
@@ -2343,6 +2443,10 @@ GEMM_DRIVER(avx512_bf16_gemm, BF16_TILE)
 
 const struct pd_simd_ops pd_simd_ops_avx512_own = {
     .level = PD_SIMD_AVX512,
+    .from_f32 = {
+        [PD_DTYPE_Q8_0] = avx512_q8_0_from_f32,
+        [PD_DTYPE_Q8_K] = avx512_q8_k_from_f32,
+    },
     .gemm = {
         [PD_DTYPE_F16] = avx512_f16_gemm,
         [PD_DTYPE_BF16] = avx512_bf16_gemm,

@@ -705,6 +705,16 @@ static inline AVX2_FN __m256 exp8(__m256 x)
     return _mm256_blendv_ps(y, _mm256_add_ps(x, x), nan);
 }
 
+/* Adds 16 floats (e0: elements 0..7, e1: 8..15 of a run of 16) to the parts of
+ * pd_sum16_tree in double: elements 4 c .. 4 c + 3 to part[c]. */
+static inline AVX2_FN void sum16_add8x2(__m256 e0, __m256 e1, __m256d *part)
+{
+    part[0] = _mm256_add_pd(part[0], _mm256_cvtps_pd(_mm256_castps256_ps128(e0)));
+    part[1] = _mm256_add_pd(part[1], _mm256_cvtps_pd(_mm256_extractf128_ps(e0, 1)));
+    part[2] = _mm256_add_pd(part[2], _mm256_cvtps_pd(_mm256_castps256_ps128(e1)));
+    part[3] = _mm256_add_pd(part[3], _mm256_cvtps_pd(_mm256_extractf128_ps(e1, 1)));
+}
+
 /* p[s] = expf(p[s] - mx) for s < n, and their sum in double in pd_sum16_tree's order:
  * slots 16 b + 4 c .. 16 b + 4 c + 3 go to the parts in sum[c], the last n % 16 one by
  * one through expf (the same values). */
@@ -719,10 +729,7 @@ static AVX2_FN double avx2_exp_sum(float *p, uint32_t n, float mx)
         __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s + 8), m));
         _mm256_storeu_ps(p + s, e0);
         _mm256_storeu_ps(p + s + 8, e1);
-        sum[0] = _mm256_add_pd(sum[0], _mm256_cvtps_pd(_mm256_castps256_ps128(e0)));
-        sum[1] = _mm256_add_pd(sum[1], _mm256_cvtps_pd(_mm256_extractf128_ps(e0, 1)));
-        sum[2] = _mm256_add_pd(sum[2], _mm256_cvtps_pd(_mm256_castps256_ps128(e1)));
-        sum[3] = _mm256_add_pd(sum[3], _mm256_cvtps_pd(_mm256_extractf128_ps(e1, 1)));
+        sum16_add8x2(e0, e1, sum);
     }
     double part[16];
     for (int c = 0; c < 4; c++) {
@@ -744,11 +751,7 @@ static AVX2_FN double avx2_sum_sq(const float *x, size_t n)
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-        __m256 s0 = _mm256_mul_ps(v0, v0), s1 = _mm256_mul_ps(v1, v1);
-        part[0] = _mm256_add_pd(part[0], _mm256_cvtps_pd(_mm256_castps256_ps128(s0)));
-        part[1] = _mm256_add_pd(part[1], _mm256_cvtps_pd(_mm256_extractf128_ps(s0, 1)));
-        part[2] = _mm256_add_pd(part[2], _mm256_cvtps_pd(_mm256_castps256_ps128(s1)));
-        part[3] = _mm256_add_pd(part[3], _mm256_cvtps_pd(_mm256_extractf128_ps(s1, 1)));
+        sum16_add8x2(_mm256_mul_ps(v0, v0), _mm256_mul_ps(v1, v1), part);
     }
     double p[16];
     for (int c = 0; c < 4; c++) {

@@ -110,13 +110,23 @@ static void token_summary(struct pd_capture_state *cs, uint32_t il, int64_t pos,
                 hi = mid;
             }
         }
-        for (uint32_t s = 0; s < n_slots; s++) {
+        /* step by step: the run of slots inside step k added in slot order in a register
+         * (the same float additions as one sm[k] += per slot, without a store and a
+         * reload between them); slots before the first step count nowhere */
+        uint32_t s = 0;
+        while (s < n_slots) {
             while (k + 1 < cs->smass_stride && slot_pos[s] >= cs->steps[k + 1]) {
                 k++;
             }
-            if (slot_pos[s] >= cs->steps[k]) {
-                sm[k] += m[s] * per_layer;
+            int64_t end = k + 1 < cs->smass_stride ? cs->steps[k + 1] : INT64_MAX;
+            while (s < n_slots && slot_pos[s] < cs->steps[k]) {
+                s++;
             }
+            float acc = sm[k];
+            for (; s < n_slots && slot_pos[s] < end; s++) {
+                acc += m[s] * per_layer;
+            }
+            sm[k] = acc;
         }
     }
     if (ti < cs->n_tok) {

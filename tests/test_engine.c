@@ -433,9 +433,16 @@ static void test_capture_batch_hook(void **state)
                 recv[batch][il * 42 + (size_t)p] = pd_capture_received(&cs, il, p);
             }
         }
+        /* the full rows as far as they are written (their slots; the rest of each row
+         * of n_ctx is not part of the capture) */
         size_t nf = (size_t)L * m->hp.n_head * cs.n_ctx;
-        full[batch] = malloc(nf * sizeof(float));
-        memcpy(full[batch], cs.full, nf * sizeof(float));
+        full[batch] = calloc(nf, sizeof(float));
+        for (size_t row = 0; row < (size_t)L * m->hp.n_head; row++) {
+            uint32_t il = (uint32_t)(row / m->hp.n_head);
+            assert_int_equal(cs.full_slots[il], 42);
+            memcpy(full[batch] + row * cs.n_ctx, cs.full + row * cs.n_ctx,
+                   cs.full_slots[il] * sizeof(float));
+        }
         assert_int_equal(cs.full_token_pos, 41);
         pd_capture_deinit(&cs);
         pd_ctx_close(&c);
@@ -454,6 +461,101 @@ static void test_capture_batch_hook(void **state)
         free(recv[b]);
         free(full[b]);
         free(log[b]);
+    }
+    pd_model_close(&m);
+}
+
+/* The step masses of a capture against a plain recomputation from the rows the observer
+ * sees: each layer's head-mean row (the kernel the capture uses), slot by slot in slot
+ * order, mass * (1 / n_layer) added to the step holding the slot's position (the last
+ * step starting at or before it; slots before the first step count nowhere), layers in
+ * order. The same float additions in the same order, so equal bit for bit; the second
+ * call's steps include one that only the newest slots reach. */
+struct mass_check {
+    const struct pd_capture_state *cs;
+    const int64_t *steps;
+    uint32_t n_steps;
+    int64_t pos0;
+    size_t n_tok;
+    float *want; /* [n_tok][n_steps] */
+    float *m;    /* a head-mean row */
+};
+
+static void mass_observe(void *ud, uint32_t layer, int64_t pos, const float *probs,
+                         uint32_t n_head, uint32_t n_slots, const int64_t *slot_pos)
+{
+    (void)layer;
+    struct mass_check *mc = ud;
+    if (pos < mc->pos0 || pos >= mc->pos0 + (int64_t)mc->n_tok) {
+        return;
+    }
+    pd_simd_head_mean(pd_simd_ops(), mc->m, probs, mc->cs->n_ctx, n_head, n_slots);
+    float per_layer = 1.0f / (float)mc->cs->n_layer;
+    float *row = mc->want + (size_t)(pos - mc->pos0) * mc->n_steps;
+    for (uint32_t s = 0; s < n_slots; s++) {
+        int k = -1;
+        for (uint32_t j = 0; j < mc->n_steps; j++) {
+            if (mc->steps[j] <= slot_pos[s]) {
+                k = (int)j;
+            }
+        }
+        if (k >= 0) {
+            row[k] += mc->m[s] * per_layer;
+        }
+    }
+}
+
+static void test_capture_step_mass(void **state)
+{
+    (void)state;
+    struct pd_model *m = make_model("llama", "f32", "capture-steps");
+    int32_t toks[40];
+    for (size_t i = 0; i < 40; i++) {
+        toks[i] = (int32_t)((i * 31 + 7) % m->hp.n_vocab);
+    }
+    for (int batch = 0; batch < 2; batch++) {
+        struct pd_ctx *c = make_ctx(m, PD_KV_F32, 64);
+        struct pd_capture_state cs;
+        struct pd_err err;
+        assert_int_equal(pd_capture_init(&cs, c, PD_CAPTURE_LEVEL_SUMMARY, 4, 0, &err), PD_OK);
+        if (!batch) {
+            c->attn_batch = NULL; /* the per-token hook */
+        }
+        static const int64_t steps[] = {5, 9, 20, 37};
+        struct mass_check mc = {&cs, steps, 2, 0, 16, NULL, malloc(64 * sizeof(float))};
+        cs.observer = mass_observe;
+        cs.observer_ud = &mc;
+        /* positions 0..4 lie before the first step */
+        assert_int_equal(pd_capture_add_step(&cs, steps[0], &err), PD_OK);
+        assert_int_equal(pd_capture_add_step(&cs, steps[1], &err), PD_OK);
+        for (int call = 0; call < 2; call++) {
+            size_t t0 = call ? 16 : 0, n = call ? 24 : 16;
+            mc.pos0 = (int64_t)t0;
+            mc.n_tok = n;
+            mc.n_steps = call ? 4 : 2;
+            mc.want = calloc(n * mc.n_steps, sizeof(float));
+            assert_int_equal(pd_capture_begin(&cs, (int64_t)t0, n, &err), PD_OK);
+            assert_int_equal(pd_ctx_eval(c, toks + t0, n, NULL, NULL, &err), PD_OK);
+            size_t nonzero = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint32_t ns = 0;
+                const float *sm = pd_capture_step_mass(&cs, i, &ns);
+                assert_int_equal(ns, mc.n_steps);
+                assert_memory_equal(sm, mc.want + i * ns, ns * sizeof(float));
+                for (uint32_t k = 0; k < ns; k++) {
+                    nonzero += sm[k] > 0.0f;
+                }
+            }
+            assert_true(nonzero >= n); /* every token sees some step */
+            free(mc.want);
+            if (!call) {
+                assert_int_equal(pd_capture_add_step(&cs, steps[2], &err), PD_OK);
+                assert_int_equal(pd_capture_add_step(&cs, steps[3], &err), PD_OK);
+            }
+        }
+        free(mc.m);
+        pd_capture_deinit(&cs);
+        pd_ctx_close(&c);
     }
     pd_model_close(&m);
 }
@@ -1478,6 +1580,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_capture_tie_order),
         cmocka_unit_test(test_capture_keep_received),
         cmocka_unit_test(test_capture_batch_hook),
+        cmocka_unit_test(test_capture_step_mass),
         cmocka_unit_test(test_kvcache_ops),
         cmocka_unit_test(test_kvcache_reserve),
         cmocka_unit_test(test_pool_items),

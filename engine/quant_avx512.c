@@ -931,13 +931,6 @@ static AVX512_FN void avx512_head_mean(float *m, const float *rows, size_t strid
 
 /* ---- activation quantisers --------------------------------------------------------------- */
 
-/* |v| per lane. */
-INLINE512 __m512 abs16(__m512 v)
-{
-    return _mm512_castsi512_ps(
-        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
-}
-
 /* Clamps each lane to [lo, hi]; a NaN lane becomes lo (maxps returns its second operand
  * when either is NaN, as fmaxf then fminf give). */
 INLINE512 __m512 clamp16(__m512 v, float lo, float hi)
@@ -966,18 +959,20 @@ static AVX512_FN void avx512_q8_0_from_f32(const float *src, void *dst, size_t n
     uint8_t *b = dst;
     for (size_t i = 0; i < n / PD_QK8_0; i++, b += Q8_0_BYTES) {
         const float *x = src + i * PD_QK8_0;
-        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        __m512 vmax = _mm512_max_ps(abs16(v1), _mm512_max_ps(abs16(v0), _mm512_setzero_ps()));
+        __m512 v[2] = {_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16)};
+        __m512 vmax = _mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_setzero_ps());
+        vmax = _mm512_max_ps(_mm512_abs_ps(v[1]), vmax); /* a NaN lane keeps vmax */
         float d = _mm512_reduce_max_ps(vmax) / 127.0f; /* never NaN nor negative */
         d = d < F16_MAX ? d : F16_MAX;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         memcpy(b, &h, 2);
         __m512 vid = _mm512_set1_ps(id);
-        __m512i q0 = _mm512_cvttps_epi32(clamp16(round_away16(_mm512_mul_ps(v0, vid)), -128.0f, 127.0f));
-        __m512i q1 = _mm512_cvttps_epi32(clamp16(round_away16(_mm512_mul_ps(v1, vid)), -128.0f, 127.0f));
-        _mm_storeu_si128((__m128i *)(b + 2), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(b + 18), _mm512_cvtepi32_epi8(q1));
+        for (int k = 0; k < 2; k++) {
+            __m512 r = clamp16(round_away16(_mm512_mul_ps(v[k], vid)), -128.0f, 127.0f);
+            _mm_storeu_si128((__m128i *)(b + 2 + 16 * k),
+                             _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+        }
     }
 }
 
@@ -993,7 +988,7 @@ static AVX512_FN void avx512_q8_k_from_f32(const float *src, void *dst, size_t n
         const float *x = src + i * PD_QK_K;
         __m512 vmax = _mm512_setzero_ps();
         for (int k = 0; k < PD_QK_K / 16; k++) {
-            vmax = _mm512_max_ps(abs16(_mm512_loadu_ps(x + 16 * k)), vmax);
+            vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), vmax);
         }
         float amax = _mm512_reduce_max_ps(vmax);
         uint8_t *qs = b + Q8_K_QS;
@@ -1003,7 +998,7 @@ static AVX512_FN void avx512_q8_k_from_f32(const float *src, void *dst, size_t n
             int first = 0;
             __m512 va = _mm512_set1_ps(amax);
             for (int k = 0; k < PD_QK_K / 16; k++) {
-                __mmask16 eq = _mm512_cmp_ps_mask(abs16(_mm512_loadu_ps(x + 16 * k)), va,
+                __mmask16 eq = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), va,
                                                   _CMP_EQ_OQ);
                 if (eq) {
                     first = 16 * k + __builtin_ctz((unsigned)eq);

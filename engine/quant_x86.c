@@ -1067,12 +1067,8 @@ TILE8 void store_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, __m25
     }
 }
 
-/* Single-token tiles (decode) fetch the next 8-row block as they go: bytes [off, off +
- * len) of each of its rows, when the matrix has them (g->w_rows). Without it the eight
- * short row streams of a tile wait on memory (f16 decode ran at 0.57x of one row at a
- * time). */
-/* Prefetches the `bytes` bytes at p (a packed block's weights further on; past the
- * matrix's end too, as a prefetch never faults) into the near caches. */
+/* Prefetches the `bytes` bytes at p (weights further on; past the matrix's end too, as a
+ * prefetch never faults) into the near caches. */
 TILE8 void prefetch_block(const uint8_t *p, size_t bytes)
 {
     for (size_t l = 0; l < bytes; l += 64) {
@@ -1080,6 +1076,10 @@ TILE8 void prefetch_block(const uint8_t *p, size_t bytes)
     }
 }
 
+/* Single-token tiles (decode) fetch the next 8-row block as they go: bytes [off, off +
+ * len) of each of its rows, when the matrix has them (g->w_rows). Without it the eight
+ * short row streams of a tile wait on memory (f16 decode ran at 0.57x of one row at a
+ * time). */
 TILE8 void prefetch_rows8(const struct pd_gemm_args *g, size_t r0, size_t off, size_t len)
 {
     if (r0 + 16 > g->w_rows) {
@@ -1088,9 +1088,7 @@ TILE8 void prefetch_rows8(const struct pd_gemm_args *g, size_t r0, size_t off, s
     const uint8_t *p = g->w + (r0 + 8) * g->w_stride + off;
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) {
-        for (size_t b = 0; b < len; b += 64) {
-            _mm_prefetch((const char *)p + (size_t)r * g->w_stride + b, _MM_HINT_T0);
-        }
+        prefetch_block(p + (size_t)r * g->w_stride, len);
     }
 }
 

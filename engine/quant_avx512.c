@@ -28,8 +28,13 @@
  *   portable order (separate multiplies; ISO C mode keeps GCC from contracting them and
  *   clang contracts only within one expression).
  * - q4_0: the q8_0 tile's scheme with the unsigned codes (nibbles unpacked two blocks to
- *   a register) and an accumulator at -8 * the activation's group sums; packed at load
- *   (avx512_q4_0_pack) into 16-row blocks for a rows-in-lanes product (q40_packed_rows).
+ *   a register) and an accumulator at -8 * the activation's group sums.
+ * - q8_0 and q4_0 weights are packed at load (avx512_q8_0_pack, avx512_q4_0_pack) into
+ *   16-row blocks for a rows-in-lanes product (q_0_packed_rows): one vpdpbusd per 4
+ *   codes of the 16 rows against the token's broadcast activation bytes, exact int32
+ *   block sums from an accumulator at -offset * the block's activation sum, one FMA per
+ *   block by d_w * d_x, no horizontal sums (bench-kernels, 1536 x 512, 64 tokens: q8_0
+ *   58 -> 162 GMAC/s against the tiles; one token of 4096 x 4096: 35 -> 51).
  * - q5_K: the q4_K tile with the fifth bit from qh (kq45_codes); a single token keeps the
  *   per-row dot product, which was faster than the 16 x 1 tile.
  * - q6_K: packed at load (avx512_q6_k_pack) into 16-row blocks for a rows-in-lanes
@@ -2108,34 +2113,54 @@ static AVX512_FN void q6k_packed_rows(const struct pd_gemm_args *g, size_t r0, f
     }
 }
 
-/* ---- q4_0, rows in lanes ------------------------------------------------------------------ */
+/* ---- q4_0 and q8_0, rows in lanes ------------------------------------------------------- */
 
-/* The packed layout (avx512_q4_0_pack): each block of 16 rows is laid out group by group,
- * a group being 2 q4_0 blocks of the 16 rows (576 bytes, the last group of an odd block
- * count 1 block, 288): the 16 rows' half scales of the first block, then of the second
- * (64 bytes), then one register per 4 code bytes of each row, lane r holding row r's
- * bytes 4 j .. 4 j + 3 of block k in register 4 k + j (each byte: element l in its low
- * nibble, l + 16 in its high one). The same bytes as the 16 rows, in the same place as a
- * whole; rows past the last whole block stay as they were. */
-#define Q40_GROUP (32 * Q4_0_BYTES)
-_Static_assert(Q40_GROUP == 64 * 9, "q4_0 packed group: 9 registers");
-
-static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes,
-                                       uint8_t *out)
+/* The packed layout (avx512_q4_0_pack, avx512_q8_0_pack): each block of 16 rows is laid
+ * out group by group, a group being 2 blocks of the 16 rows (32 blocks' bytes: q4_0 576,
+ * q8_0 1088; the last group of an odd block count 1 block, half that): the 16 rows' half
+ * scales of the first block, then of the second (64 bytes), then one register per 4 code
+ * bytes of each row, lane r holding row r's bytes 4 j .. 4 j + 3 of block k in register
+ * R k + j, R the block's code registers (q4_0 4: each byte element l in its low nibble,
+ * l + 16 in its high one; q8_0 8: byte l element l, stored + 128 (w ^ 0x80) as
+ * vpdpbusd's unsigned operand). The same number of bytes as the 16 rows, in the same
+ * place as a whole; rows past the last whole block stay as they were. */
+INLINE512 size_t q_0_group(const enum pd_dtype T)
 {
-    size_t nb = row_bytes / Q4_0_BYTES;
+    return 32 * q_0_bytes(T);
+}
+
+/* Code registers per block of the packed layout (4 or 8). */
+INLINE512 size_t q_0_regs(const enum pd_dtype T)
+{
+    return (q_0_bytes(T) - 2) / 4;
+}
+
+/* The weights' code offset the activation sums take away (q4_0 8, q8_0 128). */
+INLINE512 int32_t q_0_offset(const enum pd_dtype T)
+{
+    return T == PD_DTYPE_Q8_0 ? 128 : 8;
+}
+
+static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
+                     const enum pd_dtype T)
+{
+    const size_t bytes = q_0_bytes(T), regs = q_0_regs(T);
+    const uint8_t flip = T == PD_DTYPE_Q8_0 ? 0x80 : 0;
+    size_t nb = row_bytes / bytes;
     size_t whole = rows / 16 * 16;
     for (size_t r0 = 0; r0 < whole; r0 += 16) {
         for (size_t b = 0; b < nb; b += 2) {
             size_t nk = b + 1 < nb ? 2 : 1;
-            uint8_t *o = out + r0 * row_bytes + b / 2 * Q40_GROUP;
+            uint8_t *o = out + r0 * row_bytes + b / 2 * q_0_group(T);
             uint8_t *codes = o + 32 * nk;
             for (size_t k = 0; k < nk; k++) {
                 for (size_t r = 0; r < 16; r++) {
-                    const uint8_t *src = w + (r0 + r) * row_bytes + (b + k) * Q4_0_BYTES;
+                    const uint8_t *src = w + (r0 + r) * row_bytes + (b + k) * bytes;
                     memcpy(o + 32 * k + 2 * r, src, 2);
-                    for (size_t j = 0; j < 4; j++) {
-                        memcpy(codes + 64 * (4 * k + j) + 4 * r, src + 2 + 4 * j, 4);
+                    for (size_t j = 0; j < regs; j++) {
+                        for (size_t l = 0; l < 4; l++) {
+                            codes[64 * (regs * k + j) + 4 * r + l] = src[2 + 4 * j + l] ^ flip;
+                        }
                     }
                 }
             }
@@ -2144,27 +2169,49 @@ static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
-/* The activation sums the packed q4_0 product keeps on the stack (64 KiB): a pass takes
- * as many tokens as fit, at most Q40_TOK. */
-#define Q40_SX 16384
-#define Q40_TOK 64
-/* Groups ahead a single token's product fetches (9 KiB; past the block's and the
- * matrix's end too): 2 ahead left the stream waiting on memory (one token of 16384 x
- * 8192, packed: 38-41 GMAC/s against 52-65 at 16 and 32 ahead). */
-#define Q40_PF_AHEAD 16
+static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    q_0_pack(w, rows, row_bytes, out, PD_DTYPE_Q4_0);
+}
 
-/* One q4_0 block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt):
- * each lane the exact sum of (c - 8) * x over the block, vpdpbusd of the unsigned codes
- * against the token's broadcast activation bytes from an accumulator at -8 * sum(x), then
- * one FMA by d_w * d_x per lane (the float order differs from the portable dot by
+static AVX512_FN void avx512_q8_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    q_0_pack(w, rows, row_bytes, out, PD_DTYPE_Q8_0);
+}
+
+/* The activation sums the packed product keeps on the stack (64 KiB): a pass takes as
+ * many tokens as fit, at most Q_0_TOK. */
+#define Q_0_SX 16384
+#define Q_0_TOK 64
+/* Bytes ahead a single token's product fetches (9 KiB; past the block's and the matrix's
+ * end too): 2 q4_0 groups ahead left the stream waiting on memory (one token of 16384 x
+ * 8192, packed: 38-41 GMAC/s against 52-65 at 16 and 32 ahead). */
+#define Q_0_PF_AHEAD (16 * 576)
+
+/* Codes j (elements 4 j .. 4 j + 3) or, hi, 16 + 4 j .. of the 16 rows' block whose code
+ * registers start at c, as vpdpbusd's unsigned operand. */
+INLINE512 __m512i q_0_codes(const uint8_t *c, int j, bool hi, const enum pd_dtype T)
+{
+    if (T == PD_DTYPE_Q8_0) {
+        return load512(c + 64 * (4 * (int)hi + j));
+    }
+    __m512i v = load512(c + 64 * j);
+    return _mm512_and_si512(hi ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(0x0F));
+}
+
+/* One block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt): each
+ * lane the exact sum of (c - offset) * x over the block, vpdpbusd of the unsigned codes
+ * against the token's broadcast activation bytes from an accumulator at -offset * sum(x),
+ * then one FMA by d_w * d_x per lane (the float order differs from the portable dot by
  * rounding only). */
-INLINE512 void q40_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
+INLINE512 void q_0_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
                                 const __m512i *hi, __m512 d, size_t t0, size_t nt, size_t blk,
-                                const int32_t *sx, size_t nb, __m512 *sum)
+                                const int32_t *sx, size_t nb, __m512 *sum, const enum pd_dtype T)
 {
     for (size_t t = 0; t < nt; t++) {
         const uint8_t *x = g->x + (t0 + t) * g->x_stride + blk * Q8_0_BYTES;
-        __m512i s0 = _mm512_set1_epi32(-8 * sx[t * nb + blk]), s1 = _mm512_setzero_si512();
+        __m512i s0 = _mm512_set1_epi32(-q_0_offset(T) * sx[t * nb + blk]);
+        __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             int32_t xl, xh;
@@ -2179,43 +2226,39 @@ INLINE512 void q40_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
     }
 }
 
-/* Rows [b, b + 16) of packed q4_0 weights for tokens [t0, t0 + nt) (nt <= Q40_TOK, sx
- * their activation sums), to y[t * y_stride + r - b]: group by group, each group's codes
- * unpacked once for all the tokens, one vpdpbusd per 4 codes of all 16 rows, no
- * horizontal sums. The group two ahead is fetched. */
-/* One token (decode): q40_packed_rows with the sum in a register and each block's products
- * in four independent chains of two vpdpbusd (the integers are the same: exact). */
-INLINE512 void q40_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
-                              const int32_t *sx, float *y)
+/* One token (decode): q_0_packed_rows with the sum in a register and each block's
+ * products in four independent chains of two vpdpbusd (the integers are the same:
+ * exact). */
+INLINE512 void q_0_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
+                              const int32_t *sx, float *y, const enum pd_dtype T)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    size_t nb = g->n / PD_QK4_0;
+    const size_t group = q_0_group(T), regs = q_0_regs(T);
+    size_t nb = g->n / PD_QK8_0;
     const uint8_t *blk16 = g->w + b * g->w_stride;
     const uint8_t *x = g->x + t0 * g->x_stride;
     __m512 sum = _mm512_setzero_ps();
     for (size_t blk = 0; blk < nb; blk += 2) {
-        const uint8_t *gp = blk16 + blk / 2 * Q40_GROUP;
-        const uint8_t *pf = gp + Q40_PF_AHEAD * Q40_GROUP;
-        for (int l = 0; l < 9; l++) {
+        const uint8_t *gp = blk16 + blk / 2 * group;
+        const uint8_t *pf = gp + Q_0_PF_AHEAD;
+        for (size_t l = 0; l < group / 64; l++) {
             _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         }
         int nk = blk + 1 < nb ? 2 : 1;
         for (int k = 0; k < nk; k++) {
-            const uint8_t *c = gp + 32 * (size_t)nk + 256 * (size_t)k;
+            const uint8_t *c = gp + 32 * (size_t)nk + 64 * regs * (size_t)k;
             const uint8_t *xb = x + (blk + (size_t)k) * Q8_0_BYTES;
-            __m512i s[4] = {_mm512_set1_epi32(-8 * sx[blk + (size_t)k]), _mm512_setzero_si512(),
-                            _mm512_setzero_si512(), _mm512_setzero_si512()};
+            __m512i s[4] = {_mm512_set1_epi32(-q_0_offset(T) * sx[blk + (size_t)k]),
+                            _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                __m512i v = load512(c + 64 * j);
                 int32_t xl, xh;
                 memcpy(&xl, xb + 2 + 4 * j, 4);
                 memcpy(&xh, xb + 18 + 4 * j, 4);
-                s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], _mm512_and_si512(v, m4),
+                s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q_0_codes(c, j, false, T),
                                                _mm512_set1_epi32(xl));
-                s[2 + j % 2] = _mm512_dpbusd_epi32(
-                    s[2 + j % 2], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                    _mm512_set1_epi32(xh));
+                s[2 + j % 2] = _mm512_dpbusd_epi32(s[2 + j % 2], q_0_codes(c, j, true, T),
+                                                   _mm512_set1_epi32(xh));
             }
             __m512i t = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
                                          _mm512_add_epi32(s[2], s[3]));
@@ -2227,43 +2270,84 @@ INLINE512 void q40_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
     _mm512_storeu_ps(y, sum);
 }
 
-static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0,
-                                      size_t nt, const int32_t *sx, float *y, size_t y_stride)
+/* Rows [b, b + 16) of packed weights for tokens [t0, t0 + nt) (nt <= Q_0_TOK, sx their
+ * activation sums), to y[t * y_stride + r - b]: group by group, each block's codes
+ * loaded (q4_0: unpacked) once for all the tokens, one vpdpbusd per 4 codes of all 16
+ * rows, no horizontal sums. The group two ahead is fetched. */
+INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt,
+                               const int32_t *sx, float *y, size_t y_stride,
+                               const enum pd_dtype T)
 {
     if (nt == 1) {
-        q40_packed_one(g, b, t0, sx, y);
+        q_0_packed_one(g, b, t0, sx, y, T);
         return;
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    size_t nb = g->n / PD_QK4_0;
+    const size_t group = q_0_group(T), regs = q_0_regs(T);
+    size_t nb = g->n / PD_QK8_0;
     const uint8_t *blk16 = g->w + b * g->w_stride;
-    __m512 sum[Q40_TOK];
+    __m512 sum[Q_0_TOK];
     for (size_t t = 0; t < nt; t++) {
         sum[t] = _mm512_setzero_ps();
     }
     for (size_t blk = 0; blk < nb; blk += 2) {
-        const uint8_t *gp = blk16 + blk / 2 * Q40_GROUP;
-        const uint8_t *pf = gp + 2 * Q40_GROUP;
-        for (int l = 0; l < 9; l++) {
+        const uint8_t *gp = blk16 + blk / 2 * group;
+        const uint8_t *pf = gp + 2 * group;
+        for (size_t l = 0; l < group / 64; l++) {
             _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         }
         int nk = blk + 1 < nb ? 2 : 1;
         for (int k = 0; k < nk; k++) {
-            const uint8_t *c = gp + 32 * (size_t)nk + 256 * (size_t)k;
+            const uint8_t *c = gp + 32 * (size_t)nk + 64 * regs * (size_t)k;
             __m512i lo[4], hi[4];
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                __m512i v = load512(c + 64 * j);
-                lo[j] = _mm512_and_si512(v, m4);
-                hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                lo[j] = q_0_codes(c, j, false, T);
+                hi[j] = q_0_codes(c, j, true, T);
             }
             __m512 d = _mm512_cvtph_ps(load256(gp + 32 * (size_t)k));
-            q40_block_tokens(g, lo, hi, d, t0, nt, blk + (size_t)k, sx, nb, sum);
+            q_0_block_tokens(g, lo, hi, d, t0, nt, blk + (size_t)k, sx, nb, sum, T);
         }
     }
     for (size_t t = 0; t < nt; t++) {
         _mm512_storeu_ps(y + t * y_stride, sum[t]);
     }
+}
+
+/* Rows [r0, r1) of packed q4_0 or q8_0 weights in lanes, 16 rows at a time, the tokens
+ * in passes that share one computation of their activation sums (a block only partly in
+ * [r0, r1) computed whole into a scratch row per token, the asked rows copied); returns
+ * the first row it left (rows past the last whole block, and all of them for rows too
+ * long for the sums' stack room or weights in the file's layout) for the tiles. */
+INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1,
+                                 const enum pd_dtype T)
+{
+    size_t nb = g->n / PD_QK8_0, whole = g->w_rows / 16 * 16;
+    if (!g->packed || nb > Q_0_SX || r0 >= whole) {
+        return r0;
+    }
+    int32_t sx[Q_0_SX];
+    float tmp[Q_0_TOK * 16];
+    size_t pass = Q_0_SX / nb < Q_0_TOK ? Q_0_SX / nb : Q_0_TOK;
+    size_t end = r1 < whole ? r1 : whole;
+    for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
+        size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
+        pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+        for (size_t r = r0; r < end;) {
+            size_t b = r / 16 * 16, e = b + 16 < end ? b + 16 : end;
+            float *y = g->y + t0 * g->y_stride;
+            if (r == b && e == b + 16) {
+                q_0_packed_rows(g, b, t0, nt, sx, y + b, g->y_stride, T);
+            } else {
+                q_0_packed_rows(g, b, t0, nt, sx, tmp, 16, T);
+                for (size_t t = 0; t < nt; t++) {
+                    memcpy(y + t * g->y_stride + r, tmp + t * 16 + (r - b),
+                           (e - r) * sizeof(float));
+                }
+            }
+            r = e;
+        }
+    }
+    return end;
 }
 
 /* ---- tiling over the whole product ------------------------------------------------------ */
@@ -2345,7 +2429,7 @@ static AVX512_FN void q40_packed_rows(const struct pd_gemm_args *g, size_t b, si
 #define Q5_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q5_0, RM, RN)
 #define Q4_1_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q4_1, RM, RN)
 #define Q5_1_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q5_1, RM, RN)
-GEMM_DRIVER(avx512_q8_0_gemm, Q8_0_TILE)
+GEMM_DRIVER(q8_0_tiles, Q8_0_TILE)
 GEMM_DRIVER(q4_0_tiles, Q4_0_TILE)
 GEMM_DRIVER(avx512_q5_0_gemm, Q5_0_TILE)
 GEMM_DRIVER(avx512_q4_1_gemm, Q4_1_TILE)
@@ -2397,40 +2481,20 @@ static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, 
     }
 }
 
-/* q4_0: packed weights in lanes, 16 rows at a time, the tokens in passes that share one
- * computation of their activation sums (a block only partly in [r0, r1) computed whole
- * into a scratch row per token, the asked rows copied); rows past the last whole block,
- * weights in the file's layout and rows too long for the sums' stack room, in tiles. */
+/* q4_0 and q8_0: packed weights in lanes (q_0_packed_gemm), the rest in tiles. */
 static AVX512_FN void avx512_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
-    size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 16 * 16;
-    if (g->packed && nb <= Q40_SX && r0 < whole) {
-        int32_t sx[Q40_SX];
-        float tmp[Q40_TOK * 16];
-        size_t pass = Q40_SX / nb < Q40_TOK ? Q40_SX / nb : Q40_TOK;
-        size_t end = r1 < whole ? r1 : whole;
-        for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
-            size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
-            pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
-            for (size_t r = r0; r < end;) {
-                size_t b = r / 16 * 16, e = b + 16 < end ? b + 16 : end;
-                float *y = g->y + t0 * g->y_stride;
-                if (r == b && e == b + 16) {
-                    q40_packed_rows(g, b, t0, nt, sx, y + b, g->y_stride);
-                } else {
-                    q40_packed_rows(g, b, t0, nt, sx, tmp, 16);
-                    for (size_t t = 0; t < nt; t++) {
-                        memcpy(y + t * g->y_stride + r, tmp + t * 16 + (r - b),
-                               (e - r) * sizeof(float));
-                    }
-                }
-                r = e;
-            }
-        }
-        r0 = end;
-    }
+    r0 = q_0_packed_gemm(g, r0, r1, PD_DTYPE_Q4_0);
     if (r0 < r1) {
         q4_0_tiles(g, r0, r1);
+    }
+}
+
+static AVX512_FN void avx512_q8_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    r0 = q_0_packed_gemm(g, r0, r1, PD_DTYPE_Q8_0);
+    if (r0 < r1) {
+        q8_0_tiles(g, r0, r1);
     }
 }
 GEMM_DRIVER(avx512_f16_gemm, F16_TILE)
@@ -2455,6 +2519,7 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_Q6_K] = avx512_q6_k_gemm,
     },
     .pack = {
+        [PD_DTYPE_Q8_0] = avx512_q8_0_pack,
         [PD_DTYPE_Q4_0] = avx512_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx512_q4_k_pack,
         [PD_DTYPE_Q6_K] = avx512_q6_k_pack,

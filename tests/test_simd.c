@@ -606,6 +606,12 @@ static void check_gemm(const struct pd_simd_ops *ops, enum pd_dtype t, size_t ro
     /* rows wider than their data, as in a strided view, kept 4-byte aligned as GGUF
      * tensors are (a float row at an odd address would be undefined behaviour) */
     size_t w_stride = wrow + 8, x_stride = xrow + 12, y_stride = rows + 3;
+    if (tr->block_size == 1 && n_tok % 2 == 0) {
+        /* every other batch of half (and float) rows at a stride of whole 32-byte steps,
+         * which the AVX-512 level packs, tails and all (odd strides stay in the file's
+         * layout) */
+        w_stride = (wrow + 31) / 32 * 32 + 32;
+    }
     uint8_t *w = xmalloc(rows * w_stride);
     uint8_t *x = xmalloc(n_tok * x_stride);
     float *y = xmalloc(n_tok * y_stride * sizeof(float));

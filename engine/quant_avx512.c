@@ -2629,7 +2629,23 @@ static AVX512_FN void avx512_f16_pack(const uint8_t *w, size_t rows, size_t row_
 
 /* The 16 rows of the packed block at row b for every token, to y[t * y_stride + r - b]:
  * the tiles of GEMM_DRIVER's 16-row blocks over the block's layout, so bit-identical to
- * them. */
+ * them, and as there the next block fetched while the token groups run. */
+#define HALF_PACKED_BLOCK(g, TILE)                                                        \
+    do {                                                                                 \
+        size_t nt = (g)->n_tok, groups = nt / 4 > 0 ? nt / 4 : 1, t_ = 0;                 \
+        for (size_t grp = 0; grp < groups; grp++, t_ += 4) {                             \
+            if (nt >= 4) { /* past the matrix too: never faults */                       \
+                prefetch_part((g)->w + 16 * (g)->w_stride, 16 * (g)->w_stride, grp, groups); \
+            }                                                                            \
+            if (t_ + 4 <= nt) {                                                          \
+                for (size_t q_ = 0; q_ < 16; q_ += 4) {                                  \
+                    TILE(g, q_, t_, 4, 4);                                               \
+                }                                                                        \
+            }                                                                            \
+        }                                                                                \
+        GEMM_TAIL(g, TILE, 0, 16, nt);                                                   \
+    } while (0)
+
 INLINE512 void half_packed_rows(const struct pd_gemm_args *g, size_t b, float *y,
                                 size_t y_stride, const bool bf16)
 {
@@ -2638,13 +2654,13 @@ INLINE512 void half_packed_rows(const struct pd_gemm_args *g, size_t b, float *y
     h.w_rows = 16;
     h.y = y;
     h.y_stride = y_stride;
-    size_t nt = h.n_tok;
     if (bf16) {
-        GEMM_ROWS(&h, BF16P_TILE, 0, 16, nt);
+        HALF_PACKED_BLOCK(&h, BF16P_TILE);
     } else {
-        GEMM_ROWS(&h, F16P_TILE, 0, 16, nt);
+        HALF_PACKED_BLOCK(&h, F16P_TILE);
     }
 }
+#undef HALF_PACKED_BLOCK
 
 static AVX512_FN void f16_packed_rows(const struct pd_gemm_args *g, size_t b, float *y,
                                       size_t y_stride)

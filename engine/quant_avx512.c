@@ -29,12 +29,16 @@
  *   clang contracts only within one expression).
  * - q4_0: the q8_0 tile's scheme with the unsigned codes (nibbles unpacked two blocks to
  *   a register) and an accumulator at -8 * the activation's group sums.
- * - q8_0 and q4_0 weights are packed at load (avx512_q8_0_pack, avx512_q4_0_pack) into
- *   16-row blocks for a rows-in-lanes product (q_0_packed_rows): one vpdpbusd per 4
- *   codes of the 16 rows against the token's broadcast activation bytes, exact int32
- *   block sums from an accumulator at -offset * the block's activation sum, one FMA per
- *   block by d_w * d_x, no horizontal sums (bench-kernels, 1536 x 512, 64 tokens: q8_0
- *   58 -> 162 GMAC/s against the tiles; one token of 4096 x 4096: 35 -> 51).
+ * - The 32-element types (q8_0, q4_0, q5_0, q4_1, q5_1) are packed at load
+ *   (avx512_q8_0_pack, ...) into 16-row blocks for a rows-in-lanes product
+ *   (q_0_packed_rows): one vpdpbusd per 4 codes of the 16 rows against the token's
+ *   broadcast activation bytes, exact int32 block sums from an accumulator at -offset *
+ *   the block's activation sum (q5's fifth bits rearranged at load so that one shift
+ *   places them), then per block and lane the portable dot's float steps (q_0_term), so
+ *   bit-identical to it; no horizontal sums (bench-kernels, 1536 x 1536, 64 tokens: q8_0
+ *   58 -> 163 GMAC/s against the tiles, q5_0 53 -> 170, q4_1 48 -> 149, q5_1 44 -> 154;
+ *   one token of 4096 x 4096: q8_0 35 -> 50, q5_0 29 -> 51, q4_1 27 -> 72, q5_1 22 ->
+ *   49). The portable float steps cost ~6% against one FMA per block (173 GMAC/s).
  * - q5_K: packed at load (avx512_q5_k_pack) into q4_K's rows-in-lanes layout with the
  *   16 rows' qh bytes in 8 registers more; each code register's nibbles take their fifth
  *   bits by one test and one masked add (kq45_lane_codes), the rest is q4_K's kernel, so
@@ -2207,17 +2211,20 @@ static AVX512_FN void q6k_packed_rows(const struct pd_gemm_args *g, size_t r0, f
     }
 }
 
-/* ---- q4_0 and q8_0, rows in lanes ------------------------------------------------------- */
+/* ---- the 32-element types, rows in lanes ------------------------------------------------ */
 
-/* The packed layout (avx512_q4_0_pack, avx512_q8_0_pack): each block of 16 rows is laid
- * out group by group, a group being 2 blocks of the 16 rows (32 blocks' bytes: q4_0 576,
- * q8_0 1088; the last group of an odd block count 1 block, half that): the 16 rows' half
- * scales of the first block, then of the second (64 bytes), then one register per 4 code
- * bytes of each row, lane r holding row r's bytes 4 j .. 4 j + 3 of block k in register
- * R k + j, R the block's code registers (q4_0 4: each byte element l in its low nibble,
- * l + 16 in its high one; q8_0 8: byte l element l, stored + 128 (w ^ 0x80) as
- * vpdpbusd's unsigned operand). The same number of bytes as the 16 rows, in the same
- * place as a whole; rows past the last whole block stay as they were. */
+/* The packed layout (avx512_q8_0_pack, avx512_q4_0_pack, ... q5_1): each block of 16 rows
+ * is laid out group by group, a group being 2 blocks of the 16 rows (32 blocks' bytes,
+ * whole 64-byte registers: q4_0 576, q4_1 640, q5_0 704, q5_1 768, q8_0 1088; the last
+ * group of an odd block count 1 block, half that). In a group of nk blocks: the 16 rows'
+ * half scales d of block k at 32 k; for q4_1 and q5_1 their half mins m at 32 nk + 32 k;
+ * for q5_0 and q5_1 one register of fifth bits per block (lane r: row r's qh, its bits
+ * rearranged, q_0_pack_qh); then one register per 4 code bytes of each row, lane r
+ * holding row r's bytes 4 j .. 4 j + 3 of block k in register R k + j, R the block's code
+ * registers (nibble types 4: each byte element l in its low nibble, l + 16 in its high
+ * one; q8_0 8: byte l element l, stored + 128 (w ^ 0x80) as vpdpbusd's unsigned
+ * operand). The same number of bytes as the 16 rows, in the same place as a whole; rows
+ * past the last whole block stay as they were. */
 INLINE512 size_t q_0_group(const enum pd_dtype T)
 {
     return 32 * q_0_bytes(T);
@@ -2226,19 +2233,61 @@ INLINE512 size_t q_0_group(const enum pd_dtype T)
 /* Code registers per block of the packed layout (4 or 8). */
 INLINE512 size_t q_0_regs(const enum pd_dtype T)
 {
-    return (q_0_bytes(T) - 2) / 4;
+    return T == PD_DTYPE_Q8_0 ? 8 : 4;
 }
 
-/* The weights' code offset the activation sums take away (q4_0 8, q8_0 128). */
+/* The weights' code offset the activation sums take away (q4_0 8, q5_0 16, q8_0 128; the
+ * types with a min none). */
 INLINE512 int32_t q_0_offset(const enum pd_dtype T)
 {
-    return T == PD_DTYPE_Q8_0 ? 128 : 8;
+    return T == PD_DTYPE_Q8_0 ? 128 : T == PD_DTYPE_Q4_0 ? 8 : T == PD_DTYPE_Q5_0 ? 16 : 0;
+}
+
+INLINE512 bool q_0_min(const enum pd_dtype T)
+{
+    return T == PD_DTYPE_Q4_1 || T == PD_DTYPE_Q5_1;
+}
+
+INLINE512 bool q_0_five(const enum pd_dtype T)
+{
+    return T == PD_DTYPE_Q5_0 || T == PD_DTYPE_Q5_1;
+}
+
+/* Where a group of nk blocks keeps its mins, fifth bits and codes (bytes from its
+ * start). */
+INLINE512 size_t q_0_m_at(size_t nk)
+{
+    return 32 * nk;
+}
+
+INLINE512 size_t q_0_qh_at(size_t nk, const enum pd_dtype T)
+{
+    return 32 * nk * (q_0_min(T) ? 2 : 1);
+}
+
+INLINE512 size_t q_0_codes_at(size_t nk, const enum pd_dtype T)
+{
+    return q_0_qh_at(nk, T) + (q_0_five(T) ? 64 * nk : 0);
+}
+
+/* A block's fifth bits (bit e: element e) rearranged so that each code register takes
+ * its bits with one shift: element 4 j + l (j, l < 4) to bit 8 l + j, element 16 + 4 j +
+ * l to bit 8 l + 4 + j (q_0_codes). */
+static uint32_t q_0_pack_qh(uint32_t qh)
+{
+    uint32_t out = 0;
+    for (uint32_t e = 0; e < 32; e++) {
+        uint32_t j = (e % 16) / 4, l = e % 4;
+        out |= ((qh >> e) & 1u) << (8 * l + (e < 16 ? 0 : 4) + j);
+    }
+    return out;
 }
 
 static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
-                     const enum pd_dtype T)
+                               const enum pd_dtype T)
 {
     const size_t bytes = q_0_bytes(T), regs = q_0_regs(T);
+    const size_t qh = q_0_min(T) ? 4 : 2, qs = qh + (q_0_five(T) ? 4 : 0);
     const uint8_t flip = T == PD_DTYPE_Q8_0 ? 0x80 : 0;
     size_t nb = row_bytes / bytes;
     size_t whole = rows / 16 * 16;
@@ -2246,14 +2295,23 @@ static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, 
         for (size_t b = 0; b < nb; b += 2) {
             size_t nk = b + 1 < nb ? 2 : 1;
             uint8_t *o = out + r0 * row_bytes + b / 2 * q_0_group(T);
-            uint8_t *codes = o + 32 * nk;
+            uint8_t *codes = o + q_0_codes_at(nk, T);
             for (size_t k = 0; k < nk; k++) {
                 for (size_t r = 0; r < 16; r++) {
                     const uint8_t *src = w + (r0 + r) * row_bytes + (b + k) * bytes;
                     memcpy(o + 32 * k + 2 * r, src, 2);
+                    if (q_0_min(T)) {
+                        memcpy(o + q_0_m_at(nk) + 32 * k + 2 * r, src + 2, 2);
+                    }
+                    if (q_0_five(T)) {
+                        uint32_t h;
+                        memcpy(&h, src + qh, 4);
+                        h = q_0_pack_qh(h);
+                        memcpy(o + q_0_qh_at(nk, T) + 64 * k + 4 * r, &h, 4);
+                    }
                     for (size_t j = 0; j < regs; j++) {
                         for (size_t l = 0; l < 4; l++) {
-                            codes[64 * (regs * k + j) + 4 * r + l] = src[2 + 4 * j + l] ^ flip;
+                            codes[64 * (regs * k + j) + 4 * r + l] = src[qs + 4 * j + l] ^ flip;
                         }
                     }
                 }
@@ -2263,15 +2321,18 @@ static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, 
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
-static AVX512_FN void avx512_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
-{
-    q_0_pack(w, rows, row_bytes, out, PD_DTYPE_Q4_0);
-}
-
-static AVX512_FN void avx512_q8_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
-{
-    q_0_pack(w, rows, row_bytes, out, PD_DTYPE_Q8_0);
-}
+#define Q_0_PACK(name, T)                                                                 \
+    static AVX512_FN void name(const uint8_t *w, size_t rows, size_t row_bytes,         \
+                               uint8_t *out)                                             \
+    {                                                                                    \
+        q_0_pack(w, rows, row_bytes, out, T);                                            \
+    }
+Q_0_PACK(avx512_q8_0_pack, PD_DTYPE_Q8_0)
+Q_0_PACK(avx512_q4_0_pack, PD_DTYPE_Q4_0)
+Q_0_PACK(avx512_q5_0_pack, PD_DTYPE_Q5_0)
+Q_0_PACK(avx512_q4_1_pack, PD_DTYPE_Q4_1)
+Q_0_PACK(avx512_q5_1_pack, PD_DTYPE_Q5_1)
+#undef Q_0_PACK
 
 /* The activation sums the packed product keeps on the stack (64 KiB): a pass takes as
  * many tokens as fit, at most Q_0_TOK. */
@@ -2283,50 +2344,95 @@ static AVX512_FN void avx512_q8_0_pack(const uint8_t *w, size_t rows, size_t row
 #define Q_0_PF_AHEAD (16 * 576)
 
 /* Codes j (elements 4 j .. 4 j + 3) or, hi, 16 + 4 j .. of the 16 rows' block whose code
- * registers start at c, as vpdpbusd's unsigned operand. */
-INLINE512 __m512i q_0_codes(const uint8_t *c, int j, bool hi, const enum pd_dtype T)
+ * registers start at c (fifth bits qh, rearranged by q_0_pack_qh), as vpdpbusd's
+ * unsigned operand. */
+INLINE512 __m512i q_0_codes(const uint8_t *c, __m512i qh, int j, bool hi,
+                            const enum pd_dtype T)
 {
     if (T == PD_DTYPE_Q8_0) {
         return load512(c + 64 * (4 * (int)hi + j));
     }
     __m512i v = load512(c + 64 * j);
-    return _mm512_and_si512(hi ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(0x0F));
+    v = _mm512_and_si512(hi ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(0x0F));
+    if (q_0_five(T)) { /* bit j (hi: 4 + j) of each byte to bit 4 */
+        __m512i b = hi ? _mm512_srli_epi32(qh, (unsigned)j) : _mm512_slli_epi32(qh, 4u - (unsigned)j);
+        v = _mm512_or_si512(v, _mm512_and_si512(b, _mm512_set1_epi8(0x10)));
+    }
+    return v;
 }
 
-/* One block (blk) of the 16 rows (codes lo/hi, scales d) for tokens [t0, t0 + nt): each
- * lane the exact sum of (c - offset) * x over the block, vpdpbusd of the unsigned codes
- * against the token's broadcast activation bytes from an accumulator at -offset * sum(x),
- * then one FMA by d_w * d_x per lane (the float order differs from the portable dot by
- * rounding only). */
-INLINE512 void q_0_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
-                                const __m512i *hi, __m512 d, size_t t0, size_t nt, size_t blk,
-                                const int32_t *sx, size_t nb, __m512 *sum, const enum pd_dtype T)
+/* The activation block's layout: q8_1 (d, s, codes) against the types with a min, else
+ * q8_0 (d, codes). */
+INLINE512 size_t q_0_xbytes(const enum pd_dtype T)
 {
+    return q_0_min(T) ? Q8_1_BYTES : Q8_0_BYTES;
+}
+
+INLINE512 size_t q_0_xq(const enum pd_dtype T)
+{
+    return q_0_min(T) ? 4 : 2;
+}
+
+/* sum + one block's term for the 16 rows, lane by lane the portable dot's float steps
+ * (q32_vec_dot): (float)isum * (d_w * d_x), or with a min (d_w * d_x) * (float)isum +
+ * m_w * s_x, each product rounded on its own, so bit-identical to it. x: the token's
+ * activation block. */
+INLINE512 __m512 q_0_term(__m512 sum, __m512i isum, __m512 d, __m512 m, const uint8_t *x,
+                          const enum pd_dtype T)
+{
+    __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(_cvtsh_ss(load_u16(x))));
+    __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dd);
+    if (q_0_min(T)) {
+        t = _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(_cvtsh_ss(load_u16(x + 2)))));
+    }
+    return _mm512_add_ps(sum, t);
+}
+
+/* One block (blk) of the 16 rows (codes lo/hi, scales d, mins m) for tokens [t0, t0 +
+ * nt): each lane the exact sum of (c - offset) * x over the block, vpdpbusd of the
+ * unsigned codes against the token's broadcast activation bytes from an accumulator at
+ * -offset * sum(x), then the portable dot's float steps (q_0_term). */
+INLINE512 void q_0_block_tokens(const struct pd_gemm_args *g, const __m512i *lo,
+                                const __m512i *hi, __m512 d, __m512 m, size_t t0, size_t nt,
+                                size_t blk, const int32_t *sx, size_t nb, __m512 *sum,
+                                const enum pd_dtype T)
+{
+    const size_t xq = q_0_xq(T);
     for (size_t t = 0; t < nt; t++) {
-        const uint8_t *x = g->x + (t0 + t) * g->x_stride + blk * Q8_0_BYTES;
-        __m512i s0 = _mm512_set1_epi32(-q_0_offset(T) * sx[t * nb + blk]);
+        const uint8_t *x = g->x + (t0 + t) * g->x_stride + blk * q_0_xbytes(T);
+        __m512i s0 = q_0_offset(T) ? _mm512_set1_epi32(-q_0_offset(T) * sx[t * nb + blk])
+                                   : _mm512_setzero_si512();
         __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             int32_t xl, xh;
-            memcpy(&xl, x + 2 + 4 * j, 4);
-            memcpy(&xh, x + 18 + 4 * j, 4);
+            memcpy(&xl, x + xq + 4 * j, 4);
+            memcpy(&xh, x + xq + 16 + 4 * j, 4);
             s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
             s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
         }
-        __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
-                                 _mm512_set1_ps(_cvtsh_ss(load_u16(x))));
-        sum[t] = _mm512_fmadd_ps(p, d, sum[t]);
+        sum[t] = q_0_term(sum[t], _mm512_add_epi32(s0, s1), d, m, x, T);
     }
+}
+
+/* Block k of the group at gp (of nk blocks): its scales, mins, fifth bits and code
+ * registers' start. */
+INLINE512 void q_0_block_at(const uint8_t *gp, size_t nk, size_t k, __m512 *d, __m512 *m,
+                            __m512i *qh, const uint8_t **c, const enum pd_dtype T)
+{
+    *d = _mm512_cvtph_ps(load256(gp + 32 * k));
+    *m = q_0_min(T) ? _mm512_cvtph_ps(load256(gp + q_0_m_at(nk) + 32 * k)) : _mm512_setzero_ps();
+    *qh = q_0_five(T) ? load512(gp + q_0_qh_at(nk, T) + 64 * k) : _mm512_setzero_si512();
+    *c = gp + q_0_codes_at(nk, T) + 64 * q_0_regs(T) * k;
 }
 
 /* One token (decode): q_0_packed_rows with the sum in a register and each block's
  * products in four independent chains of two vpdpbusd (the integers are the same:
- * exact). */
+ * exact; 69 -> 77 GMAC/s for one token of a q4_0 4096 x 4096 against two chains). */
 INLINE512 void q_0_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
                               const int32_t *sx, float *y, const enum pd_dtype T)
 {
-    const size_t group = q_0_group(T), regs = q_0_regs(T);
+    const size_t group = q_0_group(T), xq = q_0_xq(T);
     size_t nb = g->n / PD_QK8_0;
     const uint8_t *blk16 = g->w + b * g->w_stride;
     const uint8_t *x = g->x + t0 * g->x_stride;
@@ -2337,28 +2443,30 @@ INLINE512 void q_0_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
         for (size_t l = 0; l < group / 64; l++) {
             _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         }
-        int nk = blk + 1 < nb ? 2 : 1;
-        for (int k = 0; k < nk; k++) {
-            const uint8_t *c = gp + 32 * (size_t)nk + 64 * regs * (size_t)k;
-            const uint8_t *xb = x + (blk + (size_t)k) * Q8_0_BYTES;
-            __m512i s[4] = {_mm512_set1_epi32(-q_0_offset(T) * sx[blk + (size_t)k]),
+        size_t nk = blk + 1 < nb ? 2 : 1;
+        for (size_t k = 0; k < nk; k++) {
+            __m512 d, m;
+            __m512i qh;
+            const uint8_t *c;
+            q_0_block_at(gp, nk, k, &d, &m, &qh, &c, T);
+            const uint8_t *xb = x + (blk + k) * q_0_xbytes(T);
+            __m512i s[4] = {q_0_offset(T) ? _mm512_set1_epi32(-q_0_offset(T) * sx[blk + k])
+                                          : _mm512_setzero_si512(),
                             _mm512_setzero_si512(), _mm512_setzero_si512(),
                             _mm512_setzero_si512()};
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 int32_t xl, xh;
-                memcpy(&xl, xb + 2 + 4 * j, 4);
-                memcpy(&xh, xb + 18 + 4 * j, 4);
-                s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q_0_codes(c, j, false, T),
+                memcpy(&xl, xb + xq + 4 * j, 4);
+                memcpy(&xh, xb + xq + 16 + 4 * j, 4);
+                s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q_0_codes(c, qh, j, false, T),
                                                _mm512_set1_epi32(xl));
-                s[2 + j % 2] = _mm512_dpbusd_epi32(s[2 + j % 2], q_0_codes(c, j, true, T),
+                s[2 + j % 2] = _mm512_dpbusd_epi32(s[2 + j % 2], q_0_codes(c, qh, j, true, T),
                                                    _mm512_set1_epi32(xh));
             }
             __m512i t = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]),
                                          _mm512_add_epi32(s[2], s[3]));
-            __m512 dx = _mm512_set1_ps(_cvtsh_ss(load_u16(xb)));
-            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(t), dx);
-            sum = _mm512_fmadd_ps(p, _mm512_cvtph_ps(load256(gp + 32 * (size_t)k)), sum);
+            sum = q_0_term(sum, t, d, m, xb, T);
         }
     }
     _mm512_storeu_ps(y, sum);
@@ -2366,8 +2474,8 @@ INLINE512 void q_0_packed_one(const struct pd_gemm_args *g, size_t b, size_t t0,
 
 /* Rows [b, b + 16) of packed weights for tokens [t0, t0 + nt) (nt <= Q_0_TOK, sx their
  * activation sums), to y[t * y_stride + r - b]: group by group, each block's codes
- * loaded (q4_0: unpacked) once for all the tokens, one vpdpbusd per 4 codes of all 16
- * rows, no horizontal sums. The group two ahead is fetched. */
+ * loaded (nibble types: unpacked) once for all the tokens, one vpdpbusd per 4 codes of
+ * all 16 rows, no horizontal sums. The group two ahead is fetched. */
 INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt,
                                const int32_t *sx, float *y, size_t y_stride,
                                const enum pd_dtype T)
@@ -2376,7 +2484,7 @@ INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0
         q_0_packed_one(g, b, t0, sx, y, T);
         return;
     }
-    const size_t group = q_0_group(T), regs = q_0_regs(T);
+    const size_t group = q_0_group(T);
     size_t nb = g->n / PD_QK8_0;
     const uint8_t *blk16 = g->w + b * g->w_stride;
     __m512 sum[Q_0_TOK];
@@ -2389,17 +2497,18 @@ INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0
         for (size_t l = 0; l < group / 64; l++) {
             _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         }
-        int nk = blk + 1 < nb ? 2 : 1;
-        for (int k = 0; k < nk; k++) {
-            const uint8_t *c = gp + 32 * (size_t)nk + 64 * regs * (size_t)k;
-            __m512i lo[4], hi[4];
+        size_t nk = blk + 1 < nb ? 2 : 1;
+        for (size_t k = 0; k < nk; k++) {
+            __m512 d, m;
+            __m512i qh, lo[4], hi[4];
+            const uint8_t *c;
+            q_0_block_at(gp, nk, k, &d, &m, &qh, &c, T);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                lo[j] = q_0_codes(c, j, false, T);
-                hi[j] = q_0_codes(c, j, true, T);
+                lo[j] = q_0_codes(c, qh, j, false, T);
+                hi[j] = q_0_codes(c, qh, j, true, T);
             }
-            __m512 d = _mm512_cvtph_ps(load256(gp + 32 * (size_t)k));
-            q_0_block_tokens(g, lo, hi, d, t0, nt, blk + (size_t)k, sx, nb, sum, T);
+            q_0_block_tokens(g, lo, hi, d, m, t0, nt, blk + k, sx, nb, sum, T);
         }
     }
     for (size_t t = 0; t < nt; t++) {
@@ -2407,11 +2516,11 @@ INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0
     }
 }
 
-/* Rows [r0, r1) of packed q4_0 or q8_0 weights in lanes, 16 rows at a time, the tokens
- * in passes that share one computation of their activation sums (a block only partly in
- * [r0, r1) computed whole into a scratch row per token, the asked rows copied); returns
- * the first row it left (rows past the last whole block, and all of them for rows too
- * long for the sums' stack room or weights in the file's layout) for the tiles. */
+/* Rows [r0, r1) of packed weights of a 32-element type in lanes, 16 rows at a time, the
+ * tokens in passes that share one computation of their activation sums (a block only
+ * partly in [r0, r1) computed whole into a scratch row per token, the asked rows copied);
+ * returns the first row it left (rows past the last whole block, and all of them for rows
+ * too long for the sums' stack room or weights in the file's layout) for the tiles. */
 INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1,
                                  const enum pd_dtype T)
 {
@@ -2425,7 +2534,9 @@ INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t
     size_t end = r1 < whole ? r1 : whole;
     for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
         size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
-        pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+        if (q_0_offset(T)) {
+            pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+        }
         for (size_t r = r0; r < end;) {
             size_t b = r / 16 * 16, e = b + 16 < end ? b + 16 : end;
             float *y = g->y + t0 * g->y_stride;
@@ -2527,9 +2638,9 @@ INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t
 #define Q5_1_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q5_1, RM, RN)
 GEMM_DRIVER(q8_0_tiles, Q8_0_TILE)
 GEMM_DRIVER(q4_0_tiles, Q4_0_TILE)
-GEMM_DRIVER(avx512_q5_0_gemm, Q5_0_TILE)
-GEMM_DRIVER(avx512_q4_1_gemm, Q4_1_TILE)
-GEMM_DRIVER(avx512_q5_1_gemm, Q5_1_TILE)
+GEMM_DRIVER(q5_0_tiles, Q5_0_TILE)
+GEMM_DRIVER(q4_1_tiles, Q4_1_TILE)
+GEMM_DRIVER(q5_1_tiles, Q5_1_TILE)
 #define Q4_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, false, RM, RN)
 #define Q5_K_TILE(g, r, t, RM, RN) q4_k_tile(g, r, t, true, RM, RN)
 GEMM_DRIVER(q4_k_tiles, Q4_K_TILE)
@@ -2582,22 +2693,21 @@ static AVX512_FN void avx512_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, 
     }
 }
 
-/* q4_0 and q8_0: packed weights in lanes (q_0_packed_gemm), the rest in tiles. */
-static AVX512_FN void avx512_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
-{
-    r0 = q_0_packed_gemm(g, r0, r1, PD_DTYPE_Q4_0);
-    if (r0 < r1) {
-        q4_0_tiles(g, r0, r1);
+/* The 32-element types: packed weights in lanes (q_0_packed_gemm), the rest in tiles. */
+#define Q_0_GEMM(name, tiles, T)                                                          \
+    static AVX512_FN void name(const struct pd_gemm_args *g, size_t r0, size_t r1)       \
+    {                                                                                    \
+        r0 = q_0_packed_gemm(g, r0, r1, T);                                              \
+        if (r0 < r1) {                                                                   \
+            tiles(g, r0, r1);                                                            \
+        }                                                                                \
     }
-}
-
-static AVX512_FN void avx512_q8_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
-{
-    r0 = q_0_packed_gemm(g, r0, r1, PD_DTYPE_Q8_0);
-    if (r0 < r1) {
-        q8_0_tiles(g, r0, r1);
-    }
-}
+Q_0_GEMM(avx512_q8_0_gemm, q8_0_tiles, PD_DTYPE_Q8_0)
+Q_0_GEMM(avx512_q4_0_gemm, q4_0_tiles, PD_DTYPE_Q4_0)
+Q_0_GEMM(avx512_q5_0_gemm, q5_0_tiles, PD_DTYPE_Q5_0)
+Q_0_GEMM(avx512_q4_1_gemm, q4_1_tiles, PD_DTYPE_Q4_1)
+Q_0_GEMM(avx512_q5_1_gemm, q5_1_tiles, PD_DTYPE_Q5_1)
+#undef Q_0_GEMM
 GEMM_DRIVER(f16_tiles, F16_TILE)
 GEMM_DRIVER(bf16_tiles, BF16_TILE)
 
@@ -2713,6 +2823,9 @@ const struct pd_simd_ops pd_simd_ops_avx512_own = {
         [PD_DTYPE_BF16] = avx512_f16_pack,
         [PD_DTYPE_Q8_0] = avx512_q8_0_pack,
         [PD_DTYPE_Q4_0] = avx512_q4_0_pack,
+        [PD_DTYPE_Q5_0] = avx512_q5_0_pack,
+        [PD_DTYPE_Q4_1] = avx512_q4_1_pack,
+        [PD_DTYPE_Q5_1] = avx512_q5_1_pack,
         [PD_DTYPE_Q4_K] = avx512_q4_k_pack,
         [PD_DTYPE_Q5_K] = avx512_q5_k_pack,
         [PD_DTYPE_Q6_K] = avx512_q6_k_pack,

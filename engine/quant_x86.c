@@ -1877,24 +1877,32 @@ _Static_assert(Q40X8_PACKED == 16 + 4 * 32, "q4_0 packed block: scales and 4 reg
 #define Q40X8_PASS 64
 #define Q40X8_TOK 2
 
-static AVX2_FN void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes,
-                                   uint8_t *out)
+/* The 8-row packed layout of q4_0 (4 code registers per block) and q8_0 (8): per block
+ * of `bytes`, the 8 rows' half scales, then register j holding row r's code bytes 4 j ..
+ * 4 j + 3 in dword lane r. */
+static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
+                      size_t bytes, size_t regs)
 {
-    size_t nb = row_bytes / Q4_0_BYTES;
+    size_t nb = row_bytes / bytes;
     size_t whole = rows / 8 * 8;
     for (size_t r0 = 0; r0 < whole; r0 += 8) {
         for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = out + r0 * row_bytes + b * Q40X8_PACKED;
+            uint8_t *o = out + r0 * row_bytes + b * 8 * bytes;
             for (size_t r = 0; r < 8; r++) {
-                const uint8_t *src = w + (r0 + r) * row_bytes + b * Q4_0_BYTES;
+                const uint8_t *src = w + (r0 + r) * row_bytes + b * bytes;
                 memcpy(o + 2 * r, src, 2);
-                for (size_t j = 0; j < 4; j++) {
+                for (size_t j = 0; j < regs; j++) {
                     memcpy(o + 16 + 32 * j + 4 * r, src + 2 + 4 * j, 4);
                 }
             }
         }
     }
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+static void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_q_0(w, rows, row_bytes, out, Q4_0_BYTES, 4);
 }
 
 AVX2_FN void pd_avx2_q8_0_sums(const uint8_t *x, size_t x_stride, size_t nt, size_t nb,
@@ -1995,24 +2003,9 @@ _Static_assert(Q80X8_PACKED == 16 + 8 * 32, "q8_0 packed block: scales and 8 reg
 #define Q80X8_TOK 4
 #define Q80X8_PASS 64
 
-static AVX2_FN void avx2_q8_0_pack(const uint8_t *w, size_t rows, size_t row_bytes,
-                                   uint8_t *out)
+static void avx2_q8_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
-    size_t nb = row_bytes / Q8_0_BYTES;
-    size_t whole = rows / 8 * 8;
-    for (size_t r0 = 0; r0 < whole; r0 += 8) {
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = out + r0 * row_bytes + b * Q80X8_PACKED;
-            for (size_t r = 0; r < 8; r++) {
-                const uint8_t *src = w + (r0 + r) * row_bytes + b * Q8_0_BYTES;
-                memcpy(o + 2 * r, src, 2);
-                for (size_t j = 0; j < 8; j++) {
-                    memcpy(o + 16 + 32 * j + 4 * r, src + 2 + 4 * j, 4);
-                }
-            }
-        }
-    }
-    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+    pack8_q_0(w, rows, row_bytes, out, Q8_0_BYTES, 8);
 }
 
 /* Whether some activation byte of g (q8_0 blocks) is -128, which the sign trick below

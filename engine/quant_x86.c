@@ -43,7 +43,9 @@
  *   64 tokens: 38 -> 57 GMAC/s, one token of 4096 x 4096: 29 -> 42), and q6_K
  *   (avx2_q6_k_pack: per super-block the scale registers, three registers per 4 codes of
  *   each row (ql's two nibble sets and qh's bit pairs), the d halves; q6k8_block builds
- *   each register of codes once for up to 4 tokens).
+ *   each register of codes once for up to 4 tokens). f16/bf16 rows a whole number of
+ *   16-byte steps apart are packed per 8-row block and step of 8 elements
+ *   (avx2_f16_pack), read by the same tiles in one stream (bit-identical).
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as
@@ -1278,20 +1280,23 @@ TILE8 __m256 half_tail8(const uint8_t *p, size_t n, bool bf16)
     return half_load8(buf, bf16);
 }
 
-/* One step of the f16/bf16 tile: n (<= 8) elements at byte offset off of every row. */
+/* One step of the f16/bf16 tile: n (<= 8) elements at element k of every row, a row's
+ * elements k .. k + 7 at wrow + r * w_stride + 2 k in the file's layout, with P at wrow +
+ * 16 r + 16 k in a packed 8-row block (avx2_f16_pack). */
 TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const uint8_t *xrow,
-                      size_t off, size_t n, bool bf16, __m256 *acc, const int RM,
-                      const int RN)
+                      size_t k, size_t n, bool bf16, __m256 *acc, const int RM,
+                      const int RN, const bool P)
 {
     __m256 xv[8];
 #pragma GCC unroll 8
     for (int t = 0; t < RN; t++) {
-        const uint8_t *p = xrow + (size_t)t * g->x_stride + off;
+        const uint8_t *p = xrow + (size_t)t * g->x_stride + 2 * k;
         xv[t] = n == 8 ? half_load8(p, bf16) : half_tail8(p, n, bf16);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < RM; r++) {
-        const uint8_t *p = wrow + (size_t)r * g->w_stride + off;
+        const uint8_t *p = P ? wrow + 16 * (size_t)r + 16 * k
+                             : wrow + (size_t)r * g->w_stride + 2 * k;
         __m256 wv = n == 8 ? half_load8(p, bf16) : half_tail8(p, n, bf16);
 #pragma GCC unroll 8
         for (int t = 0; t < RN; t++) {
@@ -1304,25 +1309,33 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
  * token): each step converts RM + RN vectors for RM * RN FMAs, so the 4 x 3 tile of
  * batches (12 accumulators, the 3 tokens' vectors and one row's: all 16 registers)
  * converts 0.58 vectors per FMA against 4 x 2's 0.75. */
+/* Rows [r0, r0 + RM) x tokens [t0, t0 + RN); with P, rows of one packed 8-row block whose
+ * start g->w is (r0 + RM <= 8), the same operations (so the same bits), its single
+ * stream fetched PF_HALF8 bytes ahead in decode. */
+#define PF_HALF8 8192
 TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
-                      const int RM, const int RN)
+                      const int RM, const int RN, const bool P)
 {
     __m256 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
         acc[i] = _mm256_setzero_ps();
     }
-    const uint8_t *wrow = g->w + r0 * g->w_stride;
+    const uint8_t *wrow = g->w + r0 * (P ? 16 : g->w_stride);
     const uint8_t *xrow = g->x + t0 * g->x_stride;
     size_t k = 0;
     for (; k + 8 <= g->n; k += 8) {
         if (RM == 8 && k % 32 == 0) {
-            prefetch_rows8(g, r0, 2 * k, 64);
+            if (P) { /* 4 steps of the block's stream */
+                prefetch_block(g->w + 16 * k + PF_HALF8, 512);
+            } else {
+                prefetch_rows8(g, r0, 2 * k, 64);
+            }
         }
-        half_step8(g, wrow, xrow, 2 * k, 8, bf16, acc, RM, RN);
+        half_step8(g, wrow, xrow, k, 8, bf16, acc, RM, RN, P);
     }
     if (k < g->n) {
-        half_step8(g, wrow, xrow, 2 * k, g->n - k, bf16, acc, RM, RN);
+        half_step8(g, wrow, xrow, k, g->n - k, bf16, acc, RM, RN, P);
     }
     if (RM * RN <= 8) {
         store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
@@ -2142,8 +2155,10 @@ static AVX2_FN void q80x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0
         }                                                                                \
     }
 
-#define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN)
-#define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN)
+#define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, false)
+#define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, false)
+#define F16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, true)
+#define BF16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, true)
 
 #define Q8_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q8_0, RM, RN)
 #define Q4_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q4_0, RM, RN)
@@ -2302,8 +2317,99 @@ static AVX2_FN void avx2_q6_k_gemm(const struct pd_gemm_args *g, size_t r0, size
 {
     rows8_gemm(g, r0, r1, q6k8_rows, Q6K8_TOK, q6_k_tiles);
 }
-GEMM_DRIVER_N(avx2_f16_gemm, F16_TILE8, 4, 3, 12)
-GEMM_DRIVER_N(avx2_bf16_gemm, BF16_TILE8, 4, 3, 12)
+GEMM_DRIVER_N(f16_tiles, F16_TILE8, 4, 3, 12)
+GEMM_DRIVER_N(bf16_tiles, BF16_TILE8, 4, 3, 12)
+
+/* Packed f16/bf16 weights (avx2_f16_pack) when the rows are a whole number of 16-byte
+ * steps apart (else the pack copied them as they are): each block of 8 rows holds, per
+ * step of 8 elements, the 8 rows' 16 bytes of it (128 bytes; the last step of a row
+ * shorter than its stride, its first bytes), steps in order, so decode reads one stream
+ * instead of 8 rows at once. Rows past the last whole block stay as they were. */
+static void avx2_f16_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    size_t whole = row_bytes % 16 ? 0 : rows / 8 * 8;
+    for (size_t r0 = 0; r0 < whole; r0 += 8) {
+        for (size_t c = 0; c < row_bytes / 16; c++) {
+            for (size_t r = 0; r < 8; r++) {
+                memcpy(out + r0 * row_bytes + 128 * c + 16 * r,
+                       w + (r0 + r) * row_bytes + 16 * c, 16);
+            }
+        }
+    }
+    memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+/* The 8 rows of the packed block at row b for every token, to y[t * y_stride + r - b]:
+ * the tiles f16_tiles runs over those rows (GEMM_DRIVER_N's shapes), from the block's
+ * layout, so bit-identical to them. */
+#define HALF8_PACKED_BLOCK(g, TILE)                                                       \
+    do {                                                                                 \
+        size_t nt = (g)->n_tok;                                                          \
+        if (nt == 1) {                                                                   \
+            TILE(g, 0, 0, 8, 1);                                                         \
+            break;                                                                       \
+        }                                                                                \
+        for (size_t r_ = 0; r_ < 8; r_ += 4) {                                           \
+            size_t t = 0;                                                                \
+            for (; t + 3 <= nt; t += 3) {                                                \
+                TILE(g, r_, t, 4, 3);                                                    \
+            }                                                                            \
+            if (t + 2 <= nt) {                                                           \
+                TILE(g, r_, t, 4, 2);                                                    \
+                t += 2;                                                                  \
+            }                                                                            \
+            for (; t < nt; t++) {                                                        \
+                TILE(g, r_, t, 4, 1);                                                    \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
+
+TILE8 void half8_packed_rows(const struct pd_gemm_args *g, size_t b, float *y,
+                             size_t y_stride, const bool bf16)
+{
+    struct pd_gemm_args h = *g;
+    h.w = g->w + b * g->w_stride;
+    h.w_rows = 8;
+    h.y = y;
+    h.y_stride = y_stride;
+    if (bf16) {
+        HALF8_PACKED_BLOCK(&h, BF16P_TILE8);
+    } else {
+        HALF8_PACKED_BLOCK(&h, F16P_TILE8);
+    }
+}
+#undef HALF8_PACKED_BLOCK
+
+static AVX2_FN void f16_rows8(const struct pd_gemm_args *g, size_t b, float *y,
+                              size_t y_stride)
+{
+    half8_packed_rows(g, b, y, y_stride, false);
+}
+
+static AVX2_FN void bf16_rows8(const struct pd_gemm_args *g, size_t b, float *y,
+                               size_t y_stride)
+{
+    half8_packed_rows(g, b, y, y_stride, true);
+}
+
+/* f16/bf16: packed weights (rows 16-byte steps apart) in 8-row blocks, the rest in tiles. */
+static AVX2_FN void avx2_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    if (g->w_stride % 16 == 0) {
+        rows8_gemm(g, r0, r1, f16_rows8, 8, f16_tiles);
+    } else {
+        f16_tiles(g, r0, r1);
+    }
+}
+
+static AVX2_FN void avx2_bf16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    if (g->w_stride % 16 == 0) {
+        rows8_gemm(g, r0, r1, bf16_rows8, 8, bf16_tiles);
+    } else {
+        bf16_tiles(g, r0, r1);
+    }
+}
 
 const struct pd_simd_ops pd_simd_ops_avx2 = {
     .level = PD_SIMD_AVX2,
@@ -2330,6 +2436,8 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_Q6_K] = avx2_q6_k_gemm,
     },
     .pack = {
+        [PD_DTYPE_F16] = avx2_f16_pack,
+        [PD_DTYPE_BF16] = avx2_f16_pack,
         [PD_DTYPE_Q8_0] = avx2_q8_0_pack,
         [PD_DTYPE_Q4_0] = avx2_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx2_q4_k_pack,

@@ -2283,10 +2283,26 @@ static uint32_t q_0_pack_qh(uint32_t qh)
     return out;
 }
 
+/* The activation sums the packed product keeps on the stack (64 KiB): a pass takes as
+ * many tokens as fit, at most Q_0_TOK. */
+#define Q_0_SX 16384
+#define Q_0_TOK 64
+
+/* Whether rows `stride` bytes apart are too long for the packed product (its activation
+ * sums' stack room): such matrices stay in the file's layout, for the tiles. */
+INLINE512 bool q_0_too_long(size_t stride, const enum pd_dtype T)
+{
+    return stride / q_0_bytes(T) > Q_0_SX;
+}
+
 static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
                                const enum pd_dtype T)
 {
     const size_t bytes = q_0_bytes(T), regs = q_0_regs(T);
+    if (q_0_too_long(row_bytes, T)) {
+        memcpy(out, w, rows * row_bytes);
+        return;
+    }
     const size_t qh = q_0_min(T) ? 4 : 2, qs = qh + (q_0_five(T) ? 4 : 0);
     const uint8_t flip = T == PD_DTYPE_Q8_0 ? 0x80 : 0;
     size_t nb = row_bytes / bytes;
@@ -2334,10 +2350,6 @@ Q_0_PACK(avx512_q4_1_pack, PD_DTYPE_Q4_1)
 Q_0_PACK(avx512_q5_1_pack, PD_DTYPE_Q5_1)
 #undef Q_0_PACK
 
-/* The activation sums the packed product keeps on the stack (64 KiB): a pass takes as
- * many tokens as fit, at most Q_0_TOK. */
-#define Q_0_SX 16384
-#define Q_0_TOK 64
 /* Bytes ahead a single token's product fetches (9 KiB; past the block's and the matrix's
  * end too): 2 q4_0 groups ahead left the stream waiting on memory (one token of 16384 x
  * 8192, packed: 38-41 GMAC/s against 52-65 at 16 and 32 ahead). */
@@ -2519,13 +2531,13 @@ INLINE512 void q_0_packed_rows(const struct pd_gemm_args *g, size_t b, size_t t0
 /* Rows [r0, r1) of packed weights of a 32-element type in lanes, 16 rows at a time, the
  * tokens in passes that share one computation of their activation sums (a block only
  * partly in [r0, r1) computed whole into a scratch row per token, the asked rows copied);
- * returns the first row it left (rows past the last whole block, and all of them for rows
- * too long for the sums' stack room or weights in the file's layout) for the tiles. */
+ * returns the first row it left (rows past the last whole block, and all of them for
+ * weights in the file's layout, rows too long included) for the tiles. */
 INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1,
                                  const enum pd_dtype T)
 {
     size_t nb = g->n / PD_QK8_0, whole = g->w_rows / 16 * 16;
-    if (!g->packed || nb > Q_0_SX || r0 >= whole) {
+    if (!g->packed || q_0_too_long(g->w_stride, T) || r0 >= whole) {
         return r0;
     }
     int32_t sx[Q_0_SX];

@@ -1913,8 +1913,14 @@ static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
+/* Rows too long for the packed q4_0 product's activation sums stay in the file's layout,
+ * for the tiles (the same predicate in avx2_q4_0_gemm). */
 static void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
+    if (row_bytes / Q4_0_BYTES > Q40X8_SX) {
+        memcpy(out, w, rows * row_bytes);
+        return;
+    }
     pack8_q_0(w, rows, row_bytes, out, Q4_0_BYTES, 4);
 }
 
@@ -2178,7 +2184,7 @@ GEMM_DRIVER_N(avx2_q5_1_gemm, Q5_1_TILE8, 4, 3, 12)
 static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 8 * 8;
-    if (g->packed && nb <= Q40X8_SX && r0 < whole) {
+    if (g->packed && g->w_stride / Q4_0_BYTES <= Q40X8_SX && r0 < whole) {
         int32_t sx[Q40X8_SX];
         float tmp[Q40X8_PASS * 8];
         size_t pass = Q40X8_SX / nb < Q40X8_PASS ? Q40X8_SX / nb : Q40X8_PASS;

@@ -31,10 +31,12 @@
  *   the 8 lanes at once, so they are bit-identical to the portable dot. A single token
  *   (decode) takes 8 x 1 tiles that fetch the next 8 rows ahead (q5_K: one dot product
  *   per row, which was faster).
- * - q4_K weights are packed at load (avx2_q4_k_pack) into blocks of 8 rows whose
- *   super-blocks are transposed 4 bytes at a time, so one register holds 4 codes of each
- *   of 8 rows: the product then puts rows in lanes (q4k8_block: no horizontal sums, the
- *   headers unpacked for 8 rows at once, one stream per block) and stays bit-identical.
+ * - q4_K and q5_K weights are packed at load (avx2_q4_k_pack, avx2_q5_k_pack) into blocks
+ *   of 8 rows whose super-blocks are transposed 4 bytes at a time, so one register holds 4
+ *   codes (or fifth-bit bytes) of each of 8 rows: the product then puts rows in lanes
+ *   (kq8_block: no horizontal sums, the headers unpacked for 8 rows at once, one stream
+ *   per block) and stays bit-identical (q5_K, 1536 x 1536, 64 tokens: 42-43 -> 55-59
+ *   GMAC/s; one token of 4096 x 4096: 20 -> 30).
  *   The tiles keep the file's layout (PONDER_PACK=0) and the rows past the last block.
  *   q4_0 is packed too (avx2_q4_0_pack: 8-row blocks, per q4_0 block the rows' scales and
  *   one register per 4 code bytes of each row), its product likewise in lanes, q8_0
@@ -1513,28 +1515,36 @@ TILE8 void q6_k_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, const 
     store_tile8(g, r0, t0, sum, RM, RN);
 }
 
-/* ---- q4_K packed, rows in lanes ------------------------------------------------------ */
+/* ---- q4_K and q5_K packed, rows in lanes --------------------------------------------- */
 
-/* The packed layout (avx2_q4_k_pack): each block of 8 rows holds, per super-block, 36
- * registers of 32 bytes, register k holding in dword lane r the bytes 4k .. 4k + 3 of row
- * r's super-block: registers 0..3 the 16-byte headers (d and dmin, the 12 scale bytes),
- * registers 4..35 the 128 code bytes. The same bytes as the 8 rows (8 * Q4_K_BYTES per
+/* The packed layout (avx2_q4_k_pack, avx2_q5_k_pack): each block of 8 rows holds, per
+ * super-block, one register of 32 bytes per 4 bytes of a row's super-block, register k
+ * holding in dword lane r the bytes 4k .. 4k + 3 of row r's super-block: for q4_K (36
+ * registers) registers 0..3 the 16-byte headers (d and dmin, the 12 scale bytes),
+ * registers 4..35 the 128 code bytes; q5_K (44) has its 32 fifth-bit bytes (qh) in
+ * registers 4..11 between them. The same bytes as the 8 rows (8 blocks' bytes per
  * super-block), so rows past the last whole block keep the file's layout in place. */
-#define Q4K8_PACKED (8 * Q4_K_BYTES)
-/* Tokens one pass over a block's weights serves (2: 70-72 GMAC/s in bench-kernels at 32
- * tokens, 3: 68, 4: 65-66; more sums than registers). */
+#define KQ8_PACKED(five) (8 * ((five) ? Q5_K_BYTES : Q4_K_BYTES))
+#define KQ8_CODES(five) ((five) ? 32 * (4 + 8) : 32 * 4)
+/* Tokens one pass over a block's weights serves (q4_K, 2: 70-72 GMAC/s in bench-kernels
+ * at 32 tokens, 3: 68, 4: 65-66; more sums than registers). q5_K's fifth bit costs 8
+ * operations more per code register, shared by more tokens (1536 x 1536, 64 tokens: 2:
+ * 46-47 GMAC/s, 3: 50-52, 4: 55-56, 5: 56-57, 6: 38). */
 #define Q4K8_TOK 2
+#define Q5K8_TOK 4
+#define KQ8_TOK_MAX 4
 
-static AVX2_FN void avx2_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes,
-                                   uint8_t *out)
+/* The dword interleave above for blocks of `bytes` bytes (a multiple of 4). */
+static void pack8_dwords(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
+                         size_t bytes)
 {
-    size_t nsb = row_bytes / Q4_K_BYTES;
+    size_t nsb = row_bytes / bytes;
     size_t whole = rows / 8 * 8;
     for (size_t r0 = 0; r0 < whole; r0 += 8) {
         for (size_t i = 0; i < nsb; i++) {
-            uint8_t *o = out + r0 * row_bytes + i * Q4K8_PACKED;
-            const uint8_t *src = w + r0 * row_bytes + i * Q4_K_BYTES;
-            for (size_t k = 0; k < Q4_K_BYTES / 4; k++) {
+            uint8_t *o = out + r0 * row_bytes + i * 8 * bytes;
+            const uint8_t *src = w + r0 * row_bytes + i * bytes;
+            for (size_t k = 0; k < bytes / 4; k++) {
                 for (size_t r = 0; r < 8; r++) {
                     memcpy(o + 32 * k + 4 * r, src + r * row_bytes + 4 * k, 4);
                 }
@@ -1542,6 +1552,16 @@ static AVX2_FN void avx2_q4_k_pack(const uint8_t *w, size_t rows, size_t row_byt
         }
     }
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
+}
+
+static void avx2_q4_k_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_dwords(w, rows, row_bytes, out, Q4_K_BYTES);
+}
+
+static void avx2_q5_k_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_dwords(w, rows, row_bytes, out, Q5_K_BYTES);
 }
 
 /* A packed super-block's headers, unpacked per lane (row): sc[j] and mn[j] hold sub-block
@@ -1587,69 +1607,87 @@ TILE8 void q4k8_head_unpack(const uint8_t *h, struct q4k8_head *H)
 }
 
 /* Rows [b, b + 8) (a packed block) for tokens [t0, t0 + T): y[t * y_stride + r] for
- * r < 8. Per super-block, each code register serves the T tokens: its nibbles times the
- * token's 4 broadcast activation bytes with vpmaddubsw, summed in 16 bits over a
- * sub-block's 8 registers (8 * 2 * 15 * 128 < 2^15: exact), then weighted by the lane's
- * sub-block scale with vpmaddwd into int32; the min term likewise from the bsums; then
- * the portable float expression per lane. Bit-identical to pd_q4_k_vec_dot. */
-TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *y,
-                      size_t y_stride, const int T)
+ * r < 8. Per super-block, each code register serves the T tokens: its nibbles (q5_K,
+ * FIVE: with the fifth bit from the lane's qh bytes, as avx2_q5_k_vec_dot places it) times
+ * the token's 4 broadcast activation bytes with vpmaddubsw, summed in 16 bits over a
+ * sub-block's 8 registers (q4_K: 8 * 2 * 15 * 128 < 2^15) or 4 (q5_K: 4 * 2 * 31 * 128 <
+ * 2^15), so exact, then weighted by the lane's sub-block scale with vpmaddwd into int32;
+ * the min term likewise from the bsums; then the portable float expression per lane.
+ * Bit-identical to pd_q4_k_vec_dot and pd_q5_k_vec_dot. */
+TILE8 void kq8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *y,
+                     size_t y_stride, const int T, const bool FIVE)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    const size_t packed = KQ8_PACKED(FIVE);
     const uint8_t *blk = g->w + b * g->w_stride;
-    const uint8_t *xr[Q4K8_TOK];
+    const uint8_t *xr[KQ8_TOK_MAX];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         xr[t] = g->x + (t0 + (size_t)t) * g->x_stride;
     }
-    __m256 sum[Q4K8_TOK];
+    __m256 sum[KQ8_TOK_MAX];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         sum[t] = _mm256_setzero_ps();
     }
     size_t nsb = g->n / PD_QK_K;
     for (size_t i = 0; i < nsb; i++) {
-        const uint8_t *h = blk + i * Q4K8_PACKED;
-        /* 8 super-blocks (9 KiB) ahead, past the block's and the matrix's end too (a
+        const uint8_t *h = blk + i * packed;
+        /* 8 super-blocks (9-11 KiB) ahead, past the block's and the matrix's end too (a
          * prefetch never faults): 2 ahead, stopping at the block's end, left a single
-         * token's stream waiting on memory (one token of 16384 x 8192: 43-44 -> 49 GMAC/s;
-         * 0.55 GB decode 67 -> 74 tok/s) */
-        prefetch_block(h + 8 * Q4K8_PACKED, Q4K8_PACKED);
+         * token's stream waiting on memory (q4_K, one token of 16384 x 8192: 43-44 -> 49
+         * GMAC/s; 0.55 GB decode 67 -> 74 tok/s) */
+        prefetch_block(h + 8 * packed, packed);
         struct q4k8_head H;
         q4k8_head_unpack(h, &H);
-        const uint8_t *codes = h + 128;
-        __m256i isum[Q4K8_TOK];
+        const uint8_t *codes = h + KQ8_CODES(FIVE);
+        __m256i isum[KQ8_TOK_MAX];
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             isum[t] = _mm256_setzero_si256();
         }
-        for (int grp = 0; grp < 4; grp++) {
-            __m256i al[Q4K8_TOK], ah[Q4K8_TOK];
 #pragma GCC unroll 4
-            for (int t = 0; t < T; t++) {
-                al[t] = _mm256_setzero_si256();
-                ah[t] = _mm256_setzero_si256();
-            }
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                __m256i c = load256(codes + 32 * (8 * grp + k));
-                __m256i lo = _mm256_and_si256(c, m4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+        for (int grp = 0; grp < 4; grp++) {
+            /* registers per 16-bit sum: all 8 of the sub-block (q4_K), or halves (q5_K) */
+            const int run = FIVE ? 4 : 8;
+#pragma GCC unroll 2
+            for (int k0 = 0; k0 < 8; k0 += run) {
+                __m256i al[KQ8_TOK_MAX], ah[KQ8_TOK_MAX];
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
-                    const uint8_t *q8 = xr[t] + i * Q8_K_BYTES + Q8_K_QS + 64 * grp + 4 * k;
-                    int32_t xl, xh;
-                    memcpy(&xl, q8, 4);
-                    memcpy(&xh, q8 + 32, 4);
-                    al[t] = _mm256_add_epi16(al[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
-                    ah[t] = _mm256_add_epi16(ah[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+                    al[t] = _mm256_setzero_si256();
+                    ah[t] = _mm256_setzero_si256();
                 }
-            }
+#pragma GCC unroll 8
+                for (int k = k0; k < k0 + run; k++) {
+                    __m256i c = load256(codes + 32 * (8 * grp + k));
+                    __m256i lo = _mm256_and_si256(c, m4);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+                    if (FIVE) {
+                        /* bits 2 grp and 2 grp + 1 of the lane's qh bytes 4k .. 4k + 3 */
+                        __m256i qh = _mm256_srli_epi16(load256(h + 128 + 32 * k), 2 * grp);
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                    }
 #pragma GCC unroll 4
-            for (int t = 0; t < T; t++) {
-                isum[t] = _mm256_add_epi32(
-                    isum[t], _mm256_add_epi32(_mm256_madd_epi16(al[t], H.sc[2 * grp]),
-                                              _mm256_madd_epi16(ah[t], H.sc[2 * grp + 1])));
+                    for (int t = 0; t < T; t++) {
+                        const uint8_t *q8 =
+                            xr[t] + i * Q8_K_BYTES + Q8_K_QS + 64 * grp + 4 * k;
+                        int32_t xl, xh;
+                        memcpy(&xl, q8, 4);
+                        memcpy(&xh, q8 + 32, 4);
+                        al[t] = _mm256_add_epi16(
+                            al[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+                        ah[t] = _mm256_add_epi16(
+                            ah[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+                    }
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    isum[t] = _mm256_add_epi32(
+                        isum[t], _mm256_add_epi32(_mm256_madd_epi16(al[t], H.sc[2 * grp]),
+                                                  _mm256_madd_epi16(ah[t], H.sc[2 * grp + 1])));
+                }
             }
         }
 #pragma GCC unroll 4
@@ -1692,7 +1730,10 @@ TILE8 void q4k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
             BLOCK(g, b, t, y + t * y_stride, y_stride, 1);                               \
         }                                                                                \
     }
-ROWS8(q4k8_rows, q4k8_block, Q4K8_TOK)
+#define Q4K8_BLOCK(g, b, t0, y, ys, T) kq8_block(g, b, t0, y, ys, T, false)
+#define Q5K8_BLOCK(g, b, t0, y, ys, T) kq8_block(g, b, t0, y, ys, T, true)
+ROWS8(q4k8_rows, Q4K8_BLOCK, Q4K8_TOK)
+ROWS8(q5k8_rows, Q5K8_BLOCK, Q5K8_TOK)
 
 /* ---- q6_K packed, rows in lanes ------------------------------------------------------ */
 
@@ -2251,7 +2292,7 @@ static AVX2_FN void avx2_q8_0_gemm(const struct pd_gemm_args *g, size_t r0, size
 #define Q4_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, false, RM, RN)
 #define Q5_K_TILE8(g, r, t, RM, RN) kq45_tile8(g, r, t, true, RM, RN)
 GEMM8_DRIVER(q4_k_tiles, Q4_K_TILE8, 2, 4)
-/* The rows of one packed 8-row block for every token of g (q4k8_rows, q6k8_rows). */
+/* The rows of one packed 8-row block for every token of g (q4k8_rows, q5k8_rows, q6k8_rows). */
 typedef void (*rows8_fn)(const struct pd_gemm_args *g, size_t b, float *y, size_t y_stride);
 
 /* Rows [r0, r1) of the packed block at row b, r0 > b or r1 < b + 8: the block computed
@@ -2304,9 +2345,9 @@ static AVX2_FN void avx2_q4_k_gemm(const struct pd_gemm_args *g, size_t r0, size
 }
 GEMM8_DRIVER(q5_k_tiles, Q5_K_TILE8, 2, 4)
 
-/* q5_K: a single token keeps one dot product per row (the 8 x 1 tile ran 25% slower on an
- * 8192 x 4096 matrix, the 4 x 1 tile 10%). */
-static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+/* q5_K in the file's layout: a single token keeps one dot product per row (the 8 x 1 tile
+ * ran 25% slower on an 8192 x 4096 matrix, the 4 x 1 tile 10%). */
+static AVX2_FN void q5_k_file(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     if (g->n_tok == 1) {
         for (size_t r = r0; r < r1; r++) {
@@ -2315,6 +2356,12 @@ static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size
         return;
     }
     q5_k_tiles(g, r0, r1);
+}
+
+/* q5_K: packed weights in lanes, 8 rows at a time; the rest as above. */
+static AVX2_FN void avx2_q5_k_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    rows8_gemm(g, r0, r1, q5k8_rows, Q5K8_TOK, q5_k_file);
 }
 GEMM8_DRIVER(q6_k_tiles, q6_k_tile8, 2, 4)
 
@@ -2447,6 +2494,7 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_Q8_0] = avx2_q8_0_pack,
         [PD_DTYPE_Q4_0] = avx2_q4_0_pack,
         [PD_DTYPE_Q4_K] = avx2_q4_k_pack,
+        [PD_DTYPE_Q5_K] = avx2_q5_k_pack,
         [PD_DTYPE_Q6_K] = avx2_q6_k_pack,
     },
     .from_f32 = {

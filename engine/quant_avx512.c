@@ -2729,15 +2729,20 @@ GEMM_DRIVER(bf16_tiles, BF16_TILE)
  * than its stride, its first bytes), steps in order, so decode reads one stream instead
  * of 16 rows at once (one token of 4096 x 4096, one thread: 15 -> 35-45 GB/s). Rows past
  * the last whole block stay as they were. */
+INLINE512 bool half_packs(size_t row_bytes)
+{
+    return row_bytes % 32 == 0;
+}
+
 INLINE512 bool half_packed(const struct pd_gemm_args *g)
 {
-    return g->packed && g->w_stride % 32 == 0;
+    return g->packed && half_packs(g->w_stride);
 }
 
 static AVX512_FN void avx512_f16_pack(const uint8_t *w, size_t rows, size_t row_bytes,
                                       uint8_t *out)
 {
-    size_t whole = row_bytes % 32 ? 0 : rows / 16 * 16;
+    size_t whole = half_packs(row_bytes) ? rows / 16 * 16 : 0;
     for (size_t r0 = 0; r0 < whole; r0 += 16) {
         for (size_t c = 0; c < row_bytes / 32; c++) {
             for (size_t r = 0; r < 16; r++) {

@@ -1931,6 +1931,13 @@ _Static_assert(Q40X8_PACKED == 16 + 4 * 32, "q4_0 packed block: scales and 4 reg
 #define Q40X8_PASS 64
 #define Q40X8_TOK 2
 
+/* Rows too long for the packed q4_0 product's activation sums: the pack leaves them in
+ * the file's layout and the gemm hands them to the tiles. */
+static inline bool q40x8_too_long(size_t row_bytes)
+{
+    return row_bytes / Q4_0_BYTES > Q40X8_SX;
+}
+
 /* The 8-row packed layout of q4_0 (4 code registers per block) and q8_0 (8): per block
  * of `bytes`, the 8 rows' half scales, then register j holding row r's code bytes 4 j ..
  * 4 j + 3 in dword lane r. */
@@ -1954,11 +1961,9 @@ static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *
     memcpy(out + whole * row_bytes, w + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
-/* Rows too long for the packed q4_0 product's activation sums stay in the file's layout,
- * for the tiles (the same predicate in avx2_q4_0_gemm). */
 static void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
-    if (row_bytes / Q4_0_BYTES > Q40X8_SX) {
+    if (q40x8_too_long(row_bytes)) {
         memcpy(out, w, rows * row_bytes);
         return;
     }
@@ -2225,7 +2230,7 @@ GEMM_DRIVER_N(avx2_q5_1_gemm, Q5_1_TILE8, 4, 3, 12)
 static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
     size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 8 * 8;
-    if (g->packed && g->w_stride / Q4_0_BYTES <= Q40X8_SX && r0 < whole) {
+    if (g->packed && !q40x8_too_long(g->w_stride) && r0 < whole) {
         int32_t sx[Q40X8_SX];
         float tmp[Q40X8_PASS * 8];
         size_t pass = Q40X8_SX / nb < Q40X8_PASS ? Q40X8_SX / nb : Q40X8_PASS;
@@ -2378,9 +2383,14 @@ GEMM_DRIVER_N(bf16_tiles, BF16_TILE8, 4, 3, 12)
  * step of 8 elements, the 8 rows' 16 bytes of it (128 bytes; the last step of a row
  * shorter than its stride, its first bytes), steps in order, so decode reads one stream
  * instead of 8 rows at once. Rows past the last whole block stay as they were. */
+static inline bool half8_packs(size_t row_bytes)
+{
+    return row_bytes % 16 == 0;
+}
+
 static void avx2_f16_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
-    size_t whole = row_bytes % 16 ? 0 : rows / 8 * 8;
+    size_t whole = half8_packs(row_bytes) ? rows / 8 * 8 : 0;
     for (size_t r0 = 0; r0 < whole; r0 += 8) {
         for (size_t c = 0; c < row_bytes / 16; c++) {
             for (size_t r = 0; r < 8; r++) {
@@ -2448,7 +2458,7 @@ static AVX2_FN void bf16_rows8(const struct pd_gemm_args *g, size_t b, float *y,
 /* f16/bf16: packed weights (rows 16-byte steps apart) in 8-row blocks, the rest in tiles. */
 static AVX2_FN void avx2_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
-    if (g->w_stride % 16 == 0) {
+    if (half8_packs(g->w_stride)) {
         rows8_gemm(g, r0, r1, f16_rows8, 8, f16_tiles);
     } else {
         f16_tiles(g, r0, r1);
@@ -2457,7 +2467,7 @@ static AVX2_FN void avx2_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_
 
 static AVX2_FN void avx2_bf16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
-    if (g->w_stride % 16 == 0) {
+    if (half8_packs(g->w_stride)) {
         rows8_gemm(g, r0, r1, bf16_rows8, 8, bf16_tiles);
     } else {
         bf16_tiles(g, r0, r1);

@@ -38,8 +38,11 @@
  *   per block) and stays bit-identical (q5_K, 1536 x 1536, 64 tokens: 42-43 -> 55-59
  *   GMAC/s; one token of 4096 x 4096: 20 -> 30).
  *   The tiles keep the file's layout (PONDER_PACK=0) and the rows past the last block.
- *   q4_0 is packed too (avx2_q4_0_pack: 8-row blocks, per q4_0 block the rows' scales and
- *   one register per 4 code bytes of each row), its product likewise in lanes, q8_0
+ *   q4_0, q5_0, q4_1 and q5_1 are packed too (pack8_q_0: 8-row blocks, per block of 32
+ *   the rows' scales, offsets and fifth bits (rearranged so one shift places them), and
+ *   one register per 4 code bytes of each row), their product (q_0x8_block) likewise in
+ *   lanes (1536 x 1536, 64 tokens: q5_0 29 -> 61 GMAC/s, q4_1 27 -> 74, q5_1 28 -> 58;
+ *   one token of 4096 x 4096 18 -> 40, 22 -> 45, 17 -> 35), q8_0
  *   (avx2_q8_0_pack, the same layout with 8 code registers per block; q80x8_block: the
  *   sign trick per register, each register's magnitudes shared by 4 tokens; 1536 x 512,
  *   64 tokens: 38 -> 57 GMAC/s, one token of 4096 x 4096: 29 -> 42), and q6_K
@@ -1916,44 +1919,99 @@ TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
 
 ROWS8(q6k8_rows, q6k8_block, Q6K8_TOK)
 
-/* ---- q4_0 packed, rows in lanes --------------------------------------------------------- */
+/* ---- q4_0, q5_0, q4_1, q5_1 packed, rows in lanes ------------------------------------- */
 
-/* The packed layout (avx2_q4_0_pack): each block of 8 rows holds, per q4_0 block, the 8
- * rows' half scales (16 bytes) and 4 registers of 32 bytes, register j holding in dword
- * lane r row r's code bytes 4 j .. 4 j + 3 (each byte: element l in its low nibble, l +
- * 16 in its high one). The same bytes as the 8 rows, in the same place as a whole; rows
- * past the last whole block keep the file's layout. */
+/* The packed layout (avx2_q4_0_pack and the others of the 32-element types): each block of
+ * 8 rows holds, per block of 32 elements, the 8 rows' half scales d (16 bytes); for q4_1
+ * and q5_1 their half offsets m (16 bytes); for q5_0 and q5_1 one register of the rows'
+ * fifth bits, rearranged (q8_qh); then 4 registers of 32 bytes, register j holding in
+ * dword lane r row r's code bytes 4 j .. 4 j + 3 (each byte: element l in its low nibble,
+ * l + 16 in its high one). The same bytes as the 8 rows, in the same place as a whole;
+ * rows past the last whole block keep the file's layout. */
 #define Q40X8_PACKED (8 * Q4_0_BYTES)
 _Static_assert(Q40X8_PACKED == 16 + 4 * 32, "q4_0 packed block: scales and 4 registers");
+_Static_assert(8 * Q5_0_BYTES == 16 + 32 + 4 * 32, "q5_0 packed block");
+_Static_assert(8 * Q4_1_BYTES == 16 + 16 + 4 * 32, "q4_1 packed block");
+_Static_assert(8 * Q5_1_BYTES == 16 + 16 + 32 + 4 * 32, "q5_1 packed block");
 /* The activation sums a product keeps on the stack (64 KiB): a pass takes as many tokens
  * as fit, at most Q40X8_PASS; tokens go over a block's weights Q40X8_TOK at a time. */
 #define Q40X8_SX 16384
 #define Q40X8_PASS 64
 #define Q40X8_TOK 2
 
-/* Rows too long for the packed q4_0 product's activation sums: the pack leaves them in
- * the file's layout and the gemm hands them to the tiles. */
-static inline bool q40x8_too_long(size_t row_bytes)
+/* A 32-element type's block in the file (quant.c's q32_format) and in the packed layout:
+ * bytes per block, where m, qh (0: none) and the codes are in the file's block, the
+ * offset subtracted from each code (q4_0 8, q5_0 16, else 0), and in the packed block of
+ * 8 rows where m, qh and the code registers start. Constant in each inlined use. */
+struct q8_fmt {
+    size_t bytes, m, qh, qs;
+    int offset;
+    size_t pm, pqh, pqs;
+};
+
+static inline __attribute__((always_inline)) struct q8_fmt q8_fmt(const enum pd_dtype T)
 {
-    return row_bytes / Q4_0_BYTES > Q40X8_SX;
+    switch (T) {
+    case PD_DTYPE_Q5_0: return (struct q8_fmt){Q5_0_BYTES, 0, 2, 6, 16, 0, 16, 48};
+    case PD_DTYPE_Q4_1: return (struct q8_fmt){Q4_1_BYTES, 2, 0, 4, 0, 16, 0, 32};
+    case PD_DTYPE_Q5_1: return (struct q8_fmt){Q5_1_BYTES, 2, 4, 8, 0, 16, 32, 64};
+    case PD_DTYPE_Q8_0: return (struct q8_fmt){Q8_0_BYTES, 0, 0, 2, 0, 0, 0, 16};
+    default: return (struct q8_fmt){Q4_0_BYTES, 0, 0, 2, 8, 0, 0, 16};
+    }
 }
 
-/* The 8-row packed layout of q4_0 (4 code registers per block) and q8_0 (8): per block
- * of `bytes`, the 8 rows' half scales, then register j holding row r's code bytes 4 j ..
- * 4 j + 3 in dword lane r. */
-static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
-                      size_t bytes, size_t regs)
+/* Rows too long for the packed q4_0/q5_0 product's activation sums: the pack leaves them
+ * in the file's layout and the gemm hands them to the tiles (the offset-free q4_1 and
+ * q5_1 need no sums but keep the same rule). */
+static inline bool q40x8_too_long(size_t row_bytes, size_t bytes)
 {
-    size_t nb = row_bytes / bytes;
+    return row_bytes / bytes > Q40X8_SX;
+}
+
+/* A row's fifth bits qh (bit l for element l) rearranged so that bit j of byte b is
+ * element 4 j + b's (the low nibble of code byte 4 j + b) and bit 4 + j element 16 + 4 j +
+ * b's (its high nibble): code register j then takes its bits by one shift each way. */
+static uint32_t q8_qh(uint32_t qh)
+{
+    uint32_t r = 0;
+    for (int b = 0; b < 4; b++) {
+        for (int j = 0; j < 4; j++) {
+            r |= ((qh >> (4 * j + b)) & 1u) << (8 * b + j);
+            r |= ((qh >> (16 + 4 * j + b)) & 1u) << (8 * b + 4 + j);
+        }
+    }
+    return r;
+}
+
+/* The 8-row packed layout of the 32-element types (q8_0: 8 code registers, the rest 4). */
+static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
+                      const enum pd_dtype T)
+{
+    const struct q8_fmt f = q8_fmt(T);
+    size_t regs = T == PD_DTYPE_Q8_0 ? 8 : 4;
+    if (T != PD_DTYPE_Q8_0 && q40x8_too_long(row_bytes, f.bytes)) {
+        memcpy(out, w, rows * row_bytes);
+        return;
+    }
+    size_t nb = row_bytes / f.bytes;
     size_t whole = rows / 8 * 8;
     for (size_t r0 = 0; r0 < whole; r0 += 8) {
         for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = out + r0 * row_bytes + b * 8 * bytes;
+            uint8_t *o = out + r0 * row_bytes + b * 8 * f.bytes;
             for (size_t r = 0; r < 8; r++) {
-                const uint8_t *src = w + (r0 + r) * row_bytes + b * bytes;
+                const uint8_t *src = w + (r0 + r) * row_bytes + b * f.bytes;
                 memcpy(o + 2 * r, src, 2);
+                if (f.m) {
+                    memcpy(o + f.pm + 2 * r, src + f.m, 2);
+                }
+                if (f.qh) {
+                    uint32_t qh;
+                    memcpy(&qh, src + f.qh, 4);
+                    qh = q8_qh(qh);
+                    memcpy(o + f.pqh + 4 * r, &qh, 4);
+                }
                 for (size_t j = 0; j < regs; j++) {
-                    memcpy(o + 16 + 32 * j + 4 * r, src + 2 + 4 * j, 4);
+                    memcpy(o + f.pqs + 32 * j + 4 * r, src + f.qs + 4 * j, 4);
                 }
             }
         }
@@ -1963,11 +2021,22 @@ static void pack8_q_0(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *
 
 static void avx2_q4_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
-    if (q40x8_too_long(row_bytes)) {
-        memcpy(out, w, rows * row_bytes);
-        return;
-    }
-    pack8_q_0(w, rows, row_bytes, out, Q4_0_BYTES, 4);
+    pack8_q_0(w, rows, row_bytes, out, PD_DTYPE_Q4_0);
+}
+
+static void avx2_q5_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_q_0(w, rows, row_bytes, out, PD_DTYPE_Q5_0);
+}
+
+static void avx2_q4_1_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_q_0(w, rows, row_bytes, out, PD_DTYPE_Q4_1);
+}
+
+static void avx2_q5_1_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
+{
+    pack8_q_0(w, rows, row_bytes, out, PD_DTYPE_Q5_1);
 }
 
 AVX2_FN void pd_avx2_q8_0_sums(const uint8_t *x, size_t x_stride, size_t nt, size_t nb,
@@ -1987,16 +2056,22 @@ AVX2_FN void pd_avx2_q8_0_sums(const uint8_t *x, size_t x_stride, size_t nt, siz
     }
 }
 
-/* Rows [b, b + 8) (a packed block) for tokens [t0, t0 + T) (sx: their activation sums, nb
- * per token), to y[t * y_stride + r]. Per q4_0 block each code register serves the T
- * tokens: its nibbles times the token's 4 broadcast activation bytes with vpmaddubsw,
- * summed in 16 bits over the block's 8 products (8 * 2 * 15 * 128 < 2^15: exact), added
- * to int32 lanes by one vpmaddwd, less 8 * sum(x); then one FMA by d_w * d_x per lane
+/* Rows [b, b + 8) (a packed block of type TYPE: q4_0, q5_0, q4_1 or q5_1) for tokens [t0,
+ * t0 + T) (sx: their activation sums, nb per token, for the types with an offset), to y[t *
+ * y_stride + r]. Per block each code register serves the T tokens: its nibbles (with their
+ * fifth bits for q5_0/q5_1) times the token's 4 broadcast activation bytes with
+ * vpmaddubsw, summed in 16 bits over 8 products (4 for five-bit codes: 4 * 2 * 31 * 128 <
+ * 2^15, as 8 * 2 * 15 * 128 is for four: exact), added to int32 lanes by vpmaddwd, less
+ * offset * sum(x); then one FMA by d_w * d_x per lane and, for q4_1/q5_1, one by m_w * s_x
  * (the float order differs from the portable dot by rounding only). */
-TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const int32_t *sx,
-                       float *y, size_t y_stride, const int T)
+TILE8 void q_0x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const int32_t *sx,
+                       float *y, size_t y_stride, const int T, const enum pd_dtype TYPE)
 {
+    const struct q8_fmt f = q8_fmt(TYPE);
+    const bool five = f.qh != 0, min = f.m != 0;
+    const size_t packed = 8 * f.bytes, xb = min ? Q8_1_BYTES : Q8_0_BYTES, xq = min ? 4 : 2;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
     const uint8_t *blk = g->w + b * g->w_stride;
     size_t nb = g->n / PD_QK4_0;
     __m256 sum[Q40X8_TOK];
@@ -2005,35 +2080,53 @@ TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const 
         sum[t] = _mm256_setzero_ps();
     }
     for (size_t i = 0; i < nb; i++) {
-        const uint8_t *h = blk + i * Q40X8_PACKED;
-        /* 64 blocks (9 KiB) ahead, past the block's and the matrix's end too (a prefetch
-         * never faults): 4 ahead left a single token's stream waiting on memory (one
+        const uint8_t *h = blk + i * packed;
+        /* 64 blocks (9-12 KiB) ahead, past the block's and the matrix's end too (a prefetch
+         * never faults): 4 ahead left a single token's stream waiting on memory (q4_0, one
          * token of 16384 x 8192, packed: 33 -> 51-58 GMAC/s; 32 ahead 51) */
-        prefetch_block(h + 64 * Q40X8_PACKED, Q40X8_PACKED);
+        prefetch_block(h + 64 * packed, packed);
         __m256 d = _mm256_cvtph_ps(load128(h));
         __m256i lo[4], hi[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            __m256i c = load256(h + 16 + 32 * j);
+            __m256i c = load256(h + f.pqs + 32 * j);
             lo[j] = _mm256_and_si256(c, m4);
             hi[j] = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+            if (five) {
+                /* bit j of each byte of the rearranged qh to bit 4 (low nibbles), bit 4 + j
+                 * likewise (high nibbles); no byte takes another's bit 4 */
+                __m256i q = load256(h + f.pqh);
+                lo[j] = _mm256_or_si256(lo[j], _mm256_and_si256(_mm256_slli_epi32(q, 4 - j), bit4));
+                hi[j] = _mm256_or_si256(hi[j], _mm256_and_si256(_mm256_srli_epi32(q, j), bit4));
+            }
         }
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            const uint8_t *x = g->x + (t0 + (size_t)t) * g->x_stride + i * Q8_0_BYTES;
-            __m256i a = _mm256_setzero_si256();
+            const uint8_t *x = g->x + (t0 + (size_t)t) * g->x_stride + i * xb;
+            __m256i s = _mm256_setzero_si256();
+            const int run = five ? 2 : 4; /* registers per 16-bit sum */
+#pragma GCC unroll 2
+            for (int j0 = 0; j0 < 4; j0 += run) {
+                __m256i a = _mm256_setzero_si256();
 #pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                int32_t xl, xh;
-                memcpy(&xl, x + 2 + 4 * j, 4);
-                memcpy(&xh, x + 18 + 4 * j, 4);
-                a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[j], _mm256_set1_epi32(xl)));
-                a = _mm256_add_epi16(a, _mm256_maddubs_epi16(hi[j], _mm256_set1_epi32(xh)));
+                for (int j = j0; j < j0 + run; j++) {
+                    int32_t xl, xh;
+                    memcpy(&xl, x + xq + 4 * j, 4);
+                    memcpy(&xh, x + xq + 16 + 4 * j, 4);
+                    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[j], _mm256_set1_epi32(xl)));
+                    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(hi[j], _mm256_set1_epi32(xh)));
+                }
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(a, ones));
             }
-            __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(a, ones),
-                                         _mm256_set1_epi32(8 * sx[(size_t)t * nb + i]));
+            if (f.offset) {
+                s = _mm256_sub_epi32(s, _mm256_set1_epi32(f.offset * sx[(size_t)t * nb + i]));
+            }
             __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16_load(x)));
             sum[t] = _mm256_fmadd_ps(p, d, sum[t]);
+            if (min) {
+                sum[t] = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(h + f.pm)),
+                                         _mm256_set1_ps(f16_load(x + 2)), sum[t]);
+            }
         }
     }
 #pragma GCC unroll 4
@@ -2044,17 +2137,24 @@ TILE8 void q40x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const 
 
 /* Tokens [t0, t0 + nt) for the packed block at row b, into y (rows b .. b + 7 at
  * y[0..8), token t0 + t at row t of y). */
-static AVX2_FN void q40x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt,
-                               const int32_t *sx, float *y, size_t y_stride)
-{
-    size_t nb = g->n / PD_QK4_0, t = 0;
-    for (; t + Q40X8_TOK <= nt; t += Q40X8_TOK) {
-        q40x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, Q40X8_TOK);
+#define Q_0X8_ROWS(name, TYPE)                                                            \
+    static AVX2_FN void name(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt, \
+                             const int32_t *sx, float *y, size_t y_stride)               \
+    {                                                                                    \
+        size_t nb = g->n / PD_QK4_0, t = 0;                                              \
+        for (; t + Q40X8_TOK <= nt; t += Q40X8_TOK) {                                    \
+            q_0x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, Q40X8_TOK, \
+                        TYPE);                                                           \
+        }                                                                                \
+        for (; t < nt; t++) {                                                            \
+            q_0x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, 1, TYPE);  \
+        }                                                                                \
     }
-    for (; t < nt; t++) {
-        q40x8_block(g, b, t0 + t, sx + t * nb, y + t * y_stride, y_stride, 1);
-    }
-}
+Q_0X8_ROWS(q40x8_rows, PD_DTYPE_Q4_0)
+Q_0X8_ROWS(q50x8_rows, PD_DTYPE_Q5_0)
+Q_0X8_ROWS(q41x8_rows, PD_DTYPE_Q4_1)
+Q_0X8_ROWS(q51x8_rows, PD_DTYPE_Q5_1)
+#undef Q_0X8_ROWS
 
 /* ---- q8_0 packed, rows in lanes --------------------------------------------------------- */
 
@@ -2070,7 +2170,7 @@ _Static_assert(Q80X8_PACKED == 16 + 8 * 32, "q8_0 packed block: scales and 8 reg
 
 static void avx2_q8_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out)
 {
-    pack8_q_0(w, rows, row_bytes, out, Q8_0_BYTES, 8);
+    pack8_q_0(w, rows, row_bytes, out, PD_DTYPE_Q8_0);
 }
 
 /* Whether some activation byte of g (q8_0 blocks) is -128, which the sign trick below
@@ -2219,32 +2319,42 @@ static AVX2_FN void q80x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0
 #define Q5_1_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q5_1, RM, RN)
 GEMM8_DRIVER(q8_0_tiles, Q8_0_TILE8, 4, 2)
 GEMM8_DRIVER(q4_0_tiles, Q4_0_TILE8, 4, 2)
-GEMM_DRIVER_N(avx2_q5_0_gemm, Q5_0_TILE8, 4, 3, 12)
-GEMM8_DRIVER(avx2_q4_1_gemm, Q4_1_TILE8, 4, 2)
-GEMM_DRIVER_N(avx2_q5_1_gemm, Q5_1_TILE8, 4, 3, 12)
+GEMM_DRIVER_N(q5_0_tiles, Q5_0_TILE8, 4, 3, 12)
+GEMM8_DRIVER(q4_1_tiles, Q4_1_TILE8, 4, 2)
+GEMM_DRIVER_N(q5_1_tiles, Q5_1_TILE8, 4, 3, 12)
 
-/* q4_0: packed weights in lanes, 8 rows at a time, the tokens in passes that share one
- * computation of their activation sums (a block only partly in [r0, r1) computed whole
- * into a scratch row per token, the asked rows copied); rows past the last whole block,
- * weights in the file's layout and rows too long for the sums' stack room, in tiles. */
-static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+/* The packed q4_0/q5_0/q4_1/q5_1 rows of one type (q40x8_rows and the others). */
+typedef void (*q_0x8_rows_fn)(const struct pd_gemm_args *g, size_t b, size_t t0, size_t nt,
+                              const int32_t *sx, float *y, size_t y_stride);
+
+/* The 32-element types but q8_0: packed weights in lanes, 8 rows at a time, the tokens in
+ * passes that share one computation of their activation sums (types with an offset; a
+ * block only partly in [r0, r1) computed whole into a scratch row per token, the asked
+ * rows copied); rows past the last whole block, weights in the file's layout and rows
+ * too long for the sums' stack room, in tiles. */
+static AVX2_FN void q_0x8_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1,
+                               enum pd_dtype type, q_0x8_rows_fn rows, pd_gemm_fn tiles)
 {
     size_t nb = g->n / PD_QK4_0, whole = g->w_rows / 8 * 8;
-    if (g->packed && !q40x8_too_long(g->w_stride) && r0 < whole) {
+    size_t bytes = q8_fmt(type).bytes;
+    bool sums = type == PD_DTYPE_Q4_0 || type == PD_DTYPE_Q5_0;
+    if (g->packed && !q40x8_too_long(g->w_stride, bytes) && r0 < whole) {
         int32_t sx[Q40X8_SX];
         float tmp[Q40X8_PASS * 8];
         size_t pass = Q40X8_SX / nb < Q40X8_PASS ? Q40X8_SX / nb : Q40X8_PASS;
         size_t end = r1 < whole ? r1 : whole;
         for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
             size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;
-            pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+            if (sums) {
+                pd_avx2_q8_0_sums(g->x + t0 * g->x_stride, g->x_stride, nt, nb, sx);
+            }
             for (size_t r = r0; r < end;) {
                 size_t b = r / 8 * 8, e = b + 8 < end ? b + 8 : end;
                 float *y = g->y + t0 * g->y_stride;
                 if (r == b && e == b + 8) {
-                    q40x8_rows(g, b, t0, nt, sx, y + b, g->y_stride);
+                    rows(g, b, t0, nt, sx, y + b, g->y_stride);
                 } else {
-                    q40x8_rows(g, b, t0, nt, sx, tmp, 8);
+                    rows(g, b, t0, nt, sx, tmp, 8);
                     for (size_t t = 0; t < nt; t++) {
                         memcpy(y + t * g->y_stride + r, tmp + t * 8 + (r - b),
                                (e - r) * sizeof(float));
@@ -2256,9 +2366,30 @@ static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size
         r0 = end;
     }
     if (r0 < r1) {
-        q4_0_tiles(g, r0, r1);
+        tiles(g, r0, r1);
     }
 }
+
+static AVX2_FN void avx2_q4_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    q_0x8_gemm(g, r0, r1, PD_DTYPE_Q4_0, q40x8_rows, q4_0_tiles);
+}
+
+static AVX2_FN void avx2_q5_0_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    q_0x8_gemm(g, r0, r1, PD_DTYPE_Q5_0, q50x8_rows, q5_0_tiles);
+}
+
+static AVX2_FN void avx2_q4_1_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    q_0x8_gemm(g, r0, r1, PD_DTYPE_Q4_1, q41x8_rows, q4_1_tiles);
+}
+
+static AVX2_FN void avx2_q5_1_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
+{
+    q_0x8_gemm(g, r0, r1, PD_DTYPE_Q5_1, q51x8_rows, q5_1_tiles);
+}
+
 /* q8_0: packed weights in lanes, 8 rows at a time (a block only partly in [r0, r1)
  * computed whole into scratch rows, the asked rows copied); rows past the last whole
  * block and weights in the file's layout in tiles. */
@@ -2503,6 +2634,9 @@ const struct pd_simd_ops pd_simd_ops_avx2 = {
         [PD_DTYPE_BF16] = avx2_f16_pack,
         [PD_DTYPE_Q8_0] = avx2_q8_0_pack,
         [PD_DTYPE_Q4_0] = avx2_q4_0_pack,
+        [PD_DTYPE_Q5_0] = avx2_q5_0_pack,
+        [PD_DTYPE_Q4_1] = avx2_q4_1_pack,
+        [PD_DTYPE_Q5_1] = avx2_q5_1_pack,
         [PD_DTYPE_Q4_K] = avx2_q4_k_pack,
         [PD_DTYPE_Q5_K] = avx2_q5_k_pack,
         [PD_DTYPE_Q6_K] = avx2_q6_k_pack,

@@ -100,6 +100,7 @@
 #include <assert.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant_blocks.h"
@@ -695,19 +696,35 @@ INLINE512 __m512 half_tail(const uint8_t *p, size_t n, bool bf16)
     return _mm512_cvtph_ps(h);
 }
 
+/* Where a half tile's weights are: the file's layout, one packed 16-row block
+ * (avx512_f16_pack), or one 16-row block widened to floats (half_wide). */
+enum { HALF_FILE, HALF_PACKED, HALF_WIDE };
+
+/* Row r's weights at step k, as floats: a step of halves at wr[r] + WK * k (the last n - k
+ * < 16 when `full` is false, zero-extended), or with WIDE the 16 floats there. */
+INLINE512 __m512 half_w(const uint8_t *wr, size_t k, size_t rest, bool full, bool bf16,
+                        const int WK, const bool WIDE)
+{
+    if (WIDE) {
+        return _mm512_load_ps(wr + WK * k);
+    }
+    return full ? half16(wr + WK * k, bf16) : half_tail(wr + WK * k, rest, bf16);
+}
+
 /* One step of 16 elements at k (the last n - k < 16 when `full` is false). Tiles taller
  * than 4 rows load each row's halves where they are used. Row r's elements k .. k + 15
- * lie at wr[r] + WK * k: WK 2 in the file's layout, 32 in the packed one. */
+ * lie at wr[r] + WK * k: WK 2 in the file's layout, 32 in the packed one, 64 (floats) in
+ * the widened one. */
 INLINE512 void half_step(const uint8_t *const *wr, const uint8_t *const *xr, size_t k,
                          size_t rest, bool full, bool bf16, __m512 *acc, const int RM,
-                         const int RN, const int WK)
+                         const int RN, const int WK, const bool WIDE)
 {
     const bool tall = RM > 4;
     __m512 wv[4];
     if (!tall) {
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
-            wv[r] = full ? half16(wr[r] + WK * k, bf16) : half_tail(wr[r] + WK * k, rest, bf16);
+            wv[r] = half_w(wr[r], k, rest, full, bf16, WK, WIDE);
         }
     }
 #pragma GCC unroll 4
@@ -717,20 +734,23 @@ INLINE512 void half_step(const uint8_t *const *wr, const uint8_t *const *xr, siz
         for (int r = 0; r < RM; r++) {
             __m512 w = wv[r & 3];
             if (tall) {
-                w = full ? half16(wr[r] + WK * k, bf16) : half_tail(wr[r] + WK * k, rest, bf16);
+                w = half_w(wr[r], k, rest, full, bf16, WK, WIDE);
             }
             acc[t * RM + r] = _mm512_fmadd_ps(w, xv, acc[t * RM + r]);
         }
     }
 }
 
-/* Rows [r0, r0 + RM) x tokens [t0, t0 + RN); with P, rows of one packed 16-row block
- * whose start g->w is (avx512_f16_pack), r0 + RM <= 16, the same operations (so the same
- * bits) with the block's single stream fetched PF_HALF bytes ahead in decode. */
+/* Rows [r0, r0 + RM) x tokens [t0, t0 + RN) with the weights where L says (HALF_PACKED,
+ * HALF_WIDE: rows of the one 16-row block at g->w, r0 + RM <= 16): the same operations in
+ * each layout, so the same bits, with a packed block's single stream fetched PF_HALF bytes
+ * ahead in decode. */
 #define PF_HALF 8192
 INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
-                         const int RM, const int RN, const bool P)
+                         const int RM, const int RN, const int L)
 {
+    const bool P = L == HALF_PACKED, WIDE = L == HALF_WIDE;
+    const int WK = WIDE ? 64 : P ? 32 : 2;
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
@@ -740,7 +760,7 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     const uint8_t *xr[4];
 #pragma GCC unroll 16
     for (int r = 0; r < RM; r++) {
-        wr[r] = g->w + (r0 + (size_t)r) * (P ? 32 : g->w_stride);
+        wr[r] = g->w + (r0 + (size_t)r) * (L == HALF_FILE ? g->w_stride : (size_t)WK);
     }
 #pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
@@ -748,17 +768,17 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     }
     size_t k = 0;
     for (; k + 16 <= g->n; k += 16) {
-        if (RM == 16 && RN == 1) {
+        if (RM == 16 && RN == 1 && !WIDE) {
             if (P) { /* past the block's and the matrix's end too: never faults */
                 prefetch_packed((uintptr_t)g->w + 32 * k + PF_HALF, 512);
             } else if (k % 32 == 0) {
                 prefetch_next_rows(g, r0, 2 * k, 64);
             }
         }
-        half_step(wr, xr, k, 16, true, bf16, acc, RM, RN, P ? 32 : 2);
+        half_step(wr, xr, k, 16, true, bf16, acc, RM, RN, WK, WIDE);
     }
     if (k < g->n) {
-        half_step(wr, xr, k, g->n - k, false, bf16, acc, RM, RN, P ? 32 : 2);
+        half_step(wr, xr, k, g->n - k, false, bf16, acc, RM, RN, WK, WIDE);
     }
     store_tile(g, r0, t0, hsum16_ps(acc), RM, RN);
 }
@@ -2638,10 +2658,12 @@ INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t
         }                                                                                \
     }
 
-#define F16_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN, false)
-#define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN, false)
-#define F16P_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN, true)
-#define BF16P_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN, true)
+#define F16_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN, HALF_FILE)
+#define BF16_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN, HALF_FILE)
+#define F16P_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN, HALF_PACKED)
+#define BF16P_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN, HALF_PACKED)
+#define F16W_TILE(g, r, t, RM, RN) half_tile(g, r, t, false, RM, RN, HALF_WIDE)
+#define BF16W_TILE(g, r, t, RM, RN) half_tile(g, r, t, true, RM, RN, HALF_WIDE)
 
 #define Q8_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q8_0, RM, RN)
 #define Q4_0_TILE(g, r, t, RM, RN) q_0_tile(g, r, t, PD_DTYPE_Q4_0, RM, RN)
@@ -2801,8 +2823,63 @@ static AVX512_FN void bf16_packed_rows(const struct pd_gemm_args *g, size_t b, f
     half_packed_rows(g, b, y, y_stride, true);
 }
 
+/* Prefill (4 tokens or more): each whole 16-row block from r0 (the file's layout) or
+ * from r0 on a block boundary (the packed one) is widened to floats once, into wf (per
+ * step of 16 elements the 16 rows' 16 floats, zero past n), and the token groups' tiles
+ * read it there, converting only the activations: the tiles' operations in the same
+ * order, so the same bits as over the halves. Returns the first row not computed. */
+INLINE512 size_t half_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, const bool bf16)
+{
+    bool packed = half_packed(g);
+    size_t end = packed ? (r1 < g->w_rows / 16 * 16 ? r1 : g->w_rows / 16 * 16) : r1;
+    if (g->n_tok < 4 || r0 + 16 > end || (packed && r0 % 16)) {
+        return r0;
+    }
+    size_t steps = (g->n + 15) / 16;
+    float *wf = aligned_alloc(64, steps * 16 * 16 * sizeof(float));
+    if (!wf) {
+        return r0; /* the tiles over the halves */
+    }
+    size_t nt = g->n_tok, groups = nt / 4, r = r0;
+    for (; r + 16 <= end; r += 16) {
+        for (size_t st = 0; st < steps; st++) {
+            size_t k = 16 * st, rest = g->n - k < 16 ? g->n - k : 16;
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++) {
+                const uint8_t *src = packed ? g->w + r * g->w_stride + 32 * k + 32 * (size_t)q
+                                            : g->w + (r + (size_t)q) * g->w_stride + 2 * k;
+                __m512 v = rest == 16 ? half16(src, bf16) : half_tail(src, rest, bf16);
+                _mm512_store_ps(wf + 256 * st + 16 * (size_t)q, v);
+            }
+        }
+        struct pd_gemm_args h = *g;
+        h.w = (const uint8_t *)wf;
+        h.w_rows = 16;
+        h.y = g->y + r;
+        const uint8_t *nw = g->w + (r + 16) * g->w_stride; /* never faults past the end */
+        for (size_t grp = 0, t_ = 0; grp < groups; grp++, t_ += 4) {
+            prefetch_part(nw, 16 * g->w_stride, grp, groups);
+            for (size_t q_ = 0; q_ < 16; q_ += 4) {
+                if (bf16) {
+                    BF16W_TILE(&h, q_, t_, 4, 4);
+                } else {
+                    F16W_TILE(&h, q_, t_, 4, 4);
+                }
+            }
+        }
+        if (bf16) {
+            GEMM_TAIL(&h, BF16W_TILE, 0, 16, nt);
+        } else {
+            GEMM_TAIL(&h, F16W_TILE, 0, 16, nt);
+        }
+    }
+    free(wf);
+    return r;
+}
+
 static AVX512_FN void avx512_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
+    r0 = half_wide(g, r0, r1, false);
     r0 = half_packed(g) ? packed_blocks(g, r0, r1, f16_packed_rows) : r0;
     if (r0 < r1) {
         f16_tiles(g, r0, r1);
@@ -2811,6 +2888,7 @@ static AVX512_FN void avx512_f16_gemm(const struct pd_gemm_args *g, size_t r0, s
 
 static AVX512_FN void avx512_bf16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
+    r0 = half_wide(g, r0, r1, true);
     r0 = half_packed(g) ? packed_blocks(g, r0, r1, bf16_packed_rows) : r0;
     if (r0 < r1) {
         bf16_tiles(g, r0, r1);

@@ -64,6 +64,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "half.h"
@@ -1285,12 +1286,17 @@ TILE8 __m256 half_tail8(const uint8_t *p, size_t n, bool bf16)
     return half_load8(buf, bf16);
 }
 
+/* Where a half tile's weights are: the file's layout, one packed 8-row block
+ * (avx2_f16_pack), or one 8-row block widened to floats (half8_wide). */
+enum { HALF8_FILE, HALF8_PACKED, HALF8_WIDE };
+
 /* One step of the f16/bf16 tile: n (<= 8) elements at element k of every row, a row's
- * elements k .. k + 7 at wrow + r * w_stride + 2 k in the file's layout, with P at wrow +
- * 16 r + 16 k in a packed 8-row block (avx2_f16_pack). */
+ * elements k .. k + 7 at wrow + r * w_stride + 2 k in the file's layout, at wrow + 16 r +
+ * 16 k in a packed 8-row block (avx2_f16_pack), as floats at wrow + 32 r + 32 k in a
+ * widened one (zero past the row's end). */
 TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const uint8_t *xrow,
                       size_t k, size_t n, bool bf16, __m256 *acc, const int RM,
-                      const int RN, const bool P)
+                      const int RN, const int L)
 {
     __m256 xv[8];
 #pragma GCC unroll 8
@@ -1300,9 +1306,14 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
     }
 #pragma GCC unroll 8
     for (int r = 0; r < RM; r++) {
-        const uint8_t *p = P ? wrow + 16 * (size_t)r + 16 * k
-                             : wrow + (size_t)r * g->w_stride + 2 * k;
-        __m256 wv = n == 8 ? half_load8(p, bf16) : half_tail8(p, n, bf16);
+        __m256 wv;
+        if (L == HALF8_WIDE) {
+            wv = _mm256_load_ps((const float *)(const void *)(wrow + 32 * (size_t)r + 32 * k));
+        } else {
+            const uint8_t *p = L == HALF8_PACKED ? wrow + 16 * (size_t)r + 16 * k
+                                                 : wrow + (size_t)r * g->w_stride + 2 * k;
+            wv = n == 8 ? half_load8(p, bf16) : half_tail8(p, n, bf16);
+        }
 #pragma GCC unroll 8
         for (int t = 0; t < RN; t++) {
             acc[t * RM + r] = _mm256_fmadd_ps(wv, xv[t], acc[t * RM + r]);
@@ -1319,28 +1330,30 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
  * stream fetched PF_HALF8 bytes ahead in decode. */
 #define PF_HALF8 8192
 TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
-                      const int RM, const int RN, const bool P)
+                      const int RM, const int RN, const int L)
 {
+    const bool P = L == HALF8_PACKED;
     __m256 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
         acc[i] = _mm256_setzero_ps();
     }
-    const uint8_t *wrow = g->w + r0 * (P ? 16 : g->w_stride);
+    const uint8_t *wrow =
+        g->w + r0 * (L == HALF8_FILE ? g->w_stride : L == HALF8_PACKED ? 16 : 32);
     const uint8_t *xrow = g->x + t0 * g->x_stride;
     size_t k = 0;
     for (; k + 8 <= g->n; k += 8) {
-        if (RM == 8 && k % 32 == 0) {
+        if (RM == 8 && k % 32 == 0 && L != HALF8_WIDE) {
             if (P) { /* 4 steps of the block's stream */
                 prefetch_block(g->w + 16 * k + PF_HALF8, 512);
             } else {
                 prefetch_rows8(g, r0, 2 * k, 64);
             }
         }
-        half_step8(g, wrow, xrow, k, 8, bf16, acc, RM, RN, P);
+        half_step8(g, wrow, xrow, k, 8, bf16, acc, RM, RN, L);
     }
     if (k < g->n) {
-        half_step8(g, wrow, xrow, k, g->n - k, bf16, acc, RM, RN, P);
+        half_step8(g, wrow, xrow, k, g->n - k, bf16, acc, RM, RN, L);
     }
     if (RM * RN <= 8) {
         store_tile8(g, r0, t0, hsum8x8_ps(acc), RM, RN);
@@ -2323,10 +2336,12 @@ static AVX2_FN void q80x8_rows(const struct pd_gemm_args *g, size_t b, size_t t0
         }                                                                                \
     }
 
-#define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, false)
-#define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, false)
-#define F16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, true)
-#define BF16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, true)
+#define F16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, HALF8_FILE)
+#define BF16_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, HALF8_FILE)
+#define F16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, HALF8_PACKED)
+#define BF16P_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, HALF8_PACKED)
+#define F16W_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, false, RM, RN, HALF8_WIDE)
+#define BF16W_TILE8(g, r, t, RM, RN) half_tile8(g, r, t, true, RM, RN, HALF8_WIDE)
 
 #define Q8_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q8_0, RM, RN)
 #define Q4_0_TILE8(g, r, t, RM, RN) q_0_tile8(g, r, t, PD_DTYPE_Q4_0, RM, RN)
@@ -2588,6 +2603,50 @@ TILE8 void half8_packed_rows(const struct pd_gemm_args *g, size_t b, float *y,
         HALF8_PACKED_BLOCK(&h, F16P_TILE8);
     }
 }
+
+/* Prefill (4 tokens or more): each whole 8-row block from r0 (the file's layout) or from
+ * r0 on a block boundary (the packed one) is widened to floats once, into wf (per step of
+ * 8 elements the 8 rows' 8 floats, zero past n), and the tiles read it there, converting
+ * only the activations: the same tiles (4 rows at a time, as f16_tiles walks them) in
+ * the same order, so the same bits as over the halves. Returns the first row not
+ * computed. */
+static AVX2_FN size_t half8_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, bool bf16)
+{
+    bool packed = g->packed && half8_packs(g->w_stride);
+    size_t end = packed ? (r1 < g->w_rows / 8 * 8 ? r1 : g->w_rows / 8 * 8) : r1;
+    if (g->n_tok < 4 || r0 + 8 > end || (packed && r0 % 8)) {
+        return r0;
+    }
+    size_t steps = (g->n + 7) / 8;
+    float *wf = aligned_alloc(64, steps * 8 * 8 * sizeof(float));
+    if (!wf) {
+        return r0; /* the tiles over the halves */
+    }
+    size_t r = r0;
+    for (; r + 8 <= end; r += 8) {
+        for (size_t st = 0; st < steps; st++) {
+            size_t k = 8 * st, rest = g->n - k < 8 ? g->n - k : 8;
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) {
+                const uint8_t *src = packed ? g->w + r * g->w_stride + 16 * k + 16 * (size_t)q
+                                            : g->w + (r + (size_t)q) * g->w_stride + 2 * k;
+                __m256 v = rest == 8 ? half_load8(src, bf16) : half_tail8(src, rest, bf16);
+                _mm256_store_ps(wf + 64 * st + 8 * (size_t)q, v);
+            }
+        }
+        struct pd_gemm_args h = *g;
+        h.w = (const uint8_t *)wf;
+        h.w_rows = 8;
+        h.y = g->y + r;
+        if (bf16) {
+            HALF8_PACKED_BLOCK(&h, BF16W_TILE8);
+        } else {
+            HALF8_PACKED_BLOCK(&h, F16W_TILE8);
+        }
+    }
+    free(wf);
+    return r;
+}
 #undef HALF8_PACKED_BLOCK
 
 static AVX2_FN void f16_rows8(const struct pd_gemm_args *g, size_t b, float *y,
@@ -2605,6 +2664,7 @@ static AVX2_FN void bf16_rows8(const struct pd_gemm_args *g, size_t b, float *y,
 /* f16/bf16: packed weights (rows 16-byte steps apart) in 8-row blocks, the rest in tiles. */
 static AVX2_FN void avx2_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
+    r0 = half8_wide(g, r0, r1, false);
     if (half8_packs(g->w_stride)) {
         rows8_gemm(g, r0, r1, f16_rows8, 8, f16_tiles);
     } else {
@@ -2614,6 +2674,7 @@ static AVX2_FN void avx2_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_
 
 static AVX2_FN void avx2_bf16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)
 {
+    r0 = half8_wide(g, r0, r1, true);
     if (half8_packs(g->w_stride)) {
         rows8_gemm(g, r0, r1, bf16_rows8, 8, bf16_tiles);
     } else {

@@ -59,7 +59,9 @@
  *   30 -> 45; a weight matrix in the file's layout and the rows past the last whole block
  *   keep the tiles (the q4_K tile's scheme, codes rebuilt 64 to a register).
  * - f16/bf16: both operands widened to float, 16 per register, FMAs per tile element;
- *   the order differs from the portable one by rounding only.
+ *   the order differs from the portable one by rounding only. In prefill each 16-row
+ *   block is widened once for all tokens (half_wide), the tiles then converting only the
+ *   activations (the same bits).
  * - q4_K puts rows in lanes instead (prefill and decode alike; the tiles above keep the
  *   rows past the last block of 16): a block of 16 rows is transposed once per
  *   super-block (one register per 4 codes of each row, the rows' 16-byte headers

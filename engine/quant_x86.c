@@ -50,7 +50,8 @@
  *   each row (ql's two nibble sets and qh's bit pairs), the d halves; q6k8_block builds
  *   each register of codes once for up to 4 tokens). f16/bf16 rows a whole number of
  *   16-byte steps apart are packed per 8-row block and step of 8 elements
- *   (avx2_f16_pack), read by the same tiles in one stream (bit-identical).
+ *   (avx2_f16_pack), read by the same tiles in one stream (bit-identical); in prefill
+ *   each 8-row block is widened to floats once for all tokens (half8_wide, the same bits).
  * - The quantisers reproduce the portable rounding exactly: round-half-away for q8_0 is
  *   built from truncation (exact), round-half-even for q8_K is the default rounding
  *   mode, and the clamps use max/min operand order so a NaN lands on the lower bound as

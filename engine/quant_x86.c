@@ -1328,8 +1328,13 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
  * converts 0.58 vectors per FMA against 4 x 2's 0.75. */
 /* Rows [r0, r0 + RM) x tokens [t0, t0 + RN); with P, rows of one packed 8-row block whose
  * start g->w is (r0 + RM <= 8), the same operations (so the same bits), its single
- * stream fetched PF_HALF8 bytes ahead in decode. */
-#define PF_HALF8 8192
+ * stream fetched PF_HALF8 bytes ahead in decode into the second-level cache: fetched
+ * into the first (8 KiB ahead), a single stream waited on memory, its misses bounded by
+ * the first level's fill buffers (1.95 GB f16 model, AVX2 decode, 2 threads: 9.3-9.7 tok/s
+ * against 13.4 from the file's 8 row streams; to the second level 8 KiB ahead 13.4, 4 KiB
+ * ahead 14.5-14.6; one thread on 8192 x 8192: 10.0, 14.9 and 15.2 GB/s, the file's layout
+ * 17.5). */
+#define PF_HALF8 4096
 TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
                       const int RM, const int RN, const int L)
 {
@@ -1346,7 +1351,9 @@ TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool b
     for (; k + 8 <= g->n; k += 8) {
         if (RM == 8 && k % 32 == 0 && L != HALF8_WIDE) {
             if (P) { /* 4 steps of the block's stream */
-                prefetch_block(g->w + 16 * k + PF_HALF8, 512);
+                for (int l = 0; l < 8; l++) {
+                    _mm_prefetch((const char *)g->w + 16 * k + PF_HALF8 + 64 * l, _MM_HINT_T1);
+                }
             } else {
                 prefetch_rows8(g, r0, 2 * k, 64);
             }

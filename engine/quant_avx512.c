@@ -2833,17 +2833,14 @@ static AVX512_FN void bf16_packed_rows(const struct pd_gemm_args *g, size_t b, f
 INLINE512 size_t half_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, const bool bf16)
 {
     bool packed = half_packed(g);
-    size_t end = packed ? (r1 < g->w_rows / 16 * 16 ? r1 : g->w_rows / 16 * 16) : r1;
-    if (g->n_tok < 4 || r0 + 16 > end || (packed && r0 % 16)) {
-        return r0;
-    }
+    size_t end = pd_half_wide_end(g, r0, r1, 16, packed);
     size_t steps = (g->n + 15) / 16;
-    float *wf = aligned_alloc(64, steps * 16 * 16 * sizeof(float));
+    float *wf = end > r0 ? aligned_alloc(64, steps * 16 * 16 * sizeof(float)) : NULL;
     if (!wf) {
         return r0; /* the tiles over the halves */
     }
-    size_t nt = g->n_tok, groups = nt / 4, r = r0;
-    for (; r + 16 <= end; r += 16) {
+    size_t nt = g->n_tok, groups = nt / 4;
+    for (size_t r = r0; r < end; r += 16) {
         for (size_t st = 0; st < steps; st++) {
             size_t k = 16 * st, rest = g->n - k < 16 ? g->n - k : 16;
 #pragma GCC unroll 16
@@ -2854,10 +2851,7 @@ INLINE512 size_t half_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, c
                 _mm512_store_ps(wf + 256 * st + 16 * (size_t)q, v);
             }
         }
-        struct pd_gemm_args h = *g;
-        h.w = (const uint8_t *)wf;
-        h.w_rows = 16;
-        h.y = g->y + r;
+        struct pd_gemm_args h = pd_half_wide_args(g, wf, r, 16);
         const uint8_t *nw = g->w + (r + 16) * g->w_stride; /* never faults past the end */
         for (size_t grp = 0, t_ = 0; grp < groups; grp++, t_ += 4) {
             prefetch_part(nw, 16 * g->w_stride, grp, groups);
@@ -2876,7 +2870,7 @@ INLINE512 size_t half_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, c
         }
     }
     free(wf);
-    return r;
+    return end;
 }
 
 static AVX512_FN void avx512_f16_gemm(const struct pd_gemm_args *g, size_t r0, size_t r1)

@@ -2621,17 +2621,13 @@ TILE8 void half8_packed_rows(const struct pd_gemm_args *g, size_t b, float *y,
 static AVX2_FN size_t half8_wide(const struct pd_gemm_args *g, size_t r0, size_t r1, bool bf16)
 {
     bool packed = g->packed && half8_packs(g->w_stride);
-    size_t end = packed ? (r1 < g->w_rows / 8 * 8 ? r1 : g->w_rows / 8 * 8) : r1;
-    if (g->n_tok < 4 || r0 + 8 > end || (packed && r0 % 8)) {
-        return r0;
-    }
+    size_t end = pd_half_wide_end(g, r0, r1, 8, packed);
     size_t steps = (g->n + 7) / 8;
-    float *wf = aligned_alloc(64, steps * 8 * 8 * sizeof(float));
+    float *wf = end > r0 ? aligned_alloc(64, steps * 8 * 8 * sizeof(float)) : NULL;
     if (!wf) {
         return r0; /* the tiles over the halves */
     }
-    size_t r = r0;
-    for (; r + 8 <= end; r += 8) {
+    for (size_t r = r0; r < end; r += 8) {
         for (size_t st = 0; st < steps; st++) {
             size_t k = 8 * st, rest = g->n - k < 8 ? g->n - k : 8;
 #pragma GCC unroll 8
@@ -2642,10 +2638,7 @@ static AVX2_FN size_t half8_wide(const struct pd_gemm_args *g, size_t r0, size_t
                 _mm256_store_ps(wf + 64 * st + 8 * (size_t)q, v);
             }
         }
-        struct pd_gemm_args h = *g;
-        h.w = (const uint8_t *)wf;
-        h.w_rows = 8;
-        h.y = g->y + r;
+        struct pd_gemm_args h = pd_half_wide_args(g, wf, r, 8);
         if (bf16) {
             HALF8_PACKED_BLOCK(&h, BF16W_TILE8);
         } else {
@@ -2653,7 +2646,7 @@ static AVX2_FN size_t half8_wide(const struct pd_gemm_args *g, size_t r0, size_t
         }
     }
     free(wf);
-    return r;
+    return end;
 }
 #undef HALF8_PACKED_BLOCK
 

@@ -83,6 +83,32 @@ struct pd_gemm_args {
                         * by pack(w_rows rows); row ranges then need not be whole blocks */
 };
 
+/* The f16/bf16 prefill products widen whole blocks of `block` rows to floats once for all
+ * tokens (quant_avx512.c's half_wide, quant_x86.c's half8_wide). The rows [r0, end) they
+ * take: whole blocks from r0 in the file's layout, or from r0 on a block boundary up to
+ * the last whole block in a packed one; none (end = r0) for fewer than 4 tokens. */
+static inline size_t pd_half_wide_end(const struct pd_gemm_args *g, size_t r0, size_t r1,
+                                      size_t block, bool packed)
+{
+    size_t whole = g->w_rows / block * block;
+    size_t end = packed && r1 > whole ? whole : r1;
+    if (g->n_tok < 4 || r0 + block > end || (packed && r0 % block)) {
+        return r0;
+    }
+    return r0 + (end - r0) / block * block;
+}
+
+/* g with the widened block wf (`block` rows) as its weights and its outputs from row r. */
+static inline struct pd_gemm_args pd_half_wide_args(const struct pd_gemm_args *g,
+                                                    const float *wf, size_t r, size_t block)
+{
+    struct pd_gemm_args h = *g;
+    h.w = (const uint8_t *)wf;
+    h.w_rows = block;
+    h.y = g->y + r;
+    return h;
+}
+
 /* Attention of a few queries that read the same KV head (the query heads of a GQA group,
  * for one or more tokens). Query i sees slots [0, n_vis[i]) (the caller has already
  * excluded later positions: slots are sorted by position). For each query it writes the

@@ -218,15 +218,23 @@ INLINE512 void prefetch_next_rows(const struct pd_gemm_args *g, size_t r0, size_
     }
 }
 
-/* Fetches the packed super-block of `bytes` at address pf into the near caches, also
- * past the end of its matrix: the packed matrices lie one after another, so the next
- * one's first super-blocks arrive in time (a prefetch never faults; the address stays an
- * integer). */
-INLINE512 void prefetch_packed(uintptr_t pf, const int bytes)
+/* Fetches the packed super-block of `bytes` at address pf into the first-level cache, or
+ * with L2 into the second-level one, also past the end of its matrix: the packed matrices
+ * lie one after another, so the next one's first super-blocks arrive in time (a prefetch
+ * never faults; the address stays an integer). A decode stream from a large matrix
+ * fetches into L2 (pd_pf_l2). */
+INLINE512 void prefetch_packed(uintptr_t pf, const int bytes, const bool L2)
 {
+    if (L2) { /* the test outside the loop: -O2 does not move it there */
 #pragma GCC unroll 53
-    for (int l = 0; l < (bytes + 63) / 64; l++) {
-        _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+        for (int l = 0; l < (bytes + 63) / 64; l++) {
+            _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T1);
+        }
+    } else {
+#pragma GCC unroll 53
+        for (int l = 0; l < (bytes + 63) / 64; l++) {
+            _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+        }
     }
 }
 
@@ -747,7 +755,7 @@ INLINE512 void half_step(const uint8_t *const *wr, const uint8_t *const *xr, siz
  * HALF_WIDE: rows of the one 16-row block at g->w, r0 + RM <= 16): the same operations in
  * each layout, so the same bits, with a packed block's single stream fetched PF_HALF bytes
  * ahead in decode. */
-#define PF_HALF 8192
+#define PF_HALF 8192 /* into L2 instead (4, 8 or 16 KiB ahead): no faster, 1.95 GB model */
 INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
                          const int RM, const int RN, const int L)
 {
@@ -772,7 +780,7 @@ INLINE512 void half_tile(const struct pd_gemm_args *g, size_t r0, size_t t0, boo
     for (; k + 16 <= g->n; k += 16) {
         if (RM == 16 && RN == 1 && !WIDE) {
             if (P) { /* past the block's and the matrix's end too: never faults */
-                prefetch_packed((uintptr_t)g->w + 32 * k + PF_HALF, 512);
+                prefetch_packed((uintptr_t)g->w + 32 * k + PF_HALF, 512, false);
             } else if (k % 32 == 0) {
                 prefetch_next_rows(g, r0, 2 * k, 64);
             }
@@ -1758,7 +1766,7 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
             if (packed) {
                 const uint8_t *b = blk + i * KQ45_PACKED(five);
                 if (t0 == 0) { /* the next super-block, past the matrix too (as decode) */
-                    prefetch_packed((uintptr_t)b + KQ45_PACKED(five), KQ45_PACKED(five));
+                    prefetch_packed((uintptr_t)b + KQ45_PACKED(five), KQ45_PACKED(five), false);
                 }
                 q4k_lanes_load_packed(b, &L, five);
             } else {
@@ -1793,18 +1801,23 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
  * (q4k_lanes_block lays a super-block out in memory for its token loop: 64 stores and
  * 64 loads more per super-block): the integers and float operations of
  * q4k_lanes_tokens, so bit-identical to it. The super-block Q4K_PF_AHEAD ahead is
- * fetched (1 ahead was slower in the model's decode, 4 and 8 no faster than 2; not
- * stopping at the matrix's end gained 1-9% in 8 alternating runs). */
+ * fetched into L1, or Q4K_PF_FAR ahead into L2 for a large matrix (pd_pf_l2). Into L1, 1
+ * ahead was slower in the model's decode, 4 and 8 no faster than 2; into L2, 4 ahead gave
+ * the 0.55 GB model 40 tok/s against 37 from L1 2 ahead, 2 / 6 / 8 ahead and L3 within 2%
+ * of 4; not stopping at the matrix's end gained 1-9% in 8 alternating runs. */
 #define Q4K_PF_AHEAD 2
+#define Q4K_PF_FAR 4
 INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y, const bool five)
 {
     const int bytes = KQ45_PACKED(five), at = KQ45_CODES_AT(five);
     __m512 sum = _mm512_setzero_ps();
     size_t nsb = g->n / PD_QK_K;
     const uint8_t *blk = g->w + r0 * g->w_stride;
+    const bool l2 = pd_pf_l2(g);
+    const uintptr_t ahead = (l2 ? Q4K_PF_FAR : Q4K_PF_AHEAD) * (uintptr_t)bytes;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * (size_t)bytes;
-        prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * (uintptr_t)bytes, bytes);
+        prefetch_packed((uintptr_t)b + ahead, bytes, l2);
         const uint8_t *q8 = g->x + i * Q8_K_BYTES;
         struct q4k_lanes L; /* only its header fields are used */
         __m512i h[4];
@@ -2110,7 +2123,7 @@ INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y
         for (size_t i = 0; i < nsb; i++) {
             const uint8_t *b = blk + i * Q6K_PACKED;
             if (t0 == 0) {
-                prefetch_packed((uintptr_t)b + Q6K_PACKED, Q6K_PACKED);
+                prefetch_packed((uintptr_t)b + Q6K_PACKED, Q6K_PACKED, false);
             }
             q6k_lanes_load(b, &L);
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
@@ -2132,8 +2145,8 @@ INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y
 
 /* Tokens [t0, t0 + RN) (RN <= 4; decode, small batches): the codes built in registers
  * as the packed stream is read, each serving the RN tokens (q6k_lanes_tokens' integers and
- * float operations, so bit-identical to it); the first pass fetches Q4K_PF_AHEAD
- * super-blocks ahead. */
+ * float operations, so bit-identical to it); the first pass fetches ahead as
+ * q4k_packed_one does (0.8 GB q6_K model: +2.5% from L2). */
 INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0, float *y,
                               size_t y_stride, const int RN)
 {
@@ -2146,10 +2159,12 @@ INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0
     }
     size_t nsb = g->n / PD_QK_K;
     const uint8_t *blk = g->w + r0 * g->w_stride;
+    const bool l2 = pd_pf_l2(g);
+    const uintptr_t ahead = (l2 ? Q4K_PF_FAR : Q4K_PF_AHEAD) * (uintptr_t)Q6K_PACKED;
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * Q6K_PACKED;
         if (t0 == 0) {
-            prefetch_packed((uintptr_t)b + Q4K_PF_AHEAD * Q6K_PACKED, Q6K_PACKED);
+            prefetch_packed((uintptr_t)b + ahead, Q6K_PACKED, l2);
         }
         struct q6k_head H;
         q6k_header(b, &H);

@@ -1080,11 +1080,18 @@ TILE8 void store_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, __m25
 }
 
 /* Prefetches the `bytes` bytes at p (weights further on; past the matrix's end too, as a
- * prefetch never faults) into the near caches. */
-TILE8 void prefetch_block(const uint8_t *p, size_t bytes)
+ * prefetch never faults) into the first-level cache, or with l2 (pd_pf_l2: a large
+ * matrix) into the second. */
+TILE8 void prefetch_block(const uint8_t *p, size_t bytes, bool l2)
 {
-    for (size_t l = 0; l < bytes; l += 64) {
-        _mm_prefetch((const char *)p + l, _MM_HINT_T0);
+    if (l2) { /* the test outside the loop: -O2 does not move it there */
+        for (size_t l = 0; l < bytes; l += 64) {
+            _mm_prefetch((const char *)p + l, _MM_HINT_T1);
+        }
+    } else {
+        for (size_t l = 0; l < bytes; l += 64) {
+            _mm_prefetch((const char *)p + l, _MM_HINT_T0);
+        }
     }
 }
 
@@ -1100,7 +1107,7 @@ TILE8 void prefetch_rows8(const struct pd_gemm_args *g, size_t r0, size_t off, s
     const uint8_t *p = g->w + (r0 + 8) * g->w_stride + off;
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) {
-        prefetch_block(p + (size_t)r * g->w_stride, len);
+        prefetch_block(p + (size_t)r * g->w_stride, len, false);
     }
 }
 
@@ -1704,13 +1711,14 @@ TILE8 void kq8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *y
         sum[t] = _mm256_setzero_ps();
     }
     size_t nsb = g->n / PD_QK_K;
+    const bool l2 = pd_pf_l2(g);
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *h = blk + i * packed;
         /* 8 super-blocks (9-11 KiB) ahead, past the block's and the matrix's end too (a
          * prefetch never faults): 2 ahead, stopping at the block's end, left a single
          * token's stream waiting on memory (q4_K, one token of 16384 x 8192: 43-44 -> 49
          * GMAC/s; 0.55 GB decode 67 -> 74 tok/s) */
-        prefetch_block(h + 8 * packed, packed);
+        prefetch_block(h + 8 * packed, packed, l2);
         struct q4k8_head H;
         q4k8_head_unpack(h, &H);
         __m256i isum[KQ8_TOK_MAX];
@@ -1863,9 +1871,10 @@ TILE8 void q6k8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float *
         sum[t] = _mm256_setzero_ps();
     }
     size_t nsb = g->n / PD_QK_K;
+    const bool l2 = pd_pf_l2(g);
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *p = blk + i * Q6K8_PACKED;
-        prefetch_block(p + 6 * Q6K8_PACKED, Q6K8_PACKED);
+        prefetch_block(p + 6 * Q6K8_PACKED, Q6K8_PACKED, l2);
         __m256i s[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -2116,12 +2125,13 @@ TILE8 void q_0x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, const 
     for (int t = 0; t < T; t++) {
         sum[t] = _mm256_setzero_ps();
     }
+    const bool l2 = pd_pf_l2(g);
     for (size_t i = 0; i < nb; i++) {
         const uint8_t *h = blk + i * packed;
         /* 64 blocks (9-12 KiB) ahead, past the block's and the matrix's end too (a prefetch
          * never faults): 4 ahead left a single token's stream waiting on memory (q4_0, one
          * token of 16384 x 8192, packed: 33 -> 51-58 GMAC/s; 32 ahead 51) */
-        prefetch_block(h + 64 * packed, packed);
+        prefetch_block(h + 64 * packed, packed, l2);
         __m256 d = _mm256_cvtph_ps(load128(h));
         __m256i lo[4], hi[4];
 #pragma GCC unroll 4
@@ -2244,10 +2254,11 @@ TILE8 void q80x8_block(const struct pd_gemm_args *g, size_t b, size_t t0, float 
     for (int t = 0; t < T; t++) {
         sum[t] = _mm256_setzero_ps();
     }
+    const bool l2 = pd_pf_l2(g);
     for (size_t i = 0; i < nb; i++) {
         const uint8_t *h = blk + i * Q80X8_PACKED;
         /* 9 KiB ahead, as q4_0's packed product fetches */
-        prefetch_block(h + 32 * Q80X8_PACKED, Q80X8_PACKED);
+        prefetch_block(h + 32 * Q80X8_PACKED, Q80X8_PACKED, l2);
         __m256 d = _mm256_cvtph_ps(load128(h));
         __m256i c[8], m[8];
 #pragma GCC unroll 8

@@ -83,6 +83,18 @@ struct pd_gemm_args {
                         * by pack(w_rows rows); row ranges then need not be whole blocks */
 };
 
+/* Whether a packed decode stream fetches ahead into the second-level cache instead of the
+ * first: a matrix of PD_PF_L2_BYTES or more does not stay in a core's near caches between
+ * tokens and comes from far away, where the more misses the second level keeps in flight
+ * pay (0.55 GB q4_K model, 2 threads: AVX2 decode +29%, AVX-512 +7-9%); a smaller one
+ * (the bench models') is read from the last-level cache, where fetching into the first
+ * level is 5-14% faster. */
+#define PD_PF_L2_BYTES ((size_t)1 << 20)
+static inline bool pd_pf_l2(const struct pd_gemm_args *g)
+{
+    return g->w_rows * g->w_stride >= PD_PF_L2_BYTES;
+}
+
 /* The f16/bf16 prefill products widen whole blocks of `block` rows to floats once for all
  * tokens (quant_avx512.c's half_wide, quant_x86.c's half8_wide). The rows [r0, end) they
  * take: whole blocks from r0 in the file's layout, or from r0 on a block boundary up to

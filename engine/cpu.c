@@ -125,3 +125,42 @@ enum pd_simd_level pd_cpu_simd_level(void)
     pthread_once(&chosen_once, choose_once);
     return chosen_level;
 }
+
+bool pd_cpu_prefetch_choose(const char *env, bool l2, bool *valid)
+{
+    bool ok = true;
+    if (env && *env) {
+        ok = strcasecmp(env, "l1") == 0 || strcasecmp(env, "l2") == 0;
+        l2 = ok ? strcasecmp(env, "l2") == 0 : l2;
+    }
+    if (valid) {
+        *valid = ok;
+    }
+    return l2;
+}
+
+static bool prefetch_l2;
+static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;
+
+static void prefetch_choose_once(void)
+{
+    bool intel = false;
+#ifdef HAVE_X86_KERNELS
+    unsigned a, b, c, d;
+    intel = __get_cpuid(0, &a, &b, &c, &d) && b == 0x756e6547u && d == 0x49656e69u &&
+            c == 0x6c65746eu; /* "GenuineIntel" */
+#endif
+    const char *env = getenv("PONDER_PREFETCH");
+    bool valid;
+    prefetch_l2 = pd_cpu_prefetch_choose(env, intel, &valid);
+    if (!valid) {
+        pd_log(PD_LOG_WARN, "PONDER_PREFETCH=%s: expected l1 or l2; using %s", env,
+               prefetch_l2 ? "l2" : "l1");
+    }
+}
+
+bool pd_cpu_prefetch_l2(void)
+{
+    pthread_once(&prefetch_once, prefetch_choose_once);
+    return prefetch_l2;
+}

@@ -84,15 +84,15 @@ struct pd_gemm_args {
 };
 
 /* Whether a packed decode stream fetches ahead into the second-level cache instead of the
- * first: a matrix of PD_PF_L2_BYTES or more does not stay in a core's near caches between
- * tokens and comes from far away, where the more misses the second level keeps in flight
- * pay (0.55 GB q4_K model, 2 threads: AVX2 decode +29%, AVX-512 +7-9%); a smaller one
- * (the bench models') is read from the last-level cache, where fetching into the first
- * level is 5-14% faster. */
+ * first: where the CPU gains from it (pd_cpu_prefetch_l2), for a matrix of PD_PF_L2_BYTES
+ * or more, which does not stay in a core's near caches between tokens and comes from far
+ * away, where the more misses the second level keeps in flight pay (0.55 GB q4_K model, 2
+ * threads: AVX2 decode +29%, AVX-512 +7-19%); a smaller one (the bench models') is read
+ * from the last-level cache, where fetching into the first level was 5-14% faster. */
 #define PD_PF_L2_BYTES ((size_t)1 << 20)
 static inline bool pd_pf_l2(const struct pd_gemm_args *g)
 {
-    return g->w_rows * g->w_stride >= PD_PF_L2_BYTES;
+    return g->w_rows * g->w_stride >= PD_PF_L2_BYTES && pd_cpu_prefetch_l2();
 }
 
 /* The f16/bf16 prefill products widen whole blocks of `block` rows to floats once for all

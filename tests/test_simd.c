@@ -295,6 +295,31 @@ static void test_choose(void **state)
     assert_string_equal(pd_cpu_simd_name(PD_SIMD_LEVEL_COUNT), "?");
 }
 
+/* PONDER_PREFETCH: l1 and l2 in any case choose, unset and empty keep the CPU's default,
+ * anything else keeps it and is reported. */
+static void test_prefetch_choose(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        bool l2, want, valid;
+    } cases[] = {
+        {NULL, false, false, true}, {NULL, true, true, true},  {"", true, true, true},
+        {"l1", true, false, true},  {"L2", false, true, true}, {"l3", true, true, false},
+        {"l2 ", false, false, false}, {"2", true, true, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool valid = !cases[i].valid;
+        bool got = pd_cpu_prefetch_choose(cases[i].env, cases[i].l2, &valid);
+        if (got != cases[i].want || valid != cases[i].valid) {
+            fail_msg("PONDER_PREFETCH=%s with default l2=%d: got %d (valid %d), want %d "
+                     "(valid %d)", cases[i].env ? cases[i].env : "(unset)", cases[i].l2, got,
+                     valid, cases[i].want, cases[i].valid);
+        }
+    }
+    assert_true(pd_cpu_prefetch_choose("l2", false, NULL));
+}
+
 /* Every pointer in the SIMD traits is the chosen level's kernel where it has one and the
  * portable function otherwise; the dtype traits stay the portable ones with the same
  * geometry; returns a description of the first mismatch. */
@@ -1573,6 +1598,7 @@ int main(int argc, char **argv)
     find_fast_levels();
     const struct CMUnitTest dispatch_tests[] = {
         cmocka_unit_test(test_choose),
+        cmocka_unit_test(test_prefetch_choose),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_override_in_process),
     };

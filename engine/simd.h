@@ -88,11 +88,15 @@ struct pd_gemm_args {
  * or more, which does not stay in a core's near caches between tokens and comes from far
  * away, where the more misses the second level keeps in flight pay (0.55 GB q4_K model, 2
  * threads: AVX2 decode +29%, AVX-512 +7-19%); a smaller one (the bench models') is read
- * from the last-level cache, where fetching into the first level was 5-14% faster. */
+ * from the last-level cache, where fetching into the first level was 5-14% faster. Only
+ * for decode-sized batches (PD_PF_L2_TOKENS): a prefill product waits on arithmetic, not
+ * memory, and the AVX2 one ran 2-6% slower fetching into L2. */
 #define PD_PF_L2_BYTES ((size_t)1 << 20)
+#define PD_PF_L2_TOKENS 4
 static inline bool pd_pf_l2(const struct pd_gemm_args *g)
 {
-    return g->w_rows * g->w_stride >= PD_PF_L2_BYTES && pd_cpu_prefetch_l2();
+    return g->n_tok <= PD_PF_L2_TOKENS && g->w_rows * g->w_stride >= PD_PF_L2_BYTES &&
+           pd_cpu_prefetch_l2();
 }
 
 /* The f16/bf16 prefill products widen whole blocks of `block` rows to floats once for all

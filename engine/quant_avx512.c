@@ -2320,16 +2320,15 @@ static uint32_t q_0_pack_qh(uint32_t qh)
     return out;
 }
 
-/* The activation sums the packed product keeps on the stack (64 KiB): a pass takes as
- * many tokens as fit, at most Q_0_TOK. */
-#define Q_0_SX 16384
+/* The activation sums the packed product keeps on the stack (PD_PACKED_SX): a pass takes
+ * as many tokens as fit, at most Q_0_TOK. */
 #define Q_0_TOK 64
 
 /* Whether rows `stride` bytes apart are too long for the packed product (its activation
  * sums' stack room): such matrices stay in the file's layout, for the tiles. */
 INLINE512 bool q_0_too_long(size_t stride, const enum pd_dtype T)
 {
-    return stride / q_0_bytes(T) > Q_0_SX;
+    return stride / q_0_bytes(T) > PD_PACKED_SX;
 }
 
 static AVX512_FN void q_0_pack(const uint8_t *w, size_t rows, size_t row_bytes, uint8_t *out,
@@ -2577,9 +2576,9 @@ INLINE512 size_t q_0_packed_gemm(const struct pd_gemm_args *g, size_t r0, size_t
     if (!g->packed || q_0_too_long(g->w_stride, T) || r0 >= whole) {
         return r0;
     }
-    int32_t sx[Q_0_SX];
+    int32_t sx[PD_PACKED_SX];
     float tmp[Q_0_TOK * 16];
-    size_t pass = Q_0_SX / nb < Q_0_TOK ? Q_0_SX / nb : Q_0_TOK;
+    size_t pass = PD_PACKED_SX / nb < Q_0_TOK ? PD_PACKED_SX / nb : Q_0_TOK;
     size_t end = r1 < whole ? r1 : whole;
     for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
         size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;

@@ -1979,9 +1979,9 @@ _Static_assert(Q40X8_PACKED == 16 + 4 * 32, "q4_0 packed block: scales and 4 reg
 _Static_assert(8 * Q5_0_BYTES == 16 + 32 + 4 * 32, "q5_0 packed block");
 _Static_assert(8 * Q4_1_BYTES == 16 + 16 + 4 * 32, "q4_1 packed block");
 _Static_assert(8 * Q5_1_BYTES == 16 + 16 + 32 + 4 * 32, "q5_1 packed block");
-/* The activation sums a product keeps on the stack (64 KiB): a pass takes as many tokens
- * as fit, at most Q40X8_PASS; tokens go over a block's weights Q40X8_TOK at a time. */
-#define Q40X8_SX 16384
+/* The activation sums a product keeps on the stack (PD_PACKED_SX): a pass takes as many
+ * tokens as fit, at most Q40X8_PASS; tokens go over a block's weights Q40X8_TOK at a
+ * time. */
 #define Q40X8_PASS 64
 #define Q40X8_TOK 2
 
@@ -2011,7 +2011,7 @@ static inline __attribute__((always_inline)) struct q8_fmt q8_fmt(const enum pd_
  * q5_1 need no sums but keep the same rule). */
 static inline bool q40x8_too_long(size_t row_bytes, size_t bytes)
 {
-    return row_bytes / bytes > Q40X8_SX;
+    return row_bytes / bytes > PD_PACKED_SX;
 }
 
 /* A row's fifth bits qh (bit l for element l) rearranged so that bit j of byte b is
@@ -2389,9 +2389,9 @@ static AVX2_FN void q_0x8_gemm(const struct pd_gemm_args *g, size_t r0, size_t r
     size_t bytes = q8_fmt(type).bytes;
     bool sums = type == PD_DTYPE_Q4_0 || type == PD_DTYPE_Q5_0;
     if (g->packed && !q40x8_too_long(g->w_stride, bytes) && r0 < whole) {
-        int32_t sx[Q40X8_SX];
+        int32_t sx[PD_PACKED_SX];
         float tmp[Q40X8_PASS * 8];
-        size_t pass = Q40X8_SX / nb < Q40X8_PASS ? Q40X8_SX / nb : Q40X8_PASS;
+        size_t pass = PD_PACKED_SX / nb < Q40X8_PASS ? PD_PACKED_SX / nb : Q40X8_PASS;
         size_t end = r1 < whole ? r1 : whole;
         for (size_t t0 = 0; t0 < g->n_tok; t0 += pass) {
             size_t nt = g->n_tok - t0 < pass ? g->n_tok - t0 : pass;

@@ -485,12 +485,12 @@ static bool is_k_quant(enum pd_dtype t)
 
 /* The AVX-512 level's packed products of the 32-element types repeat the portable dot's
  * float steps per block (quant_avx512.c, q_0_term): bit-identical in the rows of whole
- * 16-row blocks (the rows past them run in tiles, as do rows of more than 16384 blocks,
- * which the pack leaves as they are). */
+ * 16-row blocks (the rows past them run in tiles, as do rows of more than PD_PACKED_SX
+ * blocks, which the pack leaves as they are). */
 static bool packed_identical(const struct pd_simd_ops *ops, enum pd_dtype t, size_t r,
                              size_t rows, size_t n)
 {
-    return ops->level == PD_SIMD_AVX512 && r < rows / 16 * 16 && n / 32 <= 16384 &&
+    return ops->level == PD_SIMD_AVX512 && r < rows / 16 * 16 && n / 32 <= PD_PACKED_SX &&
            (t == PD_DTYPE_Q8_0 || t == PD_DTYPE_Q4_0 || t == PD_DTYPE_Q5_0 ||
             t == PD_DTYPE_Q4_1 || t == PD_DTYPE_Q5_1);
 }
@@ -741,9 +741,10 @@ static void test_gemm(void **state)
             /* rows longer than one pass of the packed q4_0 kernel (256 blocks) */
             check_gemm(ops, t, 17, 3, bs == 1 ? 8200 : 33 * 256, 0, 17, false);
             /* and longer than the packed 32-element products' activation sums hold
-             * (16384 blocks): left in the file's layout by the pack, for the tiles */
+             * (PD_PACKED_SX blocks): left in the file's layout by the pack, for the
+             * tiles */
             if (bs == 32) {
-                check_gemm(ops, t, 17, 2, 16385 * 32, 0, 17, false);
+                check_gemm(ops, t, 17, 2, (PD_PACKED_SX + 1) * 32, 0, 17, false);
             }
             /* batches as prefill makes them (q4_K in lanes keeps sums for 64 tokens at
              * a time) */

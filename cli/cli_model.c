@@ -287,11 +287,12 @@ int pd_cli_info(int argc, char **argv)
         }
         pd_buf_printf(&b, "},\"tokenizer\":{\"model\":\"%s\",\"pre\":\"%s\",\"bos\":%d,"
                           "\"eos\":%d,\"add_bos\":%s},\"chat_template\":{\"family\":\"%s\","
-                          "\"in_file\":%s},\"cpu_kernels\":\"%s\"",
+                          "\"in_file\":%s},\"cpu_kernels\":\"%s\",\"cpu_prefetch\":\"%s\"",
                       pd_tok_model_name(pd_tok_model(l.lm.tok)), pd_tok_pre_name(pd_tok_pre(l.lm.tok)),
                       pd_tok_bos(l.lm.tok), pd_tok_eos(l.lm.tok),
                       pd_tok_add_bos(l.lm.tok) ? "true" : "false", tmpl,
-                      has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()));
+                      has_tmpl ? "true" : "false", pd_cpu_simd_name(pd_cpu_simd_level()),
+                      pd_cpu_prefetch_l2() ? "l2" : "l1");
         pd_buf_printf(&b, ",\"cpu_packed\":[");
         first = true;
         for (int t = 0; t < PD_DTYPE_COUNT; t++) {
@@ -352,6 +353,9 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_add_bos(l.lm.tok) ? ", adds bos" : "");
         pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|avx512vnni|auto)\n",
                       pd_cpu_simd_name(pd_cpu_simd_level()));
+        pd_buf_printf(&b, "cpu prefetch  %s: large matrices' decode streams into the %s-level "
+                          "cache (PONDER_PREFETCH=l1|l2)\n",
+                      pd_cpu_prefetch_l2() ? "l2" : "l1", pd_cpu_prefetch_l2() ? "second" : "first");
         bool packs = false;
         for (int t = 0; t < PD_DTYPE_COUNT; t++) {
             if (hist[t] && pd_model_packs_type((enum pd_dtype)t)) {
@@ -1763,11 +1767,12 @@ int pd_cli_bench(int argc, char **argv)
             pd_buf_puts(&b, "{\"model\":");
             pd_json_str(&b, o.model, strlen(o.model));
             pd_buf_printf(&b,
-                          ",\"threads\":%d,\"cpu_kernels\":\"%s\",\"backend\":\"%s\","
-                          "\"kv_type\":\"%s\","
+                          ",\"threads\":%d,\"cpu_kernels\":\"%s\",\"cpu_prefetch\":\"%s\","
+                          "\"backend\":\"%s\",\"kv_type\":\"%s\","
                           "\"n_prompt\":%lld,\"n_gen\":%lld,\"repeats\":%lld,"
                           "\"prefill_tok_s\":%.2f,\"decode_tok_s\":{",
                           pd_pool_threads(l.ctx->pool), pd_cpu_simd_name(pd_cpu_simd_level()),
+                          pd_cpu_prefetch_l2() ? "l2" : "l1",
                           l.ctx->backend ? "cuda" : "cpu", pd_kv_type_name(o.kv_type), n_prompt,
                           n_gen, reps, best_pp[0]);
             for (int li = 0; li < n_levels; li++) {

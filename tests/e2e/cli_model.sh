@@ -73,6 +73,15 @@ else
 fi
 check "info: PONDER_SIMD=scalar packs nothing" grep -q '"cpu_packed":\[\]' \
     <(PONDER_SIMD=scalar "$ponder" info -m "$tmp/llama.gguf" --json 2>&1)
+# --- the decode fetch level: PONDER_PREFETCH chooses it, a bad value is named and ignored
+check "info: PONDER_PREFETCH=l1" grep -q '"cpu_prefetch":"l1"' \
+    <(PONDER_PREFETCH=l1 "$ponder" info -m "$tmp/llama.gguf" --json 2>/dev/null)
+check "info: PONDER_PREFETCH=L2" grep -q '"cpu_prefetch":"l2"' \
+    <(PONDER_PREFETCH=L2 "$ponder" info -m "$tmp/llama.gguf" --json 2>/dev/null)
+check "info: PONDER_PREFETCH=l1 in the text" grep -q '^cpu prefetch  l1: ' \
+    <(PONDER_PREFETCH=l1 "$ponder" info -m "$tmp/llama.gguf" 2>/dev/null)
+check "info: a bad PONDER_PREFETCH is named" grep -q 'PONDER_PREFETCH=l3: expected l1 or l2' \
+    <(PONDER_PREFETCH=l3 "$ponder" info -m "$tmp/llama.gguf" --json 2>&1 >/dev/null)
 PONDER_PACK=0 "$ponder" info -m "$tmp/q4k.gguf" --json >"$tmp/info" 2>&1
 check "info: PONDER_PACK=0 packs nothing" grep -q '"cpu_packed":\[\]' "$tmp/info"
 "$ponder" generate -m "$tmp/q4k.gguf" -p "the time" -n 24 -t 2 --no-record --json \

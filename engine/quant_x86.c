@@ -1340,12 +1340,16 @@ TILE8 void half_step8(const struct pd_gemm_args *g, const uint8_t *wrow, const u
  * the first level's fill buffers (1.95 GB f16 model, AVX2 decode, 2 threads: 9.3-9.7 tok/s
  * against 13.4 from the file's 8 row streams; to the second level 8 KiB ahead 13.4, 4 KiB
  * ahead 14.5-14.6; one thread on 8192 x 8192: 10.0, 14.9 and 15.2 GB/s, the file's layout
- * 17.5). */
+ * 17.5). Measured on an Intel CPU: elsewhere (pd_cpu_prefetch_l2 false, or
+ * PONDER_PREFETCH=l1) the stream is fetched into the first level PF_HALF8_L1 ahead, as
+ * before. */
 #define PF_HALF8 4096
+#define PF_HALF8_L1 8192
 TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool bf16,
                       const int RM, const int RN, const int L)
 {
     const bool P = L == HALF8_PACKED;
+    const bool l2 = P && RM == 8 && pd_cpu_prefetch_l2();
     __m256 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
@@ -1357,9 +1361,14 @@ TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool b
     size_t k = 0;
     for (; k + 8 <= g->n; k += 8) {
         if (RM == 8 && k % 32 == 0 && L != HALF8_WIDE) {
-            if (P) { /* 4 steps of the block's stream */
+            if (P && l2) { /* 4 steps of the block's stream */
                 for (int l = 0; l < 8; l++) {
                     _mm_prefetch((const char *)g->w + 16 * k + PF_HALF8 + 64 * l, _MM_HINT_T1);
+                }
+            } else if (P) {
+                for (int l = 0; l < 8; l++) {
+                    _mm_prefetch((const char *)g->w + 16 * k + PF_HALF8_L1 + 64 * l,
+                                 _MM_HINT_T0);
                 }
             } else {
                 prefetch_rows8(g, r0, 2 * k, 64);

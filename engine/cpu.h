@@ -46,7 +46,8 @@ enum pd_simd_level pd_cpu_simd_choose(const char *env, enum pd_simd_level best, 
 enum pd_simd_level pd_cpu_simd_level(void);
 
 /* Whether the packed decode products fetch a large matrix's stream ahead into the
- * second-level cache instead of the first (simd.h pd_pf_l2): yes on Intel CPUs, whose
+ * second-level cache instead of the first (simd.h pd_pf_l2; the AVX2 f16/bf16 product
+ * for every matrix, quant_x86.c half_tile8): yes on Intel CPUs, whose
  * first level keeps few misses in flight (0.55 GB q4_K decode +7-29%), no elsewhere (an
  * AMD EPYC decoded 5-10% slower that way). PONDER_PREFETCH=l1 or l2 in the environment
  * overrides it, for comparing the two (any other value is ignored with a warning).

@@ -353,9 +353,10 @@ int pd_cli_info(int argc, char **argv)
                       pd_tok_add_bos(l.lm.tok) ? ", adds bos" : "");
         pd_buf_printf(&b, "cpu kernels   %s (PONDER_SIMD=scalar|avx2|avx512vnni|auto)\n",
                       pd_cpu_simd_name(pd_cpu_simd_level()));
+        bool l2 = pd_cpu_prefetch_l2();
         pd_buf_printf(&b, "cpu prefetch  %s: large matrices' decode streams into the %s-level "
                           "cache (PONDER_PREFETCH=l1|l2)\n",
-                      pd_cpu_prefetch_l2() ? "l2" : "l1", pd_cpu_prefetch_l2() ? "second" : "first");
+                      l2 ? "l2" : "l1", l2 ? "second" : "first");
         bool packs = false;
         for (int t = 0; t < PD_DTYPE_COUNT; t++) {
             if (hist[t] && pd_model_packs_type((enum pd_dtype)t)) {

@@ -2,6 +2,7 @@
 #include "cpu.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -139,7 +140,9 @@ bool pd_cpu_prefetch_choose(const char *env, bool l2, bool *valid)
     return l2;
 }
 
-static bool prefetch_l2;
+/* -1 until decided, then 0 (l1) or 1 (l2): the decode products ask per weight block, so
+ * after the first call the answer is one load. */
+static _Atomic int prefetch_l2 = -1;
 static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;
 
 static void prefetch_choose_once(void)
@@ -152,15 +155,20 @@ static void prefetch_choose_once(void)
 #endif
     const char *env = getenv("PONDER_PREFETCH");
     bool valid;
-    prefetch_l2 = pd_cpu_prefetch_choose(env, intel, &valid);
+    bool l2 = pd_cpu_prefetch_choose(env, intel, &valid);
     if (!valid) {
         pd_log(PD_LOG_WARN, "PONDER_PREFETCH=%s: expected l1 or l2; using %s", env,
-               prefetch_l2 ? "l2" : "l1");
+               l2 ? "l2" : "l1");
     }
+    atomic_store_explicit(&prefetch_l2, l2, memory_order_release);
 }
 
 bool pd_cpu_prefetch_l2(void)
 {
-    pthread_once(&prefetch_once, prefetch_choose_once);
-    return prefetch_l2;
+    int v = atomic_load_explicit(&prefetch_l2, memory_order_acquire);
+    if (v < 0) {
+        pthread_once(&prefetch_once, prefetch_choose_once);
+        v = atomic_load_explicit(&prefetch_l2, memory_order_acquire);
+    }
+    return v == 1;
 }

@@ -1361,15 +1361,8 @@ TILE8 void half_tile8(const struct pd_gemm_args *g, size_t r0, size_t t0, bool b
     size_t k = 0;
     for (; k + 8 <= g->n; k += 8) {
         if (RM == 8 && k % 32 == 0 && L != HALF8_WIDE) {
-            if (P && l2) { /* 4 steps of the block's stream */
-                for (int l = 0; l < 8; l++) {
-                    _mm_prefetch((const char *)g->w + 16 * k + PF_HALF8 + 64 * l, _MM_HINT_T1);
-                }
-            } else if (P) {
-                for (int l = 0; l < 8; l++) {
-                    _mm_prefetch((const char *)g->w + 16 * k + PF_HALF8_L1 + 64 * l,
-                                 _MM_HINT_T0);
-                }
+            if (P) { /* 4 steps of the block's stream */
+                prefetch_block(g->w + 16 * k + (l2 ? PF_HALF8 : PF_HALF8_L1), 512, l2);
             } else {
                 prefetch_rows8(g, r0, 2 * k, 64);
             }

@@ -83,6 +83,12 @@ struct pd_gemm_args {
                         * by pack(w_rows rows); row ranges then need not be whole blocks */
 };
 
+/* The most blocks per row the packed products of the 32-element types (q8_0, q4_0, q5_0,
+ * q4_1, q5_1) take on either x86 level: their activation sums, one int32 per block and
+ * token, live on the stack (64 KiB). Longer rows stay in the file's layout, for the
+ * tiles. */
+#define PD_PACKED_SX 16384
+
 /* Whether a packed decode stream fetches ahead into the second-level cache instead of the
  * first: where the CPU gains from it (pd_cpu_prefetch_l2), for a matrix of PD_PF_L2_BYTES
  * or more, which does not stay in a core's near caches between tokens and comes from far
@@ -91,12 +97,6 @@ struct pd_gemm_args {
  * from the last-level cache, where fetching into the first level was 5-14% faster. Only
  * for decode-sized batches (PD_PF_L2_TOKENS): a prefill product waits on arithmetic, not
  * memory, and the AVX2 one ran 2-6% slower fetching into L2. */
-/* The most blocks per row the packed products of the 32-element types (q8_0, q4_0, q5_0,
- * q4_1, q5_1) take on either x86 level: their activation sums, one int32 per block and
- * token, live on the stack (64 KiB). Longer rows stay in the file's layout, for the
- * tiles. */
-#define PD_PACKED_SX 16384
-
 #define PD_PF_L2_BYTES ((size_t)1 << 20)
 #define PD_PF_L2_TOKENS 4
 static inline bool pd_pf_l2(const struct pd_gemm_args *g)

@@ -1509,8 +1509,10 @@ INLINE512 void q4k_lanes_header(const __m512i *h, struct q4k_lanes *L)
     for (int j = 0; j < 4; j++) {
         L->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), byte);
         L->sc[4 + j] = _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), byte);
-        L->m[j] = _mm512_and_si512(_mm512_srli_epi32(m_lo, 8 * j), byte);
-        L->m[4 + j] = _mm512_and_si512(_mm512_srli_epi32(m_hi, 8 * j), byte);
+        __m512i ml = _mm512_and_si512(_mm512_srli_epi32(m_lo, 8 * j), byte);
+        __m512i mh = _mm512_and_si512(_mm512_srli_epi32(m_hi, 8 * j), byte);
+        L->m[j] = _mm512_or_si512(ml, _mm512_slli_epi32(ml, 16));
+        L->m[4 + j] = _mm512_or_si512(mh, _mm512_slli_epi32(mh, 16));
     }
     L->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
     L->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hd, 16)));
@@ -1679,13 +1681,12 @@ INLINE512 void q4k_lanes_load_packed(const uint8_t *blk, struct q4k_lanes *L, co
 INLINE512 __m512 q4k_lanes_finish(const struct q4k_lanes *L, const uint8_t *y, __m512i isum,
                                   __m512 sum)
 {
-    int16_t bs[PD_QK_K / 16];
-    memcpy(bs, y + Q8_K_BSUMS, sizeof bs);
     __m512i msum = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
-        __m512i b = _mm512_set1_epi32((int32_t)bs[2 * j] + (int32_t)bs[2 * j + 1]);
-        msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(b, L->m[j]));
+        int32_t b2; /* bsums[2 j] and bsums[2 j + 1], the halves of sub-block j */
+        memcpy(&b2, y + Q8_K_BSUMS + 4 * j, 4);
+        msum = _mm512_dpwssd_epi32(msum, L->m[j], _mm512_set1_epi32(b2));
     }
     float dyf;
     memcpy(&dyf, y, 4);

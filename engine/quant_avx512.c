@@ -1464,7 +1464,8 @@ INLINE512 void prefetch_part(const uint8_t *p, size_t n, size_t part, size_t par
 /* One super-block of 16 weight rows laid out for rows-in-lanes products: lane r of
  * lo[w] holds the low nibbles of the 4 code bytes at qs + 4 w of row r (elements
  * 64 (w / 8) + 4 (w % 8) .. + 3 as unsigned bytes), hi[w] the high nibbles (the same
- * elements + 32); sc[j] and m[j] the 6-bit scale and min of sub-block j per row; d and
+ * elements + 32); sc[j] the 6-bit scale of sub-block j per row, m[j] its min in both
+ * 16-bit halves of the lane (a vpdpwssd operand: the min times a q8_K bsum pair); d and
  * dmin the rows' f16 scales as floats. */
 struct q4k_lanes {
     __m512i lo[32], hi[32];

@@ -1703,23 +1703,23 @@ INLINE512 __m512 q4k_lanes_finish(const struct q4k_lanes *L, const uint8_t *y, _
 INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const *y,
                                 __m512 *sum, const int RN)
 {
-    __m512i isum[2];
-#pragma GCC unroll 2
+    __m512i isum[4];
+#pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
         isum[t] = _mm512_setzero_si512();
     }
 #pragma GCC unroll 4
     for (int grp = 0; grp < 4; grp++) {
-        __m512i s1[2], s2[2];
-#pragma GCC unroll 2
+        __m512i s1[4], s2[4];
+#pragma GCC unroll 4
         for (int t = 0; t < RN; t++) {
             s1[t] = _mm512_setzero_si512();
             s2[t] = _mm512_setzero_si512();
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 2
         for (int k = 0; k < 8; k++) {
             __m512i lo = L->lo[8 * grp + k], hi = L->hi[8 * grp + k];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int t = 0; t < RN; t++) {
                 const uint8_t *q8 = y[t] + Q8_K_QS + 64 * grp + 4 * k;
                 int32_t xl, xh;
@@ -1729,14 +1729,14 @@ INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const 
                 s2[t] = _mm512_dpbusd_epi32(s2[t], hi, _mm512_set1_epi32(xh));
             }
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int t = 0; t < RN; t++) {
             isum[t] = _mm512_add_epi32(
                 isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s1[t], L->sc[2 * grp]),
                                           _mm512_mullo_epi32(s2[t], L->sc[2 * grp + 1])));
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
         sum[t] = q4k_lanes_finish(L, y[t], isum[t], sum[t]);
     }
@@ -1779,6 +1779,11 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
             }
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
             size_t t = 0;
+            for (; t + 4 <= nt; t += 4) {
+                const uint8_t *yq[4] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride,
+                                        xb + (t + 2) * g->x_stride, xb + (t + 3) * g->x_stride};
+                q4k_lanes_tokens(&L, yq, sum + t, 4);
+            }
             for (; t + 2 <= nt; t += 2) {
                 const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
                 q4k_lanes_tokens(&L, yq, sum + t, 2);

@@ -1697,9 +1697,10 @@ INLINE512 __m512 q4k_lanes_finish(const struct q4k_lanes *L, const uint8_t *y, _
     return _mm512_add_ps(sum, _mm512_sub_ps(a, c));
 }
 
-/* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
+/* The 16 rows' term of super-block L for RN (1, 2 or 4) tokens whose q8_K blocks are y[],
  * added to sum[]: exactly pd_q4_k_vec_dot's integers and float operations, one row per
- * lane; each code register serves both tokens. */
+ * lane; each code register serves all RN tokens. The steps of a sub-block are unrolled
+ * by 2, not 8: with 4 tokens the fully unrolled loop ran slower (bench-kernels). */
 INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const *y,
                                 __m512 *sum, const int RN)
 {
@@ -2075,39 +2076,39 @@ INLINE512 void q6k_lanes_load(const uint8_t *blk, struct q6k_lanes *L)
     L->d = q6k_d(blk);
 }
 
-/* The 16 rows' term of super-block L for RN (1 or 2) tokens whose q8_K blocks are y[],
+/* The 16 rows' term of super-block L for RN (1, 2 or 4) tokens whose q8_K blocks are y[],
  * added to sum[]: pd_q6_k_vec_dot's integers and float operations, one row per lane (each
- * code register serves both tokens). */
+ * code register serves all RN tokens; sub-blocks unrolled by 2, as q4k_lanes_tokens). */
 INLINE512 void q6k_lanes_tokens(const struct q6k_lanes *L, const uint8_t *const *y,
                                 __m512 *sum, const int RN)
 {
-    __m512i isum[2];
-#pragma GCC unroll 2
+    __m512i isum[4];
+#pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
         isum[t] = _mm512_setzero_si512();
     }
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) {
-        __m512i s[2];
 #pragma GCC unroll 2
+    for (int j = 0; j < 16; j++) {
+        __m512i s[4];
+#pragma GCC unroll 4
         for (int t = 0; t < RN; t++) {
             s[t] = _mm512_setzero_si512();
         }
 #pragma GCC unroll 4
         for (int u = 0; u < 4; u++) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int t = 0; t < RN; t++) {
                 int32_t x;
                 memcpy(&x, y[t] + Q8_K_QS + 16 * j + 4 * u, 4);
                 s[t] = _mm512_dpbusd_epi32(s[t], L->c[4 * j + u], _mm512_set1_epi32(x));
             }
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int t = 0; t < RN; t++) {
             isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], L->h.sc[j]));
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int t = 0; t < RN; t++) {
         sum[t] = q6k_finish(&L->h, L->d, y[t], isum[t], sum[t]);
     }
@@ -2135,6 +2136,11 @@ INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y
             q6k_lanes_load(b, &L);
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
             size_t t = 0;
+            for (; t + 4 <= nt; t += 4) {
+                const uint8_t *yq[4] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride,
+                                        xb + (t + 2) * g->x_stride, xb + (t + 3) * g->x_stride};
+                q6k_lanes_tokens(&L, yq, sum + t, 4);
+            }
             for (; t + 2 <= nt; t += 2) {
                 const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
                 q6k_lanes_tokens(&L, yq, sum + t, 2);

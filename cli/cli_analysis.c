@@ -2352,10 +2352,11 @@ int pd_cli_score_in(int argc, char **argv)
         fprintf(stderr, "score: nothing to score\n");
     }
     if (n_scored > 0) {
-        fprintf(stderr, "score: %zu session%s, %llu tokens in %.2f s: %.1f tokens/s "
-                        "(%lld job%s%s%s), %llu retries, %zu failed\n",
+        fprintf(stderr, "score: %zu session%s, %llu tokens in %.2f s: %.1f tokens/s, %.3g "
+                        "sessions/s (%lld job%s%s%s), %llu retries, %zu failed\n",
                 n_scored, n_scored == 1 ? "" : "s", (unsigned long long)n_tokens, secs,
-                secs > 0 ? (double)n_tokens / secs : 0.0, jobs, jobs == 1 ? "" : "s",
+                secs > 0 ? (double)n_tokens / secs : 0.0,
+                secs > 0 ? (double)n_scored / secs : 0.0, jobs, jobs == 1 ? "" : "s",
                 o.mo.eng.url ? ", engine " : "", o.mo.eng.url ? o.mo.eng.url : "",
                 (unsigned long long)retries, n_failed);
     }

@@ -158,7 +158,7 @@ done
     >"$tmp/b.rem" 2>"$tmp/b.rem.err"
 check "score --all --jobs 4: every session, metrics equal in process" \
     same "$tmp/b.loc" "$tmp/b.rem" --sort session
-check "score --jobs: summary in tokens/s" grep -q "tokens/s (4 jobs" "$tmp/b.rem.err"
+check "score --jobs: summary in tokens/s" grep -q "tokens/s, [0-9.e+-]* sessions/s (4 jobs" "$tmp/b.rem.err"
 check "score --jobs: 429s were retried" \
     grep -Eq "[1-9][0-9]* retries" "$tmp/b.rem.err"
 "$ponder" score -m "$M" --all --db "$tmp/rem.db" --engine "$engine" --jobs 4 \

@@ -5,7 +5,11 @@
 # database, scores them all with `ponder score --all` (summaries, top-5, segmentation,
 # metrics, SQLite writes) and, in the same run, measures `ponder bench -p 512` (capture
 # off and summary). Prints tokens/s and traces/s of the scoring, the pp512 figures and
-# the ratio. Environment: THREADS (default 2), PONDER (default build/ponder), KEEP=DIR
+# the ratio. MATCHED=1 also measures `ponder bench -p L` (summary capture) at the token
+# counts L of up to 16 of the scored traces (evenly spread over the output) and prints the
+# prefill rate at those traces' own lengths, which attention over their long contexts
+# lowers below pp512, and scoring's rate on the same traces against it (the pipeline's
+# own cost). Environment: THREADS (default 2), PONDER (default build/ponder), KEEP=DIR
 # keeps the traces and the database there.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 MODEL [N]" >&2; exit 2; }
@@ -74,3 +78,19 @@ awk -v tok="$tokens" -v nt="$scored" -v t0="$t0" -v t1="$t1" \
         off, sum
     printf "ratio        scoring / pp512 summary %.2f, / pp512 off %.2f\n", tok / s / sum, tok / s / off
 }'
+if [ "${MATCHED:-0}" = 1 ]; then
+    # every trace when there are 16 or fewer, else every step-th (the sample stands for all)
+    step=$(( (scored + 15) / 16 ))
+    jq -r '.tokens // 0' "$dir/score.jsonl" | awk -v s="$step" 'NR % s == 1 || s == 1' |
+        while read -r len; do
+            [ "$len" -gt 0 ] || continue
+            r=$("$ponder" bench -m "$model" -t "$threads" -p "$len" -n 1 -r 1 -c 8192 \
+                --capture summary --json | jq .prefill_tok_s)
+            echo "$len $r"
+        done >"$dir/matched.txt"
+    awk -v tok="$tokens" -v t0="$t0" -v t1="$t1" '{ n += $1; t += $1 / $2 } END {
+        if (n == 0) exit
+        printf "matched      prefill at %d sampled traces\047 own lengths (%d tokens): %.0f tok/s; " \
+            "scoring / that %.2f\n", NR, n, n / t, tok / (t1 - t0) / (n / t)
+    }' "$dir/matched.txt"
+fi

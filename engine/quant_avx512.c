@@ -1743,6 +1743,26 @@ INLINE512 void q4k_lanes_tokens(const struct q4k_lanes *L, const uint8_t *const 
     }
 }
 
+/* TOKENS(L, y, sum, RN) over the nt tokens whose q8_K blocks start at xb, stride bytes
+ * apart: 4 at a time, then 2, then 1 (the rows-in-lanes kernels' passes). */
+#define LANES_TOKENS(TOKENS, L, xb, stride, nt, sum)                                      \
+    do {                                                                                 \
+        size_t t_ = 0;                                                                   \
+        for (; t_ + 4 <= (nt); t_ += 4) {                                                \
+            const uint8_t *y_[4] = {(xb) + t_ * (stride), (xb) + (t_ + 1) * (stride),    \
+                                    (xb) + (t_ + 2) * (stride), (xb) + (t_ + 3) * (stride)}; \
+            TOKENS(L, y_, (sum) + t_, 4);                                                \
+        }                                                                                \
+        for (; t_ + 2 <= (nt); t_ += 2) {                                                \
+            const uint8_t *y_[2] = {(xb) + t_ * (stride), (xb) + (t_ + 1) * (stride)};   \
+            TOKENS(L, y_, (sum) + t_, 2);                                                \
+        }                                                                                \
+        if (t_ < (nt)) {                                                                 \
+            const uint8_t *y_[1] = {(xb) + t_ * (stride)};                               \
+            TOKENS(L, y_, (sum) + t_, 1);                                                \
+        }                                                                                \
+    } while (0)
+
 /* Rows [r0, r0 + 16) for every token, written to y[t * y_stride + r - r0]: super-block
  * by super-block, each laid out once for up to Q4K_LANES_TOK tokens, so one instruction
  * multiplies 4 codes of each of the 16 rows (vpdpbusd with the token's 4 activation bytes
@@ -1779,20 +1799,7 @@ INLINE512 void q4k_lanes_block(const struct pd_gemm_args *g, size_t r0, size_t r
                 q4k_lanes_load(g, r0, i, &L);
             }
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
-            size_t t = 0;
-            for (; t + 4 <= nt; t += 4) {
-                const uint8_t *yq[4] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride,
-                                        xb + (t + 2) * g->x_stride, xb + (t + 3) * g->x_stride};
-                q4k_lanes_tokens(&L, yq, sum + t, 4);
-            }
-            for (; t + 2 <= nt; t += 2) {
-                const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
-                q4k_lanes_tokens(&L, yq, sum + t, 2);
-            }
-            if (t < nt) {
-                const uint8_t *yq[1] = {xb + t * g->x_stride};
-                q4k_lanes_tokens(&L, yq, sum + t, 1);
-            }
+            LANES_TOKENS(q4k_lanes_tokens, &L, xb, g->x_stride, nt, sum);
         }
         for (size_t t = 0; t < nt; t++) {
             _mm512_storeu_ps(y + (t0 + t) * y_stride, sum[t]);
@@ -1815,6 +1822,11 @@ static AVX512_FN void q4k_lanes_rows(const struct pd_gemm_args *g, size_t r0, si
  * of 4; not stopping at the matrix's end gained 1-9% in 8 alternating runs. */
 #define Q4K_PF_AHEAD 2
 #define Q4K_PF_FAR 4
+/* How far ahead a packed K-quant decode stream of `bytes` per super-block fetches. */
+INLINE512 uintptr_t kq_pf_ahead(bool l2, size_t bytes)
+{
+    return (l2 ? Q4K_PF_FAR : Q4K_PF_AHEAD) * (uintptr_t)bytes;
+}
 INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y, const bool five)
 {
     const int bytes = KQ45_PACKED(five), at = KQ45_CODES_AT(five);
@@ -1822,7 +1834,7 @@ INLINE512 void q4k_packed_one(const struct pd_gemm_args *g, size_t r0, float *y,
     size_t nsb = g->n / PD_QK_K;
     const uint8_t *blk = g->w + r0 * g->w_stride;
     const bool l2 = pd_pf_l2(g);
-    const uintptr_t ahead = (l2 ? Q4K_PF_FAR : Q4K_PF_AHEAD) * (uintptr_t)bytes;
+    const uintptr_t ahead = kq_pf_ahead(l2, (size_t)bytes);
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * (size_t)bytes;
         prefetch_packed((uintptr_t)b + ahead, bytes, l2);
@@ -2135,26 +2147,15 @@ INLINE512 void q6k_lanes_block(const struct pd_gemm_args *g, size_t r0, float *y
             }
             q6k_lanes_load(b, &L);
             const uint8_t *xb = g->x + t0 * g->x_stride + i * Q8_K_BYTES;
-            size_t t = 0;
-            for (; t + 4 <= nt; t += 4) {
-                const uint8_t *yq[4] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride,
-                                        xb + (t + 2) * g->x_stride, xb + (t + 3) * g->x_stride};
-                q6k_lanes_tokens(&L, yq, sum + t, 4);
-            }
-            for (; t + 2 <= nt; t += 2) {
-                const uint8_t *yq[2] = {xb + t * g->x_stride, xb + (t + 1) * g->x_stride};
-                q6k_lanes_tokens(&L, yq, sum + t, 2);
-            }
-            if (t < nt) {
-                const uint8_t *yq[1] = {xb + t * g->x_stride};
-                q6k_lanes_tokens(&L, yq, sum + t, 1);
-            }
+            LANES_TOKENS(q6k_lanes_tokens, &L, xb, g->x_stride, nt, sum);
         }
         for (size_t t = 0; t < nt; t++) {
             _mm512_storeu_ps(y + (t0 + t) * y_stride, sum[t]);
         }
     }
 }
+
+#undef LANES_TOKENS
 
 /* Tokens [t0, t0 + RN) (RN <= 4; decode, small batches): the codes built in registers
  * as the packed stream is read, each serving the RN tokens (q6k_lanes_tokens' integers and
@@ -2173,7 +2174,7 @@ INLINE512 void q6k_packed_few(const struct pd_gemm_args *g, size_t r0, size_t t0
     size_t nsb = g->n / PD_QK_K;
     const uint8_t *blk = g->w + r0 * g->w_stride;
     const bool l2 = pd_pf_l2(g);
-    const uintptr_t ahead = (l2 ? Q4K_PF_FAR : Q4K_PF_AHEAD) * (uintptr_t)Q6K_PACKED;
+    const uintptr_t ahead = kq_pf_ahead(l2, Q6K_PACKED);
     for (size_t i = 0; i < nsb; i++) {
         const uint8_t *b = blk + i * Q6K_PACKED;
         if (t0 == 0) {
